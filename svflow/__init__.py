@@ -1,0 +1,42 @@
+"""svflow: singular-value flows of deep linear networks and deep UFMs.
+
+Importing svflow switches JAX to float64 (the reduced ODE runs over eight
+decades of time); set the environment variable ``SVFLOW_NO_X64=1`` before
+import to opt out.
+"""
+
+import os as _os
+
+import jax as _jax
+
+if _os.environ.get("SVFLOW_NO_X64", "0") != "1":
+    _jax.config.update("jax_enable_x64", True)
+
+from importlib.metadata import PackageNotFoundError as _PNF
+from importlib.metadata import version as _version
+
+try:
+    __version__ = _version("svflow")
+except _PNF:  # running from a source tree without installation
+    __version__ = "0+unknown"
+
+from ._dataset import build_dataset as build_dataset
+from ._dataset import load as load
+from ._dataset import save as save
+from ._integrate import IntegrationError as IntegrationError
+from ._integrate import log_times as log_times
+from ._simulate import simulate as simulate
+from ._start import Start as Start
+from ._start import spectral_init as spectral_init
+from ._walsh import hadamard as hadamard
+from ._walsh import margins as margins
+from ._walsh import softmax_eigenvalues as softmax_eigenvalues
+from ._walsh import walsh_transform as walsh_transform
+
+# --- full-parameter engine (issue 3)
+
+# --- basins, outcomes, codes (issue 4)
+
+# --- explicit low-rank bias (issue 5)
+
+# --- sweeps (issue 7)

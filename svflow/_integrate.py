@@ -1,0 +1,150 @@
+r"""diffrax set-up shared by every reduced run and batch.
+
+Gradient flow under cross-entropy moves on a logarithmic clock (margins grow
+like $\log t$), so svflow integrates in log-time $\tau = \log(1 + t)$:
+
+$$\frac{dy}{d\tau} = (1 + t)\, f(t, y), \qquad t = e^\tau - 1.$$
+
+Early on $\tau \approx t$; late, steps in $\tau$ are uniform, so the adaptive
+controller takes large steps in $t$ without special tuning, and diffrax's
+progress meter (linear in its own time variable) advances in $\log t$.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["SolverConfig", "log_times", "solve", "check_solution", "IntegrationError"]
+
+
+class IntegrationError(RuntimeError):
+    """The ODE integration failed; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Solver settings (recorded in dataset attrs)."""
+
+    solver: str = "tsit5"
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    max_steps: int = 200_000
+
+    def __post_init__(self):
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver must be one of {sorted(_SOLVERS)}; got {self.solver!r}.")
+        if not (self.rtol > 0 and self.atol > 0):
+            raise ValueError(f"rtol and atol must be positive; got {self.rtol}, {self.atol}.")
+        if int(self.max_steps) < 1:
+            raise ValueError(f"max_steps must be a positive integer; got {self.max_steps}.")
+
+    def as_attrs(self) -> dict:
+        return {"solver": self.solver, "rtol": self.rtol, "atol": self.atol,
+                "max_steps": int(self.max_steps), "time_variable": "tau = log(1 + t)"}
+
+
+_SOLVERS = {
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+    "kvaerno5": diffrax.Kvaerno5,
+}
+
+
+def log_times(t_end: float, num: int = 161, t_first: float | None = None) -> np.ndarray:
+    """Save grid: 0 followed by ``num - 1`` log-spaced times up to ``t_end``.
+
+    ``t_first`` defaults to min(0.1, t_end / 1e3).
+    """
+    if not np.isfinite(t_end) or t_end <= 0:
+        raise ValueError(f"t_end must be a positive finite time; got {t_end!r}.")
+    if num < 2:
+        raise ValueError(f"num must be >= 2 save times; got {num}.")
+    if t_first is None:
+        t_first = min(0.1, t_end / 1e3)
+    return np.concatenate([[0.0], np.logspace(np.log10(t_first), np.log10(t_end), num - 1)])
+
+
+def check_times(times) -> np.ndarray:
+    ts = np.asarray(times, dtype=float)
+    if ts.ndim != 1 or ts.size < 1:
+        raise ValueError(f"times must be a 1-D array of save times; got shape {ts.shape}.")
+    if not np.all(np.isfinite(ts)) or ts[0] < 0 or np.any(np.diff(ts) <= 0):
+        raise ValueError("times must be finite, >= 0 and strictly increasing (gradient-flow time).")
+    return ts
+
+
+@eqx.filter_jit
+def solve(
+    field: Callable,
+    y0,
+    ts: jax.Array,
+    args,
+    config: SolverConfig,
+    progress: bool = False,
+):
+    r"""Integrate $dy/dt = $ ``field(t, y, args)`` from t = 0, saving at ``ts``.
+
+    Runs in $\tau = \log(1+t)$. Returns ``(ys, result, num_steps)`` and never
+    throws inside the trace: check with :func:`check_solution`. Jit- and
+    vmap-compatible (over ``y0`` and ``args``).
+    """
+
+    def log_field(tau, y, args):
+        scale = jnp.exp(tau)  # 1 + t
+        return jax.tree.map(lambda d: scale * d, field(jnp.expm1(tau), y, args))
+
+    taus = jnp.log1p(ts)
+    meter = diffrax.TqdmProgressMeter(refresh_steps=50) if progress else diffrax.NoProgressMeter()
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(log_field),
+        _SOLVERS[config.solver](),
+        t0=0.0,
+        t1=taus[-1],
+        dt0=None,
+        y0=y0,
+        args=args,
+        saveat=diffrax.SaveAt(ts=taus),
+        stepsize_controller=diffrax.PIDController(rtol=config.rtol, atol=config.atol),
+        max_steps=config.max_steps,
+        throw=False,
+        progress_meter=meter,
+    )
+    return sol.ys, sol.result, sol.stats["num_steps"]
+
+
+def check_solution(ys, result, num_steps, config: SolverConfig, t_end: float) -> None:
+    """Raise :class:`IntegrationError` with advice if a solve failed or went non-finite.
+
+    Works on single and vmapped solves (``result`` may be batched).
+    """
+    ok = np.asarray(result == diffrax.RESULTS.successful)
+    maxed = np.asarray(result == diffrax.RESULTS.max_steps_reached)
+    if np.any(maxed):
+        raise IntegrationError(
+            f"the integration to t = {t_end:g} used all max_steps = {config.max_steps} "
+            f"steps ({int(maxed.sum())} of {maxed.size} trajectories). Pass a larger "
+            f"max_steps, loosen rtol/atol (now {config.rtol:g}/{config.atol:g}), or a "
+            "shorter t_end."
+        )
+    if not np.all(ok):
+        raise IntegrationError(
+            f"the integration to t = {t_end:g} failed for {int((~ok).sum())} of {ok.size} "
+            f"trajectories after up to {int(np.max(np.asarray(num_steps)))} steps: the "
+            "step size collapsed, which usually means the state blew up or became "
+            "non-finite. Use float64 (jax.config.update('jax_enable_x64', True)), a "
+            "smaller init scale, or tighter rtol/atol."
+        )
+    for x in jax.tree.leaves(ys):
+        if not np.all(np.isfinite(np.asarray(x))):
+            raise IntegrationError(
+                f"the integration to t = {t_end:g} produced non-finite values (NaN/inf). "
+                "Use float64, a smaller init scale or weight decay, or tighter rtol/atol."
+            )

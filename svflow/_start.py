@@ -1,0 +1,135 @@
+r"""Starts for the reduced ODE: factor singular values s(0) in the Walsh frame.
+
+A start is an (N, K) array $s_{l,i}(0)$ (N = depth + 1 factors, K classes),
+signed, with $\lambda_i(0) = \prod_l s_{l,i}(0)$. A *balanced* start has
+$|s_{l,i}|$ equal across $l$ (sign carried by the last factor); it is fully
+described by $\lambda(0)$ and can use the $\lambda$-only fast path.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from ._walsh import check_classes
+
+__all__ = ["Start", "spectral_init", "balanced_factors", "as_start", "check_depth"]
+
+
+def check_depth(depth: int) -> int:
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise ValueError(
+            f"depth L is the number of weight matrices and must be an integer >= 1 "
+            f"(depth 1 = features H and one classifier W_1: N = 2 factors); got {depth!r}."
+        )
+    return int(depth)
+
+
+def balanced_factors(lam: Float[ArrayLike, " K"], factors: int) -> Float[Array, "N K"]:
+    r"""Balanced factorisation: $|s_{l,i}| = |\lambda_i|^{1/N}$, sign on the last factor."""
+    lam = jnp.asarray(lam)
+    mag = jnp.abs(lam) ** (1.0 / factors)
+    s = jnp.broadcast_to(mag, (factors,) + lam.shape)
+    return s.at[-1].multiply(jnp.where(lam < 0, -1.0, 1.0))
+
+
+class Start(eqx.Module):
+    r"""Initial factor singular values $s(0)$, shape (N, K), in the Walsh frame.
+
+    Attributes:
+        s0: signed factor singular values, shape (N, K).
+        balanced: True when $|s_{l,i}|$ is equal across factors, so the reduced
+            ODE may evolve $\lambda$ alone.
+        description: human-readable provenance (stored in dataset attrs).
+    """
+
+    s0: Float[Array, "N K"]
+    balanced: bool = eqx.field(static=True, default=False)
+    description: str = eqx.field(static=True, default="user s(0)")
+
+    def __check_init__(self):
+        if self.s0.ndim != 2:
+            raise ValueError(f"s0 must have shape (N, K); got shape {self.s0.shape}.")
+
+    @property
+    def lam0(self) -> Float[Array, " K"]:
+        return jnp.prod(self.s0, axis=0)
+
+    @property
+    def factors(self) -> int:
+        return self.s0.shape[0]
+
+    @property
+    def classes(self) -> int:
+        return self.s0.shape[1]
+
+
+def spectral_init(
+    classes: int,
+    depth: int,
+    scale: float = 1e-2,
+    spread: float = 0.5,
+    seed: int = 0,
+    *,
+    loss: str = "ce",
+) -> Start:
+    r"""Balanced Hadamard start with $\lambda_i(0) = \varepsilon u_i$, $u_i \sim U[1-\delta, 1+\delta]$.
+
+    Args:
+        classes: K = 2^m.
+        depth: L >= 1 weight matrices (N = L + 1 factors).
+        scale: $\varepsilon > 0$, the initial size of the logit eigenvalues.
+        spread: $\delta \in [0, 1)$; MODEL.md's example is $u \in [0.5, 1.5]$, i.e. 0.5.
+        seed: integer seed of numpy's default generator.
+        loss: under cross-entropy mode 0 never moves and is set to 0; under the
+            squared loss it is drawn like the others.
+    """
+    check_classes(classes)
+    check_depth(depth)
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive finite number; got {scale!r}.")
+    if not (0 <= spread < 1):
+        raise ValueError(f"spread must lie in [0, 1) so that every lambda_i(0) > 0; got {spread!r}.")
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(1 - spread, 1 + spread, size=classes)
+    lam = scale * u
+    if loss == "ce":
+        lam[0] = 0.0
+    desc = f"spectral_init(scale={scale!r}, spread={spread!r}, seed={seed!r})"
+    return Start(balanced_factors(jnp.asarray(lam), depth + 1), balanced=True, description=desc)
+
+
+def as_start(init, classes: int, depth: int, loss: str) -> Start:
+    """Turn a user's ``init`` (lambda(0), s(0) or a ``Start``) into a ``Start``."""
+    N = depth + 1
+    if isinstance(init, Start):
+        start = init
+        if start.s0.shape != (N, classes):
+            raise ValueError(
+                f"init has shape {start.s0.shape} but classes={classes}, depth={depth} "
+                f"need s(0) of shape (N, K) = ({N}, {classes})."
+            )
+    else:
+        try:
+            arr = np.asarray(init, dtype=float)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"init must be an array of numbers or a Start; got {init!r}.") from e
+        if arr.shape == (classes,):
+            lam = arr.copy()
+            if loss == "ce":
+                lam[0] = 0.0  # mode 0 shifts every logit equally: no effect on CE
+            start = Start(balanced_factors(jnp.asarray(lam), N), balanced=True,
+                          description="user lambda(0), balanced")
+        elif arr.shape == (N, classes):
+            start = Start(jnp.asarray(arr), balanced=False, description="user s(0)")
+        else:
+            raise ValueError(
+                f"init must be lambda(0) of shape (K,) = ({classes},) or s(0) of shape "
+                f"(N, K) = ({N}, {classes}) for classes={classes}, depth={depth} "
+                f"(N = depth + 1 factors); got shape {arr.shape}."
+            )
+    if not np.all(np.isfinite(np.asarray(start.s0))):
+        raise ValueError("init contains non-finite values (NaN or inf); pass finite numbers.")
+    return start

@@ -1,0 +1,150 @@
+r"""Walsh-Hadamard bases and closed forms in the Walsh frame.
+
+Conventions (MODEL.md section 2): K = 2^m classes; Sylvester's Hadamard matrix
+$H_{ix} = (-1)^{\mathrm{popcount}(i \,\&\, x)}$ (symmetric, $H H = K I$, first row
+and column all ones); $U = H / \sqrt{K}$ is orthogonal. A logit matrix
+$Z = U \operatorname{diag}(\lambda) U^\top$ has $Z_{xy} = f(x \oplus y)$ with
+$f = H\lambda / K$.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+from jaxtyping import Array, ArrayLike, Float
+
+__all__ = [
+    "check_classes",
+    "hadamard",
+    "walsh_transform",
+    "margins",
+    "ce_loss",
+    "softmax_eigenvalues",
+    "one_minus_mu",
+]
+
+
+def check_classes(classes: int) -> int:
+    """Return m = log2(classes), or raise ``ValueError`` if K is not 2^m >= 2."""
+    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)):
+        raise ValueError(
+            f"classes must be an integer power of two (2, 4, 8, 16, ...); got "
+            f"{classes!r} of type {type(classes).__name__}."
+        )
+    classes = int(classes)
+    if classes < 2 or classes & (classes - 1):
+        lo = 2 ** max(1, math.floor(math.log2(max(classes, 1))))
+        raise ValueError(
+            f"classes must be a power of two >= 2 for a Walsh-Hadamard start "
+            f"(allowed: 2, 4, 8, 16, 32, ...); got K = {classes}. "
+            f"The nearest allowed values are {lo} and {2 * lo}."
+        )
+    return classes.bit_length() - 1
+
+
+def hadamard(classes: int, dtype=None) -> Float[Array, "K K"]:
+    r"""Sylvester's Hadamard matrix $H_{ix} = (-1)^{\mathrm{popcount}(i \& x)}$.
+
+    Entries are $\pm 1$ (not normalised): $H H = K I$.
+    """
+    check_classes(classes)
+    idx = np.arange(classes)
+    bits = np.bitwise_count(idx[:, None] & idx[None, :]).astype(np.int64)
+    return jnp.asarray(1 - 2 * (bits % 2), dtype=dtype or jnp.result_type(float))
+
+
+def _fwht(x: Array) -> Array:
+    """Fast transform along the last axis: O(K log K) butterflies."""
+    K = x.shape[-1]
+    m = K.bit_length() - 1
+    batch = x.shape[:-1]
+    y = x.reshape(batch + (2,) * m)
+    nb = len(batch)
+    for ax in range(nb, nb + m):
+        a = jnp.take(y, 0, axis=ax)
+        b = jnp.take(y, 1, axis=ax)
+        y = jnp.stack([a + b, a - b], axis=ax)
+    return y.reshape(x.shape)
+
+
+def walsh_transform(
+    x: Float[ArrayLike, "... K"], *, method: str = "auto"
+) -> Float[Array, "... K"]:
+    r"""Unnormalised Walsh-Hadamard transform along the last axis: $y = H x$.
+
+    Args:
+        x: array whose last axis has length K = 2^m.
+        method: ``"fast"`` (butterflies, $O(K \log K)$), ``"dense"`` (matrix
+            product, $O(K^2)$) or ``"auto"`` (dense for K <= 32, where one small
+            matmul beats m separate passes on CPU, fast otherwise).
+
+    Jit-, vmap- and grad-compatible. Applying it twice gives ``K * x``.
+    """
+    x = jnp.asarray(x)
+    if x.ndim == 0:
+        raise ValueError("walsh_transform needs an array with a last axis of length K = 2^m.")
+    K = x.shape[-1]
+    check_classes(K)
+    if method == "auto":
+        method = "dense" if K <= 32 else "fast"
+    if method == "fast":
+        return _fwht(x)
+    if method == "dense":
+        return x @ hadamard(K, dtype=x.dtype)  # H is symmetric
+    raise ValueError(f"method must be 'fast', 'dense' or 'auto'; got {method!r}.")
+
+
+def margins(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
+    r"""Margins $m_k = f(0) - f(k)$ with $f = H\lambda/K$ (MODEL.md section 3).
+
+    $m_k$ is the margin of class $y$ over class $y \oplus k$ (the same for every
+    $y$); $m_k = (2/K)\sum_{j:\,\mathrm{popcount}(j\&k)\ \mathrm{odd}} \lambda_j$.
+    Entry 0 is 0 by definition.
+    """
+    lam = jnp.asarray(lam)
+    f = walsh_transform(lam, method=method) / lam.shape[-1]
+    return f[..., :1] - f
+
+
+def _off_probs(m: Array) -> tuple[Array, Array]:
+    """Return (g', log-normaliser): g'(k) = softmax prob of class offset k != 0.
+
+    g'(0) is set to 0; every term is computed as exp(-m_k)/(1 + sum exp(-m)),
+    without the cancellation of 1 - g(0).
+    """
+    K = m.shape[-1]
+    mask = jnp.arange(K) != 0
+    neg = jnp.where(mask, -m, -jnp.inf)
+    # log(1 + sum_{k != 0} exp(-m_k)), stable for margins of either sign
+    lse = jnp.logaddexp(0.0, logsumexp(neg, axis=-1))
+    gp = jnp.where(mask, jnp.exp(neg - lse[..., None]), 0.0)
+    return gp, lse
+
+
+def ce_loss(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "..."]:
+    r"""Mean cross-entropy of $Z = U\operatorname{diag}(\lambda)U^\top$ with n = 1:
+    $\log(1 + \sum_{k \ne 0} e^{-m_k})$ (accurate for tiny losses)."""
+    _, lse = _off_probs(margins(lam, method=method))
+    return lse
+
+
+def one_minus_mu(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
+    r"""$1 - \mu_j$ for the softmax eigenvalues $\mu = H g$, $g = \mathrm{softmax}(f)$.
+
+    Computed as $\sum_{x\ne 0} g(x) - (H g')_j$ with $g'$ the off-target
+    probabilities, which keeps full relative accuracy when the softmax saturates
+    ($1 - \mu \sim 1/t$ late in training). Entry 0 is exactly 0.
+    """
+    lam = jnp.asarray(lam)
+    gp, _ = _off_probs(margins(lam, method=method))
+    out = jnp.sum(gp, axis=-1, keepdims=True) - walsh_transform(gp, method=method)
+    return out.at[..., 0].set(0.0)
+
+
+def softmax_eigenvalues(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
+    r"""Eigenvalues $\mu = H\,\mathrm{softmax}(H\lambda/K)$ of the column softmax
+    of $Z = U\operatorname{diag}(\lambda)U^\top$ in the same frame ($\mu_0 = 1$)."""
+    return 1.0 - one_minus_mu(lam, method=method)

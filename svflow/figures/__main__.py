@@ -1,0 +1,60 @@
+"""``python -m svflow.figures [--quick] [--only NAME ...] [--out DIR] [--replot] [--list]``"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from .. import load, save  # noqa: E402
+from . import registry  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m svflow.figures", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes (minutes on 2 CPU cores)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="only these figures")
+    p.add_argument("--out", default="figures", help="output folder (default: figures/)")
+    p.add_argument("--replot", action="store_true", help="redraw from saved datasets, no dynamics")
+    p.add_argument("--list", action="store_true", help="list the registered figures and exit")
+    args = p.parse_args(argv)
+
+    figs = registry()
+    if args.list:
+        for name, f in figs.items():
+            print(f"{name:28s} {f.description}")
+        return 0
+    if args.only:
+        unknown = sorted(set(args.only) - set(figs))
+        if unknown:
+            p.error(f"unknown figure(s) {unknown}; registered: {sorted(figs)}")
+        figs = {k: figs[k] for k in args.only}
+    out = Path(args.out)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    bar = tqdm(figs.items(), desc="figures", unit="fig", file=sys.stderr)
+    for name, f in bar:
+        bar.set_postfix_str(name)
+        tic = time.perf_counter()
+        data = out / "data" / f"{name}.nc"
+        if args.replot:
+            ds = load(data)
+        else:
+            ds = f.compute(args.quick)
+            ds.attrs["figure_quick"] = bool(args.quick)
+            save(ds, data)
+        fig = f.plot(ds)
+        fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        tqdm.write(f"{name}: {time.perf_counter() - tic:.1f} s -> {out / (name + '.png')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
