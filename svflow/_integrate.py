@@ -21,7 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["SolverConfig", "log_times", "solve", "check_solution", "IntegrationError"]
+__all__ = [
+    "SolverConfig",
+    "log_times",
+    "solve",
+    "check_solution",
+    "check_field_at_start",
+    "IntegrationError",
+]
 
 
 class IntegrationError(RuntimeError):
@@ -81,6 +88,16 @@ def check_times(times) -> np.ndarray:
     return ts
 
 
+def check_field_at_start(field, y0, args=None) -> None:
+    """Raise :class:`IntegrationError` if the vector field is non-finite at the start."""
+    dy = field(0.0, y0, args)
+    if not all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(dy)):
+        raise IntegrationError(
+            "the vector field is non-finite at the start (the gradient overflows): the "
+            "run would blow up at once. Pass a smaller init (or float64)."
+        )
+
+
 @eqx.filter_jit
 def solve(
     field: Callable,
@@ -112,7 +129,9 @@ def solve(
         y0=y0,
         args=args,
         saveat=diffrax.SaveAt(ts=taus),
-        stepsize_controller=diffrax.PIDController(rtol=config.rtol, atol=config.atol),
+        stepsize_controller=diffrax.PIDController(
+            rtol=config.rtol, atol=config.atol, dtmin=1e-13 * taus[-1]
+        ),
         max_steps=config.max_steps,
         throw=False,
         progress_meter=meter,
@@ -126,13 +145,15 @@ def check_solution(ys, result, num_steps, config: SolverConfig, t_end: float) ->
     Works on single and vmapped solves (``result`` may be batched).
     """
     ok = np.asarray(result == diffrax.RESULTS.successful)
+    finite = all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(ys))
     maxed = np.asarray(result == diffrax.RESULTS.max_steps_reached)
     if np.any(maxed):
         raise IntegrationError(
             f"the integration to t = {t_end:g} used all max_steps = {config.max_steps} "
             f"steps ({int(maxed.sum())} of {maxed.size} trajectories). Pass a larger "
             f"max_steps, loosen rtol/atol (now {config.rtol:g}/{config.atol:g}), or a "
-            "shorter t_end."
+            "shorter t_end. If the state was growing without bound (steps shrinking), "
+            "the run blew up: use a smaller init scale."
         )
     if not np.all(ok):
         raise IntegrationError(
@@ -142,9 +163,8 @@ def check_solution(ys, result, num_steps, config: SolverConfig, t_end: float) ->
             "non-finite. Use float64 (jax.config.update('jax_enable_x64', True)), a "
             "smaller init scale, or tighter rtol/atol."
         )
-    for x in jax.tree.leaves(ys):
-        if not np.all(np.isfinite(np.asarray(x))):
-            raise IntegrationError(
-                f"the integration to t = {t_end:g} produced non-finite values (NaN/inf). "
-                "Use float64, a smaller init scale or weight decay, or tighter rtol/atol."
-            )
+    if not finite:
+        raise IntegrationError(
+            f"the integration to t = {t_end:g} produced non-finite values (NaN/inf). "
+            "Use float64, a smaller init scale or weight decay, or tighter rtol/atol."
+        )

@@ -12,7 +12,14 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from ._dataset import build_dataset
-from ._integrate import SolverConfig, check_solution, check_times, log_times, solve
+from ._integrate import (
+    SolverConfig,
+    check_field_at_start,
+    check_solution,
+    check_times,
+    log_times,
+    solve,
+)
 from ._metrics import RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
 from ._start import Start, as_start, balanced_factors, check_depth
@@ -136,6 +143,7 @@ def simulate(
     y0 = start.lam0 if start.balanced else start.s0
     if loss == "ce" and start.balanced:
         y0 = y0.at[0].set(0.0)
+    check_field_at_start(field, y0)
     tic = _time.perf_counter()
     ys, result, num_steps = solve(field, y0, jnp.asarray(ts), None, config, progress)
     ys = jax.block_until_ready(ys)

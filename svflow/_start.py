@@ -132,4 +132,9 @@ def as_start(init, classes: int, depth: int, loss: str) -> Start:
             )
     if not np.all(np.isfinite(np.asarray(start.s0))):
         raise ValueError("init contains non-finite values (NaN or inf); pass finite numbers.")
+    if not np.all(np.isfinite(np.asarray(start.lam0))):
+        raise ValueError(
+            "init's factors are finite but their product lambda(0) overflows (non-finite); "
+            "pass smaller s(0)."
+        )
     return start

@@ -1,0 +1,87 @@
+"""Public API behaviour: dataset layout, storage, errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+import svflow
+
+
+def test_dataset_layout_and_derived_quantities():
+    K, depth = 8, 2
+    ds = svflow.simulate(K, depth, init=svflow.spectral_init(K, depth), t_end=1e3, num_times=21)
+    assert dict(ds.sizes) == {"time": 21, "mode": K, "factor": depth + 1, "sv": K}
+    assert ds.time.values[0] == 0 and math.isclose(ds.time.values[-1], 1e3)
+    np.testing.assert_allclose(ds.lam, ds.s.prod("factor"), rtol=1e-12)
+    # margin/loss from a dense Z (independent of the Walsh closed forms)
+    import scipy.linalg
+    import scipy.special
+
+    U = scipy.linalg.hadamard(K) / np.sqrt(K)
+    for i in [0, 10, -1]:
+        Z = U @ np.diag(ds.lam.values[i]) @ U.T
+        other = np.where(np.eye(K, dtype=bool), -np.inf, Z).max(axis=0)
+        assert math.isclose(float(ds.margin[i]), (np.diag(Z) - other).min(), abs_tol=1e-12)
+        ce = np.mean(scipy.special.logsumexp(Z, axis=0) - np.diag(Z))
+        assert math.isclose(float(ds.loss[i]), ce, rel_tol=1e-10)
+        Zc = Z - Z.mean(axis=1, keepdims=True)
+        np.testing.assert_allclose(ds.sigma.values[i], np.linalg.svd(Zc, compute_uv=False), atol=1e-12)
+    for key in ["classes", "depth", "factors", "loss_name", "rtol", "svflow_version",
+                "jax_version", "diffrax_version", "created", "num_steps", "init"]:
+        assert key in ds.attrs
+    assert ds.attrs["factors"] == depth + 1
+
+
+def test_save_load_roundtrip(tmp_path):
+    ds = svflow.simulate(4, 1, init=[0.0, 0.1, 0.2, 0.3], t_end=10.0, num_times=11)
+    ds.attrs["extra_dict"] = {"a": 1, "b": [1, 2]}
+    ds.attrs["flag"] = True
+    ds.attrs["nothing"] = None
+    path = svflow.save(ds, tmp_path / "sub" / "run.nc")
+    back = svflow.load(path)
+    assert back.identical(ds)
+    assert back.attrs["flag"] is True and back.attrs["nothing"] is None
+    assert back.attrs["extra_dict"] == {"a": 1, "b": [1, 2]}
+    assert not list((tmp_path / "sub").glob("*.tmp"))
+
+
+def test_explicit_times_and_lambda0_ignored_under_ce():
+    ts = [0.0, 1.0, 5.0, 50.0]
+    a = svflow.simulate(4, 2, init=[5.0, 0.1, 0.2, 0.3], times=ts)
+    b = svflow.simulate(4, 2, init=[0.0, 0.1, 0.2, 0.3], times=ts)
+    np.testing.assert_array_equal(a.time, ts)
+    np.testing.assert_allclose(a.lam, b.lam)
+    assert np.all(a.lam.values[:, 0] == 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(classes=6, depth=2, init=np.ones(6)), "power of two"),
+        (dict(classes=8, depth=0, init=np.ones(8)), "depth"),
+        (dict(classes=8, depth=2, init=np.ones(8), t_end=-1.0), "t_end"),
+        (dict(classes=8, depth=2, init=np.ones(7)), "shape"),
+        (dict(classes=8, depth=2, init=np.ones((2, 8))), "shape"),
+        (dict(classes=8, depth=2, init=np.array([0, 1, np.nan, 1, 1, 1, 1, 1.0])), "non-finite"),
+        (dict(classes=8, depth=2, init=np.ones(8), loss="hinge"), "loss"),
+        (dict(classes=8, depth=2, init=np.ones(8), weight_decay=-0.1), "weight_decay"),
+        (dict(classes=8, depth=2, init=np.ones(8), times=[0.0, 2.0, 1.0]), "increasing"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        svflow.simulate(**kwargs)
+
+
+def test_step_budget_exhausted_is_a_clear_error():
+    with pytest.raises(svflow.IntegrationError, match="max_steps"):
+        svflow.simulate(8, 3, init=svflow.spectral_init(8, 3), t_end=1e8, max_steps=5)
+
+
+def test_overflow_is_a_clear_error_not_nans():
+    # lambda(0) = 1e300 is finite, but its gradient G * s overflows at once
+    with pytest.raises(svflow.IntegrationError, match="non-finite|blew up"):
+        svflow.simulate(4, 1, init=np.full((2, 4), 1e150), loss="squared", t_end=10.0)
+    with pytest.raises(ValueError, match="overflows"):
+        svflow.simulate(4, 3, init=np.full((4, 4), 1e120), loss="squared", t_end=10.0)
