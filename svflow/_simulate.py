@@ -47,7 +47,9 @@ class ReducedField(eqx.Module):
         return rhs_factors(t, y, self.loss, self.weight_decay, self.method)
 
 
-def reduced_outputs(s: Float[Array, "T N K"], loss: str, weight_decay: float, rank_rtol: float = RANK_RTOL) -> dict:
+def reduced_outputs(
+    s: Float[Array, "T N K"], loss: str, weight_decay: float, rank_rtol: float = RANK_RTOL
+) -> dict:
     """Every per-time quantity of the common layout from a factor trajectory s."""
     lam = jnp.prod(s, axis=-2)
     sigma = sigma_from_lam(lam)
