@@ -47,12 +47,29 @@ def test_spectral_start_is_the_reduced_start():
 def test_full_gd_matches_reduced_ode_to_first_order(crosscheck):
     e1 = _rel_error(*crosscheck[0.04])
     e2 = _rel_error(*crosscheck[0.02])
+    # svflow.compare gives the same numbers
+    cmp = svflow.compare(crosscheck[0.02][1], crosscheck[0.02][0])
+    assert not cmp.attrs["interpolated"]
+    assert abs(float(cmp.max_rel_error) - e2) < 1e-12
+    assert float(cmp.s_rel_error.max()) < 2 * e2
     order = np.log2(e1 / e2)
     assert e2 < 0.02, (e1, e2)
     assert 0.85 < order < 1.15, (e1, e2, order)
     # the whole dynamics is non-trivial: lambda grows several-fold over the horizon
     full = crosscheck[0.02][0]
     assert full.lam.values[-1, 1:].max() > 5 * LAM0.max()
+
+
+def test_compare_interpolates_a_finer_reduced_run(crosscheck):
+    """A reduced run on a dense log grid, interpolated in log(1 + t), gives nearly the same error."""
+    full = crosscheck[0.02][0]
+    dense = svflow.simulate(K, L, init=LAM0, t_end=T_END, num_times=801, rtol=1e-10, atol=1e-12)
+    cmp = svflow.compare(dense, full)
+    assert cmp.attrs["interpolated"]
+    exact = _rel_error(*crosscheck[0.02])
+    assert abs(float(cmp.max_rel_error) - exact) < 0.1 * exact
+    with pytest.raises(ValueError, match="lam"):
+        svflow.compare(dense, full.drop_vars("lam"))
 
 
 def test_frames_do_not_drift(crosscheck):
