@@ -39,6 +39,8 @@ from ._full import model_from_arrays as model_from_arrays
 from ._full import random_model as random_model
 from ._full import spectral_model as spectral_model
 from ._compare import compare as compare
+from ._phase import phase_cell as phase_cell
+from ._phase import phase_map as phase_map
 from ._train import DivergenceError as DivergenceError
 from ._train import train as train
 

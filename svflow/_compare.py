@@ -20,13 +20,16 @@ __all__ = ["compare"]
 def _lam(ds: xr.Dataset, which: str) -> xr.DataArray:
     if D.LAM not in ds:
         raise ValueError(
-            f"the {which} dataset has no '{D.LAM}' variable: compare needs lambda(t) from "
-            "svflow.simulate and from svflow.train on a spectral start (svflow.spectral_model)."
+            f"the {which} dataset has no '{D.LAM}' variable: compare needs "
+            "lambda(t) from svflow.simulate and from svflow.train on a spectral "
+            "start (svflow.spectral_model)."
         )
     return ds[D.LAM]
 
 
-def compare(reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9) -> xr.Dataset:
+def compare(
+    reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9
+) -> xr.Dataset:
     r"""Relative error of $\lambda(t)$ of a full run against a reduced run.
 
     $$e(t) = \frac{\|\lambda^{\text{full}}(t) - \lambda^{\text{red}}(t)\|_2}
@@ -46,12 +49,15 @@ def compare(reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9) 
     lam_r, lam_f = _lam(reduced, "reduced"), _lam(full, "full")
     if lam_r.sizes[D.MODE] != lam_f.sizes[D.MODE]:
         raise ValueError(
-            f"the runs have different numbers of classes: reduced K = {lam_r.sizes[D.MODE]}, "
+            "the runs have different numbers of classes: reduced "
+            f"K = {lam_r.sizes[D.MODE]}, "
             f"full K = {lam_f.sizes[D.MODE]}."
         )
     tr = np.asarray(reduced[D.TIME].values, float)
     tf = np.asarray(full[D.TIME].values, float)
-    same = tr.shape == tf.shape and np.allclose(tr, tf, rtol=rtol_times, atol=rtol_times)
+    same = tr.shape == tf.shape and np.allclose(
+        tr, tf, rtol=rtol_times, atol=rtol_times
+    )
     if same:
         red = lam_r.values
         s_red = reduced[D.S].values if D.S in reduced else None
@@ -60,8 +66,9 @@ def compare(reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9) 
         keep = (tf >= tr[0]) & (tf <= tr[-1])
         if not keep.any():
             raise ValueError(
-                f"no common times: the reduced run covers t in [{tr[0]:g}, {tr[-1]:g}], the "
-                f"full run [{tf[0]:g}, {tf[-1]:g}]. Simulate with times=full.time.values."
+                f"no common times: the reduced run covers t in [{tr[0]:g}, "
+                f"{tr[-1]:g}], the full run [{tf[0]:g}, {tf[-1]:g}]. Simulate "
+                "with times=full.time.values."
             )
         x, xq = np.log1p(tr), np.log1p(tf[keep])
 
@@ -75,18 +82,38 @@ def compare(reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9) 
     ful = lam_f.values[keep]
     times = tf[keep]
     diff = ful - red
-    rel = np.linalg.norm(diff, axis=-1) / np.maximum(np.linalg.norm(red, axis=-1), np.finfo(float).tiny)
+    rel = np.linalg.norm(diff, axis=-1) / np.maximum(
+        np.linalg.norm(red, axis=-1), np.finfo(float).tiny
+    )
     data = {
         "lam_full": ((D.TIME, D.MODE), ful, {"long_name": "lambda from full GD"}),
-        "lam_reduced": ((D.TIME, D.MODE), red, {"long_name": "lambda from the reduced ODE"}),
-        "abs_error": ((D.TIME, D.MODE), diff, {"long_name": "lambda_full - lambda_reduced"}),
-        "rel_error": ((D.TIME,), rel, {"long_name": "||lambda_full - lambda_reduced|| / ||lambda_reduced||"}),
+        "lam_reduced": (
+            (D.TIME, D.MODE),
+            red,
+            {"long_name": "lambda from the reduced ODE"},
+        ),
+        "abs_error": (
+            (D.TIME, D.MODE),
+            diff,
+            {"long_name": "lambda_full - lambda_reduced"},
+        ),
+        "rel_error": (
+            (D.TIME,),
+            rel,
+            {"long_name": "||lambda_full - lambda_reduced|| / ||lambda_reduced||"},
+        ),
         "max_rel_error": ((), rel.max(), {"long_name": "max over time of rel_error"}),
     }
     if s_red is not None and D.S in full and full[D.S].shape[1:] == s_red.shape[1:]:
         s_ful = full[D.S].values[keep]
-        s_rel = np.linalg.norm(s_ful - s_red, axis=(-2, -1)) / np.linalg.norm(s_red, axis=(-2, -1))
-        data["s_rel_error"] = ((D.TIME,), s_rel, {"long_name": "||s_full - s_reduced||_F / ||s_reduced||_F"})
+        s_rel = np.linalg.norm(s_ful - s_red, axis=(-2, -1)) / np.linalg.norm(
+            s_red, axis=(-2, -1)
+        )
+        data["s_rel_error"] = (
+            (D.TIME,),
+            s_rel,
+            {"long_name": "||s_full - s_reduced||_F / ||s_reduced||_F"},
+        )
     attrs = {
         "title": "svflow cross-check: full GD vs reduced ODE",
         "eta": full.attrs.get("eta", float("nan")),

@@ -5,7 +5,8 @@ Model (MODEL.md section 1): K classes, n samples per class, width d, depth L
 
 $$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H)) \in \mathbb{R}^{K\times Kn},$$
 
-$H \in \mathbb{R}^{d\times Kn}$ (free features), $W_1..W_{L-1}\in\mathbb{R}^{d\times d}$,
+$H \in \mathbb{R}^{d\times Kn}$ (free features),
+$W_1..W_{L-1}\in\mathbb{R}^{d\times d}$,
 $W_L \in \mathbb{R}^{K\times d}$; $\sigma$ is the identity (``"linear"``) or
 ReLU after $W_1..W_{L-1}$ (``"relu"``; none on H, none on the output).
 Columns are class-major: column $c n + j$ is sample $j$ of class $c$.
@@ -59,7 +60,11 @@ def _check_activation(activation: str) -> str:
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < minimum
+    ):
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
     return int(value)
 
@@ -71,10 +76,16 @@ def _as_key(key) -> Array:
     try:
         arr = jnp.asarray(key)
     except TypeError as e:
-        raise ValueError(f"key must be an int seed or a jax.random key; got {key!r}.") from e
+        raise ValueError(
+            f"key must be an int seed or a jax.random key; got {key!r}."
+        ) from e
     if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) or arr.shape == (2,):
         return arr
     raise ValueError(f"key must be an int seed or a jax.random key; got {key!r}.")
+
+
+def _key_name(key) -> str:
+    return str(int(key)) if isinstance(key, (int, np.integer)) else "array"
 
 
 def _weight_decay(weight_decay, factors: int, dtype) -> Array:
@@ -92,7 +103,7 @@ def _weight_decay(weight_decay, factors: int, dtype) -> Array:
 
 
 def forward(factors: Sequence[Array], activation: str = "linear") -> Array:
-    r"""Logits $Z = W_L\sigma(W_{L-1}\cdots\sigma(W_1 H))$ from ``factors = (H, W_1, ..., W_L)``."""
+    r"""Logits $Z = W_L\sigma(W_{L-1}\cdots\sigma(W_1 H))$ of (H, W_1, ..., W_L)."""
     x = factors[0]
     L = len(factors) - 1
     for l, W in enumerate(factors[1:], start=1):
@@ -198,8 +209,10 @@ class DeepUFM(eqx.Module):
 
     def astype(self, dtype) -> "DeepUFM":
         """The same model with every floating array cast to ``dtype``."""
+
         def cast(x):
             return x.astype(dtype) if eqx.is_inexact_array(x) else x
+
         return jax.tree.map(cast, self)
 
 
@@ -219,7 +232,8 @@ def _check_factor_shapes(factors, classes: int, n: int) -> None:
     if shapes != want:
         raise ValueError(
             f"factor shapes {shapes} do not fit K = {classes} classes, n = {n} samples "
-            f"per class, width d = {d}, depth L = {L}: expected H (d, K n) = {want[0]}, "
+            f"per class, width d = {d}, depth L = {L}: expected "
+            f"H (d, K n) = {want[0]}, "
             f"W_1..W_(L-1) (d, d) = {(d, d)}, W_L (K, d) = {(classes, d)}."
         )
 
@@ -243,7 +257,9 @@ def model_from_arrays(
         )
     arrs = [jnp.asarray(A, dtype=dtype or jnp.result_type(float)) for A in factors]
     if arrs[-1].ndim != 2 or arrs[0].ndim != 2:
-        raise ValueError(f"every factor must be a matrix; got shapes {[a.shape for a in arrs]}.")
+        raise ValueError(
+            f"every factor must be a matrix; got shapes {[a.shape for a in arrs]}."
+        )
     K = arrs[-1].shape[0]
     M = arrs[0].shape[1]
     if K < 2 or M % K:
@@ -253,7 +269,9 @@ def model_from_arrays(
         )
     for A in arrs:
         if not bool(jnp.all(jnp.isfinite(A))):
-            raise ValueError("factors contain non-finite values (NaN or inf); pass finite numbers.")
+            raise ValueError(
+                "factors contain non-finite values (NaN or inf); pass finite numbers."
+            )
     return DeepUFM(
         tuple(arrs),
         _weight_decay(weight_decay, len(arrs), arrs[0].dtype),
@@ -267,7 +285,7 @@ def model_from_arrays(
 
 
 def _orthonormal_frame(key, width: int, classes: int, dtype) -> Array:
-    """A random (d, K) matrix with orthonormal columns (QR of a Gaussian, signs fixed)."""
+    """A random (d, K) matrix with orthonormal columns (QR of a Gaussian)."""
     G = jax.random.normal(key, (width, classes), dtype=dtype)
     Q, R = jnp.linalg.qr(G)
     return Q * jnp.sign(jnp.diag(R))[None, :]
@@ -312,7 +330,8 @@ def spectral_model(
         shape = np.shape(init)
         if len(shape) not in (1, 2):
             raise ValueError(
-                f"init must be lambda(0) of shape (K,) or s(0) of shape (N, K); got shape {shape}."
+                "init must be lambda(0) of shape (K,) or s(0) of shape (N, K); "
+                f"got shape {shape}."
             )
         classes = shape[-1]
     check_classes(classes)
@@ -328,7 +347,9 @@ def spectral_model(
     keys = jax.random.split(_as_key(key), depth)
     V = [_orthonormal_frame(k, width, classes, dtype) for k in keys]
     frames = (U, *V, U)
-    factors = tuple(frames[l + 1] @ jnp.diag(s0[l]) @ frames[l].T for l in range(depth + 1))
+    factors = tuple(
+        frames[l + 1] @ jnp.diag(s0[l]) @ frames[l].T for l in range(depth + 1)
+    )
     return DeepUFM(
         factors,
         _weight_decay(weight_decay, depth + 1, dtype),
@@ -337,7 +358,7 @@ def spectral_model(
         1,
         activation,
         loss,
-        f"spectral_model({start.description}, width={width}, key={key if isinstance(key, int) else 'array'})",
+        f"spectral_model({start.description}, width={width}, key={_key_name(key)})",
     )
 
 
@@ -356,8 +377,9 @@ def random_model(
 ) -> DeepUFM:
     r"""Gaussian start with fan-in scaling.
 
-    Every weight $W_l$ (out, in) has i.i.d. entries $\mathcal N(0, \text{scale}^2/\text{in})$
-    (in = d); the features H (d, K n) have entries $\mathcal N(0, \text{scale}^2/d)$, so each
+    Every weight $W_l$ (out, in) has i.i.d. entries
+    $\mathcal N(0, \text{scale}^2/\text{in})$ (in = d); the features H (d, K n) have
+    entries $\mathcal N(0, \text{scale}^2/d)$, so each
     feature column has squared norm about $\text{scale}^2$. ``classes`` need not be a
     power of two here.
     """
@@ -370,10 +392,13 @@ def random_model(
     if not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive finite number; got {scale!r}.")
     dtype = dtype or jnp.result_type(float)
-    shapes = [(width, classes * n)] + [(width, width)] * (depth - 1) + [(classes, width)]
+    shapes = (
+        [(width, classes * n)] + [(width, width)] * (depth - 1) + [(classes, width)]
+    )
     keys = jax.random.split(_as_key(key), depth + 1)
     factors = tuple(
-        jax.random.normal(k, s, dtype=dtype) * (scale / np.sqrt(width)) for k, s in zip(keys, shapes)
+        jax.random.normal(k, s, dtype=dtype) * (scale / np.sqrt(width))
+        for k, s in zip(keys, shapes)
     )
     return DeepUFM(
         factors,
@@ -383,5 +408,5 @@ def random_model(
         n,
         activation,
         loss,
-        f"random_model(scale={scale!r}, key={key if isinstance(key, int) else 'array'})",
+        f"random_model(scale={scale!r}, key={_key_name(key)})",
     )

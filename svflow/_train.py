@@ -17,7 +17,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import xarray as xr
 
 from ._dataset import build_dataset
 from ._full import DeepUFM
@@ -31,12 +30,14 @@ class DivergenceError(FloatingPointError):
 
 
 def step_grid(steps: int, num: int = 101) -> np.ndarray:
-    """Record steps: 0 and about ``num - 1`` distinct log-spaced integers up to ``steps``."""
+    """Record steps: 0, then about ``num - 1`` log-spaced integers up to ``steps``."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}.")
     if num < 2:
         raise ValueError(f"num_times must be >= 2; got {num}.")
-    grid = np.unique(np.round(np.logspace(0, np.log10(steps), num - 1)).astype(np.int64))
+    grid = np.unique(
+        np.round(np.logspace(0, np.log10(steps), num - 1)).astype(np.int64)
+    )
     return np.concatenate([[0], grid])
 
 
@@ -101,26 +102,32 @@ def record(model: DeepUFM, rank_rtol: float = RANK_RTOL) -> dict:
         M = F[0].T @ Z @ F[0]
         out["lam"] = jnp.diag(M)
         out["frame_drift"] = jnp.sqrt(jnp.sum((M - jnp.diag(jnp.diag(M))) ** 2))
-        out["s"] = jnp.stack([jnp.diag(F[l + 1].T @ A @ F[l]) for l, A in enumerate(model.factors)])
+        out["s"] = jnp.stack(
+            [jnp.diag(F[l + 1].T @ A @ F[l]) for l, A in enumerate(model.factors)]
+        )
     return out
 
 
-def run_gd(model: DeepUFM, eta, counts, rank_rtol: float = RANK_RTOL):
+def run_gd(model: DeepUFM, eta, counts, rank_rtol: float = RANK_RTOL, record_fn=None):
     r"""Pure GD driver: ``jax.lax.scan`` over record segments.
 
     ``counts`` (R,) int: steps to take before each of R records (a 0 records
-    the current state). Returns ``(final_model, records, first_bad)`` with
-    ``records`` a dict of arrays with leading axis R. jit- and vmap-able (vmap
-    over models built from different keys; ``counts`` shared).
+    the current state). ``record_fn(model, rank_rtol) -> dict`` defaults to
+    :func:`record`. Returns ``(final_model, records, first_bad)`` with
+    ``records`` a dict of arrays with leading axis R and ``first_bad`` the
+    first step with a non-finite objective (-1 if none). jit- and vmap-able
+    (vmap over models built from different keys; ``counts`` shared).
     """
+    record_fn = record if record_fn is None else record_fn
+    counts = jnp.asarray(counts)
 
     def seg(carry, count):
         m, bad, done = carry
         m, b = advance(m, eta, done, count)
         bad = jnp.where(bad < 0, b, bad)
-        return (m, bad, done + count), record(m, rank_rtol)
+        return (m, bad, done + count), record_fn(m, rank_rtol)
 
-    zero = jnp.asarray(0, counts.dtype)
+    zero = jnp.zeros((), counts.dtype)
     (m, bad, _), recs = jax.lax.scan(seg, (model, zero - 1, zero), counts)
     return m, recs, bad
 
@@ -145,7 +152,8 @@ def train(
 ):
     r"""Full-batch gradient descent on ``model``, recorded as an ``xarray.Dataset``.
 
-    $A_l \leftarrow A_l - \eta\nabla_{A_l}(\text{loss} + \sum_l\tfrac{wd_l}{2}\|A_l\|_F^2)$;
+    $A_l \leftarrow A_l - \eta\nabla_{A_l}
+    (\text{loss} + \sum_l\tfrac{wd_l}{2}\|A_l\|_F^2)$;
     time $t = k\eta$ after k steps (gradient-flow time, as in :func:`svflow.simulate`).
 
     Give exactly one of ``steps``, ``t_end`` (steps = round(t_end / eta)) or
@@ -181,17 +189,22 @@ def train(
     try:
         eta = float(eta)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"eta must be a positive number (the step size); got {eta!r}.") from e
+        raise ValueError(
+            f"eta must be a positive number (the step size); got {eta!r}."
+        ) from e
     if not np.isfinite(eta) or eta <= 0:
         raise ValueError(f"eta must be a positive finite step size; got {eta!r}.")
     given = [x is not None for x in (steps, t_end, times)]
     if sum(given) != 1:
-        raise ValueError("pass exactly one of steps=, t_end= (time = steps x eta) or times=.")
+        raise ValueError(
+            "pass exactly one of steps=, t_end= (time = steps x eta) or times=."
+        )
     if dtype is not None:
         dtype = jnp.dtype(dtype)
         if dtype == jnp.float64 and not jax.config.jax_enable_x64:
             raise ValueError(
-                "dtype float64 needs jax_enable_x64 (import svflow without SVFLOW_NO_X64=1)."
+                "dtype float64 needs jax_enable_x64 (import svflow without "
+                "SVFLOW_NO_X64=1)."
             )
         model = model.astype(dtype)
     if times is not None:
@@ -202,7 +215,9 @@ def train(
     else:
         if t_end is not None:
             if not np.isfinite(t_end) or t_end <= 0:
-                raise ValueError(f"t_end must be a positive finite time; got {t_end!r}.")
+                raise ValueError(
+                    f"t_end must be a positive finite time; got {t_end!r}."
+                )
             steps = max(1, int(round(t_end / eta)))
         grid = step_grid(steps, num_times)
     total = int(grid[-1])
@@ -242,11 +257,21 @@ def train(
     # --- build dataset
     out = {k: np.stack([r[k] for r in records]) for k in records[0]}
     extra = {
-        "norm_sq": (("time", "factor"), out.pop("norm_sq"),
-                    {"long_name": "squared Frobenius norm of each factor", "units": "1"}),
-        "normalised_margin": (("time",), out.pop("normalised_margin"),
-                              {"long_name": "margin / (sum_l ||A_l||_F^2)^(N/2)", "units": "1"}),
-        "step": (("time",), grid, {"long_name": "gradient-descent step k (t = k eta)", "units": "1"}),
+        "norm_sq": (
+            ("time", "factor"),
+            out.pop("norm_sq"),
+            {"long_name": "squared Frobenius norm of each factor", "units": "1"},
+        ),
+        "normalised_margin": (
+            ("time",),
+            out.pop("normalised_margin"),
+            {"long_name": "margin / (sum_l ||A_l||_F^2)^(N/2)", "units": "1"},
+        ),
+        "step": (
+            ("time",),
+            grid,
+            {"long_name": "gradient-descent step k (t = k eta)", "units": "1"},
+        ),
     }
     device = next(iter(m.factors[0].devices()))
     attrs = {
@@ -271,7 +296,8 @@ def train(
         "rank_rtol": float(rank_rtol),
         "wall_time_s": wall,
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
-        "t = steps x eta; mean-reduced loss; lam = diag(U^T Z U), U = hadamard(K)/sqrt(K)",
+        "t = steps x eta; mean-reduced loss; lam = diag(U^T Z U), "
+        "U = hadamard(K)/sqrt(K)",
     }
     ds = build_dataset(grid * eta, attrs=attrs, extra=extra, **out)
     return (ds, m) if return_model else ds
