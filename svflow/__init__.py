@@ -36,6 +36,7 @@ from ._walsh import walsh_transform as walsh_transform
 # --- full-parameter engine (issue 3)
 
 # --- basins, outcomes, codes (issue 4)
+
 from ._basins import basin_batch as basin_batch
 from ._basins import basin_map as basin_map
 from ._basins import basin_start as basin_start
@@ -43,6 +44,8 @@ from ._basins import basin_width as basin_width
 from ._outcomes import OutcomeRule as OutcomeRule
 from ._outcomes import classify as classify
 from ._outcomes import classify_trajectory as classify_trajectory
+from ._repulsion import log_ratio_rate as log_ratio_rate
+from ._repulsion import repulsion as repulsion
 
 # --- explicit low-rank bias (issue 5)
 

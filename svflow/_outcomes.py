@@ -172,6 +172,7 @@ def classify_trajectory(
     times: Float[Array, " T"],
     lam: Float[Array, "T K"],
     rule: OutcomeRule = OutcomeRule(),
+    end=None,
 ) -> Outcome:
     r"""Classify one trajectory $\lambda(t)$ (see the module docstring for the rule).
 
@@ -180,6 +181,9 @@ def classify_trajectory(
             The window needs at least 3 saved times in its later half.
         lam: logit eigenvalues in the Walsh frame, shape (T, K).
         rule: classifier parameters.
+        end: optional index (may be traced): classify as if the run had ended at
+            ``times[end]`` (later saves are ignored). ``vmap`` over it to see
+            when a run becomes decided without re-slicing (and re-compiling).
 
     Returns:
         :class:`Outcome`. Pure and jit/vmap-compatible (vmap over leading axes
@@ -187,19 +191,23 @@ def classify_trajectory(
     """
     times = jnp.asarray(times)
     lam = jnp.asarray(lam)
-    K = lam.shape[-1]
-    t_end = times[-1]
+    T, K = lam.shape
+    idx = T - 1 if end is None else jnp.asarray(end)
+    valid = jnp.arange(T) <= idx
+    t_end = times[idx]
     t_lo = t_end * 10.0 ** (-rule.window)
     t_mid = t_end * 10.0 ** (-rule.window / 2)
     x = jnp.log10(jnp.where(times > 0, times, 1.0))
-    w_full = ((times >= t_lo) & (times > 0)).astype(lam.dtype)
-    w_late = ((times >= t_mid) & (times > 0)).astype(lam.dtype)
+    w_full = ((times >= t_lo) & (times > 0) & valid).astype(lam.dtype)
+    w_late = ((times >= t_mid) & (times > 0) & valid).astype(lam.dtype)
     enough = jnp.sum(w_late) >= 3
 
+    finite = jnp.all(jnp.isfinite(lam) | ~valid[:, None])
+    lam = jnp.where(valid[:, None] & jnp.isfinite(lam), lam, 1.0)
     q = mode_ratios(lam)
     s_full = _slope(x, q, w_full)
     s_late = _slope(x, q, w_late)
-    q_end = q[-1]
+    q_end = q[idx]
     theta = rule.threshold
     above = q_end >= theta
     s = jnp.where(above, jnp.minimum(s_full, s_late), jnp.maximum(s_full, s_late))
@@ -210,9 +218,8 @@ def classify_trajectory(
     state = state.at[0].set(FROZEN)
     s = s.at[0].set(0.0)
 
-    L = data_loss(lam, rule.loss)
+    L = jnp.where(valid, data_loss(lam, rule.loss), jnp.inf)
     t_esc = escape_time(times, L, rule.escape_frac)
-    finite = jnp.all(jnp.isfinite(lam))
     rank = jnp.sum(above.at[0].set(False))
     decided = finite & enough & (t_esc <= t_lo) & jnp.all(state != MOVING)
     code = jnp.where(decided, jnp.where(rank == K - 1, NC, rank), UNDECIDED)
