@@ -174,7 +174,7 @@ def test_repulsion_matches_second_order_prediction():
         x = ds.sel(depth=depth)
         small = x["lam_j"].values < 1e-2
         meas, pred = x["measured"].values[small], x["order2"].values[small]
-        np.testing.assert_allclose(meas, pred, rtol=2e-3)
+        np.testing.assert_allclose(meas, pred, rtol=1e-4)
         sign = -1 if depth == 1 else 1  # N = 2 attraction, N = 3 repulsion
         assert np.all(np.sign(meas) == sign)
     # N = 2: the leading order vanishes and the first-order law is -(2/K^2)(lam_j - lam_k)
