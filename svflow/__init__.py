@@ -38,6 +38,7 @@ from ._walsh import walsh_transform as walsh_transform
 # --- basins, outcomes, codes (issue 4)
 
 from ._basins import basin_batch as basin_batch
+from ._basins import basin_cell as basin_cell
 from ._basins import basin_map as basin_map
 from ._basins import basin_start as basin_start
 from ._basins import basin_width as basin_width

@@ -21,9 +21,9 @@ trajectory by finite differences and lays it over these predictions.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ._dataset import provenance
@@ -34,7 +34,9 @@ from ._walsh import check_classes, one_minus_mu
 __all__ = ["one_minus_mu_series", "log_ratio_rate", "repulsion", "early_horizon"]
 
 
-def one_minus_mu_series(lam: Float[Array, "... K"], order: int) -> Float[Array, "... K"]:
+def one_minus_mu_series(
+    lam: Float[Array, "... K"], order: int
+) -> Float[Array, "... K"]:
     r"""$1 - \mu_i$ to ``order`` 0, 1 or 2 in $\lambda$ (entry 0 set to 0, like the exact one)."""
     if order not in (0, 1, 2):
         raise ValueError(f"order must be 0, 1 or 2; got {order!r}.")
@@ -45,7 +47,9 @@ def one_minus_mu_series(lam: Float[Array, "... K"], order: int) -> Float[Array, 
         out = out - lam / K
     if order >= 2:
         idx = np.arange(K)[:, None] ^ np.arange(K)[None, :]  # idx[i, a] = a xor i
-        conv = jnp.sum(lam[..., None, :] * lam[..., idx], axis=-1)  # sum_a lam_a lam_{a xor i}
+        conv = jnp.sum(
+            lam[..., None, :] * lam[..., idx], axis=-1
+        )  # sum_a lam_a lam_{a xor i}
         out = out - conv / (2 * K**2)
     return out.at[..., 0].set(0.0)
 
@@ -66,7 +70,9 @@ def log_ratio_rate(
     return (factors / K) * (g[..., j] - g[..., k])
 
 
-def early_horizon(classes: int, factors: int, lam_start: float, lam_cap: float) -> float:
+def early_horizon(
+    classes: int, factors: int, lam_start: float, lam_cap: float
+) -> float:
     r"""Time for $\dot\lambda = (N/K)\lambda^{2-2/N}$ to grow from ``lam_start`` to ``lam_cap``.
 
     $N = 2$: $(K/2)\log(\lambda_\mathrm{cap}/\lambda_0)$; $N \ge 3$:
@@ -113,26 +119,48 @@ def repulsion(
     depths = [check_depth(d) for d in np.atleast_1d(depths).tolist()]
     j, k = (int(pair[0]), int(pair[1]))
     if not (0 < j < classes and 0 < k < classes and j != k):
-        raise ValueError(f"pair must be two distinct Walsh modes in 1..{classes - 1}; got {pair!r}.")
+        raise ValueError(
+            f"pair must be two distinct Walsh modes in 1..{classes - 1}; got {pair!r}."
+        )
     if not (np.isfinite(eps) and 0 < eps < lam_cap):
-        raise ValueError(f"eps must satisfy 0 < eps < lam_cap = {lam_cap}; got {eps!r}.")
+        raise ValueError(
+            f"eps must satisfy 0 < eps < lam_cap = {lam_cap}; got {eps!r}."
+        )
     if not (0 < lag < 1):
-        raise ValueError(f"lag must lie in (0, 1) (relative lag of the non-leading modes); got {lag!r}.")
+        raise ValueError(
+            f"lag must lie in (0, 1) (relative lag of the non-leading modes); got {lag!r}."
+        )
     if num_times < 5:
-        raise ValueError(f"num_times must be >= 5 for finite differences; got {num_times}.")
+        raise ValueError(
+            f"num_times must be >= 5 for finite differences; got {num_times}."
+        )
     m = classes.bit_length() - 1
     lam0 = np.full(classes, eps * (1.0 - lag))
     lam0[[1 << b for b in range(m)]] = eps
     lam0[0] = 0.0
 
     # --- integrate and measure
-    rows = {name: [] for name in ("time", "lam_j", "lam_k", "measured", "field", "order0", "order1", "order2")}
+    rows = {
+        name: []
+        for name in (
+            "time",
+            "lam_j",
+            "lam_k",
+            "measured",
+            "field",
+            "order0",
+            "order1",
+            "order2",
+        )
+    }
     for depth in depths:
         N = depth + 1
         t_stop = early_horizon(classes, N, float(lam0[1:].max()), lam_cap)
         h = t_stop / (num_times + 3)
         ts = h * np.arange(num_times + 4)  # samples 2 .. num_times + 1 are kept
-        lam_all = simulate(classes, depth, init=lam0, times=ts, rtol=rtol, atol=atol)["lam"].values
+        lam_all = simulate(classes, depth, init=lam0, times=ts, rtol=rtol, atol=atol)[
+            "lam"
+        ].values
         logr = np.log(lam_all[:, j] / lam_all[:, k])
         # fourth-order central differences: error O(h^4), far below the series' error
         rate = (-logr[4:] + 8 * logr[3:-1] - 8 * logr[1:-3] + logr[:-4]) / (12 * h)
@@ -144,7 +172,9 @@ def repulsion(
         rows["measured"].append(rate)
         rows["field"].append(np.asarray(log_ratio_rate(jnp.asarray(lam), N, j, k)))
         for o in (0, 1, 2):
-            rows[f"order{o}"].append(np.asarray(log_ratio_rate(jnp.asarray(lam), N, j, k, order=o)))
+            rows[f"order{o}"].append(
+                np.asarray(log_ratio_rate(jnp.asarray(lam), N, j, k, order=o))
+            )
 
     # --- build dataset
     dims = ("depth", "sample")
@@ -159,9 +189,15 @@ def repulsion(
         "order2": "prediction with 1 - mu_i = 1 - lam_i/K - sum_a lam_a lam_(a xor i)/(2K^2)",
     }
     data = {n: (dims, np.stack(v), {"long_name": long[n]}) for n, v in rows.items()}
-    coords = {"depth": ("depth", np.asarray(depths), {"long_name": "depth L; N = L + 1 factors"}),
-              "factors": ("depth", np.asarray(depths) + 1),
-              "sample": ("sample", np.arange(num_times))}
+    coords = {
+        "depth": (
+            "depth",
+            np.asarray(depths),
+            {"long_name": "depth L; N = L + 1 factors"},
+        ),
+        "factors": ("depth", np.asarray(depths) + 1),
+        "sample": ("sample", np.arange(num_times)),
+    }
     attrs = {
         "title": "svflow early-time repulsion of Walsh modes",
         "classes": int(classes),

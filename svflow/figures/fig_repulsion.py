@@ -19,10 +19,14 @@ def compute(quick: bool) -> xr.Dataset:
 def plot(ds: xr.Dataset):
     depths = ds["depth"].values
     j, k = ds.attrs.get("pair", [1, 3])
-    fig, axes = plt.subplots(2, len(depths), figsize=(2.9 * len(depths), 5.6), sharex=True, squeeze=False)
-    styles = {"order0": ("C1", "--", "leading order (1 - mu = 1)"),
-              "order1": ("C2", ":", "first order in mu"),
-              "order2": ("C0", "-", "second order in mu")}
+    fig, axes = plt.subplots(
+        2, len(depths), figsize=(2.9 * len(depths), 5.6), sharex=True, squeeze=False
+    )
+    styles = {
+        "order0": ("C1", "--", "leading order (1 - mu = 1)"),
+        "order1": ("C2", ":", "first order in mu"),
+        "order2": ("C0", "-", "second order in mu"),
+    }
     for c, d in enumerate(depths):
         x = ds.sel(depth=d)
         lj = x["lam_j"].values
@@ -44,11 +48,18 @@ def plot(ds: xr.Dataset):
             ax.set_ylabel(f"$d/dt\\,\\log(\\lambda_{j}/\\lambda_{k})$")
             ax2.set_ylabel("relative error vs measured")
     axes[0, 0].legend(fontsize=7, loc="best")
-    fig.suptitle(f"K = {ds.attrs.get('classes')}, start: weight-one modes at eps = {ds.attrs.get('eps'):g}, "
-                 f"the others lag by {ds.attrs.get('lag'):g}; pair (j, k) = ({j}, {k})", fontsize=10)
+    fig.suptitle(
+        f"K = {ds.attrs.get('classes')}, start: weight-one modes at eps = {ds.attrs.get('eps'):g}, "
+        f"the others lag by {ds.attrs.get('lag'):g}; pair (j, k) = ({j}, {k})",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
 
-register("repulsion", compute=compute, plot=plot,
-         description="d/dt log(lam_j/lam_k) at early times vs the mu-series prediction, N = 2..6")
+register(
+    "repulsion",
+    compute=compute,
+    plot=plot,
+    description="d/dt log(lam_j/lam_k) at early times vs the mu-series prediction, N = 2..6",
+)
