@@ -94,10 +94,11 @@ def plot(ds: xr.Dataset):
     fig, axes = plt.subplots(
         len(rows),
         len(depths),
-        figsize=(2.7 * len(depths), 2.6 * len(rows) + 0.6),
+        figsize=(2.7 * len(depths) + 1.0, 2.4 * len(rows) + 1.2),
         sharex=True,
         sharey=True,
         squeeze=False,
+        layout="constrained",
     )
     eps, delta = ds["eps"].values, ds["delta"].values
     # outcome classes drawn: -1 undecided, 0 NC, 1..6 rank r (rank >= 6 share the last colour)
@@ -139,35 +140,25 @@ def plot(ds: xr.Dataset):
             [],
             color="k",
             marker=".",
-            label=r"basin width (largest NC $\delta$; bottom row: none)",
+            label=r"basin width (largest NC $\delta$; random: median over seeds)",
         )
     )
     fig.legend(
         handles=handles,
-        loc="lower center",
-        ncol=len(handles),
+        loc="outside lower center",
+        ncol=4,
         frameon=False,
         fontsize=8,
-        bbox_to_anchor=(0.5, 0.0),
     )
     if "random" in fams:
-        fig.colorbar(
-            im,
-            ax=axes[[i for i, (_, f) in enumerate(rows) if f == "random"], -1].tolist(),
-            label="NC fraction over seeds",
-            shrink=0.8,
-        )
+        rnd = [i for i, (_, f) in enumerate(rows) if f == "random"]
+        fig.colorbar(im, ax=axes[rnd, :].ravel().tolist(), label="NC fraction over seeds",
+                     shrink=0.9, pad=0.01)
     t_end = ds.attrs.get("t_end", float("nan"))
     fig.suptitle(
-        f"Outcome of balanced spectral starts at t = {t_end:.0e} "
-        "(lag family: weight-one Walsh modes lead, the others lag by $\\delta$)",
+        f"Outcome of balanced spectral starts at t = {t_end:.0e}; lag family: the "
+        "weight-one Walsh modes lead, the others lag by $\\delta$",
         fontsize=10,
-    )
-    fig.subplots_adjust(
-        bottom=0.1 + 0.16 / len(rows),
-        top=1 - 0.14 / len(rows),
-        wspace=0.08,
-        hspace=0.12,
     )
     return fig
 
