@@ -80,7 +80,8 @@ def report(ds: xr.Dataset) -> None:
     for K in ds["classes"].values:
         sub = ds.sel(classes=K)
         print(
-            f"\nK = {K}: basin width (largest lag delta with NC on the whole grid stretch; '<' = none)"
+            f"\nK = {K}: basin width (largest lag delta with NC on the whole grid "
+            "stretch; '<' = none)"
         )
         print("  eps      " + "  ".join(f"N={d + 1:<5d}" for d in sub["depth"].values))
         for e in sub["eps"].values:
@@ -96,7 +97,8 @@ def report(ds: xr.Dataset) -> None:
         frac = sub["nc_fraction_random"]
         undec = float((sub["outcome_lag"] == -1).mean())
         print(
-            f"  ('?' = next grid lag undecided, '+' = whole grid NC); undecided lag cells: {undec:.1%}"
+            "  ('?' = next grid lag undecided, '+' = whole grid NC); "
+            f"undecided lag cells: {undec:.1%}"
         )
         print("  random family, NC fraction over seeds (rows eps, columns spread):")
         for d in sub["depth"].values:

@@ -43,7 +43,8 @@ def main(argv=None) -> int:
             i = int(np.argmin(np.abs(x["lam_j"].values - target)))
             m, o0, o2 = (float(x[v][i]) for v in ("measured", "order0", "order2"))
             print(
-                f"  {d + 1}  {float(x['lam_j'][i]):.3e}  {m:+.5e}  {o0:+.5e}  {o2:+.5e}  "
+                f"  {d + 1}  {float(x['lam_j'][i]):.3e}  {m:+.5e}  {o0:+.5e}  "
+                f"{o2:+.5e}  "
                 f"{abs(o0 - m) / abs(m):.1e}   {abs(o2 - m) / abs(m):.1e}"
             )
     if args.out:

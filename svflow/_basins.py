@@ -74,7 +74,8 @@ def _check_family(family: str, classes: int, leaders) -> tuple[int, ...]:
     lead = tuple(sorted({int(i) for i in leaders}))
     if not lead or lead[0] < 1 or lead[-1] >= classes:
         raise ValueError(
-            f"leaders must be Walsh mode indices in 1..K-1 = 1..{classes - 1} (mode 0 never "
+            f"leaders must be Walsh mode indices in 1..K-1 = 1..{classes - 1} "
+            "(mode 0 never "
             f"moves under cross-entropy); got {leaders!r}."
         )
     return lead
@@ -88,7 +89,7 @@ def basin_start(
     seed=0,
     leaders: tuple[int, ...] | None = None,
 ) -> Float[Array, " K"]:
-    r"""$\lambda(0)$ of one member of a basin family (module docstring). Pure, vmappable."""
+    r"""$\lambda(0)$ of one member of a basin family (module docstring); vmappable."""
     lead = _check_family(family, classes, leaders)
     eps = jnp.asarray(eps, float)
     delta = jnp.asarray(delta, float)
@@ -116,7 +117,7 @@ def basin_cell(
     config: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=20_000),
     rule: OutcomeRule = OutcomeRule(),
 ) -> dict:
-    r"""Integrate and classify ONE basin start (pure; ``vmap`` it over eps, delta, seed).
+    r"""Integrate and classify ONE basin start (pure; vmap it over eps, delta, seed).
 
     The settings after ``*`` are static (Python values). Returns a dict of
     arrays: ``outcome`` (0 NC, r rank r, -1 undecided), ``rank``,
@@ -202,7 +203,7 @@ def basin_batch(
 def _check_batch(
     out: dict, config: SolverConfig, t_end: float, classes: int, depth: int
 ) -> None:
-    """Raise :class:`IntegrationError` (with advice) if any trajectory of a batch failed."""
+    """Raise :class:`IntegrationError` (with advice) if a batch member failed."""
     res = np.asarray(out["solver_result"])
     maxed = res == diffrax.RESULTS.max_steps_reached._value
     bad = (res != diffrax.RESULTS.successful._value) | ~np.all(
@@ -213,14 +214,16 @@ def _check_batch(
         raise IntegrationError(
             where
             + f"{int(maxed.sum())} of {res.size} trajectories used all max_steps = "
-            f"{config.max_steps} steps to t = {t_end:g}. Pass a larger max_steps, looser "
+            f"{config.max_steps} steps to t = {t_end:g}. Pass a larger max_steps, "
+            "looser "
             f"rtol/atol (now {config.rtol:g}/{config.atol:g}) or a shorter t_end."
         )
     if np.any(bad):
         raise IntegrationError(
             where
             + f"{int(bad.sum())} of {res.size} trajectories failed or went non-finite "
-            f"before t = {t_end:g}. Use float64, smaller initial scales eps or tighter rtol/atol."
+            f"before t = {t_end:g}. Use float64, smaller initial scales eps or "
+            "tighter rtol/atol."
         )
 
 
@@ -234,7 +237,8 @@ def _grid(name, values, positive=False, unit=False) -> np.ndarray:
         raise ValueError(f"{name} must be > 0 (an initial scale); got {v}.")
     if unit and np.any((v < 0) | (v >= 1)):
         raise ValueError(
-            f"{name} must lie in [0, 1) (a relative lag/spread, lambda(0) > 0); got {v}."
+            f"{name} must lie in [0, 1) (a relative lag/spread, lambda(0) > 0); "
+            f"got {v}."
         )
     if np.any(np.diff(v) <= 0):
         raise ValueError(f"{name} must be strictly increasing; got {v}.")
@@ -261,7 +265,8 @@ def basin_map(
 ) -> xr.Dataset:
     r"""Outcome of every start of a 2-D spectral family, for several depths.
 
-    For each depth L (N = L + 1 factors) all starts $(\varepsilon, \delta[, \text{seed}])$
+    For each depth L (N = L + 1 factors) all starts
+    $(\varepsilon, \delta[, \text{seed}])$
     run as one vmapped, jit-compiled batch (:func:`basin_batch`; optionally in
     chunks of ``chunk_size``), each classified NC / rank r / undecided.
 
@@ -269,7 +274,8 @@ def basin_map(
         classes: K = 2^m.
         depths: depths L >= 1 (weight matrices).
         eps: initial scales $\varepsilon > 0$ (a log grid is usual), increasing.
-        delta: relative lags (``"lag"``) or spreads (``"random"``) in [0, 1), increasing.
+        delta: relative lags (``"lag"``) or spreads (``"random"``) in [0, 1),
+            increasing.
         t_end, num_times: log-spaced save grid ending at t_end (the classifier
             reads its last decades: pick t_end so that most cells are decided).
         family: ``"lag"`` or ``"random"`` (module docstring).
@@ -404,9 +410,11 @@ def basin_map(
     if family == "lag":
         ds = ds.isel({SEED: 0}, drop=True)
     family_text = {
-        "lag": f"lambda_i(0) = eps for leading modes {list(lead)}, eps (1 - delta) for the other modes i >= 1, "
+        "lag": f"lambda_i(0) = eps for leading modes {list(lead)}, "
+        "eps (1 - delta) for the other modes i >= 1, "
         "lambda_0 = 0",
-        "random": "lambda_i(0) = eps u_i, u_i ~ U[1 - delta, 1 + delta] from jax.random.key(seed), lambda_0 = 0",
+        "random": "lambda_i(0) = eps u_i, u_i ~ U[1 - delta, 1 + delta] "
+        "from jax.random.key(seed), lambda_0 = 0",
     }[family]
     ds.attrs = {
         "title": "svflow basin map (outcome of balanced spectral starts)",
@@ -422,7 +430,8 @@ def basin_map(
         **config.as_attrs(),
         **rule.as_attrs(),
         "wall_time_s_per_depth": [float(w) for w in walls],
-        "conventions": "depth L = number of weight matrices, N = L + 1 factors; t = steps x step size; "
+        "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
+        "t = steps x step size; "
         "mean-reduced loss; balanced start, lambda-only law",
         **provenance(),
     }
@@ -440,7 +449,8 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
     """
     if "outcome" not in ds or DELTA not in ds["outcome"].dims:
         raise ValueError(
-            "basin_width needs a basin_map dataset (variable 'outcome' with a 'delta' dim)."
+            "basin_width needs a basin_map dataset (variable 'outcome' with a "
+            "'delta' dim)."
         )
     oc = ds["outcome"].transpose(..., DELTA)
     deltas = ds[DELTA].values
@@ -462,14 +472,16 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
                 dims,
                 width,
                 {
-                    "long_name": "largest delta with NC on the whole grid stretch from the smallest delta"
+                    "long_name": "largest delta with NC on the whole grid stretch "
+                    "from the smallest delta"
                 },
             ),
             "edge_outcome": (
                 dims,
                 edge,
                 {
-                    "long_name": "outcome just past the NC stretch (-1 undecided, -2 none)"
+                    "long_name": "outcome just past the NC stretch "
+                    "(-1 undecided, -2 none)"
                 },
             ),
         },

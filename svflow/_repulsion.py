@@ -8,7 +8,8 @@ $$\frac{d}{dt}\log\lambda_i = \frac{N}{K}(1-\mu_i)\,\lambda_i^{1-2/N}, \qquad
 
 For small $\lambda$ the softmax eigenvalues expand as (MODEL.md section 4)
 
-$$\mu_i = \frac{\lambda_i}{K} + \frac{1}{2K^2}\sum_a \lambda_a\lambda_{a\oplus i} + O(\lambda^3)
+$$\mu_i = \frac{\lambda_i}{K}
++ \frac{1}{2K^2}\sum_a \lambda_a\lambda_{a\oplus i} + O(\lambda^3)
 \qquad (i \ne 0).$$
 
 Order 0 ($1-\mu \approx 1$) gives the leading-order law
@@ -37,7 +38,7 @@ __all__ = ["one_minus_mu_series", "log_ratio_rate", "repulsion", "early_horizon"
 def one_minus_mu_series(
     lam: Float[Array, "... K"], order: int
 ) -> Float[Array, "... K"]:
-    r"""$1 - \mu_i$ to ``order`` 0, 1 or 2 in $\lambda$ (entry 0 set to 0, like the exact one)."""
+    r"""$1 - \mu_i$ to ``order`` 0, 1 or 2 in $\lambda$ (entry 0 set to 0)."""
     if order not in (0, 1, 2):
         raise ValueError(f"order must be 0, 1 or 2; got {order!r}.")
     lam = jnp.asarray(lam)
@@ -57,7 +58,7 @@ def one_minus_mu_series(
 def log_ratio_rate(
     lam: Float[Array, "... K"], factors: int, j: int, k: int, order: int | None = None
 ) -> Float[Array, "..."]:
-    r"""$\frac{d}{dt}\log(\lambda_j/\lambda_k)$ of the balanced CE flow with N = ``factors``.
+    r"""$\frac{d}{dt}\log(\lambda_j/\lambda_k)$, balanced CE flow, N = ``factors``.
 
     ``order=None`` uses the exact $1-\mu$ (the vector field itself); 0, 1, 2 the
     series of :func:`one_minus_mu_series`. Needs $\lambda_j, \lambda_k > 0$.
@@ -73,7 +74,7 @@ def log_ratio_rate(
 def early_horizon(
     classes: int, factors: int, lam_start: float, lam_cap: float
 ) -> float:
-    r"""Time for $\dot\lambda = (N/K)\lambda^{2-2/N}$ to grow from ``lam_start`` to ``lam_cap``.
+    r"""Time $\dot\lambda = (N/K)\lambda^{2-2/N}$ takes from lam_start to lam_cap.
 
     $N = 2$: $(K/2)\log(\lambda_\mathrm{cap}/\lambda_0)$; $N \ge 3$:
     $\frac{K}{N-2}(\lambda_0^{-(1-2/N)} - \lambda_\mathrm{cap}^{-(1-2/N)})$ (the
@@ -97,7 +98,7 @@ def repulsion(
     rtol: float = 1e-12,
     atol: float = 1e-16,
 ) -> xr.Dataset:
-    r"""Measure $\frac{d}{dt}\log(\lambda_j/\lambda_k)$ at early times and the predictions.
+    r"""Measure $\frac{d}{dt}\log(\lambda_j/\lambda_k)$ early on, with predictions.
 
     Start: $\lambda_i(0) = \varepsilon$ for the weight-one modes $1, 2, 4, \dots$
     and $\varepsilon(1 - \text{lag})$ for the others (the ``"lag"`` basin family);
@@ -128,7 +129,8 @@ def repulsion(
         )
     if not (0 < lag < 1):
         raise ValueError(
-            f"lag must lie in (0, 1) (relative lag of the non-leading modes); got {lag!r}."
+            "lag must lie in (0, 1) (relative lag of the non-leading modes); "
+            f"got {lag!r}."
         )
     if num_times < 5:
         raise ValueError(
@@ -182,11 +184,13 @@ def repulsion(
         "time": "gradient-flow time t",
         "lam_j": f"lambda_{j}",
         "lam_k": f"lambda_{k}",
-        "measured": f"d/dt log(lambda_{j}/lambda_{k}) by 4th-order central finite differences",
+        "measured": f"d/dt log(lambda_{j}/lambda_{k}) by 4th-order central "
+        "finite differences",
         "field": "same rate from the exact vector field",
         "order0": "prediction (N/K)(lam_j^(1-2/N) - lam_k^(1-2/N)) (1 - mu = 1)",
         "order1": "prediction with 1 - mu_i = 1 - lam_i/K",
-        "order2": "prediction with 1 - mu_i = 1 - lam_i/K - sum_a lam_a lam_(a xor i)/(2K^2)",
+        "order2": "prediction with 1 - mu_i = 1 - lam_i/K "
+        "- sum_a lam_a lam_(a xor i)/(2K^2)",
     }
     data = {n: (dims, np.stack(v), {"long_name": long[n]}) for n, v in rows.items()}
     coords = {
@@ -209,8 +213,9 @@ def repulsion(
         "lam_cap": float(lam_cap),
         "rtol": float(rtol),
         "atol": float(atol),
-        "conventions": "depth L = number of weight matrices, N = L + 1 factors; balanced start; "
-        "t = steps x step size; time grid uniform up to early_horizon(K, N, eps, lam_cap)",
+        "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
+        "balanced start; t = steps x step size; time grid uniform up to "
+        "early_horizon(K, N, eps, lam_cap)",
         **provenance(),
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)

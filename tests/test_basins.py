@@ -43,7 +43,7 @@ def test_classifier_closed_forms():
     nc = _synthetic(t, [L, L, lambda t: L(t) - 1.0])
     # rank 2 (K = 4): two modes grow, one frozen at a constant
     r2 = _synthetic(t, [L, L, lambda t: 0.3 + 0 * t])
-    # a mode whose ratio crosses 1/2 at t = 1e9 along a logistic in log10 t: still moving
+    # a mode whose ratio crosses 1/2 at t = 1e9 (logistic in log10 t): still moving
     mv = _synthetic(
         t,
         [L, L, lambda t: L(t) / (1 + np.exp(-(np.log10(np.maximum(t, 1e-300)) - 9.0)))],
@@ -58,7 +58,8 @@ def test_classifier_closed_forms():
 
 
 def test_escape_time_closed_form():
-    # K = 4, equal modes: every margin m_k = (2/K) * 2 lam = lam, loss = log(1 + 3 exp(-lam));
+    # K = 4, equal modes: every margin m_k = (2/K) * 2 lam = lam,
+    # loss = log(1 + 3 exp(-lam));
     # it halves (log 4 -> log 2) at lam = log 3, i.e. at t = 2 on lam = log(1 + t)
     t = svflow.log_times(1e4, 161)
     lam = _synthetic(t, [lambda t: np.log1p(t)] * 3)
@@ -232,7 +233,7 @@ def test_repulsion_matches_second_order_prediction():
         np.testing.assert_allclose(meas, pred, rtol=1e-4)
         sign = -1 if depth == 1 else 1  # N = 2 attraction, N = 3 repulsion
         assert np.all(np.sign(meas) == sign)
-    # N = 2: the leading order vanishes and the first-order law is -(2/K^2)(lam_j - lam_k)
+    # N = 2: the leading order vanishes; the first-order law is -(2/K^2)(lam_j - lam_k)
     x = ds.sel(depth=1)
     np.testing.assert_allclose(x["order0"].values, 0.0, atol=1e-15)
     np.testing.assert_allclose(

@@ -1,4 +1,4 @@
-"""Basins of attraction of neural collapse over (initial scale, lag), one panel per depth."""
+"""Basins of attraction of neural collapse over (initial scale, lag), per depth."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def plot(ds: xr.Dataset):
         layout="constrained",
     )
     eps, delta = ds["eps"].values, ds["delta"].values
-    # outcome classes drawn: -1 undecided, 0 NC, 1..6 rank r (rank >= 6 share the last colour)
+    # colours: -1 undecided, 0 NC, 1..6 rank r (rank >= 6 share the last colour)
     cmap = ListedColormap(_COLORS)
     norm = BoundaryNorm(np.arange(-1.5, 7.5), cmap.N)
     for r, (K, fam) in enumerate(rows):
@@ -152,8 +152,13 @@ def plot(ds: xr.Dataset):
     )
     if "random" in fams:
         rnd = [i for i, (_, f) in enumerate(rows) if f == "random"]
-        fig.colorbar(im, ax=axes[rnd, :].ravel().tolist(), label="NC fraction over seeds",
-                     shrink=0.9, pad=0.01)
+        fig.colorbar(
+            im,
+            ax=axes[rnd, :].ravel().tolist(),
+            label="NC fraction over seeds",
+            shrink=0.9,
+            pad=0.01,
+        )
     t_end = ds.attrs.get("t_end", float("nan"))
     fig.suptitle(
         f"Outcome of balanced spectral starts at t = {t_end:.0e}; lag family: the "
@@ -167,5 +172,6 @@ register(
     "basins",
     compute=compute,
     plot=plot,
-    description="NC basin shading over (initial scale, lag) per depth; shrinks with depth and small eps",
+    description="NC basin over (initial scale, lag) per depth; shrinks with depth "
+    "and with smaller eps",
 )

@@ -1,4 +1,4 @@
-"""Early-time repulsion (N >= 3) and attraction (N = 2) of Walsh modes vs the series prediction."""
+"""Early-time repulsion (N >= 3) / attraction (N = 2) of Walsh modes vs mu series."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def plot(ds: xr.Dataset):
             ax2.set_ylabel("relative error vs measured")
     axes[0, 0].legend(fontsize=7, loc="best")
     fig.suptitle(
-        f"K = {ds.attrs.get('classes')}, start: weight-one modes at eps = {ds.attrs.get('eps'):g}, "
+        f"K = {ds.attrs.get('classes')}, start: weight-one modes at "
+        f"eps = {ds.attrs.get('eps'):g}, "
         f"the others lag by {ds.attrs.get('lag'):g}; pair (j, k) = ({j}, {k})",
         fontsize=10,
     )
@@ -61,5 +62,5 @@ register(
     "repulsion",
     compute=compute,
     plot=plot,
-    description="d/dt log(lam_j/lam_k) at early times vs the mu-series prediction, N = 2..6",
+    description="d/dt log(lam_j/lam_k) at early times vs the mu-series prediction",
 )
