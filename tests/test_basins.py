@@ -248,7 +248,7 @@ def test_repulsion_matches_second_order_prediction():
 
 @pytest.mark.slow
 def test_decisions_agree_with_four_more_decades():
-    """Cells decided at t = 1e8 keep their outcome at t = 1e12 (longer, separate runs)."""
+    """Cells decided at t = 1e8 keep their outcome at t = 1e12 (separate runs)."""
     eps, delta = [1e-3, 1e-1], np.geomspace(0.001, 0.9, 12)
     for K in (4, 8):
         a = svflow.basin_map(K, [1, 2, 3, 4, 5], eps, delta, t_end=1e8)
