@@ -100,6 +100,8 @@ __all__ = [
     "ce_blocks",
     "ce_objective",
     "BlockChoice",
+    "network_objective",
+    "factor_decays",
 ]
 
 
@@ -596,7 +598,8 @@ def ce_blocks(classes: int, depth: int, *, weight_decay: float, samples: int = 1
 
 def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
     r"""$\mathrm{CE}(Z) + \tfrac{wd}2(L+1)\sum_i\sigma_i(Z)^{2/(L+1)}$ for logits Z of shape (K, K n),
-    columns class-major: the deep linear UFM objective at its best factorisation of Z."""
+    columns class-major: the deep linear UFM objective at its best factorisation of Z.
+    Singular values below ``max(K, Kn) * eps * sigma_max`` count as zero."""
     Z = np.asarray(Z, dtype=float)
     K, M = Z.shape
     n = M // K
@@ -605,4 +608,7 @@ def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
     ce = np.mean(lse - Z[y, np.arange(M)])
     N = _check_depth(depth) + 1
     sv = np.linalg.svd(Z, compute_uv=False)
+    # round-off singular values of a rank-deficient Z (about eps * sigma_max) would
+    # add eps^(2/N), far above eps, for deep models: treat them as zero
+    sv = np.where(sv > max(Z.shape) * np.finfo(float).eps * sv.max(initial=0.0), sv, 0.0)
     return float(ce + 0.5 * _check_decay(weight_decay, "weight_decay") * N * np.sum(sv ** (2.0 / N)))
