@@ -43,6 +43,9 @@ from ._explicit import SRGMatrices as SRGMatrices
 from ._explicit import balanced_scales as balanced_scales
 from ._explicit import ce_block_loss as ce_block_loss
 from ._explicit import ce_blocks as ce_blocks
+from ._explicit import ce_code_loss as ce_code_loss
+from ._explicit import ce_codes as ce_codes
+from ._explicit import hypercube_code as hypercube_code
 from ._explicit import ce_dnc_loss as ce_dnc_loss
 from ._explicit import ce_objective as ce_objective
 from ._explicit import ce_pair_loss as ce_pair_loss
@@ -61,5 +64,6 @@ from ._explicit import srg_matrices as srg_matrices
 from ._explicit import srg_rho as srg_rho
 from ._explicit_maps import dnc_thresholds as dnc_thresholds
 from ._explicit_maps import explicit_phase_map as explicit_phase_map
+from ._explicit_maps import weight_decay_endpoints as weight_decay_endpoints
 
 # --- sweeps (issue 7)

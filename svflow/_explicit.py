@@ -102,6 +102,9 @@ __all__ = [
     "BlockChoice",
     "network_objective",
     "factor_decays",
+    "hypercube_code",
+    "ce_code_loss",
+    "ce_codes",
 ]
 
 
@@ -612,3 +615,71 @@ def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
     # add eps^(2/N), far above eps, for deep models: treat them as zero
     sv = np.where(sv > max(Z.shape) * np.finfo(float).eps * sv.max(initial=0.0), sv, 0.0)
     return float(ce + 0.5 * _check_decay(weight_decay, "weight_decay") * N * np.sum(sv ** (2.0 / N)))
+
+
+# --- general fixed-direction codes of the CE model (e.g. the hypercube)
+
+
+def hypercube_code(classes: int) -> np.ndarray:
+    r"""Logit direction of the hypercube code: class y at the vertex $v_y\in\{\pm1\}^m$
+    given by the bits of y ($m = \lceil\log_2 K\rceil$), $Z_0 = V^\top V$ ($K\times K$,
+    rank m). For $K = 2^m$ it is the Walsh code on the modes $\{2^b\}$ (rank $\log_2 K$,
+    MODEL.md section 2)."""
+    K = _check_classes(classes)
+    m = max(1, math.ceil(math.log2(K)))
+    V = np.array([[1.0 - 2.0 * ((y >> b) & 1) for y in range(K)] for b in range(m)])
+    return V.T @ V
+
+
+def ce_code_loss(direction, depth: int, *, weight_decay: float, samples: int = 1) -> tuple[float, float]:
+    r"""$\min_{\beta\ge0}\ \mathrm{CE}(\beta Z_0) + \tfrac{wd}2N\beta^{2/N}\sum_i\sigma_i(\sqrt n Z_0)^{2/N}$
+    for a fixed class-mean logit direction $Z_0$ (K x K, column y = class y).
+    Grid (0 and 3000 log-spaced points in [1e-6, 1e3]) then golden section
+    (numpy). Returns (loss, beta)."""
+    Z0 = np.asarray(direction, dtype=float)
+    if Z0.ndim != 2 or Z0.shape[0] != Z0.shape[1]:
+        raise ValueError(f"direction must be a square (K, K) logit matrix; got shape {Z0.shape}.")
+    K = _check_classes(Z0.shape[0])
+    N = _check_depth(depth) + 1
+    wd = _check_decay(weight_decay, "weight_decay")
+    n = _check_samples(samples)
+    sv = np.linalg.svd(Z0, compute_uv=False)
+    sv = sv[sv > K * np.finfo(float).eps * sv.max(initial=0.0)]
+    pen = 0.5 * wd * N * np.sum((math.sqrt(n) * sv) ** (2.0 / N))
+    gap = Z0 - np.diag(Z0)[None, :]  # z_c - z_y, column y
+
+    def fun(b):
+        b = np.atleast_1d(b)[:, None, None]
+        x = b * gap[None]
+        mx = x.max(axis=1, keepdims=True)
+        ce = (np.log(np.exp(x - mx).sum(axis=1)) + mx[:, 0]).mean(axis=-1)
+        return ce + pen * np.atleast_1d(b)[:, 0, 0] ** (2.0 / N)
+
+    grid = np.concatenate([[0.0], np.geomspace(1e-6, 1e3, 3000)])
+    vals = np.concatenate([fun(g) for g in np.array_split(grid, 30)])
+    i = int(np.argmin(vals))
+    a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    for _ in range(90):
+        x1, x2 = b - g * (b - a), a + g * (b - a)
+        if fun(x1)[0] < fun(x2)[0]:
+            b = x2
+        else:
+            a = x1
+    x = 0.5 * (a + b)
+    v = float(fun(x)[0])
+    return (v, float(x)) if v < vals[i] else (float(vals[i]), float(grid[i]))
+
+
+def ce_codes(classes: int, depth: int, *, weight_decay: float, samples: int = 1, tol: float = 1e-12) -> BlockChoice:
+    r"""Best of the CE candidates: block codes (:func:`ce_blocks`: DNC, pairs, other
+    partitions) and the hypercube code (:func:`hypercube_code`, K >= 3).
+    Categories: ``"zero"``, ``"DNC"``, ``"pairs"``, ``"other"`` (blocks) or ``"hypercube"``."""
+    blocks = ce_blocks(classes, depth, weight_decay=weight_decay, samples=samples, tol=tol)
+    if classes < 3:
+        return blocks
+    hyp, _ = ce_code_loss(hypercube_code(classes), depth, weight_decay=weight_decay, samples=samples)
+    if hyp < blocks.loss - tol:
+        m = max(1, math.ceil(math.log2(classes)))
+        return BlockChoice(float(hyp), (f"hypercube:{m}",), "hypercube")
+    return blocks

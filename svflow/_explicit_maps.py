@@ -15,12 +15,22 @@ import numpy as np
 import xarray as xr
 
 from ._dataset import provenance
-from ._explicit import ce_blocks, ce_dnc_loss, ce_pair_loss, dnc_loss, relu_blocks, srg_rho
+from ._explicit import (
+    ce_blocks,
+    ce_code_loss,
+    ce_codes,
+    ce_dnc_loss,
+    ce_pair_loss,
+    dnc_loss,
+    hypercube_code,
+    relu_blocks,
+    srg_rho,
+)
 
-__all__ = ["RELU_CATEGORIES", "CE_CATEGORIES", "explicit_phase_map", "dnc_thresholds"]
+__all__ = ["RELU_CATEGORIES", "CE_CATEGORIES", "explicit_phase_map", "dnc_thresholds", "weight_decay_endpoints"]
 
 RELU_CATEGORIES = ("zero", "DNC", "SRG", "SRG+DNC", "multi-SRG")
-CE_CATEGORIES = ("zero", "DNC", "pairs", "other")
+CE_CATEGORIES = ("zero", "DNC", "pairs", "other", "hypercube")
 
 
 def _flags(names) -> dict:
@@ -68,7 +78,7 @@ def explicit_phase_map(
             rd[i, j] = dnc_loss(int(K), int(L), lam_H=lam, lam_W=lam, samples=samples)
             rb[i, j] = ch.loss
             rblk[i, j] = " ".join(map(str, ch.blocks))
-            ce = ce_blocks(int(K), int(L), weight_decay=weight_decay, samples=samples)
+            ce = ce_codes(int(K), int(L), weight_decay=weight_decay, samples=samples)
             cc[i, j] = CE_CATEGORIES.index(ce.category)
             cd[i, j] = ce_dnc_loss(int(K), int(L), weight_decay=weight_decay, samples=samples)[0]
             if K == 2 or K >= 4:
@@ -86,8 +96,8 @@ def explicit_phase_map(
             "ce_category": (dims, cc, {"long_name": "best CE block code", **_flags(CE_CATEGORIES)}),
             "ce_loss_dnc": (dims, cd, {"long_name": "DNC loss, linear CE model with weight decay"}),
             "ce_loss_pairs": (dims, cp, {"long_name": "2 x 2 block competitor loss (odd K: one 3-block)"}),
-            "ce_loss_best": (dims, cb, {"long_name": "lowest CE block-code loss"}),
-            "ce_blocks": (dims, cblk.astype(str), {"long_name": "block sizes of the best CE block code"}),
+            "ce_loss_best": (dims, cb, {"long_name": "lowest CE loss over block codes and the hypercube"}),
+            "ce_blocks": (dims, cblk.astype(str), {"long_name": "block sizes (or hypercube:m) of the best CE code"}),
             "srg_rho": (("r", "depth"), rho, {"long_name": "rho of the SRG construction, K = C(r, 2)"}),
         },
         coords={
@@ -128,3 +138,68 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
     return xr.DataArray(np.array(out), coords={"depth": ds["depth"].values}, dims="depth",
                         name=f"{model}_dnc_threshold",
                         attrs={"long_name": "smallest K from which DNC is beaten at every larger K"})
+
+
+def weight_decay_endpoints(
+    classes: int = 8,
+    depths: Sequence[int] = (1, 2, 3, 5),
+    seeds: Sequence[int] = (0, 1, 2, 3),
+    *,
+    weight_decay: float = 1e-3,
+    scale: float = 0.5,
+    spread: float = 0.5,
+    t_end: float = 1e6,
+    num_times: int = 81,
+) -> xr.Dataset:
+    r"""Reduced ODE of the deep linear CE model with weight decay from spectral starts,
+    against the closed forms of section 7.
+
+    Runs :func:`svflow.simulate` (``loss="ce"``, ``weight_decay``) for every depth
+    and seed (:func:`svflow.spectral_init` with ``scale``, ``spread``) and stores
+    the trajectories with dims (depth, seed, time, mode), the number of
+    surviving modes at the end (``|lambda_i| > 1e-3 max``), and the closed-form
+    losses ``ce_dnc``, ``ce_pairs``, ``ce_hypercube``, ``ce_blocks`` (best block
+    code) and ``ce_best`` (the lowest of them) per depth.
+    Mode 0 is kept at 0 (it never moves under cross-entropy). With weight decay
+    and N >= 3 the origin attracts small starts: keep ``scale`` of order 0.1-1.
+    """
+    from ._simulate import simulate
+    from ._start import spectral_init
+
+    objs, lams = [], []
+    ts = None
+    for L in depths:
+        o_row, l_row = [], []
+        for seed in seeds:
+            ds = simulate(classes, int(L), init=spectral_init(classes, int(L), scale=scale, spread=spread, seed=int(seed)),
+                          loss="ce", weight_decay=weight_decay, t_end=t_end, num_times=num_times)
+            ts = ds["time"].values
+            o_row.append(ds["objective"].values)
+            l_row.append(ds["lam"].values)
+        objs.append(o_row)
+        lams.append(l_row)
+    lam = np.asarray(lams)
+    fin = np.abs(lam[:, :, -1, :])
+    alive = (fin > 1e-3 * fin.max(axis=-1, keepdims=True)).sum(axis=-1)
+    dnc = [ce_dnc_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths]
+    pairs = [ce_pair_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths]
+    blocks = [ce_blocks(classes, int(L), weight_decay=weight_decay).loss for L in depths]
+    hyper = [ce_code_loss(hypercube_code(classes), int(L), weight_decay=weight_decay)[0] for L in depths]
+    best = np.minimum(blocks, hyper)
+    return xr.Dataset(
+        {
+            "objective": (("depth", "seed", "time"), np.asarray(objs), {"long_name": "CE + (wd/2) sum ||F||^2"}),
+            "lam": (("depth", "seed", "time", "mode"), lam, {"long_name": "logit eigenvalue (Walsh frame)"}),
+            "surviving_modes": (("depth", "seed"), alive, {"long_name": "modes with |lambda| > 1e-3 max at t_end"}),
+            "ce_dnc": (("depth",), np.asarray(dnc), {"long_name": "closed-form DNC loss"}),
+            "ce_pairs": (("depth",), np.asarray(pairs), {"long_name": "closed-form 2 x 2 block loss"}),
+            "ce_hypercube": (("depth",), np.asarray(hyper), {"long_name": "closed-form hypercube code loss"}),
+            "ce_blocks": (("depth",), np.asarray(blocks), {"long_name": "best block-code loss"}),
+            "ce_best": (("depth",), np.asarray(best), {"long_name": "best of block codes and hypercube"}),
+        },
+        coords={"depth": np.asarray(depths, int), "seed": np.asarray(seeds, int), "time": ts,
+                "mode": np.arange(classes)},
+        attrs={"title": "reduced ODE with weight decay vs closed forms", "classes": int(classes),
+               "weight_decay": float(weight_decay), "scale": float(scale), "spread": float(spread),
+               "t_end": float(t_end), **provenance()},
+    )

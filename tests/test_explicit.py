@@ -252,3 +252,38 @@ def test_bad_input_raises():
         svflow.srg_loss(8, 4, lam_H=1e-3, lam_W=1e-3, r=5)
     with pytest.raises(ValueError, match="L = 3"):
         svflow.dnc_loss(10, 3, lam_H=1e-3, lam_W=[1e-3, 1e-3])
+
+
+# --- reduced ODE with weight decay against the closed forms; hypercube code
+
+
+def test_reduced_ode_with_weight_decay_ends_at_pair_code():
+    """Independent route: the reduced ODE's stationary point (K = 8, L = 3) is the 2 x 2 block code."""
+    K, L, wd = 8, 3, 1e-3
+    ds = svflow.simulate(K, L, init=svflow.spectral_init(K, L, scale=0.5, spread=0.5, seed=0), loss="ce",
+                         weight_decay=wd, t_end=1e6, num_times=21)
+    lam = ds["lam"].isel(time=-1).values
+    alive = np.abs(lam) > 1e-3 * np.abs(lam).max()
+    assert alive.sum() == K // 2
+    val, beta = svflow.ce_pair_loss(K, L, weight_decay=wd)
+    assert abs(float(ds["objective"].isel(time=-1)) - val) < 1e-10
+    np.testing.assert_allclose(lam[alive], 2 * beta, rtol=1e-5)
+
+
+def test_hypercube_code_walsh_frame():
+    """Hypercube code for K = 8 equals the Walsh code on modes {1, 2, 4}; at L = 5 it beats the pairs."""
+    K, L, wd = 8, 5, 1e-3
+    N = L + 1
+    from svflow._walsh import ce_loss
+
+    def walsh_obj(x):
+        lam = np.zeros(K)
+        lam[[1, 2, 4]] = x
+        return float(ce_loss(jnp.asarray(lam))) + 0.5 * wd * N * 3 * x ** (2 / N)
+
+    res = minimize_scalar(walsh_obj, bounds=(1.0, 100.0), method="bounded", options={"xatol": 1e-12})
+    hyp, beta = svflow.ce_code_loss(svflow.hypercube_code(K), L, weight_decay=wd)
+    assert abs(hyp - res.fun) < 1e-10
+    assert abs(K * beta - res.x) < 1e-4  # Z = beta V^T V = (K beta) U_S U_S^T
+    assert hyp < svflow.ce_pair_loss(K, L, weight_decay=wd)[0] - 1e-3
+    assert svflow.ce_codes(K, L, weight_decay=wd).category == "hypercube"

@@ -9,7 +9,7 @@ from matplotlib.colors import ListedColormap
 from .. import dnc_thresholds, explicit_phase_map
 from . import register
 
-_COLORS = ["#dddddd", "#3b6fb6", "#d1495b", "#edae49", "#66a182"]
+_COLORS = ["#dddddd", "#3b6fb6", "#d1495b", "#edae49", "#66a182"]  # 5 categories max
 
 
 def compute(quick: bool):
@@ -28,7 +28,7 @@ def _catmap(ax, ds, var, title):
     )
     for i, name in enumerate(names):
         ax.plot([], [], "s", color=_COLORS[i], label=name, ms=8)
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+    ax.legend(loc="lower right", fontsize=7, framealpha=0.95)
     ax.set_xlabel("classes K")
     ax.set_ylabel("depth L (weight matrices)")
     ax.set_title(title, fontsize=9)
@@ -50,6 +50,9 @@ def plot(ds):
         ax.plot(ds["r"].values * (ds["r"].values - 1) // 2, ds["srg_rho"].sel(depth=L), "o-", ms=3, label=f"L = {L}")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
+    ks = ds["r"].values * (ds["r"].values - 1) // 2
+    ax.set_xticks(ks, [str(k) for k in ks], fontsize=7)
+    ax.minorticks_off()
     ax.set_xlabel("classes K = C(r, 2)")
     ax.set_ylabel("rho (SRG penalty / DNC penalty)")
     ax.set_title("SRG construction: rho < 1 beats DNC (small lambda)", fontsize=9)
