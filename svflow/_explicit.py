@@ -112,13 +112,21 @@ __all__ = [
 
 
 def _check_classes(classes, minimum: int = 2) -> int:
-    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < minimum:
+    if (
+        isinstance(classes, bool)
+        or not isinstance(classes, (int, np.integer))
+        or classes < minimum
+    ):
         raise ValueError(f"classes K must be an integer >= {minimum}; got {classes!r}.")
     return int(classes)
 
 
 def _check_depth(depth, minimum: int = 1) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < minimum:
+    if (
+        isinstance(depth, bool)
+        or not isinstance(depth, (int, np.integer))
+        or depth < minimum
+    ):
         raise ValueError(
             f"depth L (number of weight matrices, N = L + 1 factors) must be an integer "
             f">= {minimum}; got {depth!r}."
@@ -127,8 +135,14 @@ def _check_depth(depth, minimum: int = 1) -> int:
 
 
 def _check_samples(samples) -> int:
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise ValueError(f"samples per class n must be an integer >= 1; got {samples!r}.")
+    if (
+        isinstance(samples, bool)
+        or not isinstance(samples, (int, np.integer))
+        or samples < 1
+    ):
+        raise ValueError(
+            f"samples per class n must be an integer >= 1; got {samples!r}."
+        )
     return int(samples)
 
 
@@ -161,7 +175,11 @@ def ldufm_decay(depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
     r"""$\Lambda = (n\lambda_H\prod_{l=1}^L\lambda_l)^{1/(L+1)}$."""
     lams = factor_decays(depth, lam_H, lam_W)
     n = _check_samples(samples)
-    return float(np.exp((np.log(n) + np.sum(np.log(lams))) / lams.size)) if np.all(lams > 0) else 0.0
+    return (
+        float(np.exp((np.log(n) + np.sum(np.log(lams))) / lams.size))
+        if np.all(lams > 0)
+        else 0.0
+    )
 
 
 # --- the 1-D scale problem of the squared loss
@@ -202,7 +220,9 @@ def scale_loss(c, factors: int):
     return jnp.where(take_zero, 0.5, val), jnp.where(take_zero, 0.0, q)
 
 
-def dnc_loss(classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
+def dnc_loss(
+    classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1
+) -> float:
     r"""Best deep-neural-collapse loss of the L-DUFM (MODEL.md section 7),
 
     $L_{\rm DNC} = \min_{q\ge0}\tfrac12(1-q)^2 + \tfrac{K(L+1)}2\Lambda q^{2/(L+1)}$,
@@ -220,7 +240,9 @@ class SRGMatrices(NamedTuple):
     """Matrices of the SRG construction for K = C(r, 2) classes (edges of K_r)."""
 
     incidence: np.ndarray  # B, (r, K): B[v, e] = 1 iff v is an end of edge e
-    pre: np.ndarray  # J - B^T B, (K, K): -1 diagonal, 0 for adjacent edges, 1 for disjoint
+    pre: (
+        np.ndarray
+    )  # J - B^T B, (K, K): -1 diagonal, 0 for adjacent edges, 1 for disjoint
     kneser: np.ndarray  # A' = relu(J - B^T B), adjacency of KG(r, 2)
     kneser_inv: np.ndarray  # A'^{-1}
     edges: list  # edge e = (u, v), u < v, in lexicographic order
@@ -275,7 +297,9 @@ def srg_factors(r: int, depth: int) -> list[np.ndarray]:
     return [H, W1, *mids, W_pre, m.kneser_inv]
 
 
-def dnc_factors(classes: int, depth: int, width: int | None = None, seed: int = 0) -> list[np.ndarray]:
+def dnc_factors(
+    classes: int, depth: int, width: int | None = None, seed: int = 0
+) -> list[np.ndarray]:
     r"""Unit-scale DNC factors of width d: $H$ = random orthonormal class means,
     $W_1$ maps them onto distinct coordinate axes (non-negative, so ReLU passes),
     $W_2 .. W_{L-1}$ permute axes, $W_L$ reads them out: $Z = I_K$, every
@@ -287,7 +311,9 @@ def dnc_factors(classes: int, depth: int, width: int | None = None, seed: int = 
         raise ValueError(f"DNC needs width >= K = {K}; got width={width!r}.")
     rng = np.random.default_rng(seed)
     V0 = np.linalg.qr(rng.standard_normal((d, K)))[0]
-    axes = [np.eye(d)[:, rng.permutation(d)[:K]] for _ in range(depth)]  # (d, K) 0/1 columns
+    axes = [
+        np.eye(d)[:, rng.permutation(d)[:K]] for _ in range(depth)
+    ]  # (d, K) 0/1 columns
     fs = [V0, axes[0] @ V0.T]
     for l in range(1, depth - 1):
         fs.append(axes[l] @ axes[l - 1].T)
@@ -328,16 +354,26 @@ def srg_rho(r: int, depth: int) -> float:
         pnuc = abs(K - 2 * r + 2) + (r - 1) * (r - 2)
         return float((pnuc**2 * ainv2 / K**3) ** (1 / 3))
     bnuc = math.sqrt(2 * (r - 1)) + (r - 1) * math.sqrt(r - 2)
-    logr = 2 * math.log(bnuc) + (depth - 2) * math.log(r) + math.log(ainv2) - math.log(4) - depth * math.log(K)
+    logr = (
+        2 * math.log(bnuc)
+        + (depth - 2) * math.log(r)
+        + math.log(ainv2)
+        - math.log(4)
+        - depth * math.log(K)
+    )
     return float(math.exp(logr / (depth + 1)))
 
 
-def balanced_scales(factors: Sequence, q: float, *, lam_H: float, lam_W, samples: int = 1) -> np.ndarray:
+def balanced_scales(
+    factors: Sequence, q: float, *, lam_H: float, lam_W, samples: int = 1
+) -> np.ndarray:
     r"""Per-factor scales $c_j$ with $\prod_j c_j = q$ minimising $\sum_j\frac{\lambda_j}2c_j^2a_j$:
     $c_j = \sqrt{P/(\lambda_j a_j)}$, $P = q^{2/N}(\prod_j\lambda_j a_j)^{1/N}$ (all $\lambda_j > 0$)."""
     lams = factor_decays(len(factors) - 1, lam_H, lam_W)
     if np.any(lams <= 0):
-        raise ValueError(f"balanced_scales needs every weight decay > 0; got {lams.tolist()}.")
+        raise ValueError(
+            f"balanced_scales needs every weight decay > 0; got {lams.tolist()}."
+        )
     a = np.array([np.sum(np.asarray(F) ** 2) for F in factors])
     a[0] *= _check_samples(samples)
     N = len(factors)
@@ -345,7 +381,9 @@ def balanced_scales(factors: Sequence, q: float, *, lam_H: float, lam_W, samples
     return np.sqrt(P / (lams * a))
 
 
-def network_objective(factors: Sequence, *, lam_H: float, lam_W, samples: int = 1, targets=None) -> float:
+def network_objective(
+    factors: Sequence, *, lam_H: float, lam_W, samples: int = 1, targets=None
+) -> float:
     r"""L-DUFM objective of class-mean factors (H replicated n times per class):
     run the ReLU network, $\frac1{2K}\|Z - Y\|_F^2 + \frac{n\lambda_H}2\|H\|^2 + \sum_l\frac{\lambda_l}2\|W_l\|^2$."""
     lams = factor_decays(len(factors) - 1, lam_H, lam_W)
@@ -359,7 +397,9 @@ def network_objective(factors: Sequence, *, lam_H: float, lam_W, samples: int = 
     return float(data + np.sum(pen))
 
 
-def construction_loss(factors: Sequence, *, lam_H: float, lam_W, samples: int = 1) -> tuple[float, float]:
+def construction_loss(
+    factors: Sequence, *, lam_H: float, lam_W, samples: int = 1
+) -> tuple[float, float]:
     r"""Loss of an explicit construction at its best scale, by running the network.
 
     For each common scale q the factors are rescaled by :func:`balanced_scales`,
@@ -372,10 +412,18 @@ def construction_loss(factors: Sequence, *, lam_H: float, lam_W, samples: int = 
 
     def obj(q):
         if q <= 0:
-            return network_objective([0 * np.asarray(F) for F in factors], lam_H=lam_H, lam_W=lam_W, samples=samples)
+            return network_objective(
+                [0 * np.asarray(F) for F in factors],
+                lam_H=lam_H,
+                lam_W=lam_W,
+                samples=samples,
+            )
         c = balanced_scales(factors, q, lam_H=lam_H, lam_W=lam_W, samples=samples)
         return network_objective(
-            [cj * np.asarray(F) for cj, F in zip(c, factors)], lam_H=lam_H, lam_W=lam_W, samples=samples
+            [cj * np.asarray(F) for cj, F in zip(c, factors)],
+            lam_H=lam_H,
+            lam_W=lam_W,
+            samples=samples,
         )
 
     grid = np.linspace(0, 1.5, 301)
@@ -384,13 +432,23 @@ def construction_loss(factors: Sequence, *, lam_H: float, lam_W, samples: int = 
     best_q, best = grid[i], vals[i]
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
     if hi > lo:
-        res = minimize_scalar(obj, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13})
+        res = minimize_scalar(
+            obj, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13}
+        )
         if res.fun < best:
             best_q, best = float(res.x), float(res.fun)
     return float(best), float(best_q)
 
 
-def srg_loss(classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1, r: int | None = None) -> float:
+def srg_loss(
+    classes: int,
+    depth: int,
+    *,
+    lam_H: float,
+    lam_W,
+    samples: int = 1,
+    r: int | None = None,
+) -> float:
     r"""Loss of one SRG block with $\binom r2$ classes plus a DNC block for the rest
     (closed form): $\tfrac{K_1}{K}f(\rho_r K\Lambda) + \tfrac{K-K_1}{K}f(K\Lambda)$.
 
@@ -405,7 +463,9 @@ def srg_loss(classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1,
     r = _check_r(r)
     K1 = r * (r - 1) // 2
     if K1 > K:
-        raise ValueError(f"an SRG block with r={r} needs C(r, 2) = {K1} <= K = {K} classes.")
+        raise ValueError(
+            f"an SRG block with r={r} needs C(r, 2) = {K1} <= K = {K} classes."
+        )
     lam = ldufm_decay(depth, lam_H=lam_H, lam_W=lam_W, samples=samples)
     N = depth + 1
     f_srg = float(scale_loss(srg_rho(r, depth) * K * lam, N)[0])
@@ -438,7 +498,15 @@ def _partition_dp(K: int, sizes: Sequence[int], cost: dict) -> tuple[float, list
     return best[K], sorted(parts, reverse=True)
 
 
-def relu_blocks(classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1, tol: float = 1e-12) -> BlockChoice:
+def relu_blocks(
+    classes: int,
+    depth: int,
+    *,
+    lam_H: float,
+    lam_W,
+    samples: int = 1,
+    tol: float = 1e-12,
+) -> BlockChoice:
     r"""Best block-diagonal L-DUFM construction from DNC and SRG blocks (closed forms).
 
     A class costs $f(K\Lambda)/K$ in the DNC block and $f(\rho_r K\Lambda)/K$ in an
@@ -529,7 +597,9 @@ def _ce_block_min(k, K, factors: int, wd, samples):
     return jnp.where(better, v, vals[i]), jnp.where(better, s, grid[i])
 
 
-def _ce_block_table(K: int, depth: int, wd: float, samples: int) -> tuple[np.ndarray, np.ndarray]:
+def _ce_block_table(
+    K: int, depth: int, wd: float, samples: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Values and minimisers of :func:`ce_block_loss` for every k = 1..K (one compiled call)."""
     size = 64 * (-(-K // 64))  # pad to a multiple of 64: one compilation per depth
     ks = jnp.minimum(jnp.arange(1, size + 1, dtype=float), float(K))
@@ -537,7 +607,9 @@ def _ce_block_table(K: int, depth: int, wd: float, samples: int) -> tuple[np.nda
     return np.asarray(v)[:K], np.asarray(s)[:K]
 
 
-def ce_block_loss(k: int, classes: int, depth: int, *, weight_decay: float, samples: int = 1) -> tuple[float, float]:
+def ce_block_loss(
+    k: int, classes: int, depth: int, *, weight_decay: float, samples: int = 1
+) -> tuple[float, float]:
     r"""Best contribution of one block $s(I_k - \mathbf 1\mathbf 1^\top/k)$ of a K-class
     block code: $\min_{s\ge0}\ \tfrac kK\mathrm{CE}_k(s) + \tfrac{wd}2N(k-1)(\sqrt n s)^{2/N}$.
     Grid (s = 0 and 4000 log-spaced points in [1e-6, 1e3]) then golden section.
@@ -551,30 +623,47 @@ def ce_block_loss(k: int, classes: int, depth: int, *, weight_decay: float, samp
     return float(v[k - 1]), float(s[k - 1])
 
 
-def ce_dnc_loss(classes: int, depth: int, *, weight_decay: float, samples: int = 1) -> tuple[float, float]:
+def ce_dnc_loss(
+    classes: int, depth: int, *, weight_decay: float, samples: int = 1
+) -> tuple[float, float]:
     r"""DNC of the deep linear CE model with weight decay: $Z = \alpha(I - \mathbf 1\mathbf 1^\top/K)$,
     $\min_\alpha \log(1 + (K-1)e^{-\alpha}) + \tfrac{wd}2(L+1)(K-1)(\sqrt n\alpha)^{2/(L+1)}$.
     Returns (loss, alpha)."""
-    return ce_block_loss(classes, classes, depth, weight_decay=weight_decay, samples=samples)
+    return ce_block_loss(
+        classes, classes, depth, weight_decay=weight_decay, samples=samples
+    )
 
 
-def ce_pair_loss(classes: int, depth: int, *, weight_decay: float, samples: int = 1) -> tuple[float, float]:
+def ce_pair_loss(
+    classes: int, depth: int, *, weight_decay: float, samples: int = 1
+) -> tuple[float, float]:
     r"""The 2 x 2 block competitor $Z = \beta\,\mathrm{blockdiag}\begin{pmatrix}1&-1\\-1&1\end{pmatrix}$
     (K even; odd K adds one simplex block of 3 classes). Per pair
     $\mathrm{CE} = \log(1 + e^{-2\beta} + (K-2)e^{-\beta})$, singular value $2\beta$.
     Returns (loss, beta)."""
     K = _check_classes(classes)
     if K < 4 and K != 2:
-        raise ValueError(f"the 2 x 2 block competitor needs K = 2 or K >= 4 classes; got {K}.")
+        raise ValueError(
+            f"the 2 x 2 block competitor needs K = 2 or K >= 4 classes; got {K}."
+        )
     npair = K // 2 if K % 2 == 0 else (K - 3) // 2
     v2, s2 = ce_block_loss(2, K, depth, weight_decay=weight_decay, samples=samples)
     total = npair * v2
     if K % 2:
-        total += ce_block_loss(3, K, depth, weight_decay=weight_decay, samples=samples)[0]
+        total += ce_block_loss(3, K, depth, weight_decay=weight_decay, samples=samples)[
+            0
+        ]
     return float(total), s2 / 2.0
 
 
-def ce_blocks(classes: int, depth: int, *, weight_decay: float, samples: int = 1, tol: float = 1e-12) -> BlockChoice:
+def ce_blocks(
+    classes: int,
+    depth: int,
+    *,
+    weight_decay: float,
+    samples: int = 1,
+    tol: float = 1e-12,
+) -> BlockChoice:
     r"""Best block code $\bigoplus_b s_b(I_{k_b} - \mathbf 1\mathbf 1^\top/k_b)$ of the deep
     linear CE model with weight decay (dynamic programming over block sizes).
 
@@ -588,7 +677,9 @@ def ce_blocks(classes: int, depth: int, *, weight_decay: float, samples: int = 1
     cost = {k: float(vals[k - 1]) for k in range(1, K + 1)}
     loss, parts = _partition_dp(K, list(range(1, K + 1)), cost)
     dnc = cost[K]
-    pairs = sorted([2] * (K // 2) if K % 2 == 0 else [3] + [2] * ((K - 3) // 2), reverse=True)
+    pairs = sorted(
+        [2] * (K // 2) if K % 2 == 0 else [3] + [2] * ((K - 3) // 2), reverse=True
+    )
     if abs(loss - math.log(K)) <= tol and abs(dnc - math.log(K)) <= tol:
         return BlockChoice(float(loss), (K,), "zero")
     if dnc <= loss + tol:
@@ -613,8 +704,13 @@ def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
     sv = np.linalg.svd(Z, compute_uv=False)
     # round-off singular values of a rank-deficient Z (about eps * sigma_max) would
     # add eps^(2/N), far above eps, for deep models: treat them as zero
-    sv = np.where(sv > max(Z.shape) * np.finfo(float).eps * sv.max(initial=0.0), sv, 0.0)
-    return float(ce + 0.5 * _check_decay(weight_decay, "weight_decay") * N * np.sum(sv ** (2.0 / N)))
+    sv = np.where(
+        sv > max(Z.shape) * np.finfo(float).eps * sv.max(initial=0.0), sv, 0.0
+    )
+    return float(
+        ce
+        + 0.5 * _check_decay(weight_decay, "weight_decay") * N * np.sum(sv ** (2.0 / N))
+    )
 
 
 # --- general fixed-direction codes of the CE model (e.g. the hypercube)
@@ -631,14 +727,18 @@ def hypercube_code(classes: int) -> np.ndarray:
     return V.T @ V
 
 
-def ce_code_loss(direction, depth: int, *, weight_decay: float, samples: int = 1) -> tuple[float, float]:
+def ce_code_loss(
+    direction, depth: int, *, weight_decay: float, samples: int = 1
+) -> tuple[float, float]:
     r"""$\min_{\beta\ge0}\ \mathrm{CE}(\beta Z_0) + \tfrac{wd}2N\beta^{2/N}\sum_i\sigma_i(\sqrt n Z_0)^{2/N}$
     for a fixed class-mean logit direction $Z_0$ (K x K, column y = class y).
     Grid (0 and 3000 log-spaced points in [1e-6, 1e3]) then golden section
     (numpy). Returns (loss, beta)."""
     Z0 = np.asarray(direction, dtype=float)
     if Z0.ndim != 2 or Z0.shape[0] != Z0.shape[1]:
-        raise ValueError(f"direction must be a square (K, K) logit matrix; got shape {Z0.shape}.")
+        raise ValueError(
+            f"direction must be a square (K, K) logit matrix; got shape {Z0.shape}."
+        )
     K = _check_classes(Z0.shape[0])
     N = _check_depth(depth) + 1
     wd = _check_decay(weight_decay, "weight_decay")
@@ -671,14 +771,25 @@ def ce_code_loss(direction, depth: int, *, weight_decay: float, samples: int = 1
     return (v, float(x)) if v < vals[i] else (float(vals[i]), float(grid[i]))
 
 
-def ce_codes(classes: int, depth: int, *, weight_decay: float, samples: int = 1, tol: float = 1e-12) -> BlockChoice:
+def ce_codes(
+    classes: int,
+    depth: int,
+    *,
+    weight_decay: float,
+    samples: int = 1,
+    tol: float = 1e-12,
+) -> BlockChoice:
     r"""Best of the CE candidates: block codes (:func:`ce_blocks`: DNC, pairs, other
     partitions) and the hypercube code (:func:`hypercube_code`, K >= 3).
     Categories: ``"zero"``, ``"DNC"``, ``"pairs"``, ``"other"`` (blocks) or ``"hypercube"``."""
-    blocks = ce_blocks(classes, depth, weight_decay=weight_decay, samples=samples, tol=tol)
+    blocks = ce_blocks(
+        classes, depth, weight_decay=weight_decay, samples=samples, tol=tol
+    )
     if classes < 3:
         return blocks
-    hyp, _ = ce_code_loss(hypercube_code(classes), depth, weight_decay=weight_decay, samples=samples)
+    hyp, _ = ce_code_loss(
+        hypercube_code(classes), depth, weight_decay=weight_decay, samples=samples
+    )
     if hyp < blocks.loss - tol:
         m = max(1, math.ceil(math.log2(classes)))
         return BlockChoice(float(hyp), (f"hypercube:{m}",), "hypercube")

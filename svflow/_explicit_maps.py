@@ -27,7 +27,13 @@ from ._explicit import (
     srg_rho,
 )
 
-__all__ = ["RELU_CATEGORIES", "CE_CATEGORIES", "explicit_phase_map", "dnc_thresholds", "weight_decay_endpoints"]
+__all__ = [
+    "RELU_CATEGORIES",
+    "CE_CATEGORIES",
+    "explicit_phase_map",
+    "dnc_thresholds",
+    "weight_decay_endpoints",
+]
 
 RELU_CATEGORIES = ("zero", "DNC", "SRG", "SRG+DNC", "multi-SRG")
 CE_CATEGORIES = ("zero", "DNC", "pairs", "other", "hypercube")
@@ -80,30 +86,78 @@ def explicit_phase_map(
             rblk[i, j] = " ".join(map(str, ch.blocks))
             ce = ce_codes(int(K), int(L), weight_decay=weight_decay, samples=samples)
             cc[i, j] = CE_CATEGORIES.index(ce.category)
-            cd[i, j] = ce_dnc_loss(int(K), int(L), weight_decay=weight_decay, samples=samples)[0]
+            cd[i, j] = ce_dnc_loss(
+                int(K), int(L), weight_decay=weight_decay, samples=samples
+            )[0]
             if K == 2 or K >= 4:
-                cp[i, j] = ce_pair_loss(int(K), int(L), weight_decay=weight_decay, samples=samples)[0]
+                cp[i, j] = ce_pair_loss(
+                    int(K), int(L), weight_decay=weight_decay, samples=samples
+                )[0]
             cb[i, j] = ce.loss
             cblk[i, j] = " ".join(map(str, ce.blocks))
     rho = np.array([[srg_rho(int(r), int(L)) for L in Ls] for r in radii])
     dims = ("classes", "depth")
     ds = xr.Dataset(
         {
-            "relu_category": (dims, rc, {"long_name": "best L-DUFM construction", **_flags(RELU_CATEGORIES)}),
+            "relu_category": (
+                dims,
+                rc,
+                {"long_name": "best L-DUFM construction", **_flags(RELU_CATEGORIES)},
+            ),
             "relu_loss_dnc": (dims, rd, {"long_name": "L_DNC (L-DUFM)"}),
-            "relu_loss_best": (dims, rb, {"long_name": "lowest L-DUFM loss over DNC/SRG block constructions"}),
-            "relu_blocks": (dims, rblk.astype(str), {"long_name": "SRG blocks (r) and dnc:<classes>"}),
-            "ce_category": (dims, cc, {"long_name": "best CE block code", **_flags(CE_CATEGORIES)}),
-            "ce_loss_dnc": (dims, cd, {"long_name": "DNC loss, linear CE model with weight decay"}),
-            "ce_loss_pairs": (dims, cp, {"long_name": "2 x 2 block competitor loss (odd K: one 3-block)"}),
-            "ce_loss_best": (dims, cb, {"long_name": "lowest CE loss over block codes and the hypercube"}),
-            "ce_blocks": (dims, cblk.astype(str), {"long_name": "block sizes (or hypercube:m) of the best CE code"}),
-            "srg_rho": (("r", "depth"), rho, {"long_name": "rho of the SRG construction, K = C(r, 2)"}),
+            "relu_loss_best": (
+                dims,
+                rb,
+                {"long_name": "lowest L-DUFM loss over DNC/SRG block constructions"},
+            ),
+            "relu_blocks": (
+                dims,
+                rblk.astype(str),
+                {"long_name": "SRG blocks (r) and dnc:<classes>"},
+            ),
+            "ce_category": (
+                dims,
+                cc,
+                {"long_name": "best CE block code", **_flags(CE_CATEGORIES)},
+            ),
+            "ce_loss_dnc": (
+                dims,
+                cd,
+                {"long_name": "DNC loss, linear CE model with weight decay"},
+            ),
+            "ce_loss_pairs": (
+                dims,
+                cp,
+                {"long_name": "2 x 2 block competitor loss (odd K: one 3-block)"},
+            ),
+            "ce_loss_best": (
+                dims,
+                cb,
+                {"long_name": "lowest CE loss over block codes and the hypercube"},
+            ),
+            "ce_blocks": (
+                dims,
+                cblk.astype(str),
+                {"long_name": "block sizes (or hypercube:m) of the best CE code"},
+            ),
+            "srg_rho": (
+                ("r", "depth"),
+                rho,
+                {"long_name": "rho of the SRG construction, K = C(r, 2)"},
+            ),
         },
         coords={
             "classes": ("classes", Ks, {"long_name": "number of classes K"}),
-            "depth": ("depth", Ls, {"long_name": "depth L (number of weight matrices)"}),
-            "r": ("r", np.asarray(radii, int), {"long_name": "vertices of K_r (SRG block of C(r,2) classes)"}),
+            "depth": (
+                "depth",
+                Ls,
+                {"long_name": "depth L (number of weight matrices)"},
+            ),
+            "r": (
+                "r",
+                np.asarray(radii, int),
+                {"long_name": "vertices of K_r (SRG block of C(r,2) classes)"},
+            ),
         },
         attrs={
             "title": "svflow explicit low-rank bias phase map",
@@ -135,9 +189,13 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
                 k = float(Ks[i])
                 break
         out.append(k)
-    return xr.DataArray(np.array(out), coords={"depth": ds["depth"].values}, dims="depth",
-                        name=f"{model}_dnc_threshold",
-                        attrs={"long_name": "smallest K from which DNC is beaten at every larger K"})
+    return xr.DataArray(
+        np.array(out),
+        coords={"depth": ds["depth"].values},
+        dims="depth",
+        name=f"{model}_dnc_threshold",
+        attrs={"long_name": "smallest K from which DNC is beaten at every larger K"},
+    )
 
 
 def weight_decay_endpoints(
@@ -171,8 +229,17 @@ def weight_decay_endpoints(
     for L in depths:
         o_row, l_row = [], []
         for seed in seeds:
-            ds = simulate(classes, int(L), init=spectral_init(classes, int(L), scale=scale, spread=spread, seed=int(seed)),
-                          loss="ce", weight_decay=weight_decay, t_end=t_end, num_times=num_times)
+            ds = simulate(
+                classes,
+                int(L),
+                init=spectral_init(
+                    classes, int(L), scale=scale, spread=spread, seed=int(seed)
+                ),
+                loss="ce",
+                weight_decay=weight_decay,
+                t_end=t_end,
+                num_times=num_times,
+            )
             ts = ds["time"].values
             o_row.append(ds["objective"].values)
             l_row.append(ds["lam"].values)
@@ -182,24 +249,73 @@ def weight_decay_endpoints(
     fin = np.abs(lam[:, :, -1, :])
     alive = (fin > 1e-3 * fin.max(axis=-1, keepdims=True)).sum(axis=-1)
     dnc = [ce_dnc_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths]
-    pairs = [ce_pair_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths]
-    blocks = [ce_blocks(classes, int(L), weight_decay=weight_decay).loss for L in depths]
-    hyper = [ce_code_loss(hypercube_code(classes), int(L), weight_decay=weight_decay)[0] for L in depths]
+    pairs = [
+        ce_pair_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths
+    ]
+    blocks = [
+        ce_blocks(classes, int(L), weight_decay=weight_decay).loss for L in depths
+    ]
+    hyper = [
+        ce_code_loss(hypercube_code(classes), int(L), weight_decay=weight_decay)[0]
+        for L in depths
+    ]
     best = np.minimum(blocks, hyper)
     return xr.Dataset(
         {
-            "objective": (("depth", "seed", "time"), np.asarray(objs), {"long_name": "CE + (wd/2) sum ||F||^2"}),
-            "lam": (("depth", "seed", "time", "mode"), lam, {"long_name": "logit eigenvalue (Walsh frame)"}),
-            "surviving_modes": (("depth", "seed"), alive, {"long_name": "modes with |lambda| > 1e-3 max at t_end"}),
-            "ce_dnc": (("depth",), np.asarray(dnc), {"long_name": "closed-form DNC loss"}),
-            "ce_pairs": (("depth",), np.asarray(pairs), {"long_name": "closed-form 2 x 2 block loss"}),
-            "ce_hypercube": (("depth",), np.asarray(hyper), {"long_name": "closed-form hypercube code loss"}),
-            "ce_blocks": (("depth",), np.asarray(blocks), {"long_name": "best block-code loss"}),
-            "ce_best": (("depth",), np.asarray(best), {"long_name": "best of block codes and hypercube"}),
+            "objective": (
+                ("depth", "seed", "time"),
+                np.asarray(objs),
+                {"long_name": "CE + (wd/2) sum ||F||^2"},
+            ),
+            "lam": (
+                ("depth", "seed", "time", "mode"),
+                lam,
+                {"long_name": "logit eigenvalue (Walsh frame)"},
+            ),
+            "surviving_modes": (
+                ("depth", "seed"),
+                alive,
+                {"long_name": "modes with |lambda| > 1e-3 max at t_end"},
+            ),
+            "ce_dnc": (
+                ("depth",),
+                np.asarray(dnc),
+                {"long_name": "closed-form DNC loss"},
+            ),
+            "ce_pairs": (
+                ("depth",),
+                np.asarray(pairs),
+                {"long_name": "closed-form 2 x 2 block loss"},
+            ),
+            "ce_hypercube": (
+                ("depth",),
+                np.asarray(hyper),
+                {"long_name": "closed-form hypercube code loss"},
+            ),
+            "ce_blocks": (
+                ("depth",),
+                np.asarray(blocks),
+                {"long_name": "best block-code loss"},
+            ),
+            "ce_best": (
+                ("depth",),
+                np.asarray(best),
+                {"long_name": "best of block codes and hypercube"},
+            ),
         },
-        coords={"depth": np.asarray(depths, int), "seed": np.asarray(seeds, int), "time": ts,
-                "mode": np.arange(classes)},
-        attrs={"title": "reduced ODE with weight decay vs closed forms", "classes": int(classes),
-               "weight_decay": float(weight_decay), "scale": float(scale), "spread": float(spread),
-               "t_end": float(t_end), **provenance()},
+        coords={
+            "depth": np.asarray(depths, int),
+            "seed": np.asarray(seeds, int),
+            "time": ts,
+            "mode": np.arange(classes),
+        },
+        attrs={
+            "title": "reduced ODE with weight decay vs closed forms",
+            "classes": int(classes),
+            "weight_decay": float(weight_decay),
+            "scale": float(scale),
+            "spread": float(spread),
+            "t_end": float(t_end),
+            **provenance(),
+        },
     )

@@ -9,7 +9,6 @@ import pytest
 from scipy.optimize import minimize, minimize_scalar
 
 import svflow
-from svflow import _explicit as E
 
 # --- the 1-D scale problem
 
@@ -51,8 +50,12 @@ def test_srg_matrices_structure(r):
 def test_srg_network_outputs_identity_and_rank(r, L):
     fs = svflow.srg_factors(r, L)
     K = r * (r - 1) // 2
-    np.testing.assert_allclose(np.asarray(svflow.relu_forward(fs)), np.eye(K), atol=1e-12)
-    if L >= 3:  # the layers after W_1 .. W_{L-2} carry rank r, the one after W_{L-1} rank K
+    np.testing.assert_allclose(
+        np.asarray(svflow.relu_forward(fs)), np.eye(K), atol=1e-12
+    )
+    if (
+        L >= 3
+    ):  # the layers after W_1 .. W_{L-2} carry rank r, the one after W_{L-1} rank K
         x = fs[0]
         for l, W in enumerate(fs[1:-1], start=1):
             x = np.maximum(W @ x, 0)
@@ -74,7 +77,9 @@ CASES = [
 def test_srg_network_loss_equals_rho_closed_form(r, L, lam_H, lam_W, n):
     """Run the ReLU network on the built matrices, optimise the scale: equals the rho formula."""
     K = r * (r - 1) // 2
-    net, q_net = svflow.construction_loss(svflow.srg_factors(r, L), lam_H=lam_H, lam_W=lam_W, samples=n)
+    net, q_net = svflow.construction_loss(
+        svflow.srg_factors(r, L), lam_H=lam_H, lam_W=lam_W, samples=n
+    )
     lams = np.concatenate([[lam_H], np.broadcast_to(lam_W, (L,))])
     Lam = (n * np.prod(lams)) ** (1.0 / (L + 1))
     closed = float(svflow.scale_loss(svflow.srg_rho(r, L) * K * Lam, L + 1)[0])
@@ -93,10 +98,17 @@ def test_per_layer_scales_brute_force_unequal_lambdas():
     fs = svflow.srg_factors(r, L)
 
     def obj(logc):
-        return svflow.network_objective([np.exp(c) * F for c, F in zip(logc, fs)], lam_H=lam_H, lam_W=lam_W, samples=n)
+        return svflow.network_objective(
+            [np.exp(c) * F for c, F in zip(logc, fs)],
+            lam_H=lam_H,
+            lam_W=lam_W,
+            samples=n,
+        )
 
     _, q = svflow.construction_loss(fs, lam_H=lam_H, lam_W=lam_W, samples=n)
-    x0 = np.log(svflow.balanced_scales(fs, q, lam_H=lam_H, lam_W=lam_W, samples=n)) + 0.3 * np.sin(np.arange(L + 1))
+    x0 = np.log(
+        svflow.balanced_scales(fs, q, lam_H=lam_H, lam_W=lam_W, samples=n)
+    ) + 0.3 * np.sin(np.arange(L + 1))
     res = minimize(obj, x0, method="BFGS", options={"gtol": 1e-12, "maxiter": 10_000})
     K = 10
     Lam = (n * lam_H * np.prod(lam_W)) ** (1 / (L + 1))
@@ -120,19 +132,36 @@ def test_rho_below_one_exactly_on_seed_thresholds():
 # --- DNC
 
 
-@pytest.mark.parametrize("K,L,lam_H,lam_W,n", [(10, 4, 0.004, 0.004, 1), (6, 3, 0.02, [0.001, 0.01, 0.004], 4), (3, 2, 0.05, 0.03, 1)])
+@pytest.mark.parametrize(
+    "K,L,lam_H,lam_W,n",
+    [
+        (10, 4, 0.004, 0.004, 1),
+        (6, 3, 0.02, [0.001, 0.01, 0.004], 4),
+        (3, 2, 0.05, 0.03, 1),
+    ],
+)
 def test_dnc_loss_equals_built_network_at_its_optimum(K, L, lam_H, lam_W, n):
     fs = svflow.dnc_factors(K, L, width=K + 5, seed=3)
-    np.testing.assert_allclose(np.asarray(svflow.relu_forward(fs)), np.eye(K), atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(svflow.relu_forward(fs)), np.eye(K), atol=1e-12
+    )
 
     def obj(logc):
-        return svflow.network_objective([np.exp(c) * F for c, F in zip(logc, fs)], lam_H=lam_H, lam_W=lam_W, samples=n)
+        return svflow.network_objective(
+            [np.exp(c) * F for c, F in zip(logc, fs)],
+            lam_H=lam_H,
+            lam_W=lam_W,
+            samples=n,
+        )
 
     best = min(
-        minimize(obj, np.full(L + 1, x), method="BFGS", options={"gtol": 1e-12}).fun for x in (-0.5, 0.0, 0.3)
+        minimize(obj, np.full(L + 1, x), method="BFGS", options={"gtol": 1e-12}).fun
+        for x in (-0.5, 0.0, 0.3)
     )
     best = min(best, 0.5)  # the zero network
-    assert abs(svflow.dnc_loss(K, L, lam_H=lam_H, lam_W=lam_W, samples=n) - best) < 1e-10
+    assert (
+        abs(svflow.dnc_loss(K, L, lam_H=lam_H, lam_W=lam_W, samples=n) - best) < 1e-10
+    )
 
 
 def test_dnc_zero_branch():
@@ -151,7 +180,9 @@ def test_gd_from_small_random_start_k2_reaches_dnc():
 
     def objective(ps):
         Z = svflow.relu_forward(ps)
-        return 0.5 * jnp.sum((Z - jnp.eye(K)) ** 2) / K + 0.5 * lam * sum(jnp.sum(p**2) for p in ps)
+        return 0.5 * jnp.sum((Z - jnp.eye(K)) ** 2) / K + 0.5 * lam * sum(
+            jnp.sum(p**2) for p in ps
+        )
 
     grad = jax.jit(jax.value_and_grad(objective))
 
@@ -166,7 +197,10 @@ def test_gd_from_small_random_start_k2_reaches_dnc():
     params, vals = run(params)
     final = float(objective(params))
     target = svflow.dnc_loss(K, L, lam_H=lam, lam_W=lam)
-    assert target - 1e-12 < final < target + 1e-6, (final, target)  # GD never beats the minimum
+    assert target - 1e-12 < final < target + 1e-6, (
+        final,
+        target,
+    )  # GD never beats the minimum
     Z = np.asarray(svflow.relu_forward(params))
     q = float(svflow.scale_loss(K * lam, L + 1)[1])
     np.testing.assert_allclose(Z, q * np.eye(K), atol=1e-3)
@@ -175,7 +209,9 @@ def test_gd_from_small_random_start_k2_reaches_dnc():
 # --- deep linear cross-entropy model with weight decay
 
 
-@pytest.mark.parametrize("K,L,wd,n", [(4, 3, 1e-3, 1), (10, 2, 1e-2, 1), (8, 5, 1e-4, 3)])
+@pytest.mark.parametrize(
+    "K,L,wd,n", [(4, 3, 1e-3, 1), (10, 2, 1e-2, 1), (8, 5, 1e-4, 3)]
+)
 def test_ce_dnc_and_pairs_from_built_logits(K, L, wd, n):
     """Independent route: build Z (K x Kn), evaluate CE + balanced penalty from its SVD,
     and check the balanced factorisation's Frobenius penalty equals (wd/2) N sum sigma^(2/N)."""
@@ -191,7 +227,12 @@ def test_ce_dnc_and_pairs_from_built_logits(K, L, wd, n):
 
     for build, fn in ((dnc, svflow.ce_dnc_loss), (pairs, svflow.ce_pair_loss)):
         val, x = fn(K, L, weight_decay=wd, samples=n)
-        res = minimize_scalar(lambda a: svflow.ce_objective(build(a), L, weight_decay=wd), bounds=(1e-3, 60), method="bounded", options={"xatol": 1e-12})
+        res = minimize_scalar(
+            lambda a: svflow.ce_objective(build(a), L, weight_decay=wd),
+            bounds=(1e-3, 60),
+            method="bounded",
+            options={"xatol": 1e-12},
+        )
         assert abs(val - min(res.fun, math.log(K))) < 1e-10
         assert abs(x - res.x) < 1e-4
     # balanced factorisation of Z into N factors: penalty identity
@@ -203,7 +244,13 @@ def test_ce_dnc_and_pairs_from_built_logits(K, L, wd, n):
     for F in reversed(fs[:-1]):
         P = P @ F
     np.testing.assert_allclose(P, Z, atol=1e-12)
-    assert abs(0.5 * wd * sum(np.sum(F**2) for F in fs) - 0.5 * wd * N * np.sum(s ** (2.0 / N))) < 1e-12
+    assert (
+        abs(
+            0.5 * wd * sum(np.sum(F**2) for F in fs)
+            - 0.5 * wd * N * np.sum(s ** (2.0 / N))
+        )
+        < 1e-12
+    )
 
 
 def test_ce_pairs_beat_dnc_on_model_thresholds():
@@ -220,11 +267,20 @@ def test_ce_pairs_beat_dnc_on_model_thresholds():
 
 
 def test_phase_map_thresholds_emerge():
-    ds = svflow.explicit_phase_map(range(2, 16), range(2, 6), lam=0.004, weight_decay=1e-3)
+    ds = svflow.explicit_phase_map(
+        range(2, 16), range(2, 6), lam=0.004, weight_decay=1e-3
+    )
     thr = svflow.dnc_thresholds(ds, "relu")
     assert np.isnan(thr.sel(depth=2))  # DNC optimal at L = 2 over the whole map
-    assert float(thr.sel(depth=3)) == 10 and float(thr.sel(depth=4)) == 6 and float(thr.sel(depth=5)) == 6
-    assert np.all(ds["relu_category"].sel(classes=2).values == svflow._explicit_maps.RELU_CATEGORIES.index("DNC"))
+    assert (
+        float(thr.sel(depth=3)) == 10
+        and float(thr.sel(depth=4)) == 6
+        and float(thr.sel(depth=5)) == 6
+    )
+    assert np.all(
+        ds["relu_category"].sel(classes=2).values
+        == svflow._explicit_maps.RELU_CATEGORIES.index("DNC")
+    )
     assert np.all(ds["relu_loss_best"] <= ds["relu_loss_dnc"] + 1e-15)
     thr_ce = svflow.dnc_thresholds(ds, "ce")
     assert float(thr_ce.sel(depth=2)) == 6 and float(thr_ce.sel(depth=3)) == 4
@@ -260,8 +316,15 @@ def test_bad_input_raises():
 def test_reduced_ode_with_weight_decay_ends_at_pair_code():
     """Independent route: the reduced ODE's stationary point (K = 8, L = 3) is the 2 x 2 block code."""
     K, L, wd = 8, 3, 1e-3
-    ds = svflow.simulate(K, L, init=svflow.spectral_init(K, L, scale=0.5, spread=0.5, seed=0), loss="ce",
-                         weight_decay=wd, t_end=1e6, num_times=21)
+    ds = svflow.simulate(
+        K,
+        L,
+        init=svflow.spectral_init(K, L, scale=0.5, spread=0.5, seed=0),
+        loss="ce",
+        weight_decay=wd,
+        t_end=1e6,
+        num_times=21,
+    )
     lam = ds["lam"].isel(time=-1).values
     alive = np.abs(lam) > 1e-3 * np.abs(lam).max()
     assert alive.sum() == K // 2
@@ -281,9 +344,71 @@ def test_hypercube_code_walsh_frame():
         lam[[1, 2, 4]] = x
         return float(ce_loss(jnp.asarray(lam))) + 0.5 * wd * N * 3 * x ** (2 / N)
 
-    res = minimize_scalar(walsh_obj, bounds=(1.0, 100.0), method="bounded", options={"xatol": 1e-12})
+    res = minimize_scalar(
+        walsh_obj, bounds=(1.0, 100.0), method="bounded", options={"xatol": 1e-12}
+    )
     hyp, beta = svflow.ce_code_loss(svflow.hypercube_code(K), L, weight_decay=wd)
     assert abs(hyp - res.fun) < 1e-10
     assert abs(K * beta - res.x) < 1e-4  # Z = beta V^T V = (K beta) U_S U_S^T
     assert hyp < svflow.ce_pair_loss(K, L, weight_decay=wd)[0] - 1e-3
     assert svflow.ce_codes(K, L, weight_decay=wd).category == "hypercube"
+
+
+# --- GD with the full-parameter engine; layer diagnostics
+
+
+def test_full_engine_gd_k2_reaches_dnc():
+    """svflow.train on a ReLU / squared-loss / weight-decay DeepUFM, K = 2, n = 2, small random start.
+
+    Width 20: at width 6 a sizeable share of starts end at dead-ReLU stationary
+    points (one class switched off), which is not what this test is about."""
+    K, L, lam, n = 2, 3, 0.005, 2
+    target = svflow.dnc_loss(K, L, lam_H=lam, lam_W=lam, samples=n)
+    for key in (1, 2, 3):
+        model = svflow.random_model(
+            K,
+            depth=L,
+            width=20,
+            scale=0.5,
+            key=key,
+            samples_per_class=n,
+            activation="relu",
+            loss="squared",
+            weight_decay=lam,
+        )
+        ds, model = svflow.train(
+            model, eta=0.5, steps=40_000, num_times=5, return_model=True, progress=False
+        )
+        final = float(ds["objective"].isel(time=-1))
+        assert target - 1e-12 < final < target + 1e-6, (key, final, target)
+        names, mats = svflow.layer_representations(model.factors)
+        assert svflow.nc1(mats[0], K) < 1e-6  # features collapsed within class
+
+
+def test_layer_diagnostics_on_srg_network():
+    """The built SRG network (r = 5, L = 4): class-mean ranks r before W_{L-1}'s ReLU, K after."""
+    r, L = 5, 4
+    fs = svflow.srg_factors(r, L)
+    names, mats = svflow.layer_representations(fs)
+    ranks = {
+        nm: int((svflow.class_mean_spectra(X, 10) > 1e-9).sum())
+        for nm, X in zip(names, mats)
+    }
+    assert ranks == {
+        "H": 5,
+        "pre1": 5,
+        "post1": 5,
+        "pre2": 5,
+        "post2": 5,
+        "pre3": 5,
+        "post3": 10,
+        "Z": 10,
+    }
+
+
+def test_nc1_closed_form():
+    """Two classes in R^2, means +-e1, within-class deviations +-e1 * a: NC1 = a^2 / K."""
+    a = 0.3
+    X = np.array([[1 + a, 1 - a, -1 + a, -1 - a], [0.0, 0.0, 0.0, 0.0]])
+    # S_W = a^2 e1 e1^T, S_B = e1 e1^T -> tr(S_W S_B^+)/K = a^2 / 2
+    assert abs(svflow.nc1(X, 2) - a**2 / 2) < 1e-12
