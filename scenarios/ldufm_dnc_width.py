@@ -1,7 +1,10 @@
-"""Seed 1, Figure 3 (right): fraction of GD runs ending in DNC against width, L = 4, K = 10.
+"""Seed 1, Figure 3 (right): fraction of GD runs ending in DNC against width, L = 4, K =
+10.
 
-    python scenarios/ldufm_dnc_width.py --quick --out dnc_width_quick.nc   # 4 seeds, 5e4 steps
-    python scenarios/ldufm_dnc_width.py --out dnc_width.nc                 # 10 seeds, 2e5 steps
+    python scenarios/ldufm_dnc_width.py --quick --out dnc_width_quick.nc   # 4 seeds,
+    5e4 steps
+    python scenarios/ldufm_dnc_width.py --out dnc_width.nc                 # 10 seeds,
+    2e5 steps
 
 Every lambda 0.004, lr 0.5, n = 1. A run ends in DNC when every layer's
 class means have rank K (threshold 1e-3) and its objective is within 1e-2

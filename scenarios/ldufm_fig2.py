@@ -1,6 +1,8 @@
-"""Seed 1, Figure 2: GD on the L-DUFM (ReLU, squared loss, weight decay) against L_DNC and L_SRG.
+"""Seed 1, Figure 2: GD on the L-DUFM (ReLU, squared loss, weight decay) against L_DNC
+and L_SRG.
 
-    python scenarios/ldufm_fig2.py --quick --out fig2_quick.nc   # 1e5 steps (~1.5 min, 2 cores)
+    python scenarios/ldufm_fig2.py --quick --out fig2_quick.nc   # 1e5 steps (~1.5 min,
+    2 cores)
     python scenarios/ldufm_fig2.py --out fig2.nc                 # 1e6 steps (~7 min)
 
 K = 10, L = 4, every lambda 0.004, width 30, lr 0.5, 10 seeds, n samples per
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
         f = float(d["final_objective"])
         print(
             f"seed {s}: final {f:.6f}  /L_DNC {f / Ld:.4f}  /L_SRG {f / Ls:.4f}  "
-            f"ranks {d['rank_layer'].values.tolist()}  max NC1 {float(d['nc1_layer'].max()):.1e}  "
+            f"ranks {d['rank_layer'].values.tolist()}  "
+            f"max NC1 {float(d['nc1_layer'].max()):.1e}  "
             f"DNC={bool(d['is_dnc'])}"
         )
     print(

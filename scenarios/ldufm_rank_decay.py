@@ -1,7 +1,9 @@
 """Seed 1, Figure 3 (left): numerical rank at convergence against weight decay, L = 4.
 
-    python scenarios/ldufm_rank_decay.py --quick --out rank_decay_quick.nc   # 3 seeds, 5e4 steps
-    python scenarios/ldufm_rank_decay.py --out rank_decay.nc                 # 10 seeds, 2e5 steps
+    python scenarios/ldufm_rank_decay.py --quick --out rank_decay_quick.nc   # 3 seeds,
+    5e4 steps
+    python scenarios/ldufm_rank_decay.py --out rank_decay.nc                 # 10 seeds,
+    2e5 steps
 
 K = 10, L = 4, width 30, lr 0.5, n = 1, every factor's weight decay = lambda.
 Prints the mean rank of every layer's class means per lambda.
@@ -36,9 +38,11 @@ def main(argv=None) -> int:
     for lam in ds["lam"].values:
         d = ds.sel(lam=lam)
         print(
-            f"lambda {lam:g}: mean ranks {d['rank_layer'].mean('seed').values.round(2).tolist()}  "
+            f"lambda {lam:g}: mean ranks "
+            f"{d['rank_layer'].mean('seed').values.round(2).tolist()}  "
             f"DNC fraction {float(d['is_dnc'].mean()):.2f}  "
-            f"final/L_DNC {(d['final_objective'] / d['L_DNC']).values.round(4).tolist()}"
+            "final/L_DNC "
+            f"{(d['final_objective'] / d['L_DNC']).values.round(4).tolist()}"
         )
     if a.out:
         svflow.save(ds, a.out)

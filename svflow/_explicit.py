@@ -1,4 +1,5 @@
-r"""Explicit low-rank bias: closed forms and explicit constructions (MODEL.md section 7).
+r"""Explicit low-rank bias: closed forms and explicit constructions (MODEL.md section
+7).
 
 **L-DUFM** (seed 1, Súkeník, Lampert & Mondelli 2405.14468). K classes, n samples
 per class, depth L = number of weight matrices, N = L + 1 factors
@@ -48,7 +49,8 @@ pre-activation $P = J - B^\top B$ (rank $r$) directly, $(H, W_1)$ = balanced
 square-root factorisation of $P$, $W_2 = A'^{-1}$:
 $\rho^3 = \|P\|_*^2\|A'^{-1}\|_F^2/K^3$ with
 $\|P\|_* = |K - 2r + 2| + (r-1)(r-2)$ (eigenvalues of $J - 2I - A_{T(r)}$).
-$\|A'^{-1}\|_F^2 = \big(\tfrac{2}{(r-2)(r-3)}\big)^2 + \tfrac{r-1}{(r-3)^2} + \tfrac{r(r-3)}2$
+$\|A'^{-1}\|_F^2 = \big(\tfrac{2}{(r-2)(r-3)}\big)^2 + \tfrac{r-1}{(r-3)^2} +
+\tfrac{r(r-3)}2$
 (eigenvalues of $A'$: $(r-2)(r-3)/2$, $3-r$ (mult. $r-1$), $1$ (mult. $r(r-3)/2$)).
 
 Classes beyond $\binom r2$ go into separate block(s) of a block-diagonal
@@ -67,6 +69,13 @@ $$\mathrm{CE}_k(s) = \log\big(1 + (k-1)e^{-s} + (K-k)e^{-s(1-1/k)}\big).$$
 DNC is the single block $k = K$ ($s = \alpha$); the 2 x 2 block competitor
 $\beta\begin{pmatrix}1&-1\\-1&1\end{pmatrix}$ is $k = 2$, $s = 2\beta$ (odd K: one
 block of 3). :func:`ce_blocks` chooses the best partition.
+
+Beyond MODEL.md: block codes are not the end of the story. The hypercube
+code (:func:`hypercube_code`; for $K = 2^m$ the Walsh code on the modes
+$\{2^b\}$, rank $\log_2 K$) has the lowest loss of these candidates for deep
+models and many K (e.g. K = 8, L = 5, wd = 1e-3: 0.02956 against 0.03208
+for the pairs and 0.04426 for DNC), and the reduced ODE with weight decay
+reaches it from spectral starts. :func:`ce_codes` compares all of them.
 """
 
 from __future__ import annotations
@@ -128,7 +137,8 @@ def _check_depth(depth, minimum: int = 1) -> int:
         or depth < minimum
     ):
         raise ValueError(
-            f"depth L (number of weight matrices, N = L + 1 factors) must be an integer "
+            "depth L (number of weight matrices, N = L + 1 factors) must be an "
+            "integer "
             f">= {minimum}; got {depth!r}."
         )
     return int(depth)
@@ -163,7 +173,8 @@ def factor_decays(depth: int, lam_H: float, lam_W) -> np.ndarray:
     lw = np.atleast_1d(np.asarray(lam_W, dtype=float))
     if lw.ndim != 1 or lw.size not in (1, depth):
         raise ValueError(
-            f"lam_W must be one number or a sequence of L = {depth} numbers; got {lam_W!r}."
+            f"lam_W must be one number or a sequence of L = {depth} numbers; "
+            f"got {lam_W!r}."
         )
     lw = np.broadcast_to(lw, (depth,))
     for i, v in enumerate(lw):
@@ -187,7 +198,8 @@ def ldufm_decay(depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
 
 @partial(jax.jit, static_argnums=1)
 def scale_loss(c, factors: int):
-    r"""$f(c) = \min_{q\ge0}\ \tfrac12(1-q)^2 + \tfrac N2\,c\,q^{2/N}$ and its minimiser.
+    r"""$f(c) = \min_{q\ge0}\ \tfrac12(1-q)^2 + \tfrac N2\,c\,q^{2/N}$ and its
+    minimiser.
 
     Stationary points solve $h(q) = (1-q)\,q^{1-2/N} = c$. For $N \ge 3$, $h$ rises
     from 0 to its maximum at $q_* = (N-2)/(2N-2)$ and falls to 0 at $q = 1$; the
@@ -251,14 +263,16 @@ class SRGMatrices(NamedTuple):
 def _check_r(r) -> int:
     if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 4:
         raise ValueError(
-            f"the SRG construction needs r >= 4 graph vertices (K = C(r, 2) >= 6 classes; "
-            f"the Kneser adjacency of KG(r, 2) is singular for r = 3 and empty for r < 3); got r={r!r}."
+            "the SRG construction needs r >= 4 graph vertices (K = C(r, 2) >= 6 "
+            "classes; the Kneser adjacency of KG(r, 2) is singular for r = 3 and "
+            f"empty for r < 3); got r={r!r}."
         )
     return int(r)
 
 
 def srg_matrices(r: int) -> SRGMatrices:
-    """Build B, J - B^T B, the Kneser adjacency A' and its inverse for K = C(r, 2) (r >= 4)."""
+    """Build B, J - B^T B, the Kneser adjacency A' and its inverse for K = C(r, 2) (r >=
+    4)."""
     r = _check_r(r)
     edges = [(u, v) for u in range(r) for v in range(u + 1, r)]
     K = len(edges)
@@ -271,7 +285,8 @@ def srg_matrices(r: int) -> SRGMatrices:
 
 
 def _sqrt_factor(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Balanced factorisation M = W H with ||W||_F^2 = ||H||_F^2 = ||M||_* (rank-trimmed)."""
+    """Balanced factorisation M = W H with ||W||_F^2 = ||H||_F^2 = ||M||_*
+    (rank-trimmed)."""
     U, s, Vt = np.linalg.svd(M, full_matrices=False)
     keep = s > s[0] * 1e-12
     U, s, Vt = U[:, keep], s[keep], Vt[keep]
@@ -279,7 +294,8 @@ def _sqrt_factor(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def srg_factors(r: int, depth: int) -> list[np.ndarray]:
-    r"""Unit-scale factors $[H, W_1, \dots, W_L]$ of the SRG network (class means, n = 1).
+    r"""Unit-scale factors $[H, W_1, \dots, W_L]$ of the SRG network (class means, n =
+    1).
 
     Running :func:`relu_forward` on them gives $Z = I_K$; the layers after
     $W_1 .. W_{L-2}$ carry $B$ (rank r), the layer after $W_{L-1}$ carries the
@@ -324,7 +340,8 @@ def dnc_factors(
 
 
 def relu_forward(factors: Sequence) -> jnp.ndarray:
-    r"""$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H))$ with $\sigma = $ ReLU (none on H, none on Z)."""
+    r"""$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H))$ with $\sigma = $ ReLU (none on H,
+    none on Z)."""
     x = jnp.asarray(factors[0])
     for l, W in enumerate(factors[1:], start=1):
         x = jnp.asarray(W) @ x
@@ -334,7 +351,8 @@ def relu_forward(factors: Sequence) -> jnp.ndarray:
 
 
 def construction_rho(factors: Sequence) -> float:
-    r"""$\rho = (\prod_j\|F_j\|_F^2)^{1/N}/K$ of unit-scale class-mean factors with $Z = I_K$."""
+    r"""$\rho = (\prod_j\|F_j\|_F^2)^{1/N}/K$ of unit-scale class-mean factors with $Z =
+    I_K$."""
     K = np.asarray(factors[-1]).shape[0]
     logs = [np.log(np.sum(np.asarray(F) ** 2)) for F in factors]
     return float(np.exp(np.mean(logs)) / K)
@@ -367,8 +385,10 @@ def srg_rho(r: int, depth: int) -> float:
 def balanced_scales(
     factors: Sequence, q: float, *, lam_H: float, lam_W, samples: int = 1
 ) -> np.ndarray:
-    r"""Per-factor scales $c_j$ with $\prod_j c_j = q$ minimising $\sum_j\frac{\lambda_j}2c_j^2a_j$:
-    $c_j = \sqrt{P/(\lambda_j a_j)}$, $P = q^{2/N}(\prod_j\lambda_j a_j)^{1/N}$ (all $\lambda_j > 0$)."""
+    r"""Per-factor scales $c_j$ with $\prod_j c_j = q$ minimising
+    $\sum_j\frac{\lambda_j}2c_j^2a_j$:
+    $c_j = \sqrt{P/(\lambda_j a_j)}$, $P = q^{2/N}(\prod_j\lambda_j a_j)^{1/N}$ (all
+    $\lambda_j > 0$)."""
     lams = factor_decays(len(factors) - 1, lam_H, lam_W)
     if np.any(lams <= 0):
         raise ValueError(
@@ -385,7 +405,8 @@ def network_objective(
     factors: Sequence, *, lam_H: float, lam_W, samples: int = 1, targets=None
 ) -> float:
     r"""L-DUFM objective of class-mean factors (H replicated n times per class):
-    run the ReLU network, $\frac1{2K}\|Z - Y\|_F^2 + \frac{n\lambda_H}2\|H\|^2 + \sum_l\frac{\lambda_l}2\|W_l\|^2$."""
+    run the ReLU network, $\frac1{2K}\|Z - Y\|_F^2 + \frac{n\lambda_H}2\|H\|^2 +
+    \sum_l\frac{\lambda_l}2\|W_l\|^2$."""
     lams = factor_decays(len(factors) - 1, lam_H, lam_W)
     n = _check_samples(samples)
     Z = np.asarray(relu_forward(factors))
@@ -477,7 +498,8 @@ class BlockChoice(NamedTuple):
     """Best block-diagonal construction: loss, the blocks, and a category label."""
 
     loss: float
-    blocks: tuple  # ReLU model: SRG block sizes r (vertices) then "dnc:<count>"; CE: block sizes k
+    # ReLU model: SRG block sizes r (vertices) then "dnc:<count>"; CE: block sizes k
+    blocks: tuple
     category: str
 
 
@@ -600,7 +622,8 @@ def _ce_block_min(k, K, factors: int, wd, samples):
 def _ce_block_table(
     K: int, depth: int, wd: float, samples: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Values and minimisers of :func:`ce_block_loss` for every k = 1..K (one compiled call)."""
+    """Values and minimisers of :func:`ce_block_loss` for every k = 1..K (one compiled
+    call)."""
     size = 64 * (-(-K // 64))  # pad to a multiple of 64: one compilation per depth
     ks = jnp.minimum(jnp.arange(1, size + 1, dtype=float), float(K))
     v, s = _ce_block_min(ks, float(K), depth + 1, wd, float(samples))
@@ -611,7 +634,8 @@ def ce_block_loss(
     k: int, classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
     r"""Best contribution of one block $s(I_k - \mathbf 1\mathbf 1^\top/k)$ of a K-class
-    block code: $\min_{s\ge0}\ \tfrac kK\mathrm{CE}_k(s) + \tfrac{wd}2N(k-1)(\sqrt n s)^{2/N}$.
+    block code: $\min_{s\ge0}\ \tfrac kK\mathrm{CE}_k(s) + \tfrac{wd}2N(k-1)(\sqrt n
+    s)^{2/N}$.
     Grid (s = 0 and 4000 log-spaced points in [1e-6, 1e3]) then golden section.
     Returns (value, s)."""
     K = _check_classes(classes)
@@ -626,8 +650,10 @@ def ce_block_loss(
 def ce_dnc_loss(
     classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
-    r"""DNC of the deep linear CE model with weight decay: $Z = \alpha(I - \mathbf 1\mathbf 1^\top/K)$,
-    $\min_\alpha \log(1 + (K-1)e^{-\alpha}) + \tfrac{wd}2(L+1)(K-1)(\sqrt n\alpha)^{2/(L+1)}$.
+    r"""DNC of the deep linear CE model with weight decay: $Z = \alpha(I - \mathbf
+    1\mathbf 1^\top/K)$,
+    $\min_\alpha \log(1 + (K-1)e^{-\alpha}) + \tfrac{wd}2(L+1)(K-1)(\sqrt
+    n\alpha)^{2/(L+1)}$.
     Returns (loss, alpha)."""
     return ce_block_loss(
         classes, classes, depth, weight_decay=weight_decay, samples=samples
@@ -637,7 +663,8 @@ def ce_dnc_loss(
 def ce_pair_loss(
     classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
-    r"""The 2 x 2 block competitor $Z = \beta\,\mathrm{blockdiag}\begin{pmatrix}1&-1\\-1&1\end{pmatrix}$
+    r"""The 2 x 2 block competitor $Z =
+    \beta\,\mathrm{blockdiag}\begin{pmatrix}1&-1\\-1&1\end{pmatrix}$
     (K even; odd K adds one simplex block of 3 classes). Per pair
     $\mathrm{CE} = \log(1 + e^{-2\beta} + (K-2)e^{-\beta})$, singular value $2\beta$.
     Returns (loss, beta)."""
@@ -664,7 +691,8 @@ def ce_blocks(
     samples: int = 1,
     tol: float = 1e-12,
 ) -> BlockChoice:
-    r"""Best block code $\bigoplus_b s_b(I_{k_b} - \mathbf 1\mathbf 1^\top/k_b)$ of the deep
+    r"""Best block code $\bigoplus_b s_b(I_{k_b} - \mathbf 1\mathbf 1^\top/k_b)$ of the
+    deep
     linear CE model with weight decay (dynamic programming over block sizes).
 
     Categories: ``"zero"`` (Z = 0, loss log K, is as good), ``"DNC"`` (single
@@ -691,7 +719,8 @@ def ce_blocks(
 
 
 def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
-    r"""$\mathrm{CE}(Z) + \tfrac{wd}2(L+1)\sum_i\sigma_i(Z)^{2/(L+1)}$ for logits Z of shape (K, K n),
+    r"""$\mathrm{CE}(Z) + \tfrac{wd}2(L+1)\sum_i\sigma_i(Z)^{2/(L+1)}$ for logits Z of
+    shape (K, K n),
     columns class-major: the deep linear UFM objective at its best factorisation of Z.
     Singular values below ``max(K, Kn) * eps * sigma_max`` count as zero."""
     Z = np.asarray(Z, dtype=float)
@@ -730,7 +759,8 @@ def hypercube_code(classes: int) -> np.ndarray:
 def ce_code_loss(
     direction, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
-    r"""$\min_{\beta\ge0}\ \mathrm{CE}(\beta Z_0) + \tfrac{wd}2N\beta^{2/N}\sum_i\sigma_i(\sqrt n Z_0)^{2/N}$
+    r"""$\min_{\beta\ge0}\ \mathrm{CE}(\beta Z_0) +
+    \tfrac{wd}2N\beta^{2/N}\sum_i\sigma_i(\sqrt n Z_0)^{2/N}$
     for a fixed class-mean logit direction $Z_0$ (K x K, column y = class y).
     Grid (0 and 3000 log-spaced points in [1e-6, 1e3]) then golden section
     (numpy). Returns (loss, beta)."""
@@ -781,7 +811,8 @@ def ce_codes(
 ) -> BlockChoice:
     r"""Best of the CE candidates: block codes (:func:`ce_blocks`: DNC, pairs, other
     partitions) and the hypercube code (:func:`hypercube_code`, K >= 3).
-    Categories: ``"zero"``, ``"DNC"``, ``"pairs"``, ``"other"`` (blocks) or ``"hypercube"``."""
+    Categories: ``"zero"``, ``"DNC"``, ``"pairs"``, ``"other"`` (blocks) or
+    ``"hypercube"``."""
     blocks = ce_blocks(
         classes, depth, weight_decay=weight_decay, samples=samples, tol=tol
     )

@@ -1,4 +1,5 @@
-r"""Gradient descent on seed 1's L-DUFM with the full-parameter engine, against the closed forms.
+r"""Gradient descent on seed 1's L-DUFM with the full-parameter engine, against the
+closed forms.
 
 The model is :func:`svflow.random_model` with ``activation="relu"``,
 ``loss="squared"`` and weight decay on every factor, trained by
@@ -63,7 +64,8 @@ def layer_representations(factors) -> tuple[list, list]:
 
 
 def class_mean_spectra(X, classes: int) -> np.ndarray:
-    """Singular values (decreasing, K of them, zero-padded) of the uncentred class-mean matrix."""
+    """Singular values (decreasing, K of them, zero-padded) of the uncentred class-mean
+    matrix."""
     X = np.asarray(X)
     n = X.shape[1] // classes
     M = X.reshape(X.shape[0], classes, n).mean(axis=-1)
@@ -72,7 +74,8 @@ def class_mean_spectra(X, classes: int) -> np.ndarray:
 
 
 def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
-    r"""$\operatorname{tr}(\Sigma_W\Sigma_B^+)/K$ of representations X (d, K n), columns class-major.
+    r"""$\operatorname{tr}(\Sigma_W\Sigma_B^+)/K$ of representations X (d, K n), columns
+    class-major.
 
     The pseudo-inverse drops eigenvalues of $\Sigma_B$ below ``rcond`` times the
     largest (default: the square of the rank threshold, so the class-mean
@@ -114,7 +117,8 @@ def ldufm_runs(
     and ``nc1_layer`` (seed, layer), ``final_objective`` (seed), ``is_dnc``
     (seed: every layer's class means have rank K and the final objective is
     within ``dnc_rtol`` of L_DNC: wide networks approach L_DNC slowly, so the
-    rank decides and the loss only guards against other full-rank points), and scalars ``L_DNC``, ``L_best`` (best
+    rank decides and the loss only guards against other full-rank points), and scalars
+    ``L_DNC``, ``L_best`` (best
     SRG/DNC block construction, :func:`svflow.relu_blocks`).
     """
     objs, svs, ranks, nc1s, finals, is_dnc = [], [], [], [], [], []
@@ -167,7 +171,8 @@ def ldufm_runs(
                 ("seed", "layer", "sv"),
                 np.asarray(svs),
                 {
-                    "long_name": "singular values of the class-mean matrix of each layer at the end"
+                    "long_name": "singular values of each layer's class-mean matrix "
+                    "at the end"
                 },
             ),
             "rank_layer": (
@@ -187,7 +192,8 @@ def ldufm_runs(
                 (),
                 best.loss,
                 {
-                    "long_name": f"best SRG/DNC construction: {best.category} {best.blocks}"
+                    "long_name": "best SRG/DNC construction: "
+                    f"{best.category} {best.blocks}"
                 },
             ),
         },
@@ -215,7 +221,8 @@ def ldufm_runs(
 
 
 def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
-    """:func:`ldufm_runs` over ``param`` (``"lam"`` or ``"width"``), concatenated along it."""
+    """:func:`ldufm_runs` over ``param`` (``"lam"`` or ``"width"``), concatenated along
+    it."""
     if param not in ("lam", "width"):
         raise ValueError(f"param must be 'lam' or 'width'; got {param!r}.")
     parts = [ldufm_runs(**{**kwargs, param: v}) for v in values]

@@ -75,7 +75,8 @@ CASES = [
 
 @pytest.mark.parametrize("r,L,lam_H,lam_W,n", CASES)
 def test_srg_network_loss_equals_rho_closed_form(r, L, lam_H, lam_W, n):
-    """Run the ReLU network on the built matrices, optimise the scale: equals the rho formula."""
+    """Run the ReLU network on the built matrices, optimise the scale: equals the rho
+    formula."""
     K = r * (r - 1) // 2
     net, q_net = svflow.construction_loss(
         svflow.srg_factors(r, L), lam_H=lam_H, lam_W=lam_W, samples=n
@@ -171,7 +172,8 @@ def test_dnc_zero_branch():
 
 
 def test_gd_from_small_random_start_k2_reaches_dnc():
-    """Plain jax full-batch GD on the L-DUFM (ReLU, squared loss, weight decay), K = 2."""
+    """Plain jax full-batch GD on the L-DUFM (ReLU, squared loss, weight decay), K =
+    2."""
     K, L, d, lam, lr, steps = 2, 3, 6, 0.005, 0.5, 40_000
     keys = jax.random.split(jax.random.PRNGKey(7), L + 1)
     params = [0.3 * jax.random.normal(keys[0], (d, K))]
@@ -214,7 +216,8 @@ def test_gd_from_small_random_start_k2_reaches_dnc():
 )
 def test_ce_dnc_and_pairs_from_built_logits(K, L, wd, n):
     """Independent route: build Z (K x Kn), evaluate CE + balanced penalty from its SVD,
-    and check the balanced factorisation's Frobenius penalty equals (wd/2) N sum sigma^(2/N)."""
+    and check the balanced factorisation's Frobenius penalty equals (wd/2) N sum
+    sigma^(2/N)."""
     N = L + 1
     ones = np.ones((1, n))
 
@@ -254,7 +257,8 @@ def test_ce_dnc_and_pairs_from_built_logits(K, L, wd, n):
 
 
 def test_ce_pairs_beat_dnc_on_model_thresholds():
-    """MODEL.md section 7: pairs beat DNC when K >= 4 and L >= 3, or K >= 6 and L = 2."""
+    """MODEL.md section 7: pairs beat DNC when K >= 4 and L >= 3, or K >= 6 and L =
+    2."""
     for L in (1, 2, 3, 5):
         for K in (2, 4, 6, 8, 12):
             dnc = svflow.ce_dnc_loss(K, L, weight_decay=1e-3)[0]
@@ -314,7 +318,8 @@ def test_bad_input_raises():
 
 
 def test_reduced_ode_with_weight_decay_ends_at_pair_code():
-    """Independent route: the reduced ODE's stationary point (K = 8, L = 3) is the 2 x 2 block code."""
+    """Independent route: the reduced ODE's stationary point (K = 8, L = 3) is the 2 x 2
+    block code."""
     K, L, wd = 8, 3, 1e-3
     ds = svflow.simulate(
         K,
@@ -334,7 +339,8 @@ def test_reduced_ode_with_weight_decay_ends_at_pair_code():
 
 
 def test_hypercube_code_walsh_frame():
-    """Hypercube code for K = 8 equals the Walsh code on modes {1, 2, 4}; at L = 5 it beats the pairs."""
+    """Hypercube code for K = 8 equals the Walsh code on modes {1, 2, 4}; at L = 5 it
+    beats the pairs."""
     K, L, wd = 8, 5, 1e-3
     N = L + 1
     from svflow._walsh import ce_loss
@@ -358,7 +364,8 @@ def test_hypercube_code_walsh_frame():
 
 
 def test_full_engine_gd_k2_reaches_dnc():
-    """svflow.train on a ReLU / squared-loss / weight-decay DeepUFM, K = 2, n = 2, small random start.
+    """svflow.train on a ReLU / squared-loss / weight-decay DeepUFM, K = 2, n = 2, small
+    random start.
 
     Width 20: at width 6 a sizeable share of starts end at dead-ReLU stationary
     points (one class switched off), which is not what this test is about."""
@@ -386,7 +393,8 @@ def test_full_engine_gd_k2_reaches_dnc():
 
 
 def test_layer_diagnostics_on_srg_network():
-    """The built SRG network (r = 5, L = 4): class-mean ranks r before W_{L-1}'s ReLU, K after."""
+    """The built SRG network (r = 5, L = 4): class-mean ranks r before W_{L-1}'s ReLU, K
+    after."""
     r, L = 5, 4
     fs = svflow.srg_factors(r, L)
     names, mats = svflow.layer_representations(fs)
@@ -407,7 +415,8 @@ def test_layer_diagnostics_on_srg_network():
 
 
 def test_nc1_closed_form():
-    """Two classes in R^2, means +-e1, within-class deviations +-e1 * a: NC1 = a^2 / K."""
+    """Two classes in R^2, means +-e1, within-class deviations +-e1 * a: NC1 = a^2 /
+    K."""
     a = 0.3
     X = np.array([[1 + a, 1 - a, -1 + a, -1 - a], [0.0, 0.0, 0.0, 0.0]])
     # S_W = a^2 e1 e1^T, S_B = e1 e1^T -> tr(S_W S_B^+)/K = a^2 / 2

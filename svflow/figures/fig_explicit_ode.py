@@ -1,4 +1,5 @@
-"""Reduced ODE with weight decay (linear CE model, spectral starts) against the closed forms."""
+"""Reduced ODE with weight decay (linear CE model, spectral starts) against the closed
+forms."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def plot(ds):
             ax.set_ylabel("final lambda_i")
         ax.legend(fontsize=6)
     fig.suptitle(
-        f"deep linear CE with weight decay {ds.attrs['weight_decay']:g}, K = {ds.attrs['classes']}: "
+        f"deep linear CE with weight decay {ds.attrs['weight_decay']:g}, "
+        f"K = {ds.attrs['classes']}: "
         "reduced ODE end points vs closed forms (section 7)",
         fontsize=10,
     )
@@ -86,5 +88,6 @@ register(
     "explicit_ode",
     compute=compute,
     plot=plot,
-    description="reduced ODE with weight decay: surviving modes and final loss vs closed forms",
+    description="reduced ODE with weight decay: surviving modes, final loss vs "
+    "closed forms",
 )

@@ -1,4 +1,5 @@
-"""Phase maps of the explicit low-rank bias (issue 5): which construction wins over (K, L)."""
+"""Phase maps of the explicit low-rank bias (issue 5): which construction wins over (K,
+L)."""
 
 from __future__ import annotations
 
@@ -89,5 +90,6 @@ register(
     "explicit_phase",
     compute=compute,
     plot=plot,
-    description="which construction (DNC / SRG / blocks) has the lowest loss over K and L",
+    description="which construction (DNC / SRG / blocks / codes) has the lowest "
+    "loss over K and L",
 )

@@ -1,4 +1,5 @@
-"""GD on seed 1's L-DUFM (ReLU, squared loss, weight decay): seed Figure 2 and the two Figure 3 sweeps."""
+"""GD on seed 1's L-DUFM (ReLU, squared loss, weight decay): seed Figure 2 and the two
+Figure 3 sweeps."""
 
 from __future__ import annotations
 
@@ -127,7 +128,8 @@ def plot_fig2(ds):
 
 
 def _mid_rank(ds):
-    """Rank of the last rank-r layer of the SRG picture: the pre-activation of W_{L-1}."""
+    """Rank of the last rank-r layer of the SRG picture: the pre-activation of
+    W_{L-1}."""
     L = int(ds.attrs["depth"])
     return ds["rank_layer"].sel(layer=f"pre{L - 1}")
 
@@ -205,7 +207,8 @@ register(
     "ldufm_fig2",
     compute=compute_fig2,
     plot=plot_fig2,
-    description="GD on the L-DUFM (K=10, L=4, lambda 0.004, width 30): loss vs L_DNC/L_SRG, spectra, ranks",
+    description="GD on the L-DUFM (K=10, L=4, lambda 0.004, width 30): loss vs "
+    "L_DNC/L_SRG, spectra, ranks",
 )
 register(
     "ldufm_rank_decay",
@@ -217,5 +220,6 @@ register(
     "ldufm_dnc_width",
     compute=compute_dnc_width,
     plot=plot_dnc_width,
-    description="GD on the L-DUFM: fraction of runs ending in DNC vs width (L = 4, K = 10)",
+    description="GD on the L-DUFM: fraction of runs ending in DNC vs width "
+    "(L = 4, K = 10)",
 )
