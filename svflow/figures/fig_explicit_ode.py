@@ -16,7 +16,7 @@ def compute(quick: bool):
             8, (1, 2, 3, 5), (0, 1, 2, 3), weight_decay=1e-3, t_end=1e6
         )
     return weight_decay_endpoints(
-        16, (1, 2, 3, 4, 6), tuple(range(8)), weight_decay=1e-3, t_end=1e7
+        16, (1, 2, 3, 4, 6), tuple(range(8)), weight_decay=1e-3, t_end=1e6
     )
 
 
