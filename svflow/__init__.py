@@ -20,15 +20,35 @@ try:
 except _PNF:  # running from a source tree without installation
     __version__ = "0+unknown"
 
-from ._compare import compare as compare
 from ._dataset import build_dataset as build_dataset
 from ._dataset import load as load
 from ._dataset import save as save
-from ._explicit import BlockChoice as BlockChoice
-from ._explicit import SRGMatrices as SRGMatrices
+from ._integrate import IntegrationError as IntegrationError
+from ._integrate import log_times as log_times
+from ._simulate import simulate as simulate
+from ._start import Start as Start
+from ._start import spectral_init as spectral_init
+from ._walsh import hadamard as hadamard
+from ._walsh import margins as margins
+from ._walsh import softmax_eigenvalues as softmax_eigenvalues
+from ._walsh import walsh_transform as walsh_transform
+
+# --- full-parameter engine (issue 3)
+from ._full import DeepUFM as DeepUFM
+from ._full import model_from_arrays as model_from_arrays
+from ._full import random_model as random_model
+from ._full import spectral_model as spectral_model
+from ._compare import compare as compare
+from ._phase import phase_cell as phase_cell
+from ._phase import phase_map as phase_map
+from ._train import DivergenceError as DivergenceError
+from ._train import train as train
 
 # --- basins, outcomes, codes (issue 4)
+
 # --- explicit low-rank bias (issue 5)
+from ._explicit import BlockChoice as BlockChoice
+from ._explicit import SRGMatrices as SRGMatrices
 from ._explicit import balanced_scales as balanced_scales
 from ._explicit import ce_block_loss as ce_block_loss
 from ._explicit import ce_blocks as ce_blocks
@@ -54,29 +74,10 @@ from ._explicit import srg_rho as srg_rho
 from ._explicit_maps import dnc_thresholds as dnc_thresholds
 from ._explicit_maps import explicit_phase_map as explicit_phase_map
 from ._explicit_maps import weight_decay_endpoints as weight_decay_endpoints
-
-# --- full-parameter engine (issue 3)
-from ._full import DeepUFM as DeepUFM
-from ._full import model_from_arrays as model_from_arrays
-from ._full import random_model as random_model
-from ._full import spectral_model as spectral_model
-from ._integrate import IntegrationError as IntegrationError
-from ._integrate import log_times as log_times
 from ._ldufm import class_mean_spectra as class_mean_spectra
 from ._ldufm import layer_representations as layer_representations
 from ._ldufm import ldufm_runs as ldufm_runs
 from ._ldufm import ldufm_sweep as ldufm_sweep
 from ._ldufm import nc1 as nc1
-from ._phase import phase_cell as phase_cell
-from ._phase import phase_map as phase_map
-from ._simulate import simulate as simulate
-from ._start import Start as Start
-from ._start import spectral_init as spectral_init
-from ._train import DivergenceError as DivergenceError
-from ._train import train as train
-from ._walsh import hadamard as hadamard
-from ._walsh import margins as margins
-from ._walsh import softmax_eigenvalues as softmax_eigenvalues
-from ._walsh import walsh_transform as walsh_transform
 
 # --- sweeps (issue 7)
