@@ -421,3 +421,27 @@ def test_nc1_closed_form():
     X = np.array([[1 + a, 1 - a, -1 + a, -1 - a], [0.0, 0.0, 0.0, 0.0]])
     # S_W = a^2 e1 e1^T, S_B = e1 e1^T -> tr(S_W S_B^+)/K = a^2 / 2
     assert abs(svflow.nc1(X, 2) - a**2 / 2) < 1e-12
+
+
+def test_full_engine_objective_of_srg_network_equals_closed_form():
+    """The SRG network at its optimal scales, embedded in width 30 and evaluated by the
+    full engine's DeepUFM.objective, has objective L_SRG (unequal lambdas)."""
+    r, L, K, d = 5, 4, 10, 30
+    lam_H, lam_W = 0.01, [0.002, 0.004, 0.008, 0.001]
+    fs = svflow.srg_factors(r, L)
+    loss, q = svflow.construction_loss(fs, lam_H=lam_H, lam_W=lam_W)
+    c = svflow.balanced_scales(fs, q, lam_H=lam_H, lam_W=lam_W)
+    fs = [cj * F for cj, F in zip(c, fs)]
+    emb = []
+    for i, F in enumerate(fs):
+        rows = K if i == L else d
+        cols = K if i == 0 else d
+        E = np.zeros((rows, cols))
+        E[: F.shape[0], : F.shape[1]] = F
+        emb.append(E)
+    model = svflow.model_from_arrays(
+        emb, activation="relu", loss="squared", weight_decay=[lam_H, *lam_W]
+    )
+    Lam = (lam_H * np.prod(lam_W)) ** (1 / (L + 1))
+    closed = float(svflow.scale_loss(svflow.srg_rho(r, L) * K * Lam, L + 1)[0])
+    assert abs(float(model.objective()) - closed) < 1e-12
