@@ -53,6 +53,12 @@ $\|A'^{-1}\|_F^2 = \big(\tfrac{2}{(r-2)(r-3)}\big)^2 + \tfrac{r-1}{(r-3)^2} +
 \tfrac{r(r-3)}2$
 (eigenvalues of $A'$: $(r-2)(r-3)/2$, $3-r$ (mult. $r-1$), $1$ (mult. $r(r-3)/2$)).
 
+The construction at its best common scale is *not* a stationary point of the
+L-DUFM: full-parameter GD started there (K = 10, L = 4, width 30, lr 0.5)
+descends a little further at unchanged ranks (r and K), e.g. from 0.08114 to
+0.08100 at all lambdas 0.004 and from 0.3174 to 0.3146 at 0.016. So $L_{\rm SRG}$
+is an upper bound on the best low-rank loss, not its value.
+
 Classes beyond $\binom r2$ go into separate block(s) of a block-diagonal
 network. The loss is separable over blocks (block-diagonal factors can be
 scaled block by block), each class costing $f(\rho_b K\Lambda)/K$ where
