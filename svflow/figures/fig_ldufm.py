@@ -16,7 +16,7 @@ FIG2 = dict(classes=10, depth=4, width=30, lam=0.004, eta=0.5, samples=5)
 
 def compute_fig2(quick: bool):
     return ldufm_runs(
-        **FIG2, steps=100_000 if quick else 1_000_000, seeds=tuple(range(10))
+        **FIG2, steps=50_000 if quick else 1_000_000, seeds=tuple(range(10))
     )
 
 
