@@ -58,5 +58,37 @@ from ._repulsion import log_ratio_rate as log_ratio_rate
 from ._repulsion import repulsion as repulsion
 
 # --- explicit low-rank bias (issue 5)
+from ._explicit import BlockChoice as BlockChoice
+from ._explicit import SRGMatrices as SRGMatrices
+from ._explicit import balanced_scales as balanced_scales
+from ._explicit import ce_block_loss as ce_block_loss
+from ._explicit import ce_blocks as ce_blocks
+from ._explicit import ce_code_loss as ce_code_loss
+from ._explicit import ce_codes as ce_codes
+from ._explicit import ce_dnc_loss as ce_dnc_loss
+from ._explicit import ce_objective as ce_objective
+from ._explicit import ce_pair_loss as ce_pair_loss
+from ._explicit import construction_loss as construction_loss
+from ._explicit import construction_rho as construction_rho
+from ._explicit import dnc_factors as dnc_factors
+from ._explicit import dnc_loss as dnc_loss
+from ._explicit import hypercube_code as hypercube_code
+from ._explicit import ldufm_decay as ldufm_decay
+from ._explicit import network_objective as network_objective
+from ._explicit import relu_blocks as relu_blocks
+from ._explicit import relu_forward as relu_forward
+from ._explicit import scale_loss as scale_loss
+from ._explicit import srg_factors as srg_factors
+from ._explicit import srg_loss as srg_loss
+from ._explicit import srg_matrices as srg_matrices
+from ._explicit import srg_rho as srg_rho
+from ._explicit_maps import dnc_thresholds as dnc_thresholds
+from ._explicit_maps import explicit_phase_map as explicit_phase_map
+from ._explicit_maps import weight_decay_endpoints as weight_decay_endpoints
+from ._ldufm import class_mean_spectra as class_mean_spectra
+from ._ldufm import layer_representations as layer_representations
+from ._ldufm import ldufm_runs as ldufm_runs
+from ._ldufm import ldufm_sweep as ldufm_sweep
+from ._ldufm import nc1 as nc1
 
 # --- sweeps (issue 7)

@@ -1,0 +1,321 @@
+r"""Phase maps of the explicit low-rank bias: which construction has the lowest loss.
+
+Over a grid of class counts K and depths L (L = number of weight matrices),
+for the L-DUFM (ReLU, squared loss, weight decay; :func:`svflow.relu_blocks`)
+and for the deep linear cross-entropy model with weight decay
+(:func:`svflow.ce_blocks`). Category codes are stored as integers with their
+names in the variable's attrs (``flag_values`` / ``flag_meanings``, CF style).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from ._dataset import provenance
+from ._explicit import (
+    ce_blocks,
+    ce_code_loss,
+    ce_codes,
+    ce_dnc_loss,
+    ce_pair_loss,
+    dnc_loss,
+    hypercube_code,
+    relu_blocks,
+    srg_rho,
+)
+
+__all__ = [
+    "RELU_CATEGORIES",
+    "CE_CATEGORIES",
+    "explicit_phase_map",
+    "dnc_thresholds",
+    "weight_decay_endpoints",
+]
+
+RELU_CATEGORIES = ("zero", "DNC", "SRG", "SRG+DNC", "multi-SRG")
+CE_CATEGORIES = ("zero", "DNC", "pairs", "other", "hypercube")
+
+
+def _flags(names) -> dict:
+    return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
+
+
+def explicit_phase_map(
+    classes: Sequence[int] = tuple(range(2, 41)),
+    depths: Sequence[int] = tuple(range(2, 9)),
+    *,
+    lam: float = 0.004,
+    weight_decay: float = 1e-3,
+    samples: int = 1,
+    radii: Sequence[int] = tuple(range(4, 13)),
+) -> xr.Dataset:
+    r"""Best construction per (K, L) for both models, as an ``xarray.Dataset``.
+
+    Args:
+        classes: class counts K (>= 2).
+        depths: depths L (>= 2; number of weight matrices).
+        lam: the L-DUFM's weight decay, the same on H and every $W_l$.
+        weight_decay: the CE model's weight decay on every factor.
+        samples: n samples per class (both models).
+        radii: graph sizes r of the SRG table ``srg_rho`` (dims r, depth).
+
+    Returns:
+        Dataset with dims ``classes``, ``depth``, ``r`` and variables
+        ``relu_category``, ``relu_loss_dnc``, ``relu_loss_best``,
+        ``relu_blocks`` (string), ``ce_category``, ``ce_loss_dnc``,
+        ``ce_loss_pairs``, ``ce_loss_best``, ``ce_blocks`` (string), ``srg_rho``.
+    """
+    Ks = np.asarray(classes, dtype=int)
+    Ls = np.asarray(depths, dtype=int)
+    shape = (Ks.size, Ls.size)
+    rc = np.zeros(shape, int)
+    rd, rb = np.zeros(shape), np.zeros(shape)
+    rblk = np.empty(shape, object)
+    cc = np.zeros(shape, int)
+    cd, cp, cb = np.zeros(shape), np.full(shape, np.nan), np.zeros(shape)
+    cblk = np.empty(shape, object)
+    for i, K in enumerate(Ks):
+        for j, L in enumerate(Ls):
+            ch = relu_blocks(int(K), int(L), lam_H=lam, lam_W=lam, samples=samples)
+            rc[i, j] = RELU_CATEGORIES.index(ch.category)
+            rd[i, j] = dnc_loss(int(K), int(L), lam_H=lam, lam_W=lam, samples=samples)
+            rb[i, j] = ch.loss
+            rblk[i, j] = " ".join(map(str, ch.blocks))
+            ce = ce_codes(int(K), int(L), weight_decay=weight_decay, samples=samples)
+            cc[i, j] = CE_CATEGORIES.index(ce.category)
+            cd[i, j] = ce_dnc_loss(
+                int(K), int(L), weight_decay=weight_decay, samples=samples
+            )[0]
+            if K == 2 or K >= 4:
+                cp[i, j] = ce_pair_loss(
+                    int(K), int(L), weight_decay=weight_decay, samples=samples
+                )[0]
+            cb[i, j] = ce.loss
+            cblk[i, j] = " ".join(map(str, ce.blocks))
+    rho = np.array([[srg_rho(int(r), int(L)) for L in Ls] for r in radii])
+    dims = ("classes", "depth")
+    ds = xr.Dataset(
+        {
+            "relu_category": (
+                dims,
+                rc,
+                {"long_name": "best L-DUFM construction", **_flags(RELU_CATEGORIES)},
+            ),
+            "relu_loss_dnc": (dims, rd, {"long_name": "L_DNC (L-DUFM)"}),
+            "relu_loss_best": (
+                dims,
+                rb,
+                {"long_name": "lowest L-DUFM loss over DNC/SRG block constructions"},
+            ),
+            "relu_blocks": (
+                dims,
+                rblk.astype(str),
+                {"long_name": "SRG blocks (r) and dnc:<classes>"},
+            ),
+            "ce_category": (
+                dims,
+                cc,
+                {"long_name": "best CE block code", **_flags(CE_CATEGORIES)},
+            ),
+            "ce_loss_dnc": (
+                dims,
+                cd,
+                {"long_name": "DNC loss, linear CE model with weight decay"},
+            ),
+            "ce_loss_pairs": (
+                dims,
+                cp,
+                {"long_name": "2 x 2 block competitor loss (odd K: one 3-block)"},
+            ),
+            "ce_loss_best": (
+                dims,
+                cb,
+                {"long_name": "lowest CE loss over block codes and the hypercube"},
+            ),
+            "ce_blocks": (
+                dims,
+                cblk.astype(str),
+                {"long_name": "block sizes (or hypercube:m) of the best CE code"},
+            ),
+            "srg_rho": (
+                ("r", "depth"),
+                rho,
+                {"long_name": "rho of the SRG construction, K = C(r, 2)"},
+            ),
+        },
+        coords={
+            "classes": ("classes", Ks, {"long_name": "number of classes K"}),
+            "depth": (
+                "depth",
+                Ls,
+                {"long_name": "depth L (number of weight matrices)"},
+            ),
+            "r": (
+                "r",
+                np.asarray(radii, int),
+                {"long_name": "vertices of K_r (SRG block of C(r,2) classes)"},
+            ),
+        },
+        attrs={
+            "title": "svflow explicit low-rank bias phase map",
+            "lam": float(lam),
+            "weight_decay": float(weight_decay),
+            "samples_per_class": int(samples),
+            **provenance(),
+        },
+    )
+    return ds
+
+
+def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
+    r"""Per depth, the smallest K of the map from which on DNC never wins again
+    (``model`` = ``"relu"`` or ``"ce"``); NaN when DNC wins at the largest K."""
+    if model not in ("relu", "ce"):
+        raise ValueError(f"model must be 'relu' or 'ce'; got {model!r}.")
+    cats = RELU_CATEGORIES if model == "relu" else CE_CATEGORIES
+    var = ds[f"{model}_category"]
+    dnc_or_zero = (var == cats.index("DNC")) | (var == cats.index("zero"))
+    Ks = ds["classes"].values
+    out = []
+    for L in ds["depth"].values:
+        col = dnc_or_zero.sel(depth=L).values
+        loses = ~col
+        k = np.nan
+        for i in range(len(Ks)):
+            if loses[i:].all():
+                k = float(Ks[i])
+                break
+        out.append(k)
+    return xr.DataArray(
+        np.array(out),
+        coords={"depth": ds["depth"].values},
+        dims="depth",
+        name=f"{model}_dnc_threshold",
+        attrs={"long_name": "smallest K from which DNC is beaten at every larger K"},
+    )
+
+
+def weight_decay_endpoints(
+    classes: int = 8,
+    depths: Sequence[int] = (1, 2, 3, 5),
+    seeds: Sequence[int] = (0, 1, 2, 3),
+    *,
+    weight_decay: float = 1e-3,
+    scale: float = 0.5,
+    spread: float = 0.5,
+    t_end: float = 1e6,
+    num_times: int = 81,
+) -> xr.Dataset:
+    r"""Reduced ODE of the deep linear CE model with weight decay from spectral starts,
+    against the closed forms of section 7.
+
+    Runs :func:`svflow.simulate` (``loss="ce"``, ``weight_decay``) for every depth
+    and seed (:func:`svflow.spectral_init` with ``scale``, ``spread``) and stores
+    the trajectories with dims (depth, seed, time, mode), the number of
+    surviving modes at the end (``|lambda_i| > 1e-3 max``), and the closed-form
+    losses ``ce_dnc``, ``ce_pairs``, ``ce_hypercube``, ``ce_blocks`` (best block
+    code) and ``ce_best`` (the lowest of them) per depth.
+    Mode 0 is kept at 0 (it never moves under cross-entropy). With weight decay
+    and N >= 3 the origin attracts small starts: keep ``scale`` of order 0.1-1.
+    """
+    from ._simulate import simulate
+    from ._start import spectral_init
+
+    objs, lams = [], []
+    ts = None
+    for L in depths:
+        o_row, l_row = [], []
+        for seed in seeds:
+            ds = simulate(
+                classes,
+                int(L),
+                init=spectral_init(
+                    classes, int(L), scale=scale, spread=spread, seed=int(seed)
+                ),
+                loss="ce",
+                weight_decay=weight_decay,
+                t_end=t_end,
+                num_times=num_times,
+            )
+            ts = ds["time"].values
+            o_row.append(ds["objective"].values)
+            l_row.append(ds["lam"].values)
+        objs.append(o_row)
+        lams.append(l_row)
+    lam = np.asarray(lams)
+    fin = np.abs(lam[:, :, -1, :])
+    alive = (fin > 1e-3 * fin.max(axis=-1, keepdims=True)).sum(axis=-1)
+    dnc = [ce_dnc_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths]
+    pairs = [
+        ce_pair_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths
+    ]
+    blocks = [
+        ce_blocks(classes, int(L), weight_decay=weight_decay).loss for L in depths
+    ]
+    hyper = [
+        ce_code_loss(hypercube_code(classes), int(L), weight_decay=weight_decay)[0]
+        for L in depths
+    ]
+    best = np.minimum(blocks, hyper)
+    return xr.Dataset(
+        {
+            "objective": (
+                ("depth", "seed", "time"),
+                np.asarray(objs),
+                {"long_name": "CE + (wd/2) sum ||F||^2"},
+            ),
+            "lam": (
+                ("depth", "seed", "time", "mode"),
+                lam,
+                {"long_name": "logit eigenvalue (Walsh frame)"},
+            ),
+            "surviving_modes": (
+                ("depth", "seed"),
+                alive,
+                {"long_name": "modes with |lambda| > 1e-3 max at t_end"},
+            ),
+            "ce_dnc": (
+                ("depth",),
+                np.asarray(dnc),
+                {"long_name": "closed-form DNC loss"},
+            ),
+            "ce_pairs": (
+                ("depth",),
+                np.asarray(pairs),
+                {"long_name": "closed-form 2 x 2 block loss"},
+            ),
+            "ce_hypercube": (
+                ("depth",),
+                np.asarray(hyper),
+                {"long_name": "closed-form hypercube code loss"},
+            ),
+            "ce_blocks": (
+                ("depth",),
+                np.asarray(blocks),
+                {"long_name": "best block-code loss"},
+            ),
+            "ce_best": (
+                ("depth",),
+                np.asarray(best),
+                {"long_name": "best of block codes and hypercube"},
+            ),
+        },
+        coords={
+            "depth": np.asarray(depths, int),
+            "seed": np.asarray(seeds, int),
+            "time": ts,
+            "mode": np.arange(classes),
+        },
+        attrs={
+            "title": "reduced ODE with weight decay vs closed forms",
+            "classes": int(classes),
+            "weight_decay": float(weight_decay),
+            "scale": float(scale),
+            "spread": float(spread),
+            "t_end": float(t_end),
+            **provenance(),
+        },
+    )

@@ -1,0 +1,95 @@
+"""Phase maps of the explicit low-rank bias (issue 5): which construction wins over (K,
+L)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+from .. import dnc_thresholds, explicit_phase_map
+from . import register
+
+_COLORS = ["#dddddd", "#3b6fb6", "#d1495b", "#edae49", "#66a182"]  # 5 categories max
+
+
+def compute(quick: bool):
+    # closed forms only: the full grid is cheap (about 20 s), so quick == full
+    return explicit_phase_map(
+        range(2, 41), range(2, 9), lam=0.004, weight_decay=1e-3, samples=1
+    )
+
+
+def _catmap(ax, ds, var, title):
+    da = ds[var]
+    names = da.attrs["flag_meanings"].split()
+    Ks, Ls = ds["classes"].values, ds["depth"].values
+    cmap = ListedColormap(_COLORS[: len(names)])
+    ax.imshow(
+        da.values.T,
+        origin="lower",
+        aspect="auto",
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=len(names) - 0.5,
+        extent=(Ks[0] - 0.5, Ks[-1] + 0.5, Ls[0] - 0.5, Ls[-1] + 0.5),
+        interpolation="nearest",
+    )
+    for i, name in enumerate(names):
+        ax.plot([], [], "s", color=_COLORS[i], label=name, ms=8)
+    ax.legend(loc="lower right", fontsize=7, framealpha=0.95)
+    ax.set_xlabel("classes K")
+    ax.set_ylabel("depth L (weight matrices)")
+    ax.set_title(title, fontsize=9)
+
+
+def plot(ds):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    thr = dnc_thresholds(ds, "relu").values
+    _catmap(
+        axes[0],
+        ds,
+        "relu_category",
+        f"L-DUFM (ReLU, squared, all lambda = {ds.attrs['lam']:g})\n"
+        "DNC loses from K = "
+        + ", ".join(f"{int(t) if np.isfinite(t) else '-'}" for t in thr)
+        + f" (L = {ds['depth'].values[0]}..{ds['depth'].values[-1]})",
+    )
+    thr_ce = dnc_thresholds(ds, "ce").values
+    _catmap(
+        axes[1],
+        ds,
+        "ce_category",
+        f"deep linear CE, weight decay {ds.attrs['weight_decay']:g}\n"
+        "DNC loses from K = "
+        + ", ".join(f"{int(t) if np.isfinite(t) else '-'}" for t in thr_ce),
+    )
+    ax = axes[2]
+    for L in ds["depth"].values:
+        ax.plot(
+            ds["r"].values * (ds["r"].values - 1) // 2,
+            ds["srg_rho"].sel(depth=L),
+            "o-",
+            ms=3,
+            label=f"L = {L}",
+        )
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ks = ds["r"].values * (ds["r"].values - 1) // 2
+    ax.set_xticks(ks, [str(k) for k in ks], fontsize=7)
+    ax.minorticks_off()
+    ax.set_xlabel("classes K = C(r, 2)")
+    ax.set_ylabel("rho (SRG penalty / DNC penalty)")
+    ax.set_title("SRG construction: rho < 1 beats DNC (small lambda)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+register(
+    "explicit_phase",
+    compute=compute,
+    plot=plot,
+    description="which construction (DNC / SRG / blocks / codes) has the lowest "
+    "loss over K and L",
+)
