@@ -36,6 +36,13 @@ from ._walsh import walsh_transform as walsh_transform
 # --- full-parameter engine (issue 3)
 
 # --- basins, outcomes, codes (issue 4)
+from ._codes import SoftmaxCode as SoftmaxCode
+from ._codes import class_embedding as class_embedding
+from ._codes import code_convergence as code_convergence
+from ._codes import exact_rho as exact_rho
+from ._codes import gram_distance as gram_distance
+from ._codes import one_vs_rest_margin as one_vs_rest_margin
+from ._codes import softmax_code as softmax_code
 
 # --- explicit low-rank bias (issue 5)
 
