@@ -36,6 +36,12 @@ from ._walsh import walsh_transform as walsh_transform
 # --- full-parameter engine (issue 3)
 
 # --- basins, outcomes, codes (issue 4)
+from ._asymptotics import MaxMarginPoint as MaxMarginPoint
+from ._asymptotics import asymptotic_direction as asymptotic_direction
+from ._asymptotics import code_table as code_table
+from ._asymptotics import max_margin_direction as max_margin_direction
+from ._asymptotics import normalised_margin as normalised_margin
+from ._asymptotics import walsh_supports as walsh_supports
 from ._codes import SoftmaxCode as SoftmaxCode
 from ._codes import class_embedding as class_embedding
 from ._codes import code_convergence as code_convergence

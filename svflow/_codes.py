@@ -336,6 +336,7 @@ def softmax_code(
     polish: int = 4,
     cache: bool = True,
     cache_dir=None,
+    construct: bool = True,
 ) -> SoftmaxCode:
     r"""The best softmax code found for (K, r): maximise $\rho$ over K unit vectors in $\mathbb{R}^r$.
 
@@ -351,6 +352,8 @@ def softmax_code(
         starts, steps, seed, polish: optimiser settings (part of the cache key).
         cache: read/write the on-disk cache (npz files; see :func:`codes_cache_dir`).
         cache_dir: override the cache directory.
+        construct: build the regular simplex directly when K <= r + 1 (False
+            runs the optimiser there too, e.g. to test it).
 
     Returns:
         A :class:`SoftmaxCode`.
@@ -360,7 +363,7 @@ def softmax_code(
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}.")
     settings = dict(classes=K, rank=r, starts=int(starts), steps=int(steps), seed=int(seed),
-                    polish=int(polish), version=_CACHE_VERSION)
+                    polish=int(polish), construct=bool(construct), version=_CACHE_VERSION)
     exact = exact_rho(K, r)
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = codes_cache_dir(cache_dir) / f"code_K{K}_r{r}_{key}.npz"
@@ -380,7 +383,7 @@ def softmax_code(
         V[:, 0] = 1.0
         V[1::2, 0] = -1.0  # K = 2: +-e1; K >= 3 on a line: every margin is 0 anyway
         cands = [V]
-    elif K <= r + 1:
+    elif K <= r + 1 and construct:
         # regular simplex in the first K-1 coordinates
         E = np.eye(K) - 1.0 / K
         w, Q = np.linalg.eigh(E)
@@ -454,7 +457,7 @@ def gram_distance(
         # sum (G - R_p)^2 = sum G^2 + sum R^2 - 2 <G, R_p>; maximise the inner product
         inner = R.ravel()[idx] @ G.ravel()
         i = int(np.argmax(inner))
-        best = float(np.sum(G**2) + np.sum(R**2) - 2 * inner[i])
+        best = _perm_cost(G, R, P[i])  # recomputed directly: no cancellation
         return math.sqrt(max(best, 0.0) / norm), P[i].copy()
     # --- heuristic: rotation/assignment alternation from random rotations, then 2-swap
     A, B = _gram_vectors(G), _gram_vectors(R)
