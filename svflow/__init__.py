@@ -43,6 +43,9 @@ from ._train import DivergenceError as DivergenceError
 from ._train import train as train
 
 # --- basins, outcomes, codes (issue 4)
+from ._codes_study import code_convergence_study as code_convergence_study
+from ._codes_study import code_winner_table as code_winner_table
+from ._codes_study import random_start_code_study as random_start_code_study
 from ._asymptotics import MaxMarginPoint as MaxMarginPoint
 from ._asymptotics import asymptotic_direction as asymptotic_direction
 from ._asymptotics import code_table as code_table

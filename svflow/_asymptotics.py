@@ -27,7 +27,6 @@ wins; deeper networks favour shorter codes.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -51,7 +50,11 @@ __all__ = [
 
 
 def _check_factors(factors) -> int:
-    if isinstance(factors, bool) or not isinstance(factors, (int, np.integer)) or factors < 2:
+    if (
+        isinstance(factors, bool)
+        or not isinstance(factors, (int, np.integer))
+        or factors < 2
+    ):
         raise ValueError(
             f"factors N = depth + 1 must be an integer >= 2 (depth L >= 1 weight matrices); "
             f"got {factors!r}."
@@ -91,7 +94,9 @@ def normalised_margin(lam, factors: int) -> float:
     m = margin_matrix(K) @ lam[1:]
     norm = N * np.sum(np.abs(lam[1:]) ** (2.0 / N))
     if norm == 0:
-        raise ValueError("lam is zero on every mode 1..K-1: the normalised margin is undefined.")
+        raise ValueError(
+            "lam is zero on every mode 1..K-1: the normalised margin is undefined."
+        )
     return float(m.min() / norm ** (N / 2.0))
 
 
@@ -116,10 +121,14 @@ def walsh_supports(classes: int):
     m = check_classes(classes)
     K = classes
     if K > 32:
-        raise ValueError(f"enumerating 2^(K-1) supports is limited to K <= 32; got K = {K}.")
+        raise ValueError(
+            f"enumerating 2^(K-1) supports is limited to K <= 32; got K = {K}."
+        )
     n = K - 1
     bits = np.arange(1, 2**n, dtype=np.int64)
-    member = ((bits[:, None] >> np.arange(n)[None, :]) & 1).astype(np.int16)  # (B, n): mode i+1
+    member = ((bits[:, None] >> np.arange(n)[None, :]) & 1).astype(
+        np.int16
+    )  # (B, n): mode i+1
     weights = member @ _odd(K)[1:, 1:].T.astype(np.int16)  # (B, k): messages 1..K-1
     dmin = weights.min(axis=1)
     ok = dmin > 0
@@ -129,10 +138,26 @@ def walsh_supports(classes: int):
     return xr.Dataset(
         {
             "mask": (("support", "mode"), mask, {"long_name": "mode i in S"}),
-            "size": ("support", size.astype(np.int64), {"long_name": "code length r = |S|"}),
-            "dmin": ("support", dmin.astype(np.int64), {"long_name": "minimum distance d"}),
-            "rho": ("support", 2.0 * dmin / size, {"long_name": "one-vs-rest margin 2d/r"}),
-            "bits": ("support", bits, {"long_name": "S as a bit set over modes 1..K-1"}),
+            "size": (
+                "support",
+                size.astype(np.int64),
+                {"long_name": "code length r = |S|"},
+            ),
+            "dmin": (
+                "support",
+                dmin.astype(np.int64),
+                {"long_name": "minimum distance d"},
+            ),
+            "rho": (
+                "support",
+                2.0 * dmin / size,
+                {"long_name": "one-vs-rest margin 2d/r"},
+            ),
+            "bits": (
+                "support",
+                bits,
+                {"long_name": "S as a bit set over modes 1..K-1"},
+            ),
         },
         coords={"mode": np.arange(K)},
         attrs={"classes": K, "m": m},
@@ -178,8 +203,13 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
     dmin = sup["dmin"].values
     sizes = np.arange(1, K)
     dmax = np.array([dmin[size == r].max() if np.any(size == r) else 0 for r in sizes])
-    count = np.array([np.sum((size == r) & (dmin == dmax[i])) for i, r in enumerate(sizes)])
-    rows = {k: [] for k in ("size", "dmin", "rho", "gamma", "ties", "runner", "name", "example")}
+    count = np.array(
+        [np.sum((size == r) & (dmin == dmax[i])) for i, r in enumerate(sizes)]
+    )
+    rows = {
+        k: []
+        for k in ("size", "dmin", "rho", "gamma", "ties", "runner", "name", "example")
+    }
     for N in Ns:
         valid = dmax > 0
         g = np.where(valid, (2.0 / K) * dmax / (N * sizes) ** (N / 2.0), -np.inf)
@@ -197,21 +227,58 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
         rows["gamma"].append(best)
         rows["ties"].append(ties)
         rows["runner"].append(second / best)
-        rows["name"].append(_code_name(K, r, d) + ("" if len(tied_sizes) == 1 else " (tie)"))
+        rows["name"].append(
+            _code_name(K, r, d) + ("" if len(tied_sizes) == 1 else " (tie)")
+        )
         rows["example"].append(sup["mask"].values[ex])
     data = {
         "depth": ("factors", Ns - 1, {"long_name": "depth L = N - 1"}),
-        "size": ("factors", np.array(rows["size"]), {"long_name": "winning code length r"}),
-        "dmin": ("factors", np.array(rows["dmin"]), {"long_name": "winning code minimum distance"}),
-        "rho": ("factors", np.array(rows["rho"]), {"long_name": "one-vs-rest margin 2d/r"}),
-        "gamma": ("factors", np.array(rows["gamma"]), {"long_name": "normalised margin (2/K) d/(N r)^(N/2)"}),
-        "ties": ("factors", np.array(rows["ties"]), {"long_name": "supports attaining the best gamma"}),
-        "runner_up_ratio": ("factors", np.array(rows["runner"]),
-                            {"long_name": "gamma of the best other length / winner's gamma"}),
+        "size": (
+            "factors",
+            np.array(rows["size"]),
+            {"long_name": "winning code length r"},
+        ),
+        "dmin": (
+            "factors",
+            np.array(rows["dmin"]),
+            {"long_name": "winning code minimum distance"},
+        ),
+        "rho": (
+            "factors",
+            np.array(rows["rho"]),
+            {"long_name": "one-vs-rest margin 2d/r"},
+        ),
+        "gamma": (
+            "factors",
+            np.array(rows["gamma"]),
+            {"long_name": "normalised margin (2/K) d/(N r)^(N/2)"},
+        ),
+        "ties": (
+            "factors",
+            np.array(rows["ties"]),
+            {"long_name": "supports attaining the best gamma"},
+        ),
+        "runner_up_ratio": (
+            "factors",
+            np.array(rows["runner"]),
+            {"long_name": "gamma of the best other length / winner's gamma"},
+        ),
         "name": ("factors", np.array(rows["name"], dtype=object).astype(str)),
-        "example": (("factors", "mode"), np.array(rows["example"]), {"long_name": "a winning support"}),
-        "dmax_by_size": ("size_r", dmax, {"long_name": "largest minimum distance of a length-r support"}),
-        "count_by_size": ("size_r", count, {"long_name": "supports of length r attaining it"}),
+        "example": (
+            ("factors", "mode"),
+            np.array(rows["example"]),
+            {"long_name": "a winning support"},
+        ),
+        "dmax_by_size": (
+            "size_r",
+            dmax,
+            {"long_name": "largest minimum distance of a length-r support"},
+        ),
+        "count_by_size": (
+            "size_r",
+            count,
+            {"long_name": "supports of length r attaining it"},
+        ),
     }
     if global_check is None:
         global_check = K <= 8
@@ -221,13 +288,21 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
             lam, gam = vertex_optimum(K, int(N))
             gg.append(gam)
             gs.append(int(np.sum(lam[1:] > 1e-9 * lam.max())))
-        data["gamma_global"] = ("factors", np.array(gg),
-                                {"long_name": "global max normalised margin over lambda >= 0 (vertex enumeration)"})
+        data["gamma_global"] = (
+            "factors",
+            np.array(gg),
+            {
+                "long_name": "global max normalised margin over lambda >= 0 (vertex enumeration)"
+            },
+        )
         data["global_support_size"] = ("factors", np.array(gs))
     return xr.Dataset(
         data,
         coords={"factors": Ns, "mode": np.arange(K), "size_r": sizes},
-        attrs={"classes": K, "description": "predicted winning Walsh code per depth (equal lambda on the support)"},
+        attrs={
+            "classes": K,
+            "description": "predicted winning Walsh code per depth (equal lambda on the support)",
+        },
     )
 
 
@@ -301,7 +376,9 @@ class MaxMarginPoint:
     message: str
 
 
-def kkt_residual(lam, factors: int, *, tol: float = 1e-6) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+def kkt_residual(
+    lam, factors: int, *, tol: float = 1e-6
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     r"""Stationarity residual of the max-margin problem at $\lambda$ (scaled to $\min m = 1$).
 
     On the support P ($\lambda_i > \mathrm{tol}\cdot\max\lambda$) stationarity reads
@@ -321,7 +398,9 @@ def kkt_residual(lam, factors: int, *, tol: float = 1e-6) -> tuple[float, np.nda
     l = np.maximum(lam[1:], 0.0)
     m = M @ l
     if m.min() <= 0:
-        raise ValueError("lam does not separate every class (some margin <= 0): no KKT point to test.")
+        raise ValueError(
+            "lam does not separate every class (some margin <= 0): no KKT point to test."
+        )
     l = l / m.min()
     m = M @ l
     A = m <= 1 + tol
@@ -376,10 +455,18 @@ def max_margin_direction(
         )
     s0 = (l / m0.min()) ** (1.0 / N)
     res = minimize(
-        lambda s: float(np.sum(s * s)), s0, jac=lambda s: 2 * s, method="SLSQP",
+        lambda s: float(np.sum(s * s)),
+        s0,
+        jac=lambda s: 2 * s,
+        method="SLSQP",
         bounds=[(0.0, None)] * (K - 1),
-        constraints=[dict(type="ineq", fun=lambda s: M @ (s**N) - 1.0,
-                          jac=lambda s: M * (N * s ** (N - 1))[None, :])],
+        constraints=[
+            dict(
+                type="ineq",
+                fun=lambda s: M @ (s**N) - 1.0,
+                jac=lambda s: M * (N * s ** (N - 1))[None, :],
+            )
+        ],
         options=dict(maxiter=maxiter, ftol=1e-16),
     )
     s = np.maximum(res.x, 0.0)
@@ -405,9 +492,17 @@ def max_margin_direction(
 def asymptotic_direction(ds, *, time=None, **kwargs) -> MaxMarginPoint:
     """:func:`max_margin_direction` from a trajectory dataset's ``lam`` at ``time`` (default last)."""
     if "lam" not in ds:
-        raise ValueError("the dataset has no 'lam' (Walsh-frame eigenvalues): spectral runs only.")
+        raise ValueError(
+            "the dataset has no 'lam' (Walsh-frame eigenvalues): spectral runs only."
+        )
     depth = int(ds.attrs.get("depth", 0))
     if depth < 1:
-        raise ValueError("the dataset's attrs lack 'depth'; call max_margin_direction(lam, depth).")
-    lam = ds["lam"].isel(time=-1) if time is None else ds["lam"].sel(time=time, method="nearest")
+        raise ValueError(
+            "the dataset's attrs lack 'depth'; call max_margin_direction(lam, depth)."
+        )
+    lam = (
+        ds["lam"].isel(time=-1)
+        if time is None
+        else ds["lam"].sel(time=time, method="nearest")
+    )
     return max_margin_direction(np.asarray(lam.values), depth, **kwargs)

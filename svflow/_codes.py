@@ -236,7 +236,12 @@ def _adam_batch(K: int, r: int, starts: int, steps: int, seed: int) -> np.ndarra
             m = jax.tree.map(lambda a, b: b1 * a + (1 - b1) * b, m, g)
             v = jax.tree.map(lambda a, b: b2 * a + (1 - b2) * b * b, v, g)
             c1, c2 = 1 - b1 ** (i + 1.0), 1 - b2 ** (i + 1.0)
-            p = jax.tree.map(lambda a, mm, vv: a - lrs[i] * (mm / c1) / (jnp.sqrt(vv / c2) + 1e-12), p, m, v)
+            p = jax.tree.map(
+                lambda a, mm, vv: a - lrs[i] * (mm / c1) / (jnp.sqrt(vv / c2) + 1e-12),
+                p,
+                m,
+                v,
+            )
             return (p, m, v), None
 
         (p, _, _), _ = jax.lax.scan(body, (p, zeros, zeros), jnp.arange(steps))
@@ -258,7 +263,7 @@ def _polish(V: np.ndarray, maxiter: int = 500) -> np.ndarray:
     rows = np.arange(M)
 
     def unpack(x):
-        return x[:n].reshape(K, r), x[n:2 * n].reshape(K, r), x[-1]
+        return x[:n].reshape(K, r), x[n : 2 * n].reshape(K, r), x[-1]
 
     def c_margin(x):
         V, W, t = unpack(x)
@@ -301,10 +306,15 @@ def _polish(V: np.ndarray, maxiter: int = 500) -> np.ndarray:
     e = np.zeros(2 * n + 1)
     e[-1] = -1.0
     res = minimize(
-        lambda x: -x[-1], x0, jac=lambda x: e, method="SLSQP",
-        constraints=[dict(type="ineq", fun=c_margin, jac=j_margin),
-                     dict(type="eq", fun=c_v, jac=j_v),
-                     dict(type="ineq", fun=c_w, jac=j_w)],
+        lambda x: -x[-1],
+        x0,
+        jac=lambda x: e,
+        method="SLSQP",
+        constraints=[
+            dict(type="ineq", fun=c_margin, jac=j_margin),
+            dict(type="eq", fun=c_v, jac=j_v),
+            dict(type="ineq", fun=c_w, jac=j_w),
+        ],
         options=dict(maxiter=maxiter, ftol=1e-15),
     )
     Vn = unpack(res.x)[0]
@@ -322,7 +332,9 @@ def codes_cache_dir(cache_dir=None) -> Path:
     env = os.environ.get(_CACHE_ENV)
     if env:
         return Path(env) / "codes"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
     return Path(base) / "svflow" / "codes"
 
 
@@ -359,11 +371,23 @@ def softmax_code(
         A :class:`SoftmaxCode`.
     """
     K, r = _check_kr(classes, rank)
-    for name, v, lo in (("starts", starts, 1), ("steps", steps, 1), ("polish", polish, 0)):
+    for name, v, lo in (
+        ("starts", starts, 1),
+        ("steps", steps, 1),
+        ("polish", polish, 0),
+    ):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}.")
-    settings = dict(classes=K, rank=r, starts=int(starts), steps=int(steps), seed=int(seed),
-                    polish=int(polish), construct=bool(construct), version=_CACHE_VERSION)
+    settings = dict(
+        classes=K,
+        rank=r,
+        starts=int(starts),
+        steps=int(steps),
+        seed=int(seed),
+        polish=int(polish),
+        construct=bool(construct),
+        version=_CACHE_VERSION,
+    )
     exact = exact_rho(K, r)
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = codes_cache_dir(cache_dir) / f"code_K{K}_r{r}_{key}.npz"
@@ -406,7 +430,9 @@ def softmax_code(
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, vectors=V, rho=rho, settings=json.dumps(settings, sort_keys=True))
+            np.savez(
+                tmp, vectors=V, rho=rho, settings=json.dumps(settings, sort_keys=True)
+            )
             os.replace(tmp, path)
         except OSError:
             pass  # a read-only cache location must not break the computation
@@ -449,7 +475,9 @@ def gram_distance(
     G = np.asarray(gram, float)
     R = np.asarray(reference, float)
     if G.ndim != 2 or G.shape[0] != G.shape[1] or G.shape != R.shape:
-        raise ValueError(f"gram and reference must be square matrices of one shape; got {G.shape} and {R.shape}.")
+        raise ValueError(
+            f"gram and reference must be square matrices of one shape; got {G.shape} and {R.shape}."
+        )
     K = G.shape[0]
     norm = K * (K - 1)
     if K <= exhaustive_max:
@@ -518,7 +546,9 @@ def class_embedding(logits, rank: int) -> np.ndarray:
     """
     Z = np.asarray(logits, float)
     if Z.ndim != 2 or Z.shape[1] % Z.shape[0]:
-        raise ValueError(f"logits must have shape (K, K n) (classes x samples); got {Z.shape}.")
+        raise ValueError(
+            f"logits must have shape (K, K n) (classes x samples); got {Z.shape}."
+        )
     K = Z.shape[0]
     n = Z.shape[1] // K
     Zb = Z.reshape(K, K, n).mean(axis=-1)
@@ -601,32 +631,58 @@ def code_convergence(
     if code is None:
         code = softmax_code(K, r, **(code_kwargs or {}))
     if code.vectors.shape != (K, r):
-        raise ValueError(f"code has shape {code.vectors.shape}; expected (K, r) = ({K}, {r}).")
+        raise ValueError(
+            f"code has shape {code.vectors.shape}; expected (K, r) = ({K}, {r})."
+        )
     rho_star = code.exact if code.exact is not None else code.rho
     T = Z.shape[0]
     rho = np.zeros(T)
     dist = np.full(T, np.nan)
     for t in range(T):
         E = class_embedding(Z[t], r)
-        if np.any(np.linalg.norm(E, axis=1) < 0.5):  # a class at the origin: no geometry yet
+        if np.any(
+            np.linalg.norm(E, axis=1) < 0.5
+        ):  # a class at the origin: no geometry yet
             rho[t] = 0.0
         else:
             rho[t] = one_vs_rest_margin(E, normalise=False)
         if gram:
-            dist[t] = gram_distance(E @ E.T, code.gram, exhaustive_max=exhaustive_max)[0]
+            dist[t] = gram_distance(E @ E.T, code.gram, exhaustive_max=exhaustive_max)[
+                0
+            ]
     time = ds["time"]
     data = {
-        "code_rho": ("time", rho, {"long_name": "one-vs-rest margin of the rank-r class embedding", "units": "1"}),
-        "code_rho_ratio": ("time", rho / rho_star, {"long_name": "rho / rho*(K, r)", "units": "1"}),
+        "code_rho": (
+            "time",
+            rho,
+            {
+                "long_name": "one-vs-rest margin of the rank-r class embedding",
+                "units": "1",
+            },
+        ),
+        "code_rho_ratio": (
+            "time",
+            rho / rho_star,
+            {"long_name": "rho / rho*(K, r)", "units": "1"},
+        ),
     }
     if gram:
         data["code_gram_distance"] = (
-            "time", dist,
-            {"long_name": "RMS off-diagonal Gram difference to the best code, min over relabellings",
-             "units": "1"},
+            "time",
+            dist,
+            {
+                "long_name": "RMS off-diagonal Gram difference to the best code, min over relabellings",
+                "units": "1",
+            },
         )
     return xr.Dataset(
-        data, coords={"time": time},
-        attrs={"code_classes": K, "code_rank": r, "code_rho_star": float(rho_star),
-               "code_rho_star_exact": code.exact is not None, "code_rho_found": float(code.rho)},
+        data,
+        coords={"time": time},
+        attrs={
+            "code_classes": K,
+            "code_rank": r,
+            "code_rho_star": float(rho_star),
+            "code_rho_star_exact": code.exact is not None,
+            "code_rho_found": float(code.rho),
+        },
     )

@@ -7,7 +7,6 @@ import pytest
 from scipy.optimize import minimize
 
 import svflow
-from svflow import _codes as C
 
 
 def polygon(K):
@@ -24,9 +23,14 @@ def hull_distance_primal(p, Q):
     """Independent route: min ||p - Q^T a|| over the probability simplex (SLSQP)."""
     m = Q.shape[0]
     res = minimize(
-        lambda a: np.sum((p - a @ Q) ** 2), np.full(m, 1.0 / m), jac=lambda a: -2 * Q @ (p - a @ Q),
-        method="SLSQP", bounds=[(0, 1)] * m,
-        constraints=[dict(type="eq", fun=lambda a: a.sum() - 1, jac=lambda a: np.ones(m))],
+        lambda a: np.sum((p - a @ Q) ** 2),
+        np.full(m, 1.0 / m),
+        jac=lambda a: -2 * Q @ (p - a @ Q),
+        method="SLSQP",
+        bounds=[(0, 1)] * m,
+        constraints=[
+            dict(type="eq", fun=lambda a: a.sum() - 1, jac=lambda a: np.ones(m))
+        ],
         options=dict(ftol=1e-16, maxiter=1000),
     )
     return math.sqrt(max(res.fun, 0.0))
@@ -34,9 +38,13 @@ def hull_distance_primal(p, Q):
 
 def test_exact_margin_closed_forms():
     for K in (3, 5, 8):
-        assert svflow.one_vs_rest_margin(polygon(K)) == pytest.approx(1 - math.cos(2 * math.pi / K), abs=1e-12)
+        assert svflow.one_vs_rest_margin(polygon(K)) == pytest.approx(
+            1 - math.cos(2 * math.pi / K), abs=1e-12
+        )
     for K in (3, 4, 7):
-        assert svflow.one_vs_rest_margin(simplex(K)) == pytest.approx(K / (K - 1), abs=1e-12)
+        assert svflow.one_vs_rest_margin(simplex(K)) == pytest.approx(
+            K / (K - 1), abs=1e-12
+        )
     cross = np.vstack([np.eye(3), -np.eye(3)])
     assert svflow.one_vs_rest_margin(cross) == pytest.approx(1.0, abs=1e-12)
     assert svflow.one_vs_rest_margin(cross[:5]) == pytest.approx(1.0, abs=1e-12)
@@ -79,8 +87,12 @@ def test_exact_rho_table():
     ids=["pentagon", "simplex-optimised", "cross-polytope"],
 )
 def test_optimiser_recovers_known_optima(K, r, construct, tmp_path):
-    code = svflow.softmax_code(K, r, starts=8, steps=1000, polish=2, cache_dir=tmp_path, construct=construct)
-    exact = {2: 1 - math.cos(2 * math.pi / K)}.get(r, K / (K - 1) if K <= r + 1 else 1.0)
+    code = svflow.softmax_code(
+        K, r, starts=8, steps=1000, polish=2, cache_dir=tmp_path, construct=construct
+    )
+    exact = {2: 1 - math.cos(2 * math.pi / K)}.get(
+        r, K / (K - 1) if K <= r + 1 else 1.0
+    )
     assert code.rho == pytest.approx(exact, abs=1e-9)
     np.testing.assert_allclose(np.linalg.norm(code.vectors, axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(np.diag(code.gram), 1.0, atol=1e-12)
@@ -122,7 +134,9 @@ def test_gram_distance_rotation_relabelling(rng):
 def fake_dataset(lams, rank):
     lams = np.asarray(lams, float)
     T = lams.shape[0]
-    return svflow.build_dataset(np.arange(T, dtype=float), attrs={}, lam=lams, rank=np.full(T, rank))
+    return svflow.build_dataset(
+        np.arange(T, dtype=float), attrs={}, lam=lams, rank=np.full(T, rank)
+    )
 
 
 def test_convergence_measure_on_exact_codes(tmp_path):
@@ -134,9 +148,12 @@ def test_convergence_measure_on_exact_codes(tmp_path):
     np.testing.assert_allclose(cc["code_rho_ratio"].values, 1.0, atol=1e-12)
     np.testing.assert_allclose(cc["code_gram_distance"].values, 0.0, atol=1e-12)
     cc3 = svflow.code_convergence(
-        fake_dataset([cube], 3), code_kwargs=dict(starts=8, steps=1000, polish=2, cache_dir=tmp_path)
+        fake_dataset([cube], 3),
+        code_kwargs=dict(starts=8, steps=1000, polish=2, cache_dir=tmp_path),
     )
-    assert cc3["code_rho"].values[0] == pytest.approx(2 / 3, abs=1e-12)  # hypercube: 2 d / r
+    assert cc3["code_rho"].values[0] == pytest.approx(
+        2 / 3, abs=1e-12
+    )  # hypercube: 2 d / r
     assert cc3.attrs["code_rho_star"] > 2 / 3  # 8 points in R^3 beat the cube
     assert cc3["code_rho_ratio"].values[0] < 1
 
