@@ -87,21 +87,77 @@ def _hull_distance(p: np.ndarray, Q: np.ndarray) -> tuple[float, np.ndarray]:
     $\langle w, p - q_j\rangle \ge 1$ for all j has $\|w\| = 1/\operatorname{dist}$;
     it is read off the residual of NNLS on $E = [G^\top; \mathbf 1^\top]$,
     $f = e_{r+1}$, $G_j = p - q_j$. A zero residual means p is in the hull.
+    The answer is certified: $1/\|w\|$ (w feasible) is a lower bound and the
+    hull point with weights $u/\sum u$ an upper bound; if they differ by more
+    than 1e-10 (NNLS can stop early on degenerate, highly symmetric sets),
+    Wolfe's min-norm-point algorithm is used instead.
     """
     m, r = Q.shape
     G = p[None, :] - Q
     E = np.vstack([G.T, np.ones((1, m))])
     f = np.zeros(r + 1)
     f[-1] = 1.0
-    u, _ = nnls(E, f, maxiter=100 * (m + r + 1))
+    try:
+        u, _ = nnls(E, f, maxiter=100 * (m + r + 1))
+    except RuntimeError:
+        u = np.zeros(m)
     res = E @ u - f
-    if abs(res[-1]) < 1e-14 or not np.all(np.isfinite(res)):
-        return 0.0, np.zeros(r)
-    w = -res[:r] / res[-1]
-    nw = float(np.linalg.norm(w))
-    if nw == 0.0:
-        return 0.0, np.zeros(r)
-    return 1.0 / nw, w / nw
+    if np.all(np.isfinite(res)) and u.sum() > 0:
+        upper = float(np.linalg.norm(u @ G / u.sum()))
+        if abs(res[-1]) > 1e-14:
+            w = -res[:r] / res[-1]
+            nw = float(np.linalg.norm(w))
+            if (
+                nw > 0
+                and np.min(G @ w) >= 1 - 1e-10
+                and upper - 1.0 / nw <= 1e-10 * max(1.0, upper)
+            ):
+                return 1.0 / nw, w / nw
+        elif upper <= 1e-12:
+            return 0.0, np.zeros(r)
+    return _wolfe(G)
+
+
+def _wolfe(
+    X: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
+) -> tuple[float, np.ndarray]:
+    """Wolfe's min-norm point of conv(rows of X): (norm, unit direction) (finite active set)."""
+    m = X.shape[0]
+    scale = max(1.0, float(np.max(np.sum(X * X, axis=1))))
+    j = int(np.argmin(np.sum(X * X, axis=1)))
+    S = [j]
+    lam = np.array([1.0])
+    x = X[j].copy()
+    for _ in range(max_iter):
+        j = int(np.argmin(X @ x))
+        if x @ x - X[j] @ x <= tol * scale or j in S:
+            break
+        S.append(j)
+        lam = np.append(lam, 0.0)
+        for _ in range(max_iter):
+            XS = X[S]
+            k = len(S)
+            A = np.zeros((k + 1, k + 1))
+            A[:k, :k] = XS @ XS.T
+            A[:k, k] = A[k, :k] = 1.0
+            b = np.zeros(k + 1)
+            b[k] = 1.0
+            alpha = np.linalg.lstsq(A, b, rcond=None)[0][:k]
+            if np.all(alpha > tol):
+                lam = alpha
+                break
+            neg = alpha <= tol
+            theta = np.min(lam[neg] / np.maximum(lam[neg] - alpha[neg], 1e-300))
+            theta = min(max(theta, 0.0), 1.0)
+            lam = theta * alpha + (1 - theta) * lam
+            keep = lam > tol
+            S = [s for s, k_ in zip(S, keep) if k_]
+            lam = lam[keep] / lam[keep].sum()
+        x = lam @ X[S]
+    d = float(np.linalg.norm(x))
+    if d <= 1e-12 * np.sqrt(scale):
+        return 0.0, np.zeros(X.shape[1])
+    return d, x / d
 
 
 def one_vs_rest_margin(vectors, *, normalise: bool = True, per_class: bool = False):

@@ -7,6 +7,7 @@ import pytest
 from scipy.optimize import minimize
 
 import svflow
+from svflow import _codes as C
 
 
 def polygon(K):
@@ -170,3 +171,20 @@ def test_class_embedding_uses_class_means(rng):
     np.testing.assert_allclose(np.abs(E1 @ E1.T), np.abs(E2 @ E2.T), atol=1e-12)
     with pytest.raises(ValueError, match="logits"):
         svflow.class_embedding(rng.normal(size=(4, 5)), 2)
+
+
+def test_margin_certified_on_degenerate_symmetric_sets(rng):
+    # embedding of an equal-lambda [4,3,2] Walsh code with round-off-sized other modes:
+    # a rotated cross-polytope in R^4, where a bare NNLS solve can stop early
+    lam = np.array([0.0, 1.5e-59, 9.4e-62, 1.8e-61, 2.0, 2.0, 2.0, 2.0])
+    U = np.asarray(svflow.hadamard(8)) / np.sqrt(8)
+    E = svflow.class_embedding(U @ np.diag(lam) @ U.T, 4)
+    assert svflow.one_vs_rest_margin(E) == pytest.approx(1.0, abs=1e-12)
+    # Wolfe's min-norm point (the fallback) agrees with the LDP route on random sets
+    for _ in range(3):
+        V = rng.normal(size=(9, 4))
+        V /= np.linalg.norm(V, axis=1, keepdims=True)
+        for y in range(9):
+            d_ldp = C._hull_distance(V[y], np.delete(V, y, 0))[0]
+            d_wolfe = C._wolfe(V[y] - np.delete(V, y, 0))[0]
+            assert d_ldp == pytest.approx(d_wolfe, abs=1e-12)
