@@ -122,7 +122,6 @@ def _wolfe(
     X: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
 ) -> tuple[float, np.ndarray]:
     """Wolfe's min-norm point of conv(rows of X): (norm, unit direction) (finite active set)."""
-    m = X.shape[0]
     scale = max(1.0, float(np.max(np.sum(X * X, axis=1))))
     j = int(np.argmin(np.sum(X * X, axis=1)))
     S = [j]
