@@ -43,9 +43,6 @@ from ._train import DivergenceError as DivergenceError
 from ._train import train as train
 
 # --- basins, outcomes, codes (issue 4)
-from ._codes_study import code_convergence_study as code_convergence_study
-from ._codes_study import code_winner_table as code_winner_table
-from ._codes_study import random_start_code_study as random_start_code_study
 from ._asymptotics import MaxMarginPoint as MaxMarginPoint
 from ._asymptotics import asymptotic_direction as asymptotic_direction
 from ._asymptotics import code_table as code_table
@@ -59,6 +56,9 @@ from ._codes import exact_rho as exact_rho
 from ._codes import gram_distance as gram_distance
 from ._codes import one_vs_rest_margin as one_vs_rest_margin
 from ._codes import softmax_code as softmax_code
+from ._codes_study import code_convergence_study as code_convergence_study
+from ._codes_study import code_winner_table as code_winner_table
+from ._codes_study import random_start_code_study as random_start_code_study
 
 # --- explicit low-rank bias (issue 5)
 
