@@ -82,7 +82,14 @@ def plot(ds: xr.Dataset):
         col = cmap(a / max(1, len(depths) - 1))
         for b, seed in enumerate(ds["seed"].values):
             r = int(ds["outcome_rank"].values[a, b])
-            lab = f"N={L + 1} -> r={r}" if b == 0 else None
+            lab = (
+                (
+                    f"N={L + 1} -> r="
+                    + ",".join(str(int(x)) for x in ds["outcome_rank"].values[a])
+                )
+                if b == 0
+                else None
+            )
             ax1.semilogx(
                 t[sel],
                 ds["rho_ratio"].values[a, b, sel],
