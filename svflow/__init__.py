@@ -45,6 +45,22 @@ from ._train import DivergenceError as DivergenceError
 from ._train import train as train
 
 # --- basins, outcomes, codes (issue 4)
+from ._asymptotics import MaxMarginPoint as MaxMarginPoint
+from ._asymptotics import asymptotic_direction as asymptotic_direction
+from ._asymptotics import code_table as code_table
+from ._asymptotics import max_margin_direction as max_margin_direction
+from ._asymptotics import normalised_margin as normalised_margin
+from ._asymptotics import walsh_supports as walsh_supports
+from ._codes import SoftmaxCode as SoftmaxCode
+from ._codes import class_embedding as class_embedding
+from ._codes import code_convergence as code_convergence
+from ._codes import exact_rho as exact_rho
+from ._codes import gram_distance as gram_distance
+from ._codes import one_vs_rest_margin as one_vs_rest_margin
+from ._codes import softmax_code as softmax_code
+from ._codes_study import code_convergence_study as code_convergence_study
+from ._codes_study import code_winner_table as code_winner_table
+from ._codes_study import random_start_code_study as random_start_code_study
 
 from ._basins import basin_batch as basin_batch
 from ._basins import basin_cell as basin_cell

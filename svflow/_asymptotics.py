@@ -1,0 +1,508 @@
+r"""Asymptotic outcomes of spectral starts: max-margin KKT points and Walsh codes.
+
+Under cross-entropy without weight decay the norm diverges and, for these
+homogeneous models, the direction converges to a KKT point of the max-margin
+problem (Lyu & Li 2020; MODEL.md sections 3 and 5). For a balanced spectral
+state ($|s_{l,i}| = |\lambda_i|^{1/N}$, N = depth + 1 factors) the parameter
+norm is $\sum_l\|W_l\|_F^2 = N\sum_i|\lambda_i|^{2/N}$ and the problem reads
+
+$$\min_{\lambda \ge 0}\ \sum_{i \ge 1}\lambda_i^{2/N}
+  \quad\text{s.t.}\quad m_k(\lambda) = \frac{2}{K}\sum_{j:\ \mathrm{popcount}(j\&k)\ \mathrm{odd}}\lambda_j \ \ge 1,
+  \quad k = 1, \dots, K-1 .$$
+
+Mode 0 never enters a margin and is 0. Spectral starts with positive
+$\lambda(0)$ stay positive, so $\lambda \ge 0$ throughout. The *normalised
+margin* is $\gamma = \min_k m_k / (N\sum_i|\lambda_i|^{2/N})^{N/2}$ (scale
+invariant; the quantity gradient flow maximises in direction).
+
+An equal-$\lambda$ support S (|S| = r) is a binary linear $[r, m, d]$ code
+(m = log2 K, d its minimum distance = $\min_k \#\{i \in S: \mathrm{popcount}(i\&k)\ \mathrm{odd}\}$);
+it separates all classes iff d > 0, and
+
+$$\gamma_S = \frac{2}{K}\,\frac{d}{(N r)^{N/2}} .$$
+
+For N = 2 (an L1 problem) the simplex code $[K-1, m, K/2]$ (neural collapse)
+wins; deeper networks favour shorter codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
+
+import numpy as np
+from scipy.optimize import minimize, nnls
+
+from ._walsh import check_classes
+
+__all__ = [
+    "margin_matrix",
+    "normalised_margin",
+    "walsh_supports",
+    "code_table",
+    "vertex_optimum",
+    "MaxMarginPoint",
+    "max_margin_direction",
+    "kkt_residual",
+    "asymptotic_direction",
+]
+
+
+def _check_factors(factors) -> int:
+    if (
+        isinstance(factors, bool)
+        or not isinstance(factors, (int, np.integer))
+        or factors < 2
+    ):
+        raise ValueError(
+            f"factors N = depth + 1 must be an integer >= 2 (depth L >= 1 weight matrices); "
+            f"got {factors!r}."
+        )
+    return int(factors)
+
+
+@lru_cache(maxsize=16)
+def _odd(K: int) -> np.ndarray:
+    idx = np.arange(K)
+    return (np.bitwise_count(idx[:, None] & idx[None, :]) % 2).astype(np.int64)
+
+
+def margin_matrix(classes: int) -> np.ndarray:
+    r"""$M_{ki} = (2/K)[\mathrm{popcount}(i\&k)\ \mathrm{odd}]$ for k, i = 1..K-1: $m = M\lambda_{1:}$."""
+    check_classes(classes)
+    return (2.0 / classes) * _odd(classes)[1:, 1:].astype(float)
+
+
+def _as_lam(lam, K: int | None = None) -> np.ndarray:
+    lam = np.asarray(lam, dtype=float)
+    if lam.ndim != 1:
+        raise ValueError(f"lam must be one state of shape (K,); got shape {lam.shape}.")
+    check_classes(lam.shape[0])
+    if K is not None and lam.shape[0] != K:
+        raise ValueError(f"lam has K = {lam.shape[0]} modes; expected {K}.")
+    if not np.all(np.isfinite(lam)):
+        raise ValueError("lam contains NaN or inf; pass a finite state.")
+    return lam
+
+
+def normalised_margin(lam, factors: int) -> float:
+    r"""$\gamma = \min_k m_k / (N\sum_{i\ge1}|\lambda_i|^{2/N})^{N/2}$ of a balanced spectral state."""
+    lam = _as_lam(lam)
+    N = _check_factors(factors)
+    K = lam.shape[0]
+    m = margin_matrix(K) @ lam[1:]
+    norm = N * np.sum(np.abs(lam[1:]) ** (2.0 / N))
+    if norm == 0:
+        raise ValueError(
+            "lam is zero on every mode 1..K-1: the normalised margin is undefined."
+        )
+    return float(m.min() / norm ** (N / 2.0))
+
+
+# --------------------------------------------------------------------------- Walsh supports
+
+
+def walsh_supports(classes: int):
+    r"""Every Walsh support $S \subseteq \{1, \dots, K-1\}$ that separates all classes.
+
+    Vectorised over all $2^{K-1}$ subsets (32768 for K = 16). For each: the
+    size r, the minimum distance d of the code $x \mapsto (h_i(x))_{i\in S}$,
+    its one-vs-rest margin $\rho = 2d/r$ and the weight of every nonzero
+    message k (the number of modes in S with popcount(i & k) odd; the code
+    is injective iff all are > 0).
+
+    Returns:
+        ``xarray.Dataset`` over dim ``support`` with ``mask`` (support, mode),
+        ``size``, ``dmin``, ``rho``, ``bits`` (subset as an integer over modes 1..K-1).
+    """
+    import xarray as xr
+
+    m = check_classes(classes)
+    K = classes
+    if K > 32:
+        raise ValueError(
+            f"enumerating 2^(K-1) supports is limited to K <= 32; got K = {K}."
+        )
+    n = K - 1
+    bits = np.arange(1, 2**n, dtype=np.int64)
+    member = ((bits[:, None] >> np.arange(n)[None, :]) & 1).astype(
+        np.int16
+    )  # (B, n): mode i+1
+    weights = member @ _odd(K)[1:, 1:].T.astype(np.int16)  # (B, k): messages 1..K-1
+    dmin = weights.min(axis=1)
+    ok = dmin > 0
+    member, dmin, bits = member[ok], dmin[ok], bits[ok]
+    size = member.sum(axis=1)
+    mask = np.concatenate([np.zeros((len(bits), 1), bool), member.astype(bool)], axis=1)
+    return xr.Dataset(
+        {
+            "mask": (("support", "mode"), mask, {"long_name": "mode i in S"}),
+            "size": (
+                "support",
+                size.astype(np.int64),
+                {"long_name": "code length r = |S|"},
+            ),
+            "dmin": (
+                "support",
+                dmin.astype(np.int64),
+                {"long_name": "minimum distance d"},
+            ),
+            "rho": (
+                "support",
+                2.0 * dmin / size,
+                {"long_name": "one-vs-rest margin 2d/r"},
+            ),
+            "bits": (
+                "support",
+                bits,
+                {"long_name": "S as a bit set over modes 1..K-1"},
+            ),
+        },
+        coords={"mode": np.arange(K)},
+        attrs={"classes": K, "m": m},
+    )
+
+
+def _code_name(K: int, r: int, d: int) -> str:
+    m = K.bit_length() - 1
+    if r == K - 1 and d == K // 2:
+        return f"simplex [{r},{m},{d}] (NC)"
+    if r == m and d == 1:
+        return f"hypercube [{r},{m},{d}]"
+    if r == m + 1 and d == 2:
+        return f"even-weight [{r},{m},{d}]"
+    return f"[{r},{m},{d}]"
+
+
+def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None = None):
+    r"""Predicted winning equal-$\lambda$ Walsh code per depth, ranked by $\gamma_S$.
+
+    For each N: the support(s) maximising $\gamma_S = (2/K)\,d/(N r)^{N/2}$ over
+    all separating supports (only the largest d per size r can win). With
+    ``global_check`` (default for K <= 8) also the global optimum of the
+    max-margin problem over all $\lambda \ge 0$ (:func:`vertex_optimum`), which
+    tells whether unequal $\lambda$ beat every equal-$\lambda$ code.
+
+    Returns:
+        ``xarray.Dataset`` over ``factors`` (N) with ``depth`` (= N - 1),
+        ``size``, ``dmin``, ``rho``, ``gamma``, ``ties`` (number of supports
+        attaining the best $\gamma$), ``runner_up_ratio`` (second-best size's
+        $\gamma$ / best), ``name``, ``example`` (factors, mode) mask; over
+        ``size`` the best d per length (``dmax_by_size``, ``count_by_size``);
+        optionally ``gamma_global`` and ``global_support_size``.
+    """
+    import xarray as xr
+
+    K = classes
+    sup = walsh_supports(K)
+    Ns = np.array([_check_factors(int(N)) for N in factors])
+    if Ns.size == 0:
+        raise ValueError("factors must list at least one N >= 2.")
+    size = sup["size"].values
+    dmin = sup["dmin"].values
+    sizes = np.arange(1, K)
+    dmax = np.array([dmin[size == r].max() if np.any(size == r) else 0 for r in sizes])
+    count = np.array(
+        [np.sum((size == r) & (dmin == dmax[i])) for i, r in enumerate(sizes)]
+    )
+    rows = {
+        k: []
+        for k in ("size", "dmin", "rho", "gamma", "ties", "runner", "name", "example")
+    }
+    for N in Ns:
+        valid = dmax > 0
+        g = np.where(valid, (2.0 / K) * dmax / (N * sizes) ** (N / 2.0), -np.inf)
+        order = np.argsort(-g)
+        i = int(order[0])
+        r, d = int(sizes[i]), int(dmax[i])
+        best = g[i]
+        tied_sizes = sizes[np.isclose(g, best, rtol=1e-12, atol=0)]
+        ties = int(sum(count[sizes == s][0] for s in tied_sizes))
+        second = g[order[1]] if np.isfinite(g[order[1]]) else 0.0
+        ex = np.flatnonzero((size == r) & (dmin == d))[0]
+        rows["size"].append(r)
+        rows["dmin"].append(d)
+        rows["rho"].append(2.0 * d / r)
+        rows["gamma"].append(best)
+        rows["ties"].append(ties)
+        rows["runner"].append(second / best)
+        rows["name"].append(
+            _code_name(K, r, d) + ("" if len(tied_sizes) == 1 else " (tie)")
+        )
+        rows["example"].append(sup["mask"].values[ex])
+    data = {
+        "depth": ("factors", Ns - 1, {"long_name": "depth L = N - 1"}),
+        "size": (
+            "factors",
+            np.array(rows["size"]),
+            {"long_name": "winning code length r"},
+        ),
+        "dmin": (
+            "factors",
+            np.array(rows["dmin"]),
+            {"long_name": "winning code minimum distance"},
+        ),
+        "rho": (
+            "factors",
+            np.array(rows["rho"]),
+            {"long_name": "one-vs-rest margin 2d/r"},
+        ),
+        "gamma": (
+            "factors",
+            np.array(rows["gamma"]),
+            {"long_name": "normalised margin (2/K) d/(N r)^(N/2)"},
+        ),
+        "ties": (
+            "factors",
+            np.array(rows["ties"]),
+            {"long_name": "supports attaining the best gamma"},
+        ),
+        "runner_up_ratio": (
+            "factors",
+            np.array(rows["runner"]),
+            {"long_name": "gamma of the best other length / winner's gamma"},
+        ),
+        "name": ("factors", np.array(rows["name"], dtype=object).astype(str)),
+        "example": (
+            ("factors", "mode"),
+            np.array(rows["example"]),
+            {"long_name": "a winning support"},
+        ),
+        "dmax_by_size": (
+            "size_r",
+            dmax,
+            {"long_name": "largest minimum distance of a length-r support"},
+        ),
+        "count_by_size": (
+            "size_r",
+            count,
+            {"long_name": "supports of length r attaining it"},
+        ),
+    }
+    if global_check is None:
+        global_check = K <= 8
+    if global_check:
+        gg, gs = [], []
+        for N in Ns:
+            lam, gam = vertex_optimum(K, int(N))
+            gg.append(gam)
+            gs.append(int(np.sum(lam[1:] > 1e-9 * lam.max())))
+        data["gamma_global"] = (
+            "factors",
+            np.array(gg),
+            {
+                "long_name": "global max normalised margin over lambda >= 0 (vertex enumeration)"
+            },
+        )
+        data["global_support_size"] = ("factors", np.array(gs))
+    return xr.Dataset(
+        data,
+        coords={"factors": Ns, "mode": np.arange(K), "size_r": sizes},
+        attrs={
+            "classes": K,
+            "description": "predicted winning Walsh code per depth (equal lambda on the support)",
+        },
+    )
+
+
+@lru_cache(maxsize=4)
+def _vertices(K: int) -> np.ndarray:
+    """All vertices of {lam >= 0, M lam >= 1} over modes 1..K-1 (exact enumeration)."""
+    n = K - 1
+    A = np.vstack([margin_matrix(K), np.eye(n)])
+    b = np.concatenate([np.ones(n), np.zeros(n)])
+    combos = np.array(list(combinations(range(2 * n), n)))
+    As = A[combos]
+    bs = b[combos]
+    det = np.linalg.det(As)
+    ok = np.abs(det) > 1e-9
+    sol = np.linalg.solve(As[ok], bs[ok][..., None])[..., 0]
+    feas = np.all(sol @ A.T >= b - 1e-9, axis=1)
+    V = np.round(sol[feas], 12)
+    return np.unique(V, axis=0)
+
+
+def vertex_optimum(classes: int, factors: int) -> tuple[np.ndarray, float]:
+    r"""Global optimum of the max-margin problem over all $\lambda \ge 0$ by vertex enumeration.
+
+    $\sum_i\lambda_i^{2/N}$ is concave and nondecreasing on $\lambda \ge 0$
+    (N >= 2), so its minimum over the polyhedron $\{\lambda\ge0,\ M\lambda\ge1\}$
+    sits at a vertex; all $\binom{2(K-1)}{K-1}$ candidate vertices are solved
+    (K <= 8: 3432 systems of size 7). Returns ($\lambda^*$ (K,), $\gamma^*$).
+    """
+    check_classes(classes)
+    N = _check_factors(factors)
+    if classes > 8:
+        raise ValueError(f"vertex enumeration is limited to K <= 8; got K = {classes}.")
+    V = _vertices(classes)
+    cost = np.sum(V ** (2.0 / N), axis=1)
+    i = int(np.argmin(cost))
+    lam = np.concatenate([[0.0], V[i]])
+    return lam, normalised_margin(lam, N)
+
+
+# --------------------------------------------------------------------------- KKT solver
+
+
+@dataclass(frozen=True)
+class MaxMarginPoint:
+    r"""A KKT point of $\min\sum_i\lambda_i^{2/N}$ s.t. $m_k \ge 1$ (scaled so $\min_k m_k = 1$).
+
+    Attributes:
+        lam: (K,) the point ($\lambda_0 = 0$).
+        direction: lam / ||lam||.
+        factors: N.
+        normalised_margin: $\gamma$ at the point.
+        kkt_residual: relative stationarity residual (:func:`kkt_residual`).
+        multipliers: (K,) NNLS multipliers $\nu_k$ of the active margins (0 elsewhere).
+        active: (K,) bool, margins with $m_k \le 1 + $ tol.
+        support: (K,) bool, modes with $\lambda_i > $ tol $\max\lambda$.
+        infeasibility: $\max(0, 1 - \min_k m_k)$.
+        converged: KKT residual < 1e-6 and infeasibility < 1e-9.
+        message: the optimiser's message.
+    """
+
+    lam: np.ndarray
+    direction: np.ndarray
+    factors: int
+    normalised_margin: float
+    kkt_residual: float
+    multipliers: np.ndarray
+    active: np.ndarray
+    support: np.ndarray
+    infeasibility: float
+    converged: bool
+    message: str
+
+
+def kkt_residual(
+    lam, factors: int, *, tol: float = 1e-6
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    r"""Stationarity residual of the max-margin problem at $\lambda$ (scaled to $\min m = 1$).
+
+    On the support P ($\lambda_i > \mathrm{tol}\cdot\max\lambda$) stationarity reads
+    $\tfrac{2}{N}\lambda_i^{2/N-1} = \sum_{k\in A}\nu_k M_{ki}$ with $\nu \ge 0$
+    on the active margins A ($m_k \le 1 + \mathrm{tol}$); $\nu$ comes from NNLS
+    and the residual is $\|g_P - M_{A,P}^\top\nu\| / \|g_P\|$. Modes off the
+    support are stationary in the factor parameterisation (the margins'
+    gradients vanish there for balanced factors), so they add nothing.
+
+    Returns:
+        (residual, multipliers (K,), active (K,), support (K,)).
+    """
+    lam = _as_lam(lam)
+    N = _check_factors(factors)
+    K = lam.shape[0]
+    M = margin_matrix(K)
+    l = np.maximum(lam[1:], 0.0)
+    m = M @ l
+    if m.min() <= 0:
+        raise ValueError(
+            "lam does not separate every class (some margin <= 0): no KKT point to test."
+        )
+    l = l / m.min()
+    m = M @ l
+    A = m <= 1 + tol
+    P = l > tol * l.max()
+    g = (2.0 / N) * l[P] ** (2.0 / N - 1)
+    B = M[np.ix_(A, P)].T
+    nu, _ = nnls(B, g, maxiter=50 * B.shape[1] + 50)
+    res = float(np.linalg.norm(B @ nu - g) / np.linalg.norm(g))
+    mult = np.zeros(K)
+    mult[1:][A] = nu
+    act = np.zeros(K, bool)
+    act[1:] = A
+    sup = np.zeros(K, bool)
+    sup[1:] = P
+    return res, mult, act, sup
+
+
+def max_margin_direction(
+    lam,
+    depth: int,
+    *,
+    tol: float = 1e-6,
+    maxiter: int = 2000,
+) -> MaxMarginPoint:
+    r"""The limiting direction of a spectral trajectory: a KKT point near the state ``lam``.
+
+    Solves $\min_{s \ge 0}\sum_i s_i^2$ s.t. $M s^N \ge 1$ (the factor form of the
+    max-margin problem, $\lambda = s^N$, smooth for N >= 2) with SLSQP,
+    starting from the current direction scaled to $\min_k m_k = 1$. The
+    problem is non-convex for N >= 3 with one local solution per basin, so
+    the answer is the KKT point the local solver reaches from this state:
+    start from a late state of the trajectory.
+
+    Args:
+        lam: (K,) current state (all margins > 0; negative entries are clipped to 0).
+        depth: L >= 1 (N = L + 1 factors).
+        tol: activity / support threshold of the KKT test.
+        maxiter: SLSQP iterations.
+    """
+    lam = _as_lam(lam)
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise ValueError(f"depth L must be an integer >= 1; got {depth!r}.")
+    N = int(depth) + 1
+    K = lam.shape[0]
+    M = margin_matrix(K)
+    l = np.maximum(lam[1:], 0.0)
+    m0 = M @ l
+    if m0.min() <= 0:
+        raise ValueError(
+            "lam does not separate every class yet (some margin <= 0); pass a later state "
+            "of the trajectory (after the loss has dropped)."
+        )
+    s0 = (l / m0.min()) ** (1.0 / N)
+    res = minimize(
+        lambda s: float(np.sum(s * s)),
+        s0,
+        jac=lambda s: 2 * s,
+        method="SLSQP",
+        bounds=[(0.0, None)] * (K - 1),
+        constraints=[
+            dict(
+                type="ineq",
+                fun=lambda s: M @ (s**N) - 1.0,
+                jac=lambda s: M * (N * s ** (N - 1))[None, :],
+            )
+        ],
+        options=dict(maxiter=maxiter, ftol=1e-16),
+    )
+    s = np.maximum(res.x, 0.0)
+    out = np.concatenate([[0.0], s**N])
+    mm = M @ out[1:]
+    out = out / mm.min()
+    kres, mult, act, sup = kkt_residual(out, N, tol=tol)
+    return MaxMarginPoint(
+        lam=out,
+        direction=out / np.linalg.norm(out),
+        factors=N,
+        normalised_margin=normalised_margin(out, N),
+        kkt_residual=kres,
+        multipliers=mult,
+        active=act,
+        support=sup,
+        infeasibility=float(max(0.0, 1.0 - (M @ out[1:]).min())),
+        converged=bool(kres < 1e-6 and max(0.0, 1.0 - (M @ out[1:]).min()) < 1e-9),
+        message=str(res.message),
+    )
+
+
+def asymptotic_direction(ds, *, time=None, **kwargs) -> MaxMarginPoint:
+    """:func:`max_margin_direction` from a trajectory dataset's ``lam`` at ``time`` (default last)."""
+    if "lam" not in ds:
+        raise ValueError(
+            "the dataset has no 'lam' (Walsh-frame eigenvalues): spectral runs only."
+        )
+    depth = int(ds.attrs.get("depth", 0))
+    if depth < 1:
+        raise ValueError(
+            "the dataset's attrs lack 'depth'; call max_margin_direction(lam, depth)."
+        )
+    lam = (
+        ds["lam"].isel(time=-1)
+        if time is None
+        else ds["lam"].sel(time=time, method="nearest")
+    )
+    return max_margin_direction(np.asarray(lam.values), depth, **kwargs)
