@@ -38,7 +38,8 @@ def step_grid(steps: int, num: int = 101) -> np.ndarray:
     grid = np.unique(
         np.round(np.logspace(0, np.log10(steps), num - 1)).astype(np.int64)
     )
-    return np.concatenate([[0], grid])
+    grid[-1] = steps  # the last record is always the final step (num = 2 included)
+    return np.concatenate([[0], np.unique(grid)])
 
 
 def _objective(factors, model: DeepUFM):

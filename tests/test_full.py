@@ -259,3 +259,11 @@ def test_phase_map_dataset_layout():
     assert np.all((ds["rank"].values >= 1) & (ds["rank"].values <= 3))
     # normalised margin from its definition on the stored margin
     assert np.all(np.isfinite(ds["normalised_margin"].values))
+
+
+def test_step_grid_always_ends_at_the_last_step():
+    from svflow._train import step_grid
+
+    assert list(step_grid(1000, 2)) == [0, 1000]
+    g = step_grid(12345, 7)
+    assert g[0] == 0 and g[-1] == 12345 and len(g) == 7 and all(np.diff(g) > 0)
