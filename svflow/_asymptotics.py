@@ -7,7 +7,8 @@ state ($|s_{l,i}| = |\lambda_i|^{1/N}$, N = depth + 1 factors) the parameter
 norm is $\sum_l\|W_l\|_F^2 = N\sum_i|\lambda_i|^{2/N}$ and the problem reads
 
 $$\min_{\lambda \ge 0}\ \sum_{i \ge 1}\lambda_i^{2/N}
-  \quad\text{s.t.}\quad m_k(\lambda) = \frac{2}{K}\sum_{j:\ \mathrm{popcount}(j\&k)\ \mathrm{odd}}\lambda_j \ \ge 1,
+  \quad\text{s.t.}\quad
+  m_k(\lambda) = \frac{2}{K}\sum_{j:\ \mathrm{popcount}(j\&k)\ \mathrm{odd}}\lambda_j \ \ge 1,
   \quad k = 1, \dots, K-1 .$$
 
 Mode 0 never enters a margin and is 0. Spectral starts with positive
