@@ -160,7 +160,8 @@ def _wolfe(
 
 
 def one_vs_rest_margin(vectors, *, normalise: bool = True, per_class: bool = False):
-    r"""Exact one-vs-rest margin $\rho = \min_y \operatorname{dist}(v_y, \operatorname{conv}\{v_j\}_{j\ne y})$.
+    r"""Exact one-vs-rest margin
+    $\rho = \min_y \operatorname{dist}(v_y, \operatorname{conv}\{v_j\}_{j\ne y})$.
 
     Args:
         vectors: (K, r) class vectors (rows).
