@@ -38,6 +38,34 @@ from svflow._reduced import rhs_balanced
 DEPTH = 5  # L = 5, N = 6
 
 
+def fwht_blocked(x, radix: int = 16):
+    r"""Candidate fast transform: $H_K = H_{16}\otimes\cdots\otimes H_{16}\otimes H_{2^r}$,
+    applied as small dense matmuls along each radix-16 axis: $4K\log_2 K$ flops
+    (vs $K\log_2 K$ for butterflies) but matmul-shaped, so it vectorises.
+    Not used by svflow; timed here as the proposed next step."""
+    K = x.shape[-1]
+    m = K.bit_length() - 1
+    q = radix.bit_length() - 1
+    sizes = [radix] * (m // q) + ([2 ** (m % q)] if m % q else [])
+    b = x.shape[:-1]
+    y = x.reshape(b + tuple(sizes))
+    for i, n in enumerate(sizes):
+        y = jnp.moveaxis(jnp.tensordot(y, svflow._walsh.hadamard(n, dtype=x.dtype), axes=([len(b) + i], [0])),
+                         -1, len(b) + i)
+    return y.reshape(x.shape)
+
+
+class _patched_fast:
+    """Within the block, method="fast" uses :func:`fwht_blocked` (for tracing only)."""
+
+    def __enter__(self):
+        self.orig = svflow._walsh._fwht
+        svflow._walsh._fwht = fwht_blocked
+
+    def __exit__(self, *exc):
+        svflow._walsh._fwht = self.orig
+
+
 def _loop_fn(method: str, reps: int, batch: int | None):
     """Compiled function chaining ``reps`` evaluations (a contraction keeps values finite)."""
 
@@ -57,13 +85,24 @@ def _loop_fn(method: str, reps: int, batch: int | None):
 
 
 def measure(K: int, method: str, quick: bool) -> dict:
+    if method == "blocked":
+        with _patched_fast():
+            row = _measure(K, "fast", quick)
+        row["method"] = "blocked"
+        return row
+    return _measure(K, method, quick)
+
+
+def _measure(K: int, method: str, quick: bool) -> dict:
     rng = np.random.default_rng(K)
     lam = jnp.asarray(np.r_[0.0, rng.uniform(0.5, 1.5, K - 1)])
     call = jax.jit(lambda l: rhs_balanced(0.0, l, "ce", 0.0, DEPTH + 1, method))
+    call(lam).block_until_ready()  # trace now (while a patched transform is in place)
     t_call = C.timeit(lambda: call(lam).block_until_ready(), repeats=30, min_time=0.2)
     # loop: choose reps so one run takes ~20-50 ms
     reps = int(max(20, min(20000, 2e6 / (K * max(1, math.log2(K)) * (K / 16 if method == "dense" else 1)))))
     run = _loop_fn(method, reps, None)
+    run(lam).block_until_ready()
     t_loop = C.timeit(lambda: run(lam).block_until_ready(), repeats=7) / reps
     row = {"K": K, "method": method, "call_us": 1e6 * t_call, "loop_us": 1e6 * t_loop}
     B = 256 if K <= 1024 else 0
@@ -71,6 +110,7 @@ def measure(K: int, method: str, quick: bool) -> dict:
         lamB = jnp.asarray(np.c_[np.zeros(B), rng.uniform(0.5, 1.5, (B, K - 1))])
         repsB = max(5, reps // 32)
         runB = _loop_fn(method, repsB, B)
+        runB(lamB).block_until_ready()
         t_b = C.timeit(lambda: runB(lamB).block_until_ready(), repeats=5) / (repsB * B)
         row["batch_us_per_state"] = 1e6 * t_b
     else:
@@ -86,16 +126,17 @@ def main(argv=None):
     Ks = [2**m for m in range(4, kmax + 1)]
     rows = []
     for K in Ks:
-        for method in ("fast", "dense"):
+        for method in ("fast", "dense", "blocked"):
             r = measure(K, method, not a.full)
             rows.append(r)
-            print(f"K={K:5d} {method:5s} call {r['call_us']:9.2f} us  loop {r['loop_us']:9.3f} us  "
+            print(f"K={K:5d} {method:7s} call {r['call_us']:9.2f} us  loop {r['loop_us']:9.3f} us  "
                   f"batch {r['batch_us_per_state']:9.3f} us/state", flush=True)
     # speed-up and exponents
     summary = []
     for K in Ks:
         f = next(r for r in rows if r["K"] == K and r["method"] == "fast")
         d = next(r for r in rows if r["K"] == K and r["method"] == "dense")
+        b = next(r for r in rows if r["K"] == K and r["method"] == "blocked")
         summary.append({
             "K": K,
             "fast_loop_us": f["loop_us"], "dense_loop_us": d["loop_us"],
@@ -103,14 +144,19 @@ def main(argv=None):
             "dense/fast batch": d["batch_us_per_state"] / f["batch_us_per_state"],
             "dense/fast call": d["call_us"] / f["call_us"],
             "fast_loop / (K log2 K) ns": 1e3 * f["loop_us"] / (K * math.log2(K)),
+            "dense/blocked loop": d["loop_us"] / b["loop_us"],
+            "dense/blocked batch": d["batch_us_per_state"] / b["batch_us_per_state"],
             "auto_picks": "dense" if K <= getattr(svflow._walsh, "AUTO_DENSE_MAX", 32) else "fast",
         })
     big = [K for K in Ks if K >= 256]
     exps = {}
-    for method in ("fast", "dense"):
-        for col in ("loop_us", "call_us"):
-            ys = [next(r[col] for r in rows if r["K"] == K and r["method"] == method) for K in big]
-            exps[f"exponent_{method}_{col}"] = C.fit_exponent(big, ys)
+    for method in ("fast", "dense", "blocked"):
+        for col in ("loop_us", "batch_us_per_state"):
+            ks = [K for K in big if K <= (1024 if col.startswith("batch") else 1 << 30)]
+            ys = [next(r[col] for r in rows if r["K"] == K and r["method"] == method) for K in ks]
+            if len(ks) < 2:
+                continue
+            exps[f"exponent_{method}_{col}"] = C.fit_exponent(ks, ys)
     ys = [next(r["loop_us"] for r in rows if r["K"] == K and r["method"] == "fast") for K in big]
     exps["exponent_KlogK_model"] = C.fit_exponent(big, [K * math.log2(K) for K in big])
     print(C.table(summary, "\nRHS cost per evaluation (balanced CE, N = 6)"))
