@@ -34,6 +34,13 @@ from ._walsh import softmax_eigenvalues as softmax_eigenvalues
 from ._walsh import walsh_transform as walsh_transform
 
 # --- full-parameter engine (issue 3)
+from ._full import DeepUFM as DeepUFM
+from ._full import model_from_arrays as model_from_arrays
+from ._full import random_model as random_model
+from ._full import spectral_model as spectral_model
+from ._compare import compare as compare
+from ._train import DivergenceError as DivergenceError
+from ._train import train as train
 
 # --- basins, outcomes, codes (issue 4)
 
