@@ -162,7 +162,7 @@ def solve_batch(
         keep = min(chunk_size, B - i * chunk_size)
         ys[idx[:keep]] = np.asarray(out_ys)[:keep]
         steps[idx[:keep]] = np.asarray(ns)[:keep]
-        codes[i] = jax.tree.map(lambda x: np.asarray(x)[:keep], res)
+        codes[i] = jax.tree.map(lambda x: np.array(np.asarray(x)[:keep]), res)
 
     if int(workers) == 1 or n_chunks == 1:
         for i in range(n_chunks):
