@@ -44,6 +44,16 @@ from ._train import train as train
 
 # --- basins, outcomes, codes (issue 4)
 
+from ._basins import basin_batch as basin_batch
+from ._basins import basin_map as basin_map
+from ._basins import basin_start as basin_start
+from ._basins import basin_width as basin_width
+from ._outcomes import OutcomeRule as OutcomeRule
+from ._outcomes import classify as classify
+from ._outcomes import classify_trajectory as classify_trajectory
+from ._repulsion import log_ratio_rate as log_ratio_rate
+from ._repulsion import repulsion as repulsion
+
 # --- explicit low-rank bias (issue 5)
 
 # --- sweeps (issue 7)
