@@ -381,8 +381,11 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords)
         )
     except TypeError as err:
         raise ValueError(
-            f"calling cell_fn(key, {', '.join([*g, *params])}) failed: {err}. cell_fn must "
-            "take the key first and every grid dimension and params entry as keywords."
+            f"evaluating cell_fn(key, {', '.join([*g, *params])}) on the first cell failed: "
+            f"{err}\ncell_fn must take the key first and every grid dimension and params "
+            f"entry as keywords. Dynamic dimensions {list(dynamic)} arrive as traced 0-d "
+            "arrays: a dimension that sets a shape or a Python branch must be listed in "
+            "static=."
         ) from err
     outputs = dict(outputs or {})
     coords = dict(coords or {})
