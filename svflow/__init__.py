@@ -57,3 +57,7 @@ from ._repulsion import repulsion as repulsion
 # --- explicit low-rank bias (issue 5)
 
 # --- sweeps (issue 7)
+from ._sweep import SweepSpecError as SweepSpecError
+from ._sweep import cell_key as cell_key
+from ._sweep import open_sweep as open_sweep
+from ._sweep import sweep as sweep
