@@ -1,9 +1,10 @@
 r"""Item 2: basin-map throughput, one svflow batch vs a loop of scipy ``solve_ivp`` (LSODA).
 
 Problem: balanced cross-entropy, K = 16 classes, depth L = 5 (N = 6 factors),
-1000 spectral starts $\lambda_i(0) = \varepsilon u_i$, $u_i \sim U[1-\delta, 1+\delta]$
-(``svflow.spectral_init``) with $\varepsilon$ log-uniform in $[10^{-3}, 10^{-1}]$ and
-$\delta$ uniform in $[0.1, 0.9]$ (a basin map's 2-D family), horizon t = 1e8,
+1000 starts of the basin maps' ``"random"`` family (``svflow.basin_start``):
+$\lambda_i(0) = \varepsilon u_i$, $u_i \sim U[1-\delta, 1+\delta]$ (seed = start index)
+with $\varepsilon$ log-uniform in $[10^{-3}, 10^{-1}]$ and $\delta$ uniform in
+$[0.1, 0.9]$, horizon t = 1e8,
 161 save times (``svflow.log_times``), rtol = 1e-8, atol = 1e-10 on both sides.
 
 Baselines: ``scipy.integrate.solve_ivp(method="LSODA")`` on the same ODE with
@@ -12,9 +13,16 @@ start after another. The main baseline integrates in the same variable as
 svflow, $\tau = \log(1+t)$ (it is faster for LSODA than plain t, so the ratio
 is the conservative one); plain t is timed on a subset for reference.
 
-Outcome: numerical rank of the final $\lambda$ (singular values above 0.1 x
-the largest, ``svflow._metrics.rank_from_sigma``); the two sides must agree
-for >= 99 % of starts.
+Outcomes, computed the same way from both sides' saved trajectories: the
+numerical rank of the final $\lambda$ (singular values above 0.1 x the largest,
+``svflow._metrics.rank_from_sigma``) and the basin maps' classifier
+(``svflow.classify_trajectory``: NC / rank r / undecided from the direction of
+travel in log-time); the two sides must agree for >= 99 % of starts.
+
+svflow rows: ``svflow._batch.solve_batch`` (naive = one vmap of everything,
+then sorted chunks, the fast transform, two threads) and the public
+``svflow.basin_batch`` (one vmap + classifier, run here at the same
+tolerances and save grid).
 
 Timing: wall time and process CPU time (all threads) of the whole batch,
 after one warm-up call that compiles (compile time is reported separately).
@@ -51,15 +59,13 @@ RTOL, ATOL = 1e-8, 1e-10
 
 
 def starts(num: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lam0 (num, K), scales, spreads) from ``svflow.spectral_init``."""
+    """(lam0 (num, K), scales, spreads) of the basin maps' "random" family, seeds 0..num-1."""
     rng = np.random.default_rng(seed)
     scales = 10 ** rng.uniform(-3, -1, num)
     spreads = rng.uniform(0.1, 0.9, num)
-    lam0 = np.stack([
-        np.asarray(svflow.spectral_init(K, DEPTH, float(e), float(d), seed=int(1000 * seed + i)).lam0)
-        for i, (e, d) in enumerate(zip(scales, spreads))
-    ])
-    return lam0, scales, spreads
+    lam0 = jax.vmap(lambda e, d, s: svflow.basin_start("random", K, e, d, s))(
+        jnp.asarray(scales), jnp.asarray(spreads), jnp.arange(num))
+    return np.asarray(lam0), scales, spreads
 
 
 # ---------------------------------------------------------------- numpy/scipy side
@@ -109,6 +115,29 @@ def outcome(lam_final) -> np.ndarray:
     return np.asarray(rank_from_sigma(sigma_from_lam(jnp.asarray(lam_final))))
 
 
+def classifier(ts, ys) -> np.ndarray:
+    """The basin maps' outcome code (0 NC, r rank r, -1 undecided) of every trajectory."""
+    f = jax.jit(jax.vmap(lambda y: svflow.classify_trajectory(jnp.asarray(ts), y).code))
+    return np.asarray(f(jnp.asarray(ys)))
+
+
+def public_basin_batch(scales, spreads, ts, repeats=3):
+    """svflow.basin_batch (one vmap + classifier) at the benchmark's tolerances and grid."""
+    config = SolverConfig(rtol=RTOL, atol=ATOL, max_steps=200_000)
+    args = (jnp.asarray(scales), jnp.asarray(spreads), jnp.arange(len(scales)))
+    kw = dict(classes=K, depth=DEPTH, t_end=float(ts[-1]), num_times=len(ts), family="random", config=config)
+    w0 = time.perf_counter()
+    out = jax.block_until_ready(svflow.basin_batch(*args, **kw))
+    first = time.perf_counter() - w0
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = jax.block_until_ready(svflow.basin_batch(*args, **kw))
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return out, first, statistics.median(walls), statistics.median(cpus)
+
+
 def svflow_batch(lam0s, ts, *, method="dense", chunk_size=None, sort=True, workers=1, repeats=3):
     field = ReducedField(jnp.asarray(0.0), "ce", N, True, method)
     config = SolverConfig(rtol=RTOL, atol=ATOL)
@@ -150,8 +179,13 @@ def main(argv=None):
         sv[name] = (sol, first, wall, cpu)
         print(f"  svflow {name:40s} first call {first:6.2f} s  run wall {wall:6.3f} s  cpu {cpu:6.3f} s  "
               f"steps mean {sol.num_steps.mean():.0f} max {sol.num_steps.max()}", flush=True)
+    pb, pb_first, pb_wall, pb_cpu = public_basin_batch(scales, spreads, ts)
+    assert np.array_equal(np.asarray(pb["lam0"]), lam0s), "basin_batch built other starts"
+    print(f"  svflow.basin_batch (public, one vmap + classifier)  first call {pb_first:6.2f} s  "
+          f"run wall {pb_wall:6.3f} s  cpu {pb_cpu:6.3f} s", flush=True)
     ref_sol = sv["sorted, chunks of 128"][0]
     out_sv = outcome(ref_sol.ys[:, -1])
+    cls_sv = classifier(ts, ref_sol.ys)
 
     # scipy
     n_sp = B if a.full else min(a.scipy_subset, B)
@@ -163,7 +197,10 @@ def main(argv=None):
     print(f"  scipy LSODA (t)   on {n_t} starts: wall {spt_wall:.2f} s cpu {spt_cpu:.2f} s, "
           f"{nfev_t / n_t:.0f} rhs evaluations per start", flush=True)
     out_sp = outcome(sp_ys[:, -1])
+    cls_sp = classifier(ts, sp_ys)
     agree = float(np.mean(out_sp == out_sv[:n_sp]))
+    agree_cls = float(np.mean(cls_sp == cls_sv[:n_sp]))
+    agree_pub = float(np.mean(np.asarray(pb["outcome"])[:n_sp] == cls_sp))
     rel = np.abs(sp_ys[:, -1] - ref_sol.ys[:n_sp, -1]) / np.abs(ref_sol.ys[:n_sp, -1]).max(axis=1, keepdims=True)
     agree_t = float(np.mean(outcome(spt_ys[:, -1]) == out_sv[:n_t]))
     sp_rate_wall, sp_rate_cpu = n_sp / sp_wall, n_sp / sp_cpu
@@ -176,30 +213,43 @@ def main(argv=None):
             "speedup_wall": (B / wall) / sp_rate_wall, "speedup_cpu": (B / cpu) / sp_rate_cpu,
             "first_call_s": first, "speedup_incl_compile": (B / first) / sp_rate_wall,
             "outcome_agreement": float(np.mean(outcome(sol.ys[:n_sp, -1]) == out_sp)),
+            "classifier_agreement": float(np.mean(classifier(ts, sol.ys[:n_sp]) == cls_sp)),
         })
+    rows.append({
+        "method": "svflow.basin_batch (public: one vmap + classifier)", "starts_timed": B,
+        "traj_per_s_wall": B / pb_wall, "traj_per_s_cpu": B / pb_cpu,
+        "speedup_wall": (B / pb_wall) / sp_rate_wall, "speedup_cpu": (B / pb_cpu) / sp_rate_cpu,
+        "first_call_s": pb_first, "speedup_incl_compile": (B / pb_first) / sp_rate_wall,
+        "outcome_agreement": float(np.mean(outcome(np.asarray(pb["lam_end"])[:n_sp]) == out_sp)),
+        "classifier_agreement": agree_pub,
+    })
     rows.append({
         "method": "scipy LSODA loop, tau = log(1+t)", "starts_timed": n_sp,
         "traj_per_s_wall": sp_rate_wall, "traj_per_s_cpu": sp_rate_cpu,
         "speedup_wall": 1.0, "speedup_cpu": 1.0, "first_call_s": float("nan"),
-        "speedup_incl_compile": float("nan"), "outcome_agreement": 1.0,
+        "speedup_incl_compile": float("nan"), "outcome_agreement": 1.0, "classifier_agreement": 1.0,
     })
     rows.append({
         "method": "scipy LSODA loop, plain t", "starts_timed": n_t,
         "traj_per_s_wall": n_t / spt_wall, "traj_per_s_cpu": n_t / spt_cpu,
         "speedup_wall": (n_t / spt_wall) / sp_rate_wall, "speedup_cpu": (n_t / spt_cpu) / sp_rate_cpu,
         "first_call_s": float("nan"), "speedup_incl_compile": float("nan"), "outcome_agreement": agree_t,
+        "classifier_agreement": float(np.mean(classifier(ts, spt_ys) == cls_sv[:n_t])),
     })
     print(C.table(rows, f"\nBasin batch throughput (scipy timed on {n_sp} of {B} starts"
                         f"{', extrapolated per trajectory' if n_sp < B else ''})"))
     print(f"\noutcome (rank at 0.1) agreement svflow vs scipy: {agree:.4f} on {n_sp} starts; "
           f"max relative difference of final lambda: {rel.max():.2e}; "
-          f"outcomes: {dict(zip(*np.unique(out_sv, return_counts=True)))}")
+          f"ranks: {dict(zip(*np.unique(out_sv, return_counts=True)))}")
+    print(f"classifier agreement svflow vs scipy: {agree_cls:.4f}; classifier codes (0 NC, r rank r, "
+          f"-1 undecided): {dict(zip(*np.unique(cls_sv, return_counts=True)))}")
     steps = ref_sol.num_steps
     print(f"step counts: mean {steps.mean():.1f}, max {steps.max()}, corr(log scale, steps) = "
           f"{np.corrcoef(np.log(scales), steps)[0, 1]:.2f}; unsorted batch waste "
           f"1 - mean/max = {1 - steps.mean() / steps.max():.2f}")
     attrs = {"classes": K, "depth": DEPTH, "t_end": T_END, "rtol": RTOL, "atol": ATOL,
              "starts": B, "scipy_starts": n_sp, "outcome_agreement": agree,
+             "classifier_agreement": agree_cls,
              "max_rel_diff_final_lam": float(rel.max()), "scipy_extrapolated": bool(n_sp < B)}
     C.write_results("basins_throughput", rows, attrs)
     return rows, attrs

@@ -10,7 +10,7 @@ baseline of Python + JAX). Configurations:
   chunks of <= 128 starts sized from a 1 GiB budget; each chunk's result is
   copied to host memory before the next one starts).
 
-The saved trajectories alone take B x 161 x 16 x 8 bytes (206 MB for 1e5
+The saved trajectories alone take B x 161 x 16 x 8 bytes (2.06 GB for 1e5
 starts); the target is a peak below 4 GiB.
 
 Run: ``python benchmarks/bench_memory.py`` (quick: 2e4 starts) or ``--full``
