@@ -118,6 +118,35 @@ def _measure(K: int, method: str, quick: bool) -> dict:
     return row
 
 
+def solve_check(Ks=(16, 32, 64, 128, 256)) -> list[dict]:
+    """Whole solves (t = 1e6, 41 saves, rtol 1e-8), dense vs fast: one start, and 256 starts
+    in vmapped chunks of 128 (svflow._batch.solve_batch). CPU time, median."""
+    from svflow._batch import solve_batch
+    from svflow._integrate import SolverConfig, log_times, solve
+    from svflow._simulate import ReducedField
+
+    rows = []
+    ts = log_times(1e6, 41)
+    for K in Ks:
+        rng = np.random.default_rng(0)
+        lam0 = 10 ** rng.uniform(-2, -1, (256, 1)) * rng.uniform(0.5, 1.5, (256, K))
+        lam0[:, 0] = 0.0
+        t = {}
+        for method in ("dense", "fast"):
+            field = ReducedField(jnp.asarray(0.0), "ce", DEPTH + 1, True, method)
+            t[method, "batch"] = C.timeit(lambda: solve_batch(field, lam0, ts, chunk_size=128), repeats=3)
+            y0, tsj, cfg = jnp.asarray(lam0[0]), jnp.asarray(ts), SolverConfig()
+            t[method, "single"] = C.timeit(lambda: jax.block_until_ready(solve(field, y0, tsj, None, cfg)),
+                                           repeats=20)
+        rows.append({"K": K, "single_dense_ms": 1e3 * t["dense", "single"],
+                     "single_fast_ms": 1e3 * t["fast", "single"],
+                     "single dense/fast": t["dense", "single"] / t["fast", "single"],
+                     "batch256_dense_s": t["dense", "batch"], "batch256_fast_s": t["fast", "batch"],
+                     "batch dense/fast": t["dense", "batch"] / t["fast", "batch"],
+                     "auto_picks": "dense" if K <= getattr(svflow._walsh, "AUTO_DENSE_MAX", 32) else "fast"})
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--full", action="store_true", help="K up to 2^12 (default 2^10)")
@@ -161,6 +190,9 @@ def main(argv=None):
     exps["exponent_KlogK_model"] = C.fit_exponent(big, [K * math.log2(K) for K in big])
     print(C.table(summary, "\nRHS cost per evaluation (balanced CE, N = 6)"))
     print("\nfitted exponents over K >= 256:", {k: round(v, 3) for k, v in exps.items()})
+    solves = solve_check()
+    print(C.table(solves, "\nWhole solves, dense vs fast (ratio < 1: dense faster)"))
+    C.write_results("rhs_solve_check", solves)
     C.write_results("rhs_scaling", rows, {**exps, "depth": DEPTH})
     C.write_results("rhs_scaling_summary", summary, exps)
     return rows, summary, exps

@@ -2,9 +2,10 @@ r"""Batches of reduced-ODE trajectories: sorted, chunked, memory-bounded.
 
 Under ``jax.vmap`` an adaptive solve steps until its *slowest* member ends:
 the members already done keep being stepped (masked) while the others move.
-For basin maps the step counts of different starts differ by 3x (a start of
-size $10^{-3}$ spends ~200 steps crossing its blow-up, one of size $10^{-1}$
-~130), so one vmapped batch of everything wastes about half its work.
+For basin maps the step counts of different starts differ by 3x (K = 16,
+L = 5, t = 1e8, rtol = 1e-8: from ~130 steps for starts of size $10^{-1}$ to
+~400 for size $10^{-3}$, which spend longer crossing their blow-up), so one
+vmapped batch of everything wastes about half its work (mean/max = 0.52).
 :func:`solve_batch` therefore
 
 1. sorts the starts by a cost proxy (default: $\log\|y_0\|$, which predicts
