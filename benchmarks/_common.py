@@ -88,8 +88,14 @@ def table(rows: list[dict], title: str = "") -> str:
     return "\n".join(out)
 
 
-def write_results(name: str, rows: list[dict], attrs: dict | None = None) -> Path:
-    """Write ``rows`` as ``results/<name>.csv`` and ``results/<name>.nc``; return the .nc path."""
+def write_results(name: str, rows: list[dict], attrs: dict | None = None, quick: bool = False) -> Path:
+    """Write ``rows`` as ``results/<name>.csv`` and ``results/<name>.nc``; return the .nc path.
+
+    ``quick=True`` appends ``_quick`` to the name, so quick runs never overwrite
+    the full-size results that RESULTS.md quotes.
+    """
+    if quick:
+        name = f"{name}_quick"
     import numpy as np
     import xarray as xr
 

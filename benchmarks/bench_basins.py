@@ -273,12 +273,12 @@ def main(argv=None):
         prof = step_profile(lam0s[int(np.argmax(ref_sol.num_steps))], ts)
         print(C.table(prof, "\nProfile: solver step cost per member vs batch size (CPU time; "
                             "one rhs call = one dispatch, so its small-B numbers include dispatch)"))
-        C.write_results("basins_step_profile", prof)
+        C.write_results("basins_step_profile", prof, quick=not a.full)
     attrs = {"classes": K, "depth": DEPTH, "t_end": T_END, "rtol": RTOL, "atol": ATOL,
              "starts": B, "scipy_starts": n_sp, "outcome_agreement": agree,
              "classifier_agreement": agree_cls,
              "max_rel_diff_final_lam": float(rel.max()), "scipy_extrapolated": bool(n_sp < B)}
-    C.write_results("basins_throughput", rows, attrs)
+    C.write_results("basins_throughput", rows, attrs, quick=not a.full)
     return rows, attrs
 
 

@@ -192,9 +192,9 @@ def main(argv=None):
     print("\nfitted exponents over K >= 256:", {k: round(v, 3) for k, v in exps.items()})
     solves = solve_check()
     print(C.table(solves, "\nWhole solves, dense vs fast (ratio < 1: dense faster)"))
-    C.write_results("rhs_solve_check", solves)
-    C.write_results("rhs_scaling", rows, {**exps, "depth": DEPTH})
-    C.write_results("rhs_scaling_summary", summary, exps)
+    C.write_results("rhs_solve_check", solves, quick=not a.full)
+    C.write_results("rhs_scaling", rows, {**exps, "depth": DEPTH}, quick=not a.full)
+    C.write_results("rhs_scaling_summary", summary, exps, quick=not a.full)
     return rows, summary, exps
 
 

@@ -1,8 +1,8 @@
 """Run every svflow benchmark, each in a fresh Python process (compile counts and
 peak memory need one), quick sizes by default.
 
-    python benchmarks/run_all.py            # quick: a few minutes on 2 cores
-    python benchmarks/run_all.py --full     # the sizes of benchmarks/RESULTS.md
+    python benchmarks/run_all.py            # quick: about 10 minutes on 2 busy cores
+    python benchmarks/run_all.py --full     # the sizes of benchmarks/RESULTS.md (~25 min)
     python benchmarks/run_all.py --only rhs basins
 
 Each benchmark prints its table and writes ``benchmarks/results/<name>.csv``
