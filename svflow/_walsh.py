@@ -16,7 +16,15 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
+AUTO_DENSE_MAX = 64
+"""Largest K for which ``method="auto"`` uses the dense matrix (measured on a
+2-core AMD EPYC, float64, in whole reduced-ODE solves, single and vmapped:
+dense is 7-17 % faster at K = 32, 64; from K = 128 on the butterflies win
+single solves (1.2-1.7x) and tie in vmapped batches;
+see benchmarks/RESULTS.md, item 3)."""
+
 __all__ = [
+    "AUTO_DENSE_MAX",
     "check_classes",
     "hadamard",
     "walsh_transform",
@@ -78,8 +86,9 @@ def walsh_transform(
     Args:
         x: array whose last axis has length K = 2^m.
         method: ``"fast"`` (butterflies, $O(K \log K)$), ``"dense"`` (matrix
-            product, $O(K^2)$) or ``"auto"`` (dense for K <= 32, where one small
-            matmul beats m separate passes on CPU, fast otherwise).
+            product, $O(K^2)$) or ``"auto"`` (dense for K <= ``AUTO_DENSE_MAX``
+            = 64, where one small matmul beats m separate passes on CPU, fast
+            otherwise).
 
     Jit-, vmap- and grad-compatible. Applying it twice gives ``K * x``.
     """
@@ -89,7 +98,7 @@ def walsh_transform(
     K = x.shape[-1]
     check_classes(K)
     if method == "auto":
-        method = "dense" if K <= 32 else "fast"
+        method = "dense" if K <= AUTO_DENSE_MAX else "fast"
     if method == "fast":
         return _fwht(x)
     if method == "dense":
