@@ -65,6 +65,13 @@ def reduced_outputs(
     )
 
 
+@eqx.filter_jit
+def _outputs(ys, balanced: bool, factors: int, loss: str, weight_decay, rank_rtol: float) -> dict:
+    """Per-time quantities from the solver's states, compiled once per setting."""
+    s = jax.vmap(lambda l: balanced_factors(l, factors))(ys) if balanced else ys
+    return reduced_outputs(s, loss, weight_decay, rank_rtol)
+
+
 def simulate(
     classes: int,
     depth: int,
@@ -153,8 +160,7 @@ def simulate(
     check_solution(ys, result, num_steps, config, t_end)
 
     # --- build dataset
-    s = jax.vmap(lambda l: balanced_factors(l, N))(ys) if start.balanced else ys
-    out = reduced_outputs(s, loss, weight_decay, rank_rtol)
+    out = _outputs(ys, start.balanced, N, loss, jnp.asarray(weight_decay, float), rank_rtol)
     attrs = {
         "title": "svflow reduced singular-value ODE",
         "engine": "reduced",

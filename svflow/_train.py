@@ -10,6 +10,7 @@ the model, in the model's dtype.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time as _time
 
@@ -227,7 +228,10 @@ def train(
 
     # --- run
     records: list[dict] = []
-    m = model
+    # The description (it names the seed) is static: blank it so that new starts
+    # and step sizes (passed as an array) reuse one compiled step loop.
+    m = dataclasses.replace(model, description="")
+    eta_arr = jnp.asarray(eta, model.dtype)
     done = 0
     bar = None
     if progress:
@@ -239,7 +243,7 @@ def train(
         for target in grid:
             while done < target:
                 n = int(min(target - done, chunk_steps))
-                m, bad = _advance_jit(m, eta, jnp.asarray(done), jnp.asarray(n))
+                m, bad = _advance_jit(m, eta_arr, jnp.asarray(done), jnp.asarray(n))
                 bad = int(bad)
                 if bad >= 0:
                     _diverged(bad, eta)
@@ -301,7 +305,9 @@ def train(
         "U = hadamard(K)/sqrt(K)",
     }
     ds = build_dataset(grid * eta, attrs=attrs, extra=extra, **out)
-    return (ds, m) if return_model else ds
+    if return_model:
+        return ds, dataclasses.replace(m, description=model.description)
+    return ds
 
 
 def _diverged(step: int, eta: float):
