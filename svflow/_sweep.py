@@ -59,6 +59,14 @@ Backends
     completion mark at once, and a mark is written only by the process that
     has just written (and checksummed) the data it vouches for; workers need
     no access to the store's file system.
+
+Progress
+    One tqdm bar per sweep (cells done, rate, ETA), in-process and distributed
+    alike: the driver advances it as chunks are written; a resumed sweep
+    starts it at the cells already done. Inside one long integration
+    (``simulate(..., progress=True)``) diffrax's meter is linear in the
+    solver's time variable, which in svflow is $\tau = \log(1 + t)$: it shows
+    $\log(1+t)/\log(1+t_{end})$, e.g. 50 % at $t = 10^4$ of a run to $10^8$.
 """
 
 from __future__ import annotations
@@ -238,6 +246,7 @@ class SweepPlan:
 
 
 _COMPILED: dict = {}  # (spec hash, static index, batch, devices) -> jitted function
+_SHAPES: dict = {}  # (cell_fn, static values, dynamic dtypes, params) -> output shapes
 
 
 def _devices(devices) -> list:
@@ -292,12 +301,18 @@ def _as_outputs(out) -> dict:
     return {str(k): jnp.asarray(v) for k, v in out.items()}
 
 
-def compute_chunk(plan: SweepPlan, s: int, c: int, devices=None) -> dict[str, np.ndarray]:
-    """Outputs of chunk c of static setting s, as numpy arrays (real cells only)."""
+def dispatch_chunk(plan: SweepPlan, s: int, c: int, devices=None):
+    """Start chunk c of static setting s (JAX dispatches asynchronously); returns
+    ``(device outputs, number of real cells)`` for :func:`collect_chunk`."""
     devs = _devices(devices)
     fn, batch = _batched(plan, s, devs)
     words, dyn, n = plan.chunk_inputs(s, c, batch)
-    out = fn(words, *(dyn[d] for d in plan.dynamic))
+    return fn(words, *(dyn[d] for d in plan.dynamic)), n
+
+
+def collect_chunk(plan: SweepPlan, s: int, dispatched) -> dict[str, np.ndarray]:
+    """Wait for a dispatched chunk; its outputs as numpy arrays (real cells only)."""
+    out, n = dispatched
     result = {}
     for name, spec in plan.outputs.items():
         a = np.asarray(out[name])
@@ -310,6 +325,11 @@ def compute_chunk(plan: SweepPlan, s: int, c: int, devices=None) -> dict[str, np
             )
         result[name] = a[:n]
     return result
+
+
+def compute_chunk(plan: SweepPlan, s: int, c: int, devices=None) -> dict[str, np.ndarray]:
+    """Outputs of chunk c of static setting s, as numpy arrays (real cells only)."""
+    return collect_chunk(plan, s, dispatch_chunk(plan, s, c, devices))
 
 
 def _worker_chunk(plan: SweepPlan, s: int, c: int):
@@ -375,10 +395,13 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords)
     # --- output shapes from one abstract evaluation of the first cell
     stat = plan.static_values(0)
     dyn0 = {d: jnp.asarray(g[d][0]) for d in dynamic}
+    shape_key = (cell_fn, _dumps(stat), tuple((d, str(v.dtype)) for d, v in dyn0.items()),
+                 _dumps(spec["params"]))
     try:
-        shapes = jax.eval_shape(
+        shapes = _SHAPES.get(shape_key) or jax.eval_shape(
             lambda: _as_outputs(cell_fn(jax.random.key(0), **stat, **dyn0, **params))
         )
+        _SHAPES[shape_key] = shapes
     except TypeError as err:
         raise ValueError(
             f"evaluating cell_fn(key, {', '.join([*g, *params])}) on the first cell failed: "
@@ -476,10 +499,10 @@ def _create_store(path: Path, plan: SweepPlan) -> None:
 def _read_spec(path: Path) -> tuple[dict, str, dict]:
     import zarr
 
-    g = zarr.open_group(str(path), mode="r")
     try:
+        g = zarr.open_group(str(path), mode="r")
         return json.loads(g.attrs[SPEC_ATTR]), g.attrs[HASH_ATTR], json.loads(g.attrs[LAYOUT_ATTR])
-    except KeyError:
+    except (KeyError, FileNotFoundError, zarr.errors.GroupNotFoundError):
         raise SweepSpecError(
             f"{path} exists but is not an svflow sweep store (no {SPEC_ATTR!r} attribute); "
             "pass another store path."
@@ -510,8 +533,8 @@ def _open_store(path: Path, plan: SweepPlan):
     """Create the store or check that it holds this sweep; return the zarr group."""
     import zarr
 
-    if not path.exists():
-        _create_store(path, plan)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        _create_store(path, plan)  # a missing path or an empty directory
     else:
         spec, h, layout = _read_spec(path)
         if h != plan.spec_hash:
@@ -567,13 +590,15 @@ def _verify(group, plan: SweepPlan) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return data, done
 
 
-def _write_chunk(group, plan: SweepPlan, s: int, c: int, out: Mapping[str, np.ndarray]) -> None:
-    """Write a chunk's region, then (only then) its completion mark."""
+def _write_chunk(arrays, plan: SweepPlan, s: int, c: int, out: Mapping[str, np.ndarray]) -> None:
+    """Write a chunk's region, then (only then) its completion mark.
+
+    ``arrays`` maps output names and ``DONE`` to the store's zarr arrays."""
     cells = plan.chunk_cells(c)
     sl = slice(int(cells[0]), int(cells[-1]) + 1)
     for name, a in out.items():
-        group[name][s, sl] = a
-    group[DONE][s, c] = np.uint64(_checksum(out))
+        arrays[name][s, sl] = a
+    arrays[DONE][s, c] = np.uint64(_checksum(out))
 
 
 # --- the result
@@ -726,16 +751,25 @@ def sweep(
     bar = tqdm(total=total, initial=cells_done, unit="cell", desc=f"sweep {path.name}",
                disable=not progress, smoothing=0.1)
 
+    arrays = {name: group[name] for name in [*plan.outputs, DONE]}
+
     def record(s, c, out):
-        _write_chunk(group, plan, s, c, out)
+        _write_chunk(arrays, plan, s, c, out)
         bar.update(len(plan.chunk_cells(c)))
 
     # --- compute
     try:
         if client is None:
+            # dispatch chunk i + 1 before writing chunk i: the store write overlaps compute
             devs = _devices(devices)
+            previous = None
             for s, c in todo:
-                record(s, c, compute_chunk(plan, s, c, devs))
+                current = (s, c, dispatch_chunk(plan, s, c, devs))
+                if previous is not None:
+                    record(previous[0], previous[1], collect_chunk(plan, previous[0], previous[2]))
+                previous = current
+            if previous is not None:
+                record(previous[0], previous[1], collect_chunk(plan, previous[0], previous[2]))
         else:
             _run_distributed(client, plan, todo, record)
     finally:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -170,10 +169,11 @@ def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
     script.write_text(KILL_SCRIPT)
     store, log1, log2, log3 = (tmp_path / n for n in ("store", "log1", "log2", "log3"))
 
-    # --- run 1: killed (SIGKILL, no cleanup) while computing its third chunk or later
+    # --- run 1: killed (SIGKILL, no cleanup) once its fourth chunk is being computed
+    # (the runner dispatches chunk k + 1 before writing chunk k, so chunks 0, 1 are in)
     p = subprocess.Popen([sys.executable, str(script), str(store), str(log1), "0.05"], env=env())
     deadline = time.time() + 120
-    while len(read_log(log1)) < 10 and p.poll() is None and time.time() < deadline:
+    while len(read_log(log1)) < 13 and p.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -326,3 +326,13 @@ def test_sharded_over_two_host_devices_equals_single_device(tmp_path, ref):
                          env=e, check=True, capture_output=True, text=True)
     assert "batch 4 devices 2" in res.stdout
     assert_same(svflow.open_sweep(tmp_path / "two"), ref)
+
+
+def test_store_path_empty_directory_or_foreign(tmp_path, ref):
+    (tmp_path / "empty").mkdir()
+    assert_same(run(tmp_path / "empty"), ref)  # an empty directory becomes the store
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("not a sweep")
+    with pytest.raises(svflow.SweepSpecError, match="not an svflow sweep store"):
+        run(tmp_path / "foreign")
+    assert [p.name for p in (tmp_path / "foreign").iterdir()] == ["notes.txt"]

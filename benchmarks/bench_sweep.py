@@ -1,0 +1,135 @@
+"""Overhead of ``svflow.sweep`` and its scaling from 1 to 2 dask workers.
+
+Workload: the basin cell of ``scenarios/basin_sweep.py`` (balanced reduced ODE,
+cross-entropy, K = 16, depth 3, t_end = 1e8) on an eps x delta x seed grid, one
+static setting. Rows (compilation excluded everywhere: each timed run follows a
+warm-up that compiled the same shapes in the same processes):
+
+- ``direct``: the same jitted, vmapped batches called in a loop, keys computed
+  the same way, results copied to numpy; no store.
+- ``sweep, in-process``: ``svflow.sweep`` into a fresh zarr store.
+- ``sweep, dask n workers``: a ``LocalCluster(n_workers=n, threads_per_worker=1,
+  processes=True)``; results stream back and the driver writes the store.
+
+    PYTHONPATH=$PWD python benchmarks/bench_sweep.py [--cells-per-dim 8 8 32] [--chunk 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenarios"))
+import basin_sweep  # noqa: E402
+
+import svflow  # noqa: E402
+from svflow._sweep import _make_plan  # noqa: E402
+
+PARAMS = dict(classes=16, t_end=1e8)
+
+
+def grid_of(n_eps, n_delta, n_seed):
+    return dict(depth=[3], eps=np.logspace(-2, -1, n_eps), delta=np.linspace(0.1, 0.5, n_delta),
+                seed=np.arange(n_seed))
+
+
+def sweep_kw(chunk):
+    return dict(chunk=chunk, static=("depth",), outputs={"lam_end": ("mode",)},
+                params=PARAMS, progress=False)
+
+
+def time_direct(grid, chunk, repeats):
+    """Jitted vmapped batches called directly (same keys, same padding)."""
+    plan = _make_plan(basin_sweep.basin_cell, grid, ("depth",), PARAMS, 0,
+                      chunk, {"lam_end": ("mode",)}, None)
+    stat = plan.static_values(0)
+    base = jax.random.key(0)
+
+    def one(words, *dyn):
+        key = jax.random.fold_in(jax.random.fold_in(base, words[0]), words[1])
+        return basin_sweep.basin_cell(key, **stat, **dict(zip(plan.dynamic, dyn)), **plan.params)
+
+    fn = jax.jit(jax.vmap(one))
+    inputs = [plan.chunk_inputs(0, c, chunk) for c in range(plan.n_chunks)]
+    tic = time.perf_counter()
+    for words, dyn, n in inputs[:1]:
+        jax.block_until_ready(fn(words, *(dyn[d] for d in plan.dynamic)))
+    compile_s = time.perf_counter() - tic
+    best = np.inf
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        for words, dyn, n in inputs:
+            out = fn(words, *(dyn[d] for d in plan.dynamic))
+            {k: np.asarray(v)[:n] for k, v in out.items()}
+        best = min(best, time.perf_counter() - tic)
+    return best, compile_s
+
+
+def time_sweep(grid, chunk, tmp, tag, repeats, client=None):
+    tic = time.perf_counter()
+    svflow.sweep(basin_sweep.basin_cell, grid, store=tmp / f"{tag}-warm", client=client,
+                 **sweep_kw(chunk))
+    cold = time.perf_counter() - tic
+    best = np.inf
+    for r in range(repeats):
+        tic = time.perf_counter()
+        svflow.sweep(basin_sweep.basin_cell, grid, store=tmp / f"{tag}-{r}", client=client,
+                     **sweep_kw(chunk))
+        best = min(best, time.perf_counter() - tic)
+    return best, cold
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cells-per-dim", type=int, nargs=3, default=[8, 8, 32],
+                   metavar=("EPS", "DELTA", "SEED"))
+    p.add_argument("--chunk", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    p.add_argument("--classes", type=int, default=16)
+    p.add_argument("--t-end", type=float, default=1e8)
+    a = p.parse_args(argv)
+    PARAMS.update(classes=a.classes, t_end=a.t_end)
+    grid = grid_of(*a.cells_per_dim)
+    cells = int(np.prod(a.cells_per_dim))
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        t, c = time_direct(grid, a.chunk, a.repeats)
+        rows.append(("direct (jit+vmap loop)", t, c + t))
+        t, c = time_sweep(grid, a.chunk, tmp, "local", a.repeats)
+        rows.append(("sweep, in-process", t, c))
+        if a.workers:
+            from distributed import Client, LocalCluster
+
+            for n in a.workers:
+                with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cl, Client(cl) as client:
+                    t, c = time_sweep(grid, a.chunk, tmp, f"dask{n}", a.repeats, client)
+                rows.append((f"sweep, dask {n} worker{'s' * (n > 1)}", t, c))
+    base = rows[0][1]
+    print(f"\nbasin cell K = {a.classes}, depth 3, t_end = {a.t_end:g}; "
+          f"{cells} cells, chunk {a.chunk} ({-(-cells // a.chunk)} chunks); "
+          f"{os.cpu_count()} CPU cores (shared); JAX {jax.__version__} on {jax.default_backend()}")
+    print(f"{'backend':<26}{'warm s':>9}{'cells/s':>10}{'vs direct':>11}{'cold s':>9}")
+    for name, t, c in rows:
+        print(f"{name:<26}{t:>9.2f}{cells / t:>10.1f}{t / base:>10.2f}x{c:>9.1f}")
+    named = {n: t for n, t, _ in rows}
+    if "sweep, dask 1 worker" in named and "sweep, dask 2 workers" in named:
+        print(f"1 -> 2 workers speed-up: "
+              f"{named['sweep, dask 1 worker'] / named['sweep, dask 2 workers']:.2f}x")
+    n_chunks = -(-cells // a.chunk)
+    print(f"in-process runner overhead: {named['sweep, in-process'] - base:.2f} s in all, "
+          f"{1e3 * (named['sweep, in-process'] - base) / n_chunks:.0f} ms per chunk")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
