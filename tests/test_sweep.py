@@ -296,8 +296,11 @@ def test_dask_local_cluster_equals_in_process(tmp_path, ref):
                       dashboard_address=None) as cluster, Client(cluster) as client:
         ds = run(tmp_path / "dask", client=client)
         workers = client.run(lambda: os.getpid())
+        # a scheduler address instead of a client; chunk 5 (other regions, other padding)
+        by_address = run(tmp_path / "addr", chunk=5, client=cluster.scheduler_address)
     assert len(set(workers.values())) == 2
     assert_same(ds, ref)
+    assert_same(by_address, ref)
 
 
 SHARD_SCRIPT = """
