@@ -199,6 +199,7 @@ class SweepPlan:
     outputs: dict[str, OutputSpec]
     spec: dict
     spec_hash: str
+    fn_token: str = ""  # hash of the pickled cell_fn (keys the compile caches)
 
     @property
     def static_shape(self) -> tuple[int, ...]:
@@ -245,7 +246,8 @@ class SweepPlan:
         return words, dyn, n
 
 
-_COMPILED: dict = {}  # (spec hash, static index, batch, devices) -> jitted function
+_COMPILED: dict = {}  # (spec hash, cell_fn token, static, batch, devices) -> (cell_fn, jitted)
+_KEEP: list = []
 _SHAPES: dict = {}  # (cell_fn, static values, dynamic dtypes, params) -> output shapes
 
 
@@ -263,10 +265,12 @@ def _devices(devices) -> list:
 def _batched(plan: SweepPlan, s: int, devs: list):
     """The jitted, vmapped cell function of static setting s, sharded over ``devs``."""
     batch = -(-plan.chunk // len(devs)) * len(devs)
-    cache_key = (plan.spec_hash, s, batch, tuple(str(d) for d in devs))
-    fn = _COMPILED.get(cache_key)
-    if fn is not None:
-        return fn, batch
+    # keyed by the pickled function too: a long-lived worker (or notebook) is never
+    # served the compiled code of an older cell_fn of the same name
+    cache_key = (plan.spec_hash, plan.fn_token, s, batch, tuple(str(d) for d in devs))
+    hit = _COMPILED.get(cache_key)
+    if hit is not None:
+        return hit[1], batch
     stat = plan.static_values(s)
     base = jax.random.key(plan.base_seed)
 
@@ -288,7 +292,7 @@ def _batched(plan: SweepPlan, s: int, devs: list):
 
         def fn(*args):
             return jitted(*jax.device_put(args, dev))
-    _COMPILED[cache_key] = fn
+    _COMPILED[cache_key] = (plan.cell_fn, fn)
     return fn, batch
 
 
@@ -441,7 +445,20 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords)
     spec["coords"] = {d: _canonical(np.asarray(v).tolist(), f"coords[{d!r}]") for d, v in coords.items()}
     plan.outputs = out_specs
     plan.spec_hash = hashlib.sha256(_dumps(spec).encode()).hexdigest()
+    plan.fn_token = _fn_token(cell_fn)
     return plan
+
+
+def _fn_token(fn) -> str:
+    """Content hash of a function (its cloudpickle, which holds the code of functions
+    defined in ``__main__`` or closures); the object's id if it cannot be pickled."""
+    import cloudpickle
+
+    try:
+        return hashlib.sha256(cloudpickle.dumps(fn)).hexdigest()
+    except Exception:
+        _KEEP.append(fn)  # keep it alive so that its id is never reused
+        return f"id:{id(fn)}"
 
 
 def _svflow_version() -> str:

@@ -339,3 +339,20 @@ def test_store_path_empty_directory_or_foreign(tmp_path, ref):
     with pytest.raises(svflow.SweepSpecError, match="not an svflow sweep store"):
         run(tmp_path / "foreign")
     assert [p.name for p in (tmp_path / "foreign").iterdir()] == ["notes.txt"]
+
+
+def test_redefined_cell_fn_is_not_served_stale_compiled_code(tmp_path):
+    """Two cell functions with one name and one specification but different code
+    (a notebook re-run, a long-lived dask worker): each runs its own code."""
+
+    def make(offset):
+        def fn(key, eps):
+            return {"y": eps + offset}
+
+        return fn
+
+    grid = {"eps": [0.0, 1.0]}
+    a = svflow.sweep(make(1.0), grid, store=tmp_path / "a", chunk=2, progress=False)
+    b = svflow.sweep(make(2.0), grid, store=tmp_path / "b", chunk=2, progress=False)
+    np.testing.assert_array_equal(a.y.values, [1.0, 2.0])
+    np.testing.assert_array_equal(b.y.values, [2.0, 3.0])
