@@ -58,11 +58,13 @@ def basin_cell(key, depth, eps, delta, seed, classes, t_end):
 
 
 def run(quick: bool, store: Path, scheduler: str | None = None, workers: int = 0,
-        chunk: int | None = None, progress: bool = True):
+        chunk: int | None = None, progress: bool = True, dry_run: bool = False):
     cfg = QUICK if quick else FULL
     chunk = chunk or (8 if quick else 64)
     kw = dict(store=store, chunk=chunk, static=("depth",), outputs={"lam_end": ("mode",)},
               params=dict(classes=cfg["classes"], t_end=cfg["t_end"]), progress=progress)
+    if dry_run:
+        return svflow.sweep(basin_cell, cfg["grid"], dry_run=True, **kw)
     if workers:
         from distributed import Client, LocalCluster
 
@@ -81,8 +83,12 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=0, help="start a local dask cluster of N workers")
     p.add_argument("--chunk", type=int, default=None, help="cells per chunk (default 8 quick / 64 full)")
     p.add_argument("--out", type=Path, default=None, help="also save the dataset as netCDF")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the store's state")
     a = p.parse_args(argv)
     store = a.store or Path("sweeps") / f"basin_sweep{'_quick' if a.quick else ''}.zarr"
+    if a.dry_run:
+        print(run(a.quick, store, chunk=a.chunk, dry_run=True))
+        return None
     tic = time.perf_counter()
     ds = run(a.quick, store, a.scheduler, a.workers, a.chunk)
     print(f"done in {time.perf_counter() - tic:.1f} s; store {store}")

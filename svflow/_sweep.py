@@ -546,27 +546,34 @@ def _spec_diff(old: dict, new: dict) -> list[str]:
     return diff
 
 
+def _check_store(path: Path, plan: SweepPlan) -> bool:
+    """Whether ``path`` holds this sweep already (False: nothing there yet); raise
+    :class:`SweepSpecError` if it holds another one. Reads only."""
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return False  # a missing path or an empty directory
+    spec, h, layout = _read_spec(path)
+    if h != plan.spec_hash:
+        diff = _spec_diff(spec, plan.spec) or ["(specification hash differs)"]
+        raise SweepSpecError(
+            f"the store {path} holds another sweep; resuming would mix two "
+            f"experiments. Differences (stored -> requested): {'; '.join(diff)}. "
+            "Pass a new store path, or delete the old store to start over. The store "
+            "was not modified."
+        )
+    if layout.get("chunk") != plan.chunk:
+        raise SweepSpecError(
+            f"the store {path} was written with chunk={layout.get('chunk')}; resume it "
+            f"with chunk={layout.get('chunk')} (got {plan.chunk}). The store was not modified."
+        )
+    return True
+
+
 def _open_store(path: Path, plan: SweepPlan):
     """Create the store or check that it holds this sweep; return the zarr group."""
     import zarr
 
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        _create_store(path, plan)  # a missing path or an empty directory
-    else:
-        spec, h, layout = _read_spec(path)
-        if h != plan.spec_hash:
-            diff = _spec_diff(spec, plan.spec) or ["(specification hash differs)"]
-            raise SweepSpecError(
-                f"the store {path} holds another sweep; resuming would mix two "
-                f"experiments. Differences (stored -> requested): {'; '.join(diff)}. "
-                "Pass a new store path, or delete the old store to start over. The store "
-                "was not modified."
-            )
-        if layout.get("chunk") != plan.chunk:
-            raise SweepSpecError(
-                f"the store {path} was written with chunk={layout.get('chunk')}; resume it "
-                f"with chunk={layout.get('chunk')} (got {plan.chunk}). The store was not modified."
-            )
+    if not _check_store(path, plan):
+        _create_store(path, plan)
     return zarr.open_group(str(path), mode="r+")
 
 
@@ -708,7 +715,8 @@ def sweep(
     devices=None,
     progress: bool = True,
     max_chunks: int | None = None,
-) -> xr.Dataset | None:
+    dry_run: bool = False,
+) -> xr.Dataset | dict | None:
     r"""Run ``cell_fn`` on every cell of ``grid``, resumably, into a zarr store.
 
     Each cell $c$ (one value per grid dimension) gives
@@ -742,6 +750,10 @@ def sweep(
         progress: show one tqdm bar (cells done, rate, ETA).
         max_chunks: stop after computing this many chunks and return ``None``
             (for staged runs and tests); ``None`` runs to the end.
+        dry_run: only plan: check the arguments (one abstract evaluation of
+            ``cell_fn``) and the store (read-only), and return a dict with the
+            numbers of static settings, cells, chunks, chunks done and to do,
+            the outputs and the specification hash. Nothing is computed or written.
 
     Returns:
         ``xarray.Dataset`` with dims ``(*grid, *output dims)``, coordinates from
@@ -755,6 +767,8 @@ def sweep(
     # --- plan and store
     plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords)
     path = Path(store)
+    if dry_run:
+        return _summary(path, plan)
     group = _open_store(path, plan)
     _, done = _verify(group, plan)
     todo = [(s, c) for s in range(plan.n_static) for c in range(plan.n_chunks) if not done[s, c]]
@@ -802,6 +816,30 @@ def sweep(
             "being written; the store's file system may be unreliable. Run again to recompute them."
         )
     return _to_dataset(plan, data)
+
+
+def _summary(path: Path, plan: SweepPlan) -> dict:
+    import zarr
+
+    exists = _check_store(path, plan)
+    done = np.zeros((plan.n_static, plan.n_chunks), bool)
+    if exists:
+        _, done = _verify(zarr.open_group(str(path), mode="r"), plan)
+    n_done = int(sum(len(plan.chunk_cells(c)) for _, c in zip(*np.nonzero(done))))
+    return {
+        "store": str(path),
+        "store_exists": exists,
+        "static_settings": plan.n_static,
+        "cells": plan.n_static * plan.n_cells,
+        "cells_done": n_done,
+        "chunk": plan.chunk,
+        "chunks": int(done.size),
+        "chunks_done": int(done.sum()),
+        "chunks_todo": int(done.size - done.sum()),
+        "outputs": {n: {"dims": o.dims, "shape": o.shape, "dtype": o.dtype}
+                    for n, o in plan.outputs.items()},
+        "spec_hash": plan.spec_hash,
+    }
 
 
 def _run_distributed(client, plan: SweepPlan, todo, record) -> None:

@@ -98,7 +98,12 @@ def test_other_chunk_size_and_resume_equal(tmp_path, ref):
     for chunk in (1, 7):
         assert_same(run(tmp_path / f"c{chunk}", chunk=chunk), ref)
     # staged: two chunks, stop, resume
+    plan = run(tmp_path / "staged", chunk=4, dry_run=True)
+    assert not (tmp_path / "staged").exists()
+    assert (plan["cells"], plan["chunks"], plan["chunks_done"]) == (30, 8, 0)  # 2 x ceil(15/4)
     assert run(tmp_path / "staged", chunk=4, max_chunks=2) is None
+    plan = run(tmp_path / "staged", chunk=4, dry_run=True)
+    assert (plan["chunks_done"], plan["cells_done"], plan["chunks_todo"]) == (2, 8, 6)
     assert_same(run(tmp_path / "staged", chunk=4), ref)
     assert_same(svflow.open_sweep(tmp_path / "staged"), ref)
 
