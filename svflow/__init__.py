@@ -34,8 +34,28 @@ from ._walsh import softmax_eigenvalues as softmax_eigenvalues
 from ._walsh import walsh_transform as walsh_transform
 
 # --- full-parameter engine (issue 3)
+from ._full import DeepUFM as DeepUFM
+from ._full import model_from_arrays as model_from_arrays
+from ._full import random_model as random_model
+from ._full import spectral_model as spectral_model
+from ._compare import compare as compare
+from ._phase import phase_cell as phase_cell
+from ._phase import phase_map as phase_map
+from ._train import DivergenceError as DivergenceError
+from ._train import train as train
 
 # --- basins, outcomes, codes (issue 4)
+
+from ._basins import basin_batch as basin_batch
+from ._basins import basin_cell as basin_cell
+from ._basins import basin_map as basin_map
+from ._basins import basin_start as basin_start
+from ._basins import basin_width as basin_width
+from ._outcomes import OutcomeRule as OutcomeRule
+from ._outcomes import classify as classify
+from ._outcomes import classify_trajectory as classify_trajectory
+from ._repulsion import log_ratio_rate as log_ratio_rate
+from ._repulsion import repulsion as repulsion
 
 # --- explicit low-rank bias (issue 5)
 

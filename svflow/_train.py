@@ -1,0 +1,311 @@
+r"""Full-batch gradient descent on a :class:`DeepUFM`, logged as a dataset.
+
+Each step is $A_l \leftarrow A_l - \eta\,\partial_{A_l}(\text{loss} + \text{penalty})$
+for every factor; after k steps the gradient-flow time is $t = k\eta$
+(the difference to the flow is $O(\eta)$, MODEL.md section 1). Steps run in
+compiled loops (``jax.lax.fori_loop`` between log-spaced record steps,
+``jax.lax.scan`` over records in :func:`run_gd`), on whatever JAX device holds
+the model, in the model's dtype.
+"""
+
+from __future__ import annotations
+
+import sys
+import time as _time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._dataset import build_dataset
+from ._full import DeepUFM
+from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
+
+__all__ = ["DivergenceError", "train", "run_gd", "record", "step_grid", "advance"]
+
+
+class DivergenceError(FloatingPointError):
+    """Gradient descent produced a non-finite loss; the message names the step."""
+
+
+def step_grid(steps: int, num: int = 101) -> np.ndarray:
+    """Record steps: 0, then about ``num - 1`` log-spaced integers up to ``steps``."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1; got {steps!r}.")
+    if num < 2:
+        raise ValueError(f"num_times must be >= 2; got {num}.")
+    grid = np.unique(
+        np.round(np.logspace(0, np.log10(steps), num - 1)).astype(np.int64)
+    )
+    return np.concatenate([[0], grid])
+
+
+def _objective(factors, model: DeepUFM):
+    return model.objective(factors)
+
+
+def advance(model: DeepUFM, eta, start, count):
+    r"""``count`` gradient-descent steps (dynamic, so one compile serves all counts).
+
+    Returns ``(model, first_bad)``: ``first_bad`` is the global index
+    ``start + i`` of the first step whose objective was non-finite, or -1.
+    Pure, jit- and vmap-able.
+    """
+    eta = jnp.asarray(eta, model.dtype)
+
+    def body(i, carry):
+        factors, bad = carry
+        obj, g = jax.value_and_grad(_objective)(factors, model)
+        bad = jnp.where((bad < 0) & ~jnp.isfinite(obj), start + i, bad)
+        factors = tuple(A - eta * gA for A, gA in zip(factors, g))
+        return factors, bad
+
+    start = jnp.asarray(start)
+    init = (model.factors, jnp.full((), -1, start.dtype))
+    factors, bad = jax.lax.fori_loop(0, count, body, init)
+    return model.with_factors(factors), bad
+
+
+def record(model: DeepUFM, rank_rtol: float = RANK_RTOL) -> dict:
+    r"""Every per-time quantity of the common layout for the current factors.
+
+    ``sigma``: singular values of the centred class-mean logits (K);
+    ``sigma_factor`` (N, K): the K largest singular values of every factor
+    (zero-padded); ``norm_sq`` (N,): $\|A_l\|_F^2$; ``normalised_margin``:
+    margin / $(\sum_l\|A_l\|_F^2)^{N/2}$ (MODEL.md section 5). Spectral
+    starts add ``lam`` = diag($U^\top Z U$), ``s`` (N, K) = diag($F_{l+1}^\top A_l F_l$)
+    and ``frame_drift`` = $\|\text{offdiag}(U^\top Z U)\|_F$.
+    """
+    K, N = model.classes, model.num_factors
+    Z = model.logits()
+    sigma = sigma_from_logits(Z)
+    dl = model.data_loss()
+    svs = []
+    for A in model.factors:
+        sv = jnp.linalg.svd(A, compute_uv=False)[:K]
+        svs.append(jnp.pad(sv, (0, K - sv.shape[0])))
+    norm_sq = jnp.stack([jnp.sum(A**2) for A in model.factors])
+    margin = margin_from_logits(Z)
+    out = dict(
+        sigma=sigma,
+        sigma_factor=jnp.stack(svs),
+        loss=dl,
+        objective=dl + model.penalty(),
+        margin=margin,
+        rank=rank_from_sigma(sigma, rank_rtol),
+        norm_sq=norm_sq,
+        normalised_margin=margin / jnp.sum(norm_sq) ** (N / 2),
+    )
+    if model.frames is not None:
+        F = model.frames
+        M = F[0].T @ Z @ F[0]
+        out["lam"] = jnp.diag(M)
+        out["frame_drift"] = jnp.sqrt(jnp.sum((M - jnp.diag(jnp.diag(M))) ** 2))
+        out["s"] = jnp.stack(
+            [jnp.diag(F[l + 1].T @ A @ F[l]) for l, A in enumerate(model.factors)]
+        )
+    return out
+
+
+def run_gd(model: DeepUFM, eta, counts, rank_rtol: float = RANK_RTOL, record_fn=None):
+    r"""Pure GD driver: ``jax.lax.scan`` over record segments.
+
+    ``counts`` (R,) int: steps to take before each of R records (a 0 records
+    the current state). ``record_fn(model, rank_rtol) -> dict`` defaults to
+    :func:`record`. Returns ``(final_model, records, first_bad)`` with
+    ``records`` a dict of arrays with leading axis R and ``first_bad`` the
+    first step with a non-finite objective (-1 if none). jit- and vmap-able
+    (vmap over models built from different keys; ``counts`` shared).
+    """
+    record_fn = record if record_fn is None else record_fn
+    counts = jnp.asarray(counts)
+
+    def seg(carry, count):
+        m, bad, done = carry
+        m, b = advance(m, eta, done, count)
+        bad = jnp.where(bad < 0, b, bad)
+        return (m, bad, done + count), record_fn(m, rank_rtol)
+
+    zero = jnp.zeros((), counts.dtype)
+    (m, bad, _), recs = jax.lax.scan(seg, (model, zero - 1, zero), counts)
+    return m, recs, bad
+
+
+_advance_jit = eqx.filter_jit(advance)
+_record_jit = eqx.filter_jit(record)
+
+
+def train(
+    model: DeepUFM,
+    *,
+    eta: float,
+    steps: int | None = None,
+    t_end: float | None = None,
+    times=None,
+    num_times: int = 101,
+    dtype=None,
+    chunk_steps: int = 20_000,
+    progress: bool | None = None,
+    rank_rtol: float = RANK_RTOL,
+    return_model: bool = False,
+):
+    r"""Full-batch gradient descent on ``model``, recorded as an ``xarray.Dataset``.
+
+    $A_l \leftarrow A_l - \eta\nabla_{A_l}
+    (\text{loss} + \sum_l\tfrac{wd_l}{2}\|A_l\|_F^2)$;
+    time $t = k\eta$ after k steps (gradient-flow time, as in :func:`svflow.simulate`).
+
+    Give exactly one of ``steps``, ``t_end`` (steps = round(t_end / eta)) or
+    ``times`` (recorded at steps round(times / eta), deduplicated). The default
+    record grid is step 0 and ``num_times - 1`` log-spaced steps.
+
+    Args:
+        model: a :class:`DeepUFM` (e.g. from :func:`spectral_model`).
+        eta: step size > 0.
+        dtype: cast the model first (``jnp.float32`` or ``jnp.float64``);
+            default: keep the model's dtype.
+        chunk_steps: the longest compiled call between progress updates.
+        progress: tqdm bar over steps; default: on for runs over 10^5 steps.
+        rank_rtol: threshold of the numerical rank.
+        return_model: also return the trained model: ``(ds, model)``.
+
+    Returns:
+        The common dataset layout (``sigma``, ``sigma_factor``, ``loss``,
+        ``objective``, ``margin``, ``rank``; spectral starts also ``lam``, ``s``,
+        ``frame_drift``; extras ``norm_sq``, ``normalised_margin``), attrs with
+        ``engine="full"``, every parameter, eta, steps, dtype and device.
+
+    Raises:
+        ValueError: bad arguments.
+        DivergenceError: the loss became non-finite (names the step).
+    """
+    # --- check arguments
+    if not isinstance(model, DeepUFM):
+        raise ValueError(
+            f"model must be a DeepUFM (from spectral_model, random_model or "
+            f"model_from_arrays); got {type(model).__name__}."
+        )
+    try:
+        eta = float(eta)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"eta must be a positive number (the step size); got {eta!r}."
+        ) from e
+    if not np.isfinite(eta) or eta <= 0:
+        raise ValueError(f"eta must be a positive finite step size; got {eta!r}.")
+    given = [x is not None for x in (steps, t_end, times)]
+    if sum(given) != 1:
+        raise ValueError(
+            "pass exactly one of steps=, t_end= (time = steps x eta) or times=."
+        )
+    if dtype is not None:
+        dtype = jnp.dtype(dtype)
+        if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+            raise ValueError(
+                "dtype float64 needs jax_enable_x64 (import svflow without "
+                "SVFLOW_NO_X64=1)."
+            )
+        model = model.astype(dtype)
+    if times is not None:
+        ts = np.asarray(times, dtype=float)
+        if ts.ndim != 1 or ts.size < 1 or not np.all(np.isfinite(ts)) or np.any(ts < 0):
+            raise ValueError("times must be a 1-D array of finite times >= 0.")
+        grid = np.unique(np.round(ts / eta).astype(np.int64))
+    else:
+        if t_end is not None:
+            if not np.isfinite(t_end) or t_end <= 0:
+                raise ValueError(
+                    f"t_end must be a positive finite time; got {t_end!r}."
+                )
+            steps = max(1, int(round(t_end / eta)))
+        grid = step_grid(steps, num_times)
+    total = int(grid[-1])
+    if progress is None:
+        progress = total > 100_000
+
+    # --- run
+    records: list[dict] = []
+    m = model
+    done = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="full GD", unit="step", file=sys.stderr)
+    tic = _time.perf_counter()
+    try:
+        for target in grid:
+            while done < target:
+                n = int(min(target - done, chunk_steps))
+                m, bad = _advance_jit(m, eta, jnp.asarray(done), jnp.asarray(n))
+                bad = int(bad)
+                if bad >= 0:
+                    _diverged(bad, eta)
+                done += n
+                if bar is not None:
+                    bar.update(n)
+            rec = jax.device_get(_record_jit(m, rank_rtol))
+            if not np.isfinite(rec["loss"]):
+                _diverged(done, eta)
+            records.append(rec)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = _time.perf_counter() - tic
+
+    # --- build dataset
+    out = {k: np.stack([r[k] for r in records]) for k in records[0]}
+    extra = {
+        "norm_sq": (
+            ("time", "factor"),
+            out.pop("norm_sq"),
+            {"long_name": "squared Frobenius norm of each factor", "units": "1"},
+        ),
+        "normalised_margin": (
+            ("time",),
+            out.pop("normalised_margin"),
+            {"long_name": "margin / (sum_l ||A_l||_F^2)^(N/2)", "units": "1"},
+        ),
+        "step": (
+            ("time",),
+            grid,
+            {"long_name": "gradient-descent step k (t = k eta)", "units": "1"},
+        ),
+    }
+    device = next(iter(m.factors[0].devices()))
+    attrs = {
+        "title": "svflow full-parameter gradient descent",
+        "engine": "full",
+        "classes": int(model.classes),
+        "depth": int(model.depth),
+        "factors": int(model.num_factors),
+        "width": int(model.width),
+        "samples_per_class": int(model.samples_per_class),
+        "activation": model.activation,
+        "loss_name": model.loss,
+        "weight_decay": [float(w) for w in np.asarray(model.weight_decay)],
+        "init": model.description,
+        "spectral": model.frames is not None,
+        "eta": eta,
+        "steps": total,
+        "t_end": total * eta,
+        "dtype": str(model.dtype),
+        "device": str(device),
+        "device_kind": getattr(device, "device_kind", str(device.platform)),
+        "rank_rtol": float(rank_rtol),
+        "wall_time_s": wall,
+        "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
+        "t = steps x eta; mean-reduced loss; lam = diag(U^T Z U), "
+        "U = hadamard(K)/sqrt(K)",
+    }
+    ds = build_dataset(grid * eta, attrs=attrs, extra=extra, **out)
+    return (ds, m) if return_model else ds
+
+
+def _diverged(step: int, eta: float):
+    raise DivergenceError(
+        f"gradient descent diverged: the loss became non-finite at step {step} "
+        f"(t = {step * eta:g}) with eta = {eta:g}. Use a smaller step size "
+        f"(e.g. eta = {eta / 4:g}), a smaller init scale, or float64."
+    )
