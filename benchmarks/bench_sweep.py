@@ -1,8 +1,9 @@
 """Overhead of ``svflow.sweep`` and its scaling from 1 to 2 dask workers.
 
-Workload: the basin cell of ``scenarios/basin_sweep.py`` (balanced reduced ODE,
-cross-entropy, K = 16, depth 3, t_end = 1e8) on an eps x delta x seed grid, one
-static setting. Rows (compilation excluded everywhere: each timed run follows a
+Workload: the basin cell of ``scenarios/basins.py`` (:func:`svflow.basin_cell`,
+"random" family: balanced reduced ODE under cross-entropy, 121 log-spaced saves,
+log-time outcome classifier; K = 8, depth 3, t_end = 1e8) on an eps x delta x
+seed grid, one static setting. Rows (compilation excluded everywhere: each timed run follows a
 warm-up that compiled the same shapes in the same processes):
 
 - ``direct``: the same jitted, vmapped batches called in a loop, keys computed
@@ -27,34 +28,34 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenarios"))
-import basin_sweep  # noqa: E402
+import basins  # noqa: E402
 
 import svflow  # noqa: E402
 from svflow._sweep import _make_plan  # noqa: E402
 
-PARAMS = dict(classes=16, t_end=1e8)
+PARAMS = dict(classes=8, t_end=1e8, family="random")
 
 
 def grid_of(n_eps, n_delta, n_seed):
-    return dict(depth=[3], eps=np.logspace(-2, -1, n_eps), delta=np.linspace(0.1, 0.5, n_delta),
+    return dict(depth=[3], eps=np.logspace(-3, -1, n_eps), delta=np.linspace(0.05, 0.5, n_delta),
                 seed=np.arange(n_seed))
 
 
 def sweep_kw(chunk):
-    return dict(chunk=chunk, static=("depth",), outputs={"lam_end": ("mode",)},
+    return dict(chunk=chunk, static=("depth",), outputs={"lam0": ("mode",), "lam_end": ("mode",)},
                 params=PARAMS, progress=False)
 
 
 def time_direct(grid, chunk, repeats):
     """Jitted vmapped batches called directly (same keys, same padding)."""
-    plan = _make_plan(basin_sweep.basin_cell, grid, ("depth",), PARAMS, 0,
-                      chunk, {"lam_end": ("mode",)}, None)
+    plan = _make_plan(basins.basin_sweep_cell, grid, ("depth",), PARAMS, 0,
+                      chunk, {"lam0": ("mode",), "lam_end": ("mode",)}, None)
     stat = plan.static_values(0)
     base = jax.random.key(0)
 
     def one(words, *dyn):
         key = jax.random.fold_in(jax.random.fold_in(base, words[0]), words[1])
-        return basin_sweep.basin_cell(key, **stat, **dict(zip(plan.dynamic, dyn)), **plan.params)
+        return basins.basin_sweep_cell(key, **stat, **dict(zip(plan.dynamic, dyn)), **plan.params)
 
     fn = jax.jit(jax.vmap(one))
     inputs = [plan.chunk_inputs(0, c, chunk) for c in range(plan.n_chunks)]
@@ -74,13 +75,13 @@ def time_direct(grid, chunk, repeats):
 
 def time_sweep(grid, chunk, tmp, tag, repeats, client=None):
     tic = time.perf_counter()
-    svflow.sweep(basin_sweep.basin_cell, grid, store=tmp / f"{tag}-warm", client=client,
+    svflow.sweep(basins.basin_sweep_cell, grid, store=tmp / f"{tag}-warm", client=client,
                  **sweep_kw(chunk))
     cold = time.perf_counter() - tic
     best = np.inf
     for r in range(repeats):
         tic = time.perf_counter()
-        svflow.sweep(basin_sweep.basin_cell, grid, store=tmp / f"{tag}-{r}", client=client,
+        svflow.sweep(basins.basin_sweep_cell, grid, store=tmp / f"{tag}-{r}", client=client,
                      **sweep_kw(chunk))
         best = min(best, time.perf_counter() - tic)
     return best, cold
@@ -93,7 +94,7 @@ def main(argv=None):
     p.add_argument("--chunk", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, nargs="*", default=[1, 2])
-    p.add_argument("--classes", type=int, default=16)
+    p.add_argument("--classes", type=int, default=8)
     p.add_argument("--t-end", type=float, default=1e8)
     a = p.parse_args(argv)
     PARAMS.update(classes=a.classes, t_end=a.t_end)
@@ -115,7 +116,7 @@ def main(argv=None):
                     t, c = time_sweep(grid, a.chunk, tmp, f"dask{n}", a.repeats, client)
                 rows.append((f"sweep, dask {n} worker{'s' * (n > 1)}", t, c))
     base = rows[0][1]
-    print(f"\nbasin cell K = {a.classes}, depth 3, t_end = {a.t_end:g}; "
+    print(f"\nbasin cell (random family) K = {a.classes}, depth 3, t_end = {a.t_end:g}; "
           f"{cells} cells, chunk {a.chunk} ({-(-cells // a.chunk)} chunks); "
           f"{os.cpu_count()} CPU cores (shared); JAX {jax.__version__} on {jax.default_backend()}")
     print(f"{'backend':<26}{'warm s':>9}{'cells/s':>10}{'vs direct':>11}{'cold s':>9}")
