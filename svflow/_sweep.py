@@ -580,9 +580,18 @@ def _open_store(path: Path, plan: SweepPlan):
 def _verify(group, plan: SweepPlan) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Read every output and the marks; return (data, done) where done[s, c] is True only
     for chunks whose stored data matches their completion checksum."""
-    marks = np.asarray(group[DONE][...])
-    data = {}
     damaged_files = False
+    try:
+        marks = np.asarray(group[DONE][...])
+    except Exception:  # an undecodable mark counts as no mark
+        damaged_files = True
+        marks = np.zeros((plan.n_static, plan.n_chunks), np.uint64)
+        for s, c in itertools.product(range(plan.n_static), range(plan.n_chunks)):
+            try:
+                marks[s, c] = group[DONE][s, c]
+            except Exception:
+                pass
+    data = {}
     for name in plan.outputs:
         try:
             data[name] = np.asarray(group[name][...])

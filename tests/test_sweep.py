@@ -228,6 +228,9 @@ def test_unmarked_or_damaged_chunks_are_recomputed(tmp_path):
     g["y"][0, 3] = [42.0, 42.0]  # chunk 1: plausible but wrong data, mark kept
     chunk2 = next(p for p in (store / "y").rglob("*") if p.is_file() and p.parts[-3:] == ("0", "2", "0"))
     chunk2.write_bytes(b"garbage" * 5)  # chunk 2: undecodable chunk file
+    mark4 = store / DONE / "c" / "0" / "4"
+    g[DONE][0, 4] = 12345  # chunk 4 (never computed): a mark, then an undecodable mark file
+    mark4.write_bytes(b"\x00garbage")
     with pytest.warns(UserWarning, match="recomputed"):
         ds = svflow.sweep(fn, grid, store=store, chunk=3, progress=False)
     seeds = sorted(int(s) for s in logf.read_text().split())
