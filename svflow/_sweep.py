@@ -14,19 +14,29 @@ How the work is cut
     passes them to ``cell_fn`` as Python values, so ``cell_fn`` is compiled
     once per static setting. The remaining ("dynamic") dimensions are
     flattened, in C order, into cells; ``chunk`` consecutive cells form one
-    chunk, on which ``cell_fn`` runs under ``jax.vmap`` with dynamic
-    coordinates as traced 0-d arrays. The last chunk of every static setting
-    is padded (by repeating its last cell) to the full size, so every chunk
-    of a static setting has one shape and one compilation.
+    chunk (the unit of storage, resumption and dask tasks), computed as
+    ``chunk / batch`` calls of ``cell_fn`` under ``jax.vmap`` over ``batch``
+    cells, with dynamic coordinates as traced 0-d arrays. The last batch of
+    every static setting is padded (by repeating its last cell) to the full
+    size, so every call has one shape and one compilation.
 
 Random keys
     $k(c) = \mathrm{fold\_in}(\mathrm{fold\_in}(\mathrm{key}(\mathtt{base\_seed}),
     h_{hi}(c)), h_{lo}(c))$, where $h$ is a 64-bit BLAKE2b hash of the
     cell's coordinate values by name (all grid dimensions, static ones
     included). Keys depend on what a cell is, never on when or where it runs,
-    so an interrupted-and-resumed sweep, a sweep with another ``chunk`` and a
-    distributed sweep give bitwise-identical numbers. :func:`cell_key`
-    rebuilds one cell's key.
+    so every cell gets the same random draws however the sweep is cut, resumed
+    or distributed. :func:`cell_key` rebuilds one cell's key.
+
+Bitwise reproducibility
+    A cell's numbers also depend on the compiled batch shape: XLA's vectorised
+    math may round a value differently (by an ulp) at another batch size or
+    batch position (observed: 1 of 12 escape times of ``basin_cell``, relative
+    1.6e-16). A sweep calls ``cell_fn`` on batches of ``batch`` cells (a
+    divisor of ``chunk``, default ``chunk``), cell ``i`` at position
+    ``i % batch``, so an interrupted-and-resumed sweep, a distributed sweep and
+    a sweep with another ``chunk`` but the same ``batch`` give bitwise-identical
+    results; another ``batch`` or a sharded batch agrees to rounding.
 
 Store (a local zarr v3 directory, readable by ``xarray.open_zarr``)
     Created up front, atomically (built in a temporary directory next to it,
@@ -200,6 +210,7 @@ class SweepPlan:
     spec: dict
     spec_hash: str
     fn_token: str = ""  # hash of the pickled cell_fn (keys the compile caches)
+    batch: int = 0  # cells per vmapped call (divides chunk); 0: = chunk
 
     @property
     def static_shape(self) -> tuple[int, ...]:
@@ -231,9 +242,22 @@ class SweepPlan:
         """Flat dynamic cell indices of chunk c (unpadded)."""
         return np.arange(c * self.chunk, min((c + 1) * self.chunk, self.n_cells))
 
-    def chunk_inputs(self, s: int, c: int, batch: int):
-        """(hash words (batch, 2), dynamic coordinate arrays, number of real cells)."""
+    @property
+    def vbatch(self) -> int:
+        return self.batch or self.chunk
+
+    def batch_cells(self, c: int) -> list[np.ndarray]:
+        """Chunk c cut into the flat cell indices of its vmapped batches."""
         cells = self.chunk_cells(c)
+        return [cells[i:i + self.vbatch] for i in range(0, len(cells), self.vbatch)]
+
+    def chunk_inputs(self, s: int, c: int, batch: int):
+        """Inputs of chunk c (single-batch form, see :meth:`batch_inputs`)."""
+        return self.batch_inputs(s, self.chunk_cells(c), batch)
+
+    def batch_inputs(self, s: int, cells: np.ndarray, batch: int):
+        """(hash words (batch, 2), dynamic coordinate arrays, number of real cells) of
+        the flat cell indices ``cells``, padded to ``batch`` by repeating the last."""
         n = len(cells)
         cells = np.concatenate([cells, np.full(batch - n, cells[-1])])
         idx = np.unravel_index(cells, self.dynamic_shape) if self.dynamic else ()
@@ -264,7 +288,7 @@ def _devices(devices) -> list:
 
 def _batched(plan: SweepPlan, s: int, devs: list):
     """The jitted, vmapped cell function of static setting s, sharded over ``devs``."""
-    batch = -(-plan.chunk // len(devs)) * len(devs)
+    batch = -(-plan.vbatch // len(devs)) * len(devs)
     # keyed by the pickled function too: a long-lived worker (or notebook) is never
     # served the compiled code of an older cell_fn of the same name
     cache_key = (plan.spec_hash, plan.fn_token, s, batch, tuple(str(d) for d in devs))
@@ -306,20 +330,22 @@ def _as_outputs(out) -> dict:
 
 
 def dispatch_chunk(plan: SweepPlan, s: int, c: int, devices=None):
-    """Start chunk c of static setting s (JAX dispatches asynchronously); returns
-    ``(device outputs, number of real cells)`` for :func:`collect_chunk`."""
+    """Start chunk c of static setting s, one vmapped call per batch (JAX dispatches
+    asynchronously); returns ``[(device outputs, real cells)]`` for :func:`collect_chunk`."""
     devs = _devices(devices)
     fn, batch = _batched(plan, s, devs)
-    words, dyn, n = plan.chunk_inputs(s, c, batch)
-    return fn(words, *(dyn[d] for d in plan.dynamic)), n
+    calls = []
+    for cells in plan.batch_cells(c):
+        words, dyn, n = plan.batch_inputs(s, cells, batch)
+        calls.append((fn(words, *(dyn[d] for d in plan.dynamic)), n))
+    return calls
 
 
 def collect_chunk(plan: SweepPlan, s: int, dispatched) -> dict[str, np.ndarray]:
     """Wait for a dispatched chunk; its outputs as numpy arrays (real cells only)."""
-    out, n = dispatched
     result = {}
     for name, spec in plan.outputs.items():
-        a = np.asarray(out[name])
+        a = np.concatenate([np.asarray(out[name])[:n] for out, n in dispatched])
         if a.shape[1:] != spec.shape or a.dtype != np.dtype(spec.dtype):
             raise ValueError(
                 f"cell_fn output {name!r} has shape {a.shape[1:]} and dtype {a.dtype} at "
@@ -327,7 +353,7 @@ def collect_chunk(plan: SweepPlan, s: int, dispatched) -> dict[str, np.ndarray]:
                 "static setting; every static setting must give the same output shapes "
                 "(pad inside cell_fn, e.g. to the largest depth)."
             )
-        result[name] = a[:n]
+        result[name] = a
     return result
 
 
@@ -344,7 +370,8 @@ def _worker_chunk(plan: SweepPlan, s: int, c: int):
 # --- building the plan
 
 
-def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords) -> SweepPlan:
+def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords,
+               batch=None) -> SweepPlan:
     if not callable(cell_fn):
         raise ValueError(f"cell_fn must be callable as cell_fn(key, **coords); got {cell_fn!r}.")
     if not isinstance(grid, Mapping) or not grid:
@@ -381,7 +408,16 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords)
     if chunk < 1:
         raise ValueError(f"chunk must be a positive number of cells; got {chunk}.")
     n_cells = int(np.prod([len(g[d]) for d in dynamic], dtype=int))
-    chunk = min(chunk, n_cells)
+    if batch is None:
+        chunk = batch = min(chunk, n_cells)
+    else:
+        batch = int(batch)
+        if batch < 1 or chunk % batch:
+            raise ValueError(
+                f"batch must be a positive divisor of chunk (cells per vmapped call; a chunk "
+                f"is chunk / batch calls); got batch={batch}, chunk={chunk}."
+            )
+        chunk = min(chunk, -(-n_cells // batch) * batch)
 
     base_seed = int(base_seed)
     fn_name = f"{getattr(cell_fn, '__module__', '?')}.{getattr(cell_fn, '__qualname__', repr(cell_fn))}"
@@ -446,6 +482,7 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords)
     plan.outputs = out_specs
     plan.spec_hash = hashlib.sha256(_dumps(spec).encode()).hexdigest()
     plan.fn_token = _fn_token(cell_fn)
+    plan.batch = batch
     return plan
 
 
@@ -500,7 +537,7 @@ def _create_store(path: Path, plan: SweepPlan) -> None:
     for d, v in plan.spec["coords"].items():
         coords[d] = (d, np.asarray(v))
     attrs = {SPEC_ATTR: _dumps(plan.spec), HASH_ATTR: plan.spec_hash,
-             LAYOUT_ATTR: _dumps({"chunk": plan.chunk})}
+             LAYOUT_ATTR: _dumps({"chunk": plan.chunk, "batch": plan.vbatch})}
     template = xr.Dataset(data, coords=coords, attrs=attrs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -658,6 +695,7 @@ def _to_dataset(plan: SweepPlan, data: dict[str, np.ndarray]) -> xr.Dataset:
         "base_seed": plan.base_seed,
         "sweep_spec_hash": plan.spec_hash,
         "chunk": plan.chunk,
+        "batch": plan.vbatch,
         **provenance(),
     }
     return xr.Dataset(variables, coords=coords, attrs=attrs)
@@ -723,6 +761,7 @@ def sweep(
     base_seed: int = 0,
     devices=None,
     progress: bool = True,
+    batch: int | None = None,
     max_chunks: int | None = None,
     dry_run: bool = False,
 ) -> xr.Dataset | dict | None:
@@ -757,6 +796,11 @@ def sweep(
             all local devices; an int: the first n). Ignored with ``client``
             (each worker uses its own devices).
         progress: show one tqdm bar (cells done, rate, ETA).
+        batch: cells per vmapped call (the compiled shape), a divisor of ``chunk``
+            (default: ``chunk``). Runs with the same ``batch`` are bitwise equal
+            whatever their ``chunk`` (a cell sits at position ``index % batch`` of
+            a batch of ``batch`` cells); XLA may round a few values differently
+            (by an ulp) for another batch shape, including a per-device shard.
         max_chunks: stop after computing this many chunks and return ``None``
             (for staged runs and tests); ``None`` runs to the end.
         dry_run: only plan: check the arguments (one abstract evaluation of
@@ -774,7 +818,7 @@ def sweep(
         SweepSpecError: ``store`` holds a different sweep (nothing is written).
     """
     # --- plan and store
-    plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords)
+    plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch)
     path = Path(store)
     if dry_run:
         return _summary(path, plan)
