@@ -18,7 +18,8 @@ Measured 2026-11-23 on the project's 2-core CPU box, shared with ~6 other
 agents (1-min load average 5-8 throughout, so every wall time is noisy):
 65536 cells, 32 chunks of 2048. The runner's own work, timed directly, is
 1.26 s (hashing 0.48, store creation 0.10, region + mark writes 0.50,
-read-back verification 0.18) = 12 % of the 10.7 s of compute; in-process it
+read-back verification 0.18) = 12 % of the 10.7 s of compute (hashing since
+cut to 0.19 s by precomputing each grid value's JSON: ~1.0 s, 9 %); in-process it
 largely overlaps compute (chunk k + 1 is dispatched before chunk k is
 written): sweep - direct = +0.69 s (+6 %). 1 -> 2 dask workers
 (LocalCluster, processes, 1 thread each): 1.43x (16.2 s -> 11.3 s); two earlier

@@ -262,12 +262,29 @@ class SweepPlan:
         cells = np.concatenate([cells, np.full(batch - n, cells[-1])])
         idx = np.unravel_index(cells, self.dynamic_shape) if self.dynamic else ()
         dyn = {d: self.grid[d][i] for d, i in zip(self.dynamic, idx)}
-        stat = self.static_values(s)
-        words = np.stack([
-            _words(_cell_hash({**stat, **{d: dyn[d][j] for d in self.dynamic}}))
-            for j in range(batch)
-        ])
+        # the text _cell_hash hashes, assembled from per-value JSON computed once
+        text = _value_texts(self)
+        sidx = np.unravel_index(s, self.static_shape) if self.static else ()
+        parts = {d: [text[d][i]] * batch for d, i in zip(self.static, sidx)}
+        parts.update({d: [text[d][i] for i in ii] for d, ii in zip(self.dynamic, idx)})
+        names = sorted(parts)
+        words = np.empty((batch, 2), np.uint32)
+        for j in range(batch):
+            body = ",".join(f"{json.dumps(d)}:{parts[d][j]}" for d in names)
+            h = hashlib.blake2b(("{" + body + "}").encode(), digest_size=8).digest()
+            words[j] = _words(int.from_bytes(h, "little"))
         return words, dyn, n
+
+
+_TEXTS: dict = {}  # spec hash -> {dim: canonical JSON of each grid value}
+
+
+def _value_texts(plan: SweepPlan) -> dict[str, list[str]]:
+    texts = _TEXTS.get(plan.spec_hash)
+    if texts is None:
+        texts = {d: [_dumps(_canonical(v, d)) for v in plan.grid[d].tolist()] for d in plan.grid}
+        _TEXTS[plan.spec_hash] = texts
+    return texts
 
 
 _COMPILED: dict = {}  # (spec hash, cell_fn token, static, batch, devices) -> (cell_fn, jitted)
