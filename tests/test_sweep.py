@@ -393,3 +393,15 @@ def test_ported_basin_scenario_equals_basin_map(tmp_path):
         want = ref[name].transpose(*got[name].dims).values
         np.testing.assert_array_equal(want, got[name].values)
         np.testing.assert_allclose(want, other[name].values, rtol=1e-14)
+
+
+def test_one_progress_bar_counts_cells_and_resumes_at_cells_done(tmp_path, capsys):
+    fn = counting_cell(tmp_path / "log")
+    grid = {"eps": [1.0, 2.0], "seed": np.arange(5)}
+    svflow.sweep(fn, grid, store=tmp_path / "s", chunk=4, max_chunks=1, progress=False)
+    capsys.readouterr()
+    svflow.sweep(fn, grid, store=tmp_path / "s", chunk=4, progress=True)
+    err = capsys.readouterr().err
+    assert "4/10" in err.replace(" ", "")  # starts at the 4 cells done before
+    assert "10/10" in err.replace(" ", "")
+    assert err.count("sweep s") >= 1 and "cell" in err
