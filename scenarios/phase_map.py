@@ -2,18 +2,31 @@
 
     python scenarios/phase_map.py --quick --out figures/data/phase_map_scenario.nc
     python scenarios/phase_map.py --out phase_map_full.nc   # full grid, for a GPU
+    python scenarios/phase_map.py --store stores/phase_map.zarr --scheduler tcp://127.0.0.1:8786
 
 Random fan-in Gaussian starts (svflow.random_model), cross-entropy, no weight
 decay, full-batch GD; per cell (K, L, d) several seeds. Prints the mean final
 rank of the centred logits per depth x width for each K, the fraction of
 seeds that reached neural collapse, and saves the dataset.
+
+Runs through :func:`svflow.sweep` (issue 7): grid classes x depth x width x
+seed, the first three static (one compile of :func:`svflow.phase_cell` each),
+seeds vmapped in chunks; results go to a zarr store (``--store``, default
+``stores/phase_map[_quick].zarr``) that a re-run resumes; ``--scheduler``
+sends the chunks to a dask cluster. Each (K, L, d, seed) start is drawn from
+the sweep's per-cell key (a hash of its coordinates), so a resumed, rechunked
+or distributed run gives the same numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 import svflow
@@ -54,6 +67,47 @@ def table(ds, var: str = "rank", fmt: str = "{:5.2f}") -> str:
     return "\n".join(lines)
 
 
+def phase_sweep_cell(key, classes, depth, width, seed, *, scale, eta, steps, num_records,
+                     kmax):
+    """One (K, L, d, seed) run of :func:`svflow.phase_cell`; ``sigma`` padded to kmax."""
+    out = svflow.phase_cell(jax.random.key_data(key)[None], classes=classes, depth=depth,
+                            width=width, scale=scale, eta=eta, steps=steps,
+                            num_records=num_records)
+    out = {k: v[0] for k, v in out.items()}
+    out["sigma"] = jnp.concatenate([out["sigma"], jnp.full(kmax - classes, jnp.nan)])
+    return out
+
+
+def run_sweep(cfg: dict, store, scheduler=None, chunk=None, progress=True, dry_run=False,
+              num_records: int = 17, base_seed: int = 0):
+    """The phase map through svflow.sweep; a Dataset with the layout of svflow.phase_map."""
+    grid = dict(classes=list(cfg["classes"]), depth=list(cfg["depths"]),
+                width=list(cfg["widths"]), seed=np.arange(cfg["seeds"]))
+    params = dict(scale=float(cfg["scale"]), eta=float(cfg["eta"]), steps=int(cfg["steps"]),
+                  num_records=int(num_records), kmax=int(max(cfg["classes"])))
+    tic = time.perf_counter()
+    ds = svflow.sweep(phase_sweep_cell, grid, store=store, chunk=chunk or cfg["seeds"],
+                      client=scheduler, static=("classes", "depth", "width"), params=params,
+                      outputs={"sigma": ("sv",), "rank_t": ("record",),
+                               "sv_ratio_t": ("record",)},
+                      base_seed=base_seed, progress=progress, dry_run=dry_run)
+    if dry_run:
+        return ds
+    from svflow._train import step_grid
+
+    ds = ds.assign_coords(record_time=("record", step_grid(params["steps"], num_records)
+                                       * params["eta"]))
+    ds.attrs.update(
+        title="svflow depth x width phase map (random starts, full GD; svflow.sweep)",
+        engine="full", init="random_model (fan-in scaled Gaussian), key = sweep cell key",
+        scale=params["scale"], eta=params["eta"], steps=params["steps"],
+        t_end=params["steps"] * params["eta"], loss_name="ce", activation="linear",
+        samples_per_class=1, device=str(jax.devices()[0]) if scheduler is None else
+        f"dask cluster at {scheduler}", wall_time_s=time.perf_counter() - tic,
+    )
+    return ds
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -68,12 +122,28 @@ def main(argv=None) -> int:
     )
     p.add_argument("--eta", type=float, default=None, help="override the step size")
     p.add_argument("--scale", type=float, default=None, help="override the init scale")
+    p.add_argument("--store", type=Path, default=None,
+                   help="zarr store of the sweep (resumed if it exists); "
+                   "default stores/phase_map[_quick].zarr")
+    p.add_argument("--scheduler", default=None,
+                   help="dask scheduler address (e.g. tcp://127.0.0.1:8786); default: this process")
+    p.add_argument("--chunk", type=int, default=None, help="seeds per chunk (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the store's state")
+    p.add_argument("--legacy", action="store_true",
+                   help="run svflow.phase_map in memory instead (no store, no resume)")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     for k in ("steps", "eta", "scale"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
-    ds = svflow.phase_map(**cfg, seed=args.seed)
+    store = args.store or Path("stores") / f"phase_map{'_quick' if args.quick else ''}.zarr"
+    if args.dry_run:
+        print(run_sweep(cfg, store, chunk=args.chunk, dry_run=True, base_seed=args.seed))
+        return 0
+    if args.legacy:
+        ds = svflow.phase_map(**cfg, seed=args.seed)
+    else:
+        ds = run_sweep(cfg, store, args.scheduler, args.chunk, base_seed=args.seed)
     ds.attrs["scenario"] = "quick" if args.quick else "full"
     print(
         f"phase map: t_end = {ds.attrs['t_end']:g}, scale = {ds.attrs['scale']}, "

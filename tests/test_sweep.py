@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -96,18 +95,30 @@ def test_cell_key_depends_only_on_coordinates():
 
 
 def test_other_chunk_size_and_resume_equal(tmp_path, ref):
-    for chunk in (1, 7):
-        assert_same(run(tmp_path / f"c{chunk}", chunk=chunk), ref)
+    # same vmapped batch (4 cells), other chunks: bitwise equal
+    for chunk in (8, 12):
+        assert_same(run(tmp_path / f"c{chunk}", chunk=chunk, batch=4), ref)
+    # another batch shape (7, padded): the same draws; XLA may round differently
+    other = run(tmp_path / "c7", chunk=7)
+    for name in ref.data_vars:
+        np.testing.assert_allclose(other[name].values, ref[name].values, rtol=1e-13)
+    with pytest.raises(ValueError, match="divisor of chunk"):
+        run(tmp_path / "bad", chunk=6, batch=4)
     # staged: two chunks, stop, resume
+    plan = run(tmp_path / "staged", chunk=4, dry_run=True)
+    assert not (tmp_path / "staged").exists()
+    assert (plan["cells"], plan["chunks"], plan["chunks_done"]) == (30, 8, 0)  # 2 x ceil(15/4)
     assert run(tmp_path / "staged", chunk=4, max_chunks=2) is None
+    plan = run(tmp_path / "staged", chunk=4, dry_run=True)
+    assert (plan["chunks_done"], plan["cells_done"], plan["chunks_todo"]) == (2, 8, 6)
     assert_same(run(tmp_path / "staged", chunk=4), ref)
     assert_same(svflow.open_sweep(tmp_path / "staged"), ref)
 
 
 @pytest.mark.slow
 def test_reduced_ode_cells_chunk_invariant(tmp_path):
-    """A short reduced-ODE solve per cell (adaptive steps under vmap): chunking
-    changes which cells share a batch, not one bit of any result."""
+    """A short reduced-ODE solve per cell (adaptive steps under vmap): with one
+    batch size, chunking changes which cells share a chunk, not one bit."""
     from svflow._integrate import SolverConfig, solve
     from svflow._simulate import ReducedField
 
@@ -119,8 +130,8 @@ def test_reduced_ode_cells_chunk_invariant(tmp_path):
         return {"lam": jnp.prod(ys[-1], axis=0), "steps": steps}
 
     grid = {"eps": [0.1, 1.0], "seed": np.arange(5)}
-    a = svflow.sweep(ode_cell, grid, store=tmp_path / "a", chunk=4, progress=False)
-    b = svflow.sweep(ode_cell, grid, store=tmp_path / "b", chunk=3, progress=False)
+    a = svflow.sweep(ode_cell, grid, store=tmp_path / "a", chunk=3, progress=False)
+    b = svflow.sweep(ode_cell, grid, store=tmp_path / "b", chunk=6, batch=3, progress=False)
     assert_same(a, b)
     assert np.all(a.steps.values > 0)
     # independent pin: under cross-entropy G_0 = 0 and wd = 0, so every s_{l,0} and
@@ -170,10 +181,11 @@ def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
     script.write_text(KILL_SCRIPT)
     store, log1, log2, log3 = (tmp_path / n for n in ("store", "log1", "log2", "log3"))
 
-    # --- run 1: killed (SIGKILL, no cleanup) while computing its third chunk or later
+    # --- run 1: killed (SIGKILL, no cleanup) once its fourth chunk is being computed
+    # (the runner dispatches chunk k + 1 before writing chunk k, so chunks 0, 1 are in)
     p = subprocess.Popen([sys.executable, str(script), str(store), str(log1), "0.05"], env=env())
     deadline = time.time() + 120
-    while len(read_log(log1)) < 10 and p.poll() is None and time.time() < deadline:
+    while len(read_log(log1)) < 13 and p.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -223,6 +235,9 @@ def test_unmarked_or_damaged_chunks_are_recomputed(tmp_path):
     g["y"][0, 3] = [42.0, 42.0]  # chunk 1: plausible but wrong data, mark kept
     chunk2 = next(p for p in (store / "y").rglob("*") if p.is_file() and p.parts[-3:] == ("0", "2", "0"))
     chunk2.write_bytes(b"garbage" * 5)  # chunk 2: undecodable chunk file
+    mark4 = store / DONE / "c" / "0" / "4"
+    g[DONE][0, 4] = 12345  # chunk 4 (never computed): a mark, then an undecodable mark file
+    mark4.write_bytes(b"\x00garbage")
     with pytest.warns(UserWarning, match="recomputed"):
         ds = svflow.sweep(fn, grid, store=store, chunk=3, progress=False)
     seeds = sorted(int(s) for s in logf.read_text().split())
@@ -296,8 +311,12 @@ def test_dask_local_cluster_equals_in_process(tmp_path, ref):
                       dashboard_address=None) as cluster, Client(cluster) as client:
         ds = run(tmp_path / "dask", client=client)
         workers = client.run(lambda: os.getpid())
+        # a scheduler address instead of a client; chunks of two batches of 4
+        by_address = run(tmp_path / "addr", chunk=8, batch=4,
+                         client=cluster.scheduler_address)
     assert len(set(workers.values())) == 2
     assert_same(ds, ref)
+    assert_same(by_address, ref)
 
 
 SHARD_SCRIPT = """
@@ -309,8 +328,8 @@ sys.path.insert(0, sys.argv[2])
 import test_sweep as t
 
 assert len(jax.devices()) == 2, jax.devices()
-ds = t.run(sys.argv[1], chunk=3)
-plan = _make_plan(t.cell, t.GRID, ("depth",), {"scale": 2.0}, 0, 3, {"first": ("comp",)}, None)
+ds = t.run(sys.argv[1], chunk=4)
+plan = _make_plan(t.cell, t.GRID, ("depth",), {"scale": 2.0}, 0, 4, {"first": ("comp",)}, None)
 fn, batch = _batched(plan, 0, _devices(None))
 words, dyn, n = plan.chunk_inputs(0, 0, batch)
 out = fn(words, *(dyn[d] for d in plan.dynamic))
@@ -325,4 +344,64 @@ def test_sharded_over_two_host_devices_equals_single_device(tmp_path, ref):
     res = subprocess.run([sys.executable, str(script), str(tmp_path / "two"), str(ROOT / "tests")],
                          env=e, check=True, capture_output=True, text=True)
     assert "batch 4 devices 2" in res.stdout
+    # each device runs 2 of the 4 cells: a smaller compiled shape, which XLA could in
+    # general round differently; for this cell every bit agrees
     assert_same(svflow.open_sweep(tmp_path / "two"), ref)
+
+
+def test_store_path_empty_directory_or_foreign(tmp_path, ref):
+    (tmp_path / "empty").mkdir()
+    assert_same(run(tmp_path / "empty"), ref)  # an empty directory becomes the store
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("not a sweep")
+    with pytest.raises(svflow.SweepSpecError, match="not an svflow sweep store"):
+        run(tmp_path / "foreign")
+    assert [p.name for p in (tmp_path / "foreign").iterdir()] == ["notes.txt"]
+
+
+def test_redefined_cell_fn_is_not_served_stale_compiled_code(tmp_path):
+    """Two cell functions with one name and one specification but different code
+    (a notebook re-run, a long-lived dask worker): each runs its own code."""
+
+    def make(offset):
+        def fn(key, eps):
+            return {"y": eps + offset}
+
+        return fn
+
+    grid = {"eps": [0.0, 1.0]}
+    a = svflow.sweep(make(1.0), grid, store=tmp_path / "a", chunk=2, progress=False)
+    b = svflow.sweep(make(2.0), grid, store=tmp_path / "b", chunk=2, progress=False)
+    np.testing.assert_array_equal(a.y.values, [1.0, 2.0])
+    np.testing.assert_array_equal(b.y.values, [2.0, 3.0])
+
+
+@pytest.mark.slow
+def test_ported_basin_scenario_equals_basin_map(tmp_path):
+    """scenarios/basins.py through the runner gives svflow.basin_map's numbers exactly."""
+    sys.path.insert(0, str(ROOT / "scenarios"))
+    import basins
+
+    eps, delta = np.array([1e-3, 1e-1]), np.array([0.01, 0.1, 0.5])
+    ref = svflow.basin_map(4, [2], eps, delta, t_end=1e6, family="random", seeds=[0, 1])
+    kw = dict(t_end=1e6, family="random", seeds=[0, 1], progress=False)
+    # basin_map runs the 12 starts as one batch: chunk 12 gives every bit
+    got = basins.sweep_basin_map(4, [2], eps, delta, store=tmp_path / "a", chunk=12, **kw)
+    # batches of 5: one escape time differs by an ulp (XLA's vectorised math)
+    other = basins.sweep_basin_map(4, [2], eps, delta, store=tmp_path / "b", chunk=5, **kw)
+    for name in ("outcome", "rank", "escape_time", "min_ratio", "lam_end", "num_steps"):
+        want = ref[name].transpose(*got[name].dims).values
+        np.testing.assert_array_equal(want, got[name].values)
+        np.testing.assert_allclose(want, other[name].values, rtol=1e-14)
+
+
+def test_one_progress_bar_counts_cells_and_resumes_at_cells_done(tmp_path, capsys):
+    fn = counting_cell(tmp_path / "log")
+    grid = {"eps": [1.0, 2.0], "seed": np.arange(5)}
+    svflow.sweep(fn, grid, store=tmp_path / "s", chunk=4, max_chunks=1, progress=False)
+    capsys.readouterr()
+    svflow.sweep(fn, grid, store=tmp_path / "s", chunk=4, progress=True)
+    err = capsys.readouterr().err
+    assert "4/10" in err.replace(" ", "")  # starts at the 4 cells done before
+    assert "10/10" in err.replace(" ", "")
+    assert err.count("sweep s") >= 1 and "cell" in err
