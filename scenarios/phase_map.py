@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import svflow
+from svflow._phase import FULL_SETTING as FULL
 
 QUICK = dict(
     classes=(8, 16),
@@ -39,15 +40,6 @@ QUICK = dict(
     scale=1.0,
     eta=0.2,
     steps=4000,
-)
-FULL = dict(
-    classes=(8, 16),
-    depths=(1, 2, 3, 4, 5, 6),
-    widths=(8, 16, 32, 64, 128, 256, 512),
-    seeds=8,
-    scale=1.0,
-    eta=0.2,
-    steps=20000,
 )
 
 

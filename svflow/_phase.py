@@ -29,7 +29,19 @@ from ._full import random_model
 from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
 from ._train import run_gd, step_grid
 
-__all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS"]
+__all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING"]
+
+# The full depth x width phase map of issue 3 (meant for a GPU); shared by the
+# scenario and the figure so the two never drift apart.
+FULL_SETTING = dict(
+    classes=(8, 16),
+    depths=(1, 2, 3, 4, 5, 6),
+    widths=(8, 16, 32, 64, 128, 256, 512),
+    seeds=8,
+    scale=1.0,
+    eta=0.2,
+    steps=20000,
+)
 
 PHASE_OUTPUTS = (
     "rank",

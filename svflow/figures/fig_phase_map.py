@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import xarray as xr
 
+from .._phase import FULL_SETTING as FULL
 from . import register
 
 QUICK = dict(
@@ -23,15 +24,6 @@ QUICK = dict(
     scale=1.0,
     eta=0.2,
     steps=2500,
-)
-FULL = dict(
-    classes=(8, 16),
-    depths=(1, 2, 3, 4, 5, 6),
-    widths=(8, 16, 32, 64, 128, 256, 512),
-    seeds=8,
-    scale=1.0,
-    eta=0.2,
-    steps=20000,
 )
 
 
