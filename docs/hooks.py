@@ -11,6 +11,10 @@
 - ``on_startup``: a log filter drops the cross-reference warnings listed in
   ``KNOWN_DOCSTRING_DEFECTS`` (docstring text that Markdown reads as a
   reference link); any other warning still fails ``--strict``.
+- ``on_page_content``: docstrings use Sphinx roles (``:func:`simulate```);
+  Markdown renders them as ``:func:<code>simulate</code>``. The hook turns
+  each into a cross-reference to the API entry of that name (resolved by
+  mkdocs-autorefs; a name without an entry stays plain code).
 - ``on_config``: every public top-level name of ``svflow`` must have an
   ``::: svflow.NAME`` entry on an API page, and every entry must name an
   existing public name (a warning, hence an error under ``--strict``).
@@ -102,6 +106,27 @@ class _KnownDefects(logging.Filter):
 
 def on_startup(command, dirty):
     logging.getLogger("mkdocs.plugins.mkdocs_autorefs._internal.plugin").addFilter(_KnownDefects())
+
+
+_ROLE = re.compile(r":(?:func|class|meth|data|attr|mod|obj|exc):<code>~?([A-Za-z_][\w.]*)</code>")
+
+
+def _identifier(name: str, public: set[str]) -> str:
+    """The API identifier a role's target refers to (``svflow.NAME`` when public)."""
+    parts = name.split(".")
+    if parts[-1] in public and (len(parts) == 1 or parts[0] == "svflow"):
+        return f"svflow.{parts[-1]}"
+    return name
+
+
+def on_page_content(html, page, config, files):
+    public = public_names()
+
+    def link(match: re.Match) -> str:
+        name = match.group(1)
+        return f'<autoref identifier="{_identifier(name, public)}" optional><code>{name}</code></autoref>'
+
+    return _ROLE.sub(link, html)
 
 
 def on_config(config):

@@ -79,7 +79,10 @@ def test_quickstart_notebook_runs(tmp_path):
     assert len(basin_cells) == 1
     i = basin_cells[0]
     fresh, old = _stream_text(nb.cells[i]), _stream_text(stored.cells[i])
-    assert fresh.strip() and fresh == old, "the notebook's stored outputs are stale: re-execute and save it"
+    assert fresh.strip() and fresh == old, (
+        "the notebook's stored outputs are stale: jupyter nbconvert --to notebook --execute "
+        "--inplace docs/examples/quickstart.ipynb"
+    )
 
 
 def test_mkdocs_build_strict(tmp_path):
