@@ -53,25 +53,33 @@ _ENTRY = re.compile(r"^:::\s+svflow\.([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 def public_names(init: Path = ROOT / "svflow" / "__init__.py") -> set[str]:
     """Names ``svflow/__init__.py`` exports, read from its source (no import).
 
-    A name is public when it is bound by a top-level import or assignment and
-    does not start with an underscore (``__version__`` is left out). When the
-    module defines ``__all__``, that list is the answer.
+    When the module defines ``__all__``, that list is the answer. Otherwise a
+    name is public when a module-level import, assignment, function or class
+    (also inside a module-level ``if`` or ``try``) binds it and it does not
+    start with an underscore. Imports inside functions (a lazy
+    ``__getattr__``) do not count.
     """
     tree = ast.parse(init.read_text(encoding="utf-8"))
+
+    def statements(body):
+        for node in body:
+            yield node
+            if isinstance(node, ast.If):
+                yield from statements(node.body + node.orelse)
+            elif isinstance(node, ast.Try):
+                handlers = [s for h in node.handlers for s in h.body]
+                yield from statements(node.body + handlers + node.orelse + node.finalbody)
+
     names: set[str] = set()
-    for node in tree.body:
+    for node in statements(tree.body):
         if isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name) and target.id == "__all__":
-                    return set(ast.literal_eval(node.value))
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                name = (alias.asname or alias.name).split(".")[0]
-                names.add(name)
-        elif isinstance(node, ast.Assign) and node in tree.body:
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node in tree.body:
+            targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            if "__all__" in targets:
+                return set(ast.literal_eval(node.value))
+            names.update(targets)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
     return {n for n in names if not n.startswith("_")}
 
