@@ -10,6 +10,9 @@
   SciPy's Hadamard matrix; neural collapse for two factors and for the exact
   NC start). The outcome table stored in the notebook (what the site shows)
   must equal the one the fresh run prints.
+- The tour on the Getting-started page (its ``python`` blocks, in order, as
+  one script) runs; its sweep must give the ranks ``basin_map`` gives for the
+  same starts (a second route to the same numbers).
 - ``mkdocs build --strict`` succeeds (skipped when the ``docs`` extra is not
   installed), and the built site serves its figures and MathJax itself.
 """
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import types
@@ -85,6 +89,34 @@ def test_quickstart_notebook_runs(tmp_path):
     )
 
 
+@pytest.mark.slow
+def test_getting_started_tour_runs(tmp_path):
+    import re
+
+    page = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert len(blocks) >= 6, "the tour's python blocks were not found"
+    check = """
+bm2 = svflow.basin_map(8, depths=[1, 3], eps=np.geomspace(1e-2, 1e-1, 3), delta=[0.1, 0.3], t_end=1e6)
+assert (res["rank"].values == bm2["rank"].values).all(), (res["rank"].values, bm2["rank"].values)
+assert int(out.outcome) >= 0 and bool(out.decided)
+assert float(err.max_rel_error) < 1e-2
+print("tour ok")
+"""
+    script = tmp_path / "tour.py"
+    script.write_text("\n".join(blocks) + check, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "tour ok" in proc.stdout
+
+
 def test_mkdocs_build_strict(tmp_path):
     for module in ("mkdocs", "mkdocstrings", "mkdocs_jupyter", "material", "mathjax"):
         pytest.importorskip(module, reason="docs extra not installed: pip install -e '.[docs]'")
@@ -95,7 +127,7 @@ def test_mkdocs_build_strict(tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
-        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     engines = (site / "api" / "engines" / "index.html").read_text(encoding="utf-8")
