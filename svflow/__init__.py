@@ -28,6 +28,10 @@ from ._integrate import log_times as log_times
 from ._simulate import simulate as simulate
 from ._start import Start as Start
 from ._start import spectral_init as spectral_init
+from ._groups import Group as Group
+from ._groups import group_softmax_eigenvalues as group_softmax_eigenvalues
+from ._groups import resolve_group as resolve_group
+from ._groups import spectral_basis as spectral_basis
 from ._walsh import hadamard as hadamard
 from ._walsh import margins as margins
 from ._walsh import softmax_eigenvalues as softmax_eigenvalues
