@@ -1,0 +1,230 @@
+"""Spectral starts over finite abelian groups (any K).
+
+Routes: the basis against a dense diagonalisation of circulant softmax
+matrices; the reduced right-hand side against ``jax.grad`` of the explicit
+matrix product; the saturated 1 - mu against 50-digit arithmetic (mpmath);
+full-parameter gradient descent against the reduced ODE (first order in eta).
+"""
+
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import mpmath
+import numpy as np
+import pytest
+import scipy.special
+
+import svflow
+from svflow._groups import (
+    AUTO_DENSE_MAX_FFT,
+    group_margins,
+    group_one_minus_mu,
+    resolve_group,
+    tie_pairs,
+)
+from svflow._reduced import rhs_factors
+
+GROUPS = [(3, None), (5, None), (6, None), (8, "cyclic"), (8, "walsh"), (10, None),
+          (12, None), (12, (3, 4)), (12, (2, 6)), (8, (2, 4))]
+
+
+def _orthonormal(rng, d, k):
+    q, _ = np.linalg.qr(rng.normal(size=(d, k)))
+    return q
+
+
+def _paired(rng, shape, grp):
+    return tie_pairs(rng.uniform(0.3, 1.5, size=shape), grp)
+
+
+@pytest.mark.parametrize("K,group", GROUPS)
+def test_basis_orthonormal_and_diagonalises_circulant_softmax(K, group, rng):
+    grp = resolve_group(group, K)
+    U = svflow.spectral_basis(K, group)
+    np.testing.assert_allclose(U.T @ U, np.eye(K), atol=1e-14)
+    np.testing.assert_allclose(U[:, 0], 1 / np.sqrt(K), atol=1e-15)
+    # a random symmetric function on the group, Z[c, y] = f(c - y), built directly
+    digits = np.stack(np.unravel_index(np.arange(K), grp.orders), -1)
+    orders = np.array(grp.orders)
+    diff = np.ravel_multi_index(
+        tuple(((digits[:, None, :] - digits[None, :, :]) % orders).transpose(2, 0, 1)),
+        grp.orders)  # (c, y) -> index of c - y
+    neg = np.ravel_multi_index(tuple((-digits % orders).T), grp.orders)
+    f = rng.normal(size=K)
+    f = f + f[neg]  # symmetric: f(x) = f(-x)
+    Z = f[diff]
+    P = scipy.special.softmax(Z, axis=0)
+    for M in (Z, P):
+        D = U.T @ M @ U
+        np.testing.assert_allclose(D - np.diag(np.diag(D)), 0, atol=1e-13)
+        # paired modes carry one eigenvalue
+        d = np.diag(D)
+        np.testing.assert_allclose(d, d[grp.partner], atol=1e-13)
+    # the library's margins and softmax eigenvalues, both methods
+    lam = np.diag(U.T @ Z @ U)
+    mu = np.diag(U.T @ P @ U)
+    for method in ("dense", "fast"):
+        np.testing.assert_allclose(group_margins(lam, group, method=method),
+                                   Z[0, 0] - Z[:, 0], atol=1e-12)
+        np.testing.assert_allclose(
+            svflow.group_softmax_eigenvalues(lam, group, method=method), mu, atol=1e-13)
+    if grp.name == "walsh":
+        np.testing.assert_allclose(U, np.asarray(svflow.hadamard(K)) / np.sqrt(K))
+
+
+def test_cyclic_mode_order_and_coordinates():
+    g = resolve_group(None, 10)
+    assert g.name == "cyclic" and resolve_group(None, 16).name == "walsh"
+    assert list(g.frequency) == ["0", "1", "1", "2", "2", "3", "3", "4", "4", "5"]
+    assert list(g.mode_part) == ["real"] + ["cos", "sin"] * 4 + ["real"]
+    assert list(g.pair) == [0, 1, 1, 2, 2, 3, 3, 4, 4, 5]
+    U = svflow.spectral_basis(10)
+    x = np.arange(10)
+    np.testing.assert_allclose(U[:, 3], np.sqrt(2 / 10) * np.cos(2 * np.pi * 2 * x / 10), atol=1e-15)
+    np.testing.assert_allclose(U[:, 4], np.sqrt(2 / 10) * np.sin(2 * np.pi * 2 * x / 10), atol=1e-15)
+    np.testing.assert_allclose(U[:, 9], (-1.0) ** x / np.sqrt(10), atol=1e-15)
+
+
+def _explicit_loss(factors, loss, wd):
+    Z = factors[0]
+    for W in factors[1:]:
+        Z = W @ Z
+    K = Z.shape[0]
+    if loss == "ce":
+        data = jnp.mean(jax.scipy.special.logsumexp(Z, axis=0) - jnp.diag(Z))
+    else:
+        data = jnp.sum((Z - jnp.eye(K)) ** 2) / (2 * K)
+    return data + 0.5 * wd * sum(jnp.sum(W**2) for W in factors)
+
+
+@pytest.mark.parametrize("K", [3, 5, 6, 10, 12])
+@pytest.mark.parametrize("depth", [1, 3])
+@pytest.mark.parametrize("loss,wd", [("ce", 0.0), ("ce", 0.05), ("squared", 0.02)])
+def test_rhs_is_minus_gradient_of_explicit_product(K, depth, loss, wd, rng):
+    d = K + 3
+    N = depth + 1
+    grp = resolve_group(None, K)
+    s = _paired(rng, (N, K), grp) * tie_pairs(rng.choice([-1, 1], size=(N, K)), grp)
+    U = svflow.spectral_basis(K)
+    V = [_orthonormal(rng, d, K) for _ in range(depth)]
+    frames_out, frames_in = V + [U], [U] + V
+    factors = [frames_out[l] @ np.diag(s[l]) @ frames_in[l].T for l in range(N)]
+    grads = jax.grad(_explicit_loss)([jnp.asarray(f) for f in factors], loss, wd)
+    proj = np.stack([np.diag(frames_out[l].T @ (-np.asarray(grads[l])) @ frames_in[l])
+                     for l in range(N)])
+    for method in ("dense", "fast"):
+        np.testing.assert_allclose(rhs_factors(0.0, jnp.asarray(s), loss, wd, method, grp),
+                                   proj, rtol=1e-10, atol=1e-13)
+    for l in range(N):
+        G = frames_out[l].T @ np.asarray(grads[l]) @ frames_in[l]
+        np.testing.assert_allclose(G - np.diag(np.diag(G)), 0, atol=1e-13)
+
+
+def test_one_minus_mu_keeps_relative_accuracy_when_saturated():
+    K = 10
+    grp = resolve_group(None, K)
+    lam = np.asarray(tie_pairs(np.linspace(60.0, 90.0, K), grp))
+    lam[0] = 0.0
+    mpmath.mp.dps = 50
+    U = svflow.spectral_basis(K)
+    x = np.arange(K)
+    # f(x) = (1/K) sum_j lam_j cos(2 pi k_j x / K), in 50 digits
+    ks = [int(v) for v in grp.frequency]
+    f = [sum(mpmath.mpf(float(lam[j])) * mpmath.cos(2 * mpmath.pi * ks[j] * xx / K)
+             for j in range(K)) / K for xx in x]
+    z = sum(mpmath.exp(fx - f[0]) for fx in f)
+    g = [mpmath.exp(fx - f[0]) / z for fx in f]
+    want = np.array([float(sum(g[xx] * (1 - mpmath.cos(2 * mpmath.pi * ks[j] * xx / K))
+                               for xx in x)) for j in range(K)])
+    got = np.asarray(group_one_minus_mu(jnp.asarray(lam), grp, method="dense"))
+    assert want[1:].max() < 1e-20  # deep in saturation: 1 - mu would round to 0
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    fast = np.asarray(group_one_minus_mu(jnp.asarray(lam), grp, method="fast"))
+    # the fft route subtracts: relative loss about 1 / (1 - cos(2 pi / K)) ~ 10 here
+    np.testing.assert_allclose(fast, want, rtol=1e-13 / (1 - math.cos(2 * math.pi / K)), atol=0)
+    assert np.all(U[:, 0] > 0)
+
+
+def test_simulate_any_K_default_group_and_pair_errors():
+    start = svflow.spectral_init(10, 3, scale=1e-2, seed=1)
+    assert start.group.name == "cyclic"
+    lam0 = np.asarray(start.lam0)
+    np.testing.assert_array_equal(lam0, lam0[start.group.partner])
+    ds = svflow.simulate(10, 3, init=lam0, t_end=1e4, num_times=11)
+    assert ds.attrs["group"] == "cyclic"
+    assert list(ds["pair"].values) == [0, 1, 1, 2, 2, 3, 3, 4, 4, 5]
+    np.testing.assert_allclose(ds.lam.values, ds.lam.values[:, start.group.partner], rtol=1e-12)
+    bad = lam0.copy()
+    bad[4] *= 1.1
+    with pytest.raises(ValueError, match="modes 3 and 4"):
+        svflow.simulate(10, 3, init=bad)
+    # the squared loss has no such constraint: (Z - I)/K is diagonal in any basis
+    svflow.simulate(10, 1, init=np.linspace(0.1, 0.5, 10), loss="squared", t_end=1.0,
+                    num_times=3)
+    with pytest.raises(ValueError, match="group"):
+        svflow.simulate(10, 3, init=lam0, group="walsh")
+    with pytest.raises(ValueError, match="group"):
+        svflow.simulate(8, 3, init=svflow.spectral_init(8, 3, group="cyclic"), group="walsh")
+    with pytest.raises(ValueError, match="product"):
+        svflow.spectral_init(12, 2, group=(2, 4))
+    with pytest.raises(ValueError, match="group"):
+        svflow.spectral_init(12, 2, group="dihedral")
+
+
+def _rel_error(full, reduced):
+    diff = np.linalg.norm(full.lam.values - reduced.lam.values, axis=-1)
+    return float(np.max(diff / np.linalg.norm(reduced.lam.values, axis=-1)))
+
+
+@pytest.mark.parametrize("K,group,depth,width", [(6, "cyclic", 2, 8), (8, "cyclic", 2, 10),
+                                                 (8, "walsh", 2, 10)])
+def test_full_gd_matches_reduced_ode_to_first_order(K, group, depth, width):
+    grp = resolve_group(group, K)
+    lam0 = np.asarray(tie_pairs(np.linspace(1.1, 0.5, K), grp))
+    lam0[0] = 0.0
+    model = svflow.spectral_model(lam0, depth=depth, width=width, key=5, group=group)
+    np.testing.assert_allclose(np.asarray(model.logits()),
+                               svflow.spectral_basis(K, group) @ np.diag(lam0)
+                               @ svflow.spectral_basis(K, group).T, atol=1e-13)
+    errs = []
+    for eta in (0.04, 0.02):
+        full = svflow.train(model, eta=eta, t_end=20.0, num_times=21)
+        assert float(full.frame_drift.max()) < 1e-10
+        red = svflow.simulate(K, depth, init=lam0, times=full.time.values, rtol=1e-10,
+                              atol=1e-12, group=group)
+        errs.append(_rel_error(full, red))
+    order = np.log2(errs[0] / errs[1])
+    assert errs[1] < 0.02 and 0.85 < order < 1.15, (errs, order)
+    assert full.lam.values[-1, 1:].max() > 3 * lam0.max()  # the run did move
+
+
+def test_walsh_and_cyclic_flows_differ_at_K8():
+    """Both bases are valid for K = 8 but give different dynamics (different codes)."""
+    lam0 = np.array([0.0, 1.0, 1.0, 0.8, 0.8, 0.6, 0.6, 0.9]) * 0.05
+    a = svflow.simulate(8, 3, init=lam0, t_end=1e3, num_times=5, group="walsh")
+    b = svflow.simulate(8, 3, init=lam0, t_end=1e3, num_times=5, group="cyclic")
+    assert np.max(np.abs(a.lam.values[-1] - b.lam.values[-1])) > 1e-3
+
+
+@pytest.mark.slow
+def test_fft_crossover():
+    """Times dense vs fft transforms for cyclic groups (prints; the chosen
+    crossover must not be far from the measured one)."""
+    res = {}
+    for K in (16, 32, 64, 128, 256, 512):
+        lam = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (256, K)))
+        t = {}
+        for method in ("dense", "fast"):
+            fn = jax.jit(lambda x, m=method: group_one_minus_mu(x, "cyclic", method=m))
+            fn(lam).block_until_ready()
+            tic = time.perf_counter()
+            for _ in range(20):
+                fn(lam).block_until_ready()
+            t[method] = (time.perf_counter() - tic) / 20
+        res[K] = t
+        print(K, t)
+    assert res[512]["fast"] < res[512]["dense"]
+    assert res[16]["dense"] < 2 * res[16]["fast"]
+    assert AUTO_DENSE_MAX_FFT in (16, 32, 64, 128, 256)
