@@ -72,13 +72,13 @@ __all__ = [
 
 GROUPS = ("walsh", "cyclic")
 
-AUTO_DENSE_MAX_FFT = 64
+AUTO_DENSE_MAX_FFT = 256
 """Largest K for which ``method="auto"`` uses the dense character matrix for
 non-Walsh groups (cyclic and product); ``jnp.fft`` from there on. Measured on a
-2-core CPU, float64, for :func:`group_one_minus_mu` under ``jit`` (single state
-and a vmapped batch of 256): dense wins up to K = 64 and ties or loses from
-K = 128 on (see the benchmark in ``tests/test_groups.py::test_fft_crossover``,
-which prints the times)."""
+shared 2-core CPU, float64, :func:`group_one_minus_mu` under ``jit`` on a batch
+of 256 states (ms per call, dense / fft): K = 16: 0.36 / 0.77, 64: 0.25 / 1.6,
+128: 1.1 / 1.9, 256: 1.6 / 4.0, 512: 10.7 / 4.5 (the timing test
+``tests/test_groups.py::test_fft_crossover``, marked slow, prints them)."""
 
 
 def _is_power_of_two(K: int) -> bool:
@@ -243,7 +243,7 @@ def resolve_group(group, classes: int) -> Group:
     Args:
         group: ``None`` (``"walsh"`` if K is a power of two, else ``"cyclic"``),
             ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders $n_i \ge 2$ whose
-            product is K (a one-entry tuple is the cyclic group, all-2 tuples
+            product is K (or its label such as ``"Z2xZ6"``, as stored in dataset attrs) (a one-entry tuple is the cyclic group, all-2 tuples
             the Walsh group), or a :class:`Group`.
         classes: K >= 2.
 
@@ -275,6 +275,9 @@ def resolve_group(group, classes: int) -> Group:
             return Group("walsh", (2,) * (K.bit_length() - 1))
         if group == "cyclic":
             return Group("cyclic", (K,))
+        if group.startswith("Z") and all(p[1:].isdigit() and p.startswith("Z")
+                                         for p in group.split("x")):
+            return resolve_group(tuple(int(p[1:]) for p in group.split("x")), K)
         raise ValueError(
             f"group must be 'walsh', 'cyclic', a tuple of cyclic orders (e.g. (2, 4)) "
             f"or None; got {group!r}."
