@@ -55,6 +55,7 @@ from ._asymptotics import code_table as code_table
 from ._asymptotics import max_margin_direction as max_margin_direction
 from ._asymptotics import normalised_margin as normalised_margin
 from ._asymptotics import walsh_supports as walsh_supports
+from ._group_codes import group_supports as group_supports
 from ._codes import SoftmaxCode as SoftmaxCode
 from ._codes import class_embedding as class_embedding
 from ._codes import code_convergence as code_convergence
@@ -93,6 +94,7 @@ from ._explicit import construction_rho as construction_rho
 from ._explicit import dnc_factors as dnc_factors
 from ._explicit import dnc_loss as dnc_loss
 from ._explicit import hypercube_code as hypercube_code
+from ._explicit import polygon_code as polygon_code
 from ._explicit import ldufm_decay as ldufm_decay
 from ._explicit import network_objective as network_objective
 from ._explicit import relu_blocks as relu_blocks

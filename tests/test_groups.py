@@ -228,3 +228,115 @@ def test_fft_crossover():
     assert res[512]["fast"] < res[512]["dense"]
     assert res[16]["dense"] < 2 * res[16]["fast"]
     assert AUTO_DENSE_MAX_FFT in (16, 32, 64, 128, 256)
+
+
+# --------------------------------------------------------------------------- codes
+
+
+@pytest.mark.parametrize("K", [5, 6, 7, 8, 10, 12])
+def test_cyclic_codes_against_known_optimal_margins(K):
+    """The K-gon is the frequency-1 pair with rho = 1 - cos(2 pi / K); no cyclic code
+    beats the known optimal one-vs-rest margin of its rank (svflow.exact_rho)."""
+    sup = svflow.group_supports(K, "cyclic")
+    freqs = list(sup["frequencies"].values)
+    gon = freqs.index("{1}")
+    assert int(sup["size"][gon]) == 2
+    assert float(sup["rho"][gon]) == pytest.approx(1 - math.cos(2 * math.pi / K), rel=1e-13)
+    assert float(sup["rho"][gon]) == pytest.approx(svflow.exact_rho(K, 2), rel=1e-13)
+    for r, rho in zip(sup["size"].values, sup["rho"].values):
+        best = svflow.exact_rho(K, int(r))
+        if best is not None:
+            assert rho <= best + 1e-12
+    # every support is a union of pairs
+    g = resolve_group("cyclic", K)
+    mask = sup["mask"].values
+    np.testing.assert_array_equal(mask, mask[:, g.partner])
+
+
+def test_group_code_table_on_walsh_group_equals_binary_code_table():
+    """Two routes for K = 8 Walsh: integer minimum distances (popcount) against the
+    cosine formula over the group's characters."""
+    from svflow._group_codes import group_code_table
+
+    a = svflow.code_table(8, range(2, 10))
+    b = group_code_table(8, range(2, 10), group="walsh")
+    np.testing.assert_allclose(b["gamma"], a["gamma"], rtol=1e-12)
+    np.testing.assert_allclose(b["gamma_global"], a["gamma_global"], rtol=1e-9)
+    np.testing.assert_array_equal(b["size"], a["size"])
+
+
+@pytest.mark.parametrize("K", [6, 10])
+def test_code_table_gamma_is_the_normalised_margin_of_the_code(K):
+    ct = svflow.code_table(K, range(2, 9))
+    assert ct.attrs["group"] == "cyclic"
+    for N in ct["factors"].values:
+        lam = ct["example"].sel(factors=N).values.astype(float)  # equal lambda on S
+        # margins straight from the logits Z = U diag(lam) U^T
+        U = svflow.spectral_basis(K)
+        Z = U @ np.diag(lam) @ U.T
+        gap = np.diag(Z)[None, :] - Z
+        m = np.min(gap + np.diag(np.full(K, np.inf)))
+        gamma = m / (N * np.sum(lam[1:] ** (2 / N))) ** (N / 2)
+        assert float(ct["gamma"].sel(factors=N)) == pytest.approx(gamma, rel=1e-12)
+        assert float(ct["gamma_global"].sel(factors=N)) >= gamma * (1 - 1e-9)
+    # deep models pick the K-gon (rank 2), N = 2 the simplex (NC)
+    assert str(ct["name"].sel(factors=2).values) == "simplex (NC)"
+    assert str(ct["name"].sel(factors=8).values).startswith(f"{K}-gon")
+
+
+@pytest.mark.slow
+def test_deep_cyclic_run_converges_to_the_hexagon_kkt_point():
+    """K = 6, L = 5 from a start led by the frequency-1 pair: the direction converges
+    to the 6-gon, a KKT point of the tied max-margin problem, and stays there when
+    the run is continued 100 times longer."""
+    K, L = 6, 5
+    lam0 = np.array([0.0, 1.0, 1.0, 0.5, 0.5, 0.5]) * 1e-2
+    ds = svflow.simulate(K, L, init=lam0, times=[0.0, 1e8, 1e10], rtol=1e-9, atol=1e-12)
+    pts = [svflow.max_margin_direction(ds.lam.values[i], L, group="cyclic") for i in (1, 2)]
+    ct = svflow.code_table(K, [L + 1])
+    for p in pts:
+        assert p.converged, (p.kkt_residual, p.infeasibility)
+        assert p.normalised_margin == pytest.approx(float(ct["gamma"][0]), rel=1e-8)
+        np.testing.assert_array_equal(p.support, [False, True, True, False, False, False])
+    np.testing.assert_allclose(pts[0].direction, pts[1].direction, atol=1e-8)
+    d = ds.lam.values[1:] / np.linalg.norm(ds.lam.values[1:], axis=-1, keepdims=True)
+    np.testing.assert_allclose(d[-1], pts[1].direction, atol=1e-3)
+
+
+def test_octagon_objective_equals_full_model_objective_and_beats_hypercube():
+    """ce_code_loss of the regular octagon equals the objective of explicit balanced
+    factors run through the full model, which is a critical point there; at K = 8,
+    wd = 1e-3 the octagon wins at L = 5 and 8 (0.02917 vs 0.02956, 0.02621 vs 0.03015)."""
+    from svflow._explicit import polygon_code
+
+    K, wd = 8, 1e-3
+    for L, poly_want, hyp_want in ((5, 0.02917, 0.02956), (8, 0.02621, 0.03015)):
+        N = L + 1
+        loss, beta = svflow.ce_code_loss(polygon_code(K), L, weight_decay=wd)
+        hyp, _ = svflow.ce_code_loss(svflow.hypercube_code(K), L, weight_decay=wd)
+        assert loss == pytest.approx(poly_want, abs=6e-6)
+        assert hyp == pytest.approx(hyp_want, abs=6e-6)
+        best = svflow.ce_codes(K, L, weight_decay=wd)
+        assert best.category == "polygon" and best.loss == pytest.approx(loss, rel=1e-12)
+        # explicit factors: Z = beta Z0 = P diag(c^N) Q^T, every factor with values c
+        Z0 = polygon_code(K)
+        P, sv, Qt = np.linalg.svd(Z0)
+        P, sv, Qt = P[:, :2], sv[:2], Qt[:2]
+        np.testing.assert_allclose(sv, K / 2, rtol=1e-12)
+        c = (beta * sv) ** (1.0 / N)
+        rng = np.random.default_rng(L)
+        d = 5
+        R = [np.linalg.qr(rng.normal(size=(d, 2)))[0] for _ in range(L)]
+        outs, ins = R + [P], [Qt.T] + R
+        factors = [outs[l] @ np.diag(c) @ ins[l].T for l in range(N)]
+        model = svflow.model_from_arrays(factors, loss="ce", weight_decay=wd)
+        np.testing.assert_allclose(np.asarray(model.logits()), beta * Z0, atol=1e-12)
+        assert float(model.objective()) == pytest.approx(loss, rel=1e-10)
+        assert svflow.ce_objective(beta * Z0, L, weight_decay=wd) == pytest.approx(loss, rel=1e-10)
+        grads = model.gradient()
+        gnorm = np.sqrt(sum(float(jnp.sum(gr**2)) for gr in grads))
+        fnorm = np.sqrt(sum(np.sum(f**2) for f in factors))
+        assert gnorm < 1e-6 * fnorm  # a critical point of the full objective
+    # hypercube still wins at L = 4, blocks (pairs) at L = 2
+    assert svflow.ce_codes(K, 4, weight_decay=wd).category == "hypercube"
+    assert svflow.ce_codes(K, 2, weight_decay=wd).category == "pairs"
