@@ -38,11 +38,11 @@ from jaxtyping import Array, Float
 
 from . import _dims as D
 from ._dataset import provenance
+from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import IntegrationError, SolverConfig, log_times, solve
 from ._outcomes import NC, UNDECIDED, OutcomeRule, classify_trajectory, mode_ratios
 from ._reduced import data_loss
 from ._simulate import ReducedField
-from ._groups import Group, resolve_group, tie_pairs
 from ._start import check_depth
 
 __all__ = [

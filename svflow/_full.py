@@ -33,8 +33,8 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._reduced import check_loss
 from ._groups import spectral_basis
+from ._reduced import check_loss
 from ._start import Start, as_start, check_depth, start_group
 
 __all__ = [

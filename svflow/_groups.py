@@ -243,7 +243,8 @@ def resolve_group(group, classes: int) -> Group:
     Args:
         group: ``None`` (``"walsh"`` if K is a power of two, else ``"cyclic"``),
             ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders $n_i \ge 2$ whose
-            product is K (or its label such as ``"Z2xZ6"``, as stored in dataset attrs) (a one-entry tuple is the cyclic group, all-2 tuples
+            product is K, or its label such as ``"Z2xZ6"`` as stored in dataset
+            attrs (a one-entry tuple is the cyclic group, all-2 tuples
             the Walsh group), or a :class:`Group`.
         classes: K >= 2.
 

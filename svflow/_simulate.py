@@ -12,6 +12,7 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from ._dataset import build_dataset
+from ._groups import Group
 from ._integrate import (
     SolverConfig,
     check_field_at_start,
@@ -22,7 +23,6 @@ from ._integrate import (
 )
 from ._metrics import RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
-from ._groups import Group
 from ._start import Start, as_start, balanced_factors, check_depth, start_group
 
 __all__ = ["simulate", "ReducedField", "reduced_outputs"]
