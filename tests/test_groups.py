@@ -340,3 +340,32 @@ def test_octagon_objective_equals_full_model_objective_and_beats_hypercube():
     # hypercube still wins at L = 4, blocks (pairs) at L = 2
     assert svflow.ce_codes(K, 4, weight_decay=wd).category == "hypercube"
     assert svflow.ce_codes(K, 2, weight_decay=wd).category == "pairs"
+
+
+# --------------------------------------------------------------------------- basins
+
+
+def test_basin_starts_tie_pairs_and_leaders_are_pair_closed():
+    g = resolve_group(None, 10)
+    lam = np.asarray(svflow.basin_start("random", 10, 0.01, 0.5, seed=3, group=g))
+    np.testing.assert_array_equal(lam, lam[g.partner])
+    assert lam[0] == 0 and len(set(lam[1:].round(15))) == 5  # one draw per class
+    lag = np.asarray(svflow.basin_start("lag", 10, 0.01, 0.3, group=g))
+    np.testing.assert_allclose(lag, [0, 0.01, 0.01] + [0.007] * 7, rtol=1e-13)
+    with pytest.raises(ValueError, match="both modes"):
+        svflow.basin_map(10, [1], [1e-2], [0.1], leaders=(1,))
+
+
+@pytest.mark.slow
+def test_cyclic_basin_map_nc_at_two_factors_and_polygon_when_deep():
+    """N = 2 reaches NC from every lag (the L1 max-margin problem is won by the
+    simplex); at L = 5 a large lag behind the frequency-1 pair ends at rank 2,
+    the hexagon that the code table predicts for N = 6."""
+    ds = svflow.basin_map(6, [1, 5], [1e-2], [0.01, 0.8], t_end=1e8)
+    assert ds.attrs["group"] == "cyclic" and list(ds["pair"].values) == [0, 1, 1, 2, 2, 3]
+    oc = ds["outcome"].sel(eps=1e-2)
+    assert np.all(oc.sel(depth=1).values == 0)
+    assert int(oc.sel(depth=5, delta=0.8)) == 2
+    assert int(svflow.code_table(6, [6])["size"][0]) == 2
+    end = ds["lam_end"].sel(depth=5, eps=1e-2, delta=0.8).values
+    assert end[1] == end[2] and end[1] > 1e3 * end[3:].max()
