@@ -154,13 +154,15 @@ def plot(ds: xr.Dataset):
         ax2.plot(depths, sub["code_size"].values, "o-", color="#762a83",
                  label="max-margin code: rank r")
         ax2.plot(depths, sub["rank"].sel(eps=eps_show).isel(delta=-1).values, "s--",
-                 color="#e08214", mfc="none", label=f"reached at $\\delta$ = {delta[-1]:.2g}")
+                 color="#e08214", mfc="none", label=f"reached by the lag family at $\\delta$ = {delta[-1]:.2g}")
         for d, name in zip(depths, sub["code_name"].values):
-            short = str(name).replace(" (tie)", "*").replace("simplex (NC)", "NC")
-            ax2.annotate(short.split(" r=")[0], (d, float(sub["code_size"].sel(depth=d))),
-                         textcoords="offset points", xytext=(0, 6), ha="center", fontsize=6,
-                         rotation=35)
-        ax2.set_ylim(0, K + 1.5)
+            name = str(name)
+            short = "NC" if "(NC)" in name else name.replace(" (tie)", "").split(" r=")[0]
+            short += "*" if "(tie)" in name else ""
+            ax2.annotate(short, (d, float(sub["code_size"].sel(depth=d))),
+                         textcoords="offset points", xytext=(0, 6), ha="center", fontsize=6.5,
+                         rotation=30)
+        ax2.set_ylim(0, K + 3)
         ax2.set_xticks(depths)
         ax2.set_xlabel("depth L")
         if c == 0:
