@@ -153,8 +153,11 @@ class Group:
         return self._tables["partner"]
 
     def mode_coords(self) -> dict:
-        """Dataset coordinates on the ``mode`` dim: ``frequency``, ``pair``, ``part``."""
+        """Dataset coordinates on the ``mode`` dim: ``mode`` (index), ``frequency``,
+        ``pair``, ``part``."""
         return {
+            "mode": ("mode", np.arange(self.classes),
+                     {"long_name": f"mode index: column of svflow.spectral_basis(K, {self.spec!r})"}),
             "frequency": ("mode", self.frequency.astype(str),
                           {"long_name": f"character (frequency) of the mode, group {self.label}"}),
             "pair": ("mode", self.pair.astype(np.int64),
