@@ -154,7 +154,8 @@ def plot(ds: xr.Dataset):
         ax2.plot(depths, sub["code_size"].values, "o-", color="#762a83",
                  label="max-margin code: rank r")
         ax2.plot(depths, sub["rank"].sel(eps=eps_show).isel(delta=-1).values, "s--",
-                 color="#e08214", mfc="none", label=f"reached by the lag family at $\\delta$ = {delta[-1]:.2g}")
+                 color="#e08214", mfc="none",
+                 label=f"reached by the lag family at $\\delta$ = {delta[-1]:.2g}")
         for d, name in zip(depths, sub["code_name"].values):
             name = str(name)
             short = "NC" if "(NC)" in name else name.replace(" (tie)", "").split(" r=")[0]
