@@ -100,7 +100,10 @@ def report(ds: xr.Dataset) -> str:
                 txt = "<" + f"{ds['delta'].values[0]:.3g}" if np.isnan(w) else f"{w:.3g}"
                 widths.append(txt + ("+" if edge == -2 else "?" if edge == -1 else ""))
             reached = int(s["rank"].isel(eps=0, delta=-1))
-            lines.append(f"  L={int(d)} (N={int(d) + 1}): {str(s['code_name'].values):<28s} "
+            name = str(s["code_name"].values)
+            tie = " (tie)" if "(tie)" in name else ""
+            name = name.replace(" (tie)", "").split(" r=")[0] + tie
+            lines.append(f"  L={int(d)} (N={int(d) + 1}): {name:<24s} "
                          f"r={int(s['code_size'])} rho={float(s['code_rho']):.4g}  "
                          f"width {' '.join(widths)}  rank at largest lag {reached}")
     return "\n".join(lines)
