@@ -28,6 +28,10 @@ from ._integrate import log_times as log_times
 from ._simulate import simulate as simulate
 from ._start import Start as Start
 from ._start import spectral_init as spectral_init
+from ._groups import Group as Group
+from ._groups import group_softmax_eigenvalues as group_softmax_eigenvalues
+from ._groups import resolve_group as resolve_group
+from ._groups import spectral_basis as spectral_basis
 from ._walsh import hadamard as hadamard
 from ._walsh import margins as margins
 from ._walsh import softmax_eigenvalues as softmax_eigenvalues
@@ -51,6 +55,7 @@ from ._asymptotics import code_table as code_table
 from ._asymptotics import max_margin_direction as max_margin_direction
 from ._asymptotics import normalised_margin as normalised_margin
 from ._asymptotics import walsh_supports as walsh_supports
+from ._group_codes import group_supports as group_supports
 from ._codes import SoftmaxCode as SoftmaxCode
 from ._codes import class_embedding as class_embedding
 from ._codes import code_convergence as code_convergence
@@ -89,6 +94,7 @@ from ._explicit import construction_rho as construction_rho
 from ._explicit import dnc_factors as dnc_factors
 from ._explicit import dnc_loss as dnc_loss
 from ._explicit import hypercube_code as hypercube_code
+from ._explicit import polygon_code as polygon_code
 from ._explicit import ldufm_decay as ldufm_decay
 from ._explicit import network_objective as network_objective
 from ._explicit import relu_blocks as relu_blocks

@@ -50,6 +50,16 @@ __all__ = [
 ]
 
 
+def _group_name(group, classes) -> str:
+    """"walsh" for the default group of a power-of-two K (or an explicit Walsh group)."""
+    if group is None:
+        K = int(classes) if isinstance(classes, (int, np.integer)) else 0
+        return "walsh" if K >= 2 and not (K & (K - 1)) else "other"
+    from ._groups import resolve_group
+
+    return resolve_group(group, classes).name
+
+
 def _check_factors(factors) -> int:
     if (
         isinstance(factors, bool)
@@ -176,8 +186,14 @@ def _code_name(K: int, r: int, d: int) -> str:
     return f"[{r},{m},{d}]"
 
 
-def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None = None):
+def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None = None,
+               group=None):
     r"""Predicted winning equal-$\lambda$ Walsh code per depth, ranked by $\gamma_S$.
+
+    ``group`` other than the Walsh group (``"cyclic"``, a tuple of orders, or
+    the default for K not a power of two) hands over to
+    :func:`svflow._group_codes.group_code_table` (supports are unions of
+    conjugate pairs; same layout).
 
     For each N: the support(s) maximising $\gamma_S = (2/K)\,d/(N r)^{N/2}$ over
     all separating supports (only the largest d per size r can win). With
@@ -195,6 +211,10 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
     """
     import xarray as xr
 
+    if _group_name(group, classes) != "walsh":
+        from ._group_codes import group_code_table
+
+        return group_code_table(classes, factors, group=group, global_check=global_check)
     K = classes
     sup = walsh_supports(K)
     Ns = np.array([_check_factors(int(N)) for N in factors])
@@ -425,6 +445,7 @@ def max_margin_direction(
     *,
     tol: float = 1e-6,
     maxiter: int = 2000,
+    group=None,
 ) -> MaxMarginPoint:
     r"""The limiting direction of a spectral trajectory: a KKT point near the state ``lam``.
 
@@ -440,7 +461,13 @@ def max_margin_direction(
         depth: L >= 1 (N = L + 1 factors).
         tol: activity / support threshold of the KKT test.
         maxiter: SLSQP iterations.
+        group: the character basis of ``lam``; a non-Walsh group (paired modes
+            tied) is solved by :func:`svflow._group_codes.group_max_margin_direction`.
     """
+    if _group_name(group, np.shape(lam)[-1] if np.ndim(lam) else 0) != "walsh":
+        from ._group_codes import group_max_margin_direction
+
+        return group_max_margin_direction(lam, depth, group=group, tol=tol, maxiter=maxiter)
     lam = _as_lam(lam)
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ValueError(f"depth L must be an integer >= 1; got {depth!r}.")
@@ -506,4 +533,5 @@ def asymptotic_direction(ds, *, time=None, **kwargs) -> MaxMarginPoint:
         if time is None
         else ds["lam"].sel(time=time, method="nearest")
     )
+    kwargs.setdefault("group", ds.attrs.get("group"))
     return max_margin_direction(np.asarray(lam.values), depth, **kwargs)

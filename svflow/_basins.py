@@ -38,12 +38,12 @@ from jaxtyping import Array, Float
 
 from . import _dims as D
 from ._dataset import provenance
+from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import IntegrationError, SolverConfig, log_times, solve
 from ._outcomes import NC, UNDECIDED, OutcomeRule, classify_trajectory, mode_ratios
 from ._reduced import data_loss
 from ._simulate import ReducedField
 from ._start import check_depth
-from ._walsh import check_classes
 
 __all__ = [
     "FAMILIES",
@@ -60,23 +60,32 @@ FAMILIES = ("lag", "random")
 EPS, DELTA, SEED, DEPTH = "eps", "delta", "seed", "depth"
 
 
-def default_leaders(classes: int) -> tuple[int, ...]:
-    """The weight-one Walsh modes 1, 2, 4, ..., K/2 (the hypercube code)."""
-    m = check_classes(classes)
-    return tuple(1 << b for b in range(m))
+def default_leaders(classes: int, group=None) -> tuple[int, ...]:
+    """The weight-one Walsh modes 1, 2, 4, ..., K/2 (the hypercube code); for other
+    groups the two modes of the lowest frequency (cos, sin: the K-gon for Z_K)."""
+    g = resolve_group(group, classes)
+    if g.name == "walsh":
+        return tuple(1 << b for b in range(len(g.orders)))
+    return (1, int(g.partner[1]))
 
 
-def _check_family(family: str, classes: int, leaders) -> tuple[int, ...]:
+def _check_family(family: str, classes: int, leaders, group=None) -> tuple[int, ...]:
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}; got {family!r}.")
     if leaders is None:
-        return default_leaders(classes)
+        return default_leaders(classes, group)
     lead = tuple(sorted({int(i) for i in leaders}))
     if not lead or lead[0] < 1 or lead[-1] >= classes:
         raise ValueError(
             f"leaders must be Walsh mode indices in 1..K-1 = 1..{classes - 1} "
             "(mode 0 never "
             f"moves under cross-entropy); got {leaders!r}."
+        )
+    g = resolve_group(group, classes)
+    if set(int(g.partner[i]) for i in lead) != set(lead):
+        raise ValueError(
+            f"leaders must contain both modes of every conjugate pair of group {g.label} "
+            f"(pairs: dataset coordinate 'pair'); got {leaders!r}."
         )
     return lead
 
@@ -88,9 +97,12 @@ def basin_start(
     delta: Float[Array, ""],
     seed=0,
     leaders: tuple[int, ...] | None = None,
+    group: Group | None = None,
 ) -> Float[Array, " K"]:
-    r"""$\lambda(0)$ of one member of a basin family (module docstring); vmappable."""
-    lead = _check_family(family, classes, leaders)
+    r"""$\lambda(0)$ of one member of a basin family (module docstring); vmappable.
+
+    Over a group with conjugate pairs the sine mode copies its cosine partner."""
+    lead = _check_family(family, classes, leaders, group)
     eps = jnp.asarray(eps, float)
     delta = jnp.asarray(delta, float)
     if family == "lag":
@@ -100,6 +112,7 @@ def basin_start(
     else:
         r = jax.random.uniform(jax.random.key(seed), (classes,), dtype=eps.dtype)
         u = 1.0 - delta + 2.0 * delta * r
+    u = tie_pairs(u, resolve_group(group, classes))
     return (eps * u).at[0].set(0.0)
 
 
@@ -116,6 +129,7 @@ def basin_cell(
     leaders: tuple[int, ...] | None = None,
     config: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=20_000),
     rule: OutcomeRule = OutcomeRule(),
+    group: Group | None = None,
 ) -> dict:
     r"""Integrate and classify ONE basin start (pure; vmap it over eps, delta, seed).
 
@@ -129,8 +143,8 @@ def basin_cell(
     """
     N = depth + 1
     ts = jnp.asarray(log_times(t_end, num_times))
-    field = ReducedField(jnp.asarray(0.0), "ce", N, True)
-    lam0 = basin_start(family, classes, eps, delta, seed, leaders)
+    field = ReducedField(jnp.asarray(0.0), "ce", N, True, group=group)
+    lam0 = basin_start(family, classes, eps, delta, seed, leaders, group)
     ys, result, steps = solve(field, lam0, ts, None, config)
     out = classify_trajectory(ts, ys, rule)
     code_val = result._value
@@ -142,7 +156,7 @@ def basin_cell(
         escape_time=out.escape_time,
         decided=out.decided & ok,
         min_ratio=jnp.min(jnp.where(jnp.arange(classes) == 0, jnp.inf, q)),
-        loss_end=data_loss(ys[-1], "ce"),
+        loss_end=data_loss(ys[-1], "ce", group=group),
         lam0=lam0,
         lam_end=ys[-1],
         solver_result=code_val,
@@ -161,6 +175,7 @@ def basin_cell(
         "leaders",
         "config",
         "rule",
+        "group",
     ),
 )
 def basin_batch(
@@ -176,6 +191,7 @@ def basin_batch(
     leaders: tuple[int, ...] | None = None,
     config: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=20_000),
     rule: OutcomeRule = OutcomeRule(),
+    group: Group | None = None,
 ) -> dict:
     r"""Integrate and classify a batch of basin starts in ONE vmapped, jitted solve.
 
@@ -196,6 +212,7 @@ def basin_batch(
         leaders=leaders,
         config=config,
         rule=rule,
+        group=group,
     )
     return jax.vmap(cell)(eps, delta, seed)
 
@@ -262,6 +279,7 @@ def basin_map(
     solver: str = "tsit5",
     rule: OutcomeRule | None = None,
     chunk_size: int | None = None,
+    group=None,
 ) -> xr.Dataset:
     r"""Outcome of every start of a 2-D spectral family, for several depths.
 
@@ -284,6 +302,9 @@ def basin_map(
         rtol, atol, max_steps, solver: diffrax settings.
         rule: :class:`OutcomeRule` of the classifier.
         chunk_size: run each depth in chunks of this many starts (default: all).
+        group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or ``None``
+            (Walsh for K = 2^m, else cyclic); the default leaders of another group
+            are the two modes of the lowest frequency (the K-gon of Z_K).
 
     Returns:
         Dataset with dims (depth, eps, delta[, seed][, mode]): ``outcome``,
@@ -294,7 +315,7 @@ def basin_map(
         ValueError: bad arguments. IntegrationError: a trajectory failed.
     """
     # --- check arguments
-    check_classes(classes)
+    grp = resolve_group(group, classes)
     depths = [
         check_depth(int(d)) if not isinstance(d, bool) else check_depth(d)
         for d in np.atleast_1d(depths)
@@ -303,7 +324,7 @@ def basin_map(
         raise ValueError(f"depths must be distinct; got {depths}.")
     eps = _grid("eps", eps, positive=True)
     delta = _grid("delta", delta, unit=True)
-    lead = _check_family(family, classes, leaders)
+    lead = _check_family(family, classes, leaders, grp)
     seeds = (
         np.atleast_1d(np.asarray(seeds, dtype=np.int64))
         if family == "random"
@@ -346,6 +367,7 @@ def basin_map(
                     leaders=lead if family == "lag" else None,
                     config=config,
                     rule=rule,
+                    group=grp,
                 )
             )
         out = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
@@ -406,7 +428,7 @@ def basin_map(
         SEED: (SEED, seeds, {"long_name": "seed of the random family"}),
         D.MODE: (D.MODE, np.arange(classes), {"long_name": "Walsh mode index"}),
     }
-    ds = xr.Dataset(variables, coords=coords)
+    ds = xr.Dataset(variables, coords=coords).assign_coords(grp.mode_coords())
     if family == "lag":
         ds = ds.isel({SEED: 0}, drop=True)
     family_text = {
@@ -423,6 +445,7 @@ def basin_map(
         "loss_name": "ce",
         "weight_decay": 0.0,
         "family": family,
+        "group": grp.label,
         "family_definition": family_text,
         "leaders": list(lead) if family == "lag" else [],
         "t_end": float(t_end),

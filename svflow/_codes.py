@@ -624,9 +624,10 @@ def _logits_over_time(ds, logits) -> np.ndarray:
     elif "lam" in ds:
         lam = np.asarray(ds["lam"].values, float)
         K = lam.shape[-1]
-        from ._walsh import hadamard
+        from ._groups import spectral_basis
 
-        U = np.asarray(hadamard(K)) / math.sqrt(K)
+        # the dataset's own frame (attr "group"; default Walsh for K = 2^m, else cyclic)
+        U = spectral_basis(K, ds.attrs.get("group"))
         Z = np.einsum("ik,tk,jk->tij", U, lam, U)
     else:
         raise ValueError(

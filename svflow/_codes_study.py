@@ -25,16 +25,17 @@ from ._codes import (
     softmax_code,
 )
 from ._dataset import provenance
+from ._groups import resolve_group, spectral_basis
 from ._simulate import simulate
 from ._start import spectral_init
-from ._walsh import check_classes, hadamard
+from ._walsh import check_classes
 
 __all__ = ["code_convergence_study", "code_winner_table", "random_start_code_study"]
 
 
-def _limit_rho(lam: np.ndarray, rank: int) -> float:
+def _limit_rho(lam: np.ndarray, rank: int, group=None) -> float:
     K = lam.shape[0]
-    U = np.asarray(hadamard(K)) / np.sqrt(K)
+    U = spectral_basis(K, group)
     E = class_embedding(U @ np.diag(lam) @ U.T, rank)
     return one_vs_rest_margin(E, normalise=False)
 
@@ -50,8 +51,12 @@ def code_convergence_study(
     num_times: int = 33,
     gram: bool = True,
     code_kwargs: dict | None = None,
+    group=None,
 ) -> xr.Dataset:
     r"""$\rho(t)/\rho^*(K, r)$ and the Gram distance for spectral starts, per depth and seed.
+
+    ``group``: the spectral frame (``"walsh"``, ``"cyclic"``, a tuple of cyclic
+    orders; default Walsh for K = 2^m, else cyclic).
 
     Each run: :func:`svflow.simulate` from ``spectral_init(K, depth, scale,
     spread, seed)`` to ``t_end``; r = support size of the KKT point of the
@@ -63,7 +68,7 @@ def code_convergence_study(
         ``outcome_rank``, ``limit_rho_ratio`` (ratio at the KKT direction),
         ``kkt_residual``, ``limit_gamma``, ``rho_star``.
     """
-    check_classes(classes)
+    grp = resolve_group(group, classes)
     depths = [int(d) for d in depths]
     seeds = [int(s) for s in seeds]
     if not depths or not seeds:
@@ -88,11 +93,11 @@ def code_convergence_study(
             ds = simulate(
                 classes,
                 depth,
-                init=spectral_init(classes, depth, scale, spread, seed),
+                init=spectral_init(classes, depth, scale, spread, seed, group=grp),
                 t_end=t_end,
                 num_times=num_times,
             )
-            p = max_margin_direction(ds["lam"].values[-1], depth)
+            p = max_margin_direction(ds["lam"].values[-1], depth, group=grp)
             r = int(p.support.sum())
             if r not in codes:
                 codes[r] = softmax_code(classes, r, **(code_kwargs or {}))
@@ -111,7 +116,7 @@ def code_convergence_study(
             rho_star = cc.attrs["code_rho_star"]
             per["outcome_rank"][a, b] = r
             per["rho_star"][a, b] = rho_star
-            per["limit_rho_ratio"][a, b] = _limit_rho(p.lam, r) / rho_star
+            per["limit_rho_ratio"][a, b] = _limit_rho(p.lam, r, grp) / rho_star
             per["kkt_residual"][a, b] = p.kkt_residual
             per["limit_gamma"][a, b] = p.normalised_margin
     dims3 = ("depth", "seed", "time")
@@ -171,6 +176,7 @@ def code_convergence_study(
         "title": "convergence of spectral runs to softmax codes",
         "engine": "reduced",
         "classes": int(classes),
+        "group": grp.label,
         "scale": float(scale),
         "spread": float(spread),
         "t_end": float(t_end),

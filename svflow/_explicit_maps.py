@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 RELU_CATEGORIES = ("zero", "DNC", "SRG", "SRG+DNC", "multi-SRG")
-CE_CATEGORIES = ("zero", "DNC", "pairs", "other", "hypercube")
+CE_CATEGORIES = ("zero", "DNC", "pairs", "other", "hypercube", "polygon")
 
 
 def _flags(names) -> dict:

@@ -33,9 +33,9 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._groups import spectral_basis
 from ._reduced import check_loss
-from ._start import Start, as_start, check_depth
-from ._walsh import check_classes, hadamard
+from ._start import Start, as_start, check_depth, start_group
 
 __all__ = [
     "ACTIVATIONS",
@@ -301,10 +301,12 @@ def spectral_model(
     loss: str = "ce",
     weight_decay=0.0,
     dtype=None,
+    group=None,
 ) -> DeepUFM:
-    r"""Walsh-Hadamard start (MODEL.md section 2) with random orthonormal frames.
+    r"""Spectral start with random orthonormal frames.
 
-    With $U = H_K/\sqrt K$ and seeded $V_1..V_L \in \mathbb{R}^{d\times K}$
+    With U the group's real character basis (:func:`svflow.spectral_basis`;
+    $U = H_K/\sqrt K$ for the Walsh group) and seeded $V_1..V_L \in \mathbb{R}^{d\times K}$
     (orthonormal columns):
     $H = V_1\operatorname{diag}(s_0)U^\top$,
     $W_l = V_{l+1}\operatorname{diag}(s_l)V_l^\top$,
@@ -319,6 +321,8 @@ def spectral_model(
         width: d >= K.
         key: int seed or JAX key for the frames.
         activation, loss, weight_decay, dtype: see :class:`DeepUFM`.
+        group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or ``None``
+            (a :class:`svflow.Start`'s group, else Walsh for K = 2^m, else cyclic).
     """
     check_depth(depth)
     width = _check_positive_int("width", width)
@@ -334,16 +338,16 @@ def spectral_model(
                 f"got shape {shape}."
             )
         classes = shape[-1]
-    check_classes(classes)
+    grp = start_group(init, classes, group)
     if width < classes:
         raise ValueError(
             f"a spectral start needs width d >= K (each V_l is d x K with orthonormal "
             f"columns); got width={width}, classes={classes}. Pass width >= {classes}."
         )
-    start = as_start(init, classes, depth, loss)
+    start = as_start(init, classes, depth, loss, grp)
     dtype = dtype or jnp.result_type(float)
     s0 = jnp.asarray(start.s0, dtype=dtype)
-    U = hadamard(classes, dtype=dtype) / jnp.sqrt(jnp.asarray(classes, dtype))
+    U = jnp.asarray(spectral_basis(classes, grp), dtype=dtype)
     keys = jax.random.split(_as_key(key), depth)
     V = [_orthonormal_frame(k, width, classes, dtype) for k in keys]
     frames = (U, *V, U)
@@ -358,7 +362,8 @@ def spectral_model(
         1,
         activation,
         loss,
-        f"spectral_model({start.description}, width={width}, key={_key_name(key)})",
+        f"spectral_model({start.description}, width={width}, key={_key_name(key)}, "
+        f"group={grp.label!r})",
     )
 
 

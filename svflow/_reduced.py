@@ -1,6 +1,7 @@
 r"""Vector fields of the reduced singular-value ODE (MODEL.md section 3).
 
-Under a Walsh-Hadamard start the factors are
+Under a spectral start (Walsh-Hadamard for K = 2^m, or the real character
+basis of any finite abelian group of order K, :mod:`svflow._groups`) the factors are
 $H = V_1 \operatorname{diag}(s_0) U^\top$, $W_l = V_{l+1}\operatorname{diag}(s_l)V_l^\top$,
 $W_L = U \operatorname{diag}(s_L) V_L^\top$ and the logits are
 $Z = U\operatorname{diag}(\lambda)U^\top$ with $\lambda_i = \prod_l s_{l,i}$.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._walsh import ce_loss, one_minus_mu
+from ._groups import group_ce_loss, group_one_minus_mu
 
 __all__ = ["LOSSES", "loss_grad", "data_loss", "rhs_factors", "rhs_balanced", "check_loss"]
 
@@ -39,25 +40,30 @@ def check_loss(loss: str) -> str:
     return loss
 
 
-def loss_grad(lam: Float[Array, "... K"], loss: str, method: str = "auto") -> Float[Array, "... K"]:
+def loss_grad(
+    lam: Float[Array, "... K"], loss: str, method: str = "auto", group=None
+) -> Float[Array, "... K"]:
     r"""$G = \partial\,\mathrm{loss}/\partial\lambda$ (mean loss, n = 1).
 
     Cross-entropy: $G_i = (\mu_i - 1)/K$ (so $G_0 = 0$); squared loss:
-    $G_i = (\lambda_i - 1)/K$.
+    $G_i = (\lambda_i - 1)/K$. ``group``: the character basis (``None``: Walsh
+    for K = 2^m, else cyclic; see :mod:`svflow._groups`).
     """
     K = lam.shape[-1]
     if loss == "ce":
-        return -one_minus_mu(lam, method=method) / K
+        return -group_one_minus_mu(lam, group, method=method) / K
     if loss == "squared":
         return (lam - 1.0) / K
     raise ValueError(check_loss(loss))
 
 
-def data_loss(lam: Float[Array, "... K"], loss: str, method: str = "auto") -> Float[Array, "..."]:
+def data_loss(
+    lam: Float[Array, "... K"], loss: str, method: str = "auto", group=None
+) -> Float[Array, "..."]:
     r"""Mean data loss of $Z = U\operatorname{diag}(\lambda)U^\top$: cross-entropy
     $\log(1+\sum_{k\ne0}e^{-m_k})$, or squared $\sum_i(\lambda_i-1)^2/(2K)$."""
     if loss == "ce":
-        return ce_loss(lam, method=method)
+        return group_ce_loss(lam, group, method=method)
     K = lam.shape[-1]
     return jnp.sum((lam - 1.0) ** 2, axis=-1) / (2 * K)
 
@@ -71,19 +77,20 @@ def _prod_except(s: Float[Array, "N K"]) -> Float[Array, "N K"]:
 
 
 def rhs_factors(
-    t, s: Float[Array, "N K"], loss: str, weight_decay: float, method: str = "auto"
+    t, s: Float[Array, "N K"], loss: str, weight_decay: float, method: str = "auto",
+    group=None,
 ) -> Float[Array, "N K"]:
     r"""$ds_{l,i}/dt = -G_i\prod_{j\ne l}s_{j,i} - wd\,s_{l,i}$ for the (N, K) state."""
     lam = jnp.prod(s, axis=0)
-    G = loss_grad(lam, loss, method)
+    G = loss_grad(lam, loss, method, group)
     return -G[None, :] * _prod_except(s) - weight_decay * s
 
 
 def rhs_balanced(
     t, lam: Float[Array, " K"], loss: str, weight_decay: float, factors: int,
-    method: str = "auto",
+    method: str = "auto", group=None,
 ) -> Float[Array, " K"]:
     r"""$d\lambda_i/dt = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$ (balanced start)."""
     N = factors
-    G = loss_grad(lam, loss, method)
+    G = loss_grad(lam, loss, method, group)
     return -N * G * jnp.abs(lam) ** (2.0 - 2.0 / N) - N * weight_decay * lam

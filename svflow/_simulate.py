@@ -12,6 +12,7 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from ._dataset import build_dataset
+from ._groups import Group
 from ._integrate import (
     SolverConfig,
     check_field_at_start,
@@ -22,8 +23,7 @@ from ._integrate import (
 )
 from ._metrics import RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
-from ._start import Start, as_start, balanced_factors, check_depth
-from ._walsh import check_classes
+from ._start import Start, as_start, balanced_factors, check_depth, start_group
 
 __all__ = ["simulate", "ReducedField", "reduced_outputs"]
 
@@ -40,36 +40,40 @@ class ReducedField(eqx.Module):
     factors: int = eqx.field(static=True)
     balanced: bool = eqx.field(static=True)
     method: str = eqx.field(static=True, default="auto")
+    group: Group | None = eqx.field(static=True, default=None)
 
     def __call__(self, t, y, args=None):
         if self.balanced:
-            return rhs_balanced(t, y, self.loss, self.weight_decay, self.factors, self.method)
-        return rhs_factors(t, y, self.loss, self.weight_decay, self.method)
+            return rhs_balanced(t, y, self.loss, self.weight_decay, self.factors, self.method,
+                                self.group)
+        return rhs_factors(t, y, self.loss, self.weight_decay, self.method, self.group)
 
 
 def reduced_outputs(
-    s: Float[Array, "T N K"], loss: str, weight_decay: float, rank_rtol: float = RANK_RTOL
+    s: Float[Array, "T N K"], loss: str, weight_decay: float, rank_rtol: float = RANK_RTOL,
+    group=None,
 ) -> dict:
     """Every per-time quantity of the common layout from a factor trajectory s."""
     lam = jnp.prod(s, axis=-2)
     sigma = sigma_from_lam(lam)
-    dl = data_loss(lam, loss)
+    dl = data_loss(lam, loss, group=group)
     return dict(
         lam=lam,
         s=s,
         sigma=sigma,
         loss=dl,
         objective=dl + 0.5 * weight_decay * jnp.sum(s**2, axis=(-2, -1)),
-        margin=margin_from_lam(lam),
+        margin=margin_from_lam(lam, group),
         rank=rank_from_sigma(sigma, rank_rtol),
     )
 
 
 @eqx.filter_jit
-def _outputs(ys, balanced: bool, factors: int, loss: str, weight_decay, rank_rtol: float) -> dict:
+def _outputs(ys, balanced: bool, factors: int, loss: str, weight_decay, rank_rtol: float,
+             group=None) -> dict:
     """Per-time quantities from the solver's states, compiled once per setting."""
     s = jax.vmap(lambda l: balanced_factors(l, factors))(ys) if balanced else ys
-    return reduced_outputs(s, loss, weight_decay, rank_rtol)
+    return reduced_outputs(s, loss, weight_decay, rank_rtol, group)
 
 
 def simulate(
@@ -88,8 +92,9 @@ def simulate(
     solver: str = "tsit5",
     progress: bool = False,
     rank_rtol: float = RANK_RTOL,
+    group=None,
 ) -> xr.Dataset:
-    r"""Integrate the reduced singular-value ODE from a Walsh-Hadamard start.
+    r"""Integrate the reduced singular-value ODE from a spectral start.
 
     Gradient flow of the mean loss of the deep UFM with K classes, depth L
     (L weight matrices, N = L + 1 factors), n = 1, from
@@ -103,8 +108,13 @@ def simulate(
     descent). Balanced starts use the $\lambda$-only law
     $\dot\lambda_i = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
 
+    The frame is the real character basis U of a finite abelian group of
+    order K (:func:`svflow.spectral_basis`): Walsh-Hadamard, cyclic or a
+    product of cyclic groups; then $\mu_i$ are the eigenvalues of the column
+    softmax in that basis.
+
     Args:
-        classes: K, a power of two.
+        classes: K >= 2.
         depth: L >= 1 weight matrices.
         init: $\lambda(0)$ of shape (K,) (balanced start; $\lambda_0$ is set to 0
             under cross-entropy), $s(0)$ of shape (N, K) (any start), or a
@@ -117,17 +127,23 @@ def simulate(
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
         progress: show a progress bar (it advances in log(1 + t)).
         rank_rtol: threshold of the numerical rank.
+        group: ``"walsh"`` ($(\mathbb Z_2)^m$), ``"cyclic"`` ($\mathbb Z_K$), a
+            tuple of cyclic orders (product group) or ``None``: the group of a
+            :class:`Start` ``init``, else Walsh for K = 2^m and cyclic otherwise.
+            Under cross-entropy the two modes of a pair must start equal.
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
-        (see :mod:`svflow._dataset`), attrs with every parameter and provenance.
+        (see :mod:`svflow._dataset`; the ``mode`` dim has coordinates
+        ``frequency``, ``pair`` and ``part`` of the group's characters), attrs
+        with every parameter and provenance.
 
     Raises:
         ValueError: bad input (K not a power of two, depth < 1, bad shapes, ...).
         IntegrationError: the solver failed (message says what to change).
     """
     # --- check arguments
-    check_classes(classes)
+    grp = start_group(init, classes, group)
     check_depth(depth)
     check_loss(loss)
     if not np.isfinite(weight_decay) or weight_decay < 0:
@@ -138,7 +154,7 @@ def simulate(
         ts = check_times(times)
     t_end = float(ts[-1])
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    start: Start = as_start(init, classes, depth, loss)
+    start: Start = as_start(init, classes, depth, loss, grp)
     N = depth + 1
     if not jax.config.jax_enable_x64:
         raise ValueError(
@@ -148,7 +164,7 @@ def simulate(
         )
 
     # --- integrate
-    field = ReducedField(jnp.asarray(weight_decay, float), loss, N, start.balanced)
+    field = ReducedField(jnp.asarray(weight_decay, float), loss, N, start.balanced, group=grp)
     y0 = start.lam0 if start.balanced else start.s0
     if loss == "ce" and start.balanced:
         y0 = y0.at[0].set(0.0)
@@ -160,7 +176,7 @@ def simulate(
     check_solution(ys, result, num_steps, config, t_end)
 
     # --- build dataset
-    out = _outputs(ys, start.balanced, N, loss, jnp.asarray(weight_decay, float), rank_rtol)
+    out = _outputs(ys, start.balanced, N, loss, jnp.asarray(weight_decay, float), rank_rtol, grp)
     attrs = {
         "title": "svflow reduced singular-value ODE",
         "engine": "reduced",
@@ -172,6 +188,7 @@ def simulate(
         "weight_decay": float(weight_decay),
         "t_end": t_end,
         "init": start.description,
+        "group": grp.label,
         "balanced_path": bool(start.balanced),
         "rank_rtol": float(rank_rtol),
         **config.as_attrs(),
@@ -180,4 +197,5 @@ def simulate(
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
         "t = steps x step size; mean-reduced loss; lambda_i = prod_l s_{l,i}",
     }
-    return build_dataset(ts, attrs=attrs, **{k: np.asarray(v) for k, v in out.items()})
+    ds = build_dataset(ts, attrs=attrs, **{k: np.asarray(v) for k, v in out.items()})
+    return ds.assign_coords(grp.mode_coords())

@@ -1,4 +1,9 @@
-r"""Starts for the reduced ODE: factor singular values s(0) in the Walsh frame.
+r"""Starts for the reduced ODE: factor singular values s(0) in a spectral frame.
+
+The frame is the real character basis of a finite abelian group of order K
+(:func:`svflow.spectral_basis`; Walsh-Hadamard for K = 2^m by default, the
+cyclic group otherwise). Under cross-entropy the two modes of a conjugate
+pair (cos and sin of one frequency) must carry equal values.
 
 A start is an (N, K) array $s_{l,i}(0)$ (N = depth + 1 factors, K classes),
 signed, with $\lambda_i(0) = \prod_l s_{l,i}(0)$. A *balanced* start has
@@ -13,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._walsh import check_classes
+from ._groups import Group, check_pairs, resolve_group, tie_pairs
 
-__all__ = ["Start", "spectral_init", "balanced_factors", "as_start", "check_depth"]
+__all__ = ["Start", "spectral_init", "balanced_factors", "as_start", "start_group", "check_depth"]
 
 
 def check_depth(depth: int) -> int:
@@ -36,18 +41,21 @@ def balanced_factors(lam: Float[ArrayLike, " K"], factors: int) -> Float[Array, 
 
 
 class Start(eqx.Module):
-    r"""Initial factor singular values $s(0)$, shape (N, K), in the Walsh frame.
+    r"""Initial factor singular values $s(0)$, shape (N, K), in a spectral frame.
 
     Attributes:
         s0: signed factor singular values, shape (N, K).
         balanced: True when $|s_{l,i}|$ is equal across factors, so the reduced
             ODE may evolve $\lambda$ alone.
         description: human-readable provenance (stored in dataset attrs).
+        group: the group whose character basis is the frame (``None``: the
+            default for K, Walsh for K = 2^m, else cyclic).
     """
 
     s0: Float[Array, "N K"]
     balanced: bool = eqx.field(static=True, default=False)
     description: str = eqx.field(static=True, default="user s(0)")
+    group: Group | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         if self.s0.ndim != 2:
@@ -74,19 +82,26 @@ def spectral_init(
     seed: int = 0,
     *,
     loss: str = "ce",
+    group=None,
 ) -> Start:
-    r"""Balanced Hadamard start with $\lambda_i(0) = \varepsilon u_i$, $u_i \sim U[1-\delta, 1+\delta]$.
+    r"""Balanced spectral start with $\lambda_i(0) = \varepsilon u_i$, $u_i \sim U[1-\delta, 1+\delta]$.
+
+    The K draws are made per mode in mode order; the sine mode of each
+    conjugate pair then takes its cosine partner's value (pairs share one
+    eigenvalue), so Walsh starts are unchanged by the group option.
 
     Args:
-        classes: K = 2^m.
+        classes: K >= 2.
         depth: L >= 1 weight matrices (N = L + 1 factors).
         scale: $\varepsilon > 0$, the initial size of the logit eigenvalues.
         spread: $\delta \in [0, 1)$; MODEL.md's example is $u \in [0.5, 1.5]$, i.e. 0.5.
         seed: integer seed of numpy's default generator.
         loss: under cross-entropy mode 0 never moves and is set to 0; under the
             squared loss it is drawn like the others.
+        group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or ``None``
+            (Walsh for K = 2^m, else cyclic); see :func:`svflow.spectral_basis`.
     """
-    check_classes(classes)
+    grp = resolve_group(group, classes)
     check_depth(depth)
     if not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive finite number; got {scale!r}.")
@@ -94,16 +109,41 @@ def spectral_init(
         raise ValueError(f"spread must lie in [0, 1) so that every lambda_i(0) > 0; got {spread!r}.")
     rng = np.random.default_rng(seed)
     u = rng.uniform(1 - spread, 1 + spread, size=classes)
-    lam = scale * u
+    lam = tie_pairs(scale * u, grp)
     if loss == "ce":
         lam[0] = 0.0
-    desc = f"spectral_init(scale={scale!r}, spread={spread!r}, seed={seed!r})"
-    return Start(balanced_factors(jnp.asarray(lam), depth + 1), balanced=True, description=desc)
+    desc = f"spectral_init(scale={scale!r}, spread={spread!r}, seed={seed!r}, group={grp.label!r})"
+    return Start(balanced_factors(jnp.asarray(lam), depth + 1), balanced=True, description=desc,
+                 group=grp)
 
 
-def as_start(init, classes: int, depth: int, loss: str) -> Start:
-    """Turn a user's ``init`` (lambda(0), s(0) or a ``Start``) into a ``Start``."""
+def start_group(init, classes: int, group) -> Group:
+    """The group of a run: ``group`` if given, else a ``Start``'s own group, else the default.
+
+    Raises ``ValueError`` if ``group`` and the ``Start``'s group disagree.
+    """
+    own = init.group if isinstance(init, Start) else None
+    if group is None:
+        return resolve_group(own, classes)
+    grp = resolve_group(group, classes)
+    if own is not None and resolve_group(own, classes) != grp:
+        raise ValueError(
+            f"group={grp.label!r} but init is a Start built for group "
+            f"{resolve_group(own, classes).label!r}; pass the same group to both (or "
+            "leave group=None to use the Start's)."
+        )
+    return grp
+
+
+def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
+    """Turn a user's ``init`` (lambda(0), s(0) or a ``Start``) into a ``Start``.
+
+    The result carries the resolved group (:func:`start_group`). Under
+    cross-entropy the paired modes of the group must agree (``ValueError``
+    otherwise, naming the modes).
+    """
     N = depth + 1
+    grp = start_group(init, classes, group)
     if isinstance(init, Start):
         start = init
         if start.s0.shape != (N, classes):
@@ -120,6 +160,7 @@ def as_start(init, classes: int, depth: int, loss: str) -> Start:
             lam = arr.copy()
             if loss == "ce":
                 lam[0] = 0.0  # mode 0 shifts every logit equally: no effect on CE
+                check_pairs(lam, grp, "init (lambda(0))")
             start = Start(balanced_factors(jnp.asarray(lam), N), balanced=True,
                           description="user lambda(0), balanced")
         elif arr.shape == (N, classes):
@@ -137,4 +178,8 @@ def as_start(init, classes: int, depth: int, loss: str) -> Start:
             "init's factors are finite but their product lambda(0) overflows (non-finite); "
             "pass smaller s(0)."
         )
+    if loss == "ce":
+        check_pairs(start.s0, grp, "init")
+    if start.group != grp:
+        start = Start(start.s0, balanced=start.balanced, description=start.description, group=grp)
     return start

@@ -302,7 +302,7 @@ def train(
         "wall_time_s": wall,
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
         "t = steps x eta; mean-reduced loss; lam = diag(U^T Z U), "
-        "U = hadamard(K)/sqrt(K)",
+        "U = the spectral start's frame, svflow.spectral_basis(K, group)",
     }
     ds = build_dataset(grid * eta, attrs=attrs, extra=extra, **out)
     if return_model:

@@ -224,7 +224,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="activation"):
         svflow.random_model(4, depth=2, width=8, activation="tanh")
     with pytest.raises(ValueError, match="power of two"):
-        svflow.spectral_model(np.ones(6), depth=2, width=8)
+        svflow.spectral_model(np.ones(6), depth=2, width=8, group="walsh")
 
 
 def test_phase_cell_equals_train_seed_by_seed():

@@ -58,7 +58,7 @@ def test_explicit_times_and_lambda0_ignored_under_ce():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(classes=6, depth=2, init=np.ones(6)), "power of two"),
+        (dict(classes=6, depth=2, init=np.ones(6), group="walsh"), "power of two"),
         (dict(classes=8, depth=0, init=np.ones(8)), "depth"),
         (dict(classes=8, depth=2, init=np.ones(8), t_end=-1.0), "t_end"),
         (dict(classes=8, depth=2, init=np.ones(7)), "shape"),

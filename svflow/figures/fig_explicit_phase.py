@@ -10,7 +10,7 @@ from matplotlib.colors import ListedColormap
 from .. import dnc_thresholds, explicit_phase_map
 from . import register
 
-_COLORS = ["#dddddd", "#3b6fb6", "#d1495b", "#edae49", "#66a182"]  # 5 categories max
+_COLORS = ["#dddddd", "#3b6fb6", "#d1495b", "#edae49", "#66a182", "#8e5ea2"]  # 6 categories max
 
 
 def compute(quick: bool):
