@@ -280,10 +280,7 @@ def ldufm_optimality_map(
             "beats_constructions": (
                 dims,
                 best < (1 - beat_rtol) * Lcon,
-                {
-                    "long_name": f"best GD objective < (1 - {beat_rtol:g}) x the best "
-                    "known construction"
-                },
+                {"long_name": f"best GD objective < (1 - {beat_rtol:g}) x the best known construction"},
             ),
             "width": (("classes",), widths, {"long_name": "hidden width d"}),
         },
@@ -298,8 +295,7 @@ def ldufm_optimality_map(
             "seed": np.arange(seeds),
         },
         attrs={
-            "title": "empirical optimality map of the L-DUFM (GD vs DNC and "
-            "known constructions)",
+            "title": "empirical optimality map of the L-DUFM (GD vs DNC and known constructions)",
             "lam": float(lam),
             "eta": float(eta),
             "steps": int(steps),
