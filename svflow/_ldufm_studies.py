@@ -312,3 +312,39 @@ def ldufm_study(name: str, setting: str = "quick") -> xr.Dataset:
     """Run the study ``name`` of :data:`LDUFM_STUDIES` at ``setting``."""
     name = check_choice("name", name, LDUFM_STUDIES)
     return LDUFM_STUDIES[name].compute(setting)
+
+
+def study_main(name: str, summary, argv=None, doc: str | None = None) -> int:
+    """Command line of a study's scenario: ``[--quick | --setting NAME] [--out PATH]``.
+
+    Runs the study, prints ``summary(ds)`` and saves the dataset (netCDF) to
+    ``--out`` when given."""
+    import argparse
+
+    from ._dataset import save
+
+    study = LDUFM_STUDIES[check_choice("name", name, LDUFM_STUDIES)]
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="the QUICK setting")
+    p.add_argument(
+        "--setting",
+        choices=("quick", "full", *study.extra),
+        default=None,
+        help="a named setting (default: full, or quick with --quick)",
+    )
+    p.add_argument("--out", default=None, help="netCDF path for the dataset")
+    a = p.parse_args(argv)
+    if a.quick and a.setting not in (None, "quick"):
+        p.error("--quick and --setting disagree")
+    setting = a.setting or ("quick" if a.quick else "full")
+    print(f"{study.paper}: {study.fixed}")
+    print(f"chosen here: {study.chosen} [{setting} setting]")
+    print("settings:", study.settings(setting))
+    ds = study.compute(setting)
+    print(summary(ds))
+    if a.out:
+        save(ds, a.out)
+        print("saved", a.out)
+    return 0

@@ -17,9 +17,7 @@ _COLORS = ["#dddddd", "#3b6fb6", "#d1495b", "#edae49", "#66a182"]  # 5 categorie
 
 def compute(quick: bool):
     # closed forms only: the full grid is cheap (about 20 s), so quick == full
-    return explicit_phase_map(
-        range(2, 41), range(2, 9), lam=0.004, weight_decay=1e-3, samples=1
-    )
+    return explicit_phase_map(range(2, 41), range(2, 9), lam=0.004, weight_decay=1e-3, samples=1)
 
 
 def _catmap(ax, ds, var, title):
@@ -98,17 +96,18 @@ def plot(ds):
         0.01,
         -0.02,
         wrap_caption(
-        "Known constructions only: a cell 'no known construction beats DNC' (e.g. "
-        "every K <= 5, where no SRG block exists) does not say DNC is optimal; "
-        "gradient descent beats L_DNC at some of them (empirical optimality map).\n"
-        "DNC: deep neural collapse (orthogonal class means of rank K in every layer). "
-        "SRG: the strongly-regular-graph construction of Sukenik, Lampert & Mondelli "
-        "(2024), K = C(r, 2) classes, rank r up to the last ReLU; blocks: "
-        "block-diagonal networks of SRG and DNC blocks. CE codes: simplex (DNC), "
-        "2 x 2 blocks (pairs), other block partitions, the hypercube code. "
-        "'trivial point best': the zero network (loss 1/2, resp. log K) is as good as "
-        f"any construction. n = {ds.attrs['samples_per_class']} sample per class.",
-        200),
+            "Known constructions only: a cell 'no known construction beats DNC' (e.g. "
+            "every K <= 5, where no SRG block exists) does not say DNC is optimal; "
+            "gradient descent beats L_DNC at some of them (empirical optimality map).\n"
+            "DNC: deep neural collapse (orthogonal class means of rank K in every layer). "
+            "SRG: the strongly-regular-graph construction of Sukenik, Lampert & Mondelli "
+            "(2024), K = C(r, 2) classes, rank r up to the last ReLU; blocks: "
+            "block-diagonal networks of SRG and DNC blocks. CE codes: simplex (DNC), "
+            "2 x 2 blocks (pairs), other block partitions, the hypercube code. "
+            "'trivial point best': the zero network (loss 1/2, resp. log K) is as good as "
+            f"any construction. n = {ds.attrs['samples_per_class']} sample per class.",
+            200,
+        ),
         ha="left",
         va="top",
         fontsize=7,
@@ -120,6 +119,5 @@ register(
     "explicit_phase",
     compute=compute,
     plot=plot,
-    description="which known construction (DNC / SRG blocks / CE codes) has the "
-    "lowest loss over K and L",
+    description="which known construction (DNC / SRG blocks / CE codes) has the lowest loss over K and L",
 )
