@@ -108,7 +108,7 @@ from ._ldufm import layer_representations as layer_representations
 from ._ldufm import ldufm_runs as ldufm_runs
 from ._ldufm import ldufm_sweep as ldufm_sweep
 from ._ldufm import nc1 as nc1
-from ._ldufm_map import ldufm_gd_batch as ldufm_gd_batch
+from ._ldufm import ldufm_gd_batch as ldufm_gd_batch
 from ._ldufm_map import ldufm_optimality_map as ldufm_optimality_map
 
 # --- sweeps (issue 7)

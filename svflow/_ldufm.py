@@ -31,10 +31,10 @@ import xarray as xr
 
 from ._checks import check_choice, check_float, check_fraction, check_int
 from ._dataset import provenance
-from ._explicit import dnc_loss, relu_blocks
+from ._explicit import dnc_loss, relu_blocks, relu_forward
 from ._full import random_model
 from ._precision import float64
-from ._train import step_grid, train
+from ._train import DivergenceError, step_grid
 
 __all__ = [
     "layer_representations",
@@ -42,6 +42,7 @@ __all__ = [
     "nc1",
     "ldufm_runs",
     "ldufm_sweep",
+    "ldufm_gd_batch",
 ]
 
 RANK_RTOL_LAYERS = 1e-3
@@ -91,9 +92,96 @@ def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     Sw = dev @ dev.T / X.shape[1]
     B = mu - g
     Sb = B @ B.T / classes
-    return float(
-        np.trace(Sw @ np.linalg.pinv(Sb, rcond=rcond, hermitian=True)) / classes
-    )
+    return float(np.trace(Sw @ np.linalg.pinv(Sb, rcond=rcond, hermitian=True)) / classes)
+
+
+# --- the GD engine of the L-DUFM studies: every start of one shape vmapped
+
+
+def _objective(factors, lam, targets):
+    """Mean squared loss 1/(2 K n) ||Z - Y||^2 + (lam/2) sum_j ||F_j||^2."""
+    Z = relu_forward(factors)
+    data = 0.5 * jnp.sum((Z - targets) ** 2) / targets.shape[1]
+    return data + 0.5 * lam * sum(jnp.sum(F**2) for F in factors)
+
+
+@jax.jit
+def _gd(factors, lam, eta, targets, steps):
+    """``steps`` (traced: one compilation per shape) GD steps on every stacked start."""
+    grad = jax.grad(_objective)
+
+    def one(fs):
+        def body(_, fs):
+            g = grad(fs, lam, targets)
+            return tuple(F - eta * dF for F, dF in zip(fs, g))
+
+        fs = jax.lax.fori_loop(0, steps, body, fs)
+        return fs, _objective(fs, lam, targets)
+
+    return jax.vmap(one)(factors)
+
+
+def _starts(classes, depth, width, scales, seeds, samples, lam):
+    """random_model starts, stacked over (scale, seed), scale-major."""
+    starts = [
+        random_model(
+            classes,
+            depth=depth,
+            width=width,
+            scale=s,
+            key=seed,
+            samples_per_class=samples,
+            activation="relu",
+            loss="squared",
+            weight_decay=lam,
+        ).factors
+        for s in scales
+        for seed in seeds
+    ]
+    return tuple(jnp.stack(fs) for fs in zip(*starts))
+
+
+@float64
+def ldufm_gd_batch(
+    classes: int,
+    depth: int,
+    *,
+    width: int,
+    lam: float,
+    eta: float,
+    steps: int,
+    scales: Sequence[float],
+    seeds: Sequence[int],
+    samples: int = 1,
+):
+    r"""Full-batch GD on the L-DUFM from every (init scale, seed) start, vmapped.
+
+    $F_j \leftarrow F_j - \eta\nabla_{F_j}\mathcal L$ with the objective of the
+    module docstring (mean squared loss, weight decay ``lam`` on every factor),
+    ``steps`` steps (time t = steps x ``eta``). The starts are exactly those of
+    :func:`svflow.random_model` (``key=seed``, ``scale``), so each run is the
+    run :func:`svflow.train` makes from that start. Returns ``(factors,
+    objective)``: the final factors stacked over the starts (scale-major:
+    start ``i * len(seeds) + j`` is ``scales[i]``, ``seeds[j]``) and the final
+    objectives, ``inf`` where GD diverged.
+    """
+    classes = check_int("classes", classes, minimum=2)
+    depth = check_int("depth", depth, minimum=2)
+    width = check_int("width", width, minimum=1)
+    lam = check_float("lam", lam, minimum=0.0, strict_min=True)
+    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
+    steps = check_int("steps", steps, minimum=1)
+    samples = check_int("samples", samples, minimum=1)
+    scales = [check_float("scales[i]", s, minimum=0.0, strict_min=True) for s in scales]
+    seeds = [check_int("seeds[i]", s) for s in seeds]
+    if not scales or not seeds:
+        raise ValueError("scales and seeds must each hold at least one value.")
+    stacked = _starts(classes, depth, width, scales, seeds, samples, lam)
+    targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
+    factors, obj = _gd(stacked, lam, eta, targets, steps)
+    obj = np.asarray(obj, dtype=float)
+    obj = np.where(np.isfinite(obj), obj, np.inf)
+    return tuple(np.asarray(F) for F in factors), obj
 
 
 def _layer_stats(factors, classes: int, samples: int, rank_rtol: float):
@@ -102,9 +190,7 @@ def _layer_stats(factors, classes: int, samples: int, rank_rtol: float):
     sv = np.stack([class_mean_spectra(X, classes) for X in mats])
     top = np.where(sv[:, :1] > 0, sv[:, :1], 1.0)
     rk = ((sv > rank_rtol * top) & (sv > 0)).sum(axis=1)
-    nc = np.array(
-        [nc1(X, classes, rank_rtol**2) if samples > 1 else 0.0 for X in mats]
-    )
+    nc = np.array([nc1(X, classes, rank_rtol**2) if samples > 1 else 0.0 for X in mats])
     return names, sv, rk, nc
 
 
@@ -133,9 +219,10 @@ def ldufm_runs(
     finds. The run is recorded on the log step grid of :func:`svflow.train`
     (step 0 and ``num_times - 1`` log-spaced steps up to ``steps``; time
     t = steps x ``eta``): at every record the layer statistics of the module
-    docstring are computed from the current factors (GD continues from the
-    same parameters, so the run is the same as one uninterrupted ``train``
-    call).
+    docstring are computed from the current factors. All seeds run together
+    (:func:`ldufm_gd_batch`'s vmapped loop, GD continuing from the same
+    parameters after each record), so each run is the run one uninterrupted
+    :func:`svflow.train` call makes from the same start.
 
     Returns a Dataset with dims ``seed``, ``time``, ``layer`` (H, pre1, post1,
     ..., Z) and ``sv``:
@@ -169,48 +256,37 @@ def ldufm_runs(
     grid = step_grid(steps, num_times)
     L_dnc = dnc_loss(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
     best = relu_blocks(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
+    factors = _starts(classes, depth, width, [scale], seeds, samples, lam)
+    targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
     objs, svs, ranks, nc1s = [], [], [], []
     names = None
-    for seed in seeds:
-        model = random_model(
-            classes,
-            depth=depth,
-            width=width,
-            scale=scale,
-            key=int(seed),
-            samples_per_class=samples,
-            activation="relu",
-            loss="squared",
-            weight_decay=lam,
-        )
-        o_row, s_row, r_row, n_row = [], [], [], []
-        done = 0
-        for target in grid:
-            if target > done:
-                _, model = train(
-                    model,
-                    eta=eta,
-                    steps=int(target - done),
-                    num_times=2,
-                    return_model=True,
-                    progress=False,
-                )
-                done = int(target)
-            o_row.append(float(model.objective(model.factors)))
-            names, sv, rk, nc = _layer_stats(model.factors, classes, samples, rank_rtol)
-            s_row.append(sv)
-            r_row.append(rk)
-            n_row.append(nc)
-        objs.append(o_row)
-        svs.append(s_row)
-        ranks.append(r_row)
-        nc1s.append(n_row)
-    objs, svs = np.asarray(objs), np.asarray(svs)
-    ranks, nc1s = np.asarray(ranks), np.asarray(nc1s)
+    done = 0
+    for target in grid:
+        if target > done:
+            factors, _ = _gd(factors, lam, eta, targets, int(target - done))
+            done = int(target)
+        o = np.asarray(jax.vmap(_objective, (0, None, None))(factors, lam, targets))
+        if not np.all(np.isfinite(o)):
+            raise DivergenceError(
+                f"gradient descent diverged by step {done} (t = {done * eta:g}) "
+                f"with learning rate eta = {eta:g}; use a smaller eta or init scale."
+            )
+        objs.append(o)
+        per = [
+            _layer_stats([np.asarray(F[k]) for F in factors], classes, samples, rank_rtol)
+            for k in range(len(seeds))
+        ]
+        names = per[0][0]
+        svs.append([p[1] for p in per])
+        ranks.append([p[2] for p in per])
+        nc1s.append([p[3] for p in per])
+    # records were (time, seed, ...): put seed first
+    objs = np.asarray(objs).T
+    svs = np.asarray(svs).swapaxes(0, 1)
+    ranks = np.asarray(ranks).swapaxes(0, 1)
+    nc1s = np.asarray(nc1s).swapaxes(0, 1)
     finals = objs[:, -1]
-    is_dnc = np.all(ranks[:, -1] == classes, axis=-1) & (
-        np.abs(finals - L_dnc) <= dnc_rtol * L_dnc
-    )
+    is_dnc = np.all(ranks[:, -1] == classes, axis=-1) & (np.abs(finals - L_dnc) <= dnc_rtol * L_dnc)
     rank_name = f"numerical rank of the class means (sigma_i > {rank_rtol:g} sigma_1)"
     nc1_name = "NC1 = tr(S_W S_B^+)/K"
     return xr.Dataset(
@@ -230,10 +306,7 @@ def ldufm_runs(
             "sv_layer": (
                 ("seed", "layer", "sv"),
                 svs[:, -1],
-                {
-                    "long_name": "singular values of each layer's class-mean matrix "
-                    "at the end"
-                },
+                {"long_name": "singular values of each layer's class-mean matrix at the end"},
             ),
             "rank_layer": (
                 ("seed", "layer"),

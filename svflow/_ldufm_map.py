@@ -22,100 +22,23 @@ construction. GD gives upper bounds on the minimum, never its value.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import provenance
-from ._explicit import dnc_loss, relu_blocks, relu_forward
-from ._full import random_model
-from ._ldufm import RANK_RTOL_LAYERS, class_mean_spectra, layer_representations
+from ._explicit import dnc_loss, relu_blocks
+from ._ldufm import (
+    RANK_RTOL_LAYERS,
+    class_mean_spectra,
+    layer_representations,
+    ldufm_gd_batch,
+)
 from ._precision import float64
 
-__all__ = ["ldufm_gd_batch", "ldufm_optimality_map"]
-
-
-def _objective(factors, lam, targets):
-    Z = relu_forward(factors)
-    data = 0.5 * jnp.sum((Z - targets) ** 2) / targets.shape[1]
-    return data + 0.5 * lam * sum(jnp.sum(F**2) for F in factors)
-
-
-@partial(jax.jit, static_argnums=(4,))
-def _gd(factors, lam, eta, targets, steps: int):
-    """``steps`` GD steps on every start of the stacked ``factors`` (vmapped)."""
-    grad = jax.grad(_objective)
-
-    def one(fs):
-        def body(_, fs):
-            g = grad(fs, lam, targets)
-            return tuple(F - eta * dF for F, dF in zip(fs, g))
-
-        fs = jax.lax.fori_loop(0, steps, body, fs)
-        return fs, _objective(fs, lam, targets)
-
-    return jax.vmap(one)(factors)
-
-
-@float64
-def ldufm_gd_batch(
-    classes: int,
-    depth: int,
-    *,
-    width: int,
-    lam: float,
-    eta: float,
-    steps: int,
-    scales: Sequence[float],
-    seeds: Sequence[int],
-    samples: int = 1,
-):
-    r"""Full-batch GD on the L-DUFM from every (init scale, seed) start, vmapped.
-
-    The starts are exactly those of :func:`svflow.random_model`
-    (``key=seed``, ``scale``), so a run here is the run
-    :func:`svflow.ldufm_runs` makes from the same seed and scale (without the
-    records). Returns ``(factors, objective)``: the final factors stacked over
-    the starts (scale-major: start ``i * len(seeds) + j`` is ``scales[i]``,
-    ``seeds[j]``) and the final objectives, ``inf`` where GD diverged.
-    """
-    classes = check_int("classes", classes, minimum=2)
-    depth = check_int("depth", depth, minimum=2)
-    width = check_int("width", width, minimum=1)
-    lam = check_float("lam", lam, minimum=0.0, strict_min=True)
-    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
-    steps = check_int("steps", steps, minimum=1)
-    samples = check_int("samples", samples, minimum=1)
-    scales = [check_float("scales[i]", s, minimum=0.0, strict_min=True) for s in scales]
-    seeds = [check_int("seeds[i]", s) for s in seeds]
-    if not scales or not seeds:
-        raise ValueError("scales and seeds must each hold at least one value.")
-    starts = [
-        random_model(
-            classes,
-            depth=depth,
-            width=width,
-            scale=s,
-            key=seed,
-            samples_per_class=samples,
-            activation="relu",
-            loss="squared",
-            weight_decay=lam,
-        ).factors
-        for s in scales
-        for seed in seeds
-    ]
-    stacked = tuple(jnp.stack(fs) for fs in zip(*starts))
-    targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
-    factors, obj = _gd(stacked, lam, eta, targets, steps)
-    obj = np.asarray(obj, dtype=float)
-    obj = np.where(np.isfinite(obj), obj, np.inf)
-    return tuple(np.asarray(F) for F in factors), obj
+__all__ = ["ldufm_optimality_map"]
 
 
 @float64

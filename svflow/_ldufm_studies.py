@@ -99,7 +99,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "Fig. 2",
             ldufm_scale_sweep,
             quick=dict(
-                scales=(0.55, 1.0),
+                scales=(0.55, 1.0, 1.5),
                 classes=10,
                 width=30,
                 samples=5,
@@ -109,7 +109,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
                 **_GD,
             ),
             full=dict(
-                scales=(0.55, 1.0),
+                scales=(0.55, 1.0, 1.5),
                 classes=10,
                 width=30,
                 samples=5,
@@ -119,8 +119,9 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
                 **_GD,
             ),
             fixed=_FIG2_FIXED + ", 10 runs",
-            chosen="n = 5 samples per class; init scales 0.55 and 1.0 "
-            "(Gaussian, variance scale^2/width); 1e6 steps",
+            chosen="n = 5 samples per class (NC1 needs n > 1); init scales 0.55, "
+            "1.0 and 1.5 (Gaussian entries of variance scale^2/width: at n = 5 the "
+            "start's class means are sqrt(5) smaller than at n = 1); 1e6 steps",
         ),
         LdufmStudy(
             "ldufm_fig3_left",
