@@ -76,7 +76,11 @@ def _run_panels(axes, d, K, L, samples):
     ax.axhline(1.0, color="k", ls="--", lw=1, label="L_DNC")
     if Lb < Ld * (1 - 1e-9):
         ax.axhline(Lb / Ld, color="C3", ls=":", lw=1.3, label="L_SRG (best known)")
-    ax.set_ylim(0.85 * min(Lb / Ld, np.nanmin(d["final_objective"].values) / Ld), 1.6)
+    finals = d["final_objective"].values / Ld
+    top = max(1.6, 1.08 * float(np.nanmax(finals)))
+    if 0.5 / Ld <= top:
+        ax.axhline(0.5 / Ld, color="gray", ls="-.", lw=1, label="trivial point (loss 1/2)")
+    ax.set_ylim(0.85 * min(Lb / Ld, float(np.nanmin(finals))), top)
     ax.set_xlabel("t = steps x learning rate")
     ax.set_ylabel("objective / L_DNC")
     ax.legend(fontsize=6)
@@ -110,13 +114,14 @@ def _run_panels(axes, d, K, L, samples):
                 rk = ds_s["rank_layer_t"].sel(seed=seed, layer=L_name).values
                 ax.semilogx(
                     t[1:],
-                    rk[1:] + 0.06 * (j - 1.5),
+                    rk[1:] + 0.04 * (j - ds_s.sizes["seed"] / 2) + 0.15 * (k - 0.5),
                     color=col,
                     lw=0.9,
                     alpha=0.8,
                     label=f"init scale {s:g}" if j == 0 else None,
                 )
         integer_axis(ax.yaxis)
+        ax.set_ylim(0.5, K + 0.5)
         ax.set_xlabel("t = steps x learning rate")
         ax.set_ylabel(f"rank of the pre-activation of W_{L - 1}")
         ax.set_title("rank before the last ReLU over training (n = 1: no NC1)", fontsize=8)
@@ -142,6 +147,7 @@ def _run_panels(axes, d, K, L, samples):
             )
     ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
     integer_axis(ax.yaxis)
+    ax.set_ylim(0.5, K + 0.5)
     ax.set_ylabel("numerical rank of the class means")
     ax.set_title("rank per layer at the end (every run)", fontsize=8)
     ax.legend(fontsize=6)
@@ -259,8 +265,9 @@ def plot_fig3_middle(ds):
     ax.axhline(1, color="k", ls="--", lw=1, label="L_DNC")
     ax.set_xlabel("weight decay (every factor)")
     ax.set_ylabel("final objective / L_DNC")
+    ax.set_ylim(0.78, 1.02)
     ax.set_title(f"learning rate {ds.attrs['eta']:g}, {ds.attrs['steps']:.0e} steps", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center right")
     fig.suptitle("Rank against weight decay (Fig. 3 middle)", fontsize=10)
     fig.tight_layout()
     _caption(fig, ds, y=-0.03, width=150)
