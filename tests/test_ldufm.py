@@ -144,17 +144,15 @@ def test_optimality_map_finds_a_point_below_dnc_at_k5_l4():
     assert float(ds["best_ratio"].item()) == pytest.approx(direct / Ld, rel=1e-9)
 
 
-def test_phase_map_thresholds_and_honest_categories():
-    """A known construction beats DNC from K = 10 at L = 3 and K = 6 at L >= 4, never
-    at L = 2 (independent check of the closed forms); K <= 5 is labelled 'no known
-    construction beats DNC', not 'DNC'."""
-    ds = svflow.explicit_phase_map(range(2, 13), range(2, 6))
-    thr = svflow.dnc_thresholds(ds).values
-    assert np.isnan(thr[0]) and list(thr[1:]) == [10, 6, 6]
+def test_phase_map_categories_claim_only_what_was_compared():
+    """K <= 5 (no SRG block exists) is labelled 'no known construction beats DNC',
+    never 'DNC'; K = 6 at L = 4 is an SRG cell (rho < 1, closed form)."""
+    ds = svflow.explicit_phase_map(range(2, 7), range(2, 5))
     names = ds["relu_category"].attrs["flag_meanings"].split()
     assert "DNC" not in names
     low = ds["relu_category"].sel(classes=slice(2, 5)).values
     assert {names[c] for c in low.ravel()} == {"no_known_construction_beats_DNC"}
+    assert names[int(ds["relu_category"].sel(classes=6, depth=4))] == "SRG"
 
 
 def test_bad_arguments_name_the_parameter():
