@@ -121,7 +121,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             fixed=_FIG2_FIXED + ", 10 runs",
             chosen="n = 5 samples per class (NC1 needs n > 1); init scales 0.55, "
             "1.0 and 1.5 (Gaussian entries of variance scale^2/width: at n = 5 the "
-            "start's class means are sqrt(5) smaller than at n = 1); 1e6 steps",
+            "start's class means are sqrt(5) smaller than at n = 1)",
         ),
         LdufmStudy(
             "ldufm_fig3_left",
@@ -173,7 +173,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
                 num_times=41,
             ),
             fixed="rank against weight decay, K = 10, L = 4, width 30, learning rate 0.5",
-            chosen="n = 1; init scale 1.0; weight decays 0.001..0.016; 2e5 steps",
+            chosen="n = 1; init scale 1.0; weight decays 0.001..0.016",
         ),
         LdufmStudy(
             "ldufm_fig3_right",
@@ -207,7 +207,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             ),
             fixed="fraction of runs ending in DNC against width, K = 10, L = 4, "
             "weight decay 0.004, learning rate 0.5",
-            chosen="n = 1; init scale 1.0; 2e5 steps",
+            chosen="n = 1; init scale 1.0",
         ),
         LdufmStudy(
             "ldufm_fig5",

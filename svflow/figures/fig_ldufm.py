@@ -77,7 +77,7 @@ def _run_panels(axes, d, K, L, samples):
     if Lb < Ld * (1 - 1e-9):
         ax.axhline(Lb / Ld, color="C3", ls=":", lw=1.3, label="L_SRG (best known)")
     finals = d["final_objective"].values / Ld
-    top = max(1.6, 1.08 * float(np.nanmax(finals)))
+    top = 1.6 if np.nanmax(finals) < 1.5 else 1.05 * max(0.5 / Ld, np.nanmax(finals))
     if 0.5 / Ld <= top:
         ax.axhline(0.5 / Ld, color="gray", ls="-.", lw=1, label="trivial point (loss 1/2)")
     ax.set_ylim(0.85 * min(Lb / Ld, float(np.nanmin(finals))), top)
@@ -87,7 +87,30 @@ def _run_panels(axes, d, K, L, samples):
     ax.set_title(f"K = {K}, L = {L}: objective over training", fontsize=8)
 
     ax = axes[1]
-    if samples > 1:
+    if samples > 1 and "nc1_layer_t" not in d:  # datasets from before the records
+        layers = d["layer"].values
+        for k, s in enumerate(scales):
+            ds_s = d.sel(scale=s) if "scale" in d.dims else d
+            col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
+            for j, seed in enumerate(ds_s["seed"].values):
+                ax.semilogy(
+                    np.arange(len(layers)),
+                    np.maximum(ds_s["nc1_layer"].sel(seed=seed).values, 1e-16),
+                    "o-",
+                    ms=2.5,
+                    lw=0.6,
+                    color=col,
+                    label=f"init scale {s:g}" if j == 0 else None,
+                )
+        ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
+        ax.set_ylabel("NC1 = tr(S_W S_B^+)/K at the end")
+        ax.set_title(
+            f"NC1 per layer at the end (n = {samples}; this dataset has no "
+            "records over training)",
+            fontsize=7,
+        )
+        ax.legend(fontsize=6)
+    elif samples > 1:
         for k, s in enumerate(scales):
             ds_s = d.sel(scale=s) if "scale" in d.dims else d
             col = _SCALE_COLORS[k % len(_SCALE_COLORS)]

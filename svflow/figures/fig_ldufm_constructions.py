@@ -25,7 +25,7 @@ def plot_fig1(ds):
     r, K, L = ds.attrs["r"], ds.attrs["classes"], ds.attrs["depth"]
     fig, axes = plt.subplots(1, len(layers), figsize=(2.3 * len(layers), 3.4))
     roles = {
-        f"M{L - 1}": "rank r",
+        f"M{L - 1}": "B (incidence), rank r",
         f"pre-M{L}": "pre-activation J - B^T B",
         f"M{L}": "its ReLU: Kneser adjacency",
     }
