@@ -7,8 +7,9 @@ import numpy as np
 
 def runs_summary(ds) -> str:
     """Per run: final objective / L_DNC, ranks per layer, max NC1, DNC or not."""
+    Ld = np.unique(np.ravel(ds["L_DNC"].values))
     lines = [
-        f"L_DNC = {float(np.ravel(ds['L_DNC'].values)[0]):.6f}",
+        f"L_DNC = {Ld[0]:.6f}" if Ld.size == 1 else "L_DNC differs per setting",
         "layers: " + " ".join(ds["layer"].values),
     ]
     outer = [d for d in ("lam", "width", "scale", "classes") if d in ds.dims]

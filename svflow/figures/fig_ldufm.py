@@ -352,7 +352,7 @@ register(
     plot=plot_fig2,
     description=_describe(
         "ldufm_fig2",
-        "GD at K=10, L=4, weight decay 0.004, width 30; init scales 0.55 and 1.0: "
+        "GD at K=10, L=4, weight decay 0.004, width 30; init scales 0.55, 1.0, 1.5: "
         "loss / L_DNC, NC1 over training, ranks, spectra",
     ),
 )
