@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from matplotlib.ticker import MaxNLocator
 
 DNC_SRG_CAPTION = (
@@ -13,21 +11,6 @@ DNC_SRG_CAPTION = (
     "up to the last ReLU, rank K after it); L_SRG the best loss of SRG/DNC "
     "block networks (closed form)."
 )
-
-
-def construction_label(text: str) -> str:
-    """'SRG (5,)' or "SRG ('5', 'dnc:1')" -> 'SRG r=5' / 'SRG r=5 + DNC block of 1'."""
-    text = re.sub(r"[()',]", " ", str(text))
-    words = text.split()
-    out = []
-    for w in words:
-        if w.startswith("dnc:"):
-            out.append(f"+ DNC block of {w[4:]}")
-        elif w.isdigit():
-            out.append(f"r={w}")
-        else:
-            out.append(w)
-    return " ".join(out)
 
 
 def setting_lines(ds, width: int = 150) -> str:
