@@ -47,7 +47,7 @@ def plot(ds):
         gd,
         Ks,
         Ls,
-        "GD: best objective / L_DNC (number)\nand bottleneck rank of that run (r = ...)",
+        "GD: best objective / L_DNC (number)\nand bottleneck rank of that run (rk = ...)",
         norm,
     )
     fig.colorbar(im, ax=axes[0], fraction=0.04)
@@ -57,7 +57,7 @@ def plot(ds):
             axes[0].text(
                 K,
                 L - 0.2,
-                f"r={int(ds['best_rank'].values[i, j])}",
+                f"rk {int(ds['best_rank'].values[i, j])}",
                 ha="center",
                 va="center",
                 fontsize=5.5,
