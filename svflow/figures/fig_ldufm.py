@@ -77,7 +77,19 @@ def _run_panels(axes, d, K, L, samples):
     if Lb < Ld * (1 - 1e-9):
         ax.axhline(Lb / Ld, color="C3", ls=":", lw=1.3, label="L_SRG (best known)")
     finals = d["final_objective"].values / Ld
-    top = 1.6 if np.nanmax(finals) < 1.5 else 1.05 * max(0.5 / Ld, np.nanmax(finals))
+    off = finals > 1.55
+    top = 1.6 if not off.all() else 1.05 * max(0.5 / Ld, np.nanmax(finals))
+    if off.any() and not off.all():
+        ax.text(
+            0.98,
+            0.97,
+            f"{int(off.sum())} of {off.size} runs end above the frame "
+            f"(up to {np.nanmax(finals):.2f} x L_DNC)",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=6,
+        )
     if 0.5 / Ld <= top:
         ax.axhline(0.5 / Ld, color="gray", ls="-.", lw=1, label="trivial point (loss 1/2)")
     ax.set_ylim(0.85 * min(Lb / Ld, float(np.nanmin(finals))), top)
