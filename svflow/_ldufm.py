@@ -1,10 +1,18 @@
-r"""Gradient descent on seed 1's L-DUFM with the full-parameter engine, against the
-closed forms.
+r"""Gradient descent on the L-DUFM of Súkeník, Lampert & Mondelli (NeurIPS 2024,
+arXiv 2405.14468), against the closed forms.
 
-The model is :func:`svflow.random_model` with ``activation="relu"``,
-``loss="squared"`` and weight decay on every factor, trained by
-:func:`svflow.train` (full-batch GD, t = steps x eta). At the end every
-layer's representations are read off:
+The objective (depth L = number of weight matrices, N = L + 1 factors, n
+samples per class, ReLU $\sigma$ after $W_1 .. W_{L-1}$, the same weight decay
+$\lambda$ on every factor) is
+
+$$\mathcal L = \frac{1}{2Kn}\|W_L\sigma(W_{L-1}\cdots\sigma(W_1H)) - Y\|_F^2
+ + \frac{\lambda}{2}\Big(\|H\|_F^2 + \sum_{l=1}^L\|W_l\|_F^2\Big),$$
+
+the objective of :func:`svflow.random_model` with ``activation="relu"``,
+``loss="squared"`` and ``weight_decay=lam``, from whose Gaussian starts
+full-batch GD runs (:func:`ldufm_gd_batch`: every start of one shape in one
+vmapped loop; the same steps as :func:`svflow.train`; t = steps x eta). On
+the records, every layer's representations are read off:
 
 - layer 0: the features H;
 - layer l = 1..L-1: the pre-activation $W_l X_{l-1}$ and the post-ReLU
