@@ -156,7 +156,7 @@ def _run_panels(axes, d, K, L, samples):
                     label=f"init scale {s:g}" if j == 0 else None,
                 )
         integer_axis(ax.yaxis)
-        ax.set_ylim(0.5, K + 0.5)
+        ax.set_ylim(-0.5, K + 0.5)
         ax.set_xlabel("t = steps x learning rate")
         ax.set_ylabel(f"rank of the pre-activation of W_{L - 1}")
         ax.set_title("rank before the last ReLU over training (n = 1: no NC1)", fontsize=8)
@@ -182,7 +182,7 @@ def _run_panels(axes, d, K, L, samples):
             )
     ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
     integer_axis(ax.yaxis)
-    ax.set_ylim(0.5, K + 0.5)
+    ax.set_ylim(-0.5, K + 0.5)
     ax.set_ylabel("numerical rank of the class means")
     ax.set_title("rank per layer at the end (every run)", fontsize=8)
     ax.legend(fontsize=6)
