@@ -1,7 +1,7 @@
 """Empirical optimality map of the L-DUFM: the best objective GD finds over init
 scales and seeds, divided by L_DNC, beside the known constructions.
 
-    python scenarios/ldufm_optimality.py --quick --out optimality_quick.nc   # ~2 min, 1 core
+    python scenarios/ldufm_optimality.py --quick --out optimality_quick.nc   # 80 s CPU, 1 core
     python scenarios/ldufm_optimality.py --setting medium --out optimality.nc  # ~10 min
     python scenarios/ldufm_optimality.py --out optimality_full.nc            # hours
 
