@@ -106,12 +106,16 @@ from ._explicit import srg_matrices as srg_matrices
 from ._explicit import srg_rho as srg_rho
 from ._explicit_maps import dnc_thresholds as dnc_thresholds
 from ._explicit_maps import explicit_phase_map as explicit_phase_map
+from ._explicit_maps import srg_construction_layers as srg_construction_layers
+from ._explicit_maps import srg_ratio_curve as srg_ratio_curve
 from ._explicit_maps import weight_decay_endpoints as weight_decay_endpoints
 from ._ldufm import class_mean_spectra as class_mean_spectra
 from ._ldufm import layer_representations as layer_representations
 from ._ldufm import ldufm_runs as ldufm_runs
 from ._ldufm import ldufm_sweep as ldufm_sweep
 from ._ldufm import nc1 as nc1
+from ._ldufm import ldufm_gd_batch as ldufm_gd_batch
+from ._ldufm_map import ldufm_optimality_map as ldufm_optimality_map
 
 # --- sweeps (issue 7)
 from ._sweep import SweepSpecError as SweepSpecError

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
+from ._checks import check_float, check_int
 from ._dataset import provenance
 from ._explicit import (
     ce_blocks,
@@ -24,8 +25,10 @@ from ._explicit import (
     dnc_loss,
     hypercube_code,
     relu_blocks,
+    srg_factors,
     srg_rho,
 )
+from ._precision import float64
 
 __all__ = [
     "RELU_CATEGORIES",
@@ -33,10 +36,29 @@ __all__ = [
     "explicit_phase_map",
     "dnc_thresholds",
     "weight_decay_endpoints",
+    "srg_construction_layers",
+    "srg_ratio_curve",
 ]
 
-RELU_CATEGORIES = ("zero", "DNC", "SRG", "SRG+DNC", "multi-SRG")
-CE_CATEGORIES = ("zero", "DNC", "pairs", "other", "hypercube", "polygon")
+# Category names say what was compared: the candidates are the known constructions
+# only (for K <= 5 there is no SRG block at all), so "DNC" is never claimed optimal.
+RELU_CATEGORIES = (
+    "trivial_point_best",
+    "no_known_construction_beats_DNC",
+    "SRG",
+    "SRG+DNC",
+    "multi-SRG",
+)
+CE_CATEGORIES = (
+    "trivial_point_best",
+    "no_known_code_beats_DNC",
+    "pairs",
+    "other_blocks",
+    "hypercube",
+    "polygon",
+)
+_RELU_FROM = {"zero": 0, "DNC": 1, "SRG": 2, "SRG+DNC": 3, "multi-SRG": 4}
+_CE_FROM = {"zero": 0, "DNC": 1, "pairs": 2, "other": 3, "hypercube": 4, "polygon": 5}
 
 
 def _flags(names) -> dict:
@@ -80,12 +102,12 @@ def explicit_phase_map(
     for i, K in enumerate(Ks):
         for j, L in enumerate(Ls):
             ch = relu_blocks(int(K), int(L), lam_H=lam, lam_W=lam, samples=samples)
-            rc[i, j] = RELU_CATEGORIES.index(ch.category)
+            rc[i, j] = _RELU_FROM[ch.category]
             rd[i, j] = dnc_loss(int(K), int(L), lam_H=lam, lam_W=lam, samples=samples)
             rb[i, j] = ch.loss
             rblk[i, j] = " ".join(map(str, ch.blocks))
             ce = ce_codes(int(K), int(L), weight_decay=weight_decay, samples=samples)
-            cc[i, j] = CE_CATEGORIES.index(ce.category)
+            cc[i, j] = _CE_FROM[ce.category]
             cd[i, j] = ce_dnc_loss(
                 int(K), int(L), weight_decay=weight_decay, samples=samples
             )[0]
@@ -102,7 +124,11 @@ def explicit_phase_map(
             "relu_category": (
                 dims,
                 rc,
-                {"long_name": "best L-DUFM construction", **_flags(RELU_CATEGORIES)},
+                {
+                    "long_name": "lowest-loss known L-DUFM construction (DNC and "
+                    "SRG block networks only)",
+                    **_flags(RELU_CATEGORIES),
+                },
             ),
             "relu_loss_dnc": (dims, rd, {"long_name": "L_DNC (L-DUFM)"}),
             "relu_loss_best": (
@@ -118,7 +144,11 @@ def explicit_phase_map(
             "ce_category": (
                 dims,
                 cc,
-                {"long_name": "best CE block code", **_flags(CE_CATEGORIES)},
+                {
+                    "long_name": "lowest-loss known CE code (block codes and the "
+                    "hypercube only)",
+                    **_flags(CE_CATEGORIES),
+                },
             ),
             "ce_loss_dnc": (
                 dims,
@@ -171,13 +201,14 @@ def explicit_phase_map(
 
 
 def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
-    r"""Per depth, the smallest K of the map from which on DNC never wins again
-    (``model`` = ``"relu"`` or ``"ce"``); NaN when DNC wins at the largest K."""
+    r"""Per depth, the smallest K of the map from which on a known construction
+    beats DNC at every larger K of the map (``model`` = ``"relu"`` or ``"ce"``);
+    NaN when none beats DNC at the largest K. Only the known constructions are
+    compared: GD can beat DNC below this K (see :func:`svflow.ldufm_optimality_map`)."""
     if model not in ("relu", "ce"):
         raise ValueError(f"model must be 'relu' or 'ce'; got {model!r}.")
-    cats = RELU_CATEGORIES if model == "relu" else CE_CATEGORIES
     var = ds[f"{model}_category"]
-    dnc_or_zero = (var == cats.index("DNC")) | (var == cats.index("zero"))
+    dnc_or_zero = (var == 1) | (var == 0)  # categories 0, 1: nothing beats DNC
     Ks = ds["classes"].values
     out = []
     for L in ds["depth"].values:
@@ -194,7 +225,10 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
         coords={"depth": ds["depth"].values},
         dims="depth",
         name=f"{model}_dnc_threshold",
-        attrs={"long_name": "smallest K from which DNC is beaten at every larger K"},
+        attrs={
+            "long_name": "smallest K from which a known construction beats DNC at "
+            "every larger K"
+        },
     )
 
 
@@ -316,6 +350,147 @@ def weight_decay_endpoints(
             "scale": float(scale),
             "spread": float(spread),
             "t_end": float(t_end),
+            **provenance(),
+        },
+    )
+
+
+@float64
+def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
+    r"""Class-mean matrices of every layer of the unit-scale SRG network (Fig. 1 of
+    Súkeník, Lampert & Mondelli 2024).
+
+    Built by :func:`svflow.srg_factors` (K = C(r, 2) classes, the edges of
+    $K_r$) and run through the ReLU network. Layers are numbered as class-mean
+    matrices $M_1 = H$, $M_{l+1} = \sigma(W_l M_l)$ ($l < L$), with the
+    pre-activations $W_l M_l$ kept as well, and $Z = W_L M_L = I_K$. For
+    $L \ge 3$: $M_2 = \dots = M_{L-1} = B$ (incidence matrix, rank r), the
+    pre-activation of $M_L$ is $J - B^\top B$ (rank r) and $M_L$ is its ReLU,
+    the Kneser adjacency of KG(r, 2) (rank K).
+
+    Returns a Dataset with dims ``layer`` (names ``M1``, ``pre-M2``, ``M2``, ...,
+    ``Z``), ``row`` and ``col``: ``matrix`` (layer, row, col; NaN-padded to K
+    rows), ``rows`` and ``matrix_rank`` (layer; numerical rank, $\sigma_i > 10^{-9}
+    \sigma_1$).
+    """
+    r = check_int("r", r, minimum=4)
+    depth = check_int("depth", depth, minimum=2)
+    factors = srg_factors(r, depth)
+    K = r * (r - 1) // 2
+    names, mats = [], []
+    x = np.asarray(factors[0])
+    names.append("M1")
+    mats.append(x)
+    for l, W in enumerate(factors[1:], start=1):
+        x = np.asarray(W) @ x
+        if l < depth:
+            names.append(f"pre-M{l + 1}")
+            mats.append(x)
+            x = np.maximum(x, 0.0)
+            names.append(f"M{l + 1}")
+            mats.append(x)
+    names.append("Z")
+    mats.append(x)
+    rows = max(m.shape[0] for m in mats)
+    out = np.full((len(mats), rows, K), np.nan)
+    ranks = []
+    for i, m in enumerate(mats):
+        out[i, : m.shape[0]] = m
+        s = np.linalg.svd(m, compute_uv=False)
+        ranks.append(int((s > 1e-9 * s[0]).sum()))
+    return xr.Dataset(
+        {
+            "matrix": (
+                ("layer", "row", "col"),
+                out,
+                {"long_name": "class-mean matrix (column = class = edge of K_r)"},
+            ),
+            "rows": (("layer",), [m.shape[0] for m in mats]),
+            "matrix_rank": (
+                ("layer",), np.asarray(ranks), {"long_name": "numerical rank"}
+            ),
+        },
+        coords={"layer": names, "row": np.arange(rows), "col": np.arange(K)},
+        attrs={
+            "title": "SRG construction, class means of every layer (unit scale)",
+            "r": int(r),
+            "classes": int(K),
+            "depth": int(depth),
+            **provenance(),
+        },
+    )
+
+
+@float64
+def srg_ratio_curve(
+    radii: Sequence[int] = tuple(range(4, 13)),
+    depths: Sequence[int] = (3, 4, 5),
+    lams: Sequence[float] = (0.004,),
+    *,
+    samples: int = 1,
+    network: bool = False,
+) -> xr.Dataset:
+    r"""$L_{\rm SRG}/L_{\rm DNC}$ for $K = \binom r2$ classes against r (Fig. 3 left
+    of Súkeník, Lampert & Mondelli 2024).
+
+    ``ratio`` (lam, depth, r) is the closed form
+    :func:`svflow.srg_loss` (one SRG block holding every class) over
+    :func:`svflow.dnc_loss`, every factor with weight decay ``lam``. With
+    ``network=True`` also ``ratio_network``: the same ratio from the built
+    matrices (:func:`svflow.srg_factors`, :func:`svflow.dnc_factors`) run
+    through the ReLU network at their best balanced scale
+    (:func:`svflow.construction_loss`). Below 1 the SRG network beats DNC.
+    """
+    from ._explicit import construction_loss, dnc_factors, srg_loss
+
+    rs = [check_int("radii[i]", r, minimum=4) for r in radii]
+    Ls = [check_int("depths[i]", L, minimum=2) for L in depths]
+    lm = [check_float("lams[i]", x, minimum=0.0, strict_min=True) for x in lams]
+    samples = check_int("samples", samples, minimum=1)
+    if not rs or not Ls or not lm:
+        raise ValueError("radii, depths and lams must each hold at least one value.")
+    shape = (len(lm), len(Ls), len(rs))
+    ratio = np.zeros(shape)
+    net = np.full(shape, np.nan)
+    for a, lam in enumerate(lm):
+        for b, L in enumerate(Ls):
+            for c, r in enumerate(rs):
+                K = r * (r - 1) // 2
+                kw = dict(lam_H=lam, lam_W=lam, samples=samples)
+                ratio[a, b, c] = srg_loss(K, L, r=r, **kw) / dnc_loss(K, L, **kw)
+                if network:
+                    num = construction_loss(srg_factors(r, L), **kw)[0]
+                    den = construction_loss(dnc_factors(K, L), **kw)[0]
+                    net[a, b, c] = num / den
+    rs_a = np.asarray(rs)
+    data = {
+        "ratio": (
+            ("lam", "depth", "r"),
+            ratio,
+            {"long_name": "L_SRG / L_DNC (closed forms)"},
+        ),
+    }
+    if network:
+        data["ratio_network"] = (
+            ("lam", "depth", "r"),
+            net,
+            {"long_name": "L_SRG / L_DNC (built matrices through the ReLU network)"},
+        )
+    return xr.Dataset(
+        data,
+        coords={
+            "lam": ("lam", np.asarray(lm), {"long_name": "weight decay (every factor)"}),
+            "depth": (
+                "depth",
+                np.asarray(Ls),
+                {"long_name": "depth L (number of weight matrices)"},
+            ),
+            "r": ("r", rs_a, {"long_name": "vertices r of K_r"}),
+            "classes": ("r", rs_a * (rs_a - 1) // 2, {"long_name": "K = C(r, 2)"}),
+        },
+        attrs={
+            "title": "SRG construction against DNC",
+            "samples_per_class": int(samples),
             **provenance(),
         },
     )

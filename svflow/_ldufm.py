@@ -1,10 +1,18 @@
-r"""Gradient descent on seed 1's L-DUFM with the full-parameter engine, against the
-closed forms.
+r"""Gradient descent on the L-DUFM of Súkeník, Lampert & Mondelli (NeurIPS 2024,
+arXiv 2405.14468), against the closed forms.
 
-The model is :func:`svflow.random_model` with ``activation="relu"``,
-``loss="squared"`` and weight decay on every factor, trained by
-:func:`svflow.train` (full-batch GD, t = steps x eta). At the end every
-layer's representations are read off:
+The objective (depth L = number of weight matrices, N = L + 1 factors, n
+samples per class, ReLU $\sigma$ after $W_1 .. W_{L-1}$, the same weight decay
+$\lambda$ on every factor) is
+
+$$\mathcal L = \frac{1}{2Kn}\|W_L\sigma(W_{L-1}\cdots\sigma(W_1H)) - Y\|_F^2
+ + \frac{\lambda}{2}\Big(\|H\|_F^2 + \sum_{l=1}^L\|W_l\|_F^2\Big),$$
+
+the objective of :func:`svflow.random_model` with ``activation="relu"``,
+``loss="squared"`` and ``weight_decay=lam``, from whose Gaussian starts
+full-batch GD runs (:func:`ldufm_gd_batch`: every start of one shape in one
+vmapped loop; the same steps as :func:`svflow.train`; t = steps x eta). On
+the records, every layer's representations are read off:
 
 - layer 0: the features H;
 - layer l = 1..L-1: the pre-activation $W_l X_{l-1}$ and the post-ReLU
@@ -29,10 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from ._checks import check_choice, check_float, check_fraction, check_int
 from ._dataset import provenance
-from ._explicit import dnc_loss, relu_blocks
+from ._explicit import dnc_loss, relu_blocks, relu_forward
 from ._full import random_model
-from ._train import train
+from ._precision import float64
+from ._train import DivergenceError, step_grid
 
 __all__ = [
     "layer_representations",
@@ -40,6 +50,7 @@ __all__ = [
     "nc1",
     "ldufm_runs",
     "ldufm_sweep",
+    "ldufm_gd_batch",
 ]
 
 RANK_RTOL_LAYERS = 1e-3
@@ -89,11 +100,109 @@ def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     Sw = dev @ dev.T / X.shape[1]
     B = mu - g
     Sb = B @ B.T / classes
-    return float(
-        np.trace(Sw @ np.linalg.pinv(Sb, rcond=rcond, hermitian=True)) / classes
-    )
+    return float(np.trace(Sw @ np.linalg.pinv(Sb, rcond=rcond, hermitian=True)) / classes)
 
 
+# --- the GD engine of the L-DUFM studies: every start of one shape vmapped
+
+
+def _objective(factors, lam, targets):
+    """Mean squared loss 1/(2 K n) ||Z - Y||^2 + (lam/2) sum_j ||F_j||^2."""
+    Z = relu_forward(factors)
+    data = 0.5 * jnp.sum((Z - targets) ** 2) / targets.shape[1]
+    return data + 0.5 * lam * sum(jnp.sum(F**2) for F in factors)
+
+
+@jax.jit
+def _gd(factors, lam, eta, targets, steps):
+    """``steps`` (traced: one compilation per shape) GD steps on every stacked start."""
+    grad = jax.grad(_objective)
+
+    def one(fs):
+        def body(_, fs):
+            g = grad(fs, lam, targets)
+            return tuple(F - eta * dF for F, dF in zip(fs, g))
+
+        fs = jax.lax.fori_loop(0, steps, body, fs)
+        return fs, _objective(fs, lam, targets)
+
+    return jax.vmap(one)(factors)
+
+
+def _starts(classes, depth, width, scales, seeds, samples, lam):
+    """random_model starts, stacked over (scale, seed), scale-major."""
+    starts = [
+        random_model(
+            classes,
+            depth=depth,
+            width=width,
+            scale=s,
+            key=seed,
+            samples_per_class=samples,
+            activation="relu",
+            loss="squared",
+            weight_decay=lam,
+        ).factors
+        for s in scales
+        for seed in seeds
+    ]
+    return tuple(jnp.stack(fs) for fs in zip(*starts))
+
+
+@float64
+def ldufm_gd_batch(
+    classes: int,
+    depth: int,
+    *,
+    width: int,
+    lam: float,
+    eta: float,
+    steps: int,
+    scales: Sequence[float],
+    seeds: Sequence[int],
+    samples: int = 1,
+):
+    r"""Full-batch GD on the L-DUFM from every (init scale, seed) start, vmapped.
+
+    $F_j \leftarrow F_j - \eta\nabla_{F_j}\mathcal L$ with the objective of the
+    module docstring (mean squared loss, weight decay ``lam`` on every factor),
+    ``steps`` steps (time t = steps x ``eta``). The starts are exactly those of
+    :func:`svflow.random_model` (``key=seed``, ``scale``), so each run is the
+    run :func:`svflow.train` makes from that start. Returns ``(factors,
+    objective)``: the final factors stacked over the starts (scale-major:
+    start ``i * len(seeds) + j`` is ``scales[i]``, ``seeds[j]``) and the final
+    objectives, ``inf`` where GD diverged.
+    """
+    classes = check_int("classes", classes, minimum=2)
+    depth = check_int("depth", depth, minimum=2)
+    width = check_int("width", width, minimum=1)
+    lam = check_float("lam", lam, minimum=0.0, strict_min=True)
+    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
+    steps = check_int("steps", steps, minimum=1)
+    samples = check_int("samples", samples, minimum=1)
+    scales = [check_float("scales[i]", s, minimum=0.0, strict_min=True) for s in scales]
+    seeds = [check_int("seeds[i]", s) for s in seeds]
+    if not scales or not seeds:
+        raise ValueError("scales and seeds must each hold at least one value.")
+    stacked = _starts(classes, depth, width, scales, seeds, samples, lam)
+    targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
+    factors, obj = _gd(stacked, lam, eta, targets, steps)
+    obj = np.asarray(obj, dtype=float)
+    obj = np.where(np.isfinite(obj), obj, np.inf)
+    return tuple(np.asarray(F) for F in factors), obj
+
+
+def _layer_stats(factors, classes: int, samples: int, rank_rtol: float):
+    """(names, singular values (layer, K), ranks (layer,), NC1 (layer,)) of every layer."""
+    names, mats = layer_representations(factors)
+    sv = np.stack([class_mean_spectra(X, classes) for X in mats])
+    top = np.where(sv[:, :1] > 0, sv[:, :1], 1.0)
+    rk = ((sv > rank_rtol * top) & (sv > 0)).sum(axis=1)
+    nc = np.array([nc1(X, classes, rank_rtol**2) if samples > 1 else 0.0 for X in mats])
+    return names, sv, rk, nc
+
+
+@float64
 def ldufm_runs(
     classes: int = 10,
     depth: int = 4,
@@ -111,95 +220,128 @@ def ldufm_runs(
 ) -> xr.Dataset:
     r"""GD on the L-DUFM from Gaussian starts, one run per seed, with the closed forms.
 
-    Every factor has weight decay ``lam``. Returns a Dataset with dims
-    ``seed``, ``time``, ``layer`` (H, pre1, post1, ..., Z) and ``sv``:
-    ``objective`` (seed, time), ``sv_layer`` (seed, layer, sv), ``rank_layer``
-    and ``nc1_layer`` (seed, layer), ``final_objective`` (seed), ``is_dnc``
-    (seed: every layer's class means have rank K and the final objective is
-    within ``dnc_rtol`` of L_DNC: wide networks approach L_DNC slowly, so the
-    rank decides and the loss only guards against other full-rank points), and scalars
-    ``L_DNC``, ``L_best`` (best
-    SRG/DNC block construction, :func:`svflow.relu_blocks`).
+    Every factor has weight decay ``lam`` (the paper's
+    $\lambda_H = \lambda_{W_l} = \lambda$); the start is
+    :func:`svflow.random_model` with init ``scale`` (entries
+    $\mathcal N(0, \text{scale}^2/\text{width})$), which decides which minimum GD
+    finds. The run is recorded on the log step grid of :func:`svflow.train`
+    (step 0 and ``num_times - 1`` log-spaced steps up to ``steps``; time
+    t = steps x ``eta``): at every record the layer statistics of the module
+    docstring are computed from the current factors. All seeds run together
+    (:func:`ldufm_gd_batch`'s vmapped loop, GD continuing from the same
+    parameters after each record), so each run is the run one uninterrupted
+    :func:`svflow.train` call makes from the same start.
+
+    Returns a Dataset with dims ``seed``, ``time``, ``layer`` (H, pre1, post1,
+    ..., Z) and ``sv``:
+
+    - over training: ``objective`` (seed, time), ``sv_layer_t`` (seed, time,
+      layer, sv), ``rank_layer_t`` and ``nc1_layer_t`` (seed, time, layer);
+    - at the end: ``sv_layer`` (seed, layer, sv), ``rank_layer`` and
+      ``nc1_layer`` (seed, layer), ``final_objective`` (seed), ``is_dnc``
+      (seed: every layer's class means have rank K and the final objective is
+      within ``dnc_rtol`` of L_DNC: wide networks approach L_DNC slowly, so the
+      rank decides and the loss only guards against other full-rank points);
+    - scalars ``L_DNC`` and ``L_best`` (best SRG/DNC block construction,
+      :func:`svflow.relu_blocks`).
+
+    NC1 is 0 by convention for ``samples`` = 1 (no within-class spread).
     """
-    objs, svs, ranks, nc1s, finals, is_dnc = [], [], [], [], [], []
-    ts, names = None, None
+    classes = check_int("classes", classes, minimum=2)
+    depth = check_int("depth", depth, minimum=2)
+    width = check_int("width", width, minimum=1)
+    lam = check_float("lam", lam, minimum=0.0, strict_min=True)
+    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
+    steps = check_int("steps", steps, minimum=1)
+    samples = check_int("samples", samples, minimum=1)
+    scale = check_float("scale", scale, minimum=0.0, strict_min=True)
+    num_times = check_int("num_times", num_times, minimum=2)
+    rank_rtol = check_fraction("rank_rtol", rank_rtol)
+    dnc_rtol = check_float("dnc_rtol", dnc_rtol, minimum=0.0)
+    seeds = [check_int("seeds[i]", s) for s in np.atleast_1d(np.asarray(seeds))]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed; got an empty sequence.")
+    grid = step_grid(steps, num_times)
     L_dnc = dnc_loss(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
     best = relu_blocks(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
-    for seed in seeds:
-        model = random_model(
-            classes,
-            depth=depth,
-            width=width,
-            scale=scale,
-            key=int(seed),
-            samples_per_class=samples,
-            activation="relu",
-            loss="squared",
-            weight_decay=lam,
-        )
-        ds, model = train(
-            model,
-            eta=eta,
-            steps=steps,
-            num_times=num_times,
-            return_model=True,
-            progress=False,
-        )
-        ts = ds["time"].values
-        objs.append(ds["objective"].values)
-        names, mats = layer_representations(model.factors)
-        sv = np.stack([class_mean_spectra(X, classes) for X in mats])
-        rk = (sv > rank_rtol * sv[:, :1]).sum(axis=1)
-        svs.append(sv)
-        ranks.append(rk)
-        nc1s.append(
-            [nc1(X, classes, rank_rtol**2) if samples > 1 else 0.0 for X in mats]
-        )
-        final = float(ds["objective"].values[-1])
-        finals.append(final)
-        is_dnc.append(
-            bool(np.all(rk == classes) and abs(final - L_dnc) <= dnc_rtol * L_dnc)
-        )
+    factors = _starts(classes, depth, width, [scale], seeds, samples, lam)
+    targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
+    objs, svs, ranks, nc1s = [], [], [], []
+    names = None
+    done = 0
+    for target in grid:
+        if target > done:
+            factors, _ = _gd(factors, lam, eta, targets, int(target - done))
+            done = int(target)
+        o = np.asarray(jax.vmap(_objective, (0, None, None))(factors, lam, targets))
+        if not np.all(np.isfinite(o)):
+            raise DivergenceError(
+                f"gradient descent diverged by step {done} (t = {done * eta:g}) "
+                f"with learning rate eta = {eta:g}; use a smaller eta or init scale."
+            )
+        objs.append(o)
+        per = [
+            _layer_stats([np.asarray(F[k]) for F in factors], classes, samples, rank_rtol)
+            for k in range(len(seeds))
+        ]
+        names = per[0][0]
+        svs.append([p[1] for p in per])
+        ranks.append([p[2] for p in per])
+        nc1s.append([p[3] for p in per])
+    # records were (time, seed, ...): put seed first
+    objs = np.asarray(objs).T
+    svs = np.asarray(svs).swapaxes(0, 1)
+    ranks = np.asarray(ranks).swapaxes(0, 1)
+    nc1s = np.asarray(nc1s).swapaxes(0, 1)
+    finals = objs[:, -1]
+    is_dnc = np.all(ranks[:, -1] == classes, axis=-1) & (np.abs(finals - L_dnc) <= dnc_rtol * L_dnc)
+    rank_name = f"numerical rank of the class means (sigma_i > {rank_rtol:g} sigma_1)"
+    nc1_name = "NC1 = tr(S_W S_B^+)/K"
     return xr.Dataset(
         {
             "objective": (
                 ("seed", "time"),
-                np.asarray(objs),
-                {"long_name": "L-DUFM objective"},
+                objs,
+                {"long_name": "L-DUFM objective (mean squared loss + weight decay)"},
             ),
+            "sv_layer_t": (
+                ("seed", "time", "layer", "sv"),
+                svs,
+                {"long_name": "singular values of each layer's class-mean matrix"},
+            ),
+            "rank_layer_t": (("seed", "time", "layer"), ranks, {"long_name": rank_name}),
+            "nc1_layer_t": (("seed", "time", "layer"), nc1s, {"long_name": nc1_name}),
             "sv_layer": (
                 ("seed", "layer", "sv"),
-                np.asarray(svs),
-                {
-                    "long_name": "singular values of each layer's class-mean matrix "
-                    "at the end"
-                },
+                svs[:, -1],
+                {"long_name": "singular values of each layer's class-mean matrix at the end"},
             ),
             "rank_layer": (
                 ("seed", "layer"),
-                np.asarray(ranks),
-                {"long_name": f"numerical rank (sigma_i > {rank_rtol:g} sigma_1)"},
+                ranks[:, -1],
+                {"long_name": rank_name + " at the end"},
             ),
             "nc1_layer": (
                 ("seed", "layer"),
-                np.asarray(nc1s),
-                {"long_name": "tr(S_W S_B^+)/K"},
+                nc1s[:, -1],
+                {"long_name": nc1_name + " at the end"},
             ),
-            "final_objective": (("seed",), np.asarray(finals)),
-            "is_dnc": (("seed",), np.asarray(is_dnc)),
+            "final_objective": (("seed",), finals),
+            "is_dnc": (("seed",), is_dnc),
             "L_DNC": ((), L_dnc, {"long_name": "closed-form best DNC loss"}),
             "L_best": (
                 (),
                 best.loss,
                 {
                     "long_name": "best SRG/DNC construction: "
-                    f"{best.category} {best.blocks}"
+                    f"{best.category} {' '.join(map(str, best.blocks))}"
                 },
             ),
         },
         coords={
             "seed": np.asarray(seeds, int),
-            "time": ts,
+            "time": ("time", grid * eta, {"long_name": "t = steps x learning rate"}),
+            "step": ("time", grid, {"long_name": "gradient-descent step"}),
             "layer": list(names),
             "sv": np.arange(classes),
         },
@@ -214,20 +356,33 @@ def ldufm_runs(
             "samples_per_class": int(samples),
             "init_scale": float(scale),
             "rank_rtol": float(rank_rtol),
-            "best_construction": f"{best.category} {best.blocks}",
+            "best_construction": f"{best.category} {' '.join(map(str, best.blocks))}",
             **provenance(),
         },
     )
 
 
+SWEEP_PARAMS = ("lam", "width", "scale", "classes")
+
+
+@float64
 def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
-    """:func:`ldufm_runs` over ``param`` (``"lam"`` or ``"width"``), concatenated along
-    it."""
-    if param not in ("lam", "width"):
-        raise ValueError(f"param must be 'lam' or 'width'; got {param!r}.")
+    """:func:`ldufm_runs` over ``param`` (one of ``"lam"``, ``"width"``, ``"scale"``
+    (the init scale) or ``"classes"``), concatenated along it.
+
+    Over ``classes`` the singular-value axis ``sv`` is padded with NaN to the
+    largest K."""
+    param = check_choice("param", param, SWEEP_PARAMS)
+    values = list(values)
+    if not values:
+        raise ValueError(f"values must hold at least one {param}; got an empty list.")
     parts = [ldufm_runs(**{**kwargs, param: v}) for v in values]
+    if param == "classes":
+        kmax = max(p.sizes["sv"] for p in parts)
+        parts = [p.reindex(sv=np.arange(kmax)) for p in parts]
     for p in parts:
-        p.attrs.pop(param, None)
+        p.attrs.pop(param if param != "scale" else "init_scale", None)
+        p.attrs.pop("best_construction", None)
     out = xr.concat(
         parts,
         dim=param,

@@ -275,7 +275,7 @@ def test_phase_map_thresholds_emerge():
         range(2, 16), range(2, 6), lam=0.004, weight_decay=1e-3
     )
     thr = svflow.dnc_thresholds(ds, "relu")
-    assert np.isnan(thr.sel(depth=2))  # DNC optimal at L = 2 over the whole map
+    assert np.isnan(thr.sel(depth=2))  # no known construction beats DNC at L = 2
     assert (
         float(thr.sel(depth=3)) == 10
         and float(thr.sel(depth=4)) == 6
@@ -283,7 +283,7 @@ def test_phase_map_thresholds_emerge():
     )
     assert np.all(
         ds["relu_category"].sel(classes=2).values
-        == svflow._explicit_maps.RELU_CATEGORIES.index("DNC")
+        == svflow._explicit_maps.RELU_CATEGORIES.index("no_known_construction_beats_DNC")
     )
     assert np.all(ds["relu_loss_best"] <= ds["relu_loss_dnc"] + 1e-15)
     thr_ce = svflow.dnc_thresholds(ds, "ce")

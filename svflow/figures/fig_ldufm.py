@@ -1,174 +1,316 @@
-"""GD on seed 1's L-DUFM (ReLU, squared loss, weight decay): seed Figure 2 and the two
-Figure 3 sweeps."""
+"""Gradient descent on the L-DUFM (ReLU, squared loss, weight decay): Figures 2, 3
+(middle, right), 5 and 6 of Sukenik, Lampert & Mondelli (2024).
+
+Settings come from :data:`svflow._ldufm_studies.LDUFM_STUDIES` (shared with the
+scenarios); every figure prints what the paper fixes and what was chosen here,
+init scale included: the init scale decides which minimum GD finds.
+"""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .. import ldufm_runs, ldufm_sweep
+from .._ldufm_studies import LDUFM_STUDIES
 from . import register
+from ._ldufm_common import (
+    DNC_SRG_CAPTION,
+    integer_axis,
+    setting_lines,
+    wrap_caption,
+)
 
-# seed 1, Figure 2: K = 10, L = 4, all lambdas 0.004, width 30, lr 0.5, 10 seeds.
-# n = 5 samples per class (the seed's n is not in our summary), so NC1 is measurable.
-FIG2 = dict(classes=10, depth=4, width=30, lam=0.004, eta=0.5, samples=5)
-
-
-def compute_fig2(quick: bool):
-    return ldufm_runs(
-        **FIG2, steps=50_000 if quick else 1_000_000, seeds=tuple(range(10))
-    )
+_SCALE_COLORS = ("C0", "C1", "C4", "C5")
 
 
-def compute_rank_decay(quick: bool):
-    lams = (0.001, 0.002, 0.004, 0.008, 0.016)
-    kw = {**FIG2, "samples": 1}
-    kw.pop("lam")
-    if quick:
-        return ldufm_sweep(
-            "lam", lams, **kw, steps=50_000, seeds=(0, 1, 2), num_times=21
-        )
-    return ldufm_sweep(
-        "lam", lams, **kw, steps=200_000, seeds=tuple(range(10)), num_times=41
-    )
+def _compute(name):
+    def compute(quick: bool):
+        return LDUFM_STUDIES[name].compute("quick" if quick else "full")
+
+    return compute
 
 
-def compute_dnc_width(quick: bool):
-    widths = (10, 20, 30, 50, 80)
-    kw = {**FIG2, "samples": 1}
-    kw.pop("width")
-    if quick:
-        return ldufm_sweep(
-            "width", widths, **kw, steps=50_000, seeds=(0, 1, 2, 3), num_times=21
-        )
-    return ldufm_sweep(
-        "width", widths, **kw, steps=200_000, seeds=tuple(range(10)), num_times=41
-    )
+def _caption(fig, ds, extra: str = "", y: float = -0.02, width: int = 230):
+    text = setting_lines(ds)
+    text += "\n" + DNC_SRG_CAPTION
+    if extra:
+        text += "\n" + extra
+    fig.text(0.01, y, wrap_caption(text, width), ha="left", va="top", fontsize=7)
 
 
-def _refs(ax, ds):
-    ax.axhline(
-        float(ds["L_DNC"].values.ravel()[0]), color="k", ls="--", lw=1, label="L_DNC"
-    )
-    ax.axhline(
-        float(ds["L_best"].values.ravel()[0]),
-        color="C3",
-        ls=":",
-        lw=1.3,
-        label=f"L_SRG ({ds.attrs.get('best_construction', 'best construction')})",
-    )
+def _scalar(da) -> float:
+    return float(np.asarray(da.values).ravel()[0])
 
 
-def plot_fig2(ds):
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+def _rows(ds):
+    """(row label, sub-dataset, colour dim values) for the GD-run figures."""
+    if "classes" in ds.dims:
+        return [(f"K = {int(K)}", ds.sel(classes=K), True) for K in ds["classes"].values]
+    return [(None, ds, True)]
+
+
+def _run_panels(axes, d, K, L, samples):
+    """Objective / L_DNC over t, NC1 over t (n > 1), ranks per layer, spectra."""
+    scales = d["scale"].values if "scale" in d.dims else [d.attrs.get("init_scale")]
+    Ld = _scalar(d["L_DNC"])
+    Lb = _scalar(d["L_best"])
+    t = d["time"].values
     ax = axes[0]
-    t = ds["time"].values
-    for s in ds["seed"].values:
-        d = ds.sel(seed=s)
-        ax.semilogx(
-            t[1:],
-            d["objective"].values[1:],
-            lw=1,
-            color="C2" if bool(d["is_dnc"]) else "C0",
+    best_val, best_pick = np.inf, None
+    for k, s in enumerate(scales):
+        ds_s = d.sel(scale=s) if "scale" in d.dims else d
+        col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
+        ndnc = int(ds_s["is_dnc"].sum())
+        for j, seed in enumerate(ds_s["seed"].values):
+            obj = ds_s["objective"].sel(seed=seed).values
+            ax.semilogx(
+                t[1:],
+                obj[1:] / Ld,
+                color=col,
+                lw=0.9,
+                alpha=0.8,
+                label=f"init scale {s:g}: {ndnc}/{ds_s.sizes['seed']} runs end in DNC" if j == 0 else None,
+            )
+            if obj[-1] < best_val:
+                best_val, best_pick = obj[-1], (s, seed)
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="L_DNC")
+    if Lb < Ld * (1 - 1e-9):
+        ax.axhline(Lb / Ld, color="C3", ls=":", lw=1.3, label="L_SRG (best known)")
+    finals = d["final_objective"].values / Ld
+    off = finals > 1.55
+    top = 1.6 if not off.all() else 1.05 * max(0.5 / Ld, np.nanmax(finals))
+    if off.any() and not off.all():
+        ax.text(
+            0.98,
+            0.97,
+            f"{int(off.sum())} of {off.size} runs end above the frame "
+            f"(up to {np.nanmax(finals):.2f} x L_DNC)",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=6,
         )
-    _refs(ax, ds)
-    ax.set_ylim(0.9 * float(ds["L_best"]), 1.5 * float(ds["L_DNC"]))
-    ax.set_xlabel("t = steps x lr")
-    ax.set_ylabel("objective")
-    ax.set_title(
-        f"K={ds.attrs['classes']}, L={ds.attrs['depth']}, width {ds.attrs['width']}, "
-        f"lambda {ds.attrs['lam']:g}, n={ds.attrs['samples_per_class']}: "
-        f"{int(ds['is_dnc'].sum())}/{ds.sizes['seed']} DNC (green)",
-        fontsize=8,
-    )
-    ax.legend(fontsize=7)
+    if 0.5 / Ld <= top:
+        ax.axhline(0.5 / Ld, color="gray", ls="-.", lw=1, label="trivial point (loss 1/2)")
+    ax.set_ylim(0.85 * min(Lb / Ld, float(np.nanmin(finals))), top)
+    ax.set_xlabel("t = steps x learning rate")
+    ax.set_ylabel("objective / L_DNC")
+    ax.legend(fontsize=6)
+    ax.set_title(f"K = {K}, L = {L}: objective over training", fontsize=8)
+
     ax = axes[1]
-    best = int(np.argmin(ds["final_objective"].values))
-    d = ds.isel(seed=best)
-    for i, name in enumerate(ds["layer"].values):
-        sv = d["sv_layer"].sel(layer=name).values
+    if samples > 1 and "nc1_layer_t" not in d:  # datasets from before the records
+        layers = d["layer"].values
+        for k, s in enumerate(scales):
+            ds_s = d.sel(scale=s) if "scale" in d.dims else d
+            col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
+            for j, seed in enumerate(ds_s["seed"].values):
+                ax.semilogy(
+                    np.arange(len(layers)),
+                    np.maximum(ds_s["nc1_layer"].sel(seed=seed).values, 1e-16),
+                    "o-",
+                    ms=2.5,
+                    lw=0.6,
+                    color=col,
+                    label=f"init scale {s:g}" if j == 0 else None,
+                )
+        ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
+        ax.set_ylabel("NC1 = tr(S_W S_B^+)/K at the end")
+        ax.set_title(
+            f"NC1 per layer at the end (n = {samples}; this dataset has no "
+            "records over training)",
+            fontsize=7,
+        )
+        ax.legend(fontsize=6)
+    elif samples > 1:
+        for k, s in enumerate(scales):
+            ds_s = d.sel(scale=s) if "scale" in d.dims else d
+            col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
+            for j, seed in enumerate(ds_s["seed"].values):
+                nc = ds_s["nc1_layer_t"].sel(seed=seed).max("layer").values
+                ax.loglog(
+                    t[1:],
+                    np.maximum(nc[1:], 1e-16),
+                    color=col,
+                    lw=0.9,
+                    alpha=0.8,
+                    label=f"init scale {s:g}" if j == 0 else None,
+                )
+        ax.set_xlabel("t = steps x learning rate")
+        ax.set_ylabel("NC1 = tr(S_W S_B^+)/K, max over layers")
+        ax.set_title(f"within-class collapse NC1 over training (n = {samples})", fontsize=8)
+        ax.legend(fontsize=6)
+    else:
+        for k, s in enumerate(scales):
+            ds_s = d.sel(scale=s) if "scale" in d.dims else d
+            col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
+            L_name = f"pre{L - 1}"
+            for j, seed in enumerate(ds_s["seed"].values):
+                rk = ds_s["rank_layer_t"].sel(seed=seed, layer=L_name).values
+                ax.semilogx(
+                    t[1:],
+                    rk[1:] + 0.04 * (j - ds_s.sizes["seed"] / 2) + 0.15 * (k - 0.5),
+                    color=col,
+                    lw=0.9,
+                    alpha=0.8,
+                    label=f"init scale {s:g}" if j == 0 else None,
+                )
+        integer_axis(ax.yaxis)
+        ax.set_ylim(-0.5, K + 0.5)
+        ax.set_xlabel("t = steps x learning rate")
+        ax.set_ylabel(f"rank of the pre-activation of W_{L - 1}")
+        ax.set_title("rank before the last ReLU over training (n = 1: no NC1)", fontsize=8)
+        ax.legend(fontsize=6)
+
+    ax = axes[2]
+    layers = d["layer"].values
+    for k, s in enumerate(scales):
+        ds_s = d.sel(scale=s) if "scale" in d.dims else d
+        col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
+        nseed = ds_s.sizes["seed"]
+        for j, seed in enumerate(ds_s["seed"].values):
+            rk = ds_s["rank_layer"].sel(seed=seed).values
+            ax.plot(
+                np.arange(len(layers)) + 0.25 * (k - 0.5) + 0.02 * (j - nseed / 2),
+                rk,
+                "o-",
+                ms=2.5,
+                lw=0.6,
+                alpha=0.7,
+                color=col,
+                label=f"init scale {s:g}" if j == 0 else None,
+            )
+    ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
+    integer_axis(ax.yaxis)
+    ax.set_ylim(-0.5, K + 0.5)
+    ax.set_ylabel("numerical rank of the class means")
+    ax.set_title("rank per layer at the end (every run)", fontsize=8)
+    ax.legend(fontsize=6)
+
+    ax = axes[3]
+    s, seed = best_pick
+    db = d.sel(scale=s, seed=seed) if "scale" in d.dims else d.sel(seed=seed)
+    for i, name in enumerate(layers):
+        sv = db["sv_layer"].sel(layer=name).values[:K]
         ax.semilogy(
-            np.arange(1, sv.size + 1),
+            np.arange(1, K + 1),
             np.maximum(sv / sv[0], 1e-12),
             "o-",
             ms=3,
             label=name,
-            color=plt.cm.viridis(i / (ds.sizes["layer"] - 1)),
+            color=plt.cm.viridis(i / max(len(layers) - 1, 1)),
         )
-    ax.axhline(ds.attrs["rank_rtol"], color="gray", lw=0.7)
+    ax.axhline(d.attrs.get("rank_rtol", 1e-3), color="gray", lw=0.7)
     ax.set_ylim(1e-8, 2)
+    integer_axis(ax.xaxis)
     ax.set_xlabel("index i")
-    ax.set_ylabel("sigma_i / sigma_1 (class means)")
+    ax.set_ylabel("sigma_i / sigma_1 of the class means")
     ax.set_title(
-        f"layer spectra at the end, lowest-loss seed {int(d['seed'])}", fontsize=8
+        f"spectra of the lowest-loss run (init scale {s:g}, seed {int(seed)}): {best_val / Ld:.3f} x L_DNC",
+        fontsize=7,
     )
-    ax.legend(fontsize=6, ncol=2)
-    ax = axes[2]
-    layers = ds["layer"].values
-    for s in ds["seed"].values:
-        r = ds["rank_layer"].sel(seed=s).values
-        ax.plot(
-            np.arange(len(layers)) + 0.03 * (s - 4.5),
-            r,
-            "o-",
-            ms=3,
-            lw=0.8,
-            alpha=0.8,
-            color="C2" if bool(ds["is_dnc"].sel(seed=s)) else "C0",
-        )
-    ax.set_xticks(np.arange(len(layers)), layers, fontsize=7)
-    ax.set_ylabel("numerical rank of class means")
-    nc1max = float(ds["nc1_layer"].max())
-    ax.set_title(
-        f"rank per layer (all seeds); max NC1 over layers/seeds = {nc1max:.1e}",
-        fontsize=8,
+    ax.legend(fontsize=5, ncol=2)
+
+
+def _plot_runs(ds, row_dim=None):
+    L = int(ds.attrs["depth"])
+    samples = int(ds.attrs["samples_per_class"])
+    if "classes" in ds.dims:
+        rows = [(int(K), ds.sel(classes=K)) for K in ds["classes"].values]
+        rows = [(K, d.isel(sv=slice(0, K))) for K, d in rows]
+        rows_by = "classes"
+    elif "scale" in ds.dims and row_dim == "scale":
+        K = int(ds.attrs["classes"])
+        rows = [(K, ds.sel(scale=[s])) for s in ds["scale"].values]
+        rows_by = "scale"
+    else:
+        rows = [(int(ds.attrs["classes"]), ds)]
+        rows_by = None
+    fig, axes = plt.subplots(len(rows), 4, figsize=(17, 3.6 * len(rows) + 0.4), squeeze=False)
+    for (K, d), ax_row in zip(rows, axes):
+        _run_panels(ax_row, d, K, L, samples)
+        if rows_by == "scale":
+            ax_row[0].set_title(
+                f"K = {K}, L = {L}, init scale {float(d['scale'].values[0]):g}",
+                fontsize=8,
+            )
+    a = ds.attrs
+    fig.suptitle(
+        f"GD on the L-DUFM: L = {L}, width {a['width']}, weight decay {a['lam']:g} "
+        f"(every factor), learning rate {a['eta']:g}, n = {samples} samples per class, "
+        f"{a['steps']:.0e} steps",
+        fontsize=10,
     )
     fig.tight_layout()
+    _caption(
+        fig,
+        ds,
+        "A run ends in DNC when every layer's class means have rank K and its "
+        "objective is within 1% of L_DNC. Rank: sigma_i > "
+        f"{a.get('rank_rtol', 1e-3):g} sigma_1 (grey line, right panel).",
+    )
     return fig
 
 
-def _mid_rank(ds):
-    """Rank of the last rank-r layer of the SRG picture: the pre-activation of
-    W_{L-1}."""
-    L = int(ds.attrs["depth"])
-    return ds["rank_layer"].sel(layer=f"pre{L - 1}")
+def plot_fig2(ds):
+    return _plot_runs(ds, row_dim="scale")
 
 
-def plot_rank_decay(ds):
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+def plot_fig5(ds):
+    return _plot_runs(ds)
+
+
+def plot_fig6(ds):
+    return _plot_runs(ds, row_dim="scale")
+
+
+def plot_fig3_middle(ds):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     lams = ds["lam"].values
     ax = axes[0]
-    for name in ds["layer"].values:
+    for i, name in enumerate(ds["layer"].values):
         ax.semilogx(
-            lams, ds["rank_layer"].sel(layer=name).mean("seed"), "o-", ms=3, label=name
+            lams,
+            ds["rank_layer"].sel(layer=name).mean("seed"),
+            "o-",
+            ms=3,
+            label=name,
+            color=plt.cm.viridis(i / max(ds.sizes["layer"] - 1, 1)),
         )
-    ax.set_xlabel("weight decay lambda (every factor)")
-    ax.set_ylabel("mean numerical rank at the end")
+    integer_axis(ax.yaxis)
+    ax.set_xlabel("weight decay (every factor)")
+    ax.set_ylabel(f"numerical rank at the end (mean over {ds.sizes['seed']} runs)")
     ax.set_title(
-        f"K={ds.attrs['classes']}, L={ds.attrs['depth']}, width {ds.attrs['width']}",
+        f"K = {ds.attrs['classes']}, L = {ds.attrs['depth']}, width "
+        f"{ds.attrs['width']}, init scale {ds.attrs.get('init_scale', 1.0):g}",
         fontsize=9,
     )
     ax.legend(fontsize=7, ncol=2)
     ax = axes[1]
     fin = ds["final_objective"]
     ax.semilogx(lams, (fin / ds["L_DNC"]).values, "o", color="C0", alpha=0.6)
+    ax.plot([], [], "o", color="C0", alpha=0.6, label="GD runs")
     ax.semilogx(
         lams,
         (ds["L_best"] / ds["L_DNC"]).values,
         "s-",
         color="C3",
-        label="L_SRG / L_DNC",
+        label="L_SRG / L_DNC (best known construction)",
     )
-    ax.axhline(1, color="k", ls="--", lw=1)
-    ax.set_xlabel("weight decay lambda")
+    ax.axhline(1, color="k", ls="--", lw=1, label="L_DNC")
+    ax.set_xlabel("weight decay (every factor)")
     ax.set_ylabel("final objective / L_DNC")
-    ax.legend(fontsize=7)
+    ax.set_ylim(0.78, 1.02)
+    ax.set_title(f"learning rate {ds.attrs['eta']:g}, {ds.attrs['steps']:.0e} steps", fontsize=9)
+    ax.legend(fontsize=7, loc="center right")
+    fig.suptitle("Rank against weight decay (Fig. 3 middle)", fontsize=10)
     fig.tight_layout()
+    _caption(fig, ds, y=-0.03, width=150)
     return fig
 
 
-def plot_dnc_width(ds):
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+def plot_fig3_right(ds):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     w = ds["width"].values
     ax = axes[0]
     ax.plot(w, ds["is_dnc"].mean("seed"), "o-")
@@ -176,19 +318,16 @@ def plot_dnc_width(ds):
     ax.set_xlabel("width")
     ax.set_ylabel("fraction of runs ending in DNC")
     ax.set_title(
-        f"K={ds.attrs['classes']}, L={ds.attrs['depth']}, lambda {ds.attrs['lam']:g}, "
-        f"{ds.sizes['seed']} seeds",
+        f"K = {ds.attrs['classes']}, L = {ds.attrs['depth']}, weight decay "
+        f"{ds.attrs['lam']:g}, init scale {ds.attrs.get('init_scale', 1.0):g}, "
+        f"{ds.sizes['seed']} runs per width",
         fontsize=9,
     )
     ax = axes[1]
-    ax.plot(w, _mid_rank(ds).values, "o", color="C0", alpha=0.5)
-    ax.plot(
-        w,
-        _mid_rank(ds).mean("seed"),
-        "-",
-        color="C0",
-        label="pre-activation of W_(L-1)",
-    )
+    L = int(ds.attrs["depth"])
+    mid = ds["rank_layer"].sel(layer=f"pre{L - 1}")
+    ax.plot(w, mid.values, "o", color="C0", alpha=0.4)
+    ax.plot(w, mid.mean("seed"), "-", color="C0", label=f"pre-activation of W_{L - 1}")
     ax.plot(
         w,
         ds["rank_layer"].sel(layer="H").mean("seed"),
@@ -196,30 +335,60 @@ def plot_dnc_width(ds):
         color="C1",
         label="H (mean)",
     )
+    integer_axis(ax.yaxis)
     ax.set_xlabel("width")
-    ax.set_ylabel("numerical rank")
+    ax.set_ylabel("numerical rank of the class means")
+    ax.set_title(f"learning rate {ds.attrs['eta']:g}, {ds.attrs['steps']:.0e} steps", fontsize=9)
     ax.legend(fontsize=7)
+    fig.suptitle("Runs ending in DNC against width (Fig. 3 right)", fontsize=10)
     fig.tight_layout()
+    _caption(
+        fig,
+        ds,
+        "A run ends in DNC when every layer's class means have rank K and its "
+        "objective is within 1% of L_DNC.",
+        y=-0.03,
+        width=150,
+    )
     return fig
+
+
+def _describe(name, what):
+    s = LDUFM_STUDIES[name]
+    return f"{s.paper}: {what}"
 
 
 register(
     "ldufm_fig2",
-    compute=compute_fig2,
+    compute=_compute("ldufm_fig2"),
     plot=plot_fig2,
-    description="GD on the L-DUFM (K=10, L=4, lambda 0.004, width 30): loss vs "
-    "L_DNC/L_SRG, spectra, ranks",
+    description=_describe(
+        "ldufm_fig2",
+        "GD at K=10, L=4, weight decay 0.004, width 30; init scales 0.55, 1.0, 1.5: "
+        "loss / L_DNC, NC1 over training, ranks, spectra",
+    ),
 )
 register(
-    "ldufm_rank_decay",
-    compute=compute_rank_decay,
-    plot=plot_rank_decay,
-    description="GD on the L-DUFM: numerical rank per layer vs weight decay (L = 4)",
+    "ldufm_fig3_middle",
+    compute=_compute("ldufm_fig3_middle"),
+    plot=plot_fig3_middle,
+    description=_describe("ldufm_fig3_middle", "numerical rank per layer against weight decay"),
 )
 register(
-    "ldufm_dnc_width",
-    compute=compute_dnc_width,
-    plot=plot_dnc_width,
-    description="GD on the L-DUFM: fraction of runs ending in DNC vs width "
-    "(L = 4, K = 10)",
+    "ldufm_fig3_right",
+    compute=_compute("ldufm_fig3_right"),
+    plot=plot_fig3_right,
+    description=_describe("ldufm_fig3_right", "fraction of runs ending in DNC against width"),
+)
+register(
+    "ldufm_fig5",
+    compute=_compute("ldufm_fig5"),
+    plot=plot_fig5,
+    description=_describe("ldufm_fig5", "GD for K = 3, 4, 5 at L = 4 (low-rank solutions)"),
+)
+register(
+    "ldufm_fig6",
+    compute=_compute("ldufm_fig6"),
+    plot=plot_fig6,
+    description=_describe("ldufm_fig6", "GD for K = 15 at L = 7"),
 )

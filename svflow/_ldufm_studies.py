@@ -1,0 +1,351 @@
+r"""The L-DUFM studies behind the figures of Súkeník, Lampert & Mondelli (NeurIPS 2024,
+arXiv 2405.14468): one settings object per study, read by the scenario
+(``scenarios/ldufm_*.py``) and by the figure (``python -m svflow.figures``).
+
+Every study has a QUICK setting (minutes on one CPU core) and a FULL setting
+(the paper's sizes where known); the optimality map also has a MEDIUM
+setting, the largest that runs in about ten minutes on one core. ``paper``
+names the figure reproduced, ``fixed`` the settings the paper states (as far
+as our summary of it goes) and ``chosen`` the settings it leaves open and
+svflow chose (samples per class n, init scale, width where not given, ...);
+the figures print both.
+
+Conventions: depth L = number of weight matrices (N = L + 1 factors), the
+same weight decay on H and every $W_l$, time t = steps x learning rate,
+mean-reduced squared loss $\frac{1}{2Kn}\|Z - Y\|_F^2$.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import xarray as xr
+
+from ._checks import check_choice
+from ._explicit_maps import srg_construction_layers, srg_ratio_curve
+from ._ldufm import ldufm_sweep
+from ._ldufm_map import ldufm_optimality_map
+
+__all__ = ["LdufmStudy", "LDUFM_STUDIES", "ldufm_study", "ldufm_scale_sweep"]
+
+
+def ldufm_scale_sweep(scales, *, classes=None, **kwargs) -> xr.Dataset:
+    """:func:`svflow.ldufm_sweep` over the init scale (dim ``scale``), and over
+    ``classes`` too when a sequence of class counts is given (dims ``scale``,
+    ``classes``)."""
+    if classes is None or np.ndim(classes) == 0:
+        if classes is not None:
+            kwargs["classes"] = classes
+        return ldufm_sweep("scale", tuple(scales), **kwargs)
+    parts = [ldufm_sweep("classes", tuple(classes), scale=s, **kwargs) for s in scales]
+    for p in parts:
+        p.attrs.pop("init_scale", None)
+    out = xr.concat(parts, dim="scale", combine_attrs="drop_conflicts")
+    return out.assign_coords(scale=np.asarray(scales, float))
+
+
+@dataclass(frozen=True)
+class LdufmStudy:
+    """One study: what it reproduces, its settings and the function that runs it."""
+
+    name: str
+    paper: str  # the paper figure reproduced
+    function: Callable
+    quick: dict
+    full: dict
+    fixed: str  # settings the paper states
+    chosen: str  # settings the paper leaves open, chosen here
+    extra: dict = field(default_factory=dict)  # further named settings
+
+    def settings(self, setting: str) -> dict:
+        names = ("quick", "full", *self.extra)
+        setting = check_choice("setting", setting, names)
+        if setting in ("quick", "full"):
+            return dict(getattr(self, setting))
+        return dict(self.extra[setting])
+
+    def compute(self, setting: str = "quick") -> xr.Dataset:
+        """Run the study at ``setting`` ("quick", "full" or an extra setting's name)."""
+        ds = self.function(**self.settings(setting))
+        ds.attrs.update(
+            study=self.name,
+            paper_figure=self.paper,
+            paper_settings=self.fixed,
+            chosen_settings=self.chosen,
+            setting=setting,
+        )
+        return ds
+
+
+_GD = dict(depth=4, lam=0.004, eta=0.5)
+_FIG2_FIXED = "K = 10, L = 4, weight decay 0.004 on every factor, width 30, learning rate 0.5"
+
+LDUFM_STUDIES: dict[str, LdufmStudy] = {
+    s.name: s
+    for s in [
+        LdufmStudy(
+            "ldufm_fig1",
+            "Fig. 1",
+            srg_construction_layers,
+            quick=dict(r=5, depth=4),
+            full=dict(r=5, depth=4),
+            fixed="SRG construction, K = C(r, 2) = 10 classes (r = 5), L = 4",
+            chosen="unit scale (before the common rescaling); n = 1",
+        ),
+        LdufmStudy(
+            "ldufm_fig2",
+            "Fig. 2",
+            ldufm_scale_sweep,
+            quick=dict(
+                scales=(0.55, 1.0, 1.5),
+                classes=10,
+                width=30,
+                samples=5,
+                steps=50_000,
+                seeds=(0, 1, 2, 3),
+                num_times=41,
+                **_GD,
+            ),
+            full=dict(
+                scales=(0.55, 1.0, 1.5),
+                classes=10,
+                width=30,
+                samples=5,
+                steps=1_000_000,
+                seeds=tuple(range(10)),
+                num_times=61,
+                **_GD,
+            ),
+            fixed=_FIG2_FIXED + ", 10 runs",
+            chosen="n = 5 samples per class (NC1 needs n > 1); init scales 0.55, "
+            "1.0 and 1.5 (Gaussian entries of variance scale^2/width: at n = 5 the "
+            "start's class means are sqrt(5) smaller than at n = 1)",
+        ),
+        LdufmStudy(
+            "ldufm_fig3_left",
+            "Fig. 3 (left)",
+            srg_ratio_curve,
+            quick=dict(
+                radii=tuple(range(4, 13)),
+                depths=(3, 4, 5),
+                lams=(0.001, 0.004, 0.016),
+                network=False,
+            ),
+            full=dict(
+                radii=tuple(range(4, 13)),
+                depths=(3, 4, 5),
+                lams=(0.001, 0.004, 0.016),
+                network=True,
+            ),
+            fixed="L_SRG / L_DNC against r for L = 3, 4, 5, K = C(r, 2)",
+            chosen="weight decay 0.001, 0.004, 0.016 on every factor; n = 1",
+        ),
+        LdufmStudy(
+            "ldufm_fig3_middle",
+            "Fig. 3 (middle)",
+            ldufm_sweep,
+            quick=dict(
+                param="lam",
+                values=(0.001, 0.002, 0.004, 0.008, 0.016),
+                classes=10,
+                depth=4,
+                width=30,
+                eta=0.5,
+                samples=1,
+                scale=1.0,
+                steps=50_000,
+                seeds=(0, 1, 2),
+                num_times=21,
+            ),
+            full=dict(
+                param="lam",
+                values=(0.001, 0.002, 0.004, 0.008, 0.016),
+                classes=10,
+                depth=4,
+                width=30,
+                eta=0.5,
+                samples=1,
+                scale=1.0,
+                steps=200_000,
+                seeds=tuple(range(10)),
+                num_times=41,
+            ),
+            fixed="rank against weight decay, K = 10, L = 4, width 30, learning rate 0.5",
+            chosen="n = 1; init scale 1.0; weight decays 0.001..0.016",
+        ),
+        LdufmStudy(
+            "ldufm_fig3_right",
+            "Fig. 3 (right)",
+            ldufm_sweep,
+            quick=dict(
+                param="width",
+                values=(10, 20, 30, 50, 80),
+                classes=10,
+                depth=4,
+                lam=0.004,
+                eta=0.5,
+                samples=1,
+                scale=1.0,
+                steps=50_000,
+                seeds=(0, 1, 2, 3),
+                num_times=21,
+            ),
+            full=dict(
+                param="width",
+                values=(10, 20, 30, 50, 80),
+                classes=10,
+                depth=4,
+                lam=0.004,
+                eta=0.5,
+                samples=1,
+                scale=1.0,
+                steps=200_000,
+                seeds=tuple(range(10)),
+                num_times=41,
+            ),
+            fixed="fraction of runs ending in DNC against width, K = 10, L = 4, "
+            "weight decay 0.004, learning rate 0.5",
+            chosen="n = 1; init scale 1.0",
+        ),
+        LdufmStudy(
+            "ldufm_fig5",
+            "Fig. 5",
+            ldufm_scale_sweep,
+            quick=dict(
+                scales=(0.55, 1.0),
+                classes=(3, 4, 5),
+                width=16,
+                samples=1,
+                steps=50_000,
+                seeds=(0, 1, 2, 3),
+                num_times=31,
+                **_GD,
+            ),
+            full=dict(
+                scales=(0.55, 1.0),
+                classes=(3, 4, 5),
+                width=16,
+                samples=1,
+                steps=500_000,
+                seeds=tuple(range(10)),
+                num_times=51,
+                **_GD,
+            ),
+            fixed="low-rank solutions for K = 3, 4, 5 at L = 4",
+            chosen="weight decay 0.004 and learning rate 0.5 (Fig. 2's); width 16; "
+            "n = 1; init scales 0.55 and 1.0",
+        ),
+        LdufmStudy(
+            "ldufm_fig6",
+            "Fig. 6",
+            ldufm_scale_sweep,
+            quick=dict(
+                scales=(0.55, 1.0),
+                classes=15,
+                depth=7,
+                lam=0.004,
+                eta=0.5,
+                width=30,
+                samples=1,
+                steps=50_000,
+                seeds=(0, 1, 2),
+                num_times=31,
+            ),
+            full=dict(
+                scales=(0.55, 1.0),
+                classes=15,
+                depth=7,
+                lam=0.004,
+                eta=0.5,
+                width=30,
+                samples=1,
+                steps=500_000,
+                seeds=tuple(range(10)),
+                num_times=51,
+            ),
+            fixed="K = 15 at L = 7",
+            chosen="weight decay 0.004, width 30, learning rate 0.5 (Fig. 2's); "
+            "n = 1; init scales 0.55 and 1.0",
+        ),
+        LdufmStudy(
+            "ldufm_optimality",
+            "none (svflow's empirical optimality map)",
+            ldufm_optimality_map,
+            quick=dict(
+                classes=tuple(range(2, 17)),
+                depths=tuple(range(2, 7)),
+                steps=10_000,
+                scales=(0.55, 1.0),
+                seeds=2,
+                lam=0.004,
+                eta=0.5,
+            ),
+            full=dict(
+                classes=tuple(range(2, 17)),
+                depths=tuple(range(2, 7)),
+                steps=500_000,
+                scales=(0.3, 0.55, 1.0, 1.5),
+                seeds=10,
+                lam=0.004,
+                eta=0.5,
+            ),
+            extra=dict(
+                medium=dict(
+                    classes=tuple(range(2, 17)),
+                    depths=tuple(range(2, 7)),
+                    steps=40_000,
+                    scales=(0.55, 1.0, 1.5),
+                    seeds=4,
+                    lam=0.004,
+                    eta=0.5,
+                )
+            ),
+            fixed="K = 2..16, L = 2..6 (the paper's L-DUFM objective)",
+            chosen="weight decay 0.004 on every factor, learning rate 0.5, width max(16, 2K), n = 1",
+        ),
+    ]
+}
+
+
+def ldufm_study(name: str, setting: str = "quick") -> xr.Dataset:
+    """Run the study ``name`` of :data:`LDUFM_STUDIES` at ``setting``."""
+    name = check_choice("name", name, LDUFM_STUDIES)
+    return LDUFM_STUDIES[name].compute(setting)
+
+
+def study_main(name: str, summary, argv=None, doc: str | None = None) -> int:
+    """Command line of a study's scenario: ``[--quick | --setting NAME] [--out PATH]``.
+
+    Runs the study, prints ``summary(ds)`` and saves the dataset (netCDF) to
+    ``--out`` when given."""
+    import argparse
+
+    from ._dataset import save
+
+    study = LDUFM_STUDIES[check_choice("name", name, LDUFM_STUDIES)]
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="the QUICK setting")
+    p.add_argument(
+        "--setting",
+        choices=("quick", "full", *study.extra),
+        default=None,
+        help="a named setting (default: full, or quick with --quick)",
+    )
+    p.add_argument("--out", default=None, help="netCDF path for the dataset")
+    a = p.parse_args(argv)
+    if a.quick and a.setting not in (None, "quick"):
+        p.error("--quick and --setting disagree")
+    setting = a.setting or ("quick" if a.quick else "full")
+    print(f"{study.paper}: {study.fixed}")
+    print(f"chosen here: {study.chosen} [{setting} setting]")
+    print("settings:", study.settings(setting))
+    ds = study.compute(setting)
+    print(summary(ds))
+    if a.out:
+        save(ds, a.out)
+        print("saved", a.out)
+    return 0
