@@ -31,7 +31,7 @@ from ._metrics import RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_la
 from ._precision import float64
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
 from ._start import Start, as_start, balanced_factors, check_depth
-from ._walsh import check_classes, hadamard
+from ._walsh import check_classes, walsh_transform
 
 __all__ = ["simulate", "ReducedField", "reduced_outputs"]
 
@@ -50,14 +50,14 @@ class ReducedField(eqx.Module):
     method: str = eqx.field(static=True, default="auto")
 
     def __call__(self, t, y, args=None):
-        if self.balanced and self.loss == "ce" and self.method in ("auto", "dense"):
-            return _rhs_ce_balanced(y, self.weight_decay, self.factors)
+        if self.balanced and self.loss == "ce":
+            return _rhs_ce_balanced(y, self.weight_decay, self.factors, self.method)
         if self.balanced:
             return rhs_balanced(t, y, self.loss, self.weight_decay, self.factors, self.method)
         return rhs_factors(t, y, self.loss, self.weight_decay, self.method)
 
 
-def _rhs_ce_balanced(lam, weight_decay, factors: int):
+def _rhs_ce_balanced(lam, weight_decay, factors: int, method: str = "auto"):
     r"""Balanced cross-entropy law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
 
     The same law as :func:`svflow._reduced.rhs_balanced` with one exponential
@@ -65,15 +65,15 @@ def _rhs_ce_balanced(lam, weight_decay, factors: int):
     $z_k = (f_k - f_0)/K = -m_k$ ($z_0 = 0$), the softmax $p = e^{z}/\sum e^{z}$
     gives the off-target probabilities $p_k$, $k \ne 0$, directly, and
     $1 - \mu = \sum_{k\ne0}p_k - H p'$ ($p'_0 = 0$) without the cancellation
-    of $1 - p_0$. Dense transform (the cheaper one up to K = 64 in batches).
+    of $1 - p_0$. ``method`` picks the Walsh transform (as in
+    :func:`svflow.walsh_transform`).
     """
     K = lam.shape[-1]
-    H = hadamard(K, dtype=lam.dtype)
-    f = lam @ H
+    f = walsh_transform(lam, method=method)
     z = (f - f[..., :1]) / K
     e = jnp.exp(z - jnp.max(z, axis=-1, keepdims=True))
     p = (e / jnp.sum(e, axis=-1, keepdims=True)).at[..., 0].set(0.0)
-    omm = (jnp.sum(p, axis=-1, keepdims=True) - p @ H).at[..., 0].set(0.0)
+    omm = (jnp.sum(p, axis=-1, keepdims=True) - walsh_transform(p, method=method)).at[..., 0].set(0.0)
     N = factors
     return (N / K) * omm * jnp.abs(lam) ** (2.0 - 2.0 / N) - N * weight_decay * lam
 

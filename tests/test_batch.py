@@ -113,6 +113,7 @@ def test_bad_input():
         svflow.simulate(4, 1, init=np.ones((2, 3)) * 0.1, batch_dims="start")
 
 
+@pytest.mark.slow
 def test_second_process_hits_the_compilation_cache(tmp_path):
     """A fresh process finds the first one's compiled solver on disk."""
     script = textwrap.dedent(
@@ -133,3 +134,20 @@ def test_second_process_hits_the_compilation_cache(tmp_path):
     (cold, n_cold), (warm, n_warm) = [map(float, r.stdout.split()) for r in runs]
     assert n_cold > 0 and n_warm == n_cold  # the second process wrote nothing new
     assert warm < cold
+
+
+@pytest.mark.parametrize("K", [4, 16, 128])
+def test_one_exponential_ce_law_matches_the_reference_law(K):
+    # ReducedField's balanced cross-entropy law (one softmax) against rhs_balanced
+    # (log-sum-exp route), from tiny starts to saturated ones where 1 - mu ~ e^{-m}
+    from svflow._reduced import rhs_balanced
+
+    rng = np.random.default_rng(K)
+    field = ReducedField(jnp.asarray(0.0), "ce", 4, True)
+    for scale in (1e-3, 1.0, 30.0, 300.0):
+        lam = rng.uniform(0.2, 1.8, K) * scale
+        lam[0] = 0.0
+        got = np.asarray(field(0.0, jnp.asarray(lam)))
+        ref = np.asarray(rhs_balanced(0.0, jnp.asarray(lam), "ce", 0.0, 4))
+        assert got[0] == 0.0
+        np.testing.assert_allclose(got, ref, rtol=1e-12 if K < 128 else 1e-11, atol=0)
