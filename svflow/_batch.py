@@ -65,7 +65,7 @@ __all__ = [
 DEFAULT_MAX_BYTES = 1 << 30
 """Default memory budget of one chunk's saved trajectories (1 GiB)."""
 
-DEFAULT_LANES = 128
+DEFAULT_LANES = 64
 """Default lanes in flight (trajectories stepped together per loop iteration);
 see benchmarks/RESULTS.md for the measurement behind it."""
 

@@ -30,7 +30,7 @@ from ._integrate import (
 from ._metrics import RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._precision import float64
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
-from ._start import Start, as_start, balanced_factors, check_depth
+from ._start import Start, as_start, check_depth
 from ._walsh import check_classes, walsh_transform
 
 __all__ = ["simulate", "ReducedField", "reduced_outputs"]
@@ -97,45 +97,118 @@ def reduced_outputs(
 
 
 @eqx.filter_jit
-def _outputs(ys, balanced: bool, factors: int, loss: str, weight_decay, rank_rtol: float) -> dict:
-    """Per-time quantities from the solver's states (B, T, ...), compiled once per setting."""
+def _device_outputs(ys, balanced: bool, loss: str, weight_decay) -> dict:
+    """lam, loss, objective, margin from the solver's states (B, T, ...), compiled once per setting."""
+    lam = ys if balanced else jnp.prod(ys, axis=-2)
+    # sum_l ||s_l||^2 (balanced starts: N sum_i |lam_i|^(2/N), on the host)
+    penalty = None if balanced else jnp.sum(ys**2, axis=(-2, -1))
+    return dict(lam=lam, loss=data_loss(lam, loss), margin=margin_from_lam(lam), penalty=penalty)
 
-    def one(y):
-        s = jax.vmap(lambda l: balanced_factors(l, factors))(y) if balanced else y
-        return reduced_outputs(s, loss, weight_decay, rank_rtol)
 
-    return jax.vmap(one)(ys)
+def _outputs(ys: np.ndarray, balanced: bool, factors: int, loss: str, weight_decay: float,
+             rank_rtol: float) -> dict:
+    """Every per-time quantity of :func:`reduced_outputs`, batched over (B, T, ...).
+
+    The elementwise parts run compiled; the sort behind ``sigma`` (slow in XLA on
+    CPU) and the broadcast of balanced factors run in numpy.
+    """
+    dev = {k: (None if v is None else np.asarray(v))
+           for k, v in _device_outputs(jnp.asarray(ys), balanced, loss, jnp.asarray(weight_decay)).items()}
+    lam = dev["lam"]
+    if balanced:
+        mag = np.abs(lam) ** (1.0 / factors)
+        s = np.repeat(mag[..., None, :], factors, axis=-2)
+        s[..., -1, :] *= np.where(lam < 0, -1.0, 1.0)
+        penalty = factors * np.sum(mag**2, axis=-1)
+    else:
+        s = np.asarray(ys)
+        penalty = dev["penalty"]
+    mags = np.abs(lam)
+    mags[..., 0] = 0.0
+    sigma = -np.sort(-mags, axis=-1)
+    top = sigma[..., :1]
+    rank = np.sum((sigma > rank_rtol * top) & (top > 0), axis=-1)
+    return dict(
+        lam=lam,
+        s=s,
+        sigma=sigma,
+        loss=dev["loss"],
+        objective=dev["loss"] + 0.5 * weight_decay * penalty,
+        margin=dev["margin"],
+        rank=rank,
+    )
+
+
+def _array_starts(flat: np.ndarray, classes: int, depth: int, loss: str) -> tuple[np.ndarray, bool]:
+    """Check a stack of B starts, (B, K) lambda(0) or (B, N, K) s(0), at once; return (y0s, balanced)."""
+    N = depth + 1
+    if flat.shape[1:] == (classes,):
+        y0s, balanced = flat.copy(), True
+        if loss == "ce":
+            y0s[:, 0] = 0.0  # mode 0 shifts every logit equally: no effect on CE
+        lam = y0s
+    elif flat.shape[1:] == (N, classes):
+        y0s, balanced = flat, False
+        with np.errstate(over="ignore", invalid="ignore"):
+            lam = np.prod(flat, axis=1)
+    else:
+        raise ValueError(
+            f"each start of init must be lambda(0) of shape (K,) = ({classes},) or s(0) of shape "
+            f"(N, K) = ({N}, {classes}) for classes={classes}, depth={depth} (N = depth + 1 "
+            f"factors); got starts of shape {flat.shape[1:]}."
+        )
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("init contains non-finite values (NaN or inf); pass finite numbers.")
+    if not np.all(np.isfinite(lam)):
+        raise ValueError(
+            "init's factors are finite but their product lambda(0) overflows (non-finite); "
+            "pass smaller s(0)."
+        )
+    return y0s, balanced
 
 
 def _as_starts(init, classes: int, depth: int, loss: str, batch_dims) -> tuple:
-    """Split ``init`` into starts: (list of :class:`Start`, batch dim names, batch coords)."""
-    N = depth + 1
+    """Read ``init`` as one start or a batch.
+
+    Returns ``(y0s, balanced, description, dims, coords, batch_shape)`` with
+    ``y0s`` of shape (B, K) (balanced: lambda(0)) or (B, N, K) (s(0)).
+    """
     if isinstance(init, xr.DataArray):
         state_dims = tuple(d for d in init.dims if d in (D.FACTOR, D.MODE))
         if state_dims not in ((D.MODE,), (D.FACTOR, D.MODE)):
             raise ValueError(
                 f"init as a DataArray needs a {D.MODE!r} dim (lambda(0)) or {D.FACTOR!r} and "
-                f"{D.MODE!r} dims (s(0)) as its last dims; got dims {init.dims}."
+                f"{D.MODE!r} dims (s(0)); got dims {init.dims}."
             )
-        dims = tuple(d for d in init.dims if d not in state_dims)
         if batch_dims is not None:
             raise ValueError("batch_dims is only for plain arrays: a DataArray names its own dims.")
+        dims = tuple(d for d in init.dims if d not in state_dims)
         arr = np.asarray(init.transpose(*dims, *state_dims).values, dtype=float)
+        batch = arr.shape[: len(dims)]
         coords = {d: init.coords[d] for d in dims if d in init.coords}
-        flat = arr.reshape((-1,) + arr.shape[len(dims):])
-        return [as_start(a, classes, depth, loss) for a in flat], dims, coords, arr.shape[: len(dims)]
+        y0s, balanced = _array_starts(arr.reshape((-1,) + arr.shape[len(dims) :]), classes, depth, loss)
+        desc = f"user batch of {y0s.shape[0]} starts over {list(dims)}"
+        return y0s, balanced, desc, dims, coords, batch
     if isinstance(init, (list, tuple)) and init and all(isinstance(x, Start) for x in init):
-        dims = ("start",) if batch_dims is None else tuple(batch_dims)
+        dims = ("start",) if batch_dims is None else tuple(np.atleast_1d(batch_dims).tolist())
         if len(dims) != 1:
             raise ValueError(f"a list of Start objects has one batch dim; got batch_dims={batch_dims!r}.")
-        return [as_start(x, classes, depth, loss) for x in init], dims, {}, (len(init),)
+        starts = [as_start(x, classes, depth, loss) for x in init]
+        balanced = all(x.balanced for x in starts)
+        y0s = np.stack([np.array(x.lam0 if balanced else x.s0) for x in starts])
+        if balanced and loss == "ce":
+            y0s[:, 0] = 0.0
+        desc = "; ".join(x.description for x in starts)
+        return y0s, balanced, desc, dims, {}, (len(starts),)
     if batch_dims is None or isinstance(init, Start):
         if batch_dims is not None:
             raise ValueError("batch_dims needs an array of starts, not a single Start.")
-        return [as_start(init, classes, depth, loss)], (), {}, ()
-    if isinstance(batch_dims, str):
-        batch_dims = (batch_dims,)
-    dims = tuple(batch_dims)
+        start = as_start(init, classes, depth, loss)
+        y0 = np.array(start.lam0 if start.balanced else start.s0)[None]
+        if start.balanced and loss == "ce":
+            y0[:, 0] = 0.0
+        return y0, start.balanced, start.description, (), {}, ()
+    dims = (batch_dims,) if isinstance(batch_dims, str) else tuple(batch_dims)
     if not dims or len(set(dims)) != len(dims) or not all(isinstance(d, str) for d in dims):
         raise ValueError(f"batch_dims must be distinct dim names (strings); got {batch_dims!r}.")
     try:
@@ -143,16 +216,14 @@ def _as_starts(init, classes: int, depth: int, loss: str, batch_dims) -> tuple:
     except (TypeError, ValueError) as e:
         raise ValueError(f"init must be an array of numbers; got {init!r}.") from e
     nb = len(dims)
-    if arr.ndim < nb + 1:
+    if arr.ndim < nb + 1 or 0 in arr.shape[:nb]:
         raise ValueError(
-            f"init has shape {arr.shape}: too few axes for batch_dims={dims} followed by "
-            f"lambda(0) (K,) or s(0) (N, K) = ({N}, {classes})."
+            f"init has shape {arr.shape}: batch_dims={dims} need that many non-empty leading "
+            f"axes followed by lambda(0) (K,) or s(0) (N, K) = ({depth + 1}, {classes})."
         )
     batch = arr.shape[:nb]
-    if 0 in batch:
-        raise ValueError(f"init's batch dims {dims} must be non-empty; got shape {arr.shape}.")
-    flat = arr.reshape((-1,) + arr.shape[nb:])
-    return [as_start(a, classes, depth, loss) for a in flat], dims, {}, batch
+    y0s, balanced = _array_starts(arr.reshape((-1,) + arr.shape[nb:]), classes, depth, loss)
+    return y0s, balanced, f"user batch of {y0s.shape[0]} starts over {list(dims)}", dims, {}, batch
 
 
 @float64
@@ -218,7 +289,7 @@ def simulate(
         rank_rtol: threshold of the numerical rank.
         batch_dims: names of the leading batch dims of an array ``init``
             (a string for one dim); None: ``init`` is one start.
-        lanes: trajectories in flight at once in a batch (default 128).
+        lanes: trajectories in flight at once in a batch (default 64).
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
@@ -242,23 +313,13 @@ def simulate(
         ts = check_times(times)
     t_end = float(ts[-1])
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    starts, dims, coords, batch = _as_starts(init, classes, depth, loss, batch_dims)
-    balanced = {s.balanced for s in starts}
-    if len(balanced) != 1:
-        raise ValueError(
-            "init mixes balanced and unbalanced starts; run them in two batches "
-            "(the balanced ones integrate lambda alone)."
-        )
-    balanced = balanced.pop()
+    y0s, balanced, description, dims, coords, batch = _as_starts(init, classes, depth, loss, batch_dims)
     if progress and dims:
         raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
     N = depth + 1
 
     # --- integrate
     field = ReducedField(jnp.asarray(weight_decay, float), loss, N, balanced)
-    y0s = np.stack([np.asarray(s.lam0 if balanced else s.s0) for s in starts])
-    if loss == "ce" and balanced:
-        y0s[:, 0] = 0.0
     dy = np.asarray(jax.vmap(lambda y: field(0.0, y, None))(jnp.asarray(y0s)))
     if not np.all(np.isfinite(dy)):
         raise IntegrationError(
@@ -278,8 +339,7 @@ def simulate(
     wall = _time.perf_counter() - tic
 
     # --- build dataset
-    out = _outputs(jnp.asarray(ys), balanced, N, loss, jnp.asarray(weight_decay, float), rank_rtol)
-    out = {k: np.asarray(v) for k, v in out.items()}
+    out = _outputs(ys, balanced, N, loss, float(weight_decay), rank_rtol)
     attrs = {
         "title": "svflow reduced singular-value ODE",
         "engine": "reduced",
@@ -290,7 +350,7 @@ def simulate(
         "loss_name": loss,
         "weight_decay": float(weight_decay),
         "t_end": t_end,
-        "init": starts[0].description if not dims else f"batch of {len(starts)} starts over {list(dims)}",
+        "init": description,
         "balanced_path": bool(balanced),
         "rank_rtol": float(rank_rtol),
         **config.as_attrs(),
