@@ -56,7 +56,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import svflow
-from svflow._batch import DEFAULT_LANES, log_time_field, solve_batch
+from svflow._batch import default_lanes, log_time_field, solve_batch
 from svflow._integrate import SolverConfig, log_times
 from svflow._simulate import ReducedField
 from svflow._walsh import hadamard
@@ -213,7 +213,7 @@ def case(K, depth, B, cyrk_n, scipy_n, repeats, do_cold) -> list[dict]:
     sol = engine(K, depth, lam0)
     t_eng = C.timeit(lambda: engine(K, depth, lam0), repeats=repeats) / B
     steps = float(np.mean(sol.num_steps))
-    lanes = min(DEFAULT_LANES, B)
+    lanes = min(default_lanes(), B)
     floor = 6 * steps * rhs_cost(K, depth, lanes)
     row("svflow.simulate (public, batch)", t_pub, f"{steps:.0f} steps/traj, {lanes} lanes")
     row("engine (solve_batch)", t_eng)

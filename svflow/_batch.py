@@ -60,14 +60,25 @@ __all__ = [
     "chunk_size_for",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_LANES",
+    "default_lanes",
 ]
 
 DEFAULT_MAX_BYTES = 1 << 30
 """Default memory budget of one chunk's saved trajectories (1 GiB)."""
 
 DEFAULT_LANES = 64
-"""Default lanes in flight (trajectories stepped together per loop iteration);
-see benchmarks/RESULTS.md for the measurement behind it."""
+"""Default lanes in flight on a CPU (trajectories stepped together per loop
+iteration): past ~64 the per-lane cost of an iteration stops falling on one
+core (benchmarks/RESULTS.md)."""
+
+ACCELERATOR_LANES = 8192
+"""Default lanes on a GPU/TPU, where one iteration over thousands of lanes
+costs about as much as over a few."""
+
+
+def default_lanes() -> int:
+    """Lanes in flight by default: :data:`DEFAULT_LANES` on a CPU, :data:`ACCELERATOR_LANES` otherwise."""
+    return DEFAULT_LANES if jax.default_backend() == "cpu" else ACCELERATOR_LANES
 
 SUCCESS = int(diffrax.RESULTS.successful._value)
 MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)
@@ -277,7 +288,7 @@ def solve_many(
             adapts it from the first step on.
         cost: expected cost per start (B,) (larger = more steps); the queue
             runs the costliest first. Default: the given order.
-        lanes: trajectories in flight (default ``min(DEFAULT_LANES, B)``).
+        lanes: trajectories in flight (default :func:`default_lanes`, at most B).
         max_bytes: device memory budget of one chunk's saved trajectories.
 
     Returns:
@@ -310,7 +321,7 @@ def solve_many(
         order = np.argsort(-cost, kind="stable")
     chunk = int(min(B, chunk_size_for(state, saves.size, max_bytes)))
     if lanes is None:
-        lanes = DEFAULT_LANES
+        lanes = default_lanes()
     elif int(lanes) < 1:
         raise ValueError(f"lanes must be a positive integer or None; got {lanes!r}.")
     n_chunks = math.ceil(B / chunk)

@@ -14,9 +14,10 @@ the same base directory as the softmax-code cache. Opt out with
 ``SVFLOW_COMPILE_CACHE=0`` (or ``off``/``false``/``no``). If the caller has
 already set ``jax_compilation_cache_dir`` (``jax.config.update`` or the
 ``JAX_COMPILATION_CACHE_DIR`` environment variable), svflow leaves it alone.
-Programs that compile in under ``jax_persistent_cache_min_compile_time_secs``
-(svflow lowers JAX's default of 1 s to 0.2 s, unless the caller changed it)
-are not stored.
+JAX stores only programs that compile in at least
+``jax_persistent_cache_min_compile_time_secs``; svflow lowers JAX's default
+of 1 s to 0 (unless the caller changed it), since a fresh process pays for
+every small program too.
 
 The cache is trusted code: do not point it at a directory others can write.
 """
@@ -32,7 +33,7 @@ __all__ = ["enable_compilation_cache", "compilation_cache_dir", "ENV"]
 
 ENV = "SVFLOW_COMPILE_CACHE"
 _OFF = {"0", "off", "false", "no"}
-_MIN_COMPILE_S = 0.2
+_MIN_COMPILE_S = 0.0
 _done = False
 
 
