@@ -266,7 +266,8 @@ def main():
     if a.only in (None, "1024"):
         rows += case(1024, 3, 256, 16 if a.full else 4, 0, 1, not a.no_cold)
     print(C.table(rows, "public batch path vs compiled loops (process CPU time per trajectory)"))
-    C.write_results("batch", rows, attrs={"clock": "process CPU time"}, quick=not a.full)
+    name = "batch" if a.only is None else f"batch_K{a.only}"
+    C.write_results(name, rows, attrs={"clock": "process CPU time"}, quick=not a.full)
 
 
 if __name__ == "__main__":
