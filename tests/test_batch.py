@@ -151,3 +151,25 @@ def test_one_exponential_ce_law_matches_the_reference_law(K):
         ref = np.asarray(rhs_balanced(0.0, jnp.asarray(lam), "ce", 0.0, 4))
         assert got[0] == 0.0
         np.testing.assert_allclose(got, ref, rtol=1e-12 if K < 128 else 1e-11, atol=0)
+
+
+def test_plain_function_field_and_opt_out(monkeypatch):
+    """A field that is a plain Python function (traced afresh, never stored) gives the
+    logistic closed form too; SVFLOW_COMPILE_CACHE=0 switches the disk cache off."""
+    from svflow._compile_cache import compilation_cache_dir
+
+    K = 2
+
+    def field(s, y, args):  # squared loss, N = 2, in plain t: d lam/dt = 2 lam (1 - lam)/K
+        return 2.0 * y * (1.0 - y) / K
+
+    lam0 = np.array([[1e-3, 0.5], [0.2, 0.9]])
+    ts = np.linspace(0.0, 20.0, 11)
+    sol = solve_many(field, lam0, ts, rtol=1e-10, atol=1e-12)
+    exact = 1.0 / (1.0 + (1.0 / lam0[:, None, :] - 1.0) * np.exp(-2.0 * ts[None, :, None] / K))
+    np.testing.assert_allclose(sol.ys, exact, rtol=1e-7)
+    for off in ("0", "off", "False"):
+        monkeypatch.setenv("SVFLOW_COMPILE_CACHE", off)
+        assert compilation_cache_dir() is None
+    monkeypatch.setenv("SVFLOW_COMPILE_CACHE", "/some/dir")
+    assert str(compilation_cache_dir()) == "/some/dir"
