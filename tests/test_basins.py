@@ -8,7 +8,6 @@ import xarray as xr
 
 import svflow
 from svflow._basins import basin_start, basin_width
-from svflow._integrate import SolverConfig
 from svflow._outcomes import (
     CARRYING,
     FROZEN,
