@@ -106,7 +106,7 @@ def main(argv=None):
         lam0[:, 0] = 0.0
         return lambda: solve_batch(field, lam0, ts, SolverConfig())
 
-    rows.append(first_second(counter, "svflow._batch.solve_batch (256 starts, chunks of 128)", batch))
+    rows.append(first_second(counter, "svflow._batch.solve_batch (256 starts, refill engine)", batch))
     rows += optional_entry_points(counter)
 
     print(C.table(rows, "Compile vs run time per entry point (wall seconds)"))

@@ -5,10 +5,11 @@ resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) after the
 batch, and its resident size after imports and compilation of nothing (the
 baseline of Python + JAX). Configurations:
 
-* ``one vmap``: the whole batch in one ``vmap(solve)`` call (no chunking);
-* ``solve_batch``: :func:`svflow._batch.solve_batch` with its defaults (sorted
-  chunks of <= 128 starts sized from a 1 GiB budget; each chunk's result is
-  copied to host memory before the next one starts).
+* ``one vmap``: every start in flight at once (as many lanes as starts, one
+  chunk: what a single ``vmap`` of the solver holds);
+* ``solve_batch``: :func:`svflow._batch.solve_batch` with its defaults (64
+  lanes; chunks of starts sized from a 1 GiB budget for their saved
+  trajectories, each chunk's result copied to host memory before the next).
 
 The saved trajectories alone take B x 161 x 16 x 8 bytes (2.06 GB for 1e5
 starts); the target is a peak below 4 GiB.
@@ -40,7 +41,8 @@ def child(mode: str, B: int) -> dict:
 
     import svflow
     from svflow._batch import solve_batch
-    from svflow._integrate import SolverConfig, check_solution
+    from svflow._batch import check_batch
+    from svflow._integrate import SolverConfig
     from svflow._simulate import ReducedField
 
     rng = np.random.default_rng(0)
@@ -52,11 +54,11 @@ def child(mode: str, B: int) -> dict:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tic = time.perf_counter()
     if mode == "one vmap":
-        sol = solve_batch(field, lam0, ts, config, chunk_size=B, sort=False, max_bytes=1 << 62)
+        sol = solve_batch(field, lam0, ts, config, lanes=B, max_bytes=1 << 62)
     else:
         sol = solve_batch(field, lam0, ts, config)
     wall = time.perf_counter() - tic
-    check_solution(sol.ys, sol.result, sol.num_steps, config, ts[-1])
+    check_batch(sol, config, ts[-1])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"mode": mode, "starts": B, "chunk_size": sol.chunk_size, "num_chunks": sol.num_chunks,
             "baseline_rss_MiB": base / 2**20, "peak_rss_MiB": peak / 2**20,

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 # name -> (script, supports --full)
 BENCHMARKS = {
     "reduced_vs_full": ("bench_reduced_vs_full.py", True),
-    "basins": ("bench_basins.py", True),
+    "batch": ("bench_batch.py", True),
     "rhs": ("bench_rhs.py", True),
     "compile": ("bench_compile.py", False),
     "memory": ("bench_memory.py", True),

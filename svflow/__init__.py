@@ -67,7 +67,6 @@ from ._codes_study import code_convergence_study as code_convergence_study
 from ._codes_study import code_winner_table as code_winner_table
 from ._codes_study import random_start_code_study as random_start_code_study
 
-from ._basins import basin_batch as basin_batch
 from ._basins import basin_cell as basin_cell
 from ._basins import basin_map as basin_map
 from ._basins import basin_start as basin_start

@@ -3,8 +3,8 @@ r"""Basin maps of neural collapse over 2-D families of spectral starts.
 Every start is balanced and Walsh-Hadamard (MODEL.md sections 2-3), so the
 reduced law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N}$ (cross-entropy,
 no weight decay, N = depth + 1 factors) is integrated for the whole grid at
-once: one ``jax.vmap`` of :func:`svflow._integrate.solve` per depth, jit-compiled
-once per static setting (K, depth, t_end, time grid, family). Each trajectory is
+once per depth, through the batch engine of :func:`svflow.simulate`
+(:func:`svflow._batch.solve_batch`: one compiled refill loop). Each trajectory is
 classified by :func:`svflow._outcomes.classify_trajectory` (NC / rank r /
 undecided from the direction of travel in log-time).
 
@@ -37,6 +37,7 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
+from ._batch import solve_batch
 from ._dataset import provenance
 from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import IntegrationError, SolverConfig, log_times, solve
@@ -50,7 +51,6 @@ __all__ = [
     "default_leaders",
     "basin_start",
     "basin_cell",
-    "basin_batch",
     "basin_map",
     "basin_width",
 ]
@@ -146,9 +146,14 @@ def basin_cell(
     field = ReducedField(jnp.asarray(0.0), "ce", N, True, group=group)
     lam0 = basin_start(family, classes, eps, delta, seed, leaders, group)
     ys, result, steps = solve(field, lam0, ts, None, config)
+    return _summarise(ts, ys, lam0, result._value, steps, rule, group)
+
+
+def _summarise(ts, ys, lam0, code, steps, rule: OutcomeRule, group=None) -> dict:
+    """basin_cell's dict from one solved trajectory ``ys`` (T, K) (pure; vmappable)."""
+    classes = ys.shape[-1]
     out = classify_trajectory(ts, ys, rule)
-    code_val = result._value
-    ok = code_val == diffrax.RESULTS.successful._value
+    ok = code == diffrax.RESULTS.successful._value
     q = mode_ratios(ys[-1])
     return dict(
         outcome=jnp.where(ok, out.code, UNDECIDED),
@@ -159,62 +164,21 @@ def basin_cell(
         loss_end=data_loss(ys[-1], "ce", group=group),
         lam0=lam0,
         lam_end=ys[-1],
-        solver_result=code_val,
+        solver_result=code,
         num_steps=steps,
     )
 
 
-@partial(
-    jax.jit,
-    static_argnames=(
-        "classes",
-        "depth",
-        "t_end",
-        "num_times",
-        "family",
-        "leaders",
-        "config",
-        "rule",
-        "group",
-    ),
-)
-def basin_batch(
-    eps: Float[Array, " B"],
-    delta: Float[Array, " B"],
-    seed,
-    *,
-    classes: int,
-    depth: int,
-    t_end: float,
-    num_times: int = 121,
-    family: str = "lag",
-    leaders: tuple[int, ...] | None = None,
-    config: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=20_000),
-    rule: OutcomeRule = OutcomeRule(),
-    group: Group | None = None,
-) -> dict:
-    r"""Integrate and classify a batch of basin starts in ONE vmapped, jitted solve.
+@partial(jax.jit, static_argnames=("rule", "group"))
+def _summarise_batch(ts, ys, lam0, code, steps, rule: OutcomeRule, group=None) -> dict:
+    return jax.vmap(lambda y, l, c, n: _summarise(ts, y, l, c, n, rule, group))(ys, lam0, code, steps)
 
-    ``jax.vmap`` of :func:`basin_cell` over the batch arrays ``eps``, ``delta``,
-    ``seed`` (shape (B,); ``seed`` may be a scalar and is ignored by the
-    ``"lag"`` family) for a static setting; this is the unit a sweep runner
-    calls chunk by chunk. Under ``vmap`` the batch steps until its slowest
-    member is done. Returns :func:`basin_cell`'s dict with a leading axis B.
-    """
-    seed = jnp.broadcast_to(jnp.asarray(seed), jnp.shape(eps))
-    cell = partial(
-        basin_cell,
-        classes=classes,
-        depth=depth,
-        t_end=t_end,
-        num_times=num_times,
-        family=family,
-        leaders=leaders,
-        config=config,
-        rule=rule,
-        group=group,
+
+@partial(jax.jit, static_argnames=("family", "classes", "leaders", "group"))
+def _starts(eps, delta, seed, family, classes, leaders, group=None):
+    return jax.vmap(lambda e, d, s: basin_start(family, classes, e, d, s, leaders, group))(
+        eps, delta, seed
     )
-    return jax.vmap(cell)(eps, delta, seed)
 
 
 def _check_batch(
@@ -285,8 +249,9 @@ def basin_map(
 
     For each depth L (N = L + 1 factors) all starts
     $(\varepsilon, \delta[, \text{seed}])$
-    run as one vmapped, jit-compiled batch (:func:`basin_batch`; optionally in
-    chunks of ``chunk_size``), each classified NC / rank r / undecided.
+    run as one batch through the engine of :func:`svflow.simulate`
+    (:func:`svflow._batch.solve_batch`; optionally in chunks of
+    ``chunk_size``), each classified NC / rank r / undecided.
 
     Args:
         classes: K = 2^m.
@@ -344,6 +309,7 @@ def basin_map(
         )
 
     # --- integrate, one batch per depth
+    ts = log_times(float(t_end), int(num_times))
     E, Dl, S = np.meshgrid(eps, delta, seeds, indexing="ij")
     flat = [jnp.asarray(a.ravel()) for a in (E, Dl, S)]
     B = flat[0].size
@@ -351,23 +317,22 @@ def basin_map(
     per_depth, walls = [], []
     for depth in depths:
         tic = _time.perf_counter()
+        field = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True, group=grp)
         parts = []
         for lo in range(0, B, chunk):
             sl = slice(lo, min(lo + chunk, B))
+            lam0 = _starts(*(f[sl] for f in flat), family, classes, lead if family == "lag" else None,
+                           grp)
+            sol = solve_batch(field, np.asarray(lam0), ts, config)
             parts.append(
-                basin_batch(
-                    flat[0][sl],
-                    flat[1][sl],
-                    flat[2][sl],
-                    classes=classes,
-                    depth=depth,
-                    t_end=float(t_end),
-                    num_times=int(num_times),
-                    family=family,
-                    leaders=lead if family == "lag" else None,
-                    config=config,
-                    rule=rule,
-                    group=grp,
+                _summarise_batch(
+                    jnp.asarray(ts),
+                    jnp.asarray(sol.ys),
+                    lam0,
+                    jnp.asarray(sol.result),
+                    jnp.asarray(sol.num_steps),
+                    rule,
+                    grp,
                 )
             )
         out = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}

@@ -1,91 +1,449 @@
-r"""Batches of reduced-ODE trajectories: sorted, chunked, memory-bounded.
+r"""One engine for many trajectories: a refill loop over diffrax's step API.
 
-Under ``jax.vmap`` an adaptive solve steps until its *slowest* member ends:
-the members already done keep being stepped (masked) while the others move.
-For basin maps the step counts of different starts differ by 3x (K = 16,
-L = 5, t = 1e8, rtol = 1e-8: from ~130 steps for starts of size $10^{-1}$ to
-~400 for size $10^{-3}$, which spend longer crossing their blow-up), so one
-vmapped batch of everything wastes about half its work (mean/max = 0.52).
-:func:`solve_batch` therefore
+Under a plain ``jax.vmap`` of ``diffeqsolve`` every member of a batch is
+stepped (masked) until the *slowest* one ends; for basin maps (K = 16, L = 5,
+t = 1e8) the step counts of different starts differ by 3x, so half the work is
+wasted. :func:`solve_many` instead keeps ``lanes`` trajectories in flight in
+ONE compiled ``lax.while_loop``:
 
-1. sorts the starts by a cost proxy (default: $\log\|y_0\|$, which predicts
-   the step count of balanced cross-entropy starts; correlation -0.9 in
-   ``benchmarks/bench_basins.py``), so that each chunk holds starts of similar
-   cost;
-2. runs them in equal-sized chunks through one compiled
-   ``vmap(solve)`` (the last chunk is padded by repeating its last start, so
-   every call has the same shape and nothing recompiles);
-3. sizes the chunks from a memory budget ``max_bytes`` (the saved trajectory
-   of every member of a chunk and the solver's work arrays must fit), and
-   copies each chunk's result to host memory before the next one starts, so
-   the device working set is bounded whatever the number of starts;
-4. optionally keeps ``workers`` chunks in flight on separate threads (XLA
-   releases the GIL; a vmapped solve of a small ODE runs on one core).
+1. every lane has its own time, step size, solver state (Tsit5's FSAL stage)
+   and PID-controller state, and takes one step attempt per iteration
+   (``solver.step`` + ``controller.adapt_step_size`` of diffrax, vmapped over
+   the lanes);
+2. a lane whose trajectory reached the end of the save grid (or failed) hands
+   its statistics back and at once takes the next start from the queue
+   (*refill*), so no lane idles while starts are waiting;
+3. starts are queued by decreasing expected cost (``cost``; longest first, so
+   the last lanes to finish hold short trajectories: the tail is short);
+4. the queue is cut into equal-shaped chunks from a memory budget
+   ``max_bytes`` (each chunk holds its saved trajectories on the device), and
+   chunk shapes are rounded up to powers of two with the padding never run,
+   so a few compiled shapes cover every batch size.
 
-Each trajectory is integrated exactly as by :func:`svflow._integrate.solve`
-(same solver, controller and tolerances, in $\tau = \log(1+t)$): chunking and
-order change which trajectories share a batch, never the numbers of any one.
+Every trajectory is integrated exactly as by ``diffrax.diffeqsolve`` with the
+same solver, ``PIDController(rtol, atol, dtmin)`` and ``SaveAt(ts=saves)``:
+same initial step, same accepted steps, same dense-output saves. Lanes and
+order change which trajectories share an iteration, never the numbers of any
+one (up to the last bits, where XLA vectorises a batched operation
+differently from a single one).
+
+**Interface** (generic over the vector field and the integration variable):
+the caller passes ``field(s, y, args)``, the derivative $dy/ds$ *already
+expressed in the integration variable* $s$, and an increasing save grid in
+$s$; integration runs from ``saves[0]`` to ``saves[-1]``. svflow's reduced
+runs use $s = \tau = \log(1 + t)$ (:func:`log_time_field`,
+:func:`solve_batch`); any other clock (e.g. a double-log time) only has to
+supply its own field and grid.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
-from concurrent.futures import ThreadPoolExecutor
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._integrate import SolverConfig, check_times, solve
+from ._compile_cache import compilation_cache_dir, enable_compilation_cache
+from ._integrate import IntegrationError, SolverConfig, check_times
 
-__all__ = ["BatchSolution", "solve_batch", "chunk_size_for", "DEFAULT_MAX_BYTES"]
+__all__ = [
+    "BatchSolution",
+    "solve_many",
+    "solve_batch",
+    "log_time_field",
+    "check_batch",
+    "chunk_size_for",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_LANES",
+    "default_lanes",
+]
 
-DEFAULT_MAX_BYTES = 1 << 30
-"""Default memory budget of one chunk in flight (1 GiB)."""
+DEFAULT_MAX_BYTES = 1 << 28
+"""Default memory budget of one chunk's saved trajectories (256 MiB): a 1e5-start
+basin batch (K = 16, 161 saves) then peaks at about 2.6 GiB of resident memory
+instead of 3.4 GiB with 1 GiB chunks, while each chunk still holds thousands
+of starts, so the lanes' drain at the end of a chunk costs ~1 %."""
 
-DEFAULT_CHUNK = 128
-"""Largest default chunk: past ~128 members the per-member cost of a step stops
-falling (benchmarks/RESULTS.md, item 2) while the slowest-member waste grows."""
+DEFAULT_LANES = 64
+"""Default lanes in flight on a CPU (trajectories stepped together per loop
+iteration): past ~64 the per-lane cost of an iteration stops falling on one
+core (benchmarks/RESULTS.md)."""
 
-_WORK_FACTOR = 4
-"""Bytes of device memory per saved value of a chunk, in units of one float
-(the saved trajectory, its transposition and the copy to host), plus
-``_SOLVER_ARRAYS`` state-sized solver work arrays per member."""
-_SOLVER_ARRAYS = 64
+ACCELERATOR_LANES = 8192
+"""Default lanes on a GPU/TPU, where one iteration over thousands of lanes
+costs about as much as over a few."""
+
+
+def default_lanes() -> int:
+    """Lanes in flight by default: :data:`DEFAULT_LANES` on a CPU, :data:`ACCELERATOR_LANES` otherwise."""
+    return DEFAULT_LANES if jax.default_backend() == "cpu" else ACCELERATOR_LANES
+
+SUCCESS = int(diffrax.RESULTS.successful._value)
+MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)
+
+_SOLVERS = {
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+}
 
 
 @dataclass(frozen=True)
 class BatchSolution:
-    """Result of :func:`solve_batch`, in the order of the starts given.
+    """Result of :func:`solve_many`, in the order of the starts given.
 
     Attributes:
         ys: saved states, shape (B, T, *state shape) (numpy).
-        result: diffrax result codes, batched (use with ``check_solution``).
-        num_steps: steps taken per trajectory, shape (B,) (numpy).
-        chunk_size: members per compiled call.
+        result: diffrax result code per trajectory (int, 0 = success), shape (B,).
+        num_steps: step attempts per trajectory (accepted + rejected), shape (B,).
+        lanes: trajectories in flight per iteration.
+        chunk_size: starts per compiled call (before padding).
         num_chunks: number of compiled calls.
     """
 
     ys: np.ndarray
-    result: object
+    result: np.ndarray
     num_steps: np.ndarray
+    lanes: int
     chunk_size: int
     num_chunks: int
 
 
-def chunk_size_for(state_shape: tuple, num_times: int, max_bytes: int, itemsize: int = 8) -> int:
-    """Largest chunk whose device working set fits in ``max_bytes``."""
+def chunk_size_for(state_shape: tuple, num_times: int, max_bytes: float, itemsize: int = 8) -> int:
+    """Largest number of starts whose saved trajectories (plus a host copy) fit in ``max_bytes``."""
     size = int(np.prod(state_shape)) if state_shape else 1
-    per_member = itemsize * size * (_WORK_FACTOR * num_times + _SOLVER_ARRAYS)
-    return max(1, int(max_bytes // per_member))
+    per_start = itemsize * size * (2 * num_times + 8)
+    return max(1, int(max_bytes // per_start))
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _clip_to_end(tprev, tnext, t1, t1_floor, keep):
+    # as diffrax: a step ending within ~100 ulp of t1 is stretched to t1 exactly
+    clip = tnext > t1_floor
+    return jnp.where(clip, jnp.where(keep, t1, tprev + 0.5 * (t1 - tprev)), tnext)
 
 
 @eqx.filter_jit
-def _solve_chunk(field, y0s, ts, args, config: SolverConfig):
-    return jax.vmap(lambda y: solve(field, y, ts, args, config))(y0s)
+def _engine(field, y0s, num_real, saves, args, solver, controller, lanes: int, max_steps: int, dt0: float):
+    """Refill loop over ``y0s`` (padded chunk; only the first ``num_real`` run)."""
+    B = y0s.shape[0]
+    T = saves.shape[0]
+    W = lanes
+    terms = diffrax.ODETerm(field)
+    s0, s1 = saves[0], saves[-1]
+    t1_floor = s1
+    for _ in range(100):
+        t1_floor = eqx.internal.prevbefore(t1_floor)
+    order = solver.error_order(terms)
+
+    def init_one(y0):
+        tnext, cstate = controller.init(terms, s0, s1, y0, dt0, args, solver.func, order)
+        tnext = jnp.minimum(tnext, s1)
+        return tnext, cstate, solver.init(terms, s0, tnext, y0, args)
+
+    # initial step sizes and solver states of every start, once (a few RHS calls each)
+    init_all = jax.vmap(init_one)(y0s)
+
+    def start(idx):
+        """Fresh lane state for start ``idx`` (idx >= num_real: an idle lane)."""
+        safe = jnp.minimum(idx, B - 1)
+        tnext, cstate, sstate = jax.tree.map(lambda a: a[safe], init_all)
+        return dict(
+            idx=jnp.where(idx < num_real, idx, B),
+            tprev=jnp.full(idx.shape, s0),
+            tnext=tnext,
+            y=y0s[safe],
+            sstate=sstate,
+            cstate=cstate,
+            j=jnp.zeros(idx.shape, jnp.int32),
+            steps=jnp.zeros(idx.shape, jnp.int32),
+            res=jnp.full(idx.shape, SUCCESS, jnp.int32),
+        )
+
+    def step_one(tprev, tnext, y, sstate, cstate):
+        y1, yerr, dense, sstate1, sres = solver.step(terms, tprev, tnext, y, args, sstate, False)
+        yerr = jax.tree.map(lambda x: jnp.where(jnp.isnan(x), jnp.inf, x), yerr)
+        keep, tp, tn, _, cstate1, cres = controller.adapt_step_size(
+            tprev, tnext, y, y1, args, yerr, order, cstate
+        )
+        tp = jnp.minimum(tp, s1)
+        tn = _clip_to_end(tp, tn, s1, t1_floor, keep)
+        y1 = jnp.where(keep, y1, y)
+        sstate1 = jax.tree.map(lambda a, b: jnp.where(keep, a, b), sstate1, sstate)
+        sres = jnp.where(keep, sres._value, SUCCESS)
+        res = jnp.where(sres != SUCCESS, sres, cres._value)
+        return keep, tp, tn, y1, sstate1, cstate1, dense, res
+
+    def interp(tprev, tnext, dense, s):
+        return solver.interpolation_cls(t0=tprev, t1=tnext, **dense).evaluate(s)
+
+    first = jnp.arange(W)
+    lane = start(first)
+    ys = jnp.zeros((B + 1, T) + y0s.shape[1:], y0s.dtype)
+    res_out = jnp.full((B + 1,), SUCCESS, jnp.int32)
+    steps_out = jnp.zeros((B + 1,), jnp.int32)
+
+    def cond(carry):
+        lane = carry[0]
+        return jnp.any(lane["idx"] < B)
+
+    def body(carry):
+        lane, nxt, ys, res_out, steps_out = carry
+        active = lane["idx"] < B
+        keep, tp, tn, y1, ss1, cs1, dense, res = jax.vmap(step_one)(
+            lane["tprev"], lane["tnext"], lane["y"], lane["sstate"], lane["cstate"]
+        )
+        keep = keep & active
+
+        # dense-output saves inside the accepted step (tprev, tnext]
+        def save_cond(c):
+            j, _ = c
+            jc = jnp.minimum(j, T - 1)
+            return jnp.any(keep & (j < T) & (saves[jc] <= lane["tnext"]))
+
+        def save_body(c):
+            j, ys = c
+            jc = jnp.minimum(j, T - 1)
+            m = keep & (j < T) & (saves[jc] <= lane["tnext"])
+            val = jax.vmap(interp)(lane["tprev"], lane["tnext"], dense, saves[jc])
+            ys = ys.at[jnp.where(m, lane["idx"], B), jc].set(val)
+            return j + m.astype(j.dtype), ys
+
+        j, ys = jax.lax.while_loop(save_cond, save_body, (lane["j"], ys))
+
+        steps = lane["steps"] + 1
+        res = jnp.where(lane["res"] != SUCCESS, lane["res"], res)
+        done_ok = tp >= s1
+        res = jnp.where(~done_ok & (res == SUCCESS) & (steps >= max_steps), MAX_STEPS, res)
+        done = active & (done_ok | (res != SUCCESS))
+        lane = dict(
+            idx=lane["idx"], tprev=tp, tnext=tn, y=y1, sstate=ss1, cstate=cs1, j=j, steps=steps, res=res
+        )
+        out_idx = jnp.where(done, lane["idx"], B)
+        res_out = res_out.at[out_idx].set(res)
+        steps_out = steps_out.at[out_idx].set(steps)
+
+        # refill: finished lanes take the next starts of the queue
+        def refill(args_):
+            lane, nxt = args_
+            rank = jnp.cumsum(done) - 1
+            new_idx = jnp.where(done, nxt + rank, B)
+            fresh = start(new_idx)
+
+            def sel(a, b):
+                return jnp.where(done.reshape((W,) + (1,) * (a.ndim - 1)), a, b)
+
+            lane = jax.tree.map(sel, fresh, lane)
+            return lane, nxt + jnp.sum(done)
+
+        lane, nxt = jax.lax.cond(jnp.any(done), refill, lambda a: a, (lane, nxt))
+        return lane, nxt, ys, res_out, steps_out
+
+    carry = (lane, jnp.asarray(W), ys, res_out, steps_out)
+    _, _, ys, res_out, steps_out = jax.lax.while_loop(cond, body, carry)
+    return ys[:B], res_out[:B], steps_out[:B]
+
+
+_PROGRAMS: dict = {}
+
+
+@functools.cache
+def _source_hash() -> str:
+    """Hash of svflow's source files: any edit invalidates the stored programs."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _program(field, args, y0s_shape, num_saves, solver, controller, lanes, max_steps, dt0):
+    """The compiled engine for one setting, as ``run(y0s, num_real, saves)``.
+
+    A fresh process would spend seconds tracing the engine in Python before
+    the persistent compilation cache can even be consulted. So the traced
+    program is also stored (``jax.export``, serialized) next to that cache,
+    keyed by everything that shapes it: svflow's source, the library
+    versions, the field's structure and array shapes, the solver and
+    controller settings, lanes, shapes. A field with non-array leaves (a
+    plain Python function, say) is never stored: it is traced as usual.
+    """
+    leaves, treedef = jax.tree.flatten((field, args))
+
+    def direct(y0s, n, saves):
+        return _engine(field, y0s, n, saves, args, solver, controller, lanes, max_steps, dt0)
+
+    folder = compilation_cache_dir()
+    if folder is None or not all(isinstance(x, (jax.Array, np.ndarray)) for x in leaves):
+        return direct
+    dtype = jnp.result_type(float)
+    spec = (
+        str(treedef), [(x.shape, str(x.dtype)) for x in leaves], y0s_shape, num_saves, str(dtype),
+        repr(solver), repr(controller), lanes, max_steps, dt0, jax.__version__, diffrax.__version__,
+        eqx.__version__, jax.default_backend(), _source_hash(),
+    )
+    key = hashlib.sha256(repr(spec).encode()).hexdigest()[:32]
+    if key in _PROGRAMS:
+        return _PROGRAMS[key]
+    if "0x" in spec[0]:  # an object printed by address: not the same across processes
+        return direct
+    try:
+        from jax import export
+
+        path = folder / "programs" / f"engine-{key}.bin"
+        if path.exists():
+            exported = export.deserialize(bytearray(path.read_bytes()))
+        else:
+            def fn(leaves, y0s, n, saves):
+                f, a = jax.tree.unflatten(treedef, leaves)
+                return _engine(f, y0s, n, saves, a, solver, controller, lanes, max_steps, dt0)
+
+            exported = export.export(jax.jit(fn))(
+                leaves,
+                jax.ShapeDtypeStruct(y0s_shape, dtype),
+                jax.ShapeDtypeStruct((), jnp.int32),
+                jax.ShapeDtypeStruct((num_saves,), dtype),
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(exported.serialize())
+            os.replace(tmp, path)
+    except (ImportError, OSError, ValueError):  # no flatbuffers, unwritable disk, ...
+        return direct
+    call = jax.jit(exported.call)
+
+    def run(y0s, n, saves):
+        return call(leaves, y0s, n, saves)
+
+    _PROGRAMS[key] = run
+    return run
+
+
+def solve_many(
+    field: Callable,
+    y0s,
+    saves,
+    *,
+    args=None,
+    solver: str = "tsit5",
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    max_steps: int = 200_000,
+    dtmin: float | None = None,
+    dt0: float = 0.01,
+    cost=None,
+    lanes: int | None = None,
+    max_bytes: float = DEFAULT_MAX_BYTES,
+) -> BatchSolution:
+    r"""Integrate $dy/ds = $ ``field(s, y, args)`` from every start in ``y0s``, saving at ``saves``.
+
+    The integration variable $s$ is whatever ``field`` and ``saves`` use
+    (module docstring): each trajectory runs from ``saves[0]`` to
+    ``saves[-1]`` with diffrax's ``solver`` and
+    ``PIDController(rtol, atol, dtmin)``, exactly as ``diffeqsolve`` would.
+
+    Args:
+        field: vector field in the integration variable (jit-traceable; an
+            ``equinox.Module`` is hashed by value, so equal fields share a compile).
+        y0s: starts, array of shape (B, *state shape).
+        saves: increasing save grid in $s$ (the first entry is the start time).
+        args: passed to ``field`` (shared by every start).
+        solver: ``"tsit5"``, ``"dopri5"`` or ``"dopri8"``.
+        rtol, atol: tolerances of the PID controller.
+        max_steps: step attempts allowed per trajectory.
+        dtmin: smallest step in $s$ (default ``1e-13 * |saves[-1]|``).
+        dt0: first step in $s$. The default 0.01 is what ``diffeqsolve`` uses
+            with ``dt0=None`` (its initial-step heuristic only applies to a bare
+            ``ODETerm``, and ``diffeqsolve`` wraps its terms); the controller
+            adapts it from the first step on.
+        cost: expected cost per start (B,) (larger = more steps); the queue
+            runs the costliest first. Default: the given order.
+        lanes: trajectories in flight (default :func:`default_lanes`, at most B).
+        max_bytes: device memory budget of one chunk's saved trajectories.
+
+    Returns:
+        :class:`BatchSolution` in the order of ``y0s``. Nothing is checked:
+        use :func:`check_batch`.
+    """
+    y0s = np.asarray(y0s, dtype=float)
+    if y0s.ndim < 2 or y0s.shape[0] < 1:
+        raise ValueError(
+            f"y0s must hold B >= 1 starts along its first axis, shape (B, *state); got shape {y0s.shape}."
+        )
+    saves = np.asarray(saves, dtype=float)
+    if saves.ndim != 1 or saves.size < 2 or not np.all(np.isfinite(saves)) or np.any(np.diff(saves) <= 0):
+        raise ValueError("saves must be a 1-D, finite, strictly increasing grid of >= 2 points.")
+    if solver not in _SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(_SOLVERS)}; got {solver!r}.")
+    if not (rtol > 0 and atol > 0):
+        raise ValueError(f"rtol and atol must be positive; got {rtol}, {atol}.")
+    if int(max_steps) < 1:
+        raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}.")
+    if not (max_bytes > 0):
+        raise ValueError(f"max_bytes must be a positive number of bytes; got {max_bytes!r}.")
+    B, state = y0s.shape[0], y0s.shape[1:]
+    if cost is None:
+        order = np.arange(B)
+    else:
+        cost = np.asarray(cost, dtype=float)
+        if cost.shape != (B,):
+            raise ValueError(f"cost must have shape (B,) = ({B},); got shape {cost.shape}.")
+        order = np.argsort(-cost, kind="stable")
+    chunk = int(min(B, chunk_size_for(state, saves.size, max_bytes)))
+    if lanes is None:
+        lanes = default_lanes()
+    elif int(lanes) < 1:
+        raise ValueError(f"lanes must be a positive integer or None; got {lanes!r}.")
+    n_chunks = math.ceil(B / chunk)
+    chunk = math.ceil(B / n_chunks)  # balanced chunks
+    padded = min(_next_pow2(chunk), chunk_size_for(state, saves.size, max_bytes)) if n_chunks == 1 else chunk
+    padded = max(padded, chunk)
+    W = int(min(int(lanes), chunk))
+    enable_compilation_cache()
+    dtmin = 1e-13 * abs(saves[-1]) if dtmin is None else float(dtmin)
+    dt0 = float(dt0)
+    if not (dt0 > 0):
+        raise ValueError(f"dt0 must be a positive first step; got {dt0!r}.")
+    ctrl = diffrax.PIDController(rtol=rtol, atol=atol, dtmin=dtmin)
+    solv = _SOLVERS[solver]()
+    saves_j = jnp.asarray(saves)
+    ys = np.empty((B, saves.size) + state, dtype=float)
+    res = np.empty(B, dtype=np.int64)
+    steps = np.empty(B, dtype=np.int64)
+    run = _program(field, args, (padded,) + state, saves.size, solv, ctrl, W, int(max_steps), dt0)
+    for c in range(n_chunks):
+        idx = order[c * chunk : (c + 1) * chunk]
+        n = idx.size
+        block = np.concatenate([y0s[idx], np.repeat(y0s[idx[-1:]], padded - n, axis=0)])
+        out_ys, out_res, out_steps = run(jnp.asarray(block), jnp.asarray(n, jnp.int32), saves_j)
+        ys[idx] = np.asarray(out_ys)[:n]
+        res[idx] = np.asarray(out_res)[:n]
+        steps[idx] = np.asarray(out_steps)[:n]
+    return BatchSolution(ys=ys, result=res, num_steps=steps, lanes=W, chunk_size=chunk, num_chunks=n_chunks)
+
+
+class _LogTimeField(eqx.Module):
+    field: Callable
+
+    def __call__(self, tau, y, args):
+        scale = jnp.exp(tau)  # 1 + t
+        return jax.tree.map(lambda d: scale * d, self.field(jnp.expm1(tau), y, args))
+
+
+def log_time_field(field: Callable) -> Callable:
+    r"""A gradient-flow-time field in $\tau = \log(1+t)$: $dy/d\tau = (1 + t)\,f(t, y)$, $t = e^\tau - 1$."""
+    return _LogTimeField(field)
 
 
 def solve_batch(
@@ -95,84 +453,62 @@ def solve_batch(
     config: SolverConfig = SolverConfig(),
     *,
     args=None,
-    chunk_size: int | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    sort: bool | np.ndarray = True,
-    workers: int = 1,
+    cost=None,
+    lanes: int | None = None,
+    max_bytes: float = DEFAULT_MAX_BYTES,
 ) -> BatchSolution:
-    r"""Integrate ``field`` from every start in ``y0s`` (leading axis B), saving at ``ts``.
+    r"""Integrate $dy/dt = $ ``field(t, y, args)`` (gradient-flow time) from every start, saving at ``ts``.
 
-    Args:
-        field: vector field ``field(t, y, args)`` (e.g. ``ReducedField``).
-        y0s: starts, array of shape (B, *state shape).
-        ts: save times (t >= 0, increasing), as for :func:`svflow._integrate.solve`.
-        config: solver settings (identical for every member).
-        args: passed to ``field`` (not batched).
-        chunk_size: members per compiled call; default
-            ``min(128, B, chunk from max_bytes)``.
-        max_bytes: memory budget of the chunks in flight (all ``workers`` together).
-        sort: ``True`` groups starts by $\log\|y_0\|$, ``False`` keeps the
-            given order, or an array of B sort keys (similar keys = similar cost).
-        workers: chunks in flight at once (threads); 1 runs them one by one.
-
-    Returns:
-        :class:`BatchSolution` in the order of ``y0s``. Nothing is checked:
-        pass ``result`` and ``num_steps`` to ``check_solution``.
+    Runs :func:`solve_many` in $\tau = \log(1 + t)$ with the settings of
+    ``config``, exactly as :func:`svflow._integrate.solve` integrates one
+    start. ``cost`` defaults to $-\log\|y_0\|$ (under cross-entropy small
+    starts spend longer crossing their blow-up: more steps).
     """
-    y0s = np.asarray(y0s, dtype=float)
-    if y0s.ndim < 2 or y0s.shape[0] < 1:
-        raise ValueError(
-            f"y0s must hold B >= 1 starts along its first axis, shape (B, *state); got shape {y0s.shape}."
-        )
     ts = check_times(ts)
-    if int(workers) < 1:
-        raise ValueError(f"workers must be an integer >= 1; got {workers!r}.")
-    if not (max_bytes > 0):
-        raise ValueError(f"max_bytes must be a positive number of bytes; got {max_bytes!r}.")
-    B, state = y0s.shape[0], y0s.shape[1:]
-    T = ts.size
-    budget = chunk_size_for(state, T, max_bytes / int(workers))
-    if chunk_size is None:
-        chunk_size = min(DEFAULT_CHUNK, B, budget)
-    elif int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1 or None; got {chunk_size!r}.")
-    chunk_size = int(min(chunk_size, B))
+    if ts[0] != 0.0:
+        raise ValueError(f"times must start at t = 0 (the start); got times[0] = {ts[0]!r}.")
+    y0s = np.asarray(y0s, dtype=float)
+    if cost is None and y0s.ndim >= 2:
+        cost = -np.log(np.linalg.norm(y0s.reshape(y0s.shape[0], -1), axis=1) + 1e-300)
+    taus = np.log1p(ts)
+    return solve_many(
+        log_time_field(field),
+        y0s,
+        taus,
+        args=args,
+        solver=config.solver,
+        rtol=config.rtol,
+        atol=config.atol,
+        max_steps=config.max_steps,
+        cost=cost,
+        lanes=lanes,
+        max_bytes=max_bytes,
+    )
 
-    if sort is True:
-        key = np.log(np.linalg.norm(y0s.reshape(B, -1), axis=1) + 1e-300)
-        order = np.argsort(key, kind="stable")
-    elif sort is False:
-        order = np.arange(B)
-    else:
-        key = np.asarray(sort, dtype=float)
-        if key.shape != (B,):
-            raise ValueError(f"sort keys must have shape (B,) = ({B},); got shape {key.shape}.")
-        order = np.argsort(key, kind="stable")
 
-    n_chunks = math.ceil(B / chunk_size)
-    padded = np.concatenate([order, np.full(n_chunks * chunk_size - B, order[-1])])
-    chunks = padded.reshape(n_chunks, chunk_size)
-    ts_j = jnp.asarray(ts)
-    ys = np.empty((B, T) + state, dtype=float)  # host copy: B x T x state floats
-    steps = np.empty(B, dtype=np.int64)
-    codes = [None] * n_chunks
-
-    def run(i):
-        idx = chunks[i]
-        out_ys, res, ns = _solve_chunk(field, jnp.asarray(y0s[idx]), ts_j, args, config)
-        keep = min(chunk_size, B - i * chunk_size)
-        ys[idx[:keep]] = np.asarray(out_ys)[:keep]
-        steps[idx[:keep]] = np.asarray(ns)[:keep]
-        codes[i] = jax.tree.map(lambda x: np.array(np.asarray(x)[:keep]), res)
-
-    if int(workers) == 1 or n_chunks == 1:
-        for i in range(n_chunks):
-            run(i)
-    else:
-        with ThreadPoolExecutor(int(workers)) as ex:
-            list(ex.map(run, range(n_chunks)))
-    result = jax.tree.map(lambda *xs: np.concatenate(xs), *codes)
-    inverse = np.empty(B, dtype=np.int64)
-    inverse[order] = np.arange(B)
-    result = jax.tree.map(lambda x: x[inverse], result)
-    return BatchSolution(ys=ys, result=result, num_steps=steps, chunk_size=chunk_size, num_chunks=n_chunks)
+def check_batch(sol: BatchSolution, config: SolverConfig, t_end: float, where: str = "") -> None:
+    """Raise :class:`IntegrationError` with advice if any trajectory failed or went non-finite."""
+    maxed = sol.result == MAX_STEPS
+    bad = sol.result != SUCCESS
+    nonfinite = ~np.all(np.isfinite(sol.ys.reshape(sol.ys.shape[0], -1)), axis=1)
+    if np.any(maxed):
+        raise IntegrationError(
+            f"{where}the integration to t = {t_end:g} used all max_steps = {config.max_steps} "
+            f"steps ({int(maxed.sum())} of {maxed.size} trajectories). Pass a larger "
+            f"max_steps, loosen rtol/atol (now {config.rtol:g}/{config.atol:g}), or a "
+            "shorter t_end. If the state was growing without bound (steps shrinking), "
+            "the run blew up: use a smaller init scale."
+        )
+    if np.any(bad):
+        raise IntegrationError(
+            f"{where}the integration to t = {t_end:g} failed for {int(bad.sum())} of {bad.size} "
+            f"trajectories after up to {int(np.max(sol.num_steps))} steps: the step size "
+            "collapsed, which usually means the state blew up or became non-finite. Use a "
+            "smaller init scale or tighter rtol/atol."
+        )
+    if np.any(nonfinite):
+        raise IntegrationError(
+            f"{where}the integration to t = {t_end:g} produced non-finite values (NaN/inf) in "
+            f"{int(nonfinite.sum())} of {nonfinite.size} trajectories. Use a smaller init "
+            "scale or weight decay, or tighter rtol/atol."
+        )

@@ -59,7 +59,7 @@ def code_convergence_study(
     orders; default Walsh for K = 2^m, else cyclic).
 
     Each run: :func:`svflow.simulate` from ``spectral_init(K, depth, scale,
-    spread, seed)`` to ``t_end``; r = support size of the KKT point of the
+    spread, seed)`` to ``t_end`` (all seeds of a depth in one batch); r = support size of the KKT point of the
     final state; :func:`svflow.code_convergence` with that r.
 
     Returns:
@@ -89,14 +89,15 @@ def code_convergence_study(
     times = None
     codes = {}
     for a, depth in enumerate(depths):
-        for b, seed in enumerate(seeds):
-            ds = simulate(
-                classes,
-                depth,
-                init=spectral_init(classes, depth, scale, spread, seed, group=grp),
-                t_end=t_end,
-                num_times=num_times,
-            )
+        runs = simulate(  # every seed in one batch
+            classes,
+            depth,
+            init=[spectral_init(classes, depth, scale, spread, seed, group=grp) for seed in seeds],
+            t_end=t_end,
+            num_times=num_times,
+        )
+        for b in range(len(seeds)):
+            ds = runs.isel(start=b)
             p = max_margin_direction(ds["lam"].values[-1], depth, group=grp)
             r = int(p.support.sum())
             if r not in codes:

@@ -1,4 +1,9 @@
-"""``svflow.simulate``: the reduced singular-value ODE as an xarray dataset."""
+"""``svflow.simulate``: the reduced singular-value ODE as an xarray dataset.
+
+One start or a batch of starts: a batch runs through the refill engine of
+:mod:`svflow._batch` (all starts in one compiled loop) and keeps its leading
+dims as dataset dims.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +16,23 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Float
 
+from . import _dims as D
+from ._batch import check_batch, solve_batch
 from ._dataset import build_dataset
-from ._groups import Group
+from ._groups import Group, check_pairs
 from ._integrate import (
+    IntegrationError,
     SolverConfig,
-    check_field_at_start,
     check_solution,
     check_times,
     log_times,
     solve,
 )
 from ._metrics import RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
+from ._precision import float64
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
-from ._start import Start, as_start, balanced_factors, check_depth, start_group
+from ._start import Start, as_start, check_depth, start_group
+from ._walsh import walsh_transform
 
 __all__ = ["simulate", "ReducedField", "reduced_outputs"]
 
@@ -43,10 +52,35 @@ class ReducedField(eqx.Module):
     group: Group | None = eqx.field(static=True, default=None)
 
     def __call__(self, t, y, args=None):
+        K = y.shape[-1]
+        walsh = self.group.name == "walsh" if self.group is not None else K & (K - 1) == 0
+        if self.balanced and self.loss == "ce" and walsh:
+            return _rhs_ce_balanced(y, self.weight_decay, self.factors, self.method)
         if self.balanced:
             return rhs_balanced(t, y, self.loss, self.weight_decay, self.factors, self.method,
                                 self.group)
         return rhs_factors(t, y, self.loss, self.weight_decay, self.method, self.group)
+
+
+def _rhs_ce_balanced(lam, weight_decay, factors: int, method: str = "auto"):
+    r"""Balanced cross-entropy law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
+
+    The same law as :func:`svflow._reduced.rhs_balanced` with one exponential
+    per mode (this is the inner loop of every batch): with $f = H\lambda$ and
+    $z_k = (f_k - f_0)/K = -m_k$ ($z_0 = 0$), the softmax $p = e^{z}/\sum e^{z}$
+    gives the off-target probabilities $p_k$, $k \ne 0$, directly, and
+    $1 - \mu = \sum_{k\ne0}p_k - H p'$ ($p'_0 = 0$) without the cancellation
+    of $1 - p_0$. ``method`` picks the Walsh transform (as in
+    :func:`svflow.walsh_transform`).
+    """
+    K = lam.shape[-1]
+    f = walsh_transform(lam, method=method)
+    z = (f - f[..., :1]) / K
+    e = jnp.exp(z - jnp.max(z, axis=-1, keepdims=True))
+    p = (e / jnp.sum(e, axis=-1, keepdims=True)).at[..., 0].set(0.0)
+    omm = (jnp.sum(p, axis=-1, keepdims=True) - walsh_transform(p, method=method)).at[..., 0].set(0.0)
+    N = factors
+    return (N / K) * omm * jnp.abs(lam) ** (2.0 - 2.0 / N) - N * weight_decay * lam
 
 
 def reduced_outputs(
@@ -69,13 +103,148 @@ def reduced_outputs(
 
 
 @eqx.filter_jit
-def _outputs(ys, balanced: bool, factors: int, loss: str, weight_decay, rank_rtol: float,
-             group=None) -> dict:
-    """Per-time quantities from the solver's states, compiled once per setting."""
-    s = jax.vmap(lambda l: balanced_factors(l, factors))(ys) if balanced else ys
-    return reduced_outputs(s, loss, weight_decay, rank_rtol, group)
+def _device_outputs(ys, balanced: bool, loss: str, weight_decay, group=None) -> dict:
+    """lam, loss, objective, margin from the solver's states (B, T, ...), compiled once per setting."""
+    lam = ys if balanced else jnp.prod(ys, axis=-2)
+    # sum_l ||s_l||^2 (balanced starts: N sum_i |lam_i|^(2/N), on the host)
+    penalty = None if balanced else jnp.sum(ys**2, axis=(-2, -1))
+    return dict(lam=lam, loss=data_loss(lam, loss, group=group), margin=margin_from_lam(lam, group),
+                penalty=penalty)
 
 
+def _outputs(ys: np.ndarray, balanced: bool, factors: int, loss: str, weight_decay: float,
+             rank_rtol: float, group=None) -> dict:
+    """Every per-time quantity of :func:`reduced_outputs`, batched over (B, T, ...).
+
+    The elementwise parts run compiled; the sort behind ``sigma`` (slow in XLA on
+    CPU) and the broadcast of balanced factors run in numpy.
+    """
+    dev = {k: (None if v is None else np.asarray(v))
+           for k, v in _device_outputs(jnp.asarray(ys), balanced, loss, jnp.asarray(weight_decay),
+                                           group).items()}
+    lam = dev["lam"]
+    if balanced:
+        mag = np.abs(lam) ** (1.0 / factors)
+        s = np.repeat(mag[..., None, :], factors, axis=-2)
+        s[..., -1, :] *= np.where(lam < 0, -1.0, 1.0)
+        penalty = factors * np.sum(mag**2, axis=-1)
+    else:
+        s = np.asarray(ys)
+        penalty = dev["penalty"]
+    mags = np.abs(lam)
+    mags[..., 0] = 0.0
+    sigma = -np.sort(-mags, axis=-1)
+    top = sigma[..., :1]
+    rank = np.sum((sigma > rank_rtol * top) & (top > 0), axis=-1)
+    return dict(
+        lam=lam,
+        s=s,
+        sigma=sigma,
+        loss=dev["loss"],
+        objective=dev["loss"] + 0.5 * weight_decay * penalty,
+        margin=dev["margin"],
+        rank=rank,
+    )
+
+
+@eqx.filter_jit
+def _finite_at_start(field, y0s):
+    return jnp.all(jnp.isfinite(jax.vmap(lambda y: field(0.0, y, None))(y0s)))
+
+
+def _array_starts(flat: np.ndarray, classes: int, depth: int, loss: str, group: Group
+                  ) -> tuple[np.ndarray, bool]:
+    """Check a stack of B starts, (B, K) lambda(0) or (B, N, K) s(0), at once; return (y0s, balanced)."""
+    N = depth + 1
+    if flat.shape[1:] == (classes,):
+        y0s, balanced = flat.copy(), True
+        if loss == "ce":
+            y0s[:, 0] = 0.0  # mode 0 shifts every logit equally: no effect on CE
+        lam = y0s
+    elif flat.shape[1:] == (N, classes):
+        y0s, balanced = flat, False
+        with np.errstate(over="ignore", invalid="ignore"):
+            lam = np.prod(flat, axis=1)
+    else:
+        raise ValueError(
+            f"each start of init must be lambda(0) of shape (K,) = ({classes},) or s(0) of shape "
+            f"(N, K) = ({N}, {classes}) for classes={classes}, depth={depth} (N = depth + 1 "
+            f"factors); got starts of shape {flat.shape[1:]}."
+        )
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("init contains non-finite values (NaN or inf); pass finite numbers.")
+    if not np.all(np.isfinite(lam)):
+        raise ValueError(
+            "init's factors are finite but their product lambda(0) overflows (non-finite); "
+            "pass smaller s(0)."
+        )
+    if loss == "ce":
+        check_pairs(y0s, group, "init")
+    return y0s, balanced
+
+
+def _as_starts(init, classes: int, depth: int, loss: str, batch_dims, group: Group) -> tuple:
+    """Read ``init`` as one start or a batch.
+
+    Returns ``(y0s, balanced, description, dims, coords, batch_shape)`` with
+    ``y0s`` of shape (B, K) (balanced: lambda(0)) or (B, N, K) (s(0)).
+    """
+    if isinstance(init, xr.DataArray):
+        state_dims = tuple(d for d in init.dims if d in (D.FACTOR, D.MODE))
+        if state_dims not in ((D.MODE,), (D.FACTOR, D.MODE)):
+            raise ValueError(
+                f"init as a DataArray needs a {D.MODE!r} dim (lambda(0)) or {D.FACTOR!r} and "
+                f"{D.MODE!r} dims (s(0)); got dims {init.dims}."
+            )
+        if batch_dims is not None:
+            raise ValueError("batch_dims is only for plain arrays: a DataArray names its own dims.")
+        dims = tuple(d for d in init.dims if d not in state_dims)
+        arr = np.asarray(init.transpose(*dims, *state_dims).values, dtype=float)
+        batch = arr.shape[: len(dims)]
+        coords = {d: init.coords[d] for d in dims if d in init.coords}
+        y0s, balanced = _array_starts(arr.reshape((-1,) + arr.shape[len(dims) :]), classes, depth,
+                                      loss, group)
+        desc = f"user batch of {y0s.shape[0]} starts over {list(dims)}"
+        return y0s, balanced, desc, dims, coords, batch
+    if isinstance(init, (list, tuple)) and init and all(isinstance(x, Start) for x in init):
+        dims = ("start",) if batch_dims is None else tuple(np.atleast_1d(batch_dims).tolist())
+        if len(dims) != 1:
+            raise ValueError(f"a list of Start objects has one batch dim; got batch_dims={batch_dims!r}.")
+        starts = [as_start(x, classes, depth, loss, group) for x in init]
+        balanced = all(x.balanced for x in starts)
+        y0s = np.stack([np.array(x.lam0 if balanced else x.s0) for x in starts])
+        if balanced and loss == "ce":
+            y0s[:, 0] = 0.0
+        desc = "; ".join(x.description for x in starts)
+        return y0s, balanced, desc, dims, {}, (len(starts),)
+    if batch_dims is None or isinstance(init, Start):
+        if batch_dims is not None:
+            raise ValueError("batch_dims needs an array of starts, not a single Start.")
+        start = as_start(init, classes, depth, loss, group)
+        y0 = np.array(start.lam0 if start.balanced else start.s0)[None]
+        if start.balanced and loss == "ce":
+            y0[:, 0] = 0.0
+        return y0, start.balanced, start.description, (), {}, ()
+    dims = (batch_dims,) if isinstance(batch_dims, str) else tuple(batch_dims)
+    if not dims or len(set(dims)) != len(dims) or not all(isinstance(d, str) for d in dims):
+        raise ValueError(f"batch_dims must be distinct dim names (strings); got {batch_dims!r}.")
+    try:
+        arr = np.asarray(init, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"init must be an array of numbers; got {init!r}.") from e
+    nb = len(dims)
+    if arr.ndim < nb + 1 or 0 in arr.shape[:nb]:
+        raise ValueError(
+            f"init has shape {arr.shape}: batch_dims={dims} need that many non-empty leading "
+            f"axes followed by lambda(0) (K,) or s(0) (N, K) = ({depth + 1}, {classes})."
+        )
+    batch = arr.shape[:nb]
+    y0s, balanced = _array_starts(arr.reshape((-1,) + arr.shape[nb:]), classes, depth,
+                                      loss, group)
+    return y0s, balanced, f"user batch of {y0s.shape[0]} starts over {list(dims)}", dims, {}, batch
+
+
+@float64
 def simulate(
     classes: int,
     depth: int,
@@ -92,14 +261,16 @@ def simulate(
     solver: str = "tsit5",
     progress: bool = False,
     rank_rtol: float = RANK_RTOL,
+    batch_dims=None,
+    lanes: int | None = None,
     group=None,
 ) -> xr.Dataset:
-    r"""Integrate the reduced singular-value ODE from a spectral start.
+    r"""Integrate the reduced singular-value ODE from one or many spectral starts.
 
     Gradient flow of the mean loss of the deep UFM with K classes, depth L
     (L weight matrices, N = L + 1 factors), n = 1, from
     $H = V_1\operatorname{diag}(s_0)U^\top$, ...,
-    $W_L = U\operatorname{diag}(s_L)V_L^\top$ (MODEL.md sections 2-3):
+    $W_L = U\operatorname{diag}(s_L)V_L^\top$:
 
     $$\frac{ds_{l,i}}{dt} = -G_i \prod_{j\ne l}s_{j,i} - wd\,s_{l,i},$$
 
@@ -107,36 +278,55 @@ def simulate(
     Y = I). Time is gradient-flow time t (= steps x step size of gradient
     descent). Balanced starts use the $\lambda$-only law
     $\dot\lambda_i = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
+    The solver (diffrax, PID step-size control) runs in $\tau = \log(1 + t)$.
 
     The frame is the real character basis U of a finite abelian group of
     order K (:func:`svflow.spectral_basis`): Walsh-Hadamard, cyclic or a
     product of cyclic groups; then $\mu_i$ are the eigenvalues of the column
     softmax in that basis.
 
+    **Many starts.** ``init`` may hold a batch of starts: an array whose
+    leading dims are named by ``batch_dims`` (e.g. shape (B, K) with
+    ``batch_dims="start"``), an ``xarray.DataArray`` with a ``mode`` dim (and
+    a ``factor`` dim for s(0)) whose other dims are batch dims (their coords
+    are kept), or a list of :class:`Start`. All starts run through one
+    compiled refill loop (:func:`svflow._batch.solve_many`: finished
+    trajectories hand their lane to the next start); each trajectory is
+    integrated exactly as it would be alone (up to the last bits). The batch
+    dims lead every variable of the dataset. All starts of a batch are
+    balanced, or all are not.
+
     Args:
         classes: K >= 2.
         depth: L >= 1 weight matrices.
         init: $\lambda(0)$ of shape (K,) (balanced start; $\lambda_0$ is set to 0
-            under cross-entropy), $s(0)$ of shape (N, K) (any start), or a
-            :class:`Start` such as :func:`spectral_init`'s result.
+            under cross-entropy), $s(0)$ of shape (N, K) (any start), a
+            :class:`Start` such as :func:`spectral_init`'s result, or a batch
+            of these (above).
         loss: ``"ce"`` or ``"squared"``.
         weight_decay: $wd \ge 0$ on every factor.
         t_end: final time (used when ``times`` is None); up to 1e8 and beyond.
-        times: explicit increasing save times (>= 0); default: 0 and
+        times: explicit increasing save times (>= 0, starting at 0); default: 0 and
             ``num_times - 1`` log-spaced times up to ``t_end``.
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
-        progress: show a progress bar (it advances in log(1 + t)).
+        progress: show a progress bar (single start only; it advances in log(1 + t)).
         rank_rtol: threshold of the numerical rank.
         group: ``"walsh"`` ($(\mathbb Z_2)^m$), ``"cyclic"`` ($\mathbb Z_K$), a
             tuple of cyclic orders (product group) or ``None``: the group of a
             :class:`Start` ``init``, else Walsh for K = 2^m and cyclic otherwise.
             Under cross-entropy the two modes of a pair must start equal.
+        batch_dims: names of the leading batch dims of an array ``init``
+            (a string for one dim); None: ``init`` is one start.
+        lanes: trajectories in flight at once in a batch (default 64 on a CPU,
+            8192 on an accelerator).
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
         (see :mod:`svflow._dataset`; the ``mode`` dim has coordinates
-        ``frequency``, ``pair`` and ``part`` of the group's characters), attrs
-        with every parameter and provenance.
+        ``frequency``, ``pair`` and ``part`` of the group's characters),
+        preceded by the batch dims if any
+        (then ``num_steps`` is a variable over them); attrs with every
+        parameter and provenance.
 
     Raises:
         ValueError: bad input (K not a power of two, depth < 1, bad shapes, ...).
@@ -154,29 +344,33 @@ def simulate(
         ts = check_times(times)
     t_end = float(ts[-1])
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    start: Start = as_start(init, classes, depth, loss, grp)
+    y0s, balanced, description, dims, coords, batch = _as_starts(init, classes, depth, loss, batch_dims,
+                                                                   grp)
+    if progress and dims:
+        raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
     N = depth + 1
-    if not jax.config.jax_enable_x64:
-        raise ValueError(
-            "svflow's reduced ODE needs float64: call "
-            "jax.config.update('jax_enable_x64', True) before creating arrays "
-            "(importing svflow does this unless SVFLOW_NO_X64=1 is set)."
-        )
 
     # --- integrate
-    field = ReducedField(jnp.asarray(weight_decay, float), loss, N, start.balanced, group=grp)
-    y0 = start.lam0 if start.balanced else start.s0
-    if loss == "ce" and start.balanced:
-        y0 = y0.at[0].set(0.0)
-    check_field_at_start(field, y0)
+    field = ReducedField(jnp.asarray(weight_decay, float), loss, N, balanced, group=grp)
+    if not bool(_finite_at_start(field, jnp.asarray(y0s))):
+        raise IntegrationError(
+            "the vector field is non-finite at the start (the gradient overflows): the "
+            "run would blow up at once. Pass a smaller init."
+        )
     tic = _time.perf_counter()
-    ys, result, num_steps = solve(field, y0, jnp.asarray(ts), None, config, progress)
-    ys = jax.block_until_ready(ys)
+    if progress:
+        ys, result, num_steps = solve(field, jnp.asarray(y0s[0]), jnp.asarray(ts), None, config, True)
+        ys = np.asarray(jax.block_until_ready(ys))[None]
+        check_solution(ys, result, num_steps, config, t_end)
+        num_steps = np.asarray([int(num_steps)])
+    else:
+        sol = solve_batch(field, y0s, ts, config, lanes=lanes)
+        check_batch(sol, config, t_end)
+        ys, num_steps = sol.ys, sol.num_steps
     wall = _time.perf_counter() - tic
-    check_solution(ys, result, num_steps, config, t_end)
 
     # --- build dataset
-    out = _outputs(ys, start.balanced, N, loss, jnp.asarray(weight_decay, float), rank_rtol, grp)
+    out = _outputs(ys, balanced, N, loss, float(weight_decay), rank_rtol, grp)
     attrs = {
         "title": "svflow reduced singular-value ODE",
         "engine": "reduced",
@@ -187,15 +381,28 @@ def simulate(
         "loss_name": loss,
         "weight_decay": float(weight_decay),
         "t_end": t_end,
-        "init": start.description,
+        "init": description,
         "group": grp.label,
-        "balanced_path": bool(start.balanced),
+        "balanced_path": bool(balanced),
         "rank_rtol": float(rank_rtol),
         **config.as_attrs(),
-        "num_steps": int(num_steps),
+        "num_steps": int(np.sum(num_steps)),
         "wall_time_s": wall,
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
         "t = steps x step size; mean-reduced loss; lambda_i = prod_l s_{l,i}",
     }
-    ds = build_dataset(ts, attrs=attrs, **{k: np.asarray(v) for k, v in out.items()})
-    return ds.assign_coords(grp.mode_coords())
+    ds = build_dataset(ts, attrs=attrs, **{k: v[0] for k, v in out.items()})
+    if not dims:
+        return ds.assign_coords(grp.mode_coords())
+    variables = {
+        name: (dims + var.dims, out[name].reshape(batch + out[name].shape[1:]), var.attrs)
+        for name, var in ds.data_vars.items()
+    }
+    variables["num_steps"] = (
+        dims,
+        num_steps.reshape(batch),
+        {"long_name": "solver step attempts (accepted + rejected)"},
+    )
+    attrs["num_steps"] = int(np.sum(num_steps))
+    out_ds = xr.Dataset(variables, coords={**dict(ds.coords), **coords}, attrs=ds.attrs)
+    return out_ds.assign_coords(grp.mode_coords())

@@ -1,0 +1,274 @@
+r"""The public batch path (``svflow.simulate`` on a batch of starts) against compiled loops.
+
+Problem A (basin "random" family): balanced cross-entropy, K = 16, depth
+L = 5 (N = 6 factors), starts $\lambda_i(0) = \varepsilon u_i$ with
+$\varepsilon$ log-uniform in $[10^{-3}, 10^{-1}]$, $u_i \sim U[1-\delta,
+1+\delta]$, $\delta \sim U[0.1, 0.9]$, $\lambda_0 = 0$; t = 1e8, 161 log-spaced
+saves (``svflow.log_times``), rtol = 1e-8, atol = 1e-10.
+Problem B: the same family at K = 1024, L = 3, 256 starts.
+
+Rows (all integrate in the same variable $\tau = \log(1+t)$ with the same
+cancellation-free $1 - \mu$, saving at the same times):
+
+- ``svflow.simulate`` (public): the whole call, dataset included;
+- ``engine``: ``svflow._batch.solve_batch`` alone (what the public call spends
+  in the solver);
+- ``floor``: 6 right-hand-side evaluations (Tsit5 with first-same-as-last)
+  x the steps the engine took x the cost of one batched evaluation, measured
+  in this run on the engine's lane count (a ``fori_loop`` of vmapped calls);
+- ``CyRK``: a numba-compiled loop over the starts of ``CyRK.nbsolve_ivp``
+  (RK45, numba right-hand side with a dense Hadamard matrix);
+- ``scipy``: a Python loop of ``scipy.integrate.solve_ivp`` (LSODA, numpy
+  right-hand side), on a subset of starts (extrapolated, and said so).
+
+Warm: after one call that compiles (numba and XLA), median of ``--repeats``.
+Cold: a fresh Python process runs the first call, (i) with an empty JAX
+compilation cache and (ii) with the cache the first one filled; CyRK's fresh
+process pays numba's compilation. Times are **process CPU time** (all
+threads; XLA and numba run single-threaded here); the load average is
+recorded because the machine is shared.
+
+Run: ``pip install -e .[bench]`` then ``python benchmarks/bench_batch.py``
+(quick: 1000 starts at K = 16; K = 1024 with CyRK on 4 starts) or
+``--full`` (adds 1e4 starts at K = 16; CyRK on 16 starts at K = 1024).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+import _common as C  # noqa: E402  (puts this checkout on sys.path)
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+import svflow
+from svflow._batch import default_lanes, log_time_field, solve_batch
+from svflow._integrate import SolverConfig, log_times
+from svflow._simulate import ReducedField
+from svflow._walsh import hadamard
+
+T_END, NUM_TIMES = 1e8, 161
+RTOL, ATOL = 1e-8, 1e-10
+
+
+def starts(K: int, B: int, seed: int = 0) -> np.ndarray:
+    """B starts of the basin "random" family (module docstring)."""
+    rng = np.random.default_rng(seed)
+    eps = 10 ** rng.uniform(-3, -1, B)
+    delta = rng.uniform(0.1, 0.9, B)
+    u = 1 - delta[:, None] + 2 * delta[:, None] * rng.uniform(size=(B, K))
+    lam = eps[:, None] * u
+    lam[:, 0] = 0.0
+    return lam
+
+
+def public(K, depth, lam0):
+    return svflow.simulate(K, depth, init=lam0, batch_dims="start", t_end=T_END, num_times=NUM_TIMES,
+                           rtol=RTOL, atol=ATOL)
+
+
+def engine(K, depth, lam0):
+    field = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True)
+    return solve_batch(field, lam0, log_times(T_END, NUM_TIMES), SolverConfig(rtol=RTOL, atol=ATOL))
+
+
+def rhs_cost(K, depth, lanes, reps=400) -> float:
+    """CPU seconds of one batched right-hand-side evaluation per member (lanes members at once)."""
+    f = log_time_field(ReducedField(jnp.asarray(0.0), "ce", depth + 1, True))
+    y = jnp.asarray(starts(K, lanes, seed=1) + 1e-3)
+
+    @jax.jit
+    def loop(y):
+        def body(i, c):
+            return c + 1e-12 * jax.vmap(lambda v: f(1.0 + 1e-3 * i, v, None))(c)
+
+        return jax.lax.fori_loop(0, reps, body, y)
+
+    return C.timeit(lambda: loop(y).block_until_ready(), repeats=5) / (reps * lanes)
+
+
+# --------------------------------------------------------------------------- CyRK (numba)
+def cyrk_solver(K, depth):
+    import numba
+    from CyRK import nbsolve_ivp
+
+    H = np.asarray(hadamard(K))
+    N = depth + 1
+    expo = 2.0 - 2.0 / N
+
+    @numba.njit(fastmath=False)
+    def rhs(tau, lam):
+        f = H @ lam
+        z = (f - f[0]) / K
+        e = np.exp(z - z.max())
+        p = e / e.sum()
+        p[0] = 0.0
+        omm = p.sum() - H @ p
+        omm[0] = 0.0
+        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** expo
+
+    @numba.njit
+    def loop(lam0s, taus):
+        B = lam0s.shape[0]
+        out = np.empty((B, lam0s.shape[1], taus.size))
+        ok = np.ones(B, np.bool_)
+        for b in range(B):
+            r = nbsolve_ivp(rhs, (taus[0], taus[-1]), lam0s[b].copy(), rtol=RTOL, atol=ATOL,
+                            rk_method=1, t_eval=taus, warnings=False)
+            ok[b] = r.success
+            out[b] = r.y
+        return out, ok
+
+    return loop
+
+
+def cyrk_run(loop, lam0):
+    taus = np.log1p(log_times(T_END, NUM_TIMES))
+    ys, ok = loop(np.ascontiguousarray(lam0), taus)
+    return np.transpose(ys, (0, 2, 1)), ok
+
+
+# --------------------------------------------------------------------------- scipy
+def scipy_loop(K, depth, lam0):
+    from scipy.integrate import solve_ivp
+
+    H = np.asarray(hadamard(K))
+    N = depth + 1
+
+    def rhs(tau, lam):
+        f = H @ lam
+        z = (f - f[0]) / K
+        e = np.exp(z - z.max())
+        p = e / e.sum()
+        p[0] = 0.0
+        omm = p.sum() - H @ p
+        omm[0] = 0.0
+        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2.0 - 2.0 / N)
+
+    taus = np.log1p(log_times(T_END, NUM_TIMES))
+    return np.stack([solve_ivp(rhs, (taus[0], taus[-1]), y, method="LSODA", t_eval=taus, rtol=RTOL,
+                               atol=ATOL).y.T for y in lam0])
+
+
+# --------------------------------------------------------------------------- cold starts
+CHILD = r"""
+import os, sys, time, json
+c0 = time.process_time()
+sys.path.insert(0, {bench!r})
+import bench_batch as B
+c1 = time.process_time()
+lam0 = B.starts({K}, {n})
+{call}
+c2 = time.process_time()
+print(json.dumps(dict(imports=c1 - c0, first_call=c2 - c1)))
+"""
+
+
+def cold(kind: str, K, depth, n, cache_dir) -> dict:
+    call = {
+        "svflow": f"B.public({K}, {depth}, lam0)",
+        "cyrk": f"B.cyrk_run(B.cyrk_solver({K}, {depth}), lam0)",
+    }[kind]
+    code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), K=K, n=n, call=call)
+    env = dict(os.environ, SVFLOW_COMPILE_CACHE=str(cache_dir))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Max relative difference of the final states, and agreement of their numerical ranks."""
+    fa, fb = a[:, -1, 1:], b[:, -1, 1:]
+    rel = float(np.max(np.abs(fa - fb) / np.max(np.abs(fb), axis=1, keepdims=True)))
+    ra = (fa / fa.max(1, keepdims=True) >= 0.1).sum(1)
+    rb = (fb / fb.max(1, keepdims=True) >= 0.1).sum(1)
+    return rel, float(np.mean(ra == rb))
+
+
+def case(K, depth, B, cyrk_n, scipy_n, repeats, do_cold) -> list[dict]:
+    lam0 = starts(K, B)
+    rows = []
+    load = os.getloadavg()[0]
+
+    def row(method, per_traj_s, note="", final_rel_diff=float("nan"), rank_agree=float("nan")):
+        rows.append(dict(K=K, depth=depth, starts=B, method=method, ms_per_traj=1e3 * per_traj_s,
+                         final_rel_diff=final_rel_diff, rank_agree=rank_agree, note=note, load=load))
+
+    # svflow: public path and engine, warm
+    ds = public(K, depth, lam0)
+    t_pub = C.timeit(lambda: public(K, depth, lam0), repeats=repeats) / B
+    sol = engine(K, depth, lam0)
+    t_eng = C.timeit(lambda: engine(K, depth, lam0), repeats=repeats) / B
+    steps = float(np.mean(sol.num_steps))
+    lanes = min(default_lanes(), B)
+    floor = 6 * steps * rhs_cost(K, depth, lanes)
+    row("svflow.simulate (public, batch)", t_pub, f"{steps:.0f} steps/traj, {lanes} lanes")
+    row("engine (solve_batch)", t_eng)
+    row("floor (6 x steps x batched RHS)", floor)
+
+    # CyRK, warm, on cyrk_n starts
+    loop = cyrk_solver(K, depth)
+    cyrk_run(loop, lam0[:1])  # numba compile
+    sub = lam0[:cyrk_n]
+    tic = time.process_time()
+    ys_c, ok = cyrk_run(loop, sub)
+    t_cy = (time.process_time() - tic) / cyrk_n
+    rel, ranks = agreement(ds["lam"].values[:cyrk_n], ys_c)
+    row("CyRK nbsolve_ivp RK45 loop (numba)", t_cy, f"{cyrk_n} starts" + ("" if cyrk_n == B else ", extrapolated"),
+        final_rel_diff=rel, rank_agree=ranks)
+    assert ok.all(), "a CyRK integration failed"
+    if scipy_n:
+        tic = time.process_time()
+        ys_s = scipy_loop(K, depth, lam0[:scipy_n])
+        t_sp = (time.process_time() - tic) / scipy_n
+        rel_s, ranks_s = agreement(ds["lam"].values[:scipy_n], ys_s)
+        row("scipy solve_ivp LSODA loop", t_sp, f"{scipy_n} starts, extrapolated", final_rel_diff=rel_s,
+            rank_agree=ranks_s)
+    if do_cold:
+        with tempfile.TemporaryDirectory() as d:
+            c1 = cold("svflow", K, depth, B, d)
+            c2 = cold("svflow", K, depth, B, d)
+        row("svflow.simulate, fresh process, empty cache", c1["first_call"] / B,
+            f"imports {c1['imports']:.2f} s CPU (not included)")
+        row("svflow.simulate, fresh process, warm cache", c2["first_call"] / B,
+            f"imports {c2['imports']:.2f} s CPU (not included)")
+        c3 = cold("cyrk", K, depth, cyrk_n, "0")
+        row("CyRK loop, fresh process (numba compile)", c3["first_call"] / cyrk_n,
+            f"{cyrk_n} starts; imports {c3['imports']:.2f} s CPU (not included)")
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--full", action="store_true", help="adds 1e4 starts at K = 16, CyRK on 16 starts at K = 1024")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-cold", action="store_true", help="skip the fresh-process rows")
+    p.add_argument("--only", choices=["16", "1024"], default=None)
+    a = p.parse_args()
+    rows = []
+    if a.only in (None, "16"):
+        rows += case(16, 5, 1000, 1000, 50 if not a.full else 200, a.repeats, not a.no_cold)
+        if a.full:
+            rows += case(16, 5, 10_000, 2000, 0, 1, not a.no_cold)
+    if a.only in (None, "1024"):
+        rows += case(1024, 3, 256, 16 if a.full else 4, 0, 1, not a.no_cold)
+    print(C.table(rows, "public batch path vs compiled loops (process CPU time per trajectory)"))
+    name = "batch" if a.only is None else f"batch_K{a.only}"
+    C.write_results(name, rows, attrs={"clock": "process CPU time"}, quick=not a.full)
+
+
+if __name__ == "__main__":
+    main()
