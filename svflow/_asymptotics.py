@@ -35,6 +35,7 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import minimize, nnls
 
+from ._dataset import netcdf_safe
 from ._walsh import check_classes
 
 __all__ = [
@@ -136,7 +137,7 @@ def walsh_supports(classes: int):
     member, dmin, bits = member[ok], dmin[ok], bits[ok]
     size = member.sum(axis=1)
     mask = np.concatenate([np.zeros((len(bits), 1), bool), member.astype(bool)], axis=1)
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         {
             "mask": (("support", "mode"), mask, {"long_name": "mode i in S"}),
             "size": (
@@ -162,7 +163,7 @@ def walsh_supports(classes: int):
         },
         coords={"mode": np.arange(K)},
         attrs={"classes": K, "m": m},
-    )
+    ))
 
 
 def _code_name(K: int, r: int, d: int) -> str:
@@ -297,14 +298,14 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
             },
         )
         data["global_support_size"] = ("factors", np.array(gs))
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         data,
         coords={"factors": Ns, "mode": np.arange(K), "size_r": sizes},
         attrs={
             "classes": K,
             "description": "predicted winning Walsh code per depth (equal lambda on the support)",
         },
-    )
+    ))
 
 
 @lru_cache(maxsize=4)

@@ -37,7 +37,7 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
-from ._dataset import provenance
+from ._dataset import netcdf_safe, provenance
 from ._integrate import IntegrationError, SolverConfig, log_times, solve
 from ._outcomes import NC, UNDECIDED, OutcomeRule, classify_trajectory, mode_ratios
 from ._reduced import data_loss
@@ -435,7 +435,7 @@ def basin_map(
         "mean-reduced loss; balanced start, lambda-only law",
         **provenance(),
     }
-    return ds
+    return netcdf_safe(ds)
 
 
 def basin_width(ds: xr.Dataset) -> xr.Dataset:
@@ -466,7 +466,7 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
     coords = {d: ds[d] for d in dims}
     if "factors" in ds.coords:
         coords["factors"] = ds["factors"]
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         {
             "width": (
                 dims,
@@ -487,4 +487,4 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
         },
         coords=coords,
         attrs=dict(ds.attrs),
-    )
+    ))

@@ -49,6 +49,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment, minimize, nnls
 
+from ._dataset import netcdf_safe
+
 __all__ = [
     "SoftmaxCode",
     "one_vs_rest_margin",
@@ -731,7 +733,7 @@ def code_convergence(
                 "units": "1",
             },
         )
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         data,
         coords={"time": time},
         attrs={
@@ -741,4 +743,4 @@ def code_convergence(
             "code_rho_star_exact": code.exact is not None,
             "code_rho_found": float(code.rho),
         },
-    )
+    ))

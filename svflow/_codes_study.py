@@ -24,7 +24,7 @@ from ._codes import (
     one_vs_rest_margin,
     softmax_code,
 )
-from ._dataset import provenance
+from ._dataset import netcdf_safe, provenance
 from ._simulate import simulate
 from ._start import spectral_init
 from ._walsh import check_classes, hadamard
@@ -179,7 +179,7 @@ def code_convergence_study(
         "wall_time_s": _time.perf_counter() - tic,
         **provenance(),
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))
 
 
 def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
@@ -223,14 +223,14 @@ def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
         )
         for k, v in rows.items()
     }
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         data,
         coords={"table_classes": Ks, "factors": Ns},
         attrs={
             "description": "predicted winner among equal-lambda Walsh codes, "
             "gamma = (2/K) d / (N r)^(N/2); gamma_global: optimum over all lambda >= 0"
         },
-    )
+    ))
 
 
 def random_start_code_study(
@@ -350,7 +350,7 @@ def random_start_code_study(
         "wall_time_s": _time.perf_counter() - tic,
         **provenance(),
     }
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         data,
         coords={
             "depth": depths,
@@ -359,4 +359,4 @@ def random_start_code_study(
             "sv": np.arange(classes),
         },
         attrs=attrs,
-    )
+    ))

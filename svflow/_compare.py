@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from . import _dims as D
+from ._dataset import netcdf_safe
 
 __all__ = ["compare"]
 
@@ -122,4 +123,4 @@ def compare(
         "full_engine": full.attrs.get("engine", "unknown"),
         "reduced_engine": reduced.attrs.get("engine", "unknown"),
     }
-    return xr.Dataset(data, coords={D.TIME: (D.TIME, times, D.TIME_ATTRS)}, attrs=attrs)
+    return netcdf_safe(xr.Dataset(data, coords={D.TIME: (D.TIME, times, D.TIME_ATTRS)}, attrs=attrs))

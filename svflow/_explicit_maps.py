@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from ._dataset import provenance
+from ._dataset import netcdf_safe, provenance
 from ._explicit import (
     ce_blocks,
     ce_code_loss,
@@ -167,7 +167,7 @@ def explicit_phase_map(
             **provenance(),
         },
     )
-    return ds
+    return netcdf_safe(ds)
 
 
 def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
@@ -260,7 +260,7 @@ def weight_decay_endpoints(
         for L in depths
     ]
     best = np.minimum(blocks, hyper)
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         {
             "objective": (
                 ("depth", "seed", "time"),
@@ -318,4 +318,4 @@ def weight_decay_endpoints(
             "t_end": float(t_end),
             **provenance(),
         },
-    )
+    ))

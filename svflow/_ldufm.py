@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ._dataset import provenance
+from ._dataset import netcdf_safe, provenance
 from ._explicit import dnc_loss, relu_blocks
 from ._full import random_model
 from ._train import train
@@ -160,7 +160,7 @@ def ldufm_runs(
         is_dnc.append(
             bool(np.all(rk == classes) and abs(final - L_dnc) <= dnc_rtol * L_dnc)
         )
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         {
             "objective": (
                 ("seed", "time"),
@@ -217,7 +217,7 @@ def ldufm_runs(
             "best_construction": f"{best.category} {best.blocks}",
             **provenance(),
         },
-    )
+    ))
 
 
 def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:

@@ -64,6 +64,7 @@ import xarray as xr
 from jaxtyping import Array, Float, Int
 
 from . import _dims as D
+from ._dataset import netcdf_safe
 from ._reduced import check_loss, data_loss
 
 __all__ = [
@@ -351,4 +352,4 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
         coords={**coords, D.MODE: ds[D.MODE]} if D.MODE in ds.coords else coords,
         attrs={**{k: v for k, v in ds.attrs.items()}, **rule.as_attrs()},
     )
-    return res
+    return netcdf_safe(res)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ._dataset import provenance
+from ._dataset import netcdf_safe, provenance
 from ._full import random_model
 from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
 from ._train import run_gd, step_grid
@@ -289,4 +289,4 @@ def phase_map(
         "wall_time_s": wall,
         **provenance(),
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))

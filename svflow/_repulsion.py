@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Float
 
-from ._dataset import provenance
+from ._dataset import netcdf_safe, provenance
 from ._simulate import simulate
 from ._start import check_depth
 from ._walsh import check_classes, one_minus_mu
@@ -218,4 +218,4 @@ def repulsion(
         "early_horizon(K, N, eps, lam_cap)",
         **provenance(),
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))
