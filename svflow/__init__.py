@@ -1,16 +1,10 @@
 """svflow: singular-value flows of deep linear networks and deep UFMs.
 
-Importing svflow switches JAX to float64 (the reduced ODE runs over eight
-decades of time); set the environment variable ``SVFLOW_NO_X64=1`` before
-import to opt out.
+svflow computes in float64 (the reduced ODE runs over eight decades of time),
+but only inside its own calls: every public function turns JAX's
+``jax_enable_x64`` on for its duration and restores the caller's setting, so
+importing svflow changes no global JAX configuration.
 """
-
-import os as _os
-
-import jax as _jax
-
-if _os.environ.get("SVFLOW_NO_X64", "0") != "1":
-    _jax.config.update("jax_enable_x64", True)
 
 from importlib.metadata import PackageNotFoundError as _PNF
 from importlib.metadata import version as _version

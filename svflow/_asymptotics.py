@@ -36,6 +36,7 @@ import numpy as np
 from scipy.optimize import minimize, nnls
 
 from ._dataset import netcdf_safe
+from ._precision import float64
 from ._walsh import check_classes
 
 __all__ = [
@@ -88,6 +89,7 @@ def _as_lam(lam, K: int | None = None) -> np.ndarray:
     return lam
 
 
+@float64
 def normalised_margin(lam, factors: int) -> float:
     r"""$\gamma = \min_k m_k / (N\sum_{i\ge1}|\lambda_i|^{2/N})^{N/2}$ of a balanced spectral state."""
     lam = _as_lam(lam)
@@ -105,6 +107,7 @@ def normalised_margin(lam, factors: int) -> float:
 # --------------------------------------------------------------------------- Walsh supports
 
 
+@float64
 def walsh_supports(classes: int):
     r"""Every Walsh support $S \subseteq \{1, \dots, K-1\}$ that separates all classes.
 
@@ -177,6 +180,7 @@ def _code_name(K: int, r: int, d: int) -> str:
     return f"[{r},{m},{d}]"
 
 
+@float64
 def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None = None):
     r"""Predicted winning equal-$\lambda$ Walsh code per depth, ranked by $\gamma_S$.
 
@@ -420,6 +424,7 @@ def kkt_residual(
     return res, mult, act, sup
 
 
+@float64
 def max_margin_direction(
     lam,
     depth: int,
@@ -491,6 +496,7 @@ def max_margin_direction(
     )
 
 
+@float64
 def asymptotic_direction(ds, *, time=None, **kwargs) -> MaxMarginPoint:
     """:func:`max_margin_direction` from a trajectory dataset's ``lam`` at ``time`` (default last)."""
     if "lam" not in ds:

@@ -40,6 +40,7 @@ from . import _dims as D
 from ._dataset import netcdf_safe, provenance
 from ._integrate import IntegrationError, SolverConfig, log_times, solve
 from ._outcomes import NC, UNDECIDED, OutcomeRule, classify_trajectory, mode_ratios
+from ._precision import float64
 from ._reduced import data_loss
 from ._simulate import ReducedField
 from ._start import check_depth
@@ -81,6 +82,7 @@ def _check_family(family: str, classes: int, leaders) -> tuple[int, ...]:
     return lead
 
 
+@float64
 def basin_start(
     family: str,
     classes: int,
@@ -103,6 +105,7 @@ def basin_start(
     return (eps * u).at[0].set(0.0)
 
 
+@float64
 def basin_cell(
     eps: Float[Array, ""],
     delta: Float[Array, ""],
@@ -150,6 +153,7 @@ def basin_cell(
     )
 
 
+@float64
 @partial(
     jax.jit,
     static_argnames=(
@@ -245,6 +249,7 @@ def _grid(name, values, positive=False, unit=False) -> np.ndarray:
     return v
 
 
+@float64
 def basin_map(
     classes: int,
     depths,
@@ -438,6 +443,7 @@ def basin_map(
     return netcdf_safe(ds)
 
 
+@float64
 def basin_width(ds: xr.Dataset) -> xr.Dataset:
     r"""Basin width: for each (depth, eps[, seed]) the largest grid $\delta$ whose
     whole stretch $[\delta_0, \delta]$ of the grid reaches NC.

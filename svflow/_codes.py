@@ -50,6 +50,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment, minimize, nnls
 
 from ._dataset import netcdf_safe
+from ._precision import float64
 
 __all__ = [
     "SoftmaxCode",
@@ -161,6 +162,7 @@ def _wolfe(
     return d, x / d
 
 
+@float64
 def one_vs_rest_margin(vectors, *, normalise: bool = True, per_class: bool = False):
     r"""Exact one-vs-rest margin
     $\rho = \min_y \operatorname{dist}(v_y, \operatorname{conv}\{v_j\}_{j\ne y})$.
@@ -192,6 +194,7 @@ def one_vs_rest_margin(vectors, *, normalise: bool = True, per_class: bool = Fal
 # --------------------------------------------------------------------------- exact optima
 
 
+@float64
 def exact_rho(classes: int, rank: int) -> float | None:
     r"""Known optimal one-vs-rest margin $\rho^*(K, r)$, or None where none is known.
 
@@ -396,6 +399,7 @@ def codes_cache_dir(cache_dir=None) -> Path:
     return Path(base) / "svflow" / "codes"
 
 
+@float64
 def softmax_code(
     classes: int,
     rank: int,
@@ -511,6 +515,7 @@ def _perm_cost(G: np.ndarray, R: np.ndarray, p: np.ndarray) -> float:
     return float(np.sum((G - R[np.ix_(p, p)]) ** 2))
 
 
+@float64
 def gram_distance(
     gram, reference, *, exhaustive_max: int = 8, restarts: int = 32
 ) -> tuple[float, np.ndarray]:
@@ -591,6 +596,7 @@ def _gram_vectors(G: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
 # --------------------------------------------------------------------------- trajectories
 
 
+@float64
 def class_embedding(logits, rank: int) -> np.ndarray:
     r"""Unit class vectors in $\mathbb{R}^r$ from the top-r SVD of the centred class-mean logits.
 
@@ -642,6 +648,7 @@ def _logits_over_time(ds, logits) -> np.ndarray:
     return Z
 
 
+@float64
 def code_convergence(
     ds,
     *,

@@ -25,6 +25,7 @@ from ._codes import (
     softmax_code,
 )
 from ._dataset import netcdf_safe, provenance
+from ._precision import float64
 from ._simulate import simulate
 from ._start import spectral_init
 from ._walsh import check_classes, hadamard
@@ -39,6 +40,7 @@ def _limit_rho(lam: np.ndarray, rank: int) -> float:
     return one_vs_rest_margin(E, normalise=False)
 
 
+@float64
 def code_convergence_study(
     classes: int = 8,
     depths=(1, 2, 3, 5),
@@ -182,6 +184,7 @@ def code_convergence_study(
     return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))
 
 
+@float64
 def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
     r"""Predicted winning equal-$\lambda$ Walsh code per (K, N) (:func:`svflow.code_table`).
 
@@ -233,6 +236,7 @@ def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
     ))
 
 
+@float64
 def random_start_code_study(
     classes: int = 8,
     depths=(1, 2, 3, 5),

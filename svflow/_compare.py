@@ -14,6 +14,7 @@ import xarray as xr
 
 from . import _dims as D
 from ._dataset import netcdf_safe
+from ._precision import float64
 
 __all__ = ["compare"]
 
@@ -28,6 +29,7 @@ def _lam(ds: xr.Dataset, which: str) -> xr.DataArray:
     return ds[D.LAM]
 
 
+@float64
 def compare(
     reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9
 ) -> xr.Dataset:

@@ -94,6 +94,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._precision import float64
+
 __all__ = [
     "ldufm_decay",
     "scale_loss",
@@ -188,6 +190,7 @@ def factor_decays(depth: int, lam_H: float, lam_W) -> np.ndarray:
     return np.concatenate([[lh], lw]).astype(float)
 
 
+@float64
 def ldufm_decay(depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
     r"""$\Lambda = (n\lambda_H\prod_{l=1}^L\lambda_l)^{1/(L+1)}$."""
     lams = factor_decays(depth, lam_H, lam_W)
@@ -202,6 +205,7 @@ def ldufm_decay(depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
 # --- the 1-D scale problem of the squared loss
 
 
+@float64
 @partial(jax.jit, static_argnums=1)
 def scale_loss(c, factors: int):
     r"""$f(c) = \min_{q\ge0}\ \tfrac12(1-q)^2 + \tfrac N2\,c\,q^{2/N}$ and its
@@ -238,6 +242,7 @@ def scale_loss(c, factors: int):
     return jnp.where(take_zero, 0.5, val), jnp.where(take_zero, 0.0, q)
 
 
+@float64
 def dnc_loss(
     classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1
 ) -> float:
@@ -276,6 +281,7 @@ def _check_r(r) -> int:
     return int(r)
 
 
+@float64
 def srg_matrices(r: int) -> SRGMatrices:
     """Build B, J - B^T B, the Kneser adjacency A' and its inverse for K = C(r, 2) (r >=
     4)."""
@@ -299,6 +305,7 @@ def _sqrt_factor(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return U * np.sqrt(s), np.sqrt(s)[:, None] * Vt
 
 
+@float64
 def srg_factors(r: int, depth: int) -> list[np.ndarray]:
     r"""Unit-scale factors $[H, W_1, \dots, W_L]$ of the SRG network (class means, n =
     1).
@@ -319,6 +326,7 @@ def srg_factors(r: int, depth: int) -> list[np.ndarray]:
     return [H, W1, *mids, W_pre, m.kneser_inv]
 
 
+@float64
 def dnc_factors(
     classes: int, depth: int, width: int | None = None, seed: int = 0
 ) -> list[np.ndarray]:
@@ -345,6 +353,7 @@ def dnc_factors(
     return fs
 
 
+@float64
 def relu_forward(factors: Sequence) -> jnp.ndarray:
     r"""$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H))$ with $\sigma = $ ReLU (none on H,
     none on Z)."""
@@ -356,6 +365,7 @@ def relu_forward(factors: Sequence) -> jnp.ndarray:
     return x
 
 
+@float64
 def construction_rho(factors: Sequence) -> float:
     r"""$\rho = (\prod_j\|F_j\|_F^2)^{1/N}/K$ of unit-scale class-mean factors with $Z =
     I_K$."""
@@ -364,6 +374,7 @@ def construction_rho(factors: Sequence) -> float:
     return float(np.exp(np.mean(logs)) / K)
 
 
+@float64
 def srg_rho(r: int, depth: int) -> float:
     r"""Closed-form $\rho$ of the SRG construction (module docstring).
 
@@ -388,6 +399,7 @@ def srg_rho(r: int, depth: int) -> float:
     return float(math.exp(logr / (depth + 1)))
 
 
+@float64
 def balanced_scales(
     factors: Sequence, q: float, *, lam_H: float, lam_W, samples: int = 1
 ) -> np.ndarray:
@@ -407,6 +419,7 @@ def balanced_scales(
     return np.sqrt(P / (lams * a))
 
 
+@float64
 def network_objective(
     factors: Sequence, *, lam_H: float, lam_W, samples: int = 1, targets=None
 ) -> float:
@@ -424,6 +437,7 @@ def network_objective(
     return float(data + np.sum(pen))
 
 
+@float64
 def construction_loss(
     factors: Sequence, *, lam_H: float, lam_W, samples: int = 1
 ) -> tuple[float, float]:
@@ -467,6 +481,7 @@ def construction_loss(
     return float(best), float(best_q)
 
 
+@float64
 def srg_loss(
     classes: int,
     depth: int,
@@ -526,6 +541,7 @@ def _partition_dp(K: int, sizes: Sequence[int], cost: dict) -> tuple[float, list
     return best[K], sorted(parts, reverse=True)
 
 
+@float64
 def relu_blocks(
     classes: int,
     depth: int,
@@ -636,6 +652,7 @@ def _ce_block_table(
     return np.asarray(v)[:K], np.asarray(s)[:K]
 
 
+@float64
 def ce_block_loss(
     k: int, classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -653,6 +670,7 @@ def ce_block_loss(
     return float(v[k - 1]), float(s[k - 1])
 
 
+@float64
 def ce_dnc_loss(
     classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -666,6 +684,7 @@ def ce_dnc_loss(
     )
 
 
+@float64
 def ce_pair_loss(
     classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -689,6 +708,7 @@ def ce_pair_loss(
     return float(total), s2 / 2.0
 
 
+@float64
 def ce_blocks(
     classes: int,
     depth: int,
@@ -724,6 +744,7 @@ def ce_blocks(
     return BlockChoice(float(loss), tuple(parts), "other")
 
 
+@float64
 def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
     r"""$\mathrm{CE}(Z) + \tfrac{wd}2(L+1)\sum_i\sigma_i(Z)^{2/(L+1)}$ for logits Z of
     shape (K, K n),
@@ -751,6 +772,7 @@ def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
 # --- general fixed-direction codes of the CE model (e.g. the hypercube)
 
 
+@float64
 def hypercube_code(classes: int) -> np.ndarray:
     r"""Logit direction of the hypercube code: class y at the vertex $v_y\in\{\pm1\}^m$
     given by the bits of y ($m = \lceil\log_2 K\rceil$), $Z_0 = V^\top V$ ($K\times K$,
@@ -762,6 +784,7 @@ def hypercube_code(classes: int) -> np.ndarray:
     return V.T @ V
 
 
+@float64
 def ce_code_loss(
     direction, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -807,6 +830,7 @@ def ce_code_loss(
     return (v, float(x)) if v < vals[i] else (float(vals[i]), float(grid[i]))
 
 
+@float64
 def ce_codes(
     classes: int,
     depth: int,

@@ -26,6 +26,7 @@ from ._explicit import (
     relu_blocks,
     srg_rho,
 )
+from ._precision import float64
 
 __all__ = [
     "RELU_CATEGORIES",
@@ -43,6 +44,7 @@ def _flags(names) -> dict:
     return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
 
 
+@float64
 def explicit_phase_map(
     classes: Sequence[int] = tuple(range(2, 41)),
     depths: Sequence[int] = tuple(range(2, 9)),
@@ -170,6 +172,7 @@ def explicit_phase_map(
     return netcdf_safe(ds)
 
 
+@float64
 def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
     r"""Per depth, the smallest K of the map from which on DNC never wins again
     (``model`` = ``"relu"`` or ``"ce"``); NaN when DNC wins at the largest K."""
@@ -198,6 +201,7 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
     )
 
 
+@float64
 def weight_decay_endpoints(
     classes: int = 8,
     depths: Sequence[int] = (1, 2, 3, 5),

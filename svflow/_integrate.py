@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._precision import float64
+
 __all__ = [
     "SolverConfig",
     "log_times",
@@ -65,6 +67,7 @@ _SOLVERS = {
 }
 
 
+@float64
 def log_times(t_end: float, num: int = 161, t_first: float | None = None) -> np.ndarray:
     """Save grid: 0 followed by ``num - 1`` log-spaced times up to ``t_end``.
 
@@ -94,7 +97,7 @@ def check_field_at_start(field, y0, args=None) -> None:
     if not all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(dy)):
         raise IntegrationError(
             "the vector field is non-finite at the start (the gradient overflows): the "
-            "run would blow up at once. Pass a smaller init (or float64)."
+            "run would blow up at once. Pass a smaller init."
         )
 
 
@@ -160,11 +163,11 @@ def check_solution(ys, result, num_steps, config: SolverConfig, t_end: float) ->
             f"the integration to t = {t_end:g} failed for {int((~ok).sum())} of {ok.size} "
             f"trajectories after up to {int(np.max(np.asarray(num_steps)))} steps: the "
             "step size collapsed, which usually means the state blew up or became "
-            "non-finite. Use float64 (jax.config.update('jax_enable_x64', True)), a "
-            "smaller init scale, or tighter rtol/atol."
+            "non-finite. Use a smaller init scale or tighter rtol/atol (svflow's own "
+            "functions already run in float64)."
         )
     if not finite:
         raise IntegrationError(
             f"the integration to t = {t_end:g} produced non-finite values (NaN/inf). "
-            "Use float64, a smaller init scale or weight decay, or tighter rtol/atol."
+            "Use a smaller init scale or weight decay, or tighter rtol/atol."
         )

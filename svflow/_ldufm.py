@@ -32,6 +32,7 @@ import xarray as xr
 from ._dataset import netcdf_safe, provenance
 from ._explicit import dnc_loss, relu_blocks
 from ._full import random_model
+from ._precision import float64
 from ._train import train
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
 RANK_RTOL_LAYERS = 1e-3
 
 
+@float64
 def layer_representations(factors) -> tuple[list, list]:
     """(names, matrices) of every layer's representation, (d or K, K n) each."""
     x = jnp.asarray(factors[0])
@@ -63,6 +65,7 @@ def layer_representations(factors) -> tuple[list, list]:
     return names, mats
 
 
+@float64
 def class_mean_spectra(X, classes: int) -> np.ndarray:
     """Singular values (decreasing, K of them, zero-padded) of the uncentred class-mean
     matrix."""
@@ -73,6 +76,7 @@ def class_mean_spectra(X, classes: int) -> np.ndarray:
     return np.pad(sv, (0, classes - sv.size))[:classes]
 
 
+@float64
 def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     r"""$\operatorname{tr}(\Sigma_W\Sigma_B^+)/K$ of representations X (d, K n), columns
     class-major.
@@ -94,6 +98,7 @@ def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     )
 
 
+@float64
 def ldufm_runs(
     classes: int = 10,
     depth: int = 4,
@@ -220,6 +225,7 @@ def ldufm_runs(
     ))
 
 
+@float64
 def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
     """:func:`ldufm_runs` over ``param`` (``"lam"`` or ``"width"``), concatenated along
     it."""

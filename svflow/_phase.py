@@ -27,6 +27,7 @@ import xarray as xr
 from ._dataset import netcdf_safe, provenance
 from ._full import random_model
 from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
+from ._precision import float64
 from ._train import run_gd, step_grid
 
 __all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING"]
@@ -70,6 +71,7 @@ def _light_record(model, rank_rtol):
     )
 
 
+@float64
 @partial(
     jax.jit,
     static_argnames=(
@@ -157,6 +159,7 @@ def phase_cell(
     return jax.vmap(one)(keys)
 
 
+@float64
 def phase_map(
     classes: Sequence[int] = (8, 16),
     depths: Sequence[int] = (1, 2, 3, 4, 5, 6),

@@ -28,6 +28,7 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from ._dataset import netcdf_safe, provenance
+from ._precision import float64
 from ._simulate import simulate
 from ._start import check_depth
 from ._walsh import check_classes, one_minus_mu
@@ -55,6 +56,7 @@ def one_minus_mu_series(
     return out.at[..., 0].set(0.0)
 
 
+@float64
 def log_ratio_rate(
     lam: Float[Array, "... K"], factors: int, j: int, k: int, order: int | None = None
 ) -> Float[Array, "..."]:
@@ -86,6 +88,7 @@ def early_horizon(
     return classes / (factors - 2) * (lam_start ** (-p) - lam_cap ** (-p))
 
 
+@float64
 def repulsion(
     classes: int,
     depths,

@@ -21,6 +21,7 @@ from ._integrate import (
     solve,
 )
 from ._metrics import RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
+from ._precision import float64
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
 from ._start import Start, as_start, balanced_factors, check_depth
 from ._walsh import check_classes
@@ -72,6 +73,7 @@ def _outputs(ys, balanced: bool, factors: int, loss: str, weight_decay, rank_rto
     return reduced_outputs(s, loss, weight_decay, rank_rtol)
 
 
+@float64
 def simulate(
     classes: int,
     depth: int,
@@ -140,13 +142,6 @@ def simulate(
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     start: Start = as_start(init, classes, depth, loss)
     N = depth + 1
-    if not jax.config.jax_enable_x64:
-        raise ValueError(
-            "svflow's reduced ODE needs float64: call "
-            "jax.config.update('jax_enable_x64', True) before creating arrays "
-            "(importing svflow does this unless SVFLOW_NO_X64=1 is set)."
-        )
-
     # --- integrate
     field = ReducedField(jnp.asarray(weight_decay, float), loss, N, start.balanced)
     y0 = start.lam0 if start.balanced else start.s0

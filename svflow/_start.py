@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ._precision import float64
 from ._walsh import check_classes
 
 __all__ = ["Start", "spectral_init", "balanced_factors", "as_start", "check_depth"]
@@ -54,6 +55,7 @@ class Start(eqx.Module):
             raise ValueError(f"s0 must have shape (N, K); got shape {self.s0.shape}.")
 
     @property
+    @float64
     def lam0(self) -> Float[Array, " K"]:
         return jnp.prod(self.s0, axis=0)
 
@@ -66,6 +68,7 @@ class Start(eqx.Module):
         return self.s0.shape[1]
 
 
+@float64
 def spectral_init(
     classes: int,
     depth: int,

@@ -90,6 +90,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from ._precision import float64
 from ._sweep_plan import (  # noqa: F401  (re-exported for tests and benchmarks)
     _COMPILED,
     CELL_DIM,
@@ -121,6 +122,7 @@ from ._sweep_store import (  # noqa: F401
 __all__ = ["sweep", "open_sweep", "cell_key", "SweepSpecError", "SweepPlan"]
 
 
+@float64
 def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     """Read a sweep store written by :func:`sweep` as a grid-shaped Dataset.
 
@@ -157,6 +159,7 @@ def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
 # --- the runner
 
 
+@float64
 def sweep(
     cell_fn: Callable,
     grid: Mapping[str, Sequence],

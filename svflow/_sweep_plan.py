@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._precision import float64
+
 __all__ = ["SweepPlan", "OutputSpec", "cell_key", "compute_chunk", "dispatch_chunk",
            "collect_chunk"]
 
@@ -80,6 +82,7 @@ def _words(h: int) -> np.ndarray:
     return np.array([h >> 32, h & 0xFFFFFFFF], dtype=np.uint32)
 
 
+@float64
 def cell_key(base_seed: int = 0, **coords) -> jax.Array:
     r"""The random key :func:`sweep` gives the cell with these coordinates.
 
@@ -295,6 +298,7 @@ def compute_chunk(plan: SweepPlan, s: int, c: int, devices=None) -> dict[str, np
     return collect_chunk(plan, s, dispatch_chunk(plan, s, c, devices))
 
 
+@float64
 def _worker_chunk(plan: SweepPlan, s: int, c: int):
     """dask task: compute one chunk on a worker (its own devices, its own compile cache)."""
     return s, c, compute_chunk(plan, s, c)

@@ -22,6 +22,7 @@ import numpy as np
 from ._dataset import build_dataset
 from ._full import DeepUFM
 from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
+from ._precision import float64
 
 __all__ = ["DivergenceError", "train", "run_gd", "record", "step_grid", "advance"]
 
@@ -138,6 +139,7 @@ _advance_jit = eqx.filter_jit(advance)
 _record_jit = eqx.filter_jit(record)
 
 
+@float64
 def train(
     model: DeepUFM,
     *,
@@ -203,11 +205,6 @@ def train(
         )
     if dtype is not None:
         dtype = jnp.dtype(dtype)
-        if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-            raise ValueError(
-                "dtype float64 needs jax_enable_x64 (import svflow without "
-                "SVFLOW_NO_X64=1)."
-            )
         model = model.astype(dtype)
     if times is not None:
         ts = np.asarray(times, dtype=float)
@@ -314,5 +311,5 @@ def _diverged(step: int, eta: float):
     raise DivergenceError(
         f"gradient descent diverged: the loss became non-finite at step {step} "
         f"(t = {step * eta:g}) with eta = {eta:g}. Use a smaller step size "
-        f"(e.g. eta = {eta / 4:g}), a smaller init scale, or float64."
+        f"(e.g. eta = {eta / 4:g}), a smaller init scale, or dtype=jnp.float64."
     )
