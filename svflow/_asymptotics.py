@@ -35,6 +35,7 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import minimize, nnls
 
+from ._checks import check_int
 from ._dataset import netcdf_safe
 from ._precision import float64
 from ._walsh import check_classes
@@ -53,16 +54,7 @@ __all__ = [
 
 
 def _check_factors(factors) -> int:
-    if (
-        isinstance(factors, bool)
-        or not isinstance(factors, (int, np.integer))
-        or factors < 2
-    ):
-        raise ValueError(
-            f"factors N = depth + 1 must be an integer >= 2 (depth L >= 1 weight matrices); "
-            f"got {factors!r}."
-        )
-    return int(factors)
+    return check_int("factors N = depth + 1", factors, minimum=2)
 
 
 @lru_cache(maxsize=16)
@@ -448,8 +440,7 @@ def max_margin_direction(
         maxiter: SLSQP iterations.
     """
     lam = _as_lam(lam)
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"depth L must be an integer >= 1; got {depth!r}.")
+    depth = check_int("depth L", depth, minimum=1)
     N = int(depth) + 1
     K = lam.shape[0]
     M = margin_matrix(K)

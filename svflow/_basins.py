@@ -26,6 +26,7 @@ that every grid $\delta' \le \delta$ reaches NC (see :func:`basin_width`).
 
 from __future__ import annotations
 
+import numbers
 import time as _time
 from functools import partial
 
@@ -37,6 +38,7 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
+from ._checks import check_float, check_int
 from ._dataset import netcdf_safe, provenance
 from ._integrate import IntegrationError, SolverConfig, log_times, solve
 from ._outcomes import NC, UNDECIDED, OutcomeRule, classify_trajectory, mode_ratios
@@ -300,20 +302,23 @@ def basin_map(
     """
     # --- check arguments
     check_classes(classes)
-    depths = [
-        check_depth(int(d)) if not isinstance(d, bool) else check_depth(d)
-        for d in np.atleast_1d(depths)
-    ]
+    depths = [check_depth(d) for d in np.atleast_1d(np.asarray(depths, dtype=object))]
     if len(set(depths)) != len(depths):
         raise ValueError(f"depths must be distinct; got {depths}.")
     eps = _grid("eps", eps, positive=True)
     delta = _grid("delta", delta, unit=True)
     lead = _check_family(family, classes, leaders)
-    seeds = (
-        np.atleast_1d(np.asarray(seeds, dtype=np.int64))
-        if family == "random"
-        else np.zeros(1, np.int64)
-    )
+    if isinstance(seeds, (numbers.Number, np.number, str, bytes)):
+        raise TypeError(
+            f"seeds must be a sequence of seeds (one run per seed); got the single value "
+            f"{seeds!r}. For n seeds pass seeds=range(n); for one seed s pass seeds=(s,)."
+        )
+    seeds = [check_int("seeds[]", s, minimum=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed; got an empty sequence.")
+    seeds = np.asarray(seeds, np.int64) if family == "random" else np.zeros(1, np.int64)
+    t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
+    num_times = check_int("num_times", num_times, minimum=2)
     if family == "random" and len(set(seeds.tolist())) != seeds.size:
         raise ValueError(f"seeds must be distinct; got {seeds.tolist()}.")
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
@@ -322,10 +327,8 @@ def basin_map(
         raise ValueError(
             "basin maps are for cross-entropy; pass an OutcomeRule with loss='ce'."
         )
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(
-            f"chunk_size must be a positive integer or None; got {chunk_size!r}."
-        )
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
 
     # --- integrate, one batch per depth
     E, Dl, S = np.meshgrid(eps, delta, seeds, indexing="ij")

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment, minimize, nnls
 
+from ._checks import check_int
 from ._dataset import netcdf_safe
 from ._precision import float64
 
@@ -215,10 +216,7 @@ def exact_rho(classes: int, rank: int) -> float | None:
 
 
 def _check_kr(classes, rank) -> tuple[int, int]:
-    for name, v, lo in (("classes", classes, 2), ("rank", rank, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}.")
-    return int(classes), int(rank)
+    return check_int("classes", classes, minimum=2), check_int("rank", rank, minimum=1)
 
 
 # --------------------------------------------------------------------------- results
@@ -433,13 +431,15 @@ def softmax_code(
         A :class:`SoftmaxCode`.
     """
     K, r = _check_kr(classes, rank)
-    for name, v, lo in (
-        ("starts", starts, 1),
-        ("steps", steps, 1),
-        ("polish", polish, 0),
-    ):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}.")
+    if r > K - 1:
+        raise ValueError(
+            f"rank must be <= K - 1 = {K - 1}: K centred class vectors span at most K - 1 "
+            f"dimensions (the regular simplex); got rank={r}."
+        )
+    starts = check_int("starts", starts, minimum=1)
+    steps = check_int("steps", steps, minimum=1)
+    polish = check_int("polish", polish, minimum=0)
+    seed = check_int("seed", seed, minimum=0)
     settings = dict(
         classes=K,
         rank=r,

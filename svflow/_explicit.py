@@ -94,6 +94,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_float, check_int
 from ._precision import float64
 
 __all__ = [
@@ -129,46 +130,19 @@ __all__ = [
 
 
 def _check_classes(classes, minimum: int = 2) -> int:
-    if (
-        isinstance(classes, bool)
-        or not isinstance(classes, (int, np.integer))
-        or classes < minimum
-    ):
-        raise ValueError(f"classes K must be an integer >= {minimum}; got {classes!r}.")
-    return int(classes)
+    return check_int("classes K", classes, minimum=minimum)
 
 
 def _check_depth(depth, minimum: int = 1) -> int:
-    if (
-        isinstance(depth, bool)
-        or not isinstance(depth, (int, np.integer))
-        or depth < minimum
-    ):
-        raise ValueError(
-            "depth L (number of weight matrices, N = L + 1 factors) must be an "
-            "integer "
-            f">= {minimum}; got {depth!r}."
-        )
-    return int(depth)
+    return check_int("depth L (number of weight matrices, N = L + 1 factors)", depth, minimum=minimum)
 
 
 def _check_samples(samples) -> int:
-    if (
-        isinstance(samples, bool)
-        or not isinstance(samples, (int, np.integer))
-        or samples < 1
-    ):
-        raise ValueError(
-            f"samples per class n must be an integer >= 1; got {samples!r}."
-        )
-    return int(samples)
+    return check_int("samples (per class, n)", samples, minimum=1)
 
 
 def _check_decay(value, name: str) -> float:
-    v = float(value)
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite weight decay >= 0; got {value!r}.")
-    return v
+    return check_float(name, value, minimum=0.0)
 
 
 def factor_decays(depth: int, lam_H: float, lam_W) -> np.ndarray:
@@ -272,7 +246,7 @@ class SRGMatrices(NamedTuple):
 
 
 def _check_r(r) -> int:
-    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 4:
+    if check_int("r", r) < 4:
         raise ValueError(
             "the SRG construction needs r >= 4 graph vertices (K = C(r, 2) >= 6 "
             "classes; the Kneser adjacency of KG(r, 2) is singular for r = 3 and "
@@ -664,8 +638,7 @@ def ce_block_loss(
     K = _check_classes(classes)
     depth = _check_depth(depth)
     wd = _check_decay(weight_decay, "weight_decay")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= K:
-        raise ValueError(f"block size k must be an integer in [1, K = {K}]; got {k!r}.")
+    k = check_int("k (block size)", k, minimum=1, maximum=K)
     v, s = _ce_block_table(K, depth, wd, _check_samples(samples))
     return float(v[k - 1]), float(s[k - 1])
 

@@ -33,6 +33,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import check_float, check_int
 from ._precision import float64
 from ._reduced import check_loss
 from ._start import Start, as_start, check_depth
@@ -61,19 +62,15 @@ def _check_activation(activation: str) -> str:
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < minimum
-    ):
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
+    return check_int(name, value, minimum=minimum)
 
 
 def _as_key(key) -> Array:
     """An int seed or a JAX PRNG key -> a JAX PRNG key."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
+    if isinstance(key, (bool, np.bool_, float, str)):
+        check_int("key", key)  # raises TypeError naming key
+    if isinstance(key, (int, np.integer)):
+        return jax.random.PRNGKey(check_int("key", key, minimum=0))
     try:
         arr = jnp.asarray(key)
     except TypeError as e:
@@ -83,6 +80,19 @@ def _as_key(key) -> Array:
     if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) or arr.shape == (2,):
         return arr
     raise ValueError(f"key must be an int seed or a jax.random key; got {key!r}.")
+
+
+def _check_dtype(dtype):
+    """``None`` (float64) or a real float dtype svflow trains in: float32 or float64."""
+    if dtype is None:
+        return jnp.dtype(jnp.float64)
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"dtype must be float32 or float64; got {dtype!r}.") from e
+    if dt.name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64; got {dt.name!r}.")
+    return dt
 
 
 def _key_name(key) -> str:
@@ -262,7 +272,10 @@ def model_from_arrays(
             "factors must be a list (H, W_1, ..., W_L) of at least two matrices; got "
             f"{type(factors).__name__}."
         )
-    arrs = [jnp.asarray(A, dtype=dtype or jnp.result_type(float)) for A in factors]
+    dtype = _check_dtype(dtype)
+    if any(np.iscomplexobj(A) for A in factors):
+        raise TypeError("factors must be real matrices; got complex values.")
+    arrs = [jnp.asarray(A, dtype=dtype) for A in factors]
     if arrs[-1].ndim != 2 or arrs[0].ndim != 2:
         raise ValueError(
             f"every factor must be a matrix; got shapes {[a.shape for a in arrs]}."
@@ -349,7 +362,7 @@ def spectral_model(
             f"columns); got width={width}, classes={classes}. Pass width >= {classes}."
         )
     start = as_start(init, classes, depth, loss)
-    dtype = dtype or jnp.result_type(float)
+    dtype = _check_dtype(dtype)
     s0 = jnp.asarray(start.s0, dtype=dtype)
     U = hadamard(classes, dtype=dtype) / jnp.sqrt(jnp.asarray(classes, dtype))
     keys = jax.random.split(_as_key(key), depth)
@@ -398,9 +411,8 @@ def random_model(
     n = _check_positive_int("samples_per_class", samples_per_class)
     _check_activation(activation)
     check_loss(loss)
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a positive finite number; got {scale!r}.")
-    dtype = dtype or jnp.result_type(float)
+    scale = check_float("scale", scale, minimum=0.0, strict_min=True)
+    dtype = _check_dtype(dtype)
     shapes = (
         [(width, classes * n)] + [(width, width)] * (depth - 1) + [(classes, width)]
     )

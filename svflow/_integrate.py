@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_choice, check_float, check_int
 from ._precision import float64
 
 __all__ = [
@@ -47,12 +48,11 @@ class SolverConfig:
     max_steps: int = 200_000
 
     def __post_init__(self):
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {sorted(_SOLVERS)}; got {self.solver!r}.")
-        if not (self.rtol > 0 and self.atol > 0):
-            raise ValueError(f"rtol and atol must be positive; got {self.rtol}, {self.atol}.")
-        if int(self.max_steps) < 1:
-            raise ValueError(f"max_steps must be a positive integer; got {self.max_steps}.")
+        check_choice("solver", self.solver, sorted(_SOLVERS))
+        # frozen: store the normalised values (Python float / int)
+        object.__setattr__(self, "rtol", check_float("rtol", self.rtol, minimum=0.0, strict_min=True))
+        object.__setattr__(self, "atol", check_float("atol", self.atol, minimum=0.0, strict_min=True))
+        object.__setattr__(self, "max_steps", check_int("max_steps", self.max_steps, minimum=1))
 
     def as_attrs(self) -> dict:
         return {"solver": self.solver, "rtol": self.rtol, "atol": self.atol,
@@ -71,19 +71,23 @@ _SOLVERS = {
 def log_times(t_end: float, num: int = 161, t_first: float | None = None) -> np.ndarray:
     """Save grid: 0 followed by ``num - 1`` log-spaced times up to ``t_end``.
 
-    ``t_first`` defaults to min(0.1, t_end / 1e3).
+    ``t_first`` defaults to min(0.1, t_end / 1e3) and must lie in (0, t_end].
     """
-    if not np.isfinite(t_end) or t_end <= 0:
-        raise ValueError(f"t_end must be a positive finite time; got {t_end!r}.")
-    if num < 2:
-        raise ValueError(f"num must be >= 2 save times; got {num}.")
+    t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
+    num = check_int("num", num, minimum=2)
     if t_first is None:
         t_first = min(0.1, t_end / 1e3)
+    t_first = check_float("t_first", t_first, minimum=0.0, strict_min=True, maximum=t_end)
     return np.concatenate([[0.0], np.logspace(np.log10(t_first), np.log10(t_end), num - 1)])
 
 
 def check_times(times) -> np.ndarray:
-    ts = np.asarray(times, dtype=float)
+    if isinstance(times, (str, bytes)) or np.iscomplexobj(times):
+        raise TypeError(f"times must be an array of real save times; got {times!r}.")
+    try:
+        ts = np.asarray(times, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"times must be an array of real save times; got {times!r}.") from e
     if ts.ndim != 1 or ts.size < 1:
         raise ValueError(f"times must be a 1-D array of save times; got shape {ts.shape}.")
     if not np.all(np.isfinite(ts)) or ts[0] < 0 or np.any(np.diff(ts) <= 0):

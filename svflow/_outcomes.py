@@ -280,6 +280,11 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
         ``ratio_slope``, ``mode_state`` with the extra dims and ``mode``; the
         rule in attrs.
     """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(
+            f"ds must be an xarray.Dataset with variable {D.LAM!r} (from svflow.simulate); "
+            f"got {type(ds).__name__}."
+        )
     if D.LAM not in ds:
         raise ValueError(
             f"classify needs a dataset with variable {D.LAM!r} (dims ..., time, mode), "

@@ -11,8 +11,10 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Float
 
+from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
 from ._integrate import (
+    IntegrationError,
     SolverConfig,
     check_field_at_start,
     check_solution,
@@ -26,7 +28,7 @@ from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
 from ._start import Start, as_start, balanced_factors, check_depth
 from ._walsh import check_classes
 
-__all__ = ["simulate", "ReducedField", "reduced_outputs"]
+__all__ = ["simulate", "default_t_end", "ReducedField", "reduced_outputs"]
 
 
 class ReducedField(eqx.Module):
@@ -73,6 +75,11 @@ def _outputs(ys, balanced: bool, factors: int, loss: str, weight_decay, rank_rto
     return reduced_outputs(s, loss, weight_decay, rank_rtol)
 
 
+def default_t_end(weight_decay: float) -> float:
+    r"""Default horizon of :func:`simulate`: 1e8, or $\min(10^8, 100/wd)$ with weight decay."""
+    return 1e8 if weight_decay <= 0 else min(1e8, 100.0 / weight_decay)
+
+
 @float64
 def simulate(
     classes: int,
@@ -81,7 +88,7 @@ def simulate(
     init,
     loss: str = "ce",
     weight_decay: float = 0.0,
-    t_end: float = 1e8,
+    t_end: float | None = None,
     times=None,
     num_times: int = 161,
     rtol: float = 1e-8,
@@ -114,6 +121,10 @@ def simulate(
         loss: ``"ce"`` or ``"squared"``.
         weight_decay: $wd \ge 0$ on every factor.
         t_end: final time (used when ``times`` is None); up to 1e8 and beyond.
+            Default: 1e8 without weight decay; with $wd > 0$ the flow settles
+            to a stationary point by $t \sim 10/wd$ (the decay term alone
+            relaxes at rate $N\,wd$) and an explicit solver turns stiff after
+            that, so the default is $\min(10^8, 100/wd)$.
         times: explicit increasing save times (>= 0); default: 0 and
             ``num_times - 1`` log-spaced times up to ``t_end``.
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
@@ -132,11 +143,16 @@ def simulate(
     check_classes(classes)
     check_depth(depth)
     check_loss(loss)
-    if not np.isfinite(weight_decay) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a finite number >= 0; got {weight_decay!r}.")
+    weight_decay = check_float("weight_decay", weight_decay, minimum=0.0)
+    rank_rtol = check_fraction("rank_rtol", rank_rtol)
+    num_times = check_int("num_times", num_times, minimum=2)
     if times is None:
-        ts = log_times(t_end, num_times)
+        if t_end is None:
+            t_end = default_t_end(weight_decay)
+        ts = log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times)
     else:
+        if t_end is not None:
+            raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
         ts = check_times(times)
     t_end = float(ts[-1])
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
@@ -152,7 +168,17 @@ def simulate(
     ys, result, num_steps = solve(field, y0, jnp.asarray(ts), None, config, progress)
     ys = jax.block_until_ready(ys)
     wall = _time.perf_counter() - tic
-    check_solution(ys, result, num_steps, config, t_end)
+    try:
+        check_solution(ys, result, num_steps, config, t_end)
+    except IntegrationError as e:
+        if weight_decay > 0 and t_end > default_t_end(weight_decay):
+            raise IntegrationError(
+                f"{e} With weight_decay = {weight_decay:g} the flow settles by t ~ "
+                f"{10 / weight_decay:g} and the explicit solver turns stiff after that: "
+                f"pass t_end <= {default_t_end(weight_decay):g} (the default when t_end is "
+                "not given)."
+            ) from None
+        raise
 
     # --- build dataset
     out = _outputs(ys, start.balanced, N, loss, jnp.asarray(weight_decay, float), rank_rtol)

@@ -13,14 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import check_float, check_int
 from ._precision import float64
+from ._reduced import check_loss
 from ._walsh import check_classes
 
 __all__ = ["Start", "spectral_init", "balanced_factors", "as_start", "check_depth"]
 
 
 def check_depth(depth: int) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+    if check_int("depth", depth) < 1:
         raise ValueError(
             f"depth L is the number of weight matrices and must be an integer >= 1 "
             f"(depth 1 = features H and one classifier W_1: N = 2 factors); got {depth!r}."
@@ -91,10 +93,12 @@ def spectral_init(
     """
     check_classes(classes)
     check_depth(depth)
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a positive finite number; got {scale!r}.")
-    if not (0 <= spread < 1):
+    check_loss(loss)
+    scale = check_float("scale", scale, minimum=0.0, strict_min=True)
+    spread = check_float("spread", spread, minimum=0.0)
+    if spread >= 1:
         raise ValueError(f"spread must lie in [0, 1) so that every lambda_i(0) > 0; got {spread!r}.")
+    seed = check_int("seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     u = rng.uniform(1 - spread, 1 + spread, size=classes)
     lam = scale * u
@@ -115,6 +119,8 @@ def as_start(init, classes: int, depth: int, loss: str) -> Start:
                 f"need s(0) of shape (N, K) = ({N}, {classes})."
             )
     else:
+        if np.iscomplexobj(init):
+            raise TypeError("init must be real; got complex values (the imaginary part would be lost).")
         try:
             arr = np.asarray(init, dtype=float)
         except (TypeError, ValueError) as e:

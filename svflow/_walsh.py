@@ -16,6 +16,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import check_int
 from ._precision import float64
 
 AUTO_DENSE_MAX = 64
@@ -39,12 +40,7 @@ __all__ = [
 
 def check_classes(classes: int) -> int:
     """Return m = log2(classes), or raise ``ValueError`` if K is not 2^m >= 2."""
-    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)):
-        raise ValueError(
-            f"classes must be an integer power of two (2, 4, 8, 16, ...); got "
-            f"{classes!r} of type {type(classes).__name__}."
-        )
-    classes = int(classes)
+    classes = check_int("classes", classes)
     if classes < 2 or classes & (classes - 1):
         lo = 2 ** max(1, math.floor(math.log2(max(classes, 1))))
         raise ValueError(
