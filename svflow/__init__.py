@@ -102,6 +102,7 @@ from ._ldufm import ldufm_sweep as ldufm_sweep
 from ._ldufm import nc1 as nc1
 
 # --- sweeps (issue 7)
+from ._sweep import SweepInterrupted as SweepInterrupted
 from ._sweep import SweepSpecError as SweepSpecError
 from ._sweep import cell_key as cell_key
 from ._sweep import open_sweep as open_sweep
