@@ -28,6 +28,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="netCDF path for the dataset")
     p.add_argument("--samples", type=int, default=5)
     a = p.parse_args(argv)
+    if a.out:  # fail now, not after the computation
+        try:
+            svflow.check_writable(a.out)
+        except OSError as e:
+            p.error(f"--out: {e}")
     ds = svflow.ldufm_runs(
         10,
         4,

@@ -25,6 +25,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
+    if a.out:  # fail now, not after the computation
+        try:
+            svflow.check_writable(a.out)
+        except OSError as e:
+            p.error(f"--out: {e}")
     kw = dict(classes=10, depth=4, width=30, eta=0.5, samples=1)
     if a.quick:
         ds = svflow.ldufm_sweep(

@@ -15,6 +15,7 @@ except _PNF:  # running from a source tree without installation
     __version__ = "0+unknown"
 
 from ._dataset import build_dataset as build_dataset
+from ._dataset import check_writable as check_writable
 from ._dataset import load as load
 from ._dataset import save as save
 from ._integrate import IntegrationError as IntegrationError

@@ -55,6 +55,7 @@ __all__ = [
     "decode_attrs",
     "save",
     "load",
+    "check_writable",
 ]
 
 _JSON = "json:"
@@ -267,6 +268,41 @@ def _umask() -> int:
     return mask
 
 
+def check_writable(path) -> Path:
+    """Check that :func:`save` can write ``path`` (a temp file is created and removed).
+
+    Returns the path with ``~`` expanded. Raises ``IsADirectoryError`` (the
+    path is a folder), ``NotADirectoryError`` (a parent is a file) or
+    ``PermissionError`` (the file or the nearest existing folder is read-only),
+    each naming the path. Scripts call it before a long computation.
+    """
+    try:
+        path = Path(os.fspath(path)).expanduser()
+    except TypeError as e:
+        raise TypeError(f"path must be a file path (str or os.PathLike); got {path!r}.") from e
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"path {str(path)!r} is a directory; pass a file name such as "
+            f"{str(path / 'run.nc')!r}."
+        )
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(f"cannot write {str(path)!r}: {str(folder)!r} is a file, not a folder.")
+    try:  # a real probe: os.access is optimistic for root and on some file systems
+        with tempfile.TemporaryFile(dir=folder, prefix=".svflow-probe-"):
+            pass
+    except OSError as e:
+        raise PermissionError(
+            f"cannot write {str(path)!r}: the folder {str(folder)!r} is not writable "
+            f"({e.strerror or e})."
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"cannot write {str(path)!r}: the file is read-only.")
+    return path
+
+
 def save(ds: xr.Dataset, path) -> Path:
     """Write ``ds`` to netCDF (h5netcdf) atomically: temp file, then rename.
 
@@ -283,15 +319,7 @@ def save(ds: xr.Dataset, path) -> Path:
         )
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"ds must be an xarray.Dataset; got {type(ds).__name__}.")
-    try:
-        path = Path(os.fspath(path)).expanduser()
-    except TypeError as e:
-        raise TypeError(f"path must be a file path (str or os.PathLike); got {path!r}.") from e
-    if path.is_dir():
-        raise IsADirectoryError(
-            f"path {str(path)!r} is a directory; pass a file name such as "
-            f"{str(path / 'run.nc')!r}."
-        )
+    path = check_writable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
