@@ -1,4 +1,43 @@
-"""svflow: singular-value flows of deep linear networks and deep UFMs.
+r"""svflow: singular-value flows of deep linear networks and deep UFMs.
+
+Gradient flow of the mean loss of a deep unconstrained features model with K
+classes and depth L (L weight matrices, N = L + 1 factors) has exact
+solutions in the Walsh-Hadamard frame: the logit eigenvalues lambda_i evolve
+by a K-dimensional ODE. svflow integrates that reduced ODE, trains the full
+model by gradient descent (time t = steps x step size) for comparison, and
+maps, classifies and sweeps the outcomes. Results are xarray datasets.
+
+Where to start
+--------------
+One run of the reduced ODE, then its outcome::
+
+    import svflow
+    start = svflow.spectral_init(8, 4, scale=1e-2, seed=0)   # K = 8, L = 4
+    ds = svflow.simulate(8, 4, init=start)                    # t up to 1e8
+    svflow.classify(ds)               # neural collapse, low rank r, or undecided
+    svflow.save(ds, "run.nc")         # plain netCDF; svflow.load("run.nc")
+
+The full model from a random start, by gradient descent::
+
+    model = svflow.random_model(8, depth=4, width=32, key=0)
+    ds = svflow.train(model, eta=0.1, t_end=1e3)
+
+Which starts end where: ``svflow.basin_map(8, [2, 4], eps, delta)``.
+Any grid of your own, chunked, resumable and distributable, with
+``svflow.sweep``; a cell function takes the cell's JAX key and coordinates
+and returns arrays::
+
+    import jax
+    def cell(key, eps, depth):
+        return {"total": eps * jax.random.normal(key, (depth + 1,)).sum()}
+    ds = svflow.sweep(cell, {"eps": [0.1, 0.2], "depth": [1, 2]},
+                      store="demo.zarr", chunk=2, static=("depth",))
+
+Conventions: depth L = number of weight matrices; N = L + 1 factors
+(features H, then W_1 .. W_L); mean-reduced losses; gradient-flow time.
+``seed=`` is an integer for numpy draws (spectral_init, softmax_code);
+``key=`` takes an integer seed or a ``jax.random`` key (JAX draws);
+``seeds=`` is a sequence of seeds, one run each.
 
 svflow computes in float64 (the reduced ODE runs over eight decades of time),
 but only inside its own calls: every public function turns JAX's
@@ -108,3 +147,11 @@ from ._sweep import SweepSpecError as SweepSpecError
 from ._sweep import cell_key as cell_key
 from ._sweep import open_sweep as open_sweep
 from ._sweep import sweep as sweep
+
+import types as _types
+
+__all__ = sorted(
+    name
+    for name, value in globals().items()
+    if not name.startswith("_") and not isinstance(value, _types.ModuleType)
+)

@@ -286,9 +286,13 @@ def basin_map(
         t_end, num_times: log-spaced save grid ending at t_end (the classifier
             reads its last decades: pick t_end so that most cells are decided).
         family: ``"lag"`` or ``"random"`` (module docstring).
-        seeds: seeds of the ``"random"`` family (a ``seed`` dim); unused for ``"lag"``.
+        seeds: a sequence of integer seeds of the ``"random"`` family (a
+            ``seed`` dim; ``range(3)`` for three seeds); unused for ``"lag"``.
         leaders: leading modes of the ``"lag"`` family (default 1, 2, 4, ...).
-        rtol, atol, max_steps, solver: diffrax settings.
+        rtol, atol, max_steps, solver: diffrax settings. Looser than
+            :func:`svflow.simulate`'s (1e-6 vs 1e-8, 121 vs 161 saved times):
+            a map runs thousands of starts and only classifies each outcome,
+            which these settings already decide.
         rule: :class:`OutcomeRule` of the classifier.
         chunk_size: run each depth in chunks of this many starts (default: all).
 
