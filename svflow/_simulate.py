@@ -173,10 +173,11 @@ def simulate(
     except IntegrationError as e:
         if weight_decay > 0 and t_end > default_t_end(weight_decay):
             raise IntegrationError(
-                f"{e} With weight_decay = {weight_decay:g} the flow settles by t ~ "
-                f"{10 / weight_decay:g} and the explicit solver turns stiff after that: "
-                f"pass t_end <= {default_t_end(weight_decay):g} (the default when t_end is "
-                "not given)."
+                f"the integration to t = {t_end:g} failed with weight_decay = {weight_decay:g}: "
+                f"the flow settles by t ~ {10 / weight_decay:g} and the explicit solver turns "
+                f"stiff after that, so more steps do not help. Pass t_end <= "
+                f"{default_t_end(weight_decay):g} (the default when t_end is not given). "
+                f"(Solver: {e})"
             ) from None
         raise
 

@@ -160,7 +160,6 @@ def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
 # --- the runner
 
 
-@float64
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`sweep`; the message says how many chunks are safe."""
 
