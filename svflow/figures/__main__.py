@@ -77,6 +77,9 @@ def main(argv=None) -> int:
             ds.attrs.update(git_commit())
             save(ds, data)
         fig = f.plot(ds)
+        if ds.attrs.get("setting") == "quick" or ds.attrs.get("figure_quick") == 1:
+            fig.text(0.995, 0.005, "quick setting (small grid)", ha="right", va="bottom",
+                     fontsize=8, color="crimson")
         fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         tqdm.write(f"{name}: {time.perf_counter() - tic:.1f} s -> {out / (name + '.png')}", file=sys.stderr)
