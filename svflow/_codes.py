@@ -541,6 +541,8 @@ def gram_distance(
         raise ValueError(
             f"gram and reference must be square matrices of one shape; got {G.shape} and {R.shape}."
         )
+    exhaustive_max = check_int("exhaustive_max", exhaustive_max, minimum=0)
+    restarts = check_int("restarts", restarts, minimum=1)
     K = G.shape[0]
     norm = K * (K - 1)
     if K <= exhaustive_max:
@@ -614,6 +616,7 @@ def class_embedding(logits, rank: int) -> np.ndarray:
             f"logits must have shape (K, K n) (classes x samples); got {Z.shape}."
         )
     K = Z.shape[0]
+    rank = check_int("rank", rank, minimum=1, maximum=K)
     n = Z.shape[1] // K
     Zb = Z.reshape(K, K, n).mean(axis=-1)
     P = np.eye(K) - 1.0 / K

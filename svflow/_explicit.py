@@ -310,7 +310,8 @@ def dnc_factors(
     $\|F_j\|_F^2 = K$, so $\rho = 1$."""
     K = _check_classes(classes)
     depth = _check_depth(depth)
-    d = K if width is None else int(width)
+    d = K if width is None else check_int("width", width, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
     if d < K:
         raise ValueError(f"DNC needs width >= K = {K}; got width={width!r}.")
     rng = np.random.default_rng(seed)

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
+from ._checks import check_int
 from ._dataset import netcdf_safe, provenance
 from ._explicit import (
     ce_blocks,
@@ -70,8 +71,8 @@ def explicit_phase_map(
         ``relu_blocks`` (string), ``ce_category``, ``ce_loss_dnc``,
         ``ce_loss_pairs``, ``ce_loss_best``, ``ce_blocks`` (string), ``srg_rho``.
     """
-    Ks = np.asarray(classes, dtype=int)
-    Ls = np.asarray(depths, dtype=int)
+    Ks = np.asarray([check_int("classes[]", K, minimum=2) for K in classes], dtype=int)
+    Ls = np.asarray([check_int("depths[]", L, minimum=1) for L in depths], dtype=int)
     shape = (Ks.size, Ls.size)
     rc = np.zeros(shape, int)
     rd, rb = np.zeros(shape), np.zeros(shape)

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from ._checks import check_int
 from ._dataset import netcdf_safe, provenance
 from ._explicit import dnc_loss, relu_blocks
 from ._full import random_model
@@ -69,6 +70,7 @@ def layer_representations(factors) -> tuple[list, list]:
 def class_mean_spectra(X, classes: int) -> np.ndarray:
     """Singular values (decreasing, K of them, zero-padded) of the uncentred class-mean
     matrix."""
+    classes = check_int("classes", classes, minimum=1)
     X = np.asarray(X)
     n = X.shape[1] // classes
     M = X.reshape(X.shape[0], classes, n).mean(axis=-1)
@@ -84,6 +86,7 @@ def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     The pseudo-inverse drops eigenvalues of $\Sigma_B$ below ``rcond`` times the
     largest (default: the square of the rank threshold, so the class-mean
     directions counted by the numerical rank are the ones inverted)."""
+    classes = check_int("classes", classes, minimum=1)
     X = np.asarray(X, dtype=float)
     n = X.shape[1] // classes
     Xc = X.reshape(X.shape[0], classes, n)
@@ -126,6 +129,14 @@ def ldufm_runs(
     ``L_DNC``, ``L_best`` (best
     SRG/DNC block construction, :func:`svflow.relu_blocks`).
     """
+    if isinstance(seeds, (int, np.integer, float, str)):
+        raise TypeError(
+            f"seeds must be a sequence of seeds (one run per seed); got {seeds!r}. "
+            "For n seeds pass seeds=range(n)."
+        )
+    seeds = [check_int("seeds[]", s, minimum=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed; got an empty sequence.")
     objs, svs, ranks, nc1s, finals, is_dnc = [], [], [], [], [], []
     ts, names = None, None
     L_dnc = dnc_loss(classes, depth, lam_H=lam, lam_W=lam, samples=samples)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from ._checks import check_float, check_int
 from ._dataset import netcdf_safe, provenance
 from ._full import random_model
 from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
@@ -186,10 +187,9 @@ def phase_map(
     with every setting.
     """
     classes, depths, widths = list(classes), list(depths), list(widths)
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1; got {seeds}.")
-    if not (np.isfinite(eta) and eta > 0):
-        raise ValueError(f"eta must be a positive step size; got {eta!r}.")
+    seeds = check_int("seeds (the number of seeds per cell)", seeds, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
     grid = step_grid(steps, num_records)
     Kmax = max(classes)

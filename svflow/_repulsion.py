@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Float
 
+from ._checks import check_int
 from ._dataset import netcdf_safe, provenance
 from ._precision import float64
 from ._simulate import simulate
@@ -67,6 +68,11 @@ def log_ratio_rate(
     """
     lam = jnp.asarray(lam)
     K = lam.shape[-1]
+    factors = check_int("factors", factors, minimum=2)
+    j = check_int("j", j, minimum=0, maximum=K - 1)
+    k = check_int("k", k, minimum=0, maximum=K - 1)
+    if order is not None:
+        order = check_int("order", order, minimum=0)
     omm = one_minus_mu(lam) if order is None else one_minus_mu_series(lam, order)
     p = 1.0 - 2.0 / factors
     g = omm * jnp.abs(lam) ** p

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_int
 from ._precision import float64
 
 __all__ = ["SweepPlan", "OutputSpec", "cell_key", "compute_chunk", "dispatch_chunk",
@@ -91,7 +92,8 @@ def cell_key(base_seed: int = 0, **coords) -> jax.Array:
     to recompute one cell outside the runner:
     ``cell_fn(cell_key(0, eps=0.1, seed=3), eps=0.1, seed=3)``.
     """
-    return _fold(jax.random.key(int(base_seed)), _words(_cell_hash(coords)))
+    base_seed = check_int("base_seed", base_seed, minimum=0)
+    return _fold(jax.random.key(base_seed), _words(_cell_hash(coords)))
 
 
 def _checksum(arrays: Mapping[str, np.ndarray]) -> int:

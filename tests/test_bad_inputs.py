@@ -75,6 +75,21 @@ CASES = {
     "sweep max_chunks=-1": (
         lambda: svflow.sweep(lambda key, x: {"y": x}, {"x": [1.0]}, store="unused.zarr", chunk=1,
                              max_chunks=-1), ValueError, "max_chunks"),
+    "phase_map seeds=1.5": (
+        lambda: svflow.phase_map(classes=(4,), depths=(1,), widths=(4,), seeds=1.5, steps=2),
+        TypeError, "seeds"),
+    "ldufm_runs seeds=3": (
+        lambda: svflow.ldufm_runs(4, 2, width=4, steps=2, seeds=3), TypeError, "seeds"),
+    "log_ratio_rate j=1.5": (
+        lambda: svflow.log_ratio_rate(np.ones(8), 3, 1.5, 2), TypeError, "j"),
+    "gram_distance restarts=0": (
+        lambda: svflow.gram_distance(np.eye(3), np.eye(3), restarts=0), ValueError, "restarts"),
+    "cell_key base_seed=-1": (lambda: svflow.cell_key(-1, x=1), ValueError, "base_seed"),
+    "explicit_phase_map classes=[2.5]": (
+        lambda: svflow.explicit_phase_map(classes=[2.5], depths=[2]), TypeError, "classes"),
+    "class_embedding rank=0": (
+        lambda: svflow.class_embedding(np.eye(4), 0), ValueError, "rank"),
+    "dnc_factors seed=-1": (lambda: svflow.dnc_factors(4, 2, seed=-1), ValueError, "seed"),
     # silent wrong answers, now errors
     "spectral_init loss='foo'": (lambda: S4(loss="foo"), ValueError, "loss"),
     "simulate rank_rtol=-1": (lambda: SIM(t_end=1.0, rank_rtol=-1), ValueError, "rank_rtol"),
