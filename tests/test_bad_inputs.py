@@ -308,6 +308,9 @@ def test_save_errors_name_the_target_not_the_temp_file(tmp_path):
 
 def test_datasets_carry_the_git_commit():
     """The commit in the attrs is the one git reports for this checkout."""
+    from svflow._dataset import _git_state
+
+    _git_state.cache_clear()  # read once per process: re-read the tree as it is now
     ds = _lam_ds()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if head.returncode != 0:
