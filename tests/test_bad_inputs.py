@@ -24,6 +24,9 @@ import xarray as xr
 import svflow
 from svflow._metrics import RANK_ATOL, rank_from_sigma
 
+# every test here also passes with JAX in float32 mode (SVFLOW_TEST_X64=0)
+pytestmark = pytest.mark.scoped_x64
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -167,7 +170,6 @@ def test_rank_has_an_absolute_floor():
     assert int(rank_from_sigma(np.r_[np.full(7, 10 * RANK_ATOL), 0.0])) == 7
 
 
-@pytest.mark.scoped_x64
 def test_weight_decay_collapse_reports_rank_zero():
     """wd = 0.1 from a small start: the decay term -N wd lambda beats the gradient push
     (of order |lambda|^(2 - 2/N)), every lambda_i shrinks to ~0, and the rank is 0."""
@@ -179,7 +181,6 @@ def test_weight_decay_collapse_reports_rank_zero():
 # --- weight decay with the default horizon
 
 
-@pytest.mark.scoped_x64
 def test_weight_decay_default_horizon_settles():
     """Default settings work with weight decay, and the end point is settled: a run
     continued 100 times further sees no change, and the vector field vanishes there."""
@@ -218,7 +219,6 @@ def _same_attrs(a: dict, b: dict):
             assert a[k] == b[k], k
 
 
-@pytest.mark.scoped_x64
 def test_plain_xarray_netcdf_round_trip(tmp_path):
     """Any tool writes and reads svflow datasets: plain to_netcdf / open_dataset keep every attr."""
     for ds in (_lam_ds(), svflow.train(_model(), eta=0.1, steps=10, num_times=3)):
