@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from anywhere: import this checkout's svflow
     sys.path.insert(0, str(ROOT))
 
+# svflow's public functions switch to float64 only for their own duration;
+# the benchmarks also time its internals directly, so they run in float64 too.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
 
 def machine() -> dict:
     """CPU model, core count and versions, for the results' attrs."""

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import svflow  # noqa: F401  (float64)
+import svflow  # noqa: F401
 import svflow._walsh
 from svflow._reduced import rhs_balanced
 

@@ -194,6 +194,11 @@ def main(argv=None) -> int:
     p.add_argument("--chunk", type=int, default=64, help="starts per chunk")
     p.add_argument("--dry-run", action="store_true", help="print the plans and the stores' state")
     args = p.parse_args(argv)
+    if args.out:  # fail now, not after the computation
+        try:
+            svflow.check_writable(args.out)
+        except OSError as e:
+            p.error(f"--out: {e}")
     ds = run(args.quick, tuple(args.classes), args.t_end, args.store, args.scheduler,
              args.chunk, args.dry_run)
     if ds is None:

@@ -25,6 +25,11 @@ def main(argv=None):
         "--classes", type=int, default=8, help="K for the trajectories (power of two)"
     )
     args = p.parse_args(argv)
+    if args.out:  # fail now, not after the computation
+        try:
+            svflow.check_writable(args.out)
+        except OSError as e:
+            p.error(f"--out: {e}")
     K = args.classes
     if args.quick:
         spectral = svflow.code_convergence_study(

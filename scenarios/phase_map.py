@@ -124,6 +124,11 @@ def main(argv=None) -> int:
     p.add_argument("--legacy", action="store_true",
                    help="run svflow.phase_map in memory instead (no store, no resume)")
     args = p.parse_args(argv)
+    if args.out:  # fail now, not after the computation
+        try:
+            svflow.check_writable(args.out)
+        except OSError as e:
+            p.error(f"--out: {e}")
     cfg = dict(QUICK if args.quick else FULL)
     for k in ("steps", "eta", "scale"):
         if getattr(args, k) is not None:

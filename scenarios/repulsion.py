@@ -24,6 +24,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="write the dataset here (netCDF)")
     p.add_argument("--classes", type=int, default=8)
     args = p.parse_args(argv)
+    if args.out:  # fail now, not after the computation
+        try:
+            svflow.check_writable(args.out)
+        except OSError as e:
+            p.error(f"--out: {e}")
     if args.quick:
         ds = svflow.repulsion(
             args.classes, [1, 2, 3, 5], eps=1e-3, lag=0.5, lam_cap=0.5, num_times=201

@@ -1,16 +1,49 @@
-"""svflow: singular-value flows of deep linear networks and deep UFMs.
+r"""svflow: singular-value flows of deep linear networks and deep UFMs.
 
-Importing svflow switches JAX to float64 (the reduced ODE runs over eight
-decades of time); set the environment variable ``SVFLOW_NO_X64=1`` before
-import to opt out.
+Gradient flow of the mean loss of a deep unconstrained features model with K
+classes and depth L (L weight matrices, N = L + 1 factors) has exact
+solutions in the Walsh-Hadamard frame: the logit eigenvalues lambda_i evolve
+by a K-dimensional ODE. svflow integrates that reduced ODE, trains the full
+model by gradient descent (time t = steps x step size) for comparison, and
+maps, classifies and sweeps the outcomes. Results are xarray datasets.
+
+Where to start
+--------------
+One run of the reduced ODE, then its outcome::
+
+    import svflow
+    start = svflow.spectral_init(8, 4, scale=1e-2, seed=0)   # K = 8, L = 4
+    ds = svflow.simulate(8, 4, init=start)                    # t up to 1e8
+    svflow.classify(ds)               # neural collapse, low rank r, or undecided
+    svflow.save(ds, "run.nc")         # plain netCDF; svflow.load("run.nc")
+
+The full model from a random start, by gradient descent::
+
+    model = svflow.random_model(8, depth=4, width=32, key=0)
+    ds = svflow.train(model, eta=0.1, t_end=1e3)
+
+Which starts end where: ``svflow.basin_map(8, [2, 4], eps, delta)``.
+Any grid of your own, chunked, resumable and distributable, with
+``svflow.sweep``; a cell function takes the cell's JAX key and coordinates
+and returns arrays::
+
+    import jax
+    def cell(key, eps, depth):
+        return {"total": eps * jax.random.normal(key, (depth + 1,)).sum()}
+    ds = svflow.sweep(cell, {"eps": [0.1, 0.2], "depth": [1, 2]},
+                      store="demo.zarr", chunk=2, static=("depth",))
+
+Conventions: depth L = number of weight matrices; N = L + 1 factors
+(features H, then W_1 .. W_L); mean-reduced losses; gradient-flow time.
+``seed=`` is an integer for numpy draws (spectral_init, softmax_code);
+``key=`` takes an integer seed or a ``jax.random`` key (JAX draws);
+``seeds=`` is a sequence of seeds, one run each.
+
+svflow computes in float64 (the reduced ODE runs over eight decades of time),
+but only inside its own calls: every public function turns JAX's
+``jax_enable_x64`` on for its duration and restores the caller's setting, so
+importing svflow changes no global JAX configuration.
 """
-
-import os as _os
-
-import jax as _jax
-
-if _os.environ.get("SVFLOW_NO_X64", "0") != "1":
-    _jax.config.update("jax_enable_x64", True)
 
 from importlib.metadata import PackageNotFoundError as _PNF
 from importlib.metadata import version as _version
@@ -21,6 +54,7 @@ except _PNF:  # running from a source tree without installation
     __version__ = "0+unknown"
 
 from ._dataset import build_dataset as build_dataset
+from ._dataset import check_writable as check_writable
 from ._dataset import load as load
 from ._dataset import save as save
 from ._integrate import IntegrationError as IntegrationError
@@ -117,7 +151,16 @@ from ._ldufm import ldufm_gd_batch as ldufm_gd_batch
 from ._ldufm_map import ldufm_optimality_map as ldufm_optimality_map
 
 # --- sweeps (issue 7)
+from ._sweep import SweepInterrupted as SweepInterrupted
 from ._sweep import SweepSpecError as SweepSpecError
 from ._sweep import cell_key as cell_key
 from ._sweep import open_sweep as open_sweep
 from ._sweep import sweep as sweep
+
+import types as _types
+
+__all__ = sorted(
+    name
+    for name, value in globals().items()
+    if not name.startswith("_") and not isinstance(value, _types.ModuleType)
+)

@@ -35,6 +35,9 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import minimize, nnls
 
+from ._checks import check_int
+from ._dataset import netcdf_safe
+from ._precision import float64
 from ._walsh import check_classes
 
 __all__ = [
@@ -61,16 +64,7 @@ def _group_name(group, classes) -> str:
 
 
 def _check_factors(factors) -> int:
-    if (
-        isinstance(factors, bool)
-        or not isinstance(factors, (int, np.integer))
-        or factors < 2
-    ):
-        raise ValueError(
-            f"factors N = depth + 1 must be an integer >= 2 (depth L >= 1 weight matrices); "
-            f"got {factors!r}."
-        )
-    return int(factors)
+    return check_int("factors N = depth + 1", factors, minimum=2)
 
 
 @lru_cache(maxsize=16)
@@ -97,6 +91,7 @@ def _as_lam(lam, K: int | None = None) -> np.ndarray:
     return lam
 
 
+@float64
 def normalised_margin(lam, factors: int) -> float:
     r"""$\gamma = \min_k m_k / (N\sum_{i\ge1}|\lambda_i|^{2/N})^{N/2}$ of a balanced spectral state."""
     lam = _as_lam(lam)
@@ -114,6 +109,7 @@ def normalised_margin(lam, factors: int) -> float:
 # --------------------------------------------------------------------------- Walsh supports
 
 
+@float64
 def walsh_supports(classes: int):
     r"""Every Walsh support $S \subseteq \{1, \dots, K-1\}$ that separates all classes.
 
@@ -146,7 +142,7 @@ def walsh_supports(classes: int):
     member, dmin, bits = member[ok], dmin[ok], bits[ok]
     size = member.sum(axis=1)
     mask = np.concatenate([np.zeros((len(bits), 1), bool), member.astype(bool)], axis=1)
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         {
             "mask": (("support", "mode"), mask, {"long_name": "mode i in S"}),
             "size": (
@@ -172,7 +168,7 @@ def walsh_supports(classes: int):
         },
         coords={"mode": np.arange(K)},
         attrs={"classes": K, "m": m},
-    )
+    ))
 
 
 def _code_name(K: int, r: int, d: int) -> str:
@@ -186,6 +182,7 @@ def _code_name(K: int, r: int, d: int) -> str:
     return f"[{r},{m},{d}]"
 
 
+@float64
 def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None = None,
                group=None):
     r"""Predicted winning equal-$\lambda$ Walsh code per depth, ranked by $\gamma_S$.
@@ -317,14 +314,14 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
             },
         )
         data["global_support_size"] = ("factors", np.array(gs))
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         data,
         coords={"factors": Ns, "mode": np.arange(K), "size_r": sizes},
         attrs={
             "classes": K,
             "description": "predicted winning Walsh code per depth (equal lambda on the support)",
         },
-    )
+    ))
 
 
 @lru_cache(maxsize=4)
@@ -439,6 +436,7 @@ def kkt_residual(
     return res, mult, act, sup
 
 
+@float64
 def max_margin_direction(
     lam,
     depth: int,
@@ -469,8 +467,7 @@ def max_margin_direction(
 
         return group_max_margin_direction(lam, depth, group=group, tol=tol, maxiter=maxiter)
     lam = _as_lam(lam)
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"depth L must be an integer >= 1; got {depth!r}.")
+    depth = check_int("depth L", depth, minimum=1)
     N = int(depth) + 1
     K = lam.shape[0]
     M = margin_matrix(K)
@@ -517,6 +514,7 @@ def max_margin_direction(
     )
 
 
+@float64
 def asymptotic_direction(ds, *, time=None, **kwargs) -> MaxMarginPoint:
     """:func:`max_margin_direction` from a trajectory dataset's ``lam`` at ``time`` (default last)."""
     if "lam" not in ds:

@@ -26,6 +26,7 @@ that every grid $\delta' \le \delta$ reaches NC (see :func:`basin_width`).
 
 from __future__ import annotations
 
+import numbers
 import time as _time
 from functools import partial
 
@@ -38,10 +39,12 @@ from jaxtyping import Array, Float
 
 from . import _dims as D
 from ._batch import solve_batch
-from ._dataset import provenance
+from ._checks import check_float, check_int
+from ._dataset import netcdf_safe, provenance
 from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import IntegrationError, SolverConfig, log_times, solve
 from ._outcomes import NC, UNDECIDED, OutcomeRule, classify_trajectory, mode_ratios
+from ._precision import float64
 from ._reduced import data_loss
 from ._simulate import ReducedField
 from ._start import check_depth
@@ -90,6 +93,7 @@ def _check_family(family: str, classes: int, leaders, group=None) -> tuple[int, 
     return lead
 
 
+@float64
 def basin_start(
     family: str,
     classes: int,
@@ -116,6 +120,7 @@ def basin_start(
     return (eps * u).at[0].set(0.0)
 
 
+@float64
 def basin_cell(
     eps: Float[Array, ""],
     delta: Float[Array, ""],
@@ -226,6 +231,7 @@ def _grid(name, values, positive=False, unit=False) -> np.ndarray:
     return v
 
 
+@float64
 def basin_map(
     classes: int,
     depths,
@@ -262,9 +268,13 @@ def basin_map(
         t_end, num_times: log-spaced save grid ending at t_end (the classifier
             reads its last decades: pick t_end so that most cells are decided).
         family: ``"lag"`` or ``"random"`` (module docstring).
-        seeds: seeds of the ``"random"`` family (a ``seed`` dim); unused for ``"lag"``.
+        seeds: a sequence of integer seeds of the ``"random"`` family (a
+            ``seed`` dim; ``range(3)`` for three seeds); unused for ``"lag"``.
         leaders: leading modes of the ``"lag"`` family (default 1, 2, 4, ...).
-        rtol, atol, max_steps, solver: diffrax settings.
+        rtol, atol, max_steps, solver: diffrax settings. Looser than
+            :func:`svflow.simulate`'s (1e-6 vs 1e-8, 121 vs 161 saved times):
+            a map runs thousands of starts and only classifies each outcome,
+            which these settings already decide.
         rule: :class:`OutcomeRule` of the classifier.
         chunk_size: run each depth in chunks of this many starts (default: all).
         group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or ``None``
@@ -281,20 +291,23 @@ def basin_map(
     """
     # --- check arguments
     grp = resolve_group(group, classes)
-    depths = [
-        check_depth(int(d)) if not isinstance(d, bool) else check_depth(d)
-        for d in np.atleast_1d(depths)
-    ]
+    depths = [check_depth(d) for d in np.atleast_1d(np.asarray(depths, dtype=object))]
     if len(set(depths)) != len(depths):
         raise ValueError(f"depths must be distinct; got {depths}.")
     eps = _grid("eps", eps, positive=True)
     delta = _grid("delta", delta, unit=True)
     lead = _check_family(family, classes, leaders, grp)
-    seeds = (
-        np.atleast_1d(np.asarray(seeds, dtype=np.int64))
-        if family == "random"
-        else np.zeros(1, np.int64)
-    )
+    if isinstance(seeds, (numbers.Number, np.number, str, bytes)):
+        raise TypeError(
+            f"seeds must be a sequence of seeds (one run per seed); got the single value "
+            f"{seeds!r}. For n seeds pass seeds=range(n); for one seed s pass seeds=(s,)."
+        )
+    seeds = [check_int("seeds[]", s, minimum=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed; got an empty sequence.")
+    seeds = np.asarray(seeds, np.int64) if family == "random" else np.zeros(1, np.int64)
+    t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
+    num_times = check_int("num_times", num_times, minimum=2)
     if family == "random" and len(set(seeds.tolist())) != seeds.size:
         raise ValueError(f"seeds must be distinct; got {seeds.tolist()}.")
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
@@ -303,10 +316,8 @@ def basin_map(
         raise ValueError(
             "basin maps are for cross-entropy; pass an OutcomeRule with loss='ce'."
         )
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(
-            f"chunk_size must be a positive integer or None; got {chunk_size!r}."
-        )
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
 
     # --- integrate, one batch per depth
     ts = log_times(float(t_end), int(num_times))
@@ -423,9 +434,10 @@ def basin_map(
         "mean-reduced loss; balanced start, lambda-only law",
         **provenance(),
     }
-    return ds
+    return netcdf_safe(ds)
 
 
+@float64
 def basin_width(ds: xr.Dataset) -> xr.Dataset:
     r"""Basin width: for each (depth, eps[, seed]) the largest grid $\delta$ whose
     whole stretch $[\delta_0, \delta]$ of the grid reaches NC.
@@ -454,7 +466,7 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
     coords = {d: ds[d] for d in dims}
     if "factors" in ds.coords:
         coords["factors"] = ds["factors"]
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         {
             "width": (
                 dims,
@@ -475,4 +487,4 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
         },
         coords=coords,
         attrs=dict(ds.attrs),
-    )
+    ))

@@ -49,6 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment, minimize, nnls
 
+from ._checks import check_int
+from ._dataset import netcdf_safe
+from ._precision import float64
+
 __all__ = [
     "SoftmaxCode",
     "one_vs_rest_margin",
@@ -159,6 +163,7 @@ def _wolfe(
     return d, x / d
 
 
+@float64
 def one_vs_rest_margin(vectors, *, normalise: bool = True, per_class: bool = False):
     r"""Exact one-vs-rest margin
     $\rho = \min_y \operatorname{dist}(v_y, \operatorname{conv}\{v_j\}_{j\ne y})$.
@@ -190,6 +195,7 @@ def one_vs_rest_margin(vectors, *, normalise: bool = True, per_class: bool = Fal
 # --------------------------------------------------------------------------- exact optima
 
 
+@float64
 def exact_rho(classes: int, rank: int) -> float | None:
     r"""Known optimal one-vs-rest margin $\rho^*(K, r)$, or None where none is known.
 
@@ -210,10 +216,7 @@ def exact_rho(classes: int, rank: int) -> float | None:
 
 
 def _check_kr(classes, rank) -> tuple[int, int]:
-    for name, v, lo in (("classes", classes, 2), ("rank", rank, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}.")
-    return int(classes), int(rank)
+    return check_int("classes", classes, minimum=2), check_int("rank", rank, minimum=1)
 
 
 # --------------------------------------------------------------------------- results
@@ -394,6 +397,7 @@ def codes_cache_dir(cache_dir=None) -> Path:
     return Path(base) / "svflow" / "codes"
 
 
+@float64
 def softmax_code(
     classes: int,
     rank: int,
@@ -427,13 +431,15 @@ def softmax_code(
         A :class:`SoftmaxCode`.
     """
     K, r = _check_kr(classes, rank)
-    for name, v, lo in (
-        ("starts", starts, 1),
-        ("steps", steps, 1),
-        ("polish", polish, 0),
-    ):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}.")
+    if r > K - 1:
+        raise ValueError(
+            f"rank must be <= K - 1 = {K - 1}: K centred class vectors span at most K - 1 "
+            f"dimensions (the regular simplex); got rank={r}."
+        )
+    starts = check_int("starts", starts, minimum=1)
+    steps = check_int("steps", steps, minimum=1)
+    polish = check_int("polish", polish, minimum=0)
+    seed = check_int("seed", seed, minimum=0)
     settings = dict(
         classes=K,
         rank=r,
@@ -509,6 +515,7 @@ def _perm_cost(G: np.ndarray, R: np.ndarray, p: np.ndarray) -> float:
     return float(np.sum((G - R[np.ix_(p, p)]) ** 2))
 
 
+@float64
 def gram_distance(
     gram, reference, *, exhaustive_max: int = 8, restarts: int = 32
 ) -> tuple[float, np.ndarray]:
@@ -534,6 +541,8 @@ def gram_distance(
         raise ValueError(
             f"gram and reference must be square matrices of one shape; got {G.shape} and {R.shape}."
         )
+    exhaustive_max = check_int("exhaustive_max", exhaustive_max, minimum=0)
+    restarts = check_int("restarts", restarts, minimum=1)
     K = G.shape[0]
     norm = K * (K - 1)
     if K <= exhaustive_max:
@@ -589,6 +598,7 @@ def _gram_vectors(G: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
 # --------------------------------------------------------------------------- trajectories
 
 
+@float64
 def class_embedding(logits, rank: int) -> np.ndarray:
     r"""Unit class vectors in $\mathbb{R}^r$ from the top-r SVD of the centred class-mean logits.
 
@@ -606,6 +616,7 @@ def class_embedding(logits, rank: int) -> np.ndarray:
             f"logits must have shape (K, K n) (classes x samples); got {Z.shape}."
         )
     K = Z.shape[0]
+    rank = check_int("rank", rank, minimum=1, maximum=K)
     n = Z.shape[1] // K
     Zb = Z.reshape(K, K, n).mean(axis=-1)
     P = np.eye(K) - 1.0 / K
@@ -641,6 +652,7 @@ def _logits_over_time(ds, logits) -> np.ndarray:
     return Z
 
 
+@float64
 def code_convergence(
     ds,
     *,
@@ -732,7 +744,7 @@ def code_convergence(
                 "units": "1",
             },
         )
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         data,
         coords={"time": time},
         attrs={
@@ -742,4 +754,4 @@ def code_convergence(
             "code_rho_star_exact": code.exact is not None,
             "code_rho_found": float(code.rho),
         },
-    )
+    ))

@@ -24,8 +24,9 @@ from ._codes import (
     one_vs_rest_margin,
     softmax_code,
 )
-from ._dataset import provenance
+from ._dataset import netcdf_safe, provenance
 from ._groups import resolve_group, spectral_basis
+from ._precision import float64
 from ._simulate import simulate
 from ._start import spectral_init
 from ._walsh import check_classes
@@ -40,6 +41,7 @@ def _limit_rho(lam: np.ndarray, rank: int, group=None) -> float:
     return one_vs_rest_margin(E, normalise=False)
 
 
+@float64
 def code_convergence_study(
     classes: int = 8,
     depths=(1, 2, 3, 5),
@@ -186,9 +188,10 @@ def code_convergence_study(
         "wall_time_s": _time.perf_counter() - tic,
         **provenance(),
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))
 
 
+@float64
 def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
     r"""Predicted winning equal-$\lambda$ Walsh code per (K, N) (:func:`svflow.code_table`).
 
@@ -230,16 +233,17 @@ def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
         )
         for k, v in rows.items()
     }
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         data,
         coords={"table_classes": Ks, "factors": Ns},
         attrs={
             "description": "predicted winner among equal-lambda Walsh codes, "
             "gamma = (2/K) d / (N r)^(N/2); gamma_global: optimum over all lambda >= 0"
         },
-    )
+    ))
 
 
+@float64
 def random_start_code_study(
     classes: int = 8,
     depths=(1, 2, 3, 5),
@@ -357,7 +361,7 @@ def random_start_code_study(
         "wall_time_s": _time.perf_counter() - tic,
         **provenance(),
     }
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         data,
         coords={
             "depth": depths,
@@ -366,4 +370,4 @@ def random_start_code_study(
             "sv": np.arange(classes),
         },
         attrs=attrs,
-    )
+    ))

@@ -13,6 +13,8 @@ import numpy as np
 import xarray as xr
 
 from . import _dims as D
+from ._dataset import netcdf_safe
+from ._precision import float64
 
 __all__ = ["compare"]
 
@@ -27,6 +29,7 @@ def _lam(ds: xr.Dataset, which: str) -> xr.DataArray:
     return ds[D.LAM]
 
 
+@float64
 def compare(
     reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9
 ) -> xr.Dataset:
@@ -122,4 +125,4 @@ def compare(
         "full_engine": full.attrs.get("engine", "unknown"),
         "reduced_engine": reduced.attrs.get("engine", "unknown"),
     }
-    return xr.Dataset(data, coords={D.TIME: (D.TIME, times, D.TIME_ATTRS)}, attrs=attrs)
+    return netcdf_safe(xr.Dataset(data, coords={D.TIME: (D.TIME, times, D.TIME_ATTRS)}, attrs=attrs))

@@ -17,17 +17,26 @@ variable           dims                    meaning
 =================  ======================  ==========================================
 
 Attrs hold every parameter, the solver settings and statistics, the svflow /
-jax / diffrax versions and a UTC timestamp. netCDF attrs take no dicts, None
-or bools: :func:`encode_attrs` stores those as ``"json:..."`` strings and
-:func:`load` decodes them, so a round trip is lossless.
+jax / diffrax versions, the git commit of the code and a UTC timestamp. They
+are netCDF-safe from the start (CF style, see :func:`netcdf_attrs`): numbers,
+strings and 1-D numeric arrays only, booleans stored as the integers 0/1, None
+as the string ``"none"``, dicts flattened into ``<name>_<key>`` attrs. So plain
+``ds.to_netcdf(path)`` and ``xarray.open_dataset(path)`` round-trip every
+svflow dataset; :func:`save` and :func:`load` only add an atomic write and
+clear errors. :func:`load` still reads files of the older ``"json:..."``
+encoding.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
+import numbers
 import os
 import platform
+import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -36,7 +45,18 @@ import xarray as xr
 
 from . import _dims as D
 
-__all__ = ["build_dataset", "provenance", "encode_attrs", "decode_attrs", "save", "load"]
+__all__ = [
+    "build_dataset",
+    "provenance",
+    "git_commit",
+    "netcdf_attrs",
+    "netcdf_safe",
+    "encode_attrs",
+    "decode_attrs",
+    "save",
+    "load",
+    "check_writable",
+]
 
 _JSON = "json:"
 
@@ -57,9 +77,86 @@ def provenance() -> dict:
         "xarray_version": xr.__version__,
         "python_version": platform.python_version(),
         "jax_backend": jax.default_backend(),
-        "jax_enable_x64": bool(jax.config.jax_enable_x64),
+        "jax_enable_x64": int(bool(jax.config.jax_enable_x64)),
+        **git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def _git_state() -> tuple[str, int]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        run = functools.partial(
+            subprocess.run, cwd=root, capture_output=True, text=True, timeout=10, check=True
+        )
+        commit = run(["git", "rev-parse", "HEAD"]).stdout.strip()
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", -1
+    return commit or "unknown", int(bool(dirty))
+
+
+def git_commit() -> dict:
+    """The git commit of the svflow source that is running, and a dirty flag.
+
+    ``git_commit``: the commit hash, or ``"unknown"`` outside a git checkout
+    (an installed wheel); ``git_dirty``: 1 if tracked files differ from that
+    commit, 0 if not, -1 if unknown. Read once per process.
+    """
+    commit, dirty = _git_state()
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def _flatten(name: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{name}_{k}", v, out)
+        return
+    if isinstance(value, (bool, np.bool_)):
+        out[name] = int(value)
+    elif value is None:
+        out[name] = "none"
+    elif isinstance(value, str):
+        out[name] = value
+    elif isinstance(value, (numbers.Number, np.number)) and not isinstance(
+        value, (complex, np.complexfloating)
+    ):
+        out[name] = value.item() if isinstance(value, np.generic) else value
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        arr = np.asarray(value, dtype=object).ravel() if not isinstance(value, np.ndarray) else value.ravel()
+        items = [x.item() if isinstance(x, np.generic) else x for x in arr.tolist()]
+        if not items:
+            out[name] = ""
+        elif all(isinstance(x, str) for x in items):
+            out[name] = " ".join(items) if all(" " not in x for x in items) else json.dumps(items)
+        elif items and all(
+            isinstance(x, (numbers.Real, np.bool_)) and not isinstance(x, bool) for x in items
+        ):
+            out[name] = np.asarray(items)
+        elif items and all(isinstance(x, (bool, np.bool_)) for x in items):
+            out[name] = np.asarray(items, dtype=np.int64)
+        else:
+            out[name + "_json"] = json.dumps(_jsonable(value), sort_keys=True)
+    else:
+        out[name] = str(value)
+
+
+def netcdf_attrs(attrs: dict) -> dict:
+    """Attrs any netCDF writer accepts and any reader returns unchanged (CF style).
+
+    Booleans become the integers 1/0, None the string ``"none"``, a dict
+    ``{"a": 1}`` under ``name`` the attrs ``name_a = 1``, a list of numbers a
+    1-D numeric array (of length >= 2 it reads back as an array; of length 1
+    netCDF returns a scalar), a list of words one space-separated string, any
+    other list a JSON string under ``<name>_json``; numpy scalars become Python
+    numbers, an empty list the empty string and anything else its ``str``.
+    Idempotent.
+    """
+    out: dict = {}
+    for k, v in attrs.items():
+        _flatten(str(k), v, out)
+    return out
 
 
 def _encode(v):
@@ -82,8 +179,20 @@ def _jsonable(v):
     return v
 
 
+def netcdf_safe(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its own and every variable's attrs passed through :func:`netcdf_attrs`."""
+    ds.attrs = netcdf_attrs(ds.attrs)
+    for name in ds.variables:
+        ds[name].attrs = netcdf_attrs(ds[name].attrs)
+    return ds
+
+
 def encode_attrs(attrs: dict) -> dict:
-    """Make attrs netCDF-safe: bools, None, dicts, lists become ``"json:..."`` strings."""
+    """The older encoding: bools, None, dicts, lists as ``"json:..."`` strings.
+
+    Kept to read and write files of earlier svflow versions; new code uses
+    :func:`netcdf_attrs`, which needs no decoding.
+    """
     return {k: _encode(v) for k, v in attrs.items()}
 
 
@@ -137,7 +246,7 @@ def build_dataset(
     put(D.RANK, (D.TIME,), rank, "numerical rank of the centred logits")
     put(D.DRIFT, (D.TIME,), frame_drift, "||offdiag(U^T Z U)||_F (frame drift)")
     for name, (dims, value, vattrs) in (extra or {}).items():
-        data[name] = xr.Variable(dims, np.asarray(value), dict(vattrs))
+        data[name] = xr.Variable(dims, np.asarray(value), netcdf_attrs(dict(vattrs)))
 
     coords = {D.TIME: xr.Variable(D.TIME, times, D.TIME_ATTRS)}
     sizes = {d: n for v in data.values() for d, n in zip(v.dims, v.shape)}
@@ -150,40 +259,131 @@ def build_dataset(
         )
     if D.SV in sizes:
         coords[D.SV] = xr.Variable(D.SV, np.arange(sizes[D.SV]), {"long_name": "singular value index"})
-    return xr.Dataset(data, coords=coords, attrs={**attrs, **provenance()})
+    return xr.Dataset(data, coords=coords, attrs=netcdf_attrs({**attrs, **provenance()}))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(path) -> Path:
+    """Check that :func:`save` can write ``path`` (a temp file is created and removed).
+
+    Returns the path with ``~`` expanded. Raises ``IsADirectoryError`` (the
+    path is a folder), ``NotADirectoryError`` (a parent is a file) or
+    ``PermissionError`` (the file or the nearest existing folder is read-only),
+    each naming the path. Scripts call it before a long computation.
+    """
+    try:
+        path = Path(os.fspath(path)).expanduser()
+    except TypeError as e:
+        raise TypeError(f"path must be a file path (str or os.PathLike); got {path!r}.") from e
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"path {str(path)!r} is a directory; pass a file name such as "
+            f"{str(path / 'run.nc')!r}."
+        )
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(f"cannot write {str(path)!r}: {str(folder)!r} is a file, not a folder.")
+    try:  # a real probe: os.access is optimistic for root and on some file systems
+        with tempfile.TemporaryFile(dir=folder, prefix=".svflow-probe-"):
+            pass
+    except OSError as e:
+        raise PermissionError(
+            f"cannot write {str(path)!r}: the folder {str(folder)!r} is not writable "
+            f"({e.strerror or e})."
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"cannot write {str(path)!r}: the file is read-only.")
+    return path
 
 
 def save(ds: xr.Dataset, path) -> Path:
     """Write ``ds`` to netCDF (h5netcdf) atomically: temp file, then rename.
 
-    Attrs that netCDF cannot hold (bools, None, dicts, lists) are encoded and
-    restored by :func:`load`.
+    The attrs are passed through :func:`netcdf_attrs` (a no-op for datasets
+    that svflow built), so plain ``xarray.open_dataset`` reads the file back
+    with the same attrs. ``~`` is expanded; missing folders are created. A new
+    file gets the usual permissions (0666 minus the umask, 0644 under umask
+    022); an overwritten file keeps its mode.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(ds, xr.DataArray):
+        raise TypeError(
+            "ds must be an xarray.Dataset; got a DataArray. Save it as "
+            "svflow.save(da.to_dataset(name='...'), path)."
+        )
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"ds must be an xarray.Dataset; got {type(ds).__name__}.")
+    path = check_writable(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(
+            f"cannot create the folder {str(path.parent)!r} for {str(path)!r}: {e.strerror or e}."
+        ) from e
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     out = ds.copy()
-    out.attrs = encode_attrs(ds.attrs)
+    out.attrs = netcdf_attrs(ds.attrs)
     for name in out.variables:
-        out[name].attrs = encode_attrs(ds[name].attrs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        out[name].attrs = netcdf_attrs(ds[name].attrs)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise PermissionError(
+            f"cannot write {str(path)!r}: its folder {str(path.parent)!r} is not writable "
+            f"({e.strerror or e})."
+        ) from e
     os.close(fd)
     try:
         out.to_netcdf(tmp, engine="h5netcdf")
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            raise OSError(f"cannot write {str(path)!r}: {e.strerror or e}.") from e
         raise
     return path
 
 
 def load(path) -> xr.Dataset:
-    """Read a dataset written by :func:`save` into memory, decoding its attrs."""
-    path = Path(path)
+    """Read a netCDF dataset (from :func:`save` or ``ds.to_netcdf``) into memory.
+
+    Attrs come back as written; files of svflow's older ``"json:..."`` attr
+    encoding are decoded and converted to the current netCDF-safe attrs.
+    """
+    try:
+        path = Path(os.fspath(path)).expanduser()
+    except TypeError as e:
+        raise TypeError(f"path must be a file path (str or os.PathLike); got {path!r}.") from e
     if not path.exists():
-        raise FileNotFoundError(f"no svflow dataset at {path}")
-    ds = xr.load_dataset(path, engine="h5netcdf")
-    ds.attrs = decode_attrs(ds.attrs)
+        raise FileNotFoundError(f"no svflow dataset at {str(path)!r}: the file does not exist.")
+    if path.is_dir():
+        hint = (
+            " It looks like a zarr store: open a sweep store with svflow.open_sweep(path)."
+            if (path / "zarr.json").exists() or (path / ".zgroup").exists()
+            else ""
+        )
+        raise IsADirectoryError(f"{str(path)!r} is a directory, not a netCDF file.{hint}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{str(path)!r} is empty (0 bytes): not a netCDF dataset.")
+    try:
+        ds = xr.load_dataset(path, engine="h5netcdf")
+    except Exception as e:
+        raise ValueError(
+            f"cannot read {str(path)!r} as a netCDF dataset ({type(e).__name__}: {e}). "
+            "The file may be truncated, corrupt or of another format."
+        ) from e
+    ds.attrs = netcdf_attrs(decode_attrs(ds.attrs))
     for name in ds.variables:
-        ds[name].attrs = decode_attrs(ds[name].attrs)
+        ds[name].attrs = netcdf_attrs(decode_attrs(ds[name].attrs))
     return ds

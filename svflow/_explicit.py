@@ -98,6 +98,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_float, check_int
+from ._precision import float64
+
 __all__ = [
     "ldufm_decay",
     "scale_loss",
@@ -132,46 +135,19 @@ __all__ = [
 
 
 def _check_classes(classes, minimum: int = 2) -> int:
-    if (
-        isinstance(classes, bool)
-        or not isinstance(classes, (int, np.integer))
-        or classes < minimum
-    ):
-        raise ValueError(f"classes K must be an integer >= {minimum}; got {classes!r}.")
-    return int(classes)
+    return check_int("classes K", classes, minimum=minimum)
 
 
 def _check_depth(depth, minimum: int = 1) -> int:
-    if (
-        isinstance(depth, bool)
-        or not isinstance(depth, (int, np.integer))
-        or depth < minimum
-    ):
-        raise ValueError(
-            "depth L (number of weight matrices, N = L + 1 factors) must be an "
-            "integer "
-            f">= {minimum}; got {depth!r}."
-        )
-    return int(depth)
+    return check_int("depth L (number of weight matrices, N = L + 1 factors)", depth, minimum=minimum)
 
 
 def _check_samples(samples) -> int:
-    if (
-        isinstance(samples, bool)
-        or not isinstance(samples, (int, np.integer))
-        or samples < 1
-    ):
-        raise ValueError(
-            f"samples per class n must be an integer >= 1; got {samples!r}."
-        )
-    return int(samples)
+    return check_int("samples (per class, n)", samples, minimum=1)
 
 
 def _check_decay(value, name: str) -> float:
-    v = float(value)
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite weight decay >= 0; got {value!r}.")
-    return v
+    return check_float(name, value, minimum=0.0)
 
 
 def factor_decays(depth: int, lam_H: float, lam_W) -> np.ndarray:
@@ -193,6 +169,7 @@ def factor_decays(depth: int, lam_H: float, lam_W) -> np.ndarray:
     return np.concatenate([[lh], lw]).astype(float)
 
 
+@float64
 def ldufm_decay(depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
     r"""$\Lambda = (n\lambda_H\prod_{l=1}^L\lambda_l)^{1/(L+1)}$."""
     lams = factor_decays(depth, lam_H, lam_W)
@@ -207,6 +184,7 @@ def ldufm_decay(depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
 # --- the 1-D scale problem of the squared loss
 
 
+@float64
 @partial(jax.jit, static_argnums=1)
 def scale_loss(c, factors: int):
     r"""$f(c) = \min_{q\ge0}\ \tfrac12(1-q)^2 + \tfrac N2\,c\,q^{2/N}$ and its
@@ -243,6 +221,7 @@ def scale_loss(c, factors: int):
     return jnp.where(take_zero, 0.5, val), jnp.where(take_zero, 0.0, q)
 
 
+@float64
 def dnc_loss(
     classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1
 ) -> float:
@@ -272,7 +251,7 @@ class SRGMatrices(NamedTuple):
 
 
 def _check_r(r) -> int:
-    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 4:
+    if check_int("r", r) < 4:
         raise ValueError(
             "the SRG construction needs r >= 4 graph vertices (K = C(r, 2) >= 6 "
             "classes; the Kneser adjacency of KG(r, 2) is singular for r = 3 and "
@@ -281,6 +260,7 @@ def _check_r(r) -> int:
     return int(r)
 
 
+@float64
 def srg_matrices(r: int) -> SRGMatrices:
     """Build B, J - B^T B, the Kneser adjacency A' and its inverse for K = C(r, 2) (r >=
     4)."""
@@ -304,6 +284,7 @@ def _sqrt_factor(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return U * np.sqrt(s), np.sqrt(s)[:, None] * Vt
 
 
+@float64
 def srg_factors(r: int, depth: int) -> list[np.ndarray]:
     r"""Unit-scale factors $[H, W_1, \dots, W_L]$ of the SRG network (class means, n =
     1).
@@ -324,6 +305,7 @@ def srg_factors(r: int, depth: int) -> list[np.ndarray]:
     return [H, W1, *mids, W_pre, m.kneser_inv]
 
 
+@float64
 def dnc_factors(
     classes: int, depth: int, width: int | None = None, seed: int = 0
 ) -> list[np.ndarray]:
@@ -333,7 +315,8 @@ def dnc_factors(
     $\|F_j\|_F^2 = K$, so $\rho = 1$."""
     K = _check_classes(classes)
     depth = _check_depth(depth)
-    d = K if width is None else int(width)
+    d = K if width is None else check_int("width", width, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
     if d < K:
         raise ValueError(f"DNC needs width >= K = {K}; got width={width!r}.")
     rng = np.random.default_rng(seed)
@@ -350,6 +333,7 @@ def dnc_factors(
     return fs
 
 
+@float64
 def relu_forward(factors: Sequence) -> jnp.ndarray:
     r"""$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H))$ with $\sigma = $ ReLU (none on H,
     none on Z)."""
@@ -361,6 +345,7 @@ def relu_forward(factors: Sequence) -> jnp.ndarray:
     return x
 
 
+@float64
 def construction_rho(factors: Sequence) -> float:
     r"""$\rho = (\prod_j\|F_j\|_F^2)^{1/N}/K$ of unit-scale class-mean factors with $Z =
     I_K$."""
@@ -369,6 +354,7 @@ def construction_rho(factors: Sequence) -> float:
     return float(np.exp(np.mean(logs)) / K)
 
 
+@float64
 def srg_rho(r: int, depth: int) -> float:
     r"""Closed-form $\rho$ of the SRG construction (module docstring).
 
@@ -393,6 +379,7 @@ def srg_rho(r: int, depth: int) -> float:
     return float(math.exp(logr / (depth + 1)))
 
 
+@float64
 def balanced_scales(
     factors: Sequence, q: float, *, lam_H: float, lam_W, samples: int = 1
 ) -> np.ndarray:
@@ -412,6 +399,7 @@ def balanced_scales(
     return np.sqrt(P / (lams * a))
 
 
+@float64
 def network_objective(
     factors: Sequence, *, lam_H: float, lam_W, samples: int = 1, targets=None
 ) -> float:
@@ -429,6 +417,7 @@ def network_objective(
     return float(data + np.sum(pen))
 
 
+@float64
 def construction_loss(
     factors: Sequence, *, lam_H: float, lam_W, samples: int = 1
 ) -> tuple[float, float]:
@@ -472,6 +461,7 @@ def construction_loss(
     return float(best), float(best_q)
 
 
+@float64
 def srg_loss(
     classes: int,
     depth: int,
@@ -531,6 +521,7 @@ def _partition_dp(K: int, sizes: Sequence[int], cost: dict) -> tuple[float, list
     return best[K], sorted(parts, reverse=True)
 
 
+@float64
 def relu_blocks(
     classes: int,
     depth: int,
@@ -641,6 +632,7 @@ def _ce_block_table(
     return np.asarray(v)[:K], np.asarray(s)[:K]
 
 
+@float64
 def ce_block_loss(
     k: int, classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -652,12 +644,12 @@ def ce_block_loss(
     K = _check_classes(classes)
     depth = _check_depth(depth)
     wd = _check_decay(weight_decay, "weight_decay")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= K:
-        raise ValueError(f"block size k must be an integer in [1, K = {K}]; got {k!r}.")
+    k = check_int("k (block size)", k, minimum=1, maximum=K)
     v, s = _ce_block_table(K, depth, wd, _check_samples(samples))
     return float(v[k - 1]), float(s[k - 1])
 
 
+@float64
 def ce_dnc_loss(
     classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -671,6 +663,7 @@ def ce_dnc_loss(
     )
 
 
+@float64
 def ce_pair_loss(
     classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -694,6 +687,7 @@ def ce_pair_loss(
     return float(total), s2 / 2.0
 
 
+@float64
 def ce_blocks(
     classes: int,
     depth: int,
@@ -729,6 +723,7 @@ def ce_blocks(
     return BlockChoice(float(loss), tuple(parts), "other")
 
 
+@float64
 def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
     r"""$\mathrm{CE}(Z) + \tfrac{wd}2(L+1)\sum_i\sigma_i(Z)^{2/(L+1)}$ for logits Z of
     shape (K, K n),
@@ -756,6 +751,7 @@ def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
 # --- general fixed-direction codes of the CE model (e.g. the hypercube)
 
 
+@float64
 def hypercube_code(classes: int) -> np.ndarray:
     r"""Logit direction of the hypercube code: class y at the vertex $v_y\in\{\pm1\}^m$
     given by the bits of y ($m = \lceil\log_2 K\rceil$), $Z_0 = V^\top V$ ($K\times K$,
@@ -784,6 +780,7 @@ def polygon_code(classes: int, frequency: int = 1) -> np.ndarray:
     return np.cos(theta[:, None] - theta[None, :])
 
 
+@float64
 def ce_code_loss(
     direction, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -829,6 +826,7 @@ def ce_code_loss(
     return (v, float(x)) if v < vals[i] else (float(vals[i]), float(grid[i]))
 
 
+@float64
 def ce_codes(
     classes: int,
     depth: int,

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from ._checks import check_float, check_int
-from ._dataset import provenance
+from ._dataset import netcdf_safe, provenance
 from ._explicit import (
     ce_blocks,
     ce_code_loss,
@@ -65,6 +65,7 @@ def _flags(names) -> dict:
     return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
 
 
+@float64
 def explicit_phase_map(
     classes: Sequence[int] = tuple(range(2, 41)),
     depths: Sequence[int] = tuple(range(2, 9)),
@@ -90,8 +91,8 @@ def explicit_phase_map(
         ``relu_blocks`` (string), ``ce_category``, ``ce_loss_dnc``,
         ``ce_loss_pairs``, ``ce_loss_best``, ``ce_blocks`` (string), ``srg_rho``.
     """
-    Ks = np.asarray(classes, dtype=int)
-    Ls = np.asarray(depths, dtype=int)
+    Ks = np.asarray([check_int("classes[]", K, minimum=2) for K in classes], dtype=int)
+    Ls = np.asarray([check_int("depths[]", L, minimum=1) for L in depths], dtype=int)
     shape = (Ks.size, Ls.size)
     rc = np.zeros(shape, int)
     rd, rb = np.zeros(shape), np.zeros(shape)
@@ -197,9 +198,10 @@ def explicit_phase_map(
             **provenance(),
         },
     )
-    return ds
+    return netcdf_safe(ds)
 
 
+@float64
 def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
     r"""Per depth, the smallest K of the map from which on a known construction
     beats DNC at every larger K of the map (``model`` = ``"relu"`` or ``"ce"``);
@@ -232,6 +234,7 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
     )
 
 
+@float64
 def weight_decay_endpoints(
     classes: int = 8,
     depths: Sequence[int] = (1, 2, 3, 5),
@@ -294,7 +297,7 @@ def weight_decay_endpoints(
         for L in depths
     ]
     best = np.minimum(blocks, hyper)
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         {
             "objective": (
                 ("depth", "seed", "time"),
@@ -352,7 +355,7 @@ def weight_decay_endpoints(
             "t_end": float(t_end),
             **provenance(),
         },
-    )
+    ))
 
 
 @float64

@@ -33,7 +33,9 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import check_float, check_int
 from ._groups import spectral_basis
+from ._precision import float64
 from ._reduced import check_loss
 from ._start import Start, as_start, check_depth, start_group
 
@@ -60,19 +62,15 @@ def _check_activation(activation: str) -> str:
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < minimum
-    ):
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
+    return check_int(name, value, minimum=minimum)
 
 
 def _as_key(key) -> Array:
     """An int seed or a JAX PRNG key -> a JAX PRNG key."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
+    if isinstance(key, (bool, np.bool_, float, str)):
+        check_int("key", key)  # raises TypeError naming key
+    if isinstance(key, (int, np.integer)):
+        return jax.random.PRNGKey(check_int("key", key, minimum=0))
     try:
         arr = jnp.asarray(key)
     except TypeError as e:
@@ -82,6 +80,19 @@ def _as_key(key) -> Array:
     if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) or arr.shape == (2,):
         return arr
     raise ValueError(f"key must be an int seed or a jax.random key; got {key!r}.")
+
+
+def _check_dtype(dtype):
+    """``None`` (float64) or a real float dtype svflow trains in: float32 or float64."""
+    if dtype is None:
+        return jnp.dtype(jnp.float64)
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"dtype must be float32 or float64; got {dtype!r}.") from e
+    if dt.name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64; got {dt.name!r}.")
+    return dt
 
 
 def _key_name(key) -> str:
@@ -183,23 +194,28 @@ class DeepUFM(eqx.Module):
         return self.factors[0].dtype
 
     # --- maths
+    @float64
     def logits(self, factors=None) -> Float[Array, "K M"]:
         """Z of the current (or the given) factors."""
         return forward(self.factors if factors is None else factors, self.activation)
 
+    @float64
     def data_loss(self, factors=None) -> Float[Array, ""]:
         """Mean data loss (cross-entropy or squared) of Z."""
         return mean_loss(self.logits(factors), self.loss)
 
+    @float64
     def penalty(self, factors=None) -> Float[Array, ""]:
         r"""$\sum_l \tfrac{wd_l}{2}\|A_l\|_F^2$."""
         fs = self.factors if factors is None else factors
         return 0.5 * sum(w * jnp.sum(A**2) for w, A in zip(self.weight_decay, fs))
 
+    @float64
     def objective(self, factors=None) -> Float[Array, ""]:
         """Data loss + weight-decay penalty: what gradient descent minimises."""
         return self.data_loss(factors) + self.penalty(factors)
 
+    @float64
     def gradient(self, factors=None) -> tuple[Array, ...]:
         """Gradient of :meth:`objective` with respect to every factor."""
         return jax.grad(self.objective)(self.factors if factors is None else factors)
@@ -238,6 +254,7 @@ def _check_factor_shapes(factors, classes: int, n: int) -> None:
         )
 
 
+@float64
 def model_from_arrays(
     factors: Sequence[ArrayLike],
     *,
@@ -255,7 +272,10 @@ def model_from_arrays(
             "factors must be a list (H, W_1, ..., W_L) of at least two matrices; got "
             f"{type(factors).__name__}."
         )
-    arrs = [jnp.asarray(A, dtype=dtype or jnp.result_type(float)) for A in factors]
+    dtype = _check_dtype(dtype)
+    if any(np.iscomplexobj(A) for A in factors):
+        raise TypeError("factors must be real matrices; got complex values.")
+    arrs = [jnp.asarray(A, dtype=dtype) for A in factors]
     if arrs[-1].ndim != 2 or arrs[0].ndim != 2:
         raise ValueError(
             f"every factor must be a matrix; got shapes {[a.shape for a in arrs]}."
@@ -291,6 +311,7 @@ def _orthonormal_frame(key, width: int, classes: int, dtype) -> Array:
     return Q * jnp.sign(jnp.diag(R))[None, :]
 
 
+@float64
 def spectral_model(
     init,
     *,
@@ -345,7 +366,7 @@ def spectral_model(
             f"columns); got width={width}, classes={classes}. Pass width >= {classes}."
         )
     start = as_start(init, classes, depth, loss, grp)
-    dtype = dtype or jnp.result_type(float)
+    dtype = _check_dtype(dtype)
     s0 = jnp.asarray(start.s0, dtype=dtype)
     U = jnp.asarray(spectral_basis(classes, grp), dtype=dtype)
     keys = jax.random.split(_as_key(key), depth)
@@ -367,6 +388,7 @@ def spectral_model(
     )
 
 
+@float64
 def random_model(
     classes: int,
     *,
@@ -394,9 +416,8 @@ def random_model(
     n = _check_positive_int("samples_per_class", samples_per_class)
     _check_activation(activation)
     check_loss(loss)
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a positive finite number; got {scale!r}.")
-    dtype = dtype or jnp.result_type(float)
+    scale = check_float("scale", scale, minimum=0.0, strict_min=True)
+    dtype = _check_dtype(dtype)
     shapes = (
         [(width, classes * n)] + [(width, width)] * (depth - 1) + [(classes, width)]
     )

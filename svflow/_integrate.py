@@ -21,6 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_choice, check_float, check_int
+from ._precision import float64
+
 __all__ = [
     "SolverConfig",
     "log_times",
@@ -45,12 +48,11 @@ class SolverConfig:
     max_steps: int = 200_000
 
     def __post_init__(self):
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {sorted(_SOLVERS)}; got {self.solver!r}.")
-        if not (self.rtol > 0 and self.atol > 0):
-            raise ValueError(f"rtol and atol must be positive; got {self.rtol}, {self.atol}.")
-        if int(self.max_steps) < 1:
-            raise ValueError(f"max_steps must be a positive integer; got {self.max_steps}.")
+        check_choice("solver", self.solver, sorted(_SOLVERS))
+        # frozen: store the normalised values (Python float / int)
+        object.__setattr__(self, "rtol", check_float("rtol", self.rtol, minimum=0.0, strict_min=True))
+        object.__setattr__(self, "atol", check_float("atol", self.atol, minimum=0.0, strict_min=True))
+        object.__setattr__(self, "max_steps", check_int("max_steps", self.max_steps, minimum=1))
 
     def as_attrs(self) -> dict:
         return {"solver": self.solver, "rtol": self.rtol, "atol": self.atol,
@@ -65,22 +67,27 @@ _SOLVERS = {
 }
 
 
+@float64
 def log_times(t_end: float, num: int = 161, t_first: float | None = None) -> np.ndarray:
     """Save grid: 0 followed by ``num - 1`` log-spaced times up to ``t_end``.
 
-    ``t_first`` defaults to min(0.1, t_end / 1e3).
+    ``t_first`` defaults to min(0.1, t_end / 1e3) and must lie in (0, t_end].
     """
-    if not np.isfinite(t_end) or t_end <= 0:
-        raise ValueError(f"t_end must be a positive finite time; got {t_end!r}.")
-    if num < 2:
-        raise ValueError(f"num must be >= 2 save times; got {num}.")
+    t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
+    num = check_int("num", num, minimum=2)
     if t_first is None:
         t_first = min(0.1, t_end / 1e3)
+    t_first = check_float("t_first", t_first, minimum=0.0, strict_min=True, maximum=t_end)
     return np.concatenate([[0.0], np.logspace(np.log10(t_first), np.log10(t_end), num - 1)])
 
 
 def check_times(times) -> np.ndarray:
-    ts = np.asarray(times, dtype=float)
+    if isinstance(times, (str, bytes)) or np.iscomplexobj(times):
+        raise TypeError(f"times must be an array of real save times; got {times!r}.")
+    try:
+        ts = np.asarray(times, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"times must be an array of real save times; got {times!r}.") from e
     if ts.ndim != 1 or ts.size < 1:
         raise ValueError(f"times must be a 1-D array of save times; got shape {ts.shape}.")
     if not np.all(np.isfinite(ts)) or ts[0] < 0 or np.any(np.diff(ts) <= 0):
@@ -94,7 +101,7 @@ def check_field_at_start(field, y0, args=None) -> None:
     if not all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(dy)):
         raise IntegrationError(
             "the vector field is non-finite at the start (the gradient overflows): the "
-            "run would blow up at once. Pass a smaller init (or float64)."
+            "run would blow up at once. Pass a smaller init."
         )
 
 
@@ -160,11 +167,11 @@ def check_solution(ys, result, num_steps, config: SolverConfig, t_end: float) ->
             f"the integration to t = {t_end:g} failed for {int((~ok).sum())} of {ok.size} "
             f"trajectories after up to {int(np.max(np.asarray(num_steps)))} steps: the "
             "step size collapsed, which usually means the state blew up or became "
-            "non-finite. Use float64 (jax.config.update('jax_enable_x64', True)), a "
-            "smaller init scale, or tighter rtol/atol."
+            "non-finite. Use a smaller init scale or tighter rtol/atol (svflow's own "
+            "functions already run in float64)."
         )
     if not finite:
         raise IntegrationError(
             f"the integration to t = {t_end:g} produced non-finite values (NaN/inf). "
-            "Use float64, a smaller init scale or weight decay, or tighter rtol/atol."
+            "Use a smaller init scale or weight decay, or tighter rtol/atol."
         )

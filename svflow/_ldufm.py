@@ -38,7 +38,7 @@ import numpy as np
 import xarray as xr
 
 from ._checks import check_choice, check_float, check_fraction, check_int
-from ._dataset import provenance
+from ._dataset import netcdf_safe, provenance
 from ._explicit import dnc_loss, relu_blocks, relu_forward
 from ._full import random_model
 from ._precision import float64
@@ -56,6 +56,7 @@ __all__ = [
 RANK_RTOL_LAYERS = 1e-3
 
 
+@float64
 def layer_representations(factors) -> tuple[list, list]:
     """(names, matrices) of every layer's representation, (d or K, K n) each."""
     x = jnp.asarray(factors[0])
@@ -74,9 +75,11 @@ def layer_representations(factors) -> tuple[list, list]:
     return names, mats
 
 
+@float64
 def class_mean_spectra(X, classes: int) -> np.ndarray:
     """Singular values (decreasing, K of them, zero-padded) of the uncentred class-mean
     matrix."""
+    classes = check_int("classes", classes, minimum=1)
     X = np.asarray(X)
     n = X.shape[1] // classes
     M = X.reshape(X.shape[0], classes, n).mean(axis=-1)
@@ -84,6 +87,7 @@ def class_mean_spectra(X, classes: int) -> np.ndarray:
     return np.pad(sv, (0, classes - sv.size))[:classes]
 
 
+@float64
 def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     r"""$\operatorname{tr}(\Sigma_W\Sigma_B^+)/K$ of representations X (d, K n), columns
     class-major.
@@ -91,6 +95,7 @@ def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     The pseudo-inverse drops eigenvalues of $\Sigma_B$ below ``rcond`` times the
     largest (default: the square of the rank threshold, so the class-mean
     directions counted by the numerical rank are the ones inverted)."""
+    classes = check_int("classes", classes, minimum=1)
     X = np.asarray(X, dtype=float)
     n = X.shape[1] // classes
     Xc = X.reshape(X.shape[0], classes, n)
@@ -258,7 +263,12 @@ def ldufm_runs(
     num_times = check_int("num_times", num_times, minimum=2)
     rank_rtol = check_fraction("rank_rtol", rank_rtol)
     dnc_rtol = check_float("dnc_rtol", dnc_rtol, minimum=0.0)
-    seeds = [check_int("seeds[i]", s) for s in np.atleast_1d(np.asarray(seeds))]
+    if isinstance(seeds, (int, np.integer, float, str)):
+        raise TypeError(
+            f"seeds must be a sequence of seeds (one run per seed); got {seeds!r}. "
+            "For n seeds pass seeds=range(n)."
+        )
+    seeds = [check_int("seeds[i]", s, minimum=0) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed; got an empty sequence.")
     grid = step_grid(steps, num_times)
@@ -297,7 +307,7 @@ def ldufm_runs(
     is_dnc = np.all(ranks[:, -1] == classes, axis=-1) & (np.abs(finals - L_dnc) <= dnc_rtol * L_dnc)
     rank_name = f"numerical rank of the class means (sigma_i > {rank_rtol:g} sigma_1)"
     nc1_name = "NC1 = tr(S_W S_B^+)/K"
-    return xr.Dataset(
+    return netcdf_safe(xr.Dataset(
         {
             "objective": (
                 ("seed", "time"),
@@ -359,7 +369,7 @@ def ldufm_runs(
             "best_construction": f"{best.category} {' '.join(map(str, best.blocks))}",
             **provenance(),
         },
-    )
+    ))
 
 
 SWEEP_PARAMS = ("lam", "width", "scale", "classes")

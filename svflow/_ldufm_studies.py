@@ -322,7 +322,7 @@ def study_main(name: str, summary, argv=None, doc: str | None = None) -> int:
     ``--out`` when given."""
     import argparse
 
-    from ._dataset import save
+    from ._dataset import check_writable, save
 
     study = LDUFM_STUDIES[check_choice("name", name, LDUFM_STUDIES)]
     p = argparse.ArgumentParser(
@@ -339,6 +339,11 @@ def study_main(name: str, summary, argv=None, doc: str | None = None) -> int:
     a = p.parse_args(argv)
     if a.quick and a.setting not in (None, "quick"):
         p.error("--quick and --setting disagree")
+    if a.out:  # fail now, not after the computation
+        try:
+            check_writable(a.out)
+        except OSError as e:
+            p.error(f"--out: {e}")
     setting = a.setting or ("quick" if a.quick else "full")
     print(f"{study.paper}: {study.fixed}")
     print(f"chosen here: {study.chosen} [{setting} setting]")

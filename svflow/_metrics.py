@@ -12,6 +12,7 @@ from ._groups import group_margins
 
 __all__ = [
     "RANK_RTOL",
+    "RANK_ATOL",
     "sigma_from_lam",
     "rank_from_sigma",
     "margin_from_lam",
@@ -21,6 +22,10 @@ __all__ = [
 
 RANK_RTOL = 0.1
 """Default relative threshold of the numerical rank: sigma_i > RANK_RTOL * sigma_max."""
+
+RANK_ATOL = 1e-8
+"""Absolute floor of the numerical rank: singular values <= RANK_ATOL count as zero,
+so logits that weight decay shrinks to nothing have rank 0, not K - 1."""
 
 
 def sigma_from_lam(lam: Float[Array, "... K"]) -> Float[Array, "... K"]:
@@ -47,9 +52,10 @@ def sigma_from_logits(Z: Float[Array, "... K M"], classes_per_column=None) -> Fl
 
 
 def rank_from_sigma(sigma: Float[Array, "... K"], rtol: float = RANK_RTOL) -> Array:
-    """Numerical rank: the number of singular values above ``rtol`` times the largest."""
+    r"""Numerical rank: the number of singular values with
+    $\sigma_i > \max(\text{rtol}\,\sigma_{\max}, \text{RANK\_ATOL})$, RANK_ATOL = 1e-8."""
     top = sigma.max(axis=-1, keepdims=True)
-    return jnp.sum((sigma > rtol * top) & (top > 0), axis=-1)
+    return jnp.sum((sigma > rtol * top) & (sigma > RANK_ATOL), axis=-1)
 
 
 def margin_from_lam(lam: Float[Array, "... K"], group=None) -> Float[Array, "..."]:

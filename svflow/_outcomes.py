@@ -64,6 +64,8 @@ import xarray as xr
 from jaxtyping import Array, Float, Int
 
 from . import _dims as D
+from ._dataset import netcdf_safe
+from ._precision import float64
 from ._reduced import check_loss, data_loss
 
 __all__ = [
@@ -197,6 +199,7 @@ def _slope(x, q, w):
     return jnp.sum(dx[:, None] * (q - qb), axis=0) / jnp.where(den > 0, den, 1.0)
 
 
+@float64
 def classify_trajectory(
     times: Float[Array, " T"],
     lam: Float[Array, "T K"],
@@ -263,6 +266,7 @@ def classify_trajectory(
     )
 
 
+@float64
 def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Dataset:
     r"""Classify every trajectory of a Dataset with ``lam`` of dims (..., time, mode).
 
@@ -276,6 +280,11 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
         ``ratio_slope``, ``mode_state`` with the extra dims and ``mode``; the
         rule in attrs.
     """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(
+            f"ds must be an xarray.Dataset with variable {D.LAM!r} (from svflow.simulate); "
+            f"got {type(ds).__name__}."
+        )
     if D.LAM not in ds:
         raise ValueError(
             f"classify needs a dataset with variable {D.LAM!r} (dims ..., time, mode), "
@@ -351,4 +360,4 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
         coords={**coords, D.MODE: ds[D.MODE]} if D.MODE in ds.coords else coords,
         attrs={**{k: v for k, v in ds.attrs.items()}, **rule.as_attrs()},
     )
-    return res
+    return netcdf_safe(res)

@@ -24,9 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ._dataset import provenance
+from ._checks import check_float, check_int
+from ._dataset import netcdf_safe, provenance
 from ._full import random_model
 from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
+from ._precision import float64
 from ._train import run_gd, step_grid
 
 __all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING"]
@@ -70,6 +72,7 @@ def _light_record(model, rank_rtol):
     )
 
 
+@float64
 @partial(
     jax.jit,
     static_argnames=(
@@ -157,6 +160,7 @@ def phase_cell(
     return jax.vmap(one)(keys)
 
 
+@float64
 def phase_map(
     classes: Sequence[int] = (8, 16),
     depths: Sequence[int] = (1, 2, 3, 4, 5, 6),
@@ -183,10 +187,9 @@ def phase_map(
     with every setting.
     """
     classes, depths, widths = list(classes), list(depths), list(widths)
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1; got {seeds}.")
-    if not (np.isfinite(eta) and eta > 0):
-        raise ValueError(f"eta must be a positive step size; got {eta!r}.")
+    seeds = check_int("seeds (the number of seeds per cell)", seeds, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
     grid = step_grid(steps, num_records)
     Kmax = max(classes)
@@ -289,4 +292,4 @@ def phase_map(
         "wall_time_s": wall,
         **provenance(),
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))

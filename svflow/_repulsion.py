@@ -27,7 +27,9 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Float
 
-from ._dataset import provenance
+from ._checks import check_int
+from ._dataset import netcdf_safe, provenance
+from ._precision import float64
 from ._simulate import simulate
 from ._start import check_depth
 from ._walsh import check_classes, one_minus_mu
@@ -55,6 +57,7 @@ def one_minus_mu_series(
     return out.at[..., 0].set(0.0)
 
 
+@float64
 def log_ratio_rate(
     lam: Float[Array, "... K"], factors: int, j: int, k: int, order: int | None = None
 ) -> Float[Array, "..."]:
@@ -65,6 +68,11 @@ def log_ratio_rate(
     """
     lam = jnp.asarray(lam)
     K = lam.shape[-1]
+    factors = check_int("factors", factors, minimum=2)
+    j = check_int("j", j, minimum=0, maximum=K - 1)
+    k = check_int("k", k, minimum=0, maximum=K - 1)
+    if order is not None:
+        order = check_int("order", order, minimum=0)
     omm = one_minus_mu(lam) if order is None else one_minus_mu_series(lam, order)
     p = 1.0 - 2.0 / factors
     g = omm * jnp.abs(lam) ** p
@@ -86,6 +94,7 @@ def early_horizon(
     return classes / (factors - 2) * (lam_start ** (-p) - lam_cap ** (-p))
 
 
+@float64
 def repulsion(
     classes: int,
     depths,
@@ -218,4 +227,4 @@ def repulsion(
         "early_horizon(K, N, eps, lam_cap)",
         **provenance(),
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))

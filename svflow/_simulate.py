@@ -18,6 +18,7 @@ from jaxtyping import Array, Float
 
 from . import _dims as D
 from ._batch import check_batch, solve_batch
+from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
 from ._groups import Group, check_pairs
 from ._integrate import (
@@ -28,13 +29,13 @@ from ._integrate import (
     log_times,
     solve,
 )
-from ._metrics import RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
+from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._precision import float64
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
 from ._start import Start, as_start, check_depth, start_group
 from ._walsh import walsh_transform
 
-__all__ = ["simulate", "ReducedField", "reduced_outputs"]
+__all__ = ["simulate", "default_t_end", "ReducedField", "reduced_outputs"]
 
 
 class ReducedField(eqx.Module):
@@ -135,7 +136,7 @@ def _outputs(ys: np.ndarray, balanced: bool, factors: int, loss: str, weight_dec
     mags[..., 0] = 0.0
     sigma = -np.sort(-mags, axis=-1)
     top = sigma[..., :1]
-    rank = np.sum((sigma > rank_rtol * top) & (top > 0), axis=-1)
+    rank = np.sum((sigma > rank_rtol * top) & (sigma > RANK_ATOL), axis=-1)
     return dict(
         lam=lam,
         s=s,
@@ -244,6 +245,11 @@ def _as_starts(init, classes: int, depth: int, loss: str, batch_dims, group: Gro
     return y0s, balanced, f"user batch of {y0s.shape[0]} starts over {list(dims)}", dims, {}, batch
 
 
+def default_t_end(weight_decay: float) -> float:
+    r"""Default horizon of :func:`simulate`: 1e8, or $\min(10^8, 100/wd)$ with weight decay."""
+    return 1e8 if weight_decay <= 0 else min(1e8, 100.0 / weight_decay)
+
+
 @float64
 def simulate(
     classes: int,
@@ -252,7 +258,7 @@ def simulate(
     init,
     loss: str = "ce",
     weight_decay: float = 0.0,
-    t_end: float = 1e8,
+    t_end: float | None = None,
     times=None,
     num_times: int = 161,
     rtol: float = 1e-8,
@@ -306,6 +312,10 @@ def simulate(
         loss: ``"ce"`` or ``"squared"``.
         weight_decay: $wd \ge 0$ on every factor.
         t_end: final time (used when ``times`` is None); up to 1e8 and beyond.
+            Default: 1e8 without weight decay; with $wd > 0$ the flow settles
+            to a stationary point by $t \sim 10/wd$ (the decay term alone
+            relaxes at rate $N\,wd$) and an explicit solver turns stiff after
+            that, so the default is $\min(10^8, 100/wd)$.
         times: explicit increasing save times (>= 0, starting at 0); default: 0 and
             ``num_times - 1`` log-spaced times up to ``t_end``.
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
@@ -336,11 +346,16 @@ def simulate(
     grp = start_group(init, classes, group)
     check_depth(depth)
     check_loss(loss)
-    if not np.isfinite(weight_decay) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a finite number >= 0; got {weight_decay!r}.")
+    weight_decay = check_float("weight_decay", weight_decay, minimum=0.0)
+    rank_rtol = check_fraction("rank_rtol", rank_rtol)
+    num_times = check_int("num_times", num_times, minimum=2)
     if times is None:
-        ts = log_times(t_end, num_times)
+        if t_end is None:
+            t_end = default_t_end(weight_decay)
+        ts = log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times)
     else:
+        if t_end is not None:
+            raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
         ts = check_times(times)
     t_end = float(ts[-1])
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
@@ -358,15 +373,26 @@ def simulate(
             "run would blow up at once. Pass a smaller init."
         )
     tic = _time.perf_counter()
-    if progress:
-        ys, result, num_steps = solve(field, jnp.asarray(y0s[0]), jnp.asarray(ts), None, config, True)
-        ys = np.asarray(jax.block_until_ready(ys))[None]
-        check_solution(ys, result, num_steps, config, t_end)
-        num_steps = np.asarray([int(num_steps)])
-    else:
-        sol = solve_batch(field, y0s, ts, config, lanes=lanes)
-        check_batch(sol, config, t_end)
-        ys, num_steps = sol.ys, sol.num_steps
+    try:
+        if progress:
+            ys, result, num_steps = solve(field, jnp.asarray(y0s[0]), jnp.asarray(ts), None, config, True)
+            ys = np.asarray(jax.block_until_ready(ys))[None]
+            check_solution(ys, result, num_steps, config, t_end)
+            num_steps = np.asarray([int(num_steps)])
+        else:
+            sol = solve_batch(field, y0s, ts, config, lanes=lanes)
+            check_batch(sol, config, t_end)
+            ys, num_steps = sol.ys, sol.num_steps
+    except IntegrationError as e:
+        if weight_decay > 0 and t_end > default_t_end(weight_decay):
+            raise IntegrationError(
+                f"the integration to t = {t_end:g} failed with weight_decay = {weight_decay:g}: "
+                f"the flow settles by t ~ {10 / weight_decay:g} and the explicit solver turns "
+                f"stiff after that, so more steps do not help. Pass t_end <= "
+                f"{default_t_end(weight_decay):g} (the default when t_end is not given). "
+                f"(Solver: {e})"
+            ) from None
+        raise
     wall = _time.perf_counter() - tic
 
     # --- build dataset

@@ -18,13 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import check_float, check_int
 from ._groups import Group, check_pairs, resolve_group, tie_pairs
+from ._precision import float64
+from ._reduced import check_loss
 
 __all__ = ["Start", "spectral_init", "balanced_factors", "as_start", "start_group", "check_depth"]
 
 
 def check_depth(depth: int) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+    if check_int("depth", depth) < 1:
         raise ValueError(
             f"depth L is the number of weight matrices and must be an integer >= 1 "
             f"(depth 1 = features H and one classifier W_1: N = 2 factors); got {depth!r}."
@@ -62,6 +65,7 @@ class Start(eqx.Module):
             raise ValueError(f"s0 must have shape (N, K); got shape {self.s0.shape}.")
 
     @property
+    @float64
     def lam0(self) -> Float[Array, " K"]:
         return jnp.prod(self.s0, axis=0)
 
@@ -74,6 +78,7 @@ class Start(eqx.Module):
         return self.s0.shape[1]
 
 
+@float64
 def spectral_init(
     classes: int,
     depth: int,
@@ -103,10 +108,12 @@ def spectral_init(
     """
     grp = resolve_group(group, classes)
     check_depth(depth)
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a positive finite number; got {scale!r}.")
-    if not (0 <= spread < 1):
+    check_loss(loss)
+    scale = check_float("scale", scale, minimum=0.0, strict_min=True)
+    spread = check_float("spread", spread, minimum=0.0)
+    if spread >= 1:
         raise ValueError(f"spread must lie in [0, 1) so that every lambda_i(0) > 0; got {spread!r}.")
+    seed = check_int("seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     u = rng.uniform(1 - spread, 1 + spread, size=classes)
     lam = tie_pairs(scale * u, grp)
@@ -152,6 +159,8 @@ def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
                 f"need s(0) of shape (N, K) = ({N}, {classes})."
             )
     else:
+        if np.iscomplexobj(init):
+            raise TypeError("init must be real; got complex values (the imaginary part would be lost).")
         try:
             arr = np.asarray(init, dtype=float)
         except (TypeError, ValueError) as e:

@@ -90,6 +90,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from ._checks import check_int
+from ._precision import float64
 from ._sweep_plan import (  # noqa: F401  (re-exported for tests and benchmarks)
     _COMPILED,
     CELL_DIM,
@@ -118,9 +120,10 @@ from ._sweep_store import (  # noqa: F401
     _write_chunk,
 )
 
-__all__ = ["sweep", "open_sweep", "cell_key", "SweepSpecError", "SweepPlan"]
+__all__ = ["sweep", "open_sweep", "cell_key", "SweepSpecError", "SweepInterrupted", "SweepPlan"]
 
 
+@float64
 def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     """Read a sweep store written by :func:`sweep` as a grid-shaped Dataset.
 
@@ -157,6 +160,11 @@ def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
 # --- the runner
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`sweep`; the message says how many chunks are safe."""
+
+
+@float64
 def sweep(
     cell_fn: Callable,
     grid: Mapping[str, Sequence],
@@ -229,7 +237,9 @@ def sweep(
     """
     # --- plan and store
     plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch)
-    path = Path(store)
+    path = Path(store).expanduser()
+    if max_chunks is not None:
+        max_chunks = check_int("max_chunks", max_chunks, minimum=0)
     if dry_run:
         return _summary(path, plan)
     group = _open_store(path, plan)
@@ -247,8 +257,11 @@ def sweep(
 
     arrays = {name: group[name] for name in [*plan.outputs, DONE]}
 
+    written = []
+
     def record(s, c, out):
         _write_chunk(arrays, plan, s, c, out)
+        written.append((s, c))
         bar.update(len(plan.chunk_cells(c)))
 
     # --- compute
@@ -266,6 +279,14 @@ def sweep(
                 record(previous[0], previous[1], collect_chunk(plan, previous[0], previous[2]))
         else:
             _run_distributed(client, plan, todo, record)
+    except KeyboardInterrupt:
+        bar.close()
+        safe = int(done.sum()) + len(written)
+        raise SweepInterrupted(
+            f"sweep interrupted: {safe} of {plan.n_static * plan.n_chunks} chunks are "
+            f"complete and safe in {str(path)!r} ({len(written)} written in this run). "
+            "Run the same sweep(...) call again to resume from there; nothing is recomputed."
+        ) from None
     finally:
         bar.close()
     if max_chunks is not None and len(todo) < int(np.count_nonzero(~done)):

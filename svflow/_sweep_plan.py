@@ -19,6 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_int
+from ._precision import float64
+
 __all__ = ["SweepPlan", "OutputSpec", "cell_key", "compute_chunk", "dispatch_chunk",
            "collect_chunk"]
 
@@ -80,6 +83,7 @@ def _words(h: int) -> np.ndarray:
     return np.array([h >> 32, h & 0xFFFFFFFF], dtype=np.uint32)
 
 
+@float64
 def cell_key(base_seed: int = 0, **coords) -> jax.Array:
     r"""The random key :func:`sweep` gives the cell with these coordinates.
 
@@ -88,7 +92,8 @@ def cell_key(base_seed: int = 0, **coords) -> jax.Array:
     to recompute one cell outside the runner:
     ``cell_fn(cell_key(0, eps=0.1, seed=3), eps=0.1, seed=3)``.
     """
-    return _fold(jax.random.key(int(base_seed)), _words(_cell_hash(coords)))
+    base_seed = check_int("base_seed", base_seed, minimum=0)
+    return _fold(jax.random.key(base_seed), _words(_cell_hash(coords)))
 
 
 def _checksum(arrays: Mapping[str, np.ndarray]) -> int:
@@ -295,6 +300,7 @@ def compute_chunk(plan: SweepPlan, s: int, c: int, devices=None) -> dict[str, np
     return collect_chunk(plan, s, dispatch_chunk(plan, s, c, devices))
 
 
+@float64
 def _worker_chunk(plan: SweepPlan, s: int, c: int):
     """dask task: compute one chunk on a worker (its own devices, its own compile cache)."""
     return s, c, compute_chunk(plan, s, c)

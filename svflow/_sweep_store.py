@@ -220,7 +220,7 @@ def _to_dataset(plan: SweepPlan, data: dict[str, np.ndarray]) -> xr.Dataset:
         variables[name] = ((*grid_dims, *o.dims), a)
     coords = {d: (d, plan.grid[d]) for d in grid_dims}
     coords.update({d: (d, np.asarray(v)) for d, v in plan.spec["coords"].items()})
-    from ._dataset import provenance
+    from ._dataset import netcdf_safe, provenance
 
     attrs = {
         "title": "svflow sweep",
@@ -233,7 +233,7 @@ def _to_dataset(plan: SweepPlan, data: dict[str, np.ndarray]) -> xr.Dataset:
         "batch": plan.vbatch,
         **provenance(),
     }
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
+    return netcdf_safe(xr.Dataset(variables, coords=coords, attrs=attrs))
 
 
 def _plan_from_store(path: Path) -> SweepPlan:

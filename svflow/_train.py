@@ -19,9 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
-from ._full import DeepUFM
+from ._full import DeepUFM, _check_dtype
+from ._integrate import check_times
 from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
+from ._precision import float64
 
 __all__ = ["DivergenceError", "train", "run_gd", "record", "step_grid", "advance"]
 
@@ -32,10 +35,8 @@ class DivergenceError(FloatingPointError):
 
 def step_grid(steps: int, num: int = 101) -> np.ndarray:
     """Record steps: 0, then about ``num - 1`` log-spaced integers up to ``steps``."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1; got {steps!r}.")
-    if num < 2:
-        raise ValueError(f"num_times must be >= 2; got {num}.")
+    steps = check_int("steps", steps, minimum=1)
+    num = check_int("num_times", num, minimum=2)
     grid = np.unique(
         np.round(np.logspace(0, np.log10(steps), num - 1)).astype(np.int64)
     )
@@ -138,6 +139,7 @@ _advance_jit = eqx.filter_jit(advance)
 _record_jit = eqx.filter_jit(record)
 
 
+@float64
 def train(
     model: DeepUFM,
     *,
@@ -159,15 +161,17 @@ def train(
     time $t = k\eta$ after k steps (gradient-flow time, as in :func:`svflow.simulate`).
 
     Give exactly one of ``steps``, ``t_end`` (steps = round(t_end / eta)) or
-    ``times`` (recorded at steps round(times / eta), deduplicated). The default
-    record grid is step 0 and ``num_times - 1`` log-spaced steps.
+    ``times`` (strictly increasing times >= 0, each a whole number of steps
+    k eta, as :func:`svflow.simulate` requires increasing times). The default
+    record grid is step 0 and ``num_times - 1`` log-spaced steps (101 records
+    rather than simulate's 161: every record of a full run costs K SVDs).
 
     Args:
         model: a :class:`DeepUFM` (e.g. from :func:`spectral_model`).
         eta: step size > 0.
         dtype: cast the model first (``jnp.float32`` or ``jnp.float64``);
             default: keep the model's dtype.
-        chunk_steps: the longest compiled call between progress updates.
+        chunk_steps: the longest compiled call between progress updates (>= 1).
         progress: tqdm bar over steps; default: on for runs over 10^5 steps.
         rank_rtol: threshold of the numerical rank.
         return_model: also return the trained model: ``(ds, model)``.
@@ -184,42 +188,34 @@ def train(
     """
     # --- check arguments
     if not isinstance(model, DeepUFM):
-        raise ValueError(
+        raise TypeError(
             f"model must be a DeepUFM (from spectral_model, random_model or "
             f"model_from_arrays); got {type(model).__name__}."
         )
-    try:
-        eta = float(eta)
-    except (TypeError, ValueError) as e:
-        raise ValueError(
-            f"eta must be a positive number (the step size); got {eta!r}."
-        ) from e
-    if not np.isfinite(eta) or eta <= 0:
-        raise ValueError(f"eta must be a positive finite step size; got {eta!r}.")
+    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
+    chunk_steps = check_int("chunk_steps", chunk_steps, minimum=1)
+    rank_rtol = check_fraction("rank_rtol", rank_rtol)
     given = [x is not None for x in (steps, t_end, times)]
     if sum(given) != 1:
         raise ValueError(
             "pass exactly one of steps=, t_end= (time = steps x eta) or times=."
         )
     if dtype is not None:
-        dtype = jnp.dtype(dtype)
-        if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-            raise ValueError(
-                "dtype float64 needs jax_enable_x64 (import svflow without "
-                "SVFLOW_NO_X64=1)."
-            )
-        model = model.astype(dtype)
+        model = model.astype(_check_dtype(dtype))
     if times is not None:
-        ts = np.asarray(times, dtype=float)
-        if ts.ndim != 1 or ts.size < 1 or not np.all(np.isfinite(ts)) or np.any(ts < 0):
-            raise ValueError("times must be a 1-D array of finite times >= 0.")
-        grid = np.unique(np.round(ts / eta).astype(np.int64))
+        ts = check_times(times)
+        k = ts / eta
+        grid = np.round(k).astype(np.int64)
+        off = np.abs(k - grid) > 1e-6 * np.maximum(1.0, k)
+        if np.any(off):
+            t = ts[np.argmax(off)]
+            raise ValueError(
+                f"times must be whole numbers of steps k eta (t = k eta, eta = {eta:g}); "
+                f"got t = {t:g} = {t / eta:g} eta. Pass times = eta * steps."
+            )
     else:
         if t_end is not None:
-            if not np.isfinite(t_end) or t_end <= 0:
-                raise ValueError(
-                    f"t_end must be a positive finite time; got {t_end!r}."
-                )
+            t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
             steps = max(1, int(round(t_end / eta)))
         grid = step_grid(steps, num_times)
     total = int(grid[-1])
@@ -314,5 +310,5 @@ def _diverged(step: int, eta: float):
     raise DivergenceError(
         f"gradient descent diverged: the loss became non-finite at step {step} "
         f"(t = {step * eta:g}) with eta = {eta:g}. Use a smaller step size "
-        f"(e.g. eta = {eta / 4:g}), a smaller init scale, or float64."
+        f"(e.g. eta = {eta / 4:g}), a smaller init scale, or dtype=jnp.float64."
     )

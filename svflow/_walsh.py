@@ -16,6 +16,9 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import check_int
+from ._precision import float64
+
 AUTO_DENSE_MAX = 64
 """Largest K for which ``method="auto"`` uses the dense matrix (measured on a
 2-core AMD EPYC, float64, in whole reduced-ODE solves, single and vmapped:
@@ -37,12 +40,7 @@ __all__ = [
 
 def check_classes(classes: int) -> int:
     """Return m = log2(classes), or raise ``ValueError`` if K is not 2^m >= 2."""
-    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)):
-        raise ValueError(
-            f"classes must be an integer power of two (2, 4, 8, 16, ...); got "
-            f"{classes!r} of type {type(classes).__name__}."
-        )
-    classes = int(classes)
+    classes = check_int("classes", classes)
     if classes < 2 or classes & (classes - 1):
         lo = 2 ** max(1, math.floor(math.log2(max(classes, 1))))
         raise ValueError(
@@ -53,6 +51,7 @@ def check_classes(classes: int) -> int:
     return classes.bit_length() - 1
 
 
+@float64
 def hadamard(classes: int, dtype=None) -> Float[Array, "K K"]:
     r"""Sylvester's Hadamard matrix $H_{ix} = (-1)^{\mathrm{popcount}(i \& x)}$.
 
@@ -78,6 +77,7 @@ def _fwht(x: Array) -> Array:
     return y.reshape(x.shape)
 
 
+@float64
 def walsh_transform(
     x: Float[ArrayLike, "... K"], *, method: str = "auto"
 ) -> Float[Array, "... K"]:
@@ -106,6 +106,7 @@ def walsh_transform(
     raise ValueError(f"method must be 'fast', 'dense' or 'auto'; got {method!r}.")
 
 
+@float64
 def margins(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
     r"""Margins $m_k = f(0) - f(k)$ with $f = H\lambda/K$ (MODEL.md section 3).
 
@@ -153,6 +154,7 @@ def one_minus_mu(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Flo
     return out.at[..., 0].set(0.0)
 
 
+@float64
 def softmax_eigenvalues(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
     r"""Eigenvalues $\mu = H\,\mathrm{softmax}(H\lambda/K)$ of the column softmax
     of $Z = U\operatorname{diag}(\lambda)U^\top$ in the same frame ($\mu_0 = 1$)."""

@@ -8,8 +8,10 @@ registers itself with :func:`register`. A figure has two halves:
 - ``plot(ds) -> matplotlib.figure.Figure``: draws from the dataset only.
 
 The runner writes ``figures/<name>.png`` and the dataset it was drawn from,
-``figures/data/<name>.nc``; ``--replot`` redraws from saved datasets without
-recomputing. Modules are discovered automatically (no central list to edit).
+``figures/data/<name>.nc`` (with ``--quick``: under ``figures/quick/``, which
+git ignores); ``--replot`` redraws from saved datasets without recomputing.
+Captions and the symbols used are in ``figures/README.md``. Modules are discovered
+automatically (no central list to edit).
 """
 
 from __future__ import annotations

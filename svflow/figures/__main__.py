@@ -1,4 +1,10 @@
-"""``python -m svflow.figures [--quick] [--only NAME ...] [--out DIR] [--replot] [--list]``"""
+"""``python -m svflow.figures [--quick] [--only NAME ...] [--out DIR] [--replot] [--list]``
+
+Full-size figures go to ``figures/`` (tracked in git); ``--quick`` ones to
+``figures/quick/`` (git-ignored), so a quick run never overwrites the full
+set. Every dataset's attrs say ``setting = "quick"`` or ``"full"`` and carry
+the ``git_commit`` and ``git_dirty`` flag of the code that made it.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +19,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from .. import load, save  # noqa: E402
+from .. import check_writable, load, save  # noqa: E402
+from .._dataset import git_commit  # noqa: E402
+from .._precision import float64  # noqa: E402
 from . import registry  # noqa: E402
+
+FULL_OUT = Path("figures")
+QUICK_OUT = FULL_OUT / "quick"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m svflow.figures", description=__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes (minutes on 2 CPU cores)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these figures")
-    p.add_argument("--out", default="figures", help="output folder (default: figures/)")
+    p.add_argument(
+        "--out", default=None,
+        help="output folder (default: figures/, or figures/quick/ with --quick)",
+    )
     p.add_argument("--replot", action="store_true", help="redraw from saved datasets, no dynamics")
     p.add_argument("--list", action="store_true", help="list the registered figures and exit")
     args = p.parse_args(argv)
@@ -36,8 +50,19 @@ def main(argv=None) -> int:
         if unknown:
             p.error(f"unknown figure(s) {unknown}; registered: {sorted(figs)}")
         figs = {k: figs[k] for k in args.only}
-    out = Path(args.out)
-    (out / "data").mkdir(parents=True, exist_ok=True)
+    out = Path(args.out).expanduser() if args.out else (QUICK_OUT if args.quick else FULL_OUT)
+    if args.quick and not args.replot and out.resolve() == FULL_OUT.resolve():
+        p.error(
+            f"--quick would overwrite the full-size figures in {FULL_OUT}/; quick output goes "
+            f"to {QUICK_OUT}/ (the default) or another --out."
+        )
+    try:  # fail now, not after the computation
+        (out / "data").mkdir(parents=True, exist_ok=True)
+        for name in figs:
+            check_writable(out / "data" / f"{name}.nc")
+            check_writable(out / f"{name}.png")
+    except OSError as e:
+        p.error(f"--out: {e}")
     bar = tqdm(figs.items(), desc="figures", unit="fig", file=sys.stderr)
     for name, f in bar:
         bar.set_postfix_str(name)
@@ -46,10 +71,15 @@ def main(argv=None) -> int:
         if args.replot:
             ds = load(data)
         else:
-            ds = f.compute(args.quick)
-            ds.attrs["figure_quick"] = bool(args.quick)
+            ds = float64(f.compute)(args.quick)
+            ds.attrs["figure_quick"] = int(args.quick)
+            ds.attrs["setting"] = "quick" if args.quick else "full"
+            ds.attrs.update(git_commit())
             save(ds, data)
         fig = f.plot(ds)
+        if ds.attrs.get("setting") == "quick" or ds.attrs.get("figure_quick") == 1:
+            fig.text(0.995, 0.005, "quick setting (small grid)", ha="right", va="bottom",
+                     fontsize=8, color="crimson")
         fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         tqdm.write(f"{name}: {time.perf_counter() - tic:.1f} s -> {out / (name + '.png')}", file=sys.stderr)

@@ -148,7 +148,7 @@ def plot(ds: xr.Dataset):
                     label=f"N={L + 1}, seed {seed}: r={r}",
                 )
         ax4.legend(fontsize=7, loc="lower right", ncol=2)
-    ax4.set_xlabel("time t = steps x eta")
+    ax4.set_xlabel(r"gradient-flow time t = steps $\times$ learning rate $\eta$")
     ax4.set_ylabel(r"$\rho(t)\,/\,\rho^*(K, r)$")
     ax4.set_title(
         "random Gaussian starts (full engine, GD): margin ratio; r = rank at t_end",
@@ -165,7 +165,8 @@ def plot(ds: xr.Dataset):
             for i, K in enumerate(Ks)
         ]
     )
-    ax3.imshow(frac, cmap="coolwarm", vmin=0, vmax=1, aspect="auto")
+    im = ax3.imshow(frac, cmap="coolwarm", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(im, ax=ax3, shrink=0.85, label="r / (K - 1)  (1 = neural collapse)")
     for i, K in enumerate(Ks):
         for j, N in enumerate(Ns):
             r, d = int(ds["win_size"].values[i, j]), int(ds["win_dmin"].values[i, j])
@@ -180,8 +181,9 @@ def plot(ds: xr.Dataset):
     ax3.set_yticks(range(len(Ks)), [f"K={k}" for k in Ks])
     ax3.set_xlabel("factors N = depth + 1")
     ax3.set_title(
-        "predicted winning Walsh code [r, m, d] (max normalised margin)\n"
-        "colour: r / (K-1)",
+        "predicted winning Walsh code [r, m, d] (max normalised margin):\n"
+        "r = rank (code length), m = log2 K, d = minimum Hamming distance;\n"
+        "NC = neural collapse (r = K - 1), cube = hypercube code (r = m)",
         fontsize=9,
     )
     return fig

@@ -84,10 +84,10 @@ def plot(ds: xr.Dataset):
     ax.set(
         xscale="log",
         yscale="log",
-        xlabel="time t = steps x eta",
+        xlabel=r"gradient-flow time t = steps $\times$ learning rate $\eta$",
         ylabel=r"$\lambda_i(t)$",
         title=f"K={ds.attrs['classes']}, L={ds.attrs['depth']}, d={ds.attrs['width']}: "
-        f"lines reduced ODE, o full GD (eta={float(ds.eta[-1]):g})",
+        f"lines: reduced ODE, o: full GD ($\\eta$ = {float(ds.eta[-1]):g})",
     )
     ax.title.set_fontsize(9)
     etas = ds["eta"].values
@@ -96,7 +96,7 @@ def plot(ds: xr.Dataset):
     bx.loglog(etas, err[-1] * etas / etas[-1], "k--", lw=1, label="slope 1")
     drift = float(ds["frame_drift"].max())
     bx.set(
-        xlabel="step size eta",
+        xlabel=r"learning rate (step size) $\eta$",
         ylabel=r"$\max_t \|\lambda^{GD}-\lambda^{ODE}\| / \|\lambda^{ODE}\|$",
         title=f"observed order {ds.attrs['observed_order']:.2f}; "
         f"max frame drift {drift:.1e}",

@@ -83,7 +83,7 @@ def plot(ds: xr.Dataset):
         )
         fig.colorbar(im, ax=ax, shrink=0.85, label="rank of centred Z")
     fig.suptitle(
-        f"random starts, scale {ds.attrs['scale']}, eta {ds.attrs['eta']}, "
+        f"random starts, scale {ds.attrs['scale']}, learning rate $\\eta$ = {ds.attrs['eta']}, "
         f"t = {ds.attrs['t_end']:g}, {ds.sizes['seed']} seeds/cell",
         fontsize=10,
     )
