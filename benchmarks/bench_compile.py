@@ -152,9 +152,9 @@ def optional_entry_points(counter) -> list[dict]:
     if hasattr(svflow, "basin_map"):
         def bmap(i):
             eps = np.logspace(-3, -1, 8) * (1 + 0.1 * i)
-            return lambda: svflow.basin_map(K, [L], eps, np.linspace(0.0, 0.5, 8), t_end=1e8)
+            return lambda: svflow.studies.basin_map(K, [L], eps, np.linspace(0.0, 0.5, 8), t_end=1e8)
 
-        rows.append(first_second(counter, "svflow.basin_map (K=16, L=5, 8 x 8 starts)", bmap))
+        rows.append(first_second(counter, "svflow.studies.basin_map (K=16, L=5, 8 x 8 starts)", bmap))
     return rows
 
 

@@ -1,6 +1,6 @@
 """Overhead of ``svflow.sweep`` and its scaling from 1 to 2 dask workers.
 
-Workload: the basin cell of ``scenarios/basins.py`` (:func:`svflow.basin_cell`,
+Workload: the basin cell of ``scenarios/basins.py`` (:func:`svflow.studies.basin_cell`,
 "random" family: balanced reduced ODE under cross-entropy, 121 log-spaced saves,
 log-time outcome classifier; K = 8, depth 3, t_end = 1e8) on an eps x delta x
 seed grid, one static setting. Rows (compilation excluded everywhere: each timed run follows a

@@ -3,7 +3,7 @@ r"""Basin throughput on one accelerator: trajectories per minute through the pub
 Workload: the basin "random" family at K = 16, L = 5, integrated to t = 1e8
 with rtol = 1e-8, atol = 1e-10 and 161 saves. Rows:
 
-- ``basin_map``: the public :func:`svflow.basin_map` on a 16 x 16 x S grid
+- ``basin_map``: the public :func:`svflow.studies.basin_map` on a 16 x 16 x S grid
   (eps x delta x seeds; integration through the refill engine with its
   default lanes for the backend, then the classifier);
 - ``engine``: :func:`svflow._batch.solve_batch` alone at several lane counts
@@ -52,7 +52,7 @@ def engine(lam0, lanes):
 
 def public(seeds):
     eps, delta = np.logspace(-3, -1, 16), np.linspace(0.1, 0.9, 16)
-    ds = svflow.basin_map(K, [DEPTH], eps, delta, family="random", seeds=range(seeds), t_end=T_END,
+    ds = svflow.studies.basin_map(K, [DEPTH], eps, delta, family="random", seeds=range(seeds), t_end=T_END,
                           num_times=NUM_TIMES, rtol=RTOL, atol=ATOL, max_steps=200_000)
     return float(ds["num_steps"].mean())
 

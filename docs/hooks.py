@@ -45,12 +45,25 @@ MATHJAX_PARTS = (
 # warns "Could not find cross-reference target 'id'". Each entry is
 # (object, id); delete an entry once its docstring is rewritten.
 KNOWN_DOCSTRING_DEFECTS = (
-    ("svflow.basin_map", ", mode"),  # "dims (depth, eps, delta[, seed][, mode])"
+    ("svflow.studies.basin_map", ", mode"),  # "dims (depth, eps, delta[, seed][, mode])"
 )
-_ENTRY = re.compile(r"^:::\s+svflow\.([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
+SUBNAMESPACES = ("studies", "explicit")
+_ENTRY = re.compile(
+    r"^:::\s+svflow\.((?:studies\.|explicit\.)?[A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE
+)
 
 
-def public_names(init: Path = ROOT / "svflow" / "__init__.py") -> set[str]:
+def public_names() -> set[str]:
+    """Every documented public name: ``NAME`` for the top level of ``svflow`` and
+    ``studies.NAME`` / ``explicit.NAME`` for its public sub-namespaces (read
+    from the sources, no import)."""
+    top = _module_names(ROOT / "svflow" / "__init__.py") - set(SUBNAMESPACES)
+    for sub in SUBNAMESPACES:
+        top |= {f"{sub}.{n}" for n in _module_names(ROOT / "svflow" / f"{sub}.py")}
+    return top
+
+
+def _module_names(init: Path) -> set[str]:
     """Names ``svflow/__init__.py`` exports, read from its source (no import).
 
     When the module defines ``__all__``, that list is the answer. Otherwise a
@@ -122,8 +135,15 @@ _ROLE = re.compile(r":(?:func|class|meth|data|attr|mod|obj|exc):<code>~?([A-Za-z
 def _identifier(name: str, public: set[str]) -> str:
     """The API identifier a role's target refers to (``svflow.NAME`` when public)."""
     parts = name.split(".")
-    if parts[-1] in public and (len(parts) == 1 or parts[0] == "svflow"):
-        return f"svflow.{parts[-1]}"
+    if parts[0] == "svflow":
+        parts = parts[1:]
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] in SUBNAMESPACES):
+        last = parts[-1]
+        if last in public:
+            return f"svflow.{last}"
+        for sub in SUBNAMESPACES:
+            if f"{sub}.{last}" in public:
+                return f"svflow.{sub}.{last}"
     return name
 
 

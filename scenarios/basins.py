@@ -11,7 +11,7 @@ largest grid delta up to which every start reaches NC.
     python scenarios/basins.py --store stores/basins --scheduler tcp://127.0.0.1:8786
 
 Every basin map runs through :func:`svflow.sweep` (issue 7): grid depth x eps x
-delta x seed, depth static (one compile of :func:`svflow.basin_cell` per
+delta x seed, depth static (one compile of :func:`svflow.studies.basin_cell` per
 depth), the rest vmapped in chunks; one zarr store per (K, family) in the
 directory ``--store`` (default ``stores/basins[_quick]``), resumed by a re-run;
 ``--scheduler`` sends the chunks to a dask cluster.
@@ -33,14 +33,14 @@ from svflow._outcomes import NC
 
 def basin_sweep_cell(key, depth, eps, delta, seed, *, classes, t_end, family):
     """One start of a basin family (the sweep's key is unused: the family's own
-    seed, a grid coordinate, drives the random draw, as in svflow.basin_map)."""
-    return svflow.basin_cell(eps, delta, seed, classes=classes, depth=depth, t_end=t_end,
+    seed, a grid coordinate, drives the random draw, as in svflow.studies.basin_map)."""
+    return svflow.studies.basin_cell(eps, delta, seed, classes=classes, depth=depth, t_end=t_end,
                              family=family)
 
 
 def sweep_basin_map(classes, depths, eps, delta, *, t_end, family, seeds=(0,), store,
                     scheduler=None, chunk=64, progress=True, dry_run=False):
-    """svflow.basin_map's dataset, computed through svflow.sweep into ``store``."""
+    """svflow.studies.basin_map's dataset, computed through svflow.sweep into ``store``."""
     seeds = list(seeds) if family == "random" else [0]
     grid = dict(depth=list(depths), eps=np.asarray(eps, float),
                 delta=np.asarray(delta, float), seed=np.asarray(seeds))
@@ -105,7 +105,7 @@ def run(quick: bool, classes=(4, 8), t_end: float = 1e8, store=None, scheduler=N
         if dry_run:
             print(f"K = {K}: lag {lag}\nK = {K}: random {rnd}")
             continue
-        w = svflow.basin_width(lag)
+        w = svflow.studies.basin_width(lag)
         ds = xr.Dataset(
             {
                 "outcome_lag": lag["outcome"],

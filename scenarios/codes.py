@@ -32,20 +32,20 @@ def main(argv=None):
             p.error(f"--out: {e}")
     K = args.classes
     if args.quick:
-        spectral = svflow.code_convergence_study(
+        spectral = svflow.studies.code_convergence_study(
             K, depths=(1, 2, 3, 5), seeds=(0,), t_end=1e8, num_times=25
         )
-        random = svflow.random_start_code_study(
+        random = svflow.studies.random_start_code_study(
             K, depths=(1, 3, 5), seeds=(0,), t_end=1e4, num_times=13
         )
     else:
-        spectral = svflow.code_convergence_study(
+        spectral = svflow.studies.code_convergence_study(
             K, depths=(1, 2, 3, 4, 5), seeds=(0, 1, 2), t_end=1e12, num_times=49
         )
-        random = svflow.random_start_code_study(
+        random = svflow.studies.random_start_code_study(
             K, depths=(1, 2, 3, 4, 5), seeds=(0, 1), t_end=1e5, num_times=25
         )
-    table = svflow.code_winner_table((4, 8, 16), range(2, 9))
+    table = svflow.studies.code_winner_table((4, 8, 16), range(2, 9))
     ds = combine(spectral, random, table)
     ds.attrs["scenario"] = "scenarios/codes.py" + (" --quick" if args.quick else "")
     svflow.save(ds, args.out)

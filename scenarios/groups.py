@@ -2,7 +2,7 @@
 
 K = 6 and K = 10 over the cyclic group Z_K (real Fourier basis), beside K = 8
 over both Z_8 and the Walsh group (Z_2)^3: for each depth, the balanced "lag"
-family (svflow.basin_map, group=...) gives the NC basin width, and
+family (svflow.studies.basin_map, group=...) gives the NC basin width, and
 svflow.code_table(..., group=...) the code of largest normalised margin (the
 max-margin direction that gradient flow selects among equal-lambda codes).
 The settings QUICK and FULL are shared with the figure ``groups``

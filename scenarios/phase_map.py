@@ -10,7 +10,7 @@ rank of the centred logits per depth x width for each K, the fraction of
 seeds that reached neural collapse, and saves the dataset.
 
 Runs through :func:`svflow.sweep` (issue 7): grid classes x depth x width x
-seed, the first three static (one compile of :func:`svflow.phase_cell` each),
+seed, the first three static (one compile of :func:`svflow.studies.phase_cell` each),
 seeds vmapped in chunks; results go to a zarr store (``--store``, default
 ``stores/phase_map[_quick].zarr``) that a re-run resumes; ``--scheduler``
 sends the chunks to a dask cluster. Each (K, L, d, seed) start is drawn from
@@ -61,8 +61,8 @@ def table(ds, var: str = "rank", fmt: str = "{:5.2f}") -> str:
 
 def phase_sweep_cell(key, classes, depth, width, seed, *, scale, eta, steps, num_records,
                      kmax):
-    """One (K, L, d, seed) run of :func:`svflow.phase_cell`; ``sigma`` padded to kmax."""
-    out = svflow.phase_cell(jax.random.key_data(key)[None], classes=classes, depth=depth,
+    """One (K, L, d, seed) run of :func:`svflow.studies.phase_cell`; ``sigma`` padded to kmax."""
+    out = svflow.studies.phase_cell(jax.random.key_data(key)[None], classes=classes, depth=depth,
                             width=width, scale=scale, eta=eta, steps=steps,
                             num_records=num_records)
     out = {k: v[0] for k, v in out.items()}
@@ -72,7 +72,7 @@ def phase_sweep_cell(key, classes, depth, width, seed, *, scale, eta, steps, num
 
 def run_sweep(cfg: dict, store, scheduler=None, chunk=None, progress=True, dry_run=False,
               num_records: int = 17, base_seed: int = 0):
-    """The phase map through svflow.sweep; a Dataset with the layout of svflow.phase_map."""
+    """The phase map through svflow.sweep; a Dataset with the layout of svflow.studies.phase_map."""
     grid = dict(classes=list(cfg["classes"]), depth=list(cfg["depths"]),
                 width=list(cfg["widths"]), seed=np.arange(cfg["seeds"]))
     params = dict(scale=float(cfg["scale"]), eta=float(cfg["eta"]), steps=int(cfg["steps"]),
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--chunk", type=int, default=None, help="seeds per chunk (default: all)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the store's state")
     p.add_argument("--legacy", action="store_true",
-                   help="run svflow.phase_map in memory instead (no store, no resume)")
+                   help="run svflow.studies.phase_map in memory instead (no store, no resume)")
     args = p.parse_args(argv)
     if args.out:  # fail now, not after the computation
         try:
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         print(run_sweep(cfg, store, chunk=args.chunk, dry_run=True, base_seed=args.seed))
         return 0
     if args.legacy:
-        ds = svflow.phase_map(**cfg, seed=args.seed)
+        ds = svflow.studies.phase_map(**cfg, seed=args.seed)
     else:
         ds = run_sweep(cfg, store, args.scheduler, args.chunk, base_seed=args.seed)
     ds.attrs["scenario"] = "quick" if args.quick else "full"

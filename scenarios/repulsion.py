@@ -30,11 +30,11 @@ def main(argv=None) -> int:
         except OSError as e:
             p.error(f"--out: {e}")
     if args.quick:
-        ds = svflow.repulsion(
+        ds = svflow.studies.repulsion(
             args.classes, [1, 2, 3, 5], eps=1e-3, lag=0.5, lam_cap=0.5, num_times=201
         )
     else:
-        ds = svflow.repulsion(
+        ds = svflow.studies.repulsion(
             args.classes, [1, 2, 3, 4, 5], eps=1e-4, lag=0.5, lam_cap=1.0, num_times=801
         )
     j, k = ds.attrs["pair"]

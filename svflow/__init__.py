@@ -22,7 +22,7 @@ The full model from a random start, by gradient descent::
     model = svflow.random_model(8, depth=4, width=32, key=0)
     ds = svflow.train(model, eta=0.1, t_end=1e3)
 
-Which starts end where: ``svflow.basin_map(8, [2, 4], eps, delta)``.
+Which starts end where: ``svflow.studies.basin_map(8, [2, 4], eps, delta)``.
 Any grid of your own, chunked, resumable and distributable, with
 ``svflow.sweep``; a cell function takes the cell's JAX key and coordinates
 and returns arrays::
@@ -39,6 +39,13 @@ Conventions: depth L = number of weight matrices; N = L + 1 factors
 ``key=`` takes an integer seed or a ``jax.random`` key (JAX draws);
 ``seeds=`` is a sequence of seeds, one run each.
 
+Namespaces
+----------
+``svflow`` holds the engines, starts, datasets, limits and codes, and sweeps;
+``svflow.studies`` the studies built on them (basin maps, phase maps, code
+studies, repulsion); ``svflow.explicit`` the closed forms and constructions
+of the explicit low-rank bias (L-DUFM, cross-entropy with weight decay).
+
 svflow computes in float64 (the reduced ODE runs over eight decades of time),
 but only inside its own calls: every public function turns JAX's
 ``jax_enable_x64`` on for its duration and restores the caller's setting, so
@@ -53,114 +60,116 @@ try:
 except _PNF:  # running from a source tree without installation
     __version__ = "0+unknown"
 
-from ._dataset import build_dataset as build_dataset
-from ._dataset import check_writable as check_writable
-from ._dataset import load as load
-from ._dataset import save as save
+# --- the reduced engine: starts, one run or a batch
+from ._groups import Group as Group
+from ._groups import group_softmax_eigenvalues as group_softmax_eigenvalues
+from ._groups import resolve_group as resolve_group
+from ._groups import spectral_basis as spectral_basis
 from ._integrate import IntegrationError as IntegrationError
 from ._integrate import log_times as log_times
 from ._simulate import simulate as simulate
 from ._start import Start as Start
 from ._start import spectral_init as spectral_init
-from ._groups import Group as Group
-from ._groups import group_softmax_eigenvalues as group_softmax_eigenvalues
-from ._groups import resolve_group as resolve_group
-from ._groups import spectral_basis as spectral_basis
 from ._walsh import hadamard as hadamard
 from ._walsh import margins as margins
 from ._walsh import softmax_eigenvalues as softmax_eigenvalues
 from ._walsh import walsh_transform as walsh_transform
 
-# --- full-parameter engine (issue 3)
+# --- datasets
+from ._dataset import check_writable as check_writable
+from ._dataset import load as load
+from ._dataset import save as save
+
+# --- the full-parameter engine
+from ._compare import compare as compare
 from ._full import DeepUFM as DeepUFM
 from ._full import model_from_arrays as model_from_arrays
 from ._full import random_model as random_model
 from ._full import spectral_model as spectral_model
-from ._compare import compare as compare
-from ._phase import phase_cell as phase_cell
-from ._phase import phase_map as phase_map
 from ._train import DivergenceError as DivergenceError
 from ._train import train as train
 
-# --- basins, outcomes, codes (issue 4)
+# --- outcomes, limits and codes
 from ._asymptotics import MaxMarginPoint as MaxMarginPoint
 from ._asymptotics import asymptotic_direction as asymptotic_direction
 from ._asymptotics import code_table as code_table
 from ._asymptotics import max_margin_direction as max_margin_direction
 from ._asymptotics import normalised_margin as normalised_margin
-from ._asymptotics import walsh_supports as walsh_supports
-from ._group_codes import group_supports as group_supports
 from ._codes import SoftmaxCode as SoftmaxCode
-from ._codes import class_embedding as class_embedding
-from ._codes import code_convergence as code_convergence
 from ._codes import exact_rho as exact_rho
-from ._codes import gram_distance as gram_distance
-from ._codes import one_vs_rest_margin as one_vs_rest_margin
 from ._codes import softmax_code as softmax_code
-from ._codes_study import code_convergence_study as code_convergence_study
-from ._codes_study import code_winner_table as code_winner_table
-from ._codes_study import random_start_code_study as random_start_code_study
-
-from ._basins import basin_cell as basin_cell
-from ._basins import basin_map as basin_map
-from ._basins import basin_start as basin_start
-from ._basins import basin_width as basin_width
 from ._outcomes import OutcomeRule as OutcomeRule
 from ._outcomes import classify as classify
-from ._outcomes import classify_trajectory as classify_trajectory
-from ._repulsion import log_ratio_rate as log_ratio_rate
-from ._repulsion import repulsion as repulsion
 
-# --- explicit low-rank bias (issue 5)
-from ._explicit import BlockChoice as BlockChoice
-from ._explicit import SRGMatrices as SRGMatrices
-from ._explicit import balanced_scales as balanced_scales
-from ._explicit import ce_block_loss as ce_block_loss
-from ._explicit import ce_blocks as ce_blocks
-from ._explicit import ce_code_loss as ce_code_loss
-from ._explicit import ce_codes as ce_codes
-from ._explicit import ce_dnc_loss as ce_dnc_loss
-from ._explicit import ce_objective as ce_objective
-from ._explicit import ce_pair_loss as ce_pair_loss
-from ._explicit import construction_loss as construction_loss
-from ._explicit import construction_rho as construction_rho
-from ._explicit import dnc_factors as dnc_factors
-from ._explicit import dnc_loss as dnc_loss
-from ._explicit import hypercube_code as hypercube_code
-from ._explicit import polygon_code as polygon_code
-from ._explicit import ldufm_decay as ldufm_decay
-from ._explicit import network_objective as network_objective
-from ._explicit import relu_blocks as relu_blocks
-from ._explicit import relu_forward as relu_forward
-from ._explicit import scale_loss as scale_loss
-from ._explicit import srg_factors as srg_factors
-from ._explicit import srg_loss as srg_loss
-from ._explicit import srg_matrices as srg_matrices
-from ._explicit import srg_rho as srg_rho
-from ._explicit_maps import dnc_thresholds as dnc_thresholds
-from ._explicit_maps import explicit_phase_map as explicit_phase_map
-from ._explicit_maps import srg_construction_layers as srg_construction_layers
-from ._explicit_maps import srg_ratio_curve as srg_ratio_curve
-from ._explicit_maps import weight_decay_endpoints as weight_decay_endpoints
-from ._ldufm import class_mean_spectra as class_mean_spectra
-from ._ldufm import layer_representations as layer_representations
-from ._ldufm import ldufm_runs as ldufm_runs
-from ._ldufm import ldufm_sweep as ldufm_sweep
-from ._ldufm import nc1 as nc1
-from ._ldufm import ldufm_gd_batch as ldufm_gd_batch
-from ._ldufm_map import ldufm_optimality_map as ldufm_optimality_map
-
-# --- sweeps (issue 7)
+# --- sweeps
 from ._sweep import SweepInterrupted as SweepInterrupted
 from ._sweep import SweepSpecError as SweepSpecError
 from ._sweep import cell_key as cell_key
 from ._sweep import open_sweep as open_sweep
 from ._sweep import sweep as sweep
 
-import types as _types
+# --- public sub-namespaces
+from . import explicit as explicit
+from . import studies as studies
 
-__all__ = sorted(
-    name
-    for name, value in globals().items()
-    if not name.startswith("_") and not isinstance(value, _types.ModuleType)
-)
+__all__ = [
+    "DeepUFM",
+    "DivergenceError",
+    "Group",
+    "IntegrationError",
+    "MaxMarginPoint",
+    "OutcomeRule",
+    "SoftmaxCode",
+    "Start",
+    "SweepInterrupted",
+    "SweepSpecError",
+    "asymptotic_direction",
+    "cell_key",
+    "check_writable",
+    "classify",
+    "code_table",
+    "compare",
+    "exact_rho",
+    "explicit",
+    "group_softmax_eigenvalues",
+    "hadamard",
+    "load",
+    "log_times",
+    "margins",
+    "max_margin_direction",
+    "model_from_arrays",
+    "normalised_margin",
+    "open_sweep",
+    "random_model",
+    "resolve_group",
+    "save",
+    "simulate",
+    "softmax_code",
+    "softmax_eigenvalues",
+    "spectral_basis",
+    "spectral_init",
+    "spectral_model",
+    "studies",
+    "sweep",
+    "train",
+    "walsh_transform",
+]
+
+
+def __getattr__(name: str):
+    """Names of svflow 0.1 that moved to a sub-namespace: still importable, with a warning."""
+    import warnings
+
+    for sub in (studies, explicit):
+        if name in sub.__all__:
+            warnings.warn(
+                f"svflow.{name} moved to {sub.__name__}.{name}; the old name goes away in svflow 0.3.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return getattr(sub, name)
+    if name == "build_dataset":
+        from ._dataset import build_dataset
+
+        return build_dataset
+    raise AttributeError(f"module 'svflow' has no attribute {name!r}")

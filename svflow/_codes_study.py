@@ -3,7 +3,7 @@ r"""Studies built on softmax codes: convergence of spectral runs, winner tables.
 :func:`code_convergence_study` runs the reduced ODE from spectral starts for
 several depths and seeds and measures, over time, how close the class
 geometry comes to the best softmax code of the predicted outcome rank
-(:func:`svflow.code_convergence`); the rank is that of the max-margin KKT
+(:func:`svflow.studies.code_convergence`); the rank is that of the max-margin KKT
 point reached from the final state (:func:`svflow.max_margin_direction`),
 which is also where the curves are heading (``limit_rho_ratio``).
 :func:`code_winner_table` collects :func:`svflow.code_table` for several K.
@@ -62,7 +62,7 @@ def code_convergence_study(
 
     Each run: :func:`svflow.simulate` from ``spectral_init(K, depth, scale,
     spread, seed)`` to ``t_end`` (all seeds of a depth in one batch); r = support size of the KKT point of the
-    final state; :func:`svflow.code_convergence` with that r.
+    final state; :func:`svflow.studies.code_convergence` with that r.
 
     Returns:
         ``xarray.Dataset`` with dims (depth, seed, time): ``rho``,
@@ -264,7 +264,7 @@ def random_start_code_study(
     t = steps x eta) in segments ending on a log grid up to ``t_end``; the
     logits Z are read from the model after every segment. r = numerical rank
     of the centred logits at ``t_end`` (``rank`` of the dataset, rtol 0.1),
-    held fixed over time; then :func:`svflow.code_convergence` with those Z.
+    held fixed over time; then :func:`svflow.studies.code_convergence` with those Z.
 
     Returns:
         ``xarray.Dataset`` with dims (depth, seed, time): ``rho``,

@@ -1,9 +1,9 @@
 r"""Phase maps of the explicit low-rank bias: which construction has the lowest loss.
 
 Over a grid of class counts K and depths L (L = number of weight matrices),
-for the L-DUFM (ReLU, squared loss, weight decay; :func:`svflow.relu_blocks`)
+for the L-DUFM (ReLU, squared loss, weight decay; :func:`svflow.explicit.relu_blocks`)
 and for the deep linear cross-entropy model with weight decay
-(:func:`svflow.ce_blocks`). Category codes are stored as integers with their
+(:func:`svflow.explicit.ce_blocks`). Category codes are stored as integers with their
 names in the variable's attrs (``flag_values`` / ``flag_meanings``, CF style).
 """
 
@@ -206,7 +206,7 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
     r"""Per depth, the smallest K of the map from which on a known construction
     beats DNC at every larger K of the map (``model`` = ``"relu"`` or ``"ce"``);
     NaN when none beats DNC at the largest K. Only the known constructions are
-    compared: GD can beat DNC below this K (see :func:`svflow.ldufm_optimality_map`)."""
+    compared: GD can beat DNC below this K (see :func:`svflow.explicit.ldufm_optimality_map`)."""
     if model not in ("relu", "ce"):
         raise ValueError(f"model must be 'relu' or 'ce'; got {model!r}.")
     var = ds[f"{model}_category"]
@@ -363,7 +363,7 @@ def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
     r"""Class-mean matrices of every layer of the unit-scale SRG network (Fig. 1 of
     Súkeník, Lampert & Mondelli 2024).
 
-    Built by :func:`svflow.srg_factors` (K = C(r, 2) classes, the edges of
+    Built by :func:`svflow.explicit.srg_factors` (K = C(r, 2) classes, the edges of
     $K_r$) and run through the ReLU network. Layers are numbered as class-mean
     matrices $M_1 = H$, $M_{l+1} = \sigma(W_l M_l)$ ($l < L$), with the
     pre-activations $W_l M_l$ kept as well, and $Z = W_L M_L = I_K$. For
@@ -437,12 +437,12 @@ def srg_ratio_curve(
     of Súkeník, Lampert & Mondelli 2024).
 
     ``ratio`` (lam, depth, r) is the closed form
-    :func:`svflow.srg_loss` (one SRG block holding every class) over
-    :func:`svflow.dnc_loss`, every factor with weight decay ``lam``. With
+    :func:`svflow.explicit.srg_loss` (one SRG block holding every class) over
+    :func:`svflow.explicit.dnc_loss`, every factor with weight decay ``lam``. With
     ``network=True`` also ``ratio_network``: the same ratio from the built
-    matrices (:func:`svflow.srg_factors`, :func:`svflow.dnc_factors`) run
+    matrices (:func:`svflow.explicit.srg_factors`, :func:`svflow.explicit.dnc_factors`) run
     through the ReLU network at their best balanced scale
-    (:func:`svflow.construction_loss`). Below 1 the SRG network beats DNC.
+    (:func:`svflow.explicit.construction_loss`). Below 1 the SRG network beats DNC.
     """
     from ._explicit import construction_loss, dnc_factors, srg_loss
 

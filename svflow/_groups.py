@@ -54,6 +54,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _walsh
+from ._checks import check_int
 from ._precision import float64
 
 __all__ = [
@@ -252,12 +253,11 @@ def resolve_group(group, classes: int) -> Group:
         classes: K >= 2.
 
     Raises:
+        TypeError: K not an integer.
         ValueError: K < 2, an unknown name, a power-of-two requirement not met,
             or orders whose product is not K (the message names ``group``).
     """
-    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 2:
-        raise ValueError(f"classes must be an integer K >= 2; got {classes!r}.")
-    K = int(classes)
+    K = check_int("classes", classes, minimum=2)
     if isinstance(group, Group):
         if group.classes != K:
             raise ValueError(

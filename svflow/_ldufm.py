@@ -248,7 +248,7 @@ def ldufm_runs(
       within ``dnc_rtol`` of L_DNC: wide networks approach L_DNC slowly, so the
       rank decides and the loss only guards against other full-rank points);
     - scalars ``L_DNC`` and ``L_best`` (best SRG/DNC block construction,
-      :func:`svflow.relu_blocks`).
+      :func:`svflow.explicit.relu_blocks`).
 
     NC1 is 0 by convention for ``samples`` = 1 (no within-class spread).
     """

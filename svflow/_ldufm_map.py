@@ -12,9 +12,9 @@ $$\mathcal L = \frac{1}{2Kn}\|W_L\sigma(W_{L-1}\cdots\sigma(W_1H)) - Y\|_F^2
 Gaussian starts of several init scales and seeds (:func:`svflow.random_model`:
 entries $\mathcal N(0, \text{scale}^2/\text{width})$), all starts of one
 (K, L) vmapped in one compiled loop. The lowest final objective is divided by
-$L_{\rm DNC}$ (:func:`svflow.dnc_loss`, exact: the minimum over DNC
+$L_{\rm DNC}$ (:func:`svflow.explicit.dnc_loss`, exact: the minimum over DNC
 configurations) and set beside $L_{\rm best}/L_{\rm DNC}$ of the known
-constructions (:func:`svflow.relu_blocks`: DNC and block-diagonal SRG
+constructions (:func:`svflow.explicit.relu_blocks`: DNC and block-diagonal SRG
 networks). A GD objective below $L_{\rm DNC}$ is a point that beats deep neural
 collapse, whatever GD converged to; below $L_{\rm best}$ it beats every known
 construction. GD gives upper bounds on the minimum, never its value.
@@ -83,7 +83,7 @@ def ldufm_optimality_map(
         representations H, pre-activations and ReLU outputs of the best run:
         its bottleneck), ``best_layer_ranks`` (string: every layer's rank, H
         to Z), ``construction_ratio`` (L_best / L_DNC of
-        :func:`svflow.relu_blocks`), ``construction`` (its blocks),
+        :func:`svflow.explicit.relu_blocks`), ``construction`` (its blocks),
         ``L_DNC``, ``beats_dnc`` and ``beats_constructions`` (booleans,
         ``beat_rtol``), ``width``.
     """

@@ -32,7 +32,7 @@ __all__ = ["LdufmStudy", "LDUFM_STUDIES", "ldufm_study", "ldufm_scale_sweep"]
 
 
 def ldufm_scale_sweep(scales, *, classes=None, **kwargs) -> xr.Dataset:
-    """:func:`svflow.ldufm_sweep` over the init scale (dim ``scale``), and over
+    """:func:`svflow.explicit.ldufm_sweep` over the init scale (dim ``scale``), and over
     ``classes`` too when a sequence of class counts is given (dims ``scale``,
     ``classes``)."""
     if classes is None or np.ndim(classes) == 0:

@@ -42,7 +42,7 @@ def _lam_ds():
 S4 = lambda **kw: svflow.spectral_init(4, 1, **kw)  # noqa: E731
 SIM = lambda **kw: svflow.simulate(4, 1, **{"init": np.ones(4), **kw})  # noqa: E731
 TRAIN = lambda **kw: svflow.train(_model(), **{"eta": 0.1, "steps": 5, **kw})  # noqa: E731
-BASIN = lambda **kw: svflow.basin_map(  # noqa: E731
+BASIN = lambda **kw: svflow.studies.basin_map(  # noqa: E731
     4, **{"depths": [1], "eps": [1e-2], "delta": [0.1], "family": "random", **kw}
 )
 
@@ -70,29 +70,29 @@ CASES = {
     "log_times num=1": (lambda: svflow.log_times(10.0, 1), ValueError, "num"),
     "softmax_code starts=0": (lambda: svflow.softmax_code(4, 2, starts=0), ValueError, "starts"),
     "softmax_code seed=-1": (lambda: svflow.softmax_code(4, 2, seed=-1), ValueError, "seed"),
-    "srg_rho r=4.0": (lambda: svflow.srg_rho(4.0, 2), TypeError, "r"),
+    "srg_rho r=4.0": (lambda: svflow.explicit.srg_rho(4.0, 2), TypeError, "r"),
     "dnc_loss samples=0": (
-        lambda: svflow.dnc_loss(4, 2, lam_H=1e-3, lam_W=1e-3, samples=0), ValueError, "samples"),
+        lambda: svflow.explicit.dnc_loss(4, 2, lam_H=1e-3, lam_W=1e-3, samples=0), ValueError, "samples"),
     "basin_map chunk_size=0": (lambda: BASIN(chunk_size=0), ValueError, "chunk_size"),
     "basin_map depths=[1.5]": (lambda: BASIN(depths=[1.5]), TypeError, "depth"),
     "sweep max_chunks=-1": (
         lambda: svflow.sweep(lambda key, x: {"y": x}, {"x": [1.0]}, store="unused.zarr", chunk=1,
                              max_chunks=-1), ValueError, "max_chunks"),
     "phase_map seeds=1.5": (
-        lambda: svflow.phase_map(classes=(4,), depths=(1,), widths=(4,), seeds=1.5, steps=2),
+        lambda: svflow.studies.phase_map(classes=(4,), depths=(1,), widths=(4,), seeds=1.5, steps=2),
         TypeError, "seeds"),
     "ldufm_runs seeds=3": (
-        lambda: svflow.ldufm_runs(4, 2, width=4, steps=2, seeds=3), TypeError, "seeds"),
+        lambda: svflow.explicit.ldufm_runs(4, 2, width=4, steps=2, seeds=3), TypeError, "seeds"),
     "log_ratio_rate j=1.5": (
-        lambda: svflow.log_ratio_rate(np.ones(8), 3, 1.5, 2), TypeError, "j"),
+        lambda: svflow.studies.log_ratio_rate(np.ones(8), 3, 1.5, 2), TypeError, "j"),
     "gram_distance restarts=0": (
-        lambda: svflow.gram_distance(np.eye(3), np.eye(3), restarts=0), ValueError, "restarts"),
+        lambda: svflow.studies.gram_distance(np.eye(3), np.eye(3), restarts=0), ValueError, "restarts"),
     "cell_key base_seed=-1": (lambda: svflow.cell_key(-1, x=1), ValueError, "base_seed"),
     "explicit_phase_map classes=[2.5]": (
-        lambda: svflow.explicit_phase_map(classes=[2.5], depths=[2]), TypeError, "classes"),
+        lambda: svflow.explicit.explicit_phase_map(classes=[2.5], depths=[2]), TypeError, "classes"),
     "class_embedding rank=0": (
-        lambda: svflow.class_embedding(np.eye(4), 0), ValueError, "rank"),
-    "dnc_factors seed=-1": (lambda: svflow.dnc_factors(4, 2, seed=-1), ValueError, "seed"),
+        lambda: svflow.studies.class_embedding(np.eye(4), 0), ValueError, "rank"),
+    "dnc_factors seed=-1": (lambda: svflow.explicit.dnc_factors(4, 2, seed=-1), ValueError, "seed"),
     # silent wrong answers, now errors
     "spectral_init loss='foo'": (lambda: S4(loss="foo"), ValueError, "loss"),
     "simulate rank_rtol=-1": (lambda: SIM(t_end=1.0, rank_rtol=-1), ValueError, "rank_rtol"),

@@ -101,8 +101,8 @@ def test_basin_width_closed_form():
 def test_two_factors_reach_nc_everywhere():
     """N = 2 (depth 1): every Hadamard start converges to NC (2512.04006)."""
     eps = np.array([1e-3, 1e-2, 1e-1])
-    lag = svflow.basin_map(8, [1], eps, [0.0, 0.2, 0.5, 0.7], t_end=1e8)
-    rnd = svflow.basin_map(
+    lag = svflow.studies.basin_map(8, [1], eps, [0.0, 0.2, 0.5, 0.7], t_end=1e8)
+    rnd = svflow.studies.basin_map(
         8, [1], eps, [0.3, 0.6], family="random", seeds=[0, 1, 2], t_end=1e8
     )
     for ds in (lag, rnd):
@@ -116,7 +116,7 @@ def test_batch_equals_single_runs():
     """basin_map's batch (one refill loop) against simulate, one start at a time."""
     eps = np.asarray([1e-3, 1e-1])
     delta = np.asarray([0.1, 0.6])
-    ds_map = svflow.basin_map(
+    ds_map = svflow.studies.basin_map(
         4, [2], eps, delta, t_end=1e6, num_times=81, rtol=1e-7, atol=1e-10, rule=RULE
     )
     for i, e in enumerate(eps):
@@ -241,8 +241,8 @@ def test_decisions_agree_with_four_more_decades():
     """Cells decided at t = 1e8 keep their outcome at t = 1e12 (separate runs)."""
     eps, delta = [1e-3, 1e-1], np.geomspace(0.001, 0.9, 12)
     for K in (4, 8):
-        a = svflow.basin_map(K, [1, 2, 3, 4, 5], eps, delta, t_end=1e8)
-        b = svflow.basin_map(K, [1, 2, 3, 4, 5], eps, delta, t_end=1e12, num_times=161)
+        a = svflow.studies.basin_map(K, [1, 2, 3, 4, 5], eps, delta, t_end=1e8)
+        b = svflow.studies.basin_map(K, [1, 2, 3, 4, 5], eps, delta, t_end=1e12, num_times=161)
         oa, ob = a["outcome"].values, b["outcome"].values
         both = (oa != UNDECIDED) & (ob != UNDECIDED)
         assert both.mean() > 0.9

@@ -39,26 +39,26 @@ def hull_distance_primal(p, Q):
 
 def test_exact_margin_closed_forms():
     for K in (3, 5, 8):
-        assert svflow.one_vs_rest_margin(polygon(K)) == pytest.approx(
+        assert svflow.studies.one_vs_rest_margin(polygon(K)) == pytest.approx(
             1 - math.cos(2 * math.pi / K), abs=1e-12
         )
     for K in (3, 4, 7):
-        assert svflow.one_vs_rest_margin(simplex(K)) == pytest.approx(
+        assert svflow.studies.one_vs_rest_margin(simplex(K)) == pytest.approx(
             K / (K - 1), abs=1e-12
         )
     cross = np.vstack([np.eye(3), -np.eye(3)])
-    assert svflow.one_vs_rest_margin(cross) == pytest.approx(1.0, abs=1e-12)
-    assert svflow.one_vs_rest_margin(cross[:5]) == pytest.approx(1.0, abs=1e-12)
+    assert svflow.studies.one_vs_rest_margin(cross) == pytest.approx(1.0, abs=1e-12)
+    assert svflow.studies.one_vs_rest_margin(cross[:5]) == pytest.approx(1.0, abs=1e-12)
     # a vector inside the hull of the others has margin 0
     V = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.3, 0.3]])
-    assert svflow.one_vs_rest_margin(V, normalise=False) == 0.0
+    assert svflow.studies.one_vs_rest_margin(V, normalise=False) == 0.0
 
 
 def test_exact_margin_matches_primal_qp(rng):
     for K, r in ((6, 3), (9, 4)):
         V = rng.normal(size=(K, r))
         V /= np.linalg.norm(V, axis=1, keepdims=True)
-        rho, d = svflow.one_vs_rest_margin(V, per_class=True)
+        rho, d = svflow.studies.one_vs_rest_margin(V, per_class=True)
         primal = [hull_distance_primal(V[y], np.delete(V, y, 0)) for y in range(K)]
         np.testing.assert_allclose(d, primal, atol=2e-6)
         assert rho == pytest.approx(min(primal), abs=2e-6)
@@ -70,7 +70,7 @@ def test_walsh_code_margin_is_2d_over_r():
     H = np.asarray(svflow.hadamard(K))
     for S, d in (((1, 2, 4), 1), ((1, 2, 4, 7), 2), (tuple(range(1, 8)), 4)):
         V = H[list(S)].T / math.sqrt(len(S))  # class x at (h_i(x))_{i in S}
-        assert svflow.one_vs_rest_margin(V) == pytest.approx(2 * d / len(S), abs=1e-12)
+        assert svflow.studies.one_vs_rest_margin(V) == pytest.approx(2 * d / len(S), abs=1e-12)
 
 
 def test_exact_rho_table():
@@ -117,19 +117,19 @@ def test_gram_distance_rotation_relabelling(rng):
     Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     p = rng.permutation(7)
     W = (V @ Q)[p]
-    d, perm = svflow.gram_distance(W @ W.T, V @ V.T)
+    d, perm = svflow.studies.gram_distance(W @ W.T, V @ V.T)
     assert d < 1e-12
     np.testing.assert_array_equal(perm, p)
     # the heuristic (forced) finds the same exact optimum as exhaustive search
     Wn = W + 0.01 * rng.normal(size=W.shape)
     Wn /= np.linalg.norm(Wn, axis=1, keepdims=True)
-    ex, _ = svflow.gram_distance(Wn @ Wn.T, V @ V.T)
-    he, _ = svflow.gram_distance(Wn @ Wn.T, V @ V.T, exhaustive_max=0)
+    ex, _ = svflow.studies.gram_distance(Wn @ Wn.T, V @ V.T)
+    he, _ = svflow.studies.gram_distance(Wn @ Wn.T, V @ V.T, exhaustive_max=0)
     assert he == pytest.approx(ex, rel=1e-12)
     # two unrelated 16-point codes are far apart, a relabelled copy is at 0
     P16 = polygon(16)
     q = rng.permutation(16)
-    assert svflow.gram_distance(P16[q] @ P16[q].T, P16 @ P16.T)[0] < 1e-12
+    assert svflow.studies.gram_distance(P16[q] @ P16[q].T, P16 @ P16.T)[0] < 1e-12
 
 
 def fake_dataset(lams, rank):
@@ -145,10 +145,10 @@ def test_convergence_measure_on_exact_codes(tmp_path):
     nc = np.r_[0.0, np.ones(K - 1)] * 3.0
     cube = np.zeros(K)
     cube[[1, 2, 4]] = 5.0
-    cc = svflow.code_convergence(fake_dataset([nc, 2 * nc], K - 1))
+    cc = svflow.studies.code_convergence(fake_dataset([nc, 2 * nc], K - 1))
     np.testing.assert_allclose(cc["code_rho_ratio"].values, 1.0, atol=1e-12)
     np.testing.assert_allclose(cc["code_gram_distance"].values, 0.0, atol=1e-12)
-    cc3 = svflow.code_convergence(
+    cc3 = svflow.studies.code_convergence(
         fake_dataset([cube], 3),
         code_kwargs=dict(starts=8, steps=1000, polish=2, cache_dir=tmp_path),
     )
@@ -166,11 +166,11 @@ def test_class_embedding_uses_class_means(rng):
     noise = rng.normal(size=(K, K, n))
     noise -= noise.mean(axis=-1, keepdims=True)  # zero-mean within each class
     Zn = Z + noise.reshape(K, K * n)
-    E1 = svflow.class_embedding(Zbar, 2)
-    E2 = svflow.class_embedding(Zn, 2)
+    E1 = svflow.studies.class_embedding(Zbar, 2)
+    E2 = svflow.studies.class_embedding(Zn, 2)
     np.testing.assert_allclose(np.abs(E1 @ E1.T), np.abs(E2 @ E2.T), atol=1e-12)
     with pytest.raises(ValueError, match="logits"):
-        svflow.class_embedding(rng.normal(size=(4, 5)), 2)
+        svflow.studies.class_embedding(rng.normal(size=(4, 5)), 2)
 
 
 def test_margin_certified_on_degenerate_symmetric_sets(rng):
@@ -178,8 +178,8 @@ def test_margin_certified_on_degenerate_symmetric_sets(rng):
     # a rotated cross-polytope in R^4, where a bare NNLS solve can stop early
     lam = np.array([0.0, 1.5e-59, 9.4e-62, 1.8e-61, 2.0, 2.0, 2.0, 2.0])
     U = np.asarray(svflow.hadamard(8)) / np.sqrt(8)
-    E = svflow.class_embedding(U @ np.diag(lam) @ U.T, 4)
-    assert svflow.one_vs_rest_margin(E) == pytest.approx(1.0, abs=1e-12)
+    E = svflow.studies.class_embedding(U @ np.diag(lam) @ U.T, 4)
+    assert svflow.studies.one_vs_rest_margin(E) == pytest.approx(1.0, abs=1e-12)
     # Wolfe's min-norm point (the fallback) agrees with the LDP route on random sets
     for _ in range(3):
         V = rng.normal(size=(9, 4))

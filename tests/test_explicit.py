@@ -18,7 +18,7 @@ import svflow
 def test_scale_loss_against_dense_grid(N, c):
     q = np.linspace(0.0, 1.2, 1_200_001)
     brute = np.min(0.5 * (1 - q) ** 2 + 0.5 * N * c * q ** (2.0 / N))
-    val, qopt = svflow.scale_loss(c, N)
+    val, qopt = svflow.explicit.scale_loss(c, N)
     assert float(val) <= brute + 1e-15
     assert abs(float(val) - brute) < 1e-11
     # the minimiser is stationary (interior) or zero
@@ -31,7 +31,7 @@ def test_scale_loss_against_dense_grid(N, c):
 
 @pytest.mark.parametrize("r", [4, 5, 7])
 def test_srg_matrices_structure(r):
-    m = svflow.srg_matrices(r)
+    m = svflow.explicit.srg_matrices(r)
     K = r * (r - 1) // 2
     B = m.incidence
     assert B.shape == (r, K) and np.all(B.sum(axis=0) == 2)
@@ -48,10 +48,10 @@ def test_srg_matrices_structure(r):
 @pytest.mark.parametrize("r", [4, 5, 6])
 @pytest.mark.parametrize("L", [2, 3, 4, 6])
 def test_srg_network_outputs_identity_and_rank(r, L):
-    fs = svflow.srg_factors(r, L)
+    fs = svflow.explicit.srg_factors(r, L)
     K = r * (r - 1) // 2
     np.testing.assert_allclose(
-        np.asarray(svflow.relu_forward(fs)), np.eye(K), atol=1e-12
+        np.asarray(svflow.explicit.relu_forward(fs)), np.eye(K), atol=1e-12
     )
     if (
         L >= 3
@@ -78,42 +78,42 @@ def test_srg_network_loss_equals_rho_closed_form(r, L, lam_H, lam_W, n):
     """Run the ReLU network on the built matrices, optimise the scale: equals the rho
     formula."""
     K = r * (r - 1) // 2
-    net, q_net = svflow.construction_loss(
-        svflow.srg_factors(r, L), lam_H=lam_H, lam_W=lam_W, samples=n
+    net, q_net = svflow.explicit.construction_loss(
+        svflow.explicit.srg_factors(r, L), lam_H=lam_H, lam_W=lam_W, samples=n
     )
     lams = np.concatenate([[lam_H], np.broadcast_to(lam_W, (L,))])
     Lam = (n * np.prod(lams)) ** (1.0 / (L + 1))
-    closed = float(svflow.scale_loss(svflow.srg_rho(r, L) * K * Lam, L + 1)[0])
+    closed = float(svflow.explicit.scale_loss(svflow.explicit.srg_rho(r, L) * K * Lam, L + 1)[0])
     assert abs(net - closed) < 1e-9
     # MODEL.md's rho formula, L >= 3
     if L >= 3:
         bn = math.sqrt(2 * (r - 1)) + (r - 1) * math.sqrt(r - 2)
-        ainv = np.linalg.inv(svflow.srg_matrices(r).kneser)
+        ainv = np.linalg.inv(svflow.explicit.srg_matrices(r).kneser)
         rho = (bn**2 * r ** (L - 2) * np.sum(ainv**2) / (4 * K**L)) ** (1 / (L + 1))
-        assert abs(rho - svflow.srg_rho(r, L)) < 1e-12
+        assert abs(rho - svflow.explicit.srg_rho(r, L)) < 1e-12
 
 
 def test_per_layer_scales_brute_force_unequal_lambdas():
     """Free per-layer scales (scipy over log c_j) reach the balanced closed form."""
     r, L, lam_H, lam_W, n = 5, 4, 0.01, [0.002, 0.004, 0.008, 0.001], 2
-    fs = svflow.srg_factors(r, L)
+    fs = svflow.explicit.srg_factors(r, L)
 
     def obj(logc):
-        return svflow.network_objective(
+        return svflow.explicit.network_objective(
             [np.exp(c) * F for c, F in zip(logc, fs)],
             lam_H=lam_H,
             lam_W=lam_W,
             samples=n,
         )
 
-    _, q = svflow.construction_loss(fs, lam_H=lam_H, lam_W=lam_W, samples=n)
+    _, q = svflow.explicit.construction_loss(fs, lam_H=lam_H, lam_W=lam_W, samples=n)
     x0 = np.log(
-        svflow.balanced_scales(fs, q, lam_H=lam_H, lam_W=lam_W, samples=n)
+        svflow.explicit.balanced_scales(fs, q, lam_H=lam_H, lam_W=lam_W, samples=n)
     ) + 0.3 * np.sin(np.arange(L + 1))
     res = minimize(obj, x0, method="BFGS", options={"gtol": 1e-12, "maxiter": 10_000})
     K = 10
     Lam = (n * lam_H * np.prod(lam_W)) ** (1 / (L + 1))
-    closed = float(svflow.scale_loss(svflow.srg_rho(r, L) * K * Lam, L + 1)[0])
+    closed = float(svflow.explicit.scale_loss(svflow.explicit.srg_rho(r, L) * K * Lam, L + 1)[0])
     assert abs(res.fun - closed) < 1e-10
     # at the optimum every factor pays the same penalty
     lams = np.array([lam_H * n, *lam_W])
@@ -125,8 +125,8 @@ def test_rho_below_one_exactly_on_seed_thresholds():
     for r in range(4, 13):
         for L in range(3, 9):
             expected = (L == 3 and r >= 5) or (L >= 4 and r >= 4)  # K >= 10 / K >= 6
-            rho_m = svflow.construction_rho(svflow.srg_factors(r, L))
-            assert abs(rho_m - svflow.srg_rho(r, L)) < 1e-12
+            rho_m = svflow.explicit.construction_rho(svflow.explicit.srg_factors(r, L))
+            assert abs(rho_m - svflow.explicit.srg_rho(r, L)) < 1e-12
             assert (rho_m < 1) == expected, (r, L, rho_m)
 
 
@@ -142,13 +142,13 @@ def test_rho_below_one_exactly_on_seed_thresholds():
     ],
 )
 def test_dnc_loss_equals_built_network_at_its_optimum(K, L, lam_H, lam_W, n):
-    fs = svflow.dnc_factors(K, L, width=K + 5, seed=3)
+    fs = svflow.explicit.dnc_factors(K, L, width=K + 5, seed=3)
     np.testing.assert_allclose(
-        np.asarray(svflow.relu_forward(fs)), np.eye(K), atol=1e-12
+        np.asarray(svflow.explicit.relu_forward(fs)), np.eye(K), atol=1e-12
     )
 
     def obj(logc):
-        return svflow.network_objective(
+        return svflow.explicit.network_objective(
             [np.exp(c) * F for c, F in zip(logc, fs)],
             lam_H=lam_H,
             lam_W=lam_W,
@@ -161,14 +161,14 @@ def test_dnc_loss_equals_built_network_at_its_optimum(K, L, lam_H, lam_W, n):
     )
     best = min(best, 0.5)  # the zero network
     assert (
-        abs(svflow.dnc_loss(K, L, lam_H=lam_H, lam_W=lam_W, samples=n) - best) < 1e-10
+        abs(svflow.explicit.dnc_loss(K, L, lam_H=lam_H, lam_W=lam_W, samples=n) - best) < 1e-10
     )
 
 
 def test_dnc_zero_branch():
     # huge decay: the trivial point q = 0 wins (loss 1/2) for N >= 3
-    assert svflow.dnc_loss(10, 4, lam_H=0.5, lam_W=0.5) == 0.5
-    assert svflow.dnc_loss(10, 4, lam_H=0.0, lam_W=0.1) == 0.0
+    assert svflow.explicit.dnc_loss(10, 4, lam_H=0.5, lam_W=0.5) == 0.5
+    assert svflow.explicit.dnc_loss(10, 4, lam_H=0.0, lam_W=0.1) == 0.0
 
 
 def test_gd_from_small_random_start_k2_reaches_dnc():
@@ -181,7 +181,7 @@ def test_gd_from_small_random_start_k2_reaches_dnc():
     params += [0.3 * jax.random.normal(keys[-1], (K, d))]
 
     def objective(ps):
-        Z = svflow.relu_forward(ps)
+        Z = svflow.explicit.relu_forward(ps)
         return 0.5 * jnp.sum((Z - jnp.eye(K)) ** 2) / K + 0.5 * lam * sum(
             jnp.sum(p**2) for p in ps
         )
@@ -198,13 +198,13 @@ def test_gd_from_small_random_start_k2_reaches_dnc():
 
     params, vals = run(params)
     final = float(objective(params))
-    target = svflow.dnc_loss(K, L, lam_H=lam, lam_W=lam)
+    target = svflow.explicit.dnc_loss(K, L, lam_H=lam, lam_W=lam)
     assert target - 1e-12 < final < target + 1e-6, (
         final,
         target,
     )  # GD never beats the minimum
-    Z = np.asarray(svflow.relu_forward(params))
-    q = float(svflow.scale_loss(K * lam, L + 1)[1])
+    Z = np.asarray(svflow.explicit.relu_forward(params))
+    q = float(svflow.explicit.scale_loss(K * lam, L + 1)[1])
     np.testing.assert_allclose(Z, q * np.eye(K), atol=1e-3)
 
 
@@ -228,10 +228,10 @@ def test_ce_dnc_and_pairs_from_built_logits(K, L, wd, n):
         blk = np.kron(np.eye(K // 2), b * np.array([[1.0, -1.0], [-1.0, 1.0]]))
         return np.kron(blk, ones)
 
-    for build, fn in ((dnc, svflow.ce_dnc_loss), (pairs, svflow.ce_pair_loss)):
+    for build, fn in ((dnc, svflow.explicit.ce_dnc_loss), (pairs, svflow.explicit.ce_pair_loss)):
         val, x = fn(K, L, weight_decay=wd, samples=n)
         res = minimize_scalar(
-            lambda a: svflow.ce_objective(build(a), L, weight_decay=wd),
+            lambda a: svflow.explicit.ce_objective(build(a), L, weight_decay=wd),
             bounds=(1e-3, 60),
             method="bounded",
             options={"xatol": 1e-12},
@@ -261,8 +261,8 @@ def test_ce_pairs_beat_dnc_on_model_thresholds():
     2."""
     for L in (1, 2, 3, 5):
         for K in (2, 4, 6, 8, 12):
-            dnc = svflow.ce_dnc_loss(K, L, weight_decay=1e-3)[0]
-            pair = svflow.ce_pair_loss(K, L, weight_decay=1e-3)[0]
+            dnc = svflow.explicit.ce_dnc_loss(K, L, weight_decay=1e-3)[0]
+            pair = svflow.explicit.ce_pair_loss(K, L, weight_decay=1e-3)[0]
             expected = (L >= 3 and K >= 4) or (L == 2 and K >= 6)
             assert (pair < dnc - 1e-12) == expected, (K, L, dnc, pair)
 
@@ -271,10 +271,10 @@ def test_ce_pairs_beat_dnc_on_model_thresholds():
 
 
 def test_phase_map_thresholds_emerge():
-    ds = svflow.explicit_phase_map(
+    ds = svflow.explicit.explicit_phase_map(
         range(2, 16), range(2, 6), lam=0.004, weight_decay=1e-3
     )
-    thr = svflow.dnc_thresholds(ds, "relu")
+    thr = svflow.explicit.dnc_thresholds(ds, "relu")
     assert np.isnan(thr.sel(depth=2))  # no known construction beats DNC at L = 2
     assert (
         float(thr.sel(depth=3)) == 10
@@ -286,7 +286,7 @@ def test_phase_map_thresholds_emerge():
         == svflow._explicit_maps.RELU_CATEGORIES.index("no_known_construction_beats_DNC")
     )
     assert np.all(ds["relu_loss_best"] <= ds["relu_loss_dnc"] + 1e-15)
-    thr_ce = svflow.dnc_thresholds(ds, "ce")
+    thr_ce = svflow.explicit.dnc_thresholds(ds, "ce")
     assert float(thr_ce.sel(depth=2)) == 6 and float(thr_ce.sel(depth=3)) == 4
 
 
@@ -295,23 +295,23 @@ def test_phase_map_thresholds_emerge():
 
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="r >= 4"):
-        svflow.srg_matrices(3)
+        svflow.explicit.srg_matrices(3)
     with pytest.raises(ValueError, match="r >= 4"):
-        svflow.srg_rho(2, 4)
+        svflow.explicit.srg_rho(2, 4)
     with pytest.raises(ValueError, match="lam_H"):
-        svflow.dnc_loss(10, 4, lam_H=-1e-3, lam_W=0.004)
+        svflow.explicit.dnc_loss(10, 4, lam_H=-1e-3, lam_W=0.004)
     with pytest.raises(ValueError, match=r"lam_W\[1\]"):
-        svflow.dnc_loss(10, 3, lam_H=1e-3, lam_W=[0.1, -0.1, 0.1])
+        svflow.explicit.dnc_loss(10, 3, lam_H=1e-3, lam_W=[0.1, -0.1, 0.1])
     with pytest.raises(ValueError, match="weight_decay"):
-        svflow.ce_dnc_loss(4, 3, weight_decay=-1.0)
+        svflow.explicit.ce_dnc_loss(4, 3, weight_decay=-1.0)
     with pytest.raises(ValueError, match="classes K"):
-        svflow.dnc_loss(1, 4, lam_H=1e-3, lam_W=1e-3)
+        svflow.explicit.dnc_loss(1, 4, lam_H=1e-3, lam_W=1e-3)
     with pytest.raises(ValueError, match="classes K"):
-        svflow.ce_dnc_loss(1, 3, weight_decay=1e-3)
+        svflow.explicit.ce_dnc_loss(1, 3, weight_decay=1e-3)
     with pytest.raises(ValueError, match="C\\(r, 2\\)"):
-        svflow.srg_loss(8, 4, lam_H=1e-3, lam_W=1e-3, r=5)
+        svflow.explicit.srg_loss(8, 4, lam_H=1e-3, lam_W=1e-3, r=5)
     with pytest.raises(ValueError, match="L = 3"):
-        svflow.dnc_loss(10, 3, lam_H=1e-3, lam_W=[1e-3, 1e-3])
+        svflow.explicit.dnc_loss(10, 3, lam_H=1e-3, lam_W=[1e-3, 1e-3])
 
 
 # --- reduced ODE with weight decay against the closed forms; hypercube code
@@ -333,7 +333,7 @@ def test_reduced_ode_with_weight_decay_ends_at_pair_code():
     lam = ds["lam"].isel(time=-1).values
     alive = np.abs(lam) > 1e-3 * np.abs(lam).max()
     assert alive.sum() == K // 2
-    val, beta = svflow.ce_pair_loss(K, L, weight_decay=wd)
+    val, beta = svflow.explicit.ce_pair_loss(K, L, weight_decay=wd)
     assert abs(float(ds["objective"].isel(time=-1)) - val) < 1e-10
     np.testing.assert_allclose(lam[alive], 2 * beta, rtol=1e-5)
 
@@ -353,13 +353,13 @@ def test_hypercube_code_walsh_frame():
     res = minimize_scalar(
         walsh_obj, bounds=(1.0, 100.0), method="bounded", options={"xatol": 1e-12}
     )
-    hyp, beta = svflow.ce_code_loss(svflow.hypercube_code(K), L, weight_decay=wd)
+    hyp, beta = svflow.explicit.ce_code_loss(svflow.explicit.hypercube_code(K), L, weight_decay=wd)
     assert abs(hyp - res.fun) < 1e-10
     assert abs(K * beta - res.x) < 1e-4  # Z = beta V^T V = (K beta) U_S U_S^T
-    assert hyp < svflow.ce_pair_loss(K, L, weight_decay=wd)[0] - 1e-3
+    assert hyp < svflow.explicit.ce_pair_loss(K, L, weight_decay=wd)[0] - 1e-3
     # at L = 5 the regular octagon (rank 2) does better still; at L = 4 the hypercube wins
-    assert svflow.ce_codes(K, L, weight_decay=wd).category == "polygon"
-    assert svflow.ce_codes(K, 4, weight_decay=wd).category == "hypercube"
+    assert svflow.explicit.ce_codes(K, L, weight_decay=wd).category == "polygon"
+    assert svflow.explicit.ce_codes(K, 4, weight_decay=wd).category == "hypercube"
 
 
 # --- GD with the full-parameter engine; layer diagnostics
@@ -372,7 +372,7 @@ def test_full_engine_gd_k2_reaches_dnc():
     Width 20: at width 6 a sizeable share of starts end at dead-ReLU stationary
     points (one class switched off), which is not what this test is about."""
     K, L, lam, n = 2, 3, 0.005, 2
-    target = svflow.dnc_loss(K, L, lam_H=lam, lam_W=lam, samples=n)
+    target = svflow.explicit.dnc_loss(K, L, lam_H=lam, lam_W=lam, samples=n)
     for key in (1, 2, 3):
         model = svflow.random_model(
             K,
@@ -390,18 +390,18 @@ def test_full_engine_gd_k2_reaches_dnc():
         )
         final = float(ds["objective"].isel(time=-1))
         assert target - 1e-12 < final < target + 1e-6, (key, final, target)
-        names, mats = svflow.layer_representations(model.factors)
-        assert svflow.nc1(mats[0], K) < 1e-6  # features collapsed within class
+        names, mats = svflow.explicit.layer_representations(model.factors)
+        assert svflow.explicit.nc1(mats[0], K) < 1e-6  # features collapsed within class
 
 
 def test_layer_diagnostics_on_srg_network():
     """The built SRG network (r = 5, L = 4): class-mean ranks r before W_{L-1}'s ReLU, K
     after."""
     r, L = 5, 4
-    fs = svflow.srg_factors(r, L)
-    names, mats = svflow.layer_representations(fs)
+    fs = svflow.explicit.srg_factors(r, L)
+    names, mats = svflow.explicit.layer_representations(fs)
     ranks = {
-        nm: int((svflow.class_mean_spectra(X, 10) > 1e-9).sum())
+        nm: int((svflow.explicit.class_mean_spectra(X, 10) > 1e-9).sum())
         for nm, X in zip(names, mats)
     }
     assert ranks == {
@@ -422,7 +422,7 @@ def test_nc1_closed_form():
     a = 0.3
     X = np.array([[1 + a, 1 - a, -1 + a, -1 - a], [0.0, 0.0, 0.0, 0.0]])
     # S_W = a^2 e1 e1^T, S_B = e1 e1^T -> tr(S_W S_B^+)/K = a^2 / 2
-    assert abs(svflow.nc1(X, 2) - a**2 / 2) < 1e-12
+    assert abs(svflow.explicit.nc1(X, 2) - a**2 / 2) < 1e-12
 
 
 def test_full_engine_objective_of_srg_network_equals_closed_form():
@@ -430,9 +430,9 @@ def test_full_engine_objective_of_srg_network_equals_closed_form():
     full engine's DeepUFM.objective, has objective L_SRG (unequal lambdas)."""
     r, L, K, d = 5, 4, 10, 30
     lam_H, lam_W = 0.01, [0.002, 0.004, 0.008, 0.001]
-    fs = svflow.srg_factors(r, L)
-    loss, q = svflow.construction_loss(fs, lam_H=lam_H, lam_W=lam_W)
-    c = svflow.balanced_scales(fs, q, lam_H=lam_H, lam_W=lam_W)
+    fs = svflow.explicit.srg_factors(r, L)
+    loss, q = svflow.explicit.construction_loss(fs, lam_H=lam_H, lam_W=lam_W)
+    c = svflow.explicit.balanced_scales(fs, q, lam_H=lam_H, lam_W=lam_W)
     fs = [cj * F for cj, F in zip(c, fs)]
     emb = []
     for i, F in enumerate(fs):
@@ -445,5 +445,5 @@ def test_full_engine_objective_of_srg_network_equals_closed_form():
         emb, activation="relu", loss="squared", weight_decay=[lam_H, *lam_W]
     )
     Lam = (lam_H * np.prod(lam_W)) ** (1 / (L + 1))
-    closed = float(svflow.scale_loss(svflow.srg_rho(r, L) * K * Lam, L + 1)[0])
+    closed = float(svflow.explicit.scale_loss(svflow.explicit.srg_rho(r, L) * K * Lam, L + 1)[0])
     assert abs(float(model.objective()) - closed) < 1e-12

@@ -230,7 +230,7 @@ def test_bad_input():
 def test_phase_cell_equals_train_seed_by_seed():
     """The vmapped, scanned phase-map cell equals train() for each key alone."""
     keys = jax.random.split(jax.random.PRNGKey(4), 2)
-    res = svflow.phase_cell(
+    res = svflow.studies.phase_cell(
         keys, classes=4, depth=3, width=6, scale=1.0, eta=0.2, steps=60, num_records=5
     )
     for i, k in enumerate(keys):
@@ -251,7 +251,7 @@ def test_phase_cell_equals_train_seed_by_seed():
 
 
 def test_phase_map_dataset_layout():
-    ds = svflow.phase_map(
+    ds = svflow.studies.phase_map(
         (4,), (1, 2), (4,), seeds=2, eta=0.2, steps=20, num_records=4, progress=False
     )
     assert dict(ds["rank"].sizes) == {"classes": 1, "depth": 2, "width": 1, "seed": 2}

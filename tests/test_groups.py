@@ -237,7 +237,7 @@ def test_fft_crossover():
 def test_cyclic_codes_against_known_optimal_margins(K):
     """The K-gon is the frequency-1 pair with rho = 1 - cos(2 pi / K); no cyclic code
     beats the known optimal one-vs-rest margin of its rank (svflow.exact_rho)."""
-    sup = svflow.group_supports(K, "cyclic")
+    sup = svflow.studies.group_supports(K, "cyclic")
     freqs = list(sup["frequencies"].values)
     gon = freqs.index("{1}")
     assert int(sup["size"][gon]) == 2
@@ -312,11 +312,11 @@ def test_octagon_objective_equals_full_model_objective_and_beats_hypercube():
     K, wd = 8, 1e-3
     for L, poly_want, hyp_want in ((5, 0.02917, 0.02956), (8, 0.02621, 0.03015)):
         N = L + 1
-        loss, beta = svflow.ce_code_loss(polygon_code(K), L, weight_decay=wd)
-        hyp, _ = svflow.ce_code_loss(svflow.hypercube_code(K), L, weight_decay=wd)
+        loss, beta = svflow.explicit.ce_code_loss(polygon_code(K), L, weight_decay=wd)
+        hyp, _ = svflow.explicit.ce_code_loss(svflow.explicit.hypercube_code(K), L, weight_decay=wd)
         assert loss == pytest.approx(poly_want, abs=6e-6)
         assert hyp == pytest.approx(hyp_want, abs=6e-6)
-        best = svflow.ce_codes(K, L, weight_decay=wd)
+        best = svflow.explicit.ce_codes(K, L, weight_decay=wd)
         assert best.category == "polygon" and best.loss == pytest.approx(loss, rel=1e-12)
         # explicit factors: Z = beta Z0 = P diag(c^N) Q^T, every factor with values c
         Z0 = polygon_code(K)
@@ -332,14 +332,14 @@ def test_octagon_objective_equals_full_model_objective_and_beats_hypercube():
         model = svflow.model_from_arrays(factors, loss="ce", weight_decay=wd)
         np.testing.assert_allclose(np.asarray(model.logits()), beta * Z0, atol=1e-12)
         assert float(model.objective()) == pytest.approx(loss, rel=1e-10)
-        assert svflow.ce_objective(beta * Z0, L, weight_decay=wd) == pytest.approx(loss, rel=1e-10)
+        assert svflow.explicit.ce_objective(beta * Z0, L, weight_decay=wd) == pytest.approx(loss, rel=1e-10)
         grads = model.gradient()
         gnorm = np.sqrt(sum(float(jnp.sum(gr**2)) for gr in grads))
         fnorm = np.sqrt(sum(np.sum(f**2) for f in factors))
         assert gnorm < 1e-6 * fnorm  # a critical point of the full objective
     # hypercube still wins at L = 4, blocks (pairs) at L = 2
-    assert svflow.ce_codes(K, 4, weight_decay=wd).category == "hypercube"
-    assert svflow.ce_codes(K, 2, weight_decay=wd).category == "pairs"
+    assert svflow.explicit.ce_codes(K, 4, weight_decay=wd).category == "hypercube"
+    assert svflow.explicit.ce_codes(K, 2, weight_decay=wd).category == "pairs"
 
 
 # --------------------------------------------------------------------------- basins
@@ -347,13 +347,13 @@ def test_octagon_objective_equals_full_model_objective_and_beats_hypercube():
 
 def test_basin_starts_tie_pairs_and_leaders_are_pair_closed():
     g = resolve_group(None, 10)
-    lam = np.asarray(svflow.basin_start("random", 10, 0.01, 0.5, seed=3, group=g))
+    lam = np.asarray(svflow.studies.basin_start("random", 10, 0.01, 0.5, seed=3, group=g))
     np.testing.assert_array_equal(lam, lam[g.partner])
     assert lam[0] == 0 and len(set(lam[1:].round(15))) == 5  # one draw per class
-    lag = np.asarray(svflow.basin_start("lag", 10, 0.01, 0.3, group=g))
+    lag = np.asarray(svflow.studies.basin_start("lag", 10, 0.01, 0.3, group=g))
     np.testing.assert_allclose(lag, [0, 0.01, 0.01] + [0.007] * 7, rtol=1e-13)
     with pytest.raises(ValueError, match="both modes"):
-        svflow.basin_map(10, [1], [1e-2], [0.1], leaders=(1,))
+        svflow.studies.basin_map(10, [1], [1e-2], [0.1], leaders=(1,))
 
 
 @pytest.mark.slow
@@ -361,7 +361,7 @@ def test_cyclic_basin_map_nc_at_two_factors_and_polygon_when_deep():
     """N = 2 reaches NC from every lag (the L1 max-margin problem is won by the
     simplex); at L = 5 a large lag behind the frequency-1 pair ends at rank 2,
     the hexagon that the code table predicts for N = 6."""
-    ds = svflow.basin_map(6, [1, 5], [1e-2], [0.01, 0.8], t_end=1e8)
+    ds = svflow.studies.basin_map(6, [1, 5], [1e-2], [0.01, 0.8], t_end=1e8)
     assert ds.attrs["group"] == "cyclic" and list(ds["pair"].values) == [0, 1, 1, 2, 2, 3]
     oc = ds["outcome"].sel(eps=1e-2)
     assert np.all(oc.sel(depth=1).values == 0)

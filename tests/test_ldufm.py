@@ -32,7 +32,7 @@ def _single_run(K, L, *, width, samples, scale, seed, steps, eta=0.5):
     _, model = svflow.train(
         model, eta=eta, steps=steps, num_times=2, return_model=True, progress=False
     )
-    names, mats = svflow.layer_representations(model.factors)
+    names, mats = svflow.explicit.layer_representations(model.factors)
     return float(model.objective(model.factors)), names, mats
 
 
@@ -41,11 +41,11 @@ def test_nc1_over_training_matches_single_run_at_the_end():
     uninterrupted train call ends: same objective, same NC1 per layer from the
     existing ``nc1`` function on the final layers. Short run: NC1 still O(1e-2)."""
     kw = dict(width=12, samples=3, scale=1.0)
-    ds = svflow.ldufm_runs(4, 3, steps=1000, seeds=(1,), num_times=12, lam=LAM, **kw)
+    ds = svflow.explicit.ldufm_runs(4, 3, steps=1000, seeds=(1,), num_times=12, lam=LAM, **kw)
     obj, names, mats = _single_run(4, 3, seed=1, steps=1000, **kw)
     assert list(ds["layer"].values) == names
     assert ds["objective"].values[0, -1] == pytest.approx(obj, rel=1e-10)
-    ref = np.array([svflow.nc1(X, 4) for X in mats])
+    ref = np.array([svflow.explicit.nc1(X, 4) for X in mats])
     assert ref.max() > 1e-3  # not yet collapsed: a meaningful comparison
     np.testing.assert_allclose(ds["nc1_layer_t"].values[0, -1], ref, rtol=1e-6)
     np.testing.assert_allclose(ds["nc1_layer"].values[0], ref, rtol=1e-6)
@@ -59,7 +59,7 @@ def test_nc1_non_increasing_after_the_loss_plateau():
     """Seed 1 of this small L-DUFM reaches L_DNC; from the record where the objective
     is within 1e-3 of its final value on, NC1 of every layer does not increase and
     falls below 1e-6 (within-class collapse)."""
-    ds = svflow.ldufm_runs(
+    ds = svflow.explicit.ldufm_runs(
         4, 3, width=12, samples=3, scale=1.0, steps=20_000, seeds=(1,), num_times=31
     )
     obj = ds["objective"].values[0]
@@ -73,13 +73,13 @@ def test_nc1_non_increasing_after_the_loss_plateau():
 
 
 def _check_fig3_left(radii, depths):
-    ds = svflow.srg_ratio_curve(radii, depths, (LAM,))
+    ds = svflow.explicit.srg_ratio_curve(radii, depths, (LAM,))
     kw = dict(lam_H=LAM, lam_W=LAM)
     for L in depths:
         for r in radii:
             K = r * (r - 1) // 2
             got = float(ds["ratio"].sel(lam=LAM, depth=L, r=r))
-            closed = svflow.srg_loss(K, L, r=r, **kw) / svflow.dnc_loss(K, L, **kw)
+            closed = svflow.explicit.srg_loss(K, L, r=r, **kw) / svflow.explicit.dnc_loss(K, L, **kw)
             assert got == pytest.approx(closed, rel=1e-12)
             net = (
                 construction_loss(srg_factors(r, L), **kw)[0]
@@ -104,12 +104,12 @@ def test_fig3_left_curve_two_routes_every_depth():
 def test_srg_construction_layers_ranks():
     """Fig. 1: M3 has rank r, the pre-activation of M4 (J - B^T B) rank r, M4 (the
     Kneser adjacency, its ReLU) rank K, the output Z = I."""
-    ds = svflow.srg_construction_layers(5, 4)
+    ds = svflow.explicit.srg_construction_layers(5, 4)
     rank = ds["matrix_rank"]
     assert int(rank.sel(layer="M3")) == 5
     assert int(rank.sel(layer="pre-M4")) == 5
     assert int(rank.sel(layer="M4")) == 10
-    B = svflow.srg_matrices(5)
+    B = svflow.explicit.srg_matrices(5)
     np.testing.assert_allclose(ds["matrix"].sel(layer="pre-M4").values, B.pre, atol=1e-12)
     np.testing.assert_allclose(ds["matrix"].sel(layer="M4").values, B.kneser, atol=1e-12)
     np.testing.assert_allclose(ds["matrix"].sel(layer="Z").values, np.eye(10), atol=1e-9)
@@ -119,7 +119,7 @@ def test_gd_batch_equals_train():
     """The vmapped GD loop of the map makes the run train makes from the same start."""
     kw = dict(width=12, samples=1, scale=0.8)
     obj, _, _ = _single_run(4, 3, seed=2, steps=2000, **kw)
-    _, o = svflow.ldufm_gd_batch(
+    _, o = svflow.explicit.ldufm_gd_batch(
         4, 3, width=12, lam=LAM, eta=0.5, steps=2000, scales=(0.8,), seeds=(2,)
     )
     assert o[0] == pytest.approx(obj, rel=1e-10)
@@ -130,15 +130,15 @@ def test_optimality_map_finds_a_point_below_dnc_at_k5_l4():
     width 16 ends below L_DNC, at a bottleneck rank below K. The objective of the
     returned factors, recomputed by the numpy network objective, confirms it."""
     kw = dict(lam=LAM, eta=0.5, steps=20_000, scales=(0.55,), seeds=1, width=16)
-    ds = svflow.ldufm_optimality_map((5,), (4,), **kw)
-    Ld = svflow.dnc_loss(5, 4, lam_H=LAM, lam_W=LAM)
+    ds = svflow.explicit.ldufm_optimality_map((5,), (4,), **kw)
+    Ld = svflow.explicit.dnc_loss(5, 4, lam_H=LAM, lam_W=LAM)
     assert bool(ds["beats_dnc"].item())
     assert float(ds["construction_ratio"].item()) == pytest.approx(1.0)
     assert int(ds["best_rank"].item()) < 5
-    factors, o = svflow.ldufm_gd_batch(
+    factors, o = svflow.explicit.ldufm_gd_batch(
         5, 4, width=16, lam=LAM, eta=0.5, steps=20_000, scales=(0.55,), seeds=(0,)
     )
-    direct = svflow.network_objective([F[0] for F in factors], lam_H=LAM, lam_W=LAM)
+    direct = svflow.explicit.network_objective([F[0] for F in factors], lam_H=LAM, lam_W=LAM)
     assert direct == pytest.approx(o[0], rel=1e-9)
     assert direct < 0.99 * Ld
     assert float(ds["best_ratio"].item()) == pytest.approx(direct / Ld, rel=1e-9)
@@ -147,7 +147,7 @@ def test_optimality_map_finds_a_point_below_dnc_at_k5_l4():
 def test_phase_map_categories_claim_only_what_was_compared():
     """K <= 5 (no SRG block exists) is labelled 'no known construction beats DNC',
     never 'DNC'; K = 6 at L = 4 is an SRG cell (rho < 1, closed form)."""
-    ds = svflow.explicit_phase_map(range(2, 7), range(2, 5))
+    ds = svflow.explicit.explicit_phase_map(range(2, 7), range(2, 5))
     names = ds["relu_category"].attrs["flag_meanings"].split()
     assert "DNC" not in names
     low = ds["relu_category"].sel(classes=slice(2, 5)).values
@@ -157,11 +157,11 @@ def test_phase_map_categories_claim_only_what_was_compared():
 
 def test_bad_arguments_name_the_parameter():
     with pytest.raises(ValueError, match="seeds"):
-        svflow.ldufm_optimality_map((5,), (4,), seeds=0)
+        svflow.explicit.ldufm_optimality_map((5,), (4,), seeds=0)
     with pytest.raises(ValueError, match="param"):
-        svflow.ldufm_sweep("depth", (3, 4))
+        svflow.explicit.ldufm_sweep("depth", (3, 4))
     with pytest.raises(ValueError, match="scale"):
-        svflow.ldufm_runs(4, 3, scale=-1.0, steps=10)
+        svflow.explicit.ldufm_runs(4, 3, scale=-1.0, steps=10)
     with pytest.raises(ValueError, match="setting"):
         from svflow._ldufm_studies import ldufm_study
 

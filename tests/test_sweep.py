@@ -378,12 +378,12 @@ def test_redefined_cell_fn_is_not_served_stale_compiled_code(tmp_path):
 
 @pytest.mark.slow
 def test_ported_basin_scenario_equals_basin_map(tmp_path):
-    """scenarios/basins.py through the runner gives svflow.basin_map's numbers exactly."""
+    """scenarios/basins.py through the runner gives svflow.studies.basin_map's numbers exactly."""
     sys.path.insert(0, str(ROOT / "scenarios"))
     import basins
 
     eps, delta = np.array([1e-3, 1e-1]), np.array([0.01, 0.1, 0.5])
-    ref = svflow.basin_map(4, [2], eps, delta, t_end=1e6, family="random", seeds=[0, 1])
+    ref = svflow.studies.basin_map(4, [2], eps, delta, t_end=1e6, family="random", seeds=[0, 1])
     kw = dict(t_end=1e6, family="random", seeds=[0, 1], progress=False)
     # basin_map runs the 12 starts as one batch: chunk 12 gives every bit
     got = basins.sweep_basin_map(4, [2], eps, delta, store=tmp_path / "a", chunk=12, **kw)

@@ -8,7 +8,7 @@ import xarray as xr
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
-from .. import basin_map, basin_width
+from ..studies import basin_map, basin_width
 from . import register
 
 DEPTHS = (1, 2, 3, 4, 5)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .. import weight_decay_endpoints
+from ..explicit import weight_decay_endpoints
 from . import register
 
 

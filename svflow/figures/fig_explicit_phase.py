@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
 
-from .. import dnc_thresholds, explicit_phase_map
+from ..explicit import dnc_thresholds, explicit_phase_map
 from . import register
 from ._ldufm_common import wrap_caption
 

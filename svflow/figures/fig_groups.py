@@ -3,7 +3,7 @@ r"""Basins of neural collapse and winning codes for K that are not powers of two
 Spectral starts over the cyclic group $\mathbb Z_K$ (real Fourier basis) for
 K = 6 and K = 10, beside K = 8 over both the cyclic and the Walsh group
 $(\mathbb Z_2)^3$. Top row: outcome of the balanced "lag" family
-(:func:`svflow.basin_map`: the leading modes at $\varepsilon$, every other
+(:func:`svflow.studies.basin_map`: the leading modes at $\varepsilon$, every other
 mode at $\varepsilon(1-\delta)$; leaders are the lowest-frequency pair, the
 K-gon, for the cyclic group and the weight-one modes, the hypercube, for the
 Walsh group) over depth and lag, with the NC basin width. Bottom row: the
@@ -34,7 +34,8 @@ def compute(quick: bool = False, *, panels=PANELS, progress: bool = True) -> xr.
     """Basin maps (lag family) and code tables for every (K, group) panel."""
     import time
 
-    from .. import basin_map, basin_width, code_table
+    from ..studies import basin_map, basin_width
+    from .. import code_table
 
     cfg = QUICK if quick else FULL
     out = []

@@ -30,7 +30,7 @@ QUICK = dict(
 def compute(quick: bool) -> xr.Dataset:
     import svflow
 
-    return svflow.phase_map(**(QUICK if quick else FULL), progress=False)
+    return svflow.studies.phase_map(**(QUICK if quick else FULL), progress=False)
 
 
 def plot(ds: xr.Dataset):

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from .. import repulsion
+from ..studies import repulsion
 from . import register
 
 

@@ -1,0 +1,104 @@
+"""The explicit low-rank bias: closed forms and constructions.
+
+With weight decay the global minimisers of deep unconstrained feature models
+are low rank, and deep neural collapse (DNC) stops being optimal. This
+namespace holds the closed forms and constructions of
+
+- the deep ReLU L-DUFM of Súkeník, Lampert & Mondelli (NeurIPS 2024,
+  arXiv 2405.14468): :func:`dnc_loss`, :func:`srg_loss`, :func:`srg_rho`,
+  :func:`srg_matrices`, :func:`srg_factors`, :func:`dnc_factors`,
+  :func:`relu_blocks` (block networks of SRG and DNC blocks),
+  :func:`relu_forward`, :func:`network_objective`, :func:`construction_loss`,
+  :func:`construction_rho`, :func:`scale_loss`, :func:`balanced_scales`;
+- the deep linear model with cross-entropy and weight decay: :func:`ce_dnc_loss`,
+  :func:`ce_pair_loss`, :func:`ce_block_loss`, :func:`ce_code_loss`,
+  :func:`ce_blocks`, :func:`ce_codes`, :func:`ce_objective`,
+  :func:`hypercube_code`, :func:`polygon_code`, :func:`ldufm_decay`;
+- the maps over (K, L) built from them: :func:`explicit_phase_map`,
+  :func:`dnc_thresholds`, :func:`weight_decay_endpoints`,
+  :func:`srg_construction_layers`, :func:`srg_ratio_curve`;
+- gradient descent on the L-DUFM and its layer statistics: :func:`ldufm_runs`,
+  :func:`ldufm_sweep`, :func:`ldufm_gd_batch`, :func:`ldufm_optimality_map`,
+  :func:`layer_representations`, :func:`class_mean_spectra`, :func:`nc1`.
+
+Here ``lam`` is the weight-decay strength of the L-DUFM (the paper's
+lambda), the same on H and every W_l.
+"""
+
+from ._explicit import BlockChoice as BlockChoice
+from ._explicit import SRGMatrices as SRGMatrices
+from ._explicit import balanced_scales as balanced_scales
+from ._explicit import ce_block_loss as ce_block_loss
+from ._explicit import ce_blocks as ce_blocks
+from ._explicit import ce_code_loss as ce_code_loss
+from ._explicit import ce_codes as ce_codes
+from ._explicit import ce_dnc_loss as ce_dnc_loss
+from ._explicit import ce_objective as ce_objective
+from ._explicit import ce_pair_loss as ce_pair_loss
+from ._explicit import construction_loss as construction_loss
+from ._explicit import construction_rho as construction_rho
+from ._explicit import dnc_factors as dnc_factors
+from ._explicit import dnc_loss as dnc_loss
+from ._explicit import hypercube_code as hypercube_code
+from ._explicit import ldufm_decay as ldufm_decay
+from ._explicit import network_objective as network_objective
+from ._explicit import polygon_code as polygon_code
+from ._explicit import relu_blocks as relu_blocks
+from ._explicit import relu_forward as relu_forward
+from ._explicit import scale_loss as scale_loss
+from ._explicit import srg_factors as srg_factors
+from ._explicit import srg_loss as srg_loss
+from ._explicit import srg_matrices as srg_matrices
+from ._explicit import srg_rho as srg_rho
+from ._explicit_maps import dnc_thresholds as dnc_thresholds
+from ._explicit_maps import explicit_phase_map as explicit_phase_map
+from ._explicit_maps import srg_construction_layers as srg_construction_layers
+from ._explicit_maps import srg_ratio_curve as srg_ratio_curve
+from ._explicit_maps import weight_decay_endpoints as weight_decay_endpoints
+from ._ldufm import class_mean_spectra as class_mean_spectra
+from ._ldufm import layer_representations as layer_representations
+from ._ldufm import ldufm_gd_batch as ldufm_gd_batch
+from ._ldufm import ldufm_runs as ldufm_runs
+from ._ldufm import ldufm_sweep as ldufm_sweep
+from ._ldufm import nc1 as nc1
+from ._ldufm_map import ldufm_optimality_map as ldufm_optimality_map
+
+__all__ = [
+    "BlockChoice",
+    "SRGMatrices",
+    "balanced_scales",
+    "ce_block_loss",
+    "ce_blocks",
+    "ce_code_loss",
+    "ce_codes",
+    "ce_dnc_loss",
+    "ce_objective",
+    "ce_pair_loss",
+    "class_mean_spectra",
+    "construction_loss",
+    "construction_rho",
+    "dnc_factors",
+    "dnc_loss",
+    "dnc_thresholds",
+    "explicit_phase_map",
+    "hypercube_code",
+    "layer_representations",
+    "ldufm_decay",
+    "ldufm_gd_batch",
+    "ldufm_optimality_map",
+    "ldufm_runs",
+    "ldufm_sweep",
+    "nc1",
+    "network_objective",
+    "polygon_code",
+    "relu_blocks",
+    "relu_forward",
+    "scale_loss",
+    "srg_construction_layers",
+    "srg_factors",
+    "srg_loss",
+    "srg_matrices",
+    "srg_ratio_curve",
+    "srg_rho",
+    "weight_decay_endpoints",
+]

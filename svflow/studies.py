@@ -1,0 +1,60 @@
+"""Studies built on the engines: basin maps, phase maps, code studies, repulsion.
+
+Each study runs a grid of starts through the public engines
+(:func:`svflow.simulate` for the reduced ODE, :func:`svflow.train` for the full
+model) and returns one ``xarray.Dataset``. For a grid too large for one
+process, wrap a study's cell function in :func:`svflow.sweep`.
+
+- Basins of neural collapse over the initial scale and spread of spectral
+  starts: :func:`basin_map`, :func:`basin_width`, :func:`basin_start`,
+  :func:`basin_cell` (one start, the unit of a sweep).
+- Depth x width phase map of gradient descent from random starts:
+  :func:`phase_map`, :func:`phase_cell`.
+- Early-time repulsion of Walsh modes: :func:`repulsion`, :func:`log_ratio_rate`.
+- Convergence to softmax codes: :func:`code_convergence`,
+  :func:`code_convergence_study`, :func:`code_winner_table`,
+  :func:`random_start_code_study`, and the tools they use
+  (:func:`walsh_supports`, :func:`group_supports`, :func:`class_embedding`,
+  :func:`gram_distance`, :func:`one_vs_rest_margin`).
+- The finite-horizon classifier of one trajectory: :func:`classify_trajectory`.
+"""
+
+from ._asymptotics import walsh_supports as walsh_supports
+from ._basins import basin_cell as basin_cell
+from ._basins import basin_map as basin_map
+from ._basins import basin_start as basin_start
+from ._basins import basin_width as basin_width
+from ._codes import class_embedding as class_embedding
+from ._codes import code_convergence as code_convergence
+from ._codes import gram_distance as gram_distance
+from ._codes import one_vs_rest_margin as one_vs_rest_margin
+from ._codes_study import code_convergence_study as code_convergence_study
+from ._codes_study import code_winner_table as code_winner_table
+from ._codes_study import random_start_code_study as random_start_code_study
+from ._group_codes import group_supports as group_supports
+from ._outcomes import classify_trajectory as classify_trajectory
+from ._phase import phase_cell as phase_cell
+from ._phase import phase_map as phase_map
+from ._repulsion import log_ratio_rate as log_ratio_rate
+from ._repulsion import repulsion as repulsion
+
+__all__ = [
+    "basin_cell",
+    "basin_map",
+    "basin_start",
+    "basin_width",
+    "class_embedding",
+    "classify_trajectory",
+    "code_convergence",
+    "code_convergence_study",
+    "code_winner_table",
+    "gram_distance",
+    "group_supports",
+    "log_ratio_rate",
+    "one_vs_rest_margin",
+    "phase_cell",
+    "phase_map",
+    "random_start_code_study",
+    "repulsion",
+    "walsh_supports",
+]
