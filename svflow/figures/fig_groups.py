@@ -34,8 +34,8 @@ def compute(quick: bool = False, *, panels=PANELS, progress: bool = True) -> xr.
     """Basin maps (lag family) and code tables for every (K, group) panel."""
     import time
 
-    from ..studies import basin_map, basin_width
     from .. import code_table
+    from ..studies import basin_map, basin_width
 
     cfg = QUICK if quick else FULL
     out = []
