@@ -48,6 +48,7 @@ from ._train import train as train
 from ._asymptotics import MaxMarginPoint as MaxMarginPoint
 from ._asymptotics import asymptotic_direction as asymptotic_direction
 from ._asymptotics import code_table as code_table
+from ._asymptotics import kkt_point as kkt_point
 from ._asymptotics import max_margin_direction as max_margin_direction
 from ._asymptotics import normalised_margin as normalised_margin
 from ._asymptotics import walsh_supports as walsh_supports
@@ -67,6 +68,8 @@ from ._basins import basin_cell as basin_cell
 from ._basins import basin_map as basin_map
 from ._basins import basin_start as basin_start
 from ._basins import basin_width as basin_width
+from ._outcome import Criterion as Criterion
+from ._outcome import outcome as outcome
 from ._outcomes import OutcomeRule as OutcomeRule
 from ._outcomes import classify as classify
 from ._outcomes import classify_trajectory as classify_trajectory
