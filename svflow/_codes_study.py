@@ -3,9 +3,9 @@ r"""Studies built on softmax codes: convergence of spectral runs, winner tables.
 :func:`code_convergence_study` runs the reduced ODE from spectral starts for
 several depths and seeds and measures, over time, how close the class
 geometry comes to the best softmax code of the predicted outcome rank
-(:func:`svflow.code_convergence`); the rank is that of the max-margin KKT
-point reached from the final state (:func:`svflow.max_margin_direction`),
-which is also where the curves are heading (``limit_rho_ratio``).
+(:func:`svflow.code_convergence`); the rank is the support size of the
+certified $t \to \infty$ limit of the start (:func:`svflow.outcome`), whose KKT
+point is also where the curves are heading (``limit_rho_ratio``).
 :func:`code_winner_table` collects :func:`svflow.code_table` for several K.
 """
 
@@ -16,7 +16,7 @@ import time as _time
 import numpy as np
 import xarray as xr
 
-from ._asymptotics import code_table, max_margin_direction
+from ._asymptotics import code_table, kkt_point, max_margin_direction
 from ._codes import (
     class_embedding,
     code_convergence,
@@ -25,6 +25,7 @@ from ._codes import (
     softmax_code,
 )
 from ._dataset import provenance
+from ._outcome import outcome
 from ._simulate import simulate
 from ._start import spectral_init
 from ._walsh import check_classes, hadamard
@@ -85,14 +86,16 @@ def code_convergence_study(
     codes = {}
     for a, depth in enumerate(depths):
         for b, seed in enumerate(seeds):
-            ds = simulate(
-                classes,
-                depth,
-                init=spectral_init(classes, depth, scale, spread, seed),
-                t_end=t_end,
-                num_times=num_times,
+            start = spectral_init(classes, depth, scale, spread, seed)
+            ds = simulate(classes, depth, init=start, t_end=t_end, num_times=num_times)
+            init = (
+                np.asarray(start.lam0) if start.balanced else {"s": np.asarray(start.s0)}
             )
-            p = max_margin_direction(ds["lam"].values[-1], depth)
+            lim = outcome(classes, depth, init=init, kkt=False)
+            if int(lim["outcome"]) >= 0:
+                p = kkt_point(lim["lam_end"].values, depth, support=lim["support"].values)
+            else:  # undecided by the last horizon: KKT point reached from the late state
+                p = max_margin_direction(lim["lam_end"].values, depth)
             r = int(p.support.sum())
             if r not in codes:
                 codes[r] = softmax_code(classes, r, **(code_kwargs or {}))
@@ -137,7 +140,7 @@ def code_convergence_study(
         "outcome_rank": (
             ("depth", "seed"),
             per["outcome_rank"].astype(int),
-            {"long_name": "support size of the KKT point reached from t_end"},
+            {"long_name": "support size of the t -> infinity limit (svflow.outcome)"},
         ),
         "rho_star": (
             ("depth", "seed"),
