@@ -56,7 +56,7 @@ def sweep_basin_map(classes, depths, eps, delta, *, horizons=HORIZONS, family, s
                       static=("depth",), params=dict(classes=int(classes),
                                                      horizon=float(horizons[0]), family=family),
                       outputs={"lam0": ("mode",), "lam_end": ("mode",), "support": ("mode",),
-                               "ratio": ("mode",), "rate_ratio": ("mode",)},
+                               "frozen": ("mode",), "ratio": ("mode",), "rate_ratio": ("mode",)},
                       progress=progress, dry_run=dry_run)
     if dry_run:
         return ds

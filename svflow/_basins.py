@@ -111,6 +111,10 @@ def basin_start(
 FIRST_HORIZON = 100.0
 """tau = log(1 + t) of the first stage of a basin map (t = e^100)."""
 
+CHECK_HORIZON = 30.0
+"""tau of the persistence check inside the first stage (the decision at
+FIRST_HORIZON must find the same support and frozen sets here)."""
+
 LATER_HORIZONS = (1e3, 1e4)
 """Further tau horizons through which :func:`basin_map` continues undecided starts."""
 
@@ -134,7 +138,9 @@ def basin_cell(
 
     The settings after ``*`` are static (Python values). Returns a dict of
     arrays: ``outcome`` (0 NC, r support size, -1 undecided), ``rank``
-    (support size), ``decided``, ``support`` (K,) bool, ``ratio``
+    (support size), ``decided`` (the criterion holds at ``horizon`` and gives
+    the same support and frozen sets at tau = min(30, horizon / 3)),
+    ``support`` and ``frozen`` (K,) bool, ``ratio``
     ($|\lambda_i|/\max|\lambda|$, K), ``min_ratio`` (its minimum over modes
     i >= 1), ``rate_ratio`` (K), ``instability``, ``log_t_end`` (tau reached),
     ``lam0`` and ``lam_end`` (K,), ``solver_result`` (diffrax result code,
@@ -144,9 +150,17 @@ def basin_cell(
     N = depth + 1
     lam0 = basin_start(family, classes, eps, delta, seed, leaders)
     tau1 = jnp.asarray(float(horizon))
-    y1, res, steps = advance(lam0, jnp.asarray(0.0), tau1, factors=N, balanced=True,
-                             config=config)
+    tau0 = jnp.asarray(min(CHECK_HORIZON, float(horizon) / 3))
+    y0, res0, steps0 = advance(lam0, jnp.asarray(0.0), tau0, factors=N, balanced=True,
+                               config=config)
+    y1, res1, steps1 = advance(y0, tau0, tau1, factors=N, balanced=True, config=config)
+    res = jnp.where(res0 != 0, res0, res1)
+    steps = steps0 + steps1
+    d0 = decide(y0, tau0, N, criterion)
     d = decide(y1, tau1, N, criterion)
+    same = jnp.all(d["support"] == d0["support"]) & jnp.all(d["frozen"] == d0["frozen"])
+    d["decided"] = d["decided"] & same
+    d["code"] = jnp.where(same, d["code"], UNDECIDED)
     ok = res == diffrax.RESULTS.successful._value
     ratio = d["ratio"]
     return dict(
@@ -154,6 +168,7 @@ def basin_cell(
         rank=jnp.sum(d["support"]).astype(jnp.int32),
         decided=d["decided"] & ok,
         support=d["support"],
+        frozen=d["frozen"],
         ratio=ratio,
         min_ratio=jnp.min(jnp.where(jnp.arange(classes) == 0, jnp.inf, ratio)),
         rate_ratio=d["rate_ratio"],
@@ -230,7 +245,7 @@ def continue_undecided(
     out = {k: np.array(v) for k, v in out.items()}
     state = {
         "code": out["outcome"], "decided": out["decided"], "support": out["support"],
-        "frozen": np.zeros_like(out["support"]), "rate_ratio": out["rate_ratio"],
+        "frozen": out["frozen"], "rate_ratio": out["rate_ratio"],
         "ratio": out["ratio"], "instability": out["instability"],
         "late": np.zeros_like(out["decided"]), "off_target_mass": np.zeros(len(out["decided"])),
         "solver_result": out["solver_result"], "num_steps": out["num_steps"],
@@ -240,6 +255,7 @@ def continue_undecided(
     K = out["lam_end"].shape[-1]
     out.update(
         outcome=st["code"], decided=st["decided"], support=st["support"],
+        frozen=st["frozen"],
         rank=st["support"].sum(-1).astype(np.int32), ratio=st["ratio"],
         min_ratio=np.where(np.arange(K) == 0, np.inf, st["ratio"]).min(-1),
         rate_ratio=st["rate_ratio"], instability=st["instability"], log_t_end=st["tau"],

@@ -61,7 +61,10 @@ are strongly stable, with eigenvalues of order $-\tau$.)
 finite, separates every class, is in the late phase (off-target softmax mass
 $1 - g(0) \le$ ``late_mass``), every mode $i \ge 1$ is either a support mode
 ($|\rho_i - 1| \le$ ``support_tol``) or frozen ($\rho_i \le$
-``frozen_rate``), and the support is stable. Then the outcome is the support
+``frozen_rate``), the support is stable, and the same support and frozen
+sets were found at the previous horizon (a factor >= 3 earlier in $\tau$:
+this persistence check catches modes that still pass through the support
+band on their way down, as the weights $\nu$ settle). Then the outcome is the support
 size r (0 = NC when r = K - 1, all modes carry the norm); otherwise the run is
 continued to the next horizon, and after the last it is undecided (-1).
 The decision does not depend on a threshold on the ratios themselves: a
@@ -115,9 +118,9 @@ NC = 0
 UNDECIDED = -1
 """Outcome code of a start not decided by the last horizon."""
 
-DEFAULT_HORIZONS = (1e2, 1e3, 1e4)
+DEFAULT_HORIZONS = (30.0, 1e2, 1e3, 1e4)
 r"""Horizons in $\tau = \log(1 + t)$ at which undecided starts are tested
-(t = e^100, ..., e^100000); each is reached only by the starts still undecided."""
+(t = e^30, ..., e^10000); each is reached only by the starts still undecided."""
 
 
 @dataclass(frozen=True)
@@ -320,12 +323,18 @@ def resolve(
             factors=factors, balanced=balanced, config=config, criterion=criterion,
         )
         k = todo.size
+        d = {f: np.asarray(v)[:k] for f, v in d.items()}
+        had = ~np.isnan(st["rate_ratio"][todo, 0])
+        same = np.all(d["support"] == st["support"][todo], axis=-1) & np.all(
+            d["frozen"] == st["frozen"][todo], axis=-1)
+        d["decided"] = d["decided"] & had & same
+        d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
         y[todo] = np.asarray(y1)[:k]
         tau[todo] = h
         st["solver_result"][todo] = np.asarray(res)[:k]
         st["num_steps"][todo] += np.asarray(steps)[:k]
         for f in _FIELDS:
-            st[f][todo] = np.asarray(d[f])[:k]
+            st[f][todo] = d[f]
     return {"y": y, "tau": tau, **st}
 
 

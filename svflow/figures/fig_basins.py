@@ -14,23 +14,22 @@ import xarray as xr
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from .. import basin_map, basin_width
+from .. import basin_map, basin_width, kkt_point
 from . import register
 
 DEPTHS = (1, 2, 3, 4, 5)
 
 
-def code_label(outcome: int, ratio, support, K: int) -> str:
-    """A cell's code: 'NC', 'undecided' or 'r: ratios on the support' (descending, 1 decimal)."""
+def code_label(outcome: int, limit, support, K: int) -> str:
+    """A cell's code: 'NC', 'undecided' or 'r: the limit's ratios on the support'
+    (descending, one decimal)."""
     if outcome < 0:
         return "undecided"
-    if outcome == 0:
-        q = np.sort(np.asarray(ratio)[np.asarray(support)])[::-1]
-        if np.all(q > 0.95):
-            return "NC"
-        return f"{K - 1}: " + " ".join(f"{v:.1f}".lstrip("0") for v in q)
-    q = np.sort(np.asarray(ratio)[np.asarray(support)])[::-1]
-    return f"{int(outcome)}: " + " ".join(f"{v:.1f}".lstrip("0").replace("1.0", "1") for v in q)
+    q = np.sort(np.asarray(limit)[np.asarray(support)])[::-1]
+    if outcome == 0 and np.all(q > 0.95):
+        return "NC"
+    r = K - 1 if outcome == 0 else int(outcome)
+    return f"{r}: " + " ".join("1" if v > 0.95 else f"{v:.1f}".lstrip("0") for v in q)
 
 
 def basin_study(classes=(8,), families=("lag",), *, n_eps=5, n_delta=12,
@@ -55,11 +54,17 @@ def basin_study(classes=(8,), families=("lag",), *, n_eps=5, n_delta=12,
             keep[f"edge_outcome_{fam}"] = w["edge_outcome"]
             if fam == "lag":
                 oc = ds["outcome"].transpose("depth", "eps", "delta")
-                ra = ds["ratio"].transpose("depth", "eps", "delta", "mode").values
+                le = ds["lam_end"].transpose("depth", "eps", "delta", "mode").values
                 su = ds["support"].transpose("depth", "eps", "delta", "mode").values
                 lab = np.empty(oc.shape, dtype=object)
                 for idx in np.ndindex(oc.shape):
-                    lab[idx] = code_label(int(oc.values[idx]), ra[idx], su[idx], K)
+                    code = int(oc.values[idx])
+                    lim = None
+                    if code >= 0:  # the limit: KKT point on the decided support
+                        p = kkt_point(le[idx], int(ds["depth"].values[idx[0]]),
+                                      support=su[idx])
+                        lim = p.lam / p.lam.max()
+                    lab[idx] = code_label(code, lim, su[idx], K)
                 keep[f"code_{fam}"] = (oc.dims, lab.astype(str))
             parts.append(xr.Dataset(keep, coords=ds.coords).drop_vars("mode", errors="ignore")
                          .assign_attrs(ds.attrs))
