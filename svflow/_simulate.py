@@ -20,6 +20,7 @@ from ._integrate import (
     log_times,
     solve,
 )
+from ._logtime import CETauField
 from ._metrics import RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
 from ._start import Start, as_start, balanced_factors, check_depth
@@ -88,6 +89,7 @@ def simulate(
     solver: str = "tsit5",
     progress: bool = False,
     rank_rtol: float = RANK_RTOL,
+    log_t_end: float | None = None,
 ) -> xr.Dataset:
     r"""Integrate the reduced singular-value ODE from a Walsh-Hadamard start.
 
@@ -117,6 +119,13 @@ def simulate(
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
         progress: show a progress bar (it advances in log(1 + t)).
         rank_rtol: threshold of the numerical rank.
+        log_t_end: reach any horizon: integrate to $\tau = \log(1 + t)$ =
+            ``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the
+            log-domain field (:mod:`svflow._logtime`; cross-entropy without
+            weight decay only), saving ``num_times`` times log-spaced in
+            $\tau$. Overrides ``t_end``/``times``. The dataset then has the
+            coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is
+            inf beyond t ~ 1e308.
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
@@ -132,7 +141,21 @@ def simulate(
     check_loss(loss)
     if not np.isfinite(weight_decay) or weight_decay < 0:
         raise ValueError(f"weight_decay must be a finite number >= 0; got {weight_decay!r}.")
-    if times is None:
+    taus = None
+    if log_t_end is not None:
+        if loss != "ce" or weight_decay != 0:
+            raise ValueError(
+                "log_t_end (double-log time, any horizon) needs loss='ce' and "
+                f"weight_decay=0; got loss={loss!r}, weight_decay={weight_decay!r}."
+            )
+        if not np.isfinite(log_t_end) or log_t_end <= 0:
+            raise ValueError(f"log_t_end must be a positive finite tau = log(1 + t); got "
+                             f"{log_t_end!r}.")
+        taus = np.concatenate([[0.0], np.geomspace(min(0.1, log_t_end / 1e3), log_t_end,
+                                                   num_times - 1)])
+        with np.errstate(over="ignore"):
+            ts = np.expm1(taus)
+    elif times is None:
         ts = log_times(t_end, num_times)
     else:
         ts = check_times(times)
@@ -154,7 +177,11 @@ def simulate(
         y0 = y0.at[0].set(0.0)
     check_field_at_start(field, y0)
     tic = _time.perf_counter()
-    ys, result, num_steps = solve(field, y0, jnp.asarray(ts), None, config, progress)
+    if taus is None:
+        ys, result, num_steps = solve(field, y0, jnp.asarray(ts), None, config, progress)
+    else:
+        ys, result, num_steps = solve(CETauField(N, start.balanced), y0, jnp.asarray(taus),
+                                      None, config, progress, clock="loglog", grid="tau")
     ys = jax.block_until_ready(ys)
     wall = _time.perf_counter() - tic
     check_solution(ys, result, num_steps, config, t_end)
@@ -180,4 +207,9 @@ def simulate(
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
         "t = steps x step size; mean-reduced loss; lambda_i = prod_l s_{l,i}",
     }
-    return build_dataset(ts, attrs=attrs, **{k: np.asarray(v) for k, v in out.items()})
+    ds = build_dataset(ts, attrs=attrs, **{k: np.asarray(v) for k, v in out.items()})
+    if taus is not None:
+        ds = ds.assign_coords(log_t=("time", taus, {"long_name": "tau = log(1 + t)"}))
+        ds.attrs.update(log_t_end=float(log_t_end),
+                        time_variable="sigma = log(1 + tau), tau = log(1 + t)")
+    return ds

@@ -209,3 +209,17 @@ def test_outcome_rejects_bad_input():
         svflow.outcome(4, 2, init=lam0, horizons=(1e3, 1e2))
     with pytest.raises(ValueError, match="frozen_rate"):
         Criterion(frozen_rate=0.99)
+
+
+def test_simulate_log_t_end_matches_t_end():
+    lam0 = np.array([0.0, 1e-2, 9e-3, 6e-3])
+    a = svflow.simulate(4, 2, init=lam0, t_end=1e8, num_times=5, rtol=1e-10, atol=1e-13)
+    b = svflow.simulate(4, 2, init=lam0, log_t_end=float(np.log1p(1e8)), num_times=5,
+                        rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(b["lam"].values[-1], a["lam"].values[-1], rtol=1e-7)
+    np.testing.assert_allclose(b["log_t"].values, np.log1p(b["time"].values))
+    far = svflow.simulate(4, 2, init=lam0, log_t_end=1e3, num_times=5)
+    assert np.isinf(far["time"].values[-1]) and far["log_t"].values[-1] == 1e3
+    assert np.all(np.isfinite(far["lam"].values))
+    with pytest.raises(ValueError, match="log_t_end"):
+        svflow.simulate(4, 2, init=lam0, loss="squared", log_t_end=10.0)
