@@ -42,7 +42,7 @@ factor $1/\rho_i$. The weights still move only through (a) the support modes'
 residual drift, bounded by the support tolerance, and (b) the shrinking
 contribution of frozen modes to the margins. So a mode counts as frozen when
 $\rho_i \le \rho_\mathrm{frozen}$ (default 0.8, i.e. a 25 % safety factor
-on $w_i/w_{i^\star}$, twice the support tolerance).
+on $w_i/w_{i^\star}$, four times the support tolerance 0.05).
 Example, K = 4 with $\lambda_1 = \lambda_2 = a$ leading and $\lambda_3 = qa$:
 $\nu_3$ is negligible, $\nu_1 = \nu_2$, and $\rho_3 = 2q^{1-2/N}$ exactly, so
 the late separatrix is $q^\star = 2^{-N/(N-2)}$ (above: NC; below: the
@@ -75,6 +75,13 @@ support mode may have a small limit ratio (K = 8 limits such as
 restricted to the decided support, polished from the final state by
 :func:`svflow._asymptotics.kkt_point`; ``kkt_residual`` is its relative
 stationarity residual.
+
+**Cost.** In double-log time the slow (ratio) dynamics are smooth, but the
+active margins stay locked together by a fast relaxation whose rate grows like
+$\tau$, so an explicit solver needs about $\tau$ steps per unit of $\tau$
+late on (roughly 150 steps to $\tau = 100$, 4000 to $10^4$; diffrax's implicit
+Kvaerno solvers were slower still). Hence the staged horizons: every start
+runs to the first, only the undecided ones go further.
 
 **Unbalanced starts** ($s(0)$ given): the factor flow is integrated; the
 differences $s_{l,i}^2 - s_{l',i}^2$ are conserved while $s$ diverges on the
