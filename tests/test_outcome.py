@@ -138,7 +138,7 @@ def _continue_ten_times(K, depth, B, seed, horizons=(1e2, 1e3)):
                         kkt=False)
     oc = ds["outcome"].values
     dec = np.flatnonzero(oc >= 0)
-    assert dec.size >= 0.6 * B
+    assert dec.size >= 0.5 * B
     cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
     tau = ds["log_t_end"].values[dec]
     for t in np.unique(tau):
