@@ -3,8 +3,10 @@
 For K in {4, 8} and depths L = 1..5 (N = 2..6 factors) run the "lag" family
 (weight-one Walsh modes at eps, the others at eps (1 - delta)) and the
 "random" family (lambda_i(0) = eps u_i, u_i ~ U[1 - delta, 1 + delta], seeds),
-classify every run (NC / rank r / undecided) and print the basin width: the
-largest grid delta up to which every start reaches NC.
+decide every start's t -> infinity outcome (NC / support size r / undecided,
+the late-phase criterion of svflow.outcome, integrated in double-log time)
+and print the basin width: the largest grid delta up to which every start
+reaches NC, and the NC fractions of the random family.
 
     python scenarios/basins.py --quick [--out basins.nc]
     python scenarios/basins.py          # full grid
@@ -12,7 +14,9 @@ largest grid delta up to which every start reaches NC.
 
 Every basin map runs through :func:`svflow.sweep` (issue 7): grid depth x eps x
 delta x seed, depth static (one compile of :func:`svflow.studies.basin_cell` per
-depth), the rest vmapped in chunks; one zarr store per (K, family) in the
+depth), the rest vmapped in chunks, to the first horizon (tau = log(1 + t) =
+100); the undecided starts are then continued through the later horizons
+(1e3, 1e4) in this process; one zarr store per (K, family) in the
 directory ``--store`` (default ``stores/basins[_quick]``), resumed by a re-run;
 ``--scheduler`` sends the chunks to a dask cluster.
 """
@@ -28,35 +32,59 @@ import numpy as np
 import xarray as xr
 
 import svflow
-from svflow._outcomes import NC
+from svflow._basins import FIRST_HORIZON, LATER_HORIZONS, continue_undecided
+from svflow._outcome import NC
+
+HORIZONS = (FIRST_HORIZON,) + LATER_HORIZONS
 
 
-def basin_sweep_cell(key, depth, eps, delta, seed, *, classes, t_end, family):
+def basin_sweep_cell(key, depth, eps, delta, seed, *, classes, horizon, family):
     """One start of a basin family (the sweep's key is unused: the family's own
     seed, a grid coordinate, drives the random draw, as in svflow.studies.basin_map)."""
-    return svflow.studies.basin_cell(eps, delta, seed, classes=classes, depth=depth, t_end=t_end,
-                             family=family)
+    return svflow.studies.basin_cell(eps, delta, seed, classes=classes, depth=depth,
+                             horizon=horizon, family=family)
 
 
-def sweep_basin_map(classes, depths, eps, delta, *, t_end, family, seeds=(0,), store,
-                    scheduler=None, chunk=64, progress=True, dry_run=False):
-    """svflow.studies.basin_map's dataset, computed through svflow.sweep into ``store``."""
+def sweep_basin_map(classes, depths, eps, delta, *, horizons=HORIZONS, family, seeds=(0,),
+                    store, scheduler=None, chunk=64, progress=True, dry_run=False):
+    """svflow.studies.basin_map's dataset, computed through svflow.sweep into ``store`` (first
+    horizon), the undecided starts continued here through the later horizons."""
     seeds = list(seeds) if family == "random" else [0]
     grid = dict(depth=list(depths), eps=np.asarray(eps, float),
                 delta=np.asarray(delta, float), seed=np.asarray(seeds))
     ds = svflow.sweep(basin_sweep_cell, grid, store=store, chunk=chunk, client=scheduler,
-                      static=("depth",), params=dict(classes=int(classes), t_end=float(t_end),
-                                                     family=family),
-                      outputs={"lam0": ("mode",), "lam_end": ("mode",)},
+                      static=("depth",), params=dict(classes=int(classes),
+                                                     horizon=float(horizons[0]), family=family),
+                      outputs={"lam0": ("mode",), "lam_end": ("mode",), "support": ("mode",),
+                               "frozen": ("mode",), "ratio": ("mode",), "rate_ratio": ("mode",)},
                       progress=progress, dry_run=dry_run)
     if dry_run:
         return ds
+    ds = ds.load()
+    parts = []
+    for d in ds["depth"].values:
+        sub = ds.sel(depth=d)
+        names = [v for v in sub.data_vars]
+        dims = {v: sub[v].dims for v in names}
+        flat = {v: sub[v].transpose("eps", "delta", "seed", ...).values for v in names}
+        shape = flat["outcome"].shape
+        out = {v: a.reshape((-1,) + a.shape[3:]) for v, a in flat.items()}
+        out = continue_undecided(out, depth=int(d), horizons=tuple(horizons[1:]))
+        new = sub.copy()
+        for v in names:
+            arr = np.asarray(out[v]).reshape(shape + np.asarray(out[v]).shape[1:])
+            order = ("eps", "delta", "seed") + tuple(x for x in dims[v]
+                                                     if x not in ("eps", "delta", "seed"))
+            new[v] = (order, arr.astype(sub[v].dtype))
+            new[v] = new[v].transpose(*dims[v])
+        parts.append(new)
+    ds = xr.concat(parts, dim="depth")
     ok = ds["solver_result"] == diffrax.RESULTS.successful._value
     if not bool(ok.all()):
         raise svflow.IntegrationError(
             f"basin map K = {classes}, {family}: {int((~ok).sum())} trajectories failed "
-            f"before t = {t_end:g} (see solver_result in {store}); use smaller eps, tighter "
-            "rtol/atol, or a shorter t_end."
+            f"before tau = {horizons[-1]:g} (see solver_result); use smaller eps or "
+            "tighter rtol/atol."
         )
     ds = ds.assign_coords(factors=("depth", np.asarray(depths) + 1),
                           mode=np.arange(classes))
@@ -64,7 +92,8 @@ def sweep_basin_map(classes, depths, eps, delta, *, t_end, family, seeds=(0,), s
         ds = ds.isel(seed=0, drop=True)
     lead = [1 << b for b in range(int(np.log2(classes)))]
     ds.attrs.update(
-        classes=int(classes), family=family, t_end=float(t_end), loss_name="ce",
+        classes=int(classes), family=family, horizons_tau=[float(h) for h in horizons],
+        loss_name="ce",
         leaders=lead if family == "lag" else [],
         family_definition={
             "lag": f"lambda_i(0) = eps for leading modes {lead}, eps (1 - delta) for the "
@@ -76,7 +105,7 @@ def sweep_basin_map(classes, depths, eps, delta, *, t_end, family, seeds=(0,), s
     return ds
 
 
-def run(quick: bool, classes=(4, 8), t_end: float = 1e8, store=None, scheduler=None,
+def run(quick: bool, classes=(4, 8), horizons=HORIZONS, store=None, scheduler=None,
         chunk: int = 64, dry_run: bool = False) -> xr.Dataset:
     depths = [1, 2, 3, 4, 5]
     if quick:
@@ -94,7 +123,7 @@ def run(quick: bool, classes=(4, 8), t_end: float = 1e8, store=None, scheduler=N
             list(range(8)),
         )
     store = Path(store or Path("stores") / f"basins{'_quick' if quick else ''}")
-    run_kw = dict(t_end=t_end, scheduler=scheduler, chunk=chunk, dry_run=dry_run)
+    run_kw = dict(horizons=tuple(horizons), scheduler=scheduler, chunk=chunk, dry_run=dry_run)
     out = []
     for K in classes:
         tic = time.perf_counter()
@@ -110,8 +139,9 @@ def run(quick: bool, classes=(4, 8), t_end: float = 1e8, store=None, scheduler=N
             {
                 "outcome_lag": lag["outcome"],
                 "rank_lag": lag["rank"],
-                "escape_time_lag": lag["escape_time"],
-                "min_ratio_lag": lag["min_ratio"],
+                "support_lag": lag["support"],
+                "ratio_lag": lag["ratio"],
+                "log_t_end_lag": lag["log_t_end"],
                 "width_lag": w["width"],
                 "edge_outcome_lag": w["edge_outcome"],
                 "outcome_random": rnd["outcome"].rename(delta="spread"),
@@ -163,6 +193,9 @@ def report(ds: xr.Dataset) -> None:
             "  ('?' = next grid lag undecided, '+' = whole grid NC); "
             f"undecided lag cells: {undec:.1%}"
         )
+        undec_r = float((sub["outcome_random"] == -1).mean())
+        print(f"  random family: NC fraction over all cells {float(frac.mean()):.3f}, "
+              f"undecided {undec_r:.1%}")
         print("  random family, NC fraction over seeds (rows eps, columns spread):")
         for d in sub["depth"].values:
             print(
@@ -185,7 +218,8 @@ def main(argv=None) -> int:
     )
     p.add_argument("--out", default=None, help="write the dataset here (netCDF)")
     p.add_argument("--classes", type=int, nargs="+", default=[4, 8])
-    p.add_argument("--t-end", type=float, default=1e8)
+    p.add_argument("--horizons", type=float, nargs="+", default=list(HORIZONS),
+                   help="increasing horizons in tau = log(1 + t)")
     p.add_argument("--store", type=Path, default=None,
                    help="directory of the sweep stores, one per (K, family), resumed if "
                    "present; default stores/basins[_quick]")
@@ -199,7 +233,7 @@ def main(argv=None) -> int:
             svflow.check_writable(args.out)
         except OSError as e:
             p.error(f"--out: {e}")
-    ds = run(args.quick, tuple(args.classes), args.t_end, args.store, args.scheduler,
+    ds = run(args.quick, tuple(args.classes), tuple(args.horizons), args.store, args.scheduler,
              args.chunk, args.dry_run)
     if ds is None:
         return 0

@@ -93,11 +93,14 @@ from ._train import train as train
 from ._asymptotics import MaxMarginPoint as MaxMarginPoint
 from ._asymptotics import asymptotic_direction as asymptotic_direction
 from ._asymptotics import code_table as code_table
+from ._asymptotics import kkt_point as kkt_point
 from ._asymptotics import max_margin_direction as max_margin_direction
 from ._asymptotics import normalised_margin as normalised_margin
 from ._codes import SoftmaxCode as SoftmaxCode
 from ._codes import exact_rho as exact_rho
 from ._codes import softmax_code as softmax_code
+from ._outcome import Criterion as Criterion
+from ._outcome import outcome as outcome
 from ._outcomes import OutcomeRule as OutcomeRule
 from ._outcomes import classify as classify
 
@@ -113,6 +116,7 @@ from . import explicit as explicit
 from . import studies as studies
 
 __all__ = [
+    "Criterion",
     "DeepUFM",
     "DivergenceError",
     "Group",
@@ -133,6 +137,7 @@ __all__ = [
     "explicit",
     "group_softmax_eigenvalues",
     "hadamard",
+    "kkt_point",
     "load",
     "log_times",
     "margins",
@@ -140,6 +145,7 @@ __all__ = [
     "model_from_arrays",
     "normalised_margin",
     "open_sweep",
+    "outcome",
     "random_model",
     "resolve_group",
     "save",

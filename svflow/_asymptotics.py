@@ -33,7 +33,7 @@ from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
-from scipy.optimize import minimize, nnls
+from scipy.optimize import least_squares, minimize, nnls
 
 from ._checks import check_int
 from ._dataset import netcdf_safe
@@ -49,6 +49,7 @@ __all__ = [
     "MaxMarginPoint",
     "max_margin_direction",
     "kkt_residual",
+    "kkt_point",
     "asymptotic_direction",
 ]
 
@@ -436,6 +437,133 @@ def kkt_residual(
     return res, mult, act, sup
 
 
+def _point(out: np.ndarray, N: int, tol: float, message: str) -> MaxMarginPoint:
+    M = margin_matrix(out.shape[0])
+    out = out / (M @ out[1:]).min()
+    kres, mult, act, sup = kkt_residual(out, N, tol=tol)
+    infeas = float(max(0.0, 1.0 - (M @ out[1:]).min()))
+    return MaxMarginPoint(
+        lam=out,
+        direction=out / np.linalg.norm(out),
+        factors=N,
+        normalised_margin=normalised_margin(out, N),
+        kkt_residual=kres,
+        multipliers=mult,
+        active=act,
+        support=sup,
+        infeasibility=infeas,
+        converged=bool(kres < 1e-6 and infeas < 1e-9),
+        message=message,
+    )
+
+
+def kkt_point(lam, depth: int, *, support=None, tol: float = 1e-6, active_tol: float = 0.05,
+              maxiter: int = 200) -> MaxMarginPoint:
+    r"""The KKT point of the max-margin problem on a given support, polished from ``lam``.
+
+    With support S (default: modes with $\lambda_i \ge 10^{-2}\max\lambda$)
+    and the active margins A (those within ``active_tol`` of the smallest, relative),
+    the KKT conditions of $\min\sum_i\lambda_i^{2/N}$ s.t. $m_k \ge 1$ restricted
+    to $\lambda_i = 0$ off S are the square system
+
+    $$\tfrac{2}{N}\lambda_i^{2/N-1} = \sum_{k\in A}\nu_k M_{ki}\ (i \in S),\qquad
+      \sum_{i\in S} M_{ki}\lambda_i = 1\ (k \in A),$$
+
+    solved in the variables $(\log\lambda_S, \nu_A)$ by bounded least squares
+    (``scipy.optimize.least_squares``, $\nu \ge 0$) from the state, with $\nu$
+    started from NNLS. Unlike a general-purpose constrained optimiser this
+    never leaves the positive orthant of the support (no NaN from
+    $\lambda^{2/N-1}$ at 0) and needs no line search. The returned point's
+    ``kkt_residual`` (:func:`kkt_residual`) says how far it is from a KKT point.
+
+    Args:
+        lam: (K,) a late state of the trajectory (every margin > 0).
+        depth: L >= 1 (N = L + 1 factors).
+        support: (K,) bool mask of the support (mode 0 ignored), e.g. the
+            support decided by :func:`svflow.outcome`.
+        tol, active_tol, maxiter: KKT test tolerance, activity window, iterations.
+    """
+    lam = _as_lam(lam)
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise ValueError(f"depth L must be an integer >= 1; got {depth!r}.")
+    N = int(depth) + 1
+    K = lam.shape[0]
+    M = margin_matrix(K)
+    l = np.maximum(lam[1:], 0.0)
+    if (M @ l).min() <= 0:
+        raise ValueError(
+            "lam does not separate every class yet (some margin <= 0); pass a later state "
+            "of the trajectory (after the loss has dropped)."
+        )
+    if support is None:
+        S = l >= 1e-2 * l.max()
+    else:
+        S = np.asarray(support, bool)
+        if S.shape != (K,):
+            raise ValueError(f"support must be a (K,) = ({K},) bool mask; got shape {S.shape}.")
+        S = S[1:] & (l > 0)
+    lS = np.where(S, l, 0.0)
+    m = M @ lS
+    if m.min() <= 0:
+        raise ValueError("the support does not separate every class (some margin is 0 on it).")
+    lS = lS / m.min()
+    MS = M[:, S]
+    r = int(S.sum())
+
+    # stage 1: the restricted problem in x = log(lambda_S) (smooth, never at 0)
+    x0 = np.log(lS[S])
+    sl = minimize(
+        lambda x: float(np.sum(np.exp(2.0 * x / N))),
+        x0,
+        jac=lambda x: (2.0 / N) * np.exp(2.0 * x / N),
+        method="SLSQP",
+        constraints=[dict(type="ineq", fun=lambda x: MS @ np.exp(x) - 1.0,
+                          jac=lambda x: MS * np.exp(x)[None, :])],
+        options=dict(maxiter=maxiter, ftol=1e-16),
+    )
+    xs = sl.x if np.all(np.isfinite(sl.x)) and (MS @ np.exp(sl.x)).min() > 0 else x0
+    ls = np.exp(xs)
+    ls = ls / (MS @ ls).min()
+    message = str(sl.message)
+
+    # stage 2: Newton-type polish of the KKT system on the active set found there
+    A = (MS @ ls) <= 1.0 + active_tol * 1e-3
+    MA = MS[A]
+    g0 = (2.0 / N) * ls ** (2.0 / N - 1)
+    nu0, _ = nnls(MA.T, g0)
+    a = int(A.sum())
+
+    def resid(x):
+        lv = np.exp(x[:r])
+        nu = x[r:]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            g = (2.0 / N) * lv ** (2.0 / N - 1)
+            out = np.concatenate([(g - MA.T @ nu) / g, MA @ lv - 1.0])
+        return np.where(np.isfinite(out), out, 1e6)
+
+    lo = np.concatenate([np.full(r, -np.inf), np.zeros(a)])
+    sol = least_squares(resid, np.concatenate([np.log(ls), nu0]),
+                        bounds=(lo, np.full(r + a, np.inf)), xtol=1e-15, ftol=1e-15,
+                        gtol=1e-15, max_nfev=maxiter * (r + a))
+    cands = [ls]
+    if np.all(np.isfinite(sol.x)):
+        cands.insert(0, np.exp(sol.x[:r]))
+    best = None
+    for c in cands:
+        out = np.zeros(K)
+        out[1:][S] = c
+        if not np.all(np.isfinite(out)) or (M @ out[1:]).min() <= 0:
+            continue
+        pt = _point(out, N, tol, message)
+        if best is None or pt.kkt_residual < best.kkt_residual:
+            best = pt
+    if best is None:
+        out = np.zeros(K)
+        out[1:][S] = lS[S]
+        best = _point(out, N, tol, message)
+    return best
+
+
 @float64
 def max_margin_direction(
     lam,
@@ -494,24 +622,28 @@ def max_margin_direction(
         ],
         options=dict(maxiter=maxiter, ftol=1e-16),
     )
-    s = np.maximum(res.x, 0.0)
-    out = np.concatenate([[0.0], s**N])
-    mm = M @ out[1:]
-    out = out / mm.min()
-    kres, mult, act, sup = kkt_residual(out, N, tol=tol)
-    return MaxMarginPoint(
-        lam=out,
-        direction=out / np.linalg.norm(out),
-        factors=N,
-        normalised_margin=normalised_margin(out, N),
-        kkt_residual=kres,
-        multipliers=mult,
-        active=act,
-        support=sup,
-        infeasibility=float(max(0.0, 1.0 - (M @ out[1:]).min())),
-        converged=bool(kres < 1e-6 and max(0.0, 1.0 - (M @ out[1:]).min()) < 1e-9),
-        message=str(res.message),
-    )
+    s = res.x
+    best = None
+    if np.all(np.isfinite(s)):
+        out = np.concatenate([[0.0], np.maximum(s, 0.0) ** N])
+        if (M @ out[1:]).min() > 0:
+            best = _point(out, N, tol, str(res.message))
+    if best is None or not best.converged:
+        # SLSQP can return NaN or stop short on late states whose small modes
+        # are tiny; polish on the support read from the state (or SLSQP's answer)
+        src = lam if best is None else best.lam
+        try:
+            alt = kkt_point(src, depth, tol=tol)
+        except ValueError:
+            alt = None
+        if alt is not None and (best is None or alt.kkt_residual < best.kkt_residual):
+            best = alt
+    if best is None:
+        raise ValueError(
+            "no KKT point found from this state (SLSQP returned a non-finite point and the "
+            "support polish failed); pass a later state of the trajectory."
+        )
+    return best
 
 
 @float64

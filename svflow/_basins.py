@@ -1,12 +1,15 @@
 r"""Basin maps of neural collapse over 2-D families of spectral starts.
 
-Every start is balanced and Walsh-Hadamard (MODEL.md sections 2-3), so the
+Every start is balanced and spectral (docs: theory/spectral.md), so the
 reduced law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N}$ (cross-entropy,
 no weight decay, N = depth + 1 factors) is integrated for the whole grid at
-once per depth, through the batch engine of :func:`svflow.simulate`
-(:func:`svflow._batch.solve_batch`: one compiled refill loop). Each trajectory is
-classified by :func:`svflow._outcomes.classify_trajectory` (NC / rank r /
-undecided from the direction of travel in log-time).
+once: one ``jax.vmap`` of :func:`svflow._integrate.solve` per depth, jit-compiled
+once per static setting (K, depth, horizon, family). Each start is integrated in
+double-log time $\sigma = \log(1 + \log(1 + t))$ to a first horizon $\tau_1$
+($\tau = \log(1 + t)$) and its $t \to \infty$ outcome is decided by the
+late-phase criterion of :mod:`svflow._outcome` (NC / support size r /
+undecided); :func:`basin_map` continues the undecided starts, as smaller
+batches, through further horizons (:func:`svflow._outcome.resolve`).
 
 Families of $\lambda(0)$ (mode 0 is 0: it never changes the cross-entropy):
 
@@ -38,22 +41,23 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
-from ._batch import solve_batch
-from ._checks import check_float, check_int
+from ._checks import check_int
 from ._dataset import netcdf_safe, provenance
 from ._groups import Group, resolve_group, tie_pairs
-from ._integrate import IntegrationError, SolverConfig, log_times, solve
-from ._outcomes import NC, UNDECIDED, OutcomeRule, classify_trajectory, mode_ratios
+from ._integrate import IntegrationError, SolverConfig
+from ._outcome import NC, UNDECIDED, Criterion, advance, decide, resolve
 from ._precision import float64
-from ._reduced import data_loss
-from ._simulate import ReducedField
 from ._start import check_depth
 
 __all__ = [
     "FAMILIES",
+    "FIRST_HORIZON",
+    "LATER_HORIZONS",
+    "continue_undecided",
     "default_leaders",
     "basin_start",
     "basin_cell",
+    "basin_batch",
     "basin_map",
     "basin_width",
 ]
@@ -116,8 +120,21 @@ def basin_start(
     else:
         r = jax.random.uniform(jax.random.key(seed), (classes,), dtype=eps.dtype)
         u = 1.0 - delta + 2.0 * delta * r
-    u = tie_pairs(u, resolve_group(group, classes))
+        u = tie_pairs(u, resolve_group(group, classes))
     return (eps * u).at[0].set(0.0)
+
+
+FIRST_HORIZON = 100.0
+"""tau = log(1 + t) of the first stage of a basin map (t = e^100)."""
+
+CHECK_HORIZON = 30.0
+"""tau of the persistence check inside the first stage (the decision at
+FIRST_HORIZON must find the same support and frozen sets here)."""
+
+LATER_HORIZONS = (1e3, 1e4)
+"""Further tau horizons through which :func:`basin_map` continues undecided starts."""
+
+_CONFIG = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
 
 
 @float64
@@ -128,66 +145,150 @@ def basin_cell(
     *,
     classes: int,
     depth: int,
-    t_end: float,
-    num_times: int = 121,
+    horizon: float = FIRST_HORIZON,
     family: str = "lag",
     leaders: tuple[int, ...] | None = None,
-    config: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=20_000),
-    rule: OutcomeRule = OutcomeRule(),
+    config: SolverConfig = _CONFIG,
+    criterion: Criterion = Criterion(),
     group: Group | None = None,
 ) -> dict:
-    r"""Integrate and classify ONE basin start (pure; vmap it over eps, delta, seed).
+    r"""Integrate ONE basin start to ``horizon`` (in tau) and decide its outcome (pure; vmap it).
 
     The settings after ``*`` are static (Python values). Returns a dict of
-    arrays: ``outcome`` (0 NC, r rank r, -1 undecided), ``rank``,
-    ``escape_time``, ``decided``, ``min_ratio``
-    ($\min_{i\ge1}|\lambda_i|/\max_j|\lambda_j|$ at t_end), ``loss_end``,
+    arrays: ``outcome`` (0 NC, r support size, -1 undecided), ``rank``
+    (support size), ``decided`` (the criterion holds at ``horizon`` and gives
+    the same support and frozen sets at tau = min(30, horizon / 3)),
+    ``support`` and ``frozen`` (K,) bool, ``ratio``
+    ($|\lambda_i|/\max|\lambda|$, K), ``min_ratio`` (its minimum over modes
+    i >= 1), ``rate_ratio`` (K), ``instability``, ``log_t_end`` (tau reached),
     ``lam0`` and ``lam_end`` (K,), ``solver_result`` (diffrax result code,
-    0 = success) and ``num_steps``. A failed integration is classified
-    undecided (and :func:`basin_map` raises on it).
+    0 = success) and ``num_steps``. A failed integration is undecided (and
+    :func:`basin_map` raises on it).
     """
     N = depth + 1
-    ts = jnp.asarray(log_times(t_end, num_times))
-    field = ReducedField(jnp.asarray(0.0), "ce", N, True, group=group)
     lam0 = basin_start(family, classes, eps, delta, seed, leaders, group)
-    ys, result, steps = solve(field, lam0, ts, None, config)
-    return _summarise(ts, ys, lam0, result._value, steps, rule, group)
-
-
-def _summarise(ts, ys, lam0, code, steps, rule: OutcomeRule, group=None) -> dict:
-    """basin_cell's dict from one solved trajectory ``ys`` (T, K) (pure; vmappable)."""
-    classes = ys.shape[-1]
-    out = classify_trajectory(ts, ys, rule)
-    ok = code == diffrax.RESULTS.successful._value
-    q = mode_ratios(ys[-1])
+    tau1 = jnp.asarray(float(horizon))
+    tau0 = jnp.asarray(min(CHECK_HORIZON, float(horizon) / 3))
+    y0, res0, steps0 = advance(lam0, jnp.asarray(0.0), tau0, factors=N, balanced=True,
+                               config=config, group=group)
+    y1, res1, steps1 = advance(y0, tau0, tau1, factors=N, balanced=True, config=config,
+                               group=group)
+    res = jnp.where(res0 != 0, res0, res1)
+    steps = steps0 + steps1
+    d0 = decide(y0, tau0, N, criterion, group)
+    d = decide(y1, tau1, N, criterion, group)
+    same = jnp.all(d["support"] == d0["support"]) & jnp.all(d["frozen"] == d0["frozen"])
+    d["decided"] = d["decided"] & same
+    d["code"] = jnp.where(same, d["code"], UNDECIDED)
+    ok = res == diffrax.RESULTS.successful._value
+    ratio = d["ratio"]
     return dict(
-        outcome=jnp.where(ok, out.code, UNDECIDED),
-        rank=out.rank,
-        escape_time=out.escape_time,
-        decided=out.decided & ok,
-        min_ratio=jnp.min(jnp.where(jnp.arange(classes) == 0, jnp.inf, q)),
-        loss_end=data_loss(ys[-1], "ce", group=group),
+        outcome=jnp.where(ok, d["code"], UNDECIDED),
+        rank=jnp.sum(d["support"]).astype(jnp.int32),
+        decided=d["decided"] & ok,
+        support=d["support"],
+        frozen=d["frozen"],
+        ratio=ratio,
+        min_ratio=jnp.min(jnp.where(jnp.arange(classes) == 0, jnp.inf, ratio)),
+        rate_ratio=d["rate_ratio"],
+        instability=d["instability"],
+        log_t_end=tau1,
         lam0=lam0,
-        lam_end=ys[-1],
-        solver_result=code,
+        lam_end=y1,
+        solver_result=res,
         num_steps=steps,
     )
 
 
-@partial(jax.jit, static_argnames=("rule", "group"))
-def _summarise_batch(ts, ys, lam0, code, steps, rule: OutcomeRule, group=None) -> dict:
-    return jax.vmap(lambda y, l, c, n: _summarise(ts, y, l, c, n, rule, group))(ys, lam0, code, steps)
+@partial(
+    jax.jit,
+    static_argnames=(
+        "classes",
+        "depth",
+        "horizon",
+        "family",
+        "leaders",
+        "config",
+        "criterion",
+        "group",
+    ),
+)
+def basin_batch(
+    eps: Float[Array, " B"],
+    delta: Float[Array, " B"],
+    seed,
+    *,
+    classes: int,
+    depth: int,
+    horizon: float = FIRST_HORIZON,
+    family: str = "lag",
+    leaders: tuple[int, ...] | None = None,
+    config: SolverConfig = _CONFIG,
+    criterion: Criterion = Criterion(),
+    group: Group | None = None,
+) -> dict:
+    r"""Integrate and decide a batch of basin starts in ONE vmapped, jitted solve.
 
-
-@partial(jax.jit, static_argnames=("family", "classes", "leaders", "group"))
-def _starts(eps, delta, seed, family, classes, leaders, group=None):
-    return jax.vmap(lambda e, d, s: basin_start(family, classes, e, d, s, leaders, group))(
-        eps, delta, seed
+    ``jax.vmap`` of :func:`basin_cell` over the batch arrays ``eps``, ``delta``,
+    ``seed`` (shape (B,); ``seed`` may be a scalar and is ignored by the
+    ``"lag"`` family) for a static setting; this is the unit a sweep runner
+    calls chunk by chunk. Under ``vmap`` the batch steps until its slowest
+    member is done. Returns :func:`basin_cell`'s dict with a leading axis B.
+    """
+    seed = jnp.broadcast_to(jnp.asarray(seed), jnp.shape(eps))
+    cell = partial(
+        basin_cell,
+        classes=classes,
+        depth=depth,
+        horizon=horizon,
+        family=family,
+        leaders=leaders,
+        config=config,
+        criterion=criterion,
+        group=group,
     )
+    return jax.vmap(cell)(eps, delta, seed)
+
+
+def continue_undecided(
+    out: dict,
+    *,
+    depth: int,
+    horizons=LATER_HORIZONS,
+    config: SolverConfig = _CONFIG,
+    criterion: Criterion = Criterion(),
+    group: Group | None = None,
+) -> dict:
+    """Continue the undecided members of a :func:`basin_batch` result (numpy dict,
+    leading axis B) through ``horizons``; decided members are left as they are.
+
+    Only the undecided starts run, as one smaller vmapped batch per horizon.
+    Returns the updated dict (same keys).
+    """
+    out = {k: np.array(v) for k, v in out.items()}
+    state = {
+        "code": out["outcome"], "decided": out["decided"], "support": out["support"],
+        "frozen": out["frozen"], "rate_ratio": out["rate_ratio"],
+        "ratio": out["ratio"], "instability": out["instability"],
+        "late": np.zeros_like(out["decided"]), "off_target_mass": np.zeros(len(out["decided"])),
+        "solver_result": out["solver_result"], "num_steps": out["num_steps"],
+    }
+    st = resolve(out["lam_end"], out["log_t_end"], state, factors=depth + 1, balanced=True,
+                 horizons=horizons, config=config, criterion=criterion, group=group)
+    K = out["lam_end"].shape[-1]
+    out.update(
+        outcome=st["code"], decided=st["decided"], support=st["support"],
+        frozen=st["frozen"],
+        rank=st["support"].sum(-1).astype(np.int32), ratio=st["ratio"],
+        min_ratio=np.where(np.arange(K) == 0, np.inf, st["ratio"]).min(-1),
+        rate_ratio=st["rate_ratio"], instability=st["instability"], log_t_end=st["tau"],
+        lam_end=st["y"], solver_result=st["solver_result"], num_steps=st["num_steps"],
+    )
+    return out
 
 
 def _check_batch(
-    out: dict, config: SolverConfig, t_end: float, classes: int, depth: int
+    out: dict, config: SolverConfig, t_end, classes: int, depth: int
 ) -> None:
     """Raise :class:`IntegrationError` (with advice) if a batch member failed."""
     res = np.asarray(out["solver_result"])
@@ -200,15 +301,15 @@ def _check_batch(
         raise IntegrationError(
             where
             + f"{int(maxed.sum())} of {res.size} trajectories used all max_steps = "
-            f"{config.max_steps} steps to t = {t_end:g}. Pass a larger max_steps, "
+            f"{config.max_steps} steps to tau = log(1 + t) = {t_end}. Pass a larger max_steps, "
             "looser "
-            f"rtol/atol (now {config.rtol:g}/{config.atol:g}) or a shorter t_end."
+            f"rtol/atol (now {config.rtol:g}/{config.atol:g}) or shorter horizons."
         )
     if np.any(bad):
         raise IntegrationError(
             where
             + f"{int(bad.sum())} of {res.size} trajectories failed or went non-finite "
-            f"before t = {t_end:g}. Use float64, smaller initial scales eps or "
+            f"before tau = log(1 + t) = {t_end}. Use float64, smaller initial scales eps or "
             "tighter rtol/atol."
         )
 
@@ -238,16 +339,15 @@ def basin_map(
     eps,
     delta,
     *,
-    t_end: float = 1e8,
-    num_times: int = 121,
+    horizons=(FIRST_HORIZON,) + LATER_HORIZONS,
     family: str = "lag",
     seeds=(0,),
     leaders=None,
     rtol: float = 1e-6,
     atol: float = 1e-9,
-    max_steps: int = 20_000,
+    max_steps: int = 100_000,
     solver: str = "tsit5",
-    rule: OutcomeRule | None = None,
+    criterion: Criterion | None = None,
     chunk_size: int | None = None,
     group=None,
 ) -> xr.Dataset:
@@ -255,36 +355,40 @@ def basin_map(
 
     For each depth L (N = L + 1 factors) all starts
     $(\varepsilon, \delta[, \text{seed}])$
-    run as one batch through the engine of :func:`svflow.simulate`
-    (:func:`svflow._batch.solve_batch`; optionally in chunks of
-    ``chunk_size``), each classified NC / rank r / undecided.
+    run as one vmapped, jit-compiled batch (:func:`basin_batch`; optionally in
+    chunks of ``chunk_size``) to the first horizon, where each start's
+    $t \to \infty$ outcome is decided (NC / support size r / undecided) by the
+    late-phase criterion of :func:`svflow.outcome`; the undecided starts are
+    continued, as smaller batches, through the later horizons.
 
     Args:
-        classes: K = 2^m.
+        classes: K >= 2.
         depths: depths L >= 1 (weight matrices).
         eps: initial scales $\varepsilon > 0$ (a log grid is usual), increasing.
         delta: relative lags (``"lag"``) or spreads (``"random"``) in [0, 1),
             increasing.
-        t_end, num_times: log-spaced save grid ending at t_end (the classifier
-            reads its last decades: pick t_end so that most cells are decided).
+        horizons: increasing horizons in tau = log(1 + t) (default 100, 1e3, 1e4:
+            t = e^100, ..., e^10000); the first is run by every start.
         family: ``"lag"`` or ``"random"`` (module docstring).
         seeds: a sequence of integer seeds of the ``"random"`` family (a
             ``seed`` dim; ``range(3)`` for three seeds); unused for ``"lag"``.
         leaders: leading modes of the ``"lag"`` family (default 1, 2, 4, ...).
         rtol, atol, max_steps, solver: diffrax settings. Looser than
-            :func:`svflow.simulate`'s (1e-6 vs 1e-8, 121 vs 161 saved times):
-            a map runs thousands of starts and only classifies each outcome,
-            which these settings already decide.
-        rule: :class:`OutcomeRule` of the classifier.
+            :func:`svflow.simulate`'s (1e-6 vs 1e-8): a map runs thousands of
+            starts and only decides each outcome, which these settings resolve.
+        criterion: :class:`svflow._outcome.Criterion` of the decision.
         chunk_size: run each depth in chunks of this many starts (default: all).
         group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or ``None``
             (Walsh for K = 2^m, else cyclic); the default leaders of another group
             are the two modes of the lowest frequency (the K-gon of Z_K).
 
     Returns:
-        Dataset with dims (depth, eps, delta[, seed][, mode]): ``outcome``,
-        ``rank``, ``escape_time``, ``decided``, ``min_ratio``, ``loss_end``,
-        ``lam_end``, ``num_steps``; provenance attrs.
+        Dataset with dims (depth, eps, delta[, seed][, mode]): ``outcome``
+        (0 NC, r support size, -1 undecided), ``rank`` (support size),
+        ``decided``, ``support`` (mode), ``ratio`` (mode; |lambda_i| / max at
+        the horizon reached: frozen modes are on their way to 0),
+        ``min_ratio``, ``log_t_end`` (tau reached), ``lam0``, ``lam_end``,
+        ``num_steps`` (all stages); provenance attrs.
 
     Raises:
         ValueError: bad arguments. IntegrationError: a trajectory failed.
@@ -306,21 +410,22 @@ def basin_map(
     if not seeds:
         raise ValueError("seeds must hold at least one seed; got an empty sequence.")
     seeds = np.asarray(seeds, np.int64) if family == "random" else np.zeros(1, np.int64)
-    t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
-    num_times = check_int("num_times", num_times, minimum=2)
     if family == "random" and len(set(seeds.tolist())) != seeds.size:
         raise ValueError(f"seeds must be distinct; got {seeds.tolist()}.")
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    rule = OutcomeRule() if rule is None else rule
-    if rule.loss != "ce":
+    criterion = Criterion() if criterion is None else criterion
+    if not isinstance(criterion, Criterion):
+        raise TypeError(f"criterion must be a Criterion; got {type(criterion).__name__}.")
+    hz = np.atleast_1d(np.asarray(horizons, dtype=float))
+    if hz.ndim != 1 or hz.size < 1 or not np.all(np.isfinite(hz)) or np.any(hz <= 0) \
+            or np.any(np.diff(hz) <= 0):
         raise ValueError(
-            "basin maps are for cross-entropy; pass an OutcomeRule with loss='ce'."
+            f"horizons must be increasing positive values of tau = log(1 + t); got {horizons!r}."
         )
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, minimum=1)
 
     # --- integrate, one batch per depth
-    ts = log_times(float(t_end), int(num_times))
     E, Dl, S = np.meshgrid(eps, delta, seeds, indexing="ij")
     flat = [jnp.asarray(a.ravel()) for a in (E, Dl, S)]
     B = flat[0].size
@@ -328,27 +433,30 @@ def basin_map(
     per_depth, walls = [], []
     for depth in depths:
         tic = _time.perf_counter()
-        field = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True, group=grp)
         parts = []
         for lo in range(0, B, chunk):
             sl = slice(lo, min(lo + chunk, B))
-            lam0 = _starts(*(f[sl] for f in flat), family, classes, lead if family == "lag" else None,
-                           grp)
-            sol = solve_batch(field, np.asarray(lam0), ts, config)
             parts.append(
-                _summarise_batch(
-                    jnp.asarray(ts),
-                    jnp.asarray(sol.ys),
-                    lam0,
-                    jnp.asarray(sol.result),
-                    jnp.asarray(sol.num_steps),
-                    rule,
-                    grp,
+                basin_batch(
+                    flat[0][sl],
+                    flat[1][sl],
+                    flat[2][sl],
+                    classes=classes,
+                    depth=depth,
+                    horizon=float(hz[0]),
+                    family=family,
+                    leaders=lead if family == "lag" else None,
+                    config=config,
+                    criterion=criterion,
+                    group=grp,
                 )
             )
         out = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+        _check_batch(out, config, float(hz[0]), classes, depth)
+        out = continue_undecided(out, depth=depth, horizons=tuple(hz[1:]), config=config,
+                                 criterion=criterion, group=grp)
         walls.append(_time.perf_counter() - tic)
-        _check_batch(out, config, float(t_end), classes, depth)
+        _check_batch(out, config, float(hz[-1]), classes, depth)
         per_depth.append(out)
 
     # --- build dataset
@@ -364,29 +472,27 @@ def basin_map(
             stack("outcome"),
             {
                 "long_name": "outcome code",
-                "description": "0 = NC, r = rank-r low-rank, -1 = undecided",
+                "description": "0 = NC (support = all K - 1 modes), r = size of the "
+                "limit's support, -1 = undecided",
             },
         ),
-        "rank": (
-            dims,
-            stack("rank"),
-            {"long_name": f"modes with |lam_i|/max|lam| >= {rule.threshold} at t_end"},
-        ),
-        "escape_time": (
-            dims,
-            stack("escape_time"),
-            {"long_name": f"first time with loss <= {rule.escape_frac} x loss(0)"},
-        ),
+        "rank": (dims, stack("rank"), {"long_name": "size of the limit's support"}),
         "decided": (dims, stack("decided"), {"long_name": "outcome decided"}),
+        "support": (dims + (D.MODE,), stack("support"),
+                    {"long_name": "mode in the limit's support"}),
+        "ratio": (dims + (D.MODE,), stack("ratio"),
+                  {"long_name": "|lam_i| / max_j |lam_j| at the horizon reached"}),
         "min_ratio": (
             dims,
             stack("min_ratio"),
-            {"long_name": "min_i |lam_i| / max_j |lam_j| at t_end (i >= 1)"},
+            {"long_name": "min_i |lam_i| / max_j |lam_j| at the horizon reached (i >= 1)"},
         ),
-        "loss_end": (dims, stack("loss_end"), {"long_name": "cross-entropy at t_end"}),
+        "log_t_end": (dims, stack("log_t_end"),
+                      {"long_name": "horizon reached, tau = log(1 + t)"}),
         "lam0": (dims + (D.MODE,), stack("lam0"), {"long_name": "lambda(0)"}),
-        "lam_end": (dims + (D.MODE,), stack("lam_end"), {"long_name": "lambda(t_end)"}),
-        "num_steps": (dims, stack("num_steps"), {"long_name": "solver steps"}),
+        "lam_end": (dims + (D.MODE,), stack("lam_end"),
+                    {"long_name": "lambda at the horizon reached"}),
+        "num_steps": (dims, stack("num_steps"), {"long_name": "solver steps (all stages)"}),
     }
     coords = {
         DEPTH: (
@@ -402,7 +508,7 @@ def basin_map(
             {"long_name": "relative lag (lag family) or spread (random family)"},
         ),
         SEED: (SEED, seeds, {"long_name": "seed of the random family"}),
-        D.MODE: (D.MODE, np.arange(classes), {"long_name": "Walsh mode index"}),
+        D.MODE: (D.MODE, np.arange(classes), {"long_name": "mode index of the character basis"}),
     }
     ds = xr.Dataset(variables, coords=coords).assign_coords(grp.mode_coords())
     if family == "lag":
@@ -420,14 +526,14 @@ def basin_map(
         "classes": int(classes),
         "loss_name": "ce",
         "weight_decay": 0.0,
-        "family": family,
         "group": grp.label,
+        "family": family,
         "family_definition": family_text,
         "leaders": list(lead) if family == "lag" else [],
-        "t_end": float(t_end),
-        "num_times": int(num_times),
+        "horizons_tau": [float(h) for h in hz],
         **config.as_attrs(),
-        **rule.as_attrs(),
+        "time_variable": "sigma = log(1 + tau), tau = log(1 + t)",
+        **criterion.as_attrs(),
         "wall_time_s_per_depth": [float(w) for w in walls],
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
         "t = steps x step size; "
@@ -466,7 +572,7 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
     coords = {d: ds[d] for d in dims}
     if "factors" in ds.coords:
         coords["factors"] = ds["factors"]
-    return netcdf_safe(xr.Dataset(
+    return xr.Dataset(
         {
             "width": (
                 dims,
@@ -487,4 +593,4 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
         },
         coords=coords,
         attrs=dict(ds.attrs),
-    ))
+    )

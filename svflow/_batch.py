@@ -446,6 +446,53 @@ def log_time_field(field: Callable) -> Callable:
     return _LogTimeField(field)
 
 
+class _DoubleLogField(eqx.Module):
+    field: Callable
+
+    def __call__(self, sigma, y, args):
+        # dy/dsigma = (1 + tau) dy/dtau with tau = e^sigma - 1; the field's own
+        # log-domain tau_rate never forms t (svflow._logtime)
+        return jax.tree.map(lambda d: jnp.exp(sigma) * d, self.field.tau_rate(jnp.expm1(sigma), y, args))
+
+
+def solve_batch_loglog(
+    field: Callable,
+    y0s,
+    taus,
+    config: SolverConfig = SolverConfig(),
+    *,
+    args=None,
+    cost=None,
+    lanes: int | None = None,
+    max_bytes: float = DEFAULT_MAX_BYTES,
+) -> BatchSolution:
+    r"""Like :func:`solve_batch` in double-log time $\sigma = \log(1 + \tau)$, saving at ``taus``.
+
+    ``field`` must define ``tau_rate(tau, y, args)`` ($dy/d\tau$ in the log
+    domain, e.g. :class:`svflow._logtime.CETauField`), so any horizon
+    $\tau$ is reached without forming $t = e^\tau - 1$. ``taus`` start at 0.
+    """
+    taus = np.asarray(taus, dtype=float)
+    if taus.ndim != 1 or taus[0] != 0.0 or np.any(np.diff(taus) <= 0) or not np.all(np.isfinite(taus)):
+        raise ValueError("taus must be finite, strictly increasing and start at 0.")
+    y0s = np.asarray(y0s, dtype=float)
+    if cost is None and y0s.ndim >= 2:
+        cost = -np.log(np.linalg.norm(y0s.reshape(y0s.shape[0], -1), axis=1) + 1e-300)
+    return solve_many(
+        _DoubleLogField(field),
+        y0s,
+        np.log1p(taus),
+        args=args,
+        solver=config.solver,
+        rtol=config.rtol,
+        atol=config.atol,
+        max_steps=config.max_steps,
+        cost=cost,
+        lanes=lanes,
+        max_bytes=max_bytes,
+    )
+
+
 def solve_batch(
     field: Callable,
     y0s,

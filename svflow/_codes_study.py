@@ -3,9 +3,9 @@ r"""Studies built on softmax codes: convergence of spectral runs, winner tables.
 :func:`code_convergence_study` runs the reduced ODE from spectral starts for
 several depths and seeds and measures, over time, how close the class
 geometry comes to the best softmax code of the predicted outcome rank
-(:func:`svflow.studies.code_convergence`); the rank is that of the max-margin KKT
-point reached from the final state (:func:`svflow.max_margin_direction`),
-which is also where the curves are heading (``limit_rho_ratio``).
+(:func:`svflow.studies.code_convergence`); the rank is the support size of the
+certified $t \to \infty$ limit of the start (:func:`svflow.outcome`), whose KKT
+point is also where the curves are heading (``limit_rho_ratio``).
 :func:`code_winner_table` collects :func:`svflow.code_table` for several K.
 """
 
@@ -16,7 +16,7 @@ import time as _time
 import numpy as np
 import xarray as xr
 
-from ._asymptotics import code_table, max_margin_direction
+from ._asymptotics import code_table, kkt_point, max_margin_direction
 from ._codes import (
     class_embedding,
     code_convergence,
@@ -26,6 +26,7 @@ from ._codes import (
 )
 from ._dataset import netcdf_safe, provenance
 from ._groups import resolve_group, spectral_basis
+from ._outcome import outcome
 from ._precision import float64
 from ._simulate import simulate
 from ._start import spectral_init
@@ -91,16 +92,17 @@ def code_convergence_study(
     times = None
     codes = {}
     for a, depth in enumerate(depths):
-        runs = simulate(  # every seed in one batch
-            classes,
-            depth,
-            init=[spectral_init(classes, depth, scale, spread, seed, group=grp) for seed in seeds],
-            t_end=t_end,
-            num_times=num_times,
-        )
+        starts = [spectral_init(classes, depth, scale, spread, seed, group=grp) for seed in seeds]
+        runs = simulate(classes, depth, init=starts, t_end=t_end, num_times=num_times)  # one batch
+        lims = outcome(classes, depth, init=starts, kkt=False)  # t -> infinity, one batch
         for b in range(len(seeds)):
             ds = runs.isel(start=b)
-            p = max_margin_direction(ds["lam"].values[-1], depth, group=grp)
+            lim = lims.isel(start=b)
+            lam_end = lim["lam_end"].values
+            if int(lim["outcome"]) >= 0 and grp.name == "walsh":
+                p = kkt_point(lam_end, depth, support=lim["support"].values)
+            else:  # undecided by the last horizon, or another group: KKT point from the late state
+                p = max_margin_direction(lam_end, depth, group=grp)
             r = int(p.support.sum())
             if r not in codes:
                 codes[r] = softmax_code(classes, r, **(code_kwargs or {}))
@@ -145,7 +147,7 @@ def code_convergence_study(
         "outcome_rank": (
             ("depth", "seed"),
             per["outcome_rank"].astype(int),
-            {"long_name": "support size of the KKT point reached from t_end"},
+            {"long_name": "support size of the t -> infinity limit (svflow.outcome)"},
         ),
         "rho_star": (
             ("depth", "seed"),

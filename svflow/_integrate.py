@@ -8,6 +8,16 @@ $$\frac{dy}{d\tau} = (1 + t)\, f(t, y), \qquad t = e^\tau - 1.$$
 Early on $\tau \approx t$; late, steps in $\tau$ are uniform, so the adaptive
 controller takes large steps in $t$ without special tuning, and diffrax's
 progress meter (linear in its own time variable) advances in $\log t$.
+
+The ``clock`` option of :func:`solve` picks the integration variable:
+``"log"`` ($\tau$, the default) or ``"loglog"`` ($\sigma = \log(1 + \tau)$,
+$dy/d\sigma = (1 + \tau)\,dy/d\tau$), in which the late cross-entropy
+dynamics (ratios of modes drifting like powers of $\log t$) are smooth on a
+unit scale. A field that defines ``tau_rate(tau, y, args)`` (e.g.
+:class:`svflow._logtime.CETauField`) gives $dy/d\tau$ without ever forming
+t, so save grids given in $\tau$ (``grid="tau"``) reach $t = e^{10^4}$ and
+beyond; other fields are evaluated at $t = e^\tau - 1$ and are limited to
+$\tau \lesssim 700$.
 """
 
 from __future__ import annotations
@@ -57,6 +67,26 @@ class SolverConfig:
     def as_attrs(self) -> dict:
         return {"solver": self.solver, "rtol": self.rtol, "atol": self.atol,
                 "max_steps": int(self.max_steps), "time_variable": "tau = log(1 + t)"}
+
+
+CLOCKS = ("log", "loglog")
+"""Integration variables of :func:`solve`: tau = log(1 + t), sigma = log(1 + tau)."""
+
+GRIDS = ("t", "tau")
+"""Units of the save grid passed to :func:`solve`: gradient-flow time t or tau."""
+
+
+def _tau_rate(field):
+    """dy/dtau of ``field``: its own log-domain ``tau_rate`` if it has one."""
+    rate = getattr(field, "tau_rate", None)
+    if rate is not None:
+        return rate
+
+    def from_t(tau, y, args):
+        scale = jnp.exp(tau)  # 1 + t
+        return jax.tree.map(lambda d: scale * d, field(jnp.expm1(tau), y, args))
+
+    return from_t
 
 
 _SOLVERS = {
@@ -113,31 +143,49 @@ def solve(
     args,
     config: SolverConfig,
     progress: bool = False,
+    clock: str = "log",
+    grid: str = "t",
+    start=0.0,
 ):
     r"""Integrate $dy/dt = $ ``field(t, y, args)`` from t = 0, saving at ``ts``.
 
-    Runs in $\tau = \log(1+t)$. Returns ``(ys, result, num_steps)`` and never
+    Runs in $\tau = \log(1+t)$ (``clock="log"``) or in $\sigma = \log(1+\tau)$
+    (``clock="loglog"``); see the module docstring. ``ts`` are save times in
+    units of ``grid``: ``"t"`` (gradient-flow time) or ``"tau"`` ($\log(1+t)$,
+    needed beyond t ~ 1e308). ``start`` is the time of ``y0`` in the same units
+    (default 0; every save time must be >= it), so a run can be continued from
+    a saved state. Returns ``(ys, result, num_steps)`` and never
     throws inside the trace: check with :func:`check_solution`. Jit- and
     vmap-compatible (over ``y0`` and ``args``).
     """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}; got {clock!r}.")
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS}; got {grid!r}.")
+    rate = _tau_rate(field)
+    taus = jnp.log1p(ts) if grid == "t" else jnp.asarray(ts)
+    tau0 = jnp.log1p(start) if grid == "t" else jnp.asarray(start, float)
+    if clock == "log":
+        us, u0, term = taus, tau0, rate
+    else:
+        us, u0 = jnp.log1p(taus), jnp.log1p(tau0)
 
-    def log_field(tau, y, args):
-        scale = jnp.exp(tau)  # 1 + t
-        return jax.tree.map(lambda d: scale * d, field(jnp.expm1(tau), y, args))
+        def term(sigma, y, args):
+            tau = jnp.expm1(sigma)
+            return jax.tree.map(lambda d: (1.0 + tau) * d, rate(tau, y, args))
 
-    taus = jnp.log1p(ts)
     meter = diffrax.TqdmProgressMeter(refresh_steps=50) if progress else diffrax.NoProgressMeter()
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(log_field),
+        diffrax.ODETerm(term),
         _SOLVERS[config.solver](),
-        t0=0.0,
-        t1=taus[-1],
+        t0=u0,
+        t1=us[-1],
         dt0=None,
         y0=y0,
         args=args,
-        saveat=diffrax.SaveAt(ts=taus),
+        saveat=diffrax.SaveAt(ts=us),
         stepsize_controller=diffrax.PIDController(
-            rtol=config.rtol, atol=config.atol, dtmin=1e-13 * taus[-1]
+            rtol=config.rtol, atol=config.atol, dtmin=1e-13 * (us[-1] - u0)
         ),
         max_steps=config.max_steps,
         throw=False,

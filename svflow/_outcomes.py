@@ -1,4 +1,12 @@
-r"""Outcome classification that survives slow (logarithmic) dynamics.
+r"""Finite-horizon outcome diagnostic (the direction of travel at t_end).
+
+**Not the t -> infinity outcome.** This classifier reads a trajectory saved up
+to a finite t_end and projects the ratio trends a few decades ahead; modes that
+still rise log-log slowly (K = 4 lag family, N = 3: a lagging ratio of 0.37 at
+t = 1e8 that reaches 1 near t = e^1000) are called frozen. No study of svflow
+uses it for outcomes: basin maps, NC fractions, code studies and figures use
+:func:`svflow.outcome` (certified late-phase criterion in double-log time).
+It stays as a diagnostic of a saved trajectory.
 
 Under cross-entropy the logits grow like $\log t$ and the direction
 $\lambda/\|\lambda\|$ converges only logarithmically, so "the ratios at

@@ -17,7 +17,7 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
-from ._batch import check_batch, solve_batch
+from ._batch import check_batch, solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
 from ._groups import Group, check_pairs
@@ -29,6 +29,7 @@ from ._integrate import (
     log_times,
     solve,
 )
+from ._logtime import CETauField
 from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._precision import float64
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
@@ -270,6 +271,7 @@ def simulate(
     batch_dims=None,
     lanes: int | None = None,
     group=None,
+    log_t_end: float | None = None,
 ) -> xr.Dataset:
     r"""Integrate the reduced singular-value ODE from one or many spectral starts.
 
@@ -329,6 +331,13 @@ def simulate(
             (a string for one dim); None: ``init`` is one start.
         lanes: trajectories in flight at once in a batch (default 64 on a CPU,
             8192 on an accelerator).
+        log_t_end: reach any horizon: integrate to $\tau = \log(1 + t)$ =
+            ``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the
+            log-domain field (:mod:`svflow._logtime`; cross-entropy without
+            weight decay only), saving ``num_times`` times log-spaced in
+            $\tau$. Overrides ``t_end``/``times``. The dataset then has the
+            coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is
+            inf beyond t ~ 1e308.
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
@@ -349,7 +358,21 @@ def simulate(
     weight_decay = check_float("weight_decay", weight_decay, minimum=0.0)
     rank_rtol = check_fraction("rank_rtol", rank_rtol)
     num_times = check_int("num_times", num_times, minimum=2)
-    if times is None:
+    taus = None
+    if log_t_end is not None:
+        if loss != "ce" or weight_decay != 0:
+            raise ValueError(
+                "log_t_end (double-log time, any horizon) needs loss='ce' and "
+                f"weight_decay=0; got loss={loss!r}, weight_decay={weight_decay!r}."
+            )
+        if times is not None or t_end is not None:
+            raise ValueError("pass log_t_end= alone (it replaces t_end= and times=).")
+        log_t_end = check_float("log_t_end", log_t_end, minimum=0.0, strict_min=True)
+        taus = np.concatenate([[0.0], np.geomspace(min(0.1, log_t_end / 1e3), log_t_end,
+                                                   num_times - 1)])
+        with np.errstate(over="ignore"):
+            ts = np.expm1(taus)
+    elif times is None:
         if t_end is None:
             t_end = default_t_end(weight_decay)
         ts = log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times)
@@ -374,7 +397,14 @@ def simulate(
         )
     tic = _time.perf_counter()
     try:
-        if progress:
+        if taus is not None:
+            if progress:
+                raise ValueError("progress=True is not available with log_t_end.")
+            sol = solve_batch_loglog(CETauField(N, balanced, grp), y0s, taus, config, lanes=lanes)
+            check_batch(sol, config, float(ts[-1]),
+                        f"double-log run to tau = log(1 + t) = {taus[-1]:g}: ")
+            ys, num_steps = sol.ys, sol.num_steps
+        elif progress:
             ys, result, num_steps = solve(field, jnp.asarray(y0s[0]), jnp.asarray(ts), None, config, True)
             ys = np.asarray(jax.block_until_ready(ys))[None]
             check_solution(ys, result, num_steps, config, t_end)
@@ -418,6 +448,10 @@ def simulate(
         "t = steps x step size; mean-reduced loss; lambda_i = prod_l s_{l,i}",
     }
     ds = build_dataset(ts, attrs=attrs, **{k: v[0] for k, v in out.items()})
+    if taus is not None:
+        ds = ds.assign_coords(log_t=("time", taus, {"long_name": "tau = log(1 + t)"}))
+        ds.attrs.update(log_t_end=float(log_t_end),
+                        time_variable="sigma = log(1 + tau), tau = log(1 + t)")
     if not dims:
         return ds.assign_coords(grp.mode_coords())
     variables = {

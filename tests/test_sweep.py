@@ -383,13 +383,14 @@ def test_ported_basin_scenario_equals_basin_map(tmp_path):
     import basins
 
     eps, delta = np.array([1e-3, 1e-1]), np.array([0.01, 0.1, 0.5])
-    ref = svflow.studies.basin_map(4, [2], eps, delta, t_end=1e6, family="random", seeds=[0, 1])
-    kw = dict(t_end=1e6, family="random", seeds=[0, 1], progress=False)
+    hz = (100.0, 1e3)
+    ref = svflow.studies.basin_map(4, [2], eps, delta, horizons=hz, family="random", seeds=[0, 1])
+    kw = dict(horizons=hz, family="random", seeds=[0, 1], progress=False)
     # basin_map runs the 12 starts as one batch: chunk 12 gives every bit
     got = basins.sweep_basin_map(4, [2], eps, delta, store=tmp_path / "a", chunk=12, **kw)
     # batches of 5: one escape time differs by an ulp (XLA's vectorised math)
     other = basins.sweep_basin_map(4, [2], eps, delta, store=tmp_path / "b", chunk=5, **kw)
-    for name in ("outcome", "rank", "escape_time", "min_ratio", "lam_end", "num_steps"):
+    for name in ("outcome", "rank", "log_t_end", "min_ratio", "lam_end", "num_steps"):
         want = ref[name].transpose(*got[name].dims).values
         np.testing.assert_array_equal(want, got[name].values)
         np.testing.assert_allclose(want, other[name].values, rtol=1e-14)

@@ -1,0 +1,230 @@
+"""t -> infinity outcomes: double-log clock, late-phase decision, KKT limits.
+
+Routes: the log-domain field against the plain softmax field (where both are
+finite) and the plain log clock; the K = 4 basin edge against the late-phase
+separatrix q* = 2^(-N/(N-2)) found by bisection on a scipy LSODA integration
+written here; decisions against the same starts continued ten times further
+in tau; limits against the KKT conditions (NNLS residual) and closed forms.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import svflow
+from svflow._asymptotics import kkt_residual
+from svflow._basins import basin_start
+from svflow._integrate import SolverConfig, solve
+from svflow._logtime import CETauField, scaled_one_minus_mu
+from svflow._outcome import Criterion, _stage
+from svflow._simulate import ReducedField
+from svflow._walsh import one_minus_mu
+
+jax.config.update("jax_enable_x64", True)
+
+
+def test_log_domain_field_matches_plain_field():
+    lam = jnp.asarray([0.0, 3.0, 2.5, 4.0, 1.0, 2.0, 3.5, 0.5])
+    for tau in (0.5, 5.0, 30.0):
+        np.testing.assert_allclose(
+            scaled_one_minus_mu(lam, tau), np.exp(tau) * one_minus_mu(lam), rtol=1e-12
+        )
+    # t = e^10000: the plain field overflows, the log-domain one stays finite
+    big = lam * 1e4
+    r = np.asarray(scaled_one_minus_mu(big, 1e4 * 1.6))
+    assert np.all(np.isfinite(r)) and r[0] == 0.0
+
+
+def test_loglog_clock_matches_log_clock():
+    lam0 = jnp.asarray([0.0, 1e-2, 8e-3, 5e-3])
+    cfg = SolverConfig(rtol=1e-10, atol=1e-13, max_steps=100_000)
+    ts = jnp.asarray([0.0, 1e2, 1e5, 1e8])
+    a, ra, _ = solve(ReducedField(jnp.asarray(0.0), "ce", 3, True), lam0, ts, None, cfg)
+    b, rb, _ = solve(CETauField(3, True), lam0, ts, None, cfg, clock="loglog")
+    c, rc, _ = solve(CETauField(3, True), lam0, jnp.log1p(ts), None, cfg, clock="loglog",
+                     grid="tau")
+    np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(c, a, rtol=1e-7, atol=1e-12)
+    # continuing from a saved state equals one run
+    d, _, _ = solve(CETauField(3, True), b[2], jnp.log1p(ts[3:]), None, cfg, clock="loglog",
+                    grid="tau", start=jnp.log1p(ts[2]))
+    np.testing.assert_allclose(d[0], a[3], rtol=1e-7)
+
+
+def test_reaches_t_exp_1e4_without_overflow():
+    lam0 = jnp.asarray([0.0, 1e-2, 9e-3, 5e-3])
+    cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
+    ys, res, _ = solve(CETauField(4, True), lam0, jnp.asarray([0.0, 1e2, 1e4]), None, cfg,
+                       clock="loglog", grid="tau")
+    assert int(res._value) == 0 and np.all(np.isfinite(np.asarray(ys)))
+    # late phase: the smallest margin grows like log t = tau (up to O(log tau))
+    m = np.asarray(svflow.margins(ys[-1]))[1:]
+    assert abs(m.min() / 1e4 - 1.0) < 0.01
+
+
+# --- K = 4 lag family: the separatrix route
+
+
+def _late_ratio(eps, delta, N, tau_a=30.0):
+    """lambda_3 / lambda_1 at tau_a for lambda(0) = eps (0, 1, 1, 1 - delta) (scipy LSODA)."""
+
+    def f(tau, y):
+        m = np.array([(y[0] + y[2]) / 2, (y[1] + y[2]) / 2, (y[0] + y[1]) / 2])
+        lse = np.logaddexp(0.0, np.logaddexp.reduce(-m))
+        e = np.exp(tau - m - lse)
+        r = 2 * np.array([e[0] + e[2], e[1] + e[2], e[0] + e[1]])  # (1+t)(1-mu_i)
+        return (N / 4) * r * y ** (2 - 2 / N)
+
+    sol = solve_ivp(f, (0, tau_a), eps * np.array([1, 1, 1 - delta]), method="LSODA",
+                    rtol=1e-10, atol=1e-14)
+    return sol.y[2, -1] / sol.y[0, -1]
+
+
+def _separatrix_edge(eps, N):
+    qs = 2.0 ** (-N / (N - 2))
+    lo, hi = 0.0, 0.99
+    for _ in range(25):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _late_ratio(eps, mid, N) > qs else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _check_edge(N, eps):
+    edge = _separatrix_edge(eps, N)
+    f = np.array([0.9, 0.95, 0.97, 1.03, 1.05, 1.1])
+    ds = svflow.studies.basin_map(4, [N - 1], [eps], edge * f)
+    oc = ds["outcome"].values.ravel()
+    # NC at 0.9 x the edge, the square at 1.1 x; closer in: right or undecided, never wrong
+    assert oc[0] == 0 and oc[-1] == 2
+    assert np.all(np.isin(oc[1:3], (0, -1))) and np.all(np.isin(oc[3:5], (2, -1)))
+    w = float(svflow.studies.basin_width(ds)["width"].values.ravel()[0])
+    # N = 3 leaves the saddle slowest (rate (1 - 2/N) = 1/3 per unit of sigma): starts
+    # within 5 % of the separatrix are still undecided at tau = 1e4, so 10 % there
+    tol = 0.10 if N == 3 else 0.05
+    assert abs(w / edge - 1) <= tol + 1e-9
+
+
+def test_k4_outcome_either_side_of_separatrix():
+    """NC at 0.9 x the separatrix edge, the square (rank 2) at 1.1 x (N = 4, eps = 0.1)."""
+    edge = _separatrix_edge(0.1, 4)
+    lam0 = 0.1 * np.array([[0.0, 1.0, 1.0, 1 - f * edge] for f in (0.9, 1.1)])
+    ds = svflow.outcome(4, 3, init=lam0)
+    np.testing.assert_array_equal(ds["outcome"].values, [0, 2])
+    np.testing.assert_allclose(ds["limit"].values, [[0, 1, 1, 1], [0, 1, 1, 0]], atol=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("N,eps", [(3, 0.1), (3, 0.5), (4, 0.1), (4, 0.5), (5, 0.1),
+                                   (6, 0.1), (5, 0.01)])
+def test_k4_basin_edge_matches_separatrix_more(N, eps):
+    _check_edge(N, eps)
+
+
+# --- decisions survive ten times more tau
+
+
+def _random_starts(K, B, seed):
+    rng = np.random.default_rng(seed)
+    eps = 10 ** rng.uniform(-3, -1, B)
+    d = rng.uniform(0, 0.9, B)
+    return np.asarray(jax.vmap(lambda e, dd, s: basin_start("random", K, e, dd, s))(
+        jnp.asarray(eps), jnp.asarray(d), jnp.arange(B) + 1000 * seed))
+
+
+def _continue_ten_times(K, depth, B, seed, horizons=(1e2, 1e3)):
+    ds = svflow.outcome(K, depth, init=_random_starts(K, B, seed), horizons=horizons,
+                        kkt=False)
+    oc = ds["outcome"].values
+    dec = np.flatnonzero(oc >= 0)
+    assert dec.size >= 0.5 * B
+    cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
+    tau = ds["log_t_end"].values[dec]
+    for t in np.unique(tau):
+        idx = dec[tau == t]
+        _, res, _, d = _stage(jnp.asarray(ds["lam_end"].values[idx]), jnp.asarray(tau[tau == t]),
+                              jnp.asarray(10 * t), factors=depth + 1, balanced=True,
+                              config=cfg, criterion=Criterion())
+        assert np.all(np.asarray(res) == 0)
+        sup0 = ds["support"].values[idx]
+        # no decided outcome changes: no support mode becomes frozen, every frozen
+        # mode stays frozen, and a start decided again has the same support
+        frozen1 = np.asarray(d["frozen"])
+        assert not np.any(frozen1[sup0]), "a support mode became frozen"
+        assert np.all(frozen1[~sup0 & (np.arange(K) > 0)]), "a frozen mode came back"
+        again = np.asarray(d["decided"])
+        np.testing.assert_array_equal(np.asarray(d["support"])[again], sup0[again])
+
+
+@pytest.mark.slow
+def test_decisions_hold_ten_times_further():
+    _continue_ten_times(8, 3, 16, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_decisions_hold_ten_times_further_200(depth):
+    _continue_ten_times(8, depth, 67, depth)
+
+
+# --- limits and the KKT solver
+
+
+def test_kkt_repro_late_state():
+    """A late K = 4, depth-4 state whose smallest mode is tiny (SLSQP used to return NaN)."""
+    lam = np.array([0.0, 0.2649, 49.3604, 49.3604])
+    for p in (svflow.max_margin_direction(lam, 4), svflow.kkt_point(lam, 4)):
+        assert p.converged and p.kkt_residual < 1e-10
+        # closed form: support {2, 3}, equal, scaled to min margin 1: lambda = (0, 0, 2, 2)
+        np.testing.assert_allclose(p.lam, [0.0, 0.0, 2.0, 2.0], atol=1e-9)
+    # the full trajectory from the issue's start ends on the same support
+    lam0 = np.array([0, 0.00818865556354166, 0.01134757464976566, 0.01073766059029507])
+    ds = svflow.outcome(4, 4, init=lam0)
+    assert int(ds["outcome"]) == 2
+    np.testing.assert_array_equal(ds["support"].values, [False, False, True, True])
+    assert float(ds["kkt_residual"]) < 1e-10
+
+
+def test_unequal_limit_has_support_four():
+    """Limit (1, .5, .5, .5) on four modes: support 4, not a 0.5 threshold."""
+    K, depth = 8, 2
+    target = np.array([0.0, 0.0, 0.5, 0.0, 0.5, 1.0, 0.5, 0.0])
+    # independent route: the target is a KKT point of the max-margin problem
+    res, _, _, sup = kkt_residual(target, depth + 1)
+    assert res < 1e-12 and sup.sum() == 4
+    rng = np.random.default_rng(3)
+    lam0 = 1e-2 * (target + 0.05 * rng.uniform(size=(4, K)) * (target > 0) + 1e-3)
+    ds = svflow.outcome(K, depth, init=lam0)
+    np.testing.assert_array_equal(ds["outcome"].values, 4)
+    np.testing.assert_array_equal(ds["support"].values, np.broadcast_to(target > 0, (4, K)))
+    np.testing.assert_allclose(ds["limit"].values, np.broadcast_to(target, (4, K)), atol=1e-8)
+    assert float(ds["kkt_residual"].max()) < 1e-10
+
+
+def test_outcome_rejects_bad_input():
+    lam0 = np.array([0.0, 1e-2, 1e-2, 1e-2])
+    with pytest.raises(ValueError, match="classes"):
+        svflow.outcome(3, 2, init=lam0)
+    with pytest.raises(ValueError, match="depth"):
+        svflow.outcome(4, 0, init=lam0)
+    with pytest.raises(ValueError, match="init"):
+        svflow.outcome(4, 2, init=np.ones(8))
+    with pytest.raises(ValueError, match="horizons"):
+        svflow.outcome(4, 2, init=lam0, horizons=(1e3, 1e2))
+    with pytest.raises(ValueError, match="frozen_rate"):
+        Criterion(frozen_rate=0.99)
+
+
+def test_simulate_log_t_end_matches_t_end():
+    lam0 = np.array([0.0, 1e-2, 9e-3, 6e-3])
+    a = svflow.simulate(4, 2, init=lam0, t_end=1e8, num_times=5, rtol=1e-10, atol=1e-13)
+    b = svflow.simulate(4, 2, init=lam0, log_t_end=float(np.log1p(1e8)), num_times=5,
+                        rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(b["lam"].values[-1], a["lam"].values[-1], rtol=1e-7)
+    np.testing.assert_allclose(b["log_t"].values, np.log1p(b["time"].values))
+    far = svflow.simulate(4, 2, init=lam0, log_t_end=1e3, num_times=5)
+    assert np.isinf(far["time"].values[-1]) and far["log_t"].values[-1] == 1e3
+    assert np.all(np.isfinite(far["lam"].values))
+    with pytest.raises(ValueError, match="log_t_end"):
+        svflow.simulate(4, 2, init=lam0, loss="squared", log_t_end=10.0)
