@@ -9,20 +9,26 @@ maps, classifies and sweeps the outcomes. Results are xarray datasets.
 
 Where to start
 --------------
-One run of the reduced ODE, then its outcome::
+One run of the reduced ODE, then its t -> infinity outcome::
 
     import svflow
     start = svflow.spectral_init(8, 4, scale=1e-2, seed=0)   # K = 8, L = 4
     ds = svflow.simulate(8, 4, init=start)                    # t up to 1e8
-    svflow.classify(ds)               # neural collapse, low rank r, or undecided
     svflow.save(ds, "run.nc")         # plain netCDF; svflow.load("run.nc")
+    lim = svflow.outcome(8, 4, init=start)  # 0 = NC, r = support size, -1 = undecided
+    print(int(lim["outcome"]), lim["limit"].values)
+
+A batch of starts is one call (``init`` with leading dims named by
+``batch_dims``); ``group="cyclic"`` (the default when K is not a power of
+two) runs any K in the character basis of Z_K.
 
 The full model from a random start, by gradient descent::
 
     model = svflow.random_model(8, depth=4, width=32, key=0)
     ds = svflow.train(model, eta=0.1, t_end=1e3)
 
-Which starts end where: ``svflow.studies.basin_map(8, [2, 4], eps, delta)``.
+Which starts end where (certified outcomes over a grid of starts):
+``svflow.studies.basin_map(8, [2, 4], eps, delta)``.
 Any grid of your own, chunked, resumable and distributable, with
 ``svflow.sweep``; a cell function takes the cell's JAX key and coordinates
 and returns arrays::

@@ -206,16 +206,23 @@ def decide(lam, tau, factors: int, criterion: Criterion = Criterion(), group=Non
     frozen = modes & (rho <= criterion.frozen_rate)
     moving = modes & ~support & ~frozen
 
-    # stability of the support's ratio flow, in u = log(lambda)
+    # stability of the support's ratio flow, in u = log(lambda). Over a group with
+    # conjugate pairs the two modes of a pair carry one eigenvalue (the flow keeps
+    # them equal), so perturbations tie them: each pair is one variable, held by
+    # its first mode.
+    g = _group_of(group, K)
+    rep = np.minimum(np.arange(K), np.asarray(g.partner))
     u = jnp.log(jnp.where(mag > 0, mag, 1.0))
-    jac = jax.jacfwd(lambda v: late_rates(jnp.where(modes, jnp.exp(v), 0.0), tau, factors, group))(u)
+    jac = jax.jacfwd(
+        lambda v: late_rates(jnp.where(modes, jnp.exp(v[rep]), 0.0), tau, factors, group)
+    )(u)
     jf = jac - jac[ref][None, :]
-    inner = support & (jnp.arange(K) != ref)
+    inner = support & (jnp.arange(K) != ref) & jnp.asarray(rep == np.arange(K))
     jf = jnp.where(inner[:, None] & inner[None, :], jf, 0.0)
     instability = jnp.max(jnp.real(jnp.linalg.eigvals(jf))) / safe
     stable = instability <= criterion.stability_tol
 
-    m = group_margins(mag, _group_of(group, K))
+    m = group_margins(mag, g)
     neg = jnp.where(modes, -m, -jnp.inf)
     lse = jnp.logaddexp(0.0, logsumexp(neg))
     mass = -jnp.expm1(-lse)

@@ -421,9 +421,10 @@ def test_quick_figures_never_overwrite_the_full_set(tmp_path):
 
 
 def test_help_lists_the_functions_and_the_docstring_examples_run(tmp_path, monkeypatch):
-    for name in ("simulate", "spectral_init", "train", "random_model", "basin_map", "sweep",
-                 "classify", "save", "load"):
+    for name in ("simulate", "spectral_init", "outcome", "train", "random_model", "sweep",
+                 "save", "load", "studies", "explicit"):
         assert name in svflow.__all__ and name in svflow.__doc__
+    assert "basin_map" in svflow.studies.__all__ and "basin_map" in svflow.__doc__
     assert all(hasattr(svflow, n) for n in svflow.__all__)
     monkeypatch.chdir(tmp_path)
     code = []

@@ -110,7 +110,7 @@ def test_k4_outcome_either_side_of_separatrix():
     """NC at 0.9 x the separatrix edge, the square (rank 2) at 1.1 x (N = 4, eps = 0.1)."""
     edge = _separatrix_edge(0.1, 4)
     lam0 = 0.1 * np.array([[0.0, 1.0, 1.0, 1 - f * edge] for f in (0.9, 1.1)])
-    ds = svflow.outcome(4, 3, init=lam0)
+    ds = svflow.outcome(4, 3, init=lam0, batch_dims="start")
     np.testing.assert_array_equal(ds["outcome"].values, [0, 2])
     np.testing.assert_allclose(ds["limit"].values, [[0, 1, 1, 1], [0, 1, 1, 0]], atol=1e-9)
 
@@ -134,8 +134,8 @@ def _random_starts(K, B, seed):
 
 
 def _continue_ten_times(K, depth, B, seed, horizons=(1e2, 1e3)):
-    ds = svflow.outcome(K, depth, init=_random_starts(K, B, seed), horizons=horizons,
-                        kkt=False)
+    ds = svflow.outcome(K, depth, init=_random_starts(K, B, seed), batch_dims="start",
+                        horizons=horizons, kkt=False)
     oc = ds["outcome"].values
     dec = np.flatnonzero(oc >= 0)
     assert dec.size >= 0.5 * B
@@ -195,7 +195,7 @@ def test_unequal_limit_has_support_four():
     assert res < 1e-12 and sup.sum() == 4
     rng = np.random.default_rng(3)
     lam0 = 1e-2 * (target + 0.05 * rng.uniform(size=(4, K)) * (target > 0) + 1e-3)
-    ds = svflow.outcome(K, depth, init=lam0)
+    ds = svflow.outcome(K, depth, init=lam0, batch_dims="start")
     np.testing.assert_array_equal(ds["outcome"].values, 4)
     np.testing.assert_array_equal(ds["support"].values, np.broadcast_to(target > 0, (4, K)))
     np.testing.assert_allclose(ds["limit"].values, np.broadcast_to(target, (4, K)), atol=1e-8)
@@ -205,7 +205,9 @@ def test_unequal_limit_has_support_four():
 def test_outcome_rejects_bad_input():
     lam0 = np.array([0.0, 1e-2, 1e-2, 1e-2])
     with pytest.raises(ValueError, match="classes"):
-        svflow.outcome(3, 2, init=lam0)
+        svflow.outcome(1, 2, init=lam0[:1])
+    with pytest.raises(ValueError, match="walsh"):
+        svflow.outcome(6, 2, init=np.full(6, 1e-2), group="walsh")
     with pytest.raises(ValueError, match="depth"):
         svflow.outcome(4, 0, init=lam0)
     with pytest.raises(ValueError, match="init"):
@@ -228,3 +230,18 @@ def test_simulate_log_t_end_matches_t_end():
     assert np.all(np.isfinite(far["lam"].values))
     with pytest.raises(ValueError, match="log_t_end"):
         svflow.simulate(4, 2, init=lam0, loss="squared", log_t_end=10.0)
+
+
+def test_outcome_over_cyclic_group():
+    """Z_6: depth 1 (N = 2) reaches NC; depth 5 from a start led by the frequency-1 pair
+    ends on that pair (the hexagon, rank 2) with equal values (pairs share one eigenvalue)."""
+    lam0 = 1e-2 * np.array([0.0, 1.0, 1.0, 0.1, 0.1, 0.1])
+    nc = svflow.outcome(6, 1, init=lam0)
+    assert int(nc["outcome"]) == 0 and nc.attrs["group"] == "cyclic"
+    hexagon = svflow.outcome(6, 5, init=lam0)
+    assert int(hexagon["outcome"]) == 2
+    np.testing.assert_array_equal(hexagon["support"].values, [False, True, True, False, False, False])
+    np.testing.assert_allclose(hexagon["limit"].values, [0, 1, 1, 0, 0, 0], atol=1e-6)
+    # the same start through simulate's start handling: a Start object works too
+    start = svflow.spectral_init(6, 5, scale=1e-2, spread=0.0, seed=0)
+    assert int(svflow.outcome(6, 5, init=start)["outcome"]) == 0  # equal modes: the NC start
