@@ -149,10 +149,10 @@ def optional_entry_points(counter) -> list[dict]:
             return lambda: svflow.train(model, eta=1e-2, steps=100, num_times=11)
 
         rows.append(first_second(counter, "svflow.train (K=16, L=5, d=256, 100 GD steps)", gd))
-    if hasattr(svflow, "basin_map"):
+    if hasattr(svflow.studies, "basin_map"):
         def bmap(i):
             eps = np.logspace(-3, -1, 8) * (1 + 0.1 * i)
-            return lambda: svflow.studies.basin_map(K, [L], eps, np.linspace(0.0, 0.5, 8), t_end=1e8)
+            return lambda: svflow.studies.basin_map(K, [L], eps, np.linspace(0.0, 0.5, 8))
 
         rows.append(first_second(counter, "svflow.studies.basin_map (K=16, L=5, 8 x 8 starts)", bmap))
     return rows

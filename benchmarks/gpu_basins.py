@@ -3,9 +3,9 @@ r"""Basin throughput on one accelerator: trajectories per minute through the pub
 Workload: the basin "random" family at K = 16, L = 5, integrated to t = 1e8
 with rtol = 1e-8, atol = 1e-10 and 161 saves. Rows:
 
-- ``basin_map``: the public :func:`svflow.studies.basin_map` on a 16 x 16 x S grid
+- ``simulate``: the public batch path :func:`svflow.simulate` on a 16 x 16 x S grid
   (eps x delta x seeds; integration through the refill engine with its
-  default lanes for the backend, then the classifier);
+  default lanes for the backend, then the dataset);
 - ``engine``: :func:`svflow._batch.solve_batch` alone at several lane counts
   (on an accelerator many more lanes pay off than on a CPU core).
 
@@ -51,9 +51,15 @@ def engine(lam0, lanes):
 
 
 def public(seeds):
-    eps, delta = np.logspace(-3, -1, 16), np.linspace(0.1, 0.9, 16)
-    ds = svflow.studies.basin_map(K, [DEPTH], eps, delta, family="random", seeds=range(seeds), t_end=T_END,
-                          num_times=NUM_TIMES, rtol=RTOL, atol=ATOL, max_steps=200_000)
+    """The public batch path: svflow.simulate on (16 x 16 x seeds) random starts to T_END."""
+    rng = np.random.default_rng(0)
+    n = 16 * 16 * seeds
+    eps = np.repeat(np.logspace(-3, -1, 16), 16 * seeds)
+    delta = np.tile(np.repeat(np.linspace(0.1, 0.9, 16), seeds), 16)
+    u = 1.0 - delta[:, None] + 2.0 * delta[:, None] * rng.uniform(size=(n, K))
+    lam0 = eps[:, None] * u
+    ds = svflow.simulate(K, DEPTH, init=lam0, batch_dims="start", t_end=T_END, num_times=NUM_TIMES,
+                         rtol=RTOL, atol=ATOL, max_steps=200_000)
     return float(ds["num_steps"].mean())
 
 
@@ -77,7 +83,7 @@ def main():
     rows = []
     seeds = max(1, B // 256)
     wall, steps = timed(public, seeds)
-    rows.append(dict(device=device, method="basin_map", starts=256 * seeds, lanes=default_lanes(),
+    rows.append(dict(device=device, method="simulate", starts=256 * seeds, lanes=default_lanes(),
                      wall_s=wall, traj_per_min=60 * 256 * seeds / wall, mean_steps=steps))
     print(rows[-1], flush=True)
     for lanes in lanes_list:

@@ -24,10 +24,9 @@ from . import register
 
 PANELS = ((6, "cyclic"), (10, "cyclic"), (8, "cyclic"), (8, "walsh"))
 
-QUICK = dict(depths=(1, 2, 3, 5), eps=(1e-2,), delta=tuple(np.geomspace(0.003, 0.9, 7)),
-             t_end=1e8, num_times=121)
+QUICK = dict(depths=(1, 2, 3, 5), eps=(1e-2,), delta=tuple(np.geomspace(0.003, 0.9, 7)))
 FULL = dict(depths=(1, 2, 3, 4, 5, 6), eps=(1e-3, 1e-2, 1e-1),
-            delta=tuple(np.geomspace(0.001, 0.9, 16)), t_end=1e8, num_times=121)
+            delta=tuple(np.geomspace(0.001, 0.9, 16)))
 
 
 def compute(quick: bool = False, *, panels=PANELS, progress: bool = True) -> xr.Dataset:
@@ -42,7 +41,7 @@ def compute(quick: bool = False, *, panels=PANELS, progress: bool = True) -> xr.
     for K, group in panels:
         tic = time.perf_counter()
         ds = basin_map(K, list(cfg["depths"]), np.asarray(cfg["eps"]), np.asarray(cfg["delta"]),
-                       t_end=cfg["t_end"], num_times=cfg["num_times"], family="lag",
+                       family="lag",
                        group=group)
         w = basin_width(ds)
         ct = code_table(K, [d + 1 for d in cfg["depths"]], group=group)
@@ -74,7 +73,7 @@ def compute(quick: bool = False, *, panels=PANELS, progress: bool = True) -> xr.
         "pair, the K-gon; walsh: the weight-one modes, the hypercube), eps (1 - delta) "
         "on the other modes i >= 1, lambda_0 = 0",
         "quick": bool(quick),
-        "t_end": float(cfg["t_end"]),
+        "horizons_tau": "100, 1e3, 1e4 (t -> infinity outcomes, svflow.outcome's criterion)",
         "loss_name": "ce",
         "weight_decay": 0.0,
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
