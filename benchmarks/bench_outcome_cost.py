@@ -13,21 +13,24 @@ Workload: ``svflow.studies.basin_map``'s lag family (K = 8 and K = 4, depths 2-4
 Timing: process CPU time (all threads) per trajectory, after a warm-up call that
 compiles; median of 3. Run: ``python benchmarks/bench_outcome_cost.py``.
 
-Measured (2-core shared AMD EPYC, float64; 60 starts per row; ms = CPU per
-trajectory; steps = mean solver steps; undecided / NC = counts of 60):
+Measured (2-core shared AMD EPYC, float64, load ~6 from other jobs; 60 starts
+per row; ms = CPU per trajectory; steps = mean solver steps; undecided / NC =
+counts of 60). "after" runs every stage through the refill batch engine
+(:func:`svflow._batch.solve_many`):
 
 ====  ==  =========  ========  =====  =========  ==============  =======
 K     L   before ms  after ms  ratio  steps b/a  undecided b/a   NC b/a
 ====  ==  =========  ========  =====  =========  ==============  =======
-4     2   0.113      1.109     9.8    66/304     0/1             49/50
-4     3   0.123      0.725     5.9    73/249     0/0             40/42
-4     4   0.128      0.572     4.5    77/191     0/0             35/35
-8     2   0.154      2.771     17.9   71/632     2/2             44/45
-8     3   0.222      2.671     12.0   79/566     1/1             35/35
-8     4   0.298      2.565     8.6    83/820     0/3             30/29
+4     2   0.115      1.070     9.3    66/304     0/1             49/50
+4     3   0.142      0.809     5.7    73/249     0/0             40/42
+4     4   0.160      0.455     2.8    77/191     0/0             35/35
+8     2   0.181      1.938     10.7   71/632     2/2             44/45
+8     3   0.170      1.860     10.9   79/566     1/1             35/35
+8     4   0.187      2.310     12.3   83/819     0/3             30/29
 ====  ==  =========  ========  =====  =========  ==============  =======
 
-The certified outcome costs 4.5-18x the finite-horizon classifier: the first
+The certified outcome costs 3-12x the finite-horizon classifier, and the cost per
+step is the same (the extra cost is steps): the first
 stage alone (to tau = 100 with the check at tau = 30) takes about 150-200
 steps against 70 to t = 1e8, and the few starts continued to tau = 1e4 take
 ~4000 steps each (the margin-locking relaxation is stiff in double-log time).

@@ -3,13 +3,15 @@ r"""Basin maps of neural collapse over 2-D families of spectral starts.
 Every start is balanced and spectral (docs: theory/spectral.md), so the
 reduced law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N}$ (cross-entropy,
 no weight decay, N = depth + 1 factors) is integrated for the whole grid at
-once: one ``jax.vmap`` of :func:`svflow._integrate.solve` per depth, jit-compiled
-once per static setting (K, depth, horizon, family). Each start is integrated in
-double-log time $\sigma = \log(1 + \log(1 + t))$ to a first horizon $\tau_1$
+once, per depth, through svflow's batch engine (the refill loop behind
+:func:`svflow.simulate`). Each start is integrated in double-log time
+$\sigma = \log(1 + \log(1 + t))$ to a first horizon $\tau_1$
 ($\tau = \log(1 + t)$) and its $t \to \infty$ outcome is decided by the
-late-phase criterion of :mod:`svflow._outcome` (NC / support size r /
-undecided); :func:`basin_map` continues the undecided starts, as smaller
-batches, through further horizons (:func:`svflow._outcome.resolve`).
+late-phase criterion of :func:`svflow.outcome` (NC / support size r /
+undecided); the undecided starts go on, as smaller batches, through further
+horizons (:func:`svflow._outcome.resolve`). :func:`basin_cell` is the same
+computation for one start as a pure function (the unit of a
+:func:`svflow.sweep` cell).
 
 Families of $\lambda(0)$ (mode 0 is 0: it never changes the cross-entropy):
 
@@ -287,6 +289,48 @@ def continue_undecided(
     return out
 
 
+@partial(jax.jit, static_argnames=("family", "classes", "leaders", "group"))
+def _starts(eps, delta, seed, family, classes, leaders, group=None):
+    return jax.vmap(lambda e, d, s: basin_start(family, classes, e, d, s, leaders, group))(
+        eps, delta, seed
+    )
+
+
+def _run_starts(eps, delta, seed, *, classes, depth, horizons, family, leaders, config,
+                criterion, group) -> dict:
+    """The outcome of a batch of basin starts through svflow's batch engine.
+
+    The same stages as :func:`basin_cell` followed by :func:`continue_undecided`:
+    a check at tau = min(30, horizons[0] / 3), the first decision at
+    ``horizons[0]`` (which must find the same support and frozen sets), the
+    undecided starts continued through the later horizons
+    (:func:`svflow._outcome.resolve`, each stage one refill batch).
+    Returns :func:`basin_cell`'s dict with a leading axis B (numpy).
+    """
+    lam0 = np.asarray(_starts(eps, delta, seed, family, classes, leaders, group))
+    check = min(CHECK_HORIZON, horizons[0] / 3)
+    st = resolve(lam0, 0.0, factors=depth + 1, balanced=True, horizons=(check, *horizons),
+                 config=config, criterion=criterion, group=group)
+    K = lam0.shape[-1]
+    ok = st["solver_result"] == diffrax.RESULTS.successful._value
+    return dict(
+        outcome=np.where(ok, st["code"], UNDECIDED).astype(np.int32),
+        rank=st["support"].sum(-1).astype(np.int32),
+        decided=st["decided"] & ok,
+        support=st["support"],
+        frozen=st["frozen"],
+        ratio=st["ratio"],
+        min_ratio=np.where(np.arange(K) == 0, np.inf, st["ratio"]).min(-1),
+        rate_ratio=st["rate_ratio"],
+        instability=st["instability"],
+        log_t_end=st["tau"],
+        lam0=lam0,
+        lam_end=st["y"],
+        solver_result=st["solver_result"],
+        num_steps=st["num_steps"],
+    )
+
+
 def _check_batch(
     out: dict, config: SolverConfig, t_end, classes: int, depth: int
 ) -> None:
@@ -355,8 +399,8 @@ def basin_map(
 
     For each depth L (N = L + 1 factors) all starts
     $(\varepsilon, \delta[, \text{seed}])$
-    run as one vmapped, jit-compiled batch (:func:`basin_batch`; optionally in
-    chunks of ``chunk_size``) to the first horizon, where each start's
+    run as one batch through svflow's refill engine (optionally in chunks of
+    ``chunk_size``) to the first horizon, where each start's
     $t \to \infty$ outcome is decided (NC / support size r / undecided) by the
     late-phase criterion of :func:`svflow.outcome`; the undecided starts are
     continued, as smaller batches, through the later horizons.
@@ -433,28 +477,14 @@ def basin_map(
     per_depth, walls = [], []
     for depth in depths:
         tic = _time.perf_counter()
-        parts = []
-        for lo in range(0, B, chunk):
-            sl = slice(lo, min(lo + chunk, B))
-            parts.append(
-                basin_batch(
-                    flat[0][sl],
-                    flat[1][sl],
-                    flat[2][sl],
-                    classes=classes,
-                    depth=depth,
-                    horizon=float(hz[0]),
-                    family=family,
-                    leaders=lead if family == "lag" else None,
-                    config=config,
-                    criterion=criterion,
-                    group=grp,
-                )
-            )
+        parts = [
+            _run_starts(flat[0][lo:lo + chunk], flat[1][lo:lo + chunk], flat[2][lo:lo + chunk],
+                        classes=classes, depth=depth, horizons=tuple(float(h) for h in hz),
+                        family=family, leaders=lead if family == "lag" else None,
+                        config=config, criterion=criterion, group=grp)
+            for lo in range(0, B, chunk)
+        ]
         out = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
-        _check_batch(out, config, float(hz[0]), classes, depth)
-        out = continue_undecided(out, depth=depth, horizons=tuple(hz[1:]), config=config,
-                                 criterion=criterion, group=grp)
         walls.append(_time.perf_counter() - tic)
         _check_batch(out, config, float(hz[-1]), classes, depth)
         per_depth.append(out)

@@ -263,20 +263,57 @@ def _lam_of(y, balanced: bool):
     return y if balanced else jnp.prod(y, axis=-2)
 
 
-@partial(jax.jit, static_argnames=("factors", "balanced", "config", "criterion", "group"))
-def _stage(y, tau0, tau1, *, factors, balanced, config, criterion, group=None):
-    """vmapped advance + decide over a batch (one compile per static setting and size)."""
+@partial(jax.jit, static_argnames=("factors", "balanced", "criterion", "group"))
+def _decide_batch(y, res, tau1, *, factors, balanced, criterion, group=None):
+    """vmapped :func:`decide` of a batch of states at ``tau1`` (failed solves undecided)."""
 
-    def one(y, t0):
-        y1, res, steps = advance(y, t0, tau1, factors=factors, balanced=balanced, config=config,
-                                 group=group)
-        lam = _lam_of(y1, balanced).at[0].set(0.0)
+    def one(y, r):
+        lam = _lam_of(y, balanced).at[0].set(0.0)
         d = decide(lam, tau1, factors, criterion, group)
-        d["code"] = jnp.where(res == 0, d["code"], UNDECIDED)
-        d["decided"] = d["decided"] & (res == 0)
-        return y1, res, steps, d
+        d["code"] = jnp.where(r == 0, d["code"], UNDECIDED)
+        d["decided"] = d["decided"] & (r == 0)
+        return d
 
-    return jax.vmap(one)(y, tau0)
+    return jax.vmap(one)(y, res)
+
+
+def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config: SolverConfig,
+                  group=None):
+    r"""Integrate a batch of states from their $\tau_0$ (B,) to ``tau1`` in double-log time.
+
+    Runs through svflow's batch engine (:func:`svflow._batch.solve_many`, the
+    refill loop behind :func:`svflow.simulate`): starts sharing a $\tau_0$ go
+    together, finished lanes take the next start. Returns numpy
+    ``(y(tau1), diffrax result code, steps)``, each of leading size B.
+    """
+    from ._batch import _DoubleLogField, solve_many
+
+    y = np.asarray(y, dtype=float)
+    tau0 = np.broadcast_to(np.asarray(tau0, dtype=float), (y.shape[0],))
+    y1 = np.empty_like(y)
+    res = np.zeros(y.shape[0], np.int64)
+    steps = np.zeros(y.shape[0], np.int64)
+    field = _DoubleLogField(CETauField(factors, balanced, group))
+    for t0 in np.unique(tau0):
+        sel = np.flatnonzero(tau0 == t0)
+        sol = solve_many(field, y[sel], np.log1p([float(t0), float(tau1)]), solver=config.solver,
+                         rtol=config.rtol, atol=config.atol, max_steps=config.max_steps)
+        y1[sel] = sol.ys[:, -1]
+        res[sel] = sol.result
+        steps[sel] = sol.num_steps
+    return y1, res, steps
+
+
+def _stage(y, tau0, tau1, *, factors, balanced, config, criterion, group=None):
+    """:func:`advance_batch` then :func:`decide` on every member (numpy in, numpy out)."""
+    y1, res, steps = advance_batch(y, tau0, float(tau1), factors=factors, balanced=balanced,
+                                   config=config, group=group)
+    n = _bucket(y1.shape[0])
+    pad = np.concatenate([np.arange(y1.shape[0]), np.zeros(n - y1.shape[0], int)])
+    d = _decide_batch(jnp.asarray(y1[pad]), jnp.asarray(res[pad]), jnp.asarray(float(tau1)),
+                      factors=factors, balanced=balanced, criterion=criterion, group=group)
+    k = y1.shape[0]
+    return y1, res, steps, {f: np.asarray(v)[:k] for f, v in d.items()}
 
 
 def _bucket(n: int) -> int:
@@ -334,14 +371,11 @@ def resolve(
         todo = np.flatnonzero(~st["decided"] & (st["solver_result"] == 0) & (tau < h))
         if todo.size == 0:
             continue
-        n = _bucket(todo.size)
-        pad = np.concatenate([todo, np.full(n - todo.size, todo[0])])
         y1, res, steps, d = _stage(
-            jnp.asarray(y[pad]), jnp.asarray(tau[pad]), jnp.asarray(float(h)),
+            y[todo], tau[todo], float(h),
             factors=factors, balanced=balanced, config=config, criterion=criterion, group=group,
         )
         k = todo.size
-        d = {f: np.asarray(v)[:k] for f, v in d.items()}
         had = ~np.isnan(st["rate_ratio"][todo, 0])
         same = np.all(d["support"] == st["support"][todo], axis=-1) & np.all(
             d["frozen"] == st["frozen"][todo], axis=-1)

@@ -386,14 +386,18 @@ def test_ported_basin_scenario_equals_basin_map(tmp_path):
     hz = (100.0, 1e3)
     ref = svflow.studies.basin_map(4, [2], eps, delta, horizons=hz, family="random", seeds=[0, 1])
     kw = dict(horizons=hz, family="random", seeds=[0, 1], progress=False)
-    # basin_map runs the 12 starts as one batch: chunk 12 gives every bit
+    # the sweep's cells are vmapped diffrax solves, basin_map runs the refill engine: the
+    # same steps, so the same decisions and step counts; states agree to the last bits
+    # (XLA's vectorised math differs by an ulp across batch shapes)
     got = basins.sweep_basin_map(4, [2], eps, delta, store=tmp_path / "a", chunk=12, **kw)
-    # batches of 5: one escape time differs by an ulp (XLA's vectorised math)
     other = basins.sweep_basin_map(4, [2], eps, delta, store=tmp_path / "b", chunk=5, **kw)
-    for name in ("outcome", "rank", "log_t_end", "min_ratio", "lam_end", "num_steps"):
+    for name in ("outcome", "rank", "log_t_end", "num_steps", "min_ratio", "lam_end"):
         want = ref[name].transpose(*got[name].dims).values
-        np.testing.assert_array_equal(want, got[name].values)
-        np.testing.assert_allclose(want, other[name].values, rtol=1e-14)
+        for ds in (got, other):
+            if name in ("outcome", "rank", "log_t_end", "num_steps"):
+                np.testing.assert_array_equal(want, ds[name].values)
+            else:
+                np.testing.assert_allclose(want, ds[name].values, rtol=1e-12)
 
 
 def test_one_progress_bar_counts_cells_and_resumes_at_cells_done(tmp_path, capsys):
