@@ -1,4 +1,4 @@
-"""Basins of attraction of neural collapse for balanced spectral starts (issue 4).
+"""Basins of attraction of neural collapse for balanced spectral starts.
 
 For K in {4, 8} and depths L = 1..5 (N = 2..6 factors) run the "lag" family
 (weight-one Walsh modes at eps, the others at eps (1 - delta)) and the
@@ -10,7 +10,7 @@ largest grid delta up to which every start reaches NC.
     python scenarios/basins.py          # full grid
     python scenarios/basins.py --store stores/basins --scheduler tcp://127.0.0.1:8786
 
-Every basin map runs through :func:`svflow.sweep` (issue 7): grid depth x eps x
+Every basin map runs through :func:`svflow.sweep`: grid depth x eps x
 delta x seed, depth static (one compile of :func:`svflow.studies.basin_cell` per
 depth), the rest vmapped in chunks; one zarr store per (K, family) in the
 directory ``--store`` (default ``stores/basins[_quick]``), resumed by a re-run;

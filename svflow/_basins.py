@@ -1,6 +1,6 @@
 r"""Basin maps of neural collapse over 2-D families of spectral starts.
 
-Every start is balanced and Walsh-Hadamard (MODEL.md sections 2-3), so the
+Every start is balanced and Walsh-Hadamard (docs: theory/spectral.md), so the
 reduced law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N}$ (cross-entropy,
 no weight decay, N = depth + 1 factors) is integrated for the whole grid at
 once per depth, through the batch engine of :func:`svflow.simulate`

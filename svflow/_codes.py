@@ -1,6 +1,6 @@
 r"""Softmax codes: K unit vectors in $\mathbb{R}^r$ with the largest one-vs-rest margin.
 
-Definition (Jiang et al., arXiv 2310.05351; MODEL.md section 5). For unit
+Definition (Jiang et al., arXiv 2310.05351; docs: theory/outcomes.md, 'Softmax codes'). For unit
 vectors $v_1, \dots, v_K \in \mathbb{R}^r$ the *one-vs-rest margin* is the
 smallest Euclidean distance (not squared) from one vector to the convex hull
 of the others,
@@ -12,7 +12,7 @@ $$\rho(v) = \min_y \operatorname{dist}\bigl(v_y, \operatorname{conv}\{v_j : j \n
 margin of a hard-margin one-vs-rest classifier through the origin and is the
 one optimised here. A *softmax code* of shape (K, r) maximises $\rho$ over unit
 vectors; $\rho^*(K, r)$ is its value. With this (unsquared) distance the known
-optima of MODEL.md section 5 come out as stated:
+optima come out as stated:
 
 - r = 2, regular K-gon: $\rho^* = 1 - \cos(2\pi/K)$ (K >= 3);
 - K <= r + 1, regular simplex: $\rho^* = K/(K-1)$ (neural collapse);

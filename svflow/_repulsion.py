@@ -1,12 +1,14 @@
 r"""Early-time repulsion (N >= 3) and attraction (N = 2) of the Walsh modes.
 
-Balanced cross-entropy flow (MODEL.md sections 3-4), N = depth + 1 factors:
+Balanced cross-entropy flow, N = depth + 1 factors (docs: theory/reduced-ode.md,
+'The balanced law'):
 
 $$\frac{d}{dt}\log\lambda_i = \frac{N}{K}(1-\mu_i)\,\lambda_i^{1-2/N}, \qquad
 \frac{d}{dt}\log\frac{\lambda_j}{\lambda_k} = \frac{N}{K}\Big[(1-\mu_j)\lambda_j^{1-2/N}
 - (1-\mu_k)\lambda_k^{1-2/N}\Big].$$
 
-For small $\lambda$ the softmax eigenvalues expand as (MODEL.md section 4)
+For small $\lambda$ the softmax eigenvalues expand as (docs:
+theory/reduced-ode.md, 'Early-time repulsion')
 
 $$\mu_i = \frac{\lambda_i}{K}
 + \frac{1}{2K^2}\sum_a \lambda_a\lambda_{a\oplus i} + O(\lambda^3)
