@@ -346,7 +346,7 @@ def solve_many(
     lanes: int | None = None,
     max_bytes: float = DEFAULT_MAX_BYTES,
 ) -> BatchSolution:
-    r"""Integrate $dy/ds = $ ``field(s, y, args)`` from every start in ``y0s``, saving at ``saves``.
+    r"""Integrate $dy/ds$ = ``field(s, y, args)`` from every start in ``y0s``, saving at ``saves``.
 
     The integration variable $s$ is whatever ``field`` and ``saves`` use
     (module docstring): each trajectory runs from ``saves[0]`` to
@@ -457,7 +457,7 @@ def solve_batch(
     lanes: int | None = None,
     max_bytes: float = DEFAULT_MAX_BYTES,
 ) -> BatchSolution:
-    r"""Integrate $dy/dt = $ ``field(t, y, args)`` (gradient-flow time) from every start, saving at ``ts``.
+    r"""Integrate $dy/dt$ = ``field(t, y, args)`` (gradient-flow time) from every start, saving at ``ts``.
 
     Runs :func:`solve_many` in $\tau = \log(1 + t)$ with the settings of
     ``config``, exactly as :func:`svflow._integrate.solve` integrates one

@@ -339,7 +339,7 @@ def dnc_factors(
 
 @float64
 def relu_forward(factors: Sequence) -> jnp.ndarray:
-    r"""$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H))$ with $\sigma = $ ReLU (none on H,
+    r"""$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H))$ with $\sigma = \mathrm{ReLU}$ (none on H,
     none on Z)."""
     x = jnp.asarray(factors[0])
     for l, W in enumerate(factors[1:], start=1):
