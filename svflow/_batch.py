@@ -118,7 +118,7 @@ class BatchSolution:
     num_chunks: int
 
 
-def chunk_size_for(state_shape: tuple, num_times: int, max_bytes: float, itemsize: int = 8) -> int:
+def chunk_size_for(state_shape: tuple, num_times: int, max_bytes: int | float, itemsize: int = 8) -> int:
     """Largest number of starts whose saved trajectories (plus a host copy) fit in ``max_bytes``."""
     size = int(np.prod(state_shape)) if state_shape else 1
     per_start = itemsize * size * (2 * num_times + 8)
@@ -344,7 +344,7 @@ def solve_many(
     dt0: float = 0.01,
     cost=None,
     lanes: int | None = None,
-    max_bytes: float = DEFAULT_MAX_BYTES,
+    max_bytes: int | float = DEFAULT_MAX_BYTES,
 ) -> BatchSolution:
     r"""Integrate $dy/ds$ = ``field(s, y, args)`` from every start in ``y0s``, saving at ``saves``.
 
@@ -455,7 +455,7 @@ def solve_batch(
     args=None,
     cost=None,
     lanes: int | None = None,
-    max_bytes: float = DEFAULT_MAX_BYTES,
+    max_bytes: int | float = DEFAULT_MAX_BYTES,
 ) -> BatchSolution:
     r"""Integrate $dy/dt$ = ``field(t, y, args)`` (gradient-flow time) from every start, saving at ``ts``.
 

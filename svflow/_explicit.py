@@ -101,6 +101,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float, Real
 
 from ._checks import check_float, check_int
 from ._precision import float64
@@ -728,7 +729,7 @@ def ce_blocks(
 
 
 @float64
-def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
+def ce_objective(Z: Real[ArrayLike, "K Kn"], depth: int, *, weight_decay: float) -> float:
     r"""$\mathrm{CE}(Z) + \tfrac{wd}2(L+1)\sum_i\sigma_i(Z)^{2/(L+1)}$ for logits Z of
     shape (K, K n),
     columns class-major: the deep linear UFM objective at its best factorisation of Z.
@@ -756,7 +757,7 @@ def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
 
 
 @float64
-def hypercube_code(classes: int) -> np.ndarray:
+def hypercube_code(classes: int) -> Float[np.ndarray, "K K"]:
     r"""Logit direction of the hypercube code: class y at the vertex $v_y\in\{\pm1\}^m$
     given by the bits of y ($m = \lceil\log_2 K\rceil$), $Z_0 = V^\top V$ ($K\times K$,
     rank m). For $K = 2^m$ it is the Walsh code on the modes $\{2^b\}$ (rank $\log_2 K$;
@@ -767,7 +768,7 @@ def hypercube_code(classes: int) -> np.ndarray:
     return V.T @ V
 
 
-def polygon_code(classes: int, frequency: int = 1) -> np.ndarray:
+def polygon_code(classes: int, frequency: int = 1) -> Float[np.ndarray, "K K"]:
     r"""Logit direction of the regular K-gon: class y at the unit vector of angle
     $\theta_y = 2\pi k y/K$, $Z_0[x, y] = \cos(\theta_x - \theta_y)$ (K x K, rank 2 for
     K >= 3, singular values K/2, K/2). With k coprime to K it separates every class
@@ -786,7 +787,7 @@ def polygon_code(classes: int, frequency: int = 1) -> np.ndarray:
 
 @float64
 def ce_code_loss(
-    direction, depth: int, *, weight_decay: float, samples: int = 1
+    direction: Real[ArrayLike, "K K"], depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
     r"""$\min_{\beta\ge0}\ \mathrm{CE}(\beta Z_0) +
     \tfrac{wd}2N\beta^{2/N}\sum_i\sigma_i(\sqrt n Z_0)^{2/N}$

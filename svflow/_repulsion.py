@@ -27,7 +27,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import check_int
 from ._dataset import netcdf_safe, provenance
@@ -40,7 +40,7 @@ __all__ = ["one_minus_mu_series", "log_ratio_rate", "repulsion", "early_horizon"
 
 
 def one_minus_mu_series(
-    lam: Float[Array, "... K"], order: int
+    lam: Float[ArrayLike, "... K"], order: int
 ) -> Float[Array, "... K"]:
     r"""$1 - \mu_i$ to ``order`` 0, 1 or 2 in $\lambda$ (entry 0 set to 0)."""
     if order not in (0, 1, 2):
@@ -61,7 +61,7 @@ def one_minus_mu_series(
 
 @float64
 def log_ratio_rate(
-    lam: Float[Array, "... K"], factors: int, j: int, k: int, order: int | None = None
+    lam: Float[ArrayLike, "... K"], factors: int, j: int, k: int, order: int | None = None
 ) -> Float[Array, "..."]:
     r"""$\frac{d}{dt}\log(\lambda_j/\lambda_k)$, balanced CE flow, N = ``factors``.
 
