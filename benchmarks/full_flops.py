@@ -1,4 +1,4 @@
-"""Throughput of full-parameter GD against the device's matmul ceiling (issue 3).
+"""Throughput of full-parameter GD against the device's matmul ceiling.
 
     python benchmarks/full_flops.py                      # d = 4096, meant for a GPU
     python benchmarks/full_flops.py --width 256 --steps 20  # a CPU smoke run

@@ -1,4 +1,4 @@
-"""Basins of attraction of neural collapse for balanced spectral starts (issue 4).
+"""Basins of attraction of neural collapse for balanced spectral starts.
 
 For K in {4, 8} and depths L = 1..5 (N = 2..6 factors) run the "lag" family
 (weight-one Walsh modes at eps, the others at eps (1 - delta)) and the
@@ -12,7 +12,7 @@ reaches NC, and the NC fractions of the random family.
     python scenarios/basins.py          # full grid
     python scenarios/basins.py --store stores/basins --scheduler tcp://127.0.0.1:8786
 
-Every basin map runs through :func:`svflow.sweep` (issue 7): grid depth x eps x
+Every basin map runs through :func:`svflow.sweep`: grid depth x eps x
 delta x seed, depth static (one compile of :func:`svflow.studies.basin_cell` per
 depth), the rest vmapped in chunks, to the first horizon (tau = log(1 + t) =
 100); the undecided starts are then continued through the later horizons

@@ -1,4 +1,4 @@
-"""Softmax codes study (issue 4): convergence of spectral and random starts to softmax codes,
+"""Softmax codes study: convergence of spectral and random starts to softmax codes,
 and the predicted winning Walsh code per (K, N).
 
     python scenarios/codes.py --quick --out figures/data/codes_quick.nc

@@ -1,4 +1,4 @@
-"""Depth x width phase map of random-start full GD (issue 3; MODEL.md section 5).
+"""Depth x width phase map of random-start full GD (docs: theory/outcomes.md).
 
     python scenarios/phase_map.py --quick --out figures/data/phase_map_scenario.nc
     python scenarios/phase_map.py --out phase_map_full.nc   # full grid, for a GPU
@@ -9,7 +9,7 @@ decay, full-batch GD; per cell (K, L, d) several seeds. Prints the mean final
 rank of the centred logits per depth x width for each K, the fraction of
 seeds that reached neural collapse, and saves the dataset.
 
-Runs through :func:`svflow.sweep` (issue 7): grid classes x depth x width x
+Runs through :func:`svflow.sweep`: grid classes x depth x width x
 seed, the first three static (one compile of :func:`svflow.studies.phase_cell` each),
 seeds vmapped in chunks; results go to a zarr store (``--store``, default
 ``stores/phase_map[_quick].zarr``) that a re-run resumes; ``--scheduler``

@@ -1,8 +1,8 @@
-"""Early-time repulsion (N >= 3) and attraction (N = 2) of Walsh modes (issue 4).
+"""Early-time repulsion (N >= 3) and attraction (N = 2) of Walsh modes.
 
 Measures d/dt log(lambda_j / lambda_k) along balanced spectral trajectories by
-fourth-order finite differences and compares it with the series of MODEL.md
-section 4 (1 - mu to order 0, 1, 2 in lambda).
+fourth-order finite differences and compares it with the small-lambda series of
+1 - mu to order 0, 1, 2 (docs: theory/reduced-ode.md, 'Early-time repulsion').
 
     python scenarios/repulsion.py --quick [--out repulsion.nc]
 """

@@ -2,7 +2,7 @@ r"""Asymptotic outcomes of spectral starts: max-margin KKT points and Walsh code
 
 Under cross-entropy without weight decay the norm diverges and, for these
 homogeneous models, the direction converges to a KKT point of the max-margin
-problem (Lyu & Li 2020; MODEL.md sections 3 and 5). For a balanced spectral
+problem (Lyu & Li 2020; docs: theory/outcomes.md). For a balanced spectral
 state ($|s_{l,i}| = |\lambda_i|^{1/N}$, N = depth + 1 factors) the parameter
 norm is $\sum_l\|W_l\|_F^2 = N\sum_i|\lambda_i|^{2/N}$ and the problem reads
 

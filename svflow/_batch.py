@@ -118,7 +118,7 @@ class BatchSolution:
     num_chunks: int
 
 
-def chunk_size_for(state_shape: tuple, num_times: int, max_bytes: float, itemsize: int = 8) -> int:
+def chunk_size_for(state_shape: tuple, num_times: int, max_bytes: int | float, itemsize: int = 8) -> int:
     """Largest number of starts whose saved trajectories (plus a host copy) fit in ``max_bytes``."""
     size = int(np.prod(state_shape)) if state_shape else 1
     per_start = itemsize * size * (2 * num_times + 8)
@@ -344,9 +344,9 @@ def solve_many(
     dt0: float = 0.01,
     cost=None,
     lanes: int | None = None,
-    max_bytes: float = DEFAULT_MAX_BYTES,
+    max_bytes: int | float = DEFAULT_MAX_BYTES,
 ) -> BatchSolution:
-    r"""Integrate $dy/ds = $ ``field(s, y, args)`` from every start in ``y0s``, saving at ``saves``.
+    r"""Integrate $dy/ds$ = ``field(s, y, args)`` from every start in ``y0s``, saving at ``saves``.
 
     The integration variable $s$ is whatever ``field`` and ``saves`` use
     (module docstring): each trajectory runs from ``saves[0]`` to
@@ -502,9 +502,9 @@ def solve_batch(
     args=None,
     cost=None,
     lanes: int | None = None,
-    max_bytes: float = DEFAULT_MAX_BYTES,
+    max_bytes: int | float = DEFAULT_MAX_BYTES,
 ) -> BatchSolution:
-    r"""Integrate $dy/dt = $ ``field(t, y, args)`` (gradient-flow time) from every start, saving at ``ts``.
+    r"""Integrate $dy/dt$ = ``field(t, y, args)`` (gradient-flow time) from every start, saving at ``ts``.
 
     Runs :func:`solve_many` in $\tau = \log(1 + t)$ with the settings of
     ``config``, exactly as :func:`svflow._integrate.solve` integrates one

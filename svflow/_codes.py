@@ -1,6 +1,6 @@
 r"""Softmax codes: K unit vectors in $\mathbb{R}^r$ with the largest one-vs-rest margin.
 
-Definition (Jiang et al., arXiv 2310.05351; MODEL.md section 5). For unit
+Definition (Jiang et al., arXiv 2310.05351; docs: theory/outcomes.md, 'Softmax codes'). For unit
 vectors $v_1, \dots, v_K \in \mathbb{R}^r$ the *one-vs-rest margin* is the
 smallest Euclidean distance (not squared) from one vector to the convex hull
 of the others,
@@ -12,7 +12,7 @@ $$\rho(v) = \min_y \operatorname{dist}\bigl(v_y, \operatorname{conv}\{v_j : j \n
 margin of a hard-margin one-vs-rest classifier through the origin and is the
 one optimised here. A *softmax code* of shape (K, r) maximises $\rho$ over unit
 vectors; $\rho^*(K, r)$ is its value. With this (unsquared) distance the known
-optima of MODEL.md section 5 come out as stated:
+optima come out as stated:
 
 - r = 2, regular K-gon: $\rho^* = 1 - \cos(2\pi/K)$ (K >= 3);
 - K <= r + 1, regular simplex: $\rho^* = K/(K-1)$ (neural collapse);
@@ -47,6 +47,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float, Real
 from scipy.optimize import linear_sum_assignment, minimize, nnls
 
 from ._checks import check_int
@@ -164,7 +165,7 @@ def _wolfe(
 
 
 @float64
-def one_vs_rest_margin(vectors, *, normalise: bool = True, per_class: bool = False):
+def one_vs_rest_margin(vectors: Real[ArrayLike, "K r"], *, normalise: bool = True, per_class: bool = False):
     r"""Exact one-vs-rest margin
     $\rho = \min_y \operatorname{dist}(v_y, \operatorname{conv}\{v_j\}_{j\ne y})$.
 
@@ -254,7 +255,7 @@ class SoftmaxCode:
         return self.vectors @ self.vectors.T
 
 
-def code_from_vectors(vectors) -> SoftmaxCode:
+def code_from_vectors(vectors: Real[ArrayLike, "K r"]) -> SoftmaxCode:
     """Wrap given class vectors (normalised) as a :class:`SoftmaxCode`."""
     V = _check_vectors(vectors)
     V = V / np.linalg.norm(V, axis=1, keepdims=True)
@@ -517,7 +518,11 @@ def _perm_cost(G: np.ndarray, R: np.ndarray, p: np.ndarray) -> float:
 
 @float64
 def gram_distance(
-    gram, reference, *, exhaustive_max: int = 8, restarts: int = 32
+    gram: Real[ArrayLike, "K K"],
+    reference: Real[ArrayLike, "K K"],
+    *,
+    exhaustive_max: int = 8,
+    restarts: int = 32,
 ) -> tuple[float, np.ndarray]:
     r"""Distance between two codes modulo rotation and relabelling of classes.
 
@@ -599,7 +604,7 @@ def _gram_vectors(G: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
 
 
 @float64
-def class_embedding(logits, rank: int) -> np.ndarray:
+def class_embedding(logits: Real[ArrayLike, "K Kn"], rank: int) -> Float[np.ndarray, "K r"]:
     r"""Unit class vectors in $\mathbb{R}^r$ from the top-r SVD of the centred class-mean logits.
 
     ``logits`` Z has shape (K, K n), columns class-major (column $c n + j$ is

@@ -1,7 +1,7 @@
 r"""Cross-check of the two engines: full GD against the reduced ODE.
 
 Full-batch gradient descent with step $\eta$ after k steps approximates the
-gradient flow at $t = k\eta$ with an $O(\eta)$ error (MODEL.md section 1), so
+gradient flow at $t = k\eta$ with an $O(\eta)$ error (docs: theory/models.md, 'Time'), so
 the relative error of $\lambda(t)$ between a spectral-start run of
 :func:`svflow.train` and :func:`svflow.simulate` from the same start should
 halve when $\eta$ halves.

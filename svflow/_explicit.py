@@ -1,14 +1,16 @@
-r"""Explicit low-rank bias: closed forms and explicit constructions (MODEL.md section
-7).
+r"""Explicit low-rank bias: closed forms and explicit constructions.
 
-**L-DUFM** (seed 1, Súkeník, Lampert & Mondelli 2405.14468). K classes, n samples
+(docs: theory/explicit-bias.md)
+
+**L-DUFM** (Súkeník, Lampert & Mondelli, arXiv:2405.14468). K classes, n samples
 per class, depth L = number of weight matrices, N = L + 1 factors
 $F_0 = H, F_1 = W_1, \dots, F_L = W_L$, ReLU $\sigma$ after $W_1 .. W_{L-1}$:
 
 $$\mathcal L = \frac{1}{2Kn}\|W_L\sigma(W_{L-1}\cdots\sigma(W_1H)) - Y\|_F^2
  + \frac{\lambda_H}{2}\|H\|_F^2 + \sum_{l=1}^L\frac{\lambda_l}{2}\|W_l\|_F^2 .$$
 
-*Scale optimisation.* Fix unit-scale factors $F_j$ with $Z(F) = \text{target}$ and
+*Scale optimisation* (docs: theory/explicit-bias.md, 'Scale optimisation and
+the DNC loss'). Fix unit-scale factors $F_j$ with $Z(F) = \text{target}$ and
 scale them by $c_j > 0$ (ReLU is positively homogeneous, so the network output
 scales by $q = \prod_j c_j$). With $a_j = \|F_j\|_F^2$ ($a_0 = n\|H_{\rm class}\|_F^2$)
 AM-GM gives
@@ -30,7 +32,8 @@ concave with infinite slope at 0): $q = 0$ (loss 1/2) is always a local minimum
 and the other candidate is the larger root of $(1-q)q^{1-2/N} = c$; both are
 compared (:func:`scale_loss`).
 
-**SRG construction** for $K = \binom r2$: classes = edges of $K_r$, $B$ the
+**SRG construction** (docs: theory/explicit-bias.md, 'The SRG construction') for
+$K = \binom r2$: classes = edges of $K_r$, $B$ the
 $r\times K$ vertex-edge incidence matrix, $J - B^\top B$ (entries $-1$ on the
 diagonal, 0 for edges sharing a vertex, 1 for disjoint edges), whose ReLU is
 the Kneser graph adjacency $A'$ of KG(r, 2), invertible for $r \ge 4$.
@@ -42,7 +45,7 @@ unique $W$ with $WB = J - B^\top B$, using $\mathbf 1^\top B = 2\cdot\mathbf 1^\
 $\|W_{L-1}\|^2 = Kr/4$) and $W_L = A'^{-1}$. Then $Z = I$ and
 $$\rho^{L+1} = \frac{\|B\|_*^2\, r^{L-2}\,\|A'^{-1}\|_F^2}{4K^L},\qquad
 \|B\|_* = \sqrt{2(r-1)} + (r-1)\sqrt{r-2}$$
-(MODEL.md's formula, confirmed by building the matrices). For $L = 2$ there is
+(the formula is confirmed by building the matrices). For $L = 2$ there is
 no room for the $(H, W_1)$ pair in front of the rank-$r$ layer: the formula
 above is then *not realisable*. The construction used for $L = 2$ factors the
 pre-activation $P = J - B^\top B$ (rank $r$) directly, $(H, W_1)$ = balanced
@@ -66,7 +69,8 @@ $\rho_b$ is its block's $\rho$ (1 for DNC blocks): :func:`relu_blocks`
 chooses the best partition by dynamic programming.
 
 **Deep linear UFM, cross-entropy, weight decay wd on every factor**
-(2410.23169): minimising the penalty over factorisations of $Z$ gives
+(arXiv:2410.23169; docs: theory/explicit-bias.md, 'Deep linear UFM with
+cross-entropy and weight decay'): minimising the penalty over factorisations of $Z$ gives
 $\mathrm{CE}(Z) + \tfrac{wd}{2}N\sum_i\sigma_i(Z)^{2/N}$. Block codes
 $Z = \bigoplus_b s_b(I_{k_b} - \mathbf 1\mathbf 1^\top/k_b)$ ($k_b - 1$ singular
 values $s_b$, times $\sqrt n$ for n samples per class) give a loss separable
@@ -76,7 +80,7 @@ DNC is the single block $k = K$ ($s = \alpha$); the 2 x 2 block competitor
 $\beta\begin{pmatrix}1&-1\\-1&1\end{pmatrix}$ is $k = 2$, $s = 2\beta$ (odd K: one
 block of 3). :func:`ce_blocks` chooses the best partition.
 
-Beyond MODEL.md: block codes are not the end of the story. The hypercube
+Block codes are not the end of the story. The hypercube
 code (:func:`hypercube_code`; for $K = 2^m$ the Walsh code on the modes
 $\{2^b\}$, rank $\log_2 K$) has the lowest loss of these candidates for deep
 models and many K (e.g. K = 8, L = 5, wd = 1e-3: 0.02956 against 0.03208
@@ -97,6 +101,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float, Real
 
 from ._checks import check_float, check_int
 from ._precision import float64
@@ -225,7 +230,7 @@ def scale_loss(c, factors: int):
 def dnc_loss(
     classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1
 ) -> float:
-    r"""Best deep-neural-collapse loss of the L-DUFM (MODEL.md section 7),
+    r"""Best deep-neural-collapse loss of the L-DUFM (docs: theory/explicit-bias.md),
 
     $L_{\rm DNC} = \min_{q\ge0}\tfrac12(1-q)^2 + \tfrac{K(L+1)}2\Lambda q^{2/(L+1)}$,
     $\Lambda = (n\lambda_H\prod_l\lambda_l)^{1/(L+1)}$.
@@ -335,7 +340,7 @@ def dnc_factors(
 
 @float64
 def relu_forward(factors: Sequence) -> jnp.ndarray:
-    r"""$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H))$ with $\sigma = $ ReLU (none on H,
+    r"""$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H))$ with $\sigma = \mathrm{ReLU}$ (none on H,
     none on Z)."""
     x = jnp.asarray(factors[0])
     for l, W in enumerate(factors[1:], start=1):
@@ -358,7 +363,7 @@ def construction_rho(factors: Sequence) -> float:
 def srg_rho(r: int, depth: int) -> float:
     r"""Closed-form $\rho$ of the SRG construction (module docstring).
 
-    $L \ge 3$: $\rho^{L+1} = \|B\|_*^2 r^{L-2}\|A'^{-1}\|_F^2/(4K^L)$ (MODEL.md);
+    $L \ge 3$: $\rho^{L+1} = \|B\|_*^2 r^{L-2}\|A'^{-1}\|_F^2/(4K^L)$;
     $L = 2$: $\rho^3 = \|J - B^\top B\|_*^2\|A'^{-1}\|_F^2/K^3$.
     """
     r = _check_r(r)
@@ -724,7 +729,7 @@ def ce_blocks(
 
 
 @float64
-def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
+def ce_objective(Z: Real[ArrayLike, "K Kn"], depth: int, *, weight_decay: float) -> float:
     r"""$\mathrm{CE}(Z) + \tfrac{wd}2(L+1)\sum_i\sigma_i(Z)^{2/(L+1)}$ for logits Z of
     shape (K, K n),
     columns class-major: the deep linear UFM objective at its best factorisation of Z.
@@ -752,18 +757,18 @@ def ce_objective(Z, depth: int, *, weight_decay: float) -> float:
 
 
 @float64
-def hypercube_code(classes: int) -> np.ndarray:
+def hypercube_code(classes: int) -> Float[np.ndarray, "K K"]:
     r"""Logit direction of the hypercube code: class y at the vertex $v_y\in\{\pm1\}^m$
     given by the bits of y ($m = \lceil\log_2 K\rceil$), $Z_0 = V^\top V$ ($K\times K$,
-    rank m). For $K = 2^m$ it is the Walsh code on the modes $\{2^b\}$ (rank $\log_2 K$,
-    MODEL.md section 2)."""
+    rank m). For $K = 2^m$ it is the Walsh code on the modes $\{2^b\}$ (rank $\log_2 K$;
+    docs: theory/spectral.md, 'Low-rank solutions are hypercube codes')."""
     K = _check_classes(classes)
     m = max(1, math.ceil(math.log2(K)))
     V = np.array([[1.0 - 2.0 * ((y >> b) & 1) for y in range(K)] for b in range(m)])
     return V.T @ V
 
 
-def polygon_code(classes: int, frequency: int = 1) -> np.ndarray:
+def polygon_code(classes: int, frequency: int = 1) -> Float[np.ndarray, "K K"]:
     r"""Logit direction of the regular K-gon: class y at the unit vector of angle
     $\theta_y = 2\pi k y/K$, $Z_0[x, y] = \cos(\theta_x - \theta_y)$ (K x K, rank 2 for
     K >= 3, singular values K/2, K/2). With k coprime to K it separates every class
@@ -782,7 +787,7 @@ def polygon_code(classes: int, frequency: int = 1) -> np.ndarray:
 
 @float64
 def ce_code_loss(
-    direction, depth: int, *, weight_decay: float, samples: int = 1
+    direction: Real[ArrayLike, "K K"], depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
     r"""$\min_{\beta\ge0}\ \mathrm{CE}(\beta Z_0) +
     \tfrac{wd}2N\beta^{2/N}\sum_i\sigma_i(\sqrt n Z_0)^{2/N}$

@@ -1,7 +1,8 @@
 r"""The full-parameter deep UFM as an equinox module, and its starts.
 
-Model (MODEL.md section 1): K classes, n samples per class, width d, depth L
-(L weight matrices, N = L + 1 factors), no biases:
+Model (docs: theory/models.md, 'The deep unconstrained features model'): K
+classes, n samples per class, width d, depth L (L weight matrices, N = L + 1
+factors), no biases:
 
 $$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H)) \in \mathbb{R}^{K\times Kn},$$
 
@@ -17,9 +18,10 @@ $\|Z - Y\|_F^2/(2Kn)$ with one-hot Y. The objective adds weight decay
 $\sum_{l=0}^{N-1}\tfrac{wd_l}{2}\|A_l\|_F^2$ over the factors
 $A_0 = H, A_1 = W_1, \ldots, A_L = W_L$ (one wd for all, or one per factor).
 
-Starts: :func:`spectral_model` (Walsh-Hadamard, MODEL.md section 2: the
-product equals the reduced ODE's start), :func:`random_model` (Gaussian,
-fan-in scaled) and :func:`model_from_arrays` (any user matrices).
+Starts: :func:`spectral_model` (Walsh-Hadamard; the product equals the reduced
+ODE's start, docs: theory/spectral.md, 'Factors in the frame'),
+:func:`random_model` (Gaussian, fan-in scaled) and :func:`model_from_arrays`
+(any user matrices).
 """
 
 from __future__ import annotations

@@ -311,7 +311,7 @@ def _group_of(group, K: int) -> Group:
     return group if isinstance(group, Group) and group.classes == K else resolve_group(group, K)
 
 
-def spectral_basis(classes: int, group=None) -> np.ndarray:
+def spectral_basis(classes: int, group=None) -> Float[np.ndarray, "K K"]:
     r"""The (K, K) orthonormal real character basis U of the group (module docstring).
 
     Column j is dataset mode j. Row x is class x (group element x). For
@@ -404,7 +404,9 @@ def group_ce_loss(lam: Float[ArrayLike, "... K"], group=None, *, method: str = "
 
 
 @float64
-def group_softmax_eigenvalues(lam: Float[ArrayLike, "... K"], group=None, *, method: str = "auto"):
+def group_softmax_eigenvalues(
+    lam: Float[ArrayLike, "... K"], group=None, *, method: str = "auto"
+) -> Float[Array, "... K"]:
     r"""$\mu_j = \sum_x \mathrm{softmax}(f)(x)\cos\theta_{k_j}(x)$, the eigenvalues of the
     column softmax of $Z = U\operatorname{diag}(\lambda)U^\top$ ($\mu_0 = 1$)."""
     return 1.0 - group_one_minus_mu(lam, group, method=method)

@@ -21,7 +21,7 @@ the records, every layer's representations are read off:
 
 For each, the class-mean matrix $M_l \in \mathbb R^{d\times K}$ (uncentred:
 the SRG construction's ranks r and K are ranks of uncentred matrices), its
-singular values, its numerical rank ($\sigma_i > $ ``rank_rtol`` $\sigma_1$)
+singular values, its numerical rank ($\sigma_i > \epsilon\,\sigma_1$, $\epsilon$ = ``rank_rtol``)
 and the within-class collapse
 $\mathrm{NC1} = \operatorname{tr}(\Sigma_W\Sigma_B^+)/K$ (Papyan et al.;
 $\Sigma_W$ the within-class covariance, $\Sigma_B$ the covariance of the

@@ -69,7 +69,7 @@ def ldufm_optimality_map(
         seeds: number of seeds per scale (seeds 0 .. seeds - 1).
         width: hidden width d; default ``max(16, 2 K)`` per K.
         samples: n samples per class.
-        rank_rtol: numerical rank threshold ($\sigma_i > $ rank_rtol $\sigma_1$)
+        rank_rtol: numerical rank threshold ($\sigma_i > \epsilon\,\sigma_1$, $\epsilon$ = rank_rtol)
             of the class means.
         beat_rtol: a GD objective beats a reference value R when it is below
             $(1 - \text{beat\_rtol})R$.

@@ -10,7 +10,7 @@ It stays as a diagnostic of a saved trajectory.
 
 Under cross-entropy the logits grow like $\log t$ and the direction
 $\lambda/\|\lambda\|$ converges only logarithmically, so "the ratios at
-$t_\mathrm{end}$" is not an outcome (MODEL.md section 5). The classifier here
+$t_\mathrm{end}$" is not an outcome (docs: theory/outcomes.md). The classifier here
 decides from the **direction of travel in log-time**.
 
 Conventions. For a trajectory $\lambda(t)$ (time axis first, K Walsh modes,

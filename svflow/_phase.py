@@ -1,4 +1,6 @@
-r"""Depth x width phase map from random starts (MODEL.md section 5, seed 2).
+r"""Depth x width phase map from random starts.
+
+(docs: theory/outcomes.md, 'Random starts: depth against width')
 
 Each cell (classes K, depth L, width d) trains full-batch GD from several
 seeded Gaussian starts (:func:`svflow.random_model`, fan-in scaling) and keeps
@@ -33,7 +35,7 @@ from ._train import run_gd, step_grid
 
 __all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING"]
 
-# The full depth x width phase map of issue 3 (meant for a GPU); shared by the
+# The full depth x width phase map (meant for a GPU); shared by the
 # scenario and the figure so the two never drift apart.
 FULL_SETTING = dict(
     classes=(8, 16),

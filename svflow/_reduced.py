@@ -1,4 +1,4 @@
-r"""Vector fields of the reduced singular-value ODE (MODEL.md section 3).
+r"""Vector fields of the reduced singular-value ODE (docs: theory/reduced-ode.md).
 
 Under a spectral start (Walsh-Hadamard for K = 2^m, or the real character
 basis of any finite abelian group of order K, :mod:`svflow._groups`) the factors are

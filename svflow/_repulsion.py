@@ -1,12 +1,14 @@
 r"""Early-time repulsion (N >= 3) and attraction (N = 2) of the Walsh modes.
 
-Balanced cross-entropy flow (MODEL.md sections 3-4), N = depth + 1 factors:
+Balanced cross-entropy flow, N = depth + 1 factors (docs: theory/reduced-ode.md,
+'The balanced law'):
 
 $$\frac{d}{dt}\log\lambda_i = \frac{N}{K}(1-\mu_i)\,\lambda_i^{1-2/N}, \qquad
 \frac{d}{dt}\log\frac{\lambda_j}{\lambda_k} = \frac{N}{K}\Big[(1-\mu_j)\lambda_j^{1-2/N}
 - (1-\mu_k)\lambda_k^{1-2/N}\Big].$$
 
-For small $\lambda$ the softmax eigenvalues expand as (MODEL.md section 4)
+For small $\lambda$ the softmax eigenvalues expand as (docs:
+theory/reduced-ode.md, 'Early-time repulsion')
 
 $$\mu_i = \frac{\lambda_i}{K}
 + \frac{1}{2K^2}\sum_a \lambda_a\lambda_{a\oplus i} + O(\lambda^3)
@@ -25,7 +27,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import check_int
 from ._dataset import netcdf_safe, provenance
@@ -38,7 +40,7 @@ __all__ = ["one_minus_mu_series", "log_ratio_rate", "repulsion", "early_horizon"
 
 
 def one_minus_mu_series(
-    lam: Float[Array, "... K"], order: int
+    lam: Float[ArrayLike, "... K"], order: int
 ) -> Float[Array, "... K"]:
     r"""$1 - \mu_i$ to ``order`` 0, 1 or 2 in $\lambda$ (entry 0 set to 0)."""
     if order not in (0, 1, 2):
@@ -59,7 +61,7 @@ def one_minus_mu_series(
 
 @float64
 def log_ratio_rate(
-    lam: Float[Array, "... K"], factors: int, j: int, k: int, order: int | None = None
+    lam: Float[ArrayLike, "... K"], factors: int, j: int, k: int, order: int | None = None
 ) -> Float[Array, "..."]:
     r"""$\frac{d}{dt}\log(\lambda_j/\lambda_k)$, balanced CE flow, N = ``factors``.
 

@@ -99,7 +99,7 @@ def spectral_init(
         classes: K >= 2.
         depth: L >= 1 weight matrices (N = L + 1 factors).
         scale: $\varepsilon > 0$, the initial size of the logit eigenvalues.
-        spread: $\delta \in [0, 1)$; MODEL.md's example is $u \in [0.5, 1.5]$, i.e. 0.5.
+        spread: $\delta \in [0, 1)$; the figures use $u \in [0.5, 1.5]$, i.e. 0.5.
         seed: integer seed of numpy's default generator.
         loss: under cross-entropy mode 0 never moves and is set to 0; under the
             squared loss it is drawn like the others.

@@ -120,7 +120,7 @@ class OutputSpec:
 class SweepPlan:
     """How a sweep is cut into static settings and chunks (picklable for dask)."""
 
-    cell_fn: Callable
+    cell_fn: Callable | None  # None: a plan read back from a store (cannot compute)
     grid: dict[str, np.ndarray]
     static: tuple[str, ...]
     dynamic: tuple[str, ...]

@@ -2,7 +2,7 @@ r"""Full-batch gradient descent on a :class:`DeepUFM`, logged as a dataset.
 
 Each step is $A_l \leftarrow A_l - \eta\,\partial_{A_l}(\text{loss} + \text{penalty})$
 for every factor; after k steps the gradient-flow time is $t = k\eta$
-(the difference to the flow is $O(\eta)$, MODEL.md section 1). Steps run in
+(the difference to the flow is $O(\eta)$; docs: theory/models.md, 'Time'). Steps run in
 compiled loops (``jax.lax.fori_loop`` between log-spaced record steps,
 ``jax.lax.scan`` over records in :func:`run_gd`), on whatever JAX device holds
 the model, in the model's dtype.
@@ -76,9 +76,10 @@ def record(model: DeepUFM, rank_rtol: float = RANK_RTOL) -> dict:
     ``sigma``: singular values of the centred class-mean logits (K);
     ``sigma_factor`` (N, K): the K largest singular values of every factor
     (zero-padded); ``norm_sq`` (N,): $\|A_l\|_F^2$; ``normalised_margin``:
-    margin / $(\sum_l\|A_l\|_F^2)^{N/2}$ (MODEL.md section 5). Spectral
-    starts add ``lam`` = diag($U^\top Z U$), ``s`` (N, K) = diag($F_{l+1}^\top A_l F_l$)
-    and ``frame_drift`` = $\|\text{offdiag}(U^\top Z U)\|_F$.
+    margin / $(\sum_l\|A_l\|_F^2)^{N/2}$ (docs: theory/outcomes.md, 'The max-margin
+    characterisation'). Spectral starts add ``lam`` = diag($U^\top Z U$),
+    ``s`` (N, K) = diag($F_{l+1}^\top A_l F_l$) and ``frame_drift`` =
+    $\|\text{offdiag}(U^\top Z U)\|_F$.
     """
     K, N = model.classes, model.num_factors
     Z = model.logits()

@@ -1,8 +1,9 @@
 r"""Walsh-Hadamard bases and closed forms in the Walsh frame.
 
-Conventions (MODEL.md section 2): K = 2^m classes; Sylvester's Hadamard matrix
-$H_{ix} = (-1)^{\mathrm{popcount}(i \,\&\, x)}$ (symmetric, $H H = K I$, first row
-and column all ones); $U = H / \sqrt{K}$ is orthogonal. A logit matrix
+Conventions (docs: theory/spectral.md, 'The Walsh-Hadamard frame'): K = 2^m
+classes; Sylvester's Hadamard matrix
+$H_{ix} = (-1)^{\mathrm{popcount}(i \,\&\, x)}$ (symmetric, $H H = K I$, first
+row and column all ones); $U = H / \sqrt{K}$ is orthogonal. A logit matrix
 $Z = U \operatorname{diag}(\lambda) U^\top$ has $Z_{xy} = f(x \oplus y)$ with
 $f = H\lambda / K$.
 """
@@ -108,11 +109,12 @@ def walsh_transform(
 
 @float64
 def margins(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
-    r"""Margins $m_k = f(0) - f(k)$ with $f = H\lambda/K$ (MODEL.md section 3).
+    r"""Margins $m_k = f(0) - f(k)$ with $f = H\lambda/K$.
 
     $m_k$ is the margin of class $y$ over class $y \oplus k$ (the same for every
     $y$); $m_k = (2/K)\sum_{j:\,\mathrm{popcount}(j\&k)\ \mathrm{odd}} \lambda_j$.
-    Entry 0 is 0 by definition.
+    Entry 0 is 0 by definition (docs: theory/spectral.md, 'Closed forms in the
+    frame').
     """
     lam = jnp.asarray(lam)
     f = walsh_transform(lam, method=method) / lam.shape[-1]

@@ -1,4 +1,4 @@
-"""Finite-horizon classifier, basin maps and early-time repulsion."""
+"""Basin maps (certified outcomes), the finite-horizon classifier and early-time repulsion."""
 
 import jax
 import jax.numpy as jnp
@@ -196,7 +196,7 @@ def test_classifier_never_calls_moving_trajectory_decided():
 
 
 def test_mu_series_is_second_order():
-    """The MODEL.md section 4 expansion against the exact softmax: error O(lam^3)."""
+    """The small-lambda expansion of mu against the exact softmax: error O(lam^3)."""
     rng = np.random.default_rng(3)
     u = rng.uniform(0.5, 1.5, 8)
     u[0] = 0.0

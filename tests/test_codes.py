@@ -65,7 +65,7 @@ def test_exact_margin_matches_primal_qp(rng):
 
 
 def test_walsh_code_margin_is_2d_over_r():
-    # equal-lambda Walsh support = binary linear code; rho = 2 d_min / r (MODEL.md section 5)
+    # equal-lambda Walsh support = binary linear code; rho = 2 d_min / r (docs: theory/outcomes.md)
     K = 8
     H = np.asarray(svflow.hadamard(K))
     for S, d in (((1, 2, 4), 1), ((1, 2, 4, 7), 2), (tuple(range(1, 8)), 4)):

@@ -1,4 +1,4 @@
-"""Explicit low-rank bias (issue 5): closed forms against explicitly built networks."""
+"""Explicit low-rank bias: closed forms against explicitly built networks."""
 
 import math
 
@@ -40,7 +40,7 @@ def test_srg_matrices_structure(r):
         for b, (x, y) in enumerate(m.edges):
             assert m.kneser[a, b] == float(len({u, v} & {x, y}) == 0)
     np.testing.assert_allclose(m.kneser @ m.kneser_inv, np.eye(K), atol=1e-12)
-    # ||B||_* from MODEL.md
+    # ||B||_* closed form (docs: theory/explicit-bias.md, 'The SRG construction')
     nuc = np.linalg.svd(B, compute_uv=False).sum()
     assert abs(nuc - (math.sqrt(2 * (r - 1)) + (r - 1) * math.sqrt(r - 2))) < 1e-12
 
@@ -85,7 +85,7 @@ def test_srg_network_loss_equals_rho_closed_form(r, L, lam_H, lam_W, n):
     Lam = (n * np.prod(lams)) ** (1.0 / (L + 1))
     closed = float(svflow.explicit.scale_loss(svflow.explicit.srg_rho(r, L) * K * Lam, L + 1)[0])
     assert abs(net - closed) < 1e-9
-    # MODEL.md's rho formula, L >= 3
+    # the closed-form rho, L >= 3
     if L >= 3:
         bn = math.sqrt(2 * (r - 1)) + (r - 1) * math.sqrt(r - 2)
         ainv = np.linalg.inv(svflow.explicit.srg_matrices(r).kneser)
@@ -257,8 +257,8 @@ def test_ce_dnc_and_pairs_from_built_logits(K, L, wd, n):
 
 
 def test_ce_pairs_beat_dnc_on_model_thresholds():
-    """MODEL.md section 7: pairs beat DNC when K >= 4 and L >= 3, or K >= 6 and L =
-    2."""
+    """Pairs beat DNC when K >= 4 and L >= 3, or K >= 6 and L = 2 (docs:
+    theory/explicit-bias.md, 'Deep linear UFM with cross-entropy and weight decay')."""
     for L in (1, 2, 3, 5):
         for K in (2, 4, 6, 8, 12):
             dnc = svflow.explicit.ce_dnc_loss(K, L, weight_decay=1e-3)[0]

@@ -35,7 +35,7 @@ def crosscheck():
 
 
 def test_spectral_start_is_the_reduced_start():
-    """Z(0) = U diag(lambda) U^T and balanced factor spectra (MODEL.md section 2)."""
+    """Z(0) = U diag(lambda) U^T and balanced factor spectra (docs: theory/spectral.md)."""
     model = svflow.spectral_model(LAM0, depth=L, width=D, key=3)
     U = np.asarray(svflow.hadamard(K)) / np.sqrt(K)
     Z = np.asarray(model.logits())

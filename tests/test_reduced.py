@@ -103,7 +103,8 @@ def test_squared_loss_two_factors_logistic_closed_form():
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_two_factors_ce_reaches_neural_collapse(seed):
     # N = 2: every mode shares one exponential rate early and the ratios are
-    # pulled back to 1 (MODEL.md section 4); the approach is logarithmic in t.
+    # pulled back to 1 (docs: theory/reduced-ode.md, 'Early-time repulsion'); the
+    # approach is logarithmic in t.
     K = 8
     start = svflow.spectral_init(K, 1, scale=1e-2, spread=0.5, seed=seed)
     ds = svflow.simulate(K, 1, init=start, t_end=1e8, num_times=17)

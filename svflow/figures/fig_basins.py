@@ -67,7 +67,7 @@ def basin_study(classes=(8,), families=("lag",), *, n_eps=5, n_delta=12,
                         lim = p.lam / p.lam.max()
                     lab[idx] = code_label(code, lim, su[idx], K)
                 keep[f"code_{fam}"] = (oc.dims, lab.astype(str))
-            parts.append(xr.Dataset(keep, coords=ds.coords).drop_vars("mode", errors="ignore")
+            parts.append(xr.Dataset(keep, coords=ds.coords).drop_vars(["mode", "frequency", "pair", "part"], errors="ignore")
                          .assign_attrs(ds.attrs))
         out.append(xr.merge(parts, combine_attrs="drop_conflicts").expand_dims(classes=[K]))
     res = xr.concat(out, dim="classes", combine_attrs="drop_conflicts")
@@ -83,7 +83,7 @@ def basin_study(classes=(8,), families=("lag",), *, n_eps=5, n_delta=12,
 def compute(quick: bool) -> xr.Dataset:
     if quick:
         return basin_study((4, 8), ("lag",), n_eps=3, n_delta=8)
-    return basin_study((4, 8), ("lag", "random"), n_eps=9, n_delta=24, seeds=tuple(range(8)))
+    return basin_study((4, 8, 16), ("lag", "random"), n_eps=9, n_delta=24, seeds=tuple(range(8)))
 
 
 _PALETTE = ["#1b9e77", "#bbbbbb", "#fdd49e", "#fc8d59", "#d7301f", "#7f0000", "#4a1486",

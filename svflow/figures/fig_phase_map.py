@@ -1,4 +1,4 @@
-r"""Depth x width phase map of random-start full GD (seed 2's two trends).
+r"""Depth x width phase map of random-start full GD (deeper: lower rank; wider: higher rank).
 
 Mean final numerical rank of the centred class-mean logits over seeds, per
 depth L (rows) and width d (columns), one panel per K; the number in each
