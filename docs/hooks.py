@@ -44,9 +44,7 @@ MATHJAX_PARTS = (
 # Docstring text Markdown reads as a reference link ``[text][id]``: autorefs
 # warns "Could not find cross-reference target 'id'". Each entry is
 # (object, id); delete an entry once its docstring is rewritten.
-KNOWN_DOCSTRING_DEFECTS = (
-    ("svflow.studies.basin_map", ", mode"),  # "dims (depth, eps, delta[, seed][, mode])"
-)
+KNOWN_DOCSTRING_DEFECTS: tuple[tuple[str, str], ...] = ()
 SUBNAMESPACES = ("studies", "explicit")
 _ENTRY = re.compile(
     r"^:::\s+svflow\.((?:studies\.|explicit\.)?[A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE

@@ -375,8 +375,8 @@ class MaxMarginPoint:
         normalised_margin: $\gamma$ at the point.
         kkt_residual: relative stationarity residual (:func:`kkt_residual`).
         multipliers: (K,) NNLS multipliers $\nu_k$ of the active margins (0 elsewhere).
-        active: (K,) bool, margins with $m_k \le 1 + $ tol.
-        support: (K,) bool, modes with $\lambda_i > $ tol $\max\lambda$.
+        active: (K,) bool, margins with $m_k \le 1 + \mathrm{tol}$.
+        support: (K,) bool, modes with $\lambda_i > \mathrm{tol}\,\max\lambda$.
         infeasibility: $\max(0, 1 - \min_k m_k)$.
         converged: KKT residual < 1e-6 and infeasibility < 1e-9.
         message: the optimiser's message.

@@ -427,7 +427,8 @@ def basin_map(
             are the two modes of the lowest frequency (the K-gon of Z_K).
 
     Returns:
-        Dataset with dims (depth, eps, delta[, seed][, mode]): ``outcome``
+        Dataset with dims depth, eps, delta, seed (random family only) and
+        mode: ``outcome``
         (0 NC, r support size, -1 undecided), ``rank`` (support size),
         ``decided``, ``support`` (mode), ``ratio`` (mode; |lambda_i| / max at
         the horizon reached: frozen modes are on their way to 0),

@@ -147,7 +147,7 @@ def solve(
     grid: str = "t",
     start=0.0,
 ):
-    r"""Integrate $dy/dt = $ ``field(t, y, args)`` from t = 0, saving at ``ts``.
+    r"""Integrate $dy/dt = f(t, y)$, $f$ = ``field(t, y, args)``, from t = 0, saving at ``ts``.
 
     Runs in $\tau = \log(1+t)$ (``clock="log"``) or in $\sigma = \log(1+\tau)$
     (``clock="loglog"``); see the module docstring. ``ts`` are save times in
