@@ -67,7 +67,8 @@ def basin_study(classes=(8,), families=("lag",), *, n_eps=5, n_delta=12,
                         lim = p.lam / p.lam.max()
                     lab[idx] = code_label(code, lim, su[idx], K)
                 keep[f"code_{fam}"] = (oc.dims, lab.astype(str))
-            parts.append(xr.Dataset(keep, coords=ds.coords).drop_vars(["mode", "frequency", "pair", "part"], errors="ignore")
+            mode_coords = ["mode", "frequency", "pair", "part"]
+            parts.append(xr.Dataset(keep, coords=ds.coords).drop_vars(mode_coords, errors="ignore")
                          .assign_attrs(ds.attrs))
         out.append(xr.merge(parts, combine_attrs="drop_conflicts").expand_dims(classes=[K]))
     res = xr.concat(out, dim="classes", combine_attrs="drop_conflicts")
