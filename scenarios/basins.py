@@ -16,7 +16,7 @@ Every basin map runs through :func:`svflow.sweep`: grid depth x eps x
 delta x seed, depth static (one compile of :func:`svflow.studies.basin_cell` per
 depth), the rest vmapped in chunks, to the first horizon (tau = log(1 + t) =
 100); the undecided starts are then continued through the later horizons
-(1e3, 1e4) in this process; one zarr store per (K, family) in the
+(300, 1e3, 3e3, 1e4) in this process; one zarr store per (K, family) in the
 directory ``--store`` (default ``stores/basins[_quick]``), resumed by a re-run;
 ``--scheduler`` sends the chunks to a dask cluster.
 """

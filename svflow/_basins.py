@@ -133,7 +133,7 @@ CHECK_HORIZON = 30.0
 """tau of the persistence check inside the first stage (the decision at
 FIRST_HORIZON must find the same support and frozen sets here)."""
 
-LATER_HORIZONS = (1e3, 1e4)
+LATER_HORIZONS = (300.0, 1e3, 3e3, 1e4)
 """Further tau horizons through which :func:`basin_map` continues undecided starts."""
 
 _CONFIG = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
@@ -411,7 +411,7 @@ def basin_map(
         eps: initial scales $\varepsilon > 0$ (a log grid is usual), increasing.
         delta: relative lags (``"lag"``) or spreads (``"random"``) in [0, 1),
             increasing.
-        horizons: increasing horizons in tau = log(1 + t) (default 100, 1e3, 1e4:
+        horizons: increasing horizons in tau = log(1 + t) (default 100, 300, 1e3, 3e3, 1e4:
             t = e^100, ..., e^10000); the first is run by every start.
         family: ``"lag"`` or ``"random"`` (module docstring).
         seeds: a sequence of integer seeds of the ``"random"`` family (a

@@ -127,7 +127,7 @@ NC = 0
 UNDECIDED = -1
 """Outcome code of a start not decided by the last horizon."""
 
-DEFAULT_HORIZONS = (30.0, 1e2, 1e3, 1e4)
+DEFAULT_HORIZONS = (30.0, 1e2, 300.0, 1e3, 3e3, 1e4)
 r"""Horizons in $\tau = \log(1 + t)$ at which undecided starts are tested
 (t = e^30, ..., e^10000); each is reached only by the starts still undecided."""
 

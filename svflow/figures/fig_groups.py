@@ -73,7 +73,7 @@ def compute(quick: bool = False, *, panels=PANELS, progress: bool = True) -> xr.
         "pair, the K-gon; walsh: the weight-one modes, the hypercube), eps (1 - delta) "
         "on the other modes i >= 1, lambda_0 = 0",
         "quick": bool(quick),
-        "horizons_tau": "100, 1e3, 1e4 (t -> infinity outcomes, svflow.outcome's criterion)",
+        "horizons_tau": "100, 300, 1e3, 3e3, 1e4 (t -> infinity outcomes, svflow.outcome's criterion)",
         "loss_name": "ce",
         "weight_decay": 0.0,
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
