@@ -11,42 +11,42 @@ from . import register
 NAME = "code_convergence"
 
 
+# The settings of the figure and of scenarios/codes.py: K of the trajectories,
+# keyword arguments of code_convergence_study (spectral starts, reduced ODE) and
+# random_start_code_study (random starts, full GD), the code search
+# (code_kwargs, None: the defaults) and the winner table over (K, N).
+QUICK = dict(
+    classes=8,
+    spectral=dict(depths=(1, 2, 3, 5), seeds=(0,), t_end=1e8, num_times=25),
+    random=dict(depths=(1, 3, 5), seeds=(0,), width=32, eta=0.1, t_end=1e4, num_times=13),
+    code_kwargs=dict(starts=32, steps=2000),
+    table=dict(classes=(4, 8, 16), factors=tuple(range(2, 9))),
+)
+FULL = dict(
+    classes=8,
+    spectral=dict(depths=(1, 2, 3, 4, 5), seeds=(0, 1, 2), t_end=1e12, num_times=49),
+    random=dict(depths=(1, 2, 3, 4, 5), seeds=(0, 1), width=32, eta=0.1, t_end=1e5, num_times=25),
+    code_kwargs=None,
+    table=dict(classes=(4, 8, 16), factors=tuple(range(2, 9))),
+)
+
+
 def compute(quick: bool) -> xr.Dataset:
+    return compute_setting(QUICK if quick else FULL)
+
+
+def compute_setting(cfg: dict) -> xr.Dataset:
+    """The figure's dataset for one setting (a dict shaped like :data:`QUICK`)."""
     from svflow._codes_study import (
         code_convergence_study,
         code_winner_table,
         random_start_code_study,
     )
 
-    if quick:
-        kw = dict(starts=32, steps=2000)
-        runs = code_convergence_study(
-            8, depths=(1, 2, 3, 5), seeds=(0,), t_end=1e8, num_times=25, code_kwargs=kw
-        )
-        rand = random_start_code_study(
-            8,
-            depths=(1, 3, 5),
-            seeds=(0,),
-            width=32,
-            eta=0.1,
-            t_end=1e4,
-            num_times=13,
-            code_kwargs=kw,
-        )
-    else:
-        runs = code_convergence_study(
-            8, depths=(1, 2, 3, 4, 5), seeds=(0, 1, 2), t_end=1e12, num_times=49
-        )
-        rand = random_start_code_study(
-            8,
-            depths=(1, 2, 3, 4, 5),
-            seeds=(0, 1),
-            width=32,
-            eta=0.1,
-            t_end=1e5,
-            num_times=25,
-        )
-    return combine(runs, rand, code_winner_table((4, 8, 16), range(2, 9)))
+    K, kw = cfg["classes"], cfg["code_kwargs"]
+    runs = code_convergence_study(K, **cfg["spectral"], code_kwargs=kw)
+    rand = random_start_code_study(K, **cfg["random"], code_kwargs=kw)
+    return combine(runs, rand, code_winner_table(**cfg["table"]))
 
 
 def combine(runs: xr.Dataset, rand: xr.Dataset, table: xr.Dataset) -> xr.Dataset:
