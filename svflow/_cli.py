@@ -86,7 +86,7 @@ def _fmt(v) -> str:
     import numbers
 
     if isinstance(v, (list, tuple)):
-        return "(" + ", ".join(_fmt(x) for x in v) + ")"
+        return "(" + ", ".join(_fmt(x) for x in v) + ("," if len(v) == 1 else "") + ")"
     if isinstance(v, numbers.Real) and not isinstance(v, (bool, numbers.Integral)):
         return f"{float(v):g}"
     if isinstance(v, dict):

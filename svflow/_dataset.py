@@ -325,7 +325,7 @@ def check_writable(path) -> Path:
         path = Path(os.fspath(path)).expanduser()
     except TypeError as e:
         raise TypeError(f"path must be a file path (str or os.PathLike); got {path!r}.") from e
-    if path.is_dir():
+    if path.is_dir() or path.name in ("", ".", ".."):
         raise IsADirectoryError(
             f"path {str(path)!r} is a directory; pass a file name such as "
             f"{str(path / 'run.nc')!r}."

@@ -32,10 +32,20 @@ from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from
 from ._precision import float64
 from ._train import run_gd, step_grid
 
-__all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING"]
+__all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING", "QUICK_SETTING"]
 
-# The full depth x width phase map of issue 3 (meant for a GPU); shared by the
-# scenario and the figure so the two never drift apart.
+# The settings of the depth x width phase map (keyword arguments of phase_map),
+# shared by scenarios/phase_map.py and the figure ``phase_map`` so the two never
+# drift apart. QUICK: minutes on 2 CPU cores; FULL: meant for a GPU.
+QUICK_SETTING = dict(
+    classes=(8, 16),
+    depths=(1, 3, 6),
+    widths=(8, 32, 128),
+    seeds=2,
+    scale=1.0,
+    eta=0.2,
+    steps=2500,
+)
 FULL_SETTING = dict(
     classes=(8, 16),
     depths=(1, 2, 3, 4, 5, 6),
