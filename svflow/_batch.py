@@ -412,40 +412,10 @@ def solve_many(
         :class:`BatchSolution` in the order of ``y0s``. Nothing is checked:
         use :func:`check_batch`.
     """
-    y0s = np.asarray(y0s, dtype=float)
-    if y0s.ndim < 2 or y0s.shape[0] < 1:
-        raise ValueError(
-            f"y0s must hold B >= 1 starts along its first axis, shape (B, *state); got shape {y0s.shape}."
-        )
-    saves = np.asarray(saves, dtype=float)
-    if saves.ndim != 1 or saves.size < 2 or not np.all(np.isfinite(saves)) or np.any(np.diff(saves) <= 0):
-        raise ValueError("saves must be a 1-D, finite, strictly increasing grid of >= 2 points.")
-    if solver not in _SOLVERS:
-        raise ValueError(f"solver must be one of {sorted(_SOLVERS)}; got {solver!r}.")
-    if not (rtol > 0 and atol > 0):
-        raise ValueError(f"rtol and atol must be positive; got {rtol}, {atol}.")
-    if int(max_steps) < 1:
-        raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}.")
-    if not (max_bytes > 0):
-        raise ValueError(f"max_bytes must be a positive number of bytes; got {max_bytes!r}.")
+    y0s, saves = _check_solve_args(y0s, saves, solver, rtol, atol, max_steps, max_bytes)
     B, state = y0s.shape[0], y0s.shape[1:]
-    if cost is None:
-        order = np.arange(B)
-    else:
-        cost = np.asarray(cost, dtype=float)
-        if cost.shape != (B,):
-            raise ValueError(f"cost must have shape (B,) = ({B},); got shape {cost.shape}.")
-        order = np.argsort(-cost, kind="stable")
-    chunk = int(min(B, chunk_size_for(state, saves.size, max_bytes)))
-    if lanes is None:
-        lanes = default_lanes()
-    elif int(lanes) < 1:
-        raise ValueError(f"lanes must be a positive integer or None; got {lanes!r}.")
-    n_chunks = math.ceil(B / chunk)
-    chunk = math.ceil(B / n_chunks)  # balanced chunks
-    padded = min(_next_pow2(chunk), chunk_size_for(state, saves.size, max_bytes)) if n_chunks == 1 else chunk
-    padded = max(padded, chunk)
-    W = int(min(int(lanes), chunk))
+    order = _queue_order(cost, B)
+    chunk, n_chunks, padded, W = _chunking(B, state, saves.size, max_bytes, lanes)
     enable_compilation_cache()
     dtmin = 1e-13 * abs(saves[-1]) if dtmin is None else float(dtmin)
     dt0 = float(dt0)
@@ -467,6 +437,56 @@ def solve_many(
         res[idx] = np.asarray(out_res)[:n]
         steps[idx] = np.asarray(out_steps)[:n]
     return BatchSolution(ys=ys, result=res, num_steps=steps, lanes=W, chunk_size=chunk, num_chunks=n_chunks)
+
+
+def _check_solve_args(y0s, saves, solver, rtol, atol, max_steps, max_bytes):
+    """Check the arguments of :func:`solve_many`; return ``y0s`` and ``saves`` as float arrays."""
+    y0s = np.asarray(y0s, dtype=float)
+    if y0s.ndim < 2 or y0s.shape[0] < 1:
+        raise ValueError(
+            f"y0s must hold B >= 1 starts along its first axis, shape (B, *state); got shape {y0s.shape}."
+        )
+    saves = np.asarray(saves, dtype=float)
+    if saves.ndim != 1 or saves.size < 2 or not np.all(np.isfinite(saves)) or np.any(np.diff(saves) <= 0):
+        raise ValueError("saves must be a 1-D, finite, strictly increasing grid of >= 2 points.")
+    if solver not in _SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(_SOLVERS)}; got {solver!r}.")
+    if not (rtol > 0 and atol > 0):
+        raise ValueError(f"rtol and atol must be positive; got {rtol}, {atol}.")
+    if int(max_steps) < 1:
+        raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}.")
+    if not (max_bytes > 0):
+        raise ValueError(f"max_bytes must be a positive number of bytes; got {max_bytes!r}.")
+    return y0s, saves
+
+
+def _queue_order(cost, B: int) -> np.ndarray:
+    """The order the queue runs the B starts in: costliest first, or as given (``cost=None``)."""
+    if cost is None:
+        return np.arange(B)
+    cost = np.asarray(cost, dtype=float)
+    if cost.shape != (B,):
+        raise ValueError(f"cost must have shape (B,) = ({B},); got shape {cost.shape}.")
+    return np.argsort(-cost, kind="stable")
+
+
+def _chunking(B: int, state: tuple, num_saves: int, max_bytes: float, lanes):
+    """``(chunk, n_chunks, padded, lanes)``: balanced chunks within ``max_bytes`` of saves.
+
+    A single chunk is padded to the next power of two (fewer compiled shapes
+    across calls) when the memory budget allows; the lanes in flight are at
+    most the chunk size (default :func:`default_lanes`).
+    """
+    chunk = int(min(B, chunk_size_for(state, num_saves, max_bytes)))
+    if lanes is None:
+        lanes = default_lanes()
+    elif int(lanes) < 1:
+        raise ValueError(f"lanes must be a positive integer or None; got {lanes!r}.")
+    n_chunks = math.ceil(B / chunk)
+    chunk = math.ceil(B / n_chunks)  # balanced chunks
+    padded = min(_next_pow2(chunk), chunk_size_for(state, num_saves, max_bytes)) if n_chunks == 1 else chunk
+    padded = max(padded, chunk)
+    return chunk, n_chunks, padded, int(min(int(lanes), chunk))
 
 
 class _LogTimeField(eqx.Module):
