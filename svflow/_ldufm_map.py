@@ -146,7 +146,7 @@ def _progress_bar(total: int):
 
 def _map_cell(out: dict, ij: tuple, K: int, L: int, *, width, lam, eta, steps, scales,
               seeds, samples, rank_rtol) -> None:
-    """Run every start of one (K, L) cell and write its results into ``out[...][ij]``.
+    r"""Run every start of one (K, L) cell and write its results into ``out[...][ij]``.
 
     The best run's bottleneck rank is the smallest class-mean rank
     ($\sigma_i > $ rank_rtol $\sigma_1$) over the hidden representations

@@ -205,7 +205,7 @@ def _check_repulsion_args(classes: int, pair, eps, lag, lam_cap, num_times) -> t
 
 
 def _measure_rates(classes, depth, lam0, j, k, *, lam_cap, num_times, rtol, atol) -> dict:
-    """One depth's row of :data:`_REPULSION_VARS` (``num_times`` samples each).
+    r"""One depth's row of :data:`_REPULSION_VARS` (``num_times`` samples each).
 
     The run is saved on a uniform grid of step h up to :func:`early_horizon`;
     the rate of $\log(\lambda_j/\lambda_k)$ is taken by fourth-order central
