@@ -44,7 +44,8 @@ def scenario_cli(
         header: printed before the setting (e.g. what the study fixes).
 
     Returns:
-        ``(args, setting name, a copy of that setting)``. Exits with status 2
+        ``(args, setting name, a copy of that setting)``; ``args.quick`` is
+        true exactly when the quick setting was chosen. Exits with status 2
         (argparse's usage error) when ``--quick`` and ``--setting`` disagree
         or ``--out`` cannot be written; nothing is printed to stdout then.
     """
