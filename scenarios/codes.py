@@ -1,54 +1,35 @@
 """Softmax codes study: convergence of spectral and random starts to softmax codes,
 and the predicted winning Walsh code per (K, N).
 
+The settings QUICK and FULL are shared with the figure ``code_convergence``
+(svflow/figures/fig_code_convergence.py).
+
     python scenarios/codes.py --quick --out figures/data/codes_quick.nc
     python scenarios/codes.py --out codes.nc          # full setting (about 15 min on 2 cores)
 """
 
 from __future__ import annotations
 
-import argparse
-
-import svflow
-from svflow.figures.fig_code_convergence import combine
+from svflow import save
+from svflow._cli import scenario_cli
+from svflow.figures.fig_code_convergence import FULL, QUICK, compute_setting
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    def options(p):
+        p.add_argument("--classes", type=int, default=None,
+                       help="K for the trajectories, a power of two (default: the setting's)")
+
+    args, _, cfg = scenario_cli(
+        __doc__, {"quick": QUICK, "full": FULL}, argv, options=options, out_default="codes.nc",
+        quick_help="small setting (about a minute)",
     )
-    p.add_argument(
-        "--quick", action="store_true", help="small setting (about a minute)"
-    )
-    p.add_argument("--out", default="codes.nc", help="output netCDF path")
-    p.add_argument(
-        "--classes", type=int, default=8, help="K for the trajectories (power of two)"
-    )
-    args = p.parse_args(argv)
-    if args.out:  # fail now, not after the computation
-        try:
-            svflow.check_writable(args.out)
-        except OSError as e:
-            p.error(f"--out: {e}")
-    K = args.classes
-    if args.quick:
-        spectral = svflow.studies.code_convergence_study(
-            K, depths=(1, 2, 3, 5), seeds=(0,), t_end=1e8, num_times=25
-        )
-        random = svflow.studies.random_start_code_study(
-            K, depths=(1, 3, 5), seeds=(0,), t_end=1e4, num_times=13
-        )
-    else:
-        spectral = svflow.studies.code_convergence_study(
-            K, depths=(1, 2, 3, 4, 5), seeds=(0, 1, 2), t_end=1e12, num_times=49
-        )
-        random = svflow.studies.random_start_code_study(
-            K, depths=(1, 2, 3, 4, 5), seeds=(0, 1), t_end=1e5, num_times=25
-        )
-    table = svflow.studies.code_winner_table((4, 8, 16), range(2, 9))
-    ds = combine(spectral, random, table)
+    if args.classes is not None:
+        cfg["classes"] = args.classes
+    K = cfg["classes"]
+    ds = compute_setting(cfg)
     ds.attrs["scenario"] = "scenarios/codes.py" + (" --quick" if args.quick else "")
-    svflow.save(ds, args.out)
+    save(ds, args.out)
 
     # --- summary
     print("predicted winning Walsh code per (K, N):")

@@ -14,10 +14,8 @@ The settings QUICK and FULL are shared with the figure ``groups``
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import svflow
+from svflow._cli import scenario_cli
 from svflow.figures.fig_groups import FULL, PANELS, QUICK, compute, report
 
 __all__ = ["QUICK", "FULL", "PANELS", "run"]
@@ -29,14 +27,10 @@ def run(quick: bool):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    args, _, _ = scenario_cli(
+        __doc__, {"quick": QUICK, "full": FULL}, argv,
+        quick_help="small grid (a few minutes on 2 cores)",
     )
-    p.add_argument("--quick", action="store_true", help="small grid (a few minutes on 2 cores)")
-    p.add_argument("--out", type=Path, default=None, help="write the dataset here (netCDF)")
-    args = p.parse_args(argv)
-    if args.out is not None and args.out.suffix not in (".nc", ".nc4"):
-        p.error(f"--out must name a netCDF file (.nc); got {args.out}")
     ds = run(args.quick)
     print(report(ds))
     if args.out:

@@ -15,12 +15,12 @@ seeds vmapped in chunks; results go to a zarr store (``--store``, default
 ``stores/phase_map[_quick].zarr``) that a re-run resumes; ``--scheduler``
 sends the chunks to a dask cluster. Each (K, L, d, seed) start is drawn from
 the sweep's per-cell key (a hash of its coordinates), so a resumed, rechunked
-or distributed run gives the same numbers.
+or distributed run gives the same numbers. The settings QUICK and FULL are
+shared with the figure ``phase_map`` (svflow/figures/fig_phase_map.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -30,17 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import svflow
+from svflow._cli import scenario_cli
 from svflow._phase import FULL_SETTING as FULL
-
-QUICK = dict(
-    classes=(8, 16),
-    depths=(1, 2, 3, 4, 5, 6),
-    widths=(8, 32, 128),
-    seeds=3,
-    scale=1.0,
-    eta=0.2,
-    steps=4000,
-)
+from svflow._phase import QUICK_SETTING as QUICK
 
 
 def table(ds, var: str = "rank", fmt: str = "{:5.2f}") -> str:
@@ -100,14 +92,7 @@ def run_sweep(cfg: dict, store, scheduler=None, chunk=None, progress=True, dry_r
     return ds
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--quick", action="store_true", help="small grid: a few minutes on 2 CPU cores"
-    )
-    p.add_argument("--out", default=None, help="write the dataset here (netCDF)")
+def _options(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--steps", type=int, default=None, help="override the number of GD steps"
@@ -123,13 +108,13 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the plan and the store's state")
     p.add_argument("--legacy", action="store_true",
                    help="run svflow.studies.phase_map in memory instead (no store, no resume)")
-    args = p.parse_args(argv)
-    if args.out:  # fail now, not after the computation
-        try:
-            svflow.check_writable(args.out)
-        except OSError as e:
-            p.error(f"--out: {e}")
-    cfg = dict(QUICK if args.quick else FULL)
+
+
+def main(argv=None) -> int:
+    args, _, cfg = scenario_cli(
+        __doc__, {"quick": QUICK, "full": FULL}, argv, options=_options,
+        quick_help="small grid: a few minutes on 2 CPU cores",
+    )
     for k in ("steps", "eta", "scale"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)

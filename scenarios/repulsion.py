@@ -1,44 +1,36 @@
 """Early-time repulsion (N >= 3) and attraction (N = 2) of Walsh modes.
 
 Measures d/dt log(lambda_j / lambda_k) along balanced spectral trajectories by
-fourth-order finite differences and compares it with the small-lambda series of
-1 - mu to order 0, 1, 2 (docs: theory/reduced-ode.md, 'Early-time repulsion').
+fourth-order finite differences and compares it with the small-lambda series
+of the softmax eigenvalues (1 - mu to order 0, 1, 2 in lambda; see
+svflow.studies.log_ratio_rate; docs: theory/reduced-ode.md,
+'Early-time repulsion'). The settings QUICK and FULL are shared with
+the figure ``repulsion`` (svflow/figures/fig_repulsion.py).
 
     python scenarios/repulsion.py --quick [--out repulsion.nc]
+    python scenarios/repulsion.py [--classes 16] [--out repulsion.nc]
 """
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 import svflow
+from svflow._cli import scenario_cli
+from svflow.figures.fig_repulsion import FULL, QUICK
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None, help="write the dataset here (netCDF)")
-    p.add_argument("--classes", type=int, default=8)
-    args = p.parse_args(argv)
-    if args.out:  # fail now, not after the computation
-        try:
-            svflow.check_writable(args.out)
-        except OSError as e:
-            p.error(f"--out: {e}")
-    if args.quick:
-        ds = svflow.studies.repulsion(
-            args.classes, [1, 2, 3, 5], eps=1e-3, lag=0.5, lam_cap=0.5, num_times=201
-        )
-    else:
-        ds = svflow.studies.repulsion(
-            args.classes, [1, 2, 3, 4, 5], eps=1e-4, lag=0.5, lam_cap=1.0, num_times=801
-        )
+    def options(p):
+        p.add_argument("--classes", type=int, default=None,
+                       help="number of classes K, a power of two (default: the setting's)")
+
+    args, _, cfg = scenario_cli(__doc__, {"quick": QUICK, "full": FULL}, argv, options=options)
+    if args.classes is not None:
+        cfg["classes"] = args.classes
+    ds = svflow.studies.repulsion(**cfg)
     j, k = ds.attrs["pair"]
-    print(f"K = {args.classes}, pair (j, k) = ({j}, {k}), lag = {ds.attrs['lag']}")
+    print(f"K = {ds.attrs['classes']}, pair (j, k) = ({j}, {k}), lag = {ds.attrs['lag']}")
     print(
         "  N   lam_j     measured      order0        order2        rel.err0  rel.err2"
     )

@@ -135,29 +135,22 @@ def _clip_to_end(tprev, tnext, t1, t1_floor, keep):
     return jnp.where(clip, jnp.where(keep, t1, tprev + 0.5 * (t1 - tprev)), tnext)
 
 
-@eqx.filter_jit
-def _engine(field, y0s, num_real, saves, args, solver, controller, lanes: int, max_steps: int, dt0: float):
-    """Refill loop over ``y0s`` (padded chunk; only the first ``num_real`` run)."""
+def _lane_starter(terms, solver, controller, y0s, num_real, args, s0, s1, dt0, order):
+    """``start(idx)``: fresh lane states for the starts ``idx`` (idx >= num_real: idle lanes).
+
+    The initial step sizes and solver states of every start are computed once
+    here (a few RHS calls each) and gathered per refill.
+    """
     B = y0s.shape[0]
-    T = saves.shape[0]
-    W = lanes
-    terms = diffrax.ODETerm(field)
-    s0, s1 = saves[0], saves[-1]
-    t1_floor = s1
-    for _ in range(100):
-        t1_floor = eqx.internal.prevbefore(t1_floor)
-    order = solver.error_order(terms)
 
     def init_one(y0):
         tnext, cstate = controller.init(terms, s0, s1, y0, dt0, args, solver.func, order)
         tnext = jnp.minimum(tnext, s1)
         return tnext, cstate, solver.init(terms, s0, tnext, y0, args)
 
-    # initial step sizes and solver states of every start, once (a few RHS calls each)
     init_all = jax.vmap(init_one)(y0s)
 
     def start(idx):
-        """Fresh lane state for start ``idx`` (idx >= num_real: an idle lane)."""
         safe = jnp.minimum(idx, B - 1)
         tnext, cstate, sstate = jax.tree.map(lambda a: a[safe], init_all)
         return dict(
@@ -171,6 +164,18 @@ def _engine(field, y0s, num_real, saves, args, solver, controller, lanes: int, m
             steps=jnp.zeros(idx.shape, jnp.int32),
             res=jnp.full(idx.shape, SUCCESS, jnp.int32),
         )
+
+    return start
+
+
+def _stepper(terms, solver, controller, args, s1, t1_floor, order):
+    """``step_one(tprev, tnext, y, sstate, cstate)``: one adaptive step of one lane.
+
+    Returns ``(keep, tprev', tnext', y', sstate', cstate', dense, result)``; a
+    rejected step (``keep`` false) leaves ``y`` and the solver state as they
+    were, NaN error estimates count as infinite (the step is rejected), and
+    the next step never passes the last save time ``s1``.
+    """
 
     def step_one(tprev, tnext, y, sstate, cstate):
         y1, yerr, dense, sstate1, sres = solver.step(terms, tprev, tnext, y, args, sstate, False)
@@ -186,18 +191,74 @@ def _engine(field, y0s, num_real, saves, args, solver, controller, lanes: int, m
         res = jnp.where(sres != SUCCESS, sres, cres._value)
         return keep, tp, tn, y1, sstate1, cstate1, dense, res
 
+    return step_one
+
+
+def _save_dense(solver, saves, lane, keep, dense, ys):
+    """Write every save time inside each lane's accepted step (tprev, tnext] into ``ys``.
+
+    Values come from the solver's dense output; ``lane["j"]`` is each lane's
+    next save index. Returns ``(updated j, ys)``; row ``B`` of ``ys`` is the
+    sink of idle lanes and masked writes.
+    """
+    B, T = ys.shape[0] - 1, saves.shape[0]
+
     def interp(tprev, tnext, dense, s):
         return solver.interpolation_cls(t0=tprev, t1=tnext, **dense).evaluate(s)
 
-    first = jnp.arange(W)
-    lane = start(first)
-    ys = jnp.zeros((B + 1, T) + y0s.shape[1:], y0s.dtype)
-    res_out = jnp.full((B + 1,), SUCCESS, jnp.int32)
-    steps_out = jnp.zeros((B + 1,), jnp.int32)
+    def save_cond(c):
+        j, _ = c
+        jc = jnp.minimum(j, T - 1)
+        return jnp.any(keep & (j < T) & (saves[jc] <= lane["tnext"]))
+
+    def save_body(c):
+        j, ys = c
+        jc = jnp.minimum(j, T - 1)
+        m = keep & (j < T) & (saves[jc] <= lane["tnext"])
+        val = jax.vmap(interp)(lane["tprev"], lane["tnext"], dense, saves[jc])
+        ys = ys.at[jnp.where(m, lane["idx"], B), jc].set(val)
+        return j + m.astype(j.dtype), ys
+
+    return jax.lax.while_loop(save_cond, save_body, (lane["j"], ys))
+
+
+def _refill(lane, nxt, done, start, B: int):
+    """Finished lanes (``done``) take the next starts of the queue, from index ``nxt``."""
+    W = done.shape[0]
+    rank = jnp.cumsum(done) - 1
+    new_idx = jnp.where(done, nxt + rank, B)
+    fresh = start(new_idx)
+
+    def sel(a, b):
+        return jnp.where(done.reshape((W,) + (1,) * (a.ndim - 1)), a, b)
+
+    lane = jax.tree.map(sel, fresh, lane)
+    return lane, nxt + jnp.sum(done)
+
+
+@eqx.filter_jit
+def _engine(field, y0s, num_real, saves, args, solver, controller, lanes: int, max_steps: int, dt0: float):
+    """Refill loop over ``y0s`` (padded chunk; only the first ``num_real`` run).
+
+    ``lanes`` trajectories are stepped together per iteration; a lane whose
+    start reaches the last save time (or fails) writes its result code and
+    step count and takes the next start of the queue (:func:`_refill`).
+    Returns ``(ys (B, T, ...), result codes (B,), steps (B,))``.
+    """
+    B = y0s.shape[0]
+    T = saves.shape[0]
+    W = lanes
+    terms = diffrax.ODETerm(field)
+    s0, s1 = saves[0], saves[-1]
+    t1_floor = s1
+    for _ in range(100):
+        t1_floor = eqx.internal.prevbefore(t1_floor)
+    order = solver.error_order(terms)
+    start = _lane_starter(terms, solver, controller, y0s, num_real, args, s0, s1, dt0, order)
+    step_one = _stepper(terms, solver, controller, args, s1, t1_floor, order)
 
     def cond(carry):
-        lane = carry[0]
-        return jnp.any(lane["idx"] < B)
+        return jnp.any(carry[0]["idx"] < B)
 
     def body(carry):
         lane, nxt, ys, res_out, steps_out = carry
@@ -206,23 +267,7 @@ def _engine(field, y0s, num_real, saves, args, solver, controller, lanes: int, m
             lane["tprev"], lane["tnext"], lane["y"], lane["sstate"], lane["cstate"]
         )
         keep = keep & active
-
-        # dense-output saves inside the accepted step (tprev, tnext]
-        def save_cond(c):
-            j, _ = c
-            jc = jnp.minimum(j, T - 1)
-            return jnp.any(keep & (j < T) & (saves[jc] <= lane["tnext"]))
-
-        def save_body(c):
-            j, ys = c
-            jc = jnp.minimum(j, T - 1)
-            m = keep & (j < T) & (saves[jc] <= lane["tnext"])
-            val = jax.vmap(interp)(lane["tprev"], lane["tnext"], dense, saves[jc])
-            ys = ys.at[jnp.where(m, lane["idx"], B), jc].set(val)
-            return j + m.astype(j.dtype), ys
-
-        j, ys = jax.lax.while_loop(save_cond, save_body, (lane["j"], ys))
-
+        j, ys = _save_dense(solver, saves, lane, keep, dense, ys)
         steps = lane["steps"] + 1
         res = jnp.where(lane["res"] != SUCCESS, lane["res"], res)
         done_ok = tp >= s1
@@ -234,24 +279,15 @@ def _engine(field, y0s, num_real, saves, args, solver, controller, lanes: int, m
         out_idx = jnp.where(done, lane["idx"], B)
         res_out = res_out.at[out_idx].set(res)
         steps_out = steps_out.at[out_idx].set(steps)
-
-        # refill: finished lanes take the next starts of the queue
-        def refill(args_):
-            lane, nxt = args_
-            rank = jnp.cumsum(done) - 1
-            new_idx = jnp.where(done, nxt + rank, B)
-            fresh = start(new_idx)
-
-            def sel(a, b):
-                return jnp.where(done.reshape((W,) + (1,) * (a.ndim - 1)), a, b)
-
-            lane = jax.tree.map(sel, fresh, lane)
-            return lane, nxt + jnp.sum(done)
-
-        lane, nxt = jax.lax.cond(jnp.any(done), refill, lambda a: a, (lane, nxt))
+        lane, nxt = jax.lax.cond(
+            jnp.any(done), lambda a: _refill(*a, done, start, B), lambda a: a, (lane, nxt)
+        )
         return lane, nxt, ys, res_out, steps_out
 
-    carry = (lane, jnp.asarray(W), ys, res_out, steps_out)
+    ys = jnp.zeros((B + 1, T) + y0s.shape[1:], y0s.dtype)
+    res_out = jnp.full((B + 1,), SUCCESS, jnp.int32)
+    steps_out = jnp.zeros((B + 1,), jnp.int32)
+    carry = (start(jnp.arange(W)), jnp.asarray(W), ys, res_out, steps_out)
     _, _, ys, res_out, steps_out = jax.lax.while_loop(cond, body, carry)
     return ys[:B], res_out[:B], steps_out[:B]
 
@@ -376,40 +412,10 @@ def solve_many(
         :class:`BatchSolution` in the order of ``y0s``. Nothing is checked:
         use :func:`check_batch`.
     """
-    y0s = np.asarray(y0s, dtype=float)
-    if y0s.ndim < 2 or y0s.shape[0] < 1:
-        raise ValueError(
-            f"y0s must hold B >= 1 starts along its first axis, shape (B, *state); got shape {y0s.shape}."
-        )
-    saves = np.asarray(saves, dtype=float)
-    if saves.ndim != 1 or saves.size < 2 or not np.all(np.isfinite(saves)) or np.any(np.diff(saves) <= 0):
-        raise ValueError("saves must be a 1-D, finite, strictly increasing grid of >= 2 points.")
-    if solver not in _SOLVERS:
-        raise ValueError(f"solver must be one of {sorted(_SOLVERS)}; got {solver!r}.")
-    if not (rtol > 0 and atol > 0):
-        raise ValueError(f"rtol and atol must be positive; got {rtol}, {atol}.")
-    if int(max_steps) < 1:
-        raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}.")
-    if not (max_bytes > 0):
-        raise ValueError(f"max_bytes must be a positive number of bytes; got {max_bytes!r}.")
+    y0s, saves = _check_solve_args(y0s, saves, solver, rtol, atol, max_steps, max_bytes)
     B, state = y0s.shape[0], y0s.shape[1:]
-    if cost is None:
-        order = np.arange(B)
-    else:
-        cost = np.asarray(cost, dtype=float)
-        if cost.shape != (B,):
-            raise ValueError(f"cost must have shape (B,) = ({B},); got shape {cost.shape}.")
-        order = np.argsort(-cost, kind="stable")
-    chunk = int(min(B, chunk_size_for(state, saves.size, max_bytes)))
-    if lanes is None:
-        lanes = default_lanes()
-    elif int(lanes) < 1:
-        raise ValueError(f"lanes must be a positive integer or None; got {lanes!r}.")
-    n_chunks = math.ceil(B / chunk)
-    chunk = math.ceil(B / n_chunks)  # balanced chunks
-    padded = min(_next_pow2(chunk), chunk_size_for(state, saves.size, max_bytes)) if n_chunks == 1 else chunk
-    padded = max(padded, chunk)
-    W = int(min(int(lanes), chunk))
+    order = _queue_order(cost, B)
+    chunk, n_chunks, padded, W = _chunking(B, state, saves.size, max_bytes, lanes)
     enable_compilation_cache()
     dtmin = 1e-13 * abs(saves[-1]) if dtmin is None else float(dtmin)
     dt0 = float(dt0)
@@ -431,6 +437,56 @@ def solve_many(
         res[idx] = np.asarray(out_res)[:n]
         steps[idx] = np.asarray(out_steps)[:n]
     return BatchSolution(ys=ys, result=res, num_steps=steps, lanes=W, chunk_size=chunk, num_chunks=n_chunks)
+
+
+def _check_solve_args(y0s, saves, solver, rtol, atol, max_steps, max_bytes):
+    """Check the arguments of :func:`solve_many`; return ``y0s`` and ``saves`` as float arrays."""
+    y0s = np.asarray(y0s, dtype=float)
+    if y0s.ndim < 2 or y0s.shape[0] < 1:
+        raise ValueError(
+            f"y0s must hold B >= 1 starts along its first axis, shape (B, *state); got shape {y0s.shape}."
+        )
+    saves = np.asarray(saves, dtype=float)
+    if saves.ndim != 1 or saves.size < 2 or not np.all(np.isfinite(saves)) or np.any(np.diff(saves) <= 0):
+        raise ValueError("saves must be a 1-D, finite, strictly increasing grid of >= 2 points.")
+    if solver not in _SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(_SOLVERS)}; got {solver!r}.")
+    if not (rtol > 0 and atol > 0):
+        raise ValueError(f"rtol and atol must be positive; got {rtol}, {atol}.")
+    if int(max_steps) < 1:
+        raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}.")
+    if not (max_bytes > 0):
+        raise ValueError(f"max_bytes must be a positive number of bytes; got {max_bytes!r}.")
+    return y0s, saves
+
+
+def _queue_order(cost, B: int) -> np.ndarray:
+    """The order the queue runs the B starts in: costliest first, or as given (``cost=None``)."""
+    if cost is None:
+        return np.arange(B)
+    cost = np.asarray(cost, dtype=float)
+    if cost.shape != (B,):
+        raise ValueError(f"cost must have shape (B,) = ({B},); got shape {cost.shape}.")
+    return np.argsort(-cost, kind="stable")
+
+
+def _chunking(B: int, state: tuple, num_saves: int, max_bytes: float, lanes):
+    """``(chunk, n_chunks, padded, lanes)``: balanced chunks within ``max_bytes`` of saves.
+
+    A single chunk is padded to the next power of two (fewer compiled shapes
+    across calls) when the memory budget allows; the lanes in flight are at
+    most the chunk size (default :func:`default_lanes`).
+    """
+    chunk = int(min(B, chunk_size_for(state, num_saves, max_bytes)))
+    if lanes is None:
+        lanes = default_lanes()
+    elif int(lanes) < 1:
+        raise ValueError(f"lanes must be a positive integer or None; got {lanes!r}.")
+    n_chunks = math.ceil(B / chunk)
+    chunk = math.ceil(B / n_chunks)  # balanced chunks
+    padded = min(_next_pow2(chunk), chunk_size_for(state, num_saves, max_bytes)) if n_chunks == 1 else chunk
+    padded = max(padded, chunk)
+    return chunk, n_chunks, padded, int(min(int(lanes), chunk))
 
 
 class _LogTimeField(eqx.Module):

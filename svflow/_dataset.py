@@ -47,6 +47,7 @@ from . import _dims as D
 
 __all__ = [
     "build_dataset",
+    "grid_dataset",
     "provenance",
     "git_commit",
     "netcdf_attrs",
@@ -262,6 +263,50 @@ def build_dataset(
     return xr.Dataset(data, coords=coords, attrs=netcdf_attrs({**attrs, **provenance()}))
 
 
+def _coord(name: str, spec) -> xr.Variable:
+    if isinstance(spec, xr.Variable):
+        return spec
+    if isinstance(spec, tuple) and len(spec) == 3:  # (dims, values, attrs): a non-index coordinate
+        dims, values, vattrs = spec
+        return xr.Variable(dims, np.asarray(values), netcdf_attrs(dict(vattrs or {})))
+    if isinstance(spec, tuple) and len(spec) == 2:  # (values, attrs): an index coordinate
+        values, vattrs = spec
+        return xr.Variable(name, np.asarray(values), netcdf_attrs(dict(vattrs or {})))
+    return xr.Variable(name, np.asarray(spec))
+
+
+def grid_dataset(coords: dict, variables: dict, attrs: dict | None = None) -> xr.Dataset:
+    """The dataset of a study: results on a grid of settings, netCDF-safe, with provenance.
+
+    Every study (phase maps, basin maps, code studies, seed sweeps) loops over
+    a grid and ends here, so they share one layout rule: dimension names are
+    the constants of ``svflow._dims`` (``depth``, ``classes``, ``seed``,
+    ``time``, ...), attrs pass through :func:`netcdf_attrs` and the dataset
+    attrs carry :func:`provenance` (versions, git commit, UTC timestamp), so
+    plain ``ds.to_netcdf`` round-trips the result.
+
+    Args:
+        coords: ``name -> values`` (an index coordinate without attrs),
+            ``name -> (values, attrs)`` (an index coordinate along the dim
+            ``name``) or ``name -> (dims, values, attrs)`` (a coordinate on
+            other dims, e.g. a label per cell).
+        variables: ``name -> (dims, values, attrs)`` or ``name -> (dims,
+            values)``; ``dims`` is a tuple of dim names (or one name).
+        attrs: the study's parameters (any values :func:`netcdf_attrs`
+            accepts); provenance is added after them.
+
+    Returns:
+        ``xr.Dataset`` whose own and per-variable attrs are netCDF-safe.
+    """
+    data = {}
+    for name, spec in variables.items():
+        dims, values, *rest = spec
+        vattrs = rest[0] if rest else {}
+        data[name] = xr.Variable(dims, np.asarray(values), netcdf_attrs(dict(vattrs or {})))
+    cvars = {name: _coord(name, spec) for name, spec in coords.items()}
+    return xr.Dataset(data, coords=cvars, attrs=netcdf_attrs({**(attrs or {}), **provenance()}))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -280,7 +325,7 @@ def check_writable(path) -> Path:
         path = Path(os.fspath(path)).expanduser()
     except TypeError as e:
         raise TypeError(f"path must be a file path (str or os.PathLike); got {path!r}.") from e
-    if path.is_dir():
+    if path.is_dir() or path.name in ("", ".", ".."):
         raise IsADirectoryError(
             f"path {str(path)!r} is a directory; pass a file name such as "
             f"{str(path / 'run.nc')!r}."

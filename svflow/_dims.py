@@ -12,6 +12,12 @@ FACTOR = "factor"  # factor index l = 0..N-1 (0 = features H, N-1 = W_L)
 SV = "sv"  # index of a singular value, sorted in decreasing order
 LAYER = "layer"  # weight layer l = 1..L (full engine, per-factor spectra)
 
+# --- study dimensions (grids over settings; see svflow._dataset.grid_dataset)
+DEPTH = "depth"  # depth L = number of weight matrices (N = L + 1 factors)
+CLASSES = "classes"  # number of classes K
+SEED = "seed"  # random seed of an initialisation
+SCALE = "scale"  # initialisation scale
+
 # --- data variables
 LAM = "lam"  # logit eigenvalues in the Walsh frame, (time, mode)
 S = "s"  # factor singular values in the Walsh frame, (time, factor, mode)

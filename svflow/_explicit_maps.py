@@ -14,8 +14,9 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
+from . import _dims as D
 from ._checks import check_float, check_int
-from ._dataset import netcdf_safe, provenance
+from ._dataset import grid_dataset
 from ._explicit import (
     ce_blocks,
     ce_code_loss,
@@ -94,111 +95,87 @@ def explicit_phase_map(
     Ks = np.asarray([check_int("classes[]", K, minimum=2) for K in classes], dtype=int)
     Ls = np.asarray([check_int("depths[]", L, minimum=1) for L in depths], dtype=int)
     shape = (Ks.size, Ls.size)
-    rc = np.zeros(shape, int)
-    rd, rb = np.zeros(shape), np.zeros(shape)
-    rblk = np.empty(shape, object)
-    cc = np.zeros(shape, int)
-    cd, cp, cb = np.zeros(shape), np.full(shape, np.nan), np.zeros(shape)
-    cblk = np.empty(shape, object)
+    out = {
+        "relu_category": np.zeros(shape, int),
+        "relu_loss_dnc": np.zeros(shape),
+        "relu_loss_best": np.zeros(shape),
+        "relu_blocks": np.empty(shape, object),
+        "ce_category": np.zeros(shape, int),
+        "ce_loss_dnc": np.zeros(shape),
+        "ce_loss_pairs": np.full(shape, np.nan),
+        "ce_loss_best": np.zeros(shape),
+        "ce_blocks": np.empty(shape, object),
+    }
     for i, K in enumerate(Ks):
         for j, L in enumerate(Ls):
-            ch = relu_blocks(int(K), int(L), lam_H=lam, lam_W=lam, samples=samples)
-            rc[i, j] = _RELU_FROM[ch.category]
-            rd[i, j] = dnc_loss(int(K), int(L), lam_H=lam, lam_W=lam, samples=samples)
-            rb[i, j] = ch.loss
-            rblk[i, j] = " ".join(map(str, ch.blocks))
-            ce = ce_codes(int(K), int(L), weight_decay=weight_decay, samples=samples)
-            cc[i, j] = _CE_FROM[ce.category]
-            cd[i, j] = ce_dnc_loss(
-                int(K), int(L), weight_decay=weight_decay, samples=samples
-            )[0]
-            if K == 2 or K >= 4:
-                cp[i, j] = ce_pair_loss(
-                    int(K), int(L), weight_decay=weight_decay, samples=samples
-                )[0]
-            cb[i, j] = ce.loss
-            cblk[i, j] = " ".join(map(str, ce.blocks))
+            cell = _best_constructions(int(K), int(L), lam, weight_decay, samples)
+            for name, value in cell.items():
+                out[name][i, j] = value
+    dims = (D.CLASSES, D.DEPTH)
+    variables = {
+        name: (dims, out[name].astype(str) if out[name].dtype == object else out[name], vattrs)
+        for name, vattrs in _EXPLICIT_MAP_ATTRS.items()
+    }
     rho = np.array([[srg_rho(int(r), int(L)) for L in Ls] for r in radii])
-    dims = ("classes", "depth")
-    ds = xr.Dataset(
-        {
-            "relu_category": (
-                dims,
-                rc,
-                {
-                    "long_name": "lowest-loss known L-DUFM construction (DNC and "
-                    "SRG block networks only)",
-                    **_flags(RELU_CATEGORIES),
-                },
-            ),
-            "relu_loss_dnc": (dims, rd, {"long_name": "L_DNC (L-DUFM)"}),
-            "relu_loss_best": (
-                dims,
-                rb,
-                {"long_name": "lowest L-DUFM loss over DNC/SRG block constructions"},
-            ),
-            "relu_blocks": (
-                dims,
-                rblk.astype(str),
-                {"long_name": "SRG blocks (r) and dnc:<classes>"},
-            ),
-            "ce_category": (
-                dims,
-                cc,
-                {
-                    "long_name": "lowest-loss known CE code (block codes and the "
-                    "hypercube only)",
-                    **_flags(CE_CATEGORIES),
-                },
-            ),
-            "ce_loss_dnc": (
-                dims,
-                cd,
-                {"long_name": "DNC loss, linear CE model with weight decay"},
-            ),
-            "ce_loss_pairs": (
-                dims,
-                cp,
-                {"long_name": "2 x 2 block competitor loss (odd K: one 3-block)"},
-            ),
-            "ce_loss_best": (
-                dims,
-                cb,
-                {"long_name": "lowest CE loss over block codes and the hypercube"},
-            ),
-            "ce_blocks": (
-                dims,
-                cblk.astype(str),
-                {"long_name": "block sizes (or hypercube:m) of the best CE code"},
-            ),
-            "srg_rho": (
-                ("r", "depth"),
-                rho,
-                {"long_name": "rho of the SRG construction, K = C(r, 2)"},
-            ),
-        },
-        coords={
-            "classes": ("classes", Ks, {"long_name": "number of classes K"}),
-            "depth": (
-                "depth",
-                Ls,
-                {"long_name": "depth L (number of weight matrices)"},
-            ),
-            "r": (
-                "r",
-                np.asarray(radii, int),
-                {"long_name": "vertices of K_r (SRG block of C(r,2) classes)"},
-            ),
-        },
-        attrs={
-            "title": "svflow explicit low-rank bias phase map",
-            "lam": float(lam),
-            "weight_decay": float(weight_decay),
-            "samples_per_class": int(samples),
-            **provenance(),
-        },
+    variables["srg_rho"] = (
+        ("r", D.DEPTH), rho, {"long_name": "rho of the SRG construction, K = C(r, 2)"}
     )
-    return netcdf_safe(ds)
+    coords = {
+        D.CLASSES: (Ks, {"long_name": "number of classes K"}),
+        D.DEPTH: (Ls, {"long_name": "depth L (number of weight matrices)"}),
+        "r": (np.asarray(radii, int), {"long_name": "vertices of K_r (SRG block of C(r,2) classes)"}),
+    }
+    attrs = {
+        "title": "svflow explicit low-rank bias phase map",
+        "lam": float(lam),
+        "weight_decay": float(weight_decay),
+        "samples_per_class": int(samples),
+    }
+    return grid_dataset(coords, variables, attrs)
+
+
+def _best_constructions(K: int, L: int, lam: float, weight_decay: float, samples: int) -> dict:
+    """One (K, L) cell of :func:`explicit_phase_map`: the known constructions of both models.
+
+    L-DUFM (weight decay ``lam`` on H and every $W_l$): best DNC/SRG block
+    network and L_DNC. CE model (``weight_decay`` on every factor): best block
+    code or hypercube, the DNC loss and the 2 x 2 block competitor (K = 2 or
+    K >= 4; NaN otherwise).
+    """
+    ch = relu_blocks(K, L, lam_H=lam, lam_W=lam, samples=samples)
+    ce = ce_codes(K, L, weight_decay=weight_decay, samples=samples)
+    cell = {
+        "relu_category": _RELU_FROM[ch.category],
+        "relu_loss_dnc": dnc_loss(K, L, lam_H=lam, lam_W=lam, samples=samples),
+        "relu_loss_best": ch.loss,
+        "relu_blocks": " ".join(map(str, ch.blocks)),
+        "ce_category": _CE_FROM[ce.category],
+        "ce_loss_dnc": ce_dnc_loss(K, L, weight_decay=weight_decay, samples=samples)[0],
+        "ce_loss_best": ce.loss,
+        "ce_blocks": " ".join(map(str, ce.blocks)),
+    }
+    if K == 2 or K >= 4:
+        cell["ce_loss_pairs"] = ce_pair_loss(K, L, weight_decay=weight_decay, samples=samples)[0]
+    return cell
+
+
+_EXPLICIT_MAP_ATTRS = {
+    "relu_category": {
+        "long_name": "lowest-loss known L-DUFM construction (DNC and SRG block networks only)",
+        **_flags(RELU_CATEGORIES),
+    },
+    "relu_loss_dnc": {"long_name": "L_DNC (L-DUFM)"},
+    "relu_loss_best": {"long_name": "lowest L-DUFM loss over DNC/SRG block constructions"},
+    "relu_blocks": {"long_name": "SRG blocks (r) and dnc:<classes>"},
+    "ce_category": {
+        "long_name": "lowest-loss known CE code (block codes and the hypercube only)",
+        **_flags(CE_CATEGORIES),
+    },
+    "ce_loss_dnc": {"long_name": "DNC loss, linear CE model with weight decay"},
+    "ce_loss_pairs": {"long_name": "2 x 2 block competitor loss (odd K: one 3-block)"},
+    "ce_loss_best": {"long_name": "lowest CE loss over block codes and the hypercube"},
+    "ce_blocks": {"long_name": "block sizes (or hypercube:m) of the best CE code"},
+}
 
 
 @float64
@@ -211,9 +188,9 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
         raise ValueError(f"model must be 'relu' or 'ce'; got {model!r}.")
     var = ds[f"{model}_category"]
     dnc_or_zero = (var == 1) | (var == 0)  # categories 0, 1: nothing beats DNC
-    Ks = ds["classes"].values
+    Ks = ds[D.CLASSES].values
     out = []
-    for L in ds["depth"].values:
+    for L in ds[D.DEPTH].values:
         col = dnc_or_zero.sel(depth=L).values
         loses = ~col
         k = np.nan
@@ -224,8 +201,8 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
         out.append(k)
     return xr.DataArray(
         np.array(out),
-        coords={"depth": ds["depth"].values},
-        dims="depth",
+        coords={D.DEPTH: ds[D.DEPTH].values},
+        dims=D.DEPTH,
         name=f"{model}_dnc_threshold",
         attrs={
             "long_name": "smallest K from which a known construction beats DNC at "
@@ -258,6 +235,40 @@ def weight_decay_endpoints(
     Mode 0 is kept at 0 (it never moves under cross-entropy). With weight decay
     and N >= 3 the origin attracts small starts: keep ``scale`` of order 0.1-1.
     """
+    ts, objs, lam = _endpoint_runs(classes, depths, seeds, weight_decay=weight_decay,
+                                   scale=scale, spread=spread, t_end=t_end, num_times=num_times)
+    fin = np.abs(lam[:, :, -1, :])
+    alive = (fin > 1e-3 * fin.max(axis=-1, keepdims=True)).sum(axis=-1)
+    runs = (D.DEPTH, D.SEED)
+    variables = {
+        "objective": (runs + (D.TIME,), objs, {"long_name": "CE + (wd/2) sum ||F||^2"}),
+        D.LAM: (runs + (D.TIME, D.MODE), lam, {"long_name": "logit eigenvalue (Walsh frame)"}),
+        "surviving_modes": (runs, alive, {"long_name": "modes with |lambda| > 1e-3 max at t_end"}),
+    }
+    for name, (values, long_name) in _ce_closed_forms(classes, depths, weight_decay).items():
+        variables[name] = ((D.DEPTH,), values, {"long_name": long_name})
+    coords = {
+        D.DEPTH: np.asarray(depths, int),
+        D.SEED: np.asarray(seeds, int),
+        D.TIME: ts,
+        D.MODE: np.arange(classes),
+    }
+    attrs = {
+        "title": "reduced ODE with weight decay vs closed forms",
+        "classes": int(classes),
+        "weight_decay": float(weight_decay),
+        "scale": float(scale),
+        "spread": float(spread),
+        "t_end": float(t_end),
+    }
+    return grid_dataset(coords, variables, attrs)
+
+
+def _endpoint_runs(classes, depths, seeds, *, weight_decay, scale, spread, t_end, num_times):
+    """Reduced CE ODE with weight decay per (depth, seed): (times, objective, lam).
+
+    ``objective`` has dims (depth, seed, time), ``lam`` (depth, seed, time, mode).
+    """
     from ._simulate import simulate
     from ._start import spectral_init
 
@@ -277,85 +288,34 @@ def weight_decay_endpoints(
                 t_end=t_end,
                 num_times=num_times,
             )
-            ts = ds["time"].values
-            o_row.append(ds["objective"].values)
-            l_row.append(ds["lam"].values)
+            ts = ds[D.TIME].values
+            o_row.append(ds[D.OBJECTIVE].values)
+            l_row.append(ds[D.LAM].values)
         objs.append(o_row)
         lams.append(l_row)
-    lam = np.asarray(lams)
-    fin = np.abs(lam[:, :, -1, :])
-    alive = (fin > 1e-3 * fin.max(axis=-1, keepdims=True)).sum(axis=-1)
+    return ts, np.asarray(objs), np.asarray(lams)
+
+
+def _ce_closed_forms(classes: int, depths, weight_decay: float) -> dict:
+    """Closed-form CE losses per depth: ``name -> (values, long name)``.
+
+    DNC, the 2 x 2 block code, the hypercube code, the best block code and the
+    lowest of block codes and hypercube.
+    """
     dnc = [ce_dnc_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths]
-    pairs = [
-        ce_pair_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths
-    ]
-    blocks = [
-        ce_blocks(classes, int(L), weight_decay=weight_decay).loss for L in depths
-    ]
+    pairs = [ce_pair_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths]
+    blocks = [ce_blocks(classes, int(L), weight_decay=weight_decay).loss for L in depths]
     hyper = [
         ce_code_loss(hypercube_code(classes), int(L), weight_decay=weight_decay)[0]
         for L in depths
     ]
-    best = np.minimum(blocks, hyper)
-    return netcdf_safe(xr.Dataset(
-        {
-            "objective": (
-                ("depth", "seed", "time"),
-                np.asarray(objs),
-                {"long_name": "CE + (wd/2) sum ||F||^2"},
-            ),
-            "lam": (
-                ("depth", "seed", "time", "mode"),
-                lam,
-                {"long_name": "logit eigenvalue (Walsh frame)"},
-            ),
-            "surviving_modes": (
-                ("depth", "seed"),
-                alive,
-                {"long_name": "modes with |lambda| > 1e-3 max at t_end"},
-            ),
-            "ce_dnc": (
-                ("depth",),
-                np.asarray(dnc),
-                {"long_name": "closed-form DNC loss"},
-            ),
-            "ce_pairs": (
-                ("depth",),
-                np.asarray(pairs),
-                {"long_name": "closed-form 2 x 2 block loss"},
-            ),
-            "ce_hypercube": (
-                ("depth",),
-                np.asarray(hyper),
-                {"long_name": "closed-form hypercube code loss"},
-            ),
-            "ce_blocks": (
-                ("depth",),
-                np.asarray(blocks),
-                {"long_name": "best block-code loss"},
-            ),
-            "ce_best": (
-                ("depth",),
-                np.asarray(best),
-                {"long_name": "best of block codes and hypercube"},
-            ),
-        },
-        coords={
-            "depth": np.asarray(depths, int),
-            "seed": np.asarray(seeds, int),
-            "time": ts,
-            "mode": np.arange(classes),
-        },
-        attrs={
-            "title": "reduced ODE with weight decay vs closed forms",
-            "classes": int(classes),
-            "weight_decay": float(weight_decay),
-            "scale": float(scale),
-            "spread": float(spread),
-            "t_end": float(t_end),
-            **provenance(),
-        },
-    ))
+    return {
+        "ce_dnc": (np.asarray(dnc), "closed-form DNC loss"),
+        "ce_pairs": (np.asarray(pairs), "closed-form 2 x 2 block loss"),
+        "ce_hypercube": (np.asarray(hyper), "closed-form hypercube code loss"),
+        "ce_blocks": (np.asarray(blocks), "best block-code loss"),
+        "ce_best": (np.minimum(blocks, hyper), "best of block codes and hypercube"),
+    }
 
 
 @float64
@@ -401,27 +361,23 @@ def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
         out[i, : m.shape[0]] = m
         s = np.linalg.svd(m, compute_uv=False)
         ranks.append(int((s > 1e-9 * s[0]).sum()))
-    return xr.Dataset(
-        {
-            "matrix": (
-                ("layer", "row", "col"),
-                out,
-                {"long_name": "class-mean matrix (column = class = edge of K_r)"},
-            ),
-            "rows": (("layer",), [m.shape[0] for m in mats]),
-            "matrix_rank": (
-                ("layer",), np.asarray(ranks), {"long_name": "numerical rank"}
-            ),
-        },
-        coords={"layer": names, "row": np.arange(rows), "col": np.arange(K)},
-        attrs={
-            "title": "SRG construction, class means of every layer (unit scale)",
-            "r": int(r),
-            "classes": int(K),
-            "depth": int(depth),
-            **provenance(),
-        },
-    )
+    variables = {
+        "matrix": (
+            ("layer", "row", "col"),
+            out,
+            {"long_name": "class-mean matrix (column = class = edge of K_r)"},
+        ),
+        "rows": (("layer",), [m.shape[0] for m in mats]),
+        "matrix_rank": (("layer",), np.asarray(ranks), {"long_name": "numerical rank"}),
+    }
+    coords = {"layer": names, "row": np.arange(rows), "col": np.arange(K)}
+    attrs = {
+        "title": "SRG construction, class means of every layer (unit scale)",
+        "r": int(r),
+        "classes": int(K),
+        "depth": int(depth),
+    }
+    return grid_dataset(coords, variables, attrs)
 
 
 @float64
@@ -466,34 +422,19 @@ def srg_ratio_curve(
                     den = construction_loss(dnc_factors(K, L), **kw)[0]
                     net[a, b, c] = num / den
     rs_a = np.asarray(rs)
-    data = {
-        "ratio": (
-            ("lam", "depth", "r"),
-            ratio,
-            {"long_name": "L_SRG / L_DNC (closed forms)"},
-        ),
-    }
+    runs = ("lam", D.DEPTH, "r")
+    data = {"ratio": (runs, ratio, {"long_name": "L_SRG / L_DNC (closed forms)"})}
     if network:
         data["ratio_network"] = (
-            ("lam", "depth", "r"),
+            runs,
             net,
             {"long_name": "L_SRG / L_DNC (built matrices through the ReLU network)"},
         )
-    return xr.Dataset(
-        data,
-        coords={
-            "lam": ("lam", np.asarray(lm), {"long_name": "weight decay (every factor)"}),
-            "depth": (
-                "depth",
-                np.asarray(Ls),
-                {"long_name": "depth L (number of weight matrices)"},
-            ),
-            "r": ("r", rs_a, {"long_name": "vertices r of K_r"}),
-            "classes": ("r", rs_a * (rs_a - 1) // 2, {"long_name": "K = C(r, 2)"}),
-        },
-        attrs={
-            "title": "SRG construction against DNC",
-            "samples_per_class": int(samples),
-            **provenance(),
-        },
-    )
+    coords = {
+        "lam": (np.asarray(lm), {"long_name": "weight decay (every factor)"}),
+        D.DEPTH: (np.asarray(Ls), {"long_name": "depth L (number of weight matrices)"}),
+        "r": (rs_a, {"long_name": "vertices r of K_r"}),
+        D.CLASSES: ("r", rs_a * (rs_a - 1) // 2, {"long_name": "K = C(r, 2)"}),
+    }
+    attrs = {"title": "SRG construction against DNC", "samples_per_class": int(samples)}
+    return grid_dataset(coords, data, attrs)

@@ -37,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from . import _dims as D
 from ._checks import check_choice, check_float, check_fraction, check_int
-from ._dataset import netcdf_safe, provenance
+from ._dataset import grid_dataset
 from ._explicit import dnc_loss, relu_blocks, relu_forward
 from ._full import random_model
 from ._precision import float64
@@ -263,6 +264,71 @@ def ldufm_runs(
     num_times = check_int("num_times", num_times, minimum=2)
     rank_rtol = check_fraction("rank_rtol", rank_rtol)
     dnc_rtol = check_float("dnc_rtol", dnc_rtol, minimum=0.0)
+    seeds = _check_seed_list(seeds)
+    grid = step_grid(steps, num_times)
+    L_dnc = dnc_loss(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
+    best = relu_blocks(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
+    factors = _starts(classes, depth, width, [scale], seeds, samples, lam)
+    records = _record_runs(
+        factors, grid, classes, samples, lam=lam, eta=eta, rank_rtol=rank_rtol
+    )
+    attrs = {
+        "title": "GD on the L-DUFM (ReLU, squared loss, weight decay)",
+        "classes": int(classes),
+        "depth": int(depth),
+        "width": int(width),
+        "lam": float(lam),
+        "eta": float(eta),
+        "steps": int(steps),
+        "samples_per_class": int(samples),
+        "init_scale": float(scale),
+        "rank_rtol": float(rank_rtol),
+        "best_construction": f"{best.category} {' '.join(map(str, best.blocks))}",
+    }
+    return _runs_dataset(records, seeds, grid, classes, L_dnc, best, dnc_rtol, attrs)
+
+
+def _runs_dataset(
+    records, seeds, grid, classes: int, L_dnc: float, best, dnc_rtol: float, attrs: dict
+) -> xr.Dataset:
+    """The :func:`ldufm_runs` dataset from the records of :func:`_record_runs`.
+
+    A run ends in DNC when every layer's class means have rank K and its final
+    objective is within ``dnc_rtol`` of ``L_dnc``.
+    """
+    names, objs, svs, ranks, nc1s = records
+    eta, rank_rtol = attrs["eta"], attrs["rank_rtol"]
+    finals = objs[:, -1]
+    is_dnc = np.all(ranks[:, -1] == classes, axis=-1) & (np.abs(finals - L_dnc) <= dnc_rtol * L_dnc)
+    rank_name = f"numerical rank of the class means (sigma_i > {rank_rtol:g} sigma_1)"
+    nc1_name = "NC1 = tr(S_W S_B^+)/K"
+    runs, run_t = (D.SEED,), (D.SEED, D.TIME)
+    sv_name = "singular values of each layer's class-mean matrix"
+    construction = f"{best.category} {' '.join(map(str, best.blocks))}"
+    variables = {
+        "objective": (run_t, objs, {"long_name": "L-DUFM objective (mean squared loss + weight decay)"}),
+        "sv_layer_t": (run_t + (D.LAYER, D.SV), svs, {"long_name": sv_name}),
+        "rank_layer_t": (run_t + (D.LAYER,), ranks, {"long_name": rank_name}),
+        "nc1_layer_t": (run_t + (D.LAYER,), nc1s, {"long_name": nc1_name}),
+        "sv_layer": (runs + (D.LAYER, D.SV), svs[:, -1], {"long_name": sv_name + " at the end"}),
+        "rank_layer": (runs + (D.LAYER,), ranks[:, -1], {"long_name": rank_name + " at the end"}),
+        "nc1_layer": (runs + (D.LAYER,), nc1s[:, -1], {"long_name": nc1_name + " at the end"}),
+        "final_objective": (runs, finals),
+        "is_dnc": (runs, is_dnc),
+        "L_DNC": ((), L_dnc, {"long_name": "closed-form best DNC loss"}),
+        "L_best": ((), best.loss, {"long_name": f"best SRG/DNC construction: {construction}"}),
+    }
+    coords = {
+        D.SEED: np.asarray(seeds, int),
+        D.TIME: (grid * eta, {"long_name": "t = steps x learning rate"}),
+        "step": (D.TIME, grid, {"long_name": "gradient-descent step"}),
+        D.LAYER: list(names),
+        D.SV: np.arange(classes),
+    }
+    return grid_dataset(coords, variables, attrs)
+
+
+def _check_seed_list(seeds) -> list[int]:
     if isinstance(seeds, (int, np.integer, float, str)):
         raise TypeError(
             f"seeds must be a sequence of seeds (one run per seed); got {seeds!r}. "
@@ -271,10 +337,17 @@ def ldufm_runs(
     seeds = [check_int("seeds[i]", s, minimum=0) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed; got an empty sequence.")
-    grid = step_grid(steps, num_times)
-    L_dnc = dnc_loss(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
-    best = relu_blocks(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
-    factors = _starts(classes, depth, width, [scale], seeds, samples, lam)
+    return seeds
+
+
+def _record_runs(factors, grid, classes: int, samples: int, *, lam, eta, rank_rtol):
+    """GD on the stacked starts ``factors`` with layer statistics at every record step.
+
+    Returns ``(layer names, objective (seed, time), sv (seed, time, layer, sv),
+    rank (seed, time, layer), nc1 (seed, time, layer))``; raises
+    :class:`DivergenceError` at the first non-finite objective.
+    """
+    nseeds = factors[0].shape[0]
     targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
     objs, svs, ranks, nc1s = [], [], [], []
     names = None
@@ -292,84 +365,20 @@ def ldufm_runs(
         objs.append(o)
         per = [
             _layer_stats([np.asarray(F[k]) for F in factors], classes, samples, rank_rtol)
-            for k in range(len(seeds))
+            for k in range(nseeds)
         ]
         names = per[0][0]
         svs.append([p[1] for p in per])
         ranks.append([p[2] for p in per])
         nc1s.append([p[3] for p in per])
     # records were (time, seed, ...): put seed first
-    objs = np.asarray(objs).T
-    svs = np.asarray(svs).swapaxes(0, 1)
-    ranks = np.asarray(ranks).swapaxes(0, 1)
-    nc1s = np.asarray(nc1s).swapaxes(0, 1)
-    finals = objs[:, -1]
-    is_dnc = np.all(ranks[:, -1] == classes, axis=-1) & (np.abs(finals - L_dnc) <= dnc_rtol * L_dnc)
-    rank_name = f"numerical rank of the class means (sigma_i > {rank_rtol:g} sigma_1)"
-    nc1_name = "NC1 = tr(S_W S_B^+)/K"
-    return netcdf_safe(xr.Dataset(
-        {
-            "objective": (
-                ("seed", "time"),
-                objs,
-                {"long_name": "L-DUFM objective (mean squared loss + weight decay)"},
-            ),
-            "sv_layer_t": (
-                ("seed", "time", "layer", "sv"),
-                svs,
-                {"long_name": "singular values of each layer's class-mean matrix"},
-            ),
-            "rank_layer_t": (("seed", "time", "layer"), ranks, {"long_name": rank_name}),
-            "nc1_layer_t": (("seed", "time", "layer"), nc1s, {"long_name": nc1_name}),
-            "sv_layer": (
-                ("seed", "layer", "sv"),
-                svs[:, -1],
-                {"long_name": "singular values of each layer's class-mean matrix at the end"},
-            ),
-            "rank_layer": (
-                ("seed", "layer"),
-                ranks[:, -1],
-                {"long_name": rank_name + " at the end"},
-            ),
-            "nc1_layer": (
-                ("seed", "layer"),
-                nc1s[:, -1],
-                {"long_name": nc1_name + " at the end"},
-            ),
-            "final_objective": (("seed",), finals),
-            "is_dnc": (("seed",), is_dnc),
-            "L_DNC": ((), L_dnc, {"long_name": "closed-form best DNC loss"}),
-            "L_best": (
-                (),
-                best.loss,
-                {
-                    "long_name": "best SRG/DNC construction: "
-                    f"{best.category} {' '.join(map(str, best.blocks))}"
-                },
-            ),
-        },
-        coords={
-            "seed": np.asarray(seeds, int),
-            "time": ("time", grid * eta, {"long_name": "t = steps x learning rate"}),
-            "step": ("time", grid, {"long_name": "gradient-descent step"}),
-            "layer": list(names),
-            "sv": np.arange(classes),
-        },
-        attrs={
-            "title": "GD on the L-DUFM (ReLU, squared loss, weight decay)",
-            "classes": int(classes),
-            "depth": int(depth),
-            "width": int(width),
-            "lam": float(lam),
-            "eta": float(eta),
-            "steps": int(steps),
-            "samples_per_class": int(samples),
-            "init_scale": float(scale),
-            "rank_rtol": float(rank_rtol),
-            "best_construction": f"{best.category} {' '.join(map(str, best.blocks))}",
-            **provenance(),
-        },
-    ))
+    return (
+        names,
+        np.asarray(objs).T,
+        np.asarray(svs).swapaxes(0, 1),
+        np.asarray(ranks).swapaxes(0, 1),
+        np.asarray(nc1s).swapaxes(0, 1),
+    )
 
 
 SWEEP_PARAMS = ("lam", "width", "scale", "classes")

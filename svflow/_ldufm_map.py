@@ -22,13 +22,15 @@ construction. GD gives upper bounds on the minimum, never its value.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
+from . import _dims as D
 from ._checks import check_float, check_fraction, check_int
-from ._dataset import provenance
+from ._dataset import grid_dataset
 from ._explicit import dnc_loss, relu_blocks
 from ._ldufm import (
     RANK_RTOL_LAYERS,
@@ -99,133 +101,122 @@ def ldufm_optimality_map(
     if not Ks or not Ls:
         raise ValueError("classes and depths must each hold at least one value.")
     scales = [check_float("scales[i]", s, minimum=0.0, strict_min=True) for s in scales]
-    shape = (len(Ks), len(Ls))
-    obj = np.full(shape + (len(scales), seeds), np.nan)
-    best_rank = np.zeros(shape, int)
-    layer_ranks = np.empty(shape, object)
-    widths = np.zeros(len(Ks), int)
-    Ldnc, Lcon = np.zeros(shape), np.zeros(shape)
-    con = np.empty(shape, object)
+    out = _empty_results(len(Ks), len(Ls), len(scales), seeds)
     cells = [(i, j) for i in range(len(Ks)) for j in range(len(Ls))]
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    bar = _progress_bar(len(cells)) if progress else contextlib.nullcontext()
+    with bar:
+        for i, j in cells:
+            K, L = Ks[i], Ls[j]
+            out["widths"][i] = d = width if width is not None else max(16, 2 * K)
+            _map_cell(out, (i, j), K, L, width=d, lam=lam, eta=eta, steps=steps,
+                      scales=scales, seeds=seeds, samples=samples, rank_rtol=rank_rtol)
+            if progress:
+                bar.update(1)
+    attrs = {
+        "title": "empirical optimality map of the L-DUFM (GD vs DNC and known constructions)",
+        "lam": float(lam),
+        "eta": float(eta),
+        "steps": int(steps),
+        "samples_per_class": int(samples),
+        "rank_rtol": float(rank_rtol),
+        "beat_rtol": float(beat_rtol),
+        "width_rule": "max(16, 2K)" if width is None else str(width),
+    }
+    return _map_dataset(out, Ks, Ls, scales, seeds, rank_rtol, beat_rtol, attrs)
 
-        bar = tqdm(total=len(cells), desc="optimality map", unit="cell")
-    for i, j in cells:
-        K, L = Ks[i], Ls[j]
-        d = width if width is not None else max(16, 2 * K)
-        widths[i] = d
-        factors, o = ldufm_gd_batch(
-            K,
-            L,
-            width=d,
-            lam=lam,
-            eta=eta,
-            steps=steps,
-            scales=scales,
-            seeds=range(seeds),
-            samples=samples,
-        )
-        obj[i, j] = o.reshape(len(scales), seeds)
-        b = int(np.argmin(o))
-        names, mats = layer_representations([F[b] for F in factors])
-        sv = np.stack([class_mean_spectra(X, K) for X in mats])
-        top = np.where(sv[:, :1] > 0, sv[:, :1], 1.0)
-        rk = ((sv > rank_rtol * top) & (sv > 0)).sum(axis=1)
-        hidden = [k for k, n in enumerate(names) if n != "Z"]
-        best_rank[i, j] = int(rk[hidden].min())
-        layer_ranks[i, j] = " ".join(f"{n}:{r}" for n, r in zip(names, rk))
-        Ldnc[i, j] = dnc_loss(K, L, lam_H=lam, lam_W=lam, samples=samples)
-        ch = relu_blocks(K, L, lam_H=lam, lam_W=lam, samples=samples)
-        Lcon[i, j] = ch.loss
-        con[i, j] = f"{ch.category} " + " ".join(map(str, ch.blocks))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    flat = obj.reshape(shape + (-1,))
+
+def _empty_results(nK: int, nL: int, nscales: int, seeds: int) -> dict:
+    shape = (nK, nL)
+    return {
+        "obj": np.full(shape + (nscales, seeds), np.nan),
+        "best_rank": np.zeros(shape, int),
+        "layer_ranks": np.empty(shape, object),
+        "widths": np.zeros(nK, int),
+        "Ldnc": np.zeros(shape),
+        "Lcon": np.zeros(shape),
+        "con": np.empty(shape, object),
+    }
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="optimality map", unit="cell")
+
+
+def _map_cell(out: dict, ij: tuple, K: int, L: int, *, width, lam, eta, steps, scales,
+              seeds, samples, rank_rtol) -> None:
+    r"""Run every start of one (K, L) cell and write its results into ``out[...][ij]``.
+
+    The best run's bottleneck rank is the smallest class-mean rank
+    ($\sigma_i > $ rank_rtol $\sigma_1$) over the hidden representations
+    (every layer but the logits Z).
+    """
+    factors, o = ldufm_gd_batch(
+        K, L, width=width, lam=lam, eta=eta, steps=steps, scales=scales,
+        seeds=range(seeds), samples=samples,
+    )
+    out["obj"][ij] = o.reshape(len(scales), seeds)
+    b = int(np.argmin(o))
+    names, mats = layer_representations([F[b] for F in factors])
+    sv = np.stack([class_mean_spectra(X, K) for X in mats])
+    top = np.where(sv[:, :1] > 0, sv[:, :1], 1.0)
+    rk = ((sv > rank_rtol * top) & (sv > 0)).sum(axis=1)
+    hidden = [k for k, n in enumerate(names) if n != "Z"]
+    out["best_rank"][ij] = int(rk[hidden].min())
+    out["layer_ranks"][ij] = " ".join(f"{n}:{r}" for n, r in zip(names, rk))
+    out["Ldnc"][ij] = dnc_loss(K, L, lam_H=lam, lam_W=lam, samples=samples)
+    ch = relu_blocks(K, L, lam_H=lam, lam_W=lam, samples=samples)
+    out["Lcon"][ij] = ch.loss
+    out["con"][ij] = f"{ch.category} " + " ".join(map(str, ch.blocks))
+
+
+def _map_dataset(out: dict, Ks, Ls, scales, seeds, rank_rtol, beat_rtol, attrs) -> xr.Dataset:
+    """The optimality-map dataset from the per-cell arrays of :func:`_map_cell`."""
+    obj, Ldnc, Lcon = out["obj"], out["Ldnc"], out["Lcon"]
+    flat = obj.reshape(obj.shape[:2] + (-1,))
     arg = np.argmin(flat, axis=-1)
     best = np.take_along_axis(flat, arg[..., None], -1)[..., 0]
-    dims = ("classes", "depth")
-    return xr.Dataset(
-        {
-            "objective": (
-                dims + ("scale", "seed"),
-                obj,
-                {"long_name": "final L-DUFM objective of each GD run"},
-            ),
-            "ratio": (
-                dims + ("scale", "seed"),
-                obj / Ldnc[..., None, None],
-                {"long_name": "final objective / L_DNC"},
-            ),
-            "best_ratio": (
-                dims,
-                best / Ldnc,
-                {"long_name": "lowest GD objective / L_DNC (over scales and seeds)"},
-            ),
-            "best_scale": (
-                dims,
-                np.asarray(scales)[arg // seeds],
-                {"long_name": "init scale of the best run"},
-            ),
-            "best_seed": (dims, arg % seeds, {"long_name": "seed of the best run"}),
-            "best_rank": (
-                dims,
-                best_rank,
-                {
-                    "long_name": "bottleneck rank of the best run (smallest class-mean "
-                    f"rank over H and hidden layers, sigma_i > {rank_rtol:g} sigma_1)"
-                },
-            ),
-            "best_layer_ranks": (
-                dims,
-                layer_ranks.astype(str),
-                {"long_name": "class-mean rank of every layer of the best run"},
-            ),
-            "construction_ratio": (
-                dims,
-                Lcon / Ldnc,
-                {"long_name": "best known construction (DNC / SRG blocks) / L_DNC"},
-            ),
-            "construction": (
-                dims,
-                con.astype(str),
-                {"long_name": "best known construction: category and blocks"},
-            ),
-            "L_DNC": (dims, Ldnc, {"long_name": "closed-form best DNC loss"}),
-            "beats_dnc": (
-                dims,
-                best < (1 - beat_rtol) * Ldnc,
-                {"long_name": f"best GD objective < (1 - {beat_rtol:g}) L_DNC"},
-            ),
-            "beats_constructions": (
-                dims,
-                best < (1 - beat_rtol) * Lcon,
-                {"long_name": f"best GD objective < (1 - {beat_rtol:g}) x the best known construction"},
-            ),
-            "width": (("classes",), widths, {"long_name": "hidden width d"}),
-        },
-        coords={
-            "classes": ("classes", np.asarray(Ks), {"long_name": "number of classes K"}),
-            "depth": (
-                "depth",
-                np.asarray(Ls),
-                {"long_name": "depth L (number of weight matrices)"},
-            ),
-            "scale": ("scale", np.asarray(scales), {"long_name": "init scale"}),
-            "seed": np.arange(seeds),
-        },
-        attrs={
-            "title": "empirical optimality map of the L-DUFM (GD vs DNC and known constructions)",
-            "lam": float(lam),
-            "eta": float(eta),
-            "steps": int(steps),
-            "samples_per_class": int(samples),
-            "rank_rtol": float(rank_rtol),
-            "beat_rtol": float(beat_rtol),
-            "width_rule": "max(16, 2K)" if width is None else str(width),
-            **provenance(),
-        },
-    )
+    dims = (D.CLASSES, D.DEPTH)
+    runs = dims + (D.SCALE, D.SEED)
+    beat = f"best GD objective < (1 - {beat_rtol:g})"
+    variables = {
+        "objective": (runs, obj, {"long_name": "final L-DUFM objective of each GD run"}),
+        "ratio": (runs, obj / Ldnc[..., None, None], {"long_name": "final objective / L_DNC"}),
+        "best_ratio": (
+            dims, best / Ldnc, {"long_name": "lowest GD objective / L_DNC (over scales and seeds)"}
+        ),
+        "best_scale": (
+            dims, np.asarray(scales)[arg // seeds], {"long_name": "init scale of the best run"}
+        ),
+        "best_seed": (dims, arg % seeds, {"long_name": "seed of the best run"}),
+        "best_rank": (dims, out["best_rank"], {
+            "long_name": "bottleneck rank of the best run (smallest class-mean "
+            f"rank over H and hidden layers, sigma_i > {rank_rtol:g} sigma_1)"
+        }),
+        "best_layer_ranks": (
+            dims, out["layer_ranks"].astype(str),
+            {"long_name": "class-mean rank of every layer of the best run"},
+        ),
+        "construction_ratio": (
+            dims, Lcon / Ldnc, {"long_name": "best known construction (DNC / SRG blocks) / L_DNC"}
+        ),
+        "construction": (
+            dims, out["con"].astype(str),
+            {"long_name": "best known construction: category and blocks"},
+        ),
+        "L_DNC": (dims, Ldnc, {"long_name": "closed-form best DNC loss"}),
+        "beats_dnc": (dims, best < (1 - beat_rtol) * Ldnc, {"long_name": f"{beat} L_DNC"}),
+        "beats_constructions": (
+            dims, best < (1 - beat_rtol) * Lcon,
+            {"long_name": f"{beat} x the best known construction"},
+        ),
+        "width": ((D.CLASSES,), out["widths"], {"long_name": "hidden width d"}),
+    }
+    coords = {
+        D.CLASSES: (np.asarray(Ks), {"long_name": "number of classes K"}),
+        D.DEPTH: (np.asarray(Ls), {"long_name": "depth L (number of weight matrices)"}),
+        D.SCALE: (np.asarray(scales), {"long_name": "init scale"}),
+        D.SEED: np.arange(seeds),
+    }
+    return grid_dataset(coords, variables, attrs)

@@ -318,36 +318,18 @@ def ldufm_study(name: str, setting: str = "quick") -> xr.Dataset:
 def study_main(name: str, summary, argv=None, doc: str | None = None) -> int:
     """Command line of a study's scenario: ``[--quick | --setting NAME] [--out PATH]``.
 
-    Runs the study, prints ``summary(ds)`` and saves the dataset (netCDF) to
-    ``--out`` when given."""
-    import argparse
-
-    from ._dataset import check_writable, save
+    Runs the study (:func:`svflow._cli.scenario_cli`: ``--out`` is checked
+    before the run, the setting printed), prints ``summary(ds)`` and saves the
+    dataset (netCDF) to ``--out`` when given."""
+    from ._cli import scenario_cli
+    from ._dataset import save
 
     study = LDUFM_STUDIES[check_choice("name", name, LDUFM_STUDIES)]
-    p = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    settings = {n: study.settings(n) for n in ("quick", "full", *study.extra)}
+    a, setting, _ = scenario_cli(
+        doc, settings, argv, quick_help="the QUICK setting",
+        header=f"{study.paper}: {study.fixed}\nchosen here: {study.chosen}",
     )
-    p.add_argument("--quick", action="store_true", help="the QUICK setting")
-    p.add_argument(
-        "--setting",
-        choices=("quick", "full", *study.extra),
-        default=None,
-        help="a named setting (default: full, or quick with --quick)",
-    )
-    p.add_argument("--out", default=None, help="netCDF path for the dataset")
-    a = p.parse_args(argv)
-    if a.quick and a.setting not in (None, "quick"):
-        p.error("--quick and --setting disagree")
-    if a.out:  # fail now, not after the computation
-        try:
-            check_writable(a.out)
-        except OSError as e:
-            p.error(f"--out: {e}")
-    setting = a.setting or ("quick" if a.quick else "full")
-    print(f"{study.paper}: {study.fixed}")
-    print(f"chosen here: {study.chosen} [{setting} setting]")
-    print("settings:", study.settings(setting))
     ds = study.compute(setting)
     print(summary(ds))
     if a.out:

@@ -26,17 +26,28 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from . import _dims as D
 from ._checks import check_float, check_int
-from ._dataset import netcdf_safe, provenance
+from ._dataset import grid_dataset
 from ._full import random_model
 from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
 from ._precision import float64
 from ._train import run_gd, step_grid
 
-__all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING"]
+__all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING", "QUICK_SETTING"]
 
-# The full depth x width phase map (meant for a GPU); shared by the
-# scenario and the figure so the two never drift apart.
+# The settings of the depth x width phase map (keyword arguments of phase_map),
+# shared by scenarios/phase_map.py and the figure ``phase_map`` so the two never
+# drift apart. QUICK: minutes on 2 CPU cores; FULL: meant for a GPU.
+QUICK_SETTING = dict(
+    classes=(8, 16),
+    depths=(1, 3, 6),
+    widths=(8, 32, 128),
+    seeds=2,
+    scale=1.0,
+    eta=0.2,
+    steps=2500,
+)
 FULL_SETTING = dict(
     classes=(8, 16),
     depths=(1, 2, 3, 4, 5, 6),
@@ -194,15 +205,8 @@ def phase_map(
     eta = check_float("eta", eta, minimum=0.0, strict_min=True)
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
     grid = step_grid(steps, num_records)
-    Kmax = max(classes)
-    shape = (len(classes), len(depths), len(widths), seeds)
-    out = {
-        k: np.zeros(shape, dtype=bool if k in ("reached_nc", "diverged") else float)
-        for k in PHASE_OUTPUTS
-    }
-    out["rank_t"] = np.zeros(shape + (grid.size,))
-    out["sv_ratio_t"] = np.zeros(shape + (grid.size,))
-    out["sigma"] = np.full(shape + (Kmax,), np.nan)
+    out = _empty_phase_outputs((len(classes), len(depths), len(widths), seeds), grid.size,
+                               max(classes))
     cells = [
         (a, b, c)
         for a in range(len(classes))
@@ -216,66 +220,14 @@ def phase_map(
         bar = tqdm(cells, desc="phase map", unit="cell", file=sys.stderr)
     tic = _time.perf_counter()
     for a, b, c in bar if bar is not None else cells:
-        res = jax.device_get(
-            phase_cell(
-                keys,
-                classes=classes[a],
-                depth=depths[b],
-                width=widths[c],
-                scale=float(scale),
-                eta=float(eta),
-                steps=int(steps),
-                num_records=int(num_records),
-                loss=loss,
-                rank_rtol=float(rank_rtol),
-                nc_tol=float(nc_tol),
-            )
-        )
+        res = jax.device_get(phase_cell(
+            keys, classes=classes[a], depth=depths[b], width=widths[c], scale=float(scale),
+            eta=float(eta), steps=int(steps), num_records=int(num_records), loss=loss,
+            rank_rtol=float(rank_rtol), nc_tol=float(nc_tol),
+        ))
         for k in PHASE_OUTPUTS + ("rank_t", "sv_ratio_t"):
             out[k][a, b, c] = res[k]
         out["sigma"][a, b, c, :, : classes[a]] = res["sigma"]
-    wall = _time.perf_counter() - tic
-    dims = ("classes", "depth", "width", "seed")
-    long = {
-        "rank": "final numerical rank of the centred class-mean logits",
-        "normalised_margin": "min margin / (sum_l ||A_l||_F^2)^(N/2)",
-        "margin": "min_y Z[y,y] - max_{c!=y} Z[c,y]",
-        "loss": "final mean data loss",
-        "sv_ratio": "sigma_(K-1) / sigma_1 of the centred logits",
-        "reached_nc": "all K-1 non-zero singular values within nc_tol of each other",
-        "diverged": "the loss became non-finite",
-    }
-    data = {k: (dims, out[k], {"long_name": long[k]}) for k in PHASE_OUTPUTS}
-    data["rank_t"] = (
-        dims + ("record",),
-        out["rank_t"],
-        {"long_name": "rank over the record grid"},
-    )
-    data["sv_ratio_t"] = (
-        dims + ("record",),
-        out["sv_ratio_t"],
-        {"long_name": "sigma_(K-1)/sigma_1 over the record grid"},
-    )
-    data["sigma"] = (
-        dims + ("sv",),
-        out["sigma"],
-        {"long_name": "final singular values of the centred logits (NaN beyond K)"},
-    )
-    coords = {
-        "classes": ("classes", np.asarray(classes)),
-        "depth": (
-            "depth",
-            np.asarray(depths),
-            {"long_name": "L, number of weight matrices"},
-        ),
-        "width": ("width", np.asarray(widths)),
-        "seed": ("seed", np.arange(seeds)),
-        "record_time": (
-            "record",
-            grid * float(eta),
-            {"long_name": "t = step x eta of each record"},
-        ),
-    }
     attrs = {
         "title": "svflow depth x width phase map (random starts, full GD)",
         "engine": "full",
@@ -291,7 +243,59 @@ def phase_map(
         "nc_tol": float(nc_tol),
         "samples_per_class": 1,
         "device": str(jax.devices()[0]),
-        "wall_time_s": wall,
-        **provenance(),
+        "wall_time_s": _time.perf_counter() - tic,
     }
-    return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))
+    return _phase_dataset(out, classes, depths, widths, seeds, grid * float(eta), attrs)
+
+
+def _empty_phase_outputs(shape: tuple, num_records: int, Kmax: int) -> dict:
+    """Zeroed result arrays of a phase map over ``shape = (classes, depth, width, seed)``."""
+    out = {
+        k: np.zeros(shape, dtype=bool if k in ("reached_nc", "diverged") else float)
+        for k in PHASE_OUTPUTS
+    }
+    out["rank_t"] = np.zeros(shape + (num_records,))
+    out["sv_ratio_t"] = np.zeros(shape + (num_records,))
+    out["sigma"] = np.full(shape + (Kmax,), np.nan)
+    return out
+
+
+_PHASE_LONG_NAMES = {
+    "rank": "final numerical rank of the centred class-mean logits",
+    "normalised_margin": "min margin / (sum_l ||A_l||_F^2)^(N/2)",
+    "margin": "min_y Z[y,y] - max_{c!=y} Z[c,y]",
+    "loss": "final mean data loss",
+    "sv_ratio": "sigma_(K-1) / sigma_1 of the centred logits",
+    "reached_nc": "all K-1 non-zero singular values within nc_tol of each other",
+    "diverged": "the loss became non-finite",
+}
+
+
+def _phase_dataset(out: dict, classes, depths, widths, seeds: int, record_times,
+                   attrs: dict) -> xr.Dataset:
+    """The :func:`phase_map` dataset from the filled arrays of :func:`_empty_phase_outputs`."""
+    dims = (D.CLASSES, D.DEPTH, "width", D.SEED)
+    data = {k: (dims, out[k], {"long_name": _PHASE_LONG_NAMES[k]}) for k in PHASE_OUTPUTS}
+    data["rank_t"] = (
+        dims + ("record",),
+        out["rank_t"],
+        {"long_name": "rank over the record grid"},
+    )
+    data["sv_ratio_t"] = (
+        dims + ("record",),
+        out["sv_ratio_t"],
+        {"long_name": "sigma_(K-1)/sigma_1 over the record grid"},
+    )
+    data["sigma"] = (
+        dims + (D.SV,),
+        out["sigma"],
+        {"long_name": "final singular values of the centred logits (NaN beyond K)"},
+    )
+    coords = {
+        D.CLASSES: np.asarray(classes),
+        D.DEPTH: (np.asarray(depths), {"long_name": "L, number of weight matrices"}),
+        "width": np.asarray(widths),
+        D.SEED: np.arange(seeds),
+        "record_time": ("record", record_times, {"long_name": "t = step x eta of each record"}),
+    }
+    return grid_dataset(coords, data, attrs)

@@ -29,8 +29,9 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, ArrayLike, Float
 
+from . import _dims as D
 from ._checks import check_int
-from ._dataset import netcdf_safe, provenance
+from ._dataset import grid_dataset
 from ._precision import float64
 from ._simulate import simulate
 from ._start import check_depth
@@ -126,9 +127,64 @@ def repulsion(
         ``order0``, ``order1``, ``order2`` (predictions with $1-\mu$ expanded to
         that order, evaluated on the trajectory), and attrs.
     """
-    # --- check arguments
     check_classes(classes)
     depths = [check_depth(d) for d in np.atleast_1d(depths).tolist()]
+    j, k = _check_repulsion_args(classes, pair, eps, lag, lam_cap, num_times)
+    m = classes.bit_length() - 1
+    lam0 = np.full(classes, eps * (1.0 - lag))
+    lam0[[1 << b for b in range(m)]] = eps
+    lam0[0] = 0.0
+    rows: dict[str, list] = {name: [] for name in _REPULSION_VARS}
+    for depth in depths:
+        cols = _measure_rates(classes, depth, lam0, j, k, lam_cap=lam_cap,
+                              num_times=num_times, rtol=rtol, atol=atol)
+        for name, v in cols.items():
+            rows[name].append(v)
+    dims = (D.DEPTH, "sample")
+    long_names = dict(zip(_REPULSION_VARS, _repulsion_long_names(j, k)))
+    variables = {n: (dims, np.stack(v), {"long_name": long_names[n]}) for n, v in rows.items()}
+    coords = {
+        D.DEPTH: (np.asarray(depths), {"long_name": "depth L; N = L + 1 factors"}),
+        "factors": (D.DEPTH, np.asarray(depths) + 1, {}),
+        "sample": np.arange(num_times),
+    }
+    attrs = {
+        "title": "svflow early-time repulsion of Walsh modes",
+        "classes": int(classes),
+        "loss_name": "ce",
+        "eps": float(eps),
+        "lag": float(lag),
+        "pair": [j, k],
+        "lam0": lam0.tolist(),
+        "lam_cap": float(lam_cap),
+        "rtol": float(rtol),
+        "atol": float(atol),
+        "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
+        "balanced start; t = steps x step size; time grid uniform up to "
+        "early_horizon(K, N, eps, lam_cap)",
+    }
+    return grid_dataset(coords, variables, attrs)
+
+
+_REPULSION_VARS = (D.TIME, "lam_j", "lam_k", "measured", "field", "order0", "order1", "order2")
+
+
+def _repulsion_long_names(j: int, k: int) -> list[str]:
+    """Long names of :data:`_REPULSION_VARS`, in that order."""
+    return [
+        "gradient-flow time t",
+        f"lambda_{j}",
+        f"lambda_{k}",
+        f"d/dt log(lambda_{j}/lambda_{k}) by 4th-order central finite differences",
+        "same rate from the exact vector field",
+        "prediction (N/K)(lam_j^(1-2/N) - lam_k^(1-2/N)) (1 - mu = 1)",
+        "prediction with 1 - mu_i = 1 - lam_i/K",
+        "prediction with 1 - mu_i = 1 - lam_i/K - sum_a lam_a lam_(a xor i)/(2K^2)",
+    ]
+
+
+def _check_repulsion_args(classes: int, pair, eps, lag, lam_cap, num_times) -> tuple[int, int]:
+    """Check the arguments of :func:`repulsion`; return the mode pair (j, k)."""
     j, k = (int(pair[0]), int(pair[1]))
     if not (0 < j < classes and 0 < k < classes and j != k):
         raise ValueError(
@@ -147,86 +203,32 @@ def repulsion(
         raise ValueError(
             f"num_times must be >= 5 for finite differences; got {num_times}."
         )
-    m = classes.bit_length() - 1
-    lam0 = np.full(classes, eps * (1.0 - lag))
-    lam0[[1 << b for b in range(m)]] = eps
-    lam0[0] = 0.0
+    return j, k
 
-    # --- integrate and measure
-    rows = {
-        name: []
-        for name in (
-            "time",
-            "lam_j",
-            "lam_k",
-            "measured",
-            "field",
-            "order0",
-            "order1",
-            "order2",
-        )
-    }
-    for depth in depths:
-        N = depth + 1
-        t_stop = early_horizon(classes, N, float(lam0[1:].max()), lam_cap)
-        h = t_stop / (num_times + 3)
-        ts = h * np.arange(num_times + 4)  # samples 2 .. num_times + 1 are kept
-        lam_all = simulate(classes, depth, init=lam0, times=ts, rtol=rtol, atol=atol)[
-            "lam"
-        ].values
-        logr = np.log(lam_all[:, j] / lam_all[:, k])
-        # fourth-order central differences: error O(h^4), far below the series' error
-        rate = (-logr[4:] + 8 * logr[3:-1] - 8 * logr[1:-3] + logr[:-4]) / (12 * h)
-        lam = lam_all[2:-2]
-        ts = ts[2:-2]
-        rows["time"].append(ts)
-        rows["lam_j"].append(lam[:, j])
-        rows["lam_k"].append(lam[:, k])
-        rows["measured"].append(rate)
-        rows["field"].append(np.asarray(log_ratio_rate(jnp.asarray(lam), N, j, k)))
-        for o in (0, 1, 2):
-            rows[f"order{o}"].append(
-                np.asarray(log_ratio_rate(jnp.asarray(lam), N, j, k, order=o))
-            )
 
-    # --- build dataset
-    dims = ("depth", "sample")
-    long = {
-        "time": "gradient-flow time t",
-        "lam_j": f"lambda_{j}",
-        "lam_k": f"lambda_{k}",
-        "measured": f"d/dt log(lambda_{j}/lambda_{k}) by 4th-order central "
-        "finite differences",
-        "field": "same rate from the exact vector field",
-        "order0": "prediction (N/K)(lam_j^(1-2/N) - lam_k^(1-2/N)) (1 - mu = 1)",
-        "order1": "prediction with 1 - mu_i = 1 - lam_i/K",
-        "order2": "prediction with 1 - mu_i = 1 - lam_i/K "
-        "- sum_a lam_a lam_(a xor i)/(2K^2)",
+def _measure_rates(classes, depth, lam0, j, k, *, lam_cap, num_times, rtol, atol) -> dict:
+    r"""One depth's row of :data:`_REPULSION_VARS` (``num_times`` samples each).
+
+    The run is saved on a uniform grid of step h up to :func:`early_horizon`;
+    the rate of $\log(\lambda_j/\lambda_k)$ is taken by fourth-order central
+    differences, so the two samples at each end serve only as stencil support.
+    """
+    N = depth + 1
+    t_stop = early_horizon(classes, N, float(lam0[1:].max()), lam_cap)
+    h = t_stop / (num_times + 3)
+    ts = h * np.arange(num_times + 4)  # samples 2 .. num_times + 1 are kept
+    lam_all = simulate(classes, depth, init=lam0, times=ts, rtol=rtol, atol=atol)[D.LAM].values
+    logr = np.log(lam_all[:, j] / lam_all[:, k])
+    # fourth-order central differences: error O(h^4), far below the series' error
+    rate = (-logr[4:] + 8 * logr[3:-1] - 8 * logr[1:-3] + logr[:-4]) / (12 * h)
+    lam = lam_all[2:-2]
+    row = {
+        D.TIME: ts[2:-2],
+        "lam_j": lam[:, j],
+        "lam_k": lam[:, k],
+        "measured": rate,
+        "field": np.asarray(log_ratio_rate(jnp.asarray(lam), N, j, k)),
     }
-    data = {n: (dims, np.stack(v), {"long_name": long[n]}) for n, v in rows.items()}
-    coords = {
-        "depth": (
-            "depth",
-            np.asarray(depths),
-            {"long_name": "depth L; N = L + 1 factors"},
-        ),
-        "factors": ("depth", np.asarray(depths) + 1),
-        "sample": ("sample", np.arange(num_times)),
-    }
-    attrs = {
-        "title": "svflow early-time repulsion of Walsh modes",
-        "classes": int(classes),
-        "loss_name": "ce",
-        "eps": float(eps),
-        "lag": float(lag),
-        "pair": [j, k],
-        "lam0": lam0.tolist(),
-        "lam_cap": float(lam_cap),
-        "rtol": float(rtol),
-        "atol": float(atol),
-        "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
-        "balanced start; t = steps x step size; time grid uniform up to "
-        "early_horizon(K, N, eps, lam_cap)",
-        **provenance(),
-    }
-    return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))
+    for o in (0, 1, 2):
+        row[f"order{o}"] = np.asarray(log_ratio_rate(jnp.asarray(lam), N, j, k, order=o))
+    return row

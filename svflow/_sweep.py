@@ -247,16 +247,9 @@ def sweep(
     todo = [(s, c) for s in range(plan.n_static) for c in range(plan.n_chunks) if not done[s, c]]
     if max_chunks is not None:
         todo = todo[: int(max_chunks)]
-    total = plan.n_static * plan.n_cells
-    cells_done = int(sum(len(plan.chunk_cells(c)) for _, c in zip(*np.nonzero(done))))
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=cells_done, unit="cell", desc=f"sweep {path.name}",
-               disable=not progress, smoothing=0.1)
+    bar = _progress_bar(plan, done, path, progress)
 
     arrays = {name: group[name] for name in [*plan.outputs, DONE]}
-
     written = []
 
     def record(s, c, out):
@@ -267,16 +260,7 @@ def sweep(
     # --- compute
     try:
         if client is None:
-            # dispatch chunk i + 1 before writing chunk i: the store write overlaps compute
-            devs = _devices(devices)
-            previous = None
-            for s, c in todo:
-                current = (s, c, dispatch_chunk(plan, s, c, devs))
-                if previous is not None:
-                    record(previous[0], previous[1], collect_chunk(plan, previous[0], previous[2]))
-                previous = current
-            if previous is not None:
-                record(previous[0], previous[1], collect_chunk(plan, previous[0], previous[2]))
+            _run_local(plan, todo, _devices(devices), record)
         else:
             _run_distributed(client, plan, todo, record)
     except KeyboardInterrupt:
@@ -300,6 +284,31 @@ def sweep(
             "being written; the store's file system may be unreliable. Run again to recompute them."
         )
     return _to_dataset(plan, data)
+
+
+def _progress_bar(plan: SweepPlan, done, path: Path, progress: bool):
+    """One tqdm bar over every cell of the sweep, starting at the cells already done."""
+    from tqdm.auto import tqdm
+
+    cells_done = int(sum(len(plan.chunk_cells(c)) for _, c in zip(*np.nonzero(done))))
+    return tqdm(total=plan.n_static * plan.n_cells, initial=cells_done, unit="cell",
+                desc=f"sweep {path.name}", disable=not progress, smoothing=0.1)
+
+
+def _run_local(plan: SweepPlan, todo, devs, record) -> None:
+    """Compute the chunks ``todo`` in this process and ``record`` each one.
+
+    Chunk i + 1 is dispatched (JAX runs asynchronously) before chunk i is
+    collected and written, so the store write overlaps the next computation.
+    """
+    previous = None
+    for s, c in todo:
+        current = (s, c, dispatch_chunk(plan, s, c, devs))
+        if previous is not None:
+            record(previous[0], previous[1], collect_chunk(plan, previous[0], previous[2]))
+        previous = current
+    if previous is not None:
+        record(previous[0], previous[1], collect_chunk(plan, previous[0], previous[2]))
 
 
 def _summary(path: Path, plan: SweepPlan) -> dict:

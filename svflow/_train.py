@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _dims as D
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
 from ._full import DeepUFM, _check_dtype
@@ -187,7 +188,6 @@ def train(
         ValueError: bad arguments.
         DivergenceError: the loss became non-finite (names the step).
     """
-    # --- check arguments
     if not isinstance(model, DeepUFM):
         raise TypeError(
             f"model must be a DeepUFM (from spectral_model, random_model or "
@@ -196,13 +196,25 @@ def train(
     eta = check_float("eta", eta, minimum=0.0, strict_min=True)
     chunk_steps = check_int("chunk_steps", chunk_steps, minimum=1)
     rank_rtol = check_fraction("rank_rtol", rank_rtol)
+    grid = _record_steps(eta, steps, t_end, times, num_times)
+    if dtype is not None:
+        model = model.astype(_check_dtype(dtype))
+    if progress is None:
+        progress = int(grid[-1]) > 100_000
+    m, records, wall = _run_records(model, grid, eta, chunk_steps, rank_rtol, progress)
+    ds = _train_dataset(model, m, grid, eta, records, rank_rtol, wall)
+    if return_model:
+        return ds, dataclasses.replace(m, description=model.description)
+    return ds
+
+
+def _record_steps(eta: float, steps, t_end, times, num_times: int) -> np.ndarray:
+    """The steps k to record at (time t = k eta), from exactly one of steps, t_end, times."""
     given = [x is not None for x in (steps, t_end, times)]
     if sum(given) != 1:
         raise ValueError(
             "pass exactly one of steps=, t_end= (time = steps x eta) or times=."
         )
-    if dtype is not None:
-        model = model.astype(_check_dtype(dtype))
     if times is not None:
         ts = check_times(times)
         k = ts / eta
@@ -214,16 +226,20 @@ def train(
                 f"times must be whole numbers of steps k eta (t = k eta, eta = {eta:g}); "
                 f"got t = {t:g} = {t / eta:g} eta. Pass times = eta * steps."
             )
-    else:
-        if t_end is not None:
-            t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
-            steps = max(1, int(round(t_end / eta)))
-        grid = step_grid(steps, num_times)
-    total = int(grid[-1])
-    if progress is None:
-        progress = total > 100_000
+        return grid
+    if t_end is not None:
+        t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
+        steps = max(1, int(round(t_end / eta)))
+    return step_grid(steps, num_times)
 
-    # --- run
+
+def _run_records(model: DeepUFM, grid, eta: float, chunk_steps: int, rank_rtol: float,
+                 progress: bool):
+    """Step ``model`` through the record steps ``grid``: (trained model, records, wall s).
+
+    Runs compiled chunks of at most ``chunk_steps`` steps; raises
+    :class:`DivergenceError` at the first non-finite step or record.
+    """
     records: list[dict] = []
     # The description (it names the seed) is static: blank it so that new starts
     # and step sizes (passed as an array) reuse one compiled step loop.
@@ -234,7 +250,7 @@ def train(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc="full GD", unit="step", file=sys.stderr)
+        bar = tqdm(total=int(grid[-1]), desc="full GD", unit="step", file=sys.stderr)
     tic = _time.perf_counter()
     try:
         for target in grid:
@@ -254,28 +270,32 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-    wall = _time.perf_counter() - tic
+    return m, records, _time.perf_counter() - tic
 
-    # --- build dataset
+
+def _train_dataset(model: DeepUFM, m: DeepUFM, grid, eta: float, records: list, rank_rtol: float,
+                   wall: float):
+    """The common dataset layout of a :func:`train` run (records at steps ``grid``)."""
     out = {k: np.stack([r[k] for r in records]) for k in records[0]}
     extra = {
         "norm_sq": (
-            ("time", "factor"),
+            (D.TIME, D.FACTOR),
             out.pop("norm_sq"),
             {"long_name": "squared Frobenius norm of each factor", "units": "1"},
         ),
         "normalised_margin": (
-            ("time",),
+            (D.TIME,),
             out.pop("normalised_margin"),
             {"long_name": "margin / (sum_l ||A_l||_F^2)^(N/2)", "units": "1"},
         ),
         "step": (
-            ("time",),
+            (D.TIME,),
             grid,
             {"long_name": "gradient-descent step k (t = k eta)", "units": "1"},
         ),
     }
     device = next(iter(m.factors[0].devices()))
+    total = int(grid[-1])
     attrs = {
         "title": "svflow full-parameter gradient descent",
         "engine": "full",
@@ -301,10 +321,7 @@ def train(
         "t = steps x eta; mean-reduced loss; lam = diag(U^T Z U), "
         "U = the spectral start's frame, svflow.spectral_basis(K, group)",
     }
-    ds = build_dataset(grid * eta, attrs=attrs, extra=extra, **out)
-    if return_model:
-        return ds, dataclasses.replace(m, description=model.description)
-    return ds
+    return build_dataset(grid * eta, attrs=attrs, extra=extra, **out)
 
 
 def _diverged(step: int, eta: float):

@@ -5,47 +5,48 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from .. import _dims as D
 from . import register
 
 NAME = "code_convergence"
 
 
+# The settings of the figure and of scenarios/codes.py: K of the trajectories,
+# keyword arguments of code_convergence_study (spectral starts, reduced ODE) and
+# random_start_code_study (random starts, full GD), the code search
+# (code_kwargs, None: the defaults) and the winner table over (K, N).
+QUICK = dict(
+    classes=8,
+    spectral=dict(depths=(1, 2, 3, 5), seeds=(0,), t_end=1e8, num_times=25),
+    random=dict(depths=(1, 3, 5), seeds=(0,), width=32, eta=0.1, t_end=1e4, num_times=13),
+    code_kwargs=dict(starts=32, steps=2000),
+    table=dict(classes=(4, 8, 16), factors=tuple(range(2, 9))),
+)
+FULL = dict(
+    classes=8,
+    spectral=dict(depths=(1, 2, 3, 4, 5), seeds=(0, 1, 2), t_end=1e12, num_times=49),
+    random=dict(depths=(1, 2, 3, 4, 5), seeds=(0, 1), width=32, eta=0.1, t_end=1e5, num_times=25),
+    code_kwargs=None,
+    table=dict(classes=(4, 8, 16), factors=tuple(range(2, 9))),
+)
+
+
 def compute(quick: bool) -> xr.Dataset:
+    return compute_setting(QUICK if quick else FULL)
+
+
+def compute_setting(cfg: dict) -> xr.Dataset:
+    """The figure's dataset for one setting (a dict shaped like :data:`QUICK`)."""
     from svflow._codes_study import (
         code_convergence_study,
         code_winner_table,
         random_start_code_study,
     )
 
-    if quick:
-        kw = dict(starts=32, steps=2000)
-        runs = code_convergence_study(
-            8, depths=(1, 2, 3, 5), seeds=(0,), t_end=1e8, num_times=25, code_kwargs=kw
-        )
-        rand = random_start_code_study(
-            8,
-            depths=(1, 3, 5),
-            seeds=(0,),
-            width=32,
-            eta=0.1,
-            t_end=1e4,
-            num_times=13,
-            code_kwargs=kw,
-        )
-    else:
-        runs = code_convergence_study(
-            8, depths=(1, 2, 3, 4, 5), seeds=(0, 1, 2), t_end=1e12, num_times=49
-        )
-        rand = random_start_code_study(
-            8,
-            depths=(1, 2, 3, 4, 5),
-            seeds=(0, 1),
-            width=32,
-            eta=0.1,
-            t_end=1e5,
-            num_times=25,
-        )
-    return combine(runs, rand, code_winner_table((4, 8, 16), range(2, 9)))
+    K, kw = cfg["classes"], cfg["code_kwargs"]
+    runs = code_convergence_study(K, **cfg["spectral"], code_kwargs=kw)
+    rand = random_start_code_study(K, **cfg["random"], code_kwargs=kw)
+    return combine(runs, rand, code_winner_table(**cfg["table"]))
 
 
 def combine(runs: xr.Dataset, rand: xr.Dataset, table: xr.Dataset) -> xr.Dataset:
@@ -75,13 +76,20 @@ def plot(ds: xr.Dataset):
     ax1, ax2 = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1])
     ax4, ax3 = fig.add_subplot(gs[1, 0]), fig.add_subplot(gs[1, 1])
     cmap = plt.get_cmap("viridis")
-    depths = ds["depth"].values
-    t = ds["time"].values
+    _plot_spectral(ax1, ax2, ds, cmap)
+    _plot_random(ax4, ds, cmap)
+    _plot_winners(fig, ax3, ds)
+    return fig
+
+
+def _plot_spectral(ax1, ax2, ds: xr.Dataset, cmap) -> None:
+    """Spectral starts (reduced ODE): rho/rho* over time and Gram distance to the best code."""
+    depths = ds[D.DEPTH].values
+    t = ds[D.TIME].values
     sel = t > 0
     for a, L in enumerate(depths):
         col = cmap(a / max(1, len(depths) - 1))
-        for b, seed in enumerate(ds["seed"].values):
-            r = int(ds["outcome_rank"].values[a, b])
+        for b, seed in enumerate(ds[D.SEED].values):
             lab = (
                 (
                     f"N={L + 1} -> r="
@@ -126,7 +134,10 @@ def plot(ds: xr.Dataset):
     ax2.set_title("distance to the best rank-r softmax code", fontsize=9)
     ax2.grid(alpha=0.3, which="both")
 
-    # --- random starts (full engine)
+
+def _plot_random(ax4, ds: xr.Dataset, cmap) -> None:
+    """Random Gaussian starts (full engine): rho/rho* over time, when the dataset has them."""
+    depths = ds[D.DEPTH].values
     if "random_rho_ratio" in ds:
         rd = ds["rdepth"].values
         rt = ds["rtime"].values
@@ -156,7 +167,9 @@ def plot(ds: xr.Dataset):
     )
     ax4.grid(alpha=0.3)
 
-    # --- winner table
+
+def _plot_winners(fig, ax3, ds: xr.Dataset) -> None:
+    """Table of the predicted winning Walsh code [r, m, d] per (K, N)."""
     Ks = ds["table_classes"].values
     Ns = ds["factors"].values
     frac = np.array(
@@ -186,7 +199,6 @@ def plot(ds: xr.Dataset):
         "NC = neural collapse (r = K - 1), cube = hypercube code (r = m)",
         fontsize=9,
     )
-    return fig
 
 
 register(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .. import _dims as D
 from .._ldufm_studies import LDUFM_STUDIES
 from . import register
 from ._ldufm_common import (
@@ -52,14 +53,30 @@ def _rows(ds):
 def _run_panels(axes, d, K, L, samples):
     """Objective / L_DNC over t, NC1 over t (n > 1), ranks per layer, spectra."""
     scales = d["scale"].values if "scale" in d.dims else [d.attrs.get("init_scale")]
+    best_val, best_pick = _panel_objective(axes[0], d, K, L, scales)
+    if samples > 1 and "nc1_layer_t" not in d:  # datasets from before the records
+        _panel_nc1_end(axes[1], d, samples, scales)
+    elif samples > 1:
+        _panel_nc1_time(axes[1], d, samples, scales)
+    else:
+        _panel_rank_time(axes[1], d, K, L, scales)
+    _panel_layer_ranks(axes[2], d, K, scales)
+    _panel_best_spectra(axes[3], d, K, best_val / _scalar(d["L_DNC"]), best_pick)
+
+
+def _by_scale(d, scales):
+    """(index, init scale, the runs of that scale, its colour) for each init scale."""
+    for k, s in enumerate(scales):
+        yield k, s, (d.sel(scale=s) if "scale" in d.dims else d), _SCALE_COLORS[k % len(_SCALE_COLORS)]
+
+
+def _panel_objective(ax, d, K, L, scales):
+    """Objective / L_DNC over t for every run; returns (lowest final objective, (scale, seed))."""
     Ld = _scalar(d["L_DNC"])
     Lb = _scalar(d["L_best"])
-    t = d["time"].values
-    ax = axes[0]
+    t = d[D.TIME].values
     best_val, best_pick = np.inf, None
-    for k, s in enumerate(scales):
-        ds_s = d.sel(scale=s) if "scale" in d.dims else d
-        col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
+    for k, s, ds_s, col in _by_scale(d, scales):
         ndnc = int(ds_s["is_dnc"].sum())
         for j, seed in enumerate(ds_s["seed"].values):
             obj = ds_s["objective"].sel(seed=seed).values
@@ -97,76 +114,80 @@ def _run_panels(axes, d, K, L, samples):
     ax.set_ylabel("objective / L_DNC")
     ax.legend(fontsize=6)
     ax.set_title(f"K = {K}, L = {L}: objective over training", fontsize=8)
+    return best_val, best_pick
 
-    ax = axes[1]
-    if samples > 1 and "nc1_layer_t" not in d:  # datasets from before the records
-        layers = d["layer"].values
-        for k, s in enumerate(scales):
-            ds_s = d.sel(scale=s) if "scale" in d.dims else d
-            col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
-            for j, seed in enumerate(ds_s["seed"].values):
-                ax.semilogy(
-                    np.arange(len(layers)),
-                    np.maximum(ds_s["nc1_layer"].sel(seed=seed).values, 1e-16),
-                    "o-",
-                    ms=2.5,
-                    lw=0.6,
-                    color=col,
-                    label=f"init scale {s:g}" if j == 0 else None,
-                )
-        ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
-        ax.set_ylabel("NC1 = tr(S_W S_B^+)/K at the end")
-        ax.set_title(
-            f"NC1 per layer at the end (n = {samples}; this dataset has no "
-            "records over training)",
-            fontsize=7,
-        )
-        ax.legend(fontsize=6)
-    elif samples > 1:
-        for k, s in enumerate(scales):
-            ds_s = d.sel(scale=s) if "scale" in d.dims else d
-            col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
-            for j, seed in enumerate(ds_s["seed"].values):
-                nc = ds_s["nc1_layer_t"].sel(seed=seed).max("layer").values
-                ax.loglog(
-                    t[1:],
-                    np.maximum(nc[1:], 1e-16),
-                    color=col,
-                    lw=0.9,
-                    alpha=0.8,
-                    label=f"init scale {s:g}" if j == 0 else None,
-                )
-        ax.set_xlabel("t = steps x learning rate")
-        ax.set_ylabel("NC1 = tr(S_W S_B^+)/K, max over layers")
-        ax.set_title(f"within-class collapse NC1 over training (n = {samples})", fontsize=8)
-        ax.legend(fontsize=6)
-    else:
-        for k, s in enumerate(scales):
-            ds_s = d.sel(scale=s) if "scale" in d.dims else d
-            col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
-            L_name = f"pre{L - 1}"
-            for j, seed in enumerate(ds_s["seed"].values):
-                rk = ds_s["rank_layer_t"].sel(seed=seed, layer=L_name).values
-                ax.semilogx(
-                    t[1:],
-                    rk[1:] + 0.04 * (j - ds_s.sizes["seed"] / 2) + 0.15 * (k - 0.5),
-                    color=col,
-                    lw=0.9,
-                    alpha=0.8,
-                    label=f"init scale {s:g}" if j == 0 else None,
-                )
-        integer_axis(ax.yaxis)
-        ax.set_ylim(-0.5, K + 0.5)
-        ax.set_xlabel("t = steps x learning rate")
-        ax.set_ylabel(f"rank of the pre-activation of W_{L - 1}")
-        ax.set_title("rank before the last ReLU over training (n = 1: no NC1)", fontsize=8)
-        ax.legend(fontsize=6)
 
-    ax = axes[2]
+def _panel_nc1_end(ax, d, samples, scales):
+    """NC1 per layer at the end of every run (datasets without records over training)."""
     layers = d["layer"].values
-    for k, s in enumerate(scales):
-        ds_s = d.sel(scale=s) if "scale" in d.dims else d
-        col = _SCALE_COLORS[k % len(_SCALE_COLORS)]
+    for k, s, ds_s, col in _by_scale(d, scales):
+        for j, seed in enumerate(ds_s["seed"].values):
+            ax.semilogy(
+                np.arange(len(layers)),
+                np.maximum(ds_s["nc1_layer"].sel(seed=seed).values, 1e-16),
+                "o-",
+                ms=2.5,
+                lw=0.6,
+                color=col,
+                label=f"init scale {s:g}" if j == 0 else None,
+            )
+    ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
+    ax.set_ylabel("NC1 = tr(S_W S_B^+)/K at the end")
+    ax.set_title(
+        f"NC1 per layer at the end (n = {samples}; this dataset has no "
+        "records over training)",
+        fontsize=7,
+    )
+    ax.legend(fontsize=6)
+
+
+def _panel_nc1_time(ax, d, samples, scales):
+    """Within-class collapse NC1 (max over layers) over training, every run."""
+    t = d[D.TIME].values
+    for k, s, ds_s, col in _by_scale(d, scales):
+        for j, seed in enumerate(ds_s["seed"].values):
+            nc = ds_s["nc1_layer_t"].sel(seed=seed).max("layer").values
+            ax.loglog(
+                t[1:],
+                np.maximum(nc[1:], 1e-16),
+                color=col,
+                lw=0.9,
+                alpha=0.8,
+                label=f"init scale {s:g}" if j == 0 else None,
+            )
+    ax.set_xlabel("t = steps x learning rate")
+    ax.set_ylabel("NC1 = tr(S_W S_B^+)/K, max over layers")
+    ax.set_title(f"within-class collapse NC1 over training (n = {samples})", fontsize=8)
+    ax.legend(fontsize=6)
+
+
+def _panel_rank_time(ax, d, K, L, scales):
+    """Rank of the pre-activation before the last ReLU over training (n = 1: no NC1)."""
+    t = d[D.TIME].values
+    for k, s, ds_s, col in _by_scale(d, scales):
+        L_name = f"pre{L - 1}"
+        for j, seed in enumerate(ds_s["seed"].values):
+            rk = ds_s["rank_layer_t"].sel(seed=seed, layer=L_name).values
+            ax.semilogx(
+                t[1:],
+                rk[1:] + 0.04 * (j - ds_s.sizes["seed"] / 2) + 0.15 * (k - 0.5),
+                color=col,
+                lw=0.9,
+                alpha=0.8,
+                label=f"init scale {s:g}" if j == 0 else None,
+            )
+    integer_axis(ax.yaxis)
+    ax.set_ylim(-0.5, K + 0.5)
+    ax.set_xlabel("t = steps x learning rate")
+    ax.set_ylabel(f"rank of the pre-activation of W_{L - 1}")
+    ax.set_title("rank before the last ReLU over training (n = 1: no NC1)", fontsize=8)
+    ax.legend(fontsize=6)
+
+
+def _panel_layer_ranks(ax, d, K, scales):
+    """Class-mean rank of every layer at the end of every run."""
+    layers = d["layer"].values
+    for k, s, ds_s, col in _by_scale(d, scales):
         nseed = ds_s.sizes["seed"]
         for j, seed in enumerate(ds_s["seed"].values):
             rk = ds_s["rank_layer"].sel(seed=seed).values
@@ -187,7 +208,10 @@ def _run_panels(axes, d, K, L, samples):
     ax.set_title("rank per layer at the end (every run)", fontsize=8)
     ax.legend(fontsize=6)
 
-    ax = axes[3]
+
+def _panel_best_spectra(ax, d, K, best_ratio, best_pick):
+    """Class-mean spectra of every layer of the lowest-loss run."""
+    layers = d["layer"].values
     s, seed = best_pick
     db = d.sel(scale=s, seed=seed) if "scale" in d.dims else d.sel(seed=seed)
     for i, name in enumerate(layers):
@@ -206,7 +230,7 @@ def _run_panels(axes, d, K, L, samples):
     ax.set_xlabel("index i")
     ax.set_ylabel("sigma_i / sigma_1 of the class means")
     ax.set_title(
-        f"spectra of the lowest-loss run (init scale {s:g}, seed {int(seed)}): {best_val / Ld:.3f} x L_DNC",
+        f"spectra of the lowest-loss run (init scale {s:g}, seed {int(seed)}): {best_ratio:.3f} x L_DNC",
         fontsize=7,
     )
     ax.legend(fontsize=5, ncol=2)

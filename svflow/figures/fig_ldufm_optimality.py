@@ -42,6 +42,25 @@ def plot(ds):
     lo = float(np.nanmin([gd.min(), con.min()]))
     norm = TwoSlopeNorm(vmin=min(lo, 0.99), vcenter=1.0, vmax=max(1.01, np.nanmax(gd)))
     fig, axes = plt.subplots(1, 3, figsize=(19, 5.6))
+    _panel_gd(fig, axes, ds, Ks, Ls, gd, norm)
+    _panel_constructions(fig, axes, Ks, Ls, con, norm)
+    _panel_relative(fig, axes, ds, Ks, Ls, rel)
+    a = ds.attrs
+    nsc, nse = ds.sizes["scale"], ds.sizes["seed"]
+    scales = ", ".join(f"{s:g}" for s in ds["scale"].values)
+    fig.suptitle(
+        "Empirical optimality map of the L-DUFM: the lowest objective full-batch GD "
+        f"reached from {nsc} init scales ({scales}) x {nse} seeds, "
+        f"{a['steps']:.0e} steps [{a.get('setting', '?')} setting]",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    _caption(fig, ds, Ks, Ls)
+    return fig
+
+
+def _panel_gd(fig, axes, ds, Ks, Ls, gd, norm) -> None:
+    """Best GD objective / L_DNC per (K, L), with the bottleneck rank of that run."""
     im = _heat(
         axes[0],
         gd,
@@ -62,6 +81,10 @@ def plot(ds):
                 va="center",
                 fontsize=5.5,
             )
+
+
+def _panel_constructions(fig, axes, Ks, Ls, con, norm) -> None:
+    """Best known construction (DNC / SRG blocks) / L_DNC per (K, L)."""
     im = _heat(
         axes[1],
         con,
@@ -74,6 +97,10 @@ def plot(ds):
     for i, K in enumerate(Ks):
         for j, L in enumerate(Ls):
             axes[1].text(K, L, f"{con[i, j]:.3f}", ha="center", va="center", fontsize=5.5)
+
+
+def _panel_relative(fig, axes, ds, Ks, Ls, rel) -> None:
+    """GD best / best known construction, marking the cells where GD beats them."""
     rnorm = TwoSlopeNorm(
         vmin=min(float(np.nanmin(rel)), 0.99),
         vcenter=1.0,
@@ -89,24 +116,19 @@ def plot(ds):
         cmap="PuOr_r",
     )
     fig.colorbar(im, ax=axes[2], fraction=0.04)
-    beat_c = ds["beats_constructions"].values
-    beat_d = ds["beats_dnc"].values
+    beat_c, beat_d = ds["beats_constructions"].values, ds["beats_dnc"].values
     for i, K in enumerate(Ks):
         for j, L in enumerate(Ls):
             mark = "*" if beat_c[i, j] else ("o" if beat_d[i, j] else "")
             axes[2].text(K, L + 0.15, f"{rel[i, j]:.3f}", ha="center", va="center", fontsize=5.5)
             if mark:
                 axes[2].text(K, L - 0.2, mark, ha="center", va="center", fontsize=9, weight="bold")
+
+
+def _caption(fig, ds, Ks, Ls) -> None:
+    """The setting, the conventions and the cells where GD beats every construction."""
     a = ds.attrs
-    nsc, nse = ds.sizes["scale"], ds.sizes["seed"]
-    scales = ", ".join(f"{s:g}" for s in ds["scale"].values)
-    fig.suptitle(
-        "Empirical optimality map of the L-DUFM: the lowest objective full-batch GD "
-        f"reached from {nsc} init scales ({scales}) x {nse} seeds, "
-        f"{a['steps']:.0e} steps [{a.get('setting', '?')} setting]",
-        fontsize=10,
-    )
-    fig.tight_layout()
+    beat_c = ds["beats_constructions"].values
     beats = [f"(K={K}, L={L})" for i, K in enumerate(Ks) for j, L in enumerate(Ls) if beat_c[i, j]]
     fig.text(
         0.01,
@@ -127,7 +149,6 @@ def plot(ds):
         va="top",
         fontsize=7,
     )
-    return fig
 
 
 register(

@@ -14,17 +14,8 @@ from __future__ import annotations
 import xarray as xr
 
 from .._phase import FULL_SETTING as FULL
+from .._phase import QUICK_SETTING as QUICK
 from . import register
-
-QUICK = dict(
-    classes=(8, 16),
-    depths=(1, 3, 6),
-    widths=(8, 32, 128),
-    seeds=2,
-    scale=1.0,
-    eta=0.2,
-    steps=2500,
-)
 
 
 def compute(quick: bool) -> xr.Dataset:

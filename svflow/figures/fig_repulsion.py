@@ -9,11 +9,14 @@ import xarray as xr
 from ..studies import repulsion
 from . import register
 
+# The settings of the figure and of scenarios/repulsion.py (keyword arguments of
+# svflow.studies.repulsion).
+QUICK = dict(classes=8, depths=(1, 2, 3, 5), eps=1e-3, lag=0.5, lam_cap=0.5, num_times=201)
+FULL = dict(classes=8, depths=(1, 2, 3, 4, 5), eps=1e-4, lag=0.5, lam_cap=1.0, num_times=801)
+
 
 def compute(quick: bool) -> xr.Dataset:
-    if quick:
-        return repulsion(8, [1, 2, 3, 5], eps=1e-3, lag=0.5, lam_cap=0.5, num_times=201)
-    return repulsion(8, [1, 2, 3, 4, 5], eps=1e-4, lag=0.5, lam_cap=1.0, num_times=801)
+    return repulsion(**(QUICK if quick else FULL))
 
 
 def plot(ds: xr.Dataset):

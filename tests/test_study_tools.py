@@ -1,0 +1,92 @@
+"""The shared plumbing of studies and scenarios: grid_dataset and scenario_cli."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import svflow
+from svflow import _dims as D
+from svflow._cli import scenario_cli
+from svflow._dataset import grid_dataset
+
+
+def test_grid_dataset_is_netcdf_safe_with_provenance(tmp_path):
+    ds = grid_dataset(
+        {
+            D.DEPTH: (np.array([1, 2]), {"long_name": "depth L"}),
+            D.SEED: np.arange(3),
+            "factors": (D.DEPTH, np.array([2, 3]), {"long_name": "N = L + 1"}),
+        },
+        {
+            "loss": ((D.DEPTH, D.SEED), np.ones((2, 3)), {"long_name": "loss", "flag": True}),
+            "ok": ((D.DEPTH,), np.array([True, False])),
+        },
+        {"title": "t", "spectral": False, "weights": [0.1, 0.2], "nothing": None},
+    )
+    assert ds["loss"].dims == (D.DEPTH, D.SEED)
+    assert ds["factors"].dims == (D.DEPTH,) and ds["factors"].attrs["long_name"] == "N = L + 1"
+    assert ds[D.DEPTH].attrs["long_name"] == "depth L"
+    # attrs are netCDF-safe: booleans as 0/1, None as "none", lists as arrays
+    assert ds.attrs["spectral"] == 0 and ds.attrs["nothing"] == "none"
+    assert ds["loss"].attrs["flag"] == 1
+    np.testing.assert_array_equal(ds.attrs["weights"], [0.1, 0.2])
+    # provenance is added
+    assert {"svflow_version", "git_commit", "created"} <= set(ds.attrs)
+    path = tmp_path / "g.nc"
+    ds.to_netcdf(path)
+    back = xr.open_dataset(path)
+    np.testing.assert_array_equal(back["loss"].values, ds["loss"].values)
+    assert back.attrs["title"] == "t"
+
+
+SETTINGS = {"quick": {"a": 1, "b": (0.5,)}, "full": {"a": 2, "b": (0.5, 1.0)}, "wide": {"a": 3}}
+
+
+def test_scenario_cli_picks_and_prints_the_setting(capsys):
+    args, setting, cfg = scenario_cli("doc", SETTINGS, ["--quick"])
+    assert setting == "quick" and cfg == SETTINGS["quick"] and args.quick and args.out is None
+    cfg["a"] = 99  # a copy: the shared setting is untouched
+    assert SETTINGS["quick"]["a"] == 1
+    assert "[quick setting] a=1, b=(0.5,)" in capsys.readouterr().out
+    args, setting, cfg = scenario_cli("doc", SETTINGS, ["--setting", "wide"])
+    assert setting == "wide" and cfg == {"a": 3} and not args.quick
+    assert scenario_cli("doc", SETTINGS, [])[1] == "full"
+
+
+def test_scenario_cli_script_options():
+    def options(p):
+        p.add_argument("--classes", type=int, default=None)
+
+    args, _, _ = scenario_cli("doc", SETTINGS, ["--classes", "16"], options=options)
+    assert args.classes == 16
+
+
+def test_scenario_cli_rejects_disagreement_and_bad_out_before_printing(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        scenario_cli("doc", SETTINGS, ["--quick", "--setting", "full"])
+    assert e.value.code == 2
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as e:
+        scenario_cli("doc", SETTINGS, ["--out", str(blocker / "r.nc")])
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--out" in captured.err
+    with pytest.raises(ValueError, match="quick"):
+        scenario_cli("doc", {"full": {}}, [])
+
+
+def test_check_writable_refuses_a_folder_path(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        svflow.check_writable(str(tmp_path / "new" / ".."))
+
+
+def test_figures_and_scenarios_share_one_setting():
+    from svflow._phase import FULL_SETTING, QUICK_SETTING
+    from svflow.figures import fig_code_convergence, fig_groups, fig_phase_map, fig_repulsion
+
+    assert fig_phase_map.QUICK is QUICK_SETTING and fig_phase_map.FULL is FULL_SETTING
+    for mod in (fig_code_convergence, fig_groups, fig_repulsion):
+        assert set(mod.QUICK) == set(mod.FULL)
