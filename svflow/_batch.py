@@ -470,7 +470,7 @@ def _queue_order(cost, B: int) -> np.ndarray:
     return np.argsort(-cost, kind="stable")
 
 
-def _chunking(B: int, state: tuple, num_saves: int, max_bytes: float, lanes):
+def _chunking(B: int, state: tuple, num_saves: int, max_bytes: int | float, lanes):
     """``(chunk, n_chunks, padded, lanes)``: balanced chunks within ``max_bytes`` of saves.
 
     A single chunk is padded to the next power of two (fewer compiled shapes
@@ -520,7 +520,7 @@ def solve_batch_loglog(
     args=None,
     cost=None,
     lanes: int | None = None,
-    max_bytes: float = DEFAULT_MAX_BYTES,
+    max_bytes: int | float = DEFAULT_MAX_BYTES,
 ) -> BatchSolution:
     r"""Like :func:`solve_batch` in double-log time $\sigma = \log(1 + \tau)$, saving at ``taus``.
 

@@ -113,6 +113,7 @@ def plot(ds: xr.Dataset):
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     panels = list(ds["panel"].values)
     eps_show = float(ds["eps"].values[len(ds["eps"]) // 2])
@@ -167,6 +168,7 @@ def plot(ds: xr.Dataset):
                          textcoords="offset points", xytext=(0, 6), ha="center", fontsize=6.5,
                          rotation=30)
         ax2.set_ylim(0, K + 3)
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax2.set_xticks(depths)
         ax2.set_xlabel("depth L")
         if c == 0:
