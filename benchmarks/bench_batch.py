@@ -77,8 +77,9 @@ def starts(K: int, B: int, seed: int = 0) -> np.ndarray:
 
 
 def public(K, depth, lam0):
-    return svflow.simulate(K, depth, init=lam0, batch_dims="start", t_end=T_END, num_times=NUM_TIMES,
-                           rtol=RTOL, atol=ATOL)
+    return svflow.simulate(
+        K, depth, init=lam0, batch_dims="start", t_end=T_END, num_times=NUM_TIMES, rtol=RTOL, atol=ATOL
+    )
 
 
 def engine(K, depth, lam0):
@@ -127,8 +128,16 @@ def cyrk_solver(K, depth):
         out = np.empty((B, lam0s.shape[1], taus.size))
         ok = np.ones(B, np.bool_)
         for b in range(B):
-            r = nbsolve_ivp(rhs, (taus[0], taus[-1]), lam0s[b].copy(), rtol=RTOL, atol=ATOL,
-                            rk_method=1, t_eval=taus, warnings=False)
+            r = nbsolve_ivp(
+                rhs,
+                (taus[0], taus[-1]),
+                lam0s[b].copy(),
+                rtol=RTOL,
+                atol=ATOL,
+                rk_method=1,
+                t_eval=taus,
+                warnings=False,
+            )
             ok[b] = r.success
             out[b] = r.y
         return out, ok
@@ -160,8 +169,12 @@ def scipy_loop(K, depth, lam0):
         return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2.0 - 2.0 / N)
 
     taus = np.log1p(log_times(T_END, NUM_TIMES))
-    return np.stack([solve_ivp(rhs, (taus[0], taus[-1]), y, method="LSODA", t_eval=taus, rtol=RTOL,
-                               atol=ATOL).y.T for y in lam0])
+    return np.stack(
+        [
+            solve_ivp(rhs, (taus[0], taus[-1]), y, method="LSODA", t_eval=taus, rtol=RTOL, atol=ATOL).y.T
+            for y in lam0
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- cold starts
@@ -204,8 +217,19 @@ def case(K, depth, B, cyrk_n, scipy_n, repeats, do_cold) -> list[dict]:
     load = os.getloadavg()[0]
 
     def row(method, per_traj_s, note="", final_rel_diff=float("nan"), rank_agree=float("nan")):
-        rows.append(dict(K=K, depth=depth, starts=B, method=method, ms_per_traj=1e3 * per_traj_s,
-                         final_rel_diff=final_rel_diff, rank_agree=rank_agree, note=note, load=load))
+        rows.append(
+            dict(
+                K=K,
+                depth=depth,
+                starts=B,
+                method=method,
+                ms_per_traj=1e3 * per_traj_s,
+                final_rel_diff=final_rel_diff,
+                rank_agree=rank_agree,
+                note=note,
+                load=load,
+            )
+        )
 
     # svflow: public path and engine, warm
     ds = public(K, depth, lam0)
@@ -227,33 +251,54 @@ def case(K, depth, B, cyrk_n, scipy_n, repeats, do_cold) -> list[dict]:
     ys_c, ok = cyrk_run(loop, sub)
     t_cy = (time.process_time() - tic) / cyrk_n
     rel, ranks = agreement(ds["lam"].values[:cyrk_n], ys_c)
-    row("CyRK nbsolve_ivp RK45 loop (numba)", t_cy, f"{cyrk_n} starts" + ("" if cyrk_n == B else ", extrapolated"),
-        final_rel_diff=rel, rank_agree=ranks)
+    row(
+        "CyRK nbsolve_ivp RK45 loop (numba)",
+        t_cy,
+        f"{cyrk_n} starts" + ("" if cyrk_n == B else ", extrapolated"),
+        final_rel_diff=rel,
+        rank_agree=ranks,
+    )
     assert ok.all(), "a CyRK integration failed"
     if scipy_n:
         tic = time.process_time()
         ys_s = scipy_loop(K, depth, lam0[:scipy_n])
         t_sp = (time.process_time() - tic) / scipy_n
         rel_s, ranks_s = agreement(ds["lam"].values[:scipy_n], ys_s)
-        row("scipy solve_ivp LSODA loop", t_sp, f"{scipy_n} starts, extrapolated", final_rel_diff=rel_s,
-            rank_agree=ranks_s)
+        row(
+            "scipy solve_ivp LSODA loop",
+            t_sp,
+            f"{scipy_n} starts, extrapolated",
+            final_rel_diff=rel_s,
+            rank_agree=ranks_s,
+        )
     if do_cold:
         with tempfile.TemporaryDirectory() as d:
             c1 = cold("svflow", K, depth, B, d)
             c2 = cold("svflow", K, depth, B, d)
-        row("svflow.simulate, fresh process, empty cache", c1["first_call"] / B,
-            f"imports {c1['imports']:.2f} s CPU (not included)")
-        row("svflow.simulate, fresh process, warm cache", c2["first_call"] / B,
-            f"imports {c2['imports']:.2f} s CPU (not included)")
+        row(
+            "svflow.simulate, fresh process, empty cache",
+            c1["first_call"] / B,
+            f"imports {c1['imports']:.2f} s CPU (not included)",
+        )
+        row(
+            "svflow.simulate, fresh process, warm cache",
+            c2["first_call"] / B,
+            f"imports {c2['imports']:.2f} s CPU (not included)",
+        )
         c3 = cold("cyrk", K, depth, cyrk_n, "0")
-        row("CyRK loop, fresh process (numba compile)", c3["first_call"] / cyrk_n,
-            f"{cyrk_n} starts; imports {c3['imports']:.2f} s CPU (not included)")
+        row(
+            "CyRK loop, fresh process (numba compile)",
+            c3["first_call"] / cyrk_n,
+            f"{cyrk_n} starts; imports {c3['imports']:.2f} s CPU (not included)",
+        )
     return rows
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--full", action="store_true", help="adds 1e4 starts at K = 16, CyRK on 16 starts at K = 1024")
+    p.add_argument(
+        "--full", action="store_true", help="adds 1e4 starts at K = 16, CyRK on 16 starts at K = 1024"
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-cold", action="store_true", help="skip the fresh-process rows")
     p.add_argument("--only", choices=["16", "1024"], default=None)

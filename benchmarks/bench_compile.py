@@ -92,7 +92,10 @@ def main(argv=None):
     rows.append(first_second(counter, "svflow.simulate (K=16, L=5, balanced CE, t=1e8)", sim))
 
     def sim_unbal(i):
-        s0 = np.asarray(svflow.spectral_init(K, L, 1e-2, 0.5, seed=i).s0) * np.linspace(0.9, 1.1, L + 1)[:, None]
+        s0 = (
+            np.asarray(svflow.spectral_init(K, L, 1e-2, 0.5, seed=i).s0)
+            * np.linspace(0.9, 1.1, L + 1)[:, None]
+        )
         return lambda: svflow.simulate(K, L, init=s0, t_end=1e8)
 
     rows.append(first_second(counter, "svflow.simulate (unbalanced s(0))", sim_unbal))
@@ -120,17 +123,23 @@ def main(argv=None):
         wall = time.perf_counter() - tic
     solver_compiles = counter.solver()
     static_settings = len({L_ for _, _, L_ in cells}) - 1  # depth 5 already compiled above
-    sweep = [{
-        "sweep": "loop of simulate: 3 weight decays x 3 scales x depths (3, 5); depth 5 compiled above",
-        "cells": len(cells), "static_settings_new": static_settings, "solver_compiles": solver_compiles,
-        "all_backend_compiles": counter.total, "wall_s": wall,
-        "once_per_static_setting": bool(solver_compiles == static_settings),
-        "functions": str(dict(counter.names)),
-    }]
+    sweep = [
+        {
+            "sweep": "loop of simulate: 3 weight decays x 3 scales x depths (3, 5); depth 5 compiled above",
+            "cells": len(cells),
+            "static_settings_new": static_settings,
+            "solver_compiles": solver_compiles,
+            "all_backend_compiles": counter.total,
+            "wall_s": wall,
+            "once_per_static_setting": bool(solver_compiles == static_settings),
+            "functions": str(dict(counter.names)),
+        }
+    ]
     sweep += sweep_recompiles(counter)
     sweep += train_recompiles(counter)
-    print(C.table([{k: v for k, v in r.items() if k != "functions"} for r in sweep],
-                  "\nSweep recompilations"))
+    print(
+        C.table([{k: v for k, v in r.items() if k != "functions"} for r in sweep], "\nSweep recompilations")
+    )
     for r in sweep:
         print("compiled during", r["sweep"].split(":")[0], ":", r["functions"])
     C.write_results("compile_times", rows)
@@ -143,13 +152,16 @@ def optional_entry_points(counter) -> list[dict]:
     rows = []
     K, L = 16, 5
     if hasattr(svflow, "train"):
+
         def gd(i):
-            model = svflow.spectral_model(svflow.spectral_init(K, L, 1.0, 0.5, seed=i), depth=L,
-                                          width=256, key=i, dtype=jnp.float64)
+            model = svflow.spectral_model(
+                svflow.spectral_init(K, L, 1.0, 0.5, seed=i), depth=L, width=256, key=i, dtype=jnp.float64
+            )
             return lambda: svflow.train(model, eta=1e-2, steps=100, num_times=11)
 
         rows.append(first_second(counter, "svflow.train (K=16, L=5, d=256, 100 GD steps)", gd))
     if hasattr(svflow.studies, "basin_map"):
+
         def bmap(i):
             eps = np.logspace(-3, -1, 8) * (1 + 0.1 * i)
             return lambda: svflow.studies.basin_map(K, [L], eps, np.linspace(0.0, 0.5, 8))
@@ -166,19 +178,30 @@ def train_recompiles(counter) -> list[dict]:
     with counter:
         tic = time.perf_counter()
         for seed in (10, 11, 12):
-            model = svflow.spectral_model(svflow.spectral_init(K, L, 1.0, 0.5, seed=seed), depth=L,
-                                          width=256, key=seed, dtype=jnp.float64)
+            model = svflow.spectral_model(
+                svflow.spectral_init(K, L, 1.0, 0.5, seed=seed),
+                depth=L,
+                width=256,
+                key=seed,
+                dtype=jnp.float64,
+            )
             for eta in (1e-2, 5e-3):
                 svflow.train(model, eta=eta, steps=10, num_times=3)
         wall = time.perf_counter() - tic
     names = dict(counter.names)
     gd = sum(n for k, n in names.items() if "advance" in k)
-    return [{
-        "sweep": "loop of svflow.train: 3 seeds x 2 eta, K=16, L=5, d=256 (1 static setting, compiled above)",
-        "cells": 6, "static_settings_new": 0, "solver_compiles": gd,
-        "all_backend_compiles": counter.total, "wall_s": wall,
-        "once_per_static_setting": bool(gd == 0), "functions": str(names),
-    }]
+    return [
+        {
+            "sweep": "loop of svflow.train: 3 seeds x 2 eta, K=16, L=5, d=256 (1 static setting, compiled above)",
+            "cells": 6,
+            "static_settings_new": 0,
+            "solver_compiles": gd,
+            "all_backend_compiles": counter.total,
+            "wall_s": wall,
+            "once_per_static_setting": bool(gd == 0),
+            "functions": str(names),
+        }
+    ]
 
 
 def sweep_recompiles(counter) -> list[dict]:
@@ -199,18 +222,32 @@ def sweep_recompiles(counter) -> list[dict]:
     grid = {"depth": [3, 5], "eps": [1e-2, 3e-2, 1e-1], "delta": [0.1, 0.3, 0.5]}
     with tempfile.TemporaryDirectory() as tmp, counter:
         tic = time.perf_counter()
-        svflow.sweep(cell, grid, store=f"{tmp}/s.zarr", chunk=4, static=("depth",),
-                     params={"classes": 16, "t_end": 1e6}, progress=False)
+        svflow.sweep(
+            cell,
+            grid,
+            store=f"{tmp}/s.zarr",
+            chunk=4,
+            static=("depth",),
+            params={"classes": 16, "t_end": 1e6},
+            progress=False,
+        )
         wall = time.perf_counter() - tic
     names = dict(counter.names)
-    cell_compiles = sum(n for k, n in names.items() if k == "jit(one)" or "solve" in k)  # the runner jits vmap(one)
-    return [{
-        "sweep": "svflow.sweep: depths (3, 5) static x 3 eps x 3 delta, chunks of 4 (3 chunks/depth)",
-        "cells": 18, "static_settings_new": 2, "solver_compiles": cell_compiles,
-        "all_backend_compiles": counter.total, "wall_s": wall,
-        "once_per_static_setting": bool(cell_compiles == 2),
-        "functions": str(names),
-    }]
+    cell_compiles = sum(
+        n for k, n in names.items() if k == "jit(one)" or "solve" in k
+    )  # the runner jits vmap(one)
+    return [
+        {
+            "sweep": "svflow.sweep: depths (3, 5) static x 3 eps x 3 delta, chunks of 4 (3 chunks/depth)",
+            "cells": 18,
+            "static_settings_new": 2,
+            "solver_compiles": cell_compiles,
+            "all_backend_compiles": counter.total,
+            "wall_s": wall,
+            "once_per_static_setting": bool(cell_compiles == 2),
+            "functions": str(names),
+        }
+    ]
 
 
 if __name__ == "__main__":

@@ -60,9 +60,17 @@ def child(mode: str, B: int) -> dict:
     wall = time.perf_counter() - tic
     check_batch(sol, config, ts[-1])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"mode": mode, "starts": B, "chunk_size": sol.chunk_size, "num_chunks": sol.num_chunks,
-            "baseline_rss_MiB": base / 2**20, "peak_rss_MiB": peak / 2**20,
-            "saved_MiB": sol.ys.nbytes / 2**20, "wall_s": wall, "fits_4GiB": bool(peak < LIMIT)}
+    return {
+        "mode": mode,
+        "starts": B,
+        "chunk_size": sol.chunk_size,
+        "num_chunks": sol.num_chunks,
+        "baseline_rss_MiB": base / 2**20,
+        "peak_rss_MiB": peak / 2**20,
+        "saved_MiB": sol.ys.nbytes / 2**20,
+        "wall_s": wall,
+        "fits_4GiB": bool(peak < LIMIT),
+    }
 
 
 def main(argv=None):
@@ -83,10 +91,19 @@ def main(argv=None):
         line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
         if not line:
             print(out.stdout[-2000:], out.stderr[-4000:])
-            rows.append({"mode": mode, "starts": B, "chunk_size": -1, "num_chunks": -1,
-                         "baseline_rss_MiB": float("nan"), "peak_rss_MiB": float("nan"),
-                         "saved_MiB": float("nan"), "wall_s": float("nan"),
-                         "fits_4GiB": False})
+            rows.append(
+                {
+                    "mode": mode,
+                    "starts": B,
+                    "chunk_size": -1,
+                    "num_chunks": -1,
+                    "baseline_rss_MiB": float("nan"),
+                    "peak_rss_MiB": float("nan"),
+                    "saved_MiB": float("nan"),
+                    "wall_s": float("nan"),
+                    "fits_4GiB": False,
+                }
+            )
             continue
         rows.append(json.loads(line[0][7:]))
         print(f"  {mode}: peak {rows[-1]['peak_rss_MiB']:.0f} MiB in {rows[-1]['wall_s']:.1f} s", flush=True)

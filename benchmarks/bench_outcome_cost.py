@@ -69,6 +69,7 @@ def before(K, depth):
             lam0 = basin_start("lag", K, e, d)
             ys, _, steps = solve(field, lam0, ts, None, cfg)
             return classify_trajectory(ts, ys).code, steps
+
         return jax.vmap(one)(e, d)
 
     args = (jnp.asarray(E.ravel()), jnp.asarray(D.ravel()))
@@ -94,15 +95,19 @@ def after(K, depth):
 
 
 def main():
-    print(f"{'K':>3} {'L':>2} {'before ms':>10} {'after ms':>9} {'ratio':>6} "
-          f"{'steps b/a':>12} {'undecided b/a':>14} {'NC b/a':>9}")
+    print(
+        f"{'K':>3} {'L':>2} {'before ms':>10} {'after ms':>9} {'ratio':>6} "
+        f"{'steps b/a':>12} {'undecided b/a':>14} {'NC b/a':>9}"
+    )
     for K in (4, 8):
         for depth in (2, 3, 4):
             tb, cb, sb = before(K, depth)
             ta, ca, sa = after(K, depth)
-            print(f"{K:>3} {depth:>2} {1e3 * tb:>10.3f} {1e3 * ta:>9.3f} {ta / tb:>6.2f} "
-                  f"{sb:>5.0f}/{sa:<6.0f} {int((cb < 0).sum()):>6}/{int((ca < 0).sum()):<7} "
-                  f"{int((cb == 0).sum()):>4}/{int((ca == 0).sum()):<4}")
+            print(
+                f"{K:>3} {depth:>2} {1e3 * tb:>10.3f} {1e3 * ta:>9.3f} {ta / tb:>6.2f} "
+                f"{sb:>5.0f}/{sa:<6.0f} {int((cb < 0).sum()):>6}/{int((ca < 0).sum()):<7} "
+                f"{int((cb == 0).sum()):>4}/{int((ca == 0).sum()):<4}"
+            )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ def main(argv=None):
     t_end = 10.0 if a.full else 2.0
     start = svflow.spectral_init(K, DEPTH, 1.0, 0.5, seed=0)
     model = svflow.spectral_model(start, depth=DEPTH, width=WIDTH, key=0, dtype=jnp.float64)
-    print(f"reduced vs full GD: K={K}, L={DEPTH}, d={WIDTH}, float64, t_end={t_end:g}, tol={TOL:g}", flush=True)
+    print(
+        f"reduced vs full GD: K={K}, L={DEPTH}, d={WIDTH}, float64, t_end={t_end:g}, tol={TOL:g}", flush=True
+    )
 
     # --- full GD: pilot, then the largest eta meeting TOL
     eta0 = 0.05
@@ -76,8 +78,11 @@ def main(argv=None):
     while True:
         ds_f, err, wall_f, cpu_f = gd_run(model, start, eta, t_end, timed=True)
         steps = int(ds_f.attrs["steps"])
-        print(f"  GD eta={eta:.3e} ({steps} steps): max rel error {err:.3e}, wall {wall_f:.2f} s, "
-              f"cpu {cpu_f:.2f} s", flush=True)
+        print(
+            f"  GD eta={eta:.3e} ({steps} steps): max rel error {err:.3e}, wall {wall_f:.2f} s, "
+            f"cpu {cpu_f:.2f} s",
+            flush=True,
+        )
         trials.append({"engine": "full GD", "setting": f"eta={eta:.3e}", "max_rel_error": err})
         if err <= TOL:
             break
@@ -104,8 +109,11 @@ def main(argv=None):
         wall_r, cpu_r = (time.perf_counter() - w0) / reps, (time.process_time() - c0) / reps
         err_r = float(svflow.compare(ref, ds_r).max_rel_error)
         trials.append({"engine": "reduced ODE", "setting": f"rtol={rtol:g}", "max_rel_error": err_r})
-        print(f"  reduced rtol={rtol:g}: max rel error {err_r:.3e}, wall {wall_r * 1e3:.1f} ms, "
-              f"solver steps {ds_r.attrs['num_steps']}", flush=True)
+        print(
+            f"  reduced rtol={rtol:g}: max rel error {err_r:.3e}, wall {wall_r * 1e3:.1f} ms, "
+            f"solver steps {ds_r.attrs['num_steps']}",
+            flush=True,
+        )
         if err_r <= TOL:
             chosen = (rtol, err_r, wall_r, cpu_r, int(ds_r.attrs["num_steps"]))
             break
@@ -118,28 +126,71 @@ def main(argv=None):
     wall_s = C.timeit(solve_once, repeats=20, clock=time.perf_counter)
     cpu_s = C.timeit(solve_once, repeats=20)
     rows = [
-        {"engine": "full GD (svflow.train)", "setting": f"eta={eta:.3e}, {steps} steps",
-         "max_rel_error": err, "wall_s": wall_f, "cpu_s": cpu_f, "ratio_wall": 1.0, "ratio_cpu": 1.0},
-        {"engine": "full GD loop only (_train.advance)", "setting": f"eta={eta:.3e}, {steps} steps",
-         "max_rel_error": err, "wall_s": wall_g, "cpu_s": cpu_g, "ratio_wall": wall_f / wall_g,
-         "ratio_cpu": cpu_f / cpu_g},
-        {"engine": "reduced ODE (svflow.simulate)", "setting": f"rtol={rtol:g}, {nsteps} solver steps",
-         "max_rel_error": err_r, "wall_s": wall_r, "cpu_s": cpu_r, "ratio_wall": wall_f / wall_r,
-         "ratio_cpu": cpu_f / cpu_r},
-        {"engine": "reduced solver only (_integrate.solve)", "setting": f"rtol={rtol:g}",
-         "max_rel_error": err_r, "wall_s": wall_s, "cpu_s": cpu_s, "ratio_wall": wall_f / wall_s,
-         "ratio_cpu": cpu_f / cpu_s},
+        {
+            "engine": "full GD (svflow.train)",
+            "setting": f"eta={eta:.3e}, {steps} steps",
+            "max_rel_error": err,
+            "wall_s": wall_f,
+            "cpu_s": cpu_f,
+            "ratio_wall": 1.0,
+            "ratio_cpu": 1.0,
+        },
+        {
+            "engine": "full GD loop only (_train.advance)",
+            "setting": f"eta={eta:.3e}, {steps} steps",
+            "max_rel_error": err,
+            "wall_s": wall_g,
+            "cpu_s": cpu_g,
+            "ratio_wall": wall_f / wall_g,
+            "ratio_cpu": cpu_f / cpu_g,
+        },
+        {
+            "engine": "reduced ODE (svflow.simulate)",
+            "setting": f"rtol={rtol:g}, {nsteps} solver steps",
+            "max_rel_error": err_r,
+            "wall_s": wall_r,
+            "cpu_s": cpu_r,
+            "ratio_wall": wall_f / wall_r,
+            "ratio_cpu": cpu_f / cpu_r,
+        },
+        {
+            "engine": "reduced solver only (_integrate.solve)",
+            "setting": f"rtol={rtol:g}",
+            "max_rel_error": err_r,
+            "wall_s": wall_s,
+            "cpu_s": cpu_s,
+            "ratio_wall": wall_f / wall_s,
+            "ratio_cpu": cpu_f / cpu_s,
+        },
     ]
-    print(C.table(rows, f"\nReduced ODE vs full GD to {TOL:g} relative (t_end = {t_end:g}); "
-                        "ratio = full GD time / this row's time"))
+    print(
+        C.table(
+            rows,
+            f"\nReduced ODE vs full GD to {TOL:g} relative (t_end = {t_end:g}); "
+            "ratio = full GD time / this row's time",
+        )
+    )
     print(C.table(trials, "\nAccuracy trials"))
-    print(f"\nloops only (GD steps vs the ODE solver, no records or datasets): "
-          f"{wall_g / wall_s:.3g}x wall, {cpu_g / cpu_s:.3g}x CPU")
-    attrs = {"classes": K, "depth": DEPTH, "width": WIDTH, "t_end": t_end, "tol": TOL,
-             "eta": eta, "gd_steps": steps, "reduced_rtol": rtol,
-             "speedup_wall": wall_f / wall_r, "speedup_cpu": cpu_f / cpu_r,
-             "speedup_solver_only_wall": wall_f / wall_s, "speedup_solver_only_cpu": cpu_f / cpu_s,
-             "speedup_loops_only_wall": wall_g / wall_s, "speedup_loops_only_cpu": cpu_g / cpu_s}
+    print(
+        f"\nloops only (GD steps vs the ODE solver, no records or datasets): "
+        f"{wall_g / wall_s:.3g}x wall, {cpu_g / cpu_s:.3g}x CPU"
+    )
+    attrs = {
+        "classes": K,
+        "depth": DEPTH,
+        "width": WIDTH,
+        "t_end": t_end,
+        "tol": TOL,
+        "eta": eta,
+        "gd_steps": steps,
+        "reduced_rtol": rtol,
+        "speedup_wall": wall_f / wall_r,
+        "speedup_cpu": cpu_f / cpu_r,
+        "speedup_solver_only_wall": wall_f / wall_s,
+        "speedup_solver_only_cpu": cpu_f / cpu_s,
+        "speedup_loops_only_wall": wall_g / wall_s,
+        "speedup_loops_only_cpu": cpu_g / cpu_s,
+    }
     C.write_results(f"reduced_vs_full_t{t_end:g}", rows, attrs)
     C.write_results(f"reduced_vs_full_trials_t{t_end:g}", trials, attrs)
     return rows, attrs

@@ -50,8 +50,11 @@ def fwht_blocked(x, radix: int = 16):
     b = x.shape[:-1]
     y = x.reshape(b + tuple(sizes))
     for i, n in enumerate(sizes):
-        y = jnp.moveaxis(jnp.tensordot(y, svflow._walsh.hadamard(n, dtype=x.dtype), axes=([len(b) + i], [0])),
-                         -1, len(b) + i)
+        y = jnp.moveaxis(
+            jnp.tensordot(y, svflow._walsh.hadamard(n, dtype=x.dtype), axes=([len(b) + i], [0])),
+            -1,
+            len(b) + i,
+        )
     return y.reshape(x.shape)
 
 
@@ -136,14 +139,21 @@ def solve_check(Ks=(16, 32, 64, 128, 256)) -> list[dict]:
             field = ReducedField(jnp.asarray(0.0), "ce", DEPTH + 1, True, method)
             t[method, "batch"] = C.timeit(lambda: solve_batch(field, lam0, ts), repeats=3)
             y0, tsj, cfg = jnp.asarray(lam0[0]), jnp.asarray(ts), SolverConfig()
-            t[method, "single"] = C.timeit(lambda: jax.block_until_ready(solve(field, y0, tsj, None, cfg)),
-                                           repeats=20)
-        rows.append({"K": K, "single_dense_ms": 1e3 * t["dense", "single"],
-                     "single_fast_ms": 1e3 * t["fast", "single"],
-                     "single dense/fast": t["dense", "single"] / t["fast", "single"],
-                     "batch256_dense_s": t["dense", "batch"], "batch256_fast_s": t["fast", "batch"],
-                     "batch dense/fast": t["dense", "batch"] / t["fast", "batch"],
-                     "auto_picks": "dense" if K <= getattr(svflow._walsh, "AUTO_DENSE_MAX", 32) else "fast"})
+            t[method, "single"] = C.timeit(
+                lambda: jax.block_until_ready(solve(field, y0, tsj, None, cfg)), repeats=20
+            )
+        rows.append(
+            {
+                "K": K,
+                "single_dense_ms": 1e3 * t["dense", "single"],
+                "single_fast_ms": 1e3 * t["fast", "single"],
+                "single dense/fast": t["dense", "single"] / t["fast", "single"],
+                "batch256_dense_s": t["dense", "batch"],
+                "batch256_fast_s": t["fast", "batch"],
+                "batch dense/fast": t["dense", "batch"] / t["fast", "batch"],
+                "auto_picks": "dense" if K <= getattr(svflow._walsh, "AUTO_DENSE_MAX", 32) else "fast",
+            }
+        )
     return rows
 
 
@@ -158,25 +168,31 @@ def main(argv=None):
         for method in ("fast", "dense", "blocked"):
             r = measure(K, method, not a.full)
             rows.append(r)
-            print(f"K={K:5d} {method:7s} call {r['call_us']:9.2f} us  loop {r['loop_us']:9.3f} us  "
-                  f"batch {r['batch_us_per_state']:9.3f} us/state", flush=True)
+            print(
+                f"K={K:5d} {method:7s} call {r['call_us']:9.2f} us  loop {r['loop_us']:9.3f} us  "
+                f"batch {r['batch_us_per_state']:9.3f} us/state",
+                flush=True,
+            )
     # speed-up and exponents
     summary = []
     for K in Ks:
         f = next(r for r in rows if r["K"] == K and r["method"] == "fast")
         d = next(r for r in rows if r["K"] == K and r["method"] == "dense")
         b = next(r for r in rows if r["K"] == K and r["method"] == "blocked")
-        summary.append({
-            "K": K,
-            "fast_loop_us": f["loop_us"], "dense_loop_us": d["loop_us"],
-            "dense/fast loop": d["loop_us"] / f["loop_us"],
-            "dense/fast batch": d["batch_us_per_state"] / f["batch_us_per_state"],
-            "dense/fast call": d["call_us"] / f["call_us"],
-            "fast_loop / (K log2 K) ns": 1e3 * f["loop_us"] / (K * math.log2(K)),
-            "dense/blocked loop": d["loop_us"] / b["loop_us"],
-            "dense/blocked batch": d["batch_us_per_state"] / b["batch_us_per_state"],
-            "auto_picks": "dense" if K <= getattr(svflow._walsh, "AUTO_DENSE_MAX", 32) else "fast",
-        })
+        summary.append(
+            {
+                "K": K,
+                "fast_loop_us": f["loop_us"],
+                "dense_loop_us": d["loop_us"],
+                "dense/fast loop": d["loop_us"] / f["loop_us"],
+                "dense/fast batch": d["batch_us_per_state"] / f["batch_us_per_state"],
+                "dense/fast call": d["call_us"] / f["call_us"],
+                "fast_loop / (K log2 K) ns": 1e3 * f["loop_us"] / (K * math.log2(K)),
+                "dense/blocked loop": d["loop_us"] / b["loop_us"],
+                "dense/blocked batch": d["batch_us_per_state"] / b["batch_us_per_state"],
+                "auto_picks": "dense" if K <= getattr(svflow._walsh, "AUTO_DENSE_MAX", 32) else "fast",
+            }
+        )
     big = [K for K in Ks if K >= 256]
     exps = {}
     for method in ("fast", "dense", "blocked"):

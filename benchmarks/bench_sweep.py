@@ -48,19 +48,36 @@ PARAMS = dict(classes=8, t_end=1e8, family="random")
 
 
 def grid_of(n_eps, n_delta, n_seed):
-    return dict(depth=[3], eps=np.logspace(-3, -1, n_eps), delta=np.linspace(0.05, 0.5, n_delta),
-                seed=np.arange(n_seed))
+    return dict(
+        depth=[3],
+        eps=np.logspace(-3, -1, n_eps),
+        delta=np.linspace(0.05, 0.5, n_delta),
+        seed=np.arange(n_seed),
+    )
 
 
 def sweep_kw(chunk):
-    return dict(chunk=chunk, static=("depth",), outputs={"lam0": ("mode",), "lam_end": ("mode",)},
-                params=PARAMS, progress=False)
+    return dict(
+        chunk=chunk,
+        static=("depth",),
+        outputs={"lam0": ("mode",), "lam_end": ("mode",)},
+        params=PARAMS,
+        progress=False,
+    )
 
 
 def time_direct(grid, chunk, repeats):
     """Jitted vmapped batches called directly (same keys, same padding)."""
-    plan = _make_plan(basins.basin_sweep_cell, grid, ("depth",), PARAMS, 0,
-                      chunk, {"lam0": ("mode",), "lam_end": ("mode",)}, None)
+    plan = _make_plan(
+        basins.basin_sweep_cell,
+        grid,
+        ("depth",),
+        PARAMS,
+        0,
+        chunk,
+        {"lam0": ("mode",), "lam_end": ("mode",)},
+        None,
+    )
     stat = plan.static_values(0)
     base = jax.random.key(0)
 
@@ -89,8 +106,16 @@ def runner_costs(grid, chunk, tmp):
     cell hashing/padding, store creation, region + mark writes, read-back verification."""
     from svflow import _sweep as S
 
-    plan = _make_plan(basins.basin_sweep_cell, grid, ("depth",), PARAMS, 0, chunk,
-                      {"lam0": ("mode",), "lam_end": ("mode",)}, None)
+    plan = _make_plan(
+        basins.basin_sweep_cell,
+        grid,
+        ("depth",),
+        PARAMS,
+        0,
+        chunk,
+        {"lam0": ("mode",), "lam_end": ("mode",)},
+        None,
+    )
     out = S.compute_chunk(plan, 0, 0)
     costs = {}
     tic = time.perf_counter()
@@ -116,22 +141,23 @@ def runner_costs(grid, chunk, tmp):
 
 def time_sweep(grid, chunk, tmp, tag, repeats, client=None):
     tic = time.perf_counter()
-    svflow.sweep(basins.basin_sweep_cell, grid, store=tmp / f"{tag}-warm", client=client,
-                 **sweep_kw(chunk))
+    svflow.sweep(basins.basin_sweep_cell, grid, store=tmp / f"{tag}-warm", client=client, **sweep_kw(chunk))
     cold = time.perf_counter() - tic
     best = np.inf
     for r in range(repeats):
         tic = time.perf_counter()
-        svflow.sweep(basins.basin_sweep_cell, grid, store=tmp / f"{tag}-{r}", client=client,
-                     **sweep_kw(chunk))
+        svflow.sweep(
+            basins.basin_sweep_cell, grid, store=tmp / f"{tag}-{r}", client=client, **sweep_kw(chunk)
+        )
         best = min(best, time.perf_counter() - tic)
     return best, cold
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cells-per-dim", type=int, nargs=3, default=[16, 16, 256],
-                   metavar=("EPS", "DELTA", "SEED"))
+    p.add_argument(
+        "--cells-per-dim", type=int, nargs=3, default=[16, 16, 256], metavar=("EPS", "DELTA", "SEED")
+    )
     p.add_argument("--chunk", type=int, default=2048)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, nargs="*", default=[1, 2])
@@ -153,31 +179,42 @@ def main(argv=None):
             from distributed import Client, LocalCluster
 
             for n in a.workers:
-                with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cl, Client(cl) as client:
+                with (
+                    LocalCluster(
+                        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+                    ) as cl,
+                    Client(cl) as client,
+                ):
                     t, c = time_sweep(grid, a.chunk, tmp, f"dask{n}", a.repeats, client)
                 rows.append((f"sweep, dask {n} worker{'s' * (n > 1)}", t, c))
         costs, n_chunks = runner_costs(grid, a.chunk, tmp)
     base = rows[0][1]
-    print(f"\nbasin cell (random family) K = {a.classes}, depth 3, t_end = {a.t_end:g}; "
-          f"{cells} cells, chunk {a.chunk} ({-(-cells // a.chunk)} chunks); "
-          f"{os.cpu_count()} CPU cores, 1-min load average {load0:.1f} -> "
-          f"{os.getloadavg()[0]:.1f}; JAX {jax.__version__} on {jax.default_backend()}")
+    print(
+        f"\nbasin cell (random family) K = {a.classes}, depth 3, t_end = {a.t_end:g}; "
+        f"{cells} cells, chunk {a.chunk} ({-(-cells // a.chunk)} chunks); "
+        f"{os.cpu_count()} CPU cores, 1-min load average {load0:.1f} -> "
+        f"{os.getloadavg()[0]:.1f}; JAX {jax.__version__} on {jax.default_backend()}"
+    )
     print(f"{'backend':<26}{'warm s':>9}{'cells/s':>10}{'vs direct':>11}{'cold s':>9}")
     for name, t, c in rows:
         print(f"{name:<26}{t:>9.2f}{cells / t:>10.1f}{t / base:>10.2f}x{c:>9.1f}")
     named = {n: t for n, t, _ in rows}
     if "sweep, dask 1 worker" in named and "sweep, dask 2 workers" in named:
-        print(f"1 -> 2 workers speed-up: "
-              f"{named['sweep, dask 1 worker'] / named['sweep, dask 2 workers']:.2f}x")
-    print(f"in-process sweep - direct: {named['sweep, in-process'] - base:+.2f} s "
-          "(difference of two noisy timings)")
+        print(
+            f"1 -> 2 workers speed-up: {named['sweep, dask 1 worker'] / named['sweep, dask 2 workers']:.2f}x"
+        )
+    print(
+        f"in-process sweep - direct: {named['sweep, in-process'] - base:+.2f} s "
+        "(difference of two noisy timings)"
+    )
     print("runner's own work, timed directly:")
     for k, v in costs.items():
         print(f"  {k:<24}{v:>8.3f} s")
     total = sum(costs.values())
-    print(f"  {'total':<24}{total:>8.3f} s = {100 * total / base:.1f} % of the direct compute "
-          f"time ({1e3 * total / n_chunks:.1f} ms per chunk)")
+    print(
+        f"  {'total':<24}{total:>8.3f} s = {100 * total / base:.1f} % of the direct compute "
+        f"time ({1e3 * total / n_chunks:.1f} ms per chunk)"
+    )
     return rows
 
 

@@ -69,9 +69,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     run = jax.jit(advance)
     for n in args.samples:
-        m = svflow.random_model(
-            K, depth=L, width=d, samples_per_class=n, key=0, dtype=dtype
-        )
+        m = svflow.random_model(K, depth=L, width=d, samples_per_class=n, key=0, dtype=dtype)
         m2, _ = run(m, 0.01, 0, 2)  # compile
         jax.block_until_ready(m2.factors)
         tic = time.perf_counter()

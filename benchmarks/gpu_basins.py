@@ -46,7 +46,9 @@ K, DEPTH = 16, 5
 
 def engine(lam0, lanes):
     field = ReducedField(jnp.asarray(0.0), "ce", DEPTH + 1, True)
-    sol = solve_batch(field, lam0, log_times(T_END, NUM_TIMES), SolverConfig(rtol=RTOL, atol=ATOL), lanes=lanes)
+    sol = solve_batch(
+        field, lam0, log_times(T_END, NUM_TIMES), SolverConfig(rtol=RTOL, atol=ATOL), lanes=lanes
+    )
     return float(sol.num_steps.mean())
 
 
@@ -58,8 +60,17 @@ def public(seeds):
     delta = np.tile(np.repeat(np.linspace(0.1, 0.9, 16), seeds), 16)
     u = 1.0 - delta[:, None] + 2.0 * delta[:, None] * rng.uniform(size=(n, K))
     lam0 = eps[:, None] * u
-    ds = svflow.simulate(K, DEPTH, init=lam0, batch_dims="start", t_end=T_END, num_times=NUM_TIMES,
-                         rtol=RTOL, atol=ATOL, max_steps=200_000)
+    ds = svflow.simulate(
+        K,
+        DEPTH,
+        init=lam0,
+        batch_dims="start",
+        t_end=T_END,
+        num_times=NUM_TIMES,
+        rtol=RTOL,
+        atol=ATOL,
+        max_steps=200_000,
+    )
     return float(ds["num_steps"].mean())
 
 
@@ -83,14 +94,32 @@ def main():
     rows = []
     seeds = max(1, B // 256)
     wall, steps = timed(public, seeds)
-    rows.append(dict(device=device, method="simulate", starts=256 * seeds, lanes=default_lanes(),
-                     wall_s=wall, traj_per_min=60 * 256 * seeds / wall, mean_steps=steps))
+    rows.append(
+        dict(
+            device=device,
+            method="simulate",
+            starts=256 * seeds,
+            lanes=default_lanes(),
+            wall_s=wall,
+            traj_per_min=60 * 256 * seeds / wall,
+            mean_steps=steps,
+        )
+    )
     print(rows[-1], flush=True)
     for lanes in lanes_list:
         lanes = min(lanes, B)
         wall, steps = timed(engine, lam0, lanes)
-        rows.append(dict(device=device, method="engine", starts=B, lanes=lanes, wall_s=wall,
-                         traj_per_min=60 * B / wall, mean_steps=steps))
+        rows.append(
+            dict(
+                device=device,
+                method="engine",
+                starts=B,
+                lanes=lanes,
+                wall_s=wall,
+                traj_per_min=60 * B / wall,
+                mean_steps=steps,
+            )
+        )
         print(rows[-1], flush=True)
     best = max(rows, key=lambda r: r["traj_per_min"])
     print(C.table(rows, f"basin throughput, K = {K}, L = {DEPTH}, t = {T_END:g} (wall time)"))

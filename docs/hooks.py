@@ -46,9 +46,7 @@ MATHJAX_PARTS = (
 # (object, id); delete an entry once its docstring is rewritten.
 KNOWN_DOCSTRING_DEFECTS: tuple[tuple[str, str], ...] = ()
 SUBNAMESPACES = ("studies", "explicit")
-_ENTRY = re.compile(
-    r"^:::\s+svflow\.((?:studies\.|explicit\.)?[A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE
-)
+_ENTRY = re.compile(r"^:::\s+svflow\.((?:studies\.|explicit\.)?[A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 
 
 def public_names() -> set[str]:

@@ -41,23 +41,51 @@ HORIZONS = (FIRST_HORIZON,) + LATER_HORIZONS
 def basin_sweep_cell(key, depth, eps, delta, seed, *, classes, horizon, family):
     """One start of a basin family (the sweep's key is unused: the family's own
     seed, a grid coordinate, drives the random draw, as in svflow.studies.basin_map)."""
-    return svflow.studies.basin_cell(eps, delta, seed, classes=classes, depth=depth,
-                             horizon=horizon, family=family)
+    return svflow.studies.basin_cell(
+        eps, delta, seed, classes=classes, depth=depth, horizon=horizon, family=family
+    )
 
 
-def sweep_basin_map(classes, depths, eps, delta, *, horizons=HORIZONS, family, seeds=(0,),
-                    store, scheduler=None, chunk=64, progress=True, dry_run=False):
+def sweep_basin_map(
+    classes,
+    depths,
+    eps,
+    delta,
+    *,
+    horizons=HORIZONS,
+    family,
+    seeds=(0,),
+    store,
+    scheduler=None,
+    chunk=64,
+    progress=True,
+    dry_run=False,
+):
     """svflow.studies.basin_map's dataset, computed through svflow.sweep into ``store`` (first
     horizon), the undecided starts continued here through the later horizons."""
     seeds = list(seeds) if family == "random" else [0]
-    grid = dict(depth=list(depths), eps=np.asarray(eps, float),
-                delta=np.asarray(delta, float), seed=np.asarray(seeds))
-    ds = svflow.sweep(basin_sweep_cell, grid, store=store, chunk=chunk, client=scheduler,
-                      static=("depth",), params=dict(classes=int(classes),
-                                                     horizon=float(horizons[0]), family=family),
-                      outputs={"lam0": ("mode",), "lam_end": ("mode",), "support": ("mode",),
-                               "frozen": ("mode",), "ratio": ("mode",), "rate_ratio": ("mode",)},
-                      progress=progress, dry_run=dry_run)
+    grid = dict(
+        depth=list(depths), eps=np.asarray(eps, float), delta=np.asarray(delta, float), seed=np.asarray(seeds)
+    )
+    ds = svflow.sweep(
+        basin_sweep_cell,
+        grid,
+        store=store,
+        chunk=chunk,
+        client=scheduler,
+        static=("depth",),
+        params=dict(classes=int(classes), horizon=float(horizons[0]), family=family),
+        outputs={
+            "lam0": ("mode",),
+            "lam_end": ("mode",),
+            "support": ("mode",),
+            "frozen": ("mode",),
+            "ratio": ("mode",),
+            "rate_ratio": ("mode",),
+        },
+        progress=progress,
+        dry_run=dry_run,
+    )
     if dry_run:
         return ds
     ds = ds.load()
@@ -73,8 +101,7 @@ def sweep_basin_map(classes, depths, eps, delta, *, horizons=HORIZONS, family, s
         new = sub.copy()
         for v in names:
             arr = np.asarray(out[v]).reshape(shape + np.asarray(out[v]).shape[1:])
-            order = ("eps", "delta", "seed") + tuple(x for x in dims[v]
-                                                     if x not in ("eps", "delta", "seed"))
+            order = ("eps", "delta", "seed") + tuple(x for x in dims[v] if x not in ("eps", "delta", "seed"))
             new[v] = (order, arr.astype(sub[v].dtype))
             new[v] = new[v].transpose(*dims[v])
         parts.append(new)
@@ -86,13 +113,14 @@ def sweep_basin_map(classes, depths, eps, delta, *, horizons=HORIZONS, family, s
             f"before tau = {horizons[-1]:g} (see solver_result); use smaller eps or "
             "tighter rtol/atol."
         )
-    ds = ds.assign_coords(factors=("depth", np.asarray(depths) + 1),
-                          mode=np.arange(classes))
+    ds = ds.assign_coords(factors=("depth", np.asarray(depths) + 1), mode=np.arange(classes))
     if family == "lag":
         ds = ds.isel(seed=0, drop=True)
     lead = [1 << b for b in range(int(np.log2(classes)))]
     ds.attrs.update(
-        classes=int(classes), family=family, horizons_tau=[float(h) for h in horizons],
+        classes=int(classes),
+        family=family,
+        horizons_tau=[float(h) for h in horizons],
         loss_name="ce",
         leaders=lead if family == "lag" else [],
         family_definition={
@@ -105,8 +133,15 @@ def sweep_basin_map(classes, depths, eps, delta, *, horizons=HORIZONS, family, s
     return ds
 
 
-def run(quick: bool, classes=(4, 8), horizons=HORIZONS, store=None, scheduler=None,
-        chunk: int = 64, dry_run: bool = False) -> xr.Dataset:
+def run(
+    quick: bool,
+    classes=(4, 8),
+    horizons=HORIZONS,
+    store=None,
+    scheduler=None,
+    chunk: int = 64,
+    dry_run: bool = False,
+) -> xr.Dataset:
     depths = [1, 2, 3, 4, 5]
     if quick:
         eps, delta, rdelta, seeds = (
@@ -127,10 +162,10 @@ def run(quick: bool, classes=(4, 8), horizons=HORIZONS, store=None, scheduler=No
     out = []
     for K in classes:
         tic = time.perf_counter()
-        lag = sweep_basin_map(K, depths, eps, delta, family="lag",
-                              store=store / f"K{K}_lag.zarr", **run_kw)
-        rnd = sweep_basin_map(K, depths, eps, rdelta, family="random", seeds=seeds,
-                              store=store / f"K{K}_random.zarr", **run_kw)
+        lag = sweep_basin_map(K, depths, eps, delta, family="lag", store=store / f"K{K}_lag.zarr", **run_kw)
+        rnd = sweep_basin_map(
+            K, depths, eps, rdelta, family="random", seeds=seeds, store=store / f"K{K}_random.zarr", **run_kw
+        )
         if dry_run:
             print(f"K = {K}: lag {lag}\nK = {K}: random {rnd}")
             continue
@@ -146,15 +181,9 @@ def run(quick: bool, classes=(4, 8), horizons=HORIZONS, store=None, scheduler=No
                 "edge_outcome_lag": w["edge_outcome"],
                 "outcome_random": rnd["outcome"].rename(delta="spread"),
                 "rank_random": rnd["rank"].rename(delta="spread"),
-                "nc_fraction_random": (rnd["outcome"] == NC)
-                .mean("seed")
-                .rename(delta="spread"),
+                "nc_fraction_random": (rnd["outcome"] == NC).mean("seed").rename(delta="spread"),
             },
-            attrs={
-                k: v
-                for k, v in lag.attrs.items()
-                if k not in ("family", "family_definition", "leaders")
-            },
+            attrs={k: v for k, v in lag.attrs.items() if k not in ("family", "family_definition", "leaders")},
         )
         ds.attrs["lag_family"] = lag.attrs["family_definition"]
         ds.attrs["random_family"] = rnd.attrs["family_definition"]
@@ -172,10 +201,7 @@ def run(quick: bool, classes=(4, 8), horizons=HORIZONS, store=None, scheduler=No
 def report(ds: xr.Dataset) -> None:
     for K in ds["classes"].values:
         sub = ds.sel(classes=K)
-        print(
-            f"\nK = {K}: basin width (largest lag delta with NC on the whole grid "
-            "stretch; '<' = none)"
-        )
+        print(f"\nK = {K}: basin width (largest lag delta with NC on the whole grid stretch; '<' = none)")
         print("  eps      " + "  ".join(f"N={d + 1:<5d}" for d in sub["depth"].values))
         for e in sub["eps"].values:
             row = []
@@ -183,19 +209,15 @@ def report(ds: xr.Dataset) -> None:
                 w = float(sub["width_lag"].sel(depth=d, eps=e))
                 edge = int(sub["edge_outcome_lag"].sel(depth=d, eps=e))
                 txt = f"<{sub['delta'].values[0]:.3g}" if np.isnan(w) else f"{w:.3g}"
-                row.append(
-                    txt + ("?" if edge == -1 else "") + ("+" if edge == -2 else "")
-                )
+                row.append(txt + ("?" if edge == -1 else "") + ("+" if edge == -2 else ""))
             print(f"  {e:<8.2g} " + "  ".join(f"{r:<7s}" for r in row))
         frac = sub["nc_fraction_random"]
         undec = float((sub["outcome_lag"] == -1).mean())
-        print(
-            "  ('?' = next grid lag undecided, '+' = whole grid NC); "
-            f"undecided lag cells: {undec:.1%}"
-        )
+        print(f"  ('?' = next grid lag undecided, '+' = whole grid NC); undecided lag cells: {undec:.1%}")
         undec_r = float((sub["outcome_random"] == -1).mean())
-        print(f"  random family: NC fraction over all cells {float(frac.mean()):.3f}, "
-              f"undecided {undec_r:.1%}")
+        print(
+            f"  random family: NC fraction over all cells {float(frac.mean()):.3f}, undecided {undec_r:.1%}"
+        )
         print("  random family, NC fraction over seeds (rows eps, columns spread):")
         for d in sub["depth"].values:
             print(
@@ -208,9 +230,7 @@ def report(ds: xr.Dataset) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--quick",
         action="store_true",
@@ -218,13 +238,25 @@ def main(argv=None) -> int:
     )
     p.add_argument("--out", default=None, help="write the dataset here (netCDF)")
     p.add_argument("--classes", type=int, nargs="+", default=[4, 8])
-    p.add_argument("--horizons", type=float, nargs="+", default=list(HORIZONS),
-                   help="increasing horizons in tau = log(1 + t)")
-    p.add_argument("--store", type=Path, default=None,
-                   help="directory of the sweep stores, one per (K, family), resumed if "
-                   "present; default stores/basins[_quick]")
-    p.add_argument("--scheduler", default=None,
-                   help="dask scheduler address (e.g. tcp://127.0.0.1:8786); default: this process")
+    p.add_argument(
+        "--horizons",
+        type=float,
+        nargs="+",
+        default=list(HORIZONS),
+        help="increasing horizons in tau = log(1 + t)",
+    )
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="directory of the sweep stores, one per (K, family), resumed if "
+        "present; default stores/basins[_quick]",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="dask scheduler address (e.g. tcp://127.0.0.1:8786); default: this process",
+    )
     p.add_argument("--chunk", type=int, default=64, help="starts per chunk")
     p.add_argument("--dry-run", action="store_true", help="print the plans and the stores' state")
     args = p.parse_args(argv)
@@ -233,8 +265,15 @@ def main(argv=None) -> int:
             svflow.check_writable(args.out)
         except OSError as e:
             p.error(f"--out: {e}")
-    ds = run(args.quick, tuple(args.classes), tuple(args.horizons), args.store, args.scheduler,
-             args.chunk, args.dry_run)
+    ds = run(
+        args.quick,
+        tuple(args.classes),
+        tuple(args.horizons),
+        args.store,
+        args.scheduler,
+        args.chunk,
+        args.dry_run,
+    )
     if ds is None:
         return 0
     report(ds)

@@ -17,11 +17,19 @@ from svflow.figures.fig_code_convergence import FULL, QUICK, compute_setting
 
 def main(argv=None):
     def options(p):
-        p.add_argument("--classes", type=int, default=None,
-                       help="K for the trajectories, a power of two (default: the setting's)")
+        p.add_argument(
+            "--classes",
+            type=int,
+            default=None,
+            help="K for the trajectories, a power of two (default: the setting's)",
+        )
 
     args, _, cfg = scenario_cli(
-        __doc__, {"quick": QUICK, "full": FULL}, argv, options=options, out_default="codes.nc",
+        __doc__,
+        {"quick": QUICK, "full": FULL},
+        argv,
+        options=options,
+        out_default="codes.nc",
         quick_help="small setting (about a minute)",
     )
     if args.classes is not None:
@@ -37,14 +45,9 @@ def main(argv=None):
         row = ds.sel(table_classes=K_)
         print(
             f"  K={K_}: "
-            + ", ".join(
-                f"N={N}: {row['win_name'].sel(factors=N).item()}"
-                for N in ds["factors"].values
-            )
+            + ", ".join(f"N={N}: {row['win_name'].sel(factors=N).item()}" for N in ds["factors"].values)
         )
-    print(
-        f"spectral starts, K={K}: rho/rho* at t_end (limit at the KKT direction), KKT residual"
-    )
+    print(f"spectral starts, K={K}: rho/rho* at t_end (limit at the KKT direction), KKT residual")
     for L in ds["depth"].values:
         for s in ds["seed"].values:
             q = ds.sel(depth=L, seed=s)

@@ -28,7 +28,9 @@ def run(quick: bool):
 
 def main(argv=None) -> int:
     args, _, _ = scenario_cli(
-        __doc__, {"quick": QUICK, "full": FULL}, argv,
+        __doc__,
+        {"quick": QUICK, "full": FULL},
+        argv,
         quick_help="small grid (a few minutes on 2 cores)",
     )
     ds = run(args.quick)

@@ -41,9 +41,7 @@ def table(ds, var: str = "rank", fmt: str = "{:5.2f}") -> str:
     for K in ds["classes"].values:
         sub = ds[var].sel(classes=K).astype(float).mean("seed")
         lines.append(f"\nK = {K}: mean {var} over {ds.sizes['seed']} seeds")
-        lines.append(
-            "| L \\ d | " + " | ".join(str(w) for w in ds["width"].values) + " |"
-        )
+        lines.append("| L \\ d | " + " | ".join(str(w) for w in ds["width"].values) + " |")
         lines.append("|---" * (ds.sizes["width"] + 1) + "|")
         for L in ds["depth"].values:
             row = sub.sel(depth=L).values
@@ -51,68 +49,114 @@ def table(ds, var: str = "rank", fmt: str = "{:5.2f}") -> str:
     return "\n".join(lines)
 
 
-def phase_sweep_cell(key, classes, depth, width, seed, *, scale, eta, steps, num_records,
-                     kmax):
+def phase_sweep_cell(key, classes, depth, width, seed, *, scale, eta, steps, num_records, kmax):
     """One (K, L, d, seed) run of :func:`svflow.studies.phase_cell`; ``sigma`` padded to kmax."""
-    out = svflow.studies.phase_cell(jax.random.key_data(key)[None], classes=classes, depth=depth,
-                            width=width, scale=scale, eta=eta, steps=steps,
-                            num_records=num_records)
+    out = svflow.studies.phase_cell(
+        jax.random.key_data(key)[None],
+        classes=classes,
+        depth=depth,
+        width=width,
+        scale=scale,
+        eta=eta,
+        steps=steps,
+        num_records=num_records,
+    )
     out = {k: v[0] for k, v in out.items()}
     out["sigma"] = jnp.concatenate([out["sigma"], jnp.full(kmax - classes, jnp.nan)])
     return out
 
 
-def run_sweep(cfg: dict, store, scheduler=None, chunk=None, progress=True, dry_run=False,
-              num_records: int = 17, base_seed: int = 0):
+def run_sweep(
+    cfg: dict,
+    store,
+    scheduler=None,
+    chunk=None,
+    progress=True,
+    dry_run=False,
+    num_records: int = 17,
+    base_seed: int = 0,
+):
     """The phase map through svflow.sweep; a Dataset with the layout of svflow.studies.phase_map."""
-    grid = dict(classes=list(cfg["classes"]), depth=list(cfg["depths"]),
-                width=list(cfg["widths"]), seed=np.arange(cfg["seeds"]))
-    params = dict(scale=float(cfg["scale"]), eta=float(cfg["eta"]), steps=int(cfg["steps"]),
-                  num_records=int(num_records), kmax=int(max(cfg["classes"])))
+    grid = dict(
+        classes=list(cfg["classes"]),
+        depth=list(cfg["depths"]),
+        width=list(cfg["widths"]),
+        seed=np.arange(cfg["seeds"]),
+    )
+    params = dict(
+        scale=float(cfg["scale"]),
+        eta=float(cfg["eta"]),
+        steps=int(cfg["steps"]),
+        num_records=int(num_records),
+        kmax=int(max(cfg["classes"])),
+    )
     tic = time.perf_counter()
-    ds = svflow.sweep(phase_sweep_cell, grid, store=store, chunk=chunk or cfg["seeds"],
-                      client=scheduler, static=("classes", "depth", "width"), params=params,
-                      outputs={"sigma": ("sv",), "rank_t": ("record",),
-                               "sv_ratio_t": ("record",)},
-                      base_seed=base_seed, progress=progress, dry_run=dry_run)
+    ds = svflow.sweep(
+        phase_sweep_cell,
+        grid,
+        store=store,
+        chunk=chunk or cfg["seeds"],
+        client=scheduler,
+        static=("classes", "depth", "width"),
+        params=params,
+        outputs={"sigma": ("sv",), "rank_t": ("record",), "sv_ratio_t": ("record",)},
+        base_seed=base_seed,
+        progress=progress,
+        dry_run=dry_run,
+    )
     if dry_run:
         return ds
     from svflow._train import step_grid
 
-    ds = ds.assign_coords(record_time=("record", step_grid(params["steps"], num_records)
-                                       * params["eta"]))
+    ds = ds.assign_coords(record_time=("record", step_grid(params["steps"], num_records) * params["eta"]))
     ds.attrs.update(
         title="svflow depth x width phase map (random starts, full GD; svflow.sweep)",
-        engine="full", init="random_model (fan-in scaled Gaussian), key = sweep cell key",
-        scale=params["scale"], eta=params["eta"], steps=params["steps"],
-        t_end=params["steps"] * params["eta"], loss_name="ce", activation="linear",
-        samples_per_class=1, device=str(jax.devices()[0]) if scheduler is None else
-        f"dask cluster at {scheduler}", wall_time_s=time.perf_counter() - tic,
+        engine="full",
+        init="random_model (fan-in scaled Gaussian), key = sweep cell key",
+        scale=params["scale"],
+        eta=params["eta"],
+        steps=params["steps"],
+        t_end=params["steps"] * params["eta"],
+        loss_name="ce",
+        activation="linear",
+        samples_per_class=1,
+        device=str(jax.devices()[0]) if scheduler is None else f"dask cluster at {scheduler}",
+        wall_time_s=time.perf_counter() - tic,
     )
     return ds
 
 
 def _options(p) -> None:
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--steps", type=int, default=None, help="override the number of GD steps"
-    )
+    p.add_argument("--steps", type=int, default=None, help="override the number of GD steps")
     p.add_argument("--eta", type=float, default=None, help="override the step size")
     p.add_argument("--scale", type=float, default=None, help="override the init scale")
-    p.add_argument("--store", type=Path, default=None,
-                   help="zarr store of the sweep (resumed if it exists); "
-                   "default stores/phase_map[_quick].zarr")
-    p.add_argument("--scheduler", default=None,
-                   help="dask scheduler address (e.g. tcp://127.0.0.1:8786); default: this process")
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="zarr store of the sweep (resumed if it exists); default stores/phase_map[_quick].zarr",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="dask scheduler address (e.g. tcp://127.0.0.1:8786); default: this process",
+    )
     p.add_argument("--chunk", type=int, default=None, help="seeds per chunk (default: all)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the store's state")
-    p.add_argument("--legacy", action="store_true",
-                   help="run svflow.studies.phase_map in memory instead (no store, no resume)")
+    p.add_argument(
+        "--legacy",
+        action="store_true",
+        help="run svflow.studies.phase_map in memory instead (no store, no resume)",
+    )
 
 
 def main(argv=None) -> int:
     args, _, cfg = scenario_cli(
-        __doc__, {"quick": QUICK, "full": FULL}, argv, options=_options,
+        __doc__,
+        {"quick": QUICK, "full": FULL},
+        argv,
+        options=_options,
         quick_help="small grid: a few minutes on 2 CPU cores",
     )
     for k in ("steps", "eta", "scale"):

@@ -22,8 +22,12 @@ from svflow.figures.fig_repulsion import FULL, QUICK
 
 def main(argv=None) -> int:
     def options(p):
-        p.add_argument("--classes", type=int, default=None,
-                       help="number of classes K, a power of two (default: the setting's)")
+        p.add_argument(
+            "--classes",
+            type=int,
+            default=None,
+            help="number of classes K, a power of two (default: the setting's)",
+        )
 
     args, _, cfg = scenario_cli(__doc__, {"quick": QUICK, "full": FULL}, argv, options=options)
     if args.classes is not None:
@@ -31,9 +35,7 @@ def main(argv=None) -> int:
     ds = svflow.studies.repulsion(**cfg)
     j, k = ds.attrs["pair"]
     print(f"K = {ds.attrs['classes']}, pair (j, k) = ({j}, {k}), lag = {ds.attrs['lag']}")
-    print(
-        "  N   lam_j     measured      order0        order2        rel.err0  rel.err2"
-    )
+    print("  N   lam_j     measured      order0        order2        rel.err0  rel.err2")
     for d in ds["depth"].values:
         x = ds.sel(depth=d)
         for target in (1e-3, 1e-2, 1e-1):

@@ -55,7 +55,7 @@ __all__ = [
 
 
 def _group_name(group, classes) -> str:
-    """"walsh" for the default group of a power-of-two K (or an explicit Walsh group)."""
+    """ "walsh" for the default group of a power-of-two K (or an explicit Walsh group)."""
     if group is None:
         K = int(classes) if isinstance(classes, (int, np.integer)) else 0
         return "walsh" if K >= 2 and not (K & (K - 1)) else "other"
@@ -101,9 +101,7 @@ def normalised_margin(lam, factors: int) -> float:
     m = margin_matrix(K) @ lam[1:]
     norm = N * np.sum(np.abs(lam[1:]) ** (2.0 / N))
     if norm == 0:
-        raise ValueError(
-            "lam is zero on every mode 1..K-1: the normalised margin is undefined."
-        )
+        raise ValueError("lam is zero on every mode 1..K-1: the normalised margin is undefined.")
     return float(m.min() / norm ** (N / 2.0))
 
 
@@ -129,47 +127,45 @@ def walsh_supports(classes: int):
     m = check_classes(classes)
     K = classes
     if K > 32:
-        raise ValueError(
-            f"enumerating 2^(K-1) supports is limited to K <= 32; got K = {K}."
-        )
+        raise ValueError(f"enumerating 2^(K-1) supports is limited to K <= 32; got K = {K}.")
     n = K - 1
     bits = np.arange(1, 2**n, dtype=np.int64)
-    member = ((bits[:, None] >> np.arange(n)[None, :]) & 1).astype(
-        np.int16
-    )  # (B, n): mode i+1
+    member = ((bits[:, None] >> np.arange(n)[None, :]) & 1).astype(np.int16)  # (B, n): mode i+1
     weights = member @ _odd(K)[1:, 1:].T.astype(np.int16)  # (B, k): messages 1..K-1
     dmin = weights.min(axis=1)
     ok = dmin > 0
     member, dmin, bits = member[ok], dmin[ok], bits[ok]
     size = member.sum(axis=1)
     mask = np.concatenate([np.zeros((len(bits), 1), bool), member.astype(bool)], axis=1)
-    return netcdf_safe(xr.Dataset(
-        {
-            "mask": (("support", "mode"), mask, {"long_name": "mode i in S"}),
-            "size": (
-                "support",
-                size.astype(np.int64),
-                {"long_name": "code length r = |S|"},
-            ),
-            "dmin": (
-                "support",
-                dmin.astype(np.int64),
-                {"long_name": "minimum distance d"},
-            ),
-            "rho": (
-                "support",
-                2.0 * dmin / size,
-                {"long_name": "one-vs-rest margin 2d/r"},
-            ),
-            "bits": (
-                "support",
-                bits,
-                {"long_name": "S as a bit set over modes 1..K-1"},
-            ),
-        },
-        coords={"mode": np.arange(K)},
-        attrs={"classes": K, "m": m},
-    ))
+    return netcdf_safe(
+        xr.Dataset(
+            {
+                "mask": (("support", "mode"), mask, {"long_name": "mode i in S"}),
+                "size": (
+                    "support",
+                    size.astype(np.int64),
+                    {"long_name": "code length r = |S|"},
+                ),
+                "dmin": (
+                    "support",
+                    dmin.astype(np.int64),
+                    {"long_name": "minimum distance d"},
+                ),
+                "rho": (
+                    "support",
+                    2.0 * dmin / size,
+                    {"long_name": "one-vs-rest margin 2d/r"},
+                ),
+                "bits": (
+                    "support",
+                    bits,
+                    {"long_name": "S as a bit set over modes 1..K-1"},
+                ),
+            },
+            coords={"mode": np.arange(K)},
+            attrs={"classes": K, "m": m},
+        )
+    )
 
 
 def _code_name(K: int, r: int, d: int) -> str:
@@ -184,8 +180,7 @@ def _code_name(K: int, r: int, d: int) -> str:
 
 
 @float64
-def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None = None,
-               group=None):
+def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None = None, group=None):
     r"""Predicted winning equal-$\lambda$ Walsh code per depth, ranked by $\gamma_S$.
 
     ``group`` other than the Walsh group (``"cyclic"``, a tuple of orders, or
@@ -222,13 +217,8 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
     dmin = sup["dmin"].values
     sizes = np.arange(1, K)
     dmax = np.array([dmin[size == r].max() if np.any(size == r) else 0 for r in sizes])
-    count = np.array(
-        [np.sum((size == r) & (dmin == dmax[i])) for i, r in enumerate(sizes)]
-    )
-    rows = {
-        k: []
-        for k in ("size", "dmin", "rho", "gamma", "ties", "runner", "name", "example")
-    }
+    count = np.array([np.sum((size == r) & (dmin == dmax[i])) for i, r in enumerate(sizes)])
+    rows = {k: [] for k in ("size", "dmin", "rho", "gamma", "ties", "runner", "name", "example")}
     for N in Ns:
         valid = dmax > 0
         g = np.where(valid, (2.0 / K) * dmax / (N * sizes) ** (N / 2.0), -np.inf)
@@ -246,9 +236,7 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
         rows["gamma"].append(best)
         rows["ties"].append(ties)
         rows["runner"].append(second / best)
-        rows["name"].append(
-            _code_name(K, r, d) + ("" if len(tied_sizes) == 1 else " (tie)")
-        )
+        rows["name"].append(_code_name(K, r, d) + ("" if len(tied_sizes) == 1 else " (tie)"))
         rows["example"].append(sup["mask"].values[ex])
     data = {
         "depth": ("factors", Ns - 1, {"long_name": "depth L = N - 1"}),
@@ -310,19 +298,19 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
         data["gamma_global"] = (
             "factors",
             np.array(gg),
-            {
-                "long_name": "global max normalised margin over lambda >= 0 (vertex enumeration)"
-            },
+            {"long_name": "global max normalised margin over lambda >= 0 (vertex enumeration)"},
         )
         data["global_support_size"] = ("factors", np.array(gs))
-    return netcdf_safe(xr.Dataset(
-        data,
-        coords={"factors": Ns, "mode": np.arange(K), "size_r": sizes},
-        attrs={
-            "classes": K,
-            "description": "predicted winning Walsh code per depth (equal lambda on the support)",
-        },
-    ))
+    return netcdf_safe(
+        xr.Dataset(
+            data,
+            coords={"factors": Ns, "mode": np.arange(K), "size_r": sizes},
+            attrs={
+                "classes": K,
+                "description": "predicted winning Walsh code per depth (equal lambda on the support)",
+            },
+        )
+    )
 
 
 @lru_cache(maxsize=4)
@@ -395,9 +383,7 @@ class MaxMarginPoint:
     message: str
 
 
-def kkt_residual(
-    lam, factors: int, *, tol: float = 1e-6
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+def kkt_residual(lam, factors: int, *, tol: float = 1e-6) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     r"""Stationarity residual of the max-margin problem at $\lambda$ (scaled to $\min m = 1$).
 
     On the support P ($\lambda_i > \mathrm{tol}\cdot\max\lambda$) stationarity reads
@@ -417,9 +403,7 @@ def kkt_residual(
     l = np.maximum(lam[1:], 0.0)
     m = M @ l
     if m.min() <= 0:
-        raise ValueError(
-            "lam does not separate every class (some margin <= 0): no KKT point to test."
-        )
+        raise ValueError("lam does not separate every class (some margin <= 0): no KKT point to test.")
     l = l / m.min()
     m = M @ l
     A = m <= 1 + tol
@@ -457,8 +441,9 @@ def _point(out: np.ndarray, N: int, tol: float, message: str) -> MaxMarginPoint:
     )
 
 
-def kkt_point(lam, depth: int, *, support=None, tol: float = 1e-6, active_tol: float = 0.05,
-              maxiter: int = 200) -> MaxMarginPoint:
+def kkt_point(
+    lam, depth: int, *, support=None, tol: float = 1e-6, active_tol: float = 0.05, maxiter: int = 200
+) -> MaxMarginPoint:
     r"""The KKT point of the max-margin problem on a given support, polished from ``lam``.
 
     With support S (default: modes with $\lambda_i \ge 10^{-2}\max\lambda$)
@@ -517,8 +502,9 @@ def kkt_point(lam, depth: int, *, support=None, tol: float = 1e-6, active_tol: f
         x0,
         jac=lambda x: (2.0 / N) * np.exp(2.0 * x / N),
         method="SLSQP",
-        constraints=[dict(type="ineq", fun=lambda x: MS @ np.exp(x) - 1.0,
-                          jac=lambda x: MS * np.exp(x)[None, :])],
+        constraints=[
+            dict(type="ineq", fun=lambda x: MS @ np.exp(x) - 1.0, jac=lambda x: MS * np.exp(x)[None, :])
+        ],
         options=dict(maxiter=maxiter, ftol=1e-16),
     )
     xs = sl.x if np.all(np.isfinite(sl.x)) and (MS @ np.exp(sl.x)).min() > 0 else x0
@@ -542,9 +528,15 @@ def kkt_point(lam, depth: int, *, support=None, tol: float = 1e-6, active_tol: f
         return np.where(np.isfinite(out), out, 1e6)
 
     lo = np.concatenate([np.full(r, -np.inf), np.zeros(a)])
-    sol = least_squares(resid, np.concatenate([np.log(ls), nu0]),
-                        bounds=(lo, np.full(r + a, np.inf)), xtol=1e-15, ftol=1e-15,
-                        gtol=1e-15, max_nfev=maxiter * (r + a))
+    sol = least_squares(
+        resid,
+        np.concatenate([np.log(ls), nu0]),
+        bounds=(lo, np.full(r + a, np.inf)),
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
+        max_nfev=maxiter * (r + a),
+    )
     cands = [ls]
     if np.all(np.isfinite(sol.x)):
         cands.insert(0, np.exp(sol.x[:r]))
@@ -650,18 +642,10 @@ def max_margin_direction(
 def asymptotic_direction(ds, *, time=None, **kwargs) -> MaxMarginPoint:
     """:func:`max_margin_direction` from a trajectory dataset's ``lam`` at ``time`` (default last)."""
     if "lam" not in ds:
-        raise ValueError(
-            "the dataset has no 'lam' (Walsh-frame eigenvalues): spectral runs only."
-        )
+        raise ValueError("the dataset has no 'lam' (Walsh-frame eigenvalues): spectral runs only.")
     depth = int(ds.attrs.get("depth", 0))
     if depth < 1:
-        raise ValueError(
-            "the dataset's attrs lack 'depth'; call max_margin_direction(lam, depth)."
-        )
-    lam = (
-        ds["lam"].isel(time=-1)
-        if time is None
-        else ds["lam"].sel(time=time, method="nearest")
-    )
+        raise ValueError("the dataset's attrs lack 'depth'; call max_margin_direction(lam, depth).")
+    lam = ds["lam"].isel(time=-1) if time is None else ds["lam"].sel(time=time, method="nearest")
     kwargs.setdefault("group", ds.attrs.get("group"))
     return max_margin_direction(np.asarray(lam.values), depth, **kwargs)

@@ -171,10 +171,10 @@ def basin_cell(
     lam0 = basin_start(family, classes, eps, delta, seed, leaders, group)
     tau1 = jnp.asarray(float(horizon))
     tau0 = jnp.asarray(min(CHECK_HORIZON, float(horizon) / 3))
-    y0, res0, steps0 = advance(lam0, jnp.asarray(0.0), tau0, factors=N, balanced=True,
-                               config=config, group=group)
-    y1, res1, steps1 = advance(y0, tau0, tau1, factors=N, balanced=True, config=config,
-                               group=group)
+    y0, res0, steps0 = advance(
+        lam0, jnp.asarray(0.0), tau0, factors=N, balanced=True, config=config, group=group
+    )
+    y1, res1, steps1 = advance(y0, tau0, tau1, factors=N, balanced=True, config=config, group=group)
     res = jnp.where(res0 != 0, res0, res1)
     steps = steps0 + steps1
     d0 = decide(y0, tau0, N, criterion, group)
@@ -269,35 +269,56 @@ def continue_undecided(
     """
     out = {k: np.array(v) for k, v in out.items()}
     state = {
-        "code": out["outcome"], "decided": out["decided"], "support": out["support"],
-        "frozen": out["frozen"], "rate_ratio": out["rate_ratio"],
-        "ratio": out["ratio"], "instability": out["instability"],
-        "late": np.zeros_like(out["decided"]), "off_target_mass": np.zeros(len(out["decided"])),
-        "solver_result": out["solver_result"], "num_steps": out["num_steps"],
+        "code": out["outcome"],
+        "decided": out["decided"],
+        "support": out["support"],
+        "frozen": out["frozen"],
+        "rate_ratio": out["rate_ratio"],
+        "ratio": out["ratio"],
+        "instability": out["instability"],
+        "late": np.zeros_like(out["decided"]),
+        "off_target_mass": np.zeros(len(out["decided"])),
+        "solver_result": out["solver_result"],
+        "num_steps": out["num_steps"],
     }
-    st = resolve(out["lam_end"], out["log_t_end"], state, factors=depth + 1, balanced=True,
-                 horizons=horizons, config=config, criterion=criterion, group=group)
+    st = resolve(
+        out["lam_end"],
+        out["log_t_end"],
+        state,
+        factors=depth + 1,
+        balanced=True,
+        horizons=horizons,
+        config=config,
+        criterion=criterion,
+        group=group,
+    )
     K = out["lam_end"].shape[-1]
     out.update(
-        outcome=st["code"], decided=st["decided"], support=st["support"],
+        outcome=st["code"],
+        decided=st["decided"],
+        support=st["support"],
         frozen=st["frozen"],
-        rank=st["support"].sum(-1).astype(np.int32), ratio=st["ratio"],
+        rank=st["support"].sum(-1).astype(np.int32),
+        ratio=st["ratio"],
         min_ratio=np.where(np.arange(K) == 0, np.inf, st["ratio"]).min(-1),
-        rate_ratio=st["rate_ratio"], instability=st["instability"], log_t_end=st["tau"],
-        lam_end=st["y"], solver_result=st["solver_result"], num_steps=st["num_steps"],
+        rate_ratio=st["rate_ratio"],
+        instability=st["instability"],
+        log_t_end=st["tau"],
+        lam_end=st["y"],
+        solver_result=st["solver_result"],
+        num_steps=st["num_steps"],
     )
     return out
 
 
 @partial(jax.jit, static_argnames=("family", "classes", "leaders", "group"))
 def _starts(eps, delta, seed, family, classes, leaders, group=None):
-    return jax.vmap(lambda e, d, s: basin_start(family, classes, e, d, s, leaders, group))(
-        eps, delta, seed
-    )
+    return jax.vmap(lambda e, d, s: basin_start(family, classes, e, d, s, leaders, group))(eps, delta, seed)
 
 
-def _run_starts(eps, delta, seed, *, classes, depth, horizons, family, leaders, config,
-                criterion, group) -> dict:
+def _run_starts(
+    eps, delta, seed, *, classes, depth, horizons, family, leaders, config, criterion, group
+) -> dict:
     """The outcome of a batch of basin starts through svflow's batch engine.
 
     The same stages as :func:`basin_cell` followed by :func:`continue_undecided`:
@@ -309,8 +330,16 @@ def _run_starts(eps, delta, seed, *, classes, depth, horizons, family, leaders, 
     """
     lam0 = np.asarray(_starts(eps, delta, seed, family, classes, leaders, group))
     check = min(CHECK_HORIZON, horizons[0] / 3)
-    st = resolve(lam0, 0.0, factors=depth + 1, balanced=True, horizons=(check, *horizons),
-                 config=config, criterion=criterion, group=group)
+    st = resolve(
+        lam0,
+        0.0,
+        factors=depth + 1,
+        balanced=True,
+        horizons=(check, *horizons),
+        config=config,
+        criterion=criterion,
+        group=group,
+    )
     K = lam0.shape[-1]
     ok = st["solver_result"] == diffrax.RESULTS.successful._value
     return dict(
@@ -331,28 +360,22 @@ def _run_starts(eps, delta, seed, *, classes, depth, horizons, family, leaders, 
     )
 
 
-def _check_batch(
-    out: dict, config: SolverConfig, t_end, classes: int, depth: int
-) -> None:
+def _check_batch(out: dict, config: SolverConfig, t_end, classes: int, depth: int) -> None:
     """Raise :class:`IntegrationError` (with advice) if a batch member failed."""
     res = np.asarray(out["solver_result"])
     maxed = res == diffrax.RESULTS.max_steps_reached._value
-    bad = (res != diffrax.RESULTS.successful._value) | ~np.all(
-        np.isfinite(out["lam_end"]), axis=-1
-    )
+    bad = (res != diffrax.RESULTS.successful._value) | ~np.all(np.isfinite(out["lam_end"]), axis=-1)
     where = f"basin map, classes={classes}, depth={depth}: "
     if np.any(maxed):
         raise IntegrationError(
-            where
-            + f"{int(maxed.sum())} of {res.size} trajectories used all max_steps = "
+            where + f"{int(maxed.sum())} of {res.size} trajectories used all max_steps = "
             f"{config.max_steps} steps to tau = log(1 + t) = {t_end}. Pass a larger max_steps, "
             "looser "
             f"rtol/atol (now {config.rtol:g}/{config.atol:g}) or shorter horizons."
         )
     if np.any(bad):
         raise IntegrationError(
-            where
-            + f"{int(bad.sum())} of {res.size} trajectories failed or went non-finite "
+            where + f"{int(bad.sum())} of {res.size} trajectories failed or went non-finite "
             f"before tau = log(1 + t) = {t_end}. Use float64, smaller initial scales eps or "
             "tighter rtol/atol."
         )
@@ -361,16 +384,11 @@ def _check_batch(
 def _grid(name, values, positive=False, unit=False) -> np.ndarray:
     v = np.atleast_1d(np.asarray(values, dtype=float))
     if v.ndim != 1 or v.size < 1 or not np.all(np.isfinite(v)):
-        raise ValueError(
-            f"{name} must be a 1-D array of finite numbers; got {values!r}."
-        )
+        raise ValueError(f"{name} must be a 1-D array of finite numbers; got {values!r}.")
     if positive and np.any(v <= 0):
         raise ValueError(f"{name} must be > 0 (an initial scale); got {v}.")
     if unit and np.any((v < 0) | (v >= 1)):
-        raise ValueError(
-            f"{name} must lie in [0, 1) (a relative lag/spread, lambda(0) > 0); "
-            f"got {v}."
-        )
+        raise ValueError(f"{name} must lie in [0, 1) (a relative lag/spread, lambda(0) > 0); got {v}.")
     if np.any(np.diff(v) <= 0):
         raise ValueError(f"{name} must be strictly increasing; got {v}.")
     return v
@@ -462,8 +480,13 @@ def basin_map(
     if not isinstance(criterion, Criterion):
         raise TypeError(f"criterion must be a Criterion; got {type(criterion).__name__}.")
     hz = np.atleast_1d(np.asarray(horizons, dtype=float))
-    if hz.ndim != 1 or hz.size < 1 or not np.all(np.isfinite(hz)) or np.any(hz <= 0) \
-            or np.any(np.diff(hz) <= 0):
+    if (
+        hz.ndim != 1
+        or hz.size < 1
+        or not np.all(np.isfinite(hz))
+        or np.any(hz <= 0)
+        or np.any(np.diff(hz) <= 0)
+    ):
         raise ValueError(
             f"horizons must be increasing positive values of tau = log(1 + t); got {horizons!r}."
         )
@@ -479,10 +502,19 @@ def basin_map(
     for depth in depths:
         tic = _time.perf_counter()
         parts = [
-            _run_starts(flat[0][lo:lo + chunk], flat[1][lo:lo + chunk], flat[2][lo:lo + chunk],
-                        classes=classes, depth=depth, horizons=tuple(float(h) for h in hz),
-                        family=family, leaders=lead if family == "lag" else None,
-                        config=config, criterion=criterion, group=grp)
+            _run_starts(
+                flat[0][lo : lo + chunk],
+                flat[1][lo : lo + chunk],
+                flat[2][lo : lo + chunk],
+                classes=classes,
+                depth=depth,
+                horizons=tuple(float(h) for h in hz),
+                family=family,
+                leaders=lead if family == "lag" else None,
+                config=config,
+                criterion=criterion,
+                group=grp,
+            )
             for lo in range(0, B, chunk)
         ]
         out = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
@@ -509,20 +541,20 @@ def basin_map(
         ),
         "rank": (dims, stack("rank"), {"long_name": "size of the limit's support"}),
         "decided": (dims, stack("decided"), {"long_name": "outcome decided"}),
-        "support": (dims + (D.MODE,), stack("support"),
-                    {"long_name": "mode in the limit's support"}),
-        "ratio": (dims + (D.MODE,), stack("ratio"),
-                  {"long_name": "|lam_i| / max_j |lam_j| at the horizon reached"}),
+        "support": (dims + (D.MODE,), stack("support"), {"long_name": "mode in the limit's support"}),
+        "ratio": (
+            dims + (D.MODE,),
+            stack("ratio"),
+            {"long_name": "|lam_i| / max_j |lam_j| at the horizon reached"},
+        ),
         "min_ratio": (
             dims,
             stack("min_ratio"),
             {"long_name": "min_i |lam_i| / max_j |lam_j| at the horizon reached (i >= 1)"},
         ),
-        "log_t_end": (dims, stack("log_t_end"),
-                      {"long_name": "horizon reached, tau = log(1 + t)"}),
+        "log_t_end": (dims, stack("log_t_end"), {"long_name": "horizon reached, tau = log(1 + t)"}),
         "lam0": (dims + (D.MODE,), stack("lam0"), {"long_name": "lambda(0)"}),
-        "lam_end": (dims + (D.MODE,), stack("lam_end"),
-                    {"long_name": "lambda at the horizon reached"}),
+        "lam_end": (dims + (D.MODE,), stack("lam_end"), {"long_name": "lambda at the horizon reached"}),
         "num_steps": (dims, stack("num_steps"), {"long_name": "solver steps (all stages)"}),
     }
     coords = {
@@ -585,19 +617,14 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
     delta is NC, so the width is only a lower bound).
     """
     if "outcome" not in ds or DELTA not in ds["outcome"].dims:
-        raise ValueError(
-            "basin_width needs a basin_map dataset (variable 'outcome' with a "
-            "'delta' dim)."
-        )
+        raise ValueError("basin_width needs a basin_map dataset (variable 'outcome' with a 'delta' dim).")
     oc = ds["outcome"].transpose(..., DELTA)
     deltas = ds[DELTA].values
     nc = oc.values == NC
     run = np.cumprod(nc, axis=-1).astype(bool)
     n = run.sum(axis=-1)
     width = np.where(n > 0, deltas[np.maximum(n - 1, 0)], np.nan)
-    nxt = np.take_along_axis(
-        oc.values, np.minimum(n, len(deltas) - 1)[..., None], axis=-1
-    )[..., 0]
+    nxt = np.take_along_axis(oc.values, np.minimum(n, len(deltas) - 1)[..., None], axis=-1)[..., 0]
     edge = np.where(n == len(deltas), -2, nxt)
     dims = oc.dims[:-1]
     coords = {d: ds[d] for d in dims}
@@ -608,18 +635,12 @@ def basin_width(ds: xr.Dataset) -> xr.Dataset:
             "width": (
                 dims,
                 width,
-                {
-                    "long_name": "largest delta with NC on the whole grid stretch "
-                    "from the smallest delta"
-                },
+                {"long_name": "largest delta with NC on the whole grid stretch from the smallest delta"},
             ),
             "edge_outcome": (
                 dims,
                 edge,
-                {
-                    "long_name": "outcome just past the NC stretch "
-                    "(-1 undecided, -2 none)"
-                },
+                {"long_name": "outcome just past the NC stretch (-1 undecided, -2 none)"},
             ),
         },
         coords=coords,

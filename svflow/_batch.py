@@ -87,6 +87,7 @@ def default_lanes() -> int:
     """Lanes in flight by default: :data:`DEFAULT_LANES` on a CPU, :data:`ACCELERATOR_LANES` otherwise."""
     return DEFAULT_LANES if jax.default_backend() == "cpu" else ACCELERATOR_LANES
 
+
 SUCCESS = int(diffrax.RESULTS.successful._value)
 MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)
 
@@ -325,9 +326,21 @@ def _program(field, args, y0s_shape, num_saves, solver, controller, lanes, max_s
         return direct
     dtype = jnp.result_type(float)
     spec = (
-        str(treedef), [(x.shape, str(x.dtype)) for x in leaves], y0s_shape, num_saves, str(dtype),
-        repr(solver), repr(controller), lanes, max_steps, dt0, jax.__version__, diffrax.__version__,
-        eqx.__version__, jax.default_backend(), _source_hash(),
+        str(treedef),
+        [(x.shape, str(x.dtype)) for x in leaves],
+        y0s_shape,
+        num_saves,
+        str(dtype),
+        repr(solver),
+        repr(controller),
+        lanes,
+        max_steps,
+        dt0,
+        jax.__version__,
+        diffrax.__version__,
+        eqx.__version__,
+        jax.default_backend(),
+        _source_hash(),
     )
     key = hashlib.sha256(repr(spec).encode()).hexdigest()[:32]
     if key in _PROGRAMS:
@@ -341,6 +354,7 @@ def _program(field, args, y0s_shape, num_saves, solver, controller, lanes, max_s
         if path.exists():
             exported = export.deserialize(bytearray(path.read_bytes()))
         else:
+
             def fn(leaves, y0s, n, saves):
                 f, a = jax.tree.unflatten(treedef, leaves)
                 return _engine(f, y0s, n, saves, a, solver, controller, lanes, max_steps, dt0)

@@ -77,8 +77,7 @@ def _check_vectors(vectors) -> np.ndarray:
     V = np.asarray(vectors, dtype=float)
     if V.ndim != 2 or V.shape[0] < 2 or V.shape[1] < 1:
         raise ValueError(
-            f"vectors must have shape (K, r) with K >= 2 classes and r >= 1 dimensions; "
-            f"got shape {V.shape}."
+            f"vectors must have shape (K, r) with K >= 2 classes and r >= 1 dimensions; got shape {V.shape}."
         )
     if not np.all(np.isfinite(V)):
         raise ValueError("vectors contain NaN or inf; pass finite class vectors.")
@@ -112,20 +111,14 @@ def _hull_distance(p: np.ndarray, Q: np.ndarray) -> tuple[float, np.ndarray]:
         if abs(res[-1]) > 1e-14:
             w = -res[:r] / res[-1]
             nw = float(np.linalg.norm(w))
-            if (
-                nw > 0
-                and np.min(G @ w) >= 1 - 1e-10
-                and upper - 1.0 / nw <= 1e-10 * max(1.0, upper)
-            ):
+            if nw > 0 and np.min(G @ w) >= 1 - 1e-10 and upper - 1.0 / nw <= 1e-10 * max(1.0, upper):
                 return 1.0 / nw, w / nw
         elif upper <= 1e-12:
             return 0.0, np.zeros(r)
     return _wolfe(G)
 
 
-def _wolfe(
-    X: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
-) -> tuple[float, np.ndarray]:
+def _wolfe(X: np.ndarray, tol: float = 1e-12, max_iter: int = 1000) -> tuple[float, np.ndarray]:
     """Wolfe's min-norm point of conv(rows of X): (norm, unit direction) (finite active set)."""
     scale = max(1.0, float(np.max(np.sum(X * X, axis=1))))
     j = int(np.argmin(np.sum(X * X, axis=1)))
@@ -392,9 +385,7 @@ def codes_cache_dir(cache_dir=None) -> Path:
     env = os.environ.get(_CACHE_ENV)
     if env:
         return Path(env) / "codes"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache"
-    )
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "svflow" / "codes"
 
 
@@ -493,9 +484,7 @@ def softmax_code(
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(
-                tmp, vectors=V, rho=rho, settings=json.dumps(settings, sort_keys=True)
-            )
+            np.savez(tmp, vectors=V, rho=rho, settings=json.dumps(settings, sort_keys=True))
             os.replace(tmp, path)
         except OSError:
             pass  # a read-only cache location must not break the computation
@@ -617,9 +606,7 @@ def class_embedding(logits: Real[ArrayLike, "K Kn"], rank: int) -> Float[np.ndar
     """
     Z = np.asarray(logits, float)
     if Z.ndim != 2 or Z.shape[1] % Z.shape[0]:
-        raise ValueError(
-            f"logits must have shape (K, K n) (classes x samples); got {Z.shape}."
-        )
+        raise ValueError(f"logits must have shape (K, K n) (classes x samples); got {Z.shape}.")
     K = Z.shape[0]
     rank = check_int("rank", rank, minimum=1, maximum=K)
     n = Z.shape[1] // K
@@ -705,25 +692,19 @@ def code_convergence(
     if code is None:
         code = softmax_code(K, r, **(code_kwargs or {}))
     if code.vectors.shape != (K, r):
-        raise ValueError(
-            f"code has shape {code.vectors.shape}; expected (K, r) = ({K}, {r})."
-        )
+        raise ValueError(f"code has shape {code.vectors.shape}; expected (K, r) = ({K}, {r}).")
     rho_star = code.exact if code.exact is not None else code.rho
     T = Z.shape[0]
     rho = np.zeros(T)
     dist = np.full(T, np.nan)
     for t in range(T):
         E = class_embedding(Z[t], r)
-        if np.any(
-            np.linalg.norm(E, axis=1) < 0.5
-        ):  # a class at the origin: no geometry yet
+        if np.any(np.linalg.norm(E, axis=1) < 0.5):  # a class at the origin: no geometry yet
             rho[t] = 0.0
         else:
             rho[t] = one_vs_rest_margin(E, normalise=False)
         if gram:
-            dist[t] = gram_distance(E @ E.T, code.gram, exhaustive_max=exhaustive_max)[
-                0
-            ]
+            dist[t] = gram_distance(E @ E.T, code.gram, exhaustive_max=exhaustive_max)[0]
     time = ds["time"]
     data = {
         "code_rho": (
@@ -749,14 +730,16 @@ def code_convergence(
                 "units": "1",
             },
         )
-    return netcdf_safe(xr.Dataset(
-        data,
-        coords={"time": time},
-        attrs={
-            "code_classes": K,
-            "code_rank": r,
-            "code_rho_star": float(rho_star),
-            "code_rho_star_exact": code.exact is not None,
-            "code_rho_found": float(code.rho),
-        },
-    ))
+    return netcdf_safe(
+        xr.Dataset(
+            data,
+            coords={"time": time},
+            attrs={
+                "code_classes": K,
+                "code_rank": r,
+                "code_rho_star": float(rho_star),
+                "code_rho_star_exact": code.exact is not None,
+                "code_rho_found": float(code.rho),
+            },
+        )
+    )

@@ -135,9 +135,7 @@ def code_convergence_study(
         "gram_distance": (
             dims3,
             out["gram_distance"],
-            {
-                "long_name": "RMS Gram difference to the best code (min over relabellings)"
-            },
+            {"long_name": "RMS Gram difference to the best code (min over relabellings)"},
         ),
         "lam": (
             dims3 + ("mode",),
@@ -223,9 +221,7 @@ def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
         for k in ("size", "dmin", "rho", "gamma", "ties", "name", "runner_up_ratio"):
             rows[k].append(t[k].values)
         rows["gamma_global"].append(
-            t["gamma_global"].values
-            if "gamma_global" in t
-            else np.full(len(Ns), np.nan)
+            t["gamma_global"].values if "gamma_global" in t else np.full(len(Ns), np.nan)
         )
     dims = ("table_classes", "factors")
     data = {
@@ -235,14 +231,16 @@ def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
         )
         for k, v in rows.items()
     }
-    return netcdf_safe(xr.Dataset(
-        data,
-        coords={"table_classes": Ks, "factors": Ns},
-        attrs={
-            "description": "predicted winner among equal-lambda Walsh codes, "
-            "gamma = (2/K) d / (N r)^(N/2); gamma_global: optimum over all lambda >= 0"
-        },
-    ))
+    return netcdf_safe(
+        xr.Dataset(
+            data,
+            coords={"table_classes": Ks, "factors": Ns},
+            attrs={
+                "description": "predicted winner among equal-lambda Walsh codes, "
+                "gamma = (2/K) d / (N r)^(N/2); gamma_global: optimum over all lambda >= 0"
+            },
+        )
+    )
 
 
 @float64
@@ -280,9 +278,7 @@ def random_start_code_study(
     depths = [int(d) for d in depths]
     seeds = [int(s) for s in seeds]
     steps_end = max(1, int(round(t_end / eta)))
-    grid = np.unique(
-        np.round(np.geomspace(1, steps_end, num_times - 1)).astype(np.int64)
-    )
+    grid = np.unique(np.round(np.geomspace(1, steps_end, num_times - 1)).astype(np.int64))
     grid = np.concatenate([[0], grid])
     T = len(grid)
     shape = (len(depths), len(seeds))
@@ -363,13 +359,15 @@ def random_start_code_study(
         "wall_time_s": _time.perf_counter() - tic,
         **provenance(),
     }
-    return netcdf_safe(xr.Dataset(
-        data,
-        coords={
-            "depth": depths,
-            "seed": seeds,
-            "time": grid * eta,
-            "sv": np.arange(classes),
-        },
-        attrs=attrs,
-    ))
+    return netcdf_safe(
+        xr.Dataset(
+            data,
+            coords={
+                "depth": depths,
+                "seed": seeds,
+                "time": grid * eta,
+                "sv": np.arange(classes),
+            },
+            attrs=attrs,
+        )
+    )

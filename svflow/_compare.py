@@ -30,9 +30,7 @@ def _lam(ds: xr.Dataset, which: str) -> xr.DataArray:
 
 
 @float64
-def compare(
-    reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9
-) -> xr.Dataset:
+def compare(reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9) -> xr.Dataset:
     r"""Relative error of $\lambda(t)$ of a full run against a reduced run.
 
     $$e(t) = \frac{\|\lambda^{\text{full}}(t) - \lambda^{\text{red}}(t)\|_2}
@@ -58,9 +56,7 @@ def compare(
         )
     tr = np.asarray(reduced[D.TIME].values, float)
     tf = np.asarray(full[D.TIME].values, float)
-    same = tr.shape == tf.shape and np.allclose(
-        tr, tf, rtol=rtol_times, atol=rtol_times
-    )
+    same = tr.shape == tf.shape and np.allclose(tr, tf, rtol=rtol_times, atol=rtol_times)
     if same:
         red = lam_r.values
         s_red = reduced[D.S].values if D.S in reduced else None
@@ -85,9 +81,7 @@ def compare(
     ful = lam_f.values[keep]
     times = tf[keep]
     diff = ful - red
-    rel = np.linalg.norm(diff, axis=-1) / np.maximum(
-        np.linalg.norm(red, axis=-1), np.finfo(float).tiny
-    )
+    rel = np.linalg.norm(diff, axis=-1) / np.maximum(np.linalg.norm(red, axis=-1), np.finfo(float).tiny)
     data = {
         "lam_full": ((D.TIME, D.MODE), ful, {"long_name": "lambda from full GD"}),
         "lam_reduced": (
@@ -109,9 +103,7 @@ def compare(
     }
     if s_red is not None and D.S in full and full[D.S].shape[1:] == s_red.shape[1:]:
         s_ful = full[D.S].values[keep]
-        s_rel = np.linalg.norm(s_ful - s_red, axis=(-2, -1)) / np.linalg.norm(
-            s_red, axis=(-2, -1)
-        )
+        s_rel = np.linalg.norm(s_ful - s_red, axis=(-2, -1)) / np.linalg.norm(s_red, axis=(-2, -1))
         data["s_rel_error"] = (
             (D.TIME,),
             s_rel,

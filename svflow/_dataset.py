@@ -202,7 +202,7 @@ def decode_attrs(attrs: dict) -> dict:
     out = {}
     for k, v in attrs.items():
         if isinstance(v, str) and v.startswith(_JSON):
-            out[k] = json.loads(v[len(_JSON):])
+            out[k] = json.loads(v[len(_JSON) :])
         elif isinstance(v, np.generic):
             out[k] = v.item()
         else:
@@ -255,7 +255,8 @@ def build_dataset(
         coords[D.MODE] = xr.Variable(D.MODE, np.arange(sizes[D.MODE]), {"long_name": "Walsh mode index"})
     if D.FACTOR in sizes:
         coords[D.FACTOR] = xr.Variable(
-            D.FACTOR, np.arange(sizes[D.FACTOR]),
+            D.FACTOR,
+            np.arange(sizes[D.FACTOR]),
             {"long_name": "factor index (0 = features H, N-1 = last weight W_L)"},
         )
     if D.SV in sizes:
@@ -327,8 +328,7 @@ def check_writable(path) -> Path:
         raise TypeError(f"path must be a file path (str or os.PathLike); got {path!r}.") from e
     if path.is_dir() or path.name in ("", ".", ".."):
         raise IsADirectoryError(
-            f"path {str(path)!r} is a directory; pass a file name such as "
-            f"{str(path / 'run.nc')!r}."
+            f"path {str(path)!r} is a directory; pass a file name such as {str(path / 'run.nc')!r}."
         )
     folder = path.parent
     while not folder.exists():
@@ -340,8 +340,7 @@ def check_writable(path) -> Path:
             pass
     except OSError as e:
         raise PermissionError(
-            f"cannot write {str(path)!r}: the folder {str(folder)!r} is not writable "
-            f"({e.strerror or e})."
+            f"cannot write {str(path)!r}: the folder {str(folder)!r} is not writable ({e.strerror or e})."
         ) from None
     if path.exists() and not os.access(path, os.W_OK):
         raise PermissionError(f"cannot write {str(path)!r}: the file is read-only.")

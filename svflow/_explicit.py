@@ -164,10 +164,7 @@ def factor_decays(depth: int, lam_H: float, lam_W) -> np.ndarray:
     lh = _check_decay(lam_H, "lam_H")
     lw = np.atleast_1d(np.asarray(lam_W, dtype=float))
     if lw.ndim != 1 or lw.size not in (1, depth):
-        raise ValueError(
-            f"lam_W must be one number or a sequence of L = {depth} numbers; "
-            f"got {lam_W!r}."
-        )
+        raise ValueError(f"lam_W must be one number or a sequence of L = {depth} numbers; got {lam_W!r}.")
     lw = np.broadcast_to(lw, (depth,))
     for i, v in enumerate(lw):
         _check_decay(v, f"lam_W[{i}]")
@@ -179,11 +176,7 @@ def ldufm_decay(depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
     r"""$\Lambda = (n\lambda_H\prod_{l=1}^L\lambda_l)^{1/(L+1)}$."""
     lams = factor_decays(depth, lam_H, lam_W)
     n = _check_samples(samples)
-    return (
-        float(np.exp((np.log(n) + np.sum(np.log(lams))) / lams.size))
-        if np.all(lams > 0)
-        else 0.0
-    )
+    return float(np.exp((np.log(n) + np.sum(np.log(lams))) / lams.size)) if np.all(lams > 0) else 0.0
 
 
 # --- the 1-D scale problem of the squared loss
@@ -227,9 +220,7 @@ def scale_loss(c, factors: int):
 
 
 @float64
-def dnc_loss(
-    classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1
-) -> float:
+def dnc_loss(classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
     r"""Best deep-neural-collapse loss of the L-DUFM (docs: theory/explicit-bias.md),
 
     $L_{\rm DNC} = \min_{q\ge0}\tfrac12(1-q)^2 + \tfrac{K(L+1)}2\Lambda q^{2/(L+1)}$,
@@ -247,9 +238,7 @@ class SRGMatrices(NamedTuple):
     """Matrices of the SRG construction for K = C(r, 2) classes (edges of K_r)."""
 
     incidence: np.ndarray  # B, (r, K): B[v, e] = 1 iff v is an end of edge e
-    pre: (
-        np.ndarray
-    )  # J - B^T B, (K, K): -1 diagonal, 0 for adjacent edges, 1 for disjoint
+    pre: np.ndarray  # J - B^T B, (K, K): -1 diagonal, 0 for adjacent edges, 1 for disjoint
     kneser: np.ndarray  # A' = relu(J - B^T B), adjacency of KG(r, 2)
     kneser_inv: np.ndarray  # A'^{-1}
     edges: list  # edge e = (u, v), u < v, in lexicographic order
@@ -311,9 +300,7 @@ def srg_factors(r: int, depth: int) -> list[np.ndarray]:
 
 
 @float64
-def dnc_factors(
-    classes: int, depth: int, width: int | None = None, seed: int = 0
-) -> list[np.ndarray]:
+def dnc_factors(classes: int, depth: int, width: int | None = None, seed: int = 0) -> list[np.ndarray]:
     r"""Unit-scale DNC factors of width d: $H$ = random orthonormal class means,
     $W_1$ maps them onto distinct coordinate axes (non-negative, so ReLU passes),
     $W_2 .. W_{L-1}$ permute axes, $W_L$ reads them out: $Z = I_K$, every
@@ -326,9 +313,7 @@ def dnc_factors(
         raise ValueError(f"DNC needs width >= K = {K}; got width={width!r}.")
     rng = np.random.default_rng(seed)
     V0 = np.linalg.qr(rng.standard_normal((d, K)))[0]
-    axes = [
-        np.eye(d)[:, rng.permutation(d)[:K]] for _ in range(depth)
-    ]  # (d, K) 0/1 columns
+    axes = [np.eye(d)[:, rng.permutation(d)[:K]] for _ in range(depth)]  # (d, K) 0/1 columns
     fs = [V0, axes[0] @ V0.T]
     for l in range(1, depth - 1):
         fs.append(axes[l] @ axes[l - 1].T)
@@ -375,28 +360,20 @@ def srg_rho(r: int, depth: int) -> float:
         return float((pnuc**2 * ainv2 / K**3) ** (1 / 3))
     bnuc = math.sqrt(2 * (r - 1)) + (r - 1) * math.sqrt(r - 2)
     logr = (
-        2 * math.log(bnuc)
-        + (depth - 2) * math.log(r)
-        + math.log(ainv2)
-        - math.log(4)
-        - depth * math.log(K)
+        2 * math.log(bnuc) + (depth - 2) * math.log(r) + math.log(ainv2) - math.log(4) - depth * math.log(K)
     )
     return float(math.exp(logr / (depth + 1)))
 
 
 @float64
-def balanced_scales(
-    factors: Sequence, q: float, *, lam_H: float, lam_W, samples: int = 1
-) -> np.ndarray:
+def balanced_scales(factors: Sequence, q: float, *, lam_H: float, lam_W, samples: int = 1) -> np.ndarray:
     r"""Per-factor scales $c_j$ with $\prod_j c_j = q$ minimising
     $\sum_j\frac{\lambda_j}2c_j^2a_j$:
     $c_j = \sqrt{P/(\lambda_j a_j)}$, $P = q^{2/N}(\prod_j\lambda_j a_j)^{1/N}$ (all
     $\lambda_j > 0$)."""
     lams = factor_decays(len(factors) - 1, lam_H, lam_W)
     if np.any(lams <= 0):
-        raise ValueError(
-            f"balanced_scales needs every weight decay > 0; got {lams.tolist()}."
-        )
+        raise ValueError(f"balanced_scales needs every weight decay > 0; got {lams.tolist()}.")
     a = np.array([np.sum(np.asarray(F) ** 2) for F in factors])
     a[0] *= _check_samples(samples)
     N = len(factors)
@@ -405,9 +382,7 @@ def balanced_scales(
 
 
 @float64
-def network_objective(
-    factors: Sequence, *, lam_H: float, lam_W, samples: int = 1, targets=None
-) -> float:
+def network_objective(factors: Sequence, *, lam_H: float, lam_W, samples: int = 1, targets=None) -> float:
     r"""L-DUFM objective of class-mean factors (H replicated n times per class):
     run the ReLU network, $\frac1{2K}\|Z - Y\|_F^2 + \frac{n\lambda_H}2\|H\|^2 +
     \sum_l\frac{\lambda_l}2\|W_l\|^2$."""
@@ -423,9 +398,7 @@ def network_objective(
 
 
 @float64
-def construction_loss(
-    factors: Sequence, *, lam_H: float, lam_W, samples: int = 1
-) -> tuple[float, float]:
+def construction_loss(factors: Sequence, *, lam_H: float, lam_W, samples: int = 1) -> tuple[float, float]:
     r"""Loss of an explicit construction at its best scale, by running the network.
 
     For each common scale q the factors are rescaled by :func:`balanced_scales`,
@@ -458,9 +431,7 @@ def construction_loss(
     best_q, best = grid[i], vals[i]
     lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
     if hi > lo:
-        res = minimize_scalar(
-            obj, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13}
-        )
+        res = minimize_scalar(obj, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13})
         if res.fun < best:
             best_q, best = float(res.x), float(res.fun)
     return float(best), float(best_q)
@@ -490,9 +461,7 @@ def srg_loss(
     r = _check_r(r)
     K1 = r * (r - 1) // 2
     if K1 > K:
-        raise ValueError(
-            f"an SRG block with r={r} needs C(r, 2) = {K1} <= K = {K} classes."
-        )
+        raise ValueError(f"an SRG block with r={r} needs C(r, 2) = {K1} <= K = {K} classes.")
     lam = ldufm_decay(depth, lam_H=lam_H, lam_W=lam_W, samples=samples)
     N = depth + 1
     f_srg = float(scale_loss(srg_rho(r, depth) * K * lam, N)[0])
@@ -626,9 +595,7 @@ def _ce_block_min(k, K, factors: int, wd, samples):
     return jnp.where(better, v, vals[i]), jnp.where(better, s, grid[i])
 
 
-def _ce_block_table(
-    K: int, depth: int, wd: float, samples: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _ce_block_table(K: int, depth: int, wd: float, samples: int) -> tuple[np.ndarray, np.ndarray]:
     """Values and minimisers of :func:`ce_block_loss` for every k = 1..K (one compiled
     call)."""
     size = 64 * (-(-K // 64))  # pad to a multiple of 64: one compilation per depth
@@ -655,23 +622,17 @@ def ce_block_loss(
 
 
 @float64
-def ce_dnc_loss(
-    classes: int, depth: int, *, weight_decay: float, samples: int = 1
-) -> tuple[float, float]:
+def ce_dnc_loss(classes: int, depth: int, *, weight_decay: float, samples: int = 1) -> tuple[float, float]:
     r"""DNC of the deep linear CE model with weight decay: $Z = \alpha(I - \mathbf
     1\mathbf 1^\top/K)$,
     $\min_\alpha \log(1 + (K-1)e^{-\alpha}) + \tfrac{wd}2(L+1)(K-1)(\sqrt
     n\alpha)^{2/(L+1)}$.
     Returns (loss, alpha)."""
-    return ce_block_loss(
-        classes, classes, depth, weight_decay=weight_decay, samples=samples
-    )
+    return ce_block_loss(classes, classes, depth, weight_decay=weight_decay, samples=samples)
 
 
 @float64
-def ce_pair_loss(
-    classes: int, depth: int, *, weight_decay: float, samples: int = 1
-) -> tuple[float, float]:
+def ce_pair_loss(classes: int, depth: int, *, weight_decay: float, samples: int = 1) -> tuple[float, float]:
     r"""The 2 x 2 block competitor $Z =
     \beta\,\mathrm{blockdiag}\begin{pmatrix}1&-1\\-1&1\end{pmatrix}$
     (K even; odd K adds one simplex block of 3 classes). Per pair
@@ -679,16 +640,12 @@ def ce_pair_loss(
     Returns (loss, beta)."""
     K = _check_classes(classes)
     if K < 4 and K != 2:
-        raise ValueError(
-            f"the 2 x 2 block competitor needs K = 2 or K >= 4 classes; got {K}."
-        )
+        raise ValueError(f"the 2 x 2 block competitor needs K = 2 or K >= 4 classes; got {K}.")
     npair = K // 2 if K % 2 == 0 else (K - 3) // 2
     v2, s2 = ce_block_loss(2, K, depth, weight_decay=weight_decay, samples=samples)
     total = npair * v2
     if K % 2:
-        total += ce_block_loss(3, K, depth, weight_decay=weight_decay, samples=samples)[
-            0
-        ]
+        total += ce_block_loss(3, K, depth, weight_decay=weight_decay, samples=samples)[0]
     return float(total), s2 / 2.0
 
 
@@ -715,9 +672,7 @@ def ce_blocks(
     cost = {k: float(vals[k - 1]) for k in range(1, K + 1)}
     loss, parts = _partition_dp(K, list(range(1, K + 1)), cost)
     dnc = cost[K]
-    pairs = sorted(
-        [2] * (K // 2) if K % 2 == 0 else [3] + [2] * ((K - 3) // 2), reverse=True
-    )
+    pairs = sorted([2] * (K // 2) if K % 2 == 0 else [3] + [2] * ((K - 3) // 2), reverse=True)
     if abs(loss - math.log(K)) <= tol and abs(dnc - math.log(K)) <= tol:
         return BlockChoice(float(loss), (K,), "zero")
     if dnc <= loss + tol:
@@ -744,13 +699,8 @@ def ce_objective(Z: Real[ArrayLike, "K Kn"], depth: int, *, weight_decay: float)
     sv = np.linalg.svd(Z, compute_uv=False)
     # round-off singular values of a rank-deficient Z (about eps * sigma_max) would
     # add eps^(2/N), far above eps, for deep models: treat them as zero
-    sv = np.where(
-        sv > max(Z.shape) * np.finfo(float).eps * sv.max(initial=0.0), sv, 0.0
-    )
-    return float(
-        ce
-        + 0.5 * _check_decay(weight_decay, "weight_decay") * N * np.sum(sv ** (2.0 / N))
-    )
+    sv = np.where(sv > max(Z.shape) * np.finfo(float).eps * sv.max(initial=0.0), sv, 0.0)
+    return float(ce + 0.5 * _check_decay(weight_decay, "weight_decay") * N * np.sum(sv ** (2.0 / N)))
 
 
 # --- general fixed-direction codes of the CE model (e.g. the hypercube)
@@ -775,8 +725,12 @@ def polygon_code(classes: int, frequency: int = 1) -> Float[np.ndarray, "K K"]:
     with one-vs-rest margin $\rho = 1 - \cos(2\pi/K)$; it is the cyclic-group code on
     the pair of frequency k (:func:`svflow.spectral_basis` with ``group="cyclic"``)."""
     K = _check_classes(classes, 3)
-    if isinstance(frequency, bool) or not isinstance(frequency, (int, np.integer)) \
-            or not 1 <= frequency < K or math.gcd(int(frequency), K) != 1:
+    if (
+        isinstance(frequency, bool)
+        or not isinstance(frequency, (int, np.integer))
+        or not 1 <= frequency < K
+        or math.gcd(int(frequency), K) != 1
+    ):
         raise ValueError(
             f"frequency must be an integer in [1, K) coprime to K = {K} (else classes "
             f"coincide); got {frequency!r}."
@@ -796,9 +750,7 @@ def ce_code_loss(
     (numpy). Returns (loss, beta)."""
     Z0 = np.asarray(direction, dtype=float)
     if Z0.ndim != 2 or Z0.shape[0] != Z0.shape[1]:
-        raise ValueError(
-            f"direction must be a square (K, K) logit matrix; got shape {Z0.shape}."
-        )
+        raise ValueError(f"direction must be a square (K, K) logit matrix; got shape {Z0.shape}.")
     K = _check_classes(Z0.shape[0])
     N = _check_depth(depth) + 1
     wd = _check_decay(weight_decay, "weight_decay")
@@ -846,22 +798,16 @@ def ce_codes(
     the pairs' span and adds nothing).
     Categories: ``"zero"``, ``"DNC"``, ``"pairs"``, ``"other"`` (blocks),
     ``"hypercube"`` or ``"polygon"`` (blocks ``("polygon:K",)``)."""
-    blocks = ce_blocks(
-        classes, depth, weight_decay=weight_decay, samples=samples, tol=tol
-    )
+    blocks = ce_blocks(classes, depth, weight_decay=weight_decay, samples=samples, tol=tol)
     if classes < 3:
         return blocks
-    hyp, _ = ce_code_loss(
-        hypercube_code(classes), depth, weight_decay=weight_decay, samples=samples
-    )
+    hyp, _ = ce_code_loss(hypercube_code(classes), depth, weight_decay=weight_decay, samples=samples)
     best = blocks
     if hyp < best.loss - tol:
         m = max(1, math.ceil(math.log2(classes)))
         best = BlockChoice(float(hyp), (f"hypercube:{m}",), "hypercube")
     if classes >= 5:
-        poly, _ = ce_code_loss(
-            polygon_code(classes), depth, weight_decay=weight_decay, samples=samples
-        )
+        poly, _ = ce_code_loss(polygon_code(classes), depth, weight_decay=weight_decay, samples=samples)
         if poly < best.loss - tol:
             best = BlockChoice(float(poly), (f"polygon:{classes}",), "polygon")
     return best

@@ -117,9 +117,7 @@ def explicit_phase_map(
         for name, vattrs in _EXPLICIT_MAP_ATTRS.items()
     }
     rho = np.array([[srg_rho(int(r), int(L)) for L in Ls] for r in radii])
-    variables["srg_rho"] = (
-        ("r", D.DEPTH), rho, {"long_name": "rho of the SRG construction, K = C(r, 2)"}
-    )
+    variables["srg_rho"] = (("r", D.DEPTH), rho, {"long_name": "rho of the SRG construction, K = C(r, 2)"})
     coords = {
         D.CLASSES: (Ks, {"long_name": "number of classes K"}),
         D.DEPTH: (Ls, {"long_name": "depth L (number of weight matrices)"}),
@@ -204,10 +202,7 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
         coords={D.DEPTH: ds[D.DEPTH].values},
         dims=D.DEPTH,
         name=f"{model}_dnc_threshold",
-        attrs={
-            "long_name": "smallest K from which a known construction beats DNC at "
-            "every larger K"
-        },
+        attrs={"long_name": "smallest K from which a known construction beats DNC at every larger K"},
     )
 
 
@@ -235,8 +230,16 @@ def weight_decay_endpoints(
     Mode 0 is kept at 0 (it never moves under cross-entropy). With weight decay
     and N >= 3 the origin attracts small starts: keep ``scale`` of order 0.1-1.
     """
-    ts, objs, lam = _endpoint_runs(classes, depths, seeds, weight_decay=weight_decay,
-                                   scale=scale, spread=spread, t_end=t_end, num_times=num_times)
+    ts, objs, lam = _endpoint_runs(
+        classes,
+        depths,
+        seeds,
+        weight_decay=weight_decay,
+        scale=scale,
+        spread=spread,
+        t_end=t_end,
+        num_times=num_times,
+    )
     fin = np.abs(lam[:, :, -1, :])
     alive = (fin > 1e-3 * fin.max(axis=-1, keepdims=True)).sum(axis=-1)
     runs = (D.DEPTH, D.SEED)
@@ -280,9 +283,7 @@ def _endpoint_runs(classes, depths, seeds, *, weight_decay, scale, spread, t_end
             ds = simulate(
                 classes,
                 int(L),
-                init=spectral_init(
-                    classes, int(L), scale=scale, spread=spread, seed=int(seed)
-                ),
+                init=spectral_init(classes, int(L), scale=scale, spread=spread, seed=int(seed)),
                 loss="ce",
                 weight_decay=weight_decay,
                 t_end=t_end,
@@ -305,10 +306,7 @@ def _ce_closed_forms(classes: int, depths, weight_decay: float) -> dict:
     dnc = [ce_dnc_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths]
     pairs = [ce_pair_loss(classes, int(L), weight_decay=weight_decay)[0] for L in depths]
     blocks = [ce_blocks(classes, int(L), weight_decay=weight_decay).loss for L in depths]
-    hyper = [
-        ce_code_loss(hypercube_code(classes), int(L), weight_decay=weight_decay)[0]
-        for L in depths
-    ]
+    hyper = [ce_code_loss(hypercube_code(classes), int(L), weight_decay=weight_decay)[0] for L in depths]
     return {
         "ce_dnc": (np.asarray(dnc), "closed-form DNC loss"),
         "ce_pairs": (np.asarray(pairs), "closed-form 2 x 2 block loss"),

@@ -76,9 +76,7 @@ def _as_key(key) -> Array:
     try:
         arr = jnp.asarray(key)
     except TypeError as e:
-        raise ValueError(
-            f"key must be an int seed or a jax.random key; got {key!r}."
-        ) from e
+        raise ValueError(f"key must be an int seed or a jax.random key; got {key!r}.") from e
     if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) or arr.shape == (2,):
         return arr
     raise ValueError(f"key must be an int seed or a jax.random key; got {key!r}.")
@@ -171,8 +169,7 @@ class DeepUFM(eqx.Module):
         check_loss(self.loss)
         if self.weight_decay.shape != (len(self.factors),):
             raise ValueError(
-                f"weight_decay must have shape (N,) = ({len(self.factors)},); got "
-                f"{self.weight_decay.shape}."
+                f"weight_decay must have shape (N,) = ({len(self.factors)},); got {self.weight_decay.shape}."
             )
 
     # --- sizes
@@ -279,9 +276,7 @@ def model_from_arrays(
         raise TypeError("factors must be real matrices; got complex values.")
     arrs = [jnp.asarray(A, dtype=dtype) for A in factors]
     if arrs[-1].ndim != 2 or arrs[0].ndim != 2:
-        raise ValueError(
-            f"every factor must be a matrix; got shapes {[a.shape for a in arrs]}."
-        )
+        raise ValueError(f"every factor must be a matrix; got shapes {[a.shape for a in arrs]}.")
     K = arrs[-1].shape[0]
     M = arrs[0].shape[1]
     if K < 2 or M % K:
@@ -291,9 +286,7 @@ def model_from_arrays(
         )
     for A in arrs:
         if not bool(jnp.all(jnp.isfinite(A))):
-            raise ValueError(
-                "factors contain non-finite values (NaN or inf); pass finite numbers."
-            )
+            raise ValueError("factors contain non-finite values (NaN or inf); pass finite numbers.")
     return DeepUFM(
         tuple(arrs),
         _weight_decay(weight_decay, len(arrs), arrs[0].dtype),
@@ -357,8 +350,7 @@ def spectral_model(
         shape = np.shape(init)
         if len(shape) not in (1, 2):
             raise ValueError(
-                "init must be lambda(0) of shape (K,) or s(0) of shape (N, K); "
-                f"got shape {shape}."
+                f"init must be lambda(0) of shape (K,) or s(0) of shape (N, K); got shape {shape}."
             )
         classes = shape[-1]
     grp = start_group(init, classes, group)
@@ -374,9 +366,7 @@ def spectral_model(
     keys = jax.random.split(_as_key(key), depth)
     V = [_orthonormal_frame(k, width, classes, dtype) for k in keys]
     frames = (U, *V, U)
-    factors = tuple(
-        frames[l + 1] @ jnp.diag(s0[l]) @ frames[l].T for l in range(depth + 1)
-    )
+    factors = tuple(frames[l + 1] @ jnp.diag(s0[l]) @ frames[l].T for l in range(depth + 1))
     return DeepUFM(
         factors,
         _weight_decay(weight_decay, depth + 1, dtype),
@@ -385,8 +375,7 @@ def spectral_model(
         1,
         activation,
         loss,
-        f"spectral_model({start.description}, width={width}, key={_key_name(key)}, "
-        f"group={grp.label!r})",
+        f"spectral_model({start.description}, width={width}, key={_key_name(key)}, group={grp.label!r})",
     )
 
 
@@ -420,13 +409,10 @@ def random_model(
     check_loss(loss)
     scale = check_float("scale", scale, minimum=0.0, strict_min=True)
     dtype = _check_dtype(dtype)
-    shapes = (
-        [(width, classes * n)] + [(width, width)] * (depth - 1) + [(classes, width)]
-    )
+    shapes = [(width, classes * n)] + [(width, width)] * (depth - 1) + [(classes, width)]
     keys = jax.random.split(_as_key(key), depth + 1)
     factors = tuple(
-        jax.random.normal(k, s, dtype=dtype) * (scale / np.sqrt(width))
-        for k, s in zip(keys, shapes)
+        jax.random.normal(k, s, dtype=dtype) * (scale / np.sqrt(width)) for k, s in zip(keys, shapes)
     )
     return DeepUFM(
         factors,

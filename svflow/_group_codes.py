@@ -121,8 +121,7 @@ def group_supports(classes: int, group=None):
     for p, j in enumerate(first):
         mask[:, j] = member[:, p]
         mask[:, g.partner[j]] = member[:, p]
-    freqs = np.array(["{" + ",".join(g.frequency[first[member[b]]]) + "}"
-                      for b in range(member.shape[0])])
+    freqs = np.array(["{" + ",".join(g.frequency[first[member[b]]]) + "}" for b in range(member.shape[0])])
     return xr.Dataset(
         {
             "mask": (("support", "mode"), mask, {"long_name": "mode i in S"}),
@@ -176,8 +175,10 @@ def group_vertex_optimum(classes: int, factors: int, group=None) -> tuple[np.nda
     g = resolve_group(group, classes)
     N = int(factors)
     if _pairs(g)[0].size > 8:
-        raise ValueError(f"vertex enumeration is limited to 8 conjugate classes; {g.label} "
-                         f"with K = {classes} has {_pairs(g)[0].size}.")
+        raise ValueError(
+            f"vertex enumeration is limited to 8 conjugate classes; {g.label} "
+            f"with K = {classes} has {_pairs(g)[0].size}."
+        )
     V, w = _vertices(g)
     cost = np.sum(w[None, :] * V ** (2.0 / N), axis=1)
     i = int(np.argmin(cost))
@@ -185,8 +186,7 @@ def group_vertex_optimum(classes: int, factors: int, group=None) -> tuple[np.nda
     return lam, group_normalised_margin(lam, N, g)
 
 
-def group_code_table(classes: int, factors=range(2, 9), *, group=None,
-                     global_check: bool | None = None):
+def group_code_table(classes: int, factors=range(2, 9), *, group=None, global_check: bool | None = None):
     r"""Predicted winning equal-$\lambda$ code per depth over the group's supports.
 
     Same layout as :func:`svflow.code_table` (``size``, ``dmin``, ``rho``,
@@ -219,19 +219,26 @@ def group_code_table(classes: int, factors=range(2, 9), *, group=None,
         rows["gamma"].append(best)
         rows["ties"].append(int(tied.sum()))
         rows["runner"].append(float(other.max() / best) if other.size else 0.0)
-        rows["name"].append(_code_name(g, mask[i], int(size[i]), float(dmin[i]))
-                            + ("" if tied.sum() == 1 else " (tie)"))
+        rows["name"].append(
+            _code_name(g, mask[i], int(size[i]), float(dmin[i])) + ("" if tied.sum() == 1 else " (tie)")
+        )
         rows["example"].append(mask[i])
     data = {
         "depth": ("factors", Ns - 1, {"long_name": "depth L = N - 1"}),
         "size": ("factors", np.array(rows["size"]), {"long_name": "winning code length r"}),
         "dmin": ("factors", np.array(rows["dmin"]), {"long_name": "winning code's d_S"}),
         "rho": ("factors", np.array(rows["rho"]), {"long_name": "one-vs-rest margin 2 d_S / r"}),
-        "gamma": ("factors", np.array(rows["gamma"]),
-                  {"long_name": "normalised margin (2/K) d_S/(N r)^(N/2)"}),
+        "gamma": (
+            "factors",
+            np.array(rows["gamma"]),
+            {"long_name": "normalised margin (2/K) d_S/(N r)^(N/2)"},
+        ),
         "ties": ("factors", np.array(rows["ties"]), {"long_name": "supports attaining the best gamma"}),
-        "runner_up_ratio": ("factors", np.array(rows["runner"]),
-                            {"long_name": "gamma of the best non-tied support / winner's gamma"}),
+        "runner_up_ratio": (
+            "factors",
+            np.array(rows["runner"]),
+            {"long_name": "gamma of the best non-tied support / winner's gamma"},
+        ),
         "name": ("factors", np.array(rows["name"], dtype=object).astype(str)),
         "example": (("factors", "mode"), np.array(rows["example"]), {"long_name": "a winning support"}),
     }
@@ -243,15 +250,20 @@ def group_code_table(classes: int, factors=range(2, 9), *, group=None,
             lam, gam = group_vertex_optimum(K, int(N), g)
             gg.append(gam)
             gs.append(int(np.sum(lam[1:] > 1e-9 * lam.max())))
-        data["gamma_global"] = ("factors", np.array(gg),
-                                {"long_name": "global max normalised margin over tied lambda >= 0"})
+        data["gamma_global"] = (
+            "factors",
+            np.array(gg),
+            {"long_name": "global max normalised margin over tied lambda >= 0"},
+        )
         data["global_support_size"] = ("factors", np.array(gs))
     return xr.Dataset(
         data,
         coords={"factors": Ns, "mode": np.arange(K)},
-        attrs={"classes": K, "group": g.label,
-               "description": "predicted winning code per depth (equal lambda on a union of "
-                              "conjugate classes)"},
+        attrs={
+            "classes": K,
+            "group": g.label,
+            "description": "predicted winning code per depth (equal lambda on a union of conjugate classes)",
+        },
     )
 
 
@@ -268,8 +280,7 @@ def _kkt(nu: np.ndarray, N: int, M: np.ndarray, w: np.ndarray, tol: float):
     return res, full, A, P
 
 
-def group_max_margin_direction(lam, depth: int, *, group=None, tol: float = 1e-6,
-                               maxiter: int = 2000):
+def group_max_margin_direction(lam, depth: int, *, group=None, tol: float = 1e-6, maxiter: int = 2000):
     r"""A KKT point of the tied max-margin problem near the state ``lam`` (any group).
 
     Solves $\min_{s\ge0}\sum_p w_p s_p^2$ s.t. $M s^N \ge 1$ ($\nu = s^N$) with
@@ -300,8 +311,9 @@ def group_max_margin_direction(lam, depth: int, *, group=None, tol: float = 1e-6
         jac=lambda s: 2 * w * s,
         method="SLSQP",
         bounds=[(0.0, None)] * s0.size,
-        constraints=[dict(type="ineq", fun=lambda s: M @ (s**N) - 1.0,
-                          jac=lambda s: M * (N * s ** (N - 1))[None, :])],
+        constraints=[
+            dict(type="ineq", fun=lambda s: M @ (s**N) - 1.0, jac=lambda s: M * (N * s ** (N - 1))[None, :])
+        ],
         options=dict(maxiter=maxiter, ftol=1e-16),
     )
     x = np.maximum(np.nan_to_num(res.x, nan=0.0), 0.0)

@@ -157,14 +157,26 @@ class Group:
         """Dataset coordinates on the ``mode`` dim: ``mode`` (index), ``frequency``,
         ``pair``, ``part``."""
         return {
-            "mode": ("mode", np.arange(self.classes),
-                     {"long_name": f"mode index: column of svflow.spectral_basis(K, {self.spec!r})"}),
-            "frequency": ("mode", self.frequency.astype(str),
-                          {"long_name": f"character (frequency) of the mode, group {self.label}"}),
-            "pair": ("mode", self.pair.astype(np.int64),
-                     {"long_name": "conjugate pair index (cos and sin of one frequency share it)"}),
-            "part": ("mode", self.mode_part.astype(str),
-                     {"long_name": "real character, or cos / sin member of a pair"}),
+            "mode": (
+                "mode",
+                np.arange(self.classes),
+                {"long_name": f"mode index: column of svflow.spectral_basis(K, {self.spec!r})"},
+            ),
+            "frequency": (
+                "mode",
+                self.frequency.astype(str),
+                {"long_name": f"character (frequency) of the mode, group {self.label}"},
+            ),
+            "pair": (
+                "mode",
+                self.pair.astype(np.int64),
+                {"long_name": "conjugate pair index (cos and sin of one frequency share it)"},
+            ),
+            "part": (
+                "mode",
+                self.mode_part.astype(str),
+                {"long_name": "real character, or cos / sin member of a pair"},
+            ),
         }
 
     def __repr__(self) -> str:
@@ -261,8 +273,7 @@ def resolve_group(group, classes: int) -> Group:
     if isinstance(group, Group):
         if group.classes != K:
             raise ValueError(
-                f"group {group.label} has order {group.classes} but classes = {K}; "
-                "pass a group of order K."
+                f"group {group.label} has order {group.classes} but classes = {K}; pass a group of order K."
             )
         return group
     if group is None:
@@ -279,27 +290,22 @@ def resolve_group(group, classes: int) -> Group:
             return Group("walsh", (2,) * (K.bit_length() - 1))
         if group == "cyclic":
             return Group("cyclic", (K,))
-        if group.startswith("Z") and all(p[1:].isdigit() and p.startswith("Z")
-                                         for p in group.split("x")):
+        if group.startswith("Z") and all(p[1:].isdigit() and p.startswith("Z") for p in group.split("x")):
             return resolve_group(tuple(int(p[1:]) for p in group.split("x")), K)
         raise ValueError(
-            f"group must be 'walsh', 'cyclic', a tuple of cyclic orders (e.g. (2, 4)) "
-            f"or None; got {group!r}."
+            f"group must be 'walsh', 'cyclic', a tuple of cyclic orders (e.g. (2, 4)) or None; got {group!r}."
         )
     try:
         orders = tuple(int(n) for n in group)
         ok = all(float(n) == int(n) for n in group) and not any(isinstance(n, bool) for n in group)
     except (TypeError, ValueError):
         raise ValueError(
-            f"group must be 'walsh', 'cyclic', a tuple of cyclic orders (e.g. (2, 4)) "
-            f"or None; got {group!r}."
+            f"group must be 'walsh', 'cyclic', a tuple of cyclic orders (e.g. (2, 4)) or None; got {group!r}."
         ) from None
     if not ok or not orders or any(n < 2 for n in orders):
         raise ValueError(f"group orders must be integers >= 2; got {group!r}.")
     if math.prod(orders) != K:
-        raise ValueError(
-            f"group orders {orders} have product {math.prod(orders)}, not classes K = {K}."
-        )
+        raise ValueError(f"group orders {orders} have product {math.prod(orders)}, not classes K = {K}.")
     if all(n == 2 for n in orders):
         return Group("walsh", orders)
     if len(orders) == 1:
@@ -364,8 +370,9 @@ def group_margins(
         return lam @ omc.T / K
     lam_bar = 0.5 * (lam + lam[..., g.partner])
     lam_hat = lam_bar[..., g.char_mode]
-    f = jnp.real(_fftn_last(lam_hat.astype(jnp.result_type(lam.dtype, jnp.complex64)),
-                            g.orders, inverse=True))
+    f = jnp.real(
+        _fftn_last(lam_hat.astype(jnp.result_type(lam.dtype, jnp.complex64)), g.orders, inverse=True)
+    )
     return f[..., :1] - f
 
 

@@ -65,8 +65,13 @@ class SolverConfig:
         object.__setattr__(self, "max_steps", check_int("max_steps", self.max_steps, minimum=1))
 
     def as_attrs(self) -> dict:
-        return {"solver": self.solver, "rtol": self.rtol, "atol": self.atol,
-                "max_steps": int(self.max_steps), "time_variable": "tau = log(1 + t)"}
+        return {
+            "solver": self.solver,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "max_steps": int(self.max_steps),
+            "time_variable": "tau = log(1 + t)",
+        }
 
 
 CLOCKS = ("log", "loglog")

@@ -269,9 +269,7 @@ def ldufm_runs(
     L_dnc = dnc_loss(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
     best = relu_blocks(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
     factors = _starts(classes, depth, width, [scale], seeds, samples, lam)
-    records = _record_runs(
-        factors, grid, classes, samples, lam=lam, eta=eta, rank_rtol=rank_rtol
-    )
+    records = _record_runs(factors, grid, classes, samples, lam=lam, eta=eta, rank_rtol=rank_rtol)
     attrs = {
         "title": "GD on the L-DUFM (ReLU, squared loss, weight decay)",
         "classes": int(classes),

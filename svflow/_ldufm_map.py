@@ -108,8 +108,20 @@ def ldufm_optimality_map(
         for i, j in cells:
             K, L = Ks[i], Ls[j]
             out["widths"][i] = d = width if width is not None else max(16, 2 * K)
-            _map_cell(out, (i, j), K, L, width=d, lam=lam, eta=eta, steps=steps,
-                      scales=scales, seeds=seeds, samples=samples, rank_rtol=rank_rtol)
+            _map_cell(
+                out,
+                (i, j),
+                K,
+                L,
+                width=d,
+                lam=lam,
+                eta=eta,
+                steps=steps,
+                scales=scales,
+                seeds=seeds,
+                samples=samples,
+                rank_rtol=rank_rtol,
+            )
             if progress:
                 bar.update(1)
     attrs = {
@@ -144,8 +156,9 @@ def _progress_bar(total: int):
     return tqdm(total=total, desc="optimality map", unit="cell")
 
 
-def _map_cell(out: dict, ij: tuple, K: int, L: int, *, width, lam, eta, steps, scales,
-              seeds, samples, rank_rtol) -> None:
+def _map_cell(
+    out: dict, ij: tuple, K: int, L: int, *, width, lam, eta, steps, scales, seeds, samples, rank_rtol
+) -> None:
     r"""Run every start of one (K, L) cell and write its results into ``out[...][ij]``.
 
     The best run's bottleneck rank is the smallest class-mean rank
@@ -153,8 +166,15 @@ def _map_cell(out: dict, ij: tuple, K: int, L: int, *, width, lam, eta, steps, s
     (every layer but the logits Z).
     """
     factors, o = ldufm_gd_batch(
-        K, L, width=width, lam=lam, eta=eta, steps=steps, scales=scales,
-        seeds=range(seeds), samples=samples,
+        K,
+        L,
+        width=width,
+        lam=lam,
+        eta=eta,
+        steps=steps,
+        scales=scales,
+        seeds=range(seeds),
+        samples=samples,
     )
     out["obj"][ij] = o.reshape(len(scales), seeds)
     b = int(np.argmin(o))
@@ -184,31 +204,40 @@ def _map_dataset(out: dict, Ks, Ls, scales, seeds, rank_rtol, beat_rtol, attrs) 
         "objective": (runs, obj, {"long_name": "final L-DUFM objective of each GD run"}),
         "ratio": (runs, obj / Ldnc[..., None, None], {"long_name": "final objective / L_DNC"}),
         "best_ratio": (
-            dims, best / Ldnc, {"long_name": "lowest GD objective / L_DNC (over scales and seeds)"}
+            dims,
+            best / Ldnc,
+            {"long_name": "lowest GD objective / L_DNC (over scales and seeds)"},
         ),
-        "best_scale": (
-            dims, np.asarray(scales)[arg // seeds], {"long_name": "init scale of the best run"}
-        ),
+        "best_scale": (dims, np.asarray(scales)[arg // seeds], {"long_name": "init scale of the best run"}),
         "best_seed": (dims, arg % seeds, {"long_name": "seed of the best run"}),
-        "best_rank": (dims, out["best_rank"], {
-            "long_name": "bottleneck rank of the best run (smallest class-mean "
-            f"rank over H and hidden layers, sigma_i > {rank_rtol:g} sigma_1)"
-        }),
+        "best_rank": (
+            dims,
+            out["best_rank"],
+            {
+                "long_name": "bottleneck rank of the best run (smallest class-mean "
+                f"rank over H and hidden layers, sigma_i > {rank_rtol:g} sigma_1)"
+            },
+        ),
         "best_layer_ranks": (
-            dims, out["layer_ranks"].astype(str),
+            dims,
+            out["layer_ranks"].astype(str),
             {"long_name": "class-mean rank of every layer of the best run"},
         ),
         "construction_ratio": (
-            dims, Lcon / Ldnc, {"long_name": "best known construction (DNC / SRG blocks) / L_DNC"}
+            dims,
+            Lcon / Ldnc,
+            {"long_name": "best known construction (DNC / SRG blocks) / L_DNC"},
         ),
         "construction": (
-            dims, out["con"].astype(str),
+            dims,
+            out["con"].astype(str),
             {"long_name": "best known construction: category and blocks"},
         ),
         "L_DNC": (dims, Ldnc, {"long_name": "closed-form best DNC loss"}),
         "beats_dnc": (dims, best < (1 - beat_rtol) * Ldnc, {"long_name": f"{beat} L_DNC"}),
         "beats_constructions": (
-            dims, best < (1 - beat_rtol) * Lcon,
+            dims,
+            best < (1 - beat_rtol) * Lcon,
             {"long_name": f"{beat} x the best known construction"},
         ),
         "width": ((D.CLASSES,), out["widths"], {"long_name": "hidden width d"}),

@@ -327,7 +327,10 @@ def study_main(name: str, summary, argv=None, doc: str | None = None) -> int:
     study = LDUFM_STUDIES[check_choice("name", name, LDUFM_STUDIES)]
     settings = {n: study.settings(n) for n in ("quick", "full", *study.extra)}
     a, setting, _ = scenario_cli(
-        doc, settings, argv, quick_help="the QUICK setting",
+        doc,
+        settings,
+        argv,
+        quick_help="the QUICK setting",
         header=f"{study.paper}: {study.fixed}\nchosen here: {study.chosen}",
     )
     ds = study.compute(setting)

@@ -70,7 +70,7 @@ def margin_from_logits(Z: Float[Array, "... K M"]) -> Float[Array, "..."]:
     K, M = Z.shape[-2], Z.shape[-1]
     n = M // K
     y = jnp.repeat(jnp.arange(K), n)
-    onehot = (jnp.arange(K)[:, None] == y[None, :])
+    onehot = jnp.arange(K)[:, None] == y[None, :]
     correct = jnp.sum(jnp.where(onehot, Z, 0.0), axis=-2)
     other = jnp.max(jnp.where(onehot, -jnp.inf, Z), axis=-2)
     return jnp.min(correct - other, axis=-1)

@@ -154,8 +154,7 @@ class Criterion:
         check_fraction("frozen_rate", self.frozen_rate)
         if self.frozen_rate >= 1 - self.support_tol:
             raise ValueError(
-                f"frozen_rate must be < 1 - support_tol = {1 - self.support_tol}; "
-                f"got {self.frozen_rate}."
+                f"frozen_rate must be < 1 - support_tol = {1 - self.support_tol}; got {self.frozen_rate}."
             )
         check_float("stability_tol", self.stability_tol, minimum=0.0)
         check_fraction("late_mass", self.late_mass)
@@ -213,9 +212,7 @@ def decide(lam, tau, factors: int, criterion: Criterion = Criterion(), group=Non
     g = _group_of(group, K)
     rep = np.minimum(np.arange(K), np.asarray(g.partner))
     u = jnp.log(jnp.where(mag > 0, mag, 1.0))
-    jac = jax.jacfwd(
-        lambda v: late_rates(jnp.where(modes, jnp.exp(v[rep]), 0.0), tau, factors, group)
-    )(u)
+    jac = jax.jacfwd(lambda v: late_rates(jnp.where(modes, jnp.exp(v[rep]), 0.0), tau, factors, group))(u)
     jf = jac - jac[ref][None, :]
     inner = support & (jnp.arange(K) != ref) & jnp.asarray(rep == np.arange(K))
     jf = jnp.where(inner[:, None] & inner[None, :], jf, 0.0)
@@ -253,7 +250,13 @@ def advance(y, tau0, tau1, *, factors: int, balanced: bool, config: SolverConfig
     """
     field = CETauField(factors, balanced, group)
     ys, result, steps = solve(
-        field, y, jnp.reshape(tau1, (1,)), None, config, clock="loglog", grid="tau",
+        field,
+        y,
+        jnp.reshape(tau1, (1,)),
+        None,
+        config,
+        clock="loglog",
+        grid="tau",
         start=tau0,
     )
     return ys[0], result._value, steps
@@ -277,8 +280,7 @@ def _decide_batch(y, res, tau1, *, factors, balanced, criterion, group=None):
     return jax.vmap(one)(y, res)
 
 
-def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config: SolverConfig,
-                  group=None):
+def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config: SolverConfig, group=None):
     r"""Integrate a batch of states from their $\tau_0$ (B,) to ``tau1`` in double-log time.
 
     Runs through svflow's batch engine (:func:`svflow._batch.solve_many`, the
@@ -296,8 +298,15 @@ def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config:
     field = _DoubleLogField(CETauField(factors, balanced, group))
     for t0 in np.unique(tau0):
         sel = np.flatnonzero(tau0 == t0)
-        sol = solve_many(field, y[sel], np.log1p([float(t0), float(tau1)]), solver=config.solver,
-                         rtol=config.rtol, atol=config.atol, max_steps=config.max_steps)
+        sol = solve_many(
+            field,
+            y[sel],
+            np.log1p([float(t0), float(tau1)]),
+            solver=config.solver,
+            rtol=config.rtol,
+            atol=config.atol,
+            max_steps=config.max_steps,
+        )
         y1[sel] = sol.ys[:, -1]
         res[sel] = sol.result
         steps[sel] = sol.num_steps
@@ -306,12 +315,20 @@ def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config:
 
 def _stage(y, tau0, tau1, *, factors, balanced, config, criterion, group=None):
     """:func:`advance_batch` then :func:`decide` on every member (numpy in, numpy out)."""
-    y1, res, steps = advance_batch(y, tau0, float(tau1), factors=factors, balanced=balanced,
-                                   config=config, group=group)
+    y1, res, steps = advance_batch(
+        y, tau0, float(tau1), factors=factors, balanced=balanced, config=config, group=group
+    )
     n = _bucket(y1.shape[0])
     pad = np.concatenate([np.arange(y1.shape[0]), np.zeros(n - y1.shape[0], int)])
-    d = _decide_batch(jnp.asarray(y1[pad]), jnp.asarray(res[pad]), jnp.asarray(float(tau1)),
-                      factors=factors, balanced=balanced, criterion=criterion, group=group)
+    d = _decide_batch(
+        jnp.asarray(y1[pad]),
+        jnp.asarray(res[pad]),
+        jnp.asarray(float(tau1)),
+        factors=factors,
+        balanced=balanced,
+        criterion=criterion,
+        group=group,
+    )
     k = y1.shape[0]
     return y1, res, steps, {f: np.asarray(v)[:k] for f, v in d.items()}
 
@@ -321,8 +338,17 @@ def _bucket(n: int) -> int:
     return 1 << max(0, int(np.ceil(np.log2(max(n, 1)))))
 
 
-_FIELDS = ("code", "decided", "support", "frozen", "rate_ratio", "ratio", "instability",
-           "late", "off_target_mass")
+_FIELDS = (
+    "code",
+    "decided",
+    "support",
+    "frozen",
+    "rate_ratio",
+    "ratio",
+    "instability",
+    "late",
+    "off_target_mass",
+)
 
 
 def resolve(
@@ -372,13 +398,20 @@ def resolve(
         if todo.size == 0:
             continue
         y1, res, steps, d = _stage(
-            y[todo], tau[todo], float(h),
-            factors=factors, balanced=balanced, config=config, criterion=criterion, group=group,
+            y[todo],
+            tau[todo],
+            float(h),
+            factors=factors,
+            balanced=balanced,
+            config=config,
+            criterion=criterion,
+            group=group,
         )
         k = todo.size
         had = ~np.isnan(st["rate_ratio"][todo, 0])
         same = np.all(d["support"] == st["support"][todo], axis=-1) & np.all(
-            d["frozen"] == st["frozen"][todo], axis=-1)
+            d["frozen"] == st["frozen"][todo], axis=-1
+        )
         d["decided"] = d["decided"] & had & same
         d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
         y[todo] = np.asarray(y1)[:k]
@@ -471,8 +504,13 @@ def outcome(
     atol = check_float("atol", atol, minimum=0.0, strict_min=True)
     max_steps = check_int("max_steps", max_steps, minimum=1)
     hz = np.atleast_1d(np.asarray(horizons, dtype=float))
-    if hz.ndim != 1 or hz.size < 1 or not np.all(np.isfinite(hz)) or np.any(hz <= 0) \
-            or np.any(np.diff(hz) <= 0):
+    if (
+        hz.ndim != 1
+        or hz.size < 1
+        or not np.all(np.isfinite(hz))
+        or np.any(hz <= 0)
+        or np.any(np.diff(hz) <= 0)
+    ):
         raise ValueError(
             f"horizons must be increasing positive values of tau = log(1 + t); got {horizons!r}."
         )
@@ -486,8 +524,16 @@ def outcome(
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
 
     tic = _time.perf_counter()
-    st = resolve(flat, 0.0, factors=N, balanced=balanced, horizons=tuple(hz), config=config,
-                 criterion=criterion, group=grp)
+    st = resolve(
+        flat,
+        0.0,
+        factors=N,
+        balanced=balanced,
+        horizons=tuple(hz),
+        config=config,
+        criterion=criterion,
+        group=grp,
+    )
     wall = _time.perf_counter() - tic
     lam_end = st["y"] if balanced else np.prod(st["y"], axis=-2)
     if kkt:
@@ -503,26 +549,41 @@ def outcome(
 
     ds = xr.Dataset(
         {
-            "outcome": (bd, sh(st["code"]), {
-                "long_name": "t -> infinity outcome",
-                "description": "0 = NC (support = all K - 1 modes), r = size of the limit's "
-                               "support, -1 = undecided"}),
+            "outcome": (
+                bd,
+                sh(st["code"]),
+                {
+                    "long_name": "t -> infinity outcome",
+                    "description": "0 = NC (support = all K - 1 modes), r = size of the limit's "
+                    "support, -1 = undecided",
+                },
+            ),
             "support": (md, sh(st["support"]), {"long_name": "mode in the limit's support"}),
-            "limit": (md, sh(limit), {"long_name": "limiting direction lambda / max lambda "
-                                                   "(KKT point on the support)"}),
-            "kkt_residual": (bd, sh(kres), {"long_name": "relative KKT stationarity residual "
-                                                         "of the limit"}),
-            "ratio": (md, sh(st["ratio"]), {"long_name": "|lambda_i| / max |lambda| at the "
-                                                         "horizon reached"}),
-            "rate_ratio": (md, sh(st["rate_ratio"]), {
-                "long_name": "rho_i = (d log lambda_i / d sigma) / (that of the largest mode)"}),
-            "instability": (bd, sh(st["instability"]), {
-                "long_name": "largest real eigenvalue of the support's ratio flow / rate"}),
+            "limit": (
+                md,
+                sh(limit),
+                {"long_name": "limiting direction lambda / max lambda (KKT point on the support)"},
+            ),
+            "kkt_residual": (bd, sh(kres), {"long_name": "relative KKT stationarity residual of the limit"}),
+            "ratio": (md, sh(st["ratio"]), {"long_name": "|lambda_i| / max |lambda| at the horizon reached"}),
+            "rate_ratio": (
+                md,
+                sh(st["rate_ratio"]),
+                {"long_name": "rho_i = (d log lambda_i / d sigma) / (that of the largest mode)"},
+            ),
+            "instability": (
+                bd,
+                sh(st["instability"]),
+                {"long_name": "largest real eigenvalue of the support's ratio flow / rate"},
+            ),
             "log_t_end": (bd, sh(st["tau"]), {"long_name": "horizon reached, tau = log(1 + t)"}),
             "lam_end": (md, sh(lam_end), {"long_name": "lambda at the horizon reached"}),
             "num_steps": (bd, sh(st["num_steps"]), {"long_name": "solver steps (all stages)"}),
-            "solver_result": (bd, sh(st["solver_result"]), {
-                "long_name": "diffrax result code (0 = success)"}),
+            "solver_result": (
+                bd,
+                sh(st["solver_result"]),
+                {"long_name": "diffrax result code (0 = success)"},
+            ),
         },
         coords={"mode": np.arange(classes), **user_coords},
         attrs={
@@ -546,4 +607,3 @@ def outcome(
         },
     )
     return netcdf_safe(ds.assign_coords(grp.mode_coords()))
-

@@ -121,22 +121,15 @@ class OutcomeRule:
 
     def __post_init__(self):
         if not (np.isfinite(self.window) and self.window > 0):
-            raise ValueError(
-                f"window must be a positive number of decades; got {self.window!r}."
-            )
+            raise ValueError(f"window must be a positive number of decades; got {self.window!r}.")
         if not (np.isfinite(self.horizon) and self.horizon >= 0):
-            raise ValueError(
-                f"horizon must be a number of decades >= 0; got {self.horizon!r}."
-            )
+            raise ValueError(f"horizon must be a number of decades >= 0; got {self.horizon!r}.")
         if not (0 < self.threshold < 1):
             raise ValueError(
-                "threshold must lie in (0, 1) (a ratio to the largest mode); "
-                f"got {self.threshold!r}."
+                f"threshold must lie in (0, 1) (a ratio to the largest mode); got {self.threshold!r}."
             )
         if not (0 < self.escape_frac < 1):
-            raise ValueError(
-                f"escape_frac must lie in (0, 1); got {self.escape_frac!r}."
-            )
+            raise ValueError(f"escape_frac must lie in (0, 1); got {self.escape_frac!r}.")
         check_loss(self.loss)
 
     def as_attrs(self) -> dict:
@@ -145,8 +138,7 @@ class OutcomeRule:
             "outcome_horizon_decades": float(self.horizon),
             "outcome_threshold": float(self.threshold),
             "outcome_escape_frac": float(self.escape_frac),
-            "outcome_codes": "0 = neural collapse (rank K-1), r = rank-r low-rank, "
-            "-1 = undecided",
+            "outcome_codes": "0 = neural collapse (rank K-1), r = rank-r low-rank, -1 = undecided",
         }
 
 
@@ -155,9 +147,7 @@ class Outcome(NamedTuple):
 
     code: Int[Array, "..."]  # 0 NC, r low rank, -1 undecided
     rank: Int[Array, "..."]  # modes with q_i >= threshold at t_end
-    escape_time: Float[
-        Array, "..."
-    ]  # inf if the loss never fell to escape_frac x loss(0)
+    escape_time: Float[Array, "..."]  # inf if the loss never fell to escape_frac x loss(0)
     decided: Array  # bool
     ratio: Float[Array, "... K"]  # q_i(t_end), mode 0 -> 0
     slope: Float[Array, "... K"]  # dq_i/dlog10 t used for the projection
@@ -171,9 +161,7 @@ def mode_ratios(lam: Float[Array, "... K"]) -> Float[Array, "... K"]:
     return jnp.where(top > 0, mag / jnp.where(top > 0, top, 1.0), 0.0)
 
 
-def escape_time(
-    times: Float[Array, " T"], loss: Float[Array, " T"], frac: float = 0.5
-) -> Float[Array, ""]:
+def escape_time(times: Float[Array, " T"], loss: Float[Array, " T"], frac: float = 0.5) -> Float[Array, ""]:
     r"""First time with loss <= frac x loss(t_0), linear in $\log t$ between saves.
 
     Returns inf if the loss never gets there.
@@ -188,10 +176,7 @@ def escape_time(
     w = jnp.clip((l0 - target) / jnp.where(l0 != l1, l0 - l1, 1.0), 0.0, 1.0)
     # log-interpolate when both ends are positive, else linear (first interval, t = 0)
     pos = (t0 > 0) & (t1 > 0)
-    lt = jnp.exp(
-        jnp.log(jnp.where(pos, t0, 1.0)) * (1 - w)
-        + jnp.log(jnp.where(pos, t1, 1.0)) * w
-    )
+    lt = jnp.exp(jnp.log(jnp.where(pos, t0, 1.0)) * (1 - w) + jnp.log(jnp.where(pos, t1, 1.0)) * w)
     t = jnp.where(pos, lt, t0 + w * (t1 - t0))
     t = jnp.where(i == 0, times[0], t)
     return jnp.where(ok, t, jnp.inf)
@@ -302,10 +287,7 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
         kwargs.setdefault("loss", ds.attrs.get("loss_name", "ce"))
         rule = OutcomeRule(**kwargs)
     elif kwargs:
-        raise ValueError(
-            "pass either rule= or keyword settings, not both; got rule and "
-            f"{sorted(kwargs)}."
-        )
+        raise ValueError(f"pass either rule= or keyword settings, not both; got rule and {sorted(kwargs)}.")
     lam = ds[D.LAM]
     if D.TIME not in lam.dims or D.MODE not in lam.dims:
         raise ValueError(f"{D.LAM!r} must have dims 'time' and 'mode'; got {lam.dims}.")
@@ -316,9 +298,7 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
         raise ValueError(f"classify needs at least 4 saved times; got {times.size}.")
     shape = lam.shape[:-2]
     flat = jnp.asarray(lam.values.reshape((-1,) + lam.shape[-2:]))
-    out = jax.jit(jax.vmap(lambda l: classify_trajectory(jnp.asarray(times), l, rule)))(
-        flat
-    )
+    out = jax.jit(jax.vmap(lambda l: classify_trajectory(jnp.asarray(times), l, rule)))(flat)
     out = jax.tree.map(lambda a: np.asarray(a).reshape(shape + a.shape[1:]), out)
     coords = {d: ds[d] for d in extra if d in ds.coords}
     mdims = tuple(extra) + (D.MODE,)
@@ -335,10 +315,7 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
             "rank": (
                 tuple(extra),
                 out.rank,
-                {
-                    "long_name": f"modes with |lam_i|/max|lam| >= {rule.threshold} "
-                    "at t_end"
-                },
+                {"long_name": f"modes with |lam_i|/max|lam| >= {rule.threshold} at t_end"},
             ),
             "escape_time": (
                 tuple(extra),

@@ -205,14 +205,8 @@ def phase_map(
     eta = check_float("eta", eta, minimum=0.0, strict_min=True)
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
     grid = step_grid(steps, num_records)
-    out = _empty_phase_outputs((len(classes), len(depths), len(widths), seeds), grid.size,
-                               max(classes))
-    cells = [
-        (a, b, c)
-        for a in range(len(classes))
-        for b in range(len(depths))
-        for c in range(len(widths))
-    ]
+    out = _empty_phase_outputs((len(classes), len(depths), len(widths), seeds), grid.size, max(classes))
+    cells = [(a, b, c) for a in range(len(classes)) for b in range(len(depths)) for c in range(len(widths))]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -220,11 +214,21 @@ def phase_map(
         bar = tqdm(cells, desc="phase map", unit="cell", file=sys.stderr)
     tic = _time.perf_counter()
     for a, b, c in bar if bar is not None else cells:
-        res = jax.device_get(phase_cell(
-            keys, classes=classes[a], depth=depths[b], width=widths[c], scale=float(scale),
-            eta=float(eta), steps=int(steps), num_records=int(num_records), loss=loss,
-            rank_rtol=float(rank_rtol), nc_tol=float(nc_tol),
-        ))
+        res = jax.device_get(
+            phase_cell(
+                keys,
+                classes=classes[a],
+                depth=depths[b],
+                width=widths[c],
+                scale=float(scale),
+                eta=float(eta),
+                steps=int(steps),
+                num_records=int(num_records),
+                loss=loss,
+                rank_rtol=float(rank_rtol),
+                nc_tol=float(nc_tol),
+            )
+        )
         for k in PHASE_OUTPUTS + ("rank_t", "sv_ratio_t"):
             out[k][a, b, c] = res[k]
         out["sigma"][a, b, c, :, : classes[a]] = res["sigma"]
@@ -251,8 +255,7 @@ def phase_map(
 def _empty_phase_outputs(shape: tuple, num_records: int, Kmax: int) -> dict:
     """Zeroed result arrays of a phase map over ``shape = (classes, depth, width, seed)``."""
     out = {
-        k: np.zeros(shape, dtype=bool if k in ("reached_nc", "diverged") else float)
-        for k in PHASE_OUTPUTS
+        k: np.zeros(shape, dtype=bool if k in ("reached_nc", "diverged") else float) for k in PHASE_OUTPUTS
     }
     out["rank_t"] = np.zeros(shape + (num_records,))
     out["sv_ratio_t"] = np.zeros(shape + (num_records,))
@@ -271,8 +274,7 @@ _PHASE_LONG_NAMES = {
 }
 
 
-def _phase_dataset(out: dict, classes, depths, widths, seeds: int, record_times,
-                   attrs: dict) -> xr.Dataset:
+def _phase_dataset(out: dict, classes, depths, widths, seeds: int, record_times, attrs: dict) -> xr.Dataset:
     """The :func:`phase_map` dataset from the filled arrays of :func:`_empty_phase_outputs`."""
     dims = (D.CLASSES, D.DEPTH, "width", D.SEED)
     data = {k: (dims, out[k], {"long_name": _PHASE_LONG_NAMES[k]}) for k in PHASE_OUTPUTS}

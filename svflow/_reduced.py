@@ -34,8 +34,7 @@ LOSSES = ("ce", "squared")
 def check_loss(loss: str) -> str:
     if loss not in LOSSES:
         raise ValueError(
-            f"loss must be 'ce' (cross-entropy) or 'squared' (squared loss, "
-            f"target Y = I); got {loss!r}."
+            f"loss must be 'ce' (cross-entropy) or 'squared' (squared loss, target Y = I); got {loss!r}."
         )
     return loss
 
@@ -57,9 +56,7 @@ def loss_grad(
     raise ValueError(check_loss(loss))
 
 
-def data_loss(
-    lam: Float[Array, "... K"], loss: str, method: str = "auto", group=None
-) -> Float[Array, "..."]:
+def data_loss(lam: Float[Array, "... K"], loss: str, method: str = "auto", group=None) -> Float[Array, "..."]:
     r"""Mean data loss of $Z = U\operatorname{diag}(\lambda)U^\top$: cross-entropy
     $\log(1+\sum_{k\ne0}e^{-m_k})$, or squared $\sum_i(\lambda_i-1)^2/(2K)$."""
     if loss == "ce":
@@ -77,7 +74,11 @@ def _prod_except(s: Float[Array, "N K"]) -> Float[Array, "N K"]:
 
 
 def rhs_factors(
-    t, s: Float[Array, "N K"], loss: str, weight_decay: float, method: str = "auto",
+    t,
+    s: Float[Array, "N K"],
+    loss: str,
+    weight_decay: float,
+    method: str = "auto",
     group=None,
 ) -> Float[Array, "N K"]:
     r"""$ds_{l,i}/dt = -G_i\prod_{j\ne l}s_{j,i} - wd\,s_{l,i}$ for the (N, K) state."""
@@ -87,8 +88,13 @@ def rhs_factors(
 
 
 def rhs_balanced(
-    t, lam: Float[Array, " K"], loss: str, weight_decay: float, factors: int,
-    method: str = "auto", group=None,
+    t,
+    lam: Float[Array, " K"],
+    loss: str,
+    weight_decay: float,
+    factors: int,
+    method: str = "auto",
+    group=None,
 ) -> Float[Array, " K"]:
     r"""$d\lambda_i/dt = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$ (balanced start)."""
     N = factors

@@ -40,9 +40,7 @@ from ._walsh import check_classes, one_minus_mu
 __all__ = ["one_minus_mu_series", "log_ratio_rate", "repulsion", "early_horizon"]
 
 
-def one_minus_mu_series(
-    lam: Float[ArrayLike, "... K"], order: int
-) -> Float[Array, "... K"]:
+def one_minus_mu_series(lam: Float[ArrayLike, "... K"], order: int) -> Float[Array, "... K"]:
     r"""$1 - \mu_i$ to ``order`` 0, 1 or 2 in $\lambda$ (entry 0 set to 0)."""
     if order not in (0, 1, 2):
         raise ValueError(f"order must be 0, 1 or 2; got {order!r}.")
@@ -53,9 +51,7 @@ def one_minus_mu_series(
         out = out - lam / K
     if order >= 2:
         idx = np.arange(K)[:, None] ^ np.arange(K)[None, :]  # idx[i, a] = a xor i
-        conv = jnp.sum(
-            lam[..., None, :] * lam[..., idx], axis=-1
-        )  # sum_a lam_a lam_{a xor i}
+        conv = jnp.sum(lam[..., None, :] * lam[..., idx], axis=-1)  # sum_a lam_a lam_{a xor i}
         out = out - conv / (2 * K**2)
     return out.at[..., 0].set(0.0)
 
@@ -82,9 +78,7 @@ def log_ratio_rate(
     return (factors / K) * (g[..., j] - g[..., k])
 
 
-def early_horizon(
-    classes: int, factors: int, lam_start: float, lam_cap: float
-) -> float:
+def early_horizon(classes: int, factors: int, lam_start: float, lam_cap: float) -> float:
     r"""Time $\dot\lambda = (N/K)\lambda^{2-2/N}$ takes from lam_start to lam_cap.
 
     $N = 2$: $(K/2)\log(\lambda_\mathrm{cap}/\lambda_0)$; $N \ge 3$:
@@ -136,8 +130,9 @@ def repulsion(
     lam0[0] = 0.0
     rows: dict[str, list] = {name: [] for name in _REPULSION_VARS}
     for depth in depths:
-        cols = _measure_rates(classes, depth, lam0, j, k, lam_cap=lam_cap,
-                              num_times=num_times, rtol=rtol, atol=atol)
+        cols = _measure_rates(
+            classes, depth, lam0, j, k, lam_cap=lam_cap, num_times=num_times, rtol=rtol, atol=atol
+        )
         for name, v in cols.items():
             rows[name].append(v)
     dims = (D.DEPTH, "sample")
@@ -187,22 +182,13 @@ def _check_repulsion_args(classes: int, pair, eps, lag, lam_cap, num_times) -> t
     """Check the arguments of :func:`repulsion`; return the mode pair (j, k)."""
     j, k = (int(pair[0]), int(pair[1]))
     if not (0 < j < classes and 0 < k < classes and j != k):
-        raise ValueError(
-            f"pair must be two distinct Walsh modes in 1..{classes - 1}; got {pair!r}."
-        )
+        raise ValueError(f"pair must be two distinct Walsh modes in 1..{classes - 1}; got {pair!r}.")
     if not (np.isfinite(eps) and 0 < eps < lam_cap):
-        raise ValueError(
-            f"eps must satisfy 0 < eps < lam_cap = {lam_cap}; got {eps!r}."
-        )
+        raise ValueError(f"eps must satisfy 0 < eps < lam_cap = {lam_cap}; got {eps!r}.")
     if not (0 < lag < 1):
-        raise ValueError(
-            "lag must lie in (0, 1) (relative lag of the non-leading modes); "
-            f"got {lag!r}."
-        )
+        raise ValueError(f"lag must lie in (0, 1) (relative lag of the non-leading modes); got {lag!r}.")
     if num_times < 5:
-        raise ValueError(
-            f"num_times must be >= 5 for finite differences; got {num_times}."
-        )
+        raise ValueError(f"num_times must be >= 5 for finite differences; got {num_times}.")
     return j, k
 
 

@@ -59,8 +59,7 @@ class ReducedField(eqx.Module):
         if self.balanced and self.loss == "ce" and walsh:
             return _rhs_ce_balanced(y, self.weight_decay, self.factors, self.method)
         if self.balanced:
-            return rhs_balanced(t, y, self.loss, self.weight_decay, self.factors, self.method,
-                                self.group)
+            return rhs_balanced(t, y, self.loss, self.weight_decay, self.factors, self.method, self.group)
         return rhs_factors(t, y, self.loss, self.weight_decay, self.method, self.group)
 
 
@@ -86,7 +85,10 @@ def _rhs_ce_balanced(lam, weight_decay, factors: int, method: str = "auto"):
 
 
 def reduced_outputs(
-    s: Float[Array, "T N K"], loss: str, weight_decay: float, rank_rtol: float = RANK_RTOL,
+    s: Float[Array, "T N K"],
+    loss: str,
+    weight_decay: float,
+    rank_rtol: float = RANK_RTOL,
     group=None,
 ) -> dict:
     """Every per-time quantity of the common layout from a factor trajectory s."""
@@ -110,20 +112,23 @@ def _device_outputs(ys, balanced: bool, loss: str, weight_decay, group=None) -> 
     lam = ys if balanced else jnp.prod(ys, axis=-2)
     # sum_l ||s_l||^2 (balanced starts: N sum_i |lam_i|^(2/N), on the host)
     penalty = None if balanced else jnp.sum(ys**2, axis=(-2, -1))
-    return dict(lam=lam, loss=data_loss(lam, loss, group=group), margin=margin_from_lam(lam, group),
-                penalty=penalty)
+    return dict(
+        lam=lam, loss=data_loss(lam, loss, group=group), margin=margin_from_lam(lam, group), penalty=penalty
+    )
 
 
-def _outputs(ys: np.ndarray, balanced: bool, factors: int, loss: str, weight_decay: float,
-             rank_rtol: float, group=None) -> dict:
+def _outputs(
+    ys: np.ndarray, balanced: bool, factors: int, loss: str, weight_decay: float, rank_rtol: float, group=None
+) -> dict:
     """Every per-time quantity of :func:`reduced_outputs`, batched over (B, T, ...).
 
     The elementwise parts run compiled; the sort behind ``sigma`` (slow in XLA on
     CPU) and the broadcast of balanced factors run in numpy.
     """
-    dev = {k: (None if v is None else np.asarray(v))
-           for k, v in _device_outputs(jnp.asarray(ys), balanced, loss, jnp.asarray(weight_decay),
-                                           group).items()}
+    dev = {
+        k: (None if v is None else np.asarray(v))
+        for k, v in _device_outputs(jnp.asarray(ys), balanced, loss, jnp.asarray(weight_decay), group).items()
+    }
     lam = dev["lam"]
     if balanced:
         mag = np.abs(lam) ** (1.0 / factors)
@@ -154,8 +159,9 @@ def _finite_at_start(field, y0s):
     return jnp.all(jnp.isfinite(jax.vmap(lambda y: field(0.0, y, None))(y0s)))
 
 
-def _array_starts(flat: np.ndarray, classes: int, depth: int, loss: str, group: Group
-                  ) -> tuple[np.ndarray, bool]:
+def _array_starts(
+    flat: np.ndarray, classes: int, depth: int, loss: str, group: Group
+) -> tuple[np.ndarray, bool]:
     """Check a stack of B starts, (B, K) lambda(0) or (B, N, K) s(0), at once; return (y0s, balanced)."""
     N = depth + 1
     if flat.shape[1:] == (classes,):
@@ -177,8 +183,7 @@ def _array_starts(flat: np.ndarray, classes: int, depth: int, loss: str, group: 
         raise ValueError("init contains non-finite values (NaN or inf); pass finite numbers.")
     if not np.all(np.isfinite(lam)):
         raise ValueError(
-            "init's factors are finite but their product lambda(0) overflows (non-finite); "
-            "pass smaller s(0)."
+            "init's factors are finite but their product lambda(0) overflows (non-finite); pass smaller s(0)."
         )
     if loss == "ce":
         check_pairs(y0s, group, "init")
@@ -204,8 +209,9 @@ def _as_starts(init, classes: int, depth: int, loss: str, batch_dims, group: Gro
         arr = np.asarray(init.transpose(*dims, *state_dims).values, dtype=float)
         batch = arr.shape[: len(dims)]
         coords = {d: init.coords[d] for d in dims if d in init.coords}
-        y0s, balanced = _array_starts(arr.reshape((-1,) + arr.shape[len(dims) :]), classes, depth,
-                                      loss, group)
+        y0s, balanced = _array_starts(
+            arr.reshape((-1,) + arr.shape[len(dims) :]), classes, depth, loss, group
+        )
         desc = f"user batch of {y0s.shape[0]} starts over {list(dims)}"
         return y0s, balanced, desc, dims, coords, batch
     if isinstance(init, (list, tuple)) and init and all(isinstance(x, Start) for x in init):
@@ -241,8 +247,7 @@ def _as_starts(init, classes: int, depth: int, loss: str, batch_dims, group: Gro
             f"axes followed by lambda(0) (K,) or s(0) (N, K) = ({depth + 1}, {classes})."
         )
     batch = arr.shape[:nb]
-    y0s, balanced = _array_starts(arr.reshape((-1,) + arr.shape[nb:]), classes, depth,
-                                      loss, group)
+    y0s, balanced = _array_starts(arr.reshape((-1,) + arr.shape[nb:]), classes, depth, loss, group)
     return y0s, balanced, f"user batch of {y0s.shape[0]} starts over {list(dims)}", dims, {}, batch
 
 
@@ -368,8 +373,7 @@ def simulate(
         if times is not None or t_end is not None:
             raise ValueError("pass log_t_end= alone (it replaces t_end= and times=).")
         log_t_end = check_float("log_t_end", log_t_end, minimum=0.0, strict_min=True)
-        taus = np.concatenate([[0.0], np.geomspace(min(0.1, log_t_end / 1e3), log_t_end,
-                                                   num_times - 1)])
+        taus = np.concatenate([[0.0], np.geomspace(min(0.1, log_t_end / 1e3), log_t_end, num_times - 1)])
         with np.errstate(over="ignore"):
             ts = np.expm1(taus)
     elif times is None:
@@ -382,8 +386,7 @@ def simulate(
         ts = check_times(times)
     t_end = float(ts[-1])
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    y0s, balanced, description, dims, coords, batch = _as_starts(init, classes, depth, loss, batch_dims,
-                                                                   grp)
+    y0s, balanced, description, dims, coords, batch = _as_starts(init, classes, depth, loss, batch_dims, grp)
     if progress and dims:
         raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
     N = depth + 1
@@ -401,8 +404,7 @@ def simulate(
             if progress:
                 raise ValueError("progress=True is not available with log_t_end.")
             sol = solve_batch_loglog(CETauField(N, balanced, grp), y0s, taus, config, lanes=lanes)
-            check_batch(sol, config, float(ts[-1]),
-                        f"double-log run to tau = log(1 + t) = {taus[-1]:g}: ")
+            check_batch(sol, config, float(ts[-1]), f"double-log run to tau = log(1 + t) = {taus[-1]:g}: ")
             ys, num_steps = sol.ys, sol.num_steps
         elif progress:
             ys, result, num_steps = solve(field, jnp.asarray(y0s[0]), jnp.asarray(ts), None, config, True)
@@ -450,8 +452,7 @@ def simulate(
     ds = build_dataset(ts, attrs=attrs, **{k: v[0] for k, v in out.items()})
     if taus is not None:
         ds = ds.assign_coords(log_t=("time", taus, {"long_name": "tau = log(1 + t)"}))
-        ds.attrs.update(log_t_end=float(log_t_end),
-                        time_variable="sigma = log(1 + tau), tau = log(1 + t)")
+        ds.attrs.update(log_t_end=float(log_t_end), time_variable="sigma = log(1 + tau), tau = log(1 + t)")
     if not dims:
         return ds.assign_coords(grp.mode_coords())
     variables = {

@@ -120,8 +120,7 @@ def spectral_init(
     if loss == "ce":
         lam[0] = 0.0
     desc = f"spectral_init(scale={scale!r}, spread={spread!r}, seed={seed!r}, group={grp.label!r})"
-    return Start(balanced_factors(jnp.asarray(lam), depth + 1), balanced=True, description=desc,
-                 group=grp)
+    return Start(balanced_factors(jnp.asarray(lam), depth + 1), balanced=True, description=desc, group=grp)
 
 
 def start_group(init, classes: int, group) -> Group:
@@ -170,8 +169,9 @@ def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
             if loss == "ce":
                 lam[0] = 0.0  # mode 0 shifts every logit equally: no effect on CE
                 check_pairs(lam, grp, "init (lambda(0))")
-            start = Start(balanced_factors(jnp.asarray(lam), N), balanced=True,
-                          description="user lambda(0), balanced")
+            start = Start(
+                balanced_factors(jnp.asarray(lam), N), balanced=True, description="user lambda(0), balanced"
+            )
         elif arr.shape == (N, classes):
             start = Start(jnp.asarray(arr), balanced=False, description="user s(0)")
         else:
@@ -184,8 +184,7 @@ def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
         raise ValueError("init contains non-finite values (NaN or inf); pass finite numbers.")
     if not np.all(np.isfinite(np.asarray(start.lam0))):
         raise ValueError(
-            "init's factors are finite but their product lambda(0) overflows (non-finite); "
-            "pass smaller s(0)."
+            "init's factors are finite but their product lambda(0) overflows (non-finite); pass smaller s(0)."
         )
     if loss == "ce":
         check_pairs(start.s0, grp, "init")

@@ -139,7 +139,7 @@ def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
         raise FileNotFoundError(f"no sweep store at {path}")
     plan = _plan_from_store(path)
     data, done = _verify(zarr.open_group(str(path), mode="r"), plan)
-    cell_done = np.repeat(done, plan.chunk, axis=1)[:, :plan.n_cells]
+    cell_done = np.repeat(done, plan.chunk, axis=1)[:, : plan.n_cells]
     if not cell_done.all():
         if not allow_incomplete:
             raise ValueError(
@@ -291,8 +291,14 @@ def _progress_bar(plan: SweepPlan, done, path: Path, progress: bool):
     from tqdm.auto import tqdm
 
     cells_done = int(sum(len(plan.chunk_cells(c)) for _, c in zip(*np.nonzero(done))))
-    return tqdm(total=plan.n_static * plan.n_cells, initial=cells_done, unit="cell",
-                desc=f"sweep {path.name}", disable=not progress, smoothing=0.1)
+    return tqdm(
+        total=plan.n_static * plan.n_cells,
+        initial=cells_done,
+        unit="cell",
+        desc=f"sweep {path.name}",
+        disable=not progress,
+        smoothing=0.1,
+    )
 
 
 def _run_local(plan: SweepPlan, todo, devs, record) -> None:
@@ -329,8 +335,7 @@ def _summary(path: Path, plan: SweepPlan) -> dict:
         "chunks": int(done.size),
         "chunks_done": int(done.sum()),
         "chunks_todo": int(done.size - done.sum()),
-        "outputs": {n: {"dims": o.dims, "shape": o.shape, "dtype": o.dtype}
-                    for n, o in plan.outputs.items()},
+        "outputs": {n: {"dims": o.dims, "shape": o.shape, "dtype": o.dtype} for n, o in plan.outputs.items()},
         "spec_hash": plan.spec_hash,
     }
 
@@ -349,8 +354,14 @@ def _run_distributed(client, plan: SweepPlan, todo, record) -> None:
         it = iter(todo)
 
         def submit(s, c):
-            return client.submit(_worker_chunk, plan_f, s, c, pure=False,
-                                 key=f"svflow-chunk-{plan.spec_hash[:10]}-{s}-{c}-{_time.time_ns()}")
+            return client.submit(
+                _worker_chunk,
+                plan_f,
+                s,
+                c,
+                pure=False,
+                key=f"svflow-chunk-{plan.spec_hash[:10]}-{s}-{c}-{_time.time_ns()}",
+            )
 
         ac = as_completed([submit(*sc) for sc in itertools.islice(it, window)])
         for fut in ac:

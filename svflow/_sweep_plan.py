@@ -22,8 +22,7 @@ import numpy as np
 from ._checks import check_int
 from ._precision import float64
 
-__all__ = ["SweepPlan", "OutputSpec", "cell_key", "compute_chunk", "dispatch_chunk",
-           "collect_chunk"]
+__all__ = ["SweepPlan", "OutputSpec", "cell_key", "compute_chunk", "dispatch_chunk", "collect_chunk"]
 
 FORMAT = 1
 STATIC_DIM = "sweep_static"  # flat index of a static setting in the store
@@ -170,7 +169,7 @@ class SweepPlan:
     def batch_cells(self, c: int) -> list[np.ndarray]:
         """Chunk c cut into the flat cell indices of its vmapped batches."""
         cells = self.chunk_cells(c)
-        return [cells[i:i + self.vbatch] for i in range(0, len(cells), self.vbatch)]
+        return [cells[i : i + self.vbatch] for i in range(0, len(cells), self.vbatch)]
 
     def chunk_inputs(self, s: int, c: int, batch: int):
         """Inputs of chunk c (single-batch form, see :meth:`batch_inputs`)."""
@@ -254,6 +253,7 @@ def _batched(plan: SweepPlan, s: int, devs: list):
 
         def fn(*args):
             return jitted(*jax.device_put(args, dev))
+
     _COMPILED[cache_key] = (plan.cell_fn, fn)
     return fn, batch
 
@@ -261,8 +261,7 @@ def _batched(plan: SweepPlan, s: int, devs: list):
 def _as_outputs(out) -> dict:
     if not isinstance(out, Mapping) or not out:
         raise ValueError(
-            "cell_fn must return a non-empty dict mapping output names to arrays; "
-            f"got {type(out).__name__}."
+            f"cell_fn must return a non-empty dict mapping output names to arrays; got {type(out).__name__}."
         )
     return {str(k): jnp.asarray(v) for k, v in out.items()}
 
@@ -309,8 +308,7 @@ def _worker_chunk(plan: SweepPlan, s: int, c: int):
 # --- building the plan
 
 
-def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords,
-               batch=None) -> SweepPlan:
+def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch=None) -> SweepPlan:
     if not callable(cell_fn):
         raise ValueError(f"cell_fn must be callable as cell_fn(key, **coords); got {cell_fn!r}.")
     if not isinstance(grid, Mapping) or not grid:
@@ -374,8 +372,12 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords,
     # --- output shapes from one abstract evaluation of the first cell
     stat = plan.static_values(0)
     dyn0 = {d: jnp.asarray(g[d][0]) for d in dynamic}
-    shape_key = (cell_fn, _dumps(stat), tuple((d, str(v.dtype)) for d, v in dyn0.items()),
-                 _dumps(spec["params"]))
+    shape_key = (
+        cell_fn,
+        _dumps(stat),
+        tuple((d, str(v.dtype)) for d, v in dyn0.items()),
+        _dumps(spec["params"]),
+    )
     try:
         shapes = _SHAPES.get(shape_key) or jax.eval_shape(
             lambda: _as_outputs(cell_fn(jax.random.key(0), **stat, **dyn0, **params))
@@ -415,8 +417,9 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords,
     for d, v in coords.items():
         if d not in sizes or np.asarray(v).shape != (sizes[d],):
             raise ValueError(f"coords[{d!r}] must be 1-D of the output dim's size {sizes.get(d)}.")
-    spec["outputs"] = {n: {"dims": list(o.dims), "shape": list(o.shape), "dtype": o.dtype}
-                       for n, o in out_specs.items()}
+    spec["outputs"] = {
+        n: {"dims": list(o.dims), "shape": list(o.shape), "dtype": o.dtype} for n, o in out_specs.items()
+    }
     spec["coords"] = {d: _canonical(np.asarray(v).tolist(), f"coords[{d!r}]") for d, v in coords.items()}
     plan.outputs = out_specs
     plan.spec_hash = hashlib.sha256(_dumps(spec).encode()).hexdigest()

@@ -55,8 +55,10 @@ def _create_store(path: Path, plan: SweepPlan) -> None:
     encoding = {}
     for name, o in plan.outputs.items():
         dt = np.dtype(o.dtype)
-        data[name] = ((STATIC_DIM, CELL_DIM, *o.dims),
-                      da.full((S, C, *o.shape), _fill(dt), dtype=dt, chunks=(1, plan.chunk, *o.shape)))
+        data[name] = (
+            (STATIC_DIM, CELL_DIM, *o.dims),
+            da.full((S, C, *o.shape), _fill(dt), dtype=dt, chunks=(1, plan.chunk, *o.shape)),
+        )
         encoding[name] = {"chunks": (1, plan.chunk, *o.shape)}
         if not np.issubdtype(dt, np.floating):
             encoding[name]["_FillValue"] = None
@@ -71,14 +73,16 @@ def _create_store(path: Path, plan: SweepPlan) -> None:
         coords[d] = (CELL_DIM, plan.grid[d][i])
     for d, v in plan.spec["coords"].items():
         coords[d] = (d, np.asarray(v))
-    attrs = {SPEC_ATTR: _dumps(plan.spec), HASH_ATTR: plan.spec_hash,
-             LAYOUT_ATTR: _dumps({"chunk": plan.chunk, "batch": plan.vbatch})}
+    attrs = {
+        SPEC_ATTR: _dumps(plan.spec),
+        HASH_ATTR: plan.spec_hash,
+        LAYOUT_ATTR: _dumps({"chunk": plan.chunk, "batch": plan.vbatch}),
+    }
     template = xr.Dataset(data, coords=coords, attrs=attrs)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        template.to_zarr(tmp, mode="w", compute=False, consolidated=False, encoding=encoding,
-                         zarr_format=3)
+        template.to_zarr(tmp, mode="w", compute=False, consolidated=False, encoding=encoding, zarr_format=3)
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -105,14 +109,18 @@ def _spec_diff(old: dict, new: dict) -> list[str]:
         if a == b:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
-            diff += [f"{k}[{j!r}]: {a.get(j)!r} -> {b.get(j)!r}"
-                     for j in sorted(set(a) | set(b)) if a.get(j) != b.get(j)]
+            diff += [
+                f"{k}[{j!r}]: {a.get(j)!r} -> {b.get(j)!r}"
+                for j in sorted(set(a) | set(b))
+                if a.get(j) != b.get(j)
+            ]
         elif k == "grid":
             da_, db_ = dict(map(tuple, a)), dict(map(tuple, b))
             if list(da_) != list(db_):
                 diff.append(f"grid dims: {list(da_)} -> {list(db_)}")
-            diff += [f"grid[{j!r}]: {da_.get(j)} -> {db_.get(j)}"
-                     for j in da_ if j in db_ and da_[j] != db_[j]]
+            diff += [
+                f"grid[{j!r}]: {da_.get(j)} -> {db_.get(j)}" for j in da_ if j in db_ and da_[j] != db_[j]
+            ]
         else:
             diff.append(f"{k}: {a!r} -> {b!r}")
     return diff
@@ -170,19 +178,20 @@ def _verify(group, plan: SweepPlan) -> tuple[dict[str, np.ndarray], np.ndarray]:
         except Exception:  # undecodable chunk file: fall back to reading chunk by chunk
             damaged_files = True
             o = plan.outputs[name]
-            a = np.full((plan.n_static, plan.n_cells, *o.shape), _fill(np.dtype(o.dtype)),
-                        dtype=np.dtype(o.dtype))
+            a = np.full(
+                (plan.n_static, plan.n_cells, *o.shape), _fill(np.dtype(o.dtype)), dtype=np.dtype(o.dtype)
+            )
             for s, c in itertools.product(range(plan.n_static), range(plan.n_chunks)):
                 cells = plan.chunk_cells(c)
                 try:
-                    a[s, cells[0]:cells[-1] + 1] = group[name][s, cells[0]:cells[-1] + 1]
+                    a[s, cells[0] : cells[-1] + 1] = group[name][s, cells[0] : cells[-1] + 1]
                 except Exception:
                     marks[s, c] = 0
             data[name] = a
     done = np.zeros(marks.shape, dtype=bool)
     for s, c in zip(*np.nonzero(marks)):
         cells = plan.chunk_cells(int(c))
-        region = {n: a[s, cells[0]:cells[-1] + 1] for n, a in data.items()}
+        region = {n: a[s, cells[0] : cells[-1] + 1] for n, a in data.items()}
         if _checksum(region) == int(marks[s, c]):
             done[s, c] = True
         else:
@@ -190,8 +199,11 @@ def _verify(group, plan: SweepPlan) -> tuple[dict[str, np.ndarray], np.ndarray]:
     if damaged_files and marks.any():
         bad = int(np.count_nonzero(marks) - done.sum())
         if bad:
-            warnings.warn(f"{bad} chunk(s) in the sweep store have data that does not match "
-                          "their completion checksum; they will be recomputed.", stacklevel=3)
+            warnings.warn(
+                f"{bad} chunk(s) in the sweep store have data that does not match "
+                "their completion checksum; they will be recomputed.",
+                stacklevel=3,
+            )
     return data, done
 
 
@@ -239,8 +251,19 @@ def _to_dataset(plan: SweepPlan, data: dict[str, np.ndarray]) -> xr.Dataset:
 def _plan_from_store(path: Path) -> SweepPlan:
     spec, h, layout = _read_spec(path)
     grid = {d: np.asarray(v) for d, v in spec["grid"]}
-    outputs = {n: OutputSpec(tuple(o["dims"]), tuple(o["shape"]), o["dtype"])
-               for n, o in spec["outputs"].items()}
+    outputs = {
+        n: OutputSpec(tuple(o["dims"]), tuple(o["shape"]), o["dtype"]) for n, o in spec["outputs"].items()
+    }
     static = tuple(spec["static"])
-    return SweepPlan(None, grid, static, tuple(d for d in grid if d not in static),
-                     spec["params"], spec["base_seed"], layout["chunk"], outputs, spec, h)
+    return SweepPlan(
+        None,
+        grid,
+        static,
+        tuple(d for d in grid if d not in static),
+        spec["params"],
+        spec["base_seed"],
+        layout["chunk"],
+        outputs,
+        spec,
+        h,
+    )

@@ -38,9 +38,7 @@ def step_grid(steps: int, num: int = 101) -> np.ndarray:
     """Record steps: 0, then about ``num - 1`` log-spaced integers up to ``steps``."""
     steps = check_int("steps", steps, minimum=1)
     num = check_int("num_times", num, minimum=2)
-    grid = np.unique(
-        np.round(np.logspace(0, np.log10(steps), num - 1)).astype(np.int64)
-    )
+    grid = np.unique(np.round(np.logspace(0, np.log10(steps), num - 1)).astype(np.int64))
     grid[-1] = steps  # the last record is always the final step (num = 2 included)
     return np.concatenate([[0], np.unique(grid)])
 
@@ -107,9 +105,7 @@ def record(model: DeepUFM, rank_rtol: float = RANK_RTOL) -> dict:
         M = F[0].T @ Z @ F[0]
         out["lam"] = jnp.diag(M)
         out["frame_drift"] = jnp.sqrt(jnp.sum((M - jnp.diag(jnp.diag(M))) ** 2))
-        out["s"] = jnp.stack(
-            [jnp.diag(F[l + 1].T @ A @ F[l]) for l, A in enumerate(model.factors)]
-        )
+        out["s"] = jnp.stack([jnp.diag(F[l + 1].T @ A @ F[l]) for l, A in enumerate(model.factors)])
     return out
 
 
@@ -212,9 +208,7 @@ def _record_steps(eta: float, steps, t_end, times, num_times: int) -> np.ndarray
     """The steps k to record at (time t = k eta), from exactly one of steps, t_end, times."""
     given = [x is not None for x in (steps, t_end, times)]
     if sum(given) != 1:
-        raise ValueError(
-            "pass exactly one of steps=, t_end= (time = steps x eta) or times=."
-        )
+        raise ValueError("pass exactly one of steps=, t_end= (time = steps x eta) or times=.")
     if times is not None:
         ts = check_times(times)
         k = ts / eta
@@ -233,8 +227,7 @@ def _record_steps(eta: float, steps, t_end, times, num_times: int) -> np.ndarray
     return step_grid(steps, num_times)
 
 
-def _run_records(model: DeepUFM, grid, eta: float, chunk_steps: int, rank_rtol: float,
-                 progress: bool):
+def _run_records(model: DeepUFM, grid, eta: float, chunk_steps: int, rank_rtol: float, progress: bool):
     """Step ``model`` through the record steps ``grid``: (trained model, records, wall s).
 
     Runs compiled chunks of at most ``chunk_steps`` steps; raises
@@ -273,8 +266,9 @@ def _run_records(model: DeepUFM, grid, eta: float, chunk_steps: int, rank_rtol: 
     return m, records, _time.perf_counter() - tic
 
 
-def _train_dataset(model: DeepUFM, m: DeepUFM, grid, eta: float, records: list, rank_rtol: float,
-                   wall: float):
+def _train_dataset(
+    model: DeepUFM, m: DeepUFM, grid, eta: float, records: list, rank_rtol: float, wall: float
+):
     """The common dataset layout of a :func:`train` run (records at steps ``grid``)."""
     out = {k: np.stack([r[k] for r in records]) for k in records[0]}
     extra = {

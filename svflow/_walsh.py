@@ -79,9 +79,7 @@ def _fwht(x: Array) -> Array:
 
 
 @float64
-def walsh_transform(
-    x: Float[ArrayLike, "... K"], *, method: str = "auto"
-) -> Float[Array, "... K"]:
+def walsh_transform(x: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
     r"""Unnormalised Walsh-Hadamard transform along the last axis: $y = H x$.
 
     Args:

@@ -23,9 +23,7 @@ GLOBAL_X64 = os.environ.get("SVFLOW_TEST_X64", "1") != "0"
 if GLOBAL_X64:
     jax.config.update("jax_enable_x64", True)
 
-os.environ["SVFLOW_CACHE_DIR"] = str(
-    Path(__file__).resolve().parent.parent / ".pytest_cache" / "svflow"
-)
+os.environ["SVFLOW_CACHE_DIR"] = str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "svflow")
 
 
 def pytest_configure(config):
@@ -33,6 +31,7 @@ def pytest_configure(config):
         "markers",
         "scoped_x64: runs with or without global x64 (SVFLOW_TEST_X64=0 checks svflow's own float64)",
     )
+
 
 # JAX's persistent compilation cache: a test-only directory, never the user's
 os.environ.setdefault(

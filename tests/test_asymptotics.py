@@ -58,9 +58,7 @@ def test_supports_k16_counts():
 def test_vertex_optimum_agrees_with_equal_codes_k4():
     # global optimum over all lambda >= 0 (independent: vertex enumeration) = best equal code
     tab = A.code_table(4, range(2, 7), global_check=True)
-    np.testing.assert_allclose(
-        tab["gamma_global"].values, tab["gamma"].values, rtol=1e-10
-    )
+    np.testing.assert_allclose(tab["gamma_global"].values, tab["gamma"].values, rtol=1e-10)
 
 
 def test_kkt_point_nc_and_cube():
@@ -75,9 +73,7 @@ def test_kkt_point_nc_and_cube():
     cube[1:] += 0.01 * rng.uniform(size=K - 1)
     q = svflow.max_margin_direction(cube, depth=5)
     assert set(np.flatnonzero(q.support)) == {1, 2, 4}
-    np.testing.assert_allclose(
-        q.lam[[1, 2, 4]], K / 2, rtol=1e-7
-    )  # margin (2/K) lam = 1
+    np.testing.assert_allclose(q.lam[[1, 2, 4]], K / 2, rtol=1e-7)  # margin (2/K) lam = 1
     assert q.kkt_residual < 1e-9
     assert q.normalised_margin == pytest.approx((2 / K) * 1 / (6 * 3) ** 3, rel=1e-9)
 
@@ -107,18 +103,12 @@ def test_solver_predicts_long_deep_trajectory():
     assert p.kkt_residual < 1e-9 and p.converged
     # the predicted direction is an equal-lambda [4,3,2] code: gamma = (2/K) 2 / (4 N)^(N/2)
     N = depth + 1
-    assert p.normalised_margin == pytest.approx(
-        (2 / K) * 2 / (4 * N) ** (N / 2), rel=1e-8
-    )
+    assert p.normalised_margin == pytest.approx((2 / K) * 2 / (4 * N) ** (N / 2), rel=1e-8)
     # continue the same trajectory eight more decades (the ODE is autonomous)
     lam8 = ds["lam"].values[-1]
-    more = svflow.simulate(
-        K, depth, init=lam8, times=np.r_[0.0, np.logspace(10, 16, 4)]
-    )
+    more = svflow.simulate(K, depth, init=lam8, times=np.r_[0.0, np.logspace(10, 16, 4)])
     angles = [angle(lam8, p.lam)] + [angle(x, p.lam) for x in more["lam"].values[1:]]
-    assert all(b < a for a, b in zip(angles, angles[1:])), (
-        angles
-    )  # approaches monotonically
+    assert all(b < a for a, b in zip(angles, angles[1:])), angles  # approaches monotonically
     assert angles[-1] < 0.25 * angles[0]
     top = more["lam"].values[-1]
     assert set(np.flatnonzero(top > 0.5 * top.max())) == set(np.flatnonzero(p.support))

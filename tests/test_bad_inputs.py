@@ -62,58 +62,70 @@ CASES = {
     "simulate classes='4'": (lambda: svflow.simulate("4", 1, init=np.ones(4)), TypeError, "classes"),
     "spectral_init seed=-1": (lambda: S4(seed=-1), ValueError, "seed"),
     "spectral_init seed=0.5": (lambda: S4(seed=0.5), TypeError, "seed"),
-    "random_model key=-1": (
-        lambda: svflow.random_model(4, depth=1, width=4, key=-1), ValueError, "key"),
+    "random_model key=-1": (lambda: svflow.random_model(4, depth=1, width=4, key=-1), ValueError, "key"),
     "random_model width=0": (lambda: svflow.random_model(4, depth=1, width=0), ValueError, "width"),
-    "random_model width=8.0": (
-        lambda: svflow.random_model(4, depth=1, width=8.0), TypeError, "width"),
+    "random_model width=8.0": (lambda: svflow.random_model(4, depth=1, width=8.0), TypeError, "width"),
     "log_times num=1": (lambda: svflow.log_times(10.0, 1), ValueError, "num"),
     "softmax_code starts=0": (lambda: svflow.softmax_code(4, 2, starts=0), ValueError, "starts"),
     "softmax_code seed=-1": (lambda: svflow.softmax_code(4, 2, seed=-1), ValueError, "seed"),
     "srg_rho r=4.0": (lambda: svflow.explicit.srg_rho(4.0, 2), TypeError, "r"),
     "dnc_loss samples=0": (
-        lambda: svflow.explicit.dnc_loss(4, 2, lam_H=1e-3, lam_W=1e-3, samples=0), ValueError, "samples"),
+        lambda: svflow.explicit.dnc_loss(4, 2, lam_H=1e-3, lam_W=1e-3, samples=0),
+        ValueError,
+        "samples",
+    ),
     "basin_map chunk_size=0": (lambda: BASIN(chunk_size=0), ValueError, "chunk_size"),
     "basin_map depths=[1.5]": (lambda: BASIN(depths=[1.5]), TypeError, "depth"),
     "sweep max_chunks=-1": (
-        lambda: svflow.sweep(lambda key, x: {"y": x}, {"x": [1.0]}, store="unused.zarr", chunk=1,
-                             max_chunks=-1), ValueError, "max_chunks"),
+        lambda: svflow.sweep(
+            lambda key, x: {"y": x}, {"x": [1.0]}, store="unused.zarr", chunk=1, max_chunks=-1
+        ),
+        ValueError,
+        "max_chunks",
+    ),
     "phase_map seeds=1.5": (
         lambda: svflow.studies.phase_map(classes=(4,), depths=(1,), widths=(4,), seeds=1.5, steps=2),
-        TypeError, "seeds"),
+        TypeError,
+        "seeds",
+    ),
     "ldufm_runs seeds=3": (
-        lambda: svflow.explicit.ldufm_runs(4, 2, width=4, steps=2, seeds=3), TypeError, "seeds"),
-    "log_ratio_rate j=1.5": (
-        lambda: svflow.studies.log_ratio_rate(np.ones(8), 3, 1.5, 2), TypeError, "j"),
+        lambda: svflow.explicit.ldufm_runs(4, 2, width=4, steps=2, seeds=3),
+        TypeError,
+        "seeds",
+    ),
+    "log_ratio_rate j=1.5": (lambda: svflow.studies.log_ratio_rate(np.ones(8), 3, 1.5, 2), TypeError, "j"),
     "gram_distance restarts=0": (
-        lambda: svflow.studies.gram_distance(np.eye(3), np.eye(3), restarts=0), ValueError, "restarts"),
+        lambda: svflow.studies.gram_distance(np.eye(3), np.eye(3), restarts=0),
+        ValueError,
+        "restarts",
+    ),
     "cell_key base_seed=-1": (lambda: svflow.cell_key(-1, x=1), ValueError, "base_seed"),
     "explicit_phase_map classes=[2.5]": (
-        lambda: svflow.explicit.explicit_phase_map(classes=[2.5], depths=[2]), TypeError, "classes"),
-    "class_embedding rank=0": (
-        lambda: svflow.studies.class_embedding(np.eye(4), 0), ValueError, "rank"),
+        lambda: svflow.explicit.explicit_phase_map(classes=[2.5], depths=[2]),
+        TypeError,
+        "classes",
+    ),
+    "class_embedding rank=0": (lambda: svflow.studies.class_embedding(np.eye(4), 0), ValueError, "rank"),
     "dnc_factors seed=-1": (lambda: svflow.explicit.dnc_factors(4, 2, seed=-1), ValueError, "seed"),
     # silent wrong answers, now errors
     "spectral_init loss='foo'": (lambda: S4(loss="foo"), ValueError, "loss"),
     "simulate rank_rtol=-1": (lambda: SIM(t_end=1.0, rank_rtol=-1), ValueError, "rank_rtol"),
     "simulate rank_rtol=2": (lambda: SIM(t_end=1.0, rank_rtol=2), ValueError, "rank_rtol"),
-    "simulate rank_rtol=nan": (
-        lambda: SIM(t_end=1.0, rank_rtol=float("nan")), ValueError, "rank_rtol"),
+    "simulate rank_rtol=nan": (lambda: SIM(t_end=1.0, rank_rtol=float("nan")), ValueError, "rank_rtol"),
     "train rank_rtol=2": (lambda: TRAIN(rank_rtol=2.0), ValueError, "rank_rtol"),
     "softmax_code rank > K - 1": (lambda: svflow.softmax_code(4, 4), ValueError, "rank"),
     "basin_map seeds=3": (lambda: BASIN(seeds=3), TypeError, "seeds"),
     "basin_map seeds=()": (lambda: BASIN(seeds=()), ValueError, "seeds"),
     "basin_map seeds=(-1,)": (lambda: BASIN(seeds=(-1,)), ValueError, "seeds"),
-    "train times off the step grid": (
-        lambda: TRAIN(steps=None, times=[0.0, 0.15]), ValueError, "times"),
-    "train times unsorted": (
-        lambda: TRAIN(steps=None, times=[0.2, 0.1]), ValueError, "times"),
-    "train times repeated": (
-        lambda: TRAIN(steps=None, times=[0.1, 0.1]), ValueError, "times"),
+    "train times off the step grid": (lambda: TRAIN(steps=None, times=[0.0, 0.15]), ValueError, "times"),
+    "train times unsorted": (lambda: TRAIN(steps=None, times=[0.2, 0.1]), ValueError, "times"),
+    "train times repeated": (lambda: TRAIN(steps=None, times=[0.1, 0.1]), ValueError, "times"),
     "simulate complex init": (lambda: SIM(init=np.ones(4) * (1 + 1j)), TypeError, "init"),
     "model_from_arrays complex": (
         lambda: svflow.model_from_arrays([np.ones((2, 4)) * 1j, np.ones((4, 2))]),
-        TypeError, "factors"),
+        TypeError,
+        "factors",
+    ),
     # unclear errors, now clear
     "simulate t_end='1e3'": (lambda: SIM(t_end="1e3"), TypeError, "t_end"),
     "simulate weight_decay='0.1'": (lambda: SIM(weight_decay="0.1"), TypeError, "weight_decay"),
@@ -124,9 +136,15 @@ CASES = {
     "train dtype=float16": (lambda: TRAIN(dtype="float16"), ValueError, "dtype"),
     "train model=None": (lambda: svflow.train(None, eta=0.1, steps=1), TypeError, "model"),
     "random_model dtype=float16": (
-        lambda: svflow.random_model(4, depth=1, width=4, dtype="float16"), ValueError, "dtype"),
+        lambda: svflow.random_model(4, depth=1, width=4, dtype="float16"),
+        ValueError,
+        "dtype",
+    ),
     "random_model scale='1'": (
-        lambda: svflow.random_model(4, depth=1, width=4, scale="1"), TypeError, "scale"),
+        lambda: svflow.random_model(4, depth=1, width=4, scale="1"),
+        TypeError,
+        "scale",
+    ),
     "spectral_init spread=1": (lambda: S4(spread=1.0), ValueError, "spread"),
     "classify('x')": (lambda: svflow.classify("x"), TypeError, "ds"),
     "save(DataArray)": (lambda: svflow.save(xr.DataArray([1.0]), "x.nc"), TypeError, "DataArray"),
@@ -203,8 +221,7 @@ def test_weight_decay_default_horizon_settles():
 
 def test_weight_decay_long_horizon_error_says_what_works():
     with pytest.raises(svflow.IntegrationError, match=r"weight_decay = 0.001.*Pass t_end <= 100000 "):
-        svflow.simulate(4, 2, init=svflow.spectral_init(4, 2), weight_decay=1e-3, t_end=1e8,
-                        max_steps=2000)
+        svflow.simulate(4, 2, init=svflow.spectral_init(4, 2), weight_decay=1e-3, t_end=1e8, max_steps=2000)
 
 
 # --- files
@@ -316,8 +333,9 @@ def test_datasets_carry_the_git_commit():
     if head.returncode != 0:
         pytest.skip("not a git checkout")
     assert ds.attrs["git_commit"] == head.stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     assert ds.attrs["git_dirty"] == int(bool(dirty))
 
 
@@ -345,8 +363,13 @@ X64_SCRIPT = textwrap.dedent("""
 def test_import_svflow_leaves_x64_as_it_was(x64):
     """A fresh interpreter in float32 (and in float64) mode: svflow changes nothing global,
     yet computes in float64 inside its own calls."""
-    out = subprocess.run([sys.executable, "-c", X64_SCRIPT], env={**ENV, "JAX_ENABLE_X64": x64},
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", X64_SCRIPT],
+        env={**ENV, "JAX_ENABLE_X64": x64},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["ok", str(x64 == "1")]
 
@@ -394,9 +417,11 @@ def test_scenario_with_unwritable_out_fails_at_once(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scenarios" / "repulsion.py"), "--quick", "--out",
-         str(blocker / "r.nc")],
-        env=ENV, capture_output=True, text=True, timeout=300,
+        [sys.executable, str(ROOT / "scenarios" / "repulsion.py"), "--quick", "--out", str(blocker / "r.nc")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 2 and "--out" in out.stderr and str(blocker) in out.stderr
     assert out.stdout == ""  # nothing computed (the scenario prints its table first)
@@ -421,8 +446,18 @@ def test_quick_figures_never_overwrite_the_full_set(tmp_path):
 
 
 def test_help_lists_the_functions_and_the_docstring_examples_run(tmp_path, monkeypatch):
-    for name in ("simulate", "spectral_init", "outcome", "train", "random_model", "sweep",
-                 "save", "load", "studies", "explicit"):
+    for name in (
+        "simulate",
+        "spectral_init",
+        "outcome",
+        "train",
+        "random_model",
+        "sweep",
+        "save",
+        "load",
+        "studies",
+        "explicit",
+    ):
         assert name in svflow.__all__ and name in svflow.__doc__
     assert "basin_map" in svflow.studies.__all__ and "basin_map" in svflow.__doc__
     assert all(hasattr(svflow, n) for n in svflow.__all__)

@@ -71,9 +71,7 @@ def test_escape_time_closed_form():
 def test_classify_dataset_with_extra_dim():
     t = svflow.log_times(1e8, 161)
     L = lambda t: 1.0 + np.log1p(t)  # noqa: E731
-    runs = np.stack(
-        [_synthetic(t, [L, L, L]), _synthetic(t, [L, L, lambda t: 0.2 + 0 * t])]
-    )
+    runs = np.stack([_synthetic(t, [L, L, L]), _synthetic(t, [L, L, lambda t: 0.2 + 0 * t])])
     ds = xr.Dataset(
         {"lam": (("run", "time", "mode"), runs)},
         coords={"time": t, "mode": np.arange(4), "run": [10, 11]},
@@ -118,18 +116,12 @@ def test_batch_equals_single_runs():
     delta = jnp.asarray([0.1, 0.4, 0.6])
     seed = jnp.asarray([0, 1, 2])
     for family in ("lag",):
-        out = basin_batch(
-            eps, delta, seed, classes=4, depth=2, horizon=20.0, family=family, config=cfg
-        )
+        out = basin_batch(eps, delta, seed, classes=4, depth=2, horizon=20.0, family=family, config=cfg)
         for b in range(3):
             lam0 = np.asarray(basin_start(family, 4, eps[b], delta[b], seed[b]))
             np.testing.assert_allclose(out["lam0"][b], lam0, rtol=1e-15)
-            ds = svflow.simulate(
-                4, 2, init=lam0, times=[0.0, np.expm1(20.0)], rtol=1e-9, atol=1e-12
-            )
-            np.testing.assert_allclose(
-                out["lam_end"][b], ds["lam"].values[-1], rtol=1e-6, atol=1e-9
-            )
+            ds = svflow.simulate(4, 2, init=lam0, times=[0.0, np.expm1(20.0)], rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(out["lam_end"][b], ds["lam"].values[-1], rtol=1e-6, atol=1e-9)
     # the random family draws u in [1 - delta, 1 + delta]
     u = np.asarray(basin_start("random", 64, 1.0, 0.25, 7))[1:]
     assert u.min() >= 0.75 and u.max() <= 1.25 and u.std() > 0.1
@@ -154,9 +146,7 @@ def test_classifier_never_calls_moving_trajectory_decided():
     lam0 = jnp.stack([basin_start("lag", K, e, g) for _, e, g in cases])
     n_undecided_moving = n_decided = 0
     for (depth, eps, lag), l0 in zip(cases, lam0):
-        lam = svflow.simulate(
-            K, depth, init=np.asarray(l0), times=t, rtol=1e-8, atol=1e-10
-        )["lam"].values
+        lam = svflow.simulate(K, depth, init=np.asarray(l0), times=t, rtol=1e-8, atol=1e-10)["lam"].values
         q = np.abs(lam[:, 1:]) / np.abs(lam[:, 1:]).max(-1, keepdims=True)
         ends = np.arange(20, t.size)
         out = cut(jnp.asarray(lam), jnp.asarray(ends))
@@ -174,19 +164,13 @@ def test_classifier_never_calls_moving_trajectory_decided():
         # a deep run (N = 5) cut right at its escape: the lagging ratios still halve
         # within the next decade, so the cut must be undecided
         if (depth, eps, lag) == (4, 1e-2, 0.1):
-            esc = float(
-                classify_trajectory(jnp.asarray(t), jnp.asarray(lam), RULE).escape_time
-            )
+            esc = float(classify_trajectory(jnp.asarray(t), jnp.asarray(lam), RULE).escape_time)
             i = int(np.searchsorted(t, esc))
             j = int(np.searchsorted(t, 10 * t[i]))
             assert np.max(np.abs(np.log(q[j] / q[i]))) > 0.5
             assert int(out.code[i - ends[0]]) == UNDECIDED
             assert (
-                int(
-                    classify_trajectory(
-                        jnp.asarray(t[: i + 1]), jnp.asarray(lam[: i + 1]), RULE
-                    ).code
-                )
+                int(classify_trajectory(jnp.asarray(t[: i + 1]), jnp.asarray(lam[: i + 1]), RULE).code)
                 == UNDECIDED
             )
     assert n_undecided_moving > 0 and n_decided > 0
@@ -203,9 +187,7 @@ def test_mu_series_is_second_order():
     errs = []
     for s in (1e-2, 2e-2):
         lam = jnp.asarray(s * u)
-        errs.append(
-            float(jnp.max(jnp.abs(one_minus_mu(lam) - one_minus_mu_series(lam, 2))))
-        )
+        errs.append(float(jnp.max(jnp.abs(one_minus_mu(lam) - one_minus_mu_series(lam, 2)))))
     assert errs[1] / errs[0] == pytest.approx(8.0, rel=0.05)
 
 
@@ -221,9 +203,7 @@ def test_repulsion_matches_second_order_prediction():
     # N = 2: the leading order vanishes; the first-order law is -(2/K^2)(lam_j - lam_k)
     x = ds.sel(depth=1)
     np.testing.assert_allclose(x["order0"].values, 0.0, atol=1e-15)
-    np.testing.assert_allclose(
-        x["order1"].values, -(2 / 64) * (x["lam_j"] - x["lam_k"]).values, rtol=1e-10
-    )
+    np.testing.assert_allclose(x["order1"].values, -(2 / 64) * (x["lam_j"] - x["lam_k"]).values, rtol=1e-10)
     # the exact field and the series agree ever better as lambda -> 0
     lam = jnp.asarray(basin_start("lag", 8, 1e-4, 0.5))
     assert float(log_ratio_rate(lam, 4, 1, 3)) == pytest.approx(

@@ -29,9 +29,7 @@ def hull_distance_primal(p, Q):
         jac=lambda a: -2 * Q @ (p - a @ Q),
         method="SLSQP",
         bounds=[(0, 1)] * m,
-        constraints=[
-            dict(type="eq", fun=lambda a: a.sum() - 1, jac=lambda a: np.ones(m))
-        ],
+        constraints=[dict(type="eq", fun=lambda a: a.sum() - 1, jac=lambda a: np.ones(m))],
         options=dict(ftol=1e-16, maxiter=1000),
     )
     return math.sqrt(max(res.fun, 0.0))
@@ -43,9 +41,7 @@ def test_exact_margin_closed_forms():
             1 - math.cos(2 * math.pi / K), abs=1e-12
         )
     for K in (3, 4, 7):
-        assert svflow.studies.one_vs_rest_margin(simplex(K)) == pytest.approx(
-            K / (K - 1), abs=1e-12
-        )
+        assert svflow.studies.one_vs_rest_margin(simplex(K)) == pytest.approx(K / (K - 1), abs=1e-12)
     cross = np.vstack([np.eye(3), -np.eye(3)])
     assert svflow.studies.one_vs_rest_margin(cross) == pytest.approx(1.0, abs=1e-12)
     assert svflow.studies.one_vs_rest_margin(cross[:5]) == pytest.approx(1.0, abs=1e-12)
@@ -88,12 +84,8 @@ def test_exact_rho_table():
     ids=["pentagon", "simplex-optimised", "cross-polytope"],
 )
 def test_optimiser_recovers_known_optima(K, r, construct, tmp_path):
-    code = svflow.softmax_code(
-        K, r, starts=8, steps=1000, polish=2, cache_dir=tmp_path, construct=construct
-    )
-    exact = {2: 1 - math.cos(2 * math.pi / K)}.get(
-        r, K / (K - 1) if K <= r + 1 else 1.0
-    )
+    code = svflow.softmax_code(K, r, starts=8, steps=1000, polish=2, cache_dir=tmp_path, construct=construct)
+    exact = {2: 1 - math.cos(2 * math.pi / K)}.get(r, K / (K - 1) if K <= r + 1 else 1.0)
     assert code.rho == pytest.approx(exact, abs=1e-9)
     np.testing.assert_allclose(np.linalg.norm(code.vectors, axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(np.diag(code.gram), 1.0, atol=1e-12)
@@ -135,9 +127,7 @@ def test_gram_distance_rotation_relabelling(rng):
 def fake_dataset(lams, rank):
     lams = np.asarray(lams, float)
     T = lams.shape[0]
-    return svflow.build_dataset(
-        np.arange(T, dtype=float), attrs={}, lam=lams, rank=np.full(T, rank)
-    )
+    return svflow.build_dataset(np.arange(T, dtype=float), attrs={}, lam=lams, rank=np.full(T, rank))
 
 
 def test_convergence_measure_on_exact_codes(tmp_path):
@@ -152,9 +142,7 @@ def test_convergence_measure_on_exact_codes(tmp_path):
         fake_dataset([cube], 3),
         code_kwargs=dict(starts=8, steps=1000, polish=2, cache_dir=tmp_path),
     )
-    assert cc3["code_rho"].values[0] == pytest.approx(
-        2 / 3, abs=1e-12
-    )  # hypercube: 2 d / r
+    assert cc3["code_rho"].values[0] == pytest.approx(2 / 3, abs=1e-12)  # hypercube: 2 d / r
     assert cc3.attrs["code_rho_star"] > 2 / 3  # 8 points in R^3 beat the cube
     assert cc3["code_rho_ratio"].values[0] < 1
 

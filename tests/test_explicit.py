@@ -50,12 +50,8 @@ def test_srg_matrices_structure(r):
 def test_srg_network_outputs_identity_and_rank(r, L):
     fs = svflow.explicit.srg_factors(r, L)
     K = r * (r - 1) // 2
-    np.testing.assert_allclose(
-        np.asarray(svflow.explicit.relu_forward(fs)), np.eye(K), atol=1e-12
-    )
-    if (
-        L >= 3
-    ):  # the layers after W_1 .. W_{L-2} carry rank r, the one after W_{L-1} rank K
+    np.testing.assert_allclose(np.asarray(svflow.explicit.relu_forward(fs)), np.eye(K), atol=1e-12)
+    if L >= 3:  # the layers after W_1 .. W_{L-2} carry rank r, the one after W_{L-1} rank K
         x = fs[0]
         for l, W in enumerate(fs[1:-1], start=1):
             x = np.maximum(W @ x, 0)
@@ -107,9 +103,9 @@ def test_per_layer_scales_brute_force_unequal_lambdas():
         )
 
     _, q = svflow.explicit.construction_loss(fs, lam_H=lam_H, lam_W=lam_W, samples=n)
-    x0 = np.log(
-        svflow.explicit.balanced_scales(fs, q, lam_H=lam_H, lam_W=lam_W, samples=n)
-    ) + 0.3 * np.sin(np.arange(L + 1))
+    x0 = np.log(svflow.explicit.balanced_scales(fs, q, lam_H=lam_H, lam_W=lam_W, samples=n)) + 0.3 * np.sin(
+        np.arange(L + 1)
+    )
     res = minimize(obj, x0, method="BFGS", options={"gtol": 1e-12, "maxiter": 10_000})
     K = 10
     Lam = (n * lam_H * np.prod(lam_W)) ** (1 / (L + 1))
@@ -143,9 +139,7 @@ def test_rho_below_one_exactly_on_seed_thresholds():
 )
 def test_dnc_loss_equals_built_network_at_its_optimum(K, L, lam_H, lam_W, n):
     fs = svflow.explicit.dnc_factors(K, L, width=K + 5, seed=3)
-    np.testing.assert_allclose(
-        np.asarray(svflow.explicit.relu_forward(fs)), np.eye(K), atol=1e-12
-    )
+    np.testing.assert_allclose(np.asarray(svflow.explicit.relu_forward(fs)), np.eye(K), atol=1e-12)
 
     def obj(logc):
         return svflow.explicit.network_objective(
@@ -156,13 +150,10 @@ def test_dnc_loss_equals_built_network_at_its_optimum(K, L, lam_H, lam_W, n):
         )
 
     best = min(
-        minimize(obj, np.full(L + 1, x), method="BFGS", options={"gtol": 1e-12}).fun
-        for x in (-0.5, 0.0, 0.3)
+        minimize(obj, np.full(L + 1, x), method="BFGS", options={"gtol": 1e-12}).fun for x in (-0.5, 0.0, 0.3)
     )
     best = min(best, 0.5)  # the zero network
-    assert (
-        abs(svflow.explicit.dnc_loss(K, L, lam_H=lam_H, lam_W=lam_W, samples=n) - best) < 1e-10
-    )
+    assert abs(svflow.explicit.dnc_loss(K, L, lam_H=lam_H, lam_W=lam_W, samples=n) - best) < 1e-10
 
 
 def test_dnc_zero_branch():
@@ -182,9 +173,7 @@ def test_gd_from_small_random_start_k2_reaches_dnc():
 
     def objective(ps):
         Z = svflow.explicit.relu_forward(ps)
-        return 0.5 * jnp.sum((Z - jnp.eye(K)) ** 2) / K + 0.5 * lam * sum(
-            jnp.sum(p**2) for p in ps
-        )
+        return 0.5 * jnp.sum((Z - jnp.eye(K)) ** 2) / K + 0.5 * lam * sum(jnp.sum(p**2) for p in ps)
 
     grad = jax.jit(jax.value_and_grad(objective))
 
@@ -211,9 +200,7 @@ def test_gd_from_small_random_start_k2_reaches_dnc():
 # --- deep linear cross-entropy model with weight decay
 
 
-@pytest.mark.parametrize(
-    "K,L,wd,n", [(4, 3, 1e-3, 1), (10, 2, 1e-2, 1), (8, 5, 1e-4, 3)]
-)
+@pytest.mark.parametrize("K,L,wd,n", [(4, 3, 1e-3, 1), (10, 2, 1e-2, 1), (8, 5, 1e-4, 3)])
 def test_ce_dnc_and_pairs_from_built_logits(K, L, wd, n):
     """Independent route: build Z (K x Kn), evaluate CE + balanced penalty from its SVD,
     and check the balanced factorisation's Frobenius penalty equals (wd/2) N sum
@@ -247,13 +234,7 @@ def test_ce_dnc_and_pairs_from_built_logits(K, L, wd, n):
     for F in reversed(fs[:-1]):
         P = P @ F
     np.testing.assert_allclose(P, Z, atol=1e-12)
-    assert (
-        abs(
-            0.5 * wd * sum(np.sum(F**2) for F in fs)
-            - 0.5 * wd * N * np.sum(s ** (2.0 / N))
-        )
-        < 1e-12
-    )
+    assert abs(0.5 * wd * sum(np.sum(F**2) for F in fs) - 0.5 * wd * N * np.sum(s ** (2.0 / N))) < 1e-12
 
 
 def test_ce_pairs_beat_dnc_on_model_thresholds():
@@ -271,16 +252,10 @@ def test_ce_pairs_beat_dnc_on_model_thresholds():
 
 
 def test_phase_map_thresholds_emerge():
-    ds = svflow.explicit.explicit_phase_map(
-        range(2, 16), range(2, 6), lam=0.004, weight_decay=1e-3
-    )
+    ds = svflow.explicit.explicit_phase_map(range(2, 16), range(2, 6), lam=0.004, weight_decay=1e-3)
     thr = svflow.explicit.dnc_thresholds(ds, "relu")
     assert np.isnan(thr.sel(depth=2))  # no known construction beats DNC at L = 2
-    assert (
-        float(thr.sel(depth=3)) == 10
-        and float(thr.sel(depth=4)) == 6
-        and float(thr.sel(depth=5)) == 6
-    )
+    assert float(thr.sel(depth=3)) == 10 and float(thr.sel(depth=4)) == 6 and float(thr.sel(depth=5)) == 6
     assert np.all(
         ds["relu_category"].sel(classes=2).values
         == svflow._explicit_maps.RELU_CATEGORIES.index("no_known_construction_beats_DNC")
@@ -350,9 +325,7 @@ def test_hypercube_code_walsh_frame():
         lam[[1, 2, 4]] = x
         return float(ce_loss(jnp.asarray(lam))) + 0.5 * wd * N * 3 * x ** (2 / N)
 
-    res = minimize_scalar(
-        walsh_obj, bounds=(1.0, 100.0), method="bounded", options={"xatol": 1e-12}
-    )
+    res = minimize_scalar(walsh_obj, bounds=(1.0, 100.0), method="bounded", options={"xatol": 1e-12})
     hyp, beta = svflow.explicit.ce_code_loss(svflow.explicit.hypercube_code(K), L, weight_decay=wd)
     assert abs(hyp - res.fun) < 1e-10
     assert abs(K * beta - res.x) < 1e-4  # Z = beta V^T V = (K beta) U_S U_S^T
@@ -385,9 +358,7 @@ def test_full_engine_gd_k2_reaches_dnc():
             loss="squared",
             weight_decay=lam,
         )
-        ds, model = svflow.train(
-            model, eta=0.5, steps=40_000, num_times=5, return_model=True, progress=False
-        )
+        ds, model = svflow.train(model, eta=0.5, steps=40_000, num_times=5, return_model=True, progress=False)
         final = float(ds["objective"].isel(time=-1))
         assert target - 1e-12 < final < target + 1e-6, (key, final, target)
         names, mats = svflow.explicit.layer_representations(model.factors)
@@ -400,10 +371,7 @@ def test_layer_diagnostics_on_srg_network():
     r, L = 5, 4
     fs = svflow.explicit.srg_factors(r, L)
     names, mats = svflow.explicit.layer_representations(fs)
-    ranks = {
-        nm: int((svflow.explicit.class_mean_spectra(X, 10) > 1e-9).sum())
-        for nm, X in zip(names, mats)
-    }
+    ranks = {nm: int((svflow.explicit.class_mean_spectra(X, 10) > 1e-9).sum()) for nm, X in zip(names, mats)}
     assert ranks == {
         "H": 5,
         "pre1": 5,
@@ -441,9 +409,7 @@ def test_full_engine_objective_of_srg_network_equals_closed_form():
         E = np.zeros((rows, cols))
         E[: F.shape[0], : F.shape[1]] = F
         emb.append(E)
-    model = svflow.model_from_arrays(
-        emb, activation="relu", loss="squared", weight_decay=[lam_H, *lam_W]
-    )
+    model = svflow.model_from_arrays(emb, activation="relu", loss="squared", weight_decay=[lam_H, *lam_W])
     Lam = (lam_H * np.prod(lam_W)) ** (1 / (L + 1))
     closed = float(svflow.explicit.scale_loss(svflow.explicit.srg_rho(r, L) * K * Lam, L + 1)[0])
     assert abs(float(model.objective()) - closed) < 1e-12

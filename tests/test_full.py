@@ -22,16 +22,10 @@ def _rel_error(full, reduced):
 def crosscheck():
     """Full GD at eta and eta/2 against the reduced ODE at the same times."""
     model = svflow.spectral_model(LAM0, depth=L, width=D, key=7, dtype=jnp.float64)
-    fulls = {
-        eta: svflow.train(model, eta=eta, t_end=T_END, num_times=31)
-        for eta in (0.04, 0.02)
-    }
+    fulls = {eta: svflow.train(model, eta=eta, t_end=T_END, num_times=31) for eta in (0.04, 0.02)}
     union = np.unique(np.concatenate([f.time.values for f in fulls.values()]))
     reduced = svflow.simulate(K, L, init=LAM0, times=union, rtol=1e-10, atol=1e-12)
-    return {
-        eta: (f, reduced.sel(time=f.time.values, method="nearest"))
-        for eta, f in fulls.items()
-    }
+    return {eta: (f, reduced.sel(time=f.time.values, method="nearest")) for eta, f in fulls.items()}
 
 
 def test_spectral_start_is_the_reduced_start():
@@ -43,15 +37,11 @@ def test_spectral_start_is_the_reduced_start():
     # every factor has the balanced singular values |lambda_i|^(1/N) in its top K
     for A in model.factors:
         sv = np.linalg.svd(np.asarray(A), compute_uv=False)[:K]
-        np.testing.assert_allclose(
-            np.sort(sv), np.sort(np.abs(LAM0) ** (1 / (L + 1))), atol=1e-13
-        )
+        np.testing.assert_allclose(np.sort(sv), np.sort(np.abs(LAM0) ** (1 / (L + 1))), atol=1e-13)
     # unbalanced s(0) is taken as given
     s0 = np.random.default_rng(0).uniform(0.5, 1.5, size=(L + 1, K))
     m2 = svflow.spectral_model(s0, depth=L, width=D, key=1)
-    np.testing.assert_allclose(
-        np.asarray(m2.logits()), U @ np.diag(s0.prod(0)) @ U.T, atol=1e-12
-    )
+    np.testing.assert_allclose(np.asarray(m2.logits()), U @ np.diag(s0.prod(0)) @ U.T, atol=1e-12)
 
 
 def test_full_gd_matches_reduced_ode_to_first_order(crosscheck):
@@ -73,9 +63,7 @@ def test_full_gd_matches_reduced_ode_to_first_order(crosscheck):
 def test_compare_interpolates_a_finer_reduced_run(crosscheck):
     """A dense reduced run, interpolated in log(1 + t), gives nearly the same error."""
     full = crosscheck[0.02][0]
-    dense = svflow.simulate(
-        K, L, init=LAM0, t_end=T_END, num_times=801, rtol=1e-10, atol=1e-12
-    )
+    dense = svflow.simulate(K, L, init=LAM0, t_end=T_END, num_times=801, rtol=1e-10, atol=1e-12)
     cmp = svflow.compare(dense, full)
     assert cmp.attrs["interpolated"]
     exact = _rel_error(*crosscheck[0.02])
@@ -97,9 +85,7 @@ def test_frames_do_not_drift(crosscheck):
 def test_weight_decay_squared_loss_matches_reduced():
     """Squared loss + weight decay: the reduced ODE (with -wd s) is GD's flow."""
     lam0 = np.linspace(0.2, 0.9, K)
-    model = svflow.spectral_model(
-        lam0, depth=2, width=K, key=2, loss="squared", weight_decay=0.02
-    )
+    model = svflow.spectral_model(lam0, depth=2, width=K, key=2, loss="squared", weight_decay=0.02)
     full = svflow.train(model, eta=0.01, t_end=10.0, num_times=21)
     reduced = svflow.simulate(
         K,
@@ -112,9 +98,7 @@ def test_weight_decay_squared_loss_matches_reduced():
         atol=1e-12,
     )
     assert _rel_error(full, reduced) < 5e-3
-    np.testing.assert_allclose(
-        full.objective.values, reduced.objective.values, rtol=5e-3
-    )
+    np.testing.assert_allclose(full.objective.values, reduced.objective.values, rtol=5e-3)
 
 
 @pytest.mark.parametrize(
@@ -169,9 +153,7 @@ def test_relu_is_between_weight_layers_only(rng):
     H = rng.standard_normal((5, 4))
     W1, W2 = rng.standard_normal((5, 5)), rng.standard_normal((4, 5))
     m = svflow.model_from_arrays([H, W1, W2], activation="relu")
-    np.testing.assert_allclose(
-        np.asarray(m.logits()), W2 @ np.maximum(W1 @ H, 0), atol=1e-12
-    )
+    np.testing.assert_allclose(np.asarray(m.logits()), W2 @ np.maximum(W1 @ H, 0), atol=1e-12)
     assert np.any(np.asarray(m.logits()) < 0)  # no ReLU on the output
 
 
@@ -242,9 +224,7 @@ def test_phase_cell_equals_train_seed_by_seed():
         )
         assert abs(float(res["loss"][i]) - float(ds.loss.values[-1])) < 1e-12
         assert int(res["rank"][i]) == int(ds["rank"].values[-1])
-        np.testing.assert_allclose(
-            np.asarray(res["sigma"][i]), ds.sigma.values[-1], rtol=1e-10, atol=1e-12
-        )
+        np.testing.assert_allclose(np.asarray(res["sigma"][i]), ds.sigma.values[-1], rtol=1e-10, atol=1e-12)
         sig = ds.sigma.values[-1]
         assert abs(float(res["sv_ratio"][i]) - sig[2] / sig[0]) < 1e-10
     assert not np.any(np.asarray(res["diverged"]))

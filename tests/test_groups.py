@@ -26,8 +26,18 @@ from svflow._groups import (
 )
 from svflow._reduced import rhs_factors
 
-GROUPS = [(3, None), (5, None), (6, None), (8, "cyclic"), (8, "walsh"), (10, None),
-          (12, None), (12, (3, 4)), (12, (2, 6)), (8, (2, 4))]
+GROUPS = [
+    (3, None),
+    (5, None),
+    (6, None),
+    (8, "cyclic"),
+    (8, "walsh"),
+    (10, None),
+    (12, None),
+    (12, (3, 4)),
+    (12, (2, 6)),
+    (8, (2, 4)),
+]
 
 
 def _orthonormal(rng, d, k):
@@ -49,8 +59,8 @@ def test_basis_orthonormal_and_diagonalises_circulant_softmax(K, group, rng):
     digits = np.stack(np.unravel_index(np.arange(K), grp.orders), -1)
     orders = np.array(grp.orders)
     diff = np.ravel_multi_index(
-        tuple(((digits[:, None, :] - digits[None, :, :]) % orders).transpose(2, 0, 1)),
-        grp.orders)  # (c, y) -> index of c - y
+        tuple(((digits[:, None, :] - digits[None, :, :]) % orders).transpose(2, 0, 1)), grp.orders
+    )  # (c, y) -> index of c - y
     neg = np.ravel_multi_index(tuple((-digits % orders).T), grp.orders)
     f = rng.normal(size=K)
     f = f + f[neg]  # symmetric: f(x) = f(-x)
@@ -66,10 +76,10 @@ def test_basis_orthonormal_and_diagonalises_circulant_softmax(K, group, rng):
     lam = np.diag(U.T @ Z @ U)
     mu = np.diag(U.T @ P @ U)
     for method in ("dense", "fast"):
-        np.testing.assert_allclose(group_margins(lam, group, method=method),
-                                   Z[0, 0] - Z[:, 0], atol=1e-12)
+        np.testing.assert_allclose(group_margins(lam, group, method=method), Z[0, 0] - Z[:, 0], atol=1e-12)
         np.testing.assert_allclose(
-            svflow.group_softmax_eigenvalues(lam, group, method=method), mu, atol=1e-13)
+            svflow.group_softmax_eigenvalues(lam, group, method=method), mu, atol=1e-13
+        )
     if grp.name == "walsh":
         np.testing.assert_allclose(U, np.asarray(svflow.hadamard(K)) / np.sqrt(K))
 
@@ -112,11 +122,11 @@ def test_rhs_is_minus_gradient_of_explicit_product(K, depth, loss, wd, rng):
     frames_out, frames_in = V + [U], [U] + V
     factors = [frames_out[l] @ np.diag(s[l]) @ frames_in[l].T for l in range(N)]
     grads = jax.grad(_explicit_loss)([jnp.asarray(f) for f in factors], loss, wd)
-    proj = np.stack([np.diag(frames_out[l].T @ (-np.asarray(grads[l])) @ frames_in[l])
-                     for l in range(N)])
+    proj = np.stack([np.diag(frames_out[l].T @ (-np.asarray(grads[l])) @ frames_in[l]) for l in range(N)])
     for method in ("dense", "fast"):
-        np.testing.assert_allclose(rhs_factors(0.0, jnp.asarray(s), loss, wd, method, grp),
-                                   proj, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(
+            rhs_factors(0.0, jnp.asarray(s), loss, wd, method, grp), proj, rtol=1e-10, atol=1e-13
+        )
     for l in range(N):
         G = frames_out[l].T @ np.asarray(grads[l]) @ frames_in[l]
         np.testing.assert_allclose(G - np.diag(np.diag(G)), 0, atol=1e-13)
@@ -132,12 +142,15 @@ def test_one_minus_mu_keeps_relative_accuracy_when_saturated():
     x = np.arange(K)
     # f(x) = (1/K) sum_j lam_j cos(2 pi k_j x / K), in 50 digits
     ks = [int(v) for v in grp.frequency]
-    f = [sum(mpmath.mpf(float(lam[j])) * mpmath.cos(2 * mpmath.pi * ks[j] * xx / K)
-             for j in range(K)) / K for xx in x]
+    f = [
+        sum(mpmath.mpf(float(lam[j])) * mpmath.cos(2 * mpmath.pi * ks[j] * xx / K) for j in range(K)) / K
+        for xx in x
+    ]
     z = sum(mpmath.exp(fx - f[0]) for fx in f)
     g = [mpmath.exp(fx - f[0]) / z for fx in f]
-    want = np.array([float(sum(g[xx] * (1 - mpmath.cos(2 * mpmath.pi * ks[j] * xx / K))
-                               for xx in x)) for j in range(K)])
+    want = np.array(
+        [float(sum(g[xx] * (1 - mpmath.cos(2 * mpmath.pi * ks[j] * xx / K)) for xx in x)) for j in range(K)]
+    )
     got = np.asarray(group_one_minus_mu(jnp.asarray(lam), grp, method="dense"))
     assert want[1:].max() < 1e-20  # deep in saturation: 1 - mu would round to 0
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
@@ -161,8 +174,7 @@ def test_simulate_any_K_default_group_and_pair_errors():
     with pytest.raises(ValueError, match="modes 3 and 4"):
         svflow.simulate(10, 3, init=bad)
     # the squared loss has no such constraint: (Z - I)/K is diagonal in any basis
-    svflow.simulate(10, 1, init=np.linspace(0.1, 0.5, 10), loss="squared", t_end=1.0,
-                    num_times=3)
+    svflow.simulate(10, 1, init=np.linspace(0.1, 0.5, 10), loss="squared", t_end=1.0, num_times=3)
     with pytest.raises(ValueError, match="group"):
         svflow.simulate(10, 3, init=lam0, group="walsh")
     with pytest.raises(ValueError, match="group"):
@@ -178,22 +190,26 @@ def _rel_error(full, reduced):
     return float(np.max(diff / np.linalg.norm(reduced.lam.values, axis=-1)))
 
 
-@pytest.mark.parametrize("K,group,depth,width", [(6, "cyclic", 2, 8), (8, "cyclic", 2, 10),
-                                                 (8, "walsh", 2, 10)])
+@pytest.mark.parametrize(
+    "K,group,depth,width", [(6, "cyclic", 2, 8), (8, "cyclic", 2, 10), (8, "walsh", 2, 10)]
+)
 def test_full_gd_matches_reduced_ode_to_first_order(K, group, depth, width):
     grp = resolve_group(group, K)
     lam0 = np.asarray(tie_pairs(np.linspace(1.1, 0.5, K), grp))
     lam0[0] = 0.0
     model = svflow.spectral_model(lam0, depth=depth, width=width, key=5, group=group)
-    np.testing.assert_allclose(np.asarray(model.logits()),
-                               svflow.spectral_basis(K, group) @ np.diag(lam0)
-                               @ svflow.spectral_basis(K, group).T, atol=1e-13)
+    np.testing.assert_allclose(
+        np.asarray(model.logits()),
+        svflow.spectral_basis(K, group) @ np.diag(lam0) @ svflow.spectral_basis(K, group).T,
+        atol=1e-13,
+    )
     errs = []
     for eta in (0.04, 0.02):
         full = svflow.train(model, eta=eta, t_end=20.0, num_times=21)
         assert float(full.frame_drift.max()) < 1e-10
-        red = svflow.simulate(K, depth, init=lam0, times=full.time.values, rtol=1e-10,
-                              atol=1e-12, group=group)
+        red = svflow.simulate(
+            K, depth, init=lam0, times=full.time.values, rtol=1e-10, atol=1e-12, group=group
+        )
         errs.append(_rel_error(full, red))
     order = np.log2(errs[0] / errs[1])
     assert errs[1] < 0.02 and 0.85 < order < 1.15, (errs, order)

@@ -29,9 +29,7 @@ def _single_run(K, L, *, width, samples, scale, seed, steps, eta=0.5):
         loss="squared",
         weight_decay=LAM,
     )
-    _, model = svflow.train(
-        model, eta=eta, steps=steps, num_times=2, return_model=True, progress=False
-    )
+    _, model = svflow.train(model, eta=eta, steps=steps, num_times=2, return_model=True, progress=False)
     names, mats = svflow.explicit.layer_representations(model.factors)
     return float(model.objective(model.factors)), names, mats
 
@@ -50,9 +48,7 @@ def test_nc1_over_training_matches_single_run_at_the_end():
     np.testing.assert_allclose(ds["nc1_layer_t"].values[0, -1], ref, rtol=1e-6)
     np.testing.assert_allclose(ds["nc1_layer"].values[0], ref, rtol=1e-6)
     # time-resolved ranks end at the final ranks
-    np.testing.assert_array_equal(
-        ds["rank_layer_t"].values[0, -1], ds["rank_layer"].values[0]
-    )
+    np.testing.assert_array_equal(ds["rank_layer_t"].values[0, -1], ds["rank_layer"].values[0])
 
 
 def test_nc1_non_increasing_after_the_loss_plateau():
@@ -82,8 +78,7 @@ def _check_fig3_left(radii, depths):
             closed = svflow.explicit.srg_loss(K, L, r=r, **kw) / svflow.explicit.dnc_loss(K, L, **kw)
             assert got == pytest.approx(closed, rel=1e-12)
             net = (
-                construction_loss(srg_factors(r, L), **kw)[0]
-                / construction_loss(dnc_factors(K, L), **kw)[0]
+                construction_loss(srg_factors(r, L), **kw)[0] / construction_loss(dnc_factors(K, L), **kw)[0]
             )
             assert got == pytest.approx(net, rel=1e-7)
 

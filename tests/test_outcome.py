@@ -28,9 +28,7 @@ jax.config.update("jax_enable_x64", True)
 def test_log_domain_field_matches_plain_field():
     lam = jnp.asarray([0.0, 3.0, 2.5, 4.0, 1.0, 2.0, 3.5, 0.5])
     for tau in (0.5, 5.0, 30.0):
-        np.testing.assert_allclose(
-            scaled_one_minus_mu(lam, tau), np.exp(tau) * one_minus_mu(lam), rtol=1e-12
-        )
+        np.testing.assert_allclose(scaled_one_minus_mu(lam, tau), np.exp(tau) * one_minus_mu(lam), rtol=1e-12)
     # t = e^10000: the plain field overflows, the log-domain one stays finite
     big = lam * 1e4
     r = np.asarray(scaled_one_minus_mu(big, 1e4 * 1.6))
@@ -43,21 +41,29 @@ def test_loglog_clock_matches_log_clock():
     ts = jnp.asarray([0.0, 1e2, 1e5, 1e8])
     a, ra, _ = solve(ReducedField(jnp.asarray(0.0), "ce", 3, True), lam0, ts, None, cfg)
     b, rb, _ = solve(CETauField(3, True), lam0, ts, None, cfg, clock="loglog")
-    c, rc, _ = solve(CETauField(3, True), lam0, jnp.log1p(ts), None, cfg, clock="loglog",
-                     grid="tau")
+    c, rc, _ = solve(CETauField(3, True), lam0, jnp.log1p(ts), None, cfg, clock="loglog", grid="tau")
     np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(c, a, rtol=1e-7, atol=1e-12)
     # continuing from a saved state equals one run
-    d, _, _ = solve(CETauField(3, True), b[2], jnp.log1p(ts[3:]), None, cfg, clock="loglog",
-                    grid="tau", start=jnp.log1p(ts[2]))
+    d, _, _ = solve(
+        CETauField(3, True),
+        b[2],
+        jnp.log1p(ts[3:]),
+        None,
+        cfg,
+        clock="loglog",
+        grid="tau",
+        start=jnp.log1p(ts[2]),
+    )
     np.testing.assert_allclose(d[0], a[3], rtol=1e-7)
 
 
 def test_reaches_t_exp_1e4_without_overflow():
     lam0 = jnp.asarray([0.0, 1e-2, 9e-3, 5e-3])
     cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
-    ys, res, _ = solve(CETauField(4, True), lam0, jnp.asarray([0.0, 1e2, 1e4]), None, cfg,
-                       clock="loglog", grid="tau")
+    ys, res, _ = solve(
+        CETauField(4, True), lam0, jnp.asarray([0.0, 1e2, 1e4]), None, cfg, clock="loglog", grid="tau"
+    )
     assert int(res._value) == 0 and np.all(np.isfinite(np.asarray(ys)))
     # late phase: the smallest margin grows like log t = tau (up to O(log tau))
     m = np.asarray(svflow.margins(ys[-1]))[1:]
@@ -77,8 +83,7 @@ def _late_ratio(eps, delta, N, tau_a=30.0):
         r = 2 * np.array([e[0] + e[2], e[1] + e[2], e[0] + e[1]])  # (1+t)(1-mu_i)
         return (N / 4) * r * y ** (2 - 2 / N)
 
-    sol = solve_ivp(f, (0, tau_a), eps * np.array([1, 1, 1 - delta]), method="LSODA",
-                    rtol=1e-10, atol=1e-14)
+    sol = solve_ivp(f, (0, tau_a), eps * np.array([1, 1, 1 - delta]), method="LSODA", rtol=1e-10, atol=1e-14)
     return sol.y[2, -1] / sol.y[0, -1]
 
 
@@ -116,8 +121,7 @@ def test_k4_outcome_either_side_of_separatrix():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("N,eps", [(3, 0.1), (3, 0.5), (4, 0.1), (4, 0.5), (5, 0.1),
-                                   (6, 0.1), (5, 0.01)])
+@pytest.mark.parametrize("N,eps", [(3, 0.1), (3, 0.5), (4, 0.1), (4, 0.5), (5, 0.1), (6, 0.1), (5, 0.01)])
 def test_k4_basin_edge_matches_separatrix_more(N, eps):
     _check_edge(N, eps)
 
@@ -129,13 +133,17 @@ def _random_starts(K, B, seed):
     rng = np.random.default_rng(seed)
     eps = 10 ** rng.uniform(-3, -1, B)
     d = rng.uniform(0, 0.9, B)
-    return np.asarray(jax.vmap(lambda e, dd, s: basin_start("random", K, e, dd, s))(
-        jnp.asarray(eps), jnp.asarray(d), jnp.arange(B) + 1000 * seed))
+    return np.asarray(
+        jax.vmap(lambda e, dd, s: basin_start("random", K, e, dd, s))(
+            jnp.asarray(eps), jnp.asarray(d), jnp.arange(B) + 1000 * seed
+        )
+    )
 
 
 def _continue_ten_times(K, depth, B, seed, horizons=(1e2, 1e3)):
-    ds = svflow.outcome(K, depth, init=_random_starts(K, B, seed), batch_dims="start",
-                        horizons=horizons, kkt=False)
+    ds = svflow.outcome(
+        K, depth, init=_random_starts(K, B, seed), batch_dims="start", horizons=horizons, kkt=False
+    )
     oc = ds["outcome"].values
     dec = np.flatnonzero(oc >= 0)
     assert dec.size >= 0.5 * B
@@ -143,9 +151,15 @@ def _continue_ten_times(K, depth, B, seed, horizons=(1e2, 1e3)):
     tau = ds["log_t_end"].values[dec]
     for t in np.unique(tau):
         idx = dec[tau == t]
-        _, res, _, d = _stage(jnp.asarray(ds["lam_end"].values[idx]), jnp.asarray(tau[tau == t]),
-                              jnp.asarray(10 * t), factors=depth + 1, balanced=True,
-                              config=cfg, criterion=Criterion())
+        _, res, _, d = _stage(
+            jnp.asarray(ds["lam_end"].values[idx]),
+            jnp.asarray(tau[tau == t]),
+            jnp.asarray(10 * t),
+            factors=depth + 1,
+            balanced=True,
+            config=cfg,
+            criterion=Criterion(),
+        )
         assert np.all(np.asarray(res) == 0)
         sup0 = ds["support"].values[idx]
         # no decided outcome changes: no support mode becomes frozen, every frozen
@@ -221,8 +235,7 @@ def test_outcome_rejects_bad_input():
 def test_simulate_log_t_end_matches_t_end():
     lam0 = np.array([0.0, 1e-2, 9e-3, 6e-3])
     a = svflow.simulate(4, 2, init=lam0, t_end=1e8, num_times=5, rtol=1e-10, atol=1e-13)
-    b = svflow.simulate(4, 2, init=lam0, log_t_end=float(np.log1p(1e8)), num_times=5,
-                        rtol=1e-10, atol=1e-13)
+    b = svflow.simulate(4, 2, init=lam0, log_t_end=float(np.log1p(1e8)), num_times=5, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(b["lam"].values[-1], a["lam"].values[-1], rtol=1e-7)
     np.testing.assert_allclose(b["log_t"].values, np.log1p(b["time"].values))
     far = svflow.simulate(4, 2, init=lam0, log_t_end=1e3, num_times=5)

@@ -45,10 +45,8 @@ def test_rhs_is_minus_gradient_of_explicit_product(loss, depth, wd, rng):
     factors = [frames_out[l] @ np.diag(s[l]) @ frames_in[l].T for l in range(N)]
     grads = jax.grad(_explicit_loss)([jnp.asarray(f) for f in factors], loss, wd)
     # project -grad onto the frozen frames: ds_{l,i}/dt = u_out_i^T (-grad W_l) u_in_i
-    proj = np.stack([np.diag(frames_out[l].T @ (-np.asarray(grads[l])) @ frames_in[l])
-                     for l in range(N)])
-    np.testing.assert_allclose(rhs_factors(0.0, jnp.asarray(s), loss, wd), proj,
-                               rtol=1e-10, atol=1e-13)
+    proj = np.stack([np.diag(frames_out[l].T @ (-np.asarray(grads[l])) @ frames_in[l]) for l in range(N)])
+    np.testing.assert_allclose(rhs_factors(0.0, jnp.asarray(s), loss, wd), proj, rtol=1e-10, atol=1e-13)
     # and the gradient has no component outside the frames
     for l in range(N):
         G = frames_out[l].T @ np.asarray(grads[l]) @ frames_in[l]
@@ -63,8 +61,9 @@ def test_balanced_law_equals_factor_law_on_balanced_state(loss, rng):
     ds = rhs_factors(0.0, s, loss, 0.02)
     # d lam / dt = sum_l (prod_{j != l} s_j) ds_l/dt (chain rule)
     dlam = sum(jnp.prod(jnp.delete(s, l, axis=0), axis=0) * ds[l] for l in range(N))
-    np.testing.assert_allclose(rhs_balanced(0.0, jnp.asarray(lam), loss, 0.02, N), dlam,
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        rhs_balanced(0.0, jnp.asarray(lam), loss, 0.02, N), dlam, rtol=1e-12, atol=1e-14
+    )
 
 
 def test_balanced_and_unbalanced_paths_agree():
@@ -80,7 +79,7 @@ def test_conservation_of_balancedness(rng):
     K, depth = 8, 3
     s0 = rng.uniform(0.05, 0.4, size=(depth + 1, K))
     ds = svflow.simulate(K, depth, init=s0, t_end=1e6, num_times=31, rtol=1e-10, atol=1e-12)
-    s2 = ds.s.values ** 2
+    s2 = ds.s.values**2
     for l in range(1, depth + 1):
         diff = s2[:, l] - s2[:, 0]
         ref = s2[0, l] - s2[0, 0]

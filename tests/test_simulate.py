@@ -31,8 +31,19 @@ def test_dataset_layout_and_derived_quantities():
         assert math.isclose(float(ds.loss[i]), ce, rel_tol=1e-10)
         Zc = Z - Z.mean(axis=1, keepdims=True)
         np.testing.assert_allclose(ds.sigma.values[i], np.linalg.svd(Zc, compute_uv=False), atol=1e-12)
-    for key in ["classes", "depth", "factors", "loss_name", "rtol", "svflow_version",
-                "jax_version", "diffrax_version", "created", "num_steps", "init"]:
+    for key in [
+        "classes",
+        "depth",
+        "factors",
+        "loss_name",
+        "rtol",
+        "svflow_version",
+        "jax_version",
+        "diffrax_version",
+        "created",
+        "num_steps",
+        "init",
+    ]:
         assert key in ds.attrs
     assert ds.attrs["factors"] == depth + 1
 

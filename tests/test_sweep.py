@@ -43,8 +43,9 @@ def cell(key, eps, depth, seed, scale):
 def run(store, chunk=4, **kw):
     kw.setdefault("params", {"scale": 2.0})
     kw.setdefault("static", ("depth",))
-    return svflow.sweep(cell, GRID, store=store, chunk=chunk, outputs={"first": ("comp",)},
-                        progress=False, **kw)
+    return svflow.sweep(
+        cell, GRID, store=store, chunk=chunk, outputs={"first": ("comp",)}, progress=False, **kw
+    )
 
 
 def assert_same(a, b):
@@ -90,8 +91,9 @@ def test_cell_key_depends_only_on_coordinates():
     data = {tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys}
     assert np.array_equal(jax.random.key_data(a), jax.random.key_data(b))
     assert len(data) == 50
-    assert not np.array_equal(jax.random.key_data(a),
-                              jax.random.key_data(svflow.cell_key(1, eps=0.1, depth=1, seed=3)))
+    assert not np.array_equal(
+        jax.random.key_data(a), jax.random.key_data(svflow.cell_key(1, eps=0.1, depth=1, seed=3))
+    )
 
 
 def test_other_chunk_size_and_resume_equal(tmp_path, ref):
@@ -125,8 +127,7 @@ def test_reduced_ode_cells_chunk_invariant(tmp_path):
     def ode_cell(key, eps, seed):
         s0 = 0.1 * jnp.exp(eps * jax.random.normal(key, (3, 4)))
         field = ReducedField(jnp.asarray(0.0), "ce", 3, False)
-        ys, _, steps = solve(field, s0, jnp.array([0.0, 50.0]), None,
-                             SolverConfig(rtol=1e-6, atol=1e-8))
+        ys, _, steps = solve(field, s0, jnp.array([0.0, 50.0]), None, SolverConfig(rtol=1e-6, atol=1e-8))
         return {"lam": jnp.prod(ys[-1], axis=0), "steps": steps}
 
     grid = {"eps": [0.1, 1.0], "seed": np.arange(5)}
@@ -203,8 +204,9 @@ def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
     assert len(evaluated) == 4 * len(recomputed)  # each cell once (no padding here)
 
     # --- an uninterrupted run gives the same numbers
-    subprocess.run([sys.executable, str(script), str(tmp_path / "fresh"), str(log3), "0"],
-                   env=env(), check=True)
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "fresh"), str(log3), "0"], env=env(), check=True
+    )
     assert len(read_log(log3)) == 24
     assert_same(svflow.open_sweep(store), svflow.open_sweep(tmp_path / "fresh"))
 
@@ -259,8 +261,11 @@ def test_incomplete_store_is_never_read_as_result(tmp_path):
 
 
 def snapshot(path):
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_changed_specification_raises_and_leaves_store_untouched(tmp_path):
@@ -277,21 +282,26 @@ def test_changed_specification_raises_and_leaves_store_untouched(tmp_path):
         with pytest.raises(svflow.SweepSpecError, match=match):
             run(store, **kw)
     with pytest.raises(svflow.SweepSpecError, match=r"grid\['seed'\]"):
-        svflow.sweep(cell, {**GRID, "seed": np.arange(6)}, store=store, chunk=4,
-                     static=("depth",), params={"scale": 2.0}, outputs={"first": ("comp",)},
-                     progress=False)
+        svflow.sweep(
+            cell,
+            {**GRID, "seed": np.arange(6)},
+            store=store,
+            chunk=4,
+            static=("depth",),
+            params={"scale": 2.0},
+            outputs={"first": ("comp",)},
+            progress=False,
+        )
     assert snapshot(store) == before
 
 
 def test_bad_input_says_what_to_pass(tmp_path):
     with pytest.raises(ValueError, match="repeated"):
-        svflow.sweep(cell, {**GRID, "eps": [0.1, 0.1]}, store=tmp_path / "a", chunk=2,
-                     params={"scale": 1.0})
+        svflow.sweep(cell, {**GRID, "eps": [0.1, 0.1]}, store=tmp_path / "a", chunk=2, params={"scale": 1.0})
     with pytest.raises(ValueError, match="not in the grid"):
         run(tmp_path / "b", static=("width",))
     with pytest.raises(ValueError, match="static="):
-        svflow.sweep(lambda key, loss: {"x": 1.0}, {"loss": ["ce", "squared"]},
-                     store=tmp_path / "c", chunk=2)
+        svflow.sweep(lambda key, loss: {"x": 1.0}, {"loss": ["ce", "squared"]}, store=tmp_path / "c", chunk=2)
     with pytest.raises(ValueError, match="dict"):
         svflow.sweep(lambda key, eps: eps, {"eps": [1.0]}, store=tmp_path / "d", chunk=2)
     with pytest.raises(ValueError, match="positive"):
@@ -307,13 +317,14 @@ def test_bad_input_says_what_to_pass(tmp_path):
 def test_dask_local_cluster_equals_in_process(tmp_path, ref):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         ds = run(tmp_path / "dask", client=client)
         workers = client.run(lambda: os.getpid())
         # a scheduler address instead of a client; chunks of two batches of 4
-        by_address = run(tmp_path / "addr", chunk=8, batch=4,
-                         client=cluster.scheduler_address)
+        by_address = run(tmp_path / "addr", chunk=8, batch=4, client=cluster.scheduler_address)
     assert len(set(workers.values())) == 2
     assert_same(ds, ref)
     assert_same(by_address, ref)
@@ -341,8 +352,13 @@ def test_sharded_over_two_host_devices_equals_single_device(tmp_path, ref):
     script = tmp_path / "shard.py"
     script.write_text(SHARD_SCRIPT)
     e = {**env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    res = subprocess.run([sys.executable, str(script), str(tmp_path / "two"), str(ROOT / "tests")],
-                         env=e, check=True, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "two"), str(ROOT / "tests")],
+        env=e,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert "batch 4 devices 2" in res.stdout
     # each device runs 2 of the 4 cells: a smaller compiled shape, which XLA could in
     # general round differently; for this cell every bit agrees

@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (minutes on 2 CPU cores)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these figures")
     p.add_argument(
-        "--out", default=None,
+        "--out",
+        default=None,
         help="output folder (default: figures/, or figures/quick/ with --quick)",
     )
     p.add_argument("--replot", action="store_true", help="redraw from saved datasets, no dynamics")
@@ -78,8 +79,15 @@ def main(argv=None) -> int:
             save(ds, data)
         fig = f.plot(ds)
         if ds.attrs.get("setting") == "quick" or ds.attrs.get("figure_quick") == 1:
-            fig.text(0.995, 0.005, "quick setting (small grid)", ha="right", va="bottom",
-                     fontsize=8, color="crimson")
+            fig.text(
+                0.995,
+                0.005,
+                "quick setting (small grid)",
+                ha="right",
+                va="bottom",
+                fontsize=8,
+                color="crimson",
+            )
         fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         tqdm.write(f"{name}: {time.perf_counter() - tic:.1f} s -> {out / (name + '.png')}", file=sys.stderr)

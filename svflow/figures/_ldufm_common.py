@@ -24,9 +24,7 @@ def setting_lines(ds, width: int = 150) -> str:
     if paper and not paper.startswith("none"):
         lines.append(f"{paper} of Sukenik, Lampert & Mondelli (2024): {fixed}")
     elif fixed:
-        lines.append(
-            f"L-DUFM of Sukenik, Lampert & Mondelli (2024), no figure of theirs: {fixed}"
-        )
+        lines.append(f"L-DUFM of Sukenik, Lampert & Mondelli (2024), no figure of theirs: {fixed}")
     if chosen:
         size = f" [{setting} setting]" if setting else ""
         lines.append(f"not fixed by the paper, chosen here: {chosen}{size}")

@@ -33,8 +33,7 @@ def code_label(outcome: int, limit, support, K: int) -> str:
     return f"{r}: " + " ".join("1" if v > 0.95 else f"{v:.1f}".lstrip("0") for v in q)
 
 
-def basin_study(classes=(8,), families=("lag",), *, n_eps=5, n_delta=12,
-                seeds=(0, 1, 2, 3)) -> xr.Dataset:
+def basin_study(classes=(8,), families=("lag",), *, n_eps=5, n_delta=12, seeds=(0, 1, 2, 3)) -> xr.Dataset:
     """Basin maps for several K and families, merged along a ``classes`` dim.
 
     Variables ``outcome_<family>`` (classes, depth, eps, delta[, seed]),
@@ -62,21 +61,25 @@ def basin_study(classes=(8,), families=("lag",), *, n_eps=5, n_delta=12,
                     code = int(oc.values[idx])
                     lim = None
                     if code >= 0:  # the limit: KKT point on the decided support
-                        p = kkt_point(le[idx], int(ds["depth"].values[idx[0]]),
-                                      support=su[idx])
+                        p = kkt_point(le[idx], int(ds["depth"].values[idx[0]]), support=su[idx])
                         lim = p.lam / p.lam.max()
                     lab[idx] = code_label(code, lim, su[idx], K)
                 keep[f"code_{fam}"] = (oc.dims, lab.astype(str))
             mode_coords = ["mode", "frequency", "pair", "part"]
-            parts.append(xr.Dataset(keep, coords=ds.coords).drop_vars(mode_coords, errors="ignore")
-                         .assign_attrs(ds.attrs))
+            parts.append(
+                xr.Dataset(keep, coords=ds.coords)
+                .drop_vars(mode_coords, errors="ignore")
+                .assign_attrs(ds.attrs)
+            )
         out.append(xr.merge(parts, combine_attrs="drop_conflicts").expand_dims(classes=[K]))
     res = xr.concat(out, dim="classes", combine_attrs="drop_conflicts")
-    res.attrs.update({
-        "title": "t -> infinity outcomes of balanced spectral starts",
-        "families": list(families),
-        "delta_grid": "log-spaced in [0.001, 0.9]; delta = 0 is the exact NC start",
-    })
+    res.attrs.update(
+        {
+            "title": "t -> infinity outcomes of balanced spectral starts",
+            "families": list(families),
+            "delta_grid": "log-spaced in [0.001, 0.9]; delta = 0 is the exact NC start",
+        }
+    )
     res.attrs.pop("classes", None)
     return res
 
@@ -87,8 +90,22 @@ def compute(quick: bool) -> xr.Dataset:
     return basin_study((4, 8, 16), ("lag", "random"), n_eps=9, n_delta=24, seeds=tuple(range(8)))
 
 
-_PALETTE = ["#1b9e77", "#bbbbbb", "#fdd49e", "#fc8d59", "#d7301f", "#7f0000", "#4a1486",
-            "#807dba", "#2171b5", "#6baed6", "#252525", "#f781bf", "#a6761d", "#e6ab02"]
+_PALETTE = [
+    "#1b9e77",
+    "#bbbbbb",
+    "#fdd49e",
+    "#fc8d59",
+    "#d7301f",
+    "#7f0000",
+    "#4a1486",
+    "#807dba",
+    "#2171b5",
+    "#6baed6",
+    "#252525",
+    "#f781bf",
+    "#a6761d",
+    "#e6ab02",
+]
 
 
 def plot(ds: xr.Dataset):
@@ -102,9 +119,15 @@ def plot(ds: xr.Dataset):
         labels = ["NC", "undecided"] + sorted(vals, key=lambda s: (int(s.split(":")[0]), s))
     index = {lab: i for i, lab in enumerate(labels)}
     cmap = ListedColormap([_PALETTE[i % len(_PALETTE)] for i in range(max(len(labels), 1))])
-    fig, axes = plt.subplots(len(rows), len(depths),
-                             figsize=(2.7 * len(depths) + 1.0, 2.4 * len(rows) + 1.8),
-                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(rows),
+        len(depths),
+        figsize=(2.7 * len(depths) + 1.0, 2.4 * len(rows) + 1.8),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
     eps, delta = ds["eps"].values, ds["delta"].values
     im = None
     for r, (K, fam) in enumerate(rows):
@@ -114,14 +137,14 @@ def plot(ds: xr.Dataset):
             if fam == "random":
                 oc = sub[f"outcome_{fam}"].sel(depth=d)
                 frac = (oc == 0).mean("seed").transpose("delta", "eps").values
-                im = ax.pcolormesh(eps, delta, frac, cmap="Greens", vmin=0, vmax=1,
-                                   shading="nearest")
+                im = ax.pcolormesh(eps, delta, frac, cmap="Greens", vmin=0, vmax=1, shading="nearest")
                 w = sub[f"width_{fam}"].sel(depth=d).median("seed").values
             else:
                 lab = sub[f"code_{fam}"].sel(depth=d).transpose("delta", "eps").values
                 idx = np.vectorize(lambda s: index.get(str(s), np.nan), otypes=[float])(lab)
-                ax.pcolormesh(eps, delta, idx, cmap=cmap, vmin=-0.5,
-                              vmax=len(labels) - 0.5, shading="nearest")
+                ax.pcolormesh(
+                    eps, delta, idx, cmap=cmap, vmin=-0.5, vmax=len(labels) - 0.5, shading="nearest"
+                )
                 w = sub[f"width_{fam}"].sel(depth=d).values
             ax.plot(eps, np.where(np.isnan(w), delta[0], w), "k.-", lw=1, ms=4)
             ax.set_xscale("log")
@@ -133,22 +156,39 @@ def plot(ds: xr.Dataset):
                 ax.set_ylabel(f"K = {K}, {fam}\n{what} $\\delta$")
             if r == len(rows) - 1:
                 ax.set_xlabel(r"initial scale $\varepsilon$")
-    handles = [Patch(color=cmap(index[lab]), label=lab if lab in ("NC", "undecided")
-                     else f"code {lab}") for lab in labels]
-    handles.append(plt.Line2D([], [], color="k", marker=".",
-                              label=r"basin width (largest NC $\delta$; random: median)"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=5, frameon=False, fontsize=8,
-               title="limit code: support size r, then the limit's ratios on the support",
-               title_fontsize=8)
+    handles = [
+        Patch(color=cmap(index[lab]), label=lab if lab in ("NC", "undecided") else f"code {lab}")
+        for lab in labels
+    ]
+    handles.append(
+        plt.Line2D([], [], color="k", marker=".", label=r"basin width (largest NC $\delta$; random: median)")
+    )
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=5,
+        frameon=False,
+        fontsize=8,
+        title="limit code: support size r, then the limit's ratios on the support",
+        title_fontsize=8,
+    )
     if im is not None:
         rnd = [i for i, (_, f) in enumerate(rows) if f == "random"]
-        fig.colorbar(im, ax=axes[rnd, :].ravel().tolist(), label="NC fraction over seeds",
-                     shrink=0.9, pad=0.01)
-    fig.suptitle("t -> infinity outcome of balanced spectral starts (certified in double-log "
-                 "time); lag family: the weight-one Walsh modes lead, the others lag by "
-                 "$\\delta$", fontsize=10)
+        fig.colorbar(
+            im, ax=axes[rnd, :].ravel().tolist(), label="NC fraction over seeds", shrink=0.9, pad=0.01
+        )
+    fig.suptitle(
+        "t -> infinity outcome of balanced spectral starts (certified in double-log "
+        "time); lag family: the weight-one Walsh modes lead, the others lag by "
+        "$\\delta$",
+        fontsize=10,
+    )
     return fig
 
 
-register("basins", compute=compute, plot=plot,
-         description="t -> infinity outcome codes over (initial scale, lag) per depth")
+register(
+    "basins",
+    compute=compute,
+    plot=plot,
+    description="t -> infinity outcome codes over (initial scale, lag) per depth",
+)

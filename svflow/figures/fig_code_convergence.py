@@ -91,10 +91,7 @@ def _plot_spectral(ax1, ax2, ds: xr.Dataset, cmap) -> None:
         col = cmap(a / max(1, len(depths) - 1))
         for b, seed in enumerate(ds[D.SEED].values):
             lab = (
-                (
-                    f"N={L + 1} -> r="
-                    + ",".join(str(int(x)) for x in ds["outcome_rank"].values[a])
-                )
+                (f"N={L + 1} -> r=" + ",".join(str(int(x)) for x in ds["outcome_rank"].values[a]))
                 if b == 0
                 else None
             )
@@ -143,11 +140,7 @@ def _plot_random(ax4, ds: xr.Dataset, cmap) -> None:
         rt = ds["rtime"].values
         rs = rt > 0
         for a, L in enumerate(rd):
-            col = (
-                cmap(list(depths).index(L) / max(1, len(depths) - 1))
-                if L in depths
-                else "k"
-            )
+            col = cmap(list(depths).index(L) / max(1, len(depths) - 1)) if L in depths else "k"
             for b, seed in enumerate(ds["rseed"].values):
                 r = int(ds["random_outcome_rank"].values[a, b])
                 ax4.semilogx(
@@ -173,10 +166,7 @@ def _plot_winners(fig, ax3, ds: xr.Dataset) -> None:
     Ks = ds["table_classes"].values
     Ns = ds["factors"].values
     frac = np.array(
-        [
-            [ds["win_size"].values[i, j] / (K - 1) for j in range(len(Ns))]
-            for i, K in enumerate(Ks)
-        ]
+        [[ds["win_size"].values[i, j] / (K - 1) for j in range(len(Ns))] for i, K in enumerate(Ks)]
     )
     im = ax3.imshow(frac, cmap="coolwarm", vmin=0, vmax=1, aspect="auto")
     fig.colorbar(im, ax=ax3, shrink=0.85, label="r / (K - 1)  (1 = neural collapse)")

@@ -25,9 +25,7 @@ def compute(quick: bool) -> xr.Dataset:
     lam0 = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
     etas = [0.04, 0.02, 0.01] if quick else [0.08, 0.04, 0.02, 0.01, 0.005]
     t_end = 30.0 if quick else 300.0
-    model = svflow.spectral_model(
-        lam0, depth=DEPTH, width=WIDTH, key=0, dtype=jnp.float64
-    )
+    model = svflow.spectral_model(lam0, depth=DEPTH, width=WIDTH, key=0, dtype=jnp.float64)
     # one time grid shared by every step size: multiples of the largest eta
     coarse = max(etas)
     times = step_grid(int(round(t_end / coarse)), 41) * coarse
@@ -98,8 +96,7 @@ def plot(ds: xr.Dataset):
     bx.set(
         xlabel=r"learning rate (step size) $\eta$",
         ylabel=r"$\max_t \|\lambda^{GD}-\lambda^{ODE}\| / \|\lambda^{ODE}\|$",
-        title=f"observed order {ds.attrs['observed_order']:.2f}; "
-        f"max frame drift {drift:.1e}",
+        title=f"observed order {ds.attrs['observed_order']:.2f}; max frame drift {drift:.1e}",
     )
     bx.title.set_fontsize(10)
     bx.legend(fontsize=8)

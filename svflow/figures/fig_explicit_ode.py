@@ -12,19 +12,13 @@ from . import register
 
 def compute(quick: bool):
     if quick:
-        return weight_decay_endpoints(
-            8, (1, 2, 3, 5), (0, 1, 2, 3), weight_decay=1e-3, t_end=1e6
-        )
-    return weight_decay_endpoints(
-        16, (1, 2, 3, 4, 6), tuple(range(8)), weight_decay=1e-3, t_end=1e6
-    )
+        return weight_decay_endpoints(8, (1, 2, 3, 5), (0, 1, 2, 3), weight_decay=1e-3, t_end=1e6)
+    return weight_decay_endpoints(16, (1, 2, 3, 4, 6), tuple(range(8)), weight_decay=1e-3, t_end=1e6)
 
 
 def plot(ds):
     depths = ds["depth"].values
-    fig, axes = plt.subplots(
-        2, len(depths), figsize=(3.4 * len(depths), 6.2), squeeze=False
-    )
+    fig, axes = plt.subplots(2, len(depths), figsize=(3.4 * len(depths), 6.2), squeeze=False)
     t = ds["time"].values
     for j, L in enumerate(depths):
         ax = axes[0, j]
@@ -88,6 +82,5 @@ register(
     "explicit_ode",
     compute=compute,
     plot=plot,
-    description="reduced ODE with weight decay: surviving modes, final loss vs "
-    "closed forms",
+    description="reduced ODE with weight decay: surviving modes, final loss vs closed forms",
 )

@@ -25,8 +25,7 @@ from . import register
 PANELS = ((6, "cyclic"), (10, "cyclic"), (8, "cyclic"), (8, "walsh"))
 
 QUICK = dict(depths=(1, 2, 3, 5), eps=(1e-2,), delta=tuple(np.geomspace(0.003, 0.9, 7)))
-FULL = dict(depths=(1, 2, 3, 4, 5, 6), eps=(1e-3, 1e-2, 1e-1),
-            delta=tuple(np.geomspace(0.001, 0.9, 16)))
+FULL = dict(depths=(1, 2, 3, 4, 5, 6), eps=(1e-3, 1e-2, 1e-1), delta=tuple(np.geomspace(0.001, 0.9, 16)))
 
 
 def compute(quick: bool = False, *, panels=PANELS, progress: bool = True) -> xr.Dataset:
@@ -40,9 +39,14 @@ def compute(quick: bool = False, *, panels=PANELS, progress: bool = True) -> xr.
     out = []
     for K, group in panels:
         tic = time.perf_counter()
-        ds = basin_map(K, list(cfg["depths"]), np.asarray(cfg["eps"]), np.asarray(cfg["delta"]),
-                       family="lag",
-                       group=group)
+        ds = basin_map(
+            K,
+            list(cfg["depths"]),
+            np.asarray(cfg["eps"]),
+            np.asarray(cfg["delta"]),
+            family="lag",
+            group=group,
+        )
         w = basin_width(ds)
         ct = code_table(K, [d + 1 for d in cfg["depths"]], group=group)
         name = f"K{K}_{group}"
@@ -88,9 +92,11 @@ def report(ds: xr.Dataset) -> str:
     eps = ds["eps"].values
     for p in ds["panel"].values:
         sub = ds.sel(panel=p)
-        lines.append(f"{p}: code winner (max-margin, equal lambda) and NC basin width "
-                     f"(largest lag delta with NC from the smallest delta) at eps = "
-                     + ", ".join(f"{e:g}" for e in eps))
+        lines.append(
+            f"{p}: code winner (max-margin, equal lambda) and NC basin width "
+            f"(largest lag delta with NC from the smallest delta) at eps = "
+            + ", ".join(f"{e:g}" for e in eps)
+        )
         for d in sub["depth"].values:
             s = sub.sel(depth=d)
             widths = []
@@ -103,9 +109,11 @@ def report(ds: xr.Dataset) -> str:
             name = str(s["code_name"].values)
             tie = " (tie)" if "(tie)" in name else ""
             name = name.replace(" (tie)", "").split(" r=")[0] + tie
-            lines.append(f"  L={int(d)} (N={int(d) + 1}): {name:<24s} "
-                         f"r={int(s['code_size'])} rho={float(s['code_rho']):.4g}  "
-                         f"width {' '.join(widths)}  rank at largest lag {reached}")
+            lines.append(
+                f"  L={int(d)} (N={int(d) + 1}): {name:<24s} "
+                f"r={int(s['code_size'])} rho={float(s['code_rho']):.4g}  "
+                f"width {' '.join(widths)}  rank at largest lag {reached}"
+            )
     return "\n".join(lines)
 
 
@@ -119,8 +127,13 @@ def plot(ds: xr.Dataset):
     eps_show = float(ds["eps"].values[len(ds["eps"]) // 2])
     depths = ds["depth"].values
     delta = ds["delta"].values
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.6 * len(panels), 6.4),
-                             gridspec_kw=dict(height_ratios=[3, 2]), squeeze=False)
+    fig, axes = plt.subplots(
+        2,
+        len(panels),
+        figsize=(3.6 * len(panels), 6.4),
+        gridspec_kw=dict(height_ratios=[3, 2]),
+        squeeze=False,
+    )
     # outcome colours: undecided, NC, then rank r = 1..max
     rmax = int(max(ds["classes"].values))
     colors = ["0.75", "#1b7837"] + list(plt.get_cmap("plasma")(np.linspace(0.05, 0.85, rmax)))
@@ -134,39 +147,53 @@ def plot(ds: xr.Dataset):
         used |= set(np.unique(oc).tolist())
         ax = axes[0, c]
         # cell edges: depth integer cells, delta geometric mid-points
-        de = np.concatenate([[depths[0] - 0.5], depths[:-1] + 0.5 * np.diff(depths),
-                             [depths[-1] + 0.5]])
+        de = np.concatenate([[depths[0] - 0.5], depths[:-1] + 0.5 * np.diff(depths), [depths[-1] + 0.5]])
         ld = np.log(delta)
-        dl = np.exp(np.concatenate([[ld[0] - 0.5 * (ld[1] - ld[0])], 0.5 * (ld[1:] + ld[:-1]),
-                                    [ld[-1] + 0.5 * (ld[-1] - ld[-2])]]))
+        dl = np.exp(
+            np.concatenate(
+                [
+                    [ld[0] - 0.5 * (ld[1] - ld[0])],
+                    0.5 * (ld[1:] + ld[:-1]),
+                    [ld[-1] + 0.5 * (ld[-1] - ld[-2])],
+                ]
+            )
+        )
         ax.pcolormesh(de, dl, oc, cmap=cmap, norm=norm, edgecolors="w", linewidth=0.3)
         w = sub["width"].sel(eps=eps_show).values
-        ax.plot(depths, np.where(np.isnan(w), delta[0], w), "k.-", lw=1.2,
-                label="NC basin width")
+        ax.plot(depths, np.where(np.isnan(w), delta[0], w), "k.-", lw=1.2, label="NC basin width")
         ax.set_yscale("log")
         ax.set_xticks(depths)
         ax.set_xlabel("depth L")
         if c == 0:
             ax.set_ylabel(r"lag $\delta$ of the non-leading modes")
         gname = r"$\mathbb{Z}_{%d}$" % K if grp == "cyclic" else r"$(\mathbb{Z}_2)^{%d}$" % int(np.log2(K))
-        ax.set_title(f"K = {K}, {grp} {gname}\n" + r"$\varepsilon$ = " + f"{eps_show:g}",
-                     fontsize=10)
+        ax.set_title(f"K = {K}, {grp} {gname}\n" + r"$\varepsilon$ = " + f"{eps_show:g}", fontsize=10)
         if c == 0:
             ax.legend(loc="lower left", fontsize=7)
         # bottom: predicted code size and observed rank at the largest lag
         ax2 = axes[1, c]
-        ax2.plot(depths, sub["code_size"].values, "o-", color="#762a83",
-                 label="max-margin code: rank r")
-        ax2.plot(depths, sub["rank"].sel(eps=eps_show).isel(delta=-1).values, "s--",
-                 color="#e08214", mfc="none",
-                 label=f"reached by the lag family at $\\delta$ = {delta[-1]:.2g}")
+        ax2.plot(depths, sub["code_size"].values, "o-", color="#762a83", label="max-margin code: rank r")
+        ax2.plot(
+            depths,
+            sub["rank"].sel(eps=eps_show).isel(delta=-1).values,
+            "s--",
+            color="#e08214",
+            mfc="none",
+            label=f"reached by the lag family at $\\delta$ = {delta[-1]:.2g}",
+        )
         for d, name in zip(depths, sub["code_name"].values):
             name = str(name)
             short = "NC" if "(NC)" in name else name.replace(" (tie)", "").split(" r=")[0]
             short += "*" if "(tie)" in name else ""
-            ax2.annotate(short, (d, float(sub["code_size"].sel(depth=d))),
-                         textcoords="offset points", xytext=(0, 6), ha="center", fontsize=6.5,
-                         rotation=30)
+            ax2.annotate(
+                short,
+                (d, float(sub["code_size"].sel(depth=d))),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=6.5,
+                rotation=30,
+            )
         ax2.set_ylim(0, K + 3)
         ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax2.set_xticks(depths)
@@ -175,12 +202,14 @@ def plot(ds: xr.Dataset):
             ax2.set_ylabel("rank of the code")
             ax2.legend(loc="lower left", fontsize=7)
     labels = {-1: "undecided", 0: "NC"}
-    handles = [Patch(color=cmap(norm(v)), label=labels.get(v, f"rank {v}"))
-               for v in sorted(used)]
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
-               bbox_to_anchor=(0.5, 1.0))
-    fig.suptitle("Cross-entropy, no weight decay: NC basins (top) and max-margin codes "
-                 "(bottom; * = tie between equivalent codes)", y=0.955, fontsize=10)
+    handles = [Patch(color=cmap(norm(v)), label=labels.get(v, f"rank {v}")) for v in sorted(used)]
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(
+        "Cross-entropy, no weight decay: NC basins (top) and max-margin codes "
+        "(bottom; * = tie between equivalent codes)",
+        y=0.955,
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 

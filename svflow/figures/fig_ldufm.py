@@ -134,8 +134,7 @@ def _panel_nc1_end(ax, d, samples, scales):
     ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
     ax.set_ylabel("NC1 = tr(S_W S_B^+)/K at the end")
     ax.set_title(
-        f"NC1 per layer at the end (n = {samples}; this dataset has no "
-        "records over training)",
+        f"NC1 per layer at the end (n = {samples}; this dataset has no records over training)",
         fontsize=7,
     )
     ax.legend(fontsize=6)

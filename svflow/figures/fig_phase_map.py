@@ -28,21 +28,15 @@ def plot(ds: xr.Dataset):
     import matplotlib.pyplot as plt
 
     Ks = ds["classes"].values
-    fig, axes = plt.subplots(
-        2, len(Ks), figsize=(4.8 * len(Ks), 7.4), constrained_layout=True, squeeze=False
-    )
+    fig, axes = plt.subplots(2, len(Ks), figsize=(4.8 * len(Ks), 7.4), constrained_layout=True, squeeze=False)
     widths, depths = ds["width"].values, ds["depth"].values
     panels = [(axes[0, k], K, "final", ds["rank"]) for k, K in enumerate(Ks)]
-    panels += [
-        (axes[1, k], K, "t = 0", ds["rank_t"].isel(record=0)) for k, K in enumerate(Ks)
-    ]
+    panels += [(axes[1, k], K, "t = 0", ds["rank_t"].isel(record=0)) for k, K in enumerate(Ks)]
     for ax, K, when, var in panels:
         rank = var.sel(classes=K).astype(float).mean("seed").values
         nc = ds["reached_nc"].sel(classes=K).astype(float).mean("seed").values
         ratio = ds["sv_ratio"].sel(classes=K).mean("seed").values
-        im = ax.imshow(
-            rank, origin="lower", cmap="viridis", vmin=1, vmax=K - 1, aspect="auto"
-        )
+        im = ax.imshow(rank, origin="lower", cmap="viridis", vmin=1, vmax=K - 1, aspect="auto")
         for i in range(len(depths)):
             for j in range(len(widths)):
                 light = rank[i, j] < 0.6 * (K - 1)

@@ -22,9 +22,7 @@ def compute(quick: bool) -> xr.Dataset:
 def plot(ds: xr.Dataset):
     depths = ds["depth"].values
     j, k = ds.attrs.get("pair", [1, 3])
-    fig, axes = plt.subplots(
-        2, len(depths), figsize=(2.9 * len(depths), 5.6), sharex=True, squeeze=False
-    )
+    fig, axes = plt.subplots(2, len(depths), figsize=(2.9 * len(depths), 5.6), sharex=True, squeeze=False)
     styles = {
         "order0": ("C1", "--", "leading order (1 - mu = 1)"),
         "order1": ("C2", ":", "first order in mu"),

@@ -26,13 +26,16 @@ def compute(quick: bool) -> xr.Dataset:
         start = svflow.spectral_init(K, L, scale=SCALE, spread=SPREAD, seed=SEED)
         ds = svflow.simulate(K, L, init=start, t_end=t_end, num_times=121 if quick else 321)
         runs.append(ds[["lam", "loss", "margin", "rank"]])
-    out = xr.concat(runs, dim=xr.DataArray(list(DEPTHS), dims="depth", name="depth"),
-                    combine_attrs="drop_conflicts")
+    out = xr.concat(
+        runs, dim=xr.DataArray(list(DEPTHS), dims="depth", name="depth"), combine_attrs="drop_conflicts"
+    )
     out["depth"].attrs = {"long_name": "depth L (number of weight matrices)"}
     out.attrs.update(
         title="lambda_i(t) from one Hadamard start, depths 1..5",
-        classes=K, init=f"spectral_init(scale={SCALE}, spread={SPREAD}, seed={SEED})",
-        loss_name="ce", t_end=t_end,
+        classes=K,
+        init=f"spectral_init(scale={SCALE}, spread={SPREAD}, seed={SEED})",
+        loss_name="ce",
+        t_end=t_end,
     )
     for k in ("depth", "factors", "num_steps", "wall_time_s"):
         out.attrs.pop(k, None)
