@@ -103,7 +103,8 @@ def test_getting_started_tour_runs(tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", page, re.S)
     assert len(blocks) >= 6, "the tour's python blocks were not found"
     check = """
-bm2 = svflow.studies.basin_map(8, depths=[1, 3], eps=np.geomspace(1e-2, 1e-1, 3), delta=[0.1, 0.3], horizons=(100.0,))
+grid = dict(depths=[1, 3], eps=np.geomspace(1e-2, 1e-1, 3), delta=[0.1, 0.3])
+bm2 = svflow.studies.basin_map(8, **grid, horizons=(100.0,))  # basin_cell's single horizon
 for v in ("outcome", "rank", "decided"):
     assert (res[v].values == bm2[v].values).all(), (v, res[v].values, bm2[v].values)
 assert res["decided"].values.any()
