@@ -7,12 +7,16 @@
 - The example notebook ``docs/examples/quickstart.ipynb`` runs top to bottom
   in a fresh kernel; its own cells check the results against routes outside
   svflow (loss, margin and singular values from the logit matrix built with
-  SciPy's Hadamard matrix; neural collapse for two factors and for the exact
-  NC start). The outcome table stored in the notebook (what the site shows)
+  SciPy's Hadamard matrix; the certified limit is a KKT point of the
+  max-margin problem built from the same matrix; neural collapse for two
+  factors and for the exact NC start). The outcome table stored in the notebook (what the site shows)
   must equal the one the fresh run prints.
 - The tour on the Getting-started page (its ``python`` blocks, in order, as
-  one script) runs; its sweep must give the ranks ``basin_map`` gives for the
-  same starts (a second route to the same numbers).
+  one script) runs; its sweep of ``basin_cell`` must give the outcomes, ranks
+  and decided flags that ``basin_map`` gives for the same starts at the same
+  single horizon (a second route to the same numbers), and its certified
+  outcome must be decided, coded from its support (0 when all K - 1 modes
+  carry the norm) and polished to a KKT point.
 - ``mkdocs build --strict`` succeeds (skipped when the ``docs`` extra is not
   installed), and the built site serves its figures and MathJax itself.
 """
@@ -62,8 +66,15 @@ def _stream_text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
 
 
-@pytest.mark.slow
-def test_quickstart_notebook_runs(tmp_path):
+def _env_of_checkout() -> dict:
+    """os.environ with this checkout first on PYTHONPATH (a kernel or script run
+    outside the repository imports this tree's svflow, not another install)."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
+
+
+def test_quickstart_notebook_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", _env_of_checkout()["PYTHONPATH"])
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     stored = nbformat.read(NOTEBOOK, as_version=4)
@@ -92,9 +103,14 @@ def test_getting_started_tour_runs(tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", page, re.S)
     assert len(blocks) >= 6, "the tour's python blocks were not found"
     check = """
-bm2 = svflow.studies.basin_map(8, depths=[1, 3], eps=np.geomspace(1e-2, 1e-1, 3), delta=[0.1, 0.3], t_end=1e6)
-assert (res["rank"].values == bm2["rank"].values).all(), (res["rank"].values, bm2["rank"].values)
-assert int(out.outcome) >= 0 and bool(out.decided)
+grid = dict(depths=[1, 3], eps=np.geomspace(1e-2, 1e-1, 3), delta=[0.1, 0.3])
+bm2 = svflow.studies.basin_map(8, **grid, horizons=(100.0,))  # basin_cell's single horizon
+for v in ("outcome", "rank", "decided"):
+    assert (res[v].values == bm2[v].values).all(), (v, res[v].values, bm2[v].values)
+assert res["decided"].values.any()
+r = int(o.support.sum())
+assert int(o.outcome) == (0 if r == 7 else r) and r > 0 and float(o.kkt_residual) < 1e-6
+assert (ob.outcome.values >= 0).all()
 assert float(err.max_rel_error) < 1e-2
 print("tour ok")
 """
@@ -106,7 +122,7 @@ print("tour ok")
         capture_output=True,
         text=True,
         timeout=900,
-        env={**os.environ, "MPLBACKEND": "Agg"},
+        env={**_env_of_checkout(), "MPLBACKEND": "Agg"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "tour ok" in proc.stdout
