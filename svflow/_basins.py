@@ -47,7 +47,7 @@ from ._checks import check_int
 from ._dataset import grid_dataset
 from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import IntegrationError, SolverConfig
-from ._outcome import NC, UNDECIDED, Criterion, advance, decide, resolve
+from ._outcome import NC, UNDECIDED, Criterion, advance, check_horizons, decide, resolve
 from ._precision import float64
 from ._start import check_depth
 
@@ -491,17 +491,7 @@ def _check_map_args(classes: int, depths, eps, delta, family: str, seeds, leader
     seeds = np.asarray(seeds, np.int64) if family == "random" else np.zeros(1, np.int64)
     if family == "random" and len(set(seeds.tolist())) != seeds.size:
         raise ValueError(f"seeds must be distinct; got {seeds.tolist()}.")
-    hz = np.atleast_1d(np.asarray(horizons, dtype=float))
-    if (
-        hz.ndim != 1
-        or hz.size < 1
-        or not np.all(np.isfinite(hz))
-        or np.any(hz <= 0)
-        or np.any(np.diff(hz) <= 0)
-    ):
-        raise ValueError(
-            f"horizons must be increasing positive values of tau = log(1 + t); got {horizons!r}."
-        )
+    hz = check_horizons(horizons)
     return depths, eps, delta, lead, seeds, hz
 
 
