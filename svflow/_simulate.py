@@ -302,7 +302,7 @@ def _save_times(loss: str, weight_decay: float, t_end, times, num_times: int, lo
     return check_times(times), None, None
 
 
-def _run(field: ReducedField, y0s, ts, taus, config: SolverConfig, lanes, progress: bool):
+def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, lanes, progress: bool):
     """Integrate every start: ``(ys, num_steps, wall_time_s)``, errors that name the fix."""
     if not bool(_finite_at_start(field, jnp.asarray(y0s))):
         raise IntegrationError(
@@ -463,7 +463,7 @@ def simulate(
     if progress and dims:
         raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
     field = ReducedField(jnp.asarray(weight_decay, float), loss, depth + 1, balanced, group=grp)
-    ys, num_steps, wall = _run(field, y0s, ts, taus, config, lanes, progress)
+    ys, num_steps, wall = _integrate_starts(field, y0s, ts, taus, config, lanes, progress)
     run = dict(classes=classes, depth=depth, loss=loss, weight_decay=weight_decay, init=description)
     run.update(balanced=balanced, rank_rtol=rank_rtol, group=grp, config=config, log_t_end=log_t_end)
     return _simulate_dataset(ys, num_steps, wall, ts, taus, run, dims, coords, batch)
