@@ -35,6 +35,7 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import least_squares, minimize, nnls
 
+from . import _dims as D
 from ._checks import check_int
 from ._dataset import netcdf_safe
 from ._precision import float64
@@ -213,104 +214,90 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
     Ns = np.array([_check_factors(int(N)) for N in factors])
     if Ns.size == 0:
         raise ValueError("factors must list at least one N >= 2.")
-    size = sup["size"].values
-    dmin = sup["dmin"].values
+    size, dmin = sup["size"].values, sup["dmin"].values
     sizes = np.arange(1, K)
     dmax = np.array([dmin[size == r].max() if np.any(size == r) else 0 for r in sizes])
     count = np.array([np.sum((size == r) & (dmin == dmax[i])) for i, r in enumerate(sizes)])
-    rows = {k: [] for k in ("size", "dmin", "rho", "gamma", "ties", "runner", "name", "example")}
-    for N in Ns:
-        valid = dmax > 0
-        g = np.where(valid, (2.0 / K) * dmax / (N * sizes) ** (N / 2.0), -np.inf)
-        order = np.argsort(-g)
-        i = int(order[0])
-        r, d = int(sizes[i]), int(dmax[i])
-        best = g[i]
-        tied_sizes = sizes[np.isclose(g, best, rtol=1e-12, atol=0)]
-        ties = int(sum(count[sizes == s][0] for s in tied_sizes))
-        second = g[order[1]] if np.isfinite(g[order[1]]) else 0.0
-        ex = np.flatnonzero((size == r) & (dmin == d))[0]
-        rows["size"].append(r)
-        rows["dmin"].append(d)
-        rows["rho"].append(2.0 * d / r)
-        rows["gamma"].append(best)
-        rows["ties"].append(ties)
-        rows["runner"].append(second / best)
-        rows["name"].append(_code_name(K, r, d) + ("" if len(tied_sizes) == 1 else " (tie)"))
-        rows["example"].append(sup["mask"].values[ex])
-    data = {
-        "depth": ("factors", Ns - 1, {"long_name": "depth L = N - 1"}),
-        "size": (
-            "factors",
-            np.array(rows["size"]),
-            {"long_name": "winning code length r"},
-        ),
-        "dmin": (
-            "factors",
-            np.array(rows["dmin"]),
-            {"long_name": "winning code minimum distance"},
-        ),
-        "rho": (
-            "factors",
-            np.array(rows["rho"]),
-            {"long_name": "one-vs-rest margin 2d/r"},
-        ),
-        "gamma": (
-            "factors",
-            np.array(rows["gamma"]),
-            {"long_name": "normalised margin (2/K) d/(N r)^(N/2)"},
-        ),
-        "ties": (
-            "factors",
-            np.array(rows["ties"]),
-            {"long_name": "supports attaining the best gamma"},
-        ),
-        "runner_up_ratio": (
-            "factors",
-            np.array(rows["runner"]),
-            {"long_name": "gamma of the best other length / winner's gamma"},
-        ),
-        "name": ("factors", np.array(rows["name"], dtype=object).astype(str)),
-        "example": (
-            ("factors", "mode"),
-            np.array(rows["example"]),
-            {"long_name": "a winning support"},
-        ),
-        "dmax_by_size": (
-            "size_r",
-            dmax,
-            {"long_name": "largest minimum distance of a length-r support"},
-        ),
-        "count_by_size": (
-            "size_r",
-            count,
-            {"long_name": "supports of length r attaining it"},
-        ),
-    }
+    rows = [_walsh_winner(K, int(N), sizes, dmax, count, sup) for N in Ns]
+    data = _code_table_vars(Ns, rows, dmax, count)
     if global_check is None:
         global_check = K <= 8
     if global_check:
-        gg, gs = [], []
-        for N in Ns:
-            lam, gam = vertex_optimum(K, int(N))
-            gg.append(gam)
-            gs.append(int(np.sum(lam[1:] > 1e-9 * lam.max())))
-        data["gamma_global"] = (
-            "factors",
-            np.array(gg),
-            {"long_name": "global max normalised margin over lambda >= 0 (vertex enumeration)"},
-        )
-        data["global_support_size"] = ("factors", np.array(gs))
+        data.update(_global_optimum_vars(K, Ns))
     return netcdf_safe(
         xr.Dataset(
             data,
-            coords={"factors": Ns, "mode": np.arange(K), "size_r": sizes},
+            coords={"factors": Ns, D.MODE: np.arange(K), "size_r": sizes},
             attrs={
                 "classes": K,
                 "description": "predicted winning Walsh code per depth (equal lambda on the support)",
             },
         )
     )
+
+
+def _walsh_winner(K: int, N: int, sizes, dmax, count, sup) -> dict:
+    r"""The equal-$\lambda$ Walsh code of largest $\gamma_S = (2/K)\,d/(N r)^{N/2}$ for N factors."""
+    size, dmin = sup["size"].values, sup["dmin"].values
+    g = np.where(dmax > 0, (2.0 / K) * dmax / (N * sizes) ** (N / 2.0), -np.inf)
+    order = np.argsort(-g)
+    i = int(order[0])
+    r, d = int(sizes[i]), int(dmax[i])
+    best = g[i]
+    tied_sizes = sizes[np.isclose(g, best, rtol=1e-12, atol=0)]
+    second = g[order[1]] if np.isfinite(g[order[1]]) else 0.0
+    return {
+        "size": r,
+        "dmin": d,
+        "rho": 2.0 * d / r,
+        "gamma": best,
+        "ties": int(sum(count[sizes == s][0] for s in tied_sizes)),
+        "runner": second / best,
+        "name": _code_name(K, r, d) + ("" if len(tied_sizes) == 1 else " (tie)"),
+        "example": sup["mask"].values[np.flatnonzero((size == r) & (dmin == d))[0]],
+    }
+
+
+def _code_table_vars(Ns, rows: list, dmax, count) -> dict:
+    """The variables of :func:`code_table` from the winners ``rows`` (one per N)."""
+
+    def per_n(key, long_name):
+        return ("factors", np.array([row[key] for row in rows]), {"long_name": long_name})
+
+    return {
+        "depth": ("factors", Ns - 1, {"long_name": "depth L = N - 1"}),
+        "size": per_n("size", "winning code length r"),
+        "dmin": per_n("dmin", "winning code minimum distance"),
+        "rho": per_n("rho", "one-vs-rest margin 2d/r"),
+        "gamma": per_n("gamma", "normalised margin (2/K) d/(N r)^(N/2)"),
+        "ties": per_n("ties", "supports attaining the best gamma"),
+        "runner_up_ratio": per_n("runner", "gamma of the best other length / winner's gamma"),
+        "name": ("factors", np.array([row["name"] for row in rows], dtype=object).astype(str)),
+        "example": (
+            ("factors", D.MODE),
+            np.array([row["example"] for row in rows]),
+            {"long_name": "a winning support"},
+        ),
+        "dmax_by_size": ("size_r", dmax, {"long_name": "largest minimum distance of a length-r support"}),
+        "count_by_size": ("size_r", count, {"long_name": "supports of length r attaining it"}),
+    }
+
+
+def _global_optimum_vars(K: int, Ns) -> dict:
+    """``gamma_global`` and ``global_support_size``: the optimum over all lambda >= 0 per N."""
+    gg, gs = [], []
+    for N in Ns:
+        lam, gam = vertex_optimum(K, int(N))
+        gg.append(gam)
+        gs.append(int(np.sum(lam[1:] > 1e-9 * lam.max())))
+    return {
+        "gamma_global": (
+            "factors",
+            np.array(gg),
+            {"long_name": "global max normalised margin over lambda >= 0 (vertex enumeration)"},
+        ),
+        "global_support_size": ("factors", np.array(gs)),
+    }
 
 
 @lru_cache(maxsize=4)
@@ -474,6 +461,32 @@ def kkt_point(
     N = int(depth) + 1
     K = lam.shape[0]
     M = margin_matrix(K)
+    S, lS = _kkt_support(lam, M, support)
+    MS = M[:, S]
+    ls, message = _restricted_optimum(lS[S], MS, N, maxiter)
+    cands = [ls]
+    polished = _polish_kkt(ls, MS, N, active_tol, maxiter)
+    if polished is not None:
+        cands.insert(0, polished)
+    best = None
+    for c in cands:
+        out = np.zeros(K)
+        out[1:][S] = c
+        if not np.all(np.isfinite(out)) or (M @ out[1:]).min() <= 0:
+            continue
+        pt = _point(out, N, tol, message)
+        if best is None or pt.kkt_residual < best.kkt_residual:
+            best = pt
+    if best is None:
+        out = np.zeros(K)
+        out[1:][S] = lS[S]
+        best = _point(out, N, tol, message)
+    return best
+
+
+def _kkt_support(lam: np.ndarray, M: np.ndarray, support) -> tuple[np.ndarray, np.ndarray]:
+    """The support S (modes 1..K-1) and ``lam`` restricted to it, scaled to smallest margin 1."""
+    K = lam.shape[0]
     l = np.maximum(lam[1:], 0.0)
     if (M @ l).min() <= 0:
         raise ValueError(
@@ -491,12 +504,12 @@ def kkt_point(
     m = M @ lS
     if m.min() <= 0:
         raise ValueError("the support does not separate every class (some margin is 0 on it).")
-    lS = lS / m.min()
-    MS = M[:, S]
-    r = int(S.sum())
+    return S, lS / m.min()
 
-    # stage 1: the restricted problem in x = log(lambda_S) (smooth, never at 0)
-    x0 = np.log(lS[S])
+
+def _restricted_optimum(l0: np.ndarray, MS: np.ndarray, N: int, maxiter: int) -> tuple[np.ndarray, str]:
+    """Stage 1: the problem restricted to the support, by SLSQP in x = log(lambda_S) (never at 0)."""
+    x0 = np.log(l0)
     sl = minimize(
         lambda x: float(np.sum(np.exp(2.0 * x / N))),
         x0,
@@ -509,10 +522,12 @@ def kkt_point(
     )
     xs = sl.x if np.all(np.isfinite(sl.x)) and (MS @ np.exp(sl.x)).min() > 0 else x0
     ls = np.exp(xs)
-    ls = ls / (MS @ ls).min()
-    message = str(sl.message)
+    return ls / (MS @ ls).min(), str(sl.message)
 
-    # stage 2: Newton-type polish of the KKT system on the active set found there
+
+def _polish_kkt(ls: np.ndarray, MS: np.ndarray, N: int, active_tol: float, maxiter: int):
+    """Stage 2: bounded least squares on the KKT system of the active set at ``ls`` (None if non-finite)."""
+    r = ls.shape[0]
     A = (MS @ ls) <= 1.0 + active_tol * 1e-3
     MA = MS[A]
     g0 = (2.0 / N) * ls ** (2.0 / N - 1)
@@ -537,23 +552,7 @@ def kkt_point(
         gtol=1e-15,
         max_nfev=maxiter * (r + a),
     )
-    cands = [ls]
-    if np.all(np.isfinite(sol.x)):
-        cands.insert(0, np.exp(sol.x[:r]))
-    best = None
-    for c in cands:
-        out = np.zeros(K)
-        out[1:][S] = c
-        if not np.all(np.isfinite(out)) or (M @ out[1:]).min() <= 0:
-            continue
-        pt = _point(out, N, tol, message)
-        if best is None or pt.kkt_residual < best.kkt_residual:
-            best = pt
-    if best is None:
-        out = np.zeros(K)
-        out[1:][S] = lS[S]
-        best = _point(out, N, tol, message)
-    return best
+    return np.exp(sol.x[:r]) if np.all(np.isfinite(sol.x)) else None
 
 
 @float64

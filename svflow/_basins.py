@@ -44,10 +44,10 @@ from jaxtyping import Array, Float
 
 from . import _dims as D
 from ._checks import check_int
-from ._dataset import netcdf_safe, provenance
+from ._dataset import grid_dataset
 from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import IntegrationError, SolverConfig
-from ._outcome import NC, UNDECIDED, Criterion, advance, decide, resolve
+from ._outcome import NC, UNDECIDED, Criterion, advance, check_horizons, decide, resolve
 from ._precision import float64
 from ._start import check_depth
 
@@ -66,7 +66,7 @@ __all__ = [
 
 FAMILIES = ("lag", "random")
 
-EPS, DELTA, SEED, DEPTH = "eps", "delta", "seed", "depth"
+EPS, DELTA, SEED, DEPTH = "eps", "delta", D.SEED, D.DEPTH
 
 
 def default_leaders(classes: int, group=None) -> tuple[int, ...]:
@@ -456,8 +456,24 @@ def basin_map(
     Raises:
         ValueError: bad arguments. IntegrationError: a trajectory failed.
     """
-    # --- check arguments
     grp = resolve_group(group, classes)
+    depths, eps, delta, lead, seeds, hz = _check_map_args(
+        classes, depths, eps, delta, family, seeds, leaders, horizons, grp
+    )
+    config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    criterion = Criterion() if criterion is None else criterion
+    if not isinstance(criterion, Criterion):
+        raise TypeError(f"criterion must be a Criterion; got {type(criterion).__name__}.")
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    run = dict(classes=classes, horizons=tuple(float(h) for h in hz), family=family, config=config)
+    run.update(leaders=lead if family == "lag" else None, criterion=criterion, group=grp)
+    per_depth, walls = _run_map(depths, eps, delta, seeds, chunk_size, run)
+    return _basin_dataset(per_depth, walls, depths, eps, delta, seeds, lead, run)
+
+
+def _check_map_args(classes: int, depths, eps, delta, family: str, seeds, leaders, horizons, grp) -> tuple:
+    """Checked ``(depths, eps, delta, leaders, seeds, horizons)`` of :func:`basin_map`."""
     depths = [check_depth(d) for d in np.atleast_1d(np.asarray(depths, dtype=object))]
     if len(set(depths)) != len(depths):
         raise ValueError(f"depths must be distinct; got {depths}.")
@@ -475,25 +491,12 @@ def basin_map(
     seeds = np.asarray(seeds, np.int64) if family == "random" else np.zeros(1, np.int64)
     if family == "random" and len(set(seeds.tolist())) != seeds.size:
         raise ValueError(f"seeds must be distinct; got {seeds.tolist()}.")
-    config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    criterion = Criterion() if criterion is None else criterion
-    if not isinstance(criterion, Criterion):
-        raise TypeError(f"criterion must be a Criterion; got {type(criterion).__name__}.")
-    hz = np.atleast_1d(np.asarray(horizons, dtype=float))
-    if (
-        hz.ndim != 1
-        or hz.size < 1
-        or not np.all(np.isfinite(hz))
-        or np.any(hz <= 0)
-        or np.any(np.diff(hz) <= 0)
-    ):
-        raise ValueError(
-            f"horizons must be increasing positive values of tau = log(1 + t); got {horizons!r}."
-        )
-    if chunk_size is not None:
-        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    hz = check_horizons(horizons)
+    return depths, eps, delta, lead, seeds, hz
 
-    # --- integrate, one batch per depth
+
+def _run_map(depths, eps, delta, seeds, chunk_size, run: dict) -> tuple[list, list]:
+    """Every start of the grid, one batch (or chunks) per depth: per-depth outputs and wall times."""
     E, Dl, S = np.meshgrid(eps, delta, seeds, indexing="ij")
     flat = [jnp.asarray(a.ravel()) for a in (E, Dl, S)]
     B = flat[0].size
@@ -502,80 +505,51 @@ def basin_map(
     for depth in depths:
         tic = _time.perf_counter()
         parts = [
-            _run_starts(
-                flat[0][lo : lo + chunk],
-                flat[1][lo : lo + chunk],
-                flat[2][lo : lo + chunk],
-                classes=classes,
-                depth=depth,
-                horizons=tuple(float(h) for h in hz),
-                family=family,
-                leaders=lead if family == "lag" else None,
-                config=config,
-                criterion=criterion,
-                group=grp,
-            )
-            for lo in range(0, B, chunk)
+            _run_starts(*(f[lo : lo + chunk] for f in flat), depth=depth, **run) for lo in range(0, B, chunk)
         ]
         out = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
         walls.append(_time.perf_counter() - tic)
-        _check_batch(out, config, float(hz[-1]), classes, depth)
+        _check_batch(out, run["config"], run["horizons"][-1], run["classes"], depth)
         per_depth.append(out)
+    return per_depth, walls
 
-    # --- build dataset
+
+def _basin_dataset(per_depth: list, walls: list, depths, eps, delta, seeds, lead, run: dict) -> xr.Dataset:
+    """The dataset of :func:`basin_map` (dims depth, eps, delta, seed, mode; no seed for ``"lag"``)."""
     grid = (len(eps), len(delta), len(seeds))
     dims = (DEPTH, EPS, DELTA, SEED)
+    modes = dims + (D.MODE,)
 
     def stack(k):
         return np.stack([o[k].reshape(grid + o[k].shape[1:]) for o in per_depth])
 
+    outcome_text = "0 = NC (support = all K - 1 modes), r = size of the limit's support, -1 = undecided"
+    horizon_text = "at the horizon reached"
     variables = {
-        "outcome": (
-            dims,
-            stack("outcome"),
-            {
-                "long_name": "outcome code",
-                "description": "0 = NC (support = all K - 1 modes), r = size of the "
-                "limit's support, -1 = undecided",
-            },
-        ),
+        "outcome": (dims, stack("outcome"), {"long_name": "outcome code", "description": outcome_text}),
         "rank": (dims, stack("rank"), {"long_name": "size of the limit's support"}),
         "decided": (dims, stack("decided"), {"long_name": "outcome decided"}),
-        "support": (dims + (D.MODE,), stack("support"), {"long_name": "mode in the limit's support"}),
-        "ratio": (
-            dims + (D.MODE,),
-            stack("ratio"),
-            {"long_name": "|lam_i| / max_j |lam_j| at the horizon reached"},
-        ),
+        "support": (modes, stack("support"), {"long_name": "mode in the limit's support"}),
+        "ratio": (modes, stack("ratio"), {"long_name": f"|lam_i| / max_j |lam_j| {horizon_text}"}),
         "min_ratio": (
             dims,
             stack("min_ratio"),
-            {"long_name": "min_i |lam_i| / max_j |lam_j| at the horizon reached (i >= 1)"},
+            {"long_name": f"min_i |lam_i| / max_j |lam_j| {horizon_text} (i >= 1)"},
         ),
         "log_t_end": (dims, stack("log_t_end"), {"long_name": "horizon reached, tau = log(1 + t)"}),
-        "lam0": (dims + (D.MODE,), stack("lam0"), {"long_name": "lambda(0)"}),
-        "lam_end": (dims + (D.MODE,), stack("lam_end"), {"long_name": "lambda at the horizon reached"}),
+        "lam0": (modes, stack("lam0"), {"long_name": "lambda(0)"}),
+        "lam_end": (modes, stack("lam_end"), {"long_name": f"lambda {horizon_text}"}),
         "num_steps": (dims, stack("num_steps"), {"long_name": "solver steps (all stages)"}),
     }
+    grp, family, config = run["group"], run["family"], run["config"]
     coords = {
-        DEPTH: (
-            DEPTH,
-            np.asarray(depths),
-            {"long_name": "depth L (weight matrices); N = L + 1 factors"},
-        ),
+        DEPTH: (np.asarray(depths), {"long_name": "depth L (weight matrices); N = L + 1 factors"}),
         "factors": (DEPTH, np.asarray(depths) + 1, {"long_name": "N = L + 1 factors"}),
-        EPS: (EPS, eps, {"long_name": "initial scale epsilon"}),
-        DELTA: (
-            DELTA,
-            delta,
-            {"long_name": "relative lag (lag family) or spread (random family)"},
-        ),
-        SEED: (SEED, seeds, {"long_name": "seed of the random family"}),
-        D.MODE: (D.MODE, np.arange(classes), {"long_name": "mode index of the character basis"}),
+        EPS: (eps, {"long_name": "initial scale epsilon"}),
+        DELTA: (delta, {"long_name": "relative lag (lag family) or spread (random family)"}),
+        SEED: (seeds, {"long_name": "seed of the random family"}),
+        **grp.mode_coords(),
     }
-    ds = xr.Dataset(variables, coords=coords).assign_coords(grp.mode_coords())
-    if family == "lag":
-        ds = ds.isel({SEED: 0}, drop=True)
     family_text = {
         "lag": f"lambda_i(0) = eps for leading modes {list(lead)}, "
         "eps (1 - delta) for the other modes i >= 1, "
@@ -583,27 +557,27 @@ def basin_map(
         "random": "lambda_i(0) = eps u_i, u_i ~ U[1 - delta, 1 + delta] "
         "from jax.random.key(seed), lambda_0 = 0",
     }[family]
-    ds.attrs = {
+    attrs = {
         "title": "svflow basin map (outcome of balanced spectral starts)",
         "engine": "reduced",
-        "classes": int(classes),
+        "classes": int(run["classes"]),
         "loss_name": "ce",
         "weight_decay": 0.0,
         "group": grp.label,
         "family": family,
         "family_definition": family_text,
         "leaders": list(lead) if family == "lag" else [],
-        "horizons_tau": [float(h) for h in hz],
+        "horizons_tau": list(run["horizons"]),
         **config.as_attrs(),
         "time_variable": "sigma = log(1 + tau), tau = log(1 + t)",
-        **criterion.as_attrs(),
+        **run["criterion"].as_attrs(),
         "wall_time_s_per_depth": [float(w) for w in walls],
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
         "t = steps x step size; "
         "mean-reduced loss; balanced start, lambda-only law",
-        **provenance(),
     }
-    return netcdf_safe(ds)
+    ds = grid_dataset(coords, variables, attrs)
+    return ds.isel({SEED: 0}, drop=True) if family == "lag" else ds
 
 
 @float64

@@ -50,6 +50,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, Real
 from scipy.optimize import linear_sum_assignment, minimize, nnls
 
+from . import _dims as D
 from ._checks import check_int
 from ._dataset import netcdf_safe
 from ._precision import float64
@@ -432,63 +433,71 @@ def softmax_code(
     steps = check_int("steps", steps, minimum=1)
     polish = check_int("polish", polish, minimum=0)
     seed = check_int("seed", seed, minimum=0)
-    settings = dict(
-        classes=K,
-        rank=r,
-        starts=int(starts),
-        steps=int(steps),
-        seed=int(seed),
-        polish=int(polish),
-        construct=bool(construct),
-        version=_CACHE_VERSION,
-    )
+    settings = dict(classes=K, rank=r, starts=starts, steps=steps, seed=seed, polish=polish)
+    settings.update(construct=bool(construct), version=_CACHE_VERSION)
     exact = exact_rho(K, r)
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = codes_cache_dir(cache_dir) / f"code_K{K}_r{r}_{key}.npz"
-    if cache and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                stored = json.loads(str(f["settings"]))
-                V = np.asarray(f["vectors"], float)
-            if stored == settings and V.shape == (K, r):
-                return SoftmaxCode(V, one_vs_rest_margin(V), exact, settings, "cache")
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache entry: recompute and overwrite
+    V = _read_cached_code(path, settings) if cache else None
+    if V is not None:
+        return SoftmaxCode(V, one_vs_rest_margin(V), exact, settings, "cache")
+    scored = [(one_vs_rest_margin(V), V) for V in _code_candidates(K, r, settings)]
+    rho, V = max(scored, key=lambda t: t[0])
+    V = V / np.linalg.norm(V, axis=1, keepdims=True)
+    if cache:
+        _write_cached_code(path, V, rho, settings)
+    return SoftmaxCode(V, float(rho), exact, settings, "optimised")
 
-    # --- trivial cases
+
+def _read_cached_code(path: Path, settings: dict) -> np.ndarray | None:
+    """The vectors of a cached code with exactly these ``settings``; None if absent or unreadable."""
+    if not path.exists():
+        return None
+    K, r = settings["classes"], settings["rank"]
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            stored = json.loads(str(f["settings"]))
+            V = np.asarray(f["vectors"], float)
+        if stored == settings and V.shape == (K, r):
+            return V
+    except (OSError, ValueError, KeyError):
+        pass  # unreadable cache entry: recompute and overwrite
+    return None
+
+
+def _write_cached_code(path: Path, V: np.ndarray, rho, settings: dict) -> None:
+    """Store a code atomically; a read-only cache location must not break the computation."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, vectors=V, rho=rho, settings=json.dumps(settings, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _code_candidates(K: int, r: int, settings: dict) -> list[np.ndarray]:
+    """Candidate codes: the construction (r = 1, K = 2, or a regular simplex), else the optimiser's best."""
     if r == 1 or K == 2:
         V = np.zeros((K, r))
         V[:, 0] = 1.0
         V[1::2, 0] = -1.0  # K = 2: +-e1; K >= 3 on a line: every margin is 0 anyway
-        cands = [V]
-    elif K <= r + 1 and construct:
+        return [V]
+    if K <= r + 1 and settings["construct"]:
         # regular simplex in the first K-1 coordinates
         E = np.eye(K) - 1.0 / K
         w, Q = np.linalg.eigh(E)
         S = Q[:, w > 0.5] * np.sqrt(K / (K - 1))
         V = np.zeros((K, r))
         V[:, : K - 1] = S
-        cands = [V]
-    else:
-        # --- many seeded starts, then polish the best few
-        Vs = _adam_batch(K, r, int(starts), int(steps), int(seed))
-        rhos = np.array([one_vs_rest_margin(V) for V in Vs])
-        order = np.argsort(-rhos)
-        cands = [Vs[i] for i in order[: max(1, polish)]]
-        if polish:
-            cands = cands + [_polish(V) for V in cands]
-    scored = [(one_vs_rest_margin(V), V) for V in cands]
-    rho, V = max(scored, key=lambda t: t[0])
-    V = V / np.linalg.norm(V, axis=1, keepdims=True)
-    if cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, vectors=V, rho=rho, settings=json.dumps(settings, sort_keys=True))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache location must not break the computation
-    return SoftmaxCode(V, float(rho), exact, settings, "optimised")
+        return [V]
+    # many seeded starts, then polish the best few
+    polish = settings["polish"]
+    Vs = _adam_batch(K, r, settings["starts"], settings["steps"], settings["seed"])
+    rhos = np.array([one_vs_rest_margin(V) for V in Vs])
+    order = np.argsort(-rhos)
+    cands = [Vs[i] for i in order[: max(1, polish)]]
+    return cands + [_polish(V) for V in cands] if polish else cands
 
 
 # --------------------------------------------------------------------------- Gram distance
@@ -680,7 +689,38 @@ def code_convergence(
     import xarray as xr
 
     Z = _logits_over_time(ds, logits)
-    K = Z.shape[1]
+    K, r, code = _reference_code(ds, Z.shape[1], rank, code, code_kwargs)
+    rho_star = code.exact if code.exact is not None else code.rho
+    rho, dist = _code_curves(Z, r, code, gram, exhaustive_max)
+    data = {
+        "code_rho": (
+            D.TIME,
+            rho,
+            {"long_name": "one-vs-rest margin of the rank-r class embedding", "units": "1"},
+        ),
+        "code_rho_ratio": (D.TIME, rho / rho_star, {"long_name": "rho / rho*(K, r)", "units": "1"}),
+    }
+    if gram:
+        data["code_gram_distance"] = (
+            D.TIME,
+            dist,
+            {
+                "long_name": "RMS off-diagonal Gram difference to the best code, min over relabellings",
+                "units": "1",
+            },
+        )
+    attrs = {
+        "code_classes": K,
+        "code_rank": r,
+        "code_rho_star": float(rho_star),
+        "code_rho_star_exact": code.exact is not None,
+        "code_rho_found": float(code.rho),
+    }
+    return netcdf_safe(xr.Dataset(data, coords={D.TIME: ds[D.TIME]}, attrs=attrs))
+
+
+def _reference_code(ds, K: int, rank, code, code_kwargs) -> tuple[int, int, SoftmaxCode]:
+    """``(K, r, code)``: the rank (default: the dataset's last ``rank``) and the (K, r) code checked."""
     if rank is None:
         if "rank" in ds:
             rank = int(np.asarray(ds["rank"].values)[-1])
@@ -693,7 +733,11 @@ def code_convergence(
         code = softmax_code(K, r, **(code_kwargs or {}))
     if code.vectors.shape != (K, r):
         raise ValueError(f"code has shape {code.vectors.shape}; expected (K, r) = ({K}, {r}).")
-    rho_star = code.exact if code.exact is not None else code.rho
+    return K, r, code
+
+
+def _code_curves(Z: np.ndarray, r: int, code: SoftmaxCode, gram: bool, exhaustive_max: int):
+    """Per time: the one-vs-rest margin of the rank-r embedding and (``gram``) its Gram distance."""
     T = Z.shape[0]
     rho = np.zeros(T)
     dist = np.full(T, np.nan)
@@ -705,41 +749,4 @@ def code_convergence(
             rho[t] = one_vs_rest_margin(E, normalise=False)
         if gram:
             dist[t] = gram_distance(E @ E.T, code.gram, exhaustive_max=exhaustive_max)[0]
-    time = ds["time"]
-    data = {
-        "code_rho": (
-            "time",
-            rho,
-            {
-                "long_name": "one-vs-rest margin of the rank-r class embedding",
-                "units": "1",
-            },
-        ),
-        "code_rho_ratio": (
-            "time",
-            rho / rho_star,
-            {"long_name": "rho / rho*(K, r)", "units": "1"},
-        ),
-    }
-    if gram:
-        data["code_gram_distance"] = (
-            "time",
-            dist,
-            {
-                "long_name": "RMS off-diagonal Gram difference to the best code, min over relabellings",
-                "units": "1",
-            },
-        )
-    return netcdf_safe(
-        xr.Dataset(
-            data,
-            coords={"time": time},
-            attrs={
-                "code_classes": K,
-                "code_rank": r,
-                "code_rho_star": float(rho_star),
-                "code_rho_star_exact": code.exact is not None,
-                "code_rho_found": float(code.rho),
-            },
-        )
-    )
+    return rho, dist

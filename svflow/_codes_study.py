@@ -16,6 +16,7 @@ import time as _time
 import numpy as np
 import xarray as xr
 
+from . import _dims as D
 from ._asymptotics import code_table, kkt_point, max_margin_direction
 from ._codes import (
     class_embedding,
@@ -24,7 +25,7 @@ from ._codes import (
     one_vs_rest_margin,
     softmax_code,
 )
-from ._dataset import netcdf_safe, provenance
+from ._dataset import grid_dataset, netcdf_safe
 from ._groups import resolve_group, spectral_basis
 from ._outcome import outcome
 from ._precision import float64
@@ -77,104 +78,19 @@ def code_convergence_study(
     if not depths or not seeds:
         raise ValueError("depths and seeds must each list at least one value.")
     tic = _time.perf_counter()
-    shape = (len(depths), len(seeds))
-    out = {k: None for k in ("rho", "rho_ratio", "gram_distance", "lam")}
-    per = {
-        k: np.zeros(shape)
-        for k in (
-            "outcome_rank",
-            "limit_rho_ratio",
-            "kkt_residual",
-            "limit_gamma",
-            "rho_star",
-        )
-    }
-    times = None
-    codes = {}
-    for a, depth in enumerate(depths):
+    codes, rows = {}, []
+    for depth in depths:
         starts = [spectral_init(classes, depth, scale, spread, seed, group=grp) for seed in seeds]
         runs = simulate(classes, depth, init=starts, t_end=t_end, num_times=num_times)  # one batch
         lims = outcome(classes, depth, init=starts, kkt=False)  # t -> infinity, one batch
-        for b in range(len(seeds)):
-            ds = runs.isel(start=b)
-            lim = lims.isel(start=b)
-            lam_end = lim["lam_end"].values
-            if int(lim["outcome"]) >= 0 and grp.name == "walsh":
-                p = kkt_point(lam_end, depth, support=lim["support"].values)
-            else:  # undecided by the last horizon, or another group: KKT point from the late state
-                p = max_margin_direction(lam_end, depth, group=grp)
-            r = int(p.support.sum())
-            if r not in codes:
-                codes[r] = softmax_code(classes, r, **(code_kwargs or {}))
-            cc = code_convergence(ds, rank=r, code=codes[r], gram=gram)
-            if times is None:
-                times = ds["time"].values
-                T = len(times)
-                for k in ("rho", "rho_ratio", "gram_distance"):
-                    out[k] = np.full(shape + (T,), np.nan)
-                out["lam"] = np.zeros(shape + (T, classes))
-            out["rho"][a, b] = cc["code_rho"].values
-            out["rho_ratio"][a, b] = cc["code_rho_ratio"].values
-            if gram:
-                out["gram_distance"][a, b] = cc["code_gram_distance"].values
-            out["lam"][a, b] = ds["lam"].values
-            rho_star = cc.attrs["code_rho_star"]
-            per["outcome_rank"][a, b] = r
-            per["rho_star"][a, b] = rho_star
-            per["limit_rho_ratio"][a, b] = _limit_rho(p.lam, r, grp) / rho_star
-            per["kkt_residual"][a, b] = p.kkt_residual
-            per["limit_gamma"][a, b] = p.normalised_margin
-    dims3 = ("depth", "seed", "time")
-    data = {
-        "rho": (
-            dims3,
-            out["rho"],
-            {"long_name": "one-vs-rest margin of the rank-r class embedding"},
-        ),
-        "rho_ratio": (dims3, out["rho_ratio"], {"long_name": "rho / rho*(K, r)"}),
-        "gram_distance": (
-            dims3,
-            out["gram_distance"],
-            {"long_name": "RMS Gram difference to the best code (min over relabellings)"},
-        ),
-        "lam": (
-            dims3 + ("mode",),
-            out["lam"],
-            {"long_name": "logit eigenvalue in the Walsh frame"},
-        ),
-        "outcome_rank": (
-            ("depth", "seed"),
-            per["outcome_rank"].astype(int),
-            {"long_name": "support size of the t -> infinity limit (svflow.outcome)"},
-        ),
-        "rho_star": (
-            ("depth", "seed"),
-            per["rho_star"],
-            {"long_name": "rho*(K, r) (exact or best found)"},
-        ),
-        "limit_rho_ratio": (
-            ("depth", "seed"),
-            per["limit_rho_ratio"],
-            {"long_name": "rho / rho* at the limiting (KKT) direction"},
-        ),
-        "kkt_residual": (
-            ("depth", "seed"),
-            per["kkt_residual"],
-            {"long_name": "KKT stationarity residual"},
-        ),
-        "limit_gamma": (
-            ("depth", "seed"),
-            per["limit_gamma"],
-            {"long_name": "normalised margin of the KKT point"},
-        ),
-    }
-    coords = {
-        "depth": depths,
-        "seed": seeds,
-        "time": times,
-        "mode": np.arange(classes),
-        "factors": ("depth", np.array(depths) + 1),
-    }
+        rows.append(
+            [
+                _spectral_code_run(
+                    runs.isel(start=b), lims.isel(start=b), depth, grp, codes, code_kwargs, gram
+                )
+                for b in range(len(seeds))
+            ]
+        )
     attrs = {
         "title": "convergence of spectral runs to softmax codes",
         "engine": "reduced",
@@ -186,9 +102,92 @@ def code_convergence_study(
         "rho_star_exact": {str(r): exact_rho(classes, r) for r in codes},
         "rho_star_found": {str(r): c.rho for r, c in codes.items()},
         "wall_time_s": _time.perf_counter() - tic,
-        **provenance(),
     }
-    return netcdf_safe(xr.Dataset(data, coords=coords, attrs=attrs))
+    times = runs[D.TIME].values
+    return _spectral_study_dataset(rows, depths, seeds, times, classes, attrs)
+
+
+def _best_code(codes: dict, classes: int, rank: int, code_kwargs: dict | None):
+    """The best softmax code of rank ``rank`` (searched once per rank, kept in ``codes``)."""
+    if rank not in codes:
+        codes[rank] = softmax_code(classes, rank, **(code_kwargs or {}))
+    return codes[rank]
+
+
+def _spectral_code_run(
+    ds: xr.Dataset, lim: xr.Dataset, depth: int, grp, codes: dict, code_kwargs, gram
+) -> dict:
+    """One spectral run: its limit's KKT point, rank r and the convergence to the rank-r code."""
+    classes = ds.sizes[D.MODE]
+    lam_end = lim["lam_end"].values
+    if int(lim["outcome"]) >= 0 and grp.name == "walsh":
+        p = kkt_point(lam_end, depth, support=lim["support"].values)
+    else:  # undecided by the last horizon, or another group: KKT point from the late state
+        p = max_margin_direction(lam_end, depth, group=grp)
+    r = int(p.support.sum())
+    cc = code_convergence(ds, rank=r, code=_best_code(codes, classes, r, code_kwargs), gram=gram)
+    rho_star = cc.attrs["code_rho_star"]
+    return {
+        "rho": cc["code_rho"].values,
+        "rho_ratio": cc["code_rho_ratio"].values,
+        "gram_distance": cc["code_gram_distance"].values if gram else np.full(ds.sizes[D.TIME], np.nan),
+        "lam": ds[D.LAM].values,
+        "outcome_rank": r,
+        "rho_star": rho_star,
+        "limit_rho_ratio": _limit_rho(p.lam, r, grp) / rho_star,
+        "kkt_residual": p.kkt_residual,
+        "limit_gamma": p.normalised_margin,
+    }
+
+
+def _stack(rows: list, key: str, dtype=float) -> np.ndarray:
+    """``rows[depth][seed][key]`` as one array with leading dims (depth, seed)."""
+    return np.array([[run[key] for run in row] for row in rows], dtype=dtype)
+
+
+def _spectral_study_dataset(rows: list, depths, seeds, times, classes: int, attrs: dict) -> xr.Dataset:
+    """The dataset of :func:`code_convergence_study`."""
+    dims2 = (D.DEPTH, D.SEED)
+    dims3 = dims2 + (D.TIME,)
+    variables = {
+        "rho": (
+            dims3,
+            _stack(rows, "rho"),
+            {"long_name": "one-vs-rest margin of the rank-r class embedding"},
+        ),
+        "rho_ratio": (dims3, _stack(rows, "rho_ratio"), {"long_name": "rho / rho*(K, r)"}),
+        "gram_distance": (
+            dims3,
+            _stack(rows, "gram_distance"),
+            {"long_name": "RMS Gram difference to the best code (min over relabellings)"},
+        ),
+        "lam": (dims3 + (D.MODE,), _stack(rows, "lam"), {"long_name": "logit eigenvalue in the Walsh frame"}),
+        "outcome_rank": (
+            dims2,
+            _stack(rows, "outcome_rank", int),
+            {"long_name": "support size of the t -> infinity limit (svflow.outcome)"},
+        ),
+        "rho_star": (dims2, _stack(rows, "rho_star"), {"long_name": "rho*(K, r) (exact or best found)"}),
+        "limit_rho_ratio": (
+            dims2,
+            _stack(rows, "limit_rho_ratio"),
+            {"long_name": "rho / rho* at the limiting (KKT) direction"},
+        ),
+        "kkt_residual": (dims2, _stack(rows, "kkt_residual"), {"long_name": "KKT stationarity residual"}),
+        "limit_gamma": (
+            dims2,
+            _stack(rows, "limit_gamma"),
+            {"long_name": "normalised margin of the KKT point"},
+        ),
+    }
+    coords = {
+        D.DEPTH: depths,
+        D.SEED: seeds,
+        D.TIME: times,
+        D.MODE: np.arange(classes),
+        "factors": (D.DEPTH, np.array(depths) + 1, {}),
+    }
+    return grid_dataset(coords, variables, attrs)
 
 
 @float64
@@ -271,83 +270,21 @@ def random_start_code_study(
         ``rho_ratio``, ``gram_distance``, ``sigma``; (depth, seed):
         ``outcome_rank``, ``rho_star``.
     """
-    from ._full import random_model
-    from ._train import train
-
     check_classes(classes)
     depths = [int(d) for d in depths]
     seeds = [int(s) for s in seeds]
     steps_end = max(1, int(round(t_end / eta)))
     grid = np.unique(np.round(np.geomspace(1, steps_end, num_times - 1)).astype(np.int64))
     grid = np.concatenate([[0], grid])
-    T = len(grid)
-    shape = (len(depths), len(seeds))
-    rho = np.full(shape + (T,), np.nan)
-    ratio = np.full(shape + (T,), np.nan)
-    dist = np.full(shape + (T,), np.nan)
-    sig = np.zeros(shape + (T, classes))
-    rank = np.zeros(shape, int)
-    rho_star = np.zeros(shape)
     codes = {}
     tic = _time.perf_counter()
-    for a, depth in enumerate(depths):
-        for b, seed in enumerate(seeds):
-            m = random_model(classes, depth=depth, width=width, scale=scale, key=seed)
-            Zs = [np.asarray(m.logits())]
-            last = None
-            for k0, k1 in zip(grid[:-1], grid[1:]):
-                # times=[0, dt] records exactly at the segment's end (k1 - k0 steps)
-                last, m = train(
-                    m,
-                    eta=eta,
-                    times=[0.0, float(k1 - k0) * eta],
-                    return_model=True,
-                    progress=False,
-                )
-                Zs.append(np.asarray(m.logits()))
-            Z = np.stack(Zs)
-            r = int(last["rank"].values[-1])
-            if r not in codes:
-                codes[r] = softmax_code(classes, r, **(code_kwargs or {}))
-            times = grid * eta
-            fake = xr.Dataset(coords={"time": times})
-            cc = code_convergence(fake, rank=r, logits=Z, code=codes[r], gram=gram)
-            rho[a, b] = cc["code_rho"].values
-            ratio[a, b] = cc["code_rho_ratio"].values
-            if gram:
-                dist[a, b] = cc["code_gram_distance"].values
-            K = classes
-            n = Z.shape[-1] // K
-            means = Z.reshape(T, K, K, n).mean(-1)
-            P = np.eye(K) - 1.0 / K
-            sig[a, b] = np.linalg.svd(P @ means @ P, compute_uv=False)
-            rank[a, b] = r
-            rho_star[a, b] = cc.attrs["code_rho_star"]
-    dims3 = ("depth", "seed", "time")
-    data = {
-        "rho": (
-            dims3,
-            rho,
-            {"long_name": "one-vs-rest margin of the rank-r class embedding"},
-        ),
-        "rho_ratio": (dims3, ratio, {"long_name": "rho / rho*(K, r)"}),
-        "gram_distance": (
-            dims3,
-            dist,
-            {"long_name": "RMS Gram difference to the best code"},
-        ),
-        "sigma": (
-            dims3 + ("sv",),
-            sig,
-            {"long_name": "singular values of the centred class-mean logits"},
-        ),
-        "outcome_rank": (
-            ("depth", "seed"),
-            rank,
-            {"long_name": "numerical rank (rtol 0.1) at t_end"},
-        ),
-        "rho_star": (("depth", "seed"), rho_star, {"long_name": "rho*(K, r)"}),
-    }
+    rows = [
+        [
+            _random_code_run(classes, depth, seed, width, scale, eta, grid, codes, code_kwargs, gram)
+            for seed in seeds
+        ]
+        for depth in depths
+    ]
     attrs = {
         "title": "convergence of random starts (full engine) to softmax codes",
         "engine": "full",
@@ -357,17 +294,68 @@ def random_start_code_study(
         "eta": float(eta),
         "t_end": float(grid[-1] * eta),
         "wall_time_s": _time.perf_counter() - tic,
-        **provenance(),
     }
-    return netcdf_safe(
-        xr.Dataset(
-            data,
-            coords={
-                "depth": depths,
-                "seed": seeds,
-                "time": grid * eta,
-                "sv": np.arange(classes),
-            },
-            attrs=attrs,
-        )
-    )
+    return _random_study_dataset(rows, depths, seeds, grid * eta, classes, attrs)
+
+
+def _random_study_dataset(rows: list, depths, seeds, times, classes: int, attrs: dict) -> xr.Dataset:
+    """The dataset of :func:`random_start_code_study`."""
+    dims2 = (D.DEPTH, D.SEED)
+    dims3 = dims2 + (D.TIME,)
+    variables = {
+        "rho": (
+            dims3,
+            _stack(rows, "rho"),
+            {"long_name": "one-vs-rest margin of the rank-r class embedding"},
+        ),
+        "rho_ratio": (dims3, _stack(rows, "rho_ratio"), {"long_name": "rho / rho*(K, r)"}),
+        "gram_distance": (
+            dims3,
+            _stack(rows, "gram_distance"),
+            {"long_name": "RMS Gram difference to the best code"},
+        ),
+        "sigma": (
+            dims3 + (D.SV,),
+            _stack(rows, "sigma"),
+            {"long_name": "singular values of the centred class-mean logits"},
+        ),
+        "outcome_rank": (
+            dims2,
+            _stack(rows, "outcome_rank", int),
+            {"long_name": "numerical rank (rtol 0.1) at t_end"},
+        ),
+        "rho_star": (dims2, _stack(rows, "rho_star"), {"long_name": "rho*(K, r)"}),
+    }
+    coords = {D.DEPTH: depths, D.SEED: seeds, D.TIME: times, D.SV: np.arange(classes)}
+    return grid_dataset(coords, variables, attrs)
+
+
+def _random_code_run(
+    classes: int, depth: int, seed: int, width, scale, eta, grid, codes, code_kwargs, gram
+) -> dict:
+    """One random start trained by gradient descent: logits on the step grid and their code convergence."""
+    from ._full import random_model
+    from ._train import train
+
+    m = random_model(classes, depth=depth, width=width, scale=scale, key=seed)
+    Zs = [np.asarray(m.logits())]
+    last = None
+    for k0, k1 in zip(grid[:-1], grid[1:]):
+        # times=[0, dt] records exactly at the segment's end (k1 - k0 steps)
+        last, m = train(m, eta=eta, times=[0.0, float(k1 - k0) * eta], return_model=True, progress=False)
+        Zs.append(np.asarray(m.logits()))
+    Z = np.stack(Zs)
+    T, K = len(grid), classes
+    r = int(last["rank"].values[-1])
+    fake = xr.Dataset(coords={D.TIME: grid * eta})
+    cc = code_convergence(fake, rank=r, logits=Z, code=_best_code(codes, classes, r, code_kwargs), gram=gram)
+    means = Z.reshape(T, K, K, Z.shape[-1] // K).mean(-1)
+    P = np.eye(K) - 1.0 / K
+    return {
+        "rho": cc["code_rho"].values,
+        "rho_ratio": cc["code_rho_ratio"].values,
+        "gram_distance": cc["code_gram_distance"].values if gram else np.full(T, np.nan),
+        "sigma": np.linalg.svd(P @ means @ P, compute_uv=False),
+        "outcome_rank": r,
+        "rho_star": cc.attrs["code_rho_star"],
+    }

@@ -102,28 +102,8 @@ def ldufm_optimality_map(
         raise ValueError("classes and depths must each hold at least one value.")
     scales = [check_float("scales[i]", s, minimum=0.0, strict_min=True) for s in scales]
     out = _empty_results(len(Ks), len(Ls), len(scales), seeds)
-    cells = [(i, j) for i in range(len(Ks)) for j in range(len(Ls))]
-    bar = _progress_bar(len(cells)) if progress else contextlib.nullcontext()
-    with bar:
-        for i, j in cells:
-            K, L = Ks[i], Ls[j]
-            out["widths"][i] = d = width if width is not None else max(16, 2 * K)
-            _map_cell(
-                out,
-                (i, j),
-                K,
-                L,
-                width=d,
-                lam=lam,
-                eta=eta,
-                steps=steps,
-                scales=scales,
-                seeds=seeds,
-                samples=samples,
-                rank_rtol=rank_rtol,
-            )
-            if progress:
-                bar.update(1)
+    settings = dict(lam=lam, eta=eta, steps=steps, scales=scales, seeds=seeds, samples=samples)
+    _run_cells(out, Ks, Ls, width, progress, dict(settings, rank_rtol=rank_rtol))
     attrs = {
         "title": "empirical optimality map of the L-DUFM (GD vs DNC and known constructions)",
         "lam": float(lam),
@@ -135,6 +115,19 @@ def ldufm_optimality_map(
         "width_rule": "max(16, 2K)" if width is None else str(width),
     }
     return _map_dataset(out, Ks, Ls, scales, seeds, rank_rtol, beat_rtol, attrs)
+
+
+def _run_cells(out: dict, Ks: list, Ls: list, width, progress: bool, settings: dict) -> None:
+    """Fill ``out`` cell by cell over (K, L); the width defaults to ``max(16, 2 K)``."""
+    cells = [(i, j) for i in range(len(Ks)) for j in range(len(Ls))]
+    bar = _progress_bar(len(cells)) if progress else contextlib.nullcontext()
+    with bar:
+        for i, j in cells:
+            K, L = Ks[i], Ls[j]
+            out["widths"][i] = d = width if width is not None else max(16, 2 * K)
+            _map_cell(out, (i, j), K, L, width=d, **settings)
+            if progress:
+                bar.update(1)
 
 
 def _empty_results(nK: int, nL: int, nscales: int, seeds: int) -> dict:

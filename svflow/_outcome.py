@@ -101,8 +101,9 @@ import numpy as np
 import xarray as xr
 from jax.scipy.special import logsumexp
 
+from . import _dims as D
 from ._checks import check_choice, check_float, check_fraction, check_int
-from ._dataset import netcdf_safe, provenance
+from ._dataset import grid_dataset
 from ._groups import _group_of, group_margins
 from ._integrate import SolverConfig, solve
 from ._logtime import CETauField, scaled_one_minus_mu
@@ -443,6 +444,22 @@ def _limits(lam_end: np.ndarray, support: np.ndarray, decided: np.ndarray, depth
     return limit, res
 
 
+def check_horizons(horizons) -> np.ndarray:
+    """``horizons`` as an increasing 1-D float array of positive, finite $\\tau = \\log(1 + t)$ values."""
+    hz = np.atleast_1d(np.asarray(horizons, dtype=float))
+    if (
+        hz.ndim != 1
+        or hz.size < 1
+        or not np.all(np.isfinite(hz))
+        or np.any(hz <= 0)
+        or np.any(np.diff(hz) <= 0)
+    ):
+        raise ValueError(
+            f"horizons must be increasing positive values of tau = log(1 + t); got {horizons!r}."
+        )
+    return hz
+
+
 @float64
 def outcome(
     classes: int,
@@ -498,36 +515,33 @@ def outcome(
     """
     grp = start_group(init, classes, group)
     depth = check_int("depth", depth, minimum=1)
-    N = depth + 1
     check_choice("solver", solver, ("tsit5", "dopri5", "dopri8", "kvaerno5"))
     rtol = check_float("rtol", rtol, minimum=0.0, strict_min=True)
     atol = check_float("atol", atol, minimum=0.0, strict_min=True)
     max_steps = check_int("max_steps", max_steps, minimum=1)
-    hz = np.atleast_1d(np.asarray(horizons, dtype=float))
-    if (
-        hz.ndim != 1
-        or hz.size < 1
-        or not np.all(np.isfinite(hz))
-        or np.any(hz <= 0)
-        or np.any(np.diff(hz) <= 0)
-    ):
-        raise ValueError(
-            f"horizons must be increasing positive values of tau = log(1 + t); got {horizons!r}."
-        )
+    hz = check_horizons(horizons)
     criterion = Criterion() if criterion is None else criterion
     if not isinstance(criterion, Criterion):
         raise TypeError(f"criterion must be a Criterion; got {type(criterion).__name__}.")
     flat, balanced, description, bd, user_coords, batch = _as_starts(
         init, classes, depth, "ce", batch_dims, grp
     )
-    kind = "lam" if balanced else "s"
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    st, wall = _run_outcome(flat, depth, balanced, hz, config, criterion, grp, kkt)
+    run = dict(classes=classes, depth=depth, balanced=balanced, init=description, horizons=hz)
+    run.update(config=config, criterion=criterion, group=grp, wall_time_s=wall)
+    return _outcome_dataset(st, bd, batch, user_coords, run)
 
+
+def _run_outcome(
+    flat, depth: int, balanced: bool, hz, config, criterion, grp, kkt: bool
+) -> tuple[dict, float]:
+    """Resolve every start through the horizons; add ``lam_end``, ``limit`` and ``kkt_residual``."""
     tic = _time.perf_counter()
     st = resolve(
         flat,
         0.0,
-        factors=N,
+        factors=depth + 1,
         balanced=balanced,
         horizons=tuple(hz),
         config=config,
@@ -535,75 +549,56 @@ def outcome(
         group=grp,
     )
     wall = _time.perf_counter() - tic
-    lam_end = st["y"] if balanced else np.prod(st["y"], axis=-2)
+    st["lam_end"] = st["y"] if balanced else np.prod(st["y"], axis=-2)
     if kkt:
-        limit, kres = _limits(lam_end, st["support"], st["decided"], depth, grp)
+        st["limit"], st["kkt_residual"] = _limits(st["lam_end"], st["support"], st["decided"], depth, grp)
     else:
-        limit = np.where(st["decided"][:, None], np.where(st["support"], st["ratio"], 0.0), np.nan)
-        kres = np.full(flat.shape[0], np.nan)
+        st["limit"] = np.where(st["decided"][:, None], np.where(st["support"], st["ratio"], 0.0), np.nan)
+        st["kkt_residual"] = np.full(flat.shape[0], np.nan)
+    return st, wall
 
-    md = bd + ("mode",)
 
-    def sh(a):
-        return a.reshape(batch + a.shape[1:])
+def _outcome_dataset(st: dict, bd: tuple, batch: tuple, user_coords: dict, run: dict) -> xr.Dataset:
+    """The dataset of :func:`outcome`: per-start results ``st`` reshaped to the batch dims ``bd``."""
+    grp, config = run["group"], run["config"]
+    attrs = {
+        "title": "svflow t -> infinity outcomes",
+        "classes": int(run["classes"]),
+        "depth": int(run["depth"]),
+        "factors": int(run["depth"] + 1),
+        "loss_name": "ce",
+        "weight_decay": 0.0,
+        "init_kind": "lam" if run["balanced"] else "s",
+        "init": run["init"],
+        "group": grp.label,
+        "horizons_tau": [float(h) for h in run["horizons"]],
+        "time_variable": "sigma = log(1 + tau), tau = log(1 + t)",
+        **config.as_attrs(),
+        **run["criterion"].as_attrs(),
+        "wall_time_s": run["wall_time_s"],
+        "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
+        "t = steps x step size; mean-reduced loss; lambda_i = prod_l s_{l,i}",
+    }
+    md = bd + (D.MODE,)
 
-    ds = xr.Dataset(
-        {
-            "outcome": (
-                bd,
-                sh(st["code"]),
-                {
-                    "long_name": "t -> infinity outcome",
-                    "description": "0 = NC (support = all K - 1 modes), r = size of the limit's "
-                    "support, -1 = undecided",
-                },
-            ),
-            "support": (md, sh(st["support"]), {"long_name": "mode in the limit's support"}),
-            "limit": (
-                md,
-                sh(limit),
-                {"long_name": "limiting direction lambda / max lambda (KKT point on the support)"},
-            ),
-            "kkt_residual": (bd, sh(kres), {"long_name": "relative KKT stationarity residual of the limit"}),
-            "ratio": (md, sh(st["ratio"]), {"long_name": "|lambda_i| / max |lambda| at the horizon reached"}),
-            "rate_ratio": (
-                md,
-                sh(st["rate_ratio"]),
-                {"long_name": "rho_i = (d log lambda_i / d sigma) / (that of the largest mode)"},
-            ),
-            "instability": (
-                bd,
-                sh(st["instability"]),
-                {"long_name": "largest real eigenvalue of the support's ratio flow / rate"},
-            ),
-            "log_t_end": (bd, sh(st["tau"]), {"long_name": "horizon reached, tau = log(1 + t)"}),
-            "lam_end": (md, sh(lam_end), {"long_name": "lambda at the horizon reached"}),
-            "num_steps": (bd, sh(st["num_steps"]), {"long_name": "solver steps (all stages)"}),
-            "solver_result": (
-                bd,
-                sh(st["solver_result"]),
-                {"long_name": "diffrax result code (0 = success)"},
-            ),
-        },
-        coords={"mode": np.arange(classes), **user_coords},
-        attrs={
-            "title": "svflow t -> infinity outcomes",
-            "classes": int(classes),
-            "depth": int(depth),
-            "factors": int(N),
-            "loss_name": "ce",
-            "weight_decay": 0.0,
-            "init_kind": kind,
-            "init": description,
-            "group": grp.label,
-            "horizons_tau": [float(h) for h in hz],
-            "time_variable": "sigma = log(1 + tau), tau = log(1 + t)",
-            **config.as_attrs(),
-            **criterion.as_attrs(),
-            "wall_time_s": wall,
-            "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
-            "t = steps x step size; mean-reduced loss; lambda_i = prod_l s_{l,i}",
-            **provenance(),
-        },
-    )
-    return netcdf_safe(ds.assign_coords(grp.mode_coords()))
+    def var(dims, key, long_name, **extra):
+        return (dims, st[key].reshape(batch + st[key].shape[1:]), {"long_name": long_name, **extra})
+
+    codes = "0 = NC (support = all K - 1 modes), r = size of the limit's support, -1 = undecided"
+    variables = {
+        "outcome": var(bd, "code", "t -> infinity outcome", description=codes),
+        "support": var(md, "support", "mode in the limit's support"),
+        "limit": var(md, "limit", "limiting direction lambda / max lambda (KKT point on the support)"),
+        "kkt_residual": var(bd, "kkt_residual", "relative KKT stationarity residual of the limit"),
+        "ratio": var(md, "ratio", "|lambda_i| / max |lambda| at the horizon reached"),
+        "rate_ratio": var(
+            md, "rate_ratio", "rho_i = (d log lambda_i / d sigma) / (that of the largest mode)"
+        ),
+        "instability": var(bd, "instability", "largest real eigenvalue of the support's ratio flow / rate"),
+        "log_t_end": var(bd, "tau", "horizon reached, tau = log(1 + t)"),
+        "lam_end": var(md, "lam_end", "lambda at the horizon reached"),
+        "num_steps": var(bd, "num_steps", "solver steps (all stages)"),
+        "solver_result": var(bd, "solver_result", "diffrax result code (0 = success)"),
+    }
+    coords = {d: (c.dims, c.values, c.attrs) for d, c in user_coords.items()}
+    return grid_dataset({**coords, **grp.mode_coords()}, variables, attrs)

@@ -273,21 +273,7 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
         ``ratio_slope``, ``mode_state`` with the extra dims and ``mode``; the
         rule in attrs.
     """
-    if not isinstance(ds, xr.Dataset):
-        raise TypeError(
-            f"ds must be an xarray.Dataset with variable {D.LAM!r} (from svflow.simulate); "
-            f"got {type(ds).__name__}."
-        )
-    if D.LAM not in ds:
-        raise ValueError(
-            f"classify needs a dataset with variable {D.LAM!r} (dims ..., time, mode), "
-            f"as made by svflow.simulate; got variables {sorted(ds.data_vars)}."
-        )
-    if rule is None:
-        kwargs.setdefault("loss", ds.attrs.get("loss_name", "ce"))
-        rule = OutcomeRule(**kwargs)
-    elif kwargs:
-        raise ValueError(f"pass either rule= or keyword settings, not both; got rule and {sorted(kwargs)}.")
+    rule = _classify_rule(ds, rule, kwargs)
     lam = ds[D.LAM]
     if D.TIME not in lam.dims or D.MODE not in lam.dims:
         raise ValueError(f"{D.LAM!r} must have dims 'time' and 'mode'; got {lam.dims}.")
@@ -300,49 +286,57 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
     flat = jnp.asarray(lam.values.reshape((-1,) + lam.shape[-2:]))
     out = jax.jit(jax.vmap(lambda l: classify_trajectory(jnp.asarray(times), l, rule)))(flat)
     out = jax.tree.map(lambda a: np.asarray(a).reshape(shape + a.shape[1:]), out)
+    return _classified_dataset(ds, out, tuple(extra), rule)
+
+
+def _classify_rule(ds, rule: OutcomeRule | None, kwargs: dict) -> OutcomeRule:
+    """Check ``ds`` holds ``lam``; the rule given, or one built from ``kwargs`` (loss from the attrs)."""
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(
+            f"ds must be an xarray.Dataset with variable {D.LAM!r} (from svflow.simulate); "
+            f"got {type(ds).__name__}."
+        )
+    if D.LAM not in ds:
+        raise ValueError(
+            f"classify needs a dataset with variable {D.LAM!r} (dims ..., time, mode), "
+            f"as made by svflow.simulate; got variables {sorted(ds.data_vars)}."
+        )
+    if rule is None:
+        kwargs.setdefault("loss", ds.attrs.get("loss_name", "ce"))
+        return OutcomeRule(**kwargs)
+    if kwargs:
+        raise ValueError(f"pass either rule= or keyword settings, not both; got rule and {sorted(kwargs)}.")
+    return rule
+
+
+def _classified_dataset(ds: xr.Dataset, out, extra: tuple, rule: OutcomeRule) -> xr.Dataset:
+    """The dataset of :func:`classify`: per-trajectory results over ``extra`` (and ``mode``)."""
     coords = {d: ds[d] for d in extra if d in ds.coords}
-    mdims = tuple(extra) + (D.MODE,)
+    mdims = extra + (D.MODE,)
+    variables = {
+        "outcome": (
+            extra,
+            out.code,
+            {"long_name": "outcome code", "description": "0 = NC, r = rank-r low-rank, -1 = undecided"},
+        ),
+        "rank": (extra, out.rank, {"long_name": f"modes with |lam_i|/max|lam| >= {rule.threshold} at t_end"}),
+        "escape_time": (
+            extra,
+            out.escape_time,
+            {"long_name": f"first time with loss <= {rule.escape_frac} x loss(0)"},
+        ),
+        "decided": (extra, out.decided, {"long_name": "outcome decided"}),
+        "ratio": (mdims, out.ratio, {"long_name": "|lam_i| / max_j |lam_j| at t_end"}),
+        "ratio_slope": (
+            mdims,
+            out.slope,
+            {"long_name": "d ratio / d log10 t used for the projection", "units": "1/decade"},
+        ),
+        "mode_state": (mdims, out.state, {"long_name": "1 carrying, 0 frozen, -1 moving"}),
+    }
     res = xr.Dataset(
-        {
-            "outcome": (
-                tuple(extra),
-                out.code,
-                {
-                    "long_name": "outcome code",
-                    "description": "0 = NC, r = rank-r low-rank, -1 = undecided",
-                },
-            ),
-            "rank": (
-                tuple(extra),
-                out.rank,
-                {"long_name": f"modes with |lam_i|/max|lam| >= {rule.threshold} at t_end"},
-            ),
-            "escape_time": (
-                tuple(extra),
-                out.escape_time,
-                {"long_name": f"first time with loss <= {rule.escape_frac} x loss(0)"},
-            ),
-            "decided": (tuple(extra), out.decided, {"long_name": "outcome decided"}),
-            "ratio": (
-                mdims,
-                out.ratio,
-                {"long_name": "|lam_i| / max_j |lam_j| at t_end"},
-            ),
-            "ratio_slope": (
-                mdims,
-                out.slope,
-                {
-                    "long_name": "d ratio / d log10 t used for the projection",
-                    "units": "1/decade",
-                },
-            ),
-            "mode_state": (
-                mdims,
-                out.state,
-                {"long_name": "1 carrying, 0 frozen, -1 moving"},
-            ),
-        },
+        variables,
         coords={**coords, D.MODE: ds[D.MODE]} if D.MODE in ds.coords else coords,
-        attrs={**{k: v for k, v in ds.attrs.items()}, **rule.as_attrs()},
+        attrs={**dict(ds.attrs), **rule.as_attrs()},
     )
     return netcdf_safe(res)

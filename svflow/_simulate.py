@@ -1,8 +1,31 @@
-"""``svflow.simulate``: the reduced singular-value ODE as an xarray dataset.
+r"""``svflow.simulate``: the reduced singular-value ODE as an xarray dataset.
 
-One start or a batch of starts: a batch runs through the refill engine of
-:mod:`svflow._batch` (all starts in one compiled loop) and keeps its leading
-dims as dataset dims.
+**Starts.** A start is $H = V_1\operatorname{diag}(s_0)U^\top$, ...,
+$W_L = U\operatorname{diag}(s_L)V_L^\top$ in the real character basis U of a
+finite abelian group of order K (:func:`svflow.spectral_basis`):
+Walsh-Hadamard ($(\mathbb Z_2)^m$), cyclic ($\mathbb Z_K$) or a product of
+cyclic groups. Under cross-entropy the two modes of a pair must start equal.
+
+**Many starts.** ``init`` may hold a batch of starts: an array whose leading
+dims are named by ``batch_dims`` (e.g. shape (B, K) with
+``batch_dims="start"``), an ``xarray.DataArray`` with a ``mode`` dim (and a
+``factor`` dim for s(0)) whose other dims are batch dims (their coords are
+kept), or a list of :class:`Start`. All starts run through one compiled
+refill loop (:func:`svflow._batch.solve_many`: finished trajectories hand
+their lane to the next start); each trajectory is integrated exactly as it
+would be alone (up to the last bits). The batch dims lead every variable of
+the dataset. All starts of a batch are balanced, or all are not.
+
+**Horizons.** ``t_end`` reaches 1e8 and beyond. Its default is 1e8 without
+weight decay; with $wd > 0$ the flow settles to a stationary point by
+$t \sim 10/wd$ (the decay term alone relaxes at rate $N\,wd$) and an
+explicit solver turns stiff after that, so the default is $\min(10^8, 100/wd)$.
+``log_t_end`` reaches any horizon: the run goes to $\tau = \log(1 + t)$ =
+``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the log-domain
+field (:mod:`svflow._logtime`; cross-entropy without weight decay only),
+saving ``num_times`` times log-spaced in $\tau$. The dataset then has the
+coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is inf beyond
+t ~ 1e308.
 """
 
 from __future__ import annotations
@@ -256,6 +279,115 @@ def default_t_end(weight_decay: float) -> float:
     return 1e8 if weight_decay <= 0 else min(1e8, 100.0 / weight_decay)
 
 
+def _save_times(loss: str, weight_decay: float, t_end, times, num_times: int, log_t_end):
+    """The save times ``ts``, the double-log times ``taus`` (or None) and the checked ``log_t_end``."""
+    if log_t_end is not None:
+        if loss != "ce" or weight_decay != 0:
+            raise ValueError(
+                "log_t_end (double-log time, any horizon) needs loss='ce' and "
+                f"weight_decay=0; got loss={loss!r}, weight_decay={weight_decay!r}."
+            )
+        if times is not None or t_end is not None:
+            raise ValueError("pass log_t_end= alone (it replaces t_end= and times=).")
+        log_t_end = check_float("log_t_end", log_t_end, minimum=0.0, strict_min=True)
+        taus = np.concatenate([[0.0], np.geomspace(min(0.1, log_t_end / 1e3), log_t_end, num_times - 1)])
+        with np.errstate(over="ignore"):
+            return np.expm1(taus), taus, log_t_end
+    if times is None:
+        if t_end is None:
+            t_end = default_t_end(weight_decay)
+        return log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times), None, None
+    if t_end is not None:
+        raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
+    return check_times(times), None, None
+
+
+def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, lanes, progress: bool):
+    """Integrate every start: ``(ys, num_steps, wall_time_s)``, errors that name the fix."""
+    if not bool(_finite_at_start(field, jnp.asarray(y0s))):
+        raise IntegrationError(
+            "the vector field is non-finite at the start (the gradient overflows): the "
+            "run would blow up at once. Pass a smaller init."
+        )
+    t_end, weight_decay = float(ts[-1]), float(field.weight_decay)
+    tic = _time.perf_counter()
+    try:
+        if taus is not None:
+            if progress:
+                raise ValueError("progress=True is not available with log_t_end.")
+            grp = field.group
+            sol = solve_batch_loglog(
+                CETauField(field.factors, field.balanced, grp), y0s, taus, config, lanes=lanes
+            )
+            check_batch(sol, config, t_end, f"double-log run to tau = log(1 + t) = {taus[-1]:g}: ")
+            ys, num_steps = sol.ys, sol.num_steps
+        elif progress:
+            ys, result, num_steps = solve(field, jnp.asarray(y0s[0]), jnp.asarray(ts), None, config, True)
+            ys = np.asarray(jax.block_until_ready(ys))[None]
+            check_solution(ys, result, num_steps, config, t_end)
+            num_steps = np.asarray([int(num_steps)])
+        else:
+            sol = solve_batch(field, y0s, ts, config, lanes=lanes)
+            check_batch(sol, config, t_end)
+            ys, num_steps = sol.ys, sol.num_steps
+    except IntegrationError as e:
+        if weight_decay > 0 and t_end > default_t_end(weight_decay):
+            raise IntegrationError(
+                f"the integration to t = {t_end:g} failed with weight_decay = {weight_decay:g}: "
+                f"the flow settles by t ~ {10 / weight_decay:g} and the explicit solver turns "
+                f"stiff after that, so more steps do not help. Pass t_end <= "
+                f"{default_t_end(weight_decay):g} (the default when t_end is not given). "
+                f"(Solver: {e})"
+            ) from None
+        raise
+    return ys, num_steps, _time.perf_counter() - tic
+
+
+def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coords, batch) -> xr.Dataset:
+    """The dataset of :func:`simulate`: one start, or the batch dims leading every variable."""
+    grp, config, N, weight_decay = run["group"], run["config"], run["depth"] + 1, float(run["weight_decay"])
+    out = _outputs(ys, run["balanced"], N, run["loss"], weight_decay, run["rank_rtol"], grp)
+    attrs = {
+        "title": "svflow reduced singular-value ODE",
+        "engine": "reduced",
+        "classes": int(run["classes"]),
+        "depth": int(run["depth"]),
+        "factors": int(N),
+        "samples_per_class": 1,
+        "loss_name": run["loss"],
+        "weight_decay": weight_decay,
+        "t_end": float(ts[-1]),
+        "init": run["init"],
+        "group": grp.label,
+        "balanced_path": bool(run["balanced"]),
+        "rank_rtol": float(run["rank_rtol"]),
+        **config.as_attrs(),
+        "num_steps": int(np.sum(num_steps)),
+        "wall_time_s": wall,
+        "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
+        "t = steps x step size; mean-reduced loss; lambda_i = prod_l s_{l,i}",
+    }
+    ds = build_dataset(ts, attrs=attrs, **{k: v[0] for k, v in out.items()})
+    if taus is not None:
+        ds = ds.assign_coords(log_t=(D.TIME, taus, {"long_name": "tau = log(1 + t)"}))
+        ds.attrs.update(
+            log_t_end=float(run["log_t_end"]), time_variable="sigma = log(1 + tau), tau = log(1 + t)"
+        )
+    if not dims:
+        return ds.assign_coords(grp.mode_coords())
+    variables = {
+        name: (dims + var.dims, out[name].reshape(batch + out[name].shape[1:]), var.attrs)
+        for name, var in ds.data_vars.items()
+    }
+    variables["num_steps"] = (
+        dims,
+        num_steps.reshape(batch),
+        {"long_name": "solver step attempts (accepted + rejected)"},
+    )
+    out_ds = xr.Dataset(variables, coords={**dict(ds.coords), **coords}, attrs=ds.attrs)
+    return out_ds.assign_coords(grp.mode_coords())
+
+
 @float64
 def simulate(
     classes: int,
@@ -280,190 +412,58 @@ def simulate(
 ) -> xr.Dataset:
     r"""Integrate the reduced singular-value ODE from one or many spectral starts.
 
-    Gradient flow of the mean loss of the deep UFM with K classes, depth L
-    (L weight matrices, N = L + 1 factors), n = 1, from
-    $H = V_1\operatorname{diag}(s_0)U^\top$, ...,
-    $W_L = U\operatorname{diag}(s_L)V_L^\top$:
+    Gradient flow of the mean loss of the deep UFM (K classes, L weight
+    matrices, N = L + 1 factors, n = 1) from factors diagonal in the character
+    frame U of a finite abelian group of order K (:func:`svflow.spectral_basis`):
 
     $$\frac{ds_{l,i}}{dt} = -G_i \prod_{j\ne l}s_{j,i} - wd\,s_{l,i},$$
 
-    $G_i = (\mu_i - 1)/K$ (cross-entropy) or $(\lambda_i - 1)/K$ (squared loss,
-    Y = I). Time is gradient-flow time t (= steps x step size of gradient
-    descent). Balanced starts use the $\lambda$-only law
-    $\dot\lambda_i = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
-    The solver (diffrax, PID step-size control) runs in $\tau = \log(1 + t)$.
-
-    The frame is the real character basis U of a finite abelian group of
-    order K (:func:`svflow.spectral_basis`): Walsh-Hadamard, cyclic or a
-    product of cyclic groups; then $\mu_i$ are the eigenvalues of the column
-    softmax in that basis.
-
-    **Many starts.** ``init`` may hold a batch of starts: an array whose
-    leading dims are named by ``batch_dims`` (e.g. shape (B, K) with
-    ``batch_dims="start"``), an ``xarray.DataArray`` with a ``mode`` dim (and
-    a ``factor`` dim for s(0)) whose other dims are batch dims (their coords
-    are kept), or a list of :class:`Start`. All starts run through one
-    compiled refill loop (:func:`svflow._batch.solve_many`: finished
-    trajectories hand their lane to the next start); each trajectory is
-    integrated exactly as it would be alone (up to the last bits). The batch
-    dims lead every variable of the dataset. All starts of a batch are
-    balanced, or all are not.
+    $G_i = (\mu_i - 1)/K$ (cross-entropy; $\mu_i$ the eigenvalues of the column
+    softmax in the frame U) or $(\lambda_i - 1)/K$ (squared loss, Y = I);
+    balanced starts follow $\dot\lambda_i = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
+    t = steps x step size; the solver runs in $\tau = \log(1 + t)$. Batches of
+    starts, horizons and log time are described in :mod:`svflow._simulate`.
 
     Args:
-        classes: K >= 2.
-        depth: L >= 1 weight matrices.
-        init: $\lambda(0)$ of shape (K,) (balanced start; $\lambda_0$ is set to 0
-            under cross-entropy), $s(0)$ of shape (N, K) (any start), a
-            :class:`Start` such as :func:`spectral_init`'s result, or a batch
-            of these (above).
-        loss: ``"ce"`` or ``"squared"``.
-        weight_decay: $wd \ge 0$ on every factor.
-        t_end: final time (used when ``times`` is None); up to 1e8 and beyond.
-            Default: 1e8 without weight decay; with $wd > 0$ the flow settles
-            to a stationary point by $t \sim 10/wd$ (the decay term alone
-            relaxes at rate $N\,wd$) and an explicit solver turns stiff after
-            that, so the default is $\min(10^8, 100/wd)$.
-        times: explicit increasing save times (>= 0, starting at 0); default: 0 and
-            ``num_times - 1`` log-spaced times up to ``t_end``.
+        classes, depth: K >= 2 and L >= 1.
+        init: $\lambda(0)$ (K,) (balanced; $\lambda_0$ set to 0 under
+            cross-entropy), $s(0)$ (N, K), a :class:`Start`, or a batch of these.
+        loss: ``"ce"`` or ``"squared"``; weight_decay: $wd \ge 0$ on every factor.
+        t_end, times, num_times: final time (default $\min(10^8, 100/wd)$), or
+            explicit increasing save times from 0; else ``num_times`` log-spaced times.
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
-        progress: show a progress bar (single start only; it advances in log(1 + t)).
+        progress: a progress bar in log(1 + t) (single start only).
         rank_rtol: threshold of the numerical rank.
-        group: ``"walsh"`` ($(\mathbb Z_2)^m$), ``"cyclic"`` ($\mathbb Z_K$), a
-            tuple of cyclic orders (product group) or ``None``: the group of a
-            :class:`Start` ``init``, else Walsh for K = 2^m and cyclic otherwise.
-            Under cross-entropy the two modes of a pair must start equal.
-        batch_dims: names of the leading batch dims of an array ``init``
-            (a string for one dim); None: ``init`` is one start.
-        lanes: trajectories in flight at once in a batch (default 64 on a CPU,
-            8192 on an accelerator).
-        log_t_end: reach any horizon: integrate to $\tau = \log(1 + t)$ =
-            ``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the
-            log-domain field (:mod:`svflow._logtime`; cross-entropy without
-            weight decay only), saving ``num_times`` times log-spaced in
-            $\tau$. Overrides ``t_end``/``times``. The dataset then has the
-            coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is
-            inf beyond t ~ 1e308.
+        batch_dims: names of the leading batch dims of an array ``init``.
+        lanes: trajectories in flight at once (default 64 on a CPU, 8192 on an accelerator).
+        group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or None (the
+            group of a :class:`Start`, else Walsh for K = 2^m, cyclic otherwise).
+        log_t_end: integrate to $\tau = \log(1 + t)$ = ``log_t_end`` in double-log
+            time (cross-entropy without weight decay; overrides ``t_end``/``times``).
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
-        (see :mod:`svflow._dataset`; the ``mode`` dim has coordinates
-        ``frequency``, ``pair`` and ``part`` of the group's characters),
-        preceded by the batch dims if any
-        (then ``num_steps`` is a variable over them); attrs with every
-        parameter and provenance.
+        (:mod:`svflow._dataset`; ``mode`` has the group's ``frequency``,
+        ``pair`` and ``part`` coordinates), preceded by any batch dims (then
+        ``num_steps`` is a variable over them); attrs: every parameter and provenance.
 
     Raises:
-        ValueError: bad input (K not a power of two, depth < 1, bad shapes, ...).
+        ValueError: bad input (the message names the fix).
         IntegrationError: the solver failed (message says what to change).
     """
-    # --- check arguments
     grp = start_group(init, classes, group)
     check_depth(depth)
     check_loss(loss)
     weight_decay = check_float("weight_decay", weight_decay, minimum=0.0)
     rank_rtol = check_fraction("rank_rtol", rank_rtol)
     num_times = check_int("num_times", num_times, minimum=2)
-    taus = None
-    if log_t_end is not None:
-        if loss != "ce" or weight_decay != 0:
-            raise ValueError(
-                "log_t_end (double-log time, any horizon) needs loss='ce' and "
-                f"weight_decay=0; got loss={loss!r}, weight_decay={weight_decay!r}."
-            )
-        if times is not None or t_end is not None:
-            raise ValueError("pass log_t_end= alone (it replaces t_end= and times=).")
-        log_t_end = check_float("log_t_end", log_t_end, minimum=0.0, strict_min=True)
-        taus = np.concatenate([[0.0], np.geomspace(min(0.1, log_t_end / 1e3), log_t_end, num_times - 1)])
-        with np.errstate(over="ignore"):
-            ts = np.expm1(taus)
-    elif times is None:
-        if t_end is None:
-            t_end = default_t_end(weight_decay)
-        ts = log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times)
-    else:
-        if t_end is not None:
-            raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
-        ts = check_times(times)
-    t_end = float(ts[-1])
+    ts, taus, log_t_end = _save_times(loss, weight_decay, t_end, times, num_times, log_t_end)
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     y0s, balanced, description, dims, coords, batch = _as_starts(init, classes, depth, loss, batch_dims, grp)
     if progress and dims:
         raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
-    N = depth + 1
-
-    # --- integrate
-    field = ReducedField(jnp.asarray(weight_decay, float), loss, N, balanced, group=grp)
-    if not bool(_finite_at_start(field, jnp.asarray(y0s))):
-        raise IntegrationError(
-            "the vector field is non-finite at the start (the gradient overflows): the "
-            "run would blow up at once. Pass a smaller init."
-        )
-    tic = _time.perf_counter()
-    try:
-        if taus is not None:
-            if progress:
-                raise ValueError("progress=True is not available with log_t_end.")
-            sol = solve_batch_loglog(CETauField(N, balanced, grp), y0s, taus, config, lanes=lanes)
-            check_batch(sol, config, float(ts[-1]), f"double-log run to tau = log(1 + t) = {taus[-1]:g}: ")
-            ys, num_steps = sol.ys, sol.num_steps
-        elif progress:
-            ys, result, num_steps = solve(field, jnp.asarray(y0s[0]), jnp.asarray(ts), None, config, True)
-            ys = np.asarray(jax.block_until_ready(ys))[None]
-            check_solution(ys, result, num_steps, config, t_end)
-            num_steps = np.asarray([int(num_steps)])
-        else:
-            sol = solve_batch(field, y0s, ts, config, lanes=lanes)
-            check_batch(sol, config, t_end)
-            ys, num_steps = sol.ys, sol.num_steps
-    except IntegrationError as e:
-        if weight_decay > 0 and t_end > default_t_end(weight_decay):
-            raise IntegrationError(
-                f"the integration to t = {t_end:g} failed with weight_decay = {weight_decay:g}: "
-                f"the flow settles by t ~ {10 / weight_decay:g} and the explicit solver turns "
-                f"stiff after that, so more steps do not help. Pass t_end <= "
-                f"{default_t_end(weight_decay):g} (the default when t_end is not given). "
-                f"(Solver: {e})"
-            ) from None
-        raise
-    wall = _time.perf_counter() - tic
-
-    # --- build dataset
-    out = _outputs(ys, balanced, N, loss, float(weight_decay), rank_rtol, grp)
-    attrs = {
-        "title": "svflow reduced singular-value ODE",
-        "engine": "reduced",
-        "classes": int(classes),
-        "depth": int(depth),
-        "factors": int(N),
-        "samples_per_class": 1,
-        "loss_name": loss,
-        "weight_decay": float(weight_decay),
-        "t_end": t_end,
-        "init": description,
-        "group": grp.label,
-        "balanced_path": bool(balanced),
-        "rank_rtol": float(rank_rtol),
-        **config.as_attrs(),
-        "num_steps": int(np.sum(num_steps)),
-        "wall_time_s": wall,
-        "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
-        "t = steps x step size; mean-reduced loss; lambda_i = prod_l s_{l,i}",
-    }
-    ds = build_dataset(ts, attrs=attrs, **{k: v[0] for k, v in out.items()})
-    if taus is not None:
-        ds = ds.assign_coords(log_t=("time", taus, {"long_name": "tau = log(1 + t)"}))
-        ds.attrs.update(log_t_end=float(log_t_end), time_variable="sigma = log(1 + tau), tau = log(1 + t)")
-    if not dims:
-        return ds.assign_coords(grp.mode_coords())
-    variables = {
-        name: (dims + var.dims, out[name].reshape(batch + out[name].shape[1:]), var.attrs)
-        for name, var in ds.data_vars.items()
-    }
-    variables["num_steps"] = (
-        dims,
-        num_steps.reshape(batch),
-        {"long_name": "solver step attempts (accepted + rejected)"},
-    )
-    attrs["num_steps"] = int(np.sum(num_steps))
-    out_ds = xr.Dataset(variables, coords={**dict(ds.coords), **coords}, attrs=ds.attrs)
-    return out_ds.assign_coords(grp.mode_coords())
+    field = ReducedField(jnp.asarray(weight_decay, float), loss, depth + 1, balanced, group=grp)
+    ys, num_steps, wall = _integrate_starts(field, y0s, ts, taus, config, lanes, progress)
+    run = dict(classes=classes, depth=depth, loss=loss, weight_decay=weight_decay, init=description)
+    run.update(balanced=balanced, rank_rtol=rank_rtol, group=grp, config=config, log_t_end=log_t_end)
+    return _simulate_dataset(ys, num_steps, wall, ts, taus, run, dims, coords, batch)

@@ -70,6 +70,19 @@ Backends
     has just written (and checksummed) the data it vouches for; workers need
     no access to the store's file system.
 
+Arguments in detail
+    ``outputs`` names the dims of each output (default ``<name>_dim<i>``);
+    shapes and dtypes come from ``jax.eval_shape`` of one cell, and each
+    output may have its own dims (shapes fixed per sweep). ``params`` are
+    plain JSON-able values, recorded in the specification. ``devices`` is
+    ignored with ``client`` (each worker uses its own devices). Runs with the
+    same ``batch`` are bitwise equal whatever their ``chunk`` (above).
+    ``max_chunks`` serves staged runs and tests: the sweep stops after that
+    many chunks and returns ``None``. ``dry_run=True`` checks the arguments
+    (one abstract evaluation of ``cell_fn``) and the store (read-only) and
+    returns a dict with the numbers of static settings, cells, chunks, chunks
+    done and to do, the outputs and the specification hash.
+
 Progress
     One tqdm bar per sweep (cells done, rate, ETA), in-process and distributed
     alike: the driver advances it as chunks are written; a resumed sweep
@@ -187,55 +200,36 @@ def sweep(
 
     Each cell $c$ (one value per grid dimension) gives
     ``cell_fn(key, **c, **params) -> {name: array}`` with
-    ``key = cell_key(base_seed, **c)`` (see the module docstring: the key is a
-    function of the coordinates only). Static dimensions arrive as Python
-    values; dynamic ones as traced 0-d arrays (``cell_fn`` runs under
-    ``jax.vmap``, so it must be traceable in them).
+    ``key = cell_key(base_seed, **c)``; static dimensions arrive as Python
+    values, dynamic ones as traced 0-d arrays (``cell_fn`` runs under
+    ``jax.vmap``). The module docstring describes chunks, batches, keys, the
+    store, the backends and the arguments in detail.
 
     Args:
-        cell_fn: ``cell_fn(key, **coords, **params)``, returning a dict of arrays
-            (each output may have its own dims; shapes fixed per sweep).
-        grid: ordered mapping ``name -> 1-D values`` (e.g. ``depth``, ``eps``,
-            ``seed``); the result's leading dims, in this order.
-        store: path of a local zarr directory; created if missing, resumed if it
-            holds the same sweep (same specification and ``chunk``).
-        chunk: cells per chunk (per vmapped call, per dask task, per region).
-        client: ``None`` (run in this process), a ``dask.distributed.Client``
-            or a scheduler address such as ``"tcp://127.0.0.1:8786"``.
+        cell_fn: ``cell_fn(key, **coords, **params)``, returning a dict of arrays.
+        grid: ordered mapping ``name -> 1-D values``: the result's leading dims.
+        store: local zarr directory; created if missing, resumed if it holds the same sweep.
+        chunk: cells per chunk (the unit of storage, resumption and dask tasks).
+        client: ``None`` (in process), a ``dask.distributed.Client`` or a scheduler address.
         static: grid dims that change shapes or compiled code (compiled once each).
-        params: extra keyword arguments for ``cell_fn`` (plain JSON-able values),
-            recorded in the specification.
-        outputs: optional ``name -> dims`` names for the outputs' own dims
-            (default ``<name>_dim<i>``); shapes and dtypes come from
-            ``jax.eval_shape`` of one cell.
-        coords: optional coordinate values for output dims.
+        params: extra JSON-able keyword arguments of ``cell_fn`` (part of the specification).
+        outputs, coords: ``name -> dims`` of the outputs' own dims (default
+            ``<name>_dim<i>``) and coordinate values of those dims.
         base_seed: seed of the base key every cell key is folded from.
-        devices: JAX devices of this process to shard each chunk over (``None``:
-            all local devices; an int: the first n). Ignored with ``client``
-            (each worker uses its own devices).
+        devices: local JAX devices to shard each chunk over (None: all; an int: the first n).
         progress: show one tqdm bar (cells done, rate, ETA).
-        batch: cells per vmapped call (the compiled shape), a divisor of ``chunk``
-            (default: ``chunk``). Runs with the same ``batch`` are bitwise equal
-            whatever their ``chunk`` (a cell sits at position ``index % batch`` of
-            a batch of ``batch`` cells); XLA may round a few values differently
-            (by an ulp) for another batch shape, including a per-device shard.
-        max_chunks: stop after computing this many chunks and return ``None``
-            (for staged runs and tests); ``None`` runs to the end.
-        dry_run: only plan: check the arguments (one abstract evaluation of
-            ``cell_fn``) and the store (read-only), and return a dict with the
-            numbers of static settings, cells, chunks, chunks done and to do,
-            the outputs and the specification hash. Nothing is computed or written.
+        batch: cells per vmapped call, a divisor of ``chunk`` (default: ``chunk``).
+        max_chunks: stop after computing this many chunks and return ``None``.
+        dry_run: only plan and check; return a summary dict (nothing is computed or written).
 
     Returns:
         ``xarray.Dataset`` with dims ``(*grid, *output dims)``, coordinates from
-        ``grid`` and ``coords``, attrs with the specification and provenance
-        (``None`` when stopped early by ``max_chunks``).
+        ``grid`` and ``coords``, attrs with the specification and provenance.
 
     Raises:
         ValueError: bad grid, params or outputs (message says what to pass).
         SweepSpecError: ``store`` holds a different sweep (nothing is written).
     """
-    # --- plan and store
     plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch)
     path = Path(store).expanduser()
     if max_chunks is not None:
@@ -247,8 +241,15 @@ def sweep(
     todo = [(s, c) for s in range(plan.n_static) for c in range(plan.n_chunks) if not done[s, c]]
     if max_chunks is not None:
         todo = todo[: int(max_chunks)]
-    bar = _progress_bar(plan, done, path, progress)
+    _compute(plan, group, todo, done, path, client, devices, progress)
+    if max_chunks is not None and len(todo) < int(np.count_nonzero(~done)):
+        return None
+    return _read_back(group, plan, path)
 
+
+def _compute(plan: SweepPlan, group, todo: list, done, path: Path, client, devices, progress: bool) -> None:
+    """Compute the chunks ``todo`` (in process or on ``client``), writing and marking each as it finishes."""
+    bar = _progress_bar(plan, done, path, progress)
     arrays = {name: group[name] for name in [*plan.outputs, DONE]}
     written = []
 
@@ -257,7 +258,6 @@ def sweep(
         written.append((s, c))
         bar.update(len(plan.chunk_cells(c)))
 
-    # --- compute
     try:
         if client is None:
             _run_local(plan, todo, _devices(devices), record)
@@ -273,10 +273,10 @@ def sweep(
         ) from None
     finally:
         bar.close()
-    if max_chunks is not None and len(todo) < int(np.count_nonzero(~done)):
-        return None
 
-    # --- read back, verified
+
+def _read_back(group, plan: SweepPlan, path: Path) -> xr.Dataset:
+    """The finished sweep as a dataset, every chunk's checksum verified once more."""
     data, done = _verify(group, plan)
     if not done.all():
         raise RuntimeError(

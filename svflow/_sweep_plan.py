@@ -311,9 +311,49 @@ def _worker_chunk(plan: SweepPlan, s: int, c: int):
 def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch=None) -> SweepPlan:
     if not callable(cell_fn):
         raise ValueError(f"cell_fn must be callable as cell_fn(key, **coords); got {cell_fn!r}.")
+    params = dict(params or {})
+    g = _check_grid(grid, params)
+    static = tuple(static)
+    for d in static:
+        if d not in g:
+            raise ValueError(f"static dimension {d!r} is not in the grid {list(g)}.")
+    dynamic = tuple(d for d in g if d not in static)
+    for d in dynamic:
+        if not (np.issubdtype(g[d].dtype, np.number) or g[d].dtype == bool):
+            raise ValueError(
+                f"grid[{d!r}] has dtype {g[d].dtype}; only numeric dimensions can be "
+                f"vmapped. Add {d!r} to static=."
+            )
+    chunk, batch = _check_chunk(chunk, batch, int(np.prod([len(g[d]) for d in dynamic], dtype=int)))
+    base_seed = int(base_seed)
+    fn_name = f"{getattr(cell_fn, '__module__', '?')}.{getattr(cell_fn, '__qualname__', repr(cell_fn))}"
+    spec = {
+        "format": FORMAT,
+        "cell_fn": fn_name,
+        "grid": [[d, _canonical(g[d].tolist(), f"grid[{d!r}]")] for d in g],
+        "static": list(static),
+        "params": _canonical(params, "params"),
+        "base_seed": base_seed,
+        "svflow_version": _svflow_version(),
+    }
+    plan = SweepPlan(cell_fn, g, static, dynamic, params, base_seed, chunk, {}, spec, "")
+    coords = dict(coords or {})
+    out_specs = _output_specs(_output_shapes(plan), dict(outputs or {}), coords, g)
+    spec["outputs"] = {
+        n: {"dims": list(o.dims), "shape": list(o.shape), "dtype": o.dtype} for n, o in out_specs.items()
+    }
+    spec["coords"] = {d: _canonical(np.asarray(v).tolist(), f"coords[{d!r}]") for d, v in coords.items()}
+    plan.outputs = out_specs
+    plan.spec_hash = hashlib.sha256(_dumps(spec).encode()).hexdigest()
+    plan.fn_token = _fn_token(cell_fn)
+    plan.batch = batch
+    return plan
+
+
+def _check_grid(grid, params: dict) -> dict[str, np.ndarray]:
+    """The grid as ``name -> 1-D array``: identifier names, distinct values, no clash with ``params``."""
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError(f"grid must be a non-empty mapping name -> 1-D values; got {grid!r}.")
-    params = dict(params or {})
     g: dict[str, np.ndarray] = {}
     for name, values in grid.items():
         if not (isinstance(name, str) and name.isidentifier()) or name in _RESERVED:
@@ -330,53 +370,36 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords,
         if len(set(canon)) != len(canon):
             raise ValueError(f"grid[{name!r}] has repeated values {a.tolist()}; give each once.")
         g[name] = a
-    static = tuple(static)
-    for d in static:
-        if d not in g:
-            raise ValueError(f"static dimension {d!r} is not in the grid {list(g)}.")
-    dynamic = tuple(d for d in g if d not in static)
-    for d in dynamic:
-        if not (np.issubdtype(g[d].dtype, np.number) or g[d].dtype == bool):
-            raise ValueError(
-                f"grid[{d!r}] has dtype {g[d].dtype}; only numeric dimensions can be "
-                f"vmapped. Add {d!r} to static=."
-            )
+    return g
+
+
+def _check_chunk(chunk, batch, n_cells: int) -> tuple[int, int]:
+    """``(chunk, batch)``: cells per stored chunk and per vmapped call (a divisor of chunk)."""
     chunk = int(chunk)
     if chunk < 1:
         raise ValueError(f"chunk must be a positive number of cells; got {chunk}.")
-    n_cells = int(np.prod([len(g[d]) for d in dynamic], dtype=int))
     if batch is None:
-        chunk = batch = min(chunk, n_cells)
-    else:
-        batch = int(batch)
-        if batch < 1 or chunk % batch:
-            raise ValueError(
-                f"batch must be a positive divisor of chunk (cells per vmapped call; a chunk "
-                f"is chunk / batch calls); got batch={batch}, chunk={chunk}."
-            )
-        chunk = min(chunk, -(-n_cells // batch) * batch)
+        chunk = min(chunk, n_cells)
+        return chunk, chunk
+    batch = int(batch)
+    if batch < 1 or chunk % batch:
+        raise ValueError(
+            f"batch must be a positive divisor of chunk (cells per vmapped call; a chunk "
+            f"is chunk / batch calls); got batch={batch}, chunk={chunk}."
+        )
+    return min(chunk, -(-n_cells // batch) * batch), batch
 
-    base_seed = int(base_seed)
-    fn_name = f"{getattr(cell_fn, '__module__', '?')}.{getattr(cell_fn, '__qualname__', repr(cell_fn))}"
-    spec = {
-        "format": FORMAT,
-        "cell_fn": fn_name,
-        "grid": [[d, _canonical(g[d].tolist(), f"grid[{d!r}]")] for d in g],
-        "static": list(static),
-        "params": _canonical(params, "params"),
-        "base_seed": base_seed,
-        "svflow_version": _svflow_version(),
-    }
-    plan = SweepPlan(cell_fn, g, static, dynamic, params, base_seed, chunk, {}, spec, "")
 
-    # --- output shapes from one abstract evaluation of the first cell
+def _output_shapes(plan: SweepPlan) -> dict:
+    """Output shapes and dtypes of ``cell_fn`` from one abstract evaluation of the first cell (cached)."""
+    cell_fn, g, params = plan.cell_fn, plan.grid, plan.params
     stat = plan.static_values(0)
-    dyn0 = {d: jnp.asarray(g[d][0]) for d in dynamic}
+    dyn0 = {d: jnp.asarray(g[d][0]) for d in plan.dynamic}
     shape_key = (
         cell_fn,
         _dumps(stat),
         tuple((d, str(v.dtype)) for d, v in dyn0.items()),
-        _dumps(spec["params"]),
+        _dumps(plan.spec["params"]),
     )
     try:
         shapes = _SHAPES.get(shape_key) or jax.eval_shape(
@@ -387,12 +410,15 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords,
         raise ValueError(
             f"evaluating cell_fn(key, {', '.join([*g, *params])}) on the first cell failed: "
             f"{err}\ncell_fn must take the key first and every grid dimension and params "
-            f"entry as keywords. Dynamic dimensions {list(dynamic)} arrive as traced 0-d "
+            f"entry as keywords. Dynamic dimensions {list(plan.dynamic)} arrive as traced 0-d "
             "arrays: a dimension that sets a shape or a Python branch must be listed in "
             "static=."
         ) from err
-    outputs = dict(outputs or {})
-    coords = dict(coords or {})
+    return shapes
+
+
+def _output_specs(shapes: dict, outputs: dict, coords: dict, g: dict) -> dict[str, OutputSpec]:
+    """Dims, shape and dtype of every output; the output dims and ``coords`` checked against them."""
     unknown = set(outputs) - set(shapes)
     if unknown:
         raise ValueError(f"outputs names {sorted(unknown)} that cell_fn does not return {sorted(shapes)}.")
@@ -417,15 +443,7 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords,
     for d, v in coords.items():
         if d not in sizes or np.asarray(v).shape != (sizes[d],):
             raise ValueError(f"coords[{d!r}] must be 1-D of the output dim's size {sizes.get(d)}.")
-    spec["outputs"] = {
-        n: {"dims": list(o.dims), "shape": list(o.shape), "dtype": o.dtype} for n, o in out_specs.items()
-    }
-    spec["coords"] = {d: _canonical(np.asarray(v).tolist(), f"coords[{d!r}]") for d, v in coords.items()}
-    plan.outputs = out_specs
-    plan.spec_hash = hashlib.sha256(_dumps(spec).encode()).hexdigest()
-    plan.fn_token = _fn_token(cell_fn)
-    plan.batch = batch
-    return plan
+    return out_specs
 
 
 def _fn_token(fn) -> str:

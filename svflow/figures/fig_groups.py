@@ -121,12 +121,9 @@ def plot(ds: xr.Dataset):
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
 
     panels = list(ds["panel"].values)
     eps_show = float(ds["eps"].values[len(ds["eps"]) // 2])
-    depths = ds["depth"].values
-    delta = ds["delta"].values
     fig, axes = plt.subplots(
         2,
         len(panels),
@@ -142,65 +139,8 @@ def plot(ds: xr.Dataset):
     used = set()
     for c, p in enumerate(panels):
         sub = ds.sel(panel=p)
-        K, grp = int(sub["classes"]), str(sub["group"].values)
-        oc = sub["outcome"].sel(eps=eps_show).transpose("delta", "depth").values
-        used |= set(np.unique(oc).tolist())
-        ax = axes[0, c]
-        # cell edges: depth integer cells, delta geometric mid-points
-        de = np.concatenate([[depths[0] - 0.5], depths[:-1] + 0.5 * np.diff(depths), [depths[-1] + 0.5]])
-        ld = np.log(delta)
-        dl = np.exp(
-            np.concatenate(
-                [
-                    [ld[0] - 0.5 * (ld[1] - ld[0])],
-                    0.5 * (ld[1:] + ld[:-1]),
-                    [ld[-1] + 0.5 * (ld[-1] - ld[-2])],
-                ]
-            )
-        )
-        ax.pcolormesh(de, dl, oc, cmap=cmap, norm=norm, edgecolors="w", linewidth=0.3)
-        w = sub["width"].sel(eps=eps_show).values
-        ax.plot(depths, np.where(np.isnan(w), delta[0], w), "k.-", lw=1.2, label="NC basin width")
-        ax.set_yscale("log")
-        ax.set_xticks(depths)
-        ax.set_xlabel("depth L")
-        if c == 0:
-            ax.set_ylabel(r"lag $\delta$ of the non-leading modes")
-        gname = r"$\mathbb{Z}_{%d}$" % K if grp == "cyclic" else r"$(\mathbb{Z}_2)^{%d}$" % int(np.log2(K))
-        ax.set_title(f"K = {K}, {grp} {gname}\n" + r"$\varepsilon$ = " + f"{eps_show:g}", fontsize=10)
-        if c == 0:
-            ax.legend(loc="lower left", fontsize=7)
-        # bottom: predicted code size and observed rank at the largest lag
-        ax2 = axes[1, c]
-        ax2.plot(depths, sub["code_size"].values, "o-", color="#762a83", label="max-margin code: rank r")
-        ax2.plot(
-            depths,
-            sub["rank"].sel(eps=eps_show).isel(delta=-1).values,
-            "s--",
-            color="#e08214",
-            mfc="none",
-            label=f"reached by the lag family at $\\delta$ = {delta[-1]:.2g}",
-        )
-        for d, name in zip(depths, sub["code_name"].values):
-            name = str(name)
-            short = "NC" if "(NC)" in name else name.replace(" (tie)", "").split(" r=")[0]
-            short += "*" if "(tie)" in name else ""
-            ax2.annotate(
-                short,
-                (d, float(sub["code_size"].sel(depth=d))),
-                textcoords="offset points",
-                xytext=(0, 6),
-                ha="center",
-                fontsize=6.5,
-                rotation=30,
-            )
-        ax2.set_ylim(0, K + 3)
-        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax2.set_xticks(depths)
-        ax2.set_xlabel("depth L")
-        if c == 0:
-            ax2.set_ylabel("rank of the code")
-            ax2.legend(loc="lower left", fontsize=7)
+        used |= _basin_panel(axes[0, c], sub, eps_show, cmap, norm, first=c == 0)
+        _code_panel(axes[1, c], sub, eps_show, first=c == 0)
     labels = {-1: "undecided", 0: "NC"}
     handles = [Patch(color=cmap(norm(v)), label=labels.get(v, f"rank {v}")) for v in sorted(used)]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, bbox_to_anchor=(0.5, 1.0))
@@ -212,6 +152,79 @@ def plot(ds: xr.Dataset):
     )
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
+
+
+def _cell_edges(depths: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cell edges of the (depth, delta) map: integer depth cells, geometric mid-points in delta."""
+    de = np.concatenate([[depths[0] - 0.5], depths[:-1] + 0.5 * np.diff(depths), [depths[-1] + 0.5]])
+    ld = np.log(delta)
+    dl = np.exp(
+        np.concatenate(
+            [
+                [ld[0] - 0.5 * (ld[1] - ld[0])],
+                0.5 * (ld[1:] + ld[:-1]),
+                [ld[-1] + 0.5 * (ld[-1] - ld[-2])],
+            ]
+        )
+    )
+    return de, dl
+
+
+def _basin_panel(ax, sub: xr.Dataset, eps_show: float, cmap, norm, first: bool) -> set:
+    """Top panel: outcome over (depth, lag) at ``eps_show`` and the NC basin width; the outcomes shown."""
+    depths, delta = sub["depth"].values, sub["delta"].values
+    K, grp = int(sub["classes"]), str(sub["group"].values)
+    oc = sub["outcome"].sel(eps=eps_show).transpose("delta", "depth").values
+    ax.pcolormesh(*_cell_edges(depths, delta), oc, cmap=cmap, norm=norm, edgecolors="w", linewidth=0.3)
+    w = sub["width"].sel(eps=eps_show).values
+    ax.plot(depths, np.where(np.isnan(w), delta[0], w), "k.-", lw=1.2, label="NC basin width")
+    ax.set_yscale("log")
+    ax.set_xticks(depths)
+    ax.set_xlabel("depth L")
+    if first:
+        ax.set_ylabel(r"lag $\delta$ of the non-leading modes")
+    gname = r"$\mathbb{Z}_{%d}$" % K if grp == "cyclic" else r"$(\mathbb{Z}_2)^{%d}$" % int(np.log2(K))
+    ax.set_title(f"K = {K}, {grp} {gname}\n" + r"$\varepsilon$ = " + f"{eps_show:g}", fontsize=10)
+    if first:
+        ax.legend(loc="lower left", fontsize=7)
+    return set(np.unique(oc).tolist())
+
+
+def _code_panel(ax2, sub: xr.Dataset, eps_show: float, first: bool) -> None:
+    """Bottom panel: predicted code size per depth and the rank the lag family reaches at the largest lag."""
+    from matplotlib.ticker import MaxNLocator
+
+    depths, delta = sub["depth"].values, sub["delta"].values
+    K = int(sub["classes"])
+    ax2.plot(depths, sub["code_size"].values, "o-", color="#762a83", label="max-margin code: rank r")
+    ax2.plot(
+        depths,
+        sub["rank"].sel(eps=eps_show).isel(delta=-1).values,
+        "s--",
+        color="#e08214",
+        mfc="none",
+        label=f"reached by the lag family at $\\delta$ = {delta[-1]:.2g}",
+    )
+    for d, name in zip(depths, sub["code_name"].values):
+        name = str(name)
+        short = "NC" if "(NC)" in name else name.replace(" (tie)", "").split(" r=")[0]
+        short += "*" if "(tie)" in name else ""
+        ax2.annotate(
+            short,
+            (d, float(sub["code_size"].sel(depth=d))),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=6.5,
+            rotation=30,
+        )
+    ax2.set_ylim(0, K + 3)
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.set_xticks(depths)
+    ax2.set_xlabel("depth L")
+    if first:
+        ax2.set_ylabel("rank of the code")
+        ax2.legend(loc="lower left", fontsize=7)
 
 
 register(
