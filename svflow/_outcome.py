@@ -181,6 +181,24 @@ def late_rates(lam, tau, factors: int, group=None):
     return (1.0 + tau) * (factors / K) * r * jnp.abs(lam) ** (1.0 - 2.0 / factors)
 
 
+def _host_largest_real_eigenvalue(m: np.ndarray) -> np.ndarray:
+    return np.max(np.linalg.eigvals(np.asarray(m)).real, axis=-1).astype(m.dtype)
+
+
+def _largest_real_eigenvalue(m):
+    """Largest real part of the eigenvalues of a small square (non-symmetric) matrix.
+
+    XLA has a non-symmetric eigensolver on CPU only, so this runs on the host
+    (``jax.pure_callback`` with numpy), whatever the device; vmappable.
+    """
+    return jax.pure_callback(
+        _host_largest_real_eigenvalue,
+        jax.ShapeDtypeStruct(m.shape[:-2], m.dtype),
+        m,
+        vmap_method="expand_dims",
+    )
+
+
 def decide(lam, tau, factors: int, criterion: Criterion = Criterion(), group=None) -> dict:
     r"""Decide the outcome of the late state ``lam`` (K,) at $\tau$ (module docstring).
 
@@ -217,7 +235,7 @@ def decide(lam, tau, factors: int, criterion: Criterion = Criterion(), group=Non
     jf = jac - jac[ref][None, :]
     inner = support & (jnp.arange(K) != ref) & jnp.asarray(rep == np.arange(K))
     jf = jnp.where(inner[:, None] & inner[None, :], jf, 0.0)
-    instability = jnp.max(jnp.real(jnp.linalg.eigvals(jf))) / safe
+    instability = _largest_real_eigenvalue(jf) / safe
     stable = instability <= criterion.stability_tol
 
     m = group_margins(mag, g)
