@@ -50,7 +50,7 @@ import numpy as np
 import svflow
 from svflow._basins import basin_start
 from svflow._integrate import SolverConfig, log_times, solve
-from svflow._outcomes import classify_trajectory
+from svflow._analysis.classify import classify_trajectory
 from svflow._simulate import ReducedField
 
 EPS = np.logspace(-3, -1, 5)

@@ -89,7 +89,7 @@ def main(argv=None):
         eta *= 0.7
 
     # the GD loop alone (no records, no dataset): compiled at this eta by the run above
-    from svflow._train import _advance_jit
+    from svflow._full.train import _advance_jit
 
     w0, c0 = time.perf_counter(), time.process_time()
     jax.block_until_ready(_advance_jit(model, eta, jnp.asarray(0), jnp.asarray(steps)))

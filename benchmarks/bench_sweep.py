@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenarios"))
 import basins  # noqa: E402
 
 import svflow  # noqa: E402
-from svflow._sweep import _make_plan  # noqa: E402
+from svflow._sweep.runner import _make_plan  # noqa: E402
 
 PARAMS = dict(classes=8, t_end=1e8, family="random")
 
@@ -104,7 +104,7 @@ def time_direct(grid, chunk, repeats):
 def runner_costs(grid, chunk, tmp):
     """The runner's own work, timed apart from any compute (robust on a busy machine):
     cell hashing/padding, store creation, region + mark writes, read-back verification."""
-    from svflow import _sweep as S
+    from svflow._sweep import runner as S
 
     plan = _make_plan(
         basins.basin_sweep_cell,

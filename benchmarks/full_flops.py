@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 import svflow
-from svflow._train import advance
+from svflow._full.train import advance
 
 
 def matmul_ceiling(d: int, dtype, repeats: int = 10) -> float:

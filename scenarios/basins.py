@@ -32,8 +32,8 @@ import numpy as np
 import xarray as xr
 
 import svflow
+from svflow._analysis.outcome import NC
 from svflow._basins import FIRST_HORIZON, LATER_HORIZONS, continue_undecided
-from svflow._outcome import NC
 
 HORIZONS = (FIRST_HORIZON,) + LATER_HORIZONS
 

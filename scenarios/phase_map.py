@@ -106,7 +106,7 @@ def run_sweep(
     )
     if dry_run:
         return ds
-    from svflow._train import step_grid
+    from svflow._full.train import step_grid
 
     ds = ds.assign_coords(record_time=("record", step_grid(params["steps"], num_records) * params["eta"]))
     ds.attrs.update(

@@ -87,35 +87,35 @@ from ._dataset import load as load
 from ._dataset import save as save
 
 # --- the full-parameter engine
-from ._compare import compare as compare
-from ._full import DeepUFM as DeepUFM
-from ._full import model_from_arrays as model_from_arrays
-from ._full import random_model as random_model
-from ._full import spectral_model as spectral_model
-from ._train import DivergenceError as DivergenceError
-from ._train import train as train
+from ._full.compare import compare as compare
+from ._full.model import DeepUFM as DeepUFM
+from ._full.model import model_from_arrays as model_from_arrays
+from ._full.model import random_model as random_model
+from ._full.model import spectral_model as spectral_model
+from ._full.train import DivergenceError as DivergenceError
+from ._full.train import train as train
 
 # --- outcomes, limits and codes
-from ._asymptotics import MaxMarginPoint as MaxMarginPoint
-from ._asymptotics import asymptotic_direction as asymptotic_direction
-from ._asymptotics import code_table as code_table
-from ._asymptotics import kkt_point as kkt_point
-from ._asymptotics import max_margin_direction as max_margin_direction
-from ._asymptotics import normalised_margin as normalised_margin
-from ._codes import SoftmaxCode as SoftmaxCode
-from ._codes import exact_rho as exact_rho
-from ._codes import softmax_code as softmax_code
-from ._outcome import Criterion as Criterion
-from ._outcome import outcome as outcome
-from ._outcomes import OutcomeRule as OutcomeRule
-from ._outcomes import classify as classify
+from ._analysis.asymptotics import MaxMarginPoint as MaxMarginPoint
+from ._analysis.asymptotics import asymptotic_direction as asymptotic_direction
+from ._analysis.asymptotics import code_table as code_table
+from ._analysis.asymptotics import kkt_point as kkt_point
+from ._analysis.asymptotics import max_margin_direction as max_margin_direction
+from ._analysis.asymptotics import normalised_margin as normalised_margin
+from ._analysis.codes import SoftmaxCode as SoftmaxCode
+from ._analysis.codes import exact_rho as exact_rho
+from ._analysis.codes import softmax_code as softmax_code
+from ._analysis.outcome import Criterion as Criterion
+from ._analysis.outcome import outcome as outcome
+from ._analysis.classify import OutcomeRule as OutcomeRule
+from ._analysis.classify import classify as classify
 
 # --- sweeps
-from ._sweep import SweepInterrupted as SweepInterrupted
-from ._sweep import SweepSpecError as SweepSpecError
-from ._sweep import cell_key as cell_key
-from ._sweep import open_sweep as open_sweep
-from ._sweep import sweep as sweep
+from ._sweep.runner import SweepInterrupted as SweepInterrupted
+from ._sweep.runner import SweepSpecError as SweepSpecError
+from ._sweep.runner import cell_key as cell_key
+from ._sweep.runner import open_sweep as open_sweep
+from ._sweep.runner import sweep as sweep
 
 # --- public sub-namespaces
 from . import explicit as explicit

@@ -9,7 +9,7 @@ $\sigma = \log(1 + \log(1 + t))$ to a first horizon $\tau_1$
 ($\tau = \log(1 + t)$) and its $t \to \infty$ outcome is decided by the
 late-phase criterion of :func:`svflow.outcome` (NC / support size r /
 undecided); the undecided starts go on, as smaller batches, through further
-horizons (:func:`svflow._outcome.resolve`). :func:`basin_cell` is the same
+horizons (:func:`svflow._analysis.outcome.resolve`). :func:`basin_cell` is the same
 computation for one start as a pure function (the unit of a
 :func:`svflow.sweep` cell).
 
@@ -43,11 +43,11 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
+from ._analysis.outcome import NC, UNDECIDED, Criterion, advance, check_horizons, decide, resolve
 from ._checks import check_int
 from ._dataset import grid_dataset
 from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import IntegrationError, SolverConfig
-from ._outcome import NC, UNDECIDED, Criterion, advance, check_horizons, decide, resolve
 from ._precision import float64
 from ._start import check_depth
 
@@ -325,7 +325,7 @@ def _run_starts(
     a check at tau = min(30, horizons[0] / 3), the first decision at
     ``horizons[0]`` (which must find the same support and frozen sets), the
     undecided starts continued through the later horizons
-    (:func:`svflow._outcome.resolve`, each stage one refill batch).
+    (:func:`svflow._analysis.outcome.resolve`, each stage one refill batch).
     Returns :func:`basin_cell`'s dict with a leading axis B (numpy).
     """
     lam0 = np.asarray(_starts(eps, delta, seed, family, classes, leaders, group))
@@ -438,7 +438,7 @@ def basin_map(
         rtol, atol, max_steps, solver: diffrax settings. Looser than
             :func:`svflow.simulate`'s (1e-6 vs 1e-8): a map runs thousands of
             starts and only decides each outcome, which these settings resolve.
-        criterion: :class:`svflow._outcome.Criterion` of the decision.
+        criterion: :class:`svflow._analysis.outcome.Criterion` of the decision.
         chunk_size: run each depth in chunks of this many starts (default: all).
         group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or ``None``
             (Walsh for K = 2^m, else cyclic); the default leaders of another group

@@ -41,9 +41,9 @@ from . import _dims as D
 from ._checks import check_choice, check_float, check_fraction, check_int
 from ._dataset import grid_dataset
 from ._explicit import dnc_loss, relu_blocks, relu_forward
-from ._full import random_model
+from ._full.model import random_model
+from ._full.train import DivergenceError, step_grid
 from ._precision import float64
-from ._train import DivergenceError, step_grid
 
 __all__ = [
     "layer_representations",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import svflow
-from svflow import _asymptotics as A
+from svflow._analysis import asymptotics as A
 
 
 def brute_force_gamma(K, N, S):

@@ -382,7 +382,7 @@ def _cell(key, eps):
 
 
 def test_sweep_ctrl_c_says_what_is_safe_and_resumes(tmp_path, monkeypatch):
-    import svflow._sweep as sw
+    import svflow._sweep.runner as sw
 
     grid = {"eps": np.arange(1.0, 7.0)}
     calls = []

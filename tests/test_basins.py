@@ -7,9 +7,7 @@ import pytest
 import xarray as xr
 
 import svflow
-from svflow._basins import basin_batch, basin_start, basin_width
-from svflow._integrate import SolverConfig
-from svflow._outcomes import (
+from svflow._analysis.classify import (
     CARRYING,
     FROZEN,
     MOVING,
@@ -18,6 +16,8 @@ from svflow._outcomes import (
     OutcomeRule,
     classify_trajectory,
 )
+from svflow._basins import basin_batch, basin_start, basin_width
+from svflow._integrate import SolverConfig
 from svflow._repulsion import log_ratio_rate, one_minus_mu_series, repulsion
 from svflow._walsh import one_minus_mu
 

@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import minimize
 
 import svflow
-from svflow import _codes as C
+from svflow._analysis import codes as C
 
 
 def polygon(K):

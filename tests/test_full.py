@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import svflow
-from svflow._train import DivergenceError
+from svflow._full.train import DivergenceError
 
 K, L, D = 8, 3, 16
 LAM0 = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
@@ -242,7 +242,7 @@ def test_phase_map_dataset_layout():
 
 
 def test_step_grid_always_ends_at_the_last_step():
-    from svflow._train import step_grid
+    from svflow._full.train import step_grid
 
     assert list(step_grid(1000, 2)) == [0, 1000]
     g = step_grid(12345, 7)

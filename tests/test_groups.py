@@ -272,7 +272,7 @@ def test_cyclic_codes_against_known_optimal_margins(K):
 def test_group_code_table_on_walsh_group_equals_binary_code_table():
     """Two routes for K = 8 Walsh: integer minimum distances (popcount) against the
     cosine formula over the group's characters."""
-    from svflow._group_codes import group_code_table
+    from svflow._analysis.group_codes import group_code_table
 
     a = svflow.code_table(8, range(2, 10))
     b = group_code_table(8, range(2, 10), group="walsh")

@@ -14,11 +14,11 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import svflow
-from svflow._asymptotics import kkt_residual
+from svflow._analysis.asymptotics import kkt_residual
+from svflow._analysis.outcome import Criterion, _stage
 from svflow._basins import basin_start
 from svflow._integrate import SolverConfig, solve
 from svflow._logtime import CETauField, scaled_one_minus_mu
-from svflow._outcome import Criterion, _stage
 from svflow._simulate import ReducedField
 from svflow._walsh import one_minus_mu
 
@@ -262,7 +262,7 @@ def test_outcome_over_cyclic_group():
 def test_stability_eigenvalue_runs_on_the_host_under_jit_and_vmap():
     """The non-symmetric eigenvalue of the stability test (numpy on the host, so any
     device) equals numpy's, inside jit and nested vmap."""
-    from svflow._outcome import _largest_real_eigenvalue
+    from svflow._analysis.outcome import _largest_real_eigenvalue
 
     m = np.random.default_rng(1).normal(size=(2, 3, 5, 5))
     want = np.linalg.eigvals(m).real.max(axis=-1)

@@ -21,7 +21,7 @@ import pytest
 import zarr
 
 import svflow
-from svflow._sweep import DONE
+from svflow._sweep.runner import DONE
 
 # cell functions defined here travel to dask workers by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -334,7 +334,7 @@ SHARD_SCRIPT = """
 import sys
 import jax, numpy as np
 import svflow
-from svflow._sweep import _batched, _devices, _make_plan
+from svflow._sweep.runner import _batched, _devices, _make_plan
 sys.path.insert(0, sys.argv[2])
 import test_sweep as t
 

@@ -20,7 +20,7 @@ def compute(quick: bool) -> xr.Dataset:
     import jax.numpy as jnp
 
     import svflow
-    from svflow._train import step_grid
+    from svflow._full.train import step_grid
 
     lam0 = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
     etas = [0.04, 0.02, 0.01] if quick else [0.08, 0.04, 0.02, 0.01, 0.005]

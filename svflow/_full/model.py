@@ -35,11 +35,11 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._checks import check_float, check_int
-from ._groups import spectral_basis
-from ._precision import float64
-from ._reduced import check_loss
-from ._start import Start, as_start, check_depth, start_group
+from .._checks import check_float, check_int
+from .._groups import spectral_basis
+from .._precision import float64
+from .._reduced import check_loss
+from .._start import Start, as_start, check_depth, start_group
 
 __all__ = [
     "ACTIVATIONS",

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from . import _dims as D
-from ._dataset import netcdf_safe
-from ._precision import float64
+from .. import _dims as D
+from .._dataset import netcdf_safe
+from .._precision import float64
 
 __all__ = ["compare"]
 

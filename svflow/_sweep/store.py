@@ -1,6 +1,6 @@
 r"""The sweep store: a local zarr v3 directory with regions and completion checksums.
 
-Part of :mod:`svflow._sweep` (see its docstring for the layout and the
+Part of :mod:`svflow._sweep.runner` (see its docstring for the layout and the
 guarantees). Only the driver process calls these functions.
 """
 
@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 import xarray as xr
 
-from ._sweep_plan import (
+from .plan import (
     CELL_DIM,
     CHUNK_DIM,
     DONE,
@@ -232,7 +232,7 @@ def _to_dataset(plan: SweepPlan, data: dict[str, np.ndarray]) -> xr.Dataset:
         variables[name] = ((*grid_dims, *o.dims), a)
     coords = {d: (d, plan.grid[d]) for d in grid_dims}
     coords.update({d: (d, np.asarray(v)) for d, v in plan.spec["coords"].items()})
-    from ._dataset import netcdf_safe, provenance
+    from .._dataset import netcdf_safe, provenance
 
     attrs = {
         "title": "svflow sweep",

@@ -30,7 +30,7 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import minimize, nnls
 
-from ._groups import Group, resolve_group
+from .._groups import Group, resolve_group
 
 __all__ = [
     "pair_margin_matrix",
@@ -289,7 +289,7 @@ def group_max_margin_direction(lam, depth: int, *, group=None, tol: float = 1e-6
     :class:`svflow.MaxMarginPoint` (``lam`` over modes, pairs equal;
     ``multipliers`` and ``active`` over group elements x, entry 0 unused).
     """
-    from ._asymptotics import MaxMarginPoint
+    from .asymptotics import MaxMarginPoint
 
     lam = np.asarray(lam, dtype=float)
     g = resolve_group(group, lam.shape[-1])

@@ -71,10 +71,10 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Float, Int
 
-from . import _dims as D
-from ._dataset import netcdf_safe
-from ._precision import float64
-from ._reduced import check_loss, data_loss
+from .. import _dims as D
+from .._dataset import netcdf_safe
+from .._precision import float64
+from .._reduced import check_loss, data_loss
 
 __all__ = [
     "NC",

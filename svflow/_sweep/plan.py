@@ -1,6 +1,6 @@
 r"""Sweep plans: canonical values, cell keys, checksums, and computing one chunk.
 
-Part of :mod:`svflow._sweep` (see its docstring for the design). A
+Part of :mod:`svflow._sweep.runner` (see its docstring for the design). A
 :class:`SweepPlan` holds everything a process needs to compute a chunk, so it
 travels to dask workers as it is; compiled, vmapped cell functions are cached
 per process by (specification, pickled ``cell_fn``, static setting, batch,
@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_int
-from ._precision import float64
+from .._checks import check_int
+from .._precision import float64
 
 __all__ = ["SweepPlan", "OutputSpec", "cell_key", "compute_chunk", "dispatch_chunk", "collect_chunk"]
 
@@ -459,6 +459,6 @@ def _fn_token(fn) -> str:
 
 
 def _svflow_version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

@@ -103,9 +103,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from ._checks import check_int
-from ._precision import float64
-from ._sweep_plan import (  # noqa: F401  (re-exported for tests and benchmarks)
+from .._checks import check_int
+from .._precision import float64
+from .plan import (  # noqa: F401  (re-exported for tests and benchmarks)
     _COMPILED,
     CELL_DIM,
     CHUNK_DIM,
@@ -122,7 +122,7 @@ from ._sweep_plan import (  # noqa: F401  (re-exported for tests and benchmarks)
     compute_chunk,
     dispatch_chunk,
 )
-from ._sweep_store import (  # noqa: F401
+from .store import (  # noqa: F401
     SweepSpecError,
     _check_store,
     _fill,

@@ -35,11 +35,11 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import least_squares, minimize, nnls
 
-from . import _dims as D
-from ._checks import check_int
-from ._dataset import netcdf_safe
-from ._precision import float64
-from ._walsh import check_classes
+from .. import _dims as D
+from .._checks import check_int
+from .._dataset import netcdf_safe
+from .._precision import float64
+from .._walsh import check_classes
 
 __all__ = [
     "margin_matrix",
@@ -60,7 +60,7 @@ def _group_name(group, classes) -> str:
     if group is None:
         K = int(classes) if isinstance(classes, (int, np.integer)) else 0
         return "walsh" if K >= 2 and not (K & (K - 1)) else "other"
-    from ._groups import resolve_group
+    from .._groups import resolve_group
 
     return resolve_group(group, classes).name
 
@@ -186,7 +186,7 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
 
     ``group`` other than the Walsh group (``"cyclic"``, a tuple of orders, or
     the default for K not a power of two) hands over to
-    :func:`svflow._group_codes.group_code_table` (supports are unions of
+    :func:`svflow._analysis.group_codes.group_code_table` (supports are unions of
     conjugate pairs; same layout).
 
     For each N: the support(s) maximising $\gamma_S = (2/K)\,d/(N r)^{N/2}$ over
@@ -206,7 +206,7 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
     import xarray as xr
 
     if _group_name(group, classes) != "walsh":
-        from ._group_codes import group_code_table
+        from .group_codes import group_code_table
 
         return group_code_table(classes, factors, group=group, global_check=global_check)
     K = classes
@@ -579,10 +579,10 @@ def max_margin_direction(
         tol: activity / support threshold of the KKT test.
         maxiter: SLSQP iterations.
         group: the character basis of ``lam``; a non-Walsh group (paired modes
-            tied) is solved by :func:`svflow._group_codes.group_max_margin_direction`.
+            tied) is solved by :func:`svflow._analysis.group_codes.group_max_margin_direction`.
     """
     if _group_name(group, np.shape(lam)[-1] if np.ndim(lam) else 0) != "walsh":
-        from ._group_codes import group_max_margin_direction
+        from .group_codes import group_max_margin_direction
 
         return group_max_margin_direction(lam, depth, group=group, tol=tol, maxiter=maxiter)
     lam = _as_lam(lam)

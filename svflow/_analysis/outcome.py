@@ -73,7 +73,7 @@ support mode may have a small limit ratio (K = 8 limits such as
 
 **Limit.** The limiting direction is the KKT point of the max-margin problem
 restricted to the decided support, polished from the final state by
-:func:`svflow._asymptotics.kkt_point`; ``kkt_residual`` is its relative
+:func:`svflow._analysis.asymptotics.kkt_point`; ``kkt_residual`` is its relative
 stationarity residual.
 
 **Cost.** In double-log time the slow (ratio) dynamics are smooth, but the
@@ -101,15 +101,15 @@ import numpy as np
 import xarray as xr
 from jax.scipy.special import logsumexp
 
-from . import _dims as D
-from ._checks import check_choice, check_float, check_fraction, check_int
-from ._dataset import grid_dataset
-from ._groups import _group_of, group_margins
-from ._integrate import SolverConfig, solve
-from ._logtime import CETauField, scaled_one_minus_mu
-from ._precision import float64
-from ._simulate import _as_starts
-from ._start import start_group
+from .. import _dims as D
+from .._checks import check_choice, check_float, check_fraction, check_int
+from .._dataset import grid_dataset
+from .._groups import _group_of, group_margins
+from .._integrate import SolverConfig, solve
+from .._logtime import CETauField, scaled_one_minus_mu
+from .._precision import float64
+from .._simulate import _as_starts
+from .._start import start_group
 
 __all__ = [
     "NC",
@@ -307,7 +307,7 @@ def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config:
     together, finished lanes take the next start. Returns numpy
     ``(y(tau1), diffrax result code, steps)``, each of leading size B.
     """
-    from ._batch import _DoubleLogField, solve_many
+    from .._batch import _DoubleLogField, solve_many
 
     y = np.asarray(y, dtype=float)
     tau0 = np.broadcast_to(np.asarray(tau0, dtype=float), (y.shape[0],))
@@ -447,7 +447,7 @@ def _limits(lam_end: np.ndarray, support: np.ndarray, decided: np.ndarray, depth
 
     Walsh group: :func:`svflow.kkt_point` on the decided support; other groups:
     :func:`svflow.max_margin_direction` over tied pairs from the late state."""
-    from ._asymptotics import kkt_point, max_margin_direction
+    from .asymptotics import kkt_point, max_margin_direction
 
     B, K = lam_end.shape
     limit = np.full((B, K), np.nan)

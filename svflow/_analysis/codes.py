@@ -50,10 +50,10 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, Real
 from scipy.optimize import linear_sum_assignment, minimize, nnls
 
-from . import _dims as D
-from ._checks import check_int
-from ._dataset import netcdf_safe
-from ._precision import float64
+from .. import _dims as D
+from .._checks import check_int
+from .._dataset import netcdf_safe
+from .._precision import float64
 
 __all__ = [
     "SoftmaxCode",
@@ -636,7 +636,7 @@ def _logits_over_time(ds, logits) -> np.ndarray:
     elif "lam" in ds:
         lam = np.asarray(ds["lam"].values, float)
         K = lam.shape[-1]
-        from ._groups import spectral_basis
+        from .._groups import spectral_basis
 
         # the dataset's own frame (attr "group"; default Walsh for K = 2^m, else cyclic)
         U = spectral_basis(K, ds.attrs.get("group"))

@@ -19,13 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _dims as D
-from ._checks import check_float, check_fraction, check_int
-from ._dataset import build_dataset
-from ._full import DeepUFM, _check_dtype
-from ._integrate import check_times
-from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
-from ._precision import float64
+from .. import _dims as D
+from .._checks import check_float, check_fraction, check_int
+from .._dataset import build_dataset
+from .._integrate import check_times
+from .._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
+from .._precision import float64
+from .model import DeepUFM, _check_dtype
 
 __all__ = ["DivergenceError", "train", "run_gd", "record", "step_grid", "advance"]
 
