@@ -181,18 +181,21 @@ def late_rates(lam, tau, factors: int, group=None):
     return (1.0 + tau) * (factors / K) * r * jnp.abs(lam) ** (1.0 - 2.0 / factors)
 
 
-def _host_largest_real_eigenvalue(m: np.ndarray) -> np.ndarray:
-    return np.max(np.linalg.eigvals(np.asarray(m)).real, axis=-1).astype(m.dtype)
+def _host_largest_real_eigenvalue(m: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return np.max(np.linalg.eigvals(np.asarray(m, dtype=np.float64)).real, axis=-1).astype(dtype)
 
 
 def _largest_real_eigenvalue(m):
     """Largest real part of the eigenvalues of a small square (non-symmetric) matrix.
 
-    XLA has a non-symmetric eigensolver on CPU only, so this runs on the host
-    (``jax.pure_callback`` with numpy), whatever the device; vmappable.
+    XLA has a non-symmetric eigensolver on CPU only: on a CPU backend this is
+    ``jnp.linalg.eigvals``; on an accelerator the small matrix goes to the host
+    (``jax.pure_callback`` with numpy). Vmappable.
     """
+    if jax.default_backend() == "cpu":
+        return jnp.max(jnp.real(jnp.linalg.eigvals(m)), axis=-1)
     return jax.pure_callback(
-        _host_largest_real_eigenvalue,
+        partial(_host_largest_real_eigenvalue, dtype=np.dtype(m.dtype)),
         jax.ShapeDtypeStruct(m.shape[:-2], m.dtype),
         m,
         vmap_method="expand_dims",
