@@ -545,13 +545,21 @@ def solve_batch_loglog(
     taus = np.asarray(taus, dtype=float)
     if taus.ndim != 1 or taus[0] != 0.0 or np.any(np.diff(taus) <= 0) or not np.all(np.isfinite(taus)):
         raise ValueError("taus must be finite, strictly increasing and start at 0.")
+    return _solve_configured(
+        _DoubleLogField(field), y0s, np.log1p(taus), config, args, cost, lanes, max_bytes
+    )
+
+
+def _solve_configured(field_s, y0s, saves, config: SolverConfig, args, cost, lanes, max_bytes):
+    """:func:`solve_many` with ``config``'s settings; ``cost`` defaults to $-\log\|y_0\|$
+    (under cross-entropy small starts spend longer crossing their blow-up: more steps)."""
     y0s = np.asarray(y0s, dtype=float)
     if cost is None and y0s.ndim >= 2:
         cost = -np.log(np.linalg.norm(y0s.reshape(y0s.shape[0], -1), axis=1) + 1e-300)
     return solve_many(
-        _DoubleLogField(field),
+        field_s,
         y0s,
-        np.log1p(taus),
+        saves,
         args=args,
         solver=config.solver,
         rtol=config.rtol,
@@ -584,23 +592,7 @@ def solve_batch(
     ts = check_times(ts)
     if ts[0] != 0.0:
         raise ValueError(f"times must start at t = 0 (the start); got times[0] = {ts[0]!r}.")
-    y0s = np.asarray(y0s, dtype=float)
-    if cost is None and y0s.ndim >= 2:
-        cost = -np.log(np.linalg.norm(y0s.reshape(y0s.shape[0], -1), axis=1) + 1e-300)
-    taus = np.log1p(ts)
-    return solve_many(
-        log_time_field(field),
-        y0s,
-        taus,
-        args=args,
-        solver=config.solver,
-        rtol=config.rtol,
-        atol=config.atol,
-        max_steps=config.max_steps,
-        cost=cost,
-        lanes=lanes,
-        max_bytes=max_bytes,
-    )
+    return _solve_configured(log_time_field(field), y0s, np.log1p(ts), config, args, cost, lanes, max_bytes)
 
 
 def check_batch(sol: BatchSolution, config: SolverConfig, t_end: float, where: str = "") -> None:
