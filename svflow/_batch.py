@@ -551,7 +551,7 @@ def solve_batch_loglog(
 
 
 def _solve_configured(field_s, y0s, saves, config: SolverConfig, args, cost, lanes, max_bytes):
-    """:func:`solve_many` with ``config``'s settings; ``cost`` defaults to $-\log\|y_0\|$
+    r""":func:`solve_many` with ``config``'s settings; ``cost`` defaults to $-\log\|y_0\|$
     (under cross-entropy small starts spend longer crossing their blow-up: more steps)."""
     y0s = np.asarray(y0s, dtype=float)
     if cost is None and y0s.ndim >= 2:

@@ -58,13 +58,15 @@ class LdufmStudy:
     fixed: str  # settings the paper states
     chosen: str  # settings the paper leaves open, chosen here
     extra: dict = field(default_factory=dict)  # further named settings
+    common: dict = field(default_factory=dict)  # keyword arguments every setting shares
 
     def settings(self, setting: str) -> dict:
+        """The keyword arguments of ``function`` at ``setting``: ``common`` updated by
+        the setting's own values."""
         names = ("quick", "full", *self.extra)
         setting = check_choice("setting", setting, names)
-        if setting in ("quick", "full"):
-            return dict(getattr(self, setting))
-        return dict(self.extra[setting])
+        own = getattr(self, setting) if setting in ("quick", "full") else self.extra[setting]
+        return {**self.common, **own}
 
     def compute(self, setting: str = "quick") -> xr.Dataset:
         """Run the study at ``setting`` ("quick", "full" or an extra setting's name)."""
@@ -98,26 +100,9 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "ldufm_fig2",
             "Fig. 2",
             ldufm_scale_sweep,
-            quick=dict(
-                scales=(0.55, 1.0, 1.5),
-                classes=10,
-                width=30,
-                samples=5,
-                steps=50_000,
-                seeds=(0, 1, 2, 3),
-                num_times=41,
-                **_GD,
-            ),
-            full=dict(
-                scales=(0.55, 1.0, 1.5),
-                classes=10,
-                width=30,
-                samples=5,
-                steps=1_000_000,
-                seeds=tuple(range(10)),
-                num_times=61,
-                **_GD,
-            ),
+            common=dict(scales=(0.55, 1.0, 1.5), classes=10, width=30, samples=5, **_GD),
+            quick=dict(steps=50_000, seeds=(0, 1, 2, 3), num_times=41),
+            full=dict(steps=1_000_000, seeds=tuple(range(10)), num_times=61),
             fixed=_FIG2_FIXED + ", 10 runs",
             chosen="n = 5 samples per class (NC1 needs n > 1); init scales 0.55, "
             "1.0 and 1.5 (Gaussian entries of variance scale^2/width: at n = 5 the "
@@ -127,18 +112,9 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "ldufm_fig3_left",
             "Fig. 3 (left)",
             srg_ratio_curve,
-            quick=dict(
-                radii=tuple(range(4, 13)),
-                depths=(3, 4, 5),
-                lams=(0.001, 0.004, 0.016),
-                network=False,
-            ),
-            full=dict(
-                radii=tuple(range(4, 13)),
-                depths=(3, 4, 5),
-                lams=(0.001, 0.004, 0.016),
-                network=True,
-            ),
+            common=dict(radii=tuple(range(4, 13)), depths=(3, 4, 5), lams=(0.001, 0.004, 0.016)),
+            quick=dict(network=False),
+            full=dict(network=True),
             fixed="L_SRG / L_DNC against r for L = 3, 4, 5, K = C(r, 2)",
             chosen="weight decay 0.001, 0.004, 0.016 on every factor; n = 1",
         ),
@@ -146,7 +122,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "ldufm_fig3_middle",
             "Fig. 3 (middle)",
             ldufm_sweep,
-            quick=dict(
+            common=dict(
                 param="lam",
                 values=(0.001, 0.002, 0.004, 0.008, 0.016),
                 classes=10,
@@ -155,23 +131,9 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
                 eta=0.5,
                 samples=1,
                 scale=1.0,
-                steps=50_000,
-                seeds=(0, 1, 2),
-                num_times=21,
             ),
-            full=dict(
-                param="lam",
-                values=(0.001, 0.002, 0.004, 0.008, 0.016),
-                classes=10,
-                depth=4,
-                width=30,
-                eta=0.5,
-                samples=1,
-                scale=1.0,
-                steps=200_000,
-                seeds=tuple(range(10)),
-                num_times=41,
-            ),
+            quick=dict(steps=50_000, seeds=(0, 1, 2), num_times=21),
+            full=dict(steps=200_000, seeds=tuple(range(10)), num_times=41),
             fixed="rank against weight decay, K = 10, L = 4, width 30, learning rate 0.5",
             chosen="n = 1; init scale 1.0; weight decays 0.001..0.016",
         ),
@@ -179,32 +141,9 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "ldufm_fig3_right",
             "Fig. 3 (right)",
             ldufm_sweep,
-            quick=dict(
-                param="width",
-                values=(10, 20, 30, 50, 80),
-                classes=10,
-                depth=4,
-                lam=0.004,
-                eta=0.5,
-                samples=1,
-                scale=1.0,
-                steps=50_000,
-                seeds=(0, 1, 2, 3),
-                num_times=21,
-            ),
-            full=dict(
-                param="width",
-                values=(10, 20, 30, 50, 80),
-                classes=10,
-                depth=4,
-                lam=0.004,
-                eta=0.5,
-                samples=1,
-                scale=1.0,
-                steps=200_000,
-                seeds=tuple(range(10)),
-                num_times=41,
-            ),
+            common=dict(param="width", values=(10, 20, 30, 50, 80), classes=10, samples=1, scale=1.0, **_GD),
+            quick=dict(steps=50_000, seeds=(0, 1, 2, 3), num_times=21),
+            full=dict(steps=200_000, seeds=tuple(range(10)), num_times=41),
             fixed="fraction of runs ending in DNC against width, K = 10, L = 4, "
             "weight decay 0.004, learning rate 0.5",
             chosen="n = 1; init scale 1.0",
@@ -213,26 +152,9 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "ldufm_fig5",
             "Fig. 5",
             ldufm_scale_sweep,
-            quick=dict(
-                scales=(0.55, 1.0),
-                classes=(3, 4, 5),
-                width=16,
-                samples=1,
-                steps=50_000,
-                seeds=(0, 1, 2, 3),
-                num_times=31,
-                **_GD,
-            ),
-            full=dict(
-                scales=(0.55, 1.0),
-                classes=(3, 4, 5),
-                width=16,
-                samples=1,
-                steps=500_000,
-                seeds=tuple(range(10)),
-                num_times=51,
-                **_GD,
-            ),
+            common=dict(scales=(0.55, 1.0), classes=(3, 4, 5), width=16, samples=1, **_GD),
+            quick=dict(steps=50_000, seeds=(0, 1, 2, 3), num_times=31),
+            full=dict(steps=500_000, seeds=tuple(range(10)), num_times=51),
             fixed="low-rank solutions for K = 3, 4, 5 at L = 4",
             chosen="weight decay 0.004 and learning rate 0.5 (Fig. 2's); width 16; "
             "n = 1; init scales 0.55 and 1.0",
@@ -241,30 +163,9 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "ldufm_fig6",
             "Fig. 6",
             ldufm_scale_sweep,
-            quick=dict(
-                scales=(0.55, 1.0),
-                classes=15,
-                depth=7,
-                lam=0.004,
-                eta=0.5,
-                width=30,
-                samples=1,
-                steps=50_000,
-                seeds=(0, 1, 2),
-                num_times=31,
-            ),
-            full=dict(
-                scales=(0.55, 1.0),
-                classes=15,
-                depth=7,
-                lam=0.004,
-                eta=0.5,
-                width=30,
-                samples=1,
-                steps=500_000,
-                seeds=tuple(range(10)),
-                num_times=51,
-            ),
+            common=dict(scales=(0.55, 1.0), classes=15, depth=7, lam=0.004, eta=0.5, width=30, samples=1),
+            quick=dict(steps=50_000, seeds=(0, 1, 2), num_times=31),
+            full=dict(steps=500_000, seeds=tuple(range(10)), num_times=51),
             fixed="K = 15 at L = 7",
             chosen="weight decay 0.004, width 30, learning rate 0.5 (Fig. 2's); "
             "n = 1; init scales 0.55 and 1.0",
@@ -273,35 +174,10 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "ldufm_optimality",
             "none (svflow's empirical optimality map)",
             ldufm_optimality_map,
-            quick=dict(
-                classes=tuple(range(2, 17)),
-                depths=tuple(range(2, 7)),
-                steps=10_000,
-                scales=(0.55, 1.0),
-                seeds=2,
-                lam=0.004,
-                eta=0.5,
-            ),
-            full=dict(
-                classes=tuple(range(2, 17)),
-                depths=tuple(range(2, 7)),
-                steps=500_000,
-                scales=(0.3, 0.55, 1.0, 1.5),
-                seeds=10,
-                lam=0.004,
-                eta=0.5,
-            ),
-            extra=dict(
-                medium=dict(
-                    classes=tuple(range(2, 17)),
-                    depths=tuple(range(2, 7)),
-                    steps=40_000,
-                    scales=(0.55, 1.0, 1.5),
-                    seeds=4,
-                    lam=0.004,
-                    eta=0.5,
-                )
-            ),
+            common=dict(classes=tuple(range(2, 17)), depths=tuple(range(2, 7)), lam=0.004, eta=0.5),
+            quick=dict(steps=10_000, scales=(0.55, 1.0), seeds=2),
+            full=dict(steps=500_000, scales=(0.3, 0.55, 1.0, 1.5), seeds=10),
+            extra=dict(medium=dict(steps=40_000, scales=(0.55, 1.0, 1.5), seeds=4)),
             fixed="K = 2..16, L = 2..6 (the paper's L-DUFM objective)",
             chosen="weight decay 0.004 on every factor, learning rate 0.5, width max(16, 2K), n = 1",
         ),
