@@ -41,3 +41,11 @@ def wrap_caption(text: str, width: int = 190) -> str:
     import textwrap
 
     return "\n".join("\n".join(textwrap.wrap(p, width)) if p else "" for p in text.split("\n"))
+
+
+def add_caption(fig, ds, extra: str = "", y: float = -0.02, width: int = 230) -> None:
+    """The caption under a figure: the study's settings, what DNC and SRG are, ``extra``."""
+    text = setting_lines(ds) + "\n" + DNC_SRG_CAPTION
+    if extra:
+        text += "\n" + extra
+    fig.text(0.01, y, wrap_caption(text, width), ha="left", va="top", fontsize=7)

@@ -15,10 +15,8 @@ from .. import _dims as D
 from .._ldufm_studies import LDUFM_STUDIES
 from . import register
 from ._ldufm_common import (
-    DNC_SRG_CAPTION,
+    add_caption,
     integer_axis,
-    setting_lines,
-    wrap_caption,
 )
 
 _SCALE_COLORS = ("C0", "C1", "C4", "C5")
@@ -29,14 +27,6 @@ def _compute(name):
         return LDUFM_STUDIES[name].compute("quick" if quick else "full")
 
     return compute
-
-
-def _caption(fig, ds, extra: str = "", y: float = -0.02, width: int = 230):
-    text = setting_lines(ds)
-    text += "\n" + DNC_SRG_CAPTION
-    if extra:
-        text += "\n" + extra
-    fig.text(0.01, y, wrap_caption(text, width), ha="left", va="top", fontsize=7)
 
 
 def _scalar(da) -> float:
@@ -265,7 +255,7 @@ def _plot_runs(ds, row_dim=None):
         fontsize=10,
     )
     fig.tight_layout()
-    _caption(
+    add_caption(
         fig,
         ds,
         "A run ends in DNC when every layer's class means have rank K and its "
@@ -328,7 +318,7 @@ def plot_fig3_middle(ds):
     ax.legend(fontsize=7, loc="center right")
     fig.suptitle("Rank against weight decay (Fig. 3 middle)", fontsize=10)
     fig.tight_layout()
-    _caption(fig, ds, y=-0.03, width=150)
+    add_caption(fig, ds, y=-0.03, width=150)
     return fig
 
 
@@ -365,7 +355,7 @@ def plot_fig3_right(ds):
     ax.legend(fontsize=7)
     fig.suptitle("Runs ending in DNC against width (Fig. 3 right)", fontsize=10)
     fig.tight_layout()
-    _caption(
+    add_caption(
         fig,
         ds,
         "A run ends in DNC when every layer's class means have rank K and its "

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._ldufm_studies import LDUFM_STUDIES
 from . import register
-from ._ldufm_common import DNC_SRG_CAPTION, integer_axis, setting_lines, wrap_caption
+from ._ldufm_common import add_caption, integer_axis
 
 
 def compute_fig1(quick: bool):
@@ -51,20 +51,12 @@ def plot_fig1(ds):
         fontsize=9,
     )
     fig.tight_layout()
-    fig.text(
-        0.01,
-        -0.02,
-        wrap_caption(
-            setting_lines(ds)
-            + "\n"
-            + DNC_SRG_CAPTION
-            + f"\nB = vertex-edge incidence matrix of K_{r}; colour scale symmetric "
-            "about 0 (red > 0, blue < 0), one per panel.",
-            250,
-        ),
-        ha="left",
-        va="top",
-        fontsize=7,
+    add_caption(
+        fig,
+        ds,
+        f"B = vertex-edge incidence matrix of K_{r}; colour scale symmetric "
+        "about 0 (red > 0, blue < 0), one per panel.",
+        width=250,
     )
     return fig
 
@@ -105,22 +97,14 @@ def plot_fig3_left(ds):
         fontsize=10,
     )
     fig.tight_layout()
-    fig.text(
-        0.01,
-        -0.02,
-        wrap_caption(
-            setting_lines(ds)
-            + "\n"
-            + DNC_SRG_CAPTION
-            + "\nWhere both losses reach the trivial point (zero network, loss 1/2: "
-            "large K x weight decay) the ratio is 1. Crosses (full setting): the "
-            "ratio from the built matrices run through the ReLU network at their "
-            "best scale.",
-            210,
-        ),
-        ha="left",
-        va="top",
-        fontsize=7,
+    add_caption(
+        fig,
+        ds,
+        "Where both losses reach the trivial point (zero network, loss 1/2: "
+        "large K x weight decay) the ratio is 1. Crosses (full setting): the "
+        "ratio from the built matrices run through the ReLU network at their "
+        "best scale.",
+        width=210,
     )
     return fig
 
