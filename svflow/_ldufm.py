@@ -155,6 +155,19 @@ def _starts(classes, depth, width, scales, seeds, samples, lam):
     return tuple(jnp.stack(fs) for fs in zip(*starts))
 
 
+def _check_gd(classes, depth, width, lam, eta, steps, samples) -> tuple:
+    """The arguments every L-DUFM gradient-descent run takes, checked."""
+    return (
+        check_int("classes", classes, minimum=2),
+        check_int("depth", depth, minimum=2),
+        check_int("width", width, minimum=1),
+        check_float("lam", lam, minimum=0.0, strict_min=True),
+        check_float("eta", eta, minimum=0.0, strict_min=True),
+        check_int("steps", steps, minimum=1),
+        check_int("samples", samples, minimum=1),
+    )
+
+
 @float64
 def ldufm_gd_batch(
     classes: int,
@@ -179,13 +192,9 @@ def ldufm_gd_batch(
     start ``i * len(seeds) + j`` is ``scales[i]``, ``seeds[j]``) and the final
     objectives, ``inf`` where GD diverged.
     """
-    classes = check_int("classes", classes, minimum=2)
-    depth = check_int("depth", depth, minimum=2)
-    width = check_int("width", width, minimum=1)
-    lam = check_float("lam", lam, minimum=0.0, strict_min=True)
-    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
-    steps = check_int("steps", steps, minimum=1)
-    samples = check_int("samples", samples, minimum=1)
+    classes, depth, width, lam, eta, steps, samples = _check_gd(
+        classes, depth, width, lam, eta, steps, samples
+    )
     scales = [check_float("scales[i]", s, minimum=0.0, strict_min=True) for s in scales]
     seeds = [check_int("seeds[i]", s) for s in seeds]
     if not scales or not seeds:
@@ -253,13 +262,9 @@ def ldufm_runs(
 
     NC1 is 0 by convention for ``samples`` = 1 (no within-class spread).
     """
-    classes = check_int("classes", classes, minimum=2)
-    depth = check_int("depth", depth, minimum=2)
-    width = check_int("width", width, minimum=1)
-    lam = check_float("lam", lam, minimum=0.0, strict_min=True)
-    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
-    steps = check_int("steps", steps, minimum=1)
-    samples = check_int("samples", samples, minimum=1)
+    classes, depth, width, lam, eta, steps, samples = _check_gd(
+        classes, depth, width, lam, eta, steps, samples
+    )
     scale = check_float("scale", scale, minimum=0.0, strict_min=True)
     num_times = check_int("num_times", num_times, minimum=2)
     rank_rtol = check_fraction("rank_rtol", rank_rtol)
