@@ -52,7 +52,7 @@ def plot(ds: xr.Dataset):
         for i in range(1, ds.sizes["mode"]):
             ax.loglog(t, lam[:, i], color=colors[i - 1], lw=1.4, label=rf"$\lambda_{i}$")
         r = int(ds["rank"].sel(depth=L).values[-1])
-        ax.set_title(f"L = {L} (N = {L + 1})\nfinal rank {r}", fontsize=10)
+        ax.set_title(f"L = {L} (N = {L + 1})\nrank at t = {t[-1]:.0e}: {r}", fontsize=10)
         ax.set_xlabel("gradient-flow time t")
         ax.grid(alpha=0.3, which="major")
     np.atleast_1d(axes)[0].set_ylabel(r"logit eigenvalue $\lambda_i(t)$")
