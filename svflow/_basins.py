@@ -43,7 +43,19 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
-from ._analysis.outcome import NC, UNDECIDED, Criterion, advance, check_horizons, decide, resolve
+from ._analysis.limit_flow import handoff
+from ._analysis.outcome import (
+    NC,
+    UNDECIDED,
+    Criterion,
+    _tie_breaker,
+    advance,
+    check_horizons,
+    decide,
+    late_state,
+    relax,
+    resolve,
+)
 from ._checks import check_int
 from ._dataset import grid_dataset
 from ._groups import Group, resolve_group, tie_pairs
@@ -162,7 +174,7 @@ def basin_cell(
     the same support and frozen sets at tau = min(30, horizon / 3)),
     ``support`` and ``frozen`` (K,) bool, ``ratio``
     ($|\lambda_i|/\max|\lambda|$, K), ``min_ratio`` (its minimum over modes
-    i >= 1), ``rate_ratio`` (K), ``instability``, ``log_t_end`` (tau reached),
+    i >= 1), ``rate_ratio`` (K), ``log_t_end`` (tau reached),
     ``lam0`` and ``lam_end`` (K,), ``solver_result`` (diffrax result code,
     0 = success) and ``num_steps``. A failed integration is undecided (and
     :func:`basin_map` raises on it).
@@ -171,17 +183,23 @@ def basin_cell(
     lam0 = basin_start(family, classes, eps, delta, seed, leaders, group)
     tau1 = jnp.asarray(float(horizon))
     tau0 = jnp.asarray(min(CHECK_HORIZON, float(horizon) / 3))
-    y0, res0, steps0 = advance(
-        lam0, jnp.asarray(0.0), tau0, factors=N, balanced=True, config=config, group=group
-    )
-    y1, res1, steps1 = advance(y0, tau0, tau1, factors=N, balanced=True, config=config, group=group)
+
+    def at(y, t0, t1):
+        y1, r, n = advance(y, t0, t1, factors=N, balanced=True, config=config, group=group)
+        late = late_state(y1, criterion, group)
+        u0 = handoff(y1, group) * (1.0 + criterion.tie_break * _tie_breaker(classes, group))
+        u1, r2, n2 = relax(u0, factors=N, group=group)
+        d = decide(u1, N, criterion, group)
+        d["decided"] = d["decided"] & late["late"] & (r2 == 0)
+        return y1, jnp.where(r != 0, r, r2), n + n2, d
+
+    y0, res0, steps0, d0 = at(lam0, jnp.asarray(0.0), tau0)
+    y1, res1, steps1, d = at(y0, tau0, tau1)
     res = jnp.where(res0 != 0, res0, res1)
     steps = steps0 + steps1
-    d0 = decide(y0, tau0, N, criterion, group)
-    d = decide(y1, tau1, N, criterion, group)
     same = jnp.all(d["support"] == d0["support"]) & jnp.all(d["frozen"] == d0["frozen"])
-    d["decided"] = d["decided"] & same
-    d["code"] = jnp.where(same, d["code"], UNDECIDED)
+    d["decided"] = d["decided"] & d0["decided"] & same
+    d["code"] = jnp.where(d["decided"], d["code"], UNDECIDED)
     ok = res == diffrax.RESULTS.successful._value
     ratio = d["ratio"]
     return dict(
@@ -193,7 +211,6 @@ def basin_cell(
         ratio=ratio,
         min_ratio=jnp.min(jnp.where(jnp.arange(classes) == 0, jnp.inf, ratio)),
         rate_ratio=d["rate_ratio"],
-        instability=d["instability"],
         log_t_end=tau1,
         lam0=lam0,
         lam_end=y1,
@@ -275,7 +292,6 @@ def continue_undecided(
         "frozen": out["frozen"],
         "rate_ratio": out["rate_ratio"],
         "ratio": out["ratio"],
-        "instability": out["instability"],
         "late": np.zeros_like(out["decided"]),
         "off_target_mass": np.zeros(len(out["decided"])),
         "solver_result": out["solver_result"],
@@ -302,7 +318,6 @@ def continue_undecided(
         ratio=st["ratio"],
         min_ratio=np.where(np.arange(K) == 0, np.inf, st["ratio"]).min(-1),
         rate_ratio=st["rate_ratio"],
-        instability=st["instability"],
         log_t_end=st["tau"],
         lam_end=st["y"],
         solver_result=st["solver_result"],
@@ -351,7 +366,6 @@ def _run_starts(
         ratio=st["ratio"],
         min_ratio=np.where(np.arange(K) == 0, np.inf, st["ratio"]).min(-1),
         rate_ratio=st["rate_ratio"],
-        instability=st["instability"],
         log_t_end=st["tau"],
         lam0=lam0,
         lam_end=st["y"],

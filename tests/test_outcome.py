@@ -257,16 +257,3 @@ def test_outcome_over_cyclic_group():
     # the same start through simulate's start handling: a Start object works too
     start = svflow.spectral_init(6, 5, scale=1e-2, spread=0.0, seed=0)
     assert int(svflow.outcome(6, 5, init=start)["outcome"]) == 0  # equal modes: the NC start
-
-
-def test_stability_eigenvalue_under_jit_and_vmap():
-    """The non-symmetric eigenvalue of the stability test equals numpy's, inside jit
-    and nested vmap, and so does its host route (the one used on accelerators)."""
-    from svflow._analysis.outcome import _host_largest_real_eigenvalue, _largest_real_eigenvalue
-
-    m = np.random.default_rng(1).normal(size=(2, 3, 5, 5))
-    want = np.linalg.eigvals(m).real.max(axis=-1)
-    got = jax.jit(jax.vmap(jax.vmap(_largest_real_eigenvalue)))(jnp.asarray(m))
-    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
-    host = _host_largest_real_eigenvalue(m, np.dtype("float64"))
-    np.testing.assert_allclose(host, want, rtol=1e-12)

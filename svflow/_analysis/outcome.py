@@ -1,92 +1,59 @@
 r"""Certified $t \to \infty$ outcomes of spectral starts under cross-entropy.
 
-Setting: the reduced flow of a Walsh-Hadamard start (K = 2^m classes, depth L
-weight matrices, N = L + 1 factors, mean cross-entropy, n = 1, no weight
-decay, gradient-flow time t = steps x step size). The logits
-$\lambda_i = \prod_l s_{l,i}$ grow without bound and their direction
-converges to a KKT point of the max-margin problem (Lyu & Li 2020), but only
-at a rate set by powers of $\log t$: a ratio $\lambda_i/\max\lambda$ read at
-t = 1e8 is not the outcome. This module integrates in double-log time
-$\sigma = \log(1 + \tau)$, $\tau = \log(1 + t)$ (right-hand side in the log
-domain, :mod:`svflow._logtime`, so t never materialises) and decides the
-outcome from the **late-phase rates**, which can be evaluated exactly at any
-state.
+Setting: the reduced flow of a spectral start (K classes, character basis of
+a finite abelian group, depth L weight matrices, N = L + 1 factors, mean
+cross-entropy, n = 1, no weight decay, gradient-flow time t = steps x step
+size). The logits $\lambda_i = \prod_l s_{l,i}$ grow without bound and their
+direction converges to a KKT point of the max-margin problem (Lyu & Li 2020),
+but only at a rate set by powers of $\log t$: a ratio $\lambda_i/\max\lambda$
+read at t = 1e8 is not the outcome (docs: theory/certification.md).
 
-**Late-phase rates.** Once the softmax saturates, $(1+t)(1-\mu_i) = 2\sum_c
-O_{ic}\,\nu_c$ with $O_{ic} = [H_{ic} < 0]$ and $\nu_c \approx e^{\tau - m_c}$
-($m_c$ the margins), and the balanced law gives the growth exponent of each
-mode in double-log time,
+**Method.** Each start is integrated exactly in double-log time $\sigma =
+\log(1 + \tau)$, $\tau = \log(1 + t)$ (right-hand side in the log domain,
+:mod:`svflow._logtime`, so t never materialises) to a hand-off horizon
+$\tau_h$. If the state is late (finite, every margin positive, off-target
+softmax mass $\le$ ``late_mass``), it is handed to the **limit flow**
+(:mod:`svflow._analysis.limit_flow`): the $\tau \to \infty$ limit of the late
+dynamics in $u = \lambda/\tau$ and $s = \log\tau$, an autonomous, non-stiff
+ODE whose fixed points are the KKT points. The hand-off state $u =
+\lambda/\min_x m_x(\lambda)$ is multiplied by $1 + \epsilon v$ (``tie_break``
+$\epsilon$, a fixed vector v with distinct entries, tied in conjugate pairs)
+so that a fixed point with an unstable direction is left, and the limit flow
+runs for :data:`LIMIT_SPAN` units of s. At its end state the rate ratios
+$\rho_j = 1 + (du_j/ds)/u_j$ ($d\log\lambda_j/d\sigma$ over that of the largest
+mode) sort the modes: support ($|\rho_j - 1| \le$ ``support_tol``), frozen
+($\rho_j \le$ ``frozen_rate``), or moving (not decided).
 
-$$p_i = \frac{d\log\lambda_i}{d\sigma} = (1+\tau)\,\frac{N}{K}\,
-   \lambda_i^{1-2/N}\,w_i, \qquad w_i = (1+t)(1-\mu_i) .$$
+**Decision.** A start is decided at horizon $\tau_h$ when the state is late,
+no mode is moving at the end of the limit run, and the limit run from the
+previous horizon (a factor >= 3 earlier) gave the same support and frozen
+sets (the hand-off error is of relative order $\log\tau_h/\tau_h$; a start
+whose side of a basin edge depends on it is caught here). The outcome is the
+support size r (0 = NC when r = K - 1). Otherwise the start goes on to the
+next horizon, and after the last it is undecided (-1). The decision puts no
+threshold on the ratios themselves: K = 8 limits such as (1, .5, .5, .5, 0,
+0, 0) have support 4.
 
-Let $i^\star$ be the largest mode and $\rho_i = p_i/p_{i^\star}$. The ratio
-$q_i = \lambda_i/\lambda_{i^\star}$ obeys $d\log q_i/d\sigma = p_{i^\star}
-(\rho_i - 1)$: it rises iff $\rho_i > 1$.
-
-**Support modes.** Modes with $\rho_i = 1$ grow at a common rate. This is
-exactly KKT stationarity of $\min\sum_i\lambda_i^{2/N}$ s.t. $m_k \ge 1$ on
-the support, with multipliers proportional to $\nu$:
-$\lambda_i^{2/N-1} \propto \sum_k O_{ki}\nu_k$ $\Leftrightarrow$
-$\lambda_i^{1-2/N}w_i$ equal across the support (complementary slackness
-holds to $O(e^{-\Delta m})$, since $\nu_k$ of a margin $\Delta m \sim \tau$
-above the smallest is exponentially small).
-
-**Frozen modes.** For a mode off the support, $\rho_i \propto
-q_i^{1-2/N}\,(w_i/w_{i^\star})$. If the weights $\nu$ do not change (the support
-direction has converged), $\rho_i < 1$ makes $q_i$ fall, which lowers $\rho_i$
-further (N > 2): the mode is frozen for good; its ratio falls like
-$e^{-(1-\rho)\sigma}$, i.e. like $1/\tau$ once $\rho_i \to 0$, and its
-limit ratio is 0. To cross back it would need $w_i/w_{i^\star}$ to grow by the
-factor $1/\rho_i$. The weights still move only through (a) the support modes'
-residual drift, bounded by the support tolerance, and (b) the shrinking
-contribution of frozen modes to the margins. So a mode counts as frozen when
-$\rho_i \le \rho_\mathrm{frozen}$ (default 0.8, i.e. a 25 % safety factor
-on $w_i/w_{i^\star}$, four times the support tolerance 0.05).
-Example, K = 4 with $\lambda_1 = \lambda_2 = a$ leading and $\lambda_3 = qa$:
-$\nu_3$ is negligible, $\nu_1 = \nu_2$, and $\rho_3 = 2q^{1-2/N}$ exactly, so
-the late separatrix is $q^\star = 2^{-N/(N-2)}$ (above: NC; below: the
-square code, rank 2).
-
-**Stability.** A common growth rate is not enough: the K = 4 separatrix
-point $(1, 1, q^\star)$ is itself a KKT point (a saddle). The support's
-configuration must also be stable under the late flow: with $u = \log\lambda$
-and the ratio field $F_i = p_i - p_{i^\star}$ ($i$ in the support, $i \ne
-i^\star$), every eigenvalue of $\partial F/\partial u$ must have real part
-$\le$ ``stability_tol`` $\cdot\,p_{i^\star}$. (At the K = 4 saddle the
-unstable eigenvalue is $(1 - 2/N)\,p_{i^\star}$; margin-equalising directions
-are strongly stable, with eigenvalues of order $-\tau$.)
-
-**Decision.** At a horizon $\tau$ the start is *decided* when the state is
-finite, separates every class, is in the late phase (off-target softmax mass
-$1 - g(0) \le$ ``late_mass``), every mode $i \ge 1$ is either a support mode
-($|\rho_i - 1| \le$ ``support_tol``) or frozen ($\rho_i \le$
-``frozen_rate``), the support is stable, and the same support and frozen
-sets were found at the previous horizon (a factor >= 3 earlier in $\tau$:
-this persistence check catches modes that still pass through the support
-band on their way down, as the weights $\nu$ settle). Then the outcome is the support
-size r (0 = NC when r = K - 1, all modes carry the norm); otherwise the run is
-continued to the next horizon, and after the last it is undecided (-1).
-The decision does not depend on a threshold on the ratios themselves: a
-support mode may have a small limit ratio (K = 8 limits such as
-(1, .5, .5, .5, 0, 0, 0) have support 4).
+Example, K = 4 with $u = (0, 1, 1, q)$: the third margin is inactive, the
+two others carry equal weight and $\rho_3 = 2q^{1-2/N}$, so the late
+separatrix is $q^\star = 2^{-N/(N-2)}$ (above: NC; below: the square code,
+rank 2); $(1, 1, q^\star)$ is a saddle with unstable eigenvalue $1 - 2/N$.
 
 **Limit.** The limiting direction is the KKT point of the max-margin problem
-restricted to the decided support, polished from the final state by
-:func:`svflow._analysis.asymptotics.kkt_point`; ``kkt_residual`` is its relative
-stationarity residual.
+restricted to the decided support, polished from the end of the limit run by
+:func:`svflow._analysis.asymptotics.kkt_point`; ``kkt_residual`` is its
+relative stationarity residual.
 
-**Cost.** In double-log time the slow (ratio) dynamics are smooth, but the
-active margins stay locked together by a fast relaxation whose rate grows like
-$\tau$, so an explicit solver needs about $\tau$ steps per unit of $\tau$
-late on (roughly 150 steps to $\tau = 100$, 4000 to $10^4$; diffrax's implicit
-Kvaerno solvers were slower still). Hence the staged horizons: every start
-runs to the first, only the undecided ones go further.
+**Cost.** The exact flow is stiff late on (its margins lock together at a
+rate $\propto \tau$ in $\sigma$: an explicit solver needs about $\tau$ steps
+per unit of $\sigma$), so it stops early (tau = 30 and 100: some 150-200
+steps); the limit flow costs the same at every s (about 100 steps per run)
+but each right-hand side solves a small complementarity problem.
 
 **Unbalanced starts** ($s(0)$ given): the factor flow is integrated; the
 differences $s_{l,i}^2 - s_{l',i}^2$ are conserved while $s$ diverges on the
-support, so the late phase is balanced and the rates above, evaluated at
-$\lambda = \prod_l s_l$, apply.
+support, so the late phase is balanced and the hand-off uses $\lambda =
+\prod_l s_l$.
 """
 
 from __future__ import annotations
@@ -95,6 +62,7 @@ import time as _time
 from dataclasses import dataclass
 from functools import partial
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,12 +72,13 @@ from jax.scipy.special import logsumexp
 from .. import _dims as D
 from .._checks import check_choice, check_float, check_fraction, check_int
 from .._dataset import grid_dataset
-from .._groups import _group_of, group_margins
-from .._integrate import SolverConfig, solve
+from .._groups import _group_of, group_margins, tie_pairs
+from .._integrate import _SOLVERS, SolverConfig, solve
 from .._logtime import CETauField, scaled_one_minus_mu
 from .._precision import float64
 from .._simulate import _as_starts
 from .._start import start_group
+from .limit_flow import LimitField, handoff, limit_rates
 
 __all__ = [
     "NC",
@@ -122,6 +91,19 @@ __all__ = [
     "resolve",
     "outcome",
 ]
+
+LIMIT_SPAN = 40.0
+r"""Length of each limit-flow run in $s = \log\tau$ (a factor $e^{40}$ in $\tau$)."""
+
+LIMIT_CONFIG = SolverConfig(rtol=1e-4, atol=1e-7, max_steps=20_000)
+"""Solver settings of the limit-flow runs (the outcome is read at a fixed point,
+so the path need not be accurate; rtol 1e-6 gave the same outcomes on 256
+random K = 8, L = 2 starts with two thirds more steps)."""
+
+LIMIT_LANES = 16
+"""Lanes of the batch engine in a limit run: each right-hand side runs an
+active-set loop for as many iterations as its slowest lane needs, so fewer
+lanes than for the exact flow waste less (16: 1.7x faster than 64, K = 8)."""
 
 NC = 0
 """Outcome code of neural collapse (the limit's support is all K - 1 modes)."""
@@ -140,14 +122,15 @@ class Criterion:
     Attributes:
         support_tol: $|\rho_i - 1|$ below which mode i grows with the largest one.
         frozen_rate: $\rho_i$ at or below which mode i is frozen (< 1 - support_tol).
-        stability_tol: largest allowed real part of the support's ratio-flow
-            eigenvalues, in units of $p_{i^\star}$.
+        tie_break: relative size of the tie-breaking perturbation of the
+            hand-off state (module docstring: decisions are those of generic
+            starts; a fixed point with an unstable direction is left).
         late_mass: largest off-target softmax mass $1 - g(0)$ of a late state.
     """
 
     support_tol: float = 0.05
     frozen_rate: float = 0.8
-    stability_tol: float = 0.05
+    tie_break: float = 1e-6
     late_mass: float = 1e-4
 
     def __post_init__(self):
@@ -157,23 +140,24 @@ class Criterion:
             raise ValueError(
                 f"frozen_rate must be < 1 - support_tol = {1 - self.support_tol}; got {self.frozen_rate}."
             )
-        check_float("stability_tol", self.stability_tol, minimum=0.0)
+        check_fraction("tie_break", self.tie_break)
         check_fraction("late_mass", self.late_mass)
 
     def as_attrs(self) -> dict:
         return {
             "criterion_support_tol": float(self.support_tol),
             "criterion_frozen_rate": float(self.frozen_rate),
-            "criterion_stability_tol": float(self.stability_tol),
+            "criterion_tie_break": float(self.tie_break),
             "criterion_late_mass": float(self.late_mass),
         }
 
 
 def late_rates(lam, tau, factors: int, group=None):
-    r"""$p_i = d\log\lambda_i/d\sigma = (1+\tau)(N/K)\,(1+t)(1-\mu_i)\,|\lambda_i|^{1-2/N}$.
+    r"""$p_i = d\log\lambda_i/d\sigma = (1+\tau)(N/K)\,(1+t)(1-\mu_i)\,|\lambda_i|^{1-2/N}$ of the exact flow.
 
     Balanced law, in double-log time; evaluated in the log domain (any tau).
-    Entry 0 is 0. Pure and vmappable.
+    Entry 0 is 0. Pure and vmappable. (A diagnostic: the decision reads the
+    rates of the limit flow, :func:`svflow._analysis.limit_flow.limit_rates`.)
     """
     lam = jnp.asarray(lam)
     K = lam.shape[-1]
@@ -181,73 +165,46 @@ def late_rates(lam, tau, factors: int, group=None):
     return (1.0 + tau) * (factors / K) * r * jnp.abs(lam) ** (1.0 - 2.0 / factors)
 
 
-def _host_largest_real_eigenvalue(m: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    return np.max(np.linalg.eigvals(np.asarray(m, dtype=np.float64)).real, axis=-1).astype(dtype)
-
-
-def _largest_real_eigenvalue(m):
-    """Largest real part of the eigenvalues of a small square (non-symmetric) matrix.
-
-    XLA has a non-symmetric eigensolver on CPU only: on a CPU backend this is
-    ``jnp.linalg.eigvals``; on an accelerator the small matrix goes to the host
-    (``jax.pure_callback`` with numpy). Vmappable.
-    """
-    if jax.default_backend() == "cpu":
-        return jnp.max(jnp.real(jnp.linalg.eigvals(m)), axis=-1)
-    return jax.pure_callback(
-        partial(_host_largest_real_eigenvalue, dtype=np.dtype(m.dtype)),
-        jax.ShapeDtypeStruct(m.shape[:-2], m.dtype),
-        m,
-        vmap_method="expand_dims",
-    )
-
-
-def decide(lam, tau, factors: int, criterion: Criterion = Criterion(), group=None) -> dict:
-    r"""Decide the outcome of the late state ``lam`` (K,) at $\tau$ (module docstring).
-
-    Returns a dict of arrays: ``code`` (0 NC, r support size, -1 undecided),
-    ``decided``, ``support`` (K,) bool, ``frozen`` (K,) bool, ``rate_ratio``
-    $\rho$ (K,), ``ratio`` $|\lambda_i|/\max|\lambda|$ (K,), ``instability``
-    (largest real eigenvalue of the support's ratio flow / $p_{i^\star}$),
-    ``late`` (bool), ``off_target_mass``. Pure and vmappable.
-    """
+def late_state(lam, criterion: Criterion = Criterion(), group=None) -> dict:
+    r"""Is the exact state ``lam`` (K,) late? ``late``: finite, every margin > 0 and
+    off-target softmax mass $1 - g(0) \le$ ``criterion.late_mass``;
+    ``off_target_mass``. Pure and vmappable."""
     lam = jnp.asarray(lam)
     K = lam.shape[-1]
     modes = jnp.arange(K) > 0
-    mag = jnp.where(modes, jnp.abs(lam), 0.0)
-    finite = jnp.all(jnp.isfinite(lam))
-    mag = jnp.where(jnp.isfinite(mag), mag, 0.0)
-    ref = jnp.argmax(mag)
-    top = mag[ref]
-    p = late_rates(mag, tau, factors, group)
-    pref = p[ref]
-    safe = jnp.where(pref > 0, pref, 1.0)
-    rho = jnp.where(modes, p / safe, 0.0)
-    support = modes & (jnp.abs(rho - 1.0) <= criterion.support_tol)
-    frozen = modes & (rho <= criterion.frozen_rate)
-    moving = modes & ~support & ~frozen
-
-    # stability of the support's ratio flow, in u = log(lambda). Over a group with
-    # conjugate pairs the two modes of a pair carry one eigenvalue (the flow keeps
-    # them equal), so perturbations tie them: each pair is one variable, held by
-    # its first mode.
     g = _group_of(group, K)
-    rep = np.minimum(np.arange(K), np.asarray(g.partner))
-    u = jnp.log(jnp.where(mag > 0, mag, 1.0))
-    jac = jax.jacfwd(lambda v: late_rates(jnp.where(modes, jnp.exp(v[rep]), 0.0), tau, factors, group))(u)
-    jf = jac - jac[ref][None, :]
-    inner = support & (jnp.arange(K) != ref) & jnp.asarray(rep == np.arange(K))
-    jf = jnp.where(inner[:, None] & inner[None, :], jf, 0.0)
-    instability = _largest_real_eigenvalue(jf) / safe
-    stable = instability <= criterion.stability_tol
-
+    mag = jnp.where(modes & jnp.isfinite(lam), jnp.abs(lam), 0.0)
     m = group_margins(mag, g)
     neg = jnp.where(modes, -m, -jnp.inf)
     lse = jnp.logaddexp(0.0, logsumexp(neg))
     mass = -jnp.expm1(-lse)
-    late = (mass <= criterion.late_mass) & (jnp.min(jnp.where(modes, m, jnp.inf)) > 0)
+    late = (
+        jnp.all(jnp.isfinite(lam))
+        & (mass <= criterion.late_mass)
+        & (jnp.min(jnp.where(modes, m, jnp.inf)) > 0)
+    )
+    return dict(late=late, off_target_mass=mass)
 
-    decided = finite & (top > 0) & (pref > 0) & late & ~jnp.any(moving) & stable
+
+def decide(u, factors: int, criterion: Criterion = Criterion(), group=None) -> dict:
+    r"""Decide from the end state ``u`` (K,) of a limit-flow run (module docstring).
+
+    Returns a dict of arrays: ``code`` (0 NC, r support size, -1 undecided),
+    ``decided``, ``support`` (K,) bool, ``frozen`` (K,) bool, ``rate_ratio``
+    $\rho$ (K,) and ``ratio`` $u_i/\max u$ (K,). Pure and vmappable.
+    """
+    u = jnp.asarray(u)
+    K = u.shape[-1]
+    modes = jnp.arange(K) > 0
+    finite = jnp.all(jnp.isfinite(u))
+    u = jnp.where(modes & jnp.isfinite(u), jnp.abs(u), 0.0)
+    top = jnp.max(u)
+    rho = limit_rates(u, factors, group)
+    support = modes & (jnp.abs(rho - 1.0) <= criterion.support_tol)
+    frozen = modes & (rho <= criterion.frozen_rate)
+    moving = modes & ~support & ~frozen
+
+    decided = finite & (top > 0) & ~jnp.any(moving)
     r = jnp.sum(support)
     code = jnp.where(decided, jnp.where(r == K - 1, NC, r), UNDECIDED)
     return dict(
@@ -256,10 +213,7 @@ def decide(lam, tau, factors: int, criterion: Criterion = Criterion(), group=Non
         support=support,
         frozen=frozen,
         rate_ratio=rho,
-        ratio=mag / jnp.where(top > 0, top, 1.0),
-        instability=instability,
-        late=late,
-        off_target_mass=mass,
+        ratio=u / jnp.where(top > 0, top, 1.0),
     )
 
 
@@ -284,22 +238,86 @@ def advance(y, tau0, tau1, *, factors: int, balanced: bool, config: SolverConfig
     return ys[0], result._value, steps
 
 
+def relax(u, *, factors: int, config: SolverConfig = LIMIT_CONFIG, span: float = LIMIT_SPAN, group=None):
+    r"""Run the limit flow from ``u`` (K,) for ``span`` units of $s = \log\tau$.
+
+    Returns ``(u(span), diffrax result code, number of steps)``. Pure and
+    vmappable (one ``diffeqsolve``; :func:`relax_batch` is the batch version).
+    """
+    term = diffrax.ODETerm(LimitField(factors, group))
+    sol = diffrax.diffeqsolve(
+        term,
+        _SOLVERS[config.solver](),
+        0.0,
+        float(span),
+        0.01,
+        u,
+        saveat=diffrax.SaveAt(t1=True),
+        stepsize_controller=diffrax.PIDController(rtol=config.rtol, atol=config.atol, dtmin=1e-13 * span),
+        max_steps=config.max_steps,
+        throw=False,
+    )
+    return sol.ys[0], sol.result._value, sol.stats["num_steps"]
+
+
+def relax_batch(
+    u, *, factors: int, config: SolverConfig = LIMIT_CONFIG, span: float = LIMIT_SPAN, group=None
+):
+    r"""Run the limit flow from every row of ``u`` (B, K) for ``span``, through the
+    refill batch engine (:func:`svflow._batch.solve_many`). Returns numpy
+    ``(u(span), diffrax result code, steps)``."""
+    from .._batch import solve_many
+
+    sol = solve_many(
+        LimitField(factors, group),
+        np.asarray(u, dtype=float),
+        np.array([0.0, float(span)]),
+        solver=config.solver,
+        rtol=config.rtol,
+        atol=config.atol,
+        max_steps=config.max_steps,
+        lanes=LIMIT_LANES,
+    )
+    return sol.ys[:, -1], sol.result, sol.num_steps
+
+
 def _lam_of(y, balanced: bool):
     return y if balanced else jnp.prod(y, axis=-2)
 
 
-@partial(jax.jit, static_argnames=("factors", "balanced", "criterion", "group"))
-def _decide_batch(y, res, tau1, *, factors, balanced, criterion, group=None):
-    """vmapped :func:`decide` of a batch of states at ``tau1`` (failed solves undecided)."""
+def _tie_breaker(K: int, group) -> np.ndarray:
+    """A fixed vector in [-1, 1] (K,) with distinct entries, equal within conjugate pairs."""
+    v = np.sin(1.0 + 2.718281828 * np.arange(K) ** 1.5)
+    return np.asarray(tie_pairs(v, _group_of(group, K)))
 
-    def one(y, r):
+
+@partial(jax.jit, static_argnames=("factors", "balanced", "criterion", "group"))
+def _late_batch(y, *, factors, balanced, criterion, group=None):
+    """vmapped :func:`late_state` and :func:`svflow._analysis.limit_flow.handoff` of exact states."""
+
+    def one(y):
         lam = _lam_of(y, balanced).at[0].set(0.0)
-        d = decide(lam, tau1, factors, criterion, group)
-        d["code"] = jnp.where(r == 0, d["code"], UNDECIDED)
-        d["decided"] = d["decided"] & (r == 0)
+        d = late_state(lam, criterion, group)
+        u = handoff(lam, group) * (1.0 + criterion.tie_break * _tie_breaker(lam.shape[-1], group))
+        ok = d["late"] & jnp.all(jnp.isfinite(u))
+        # a state that cannot be handed off runs a harmless dummy (it stays undecided)
+        d["u0"] = jnp.where(ok, u, handoff(jnp.ones_like(lam), group))
         return d
 
-    return jax.vmap(one)(y, res)
+    return jax.vmap(one)(y)
+
+
+@partial(jax.jit, static_argnames=("factors", "criterion", "group"))
+def _decide_batch(u, *, factors, criterion, group=None):
+    """vmapped :func:`decide` of limit-flow end states."""
+    return jax.vmap(lambda v: decide(v, factors, criterion, group))(u)
+
+
+def _padded(fn, x, **kw):
+    """``fn`` on ``x`` padded to a power of two (few compiles as batches shrink); numpy dict out."""
+    k = x.shape[0]
+    pad = np.concatenate([np.arange(k), np.zeros(_bucket(k) - k, int)])
+    return {f: np.asarray(v)[:k] for f, v in fn(jnp.asarray(x[pad]), **kw).items()}
 
 
 def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config: SolverConfig, group=None):
@@ -335,24 +353,24 @@ def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config:
     return y1, res, steps
 
 
-def _stage(y, tau0, tau1, *, factors, balanced, config, criterion, group=None):
-    """:func:`advance_batch` then :func:`decide` on every member (numpy in, numpy out)."""
+def _stage(y, tau0, tau1, *, factors, balanced, config, criterion, group=None, limit_config=None):
+    """One horizon: :func:`advance_batch` to ``tau1``, hand-off, :func:`relax_batch`,
+    :func:`decide` (numpy in, numpy out). Returns ``(y(tau1), result, steps, fields)``;
+    ``result`` is the exact run's diffrax code, else the limit run's; ``steps`` sums both."""
+    limit_config = LIMIT_CONFIG if limit_config is None else limit_config
     y1, res, steps = advance_batch(
         y, tau0, float(tau1), factors=factors, balanced=balanced, config=config, group=group
     )
-    n = _bucket(y1.shape[0])
-    pad = np.concatenate([np.arange(y1.shape[0]), np.zeros(n - y1.shape[0], int)])
-    d = _decide_batch(
-        jnp.asarray(y1[pad]),
-        jnp.asarray(res[pad]),
-        jnp.asarray(float(tau1)),
-        factors=factors,
-        balanced=balanced,
-        criterion=criterion,
-        group=group,
-    )
-    k = y1.shape[0]
-    return y1, res, steps, {f: np.asarray(v)[:k] for f, v in d.items()}
+    late = _padded(_late_batch, y1, factors=factors, balanced=balanced, criterion=criterion, group=group)
+    u1, res2, steps2 = relax_batch(late["u0"], factors=factors, config=limit_config, group=group)
+    d = _padded(_decide_batch, u1, factors=factors, criterion=criterion, group=group)
+    ok = (res == 0) & (res2 == 0) & late["late"]
+    d["decided"] = d["decided"] & ok
+    d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
+    d["late"] = late["late"]
+    d["off_target_mass"] = late["off_target_mass"]
+    d["limit_state"] = u1
+    return y1, np.where(res != 0, res, res2), steps + steps2, d
 
 
 def _bucket(n: int) -> int:
@@ -367,9 +385,9 @@ _FIELDS = (
     "frozen",
     "rate_ratio",
     "ratio",
-    "instability",
     "late",
     "off_target_mass",
+    "limit_state",
 )
 
 
@@ -407,9 +425,9 @@ def resolve(
             "frozen": np.zeros((B, K), bool),
             "rate_ratio": np.full((B, K), np.nan),
             "ratio": np.full((B, K), np.nan),
-            "instability": np.full(B, np.nan),
             "late": np.zeros(B, bool),
             "off_target_mass": np.full(B, np.nan),
+            "limit_state": np.full((B, K), np.nan),
             "solver_result": np.zeros(B, np.int64),
             "num_steps": np.zeros(B, np.int64),
         }
@@ -530,7 +548,7 @@ def outcome(
         ``outcome`` (0 = NC, r = support size, -1 = undecided), ``support``
         (mode, bool), ``limit`` (mode; limiting direction $\lambda/\max\lambda$,
         NaN if undecided), ``kkt_residual``, ``ratio`` and ``rate_ratio`` at
-        the horizon reached, ``instability``, ``log_t_end`` ($\tau$ reached),
+        the horizon reached, ``log_t_end`` ($\tau$ reached),
         ``lam_end`` (state there), ``num_steps``, ``solver_result`` (0 =
         success); settings in attrs.
     """
@@ -572,7 +590,7 @@ def _run_outcome(
     wall = _time.perf_counter() - tic
     st["lam_end"] = st["y"] if balanced else np.prod(st["y"], axis=-2)
     if kkt:
-        st["limit"], st["kkt_residual"] = _limits(st["lam_end"], st["support"], st["decided"], depth, grp)
+        st["limit"], st["kkt_residual"] = _limits(st["limit_state"], st["support"], st["decided"], depth, grp)
     else:
         st["limit"] = np.where(st["decided"][:, None], np.where(st["support"], st["ratio"], 0.0), np.nan)
         st["kkt_residual"] = np.full(flat.shape[0], np.nan)
@@ -615,7 +633,6 @@ def _outcome_dataset(st: dict, bd: tuple, batch: tuple, user_coords: dict, run: 
         "rate_ratio": var(
             md, "rate_ratio", "rho_i = (d log lambda_i / d sigma) / (that of the largest mode)"
         ),
-        "instability": var(bd, "instability", "largest real eigenvalue of the support's ratio flow / rate"),
         "log_t_end": var(bd, "tau", "horizon reached, tau = log(1 + t)"),
         "lam_end": var(md, "lam_end", "lambda at the horizon reached"),
         "num_steps": var(bd, "num_steps", "solver steps (all stages)"),

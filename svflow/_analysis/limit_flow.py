@@ -1,0 +1,192 @@
+r"""The limit flow: the late cross-entropy dynamics at $t = \infty$, as an autonomous ODE.
+
+Setting: the reduced flow of a spectral start (K classes, character basis of
+a finite abelian group, depth L, N = L + 1 factors, mean cross-entropy, no
+weight decay). With $\tau = \log(1+t)$ the balanced law is (svflow._logtime)
+
+$$\frac{d\lambda_j}{d\tau} = \frac NK\,|\lambda_j|^{a}\sum_{x\ne0} e_x\,C_{xj},
+\qquad e_x = e^{\tau - m_x - \ell},\qquad a = 2 - \frac2N,$$
+
+with $C_{xj} = 1 - \cos\theta_{k_j}(x)$, margins $m = C\lambda/K$ and $\ell =
+\log(1 + \sum_x e^{-m_x})$. Late on the margins grow like $\tau$. Write
+$\lambda = \tau u$ and $s = \log\tau$ (double-log time): then
+
+$$\frac{du}{ds} = \frac NK\,|u|^{a}\odot C^\top\tilde e - u,\qquad
+  \tilde e_x = \tau^{a}e_x = \exp\big(a\log\tau + \tau(1 - m_x(u)) - \ell\big).$$
+
+As $\tau \to \infty$ the weights $\tilde e$ stay of order one only on the
+classes whose normalised margin $m_x(u)$ is the smallest (= 1, the
+*active* classes), and there they are set by the margins moving together:
+$dm/ds = G\tilde e - m$ with $G = \frac{N}{K^2}\,C\,\mathrm{diag}(|u|^a)\,C^\top$.
+A class whose margin would rise above the others drops out ($\tilde e_x \to
+0$ exponentially in $\tau$), one whose margin would fall below gains weight.
+In the limit this is the linear complementarity problem
+
+$$\tilde e \ge 0,\quad (G\tilde e)_x \ge 1,\quad \tilde e_x\big((G\tilde e)_x - 1\big) = 0
+  \quad (x \text{ active}),\qquad \tilde e_x = 0 \quad (x \text{ inactive}),$$
+
+i.e. $\tilde e = \arg\min_{e \ge 0}\ \tfrac12 e^\top G e - \mathbf 1^\top e$ on
+the active classes (:func:`qp_nonneg`). The **limit flow** is
+
+$$\frac{du}{ds} = F(u) - u,\qquad F(u) = \frac NK\,|u|^{a}\odot C^\top\tilde e(u),$$
+
+an autonomous ODE on $\{u : \min_x m_x(u) = 1\}$: $F$ is homogeneous of degree 0
+in $u$, so the direction dynamics no longer depends on $\tau$. The exact flow
+written in $u$ is this flow plus terms of relative order $\log\tau/\tau$, and
+it is stiff (the margins lock together at a rate $\propto \tau$ in $s$); the
+limit flow is not, so an explicit solver follows it to $s = \infty$ at a cost
+that does not grow with $\tau$.
+
+**Fixed points are the KKT points.** $F(u) = u$ says $u_j^{2/N-1} \propto
+(C^\top\tilde e)_j$ on the support with multipliers $\tilde e \ge 0$ on the
+active margins: stationarity of $\min\sum_j\lambda_j^{2/N}$ s.t. $m_x \ge 1$.
+Off the support a mode decays: $du_j/ds \approx -u_j$ for $N > 2$ (its ratio
+falls like $1/\tau$).
+
+**Rates.** $\rho_j = d\log\lambda_j/d\sigma$ over that of the largest mode
+$= 1 + (du_j/ds)/u_j$ at a fixed point: 1 on the support, 0 for frozen modes
+($N > 2$), $N\,u_j^{1-2/N}(C^\top\tilde e)_j/K < 1$ for N = 2.
+
+**Hand-off.** A late exact state $\lambda$ at horizon $\tau_h$ enters the
+limit flow as $u = \lambda / \min_x m_x(\lambda)$ (smallest margin 1); the
+other margins are within $O(\log\tau_h/\tau_h)$ and relax onto the active set
+along the limit flow.
+
+**Active set.** Classes with $m_x(u) \le 1 + \delta$ ($\delta = 10^{-9}$) are
+active; on them $dm_x/ds = 1 - m_x$, so active margins stay at 1 and a margin
+arriving from above joins when it reaches $1 + \delta$.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float
+
+from .._groups import Group, _group_of
+
+__all__ = ["ACTIVE_TOL", "qp_nonneg", "LimitField", "one_minus_cos", "handoff", "limit_rates"]
+
+ACTIVE_TOL = 1e-9
+r"""$\delta$: classes with normalised margin $m_x(u) \le 1 + \delta$ are active."""
+
+
+def one_minus_cos(group: Group, K: int) -> np.ndarray:
+    r"""$C_{xj} = 1 - \cos\theta_{k_j}(x)$ (K, K): row x class offset, column j mode."""
+    return np.asarray(_group_of(group, K)._tables["one_minus_cos"], dtype=float)
+
+
+def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int | None = None):
+    r"""$\arg\min_{x \ge 0}\ \tfrac12 x^\top G x - \mathbf 1^\top x$ with $x = 0$ off ``active``.
+
+    G symmetric positive semi-definite. The Lawson-Hanson active-set method
+    (the NNLS algorithm, written for this quadratic): grow the positive set P by
+    the most violated optimality condition $1 - (Gx)_i > 0$, take $z_P =
+    G_{PP}^{-1}\mathbf 1$, and step back to the boundary (dropping the blocking
+    index) while some $z_i \le 0$. Exact after finitely many steps (at most
+    ``max_iter``, default 3n + 5). The inverse of $G_{PP}$ is kept up to date by
+    bordering (add) and Schur-complement (drop) rank-one formulas, with one step
+    of iterative refinement per solve, so an iteration is a few
+    matrix-vector products: cheap under ``vmap`` over many lanes. Returns x (n,).
+    Pure, jit- and vmappable.
+    """
+    n = G.shape[-1]
+    max_iter = 3 * n + 5 if max_iter is None else int(max_iter)
+    eye = jnp.eye(n, dtype=G.dtype)
+    tol = 1e-12
+    floor = 1e-12 * jnp.max(jnp.abs(jnp.diagonal(G)))
+
+    def solve(Minv, P):
+        S = jnp.where(P[:, None] & P[None, :], G, eye)
+        b = P.astype(G.dtype)
+        z = Minv @ b
+        z = z + Minv @ (b - S @ z)  # one step of iterative refinement
+        return jnp.where(P, z, 0.0)
+
+    def cond(c):
+        return (~c[4]) & (c[3] < max_iter)
+
+    def body(c):
+        x, P, Minv, it, _ = c
+        z = solve(Minv, P)
+        bad = P & (z <= 0)
+        infeasible = jnp.any(bad)
+        # back-track: move to the boundary of the feasible set, drop the blocking index k
+        ratio = jnp.where(bad, x / jnp.maximum(x - z, 1e-300), jnp.inf)
+        k = jnp.argmin(ratio)
+        alpha = jnp.clip(ratio[k], 0.0, 1.0)
+        xb = jnp.where(jnp.arange(n) == k, 0.0, x + alpha * (z - x))
+        q = Minv[:, k]
+        Mb = Minv - jnp.outer(q, q) / q[k] + jnp.outer(eye[k], eye[k])
+        # accept z; add the most violated condition j (bordering update), or stop
+        w = 1.0 - G @ z
+        cand = active & ~P & (w > tol)
+        j = jnp.argmax(jnp.where(cand, w, -jnp.inf))
+        g = jnp.where(P, G[:, j], 0.0)
+        wj = Minv @ g
+        schur = jnp.maximum(G[j, j] - g @ wj, floor)
+        v = wj - eye[j]
+        Ma = Minv - jnp.outer(eye[j], eye[j]) + jnp.outer(v, v) / schur
+        grow = jnp.any(cand)
+        Ma = jnp.where(grow, Ma, Minv)
+        done = ~infeasible & ~grow
+        return (
+            jnp.where(infeasible, xb, z),
+            jnp.where(infeasible, P.at[k].set(False), P.at[j].set(P[j] | grow)),
+            jnp.where(infeasible, Mb, Ma),
+            it + 1,
+            done,
+        )
+
+    x0 = jnp.zeros(n, G.dtype)
+    init = (x0, jnp.zeros(n, bool), eye, jnp.asarray(0), jnp.asarray(False))
+    x, _, _, _, _ = jax.lax.while_loop(cond, body, init)
+    return x
+
+
+def _parts(u, factors: int, C):
+    """(|u|^a, margins m(u), active mask, weights e~) of the limit flow at u (K,)."""
+    K = u.shape[-1]
+    a = 2.0 - 2.0 / factors
+    D = jnp.abs(u) ** a
+    m = u @ C.T / K
+    classes = jnp.arange(K) != 0
+    active = classes & (m <= 1.0 + ACTIVE_TOL)
+    G = (factors / K**2) * (C * D[None, :]) @ C.T
+    e = qp_nonneg(G, active)
+    return D, m, active, e
+
+
+class LimitField(eqx.Module):
+    r"""$du/ds = F(u) - u$ (module docstring) for $u$ (K,) with entry 0 = 0; time $s = \log\tau$."""
+
+    factors: int = eqx.field(static=True)
+    group: Group | None = eqx.field(static=True, default=None)
+
+    def __call__(self, s, u, args=None):
+        K = u.shape[-1]
+        C = jnp.asarray(one_minus_cos(self.group, K), dtype=u.dtype)
+        D, _, _, e = _parts(u, self.factors, C)
+        du = (self.factors / K) * D * (e @ C) - u
+        return du.at[..., 0].set(0.0)
+
+
+def handoff(lam: Float[Array, "... K"], group: Group | None = None) -> Float[Array, "... K"]:
+    r"""$u = \lambda/\min_{x \ne 0} m_x(\lambda)$ with entry 0 set to 0 (smallest margin 1)."""
+    lam = jnp.asarray(lam)
+    K = lam.shape[-1]
+    C = jnp.asarray(one_minus_cos(group, K), dtype=lam.dtype)
+    lam = jnp.abs(lam).at[..., 0].set(0.0)
+    m = lam @ C.T / K
+    mmin = jnp.min(jnp.where(jnp.arange(K) != 0, m, jnp.inf), axis=-1, keepdims=True)
+    return lam / mmin
+
+
+def limit_rates(u: Float[Array, " K"], factors: int, group: Group | None = None) -> Float[Array, " K"]:
+    r"""$\rho_j = 1 + (du_j/ds)/u_j$ (0 where $u_j = 0$, and for entry 0)."""
+    du = LimitField(factors, group)(0.0, u)
+    safe = jnp.where(u > 0, u, 1.0)
+    rho = jnp.where(u > 0, 1.0 + du / safe, 0.0)
+    return rho.at[..., 0].set(0.0)

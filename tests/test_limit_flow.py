@@ -1,0 +1,147 @@
+"""The limit flow (svflow._analysis.limit_flow): the t = infinity dynamics of the late phase.
+
+Routes: the quadratic programme against brute-force enumeration of its
+supports; the limit flow against the exact double-log flow integrated by
+scipy's LSODA over the same stretch of tau (they must agree to O(log tau / tau));
+the K = 4 separatrix q* = 2^(-N/(N-2)) of the late phase (closed form);
+fixed points against the KKT conditions of the max-margin problem.
+"""
+
+from itertools import combinations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+from scipy.linalg import hadamard
+from scipy.special import logsumexp
+
+from svflow._analysis.limit_flow import LimitField, handoff, limit_rates, qp_nonneg
+from svflow._analysis.outcome import relax
+
+jax.config.update("jax_enable_x64", True)
+
+
+def _brute_force_qp(G, active):
+    """min 1/2 x'Gx - 1'x over x >= 0 supported on `active`, by trying every support."""
+    best, value = np.zeros(len(G)), 0.0
+    idx = np.flatnonzero(active)
+    for r in range(1, idx.size + 1):
+        for S in combinations(idx, r):
+            S = list(S)
+            z = np.zeros(len(G))
+            z[S] = np.linalg.solve(G[np.ix_(S, S)], np.ones(len(S)))
+            v = 0.5 * z @ G @ z - z.sum()
+            if np.all(z >= 0) and v < value:
+                best, value = z, v
+    return best, value
+
+
+def test_qp_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        n = 6
+        B = rng.normal(size=(n + 2, n)) * rng.uniform(0.1, 2.0, size=n)
+        G = B.T @ B
+        active = rng.uniform(size=n) < 0.8
+        x = np.asarray(jax.jit(qp_nonneg)(jnp.asarray(G), jnp.asarray(active)))
+        _, value = _brute_force_qp(G, active)
+        assert np.all(x >= 0) and np.all(x[~active] == 0)
+        assert 0.5 * x @ G @ x - x.sum() <= value + 1e-10 * (1 + abs(value))
+
+
+def _exact_sigma_rate(K, N):
+    """The exact balanced flow in sigma = log(1 + tau), written here in numpy (Walsh basis)."""
+    C = 1.0 - hadamard(K).astype(float)
+    a = 2.0 - 2.0 / N
+
+    def rate(sig, lam):
+        tau = np.expm1(sig)
+        m = lam @ C.T / K
+        neg = -m[1:]
+        lse = np.logaddexp(0.0, logsumexp(neg))
+        e = np.zeros(K)
+        e[1:] = np.exp(tau + neg - lse)
+        r = e @ C
+        r[0] = 0.0
+        return (1.0 + tau) * (N / K) * r * np.abs(lam) ** a
+
+    return rate
+
+
+@pytest.mark.parametrize(
+    "N,lam0",
+    [(3, [0.0, 1.0, 0.9, 0.5, 0.8, 0.3, 0.7, 0.6]), (5, [0.0, 1.0, 0.95, 0.2, 0.9, 0.25, 0.3, 0.85])],
+)
+def test_limit_flow_tracks_the_exact_flow(N, lam0):
+    """From a late exact state at tau0, the exact flow to tau0 e^2 and the limit flow over
+    s = 2 give the same direction, up to O(log tau0 / tau0), while the direction moves."""
+    K = 8
+    lam0 = np.asarray(lam0) * 1e-2
+    rate = _exact_sigma_rate(K, N)
+    errs = []
+    for tau0 in (1e2, 1e3):
+        s0 = solve_ivp(rate, (0, np.log1p(tau0)), lam0, method="LSODA", rtol=1e-11, atol=1e-14)
+        lam_h = s0.y[:, -1]
+        s1 = solve_ivp(
+            rate, (np.log1p(tau0), np.log1p(tau0 * np.e**2)), lam_h, method="LSODA", rtol=1e-11, atol=1e-14
+        )
+        exact = s1.y[:, -1] / s1.y[:, -1].max()
+        u, res, _ = relax(handoff(jnp.asarray(lam_h)), factors=N, span=2.0)
+        assert int(res) == 0
+        lim = np.asarray(u) / np.max(np.asarray(u))
+        moved = np.abs(exact - lam_h / lam_h.max()).max()
+        errs.append(np.abs(exact - lim).max())
+        # the direction moves over the stretch, and the limit flow follows it
+        assert errs[-1] < 0.1 * moved, (tau0, errs[-1], moved)
+    assert errs[1] < errs[0] / 2 and max(errs) < 1e-2
+
+
+@pytest.mark.parametrize("N", [3, 4, 5, 6])
+def test_k4_separatrix_of_the_limit_flow(N):
+    """K = 4, u = (0, 1, 1, q): NC above q* = 2^(-N/(N-2)), the square (rank 2) below."""
+    qs = 2.0 ** (-N / (N - 2))
+    for f, support in ((0.98, [False, True, True, False]), (1.02, [False, True, True, True])):
+        u0 = handoff(jnp.asarray([0.0, 1.0, 1.0, f * qs]))
+        u, res, _ = relax(u0, factors=N, span=60.0)
+        rho = np.asarray(limit_rates(u, N))
+        assert int(res) == 0
+        np.testing.assert_array_equal(np.abs(rho - 1) < 1e-3, support)
+
+
+def test_fixed_points_are_kkt_points():
+    """At the end of a limit run, u^(2/N - 1) is proportional to C' e on the support with
+    e >= 0 on the smallest margins (stationarity of min sum u^(2/N) s.t. margins >= 1)."""
+    K, N = 8, 4
+    C = 1.0 - hadamard(K)
+    u0 = handoff(jnp.asarray([0.0, 1.0, 0.97, 0.2, 0.9, 0.25, 0.3, 0.95]))
+    u, res, _ = relax(u0, factors=N, span=60.0)
+    u = np.asarray(u)
+    m = u @ C.T / K
+    sup = u / u.max() > 1e-6
+    sup[0] = False
+    tight = (np.arange(K) > 0) & (m < 1 + 1e-6)
+    # multipliers by nonnegative least squares on the tight margins
+    from scipy.optimize import nnls
+
+    A = C[np.ix_(tight, sup)].T
+    b = u[sup] ** (2.0 / N - 1.0)
+    e, resid = nnls(A, b)
+    assert resid <= 1e-6 * np.linalg.norm(b)
+    assert abs(m[1:].min() - 1) < 1e-6
+
+
+def test_limit_field_is_homogeneous_of_degree_zero_in_its_drive():
+    """F(u) = du/ds + u does not change when u is scaled (the margins scale, the weights
+    rescale): checked on the NC point and a random one with the active set kept."""
+    f = LimitField(3)
+    u = handoff(jnp.asarray([0.0, 1.0, 0.7, 0.4, 0.9, 0.2, 0.5, 0.6]))
+    F = np.asarray(f(0.0, u) + u)
+    # all margins of F(u) on the weighted classes are 1 (they move together)
+    C = 1.0 - hadamard(8)
+    mF = F @ C.T / 8
+    m = np.asarray(u) @ C.T / 8
+    assert abs(mF[np.argmin(np.where(np.arange(8) > 0, m, np.inf))] - 1) < 1e-10
+    nc = handoff(jnp.ones(8))
+    np.testing.assert_allclose(np.asarray(f(0.0, nc))[1:], 0.0, atol=1e-12)
