@@ -6,34 +6,34 @@ Workload: ``svflow.studies.basin_map``'s lag family (K = 8 and K = 4, depths 2-4
 - before: what ``basin_map`` ran until the certified outcome replaced it: one
   vmapped tsit5 solve in tau = log(1 + t) to t = 1e8 (121 log-spaced saves,
   rtol 1e-6, atol 1e-9) and ``svflow.studies.classify_trajectory`` on every trajectory;
-- after: ``svflow.studies.basin_map`` at its defaults (double-log clock to tau = 100
-  for every start, then tau = 1e3, 1e4 for the undecided ones only, and the
-  late-phase decision).
+- after: ``svflow.studies.basin_map`` at its defaults (double-log clock to the
+  hand-offs tau = 30 and 100, a limit-flow run from each, later hand-offs for
+  the undecided ones only).
 
 Timing: process CPU time (all threads) per trajectory, after a warm-up call that
 compiles; median of 3. Run: ``python benchmarks/bench_outcome_cost.py``.
 
-Measured (2-core shared AMD EPYC, float64, load ~6 from other jobs; 60 starts
-per row; ms = CPU per trajectory; steps = mean solver steps; undecided / NC =
-counts of 60). "after" runs every stage through the refill batch engine
-(:func:`svflow._batch.solve_many`):
+Measured (2-core shared AMD EPYC, float64; 60 starts per row; ms = CPU per
+trajectory; steps = mean solver steps, exact and limit flow together;
+undecided / NC = counts of 60). "after" = hand-offs at tau = 30 and 100 to the
+limit flow (:mod:`svflow._analysis.limit_flow`), every stage through the refill
+batch engine (:func:`svflow._batch.solve_many`):
 
 ====  ==  =========  ========  =====  =========  ==============  =======
 K     L   before ms  after ms  ratio  steps b/a  undecided b/a   NC b/a
 ====  ==  =========  ========  =====  =========  ==============  =======
-4     2   0.115      1.070     9.3    66/304     0/1             49/50
-4     3   0.142      0.809     5.7    73/249     0/0             40/42
-4     4   0.160      0.455     2.8    77/191     0/0             35/35
-8     2   0.181      1.938     10.7   71/632     2/2             44/45
-8     3   0.170      1.860     10.9   79/566     1/1             35/35
-8     4   0.187      2.310     12.3   83/819     0/3             30/29
+4     2   0.144      1.207     8.4    66/309     0/0             49/51
+4     3   0.170      1.272     7.5    73/307     0/0             40/42
+4     4   0.165      1.211     7.4    77/305     0/0             35/35
+8     2   0.201      3.809     19.0   71/321     2/0             44/46
+8     3   0.204      3.314     16.2   79/318     1/0             35/35
+8     4   0.255      4.286     16.8   83/323     0/0             30/29
 ====  ==  =========  ========  =====  =========  ==============  =======
 
-The certified outcome costs 3-12x the finite-horizon classifier, and the cost per
-step is the same (the extra cost is steps): the first
-stage alone (to tau = 100 with the check at tau = 30) takes about 150-200
-steps against 70 to t = 1e8, and the few starts continued to tau = 1e4 take
-~4000 steps each (the margin-locking relaxation is stiff in double-log time).
+The certified outcome costs 7-19x the finite-horizon classifier: the exact flow
+to tau = 100 takes 150-200 steps (its late phase is stiff), and each of the two
+limit runs about 100 steps whose right-hand sides solve a small
+complementarity problem (about 10x the cost of an exact step for K = 8).
 """
 
 from __future__ import annotations
