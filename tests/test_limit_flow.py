@@ -19,6 +19,7 @@ from scipy.special import logsumexp
 
 from svflow._analysis.limit_flow import LimitField, handoff, limit_rates, qp_nonneg
 from svflow._analysis.outcome import relax
+from svflow._integrate import SolverConfig
 
 jax.config.update("jax_enable_x64", True)
 
@@ -88,7 +89,8 @@ def test_limit_flow_tracks_the_exact_flow(N, lam0):
             rate, (np.log1p(tau0), np.log1p(tau0 * np.e**2)), lam_h, method="LSODA", rtol=1e-11, atol=1e-14
         )
         exact = s1.y[:, -1] / s1.y[:, -1].max()
-        u, res, _ = relax(handoff(jnp.asarray(lam_h)), factors=N, span=2.0)
+        tight = SolverConfig(rtol=1e-10, atol=1e-13, max_steps=20_000)
+        u, res, _ = relax(handoff(jnp.asarray(lam_h)), factors=N, span=2.0, config=tight)
         assert int(res) == 0
         lim = np.asarray(u) / np.max(np.asarray(u))
         moved = np.abs(exact - lam_h / lam_h.max()).max()
