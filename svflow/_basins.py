@@ -43,15 +43,14 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
-from ._analysis.limit_flow import handoff
 from ._analysis.outcome import (
     NC,
     UNDECIDED,
     Criterion,
-    _tie_breaker,
     advance,
     check_horizons,
     decide,
+    handoff_state,
     late_state,
     relax,
     resolve,
@@ -187,7 +186,7 @@ def basin_cell(
     def at(y, t0, t1):
         y1, r, n = advance(y, t0, t1, factors=N, balanced=True, config=config, group=group)
         late = late_state(y1, criterion, group)
-        u0 = handoff(y1, group) * (1.0 + criterion.tie_break * _tie_breaker(classes, group))
+        u0 = handoff_state(y1, criterion, group)
         u1, r2, n2 = relax(u0, factors=N, group=group)
         d = decide(u1, N, criterion, group)
         d["decided"] = d["decided"] & late["late"] & (r2 == 0)

@@ -74,7 +74,7 @@ from .._checks import check_choice, check_float, check_fraction, check_int
 from .._dataset import grid_dataset
 from .._groups import _group_of, group_margins, tie_pairs
 from .._integrate import _SOLVERS, SolverConfig, solve
-from .._logtime import CETauField, scaled_one_minus_mu
+from .._logtime import CETauField
 from .._precision import float64
 from .._simulate import _as_starts
 from .._start import start_group
@@ -85,7 +85,6 @@ __all__ = [
     "UNDECIDED",
     "DEFAULT_HORIZONS",
     "Criterion",
-    "late_rates",
     "decide",
     "advance",
     "resolve",
@@ -150,19 +149,6 @@ class Criterion:
             "criterion_tie_break": float(self.tie_break),
             "criterion_late_mass": float(self.late_mass),
         }
-
-
-def late_rates(lam, tau, factors: int, group=None):
-    r"""$p_i = d\log\lambda_i/d\sigma = (1+\tau)(N/K)\,(1+t)(1-\mu_i)\,|\lambda_i|^{1-2/N}$ of the exact flow.
-
-    Balanced law, in double-log time; evaluated in the log domain (any tau).
-    Entry 0 is 0. Pure and vmappable. (A diagnostic: the decision reads the
-    rates of the limit flow, :func:`svflow._analysis.limit_flow.limit_rates`.)
-    """
-    lam = jnp.asarray(lam)
-    K = lam.shape[-1]
-    r = scaled_one_minus_mu(lam, tau, group)
-    return (1.0 + tau) * (factors / K) * r * jnp.abs(lam) ** (1.0 - 2.0 / factors)
 
 
 def late_state(lam, criterion: Criterion = Criterion(), group=None) -> dict:
@@ -291,6 +277,13 @@ def _tie_breaker(K: int, group) -> np.ndarray:
     return np.asarray(tie_pairs(v, _group_of(group, K)))
 
 
+def handoff_state(lam, criterion: Criterion = Criterion(), group=None):
+    r"""The limit flow's start from the exact state ``lam`` (K,): :func:`handoff`
+    times $1 + \epsilon v$ (``criterion.tie_break`` $\epsilon$, v from
+    :func:`_tie_breaker`). Pure and vmappable."""
+    return handoff(lam, group) * (1.0 + criterion.tie_break * _tie_breaker(lam.shape[-1], group))
+
+
 @partial(jax.jit, static_argnames=("factors", "balanced", "criterion", "group"))
 def _late_batch(y, *, factors, balanced, criterion, group=None):
     """vmapped :func:`late_state` and :func:`svflow._analysis.limit_flow.handoff` of exact states."""
@@ -298,7 +291,7 @@ def _late_batch(y, *, factors, balanced, criterion, group=None):
     def one(y):
         lam = _lam_of(y, balanced).at[0].set(0.0)
         d = late_state(lam, criterion, group)
-        u = handoff(lam, group) * (1.0 + criterion.tie_break * _tie_breaker(lam.shape[-1], group))
+        u = handoff_state(lam, criterion, group)
         ok = d["late"] & jnp.all(jnp.isfinite(u))
         # a state that cannot be handed off runs a harmless dummy (it stays undecided)
         d["u0"] = jnp.where(ok, u, handoff(jnp.ones_like(lam), group))
