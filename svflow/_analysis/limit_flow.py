@@ -146,19 +146,6 @@ def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int |
     return x
 
 
-def _parts(u, factors: int, C):
-    """(|u|^a, margins m(u), active mask, weights e~) of the limit flow at u (K,)."""
-    K = u.shape[-1]
-    a = 2.0 - 2.0 / factors
-    D = jnp.abs(u) ** a
-    m = u @ C.T / K
-    classes = jnp.arange(K) != 0
-    active = classes & (m <= 1.0 + ACTIVE_TOL)
-    G = (factors / K**2) * (C * D[None, :]) @ C.T
-    e = qp_nonneg(G, active)
-    return D, m, active, e
-
-
 class LimitField(eqx.Module):
     r"""$du/ds = F(u) - u$ (module docstring) for $u$ (K,) with entry 0 = 0; time $s = \log\tau$."""
 
@@ -167,9 +154,14 @@ class LimitField(eqx.Module):
 
     def __call__(self, s, u, args=None):
         K = u.shape[-1]
+        N = self.factors
         C = jnp.asarray(one_minus_cos(self.group, K), dtype=u.dtype)
-        D, _, _, e = _parts(u, self.factors, C)
-        du = (self.factors / K) * D * (e @ C) - u
+        D = jnp.abs(u) ** (2.0 - 2.0 / N)
+        m = u @ C.T / K
+        active = (jnp.arange(K) != 0) & (m <= 1.0 + ACTIVE_TOL)
+        G = (N / K**2) * (C * D[None, :]) @ C.T
+        e = qp_nonneg(G, active)
+        du = (N / K) * D * (e @ C) - u
         return du.at[..., 0].set(0.0)
 
 
