@@ -1,45 +1,40 @@
 r"""Per-trajectory cost of a basin map: finite-horizon classifier vs certified outcome.
 
-Workload: ``svflow.studies.basin_map``'s lag family (K = 8 and K = 4, depths 2-4,
-5 initial scales log-spaced in [1e-3, 1e-1] x 12 lags log-spaced in [0.001, 0.9]).
+Workload: ``svflow.studies.basin_map``'s lag family (K = 4 and K = 8, depths
+2-4, 5 initial scales log-spaced in [1e-3, 1e-1] x 12 lags log-spaced in
+[0.001, 0.9]: 60 starts per row).
 
-- before: what ``basin_map`` ran until the certified outcome replaced it: one
-  vmapped tsit5 solve in tau = log(1 + t) to t = 1e8 (121 log-spaced saves,
-  rtol 1e-6, atol 1e-9) and ``svflow.studies.classify_trajectory`` on every trajectory;
-- after: ``svflow.studies.basin_map`` at its defaults (double-log clock to the
-  hand-offs tau = 30 and 100, a limit-flow run from each, later hand-offs for
-  the undecided ones only).
+Rows:
 
-Timing: process CPU time (all threads) per trajectory, after a warm-up call that
-compiles; median of 3. Run: ``python benchmarks/bench_outcome_cost.py``.
+- **old public**: ``svflow.basin_map`` as it was when issue 11 was filed
+  (commit 9718129: one vmapped tsit5 solve in tau = log(1 + t) to t = 1e8,
+  121 log-spaced saves, rtol 1e-6, and the finite-horizon classifier; dataset
+  built), run from ``git archive`` of that commit in a subprocess of this
+  environment. This is "today's" cost the issue's 1.5x target refers to.
+- **old engine**: the same solve and ``classify_trajectory`` of this checkout
+  as one bare jitted call (no argument checks, no dataset): a stricter floor.
+- **new**: ``svflow.studies.basin_map`` at its defaults (double-log clock to
+  the hand-offs tau = 10 and 30 in one engine run, the limit map from both,
+  later hand-offs for the undecided only).
 
-Measured (2-core shared AMD EPYC, float64; 60 starts per row; ms = CPU per
-trajectory; steps = mean solver steps, exact and limit flow together;
-undecided / NC = counts of 60). "after" = hand-offs at tau = 30 and 100 to the
-limit flow (:mod:`svflow._analysis.limit_flow`), every stage through the refill
-batch engine (:func:`svflow._batch.solve_many`):
+Timing: process CPU time (all threads) per trajectory, after a warm-up call
+that compiles; median of 5. Run: ``python benchmarks/bench_outcome_cost.py``
+(needs git and this repository's history for the old public row).
 
-====  ==  =========  ========  =====  =========  ==============  =======
-K     L   before ms  after ms  ratio  steps b/a  undecided b/a   NC b/a
-====  ==  =========  ========  =====  =========  ==============  =======
-4     2   0.144      1.207     8.4    66/309     0/0             49/51
-4     3   0.170      1.272     7.5    73/307     0/0             40/42
-4     4   0.165      1.211     7.4    77/305     0/0             35/35
-8     2   0.201      3.809     19.0   71/321     2/0             44/46
-8     3   0.204      3.314     16.2   79/318     1/0             35/35
-8     4   0.255      4.286     16.8   83/323     0/0             30/29
-====  ==  =========  ========  =====  =========  ==============  =======
-
-The certified outcome costs 7-19x the finite-horizon classifier: the exact flow
-to tau = 100 takes 150-200 steps (its late phase is stiff), and each of the two
-limit runs about 100 steps whose right-hand sides solve a small
-complementarity problem (about 10x the cost of an exact step for K = 8).
+Measured: see benchmarks/RESULTS.md, section 7.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import io
 import time
+from pathlib import Path
 
 import _common as C  # noqa: F401,E402  (puts this checkout on sys.path)
 
@@ -55,6 +50,46 @@ from svflow._simulate import ReducedField
 
 EPS = np.logspace(-3, -1, 5)
 DELTA = np.geomspace(0.001, 0.9, 12)
+OLD_COMMIT = "9718129"
+ROWS = [(K, depth) for K in (4, 8) for depth in (2, 3, 4)]
+REPEATS = 5
+
+_OLD_CHILD = """
+import json, statistics, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import svflow
+EPS = np.logspace(-3, -1, 5)
+DELTA = np.geomspace(0.001, 0.9, 12)
+out = {}
+for K, depth in json.loads(sys.argv[2]):
+    svflow.basin_map(K, [depth], EPS, DELTA)
+    cpus = []
+    for _ in range(int(sys.argv[3])):
+        c0 = time.process_time()
+        ds = svflow.basin_map(K, [depth], EPS, DELTA)
+        cpus.append(time.process_time() - c0)
+    code = ds["outcome"].values.ravel()
+    out[f"{K},{depth}"] = [statistics.median(cpus) / code.size, code.tolist()]
+print(json.dumps(out))
+"""
+
+
+def old_public() -> dict:
+    """{(K, depth): (cpu s per trajectory, codes)} of ``svflow.basin_map`` at OLD_COMMIT."""
+    root = Path(__file__).resolve().parent.parent
+    blob = subprocess.run(["git", "-C", str(root), "archive", OLD_COMMIT], capture_output=True, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tarfile.open(fileobj=io.BytesIO(blob.stdout)).extractall(tmp, filter="data")
+        res = subprocess.run(
+            [sys.executable, "-c", _OLD_CHILD, tmp, json.dumps(ROWS), str(REPEATS)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp,
+        )
+    raw = json.loads(res.stdout.strip().splitlines()[-1])
+    return {tuple(map(int, k.split(","))): (v[0], np.asarray(v[1])) for k, v in raw.items()}
 
 
 def before(K, depth):
@@ -75,7 +110,7 @@ def before(K, depth):
     args = (jnp.asarray(E.ravel()), jnp.asarray(D.ravel()))
     jax.block_until_ready(run(*args))
     cpus = []
-    for _ in range(3):
+    for _ in range(REPEATS):
         c0 = time.process_time()
         code, steps = jax.block_until_ready(run(*args))
         cpus.append(time.process_time() - c0)
@@ -86,7 +121,7 @@ def before(K, depth):
 def after(K, depth):
     svflow.studies.basin_map(K, [depth], EPS, DELTA)  # compiles
     cpus = []
-    for _ in range(3):
+    for _ in range(REPEATS):
         c0 = time.process_time()
         ds = svflow.studies.basin_map(K, [depth], EPS, DELTA)
         cpus.append(time.process_time() - c0)
@@ -95,19 +130,20 @@ def after(K, depth):
 
 
 def main():
+    old = old_public()
     print(
-        f"{'K':>3} {'L':>2} {'before ms':>10} {'after ms':>9} {'ratio':>6} "
-        f"{'steps b/a':>12} {'undecided b/a':>14} {'NC b/a':>9}"
+        f"{'K':>3} {'L':>2} {'old public':>10} {'old engine':>10} {'new':>7} {'new/old public':>14} "
+        f"{'new/old engine':>14} {'steps e/n':>10} {'undecided o/n':>13} {'NC o/n':>7}"
     )
-    for K in (4, 8):
-        for depth in (2, 3, 4):
-            tb, cb, sb = before(K, depth)
-            ta, ca, sa = after(K, depth)
-            print(
-                f"{K:>3} {depth:>2} {1e3 * tb:>10.3f} {1e3 * ta:>9.3f} {ta / tb:>6.2f} "
-                f"{sb:>5.0f}/{sa:<6.0f} {int((cb < 0).sum()):>6}/{int((ca < 0).sum()):<7} "
-                f"{int((cb == 0).sum()):>4}/{int((ca == 0).sum()):<4}"
-            )
+    for K, depth in ROWS:
+        tp, cp = old[(K, depth)]
+        tb, cb, sb = before(K, depth)
+        ta, ca, sa = after(K, depth)
+        print(
+            f"{K:>3} {depth:>2} {1e3 * tp:>10.3f} {1e3 * tb:>10.3f} {1e3 * ta:>7.3f} {ta / tp:>14.2f} "
+            f"{ta / tb:>14.2f} {sb:>4.0f}/{sa:<5.0f} {int((cp < 0).sum()):>6}/{int((ca < 0).sum()):<6} "
+            f"{int((cp == 0).sum()):>3}/{int((ca == 0).sum()):<3}"
+        )
 
 
 if __name__ == "__main__":

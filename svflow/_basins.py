@@ -43,6 +43,7 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
+from ._analysis.limit_flow import LIMIT_STEPS, relax
 from ._analysis.outcome import (
     NC,
     UNDECIDED,
@@ -52,7 +53,6 @@ from ._analysis.outcome import (
     decide,
     handoff_state,
     late_state,
-    relax,
     resolve,
 )
 from ._checks import check_int
@@ -137,14 +137,14 @@ def basin_start(
     return (eps * u).at[0].set(0.0)
 
 
-FIRST_HORIZON = 100.0
-"""tau = log(1 + t) of the first stage of a basin map (t = e^100)."""
+FIRST_HORIZON = 30.0
+"""tau = log(1 + t) of the first stage of a basin map (t = e^30)."""
 
-CHECK_HORIZON = 30.0
+CHECK_HORIZON = 10.0
 """tau of the persistence check inside the first stage (the decision at
 FIRST_HORIZON must find the same support and frozen sets here)."""
 
-LATER_HORIZONS = (300.0, 1e3, 3e3, 1e4)
+LATER_HORIZONS = (100.0, 300.0, 1e3, 3e3, 1e4)
 """Further tau horizons through which :func:`basin_map` continues undecided starts."""
 
 _CONFIG = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
@@ -170,7 +170,7 @@ def basin_cell(
     The settings after ``*`` are static (Python values). Returns a dict of
     arrays: ``outcome`` (0 NC, r support size, -1 undecided), ``rank``
     (support size), ``decided`` (the criterion holds at ``horizon`` and gives
-    the same support and frozen sets at tau = min(30, horizon / 3)),
+    the same support and frozen sets at tau = min(10, horizon / 3)),
     ``support`` and ``frozen`` (K,) bool, ``ratio``
     ($|\lambda_i|/\max|\lambda|$, K), ``min_ratio`` (its minimum over modes
     i >= 1), ``rate_ratio`` (K), ``log_t_end`` (tau reached),
@@ -187,10 +187,10 @@ def basin_cell(
         y1, r, n = advance(y, t0, t1, factors=N, balanced=True, config=config, group=group)
         late = late_state(y1, criterion, group)
         u0 = handoff_state(y1, criterion, group)
-        u1, r2, n2 = relax(u0, factors=N, group=group)
+        u1 = relax(u0, factors=N, group=group)
         d = decide(u1, N, criterion, group)
-        d["decided"] = d["decided"] & late["late"] & (r2 == 0)
-        return y1, jnp.where(r != 0, r, r2), n + n2, d
+        d["decided"] = d["decided"] & late["late"]
+        return y1, r, n + LIMIT_STEPS, d
 
     y0, res0, steps0, d0 = at(lam0, jnp.asarray(0.0), tau0)
     y1, res1, steps1, d = at(y0, tau0, tau1)
@@ -336,7 +336,7 @@ def _run_starts(
     """The outcome of a batch of basin starts through svflow's batch engine.
 
     The same stages as :func:`basin_cell` followed by :func:`continue_undecided`:
-    a check at tau = min(30, horizons[0] / 3), the first decision at
+    a check at tau = min(10, horizons[0] / 3), the first decision at
     ``horizons[0]`` (which must find the same support and frozen sets), the
     undecided starts continued through the later horizons
     (:func:`svflow._analysis.outcome.resolve`, each stage one refill batch).
@@ -442,8 +442,8 @@ def basin_map(
         eps: initial scales $\varepsilon > 0$ (a log grid is usual), increasing.
         delta: relative lags (``"lag"``) or spreads (``"random"``) in [0, 1),
             increasing.
-        horizons: increasing horizons in tau = log(1 + t) (default 100, 300, 1e3, 3e3, 1e4:
-            t = e^100, ..., e^10000); the first is run by every start.
+        horizons: increasing horizons in tau = log(1 + t) (default 30, 100, 300, 1e3, 3e3, 1e4:
+            t = e^30, ..., e^10000); the first is run by every start.
         family: ``"lag"`` or ``"random"`` (module docstring).
         seeds: a sequence of integer seeds of the ``"random"`` family (a
             ``seed`` dim; ``range(3)`` for three seeds); unused for ``"lag"``.

@@ -151,15 +151,16 @@ def _continue_ten_times(K, depth, B, seed, horizons=(1e2, 1e3)):
     for t in np.unique(tau):
         idx = dec[tau == t]
         _, res, _, d = _stage(
-            jnp.asarray(ds["lam_end"].values[idx]),
-            jnp.asarray(tau[tau == t]),
-            jnp.asarray(10 * t),
+            ds["lam_end"].values[idx],
+            tau[tau == t],
+            [10 * t],
             factors=depth + 1,
             balanced=True,
             config=cfg,
             criterion=Criterion(),
         )
         assert np.all(np.asarray(res) == 0)
+        d = {k: v[0] for k, v in d.items()}
         sup0 = ds["support"].values[idx]
         # no decided outcome changes: no support mode becomes frozen, every frozen
         # mode stays frozen, and a start decided again has the same support

@@ -55,6 +55,34 @@ along the limit flow.
 **Active set.** Classes with $m_x(u) \le 1 + \delta$ ($\delta = 10^{-9}$) are
 active; on them $dm_x/ds = 1 - m_x$, so active margins stay at 1 and a margin
 arriving from above joins when it reaches $1 + \delta$.
+
+**The limit map** (what the outcome runs iterate, :func:`relax`). Every
+right-hand side of the flow solves the complementarity problem, and an
+adaptive Runge-Kutta solver spends six of them per step and many steps at
+the kinks where the active set changes. The runs therefore take
+implicit-explicit Euler steps of size $h$ in $s$ (Moreau's time stepping for
+complementarity systems): explicit in the drive, implicit in the margin
+constraint,
+
+$$u' = (1-h)\,u + h\,\frac NK |u|^a \odot C^\top\hat e,\qquad
+  \hat e \ge 0,\quad m(u') = (1-h)\,m(u) + hG\hat e \ge 1,\quad
+  \hat e_x\,(m_x(u') - 1) = 0 \ \text{for every class } x,$$
+
+so no active-set threshold is needed (a class whose margin stays above 1
+gets no weight), and as $h \to 0$ this is the flow. svflow uses $h = 1$
+(:func:`limit_step`): $u' = \frac NK|u|^a \odot C^\top\hat e$ with $\hat e =
+\arg\min_{e \ge 0} \tfrac12 e^\top G e - \mathbf 1^\top e$ over all classes, the
+fixed-point iteration of the KKT map, one complementarity problem per step.
+Its fixed points are exactly the flow's ($u = F(u) \iff m(u) = G\hat e \ge 1$,
+complementary to $\hat e \ge 0$: the KKT conditions); a flow eigenvalue $\mu$
+at a fixed point becomes the multiplier $1 + \mu$, so a saddle stays a saddle
+(left within :data:`LIMIT_STEPS` steps from a $10^{-4}$ perturbation when
+$\mu \ge 1/3$), a frozen mode shrinks like $u_j' \propto u_j^{a}$ (for N = 2
+by the factor $\rho_j < 1$) and, on the
+K = 4 line $u = (0, 1, 1, q)$, the map is monotone in $q$ with the same
+separatrix $q^\star$. Checked against the flow integrated at rtol 1e-10
+(same end points to 1e-6, tests/test_limit_flow.py) and on 3000 random
+K = 8 starts (benchmarks/RESULTS.md, section 7).
 """
 
 from __future__ import annotations
@@ -67,10 +95,33 @@ from jaxtyping import Array, Bool, Float
 
 from .._groups import Group, _group_of
 
-__all__ = ["ACTIVE_TOL", "qp_nonneg", "LimitField", "one_minus_cos", "handoff", "limit_rates"]
+__all__ = [
+    "ACTIVE_TOL",
+    "LIMIT_STEPS",
+    "qp_nonneg",
+    "LimitField",
+    "one_minus_cos",
+    "handoff",
+    "limit_rates",
+    "limit_step",
+    "relax",
+]
 
 ACTIVE_TOL = 1e-9
 r"""$\delta$: classes with normalised margin $m_x(u) \le 1 + \delta$ are active."""
+
+LIMIT_STEPS = 32
+r"""Steps of the limit map in one run (:func:`relax`): a factor $e^{32}$ in $\tau$. A
+saddle with flow eigenvalue $\mu$ multiplies a deviation by $1 + \mu$ per step, so
+a tie-breaking perturbation of $10^{-4}$ (``Criterion.tie_break``) grows to O(1)
+within the run for $\mu \ge 1/3$ (the K = 4 saddle has $\mu = 1 - 2/N \ge 1/3$)."""
+
+LIMIT_CHUNK = 64
+"""Starts per vectorised block of a batch :func:`relax` (``jax.lax.map``
+``batch_size``): each step's active-set loop runs as many iterations as the
+slowest start of its block, so blocks much larger than this waste work and
+smaller ones pay per-operation overheads (64: 2.7x faster than one block of
+1000, K = 8)."""
 
 
 def one_minus_cos(group: Group, K: int) -> np.ndarray:
@@ -95,50 +146,45 @@ def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int |
     n = G.shape[-1]
     max_iter = 3 * n + 5 if max_iter is None else int(max_iter)
     eye = jnp.eye(n, dtype=G.dtype)
+    idx = jnp.arange(n)
     tol = 1e-12
     floor = 1e-12 * jnp.max(jnp.abs(jnp.diagonal(G)))
-
-    def solve(Minv, P):
-        S = jnp.where(P[:, None] & P[None, :], G, eye)
-        b = P.astype(G.dtype)
-        z = Minv @ b
-        z = z + Minv @ (b - S @ z)  # one step of iterative refinement
-        return jnp.where(P, z, 0.0)
 
     def cond(c):
         return (~c[4]) & (c[3] < max_iter)
 
     def body(c):
         x, P, Minv, it, _ = c
-        z = solve(Minv, P)
+        # z_P = G_PP^-1 1, with one step of iterative refinement ((S z)_P = (G z)_P, S = I off P)
+        b = P.astype(G.dtype)
+        z = Minv @ b
+        z = jnp.where(P, z + Minv @ (b - jnp.where(P, G @ z, z)), 0.0)
         bad = P & (z <= 0)
         infeasible = jnp.any(bad)
         # back-track: move to the boundary of the feasible set, drop the blocking index k
         ratio = jnp.where(bad, x / jnp.maximum(x - z, 1e-300), jnp.inf)
         k = jnp.argmin(ratio)
         alpha = jnp.clip(ratio[k], 0.0, 1.0)
-        xb = jnp.where(jnp.arange(n) == k, 0.0, x + alpha * (z - x))
-        q = Minv[:, k]
-        Mb = Minv - jnp.outer(q, q) / q[k] + jnp.outer(eye[k], eye[k])
-        # accept z; add the most violated condition j (bordering update), or stop
+        xb = jnp.where(idx == k, 0.0, x + alpha * (z - x))
+        # or accept z and add the most violated condition j, or stop
         w = 1.0 - G @ z
         cand = active & ~P & (w > tol)
         j = jnp.argmax(jnp.where(cand, w, -jnp.inf))
+        grow = jnp.any(cand)
         g = jnp.where(P, G[:, j], 0.0)
         wj = Minv @ g
         schur = jnp.maximum(G[j, j] - g @ wj, floor)
-        v = wj - eye[j]
-        Ma = Minv - jnp.outer(eye[j], eye[j]) + jnp.outer(v, v) / schur
-        grow = jnp.any(cand)
-        Ma = jnp.where(grow, Ma, Minv)
+        # one rank-one update of G_PP^-1: drop k (Schur complement) or add j (bordering)
+        #   drop: Minv - q q'/q_k + e_k e_k',  q = Minv[:, k]
+        #   add:  Minv - e_j e_j' + v v'/schur, v = G_PP^-1 g - e_j
+        i = jnp.where(infeasible, k, j)
+        r = jnp.where(infeasible, Minv[:, k], wj - eye[j])
+        cr = jnp.where(infeasible, -1.0 / Minv[k, k], jnp.where(grow, 1.0 / schur, 0.0))
+        ci = jnp.where(infeasible, 1.0, jnp.where(grow, -1.0, 0.0))
+        Minv = Minv + ci * jnp.outer(eye[i], eye[i]) + cr * jnp.outer(r, r)
         done = ~infeasible & ~grow
-        return (
-            jnp.where(infeasible, xb, z),
-            jnp.where(infeasible, P.at[k].set(False), P.at[j].set(P[j] | grow)),
-            jnp.where(infeasible, Mb, Ma),
-            it + 1,
-            done,
-        )
+        P = jnp.where(infeasible, P.at[k].set(False), P.at[j].set(P[j] | grow))
+        return jnp.where(infeasible, xb, z), P, Minv, it + 1, done
 
     x0 = jnp.zeros(n, G.dtype)
     init = (x0, jnp.zeros(n, bool), eye, jnp.asarray(0), jnp.asarray(False))
@@ -182,3 +228,41 @@ def limit_rates(u: Float[Array, " K"], factors: int, group: Group | None = None)
     safe = jnp.where(u > 0, u, 1.0)
     rho = jnp.where(u > 0, 1.0 + du / safe, 0.0)
     return rho.at[..., 0].set(0.0)
+
+
+def limit_step(u: Float[Array, " K"], factors: int, group: Group | None = None) -> Float[Array, " K"]:
+    r"""One step of the limit map (module docstring): $u \mapsto \frac NK |u|^a \odot C^\top\hat e$,
+    $\hat e = \arg\min_{e \ge 0} \tfrac12 e^\top G e - \mathbf 1^\top e$ over every class.
+
+    The implicit-explicit Euler step of size 1 in $s$ of the limit flow
+    (explicit in the drive, implicit in the margin constraint): every margin
+    of the result is $\ge 1$, with equality where $\hat e > 0$. Pure, vmappable.
+    """
+    K = u.shape[-1]
+    N = factors
+    C = jnp.asarray(one_minus_cos(group, K), dtype=u.dtype)
+    D = jnp.abs(u) ** (2.0 - 2.0 / N)
+    G = (N / K**2) * (C * D[None, :]) @ C.T
+    e = qp_nonneg(G, jnp.arange(K) != 0)
+    return ((N / K) * D * (e @ C)).at[..., 0].set(0.0)
+
+
+def relax(
+    u: Float[Array, "*batch K"], *, factors: int, steps: int = LIMIT_STEPS, group: Group | None = None
+) -> Float[Array, "*batch K"]:
+    r"""Iterate :func:`limit_step` ``steps`` times from ``u`` (K,) or a batch (..., K).
+
+    A batch runs in vectorised blocks of :data:`LIMIT_CHUNK` starts
+    (``jax.lax.map``); a single start (e.g. under the caller's ``vmap``) runs
+    alone. Returns the end states (same shape); a non-finite start gives a
+    non-finite end. Pure and jittable (``factors``, ``steps``, ``group`` static).
+    """
+    u = jnp.asarray(u)
+
+    def run(u0):
+        return jax.lax.fori_loop(0, int(steps), lambda _, v: limit_step(v, factors, group), u0)
+
+    if u.ndim == 1:
+        return run(u)
+    flat = u.reshape(-1, u.shape[-1])
+    return jax.lax.map(run, flat, batch_size=min(LIMIT_CHUNK, flat.shape[0])).reshape(u.shape)

@@ -18,15 +18,18 @@ dynamics in $u = \lambda/\tau$ and $s = \log\tau$, an autonomous, non-stiff
 ODE whose fixed points are the KKT points. The hand-off state $u =
 \lambda/\min_x m_x(\lambda)$ is multiplied by $1 + \epsilon v$ (``tie_break``
 $\epsilon$, a fixed vector v with distinct entries, tied in conjugate pairs)
-so that a fixed point with an unstable direction is left, and the limit flow
-runs for :data:`LIMIT_SPAN` units of s. At its end state the rate ratios
+so that a fixed point with an unstable direction is left, and the limit
+flow is followed for :data:`~svflow._analysis.limit_flow.LIMIT_STEPS` steps of
+its *limit map* (implicit-explicit Euler steps of size 1 in s, the
+fixed-point iteration of the KKT map; same fixed points as the flow). At its
+end state the rate ratios
 $\rho_j = 1 + (du_j/ds)/u_j$ ($d\log\lambda_j/d\sigma$ over that of the largest
 mode) sort the modes: support ($|\rho_j - 1| \le$ ``support_tol``), frozen
 ($\rho_j \le$ ``frozen_rate``), or moving (not decided).
 
 **Decision.** A start is decided at horizon $\tau_h$ when the state is late,
 no mode is moving at the end of the limit run, and the limit run from the
-previous horizon (a factor >= 3 earlier) gave the same support and frozen
+previous horizon (a factor 3 earlier) gave the same support and frozen
 sets (the hand-off error is of relative order $\log\tau_h/\tau_h$; a start
 whose side of a basin edge depends on it is caught here). The outcome is the
 support size r (0 = NC when r = K - 1). Otherwise the start goes on to the
@@ -46,9 +49,10 @@ relative stationarity residual.
 
 **Cost.** The exact flow is stiff late on (its margins lock together at a
 rate $\propto \tau$ in $\sigma$: an explicit solver needs about $\tau$ steps
-per unit of $\sigma$), so it stops early (tau = 30 and 100: some 150-200
-steps); the limit flow costs the same at every s (about 100 steps per run)
-but each right-hand side solves a small complementarity problem.
+per unit of $\sigma$), so it stops early: the first two hand-offs (tau = 10
+and 30) come from one run of about 100 steps. The limit map costs the same
+at every s: one small complementarity problem per step, 32 steps per run,
+the runs of a batch vectorised together.
 
 **Unbalanced starts** ($s(0)$ given): the factor flow is integrated; the
 differences $s_{l,i}^2 - s_{l',i}^2$ are conserved while $s$ diverges on the
@@ -62,7 +66,6 @@ import time as _time
 from dataclasses import dataclass
 from functools import partial
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,12 +76,12 @@ from .. import _dims as D
 from .._checks import check_choice, check_float, check_fraction, check_int
 from .._dataset import grid_dataset
 from .._groups import _group_of, group_margins, tie_pairs
-from .._integrate import _SOLVERS, SolverConfig, solve
+from .._integrate import SolverConfig, solve
 from .._logtime import CETauField
 from .._precision import float64
 from .._simulate import _as_starts
 from .._start import start_group
-from .limit_flow import LimitField, handoff, limit_rates
+from .limit_flow import LIMIT_STEPS, handoff, limit_rates, relax
 
 __all__ = [
     "NC",
@@ -91,27 +94,14 @@ __all__ = [
     "outcome",
 ]
 
-LIMIT_SPAN = 40.0
-r"""Length of each limit-flow run in $s = \log\tau$ (a factor $e^{40}$ in $\tau$)."""
-
-LIMIT_CONFIG = SolverConfig(rtol=1e-4, atol=1e-7, max_steps=20_000)
-"""Solver settings of the limit-flow runs (the outcome is read at a fixed point,
-so the path need not be accurate; rtol 1e-6 gave the same outcomes on 256
-random K = 8, L = 2 starts with two thirds more steps)."""
-
-LIMIT_LANES = 16
-"""Lanes of the batch engine in a limit run: each right-hand side runs an
-active-set loop for as many iterations as its slowest lane needs, so fewer
-lanes than for the exact flow waste less (16: 1.7x faster than 64, K = 8)."""
-
 NC = 0
 """Outcome code of neural collapse (the limit's support is all K - 1 modes)."""
 UNDECIDED = -1
 """Outcome code of a start not decided by the last horizon."""
 
-DEFAULT_HORIZONS = (30.0, 1e2, 300.0, 1e3, 3e3, 1e4)
+DEFAULT_HORIZONS = (10.0, 30.0, 1e2, 300.0, 1e3, 3e3, 1e4)
 r"""Horizons in $\tau = \log(1 + t)$ at which undecided starts are tested
-(t = e^30, ..., e^10000); each is reached only by the starts still undecided."""
+(t = e^10, ..., e^10000); each is reached only by the starts still undecided."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +119,7 @@ class Criterion:
 
     support_tol: float = 0.05
     frozen_rate: float = 0.8
-    tie_break: float = 1e-6
+    tie_break: float = 1e-4
     late_mass: float = 1e-4
 
     def __post_init__(self):
@@ -224,47 +214,10 @@ def advance(y, tau0, tau1, *, factors: int, balanced: bool, config: SolverConfig
     return ys[0], result._value, steps
 
 
-def relax(u, *, factors: int, config: SolverConfig = LIMIT_CONFIG, span: float = LIMIT_SPAN, group=None):
-    r"""Run the limit flow from ``u`` (K,) for ``span`` units of $s = \log\tau$.
-
-    Returns ``(u(span), diffrax result code, number of steps)``. Pure and
-    vmappable (one ``diffeqsolve``; :func:`relax_batch` is the batch version).
-    """
-    term = diffrax.ODETerm(LimitField(factors, group))
-    sol = diffrax.diffeqsolve(
-        term,
-        _SOLVERS[config.solver](),
-        0.0,
-        float(span),
-        0.01,
-        u,
-        saveat=diffrax.SaveAt(t1=True),
-        stepsize_controller=diffrax.PIDController(rtol=config.rtol, atol=config.atol, dtmin=1e-13 * span),
-        max_steps=config.max_steps,
-        throw=False,
-    )
-    return sol.ys[0], sol.result._value, sol.stats["num_steps"]
-
-
-def relax_batch(
-    u, *, factors: int, config: SolverConfig = LIMIT_CONFIG, span: float = LIMIT_SPAN, group=None
-):
-    r"""Run the limit flow from every row of ``u`` (B, K) for ``span``, through the
-    refill batch engine (:func:`svflow._batch.solve_many`). Returns numpy
-    ``(u(span), diffrax result code, steps)``."""
-    from .._batch import solve_many
-
-    sol = solve_many(
-        LimitField(factors, group),
-        np.asarray(u, dtype=float),
-        np.array([0.0, float(span)]),
-        solver=config.solver,
-        rtol=config.rtol,
-        atol=config.atol,
-        max_steps=config.max_steps,
-        lanes=LIMIT_LANES,
-    )
-    return sol.ys[:, -1], sol.result, sol.num_steps
+@partial(jax.jit, static_argnames=("factors", "group"))
+def _relax_batch(u, *, factors, group=None):
+    """:func:`svflow._analysis.limit_flow.relax` of a batch of hand-off states (dict, for :func:`_padded`)."""
+    return {"u": relax(u, factors=factors, group=group)}
 
 
 def _lam_of(y, balanced: bool):
@@ -313,19 +266,22 @@ def _padded(fn, x, **kw):
     return {f: np.asarray(v)[:k] for f, v in fn(jnp.asarray(x[pad]), **kw).items()}
 
 
-def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config: SolverConfig, group=None):
-    r"""Integrate a batch of states from their $\tau_0$ (B,) to ``tau1`` in double-log time.
+def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: SolverConfig, group=None):
+    r"""Integrate a batch of states from their $\tau_0$ (B,) through the horizons ``taus``.
 
     Runs through svflow's batch engine (:func:`svflow._batch.solve_many`, the
     refill loop behind :func:`svflow.simulate`): starts sharing a $\tau_0$ go
-    together, finished lanes take the next start. Returns numpy
-    ``(y(tau1), diffrax result code, steps)``, each of leading size B.
+    together, finished lanes take the next start; the states at every
+    horizon come from one run (dense output). ``taus``: a horizon or an
+    increasing sequence (H,), each above every $\tau_0$. Returns numpy
+    ``(y at each horizon (H, B, ...), diffrax result code (B,), steps (B,))``.
     """
     from .._batch import _DoubleLogField, solve_many
 
     y = np.asarray(y, dtype=float)
+    taus = np.atleast_1d(np.asarray(taus, dtype=float))
     tau0 = np.broadcast_to(np.asarray(tau0, dtype=float), (y.shape[0],))
-    y1 = np.empty_like(y)
+    ys = np.empty((taus.size,) + y.shape)
     res = np.zeros(y.shape[0], np.int64)
     steps = np.zeros(y.shape[0], np.int64)
     field = _DoubleLogField(CETauField(factors, balanced, group))
@@ -334,36 +290,42 @@ def advance_batch(y, tau0, tau1: float, *, factors: int, balanced: bool, config:
         sol = solve_many(
             field,
             y[sel],
-            np.log1p([float(t0), float(tau1)]),
+            np.log1p(np.concatenate([[t0], taus])),
             solver=config.solver,
             rtol=config.rtol,
             atol=config.atol,
             max_steps=config.max_steps,
         )
-        y1[sel] = sol.ys[:, -1]
+        ys[:, sel] = np.moveaxis(sol.ys[:, 1:], 1, 0)
         res[sel] = sol.result
         steps[sel] = sol.num_steps
-    return y1, res, steps
+    return ys, res, steps
 
 
-def _stage(y, tau0, tau1, *, factors, balanced, config, criterion, group=None, limit_config=None):
-    """One horizon: :func:`advance_batch` to ``tau1``, hand-off, :func:`relax_batch`,
-    :func:`decide` (numpy in, numpy out). Returns ``(y(tau1), result, steps, fields)``;
-    ``result`` is the exact run's diffrax code, else the limit run's; ``steps`` sums both."""
-    limit_config = LIMIT_CONFIG if limit_config is None else limit_config
-    y1, res, steps = advance_batch(
-        y, tau0, float(tau1), factors=factors, balanced=balanced, config=config, group=group
+def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group=None):
+    """Horizons ``taus`` (H,) in one go: :func:`advance_batch` through them, then at
+    each the hand-off, the limit map (:func:`svflow._analysis.limit_flow.relax`) and
+    :func:`decide`, all horizons in one batch (numpy in, numpy out).
+
+    Returns ``(y at each horizon (H, B, ...), result (B,), steps (B,), fields)``,
+    each field with a leading axis H; ``result`` is the exact run's diffrax code;
+    ``steps`` counts the exact steps and the limit map's."""
+    taus = np.atleast_1d(np.asarray(taus, dtype=float))
+    H, B = taus.size, np.shape(y)[0]
+    ys, res, steps = advance_batch(
+        y, tau0, taus, factors=factors, balanced=balanced, config=config, group=group
     )
-    late = _padded(_late_batch, y1, factors=factors, balanced=balanced, criterion=criterion, group=group)
-    u1, res2, steps2 = relax_batch(late["u0"], factors=factors, config=limit_config, group=group)
+    flat = ys.reshape((H * B,) + ys.shape[2:])
+    late = _padded(_late_batch, flat, factors=factors, balanced=balanced, criterion=criterion, group=group)
+    u1 = _padded(_relax_batch, late["u0"], factors=factors, group=group)["u"]
     d = _padded(_decide_batch, u1, factors=factors, criterion=criterion, group=group)
-    ok = (res == 0) & (res2 == 0) & late["late"]
-    d["decided"] = d["decided"] & ok
+    d["decided"] = d["decided"] & np.tile(res == 0, H) & late["late"]
     d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
     d["late"] = late["late"]
     d["off_target_mass"] = late["off_target_mass"]
     d["limit_state"] = u1
-    return y1, np.where(res != 0, res, res2), steps + steps2, d
+    d = {k: v.reshape((H, B) + v.shape[1:]) for k, v in d.items()}
+    return ys, res, steps + H * LIMIT_STEPS, d
 
 
 def _bucket(n: int) -> int:
@@ -401,8 +363,9 @@ def resolve(
     ``y``: (B, K) $\lambda$ or (B, N, K) $s$ at times ``tau`` (B,). ``state``:
     an earlier result of this function (or of a first stage with the same
     keys) whose decided members are kept as they are. At each horizon only the
-    still-undecided members that have not failed run, as one vmapped batch
-    (padded to a power of two). Returns numpy arrays: ``y``, ``tau`` (horizon
+    still-undecided members that have not failed run, as one batch (padded to
+    a power of two); members with no earlier limit run (undecidable at their
+    first horizon) run their first two horizons in one stage. Returns numpy arrays: ``y``, ``tau`` (horizon
     reached), ``solver_result`` (0 = success), ``num_steps`` (summed over
     stages) and the fields of :func:`decide`.
     """
@@ -426,33 +389,42 @@ def resolve(
         }
     else:
         st = {k: np.array(v) for k, v in state.items() if k not in ("y", "tau")}
-    for h in horizons:
-        todo = np.flatnonzero(~st["decided"] & (st["solver_result"] == 0) & (tau < h))
+    hz = [float(h) for h in horizons]
+    i = 0
+    while i < len(hz):
+        todo = np.flatnonzero(~st["decided"] & (st["solver_result"] == 0) & (tau < hz[i]))
         if todo.size == 0:
+            i += 1
             continue
-        y1, res, steps, d = _stage(
+        # starts with no earlier limit run cannot be decided at this horizon (there
+        # is nothing to compare with): they all go on, so run the next one too
+        fresh = np.all(np.isnan(st["rate_ratio"][todo, 0]))
+        taus = hz[i : i + 2] if fresh else hz[i : i + 1]
+        ys, res, steps, ds = _stage(
             y[todo],
             tau[todo],
-            float(h),
+            taus,
             factors=factors,
             balanced=balanced,
             config=config,
             criterion=criterion,
             group=group,
         )
-        k = todo.size
-        had = ~np.isnan(st["rate_ratio"][todo, 0])
-        same = np.all(d["support"] == st["support"][todo], axis=-1) & np.all(
-            d["frozen"] == st["frozen"][todo], axis=-1
-        )
-        d["decided"] = d["decided"] & had & same
-        d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
-        y[todo] = np.asarray(y1)[:k]
-        tau[todo] = h
-        st["solver_result"][todo] = np.asarray(res)[:k]
-        st["num_steps"][todo] += np.asarray(steps)[:k]
-        for f in _FIELDS:
-            st[f][todo] = d[f]
+        st["solver_result"][todo] = res
+        st["num_steps"][todo] += steps
+        for n, h in enumerate(taus):
+            d = {k: v[n] for k, v in ds.items()}
+            had = ~np.isnan(st["rate_ratio"][todo, 0])
+            same = np.all(d["support"] == st["support"][todo], axis=-1) & np.all(
+                d["frozen"] == st["frozen"][todo], axis=-1
+            )
+            d["decided"] = d["decided"] & had & same
+            d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
+            y[todo] = ys[n]
+            tau[todo] = h
+            for f in _FIELDS:
+                st[f][todo] = d[f]
+        i += len(taus)
     return {"y": y, "tau": tau, **st}
 
 
