@@ -18,7 +18,7 @@ Rows:
   later hand-offs for the undecided only).
 
 Timing: process CPU time (all threads) per trajectory, after a warm-up call
-that compiles; median of 5. Run: ``python benchmarks/bench_outcome_cost.py``
+that compiles; median of 9; the three rows of a setting run one after the other. Run: ``python benchmarks/bench_outcome_cost.py``
 (needs git and this repository's history for the old public row).
 
 Measured: see benchmarks/RESULTS.md, section 7.
@@ -52,7 +52,7 @@ EPS = np.logspace(-3, -1, 5)
 DELTA = np.geomspace(0.001, 0.9, 12)
 OLD_COMMIT = "9718129"
 ROWS = [(K, depth) for K in (4, 8) for depth in (2, 3, 4)]
-REPEATS = 5
+REPEATS = 9
 
 _OLD_CHILD = """
 import json, statistics, sys, time
@@ -75,21 +75,17 @@ print(json.dumps(out))
 """
 
 
-def old_public() -> dict:
-    """{(K, depth): (cpu s per trajectory, codes)} of ``svflow.basin_map`` at OLD_COMMIT."""
-    root = Path(__file__).resolve().parent.parent
-    blob = subprocess.run(["git", "-C", str(root), "archive", OLD_COMMIT], capture_output=True, check=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        tarfile.open(fileobj=io.BytesIO(blob.stdout)).extractall(tmp, filter="data")
-        res = subprocess.run(
-            [sys.executable, "-c", _OLD_CHILD, tmp, json.dumps(ROWS), str(REPEATS)],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=tmp,
-        )
-    raw = json.loads(res.stdout.strip().splitlines()[-1])
-    return {tuple(map(int, k.split(","))): (v[0], np.asarray(v[1])) for k, v in raw.items()}
+def old_public(tree: str, K: int, depth: int) -> tuple:
+    """(cpu s per trajectory, codes) of ``svflow.basin_map`` of the old ``tree`` (a subprocess)."""
+    res = subprocess.run(
+        [sys.executable, "-c", _OLD_CHILD, tree, json.dumps([[K, depth]]), str(REPEATS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tree,
+    )
+    t, code = json.loads(res.stdout.strip().splitlines()[-1])[f"{K},{depth}"]
+    return t, np.asarray(code)
 
 
 def before(K, depth):
@@ -130,13 +126,21 @@ def after(K, depth):
 
 
 def main():
-    old = old_public()
+    root = Path(__file__).resolve().parent.parent
+    blob = subprocess.run(["git", "-C", str(root), "archive", OLD_COMMIT], capture_output=True, check=True)
+    with tempfile.TemporaryDirectory() as tree:
+        tarfile.open(fileobj=io.BytesIO(blob.stdout)).extractall(tree, filter="data")
+        _table(tree)
+
+
+def _table(tree: str):
+    """One row per (K, depth); the three measurements of a row run one after the other."""
     print(
         f"{'K':>3} {'L':>2} {'old public':>10} {'old engine':>10} {'new':>7} {'new/old public':>14} "
         f"{'new/old engine':>14} {'steps e/n':>10} {'undecided o/n':>13} {'NC o/n':>7}"
     )
     for K, depth in ROWS:
-        tp, cp = old[(K, depth)]
+        tp, cp = old_public(tree, K, depth)
         tb, cb, sb = before(K, depth)
         ta, ca, sa = after(K, depth)
         print(

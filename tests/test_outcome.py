@@ -258,3 +258,31 @@ def test_outcome_over_cyclic_group():
     # the same start through simulate's start handling: a Start object works too
     start = svflow.spectral_init(6, 5, scale=1e-2, spread=0.0, seed=0)
     assert int(svflow.outcome(6, 5, init=start)["outcome"]) == 0  # equal modes: the NC start
+
+
+@pytest.mark.slow
+def test_start_passing_a_saddle_is_decided_on_the_exact_flows_side():
+    """K = 8, L = 3: a random start whose exact flow passes close to the fixed point
+    (q, q, q, 1, 1, 1, 1) of the limit flow. From hand-offs at tau = 10 and 30 the limit
+    map puts it at support {4, 5, 6, 7} (both alike, so persistence cannot object); the
+    exact flow, integrated here by scipy's LSODA in sigma = log(1 + tau), keeps modes 1-3
+    growing with the largest (their ratio rises from tau = 300 to 3000 instead of falling
+    like 1/tau): the support is all 7 modes, which svflow.outcome reports."""
+    from test_limit_flow import _exact_sigma_rate
+
+    lam0 = np.array([0.0, 2.6169871709797e-3, 2.58906923416177e-3, 2.7037199227585e-3])
+    lam0 = np.concatenate([lam0, [2.70785281103656e-3, 2.71540542433323e-3, 2.63955506197016e-3]])
+    lam0 = np.concatenate([lam0, [2.70361471455246e-3]])
+    ds = svflow.outcome(8, 3, init=lam0, kkt=False)
+    assert int(ds["outcome"]) == 0 and ds["support"].values[1:].all()
+    sol = solve_ivp(
+        _exact_sigma_rate(8, 4),
+        (0.0, np.log1p(3000.0)),
+        lam0,
+        method="LSODA",
+        t_eval=np.log1p([300.0, 3000.0]),
+        rtol=1e-10,
+        atol=1e-14,
+    )
+    r = sol.y[1:4] / sol.y.max(axis=0)  # modes 1-3 over the largest, at tau = 300 and 3000
+    assert np.all(r[:, 1] > r[:, 0]) and np.all(r[:, 0] > 0.5)

@@ -49,8 +49,10 @@ relative stationarity residual.
 
 **Cost.** The exact flow is stiff late on (its margins lock together at a
 rate $\propto \tau$ in $\sigma$: an explicit solver needs about $\tau$ steps
-per unit of $\sigma$), so it stops early: the first two hand-offs (tau = 10
-and 30) come from one run of about 100 steps. The limit map costs the same
+per unit of $\sigma$), so it stops early: the first two hand-offs (tau = 30
+and 100) come from one run of about 110-150 steps. (Hand-offs at tau = 10 and 30
+cost a third less but decided 3 of 3000 random K = 8 starts on the wrong side
+of a saddle, the same side from both: benchmarks/RESULTS.md, section 7.) The limit map costs the same
 at every s: one small complementarity problem per step, 32 steps per run,
 the runs of a batch vectorised together.
 
@@ -99,9 +101,9 @@ NC = 0
 UNDECIDED = -1
 """Outcome code of a start not decided by the last horizon."""
 
-DEFAULT_HORIZONS = (10.0, 30.0, 1e2, 300.0, 1e3, 3e3, 1e4)
+DEFAULT_HORIZONS = (30.0, 1e2, 300.0, 1e3, 3e3, 1e4)
 r"""Horizons in $\tau = \log(1 + t)$ at which undecided starts are tested
-(t = e^10, ..., e^10000); each is reached only by the starts still undecided."""
+(t = e^30, ..., e^10000); each is reached only by the starts still undecided."""
 
 
 @dataclass(frozen=True)
