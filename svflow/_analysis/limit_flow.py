@@ -76,7 +76,7 @@ fixed-point iteration of the KKT map, one complementarity problem per step.
 Its fixed points are exactly the flow's ($u = F(u) \iff m(u) = G\hat e \ge 1$,
 complementary to $\hat e \ge 0$: the KKT conditions); a flow eigenvalue $\mu$
 at a fixed point becomes the multiplier $1 + \mu$, so a saddle stays a saddle
-(left within :data:`LIMIT_STEPS` steps from a $10^{-4}$ perturbation when
+(left within :data:`LIMIT_STEPS` steps from a $10^{-3}$ perturbation when
 $\mu \ge 1/3$), a frozen mode shrinks like $u_j' \propto u_j^{a}$ (for N = 2
 by the factor $\rho_j < 1$) and, on the
 K = 4 line $u = (0, 1, 1, q)$, the map is monotone in $q$ with the same
@@ -110,10 +110,10 @@ __all__ = [
 ACTIVE_TOL = 1e-9
 r"""$\delta$: classes with normalised margin $m_x(u) \le 1 + \delta$ are active."""
 
-LIMIT_STEPS = 32
-r"""Steps of the limit map in one run (:func:`relax`): a factor $e^{32}$ in $\tau$. A
+LIMIT_STEPS = 24
+r"""Steps of the limit map in one run (:func:`relax`): a factor $e^{24}$ in $\tau$. A
 saddle with flow eigenvalue $\mu$ multiplies a deviation by $1 + \mu$ per step, so
-a tie-breaking perturbation of $10^{-4}$ (``Criterion.tie_break``) grows to O(1)
+a tie-breaking perturbation of $10^{-3}$ (``Criterion.tie_break``) grows to O(1)
 within the run for $\mu \ge 1/3$ (the K = 4 saddle has $\mu = 1 - 2/N \ge 1/3$)."""
 
 LIMIT_CHUNK = 64

@@ -53,7 +53,7 @@ per unit of $\sigma$), so it stops early: the first two hand-offs (tau = 30
 and 100) come from one run of about 110-150 steps. (Hand-offs at tau = 10 and 30
 cost a third less but decided 3 of 3000 random K = 8 starts on the wrong side
 of a saddle, the same side from both: benchmarks/RESULTS.md, section 7.) The limit map costs the same
-at every s: one small complementarity problem per step, 32 steps per run,
+at every s: one small complementarity problem per step, 24 steps per run,
 the runs of a batch vectorised together.
 
 **Unbalanced starts** ($s(0)$ given): the factor flow is integrated; the
@@ -121,7 +121,7 @@ class Criterion:
 
     support_tol: float = 0.05
     frozen_rate: float = 0.8
-    tie_break: float = 1e-4
+    tie_break: float = 1e-3
     late_mass: float = 1e-4
 
     def __post_init__(self):
