@@ -18,7 +18,9 @@ Rows:
   later hand-offs for the undecided only).
 
 Timing: process CPU time (all threads) per trajectory, after a warm-up call
-that compiles; median of 9; the three rows of a setting run one after the other. Run: ``python benchmarks/bench_outcome_cost.py``
+that compiles; median of 9 calls; the three measurements of a setting run one
+after the other, in 3 rounds (medians over rounds, and the range of the ratios).
+``--large``: 10 x 24 = 240 starts per row instead of 60. Run: ``python benchmarks/bench_outcome_cost.py``
 (needs git and this repository's history for the old public row).
 
 Measured: see benchmarks/RESULTS.md, section 7.
@@ -50,6 +52,9 @@ from svflow._simulate import ReducedField
 
 EPS = np.logspace(-3, -1, 5)
 DELTA = np.geomspace(0.001, 0.9, 12)
+if "--large" in sys.argv:  # 240 starts per row (10 x 24): fixed per-call costs weigh less
+    EPS = np.logspace(-3, -1, 10)
+    DELTA = np.geomspace(0.001, 0.9, 24)
 OLD_COMMIT = "9718129"
 ROWS = [(K, depth) for K in (4, 8) for depth in (2, 3, 4)]
 REPEATS = 9
@@ -59,8 +64,8 @@ import json, statistics, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 import svflow
-EPS = np.logspace(-3, -1, 5)
-DELTA = np.geomspace(0.001, 0.9, 12)
+EPS = np.logspace(-3, -1, int(sys.argv[4]))
+DELTA = np.geomspace(0.001, 0.9, int(sys.argv[5]))
 out = {}
 for K, depth in json.loads(sys.argv[2]):
     svflow.basin_map(K, [depth], EPS, DELTA)
@@ -78,7 +83,16 @@ print(json.dumps(out))
 def old_public(tree: str, K: int, depth: int) -> tuple:
     """(cpu s per trajectory, codes) of ``svflow.basin_map`` of the old ``tree`` (a subprocess)."""
     res = subprocess.run(
-        [sys.executable, "-c", _OLD_CHILD, tree, json.dumps([[K, depth]]), str(REPEATS)],
+        [
+            sys.executable,
+            "-c",
+            _OLD_CHILD,
+            tree,
+            json.dumps([[K, depth]]),
+            str(REPEATS),
+            str(EPS.size),
+            str(DELTA.size),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -133,19 +147,32 @@ def main():
         _table(tree)
 
 
+ROUNDS = 3
+
+
 def _table(tree: str):
-    """One row per (K, depth); the three measurements of a row run one after the other."""
+    """One row per (K, depth). A row measures old public, old engine and new one after
+    the other, ROUNDS times; it prints the medians over rounds and the range of the
+    per-round ratios (the shared machine's load moves single ratios by +-30 %)."""
     print(
-        f"{'K':>3} {'L':>2} {'old public':>10} {'old engine':>10} {'new':>7} {'new/old public':>14} "
-        f"{'new/old engine':>14} {'steps e/n':>10} {'undecided o/n':>13} {'NC o/n':>7}"
+        f"{'K':>3} {'L':>2} {'old public':>10} {'old engine':>10} {'new':>7} {'new/old public':>20} "
+        f"{'new/old engine':>20} {'steps e/n':>10} {'undecided o/n':>13} {'NC o/n':>7}"
     )
+    med = statistics.median
     for K, depth in ROWS:
-        tp, cp = old_public(tree, K, depth)
-        tb, cb, sb = before(K, depth)
-        ta, ca, sa = after(K, depth)
+        tps, tbs, tas = [], [], []
+        for _ in range(ROUNDS):
+            tp, cp = old_public(tree, K, depth)
+            tb, cb, sb = before(K, depth)
+            ta, ca, sa = after(K, depth)
+            tps.append(tp), tbs.append(tb), tas.append(ta)
+        rp = [a / p for a, p in zip(tas, tps)]
+        rb = [a / b for a, b in zip(tas, tbs)]
+        tp, tb, ta = med(tps), med(tbs), med(tas)
         print(
-            f"{K:>3} {depth:>2} {1e3 * tp:>10.3f} {1e3 * tb:>10.3f} {1e3 * ta:>7.3f} {ta / tp:>14.2f} "
-            f"{ta / tb:>14.2f} {sb:>4.0f}/{sa:<5.0f} {int((cp < 0).sum()):>6}/{int((ca < 0).sum()):<6} "
+            f"{K:>3} {depth:>2} {1e3 * tp:>10.3f} {1e3 * tb:>10.3f} {1e3 * ta:>7.3f} "
+            f"{med(rp):>8.2f} ({min(rp):.2f}-{max(rp):.2f}) {med(rb):>8.2f} ({min(rb):.2f}-{max(rb):.2f}) "
+            f"{sb:>4.0f}/{sa:<5.0f} {int((cp < 0).sum()):>6}/{int((ca < 0).sum()):<6} "
             f"{int((cp == 0).sum()):>3}/{int((ca == 0).sum()):<3}"
         )
 

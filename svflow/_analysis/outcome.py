@@ -216,12 +216,6 @@ def advance(y, tau0, tau1, *, factors: int, balanced: bool, config: SolverConfig
     return ys[0], result._value, steps
 
 
-@partial(jax.jit, static_argnames=("factors", "group"))
-def _relax_batch(u, *, factors, group=None):
-    """:func:`svflow._analysis.limit_flow.relax` of a batch of hand-off states (dict, for :func:`_padded`)."""
-    return {"u": relax(u, factors=factors, group=group)}
-
-
 def _lam_of(y, balanced: bool):
     return y if balanced else jnp.prod(y, axis=-2)
 
@@ -240,25 +234,24 @@ def handoff_state(lam, criterion: Criterion = Criterion(), group=None):
 
 
 @partial(jax.jit, static_argnames=("factors", "balanced", "criterion", "group"))
-def _late_batch(y, *, factors, balanced, criterion, group=None):
-    """vmapped :func:`late_state` and :func:`svflow._analysis.limit_flow.handoff` of exact states."""
+def _limit_batch(y, *, factors, balanced, criterion, group=None):
+    """Hand-off of a batch of exact states (:func:`late_state`, :func:`handoff_state`),
+    the limit map (:func:`svflow._analysis.limit_flow.relax`) and :func:`decide`, in one
+    compiled call. Returns the fields of :func:`decide` with ``late``,
+    ``off_target_mass`` and ``limit_state`` (the end of the limit run)."""
 
-    def one(y):
+    def hand(y):
         lam = _lam_of(y, balanced).at[0].set(0.0)
         d = late_state(lam, criterion, group)
         u = handoff_state(lam, criterion, group)
         ok = d["late"] & jnp.all(jnp.isfinite(u))
         # a state that cannot be handed off runs a harmless dummy (it stays undecided)
-        d["u0"] = jnp.where(ok, u, handoff(jnp.ones_like(lam), group))
-        return d
+        return d, jnp.where(ok, u, handoff(jnp.ones_like(lam), group))
 
-    return jax.vmap(one)(y)
-
-
-@partial(jax.jit, static_argnames=("factors", "criterion", "group"))
-def _decide_batch(u, *, factors, criterion, group=None):
-    """vmapped :func:`decide` of limit-flow end states."""
-    return jax.vmap(lambda v: decide(v, factors, criterion, group))(u)
+    late, u0 = jax.vmap(hand)(y)
+    u1 = relax(u0, factors=factors, group=group)
+    d = jax.vmap(lambda v: decide(v, factors, criterion, group))(u1)
+    return {**d, **late, "limit_state": u1}
 
 
 def _padded(fn, x, **kw):
@@ -318,14 +311,9 @@ def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group=None):
         y, tau0, taus, factors=factors, balanced=balanced, config=config, group=group
     )
     flat = ys.reshape((H * B,) + ys.shape[2:])
-    late = _padded(_late_batch, flat, factors=factors, balanced=balanced, criterion=criterion, group=group)
-    u1 = _padded(_relax_batch, late["u0"], factors=factors, group=group)["u"]
-    d = _padded(_decide_batch, u1, factors=factors, criterion=criterion, group=group)
-    d["decided"] = d["decided"] & np.tile(res == 0, H) & late["late"]
+    d = _padded(_limit_batch, flat, factors=factors, balanced=balanced, criterion=criterion, group=group)
+    d["decided"] = d["decided"] & np.tile(res == 0, H) & d["late"]
     d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
-    d["late"] = late["late"]
-    d["off_target_mass"] = late["off_target_mass"]
-    d["limit_state"] = u1
     d = {k: v.reshape((H, B) + v.shape[1:]) for k, v in d.items()}
     return ys, res, steps + H * LIMIT_STEPS, d
 
