@@ -14,7 +14,7 @@ Rows:
 - **old engine**: the same solve and ``classify_trajectory`` of this checkout
   as one bare jitted call (no argument checks, no dataset): a stricter floor.
 - **new**: ``svflow.studies.basin_map`` at its defaults (double-log clock to
-  the hand-offs tau = 10 and 30 in one engine run, the limit map from both,
+  the hand-offs tau = 30 and 100 in one engine run, the limit map from both,
   later hand-offs for the undecided only).
 
 Timing: process CPU time (all threads) per trajectory, after a warm-up call

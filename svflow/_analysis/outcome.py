@@ -50,11 +50,12 @@ relative stationarity residual.
 **Cost.** The exact flow is stiff late on (its margins lock together at a
 rate $\propto \tau$ in $\sigma$: an explicit solver needs about $\tau$ steps
 per unit of $\sigma$), so it stops early: the first two hand-offs (tau = 30
-and 100) come from one run of about 110-150 steps. (Hand-offs at tau = 10 and 30
-cost a third less but decided 3 of 3000 random K = 8 starts on the wrong side
-of a saddle, the same side from both: benchmarks/RESULTS.md, section 7.) The limit map costs the same
-at every s: one small complementarity problem per step, 24 steps per run,
-the runs of a batch vectorised together.
+and 100) come from one run of about 115-170 solver steps (rtol 1e-5 to 1e-6,
+K = 8). Hand-offs at tau = 10 and 30 cost a third less but decided 3 of 3000
+random K = 8 starts on the wrong side of a saddle, the same side from both
+(benchmarks/RESULTS.md, section 7). The limit map costs the same at every s:
+one small complementarity problem per step, 24 steps per run, the runs of a
+batch vectorised together.
 
 **Unbalanced starts** ($s(0)$ given): the factor flow is integrated; the
 differences $s_{l,i}^2 - s_{l',i}^2$ are conserved while $s$ diverges on the
