@@ -184,22 +184,21 @@ def basin_cell(
     """
     N = depth + 1
     lam0 = basin_start(family, classes, eps, delta, seed, leaders, group)
-    tau1 = jnp.asarray(float(horizon))
-    tau0 = jnp.asarray(min(CHECK_HORIZON, float(horizon) / 3))
+    tau1 = float(horizon)
+    tau0 = min(CHECK_HORIZON, tau1 / 3)
 
-    def at(y, t0, t1):
-        y1, r, n = advance(y, t0, t1, factors=N, balanced=True, config=config, group=group)
+    ys, res, steps = advance(lam0, 0.0, (tau0, tau1), factors=N, balanced=True, config=config, group=group)
+
+    def at(y1):
         late = late_state(y1, criterion, group)
-        u0 = handoff_state(y1, criterion, group)
-        u1 = relax(u0, factors=N, group=group)
+        u1 = relax(handoff_state(y1, criterion, group), factors=N, group=group)
         d = decide(u1, N, criterion, group)
         d["decided"] = d["decided"] & late["late"]
-        return y1, r, n + LIMIT_STEPS, d
+        return d
 
-    y0, res0, steps0, d0 = at(lam0, jnp.asarray(0.0), tau0)
-    y1, res1, steps1, d = at(y0, tau0, tau1)
-    res = jnp.where(res0 != 0, res0, res1)
-    steps = steps0 + steps1
+    d0, d = at(ys[0]), at(ys[1])
+    y1 = ys[1]
+    steps = steps + 2 * LIMIT_STEPS
     same = jnp.all(d["support"] == d0["support"]) & jnp.all(d["frozen"] == d0["frozen"])
     d["decided"] = d["decided"] & d0["decided"] & same
     d["code"] = jnp.where(d["decided"], d["code"], UNDECIDED)
@@ -214,7 +213,7 @@ def basin_cell(
         ratio=ratio,
         min_ratio=jnp.min(jnp.where(jnp.arange(classes) == 0, jnp.inf, ratio)),
         rate_ratio=d["rate_ratio"],
-        log_t_end=tau1,
+        log_t_end=jnp.asarray(tau1),
         lam0=lam0,
         lam_end=y1,
         solver_result=res,

@@ -124,7 +124,7 @@ smaller ones pay per-operation overheads (64: 2.7x faster than one block of
 1000, K = 8)."""
 
 
-def one_minus_cos(group: Group, K: int) -> np.ndarray:
+def one_minus_cos(group: Group | None, K: int) -> np.ndarray:
     r"""$C_{xj} = 1 - \cos\theta_{k_j}(x)$ (K, K): row x class offset, column j mode."""
     return np.asarray(_group_of(group, K)._tables["one_minus_cos"], dtype=float)
 

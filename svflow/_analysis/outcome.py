@@ -196,25 +196,27 @@ def decide(u, factors: int, criterion: Criterion = Criterion(), group=None) -> d
     )
 
 
-def advance(y, tau0, tau1, *, factors: int, balanced: bool, config: SolverConfig, group=None):
-    r"""Integrate one start from $\tau_0$ to $\tau_1$ in double-log time.
+def advance(y, tau0, taus, *, factors: int, balanced: bool, config: SolverConfig, group=None):
+    r"""Integrate one start from $\tau_0$ through the horizons ``taus`` in double-log time.
 
-    ``y`` is $\lambda$ (K,) (``balanced``) or $s$ (N, K). Returns
-    ``(y(tau1), diffrax result code, number of steps)``. Pure and vmappable
-    over ``(y, tau0, tau1)``.
+    ``y`` is $\lambda$ (K,) (``balanced``) or $s$ (N, K); ``taus`` a horizon or an
+    increasing sequence (H,) above $\tau_0$, all read from one run (dense
+    output, the steps :func:`advance_batch` takes). Returns ``(y at each
+    horizon (H, ...), diffrax result code, number of steps)``. Pure and
+    vmappable over ``(y, tau0)``.
     """
     field = CETauField(factors, balanced, group)
     ys, result, steps = solve(
         field,
         y,
-        jnp.reshape(tau1, (1,)),
+        jnp.atleast_1d(jnp.asarray(taus, dtype=jnp.result_type(float))),
         None,
         config,
         clock="loglog",
         grid="tau",
         start=tau0,
     )
-    return ys[0], result._value, steps
+    return ys, result._value, steps
 
 
 def _lam_of(y, balanced: bool):
