@@ -150,8 +150,8 @@ LATER_HORIZONS = (300.0, 1e3, 3e3, 1e4)
 _CONFIG = SolverConfig(rtol=1e-5, atol=1e-8, max_steps=100_000)
 """Solver settings of the basin maps' exact runs: an outcome depends on the
 hand-off states only to O(log tau / tau), far above these tolerances; rtol
-1e-6 gave the same K = 4 edges and the same outcome on 2999 of 3000 random
-K = 8 starts, with 20 % more steps (benchmarks/RESULTS.md, section 7)."""
+1e-6 gave the same K = 4 edges and the same outcomes on 3000 random K = 8
+starts, with 26 % more steps (benchmarks/RESULTS.md, section 7)."""
 
 
 @float64
