@@ -59,7 +59,7 @@ from ._checks import check_int
 from ._dataset import grid_dataset
 from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import IntegrationError, SolverConfig
-from ._precision import float64
+from ._precision import computes
 from ._start import check_depth
 
 __all__ = [
@@ -110,7 +110,7 @@ def _check_family(family: str, classes: int, leaders, group=None) -> tuple[int, 
     return lead
 
 
-@float64
+@computes
 def basin_start(
     family: str,
     classes: int,
@@ -154,7 +154,7 @@ hand-off states only to O(log tau / tau), far above these tolerances; rtol
 starts, with 26 % more steps (benchmarks/RESULTS.md, section 7)."""
 
 
-@float64
+@computes
 def basin_cell(
     eps: Float[Array, ""],
     delta: Float[Array, ""],
@@ -410,7 +410,7 @@ def _grid(name, values, positive=False, unit=False) -> np.ndarray:
     return v
 
 
-@float64
+@computes
 def basin_map(
     classes: int,
     depths,
@@ -598,7 +598,7 @@ def _basin_dataset(per_depth: list, walls: list, depths, eps, delta, seeds, lead
     return ds.isel({SEED: 0}, drop=True) if family == "lag" else ds
 
 
-@float64
+@computes
 def basin_width(ds: xr.Dataset) -> xr.Dataset:
     r"""Basin width: for each (depth, eps[, seed]) the largest grid $\delta$ whose
     whole stretch $[\delta_0, \delta]$ of the grid reaches NC.

@@ -38,12 +38,8 @@ supply its own field and grid.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import diffrax
@@ -52,7 +48,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._compile_cache import compilation_cache_dir, enable_compilation_cache
 from ._integrate import IntegrationError, SolverConfig, check_times
 
 __all__ = [
@@ -293,93 +288,6 @@ def _engine(field, y0s, num_real, saves, args, solver, controller, lanes: int, m
     return ys[:B], res_out[:B], steps_out[:B]
 
 
-_PROGRAMS: dict = {}
-
-
-@functools.cache
-def _source_hash() -> str:
-    """Hash of svflow's source files: any edit invalidates the stored programs."""
-    h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.rglob("*.py")):
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def _program(field, args, y0s_shape, num_saves, solver, controller, lanes, max_steps, dt0):
-    """The compiled engine for one setting, as ``run(y0s, num_real, saves)``.
-
-    A fresh process would spend seconds tracing the engine in Python before
-    the persistent compilation cache can even be consulted. So the traced
-    program is also stored (``jax.export``, serialized) next to that cache,
-    keyed by everything that shapes it: svflow's source, the library
-    versions, the field's structure and array shapes, the solver and
-    controller settings, lanes, shapes. A field with non-array leaves (a
-    plain Python function, say) is never stored: it is traced as usual.
-    """
-    leaves, treedef = jax.tree.flatten((field, args))
-
-    def direct(y0s, n, saves):
-        return _engine(field, y0s, n, saves, args, solver, controller, lanes, max_steps, dt0)
-
-    folder = compilation_cache_dir()
-    if folder is None or not all(isinstance(x, (jax.Array, np.ndarray)) for x in leaves):
-        return direct
-    dtype = jnp.result_type(float)
-    spec = (
-        str(treedef),
-        [(x.shape, str(x.dtype)) for x in leaves],
-        y0s_shape,
-        num_saves,
-        str(dtype),
-        repr(solver),
-        repr(controller),
-        lanes,
-        max_steps,
-        dt0,
-        jax.__version__,
-        diffrax.__version__,
-        eqx.__version__,
-        jax.default_backend(),
-        _source_hash(),
-    )
-    key = hashlib.sha256(repr(spec).encode()).hexdigest()[:32]
-    if key in _PROGRAMS:
-        return _PROGRAMS[key]
-    if "0x" in spec[0]:  # an object printed by address: not the same across processes
-        return direct
-    try:
-        from jax import export
-
-        path = folder / "programs" / f"engine-{key}.bin"
-        if path.exists():
-            exported = export.deserialize(bytearray(path.read_bytes()))
-        else:
-
-            def fn(leaves, y0s, n, saves):
-                f, a = jax.tree.unflatten(treedef, leaves)
-                return _engine(f, y0s, n, saves, a, solver, controller, lanes, max_steps, dt0)
-
-            exported = export.export(jax.jit(fn))(
-                leaves,
-                jax.ShapeDtypeStruct(y0s_shape, dtype),
-                jax.ShapeDtypeStruct((), jnp.int32),
-                jax.ShapeDtypeStruct((num_saves,), dtype),
-            )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(exported.serialize())
-            os.replace(tmp, path)
-    except (ImportError, OSError, ValueError):  # no flatbuffers, unwritable disk, ...
-        return direct
-    call = jax.jit(exported.call)
-
-    def run(y0s, n, saves):
-        return call(leaves, y0s, n, saves)
-
-    _PROGRAMS[key] = run
-    return run
-
-
 def solve_many(
     field: Callable,
     y0s,
@@ -430,7 +338,6 @@ def solve_many(
     B, state = y0s.shape[0], y0s.shape[1:]
     order = _queue_order(cost, B)
     chunk, n_chunks, padded, W = _chunking(B, state, saves.size, max_bytes, lanes)
-    enable_compilation_cache()
     dtmin = 1e-13 * abs(saves[-1]) if dtmin is None else float(dtmin)
     dt0 = float(dt0)
     if not (dt0 > 0):
@@ -441,7 +348,11 @@ def solve_many(
     ys = np.empty((B, saves.size) + state, dtype=float)
     res = np.empty(B, dtype=np.int64)
     steps = np.empty(B, dtype=np.int64)
-    run = _program(field, args, (padded,) + state, saves.size, solv, ctrl, W, int(max_steps), dt0)
+    max_steps = int(max_steps)
+
+    def run(block, n, saves_j):
+        return _engine(field, block, n, saves_j, args, solv, ctrl, W, max_steps, dt0)
+
     for c in range(n_chunks):
         idx = order[c * chunk : (c + 1) * chunk]
         n = idx.size

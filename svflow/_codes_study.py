@@ -28,7 +28,7 @@ from ._analysis.codes import (
 from ._analysis.outcome import outcome
 from ._dataset import grid_dataset, netcdf_safe
 from ._groups import resolve_group, spectral_basis
-from ._precision import float64
+from ._precision import computes
 from ._simulate import simulate
 from ._start import spectral_init
 from ._walsh import check_classes
@@ -43,7 +43,7 @@ def _limit_rho(lam: np.ndarray, rank: int, group=None) -> float:
     return one_vs_rest_margin(E, normalise=False)
 
 
-@float64
+@computes
 def code_convergence_study(
     classes: int = 8,
     depths=(1, 2, 3, 5),
@@ -190,7 +190,7 @@ def _spectral_study_dataset(rows: list, depths, seeds, times, classes: int, attr
     return grid_dataset(coords, variables, attrs)
 
 
-@float64
+@computes
 def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
     r"""Predicted winning equal-$\lambda$ Walsh code per (K, N) (:func:`svflow.code_table`).
 
@@ -242,7 +242,7 @@ def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
     )
 
 
-@float64
+@computes
 def random_start_code_study(
     classes: int = 8,
     depths=(1, 2, 3, 5),

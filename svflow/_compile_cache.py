@@ -1,40 +1,60 @@
-r"""JAX's persistent compilation cache under the svflow cache directory.
+r"""JAX's persistent compilation cache, scoped to svflow's own calls.
 
 svflow's solvers are large XLA programs (a whole adaptive ODE solve in one
 ``while_loop``); compiling one takes seconds, far longer than running it on a
 few thousand starts. JAX can store compiled programs on disk and load them in
-a later process. The first time svflow computes, :func:`enable_compilation_cache`
-switches that cache on in
+a later process. Every public svflow function that computes runs inside
+:func:`compilation_cache` (through :func:`svflow._precision.computes`), which
+points JAX's cache at
 
 - ``$SVFLOW_COMPILE_CACHE`` if set to a path, else
-- ``$SVFLOW_CACHE_DIR/jax`` if ``SVFLOW_CACHE_DIR`` is set, else
-- ``$XDG_CACHE_HOME/svflow/jax`` (default ``~/.cache/svflow/jax``),
+- ``$SVFLOW_CACHE_DIR/jax-v{FORMAT}`` if ``SVFLOW_CACHE_DIR`` is set, else
+- ``$XDG_CACHE_HOME/svflow/jax-v{FORMAT}`` (default ``~/.cache/svflow/jax-v3``)
 
-the same base directory as the softmax-code cache. Opt out with
-``SVFLOW_COMPILE_CACHE=0`` (or ``off``/``false``/``no``). If the caller has
-already set ``jax_compilation_cache_dir`` (``jax.config.update`` or the
-``JAX_COMPILATION_CACHE_DIR`` environment variable), svflow leaves it alone.
-JAX stores only programs that compile in at least
-``jax_persistent_cache_min_compile_time_secs``; svflow lowers JAX's default
-of 1 s to 0 (unless the caller changed it), since a fresh process pays for
-every small program too.
+for the duration of the call and restores the caller's JAX configuration
+after it: ``jax.config`` reads the same before and after an svflow call.
+Opt out with ``SVFLOW_COMPILE_CACHE=0`` (or ``off``/``false``/``no``). If the
+caller has set ``jax_compilation_cache_dir`` themselves, svflow uses theirs.
 
-The cache is trusted code: do not point it at a directory others can write.
+**What the cache is keyed on.** JAX keys each entry on the compiled program
+itself (its HLO, with every constant that was traced into it), the compile
+options, the backend and the jax/jaxlib versions. A result therefore never
+depends on what ran before: two calls that differ in any number produce
+either different programs (a constant) or the same program fed different
+arguments (an array leaf). svflow 0.2 also stored traced programs of its own
+(``jax.export``) keyed by shapes only, and one of them could serve a later
+call with another weight decay (a silent wrong answer; CHANGELOG 0.3.0).
+Those stored programs are gone, and ``FORMAT`` in the directory name makes
+sure nothing an older svflow wrote is read again.
+
+**Where it lives, and deleting it.** The directory above holds only compiled
+programs; deleting it (or any older ``~/.cache/svflow/jax*`` folder) is always
+safe: the next call compiles again. Only point ``SVFLOW_COMPILE_CACHE`` at a
+directory nobody else can write to (JAX runs what it finds there).
+
+JAX initialises its cache object once per process, at the first compile that
+sees a cache directory; after that, programs compiled outside svflow's calls
+may also be looked up there (JAX's own behaviour; the configuration itself is
+restored).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
 
-__all__ = ["enable_compilation_cache", "compilation_cache_dir", "ENV"]
+__all__ = ["compilation_cache", "compilation_cache_dir", "ENV", "FORMAT"]
 
 ENV = "SVFLOW_COMPILE_CACHE"
+FORMAT = 3
+"""Cache format number: part of the default directory name, raised whenever
+what svflow stores there changes meaning (3: JAX's HLO-keyed entries only;
+svflow 0.2's ``jax/`` folder held shape-keyed stored programs)."""
 _OFF = {"0", "off", "false", "no"}
-_MIN_COMPILE_S = 0.0
-_done = False
 
 
 def compilation_cache_dir() -> Path | None:
@@ -43,34 +63,47 @@ def compilation_cache_dir() -> Path | None:
     if env.lower() in _OFF:
         return None
     if env:
-        return Path(env)
+        return Path(env).expanduser()
     base = os.environ.get("SVFLOW_CACHE_DIR")
     if base:
-        return Path(base) / "jax"
+        return Path(base).expanduser() / f"jax-v{FORMAT}"
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "svflow" / "jax"
+    return Path(xdg) / "svflow" / f"jax-v{FORMAT}"
 
 
-def enable_compilation_cache() -> Path | None:
-    """Switch JAX's persistent compilation cache on (once per process); return its directory.
+@contextlib.contextmanager
+def compilation_cache() -> Iterator[Path | None]:
+    """Scope in which JAX's persistent compilation cache points at :func:`compilation_cache_dir`.
 
-    Does nothing (returns None) when opted out with ``SVFLOW_COMPILE_CACHE=0``
-    or when the directory cannot be created; returns the caller's directory if
-    one was already configured.
+    Yields the directory in use (None when opted out or when it cannot be
+    created). The caller's ``jax_compilation_cache_dir``, minimum compile time
+    and minimum entry size are restored on exit; a directory the caller set
+    is used as it is.
     """
-    global _done
-    current = jax.config.jax_compilation_cache_dir
-    if _done or current:
-        return Path(current) if current else None
-    _done = True
+    if jax.config.jax_compilation_cache_dir:
+        yield Path(jax.config.jax_compilation_cache_dir)
+        return
     path = compilation_cache_dir()
+    if path is not None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            path = None
     if path is None:
-        return None
+        yield None
+        return
+    # store every program (a fresh process pays for small ones too); -1 keeps
+    # JAX from rewriting the entry-size setting globally when it sets up its cache
+    settings = {
+        "jax_compilation_cache_dir": str(path),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": -1,
+    }
+    before = {name: getattr(jax.config, name) for name in settings}
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0:  # JAX's default
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_S)
-    return path
+        for name, value in settings.items():
+            jax.config.update(name, value)
+        yield path
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)

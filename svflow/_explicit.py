@@ -104,7 +104,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, Real
 
 from ._checks import check_float, check_int
-from ._precision import float64
+from ._precision import computes
 
 __all__ = [
     "ldufm_decay",
@@ -171,7 +171,7 @@ def factor_decays(depth: int, lam_H: float, lam_W) -> np.ndarray:
     return np.concatenate([[lh], lw]).astype(float)
 
 
-@float64
+@computes
 def ldufm_decay(depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
     r"""$\Lambda = (n\lambda_H\prod_{l=1}^L\lambda_l)^{1/(L+1)}$."""
     lams = factor_decays(depth, lam_H, lam_W)
@@ -182,7 +182,7 @@ def ldufm_decay(depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
 # --- the 1-D scale problem of the squared loss
 
 
-@float64
+@computes
 @partial(jax.jit, static_argnums=1)
 def scale_loss(c, factors: int):
     r"""$f(c) = \min_{q\ge0}\ \tfrac12(1-q)^2 + \tfrac N2\,c\,q^{2/N}$ and its
@@ -219,7 +219,7 @@ def scale_loss(c, factors: int):
     return jnp.where(take_zero, 0.5, val), jnp.where(take_zero, 0.0, q)
 
 
-@float64
+@computes
 def dnc_loss(classes: int, depth: int, *, lam_H: float, lam_W, samples: int = 1) -> float:
     r"""Best deep-neural-collapse loss of the L-DUFM (docs: theory/explicit-bias.md),
 
@@ -254,7 +254,7 @@ def _check_r(r) -> int:
     return int(r)
 
 
-@float64
+@computes
 def srg_matrices(r: int) -> SRGMatrices:
     """Build B, J - B^T B, the Kneser adjacency A' and its inverse for K = C(r, 2) (r >=
     4)."""
@@ -278,7 +278,7 @@ def _sqrt_factor(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return U * np.sqrt(s), np.sqrt(s)[:, None] * Vt
 
 
-@float64
+@computes
 def srg_factors(r: int, depth: int) -> list[np.ndarray]:
     r"""Unit-scale factors $[H, W_1, \dots, W_L]$ of the SRG network (class means, n =
     1).
@@ -299,7 +299,7 @@ def srg_factors(r: int, depth: int) -> list[np.ndarray]:
     return [H, W1, *mids, W_pre, m.kneser_inv]
 
 
-@float64
+@computes
 def dnc_factors(classes: int, depth: int, width: int | None = None, seed: int = 0) -> list[np.ndarray]:
     r"""Unit-scale DNC factors of width d: $H$ = random orthonormal class means,
     $W_1$ maps them onto distinct coordinate axes (non-negative, so ReLU passes),
@@ -323,7 +323,7 @@ def dnc_factors(classes: int, depth: int, width: int | None = None, seed: int = 
     return fs
 
 
-@float64
+@computes
 def relu_forward(factors: Sequence) -> jnp.ndarray:
     r"""$Z = W_L\,\sigma(W_{L-1}\cdots\sigma(W_1 H))$ with $\sigma = \mathrm{ReLU}$ (none on H,
     none on Z)."""
@@ -335,7 +335,7 @@ def relu_forward(factors: Sequence) -> jnp.ndarray:
     return x
 
 
-@float64
+@computes
 def construction_rho(factors: Sequence) -> float:
     r"""$\rho = (\prod_j\|F_j\|_F^2)^{1/N}/K$ of unit-scale class-mean factors with $Z =
     I_K$."""
@@ -344,7 +344,7 @@ def construction_rho(factors: Sequence) -> float:
     return float(np.exp(np.mean(logs)) / K)
 
 
-@float64
+@computes
 def srg_rho(r: int, depth: int) -> float:
     r"""Closed-form $\rho$ of the SRG construction (module docstring).
 
@@ -365,7 +365,7 @@ def srg_rho(r: int, depth: int) -> float:
     return float(math.exp(logr / (depth + 1)))
 
 
-@float64
+@computes
 def balanced_scales(factors: Sequence, q: float, *, lam_H: float, lam_W, samples: int = 1) -> np.ndarray:
     r"""Per-factor scales $c_j$ with $\prod_j c_j = q$ minimising
     $\sum_j\frac{\lambda_j}2c_j^2a_j$:
@@ -381,7 +381,7 @@ def balanced_scales(factors: Sequence, q: float, *, lam_H: float, lam_W, samples
     return np.sqrt(P / (lams * a))
 
 
-@float64
+@computes
 def network_objective(factors: Sequence, *, lam_H: float, lam_W, samples: int = 1, targets=None) -> float:
     r"""L-DUFM objective of class-mean factors (H replicated n times per class):
     run the ReLU network, $\frac1{2K}\|Z - Y\|_F^2 + \frac{n\lambda_H}2\|H\|^2 +
@@ -397,7 +397,7 @@ def network_objective(factors: Sequence, *, lam_H: float, lam_W, samples: int = 
     return float(data + np.sum(pen))
 
 
-@float64
+@computes
 def construction_loss(factors: Sequence, *, lam_H: float, lam_W, samples: int = 1) -> tuple[float, float]:
     r"""Loss of an explicit construction at its best scale, by running the network.
 
@@ -437,7 +437,7 @@ def construction_loss(factors: Sequence, *, lam_H: float, lam_W, samples: int = 
     return float(best), float(best_q)
 
 
-@float64
+@computes
 def srg_loss(
     classes: int,
     depth: int,
@@ -495,7 +495,7 @@ def _partition_dp(K: int, sizes: Sequence[int], cost: dict) -> tuple[float, list
     return best[K], sorted(parts, reverse=True)
 
 
-@float64
+@computes
 def relu_blocks(
     classes: int,
     depth: int,
@@ -604,7 +604,7 @@ def _ce_block_table(K: int, depth: int, wd: float, samples: int) -> tuple[np.nda
     return np.asarray(v)[:K], np.asarray(s)[:K]
 
 
-@float64
+@computes
 def ce_block_loss(
     k: int, classes: int, depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -621,7 +621,7 @@ def ce_block_loss(
     return float(v[k - 1]), float(s[k - 1])
 
 
-@float64
+@computes
 def ce_dnc_loss(classes: int, depth: int, *, weight_decay: float, samples: int = 1) -> tuple[float, float]:
     r"""DNC of the deep linear CE model with weight decay: $Z = \alpha(I - \mathbf
     1\mathbf 1^\top/K)$,
@@ -631,7 +631,7 @@ def ce_dnc_loss(classes: int, depth: int, *, weight_decay: float, samples: int =
     return ce_block_loss(classes, classes, depth, weight_decay=weight_decay, samples=samples)
 
 
-@float64
+@computes
 def ce_pair_loss(classes: int, depth: int, *, weight_decay: float, samples: int = 1) -> tuple[float, float]:
     r"""The 2 x 2 block competitor $Z =
     \beta\,\mathrm{blockdiag}\begin{pmatrix}1&-1\\-1&1\end{pmatrix}$
@@ -649,7 +649,7 @@ def ce_pair_loss(classes: int, depth: int, *, weight_decay: float, samples: int 
     return float(total), s2 / 2.0
 
 
-@float64
+@computes
 def ce_blocks(
     classes: int,
     depth: int,
@@ -683,7 +683,7 @@ def ce_blocks(
     return BlockChoice(float(loss), tuple(parts), "other")
 
 
-@float64
+@computes
 def ce_objective(Z: Real[ArrayLike, "K Kn"], depth: int, *, weight_decay: float) -> float:
     r"""$\mathrm{CE}(Z) + \tfrac{wd}2(L+1)\sum_i\sigma_i(Z)^{2/(L+1)}$ for logits Z of
     shape (K, K n),
@@ -706,7 +706,7 @@ def ce_objective(Z: Real[ArrayLike, "K Kn"], depth: int, *, weight_decay: float)
 # --- general fixed-direction codes of the CE model (e.g. the hypercube)
 
 
-@float64
+@computes
 def hypercube_code(classes: int) -> Float[np.ndarray, "K K"]:
     r"""Logit direction of the hypercube code: class y at the vertex $v_y\in\{\pm1\}^m$
     given by the bits of y ($m = \lceil\log_2 K\rceil$), $Z_0 = V^\top V$ ($K\times K$,
@@ -739,7 +739,7 @@ def polygon_code(classes: int, frequency: int = 1) -> Float[np.ndarray, "K K"]:
     return np.cos(theta[:, None] - theta[None, :])
 
 
-@float64
+@computes
 def ce_code_loss(
     direction: Real[ArrayLike, "K K"], depth: int, *, weight_decay: float, samples: int = 1
 ) -> tuple[float, float]:
@@ -783,7 +783,7 @@ def ce_code_loss(
     return (v, float(x)) if v < vals[i] else (float(vals[i]), float(grid[i]))
 
 
-@float64
+@computes
 def ce_codes(
     classes: int,
     depth: int,

@@ -29,7 +29,7 @@ from ._explicit import (
     srg_factors,
     srg_rho,
 )
-from ._precision import float64
+from ._precision import computes
 
 __all__ = [
     "RELU_CATEGORIES",
@@ -66,7 +66,7 @@ def _flags(names) -> dict:
     return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
 
 
-@float64
+@computes
 def explicit_phase_map(
     classes: Sequence[int] = tuple(range(2, 41)),
     depths: Sequence[int] = tuple(range(2, 9)),
@@ -176,7 +176,7 @@ _EXPLICIT_MAP_ATTRS = {
 }
 
 
-@float64
+@computes
 def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
     r"""Per depth, the smallest K of the map from which on a known construction
     beats DNC at every larger K of the map (``model`` = ``"relu"`` or ``"ce"``);
@@ -206,7 +206,7 @@ def dnc_thresholds(ds: xr.Dataset, model: str = "relu") -> xr.DataArray:
     )
 
 
-@float64
+@computes
 def weight_decay_endpoints(
     classes: int = 8,
     depths: Sequence[int] = (1, 2, 3, 5),
@@ -316,7 +316,7 @@ def _ce_closed_forms(classes: int, depths, weight_decay: float) -> dict:
     }
 
 
-@float64
+@computes
 def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
     r"""Class-mean matrices of every layer of the unit-scale SRG network (Fig. 1 of
     Súkeník, Lampert & Mondelli 2024).
@@ -378,7 +378,7 @@ def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
     return grid_dataset(coords, variables, attrs)
 
 
-@float64
+@computes
 def srg_ratio_curve(
     radii: Sequence[int] = tuple(range(4, 13)),
     depths: Sequence[int] = (3, 4, 5),

@@ -55,7 +55,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from . import _walsh
 from ._checks import check_int
-from ._precision import float64
+from ._precision import computes
 
 __all__ = [
     "GROUPS",
@@ -410,7 +410,7 @@ def group_ce_loss(lam: Float[ArrayLike, "... K"], group=None, *, method: str = "
     return lse
 
 
-@float64
+@computes
 def group_softmax_eigenvalues(
     lam: Float[ArrayLike, "... K"], group=None, *, method: str = "auto"
 ) -> Float[Array, "... K"]:

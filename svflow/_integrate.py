@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import check_choice, check_float, check_int
-from ._precision import float64
+from ._precision import computes
 
 __all__ = [
     "SolverConfig",
@@ -102,7 +102,7 @@ _SOLVERS = {
 }
 
 
-@float64
+@computes
 def log_times(t_end: float, num: int = 161, t_first: float | None = None) -> np.ndarray:
     """Save grid: 0 followed by ``num - 1`` log-spaced times up to ``t_end``.
 

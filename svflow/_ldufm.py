@@ -43,7 +43,7 @@ from ._dataset import grid_dataset
 from ._explicit import dnc_loss, relu_blocks, relu_forward
 from ._full.model import random_model
 from ._full.train import DivergenceError, step_grid
-from ._precision import float64
+from ._precision import computes
 
 __all__ = [
     "layer_representations",
@@ -57,7 +57,7 @@ __all__ = [
 RANK_RTOL_LAYERS = 1e-3
 
 
-@float64
+@computes
 def layer_representations(factors) -> tuple[list, list]:
     """(names, matrices) of every layer's representation, (d or K, K n) each."""
     x = jnp.asarray(factors[0])
@@ -76,7 +76,7 @@ def layer_representations(factors) -> tuple[list, list]:
     return names, mats
 
 
-@float64
+@computes
 def class_mean_spectra(X, classes: int) -> np.ndarray:
     """Singular values (decreasing, K of them, zero-padded) of the uncentred class-mean
     matrix."""
@@ -88,7 +88,7 @@ def class_mean_spectra(X, classes: int) -> np.ndarray:
     return np.pad(sv, (0, classes - sv.size))[:classes]
 
 
-@float64
+@computes
 def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     r"""$\operatorname{tr}(\Sigma_W\Sigma_B^+)/K$ of representations X (d, K n), columns
     class-major.
@@ -168,7 +168,7 @@ def _check_gd(classes, depth, width, lam, eta, steps, samples) -> tuple:
     )
 
 
-@float64
+@computes
 def ldufm_gd_batch(
     classes: int,
     depth: int,
@@ -217,7 +217,7 @@ def _layer_stats(factors, classes: int, samples: int, rank_rtol: float):
     return names, sv, rk, nc
 
 
-@float64
+@computes
 def ldufm_runs(
     classes: int = 10,
     depth: int = 4,
@@ -387,7 +387,7 @@ def _record_runs(factors, grid, classes: int, samples: int, *, lam, eta, rank_rt
 SWEEP_PARAMS = ("lam", "width", "scale", "classes")
 
 
-@float64
+@computes
 def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
     """:func:`ldufm_runs` over ``param`` (one of ``"lam"``, ``"width"``, ``"scale"``
     (the init scale) or ``"classes"``), concatenated along it.

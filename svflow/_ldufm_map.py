@@ -38,12 +38,12 @@ from ._ldufm import (
     layer_representations,
     ldufm_gd_batch,
 )
-from ._precision import float64
+from ._precision import computes
 
 __all__ = ["ldufm_optimality_map"]
 
 
-@float64
+@computes
 def ldufm_optimality_map(
     classes: Sequence[int] = tuple(range(2, 17)),
     depths: Sequence[int] = tuple(range(2, 7)),

@@ -32,7 +32,7 @@ from ._dataset import grid_dataset
 from ._full.model import random_model
 from ._full.train import run_gd, step_grid
 from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
-from ._precision import float64
+from ._precision import computes
 
 __all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING", "QUICK_SETTING"]
 
@@ -85,7 +85,7 @@ def _light_record(model, rank_rtol):
     )
 
 
-@float64
+@computes
 @partial(
     jax.jit,
     static_argnames=(
@@ -173,7 +173,7 @@ def phase_cell(
     return jax.vmap(one)(keys)
 
 
-@float64
+@computes
 def phase_map(
     classes: Sequence[int] = (8, 16),
     depths: Sequence[int] = (1, 2, 3, 4, 5, 6),

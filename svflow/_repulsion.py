@@ -32,7 +32,7 @@ from jaxtyping import Array, ArrayLike, Float
 from . import _dims as D
 from ._checks import check_int
 from ._dataset import grid_dataset
-from ._precision import float64
+from ._precision import computes
 from ._simulate import simulate
 from ._start import check_depth
 from ._walsh import check_classes, one_minus_mu
@@ -56,7 +56,7 @@ def one_minus_mu_series(lam: Float[ArrayLike, "... K"], order: int) -> Float[Arr
     return out.at[..., 0].set(0.0)
 
 
-@float64
+@computes
 def log_ratio_rate(
     lam: Float[ArrayLike, "... K"], factors: int, j: int, k: int, order: int | None = None
 ) -> Float[Array, "..."]:
@@ -91,7 +91,7 @@ def early_horizon(classes: int, factors: int, lam_start: float, lam_cap: float) 
     return classes / (factors - 2) * (lam_start ** (-p) - lam_cap ** (-p))
 
 
-@float64
+@computes
 def repulsion(
     classes: int,
     depths,

@@ -54,7 +54,7 @@ from ._integrate import (
 )
 from ._logtime import CETauField
 from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
-from ._precision import float64
+from ._precision import computes
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
 from ._start import Start, as_start, check_depth, start_group
 from ._walsh import walsh_transform
@@ -388,7 +388,7 @@ def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coo
     return out_ds.assign_coords(grp.mode_coords())
 
 
-@float64
+@computes
 def simulate(
     classes: int,
     depth: int,

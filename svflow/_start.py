@@ -20,7 +20,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import check_float, check_int
 from ._groups import Group, check_pairs, resolve_group, tie_pairs
-from ._precision import float64
+from ._precision import computes
 from ._reduced import check_loss
 
 __all__ = ["Start", "spectral_init", "balanced_factors", "as_start", "start_group", "check_depth"]
@@ -65,7 +65,7 @@ class Start(eqx.Module):
             raise ValueError(f"s0 must have shape (N, K); got shape {self.s0.shape}.")
 
     @property
-    @float64
+    @computes
     def lam0(self) -> Float[Array, " K"]:
         return jnp.prod(self.s0, axis=0)
 
@@ -78,7 +78,7 @@ class Start(eqx.Module):
         return self.s0.shape[1]
 
 
-@float64
+@computes
 def spectral_init(
     classes: int,
     depth: int,

@@ -18,7 +18,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import check_int
-from ._precision import float64
+from ._precision import computes
 
 AUTO_DENSE_MAX = 64
 """Largest K for which ``method="auto"`` uses the dense matrix (measured on a
@@ -52,7 +52,7 @@ def check_classes(classes: int) -> int:
     return classes.bit_length() - 1
 
 
-@float64
+@computes
 def hadamard(classes: int, dtype=None) -> Float[Array, "K K"]:
     r"""Sylvester's Hadamard matrix $H_{ix} = (-1)^{\mathrm{popcount}(i \& x)}$.
 
@@ -78,7 +78,7 @@ def _fwht(x: Array) -> Array:
     return y.reshape(x.shape)
 
 
-@float64
+@computes
 def walsh_transform(x: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
     r"""Unnormalised Walsh-Hadamard transform along the last axis: $y = H x$.
 
@@ -105,7 +105,7 @@ def walsh_transform(x: Float[ArrayLike, "... K"], *, method: str = "auto") -> Fl
     raise ValueError(f"method must be 'fast', 'dense' or 'auto'; got {method!r}.")
 
 
-@float64
+@computes
 def margins(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
     r"""Margins $m_k = f(0) - f(k)$ with $f = H\lambda/K$.
 
@@ -154,7 +154,7 @@ def one_minus_mu(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Flo
     return out.at[..., 0].set(0.0)
 
 
-@float64
+@computes
 def softmax_eigenvalues(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
     r"""Eigenvalues $\mu = H\,\mathrm{softmax}(H\lambda/K)$ of the column softmax
     of $Z = U\operatorname{diag}(\lambda)U^\top$ in the same frame ($\mu_0 = 1$)."""

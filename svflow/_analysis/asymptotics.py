@@ -38,7 +38,7 @@ from scipy.optimize import least_squares, minimize, nnls
 from .. import _dims as D
 from .._checks import check_int
 from .._dataset import netcdf_safe
-from .._precision import float64
+from .._precision import computes
 from .._walsh import check_classes
 
 __all__ = [
@@ -93,7 +93,7 @@ def _as_lam(lam, K: int | None = None) -> np.ndarray:
     return lam
 
 
-@float64
+@computes
 def normalised_margin(lam, factors: int) -> float:
     r"""$\gamma = \min_k m_k / (N\sum_{i\ge1}|\lambda_i|^{2/N})^{N/2}$ of a balanced spectral state."""
     lam = _as_lam(lam)
@@ -109,7 +109,7 @@ def normalised_margin(lam, factors: int) -> float:
 # --------------------------------------------------------------------------- Walsh supports
 
 
-@float64
+@computes
 def walsh_supports(classes: int):
     r"""Every Walsh support $S \subseteq \{1, \dots, K-1\}$ that separates all classes.
 
@@ -180,7 +180,7 @@ def _code_name(K: int, r: int, d: int) -> str:
     return f"[{r},{m},{d}]"
 
 
-@float64
+@computes
 def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None = None, group=None):
     r"""Predicted winning equal-$\lambda$ Walsh code per depth, ranked by $\gamma_S$.
 
@@ -555,7 +555,7 @@ def _polish_kkt(ls: np.ndarray, MS: np.ndarray, N: int, active_tol: float, maxit
     return np.exp(sol.x[:r]) if np.all(np.isfinite(sol.x)) else None
 
 
-@float64
+@computes
 def max_margin_direction(
     lam,
     depth: int,
@@ -637,7 +637,7 @@ def max_margin_direction(
     return best
 
 
-@float64
+@computes
 def asymptotic_direction(ds, *, time=None, **kwargs) -> MaxMarginPoint:
     """:func:`max_margin_direction` from a trajectory dataset's ``lam`` at ``time`` (default last)."""
     if "lam" not in ds:

@@ -73,7 +73,7 @@ from jaxtyping import Array, Float, Int
 
 from .. import _dims as D
 from .._dataset import netcdf_safe
-from .._precision import float64
+from .._precision import computes
 from .._reduced import check_loss, data_loss
 
 __all__ = [
@@ -192,7 +192,7 @@ def _slope(x, q, w):
     return jnp.sum(dx[:, None] * (q - qb), axis=0) / jnp.where(den > 0, den, 1.0)
 
 
-@float64
+@computes
 def classify_trajectory(
     times: Float[Array, " T"],
     lam: Float[Array, "T K"],
@@ -259,7 +259,7 @@ def classify_trajectory(
     )
 
 
-@float64
+@computes
 def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Dataset:
     r"""Classify every trajectory of a Dataset with ``lam`` of dims (..., time, mode).
 

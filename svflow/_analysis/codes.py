@@ -53,7 +53,7 @@ from scipy.optimize import linear_sum_assignment, minimize, nnls
 from .. import _dims as D
 from .._checks import check_int
 from .._dataset import netcdf_safe
-from .._precision import float64
+from .._precision import computes
 
 __all__ = [
     "SoftmaxCode",
@@ -158,7 +158,7 @@ def _wolfe(X: np.ndarray, tol: float = 1e-12, max_iter: int = 1000) -> tuple[flo
     return d, x / d
 
 
-@float64
+@computes
 def one_vs_rest_margin(vectors: Real[ArrayLike, "K r"], *, normalise: bool = True, per_class: bool = False):
     r"""Exact one-vs-rest margin
     $\rho = \min_y \operatorname{dist}(v_y, \operatorname{conv}\{v_j\}_{j\ne y})$.
@@ -190,7 +190,7 @@ def one_vs_rest_margin(vectors: Real[ArrayLike, "K r"], *, normalise: bool = Tru
 # --------------------------------------------------------------------------- exact optima
 
 
-@float64
+@computes
 def exact_rho(classes: int, rank: int) -> float | None:
     r"""Known optimal one-vs-rest margin $\rho^*(K, r)$, or None where none is known.
 
@@ -390,7 +390,7 @@ def codes_cache_dir(cache_dir=None) -> Path:
     return Path(base) / "svflow" / "codes"
 
 
-@float64
+@computes
 def softmax_code(
     classes: int,
     rank: int,
@@ -514,7 +514,7 @@ def _perm_cost(G: np.ndarray, R: np.ndarray, p: np.ndarray) -> float:
     return float(np.sum((G - R[np.ix_(p, p)]) ** 2))
 
 
-@float64
+@computes
 def gram_distance(
     gram: Real[ArrayLike, "K K"],
     reference: Real[ArrayLike, "K K"],
@@ -601,7 +601,7 @@ def _gram_vectors(G: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
 # --------------------------------------------------------------------------- trajectories
 
 
-@float64
+@computes
 def class_embedding(logits: Real[ArrayLike, "K Kn"], rank: int) -> Float[np.ndarray, "K r"]:
     r"""Unit class vectors in $\mathbb{R}^r$ from the top-r SVD of the centred class-mean logits.
 
@@ -653,7 +653,7 @@ def _logits_over_time(ds, logits) -> np.ndarray:
     return Z
 
 
-@float64
+@computes
 def code_convergence(
     ds,
     *,

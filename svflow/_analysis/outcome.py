@@ -81,7 +81,7 @@ from .._dataset import grid_dataset
 from .._groups import _group_of, group_margins, tie_pairs
 from .._integrate import SolverConfig, solve
 from .._logtime import CETauField
-from .._precision import float64
+from .._precision import computes
 from .._simulate import _as_starts
 from .._start import start_group
 from .limit_flow import LIMIT_STEPS, handoff, limit_rates, relax
@@ -457,7 +457,7 @@ def check_horizons(horizons) -> np.ndarray:
     return hz
 
 
-@float64
+@computes
 def outcome(
     classes: int,
     depth: int,

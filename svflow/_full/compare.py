@@ -14,7 +14,7 @@ import xarray as xr
 
 from .. import _dims as D
 from .._dataset import netcdf_safe
-from .._precision import float64
+from .._precision import computes
 
 __all__ = ["compare"]
 
@@ -29,7 +29,7 @@ def _lam(ds: xr.Dataset, which: str) -> xr.DataArray:
     return ds[D.LAM]
 
 
-@float64
+@computes
 def compare(reduced: xr.Dataset, full: xr.Dataset, *, rtol_times: float = 1e-9) -> xr.Dataset:
     r"""Relative error of $\lambda(t)$ of a full run against a reduced run.
 

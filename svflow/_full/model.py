@@ -37,7 +37,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_float, check_int
 from .._groups import spectral_basis
-from .._precision import float64
+from .._precision import computes
 from .._reduced import check_loss
 from .._start import Start, as_start, check_depth, start_group
 
@@ -193,28 +193,28 @@ class DeepUFM(eqx.Module):
         return self.factors[0].dtype
 
     # --- maths
-    @float64
+    @computes
     def logits(self, factors=None) -> Float[Array, "K M"]:
         """Z of the current (or the given) factors."""
         return forward(self.factors if factors is None else factors, self.activation)
 
-    @float64
+    @computes
     def data_loss(self, factors=None) -> Float[Array, ""]:
         """Mean data loss (cross-entropy or squared) of Z."""
         return mean_loss(self.logits(factors), self.loss)
 
-    @float64
+    @computes
     def penalty(self, factors=None) -> Float[Array, ""]:
         r"""$\sum_l \tfrac{wd_l}{2}\|A_l\|_F^2$."""
         fs = self.factors if factors is None else factors
         return 0.5 * sum(w * jnp.sum(A**2) for w, A in zip(self.weight_decay, fs))
 
-    @float64
+    @computes
     def objective(self, factors=None) -> Float[Array, ""]:
         """Data loss + weight-decay penalty: what gradient descent minimises."""
         return self.data_loss(factors) + self.penalty(factors)
 
-    @float64
+    @computes
     def gradient(self, factors=None) -> tuple[Array, ...]:
         """Gradient of :meth:`objective` with respect to every factor."""
         return jax.grad(self.objective)(self.factors if factors is None else factors)
@@ -253,7 +253,7 @@ def _check_factor_shapes(factors, classes: int, n: int) -> None:
         )
 
 
-@float64
+@computes
 def model_from_arrays(
     factors: Sequence[ArrayLike],
     *,
@@ -306,7 +306,7 @@ def _orthonormal_frame(key, width: int, classes: int, dtype) -> Array:
     return Q * jnp.sign(jnp.diag(R))[None, :]
 
 
-@float64
+@computes
 def spectral_model(
     init,
     *,
@@ -379,7 +379,7 @@ def spectral_model(
     )
 
 
-@float64
+@computes
 def random_model(
     classes: int,
     *,

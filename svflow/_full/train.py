@@ -24,7 +24,7 @@ from .._checks import check_float, check_fraction, check_int
 from .._dataset import build_dataset
 from .._integrate import check_times
 from .._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
-from .._precision import float64
+from .._precision import computes
 from .model import DeepUFM, _check_dtype
 
 __all__ = ["DivergenceError", "train", "run_gd", "record", "step_grid", "advance"]
@@ -137,7 +137,7 @@ _advance_jit = eqx.filter_jit(advance)
 _record_jit = eqx.filter_jit(record)
 
 
-@float64
+@computes
 def train(
     model: DeepUFM,
     *,

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
-from .._precision import float64
+from .._precision import computes
 
 __all__ = ["SweepPlan", "OutputSpec", "cell_key", "compute_chunk", "dispatch_chunk", "collect_chunk"]
 
@@ -82,7 +82,7 @@ def _words(h: int) -> np.ndarray:
     return np.array([h >> 32, h & 0xFFFFFFFF], dtype=np.uint32)
 
 
-@float64
+@computes
 def cell_key(base_seed: int = 0, **coords) -> jax.Array:
     r"""The random key :func:`sweep` gives the cell with these coordinates.
 
@@ -299,7 +299,7 @@ def compute_chunk(plan: SweepPlan, s: int, c: int, devices=None) -> dict[str, np
     return collect_chunk(plan, s, dispatch_chunk(plan, s, c, devices))
 
 
-@float64
+@computes
 def _worker_chunk(plan: SweepPlan, s: int, c: int):
     """dask task: compute one chunk on a worker (its own devices, its own compile cache)."""
     return s, c, compute_chunk(plan, s, c)

@@ -104,7 +104,7 @@ import numpy as np
 import xarray as xr
 
 from .._checks import check_int
-from .._precision import float64
+from .._precision import computes
 from .plan import (  # noqa: F401  (re-exported for tests and benchmarks)
     _COMPILED,
     CELL_DIM,
@@ -136,7 +136,7 @@ from .store import (  # noqa: F401
 __all__ = ["sweep", "open_sweep", "cell_key", "SweepSpecError", "SweepInterrupted", "SweepPlan"]
 
 
-@float64
+@computes
 def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     """Read a sweep store written by :func:`sweep` as a grid-shaped Dataset.
 
@@ -177,7 +177,7 @@ class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`sweep`; the message says how many chunks are safe."""
 
 
-@float64
+@computes
 def sweep(
     cell_fn: Callable,
     grid: Mapping[str, Sequence],

@@ -21,7 +21,7 @@ from tqdm import tqdm  # noqa: E402
 
 from .. import check_writable, load, save  # noqa: E402
 from .._dataset import git_commit  # noqa: E402
-from .._precision import float64  # noqa: E402
+from .._precision import computes  # noqa: E402
 from . import registry  # noqa: E402
 
 FULL_OUT = Path("figures")
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         if args.replot:
             ds = load(data)
         else:
-            ds = float64(f.compute)(args.quick)
+            ds = computes(f.compute)(args.quick)
             ds.attrs["figure_quick"] = int(args.quick)
             ds.attrs["setting"] = "quick" if args.quick else "full"
             ds.attrs.update(git_commit())
