@@ -95,3 +95,23 @@ def test_squared_loss_weight_decay_fixed_point_in_either_order(order):
     for wd in order:
         ds = svflow.simulate(K, 1, init=np.full(K, 0.5), loss="squared", weight_decay=wd, t_end=1e5)
         np.testing.assert_allclose(ds["lam"].isel(time=-1).values, 1.0 - K * wd, rtol=1e-7)
+
+
+def test_jax_config_is_unchanged_by_svflow_calls():
+    """After simulate, outcome and train, every one of jax.config's values reads as before
+    (precision and the compilation cache are scoped to svflow's own calls). A fresh process:
+    the test suite itself switches x64 on globally (tests/conftest.py)."""
+    script = (
+        "import jax, numpy as np, svflow\n"
+        "before = {k: repr(v) for k, v in jax.config.values.items()}\n"
+        "svflow.simulate(4, 2, init=[0.0, 0.2, 0.3, 0.4], t_end=10.0, num_times=3)\n"
+        "svflow.outcome(4, 2, init=[0.0, 1.0, 0.9, 0.5], horizons=(30.0, 100.0), kkt=False)\n"
+        "svflow.train(svflow.random_model(4, depth=1, width=4, key=0), eta=0.1, t_end=1.0)\n"
+        "after = {k: repr(v) for k, v in jax.config.values.items()}\n"
+        "print(sorted(k for k in before if before[k] != after.get(k)))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env.pop("JAX_ENABLE_X64", None)
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stdout
