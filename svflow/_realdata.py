@@ -327,6 +327,7 @@ def _margins(Z, y):
 
 
 @computes
+@eqx.filter_jit
 def feature_metrics(model: HeadNet, X, y, X_test, y_test, *, classes: int, rank_rtol: float = RANK_RTOL):
     r"""The study's records of one network (pure; jit- and vmap-able).
 
@@ -398,22 +399,42 @@ def train_adam(
         ``(model, records)``: the trained model and a dict of arrays with a
         leading record axis (see :func:`feature_metrics`).
     """
-    import optax
-
     steps = check_int("steps", steps, minimum=1)
     lr = check_float("learning_rate", learning_rate, minimum=0.0, strict_min=True)
-    X = jnp.asarray(data["X_train"], model.head[0].dtype)
-    y = jnp.asarray(data["y_train"])
-    Xt = jnp.asarray(data["X_test"], X.dtype)
-    yt = jnp.asarray(data["y_test"])
-    K = int(data["classes"])
-    n = X.shape[0]
+    num_records = check_int("num_records", num_records, minimum=2)
+    n = int(len(data["y_train"]))
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1, maximum=n)
     key = jax.random.PRNGKey(0) if key is None else key
+    dt = model.head[0].dtype
+    arrays = (
+        jnp.asarray(data["X_train"], dt),
+        jnp.asarray(data["y_train"]),
+        jnp.asarray(data["X_test"], dt),
+        jnp.asarray(data["y_test"]),
+    )
+    return _adam_run(
+        model,
+        arrays,
+        key,
+        lr=lr,
+        steps=steps,
+        batch_size=batch_size,
+        num_records=num_records,
+        classes=int(data["classes"]),
+        rank_rtol=float(rank_rtol),
+    )
+
+
+@eqx.filter_jit
+def _adam_run(model, arrays, key, *, lr, steps, batch_size, num_records, classes, rank_rtol):
+    """The compiled body of :func:`train_adam` (one compile per static setting)."""
+    import optax
+
+    X, y, Xt, yt = arrays
+    n = X.shape[0]
     opt = optax.adam(lr)
     grid = step_grid(steps, num_records)
-    counts = np.diff(grid)
 
     def loss_at(m, idx):
         if idx is None:
@@ -430,7 +451,7 @@ def train_adam(
         return optax.apply_updates(m, upd), state
 
     def record(m):
-        return feature_metrics(m, X, y, Xt, yt, classes=K, rank_rtol=rank_rtol)
+        return feature_metrics(m, X, y, Xt, yt, classes=classes, rank_rtol=rank_rtol)
 
     def chunk(carry, bounds):
         start, count = bounds
@@ -438,7 +459,7 @@ def train_adam(
         return carry, record(carry[0])
 
     carry = (model, opt.init(model))
-    bounds = (jnp.asarray(grid[:-1]), jnp.asarray(counts))
+    bounds = (jnp.asarray(grid[:-1]), jnp.asarray(np.diff(grid)))
     first = record(model)
     (model, _), recs = jax.lax.scan(chunk, carry, bounds)
     recs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, recs)
