@@ -76,17 +76,29 @@ QUICK_SETTING = dict(
 )
 FULL_SETTING = dict(
     depths=(1, 2, 3, 4, 5, 6),
-    widths=(10, 16, 32, 64, 128),
+    widths=(16, 32, 64, 128),
     seeds=5,
     hidden=(64, 64),
     learning_rate=3e-3,
-    steps=10000,
+    steps=3000,
     batch_size=None,
     dtype="float64",
 )
 
 
 # --- data
+
+
+def _require(module: str, package: str):
+    """Import ``module`` or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"the real-data study needs {package}: pip install {package} (or pip install 'svflow[data]')."
+        ) from None
 
 
 def _check_xy(X, y, name: str = "X"):
@@ -164,7 +176,7 @@ def prepare_data(X, y, X_test=None, y_test=None, *, test_fraction: float = 0.25,
     if (X_test is None) != (y_test is None):
         raise ValueError("pass both X_test and y_test, or neither (then a test split is held out).")
     if X_test is None:
-        from sklearn.model_selection import train_test_split
+        train_test_split = _require("sklearn.model_selection", "scikit-learn").train_test_split
 
         frac = check_float("test_fraction", test_fraction, minimum=0.0, maximum=1.0, strict_min=True)
         if counts.min() < 2:
@@ -209,9 +221,7 @@ def digits_data(*, test_fraction: float = 0.25, split_seed: int = 0) -> dict:
     Offline (shipped with scikit-learn). The default split holds out a
     stratified 25 % (``split_seed = 0``): 1347 training and 450 test images.
     """
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
+    X, y = _require("sklearn.datasets", "scikit-learn").load_digits(return_X_y=True)
     return prepare_data(X, y, test_fraction=test_fraction, split_seed=split_seed)
 
 
@@ -429,7 +439,7 @@ def train_adam(
 @eqx.filter_jit
 def _adam_run(model, arrays, key, *, lr, steps, batch_size, num_records, classes, rank_rtol):
     """The compiled body of :func:`train_adam` (one compile per static setting)."""
-    import optax
+    optax = _require("optax", "optax")
 
     X, y, Xt, yt = arrays
     n = X.shape[0]
