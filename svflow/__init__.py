@@ -94,6 +94,7 @@ from ._full.model import random_model as random_model
 from ._full.model import spectral_model as spectral_model
 from ._full.train import DivergenceError as DivergenceError
 from ._full.train import train as train
+from ._full.flow import flow as flow
 
 # --- outcomes, limits and codes
 from ._analysis.asymptotics import MaxMarginPoint as MaxMarginPoint
@@ -141,6 +142,7 @@ __all__ = [
     "compare",
     "exact_rho",
     "explicit",
+    "flow",
     "group_softmax_eigenvalues",
     "hadamard",
     "kkt_point",

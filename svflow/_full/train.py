@@ -266,12 +266,10 @@ def _run_records(model: DeepUFM, grid, eta: float, chunk_steps: int, rank_rtol: 
     return m, records, _time.perf_counter() - tic
 
 
-def _train_dataset(
-    model: DeepUFM, m: DeepUFM, grid, eta: float, records: list, rank_rtol: float, wall: float
-):
-    """The common dataset layout of a :func:`train` run (records at steps ``grid``)."""
-    out = {k: np.stack([r[k] for r in records]) for k in records[0]}
-    extra = {
+def record_extras(out: dict) -> dict:
+    """Pop ``norm_sq`` and ``normalised_margin`` from stacked records (time axis before
+    any batch axis is fine: dims are prefixed by the caller) as ``extra`` entries."""
+    return {
         "norm_sq": (
             (D.TIME, D.FACTOR),
             out.pop("norm_sq"),
@@ -282,17 +280,12 @@ def _train_dataset(
             out.pop("normalised_margin"),
             {"long_name": "margin / (sum_l ||A_l||_F^2)^(N/2)", "units": "1"},
         ),
-        "step": (
-            (D.TIME,),
-            grid,
-            {"long_name": "gradient-descent step k (t = k eta)", "units": "1"},
-        ),
     }
-    device = next(iter(m.factors[0].devices()))
-    total = int(grid[-1])
-    attrs = {
-        "title": "svflow full-parameter gradient descent",
-        "engine": "full",
+
+
+def model_attrs(model: DeepUFM) -> dict:
+    """The attrs every full-parameter dataset carries: the model's settings."""
+    return {
         "classes": int(model.classes),
         "depth": int(model.depth),
         "factors": int(model.num_factors),
@@ -303,6 +296,26 @@ def _train_dataset(
         "weight_decay": [float(w) for w in np.asarray(model.weight_decay)],
         "init": model.description,
         "spectral": model.frames is not None,
+    }
+
+
+def _train_dataset(
+    model: DeepUFM, m: DeepUFM, grid, eta: float, records: list, rank_rtol: float, wall: float
+):
+    """The common dataset layout of a :func:`train` run (records at steps ``grid``)."""
+    out = {k: np.stack([r[k] for r in records]) for k in records[0]}
+    extra = record_extras(out)
+    extra["step"] = (
+        (D.TIME,),
+        grid,
+        {"long_name": "gradient-descent step k (t = k eta)", "units": "1"},
+    )
+    device = next(iter(m.factors[0].devices()))
+    total = int(grid[-1])
+    attrs = {
+        "title": "svflow full-parameter gradient descent",
+        "engine": "full",
+        **model_attrs(model),
         "eta": eta,
         "steps": total,
         "t_end": total * eta,
