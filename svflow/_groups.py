@@ -55,6 +55,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from . import _walsh
 from ._checks import check_int
+from ._dims import text as _text
 from ._precision import computes
 
 __all__ = [
@@ -164,7 +165,7 @@ class Group:
             ),
             "frequency": (
                 "mode",
-                self.frequency.astype(str),
+                _text(self.frequency),
                 {"long_name": f"character (frequency) of the mode, group {self.label}"},
             ),
             "pair": (
@@ -174,7 +175,7 @@ class Group:
             ),
             "part": (
                 "mode",
-                self.mode_part.astype(str),
+                _text(self.mode_part),
                 {"long_name": "real character, or cos / sin member of a pair"},
             ),
         }

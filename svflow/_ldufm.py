@@ -97,7 +97,15 @@ def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     largest (default: the square of the rank threshold, so the class-mean
     directions counted by the numerical rank are the ones inverted)."""
     classes = check_int("classes", classes, minimum=1)
-    X = np.asarray(X, dtype=float)
+    try:
+        X = np.asarray(X, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"X must be a real matrix (d, K n) of representations; got {X!r:.80}.") from e
+    if X.ndim != 2 or X.shape[1] == 0 or X.shape[1] % classes:
+        raise ValueError(
+            f"X must be a matrix (d, K n) of representations, columns class-major, with a number of "
+            f"columns divisible by classes = {classes}; got shape {X.shape}."
+        )
     n = X.shape[1] // classes
     Xc = X.reshape(X.shape[0], classes, n)
     mu = Xc.mean(axis=-1)

@@ -56,7 +56,7 @@ from ._logtime import CETauField
 from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._precision import computes
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
-from ._start import Start, as_start, check_depth, start_group
+from ._start import Start, as_start, check_depth, init_array, start_group
 from ._walsh import walsh_transform
 
 __all__ = ["simulate", "default_t_end", "ReducedField", "reduced_outputs"]
@@ -259,10 +259,7 @@ def _as_starts(init, classes: int, depth: int, loss: str, batch_dims, group: Gro
     dims = (batch_dims,) if isinstance(batch_dims, str) else tuple(batch_dims)
     if not dims or len(set(dims)) != len(dims) or not all(isinstance(d, str) for d in dims):
         raise ValueError(f"batch_dims must be distinct dim names (strings); got {batch_dims!r}.")
-    try:
-        arr = np.asarray(init, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"init must be an array of numbers; got {init!r}.") from e
+    arr = init_array(init)
     nb = len(dims)
     if arr.ndim < nb + 1 or 0 in arr.shape[:nb]:
         raise ValueError(
@@ -299,7 +296,13 @@ def _save_times(loss: str, weight_decay: float, t_end, times, num_times: int, lo
         return log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times), None, None
     if t_end is not None:
         raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
-    return check_times(times), None, None
+    ts = check_times(times)
+    if ts[-1] == 0.0:
+        raise ValueError(
+            "times must hold a save time after t = 0 (the run starts at t = 0 and ends at "
+            f"times[-1]); got times = {ts.tolist()}. Pass e.g. times=[0, 1, 10]."
+        )
+    return ts, None, None
 
 
 def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, lanes, progress: bool):
@@ -430,7 +433,9 @@ def simulate(
             cross-entropy), $s(0)$ (N, K), a :class:`Start`, or a batch of these.
         loss: ``"ce"`` or ``"squared"``; weight_decay: $wd \ge 0$ on every factor.
         t_end, times, num_times: final time (default $\min(10^8, 100/wd)$), or
-            explicit increasing save times from 0; else ``num_times`` log-spaced times.
+            explicit increasing save times $\ge 0$; else ``num_times`` times (0,
+            then log-spaced). Every run starts at t = 0; the dataset holds exactly
+            the save times, so the start is in it only when ``times[0] == 0``.
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
         progress: a progress bar in log(1 + t) (single start only).
         rank_rtol: threshold of the numerical rank.
