@@ -319,7 +319,10 @@ def _group_of(group, K: int) -> Group:
 
 
 def spectral_basis(classes: int, group=None) -> Float[np.ndarray, "K K"]:
-    r"""The (K, K) orthonormal real character basis U of the group (module docstring).
+    r"""The (K, K) orthonormal real character basis U of a finite abelian group of order K.
+
+    The basis, its mode order and pairs are derived on the documentation page
+    *Spectral starts* (``docs/theory/spectral.md``, "Beyond K = 2^m").
 
     Column j is dataset mode j. Row x is class x (group element x). For
     ``"walsh"`` it is Sylvester's Hadamard matrix over $\sqrt K$. Every

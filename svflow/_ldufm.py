@@ -191,8 +191,10 @@ def ldufm_gd_batch(
 ):
     r"""Full-batch GD on the L-DUFM from every (init scale, seed) start, vmapped.
 
-    $F_j \leftarrow F_j - \eta\nabla_{F_j}\mathcal L$ with the objective of the
-    module docstring (mean squared loss, weight decay ``lam`` on every factor),
+    $F_j \leftarrow F_j - \eta\nabla_{F_j}\mathcal L$ with the L-DUFM objective
+    $\mathcal L = \frac{1}{2Kn}\|Z - Y\|_F^2 + \frac{\lambda}{2}\sum_j\|F_j\|_F^2$
+    ($Z$ the output of :func:`relu_forward`; mean squared loss, weight decay ``lam``
+    on every factor; documentation page *Explicit low-rank bias*),
     ``steps`` steps (time t = steps x ``eta``). The starts are exactly those of
     :func:`svflow.random_model` (``key=seed``, ``scale``), so each run is the
     run :func:`svflow.train` makes from that start. Returns ``(factors,

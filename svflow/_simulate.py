@@ -1,31 +1,7 @@
 r"""``svflow.simulate``: the reduced singular-value ODE as an xarray dataset.
 
-**Starts.** A start is $H = V_1\operatorname{diag}(s_0)U^\top$, ...,
-$W_L = U\operatorname{diag}(s_L)V_L^\top$ in the real character basis U of a
-finite abelian group of order K (:func:`svflow.spectral_basis`):
-Walsh-Hadamard ($(\mathbb Z_2)^m$), cyclic ($\mathbb Z_K$) or a product of
-cyclic groups. Under cross-entropy the two modes of a pair must start equal.
-
-**Many starts.** ``init`` may hold a batch of starts: an array whose leading
-dims are named by ``batch_dims`` (e.g. shape (B, K) with
-``batch_dims="start"``), an ``xarray.DataArray`` with a ``mode`` dim (and a
-``factor`` dim for s(0)) whose other dims are batch dims (their coords are
-kept), or a list of :class:`Start`. All starts run through one compiled
-refill loop (:func:`svflow._batch.solve_many`: finished trajectories hand
-their lane to the next start); each trajectory is integrated exactly as it
-would be alone (up to the last bits). The batch dims lead every variable of
-the dataset. All starts of a batch are balanced, or all are not.
-
-**Horizons.** ``t_end`` reaches 1e8 and beyond. Its default is 1e8 without
-weight decay; with $wd > 0$ the flow settles to a stationary point by
-$t \sim 10/wd$ (the decay term alone relaxes at rate $N\,wd$) and an
-explicit solver turns stiff after that, so the default is $\min(10^8, 100/wd)$.
-``log_t_end`` reaches any horizon: the run goes to $\tau = \log(1 + t)$ =
-``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the log-domain
-field (:mod:`svflow._logtime`; cross-entropy without weight decay only),
-saving ``num_times`` times log-spaced in $\tau$. The dataset then has the
-coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is inf beyond
-t ~ 1e308.
+The dataset layout of both engines is in the README ("Dataset layout");
+starts, batches and horizons are described in :func:`simulate`.
 """
 
 from __future__ import annotations
@@ -424,8 +400,34 @@ def simulate(
     $G_i = (\mu_i - 1)/K$ (cross-entropy; $\mu_i$ the eigenvalues of the column
     softmax in the frame U) or $(\lambda_i - 1)/K$ (squared loss, Y = I);
     balanced starts follow $\dot\lambda_i = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
-    t = steps x step size; the solver runs in $\tau = \log(1 + t)$. Batches of
-    starts, horizons and log time are described in :mod:`svflow._simulate`.
+    t = steps x step size; the solver runs in $\tau = \log(1 + t)$.
+
+    **Starts.** A start is $H = V_1\operatorname{diag}(s_0)U^\top$, ...,
+    $W_L = U\operatorname{diag}(s_L)V_L^\top$ in the real character basis U of a
+    finite abelian group of order K (:func:`svflow.spectral_basis`):
+    Walsh-Hadamard ($(\mathbb Z_2)^m$), cyclic ($\mathbb Z_K$) or a product of
+    cyclic groups. Under cross-entropy the two modes of a pair must start equal.
+
+    **Many starts.** ``init`` may hold a batch of starts: an array whose leading
+    dims are named by ``batch_dims`` (e.g. shape (B, K) with
+    ``batch_dims="start"``), an ``xarray.DataArray`` with a ``mode`` dim (and a
+    ``factor`` dim for s(0)) whose other dims are batch dims (their coords are
+    kept), or a list of :class:`Start`. All starts run through one compiled
+    refill loop (finished trajectories hand their lane to the next start);
+    each trajectory is integrated exactly as it would be alone (up to the last
+    bits). The batch dims lead every variable of the dataset. All starts of a
+    batch are balanced, or all are not.
+
+    **Horizons.** ``t_end`` reaches 1e8 and beyond. Its default is 1e8 without
+    weight decay; with $wd > 0$ the flow settles to a stationary point by
+    $t \sim 10/wd$ (the decay term alone relaxes at rate $N\,wd$) and an
+    explicit solver turns stiff after that, so the default is $\min(10^8, 100/wd)$.
+    ``log_t_end`` reaches any horizon: the run goes to $\tau = \log(1 + t)$ =
+    ``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the log-domain
+    field (cross-entropy without weight decay only),
+    saving ``num_times`` times log-spaced in $\tau$. The dataset then has the
+    coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is inf beyond
+    t ~ 1e308.
 
     Args:
         classes, depth: K >= 2 and L >= 1.
@@ -448,7 +450,7 @@ def simulate(
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
-        (:mod:`svflow._dataset`; ``mode`` has the group's ``frequency``,
+        (the common layout of both engines; ``mode`` has the group's ``frequency``,
         ``pair`` and ``part`` coordinates), preceded by any batch dims (then
         ``num_steps`` is a variable over them); attrs: every parameter and provenance.
 

@@ -213,8 +213,9 @@ def sweep(
     ``cell_fn(key, **c, **params) -> {name: array}`` with
     ``key = cell_key(base_seed, **c)``; static dimensions arrive as Python
     values, dynamic ones as traced 0-d arrays (``cell_fn`` runs under
-    ``jax.vmap``). The module docstring describes chunks, batches, keys, the
-    store, the backends and the arguments in detail.
+    ``jax.vmap``). The documentation's Sweeps page (``docs/api/sweeps.md``, "How
+    a sweep works") describes chunks, batches, keys, the store, the backends
+    and the arguments in detail.
 
     Args:
         cell_fn: ``cell_fn(key, **coords, **params)``, returning a dict of arrays.
