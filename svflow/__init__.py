@@ -58,13 +58,31 @@ but only inside its own calls: every public function turns JAX's
 importing svflow changes no global JAX configuration.
 """
 
-from importlib.metadata import PackageNotFoundError as _PNF
-from importlib.metadata import version as _version
 
-try:
-    __version__ = _version("svflow")
-except _PNF:  # running from a source tree without installation
-    __version__ = "0+unknown"
+def _find_version() -> str:
+    """The version of this svflow: its checkout's pyproject.toml, else the installed metadata.
+
+    A source checkout (editable install, or on ``PYTHONPATH``) reads its own
+    ``pyproject.toml``, so the version never comes from another installed copy's
+    stale metadata; an installed wheel has no ``pyproject.toml`` beside it.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        if project.get("name") == "svflow" and "version" in project:
+            return str(project["version"])
+    try:
+        return version("svflow")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _find_version()
 
 # --- the reduced engine: starts, one run or a batch
 from ._groups import Group as Group

@@ -120,7 +120,7 @@ def basin_start(
     leaders: tuple[int, ...] | None = None,
     group: Group | None = None,
 ) -> Float[Array, " K"]:
-    r"""$\lambda(0)$ of one member of a basin family (module docstring); vmappable.
+    r"""$\lambda(0)$ of one member of a basin family (the ``family`` of :func:`basin_map`); vmappable.
 
     Over a group with conjugate pairs the sine mode copies its cosine partner."""
     lead = _check_family(family, classes, leaders, group)
@@ -447,7 +447,10 @@ def basin_map(
             increasing.
         horizons: increasing horizons in tau = log(1 + t) (default 100, 300, 1e3, 3e3, 1e4:
             t = e^100, ..., e^10000); the first is run by every start.
-        family: ``"lag"`` or ``"random"`` (module docstring).
+        family: ``"lag"`` (the $\log_2 K$ weight-one Walsh modes, or ``leaders``, start at
+            $\varepsilon$, every other mode at $\varepsilon(1-\delta)$) or ``"random"``
+            ($\lambda_i(0) = \varepsilon u_i$, $u_i \sim U[1-\delta, 1+\delta]$ from ``seed``);
+            documentation page *Basins of neural collapse* (``docs/scenarios/basins.md``).
         seeds: a sequence of integer seeds of the ``"random"`` family (a
             ``seed`` dim; ``range(3)`` for three seeds); unused for ``"lag"``.
         leaders: leading modes of the ``"lag"`` family (default 1, 2, 4, ...).

@@ -1,31 +1,7 @@
 r"""``svflow.simulate``: the reduced singular-value ODE as an xarray dataset.
 
-**Starts.** A start is $H = V_1\operatorname{diag}(s_0)U^\top$, ...,
-$W_L = U\operatorname{diag}(s_L)V_L^\top$ in the real character basis U of a
-finite abelian group of order K (:func:`svflow.spectral_basis`):
-Walsh-Hadamard ($(\mathbb Z_2)^m$), cyclic ($\mathbb Z_K$) or a product of
-cyclic groups. Under cross-entropy the two modes of a pair must start equal.
-
-**Many starts.** ``init`` may hold a batch of starts: an array whose leading
-dims are named by ``batch_dims`` (e.g. shape (B, K) with
-``batch_dims="start"``), an ``xarray.DataArray`` with a ``mode`` dim (and a
-``factor`` dim for s(0)) whose other dims are batch dims (their coords are
-kept), or a list of :class:`Start`. All starts run through one compiled
-refill loop (:func:`svflow._batch.solve_many`: finished trajectories hand
-their lane to the next start); each trajectory is integrated exactly as it
-would be alone (up to the last bits). The batch dims lead every variable of
-the dataset. All starts of a batch are balanced, or all are not.
-
-**Horizons.** ``t_end`` reaches 1e8 and beyond. Its default is 1e8 without
-weight decay; with $wd > 0$ the flow settles to a stationary point by
-$t \sim 10/wd$ (the decay term alone relaxes at rate $N\,wd$) and an
-explicit solver turns stiff after that, so the default is $\min(10^8, 100/wd)$.
-``log_t_end`` reaches any horizon: the run goes to $\tau = \log(1 + t)$ =
-``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the log-domain
-field (:mod:`svflow._logtime`; cross-entropy without weight decay only),
-saving ``num_times`` times log-spaced in $\tau$. The dataset then has the
-coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is inf beyond
-t ~ 1e308.
+The dataset layout of both engines is in the README ("Dataset layout");
+starts, batches and horizons are described in :func:`simulate`.
 """
 
 from __future__ import annotations
@@ -56,7 +32,7 @@ from ._logtime import CETauField
 from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._precision import computes
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
-from ._start import Start, as_start, check_depth, start_group
+from ._start import Start, as_start, check_depth, init_array, start_group
 from ._walsh import walsh_transform
 
 __all__ = ["simulate", "default_t_end", "ReducedField", "reduced_outputs"]
@@ -259,10 +235,7 @@ def _as_starts(init, classes: int, depth: int, loss: str, batch_dims, group: Gro
     dims = (batch_dims,) if isinstance(batch_dims, str) else tuple(batch_dims)
     if not dims or len(set(dims)) != len(dims) or not all(isinstance(d, str) for d in dims):
         raise ValueError(f"batch_dims must be distinct dim names (strings); got {batch_dims!r}.")
-    try:
-        arr = np.asarray(init, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"init must be an array of numbers; got {init!r}.") from e
+    arr = init_array(init)
     nb = len(dims)
     if arr.ndim < nb + 1 or 0 in arr.shape[:nb]:
         raise ValueError(
@@ -299,7 +272,13 @@ def _save_times(loss: str, weight_decay: float, t_end, times, num_times: int, lo
         return log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times), None, None
     if t_end is not None:
         raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
-    return check_times(times), None, None
+    ts = check_times(times)
+    if ts[-1] == 0.0:
+        raise ValueError(
+            "times must hold a save time after t = 0 (the run starts at t = 0 and ends at "
+            f"times[-1]); got times = {ts.tolist()}. Pass e.g. times=[0, 1, 10]."
+        )
+    return ts, None, None
 
 
 def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, lanes, progress: bool):
@@ -421,8 +400,34 @@ def simulate(
     $G_i = (\mu_i - 1)/K$ (cross-entropy; $\mu_i$ the eigenvalues of the column
     softmax in the frame U) or $(\lambda_i - 1)/K$ (squared loss, Y = I);
     balanced starts follow $\dot\lambda_i = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
-    t = steps x step size; the solver runs in $\tau = \log(1 + t)$. Batches of
-    starts, horizons and log time are described in :mod:`svflow._simulate`.
+    t = steps x step size; the solver runs in $\tau = \log(1 + t)$.
+
+    **Starts.** A start is $H = V_1\operatorname{diag}(s_0)U^\top$, ...,
+    $W_L = U\operatorname{diag}(s_L)V_L^\top$ in the real character basis U of a
+    finite abelian group of order K (:func:`svflow.spectral_basis`):
+    Walsh-Hadamard ($(\mathbb Z_2)^m$), cyclic ($\mathbb Z_K$) or a product of
+    cyclic groups. Under cross-entropy the two modes of a pair must start equal.
+
+    **Many starts.** ``init`` may hold a batch of starts: an array whose leading
+    dims are named by ``batch_dims`` (e.g. shape (B, K) with
+    ``batch_dims="start"``), an ``xarray.DataArray`` with a ``mode`` dim (and a
+    ``factor`` dim for s(0)) whose other dims are batch dims (their coords are
+    kept), or a list of :class:`Start`. All starts run through one compiled
+    refill loop (finished trajectories hand their lane to the next start);
+    each trajectory is integrated exactly as it would be alone (up to the last
+    bits). The batch dims lead every variable of the dataset. All starts of a
+    batch are balanced, or all are not.
+
+    **Horizons.** ``t_end`` reaches 1e8 and beyond. Its default is 1e8 without
+    weight decay; with $wd > 0$ the flow settles to a stationary point by
+    $t \sim 10/wd$ (the decay term alone relaxes at rate $N\,wd$) and an
+    explicit solver turns stiff after that, so the default is $\min(10^8, 100/wd)$.
+    ``log_t_end`` reaches any horizon: the run goes to $\tau = \log(1 + t)$ =
+    ``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the log-domain
+    field (cross-entropy without weight decay only),
+    saving ``num_times`` times log-spaced in $\tau$. The dataset then has the
+    coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is inf beyond
+    t ~ 1e308.
 
     Args:
         classes, depth: K >= 2 and L >= 1.
@@ -430,7 +435,9 @@ def simulate(
             cross-entropy), $s(0)$ (N, K), a :class:`Start`, or a batch of these.
         loss: ``"ce"`` or ``"squared"``; weight_decay: $wd \ge 0$ on every factor.
         t_end, times, num_times: final time (default $\min(10^8, 100/wd)$), or
-            explicit increasing save times from 0; else ``num_times`` log-spaced times.
+            explicit increasing save times $\ge 0$; else ``num_times`` times (0,
+            then log-spaced). Every run starts at t = 0; the dataset holds exactly
+            the save times, so the start is in it only when ``times[0] == 0``.
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
         progress: a progress bar in log(1 + t) (single start only).
         rank_rtol: threshold of the numerical rank.
@@ -443,7 +450,7 @@ def simulate(
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
-        (:mod:`svflow._dataset`; ``mode`` has the group's ``frequency``,
+        (the common layout of both engines; ``mode`` has the group's ``frequency``,
         ``pair`` and ``part`` coordinates), preceded by any batch dims (then
         ``num_steps`` is a variable over them); attrs: every parameter and provenance.
 

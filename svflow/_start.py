@@ -23,7 +23,15 @@ from ._groups import Group, check_pairs, resolve_group, tie_pairs
 from ._precision import computes
 from ._reduced import check_loss
 
-__all__ = ["Start", "spectral_init", "balanced_factors", "as_start", "start_group", "check_depth"]
+__all__ = [
+    "Start",
+    "spectral_init",
+    "balanced_factors",
+    "as_start",
+    "init_array",
+    "start_group",
+    "check_depth",
+]
 
 
 def check_depth(depth: int) -> int:
@@ -141,6 +149,37 @@ def start_group(init, classes: int, group) -> Group:
     return grp
 
 
+def init_array(init) -> np.ndarray:
+    """``init`` (lambda(0), s(0) or a rectangular batch of them) as a float array.
+
+    Raises ``TypeError`` for complex values and ``ValueError`` naming the
+    problem for ragged nesting or a list that mixes ``Start`` objects with arrays.
+    """
+    if isinstance(init, (list, tuple)) and any(isinstance(x, Start) for x in init):
+        kinds = sorted({"Start" if isinstance(x, Start) else type(x).__name__ for x in init})
+        raise ValueError(
+            f"init mixes Start objects with other items ({', '.join(kinds)}): pass a list of "
+            "Starts only (a batch), or one array of lambda(0) / s(0) values."
+        )
+    try:
+        arr = np.asarray(init)
+    except ValueError:
+        arr = None
+    if arr is None or arr.dtype == object:
+        lengths = [len(x) if hasattr(x, "__len__") else "number" for x in init]
+        raise ValueError(
+            f"init is ragged: its items have different lengths ({lengths}). A batch of starts is "
+            "one rectangular array of shape (B, K) (lambda(0)) or (B, N, K) (s(0)) with "
+            "batch_dims=..., or a list of Starts."
+        )
+    if np.iscomplexobj(arr):
+        raise TypeError("init must be real; got complex values (the imaginary part would be lost).")
+    try:
+        return np.asarray(arr, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"init must be an array of numbers or a Start; got {init!r}.") from e
+
+
 def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
     """Turn a user's ``init`` (lambda(0), s(0) or a ``Start``) into a ``Start``.
 
@@ -158,12 +197,7 @@ def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
                 f"need s(0) of shape (N, K) = ({N}, {classes})."
             )
     else:
-        if np.iscomplexobj(init):
-            raise TypeError("init must be real; got complex values (the imaginary part would be lost).")
-        try:
-            arr = np.asarray(init, dtype=float)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"init must be an array of numbers or a Start; got {init!r}.") from e
+        arr = init_array(init)
         if arr.shape == (classes,):
             lam = arr.copy()
             if loss == "ce":

@@ -252,8 +252,11 @@ def test_plain_xarray_netcdf_round_trip(tmp_path):
 
 
 def test_committed_old_format_datasets_still_load():
-    """Datasets written with the earlier "json:..." attrs decode to the current attrs."""
-    ds = svflow.load(ROOT / "figures" / "data" / "repulsion.nc")
+    """Datasets written with the earlier "json:..." attrs decode to the current attrs.
+
+    ``tests/data/repulsion_0.1.nc`` is the repulsion figure's dataset as svflow 0.1 wrote it.
+    """
+    ds = svflow.load(ROOT / "tests" / "data" / "repulsion_0.1.nc")
     np.testing.assert_array_equal(ds.attrs["pair"], [1, 3])
     assert ds.attrs["jax_enable_x64"] == 1
     assert not any(isinstance(v, str) and v.startswith("json:") for v in ds.attrs.values())

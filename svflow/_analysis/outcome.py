@@ -109,13 +109,15 @@ r"""Horizons in $\tau = \log(1 + t)$ at which undecided starts are tested
 
 @dataclass(frozen=True)
 class Criterion:
-    r"""Tolerances of the decision (module docstring).
+    r"""Tolerances of the decision (documentation page *Certifying outcomes*).
+
+    The criterion is derived in ``docs/theory/certification.md``.
 
     Attributes:
         support_tol: $|\rho_i - 1|$ below which mode i grows with the largest one.
         frozen_rate: $\rho_i$ at or below which mode i is frozen (< 1 - support_tol).
         tie_break: relative size of the tie-breaking perturbation of the
-            hand-off state (module docstring: decisions are those of generic
+            hand-off state (decisions are those of generic
             starts; a fixed point with an unstable direction is left).
         late_mass: largest off-target softmax mass $1 - g(0)$ of a late state.
     """
@@ -477,7 +479,7 @@ def outcome(
 
     Each start runs in double-log time $\sigma = \log(1 + \log(1 + t))$ to
     the first of ``horizons`` (in $\tau = \log(1 + t)$) at which the
-    late-phase criterion of this module decides it (module docstring: every
+    late-phase criterion decides it (``docs/theory/certification.md``: every
     mode grows with the largest one or is frozen for good, and the support
     is a stable KKT configuration); undecided starts go on to the next
     horizon, decided ones stop there.
