@@ -31,6 +31,7 @@ __all__ = [
     "init_array",
     "start_group",
     "check_depth",
+    "check_growing",
 ]
 
 
@@ -137,6 +138,12 @@ def start_group(init, classes: int, group) -> Group:
     Raises ``ValueError`` if ``group`` and the ``Start``'s group disagree.
     """
     own = init.group if isinstance(init, Start) else None
+    if isinstance(init, Start) and init.classes != classes:
+        raise ValueError(
+            f"init is a Start with K = {init.classes} classes (s(0) of shape {tuple(init.s0.shape)}) "
+            f"but classes={classes} was asked; pass classes={init.classes} or a start built for "
+            f"K = {classes} (e.g. svflow.spectral_init({classes}, depth))."
+        )
     if group is None:
         return resolve_group(own, classes)
     grp = resolve_group(group, classes)
@@ -178,6 +185,28 @@ def init_array(init) -> np.ndarray:
         return np.asarray(arr, dtype=float)
     except (TypeError, ValueError) as e:
         raise ValueError(f"init must be an array of numbers or a Start; got {init!r}.") from e
+
+
+def check_growing(lam, balanced: bool, loss: str, name: str = "init") -> None:
+    r"""Refuse a balanced cross-entropy start with some $\lambda_i(0) < 0$ ($i \ge 1$).
+
+    Under cross-entropy $d\lambda_i/dt \propto |\lambda_i|^{2-2/N}(1 - \mu_i)$ with
+    $1 - \mu_i > 0$: a negative eigenvalue of a balanced start moves up to 0 and
+    stops there (it can never change sign), so such a start is no model of
+    training (its loss stays at log K where every mode is negative).
+    ``lam`` is (K,) or (B, K); mode 0 is ignored (it never changes the loss).
+    """
+    if loss != "ce" or not balanced:
+        return
+    lam = np.asarray(lam, dtype=float)
+    neg = np.flatnonzero(np.any(lam.reshape(-1, lam.shape[-1])[:, 1:] < 0, axis=0)) + 1
+    if neg.size:
+        raise ValueError(
+            f"{name}: balanced lambda(0) must be >= 0 for every mode i >= 1 under cross-entropy "
+            f"(a negative lambda_i shrinks to 0 and never grows); modes {neg[:8].tolist()} are "
+            "negative. Pass |lambda(0)| (svflow.spectral_init gives lambda_i(0) > 0), or "
+            "unbalanced factors s(0) if a sign change is meant."
+        )
 
 
 def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
@@ -222,6 +251,7 @@ def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
         )
     if loss == "ce":
         check_pairs(start.s0, grp, "init")
+    check_growing(start.lam0, start.balanced, loss)
     if start.group != grp:
         start = Start(start.s0, balanced=start.balanced, description=start.description, group=grp)
     return start
