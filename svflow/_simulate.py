@@ -59,7 +59,7 @@ from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
 from ._start import Start, as_start, check_depth, start_group
 from ._walsh import walsh_transform
 
-__all__ = ["simulate", "default_t_end", "ReducedField", "reduced_outputs"]
+__all__ = ["simulate", "default_t_end", "factor_values", "ReducedField", "reduced_outputs"]
 
 
 class ReducedField(eqx.Module):
@@ -140,13 +140,30 @@ def _device_outputs(ys, balanced: bool, loss: str, weight_decay, group=None) -> 
     )
 
 
+def _balanced_s(lam: np.ndarray, factors: int) -> np.ndarray:
+    r"""Balanced factors $s_l = |\lambda|^{1/N}$, the sign of $\lambda$ on the last factor: (..., N, K)."""
+    mag = np.abs(lam) ** (1.0 / factors)
+    s = np.broadcast_to(mag[..., None, :], lam.shape[:-1] + (factors, lam.shape[-1])).copy()
+    s[..., -1, :] = np.where(lam < 0, -mag, mag)
+    return s
+
+
 def _outputs(
-    ys: np.ndarray, balanced: bool, factors: int, loss: str, weight_decay: float, rank_rtol: float, group=None
+    ys: np.ndarray,
+    balanced: bool,
+    factors: int,
+    loss: str,
+    weight_decay: float,
+    rank_rtol: float,
+    group=None,
+    store_s: bool = True,
 ) -> dict:
     """Every per-time quantity of :func:`reduced_outputs`, batched over (B, T, ...).
 
-    The elementwise parts run compiled; the sort behind ``sigma`` (slow in XLA on
-    CPU) and the broadcast of balanced factors run in numpy.
+    The elementwise parts run compiled; the one sort behind ``sigma`` (slow in
+    XLA on CPU) runs in numpy. Balanced runs build the factors ``s`` from
+    ``lam`` only when ``store_s`` (``s`` is None otherwise); unbalanced runs
+    always return their state ``s``.
     """
     dev = {
         k: (None if v is None else np.asarray(v))
@@ -154,16 +171,16 @@ def _outputs(
     }
     lam = dev["lam"]
     if balanced:
-        mag = np.abs(lam) ** (1.0 / factors)
-        s = np.repeat(mag[..., None, :], factors, axis=-2)
-        s[..., -1, :] *= np.where(lam < 0, -1.0, 1.0)
-        penalty = factors * np.sum(mag**2, axis=-1)
+        s = _balanced_s(lam, factors) if store_s else None
+        # sum_l ||s_l||^2 = N sum_i |lam_i|^(2/N)
+        penalty = factors * np.sum(np.abs(lam) ** (2.0 / factors), axis=-1) if weight_decay else 0.0
     else:
         s = np.asarray(ys)
         penalty = dev["penalty"]
     mags = np.abs(lam)
     mags[..., 0] = 0.0
-    sigma = -np.sort(-mags, axis=-1)
+    mags.sort(axis=-1)
+    sigma = mags[..., ::-1]
     top = sigma[..., :1]
     rank = np.sum((sigma > rank_rtol * top) & (sigma > RANK_ATOL), axis=-1)
     return dict(
@@ -174,6 +191,38 @@ def _outputs(
         objective=dev["loss"] + 0.5 * weight_decay * penalty,
         margin=dev["margin"],
         rank=rank,
+    )
+
+
+def factor_values(ds: xr.Dataset) -> xr.DataArray:
+    r"""The factor singular values $s$ (..., time, factor, mode) of a :func:`simulate` dataset.
+
+    Returns ``ds["s"]`` when the dataset holds it (unbalanced starts, or
+    ``store_s=True``); for a balanced run without it, the balanced factors
+    $s_{l,i} = |\lambda_i|^{1/N}$ for $l < N - 1$ and
+    $s_{N-1,i} = \operatorname{sign}(\lambda_i)|\lambda_i|^{1/N}$ (the sign
+    on the last factor, N = L + 1 factors, ``ds.attrs["factors"]``), exactly
+    what ``store_s=True`` stores.
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"ds must be an xarray.Dataset from svflow.simulate; got {type(ds).__name__}.")
+    if D.S in ds:
+        return ds[D.S]
+    if D.LAM not in ds or "factors" not in ds.attrs:
+        raise ValueError(
+            f"ds has no {D.S!r} variable and no {D.LAM!r} with a 'factors' attr: pass a dataset "
+            "from svflow.simulate."
+        )
+    N = int(ds.attrs["factors"])
+    lam = ds[D.LAM]
+    s = _balanced_s(lam.values, N)
+    dims = lam.dims[:-1] + (D.FACTOR, lam.dims[-1])
+    return xr.DataArray(
+        s,
+        dims=dims,
+        coords={**{k: v for k, v in lam.coords.items()}, D.FACTOR: np.arange(N)},
+        name=D.S,
+        attrs={"long_name": "factor singular value in the Walsh frame", "units": "1"},
     )
 
 
@@ -346,7 +395,8 @@ def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, 
 def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coords, batch) -> xr.Dataset:
     """The dataset of :func:`simulate`: one start, or the batch dims leading every variable."""
     grp, config, N, weight_decay = run["group"], run["config"], run["depth"] + 1, float(run["weight_decay"])
-    out = _outputs(ys, run["balanced"], N, run["loss"], weight_decay, run["rank_rtol"], grp)
+    out = _outputs(ys, run["balanced"], N, run["loss"], weight_decay, run["rank_rtol"], grp, run["store_s"])
+    out = {k: v for k, v in out.items() if v is not None}
     attrs = {
         "title": "svflow reduced singular-value ODE",
         "engine": "reduced",
@@ -360,6 +410,7 @@ def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coo
         "init": run["init"],
         "group": grp.label,
         "balanced_path": bool(run["balanced"]),
+        "store_s": bool(run["store_s"]),
         "rank_rtol": float(run["rank_rtol"]),
         **config.as_attrs(),
         "num_steps": int(np.sum(num_steps)),
@@ -409,6 +460,7 @@ def simulate(
     lanes: int | None = None,
     group=None,
     log_t_end: float | None = None,
+    store_s: bool | None = None,
 ) -> xr.Dataset:
     r"""Integrate the reduced singular-value ODE from one or many spectral starts.
 
@@ -431,6 +483,10 @@ def simulate(
         loss: ``"ce"`` or ``"squared"``; weight_decay: $wd \ge 0$ on every factor.
         t_end, times, num_times: final time (default $\min(10^8, 100/wd)$), or
             explicit increasing save times from 0; else ``num_times`` log-spaced times.
+            ``num_times=2`` keeps only the start and the end state (what basin
+            maps and outcomes need): the solver takes the same steps as with
+            161 saves, so the end state is the same, and no dense output in
+            between is computed or stored.
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
         progress: a progress bar in log(1 + t) (single start only).
         rank_rtol: threshold of the numerical rank.
@@ -440,6 +496,12 @@ def simulate(
             group of a :class:`Start`, else Walsh for K = 2^m, cyclic otherwise).
         log_t_end: integrate to $\tau = \log(1 + t)$ = ``log_t_end`` in double-log
             time (cross-entropy without weight decay; overrides ``t_end``/``times``).
+        store_s: store the factor values ``s`` (time, factor, mode). Default
+            (None): only for unbalanced starts (s(0) given; there ``s`` is the
+            integrated state). A balanced run's factors are determined by
+            ``lam`` ($|s_{l,i}| = |\lambda_i|^{1/N}$, the sign on the last
+            factor): pass ``store_s=True`` to store them too (N times the size
+            of ``lam``), or get them afterwards with :func:`svflow.factor_values`.
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
@@ -460,10 +522,18 @@ def simulate(
     ts, taus, log_t_end = _save_times(loss, weight_decay, t_end, times, num_times, log_t_end)
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     y0s, balanced, description, dims, coords, batch = _as_starts(init, classes, depth, loss, batch_dims, grp)
+    if store_s is not None and not isinstance(store_s, (bool, np.bool_)):
+        raise TypeError(f"store_s must be True, False or None; got {store_s!r}.")
+    if store_s is False and not balanced:
+        raise ValueError(
+            "store_s=False drops the factors of a balanced run; an unbalanced start (s(0) given) "
+            "integrates s itself, which is always stored. Pass store_s=None or True."
+        )
     if progress and dims:
         raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
     field = ReducedField(jnp.asarray(weight_decay, float), loss, depth + 1, balanced, group=grp)
     ys, num_steps, wall = _integrate_starts(field, y0s, ts, taus, config, lanes, progress)
     run = dict(classes=classes, depth=depth, loss=loss, weight_decay=weight_decay, init=description)
     run.update(balanced=balanced, rank_rtol=rank_rtol, group=grp, config=config, log_t_end=log_t_end)
+    run.update(store_s=(not balanced) if store_s is None else store_s)
     return _simulate_dataset(ys, num_steps, wall, ts, taus, run, dims, coords, batch)

@@ -15,9 +15,10 @@ pytestmark = pytest.mark.scoped_x64
 def test_dataset_layout_and_derived_quantities():
     K, depth = 8, 2
     ds = svflow.simulate(K, depth, init=svflow.spectral_init(K, depth), t_end=1e3, num_times=21)
-    assert dict(ds.sizes) == {"time": 21, "mode": K, "factor": depth + 1, "sv": K}
+    assert dict(ds.sizes) == {"time": 21, "mode": K, "sv": K}
     assert ds.time.values[0] == 0 and math.isclose(ds.time.values[-1], 1e3)
-    np.testing.assert_allclose(ds.lam, ds.s.prod("factor"), rtol=1e-12)
+    assert "s" not in ds  # a balanced run stores lam; its factors on request
+    np.testing.assert_allclose(ds.lam, svflow.factor_values(ds).prod("factor"), rtol=1e-12)
     # margin/loss from a dense Z (independent of the Walsh closed forms)
     import scipy.linalg
     import scipy.special
@@ -103,3 +104,37 @@ def test_overflow_is_a_clear_error_not_nans():
         svflow.simulate(4, 1, init=np.full((2, 4), 1e150), loss="squared", t_end=10.0)
     with pytest.raises(ValueError, match="overflows"):
         svflow.simulate(4, 3, init=np.full((4, 4), 1e120), loss="squared", t_end=10.0)
+
+
+def test_balanced_factors_on_request_and_end_state_only():
+    K, depth = 8, 3
+    lam0 = np.array([[0.0, 0.02, -0.01, 0.05, 0.03, 0.0, 0.04, 0.01], [0.0, 0.1, 0.05, 0.02, 0.01, 0.03, 0.2, 0.1]])
+    kw = dict(init=lam0, batch_dims="start", t_end=1e5, num_times=41)
+    lean = svflow.simulate(K, depth, **kw)
+    full = svflow.simulate(K, depth, store_s=True, **kw)
+    assert "s" not in lean and full["s"].dims == ("start", "time", "factor", "mode")
+    for name in ("lam", "sigma", "loss", "objective", "margin", "rank"):
+        np.testing.assert_array_equal(lean[name].values, full[name].values)
+    xr_s = svflow.factor_values(lean)
+    np.testing.assert_array_equal(xr_s.values, full["s"].values)
+    # balanced factors: equal magnitudes, the sign of lambda on the last factor, product lambda
+    s = full["s"].values
+    np.testing.assert_allclose(np.abs(s), np.abs(s[:, :, :1]).repeat(depth + 1, axis=2), rtol=0)
+    np.testing.assert_allclose(np.prod(s, axis=2), full["lam"].values, rtol=1e-13, atol=1e-300)
+    # sigma and rank from the dense centred logits (an independent route)
+    U = np.asarray(svflow.spectral_basis(K))
+    Z = U @ np.diag(full["lam"].values[1, -1]) @ U.T
+    Zc = Z - Z.mean(axis=0, keepdims=True)
+    np.testing.assert_allclose(full["sigma"].values[1, -1], np.linalg.svd(Zc, compute_uv=False), atol=1e-12)
+    # end state only: the same steps, so the same final state as the 41-save run
+    end = svflow.simulate(K, depth, init=lam0, batch_dims="start", t_end=1e5, num_times=2)
+    np.testing.assert_array_equal(end.time.values, [0.0, 1e5])
+    np.testing.assert_array_equal(end["num_steps"].values, lean["num_steps"].values)
+    np.testing.assert_allclose(end["lam"].values[:, -1], lean["lam"].values[:, -1], rtol=1e-14, atol=1e-300)
+    # an unbalanced run integrates s itself: it is always stored
+    s0 = np.abs(lam0[1]) ** (1 / 4) * np.ones((depth + 1, 1))
+    assert "s" in svflow.simulate(K, depth, init=s0, t_end=1e3, num_times=3)
+    with pytest.raises(ValueError, match="store_s"):
+        svflow.simulate(K, depth, init=s0, t_end=1e3, num_times=3, store_s=False)
+    with pytest.raises(TypeError, match="store_s"):
+        svflow.simulate(K, depth, init=lam0[1], t_end=1e3, num_times=3, store_s="yes")
