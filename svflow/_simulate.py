@@ -30,6 +30,7 @@ t ~ 1e308.
 
 from __future__ import annotations
 
+import dataclasses
 import time as _time
 
 import equinox as eqx
@@ -43,7 +44,7 @@ from . import _dims as D
 from ._batch import check_batch, solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
-from ._groups import Group, check_pairs
+from ._groups import Group, check_pairs, group_one_minus_mu
 from ._integrate import (
     IntegrationError,
     SolverConfig,
@@ -66,6 +67,10 @@ class ReducedField(eqx.Module):
     r"""Vector field of the reduced ODE, ``field(t, y, args)``.
 
     ``balanced=True``: y is $\lambda$ (K,); otherwise y is $s$ (N, K).
+    ``variable="log"`` (balanced cross-entropy, every $\lambda_i > 0$ for
+    $i \ge 1$): y is $u = \log\lambda$ (K,) with entry 0 a placeholder
+    ($\lambda_0 = 0$ under cross-entropy) and the law
+    $\dot u_i = (N/K)(1-\mu_i)e^{(1-2/N)u_i} - N\,wd$ ($\dot u_0 = 0$).
     ``weight_decay`` is an array leaf, so a sweep over it compiles once.
     """
 
@@ -75,10 +80,13 @@ class ReducedField(eqx.Module):
     balanced: bool = eqx.field(static=True)
     method: str = eqx.field(static=True, default="auto")
     group: Group | None = eqx.field(static=True, default=None)
+    variable: str = eqx.field(static=True, default="lam")
 
     def __call__(self, t, y, args=None):
         K = y.shape[-1]
         walsh = self.group.name == "walsh" if self.group is not None else K & (K - 1) == 0
+        if self.variable == "log":
+            return _rhs_ce_log(y, self.weight_decay, self.factors, self.method, None if walsh else self.group)
         if self.balanced and self.loss == "ce" and walsh:
             return _rhs_ce_balanced(y, self.weight_decay, self.factors, self.method)
         if self.balanced:
@@ -86,25 +94,50 @@ class ReducedField(eqx.Module):
         return rhs_factors(t, y, self.loss, self.weight_decay, self.method, self.group)
 
 
-def _rhs_ce_balanced(lam, weight_decay, factors: int, method: str = "auto"):
-    r"""Balanced cross-entropy law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
+def _ce_one_minus_mu(lam, method: str = "auto"):
+    r"""$1 - \mu$ of the Walsh frame with one exponential per mode (entry 0 is 0).
 
-    The same law as :func:`svflow._reduced.rhs_balanced` with one exponential
-    per mode (this is the inner loop of every batch): with $f = H\lambda$ and
-    $z_k = (f_k - f_0)/K = -m_k$ ($z_0 = 0$), the softmax $p = e^{z}/\sum e^{z}$
-    gives the off-target probabilities $p_k$, $k \ne 0$, directly, and
-    $1 - \mu = \sum_{k\ne0}p_k - H p'$ ($p'_0 = 0$) without the cancellation
-    of $1 - p_0$. ``method`` picks the Walsh transform (as in
-    :func:`svflow.walsh_transform`).
+    With $f = H\lambda$ and $z_k = (f_k - f_0)/K = -m_k$ ($z_0 = 0$), the
+    softmax $p = e^{z}/\sum e^{z}$ gives the off-target probabilities $p_k$,
+    $k \ne 0$, directly, and $1 - \mu = \sum_{k\ne0}p_k - H p'$ ($p'_0 = 0$)
+    without the cancellation of $1 - p_0$. ``method`` picks the Walsh
+    transform (as in :func:`svflow.walsh_transform`).
     """
     K = lam.shape[-1]
     f = walsh_transform(lam, method=method)
     z = (f - f[..., :1]) / K
     e = jnp.exp(z - jnp.max(z, axis=-1, keepdims=True))
     p = (e / jnp.sum(e, axis=-1, keepdims=True)).at[..., 0].set(0.0)
-    omm = (jnp.sum(p, axis=-1, keepdims=True) - walsh_transform(p, method=method)).at[..., 0].set(0.0)
+    return (jnp.sum(p, axis=-1, keepdims=True) - walsh_transform(p, method=method)).at[..., 0].set(0.0)
+
+
+def _rhs_ce_balanced(lam, weight_decay, factors: int, method: str = "auto"):
+    r"""Balanced cross-entropy law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
+
+    The same law as :func:`svflow._reduced.rhs_balanced` with one exponential
+    per mode (:func:`_ce_one_minus_mu`; this is the inner loop of every batch).
+    """
+    K = lam.shape[-1]
     N = factors
-    return (N / K) * omm * jnp.abs(lam) ** (2.0 - 2.0 / N) - N * weight_decay * lam
+    return (N / K) * _ce_one_minus_mu(lam, method) * jnp.abs(lam) ** (2.0 - 2.0 / N) - N * weight_decay * lam
+
+
+def _rhs_ce_log(u, weight_decay, factors: int, method: str = "auto", group=None):
+    r"""The balanced cross-entropy law in $u = \log\lambda$ (every $\lambda_i > 0$, $i \ge 1$).
+
+    $\dot u_i = \dot\lambda_i/\lambda_i = (N/K)(1-\mu_i)e^{(1-2/N)u_i} - N\,wd$
+    with one exponential per mode: $s = e^{u/N}$ (the balanced factor value),
+    $\lambda = s^N$ and $e^{(1-2/N)u} = s^{N-2}$ by integer powers, no pow.
+    Entry 0 is a placeholder: $\lambda_0 = 0$ and $\dot u_0 = 0$. ``group``:
+    None for the Walsh group, else the :class:`svflow.Group` of the frame.
+    """
+    K = u.shape[-1]
+    N = factors
+    s = jnp.exp(u / N)
+    mask = jnp.arange(K) != 0
+    lam = jnp.where(mask, s**N, 0.0)
+    omm = _ce_one_minus_mu(lam, method) if group is None else group_one_minus_mu(lam, group, method=method)
+    return jnp.where(mask, (N / K) * omm * s ** (N - 2) - N * weight_decay, 0.0)
 
 
 def reduced_outputs(
@@ -351,6 +384,72 @@ def _save_times(loss: str, weight_decay: float, t_end, times, num_times: int, lo
     return check_times(times), None, None
 
 
+def _uses_log(field: ReducedField, y0s: np.ndarray) -> np.ndarray:
+    """Which starts run in u = log(lambda).
+
+    Balanced cross-entropy without weight decay with every lambda_i(0) > 0 (i >= 1).
+    """
+    plain = field.balanced and field.loss == "ce" and field.variable == "lam"
+    if not (plain and float(field.weight_decay) == 0.0):
+        return np.zeros(y0s.shape[0], bool)
+    return np.all(y0s[:, 1:] > 0, axis=1)
+
+
+def _solve_log_or_lam(field: ReducedField, y0s, ts, config: SolverConfig, lanes, progress: bool):
+    r"""``(ys in lambda, num_steps)``: starts with every $\lambda_i(0) > 0$ ($i \ge 1$) in $u = \log\lambda$.
+
+    Under the balanced cross-entropy law the sign of every $\lambda_i$ is
+    conserved (the law is Lipschitz in $\lambda$ for N >= 2 and vanishes at
+    0, so no mode reaches or crosses 0 in finite time) and $\lambda_0 = 0$;
+    a start with some $\lambda_i(0) \le 0$, $i \ge 1$, runs in $\lambda$
+    itself (exact for zero and negative modes). Either way the queue order
+    uses $-\log\|\lambda(0)\|$.
+
+    **Tolerance in u.** An error $\delta$ of $u$ is a relative error $\delta$
+    of $\lambda$, so the controller holds the local error of $u$ below
+    $\mathrm{rtol}\,(1 + 10^{-3}|u|)$: ``rtol`` is the local relative error
+    of every $\lambda_i$ (``atol`` is not needed: no mode reaches 0). With
+    weight decay the runs stay in $\lambda$: there the steps are bound by
+    stiffness, not accuracy, and u at the same tolerance measured 5x less
+    accurate (benchmarks/RESULTS.md).
+    """
+    log = _uses_log(field, y0s)
+    cost = -np.log(np.linalg.norm(y0s.reshape(y0s.shape[0], -1), axis=1) + 1e-300)
+    t_end = float(ts[-1])
+    ys = np.empty((y0s.shape[0], len(ts)) + y0s.shape[1:])
+    num_steps = np.empty(y0s.shape[0], dtype=np.int64)
+    for use_log in (True, False):
+        sel = np.flatnonzero(log == use_log)
+        if sel.size == 0:
+            continue
+        f, y0 = field, y0s[sel]
+        cfg = config
+        if use_log:
+            f = dataclasses.replace(field, variable="log")
+            y0 = np.log(np.where(np.arange(y0.shape[1]) == 0, 1.0, y0))
+            cfg = dataclasses.replace(config, rtol=1e-3 * config.rtol, atol=config.rtol)
+        if progress:
+            y, result, steps = solve(f, jnp.asarray(y0[0]), jnp.asarray(ts), None, cfg, True)
+            y = np.asarray(jax.block_until_ready(y))[None]
+            check_solution(y, result, steps, config, t_end)
+            steps = np.asarray([int(steps)])
+        else:
+            sol = solve_batch(f, y0, ts, cfg, lanes=lanes, cost=cost[sel])
+            check_batch(sol, config, t_end)
+            y, steps = sol.ys, sol.num_steps
+        if use_log:
+            with np.errstate(over="ignore"):
+                y = np.exp(y)
+            y[..., 0] = 0.0
+            if not np.all(np.isfinite(y)):
+                raise IntegrationError(
+                    f"lambda = exp(u) overflowed on the way to t = {t_end:g}: the run blew up. "
+                    "Use a smaller init scale or a shorter t_end."
+                )
+        ys[sel], num_steps[sel] = y, steps
+    return ys, num_steps
+
+
 def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, lanes, progress: bool):
     """Integrate every start: ``(ys, num_steps, wall_time_s)``, errors that name the fix."""
     if not bool(_finite_at_start(field, jnp.asarray(y0s))):
@@ -370,15 +469,8 @@ def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, 
             )
             check_batch(sol, config, t_end, f"double-log run to tau = log(1 + t) = {taus[-1]:g}: ")
             ys, num_steps = sol.ys, sol.num_steps
-        elif progress:
-            ys, result, num_steps = solve(field, jnp.asarray(y0s[0]), jnp.asarray(ts), None, config, True)
-            ys = np.asarray(jax.block_until_ready(ys))[None]
-            check_solution(ys, result, num_steps, config, t_end)
-            num_steps = np.asarray([int(num_steps)])
         else:
-            sol = solve_batch(field, y0s, ts, config, lanes=lanes)
-            check_batch(sol, config, t_end)
-            ys, num_steps = sol.ys, sol.num_steps
+            ys, num_steps = _solve_log_or_lam(field, y0s, ts, config, lanes, progress)
     except IntegrationError as e:
         if weight_decay > 0 and t_end > default_t_end(weight_decay):
             raise IntegrationError(
@@ -411,6 +503,7 @@ def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coo
         "group": grp.label,
         "balanced_path": bool(run["balanced"]),
         "store_s": bool(run["store_s"]),
+        "log_variable_starts": int(run["log_starts"]),
         "rank_rtol": float(run["rank_rtol"]),
         **config.as_attrs(),
         "num_steps": int(np.sum(num_steps)),
@@ -488,6 +581,14 @@ def simulate(
             161 saves, so the end state is the same, and no dense output in
             between is computed or stored.
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
+            Balanced cross-entropy starts without weight decay whose modes
+            $i \ge 1$ all start positive integrate $u = \log\lambda$
+            (one exponential per mode, no power; the sign of each mode is
+            conserved); there ``rtol`` bounds the local *relative* error of
+            each $\lambda_i$ (the absolute error of $u_i$) and ``atol`` is
+            unused. Other starts integrate $\lambda$ or $s$ with the usual
+            $\mathrm{atol} + \mathrm{rtol}\,|y|$. Attr ``log_variable_starts``
+            counts the starts run in $u$.
         progress: a progress bar in log(1 + t) (single start only).
         rank_rtol: threshold of the numerical rank.
         batch_dims: names of the leading batch dims of an array ``init``.
@@ -536,4 +637,5 @@ def simulate(
     run = dict(classes=classes, depth=depth, loss=loss, weight_decay=weight_decay, init=description)
     run.update(balanced=balanced, rank_rtol=rank_rtol, group=grp, config=config, log_t_end=log_t_end)
     run.update(store_s=(not balanced) if store_s is None else store_s)
+    run.update(log_starts=0 if taus is not None else int(np.sum(_uses_log(field, y0s))))
     return _simulate_dataset(ys, num_steps, wall, ts, taus, run, dims, coords, batch)

@@ -108,7 +108,8 @@ def test_overflow_is_a_clear_error_not_nans():
 
 def test_balanced_factors_on_request_and_end_state_only():
     K, depth = 8, 3
-    lam0 = np.array([[0.0, 0.02, -0.01, 0.05, 0.03, 0.0, 0.04, 0.01], [0.0, 0.1, 0.05, 0.02, 0.01, 0.03, 0.2, 0.1]])
+    # start 0 has a negative and a zero mode (runs in lambda), start 1 is positive (runs in log lambda)
+    lam0 = np.array([[0, 0.02, -0.01, 0.05, 0.03, 0, 0.04, 0.01], [0, 0.1, 0.05, 0.02, 0.01, 0.03, 0.2, 0.1]])
     kw = dict(init=lam0, batch_dims="start", t_end=1e5, num_times=41)
     lean = svflow.simulate(K, depth, **kw)
     full = svflow.simulate(K, depth, store_s=True, **kw)
@@ -138,3 +139,71 @@ def test_balanced_factors_on_request_and_end_state_only():
         svflow.simulate(K, depth, init=s0, t_end=1e3, num_times=3, store_s=False)
     with pytest.raises(TypeError, match="store_s"):
         svflow.simulate(K, depth, init=lam0[1], t_end=1e3, num_times=3, store_s="yes")
+
+
+def test_log_variable_run_against_lambda_run_and_dop853():
+    # balanced CE without weight decay runs in u = log(lambda); checked against the same law in
+    # lambda (svflow's engine) and against scipy's DOP853 at rtol 1e-12 on the law written here
+    import jax.numpy as jnp
+    from scipy.integrate import solve_ivp
+
+    from svflow._batch import solve_batch
+    from svflow._integrate import SolverConfig
+    from svflow._simulate import ReducedField
+
+    K, depth, t_end = 8, 3, 1e6
+    N = depth + 1
+    rng = np.random.default_rng(5)
+    lam0 = rng.uniform(0.005, 0.1, size=(3, K))
+    lam0[:, 0] = 0.0
+    lam0[2, 3] = 0.0  # a zero mode: this start runs in lambda and the mode stays exactly 0
+    lam0[2, 5] = -0.02  # a negative mode stays negative
+    ds = svflow.simulate(K, depth, init=lam0, batch_dims="start", t_end=t_end, num_times=5)
+    assert ds.attrs["log_variable_starts"] == 2
+    lam_run = solve_batch(
+        ReducedField(jnp.asarray(0.0), "ce", N, True),
+        lam0,
+        ds.time.values,
+        SolverConfig(rtol=1e-8, atol=1e-10),
+    )
+    H = np.array(svflow.hadamard(K), float)
+
+    def law(tau, lam):  # d lambda / d tau, tau = log(1 + t)
+        f = H @ lam
+        z = (f - f[0]) / K
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p[0] = 0.0
+        omm = p.sum() - H @ p
+        omm[0] = 0.0
+        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2 - 2 / N)
+
+    for b in range(3):
+        ref = solve_ivp(law, (0, np.log1p(t_end)), lam0[b], method="DOP853", rtol=1e-12, atol=1e-15).y[:, -1]
+        scale = np.abs(ref).max()
+        err_ds = np.abs(ds["lam"].values[b, -1] - ref).max() / scale
+        err_lam = np.abs(lam_run.ys[b, -1] - ref).max() / scale
+        assert err_ds < 1e-7 and err_lam < 1e-6, (b, err_ds, err_lam)
+    assert ds["lam"].values[2, -1, 3] == 0.0 and ds["lam"].values[2, -1, 5] < 0
+    np.testing.assert_array_equal(ds["lam"].values[2], lam_run.ys[2])  # the lambda start: the same run
+    np.testing.assert_array_equal(ds["lam"].values[:, :, 0], 0.0)
+
+
+def test_log_variable_field_is_the_balanced_law():
+    # u' = lambda'/lambda for the Walsh and a cyclic frame, with and without weight decay
+    import jax.numpy as jnp
+
+    from svflow._reduced import rhs_balanced
+    from svflow._simulate import ReducedField
+
+    rng = np.random.default_rng(2)
+    for K, group in ((8, "walsh"), (6, "cyclic")):
+        grp = svflow.resolve_group(group, K)
+        lam = rng.uniform(0.05, 3.0, size=K)
+        lam[0] = 0.0
+        for wd in (0.0, 0.03):
+            f = ReducedField(jnp.asarray(wd), "ce", 4, True, group=grp, variable="log")
+            du = np.asarray(f(0.0, jnp.asarray(np.log(np.where(np.arange(K) == 0, 1.0, lam)))))
+            dlam = np.asarray(rhs_balanced(0.0, jnp.asarray(lam), "ce", wd, 4, group=grp))
+            assert du[0] == 0.0
+            np.testing.assert_allclose(du[1:] * lam[1:], dlam[1:], rtol=1e-12, atol=1e-15)
