@@ -91,6 +91,7 @@ from ._groups import resolve_group as resolve_group
 from ._groups import spectral_basis as spectral_basis
 from ._integrate import IntegrationError as IntegrationError
 from ._integrate import log_times as log_times
+from ._simulate import factor_values as factor_values
 from ._simulate import simulate as simulate
 from ._start import Start as Start
 from ._start import spectral_init as spectral_init
@@ -159,6 +160,7 @@ __all__ = [
     "code_table",
     "compare",
     "exact_rho",
+    "factor_values",
     "explicit",
     "flow",
     "group_softmax_eigenvalues",

@@ -6,7 +6,7 @@ Layout (dims ``time``, ``mode``, ``factor``, ``sv``):
 variable           dims                    meaning
 =================  ======================  ==========================================
 ``lam``            (time, mode)            logit eigenvalues in the Walsh frame
-``s``              (time, factor, mode)    factor singular values in the Walsh frame
+``s``              (time, factor, mode)    factor singular values (balanced: optional)
 ``sigma``          (time, sv)              singular values of the centred logits
 ``sigma_factor``   (time, factor, sv)      singular values of every factor (full)
 ``loss``           (time,)                 mean data loss
