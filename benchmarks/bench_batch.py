@@ -315,5 +315,176 @@ def main():
     C.write_results(name, rows, attrs={"clock": "process CPU time"}, quick=not a.full)
 
 
+# --------------------------------------------------------------------------- issue 25: one run, old beside new
+CHILD25 = r"""
+import os, sys, time, json
+sys.path.insert(0, {src!r})
+import numpy as np
+import jax
+jax.config.update("jax_enable_x64", True)
+import svflow
+{starts_src}
+lam0 = starts({K}, {n})
+def call():
+    return svflow.simulate({K}, {depth}, init=lam0, batch_dims="start", t_end={t_end!r},
+                           num_times={num_times}, rtol={rtol!r}, atol={atol!r})
+c = time.process_time(); ds = call(); first = time.process_time() - c
+c = time.process_time(); ds = call(); warm = time.process_time() - c
+print(json.dumps(dict(first=first, warm=warm, final=ds["lam"].values[:4, -1].tolist(),
+                      steps=float(ds["num_steps"].mean()), svflow=svflow.__file__)))
+"""
+
+
+def child25(src, K, depth, n, cache_dir) -> dict:
+    """A fresh process on the svflow at ``src``: first call (cache in ``cache_dir``) and a warm call."""
+    import inspect
+
+    code = CHILD25.format(
+        src=str(src), starts_src=inspect.getsource(starts), K=K, depth=depth, n=n,
+        t_end=T_END, num_times=NUM_TIMES, rtol=RTOL, atol=ATOL,
+    )  # fmt: skip
+    env = dict(os.environ, SVFLOW_COMPILE_CACHE=str(cache_dir))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def dop853_reference(K, depth, lam0) -> np.ndarray:
+    """Final lambda of each start by scipy's DOP853 at rtol 1e-12 (the balanced law in tau)."""
+    from scipy.integrate import solve_ivp
+
+    H = np.asarray(hadamard(K), float)
+    N = depth + 1
+
+    def rhs(tau, lam):
+        f = H @ lam
+        z = (f - f[0]) / K
+        e = np.exp(z - z.max())
+        p = e / e.sum()
+        p[0] = 0.0
+        omm = p.sum() - H @ p
+        omm[0] = 0.0
+        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2.0 - 2.0 / N)
+
+    tau1 = float(np.log1p(T_END))
+    return np.stack(
+        [solve_ivp(rhs, (0.0, tau1), y, method="DOP853", rtol=1e-12, atol=1e-15).y[:, -1] for y in lam0]
+    )
+
+
+def issue25_case(K, depth, B, rounds, cyrk_n, scipy_n, old_src, basin) -> list[dict]:
+    """Issue 25: every row in interleaved rounds of one process (fresh-process rows: child processes)."""
+    from svflow._simulate import _solve_log_or_lam
+
+    lam0 = starts(K, B)
+    ts = log_times(T_END, NUM_TIMES)
+    cfg = SolverConfig(rtol=RTOL, atol=ATOL)
+    field = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True)
+    loop = cyrk_solver(K, depth)
+    calls = {
+        "svflow.simulate (public), 161 saves": lambda: public(K, depth, lam0),
+        "svflow.simulate, end state only (num_times=2)": lambda: svflow.simulate(
+            K, depth, init=lam0, batch_dims="start", t_end=T_END, num_times=2, rtol=RTOL, atol=ATOL
+        ),
+        "svflow.simulate, store_s=True (the 0.2 dataset)": lambda: svflow.simulate(
+            K,
+            depth,
+            init=lam0,
+            batch_dims="start",
+            t_end=T_END,
+            num_times=NUM_TIMES,
+            rtol=RTOL,
+            atol=ATOL,
+            store_s=True,
+        ),  # fmt: skip
+        "engine in u = log(lambda) (new)": lambda: _solve_log_or_lam(field, lam0, ts, cfg, None, False),
+        "engine in lambda (0.2)": lambda: solve_batch(field, lam0, ts, cfg),
+        "CyRK nbsolve_ivp RK45 loop (numba)": lambda: cyrk_run(loop, lam0[:cyrk_n]),
+    }
+    per = {name: (B if "CyRK" not in name else cyrk_n) for name in calls}
+    for fn in calls.values():
+        fn()  # compile (XLA, numba)
+    times = {name: [] for name in calls}
+    kids = {"new": [], "old": []}
+    loads = []
+    with tempfile.TemporaryDirectory() as d_new, tempfile.TemporaryDirectory() as d_old:
+        child25(C.ROOT, K, depth, B, d_new)  # fill the caches
+        if old_src:
+            child25(old_src, K, depth, B, d_old)
+        for _ in range(rounds):
+            loads.append(os.getloadavg()[0])
+            for name, fn in calls.items():
+                tic = time.process_time()
+                fn()
+                times[name].append((time.process_time() - tic) / per[name])
+            kids["new"].append(child25(C.ROOT, K, depth, B, d_new))
+            if old_src:
+                kids["old"].append(child25(old_src, K, depth, B, d_old))
+    ds = public(K, depth, lam0)
+    ref = dop853_reference(K, depth, lam0[:4])
+
+    def acc(final):
+        f = np.asarray(final)
+        return float(np.max(np.abs(f - ref) / np.abs(ref).max(axis=1, keepdims=True)))
+
+    load = float(np.mean(loads))
+    rows = []
+
+    def row(method, vals, note="", err=float("nan")):
+        vals = np.asarray(vals, float)
+        rows.append(
+            dict(K=K, depth=depth, starts=B, method=method, ms_per_traj=1e3 * float(np.median(vals)),
+                 ms_min=1e3 * float(vals.min()), ms_max=1e3 * float(vals.max()), err_vs_dop853=err,
+                 note=note, load=load)
+        )  # fmt: skip
+
+    steps_new = float(np.mean(ds["num_steps"]))
+    for name in calls:
+        note = f"{cyrk_n} starts" if "CyRK" in name else ""
+        err = acc(ds["lam"].values[:4, -1]) if name.startswith("svflow.simulate (public)") else float("nan")
+        if name.startswith("svflow.simulate (public)"):
+            note = f"{steps_new:.0f} steps/traj"
+        row(name, times[name], note, err)
+    row("svflow.simulate, fresh process, warm cache (new)", [k["first"] / B for k in kids["new"]])
+    if old_src:
+        ko = kids["old"]
+        row("svflow 0.2 simulate (public), warm, own process", [k["warm"] / B for k in ko],
+            f"{ko[0]['steps']:.0f} steps/traj", acc(ko[0]["final"]))  # fmt: skip
+        row("svflow 0.2 simulate, fresh process, warm cache", [k["first"] / B for k in ko])
+    if scipy_n:
+        tic = time.process_time()
+        scipy_loop(K, depth, lam0[:scipy_n])
+        row("scipy solve_ivp LSODA loop", [(time.process_time() - tic) / scipy_n], f"{scipy_n} starts")
+    if basin:
+        from svflow.studies import basin_map
+
+        eps, delta = np.geomspace(1e-3, 1e-1, 8), np.linspace(0.1, 0.8, 8)
+        basin_map(K, [depth], eps, delta, family="random")  # compile
+        tic = time.process_time()
+        bm = basin_map(K, [depth], eps, delta, family="random")
+        t_b = (time.process_time() - tic) / 64
+        row("studies.basin_map, random family, per start", [t_b],
+            f"64 starts, horizons tau = 100 (t = e^100) and on; {int((bm.outcome.values < 0).sum())} undecided")  # fmt: skip
+    return rows
+
+
+def main25(argv=None):
+    p = argparse.ArgumentParser(description="issue 25: old beside new in one run")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--old", default="", help="a folder holding an older svflow package (git archive)")
+    p.add_argument("--only", choices=["16", "1024"], default=None)
+    a = p.parse_args(argv)
+    rows = []
+    if a.only in (None, "16"):
+        rows += issue25_case(16, 5, 1000, a.rounds, 1000, 20, a.old, True)
+    if a.only in (None, "1024"):
+        rows += issue25_case(1024, 3, 64, max(1, a.rounds - 1), 4, 0, a.old, False)
+    print(C.table(rows, "issue 25: public batch path, old and new, one run (process CPU ms per trajectory)"))
+    C.write_results("batch_issue25" + ("" if a.only is None else f"_K{a.only}"), rows,
+                    attrs={"clock": "process CPU time"})  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    if "--issue25" in sys.argv:
+        main25([x for x in sys.argv[1:] if x != "--issue25"])
+    else:
+        main()

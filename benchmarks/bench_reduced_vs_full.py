@@ -28,6 +28,7 @@ Run: ``python benchmarks/bench_reduced_vs_full.py [--full]``.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import _common as C  # noqa: E402  (puts this checkout on sys.path)
@@ -49,6 +50,7 @@ def reference(start, times):
 
 
 def gd_run(model, start, eta, t_end, timed=False):
+    eta = t_end / math.ceil(t_end / eta)  # a whole number of steps to t_end
     if timed:  # compile at this eta first
         svflow.train(model, eta=eta, steps=1, num_times=2)
     w0, c0 = time.perf_counter(), time.process_time()

@@ -8,7 +8,7 @@ the late-phase criterion of svflow.outcome, integrated in double-log time)
 and print the basin width: the largest grid delta up to which every start
 reaches NC, and the NC fractions of the random family.
 
-    python scenarios/basins.py --quick [--out basins.nc]
+    python scenarios/basins.py --quick [--out basins.nc]   # writes basins_K4.nc, basins_K8.nc
     python scenarios/basins.py          # full grid
     python scenarios/basins.py --store stores/basins --scheduler tcp://127.0.0.1:8786
 
@@ -18,7 +18,9 @@ depth), the rest vmapped in chunks, to the first horizon (tau = log(1 + t) =
 100); the undecided starts are then continued through the later horizons
 (300, 1e3, 3e3, 1e4) in this process; one zarr store per (K, family) in the
 directory ``--store`` (default ``stores/basins[_quick]``), resumed by a re-run;
-``--scheduler`` sends the chunks to a dask cluster.
+``--scheduler`` sends the chunks to a dask cluster. ``--out PATH`` writes one
+netCDF dataset per K (``PATH`` with ``_K4``, ``_K8`` before the suffix: the
+mode dim has K entries); ``--dry-run`` prints each store's plan and progress.
 """
 
 from __future__ import annotations
@@ -133,6 +135,45 @@ def sweep_basin_map(
     return ds
 
 
+def describe_plan(classes: int, family: str, plan: dict) -> str:
+    """One store's plan (``svflow.sweep(..., dry_run=True)``) in words."""
+    state = "resumed" if plan["store_exists"] else "not yet created"
+    per_static = plan["cells"] // plan["static_settings"]
+    mode_outputs = sorted(n for n, o in plan["outputs"].items() if o["dims"])
+    return (
+        f"K = {classes}, {family} family: store {plan['store']} ({state})\n"
+        f"  {plan['cells']} starts ({plan['static_settings']} depths x {per_static}), "
+        f"{plan['cells_done']} done; chunks of {plan['chunk']}: {plan['chunks_done']} of "
+        f"{plan['chunks']} done, {plan['chunks_todo']} to compute\n"
+        f"  outputs per start: {', '.join(sorted(n for n in plan['outputs'] if n not in mode_outputs))}; "
+        f"per mode: {', '.join(mode_outputs)}"
+    )
+
+
+def _family_attrs(lag: xr.Dataset, rnd: xr.Dataset) -> dict:
+    """The attrs of both families' maps: shared ones once, the others prefixed ``lag_`` / ``random_``."""
+    skip = {"family", "family_definition", "leaders"}
+    out = {}
+    for k in dict.fromkeys([*lag.attrs, *rnd.attrs]):
+        if k in skip:
+            continue
+        a, b = lag.attrs.get(k), rnd.attrs.get(k)
+        if a is not None and b is not None and np.array_equal(np.asarray(a), np.asarray(b)):
+            out[k] = a
+        else:
+            if a is not None:
+                out[f"lag_{k}"] = a
+            if b is not None:
+                out[f"random_{k}"] = b
+    return out
+
+
+def out_paths(out, classes) -> dict:
+    """``--out PATH``: one file per K, ``PATH`` with ``_K<K>`` before its suffix."""
+    p = Path(out)
+    return {int(K): p.with_name(f"{p.stem}_K{int(K)}{p.suffix or '.nc'}") for K in classes}
+
+
 def run(
     quick: bool,
     classes=(4, 8),
@@ -141,7 +182,8 @@ def run(
     scheduler=None,
     chunk: int = 64,
     dry_run: bool = False,
-) -> xr.Dataset:
+) -> dict[int, xr.Dataset] | None:
+    """The basin study of each K: ``{K: dataset}`` (the mode dim has K entries), or None for a dry run."""
     depths = [1, 2, 3, 4, 5]
     if quick:
         eps, delta, rdelta, seeds = (
@@ -159,7 +201,7 @@ def run(
         )
     store = Path(store or Path("stores") / f"basins{'_quick' if quick else ''}")
     run_kw = dict(horizons=tuple(horizons), scheduler=scheduler, chunk=chunk, dry_run=dry_run)
-    out = []
+    out = {}
     for K in classes:
         tic = time.perf_counter()
         lag = sweep_basin_map(K, depths, eps, delta, family="lag", store=store / f"K{K}_lag.zarr", **run_kw)
@@ -167,7 +209,8 @@ def run(
             K, depths, eps, rdelta, family="random", seeds=seeds, store=store / f"K{K}_random.zarr", **run_kw
         )
         if dry_run:
-            print(f"K = {K}: lag {lag}\nK = {K}: random {rnd}")
+            print(describe_plan(K, "lag", lag))
+            print(describe_plan(K, "random", rnd))
             continue
         w = svflow.studies.basin_width(lag)
         ds = xr.Dataset(
@@ -183,24 +226,22 @@ def run(
                 "rank_random": rnd["rank"].rename(delta="spread"),
                 "nc_fraction_random": (rnd["outcome"] == NC).mean("seed").rename(delta="spread"),
             },
-            attrs={k: v for k, v in lag.attrs.items() if k not in ("family", "family_definition", "leaders")},
+            attrs=_family_attrs(lag, rnd),
         )
         ds.attrs["lag_family"] = lag.attrs["family_definition"]
         ds.attrs["random_family"] = rnd.attrs["family_definition"]
         ds.attrs["leaders"] = lag.attrs["leaders"]
-        out.append(ds.expand_dims(classes=[K]))
+        ds.attrs["title"] = "svflow scenario: NC basins of balanced spectral starts"
+        ds.attrs["quick"] = int(bool(quick))
+        out[int(K)] = ds
         print(f"K = {K}: {time.perf_counter() - tic:.1f} s")
-    if dry_run:
-        return None
-    res = xr.concat(out, dim="classes", combine_attrs="drop_conflicts")
-    res.attrs["title"] = "svflow scenario: NC basins of balanced spectral starts"
-    res.attrs["quick"] = bool(quick)
-    return res
+    return None if dry_run else out
 
 
 def report(ds: xr.Dataset) -> None:
-    for K in ds["classes"].values:
-        sub = ds.sel(classes=K)
+    """Print the basin widths and NC fractions of one K's dataset (from :func:`run`)."""
+    for K in [ds.attrs["classes"]]:
+        sub = ds
         print(f"\nK = {K}: basin width (largest lag delta with NC on the whole grid stretch; '<' = none)")
         print("  eps      " + "  ".join(f"N={d + 1:<5d}" for d in sub["depth"].values))
         for e in sub["eps"].values:
@@ -236,7 +277,11 @@ def main(argv=None) -> int:
         action="store_true",
         help="small grid (about a minute per K on 2 cores)",
     )
-    p.add_argument("--out", default=None, help="write the dataset here (netCDF)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write the datasets here (netCDF): one per K, PATH with _K4, _K8 before the suffix",
+    )
     p.add_argument("--classes", type=int, nargs="+", default=[4, 8])
     p.add_argument(
         "--horizons",
@@ -261,10 +306,11 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the plans and the stores' state")
     args = p.parse_args(argv)
     if args.out:  # fail now, not after the computation
-        try:
-            svflow.check_writable(args.out)
-        except OSError as e:
-            p.error(f"--out: {e}")
+        for path in out_paths(args.out, args.classes).values():
+            try:
+                svflow.check_writable(path)
+            except OSError as e:
+                p.error(f"--out: {e}")
     ds = run(
         args.quick,
         tuple(args.classes),
@@ -276,10 +322,12 @@ def main(argv=None) -> int:
     )
     if ds is None:
         return 0
-    report(ds)
-    if args.out:
-        svflow.save(ds, args.out)
-        print(f"wrote {args.out}")
+    paths = out_paths(args.out, ds) if args.out else {}
+    for K, sub in ds.items():
+        report(sub)
+        if args.out:
+            svflow.save(sub, paths[K])
+            print(f"wrote {paths[K]}")
     return 0
 
 

@@ -58,13 +58,31 @@ but only inside its own calls: every public function turns JAX's
 importing svflow changes no global JAX configuration.
 """
 
-from importlib.metadata import PackageNotFoundError as _PNF
-from importlib.metadata import version as _version
 
-try:
-    __version__ = _version("svflow")
-except _PNF:  # running from a source tree without installation
-    __version__ = "0+unknown"
+def _find_version() -> str:
+    """The version of this svflow: its checkout's pyproject.toml, else the installed metadata.
+
+    A source checkout (editable install, or on ``PYTHONPATH``) reads its own
+    ``pyproject.toml``, so the version never comes from another installed copy's
+    stale metadata; an installed wheel has no ``pyproject.toml`` beside it.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        if project.get("name") == "svflow" and "version" in project:
+            return str(project["version"])
+    try:
+        return version("svflow")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _find_version()
 
 # --- the reduced engine: starts, one run or a batch
 from ._groups import Group as Group
@@ -73,6 +91,7 @@ from ._groups import resolve_group as resolve_group
 from ._groups import spectral_basis as spectral_basis
 from ._integrate import IntegrationError as IntegrationError
 from ._integrate import log_times as log_times
+from ._simulate import factor_values as factor_values
 from ._simulate import simulate as simulate
 from ._start import Start as Start
 from ._start import spectral_init as spectral_init
@@ -94,6 +113,7 @@ from ._full.model import random_model as random_model
 from ._full.model import spectral_model as spectral_model
 from ._full.train import DivergenceError as DivergenceError
 from ._full.train import train as train
+from ._full.flow import flow as flow
 
 # --- outcomes, limits and codes
 from ._analysis.asymptotics import MaxMarginPoint as MaxMarginPoint
@@ -140,7 +160,9 @@ __all__ = [
     "code_table",
     "compare",
     "exact_rho",
+    "factor_values",
     "explicit",
+    "flow",
     "group_softmax_eigenvalues",
     "hadamard",
     "kkt_point",

@@ -50,6 +50,7 @@ from ._analysis.outcome import (
     Criterion,
     advance,
     check_horizons,
+    check_tolerances,
     decide,
     handoff_state,
     late_state,
@@ -94,7 +95,7 @@ def _check_family(family: str, classes: int, leaders, group=None) -> tuple[int, 
         raise ValueError(f"family must be one of {FAMILIES}; got {family!r}.")
     if leaders is None:
         return default_leaders(classes, group)
-    lead = tuple(sorted({int(i) for i in leaders}))
+    lead = tuple(sorted({check_int("leaders[]", i) for i in leaders}))
     if not lead or lead[0] < 1 or lead[-1] >= classes:
         raise ValueError(
             f"leaders must be Walsh mode indices in 1..K-1 = 1..{classes - 1} "
@@ -120,7 +121,7 @@ def basin_start(
     leaders: tuple[int, ...] | None = None,
     group: Group | None = None,
 ) -> Float[Array, " K"]:
-    r"""$\lambda(0)$ of one member of a basin family (module docstring); vmappable.
+    r"""$\lambda(0)$ of one member of a basin family (the ``family`` of :func:`basin_map`); vmappable.
 
     Over a group with conjugate pairs the sine mode copies its cosine partner."""
     lead = _check_family(family, classes, leaders, group)
@@ -446,13 +447,18 @@ def basin_map(
         delta: relative lags (``"lag"``) or spreads (``"random"``) in [0, 1),
             increasing.
         horizons: increasing horizons in tau = log(1 + t) (default 100, 300, 1e3, 3e3, 1e4:
-            t = e^100, ..., e^10000); the first is run by every start.
-        family: ``"lag"`` or ``"random"`` (module docstring).
+            t = e^100, ..., e^10000); the first is run by every start and decides
+            too (it is compared with a check at min(30, horizons[0] / 3), as a single
+            horizon of :func:`svflow.outcome` is).
+        family: ``"lag"`` (the $\log_2 K$ weight-one Walsh modes, or ``leaders``, start at
+            $\varepsilon$, every other mode at $\varepsilon(1-\delta)$) or ``"random"``
+            ($\lambda_i(0) = \varepsilon u_i$, $u_i \sim U[1-\delta, 1+\delta]$ from ``seed``);
+            documentation page *Basins of neural collapse* (``docs/scenarios/basins.md``).
         seeds: a sequence of integer seeds of the ``"random"`` family (a
             ``seed`` dim; ``range(3)`` for three seeds); unused for ``"lag"``.
         leaders: leading modes of the ``"lag"`` family (default 1, 2, 4, ...).
-        rtol, atol, max_steps, solver: diffrax settings of the exact runs.
-            Looser than :func:`svflow.simulate`'s (1e-5 vs 1e-8): a map runs
+        rtol, atol, max_steps, solver: diffrax settings of the exact runs
+            (rtol, atol at most 1e-3, as for :func:`svflow.outcome`). Looser than :func:`svflow.simulate`'s (1e-5 vs 1e-8): a map runs
             thousands of starts and only decides each outcome, which depends
             on the hand-off states only to O(log tau / tau) (module
             ``_CONFIG``: 1e-6 gives the same outcomes).
@@ -478,6 +484,7 @@ def basin_map(
     depths, eps, delta, lead, seeds, hz = _check_map_args(
         classes, depths, eps, delta, family, seeds, leaders, horizons, grp
     )
+    rtol, atol = check_tolerances(rtol, atol)
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     criterion = Criterion() if criterion is None else criterion
     if not isinstance(criterion, Criterion):
@@ -493,6 +500,8 @@ def basin_map(
 def _check_map_args(classes: int, depths, eps, delta, family: str, seeds, leaders, horizons, grp) -> tuple:
     """Checked ``(depths, eps, delta, leaders, seeds, horizons)`` of :func:`basin_map`."""
     depths = [check_depth(d) for d in np.atleast_1d(np.asarray(depths, dtype=object))]
+    if not depths:
+        raise ValueError("depths must hold at least one depth L >= 1 (e.g. [2] or [2, 3]); got none.")
     if len(set(depths)) != len(depths):
         raise ValueError(f"depths must be distinct; got {depths}.")
     eps = _grid("eps", eps, positive=True)

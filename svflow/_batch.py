@@ -39,7 +39,7 @@ supply its own field and grid.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import diffrax
@@ -499,11 +499,21 @@ def solve_batch(
     ``config``, exactly as :func:`svflow._integrate.solve` integrates one
     start. ``cost`` defaults to $-\log\|y_0\|$ (under cross-entropy small
     starts spend longer crossing their blow-up: more steps).
+
+    Every trajectory starts at t = 0; ``ts`` need not contain 0. The saved
+    states are those at ``ts`` exactly (``ys`` has ``len(ts)`` times): the
+    start is saved only when ``ts[0] == 0``.
     """
     ts = check_times(ts)
-    if ts[0] != 0.0:
-        raise ValueError(f"times must start at t = 0 (the start); got times[0] = {ts[0]!r}.")
-    return _solve_configured(log_time_field(field), y0s, np.log1p(ts), config, args, cost, lanes, max_bytes)
+    if ts[-1] == 0.0:
+        raise ValueError(
+            "times must hold a save time after t = 0 (every run starts at t = 0 and "
+            f"ends at times[-1]); got times = {ts.tolist()}."
+        )
+    lead = 1 if ts[0] > 0.0 else 0  # integrate from t = 0, then drop that save
+    grid = np.concatenate([[0.0], ts]) if lead else ts
+    sol = _solve_configured(log_time_field(field), y0s, np.log1p(grid), config, args, cost, lanes, max_bytes)
+    return replace(sol, ys=sol.ys[:, lead:]) if lead else sol
 
 
 def check_batch(sol: BatchSolution, config: SolverConfig, t_end: float, where: str = "") -> None:

@@ -226,7 +226,7 @@ def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
     data = {
         f"win_{k}" if k in ("size", "dmin", "rho", "gamma", "ties", "name") else k: (
             dims,
-            np.array(v) if k != "name" else np.array(v).astype(str),
+            np.array(v) if k != "name" else D.text(v),
         )
         for k, v in rows.items()
     }

@@ -6,7 +6,7 @@ Layout (dims ``time``, ``mode``, ``factor``, ``sv``):
 variable           dims                    meaning
 =================  ======================  ==========================================
 ``lam``            (time, mode)            logit eigenvalues in the Walsh frame
-``s``              (time, factor, mode)    factor singular values in the Walsh frame
+``s``              (time, factor, mode)    factor singular values (balanced: optional)
 ``sigma``          (time, sv)              singular values of the centred logits
 ``sigma_factor``   (time, factor, sv)      singular values of every factor (full)
 ``loss``           (time,)                 mean data loss
@@ -134,9 +134,10 @@ def _flatten(name: str, value, out: dict) -> None:
         elif items and all(
             isinstance(x, (numbers.Real, np.bool_)) and not isinstance(x, bool) for x in items
         ):
-            out[name] = np.asarray(items)
+            # one number is stored as a scalar: netCDF reads a 1-element array back as one
+            out[name] = np.asarray(items) if len(items) > 1 else items[0]
         elif items and all(isinstance(x, (bool, np.bool_)) for x in items):
-            out[name] = np.asarray(items, dtype=np.int64)
+            out[name] = np.asarray(items, dtype=np.int64) if len(items) > 1 else int(items[0])
         else:
             out[name + "_json"] = json.dumps(_jsonable(value), sort_keys=True)
     else:
@@ -148,8 +149,8 @@ def netcdf_attrs(attrs: dict) -> dict:
 
     Booleans become the integers 1/0, None the string ``"none"``, a dict
     ``{"a": 1}`` under ``name`` the attrs ``name_a = 1``, a list of numbers a
-    1-D numeric array (of length >= 2 it reads back as an array; of length 1
-    netCDF returns a scalar), a list of words one space-separated string, any
+    1-D numeric array (a list of one number that number: netCDF reads a
+    1-element array back as a scalar), a list of words one space-separated string, any
     other list a JSON string under ``<name>_json``; numpy scalars become Python
     numbers, an empty list the empty string and anything else its ``str``.
     Idempotent.
@@ -364,6 +365,11 @@ def save(ds: xr.Dataset, path) -> Path:
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"ds must be an xarray.Dataset; got {type(ds).__name__}.")
     path = check_writable(path)
+    if path.suffix.lower() == ".zarr":
+        raise ValueError(
+            f"svflow.save writes netCDF, but {str(path)!r} ends in .zarr: pass a .nc name, or "
+            "write a zarr store with ds.to_zarr(path) (open it with xarray.open_zarr)."
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -402,6 +408,9 @@ def save(ds: xr.Dataset, path) -> Path:
 def load(path) -> xr.Dataset:
     """Read a netCDF dataset (from :func:`save` or ``ds.to_netcdf``) into memory.
 
+    netCDF4 files (HDF5, what :func:`save` writes) are read with h5netcdf,
+    netCDF3 files (e.g. ``ds.to_netcdf(path, engine="scipy")``) with scipy.
+
     Attrs come back as written; files of svflow's older ``"json:..."`` attr
     encoding are decoded and converted to the current netCDF-safe attrs.
     """
@@ -420,8 +429,13 @@ def load(path) -> xr.Dataset:
         raise IsADirectoryError(f"{str(path)!r} is a directory, not a netCDF file.{hint}")
     if path.stat().st_size == 0:
         raise ValueError(f"{str(path)!r} is empty (0 bytes): not a netCDF dataset.")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # netCDF3 (classic b"CDF\x01", 64-bit offset b"CDF\x02"), e.g. from to_netcdf(engine="scipy"),
+    # is read with scipy; netCDF4/HDF5 with h5netcdf
+    engine = "scipy" if magic in (b"CDF\x01", b"CDF\x02") else "h5netcdf"
     try:
-        ds = xr.load_dataset(path, engine="h5netcdf")
+        ds = xr.load_dataset(path, engine=engine)
     except Exception as e:
         raise ValueError(
             f"cannot read {str(path)!r} as a netCDF dataset ({type(e).__name__}: {e}). "
@@ -430,4 +444,8 @@ def load(path) -> xr.Dataset:
     ds.attrs = netcdf_attrs(decode_attrs(ds.attrs))
     for name in ds.variables:
         ds[name].attrs = netcdf_attrs(decode_attrs(ds[name].attrs))
-    return ds
+    # text as Python strings, as svflow builds it (fixed-width <U strings warn in to_zarr)
+    text = {name: D.text(ds[name].values) for name in ds.variables if ds[name].dtype.kind in "US"}
+    return ds.assign_coords(
+        {k: (ds[k].dims, v, ds[k].attrs) for k, v in text.items() if k in ds.coords}
+    ).assign({k: (ds[k].dims, v, ds[k].attrs) for k, v in text.items() if k not in ds.coords})

@@ -34,3 +34,15 @@ TIME_ATTRS = {
     "units": "1",
     "description": "t = steps x step size (gradient flow of the mean-reduced loss)",
 }
+
+
+def text(values):
+    """Text labels for a dataset variable or coordinate: a numpy array of Python ``str`` (object dtype).
+
+    Variable-length strings: netCDF stores them as strings, and zarr format 3 has
+    a specified data type for them (numpy's fixed-width ``<U`` strings have none,
+    so every ``to_zarr`` of them warns ``UnstableSpecificationWarning``).
+    """
+    import numpy as np
+
+    return np.array([str(v) for v in np.asarray(values).ravel()], dtype=object).reshape(np.shape(values))

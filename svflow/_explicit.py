@@ -285,7 +285,8 @@ def srg_factors(r: int, depth: int) -> list[np.ndarray]:
 
     Running :func:`relu_forward` on them gives $Z = I_K$; the layers after
     $W_1 .. W_{L-2}$ carry $B$ (rank r), the layer after $W_{L-1}$ carries the
-    Kneser adjacency $A'$ (rank K). See the module docstring for $L = 2$.
+    Kneser adjacency $A'$ (rank K). $L = 2$ and the construction are described on
+    the documentation page *Explicit low-rank bias* (``docs/theory/explicit-bias.md``).
     """
     depth = _check_depth(depth, 2)
     m = srg_matrices(r)
@@ -346,7 +347,7 @@ def construction_rho(factors: Sequence) -> float:
 
 @computes
 def srg_rho(r: int, depth: int) -> float:
-    r"""Closed-form $\rho$ of the SRG construction (module docstring).
+    r"""Closed-form $\rho$ of the SRG construction (documentation page *Explicit low-rank bias*).
 
     $L \ge 3$: $\rho^{L+1} = \|B\|_*^2 r^{L-2}\|A'^{-1}\|_F^2/(4K^L)$;
     $L = 2$: $\rho^3 = \|J - B^\top B\|_*^2\|A'^{-1}\|_F^2/K^3$.

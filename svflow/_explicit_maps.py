@@ -113,7 +113,7 @@ def explicit_phase_map(
                 out[name][i, j] = value
     dims = (D.CLASSES, D.DEPTH)
     variables = {
-        name: (dims, out[name].astype(str) if out[name].dtype == object else out[name], vattrs)
+        name: (dims, D.text(out[name]) if out[name].dtype == object else out[name], vattrs)
         for name, vattrs in _EXPLICIT_MAP_ATTRS.items()
     }
     rho = np.array([[srg_rho(int(r), int(L)) for L in Ls] for r in radii])

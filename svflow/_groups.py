@@ -55,6 +55,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from . import _walsh
 from ._checks import check_int
+from ._dims import text as _text
 from ._precision import computes
 
 __all__ = [
@@ -164,7 +165,7 @@ class Group:
             ),
             "frequency": (
                 "mode",
-                self.frequency.astype(str),
+                _text(self.frequency),
                 {"long_name": f"character (frequency) of the mode, group {self.label}"},
             ),
             "pair": (
@@ -174,7 +175,7 @@ class Group:
             ),
             "part": (
                 "mode",
-                self.mode_part.astype(str),
+                _text(self.mode_part),
                 {"long_name": "real character, or cos / sin member of a pair"},
             ),
         }
@@ -318,7 +319,10 @@ def _group_of(group, K: int) -> Group:
 
 
 def spectral_basis(classes: int, group=None) -> Float[np.ndarray, "K K"]:
-    r"""The (K, K) orthonormal real character basis U of the group (module docstring).
+    r"""The (K, K) orthonormal real character basis U of a finite abelian group of order K.
+
+    The basis, its mode order and pairs are derived on the documentation page
+    *Spectral starts* (``docs/theory/spectral.md``, "Beyond K = 2^m").
 
     Column j is dataset mode j. Row x is class x (group element x). For
     ``"walsh"`` it is Sylvester's Hadamard matrix over $\sqrt K$. Every

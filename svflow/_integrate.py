@@ -104,7 +104,7 @@ _SOLVERS = {
 
 @computes
 def log_times(t_end: float, num: int = 161, t_first: float | None = None) -> np.ndarray:
-    """Save grid: 0 followed by ``num - 1`` log-spaced times up to ``t_end``.
+    """Save grid: 0 followed by ``num - 1`` log-spaced times up to ``t_end`` (``num = 2``: [0, t_end]).
 
     ``t_first`` defaults to min(0.1, t_end / 1e3) and must lie in (0, t_end].
     """
@@ -113,6 +113,8 @@ def log_times(t_end: float, num: int = 161, t_first: float | None = None) -> np.
     if t_first is None:
         t_first = min(0.1, t_end / 1e3)
     t_first = check_float("t_first", t_first, minimum=0.0, strict_min=True, maximum=t_end)
+    if num == 2:  # np.logspace(a, b, 1) is [10**a]: the one save after 0 is t_end itself
+        return np.array([0.0, t_end])
     return np.concatenate([[0.0], np.logspace(np.log10(t_first), np.log10(t_end), num - 1)])
 
 

@@ -97,7 +97,15 @@ def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     largest (default: the square of the rank threshold, so the class-mean
     directions counted by the numerical rank are the ones inverted)."""
     classes = check_int("classes", classes, minimum=1)
-    X = np.asarray(X, dtype=float)
+    try:
+        X = np.asarray(X, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"X must be a real matrix (d, K n) of representations; got {X!r:.80}.") from e
+    if X.ndim != 2 or X.shape[1] == 0 or X.shape[1] % classes:
+        raise ValueError(
+            f"X must be a matrix (d, K n) of representations, columns class-major, with a number of "
+            f"columns divisible by classes = {classes}; got shape {X.shape}."
+        )
     n = X.shape[1] // classes
     Xc = X.reshape(X.shape[0], classes, n)
     mu = Xc.mean(axis=-1)
@@ -183,8 +191,10 @@ def ldufm_gd_batch(
 ):
     r"""Full-batch GD on the L-DUFM from every (init scale, seed) start, vmapped.
 
-    $F_j \leftarrow F_j - \eta\nabla_{F_j}\mathcal L$ with the objective of the
-    module docstring (mean squared loss, weight decay ``lam`` on every factor),
+    $F_j \leftarrow F_j - \eta\nabla_{F_j}\mathcal L$ with the L-DUFM objective
+    $\mathcal L = \frac{1}{2Kn}\|Z - Y\|_F^2 + \frac{\lambda}{2}\sum_j\|F_j\|_F^2$
+    ($Z$ the output of :func:`relu_forward`; mean squared loss, weight decay ``lam``
+    on every factor; documentation page *Explicit low-rank bias*),
     ``steps`` steps (time t = steps x ``eta``). The starts are exactly those of
     :func:`svflow.random_model` (``key=seed``, ``scale``), so each run is the
     run :func:`svflow.train` makes from that start. Returns ``(factors,

@@ -1,35 +1,12 @@
 r"""``svflow.simulate``: the reduced singular-value ODE as an xarray dataset.
 
-**Starts.** A start is $H = V_1\operatorname{diag}(s_0)U^\top$, ...,
-$W_L = U\operatorname{diag}(s_L)V_L^\top$ in the real character basis U of a
-finite abelian group of order K (:func:`svflow.spectral_basis`):
-Walsh-Hadamard ($(\mathbb Z_2)^m$), cyclic ($\mathbb Z_K$) or a product of
-cyclic groups. Under cross-entropy the two modes of a pair must start equal.
-
-**Many starts.** ``init`` may hold a batch of starts: an array whose leading
-dims are named by ``batch_dims`` (e.g. shape (B, K) with
-``batch_dims="start"``), an ``xarray.DataArray`` with a ``mode`` dim (and a
-``factor`` dim for s(0)) whose other dims are batch dims (their coords are
-kept), or a list of :class:`Start`. All starts run through one compiled
-refill loop (:func:`svflow._batch.solve_many`: finished trajectories hand
-their lane to the next start); each trajectory is integrated exactly as it
-would be alone (up to the last bits). The batch dims lead every variable of
-the dataset. All starts of a batch are balanced, or all are not.
-
-**Horizons.** ``t_end`` reaches 1e8 and beyond. Its default is 1e8 without
-weight decay; with $wd > 0$ the flow settles to a stationary point by
-$t \sim 10/wd$ (the decay term alone relaxes at rate $N\,wd$) and an
-explicit solver turns stiff after that, so the default is $\min(10^8, 100/wd)$.
-``log_t_end`` reaches any horizon: the run goes to $\tau = \log(1 + t)$ =
-``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the log-domain
-field (:mod:`svflow._logtime`; cross-entropy without weight decay only),
-saving ``num_times`` times log-spaced in $\tau$. The dataset then has the
-coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is inf beyond
-t ~ 1e308.
+The dataset layout of both engines is in the README ("Dataset layout");
+starts, batches and horizons are described in :func:`simulate`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time as _time
 
 import equinox as eqx
@@ -43,7 +20,7 @@ from . import _dims as D
 from ._batch import check_batch, solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
-from ._groups import Group, check_pairs
+from ._groups import Group, check_pairs, group_one_minus_mu
 from ._integrate import (
     IntegrationError,
     SolverConfig,
@@ -56,16 +33,20 @@ from ._logtime import CETauField
 from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._precision import computes
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
-from ._start import Start, as_start, check_depth, start_group
+from ._start import Start, as_start, check_depth, check_growing, init_array, start_group
 from ._walsh import walsh_transform
 
-__all__ = ["simulate", "default_t_end", "ReducedField", "reduced_outputs"]
+__all__ = ["simulate", "default_t_end", "factor_values", "ReducedField", "reduced_outputs"]
 
 
 class ReducedField(eqx.Module):
     r"""Vector field of the reduced ODE, ``field(t, y, args)``.
 
     ``balanced=True``: y is $\lambda$ (K,); otherwise y is $s$ (N, K).
+    ``variable="log"`` (balanced cross-entropy, every $\lambda_i > 0$ for
+    $i \ge 1$): y is $u = \log\lambda$ (K,) with entry 0 a placeholder
+    ($\lambda_0 = 0$ under cross-entropy) and the law
+    $\dot u_i = (N/K)(1-\mu_i)e^{(1-2/N)u_i} - N\,wd$ ($\dot u_0 = 0$).
     ``weight_decay`` is an array leaf, so a sweep over it compiles once.
     """
 
@@ -75,10 +56,13 @@ class ReducedField(eqx.Module):
     balanced: bool = eqx.field(static=True)
     method: str = eqx.field(static=True, default="auto")
     group: Group | None = eqx.field(static=True, default=None)
+    variable: str = eqx.field(static=True, default="lam")
 
     def __call__(self, t, y, args=None):
         K = y.shape[-1]
         walsh = self.group.name == "walsh" if self.group is not None else K & (K - 1) == 0
+        if self.variable == "log":
+            return _rhs_ce_log(y, self.weight_decay, self.factors, self.method, None if walsh else self.group)
         if self.balanced and self.loss == "ce" and walsh:
             return _rhs_ce_balanced(y, self.weight_decay, self.factors, self.method)
         if self.balanced:
@@ -86,25 +70,50 @@ class ReducedField(eqx.Module):
         return rhs_factors(t, y, self.loss, self.weight_decay, self.method, self.group)
 
 
-def _rhs_ce_balanced(lam, weight_decay, factors: int, method: str = "auto"):
-    r"""Balanced cross-entropy law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
+def _ce_one_minus_mu(lam, method: str = "auto"):
+    r"""$1 - \mu$ of the Walsh frame with one exponential per mode (entry 0 is 0).
 
-    The same law as :func:`svflow._reduced.rhs_balanced` with one exponential
-    per mode (this is the inner loop of every batch): with $f = H\lambda$ and
-    $z_k = (f_k - f_0)/K = -m_k$ ($z_0 = 0$), the softmax $p = e^{z}/\sum e^{z}$
-    gives the off-target probabilities $p_k$, $k \ne 0$, directly, and
-    $1 - \mu = \sum_{k\ne0}p_k - H p'$ ($p'_0 = 0$) without the cancellation
-    of $1 - p_0$. ``method`` picks the Walsh transform (as in
-    :func:`svflow.walsh_transform`).
+    With $f = H\lambda$ and $z_k = (f_k - f_0)/K = -m_k$ ($z_0 = 0$), the
+    softmax $p = e^{z}/\sum e^{z}$ gives the off-target probabilities $p_k$,
+    $k \ne 0$, directly, and $1 - \mu = \sum_{k\ne0}p_k - H p'$ ($p'_0 = 0$)
+    without the cancellation of $1 - p_0$. ``method`` picks the Walsh
+    transform (as in :func:`svflow.walsh_transform`).
     """
     K = lam.shape[-1]
     f = walsh_transform(lam, method=method)
     z = (f - f[..., :1]) / K
     e = jnp.exp(z - jnp.max(z, axis=-1, keepdims=True))
     p = (e / jnp.sum(e, axis=-1, keepdims=True)).at[..., 0].set(0.0)
-    omm = (jnp.sum(p, axis=-1, keepdims=True) - walsh_transform(p, method=method)).at[..., 0].set(0.0)
+    return (jnp.sum(p, axis=-1, keepdims=True) - walsh_transform(p, method=method)).at[..., 0].set(0.0)
+
+
+def _rhs_ce_balanced(lam, weight_decay, factors: int, method: str = "auto"):
+    r"""Balanced cross-entropy law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
+
+    The same law as :func:`svflow._reduced.rhs_balanced` with one exponential
+    per mode (:func:`_ce_one_minus_mu`; this is the inner loop of every batch).
+    """
+    K = lam.shape[-1]
     N = factors
-    return (N / K) * omm * jnp.abs(lam) ** (2.0 - 2.0 / N) - N * weight_decay * lam
+    return (N / K) * _ce_one_minus_mu(lam, method) * jnp.abs(lam) ** (2.0 - 2.0 / N) - N * weight_decay * lam
+
+
+def _rhs_ce_log(u, weight_decay, factors: int, method: str = "auto", group=None):
+    r"""The balanced cross-entropy law in $u = \log\lambda$ (every $\lambda_i > 0$, $i \ge 1$).
+
+    $\dot u_i = \dot\lambda_i/\lambda_i = (N/K)(1-\mu_i)e^{(1-2/N)u_i} - N\,wd$
+    with one exponential per mode: $s = e^{u/N}$ (the balanced factor value),
+    $\lambda = s^N$ and $e^{(1-2/N)u} = s^{N-2}$ by integer powers, no pow.
+    Entry 0 is a placeholder: $\lambda_0 = 0$ and $\dot u_0 = 0$. ``group``:
+    None for the Walsh group, else the :class:`svflow.Group` of the frame.
+    """
+    K = u.shape[-1]
+    N = factors
+    s = jnp.exp(u / N)
+    mask = jnp.arange(K) != 0
+    lam = jnp.where(mask, s**N, 0.0)
+    omm = _ce_one_minus_mu(lam, method) if group is None else group_one_minus_mu(lam, group, method=method)
+    return jnp.where(mask, (N / K) * omm * s ** (N - 2) - N * weight_decay, 0.0)
 
 
 def reduced_outputs(
@@ -140,13 +149,30 @@ def _device_outputs(ys, balanced: bool, loss: str, weight_decay, group=None) -> 
     )
 
 
+def _balanced_s(lam: np.ndarray, factors: int) -> np.ndarray:
+    r"""Balanced factors $s_l = |\lambda|^{1/N}$, the sign of $\lambda$ on the last factor: (..., N, K)."""
+    mag = np.abs(lam) ** (1.0 / factors)
+    s = np.broadcast_to(mag[..., None, :], lam.shape[:-1] + (factors, lam.shape[-1])).copy()
+    s[..., -1, :] = np.where(lam < 0, -mag, mag)
+    return s
+
+
 def _outputs(
-    ys: np.ndarray, balanced: bool, factors: int, loss: str, weight_decay: float, rank_rtol: float, group=None
+    ys: np.ndarray,
+    balanced: bool,
+    factors: int,
+    loss: str,
+    weight_decay: float,
+    rank_rtol: float,
+    group=None,
+    store_s: bool = True,
 ) -> dict:
     """Every per-time quantity of :func:`reduced_outputs`, batched over (B, T, ...).
 
-    The elementwise parts run compiled; the sort behind ``sigma`` (slow in XLA on
-    CPU) and the broadcast of balanced factors run in numpy.
+    The elementwise parts run compiled; the one sort behind ``sigma`` (slow in
+    XLA on CPU) runs in numpy. Balanced runs build the factors ``s`` from
+    ``lam`` only when ``store_s`` (``s`` is None otherwise); unbalanced runs
+    always return their state ``s``.
     """
     dev = {
         k: (None if v is None else np.asarray(v))
@@ -154,16 +180,16 @@ def _outputs(
     }
     lam = dev["lam"]
     if balanced:
-        mag = np.abs(lam) ** (1.0 / factors)
-        s = np.repeat(mag[..., None, :], factors, axis=-2)
-        s[..., -1, :] *= np.where(lam < 0, -1.0, 1.0)
-        penalty = factors * np.sum(mag**2, axis=-1)
+        s = _balanced_s(lam, factors) if store_s else None
+        # sum_l ||s_l||^2 = N sum_i |lam_i|^(2/N)
+        penalty = factors * np.sum(np.abs(lam) ** (2.0 / factors), axis=-1) if weight_decay else 0.0
     else:
         s = np.asarray(ys)
         penalty = dev["penalty"]
     mags = np.abs(lam)
     mags[..., 0] = 0.0
-    sigma = -np.sort(-mags, axis=-1)
+    mags.sort(axis=-1)
+    sigma = mags[..., ::-1]
     top = sigma[..., :1]
     rank = np.sum((sigma > rank_rtol * top) & (sigma > RANK_ATOL), axis=-1)
     return dict(
@@ -174,6 +200,38 @@ def _outputs(
         objective=dev["loss"] + 0.5 * weight_decay * penalty,
         margin=dev["margin"],
         rank=rank,
+    )
+
+
+def factor_values(ds: xr.Dataset) -> xr.DataArray:
+    r"""The factor singular values $s$ (..., time, factor, mode) of a :func:`simulate` dataset.
+
+    Returns ``ds["s"]`` when the dataset holds it (unbalanced starts, or
+    ``store_s=True``); for a balanced run without it, the balanced factors
+    $s_{l,i} = |\lambda_i|^{1/N}$ for $l < N - 1$ and
+    $s_{N-1,i} = \operatorname{sign}(\lambda_i)|\lambda_i|^{1/N}$ (the sign
+    on the last factor, N = L + 1 factors, ``ds.attrs["factors"]``), exactly
+    what ``store_s=True`` stores.
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"ds must be an xarray.Dataset from svflow.simulate; got {type(ds).__name__}.")
+    if D.S in ds:
+        return ds[D.S]
+    if D.LAM not in ds or "factors" not in ds.attrs:
+        raise ValueError(
+            f"ds has no {D.S!r} variable and no {D.LAM!r} with a 'factors' attr: pass a dataset "
+            "from svflow.simulate."
+        )
+    N = int(ds.attrs["factors"])
+    lam = ds[D.LAM]
+    s = _balanced_s(lam.values, N)
+    dims = lam.dims[:-1] + (D.FACTOR, lam.dims[-1])
+    return xr.DataArray(
+        s,
+        dims=dims,
+        coords={**{k: v for k, v in lam.coords.items()}, D.FACTOR: np.arange(N)},
+        name=D.S,
+        attrs={"long_name": "factor singular value in the Walsh frame", "units": "1"},
     )
 
 
@@ -210,6 +268,7 @@ def _array_starts(
         )
     if loss == "ce":
         check_pairs(y0s, group, "init")
+    check_growing(lam, balanced, loss)
     return y0s, balanced
 
 
@@ -259,10 +318,7 @@ def _as_starts(init, classes: int, depth: int, loss: str, batch_dims, group: Gro
     dims = (batch_dims,) if isinstance(batch_dims, str) else tuple(batch_dims)
     if not dims or len(set(dims)) != len(dims) or not all(isinstance(d, str) for d in dims):
         raise ValueError(f"batch_dims must be distinct dim names (strings); got {batch_dims!r}.")
-    try:
-        arr = np.asarray(init, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"init must be an array of numbers; got {init!r}.") from e
+    arr = init_array(init)
     nb = len(dims)
     if arr.ndim < nb + 1 or 0 in arr.shape[:nb]:
         raise ValueError(
@@ -299,7 +355,81 @@ def _save_times(loss: str, weight_decay: float, t_end, times, num_times: int, lo
         return log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times), None, None
     if t_end is not None:
         raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
-    return check_times(times), None, None
+    ts = check_times(times)
+    if ts[-1] == 0.0:
+        raise ValueError(
+            "times must hold a save time after t = 0 (the run starts at t = 0 and ends at "
+            f"times[-1]); got times = {ts.tolist()}. Pass e.g. times=[0, 1, 10]."
+        )
+    return ts, None, None
+
+
+def _uses_log(field: ReducedField, y0s: np.ndarray) -> np.ndarray:
+    """Which starts run in u = log(lambda).
+
+    Balanced cross-entropy without weight decay with every lambda_i(0) > 0 (i >= 1).
+    """
+    plain = field.balanced and field.loss == "ce" and field.variable == "lam"
+    if not (plain and float(field.weight_decay) == 0.0):
+        return np.zeros(y0s.shape[0], bool)
+    return np.all(y0s[:, 1:] > 0, axis=1)
+
+
+def _solve_log_or_lam(field: ReducedField, y0s, ts, config: SolverConfig, lanes, progress: bool):
+    r"""``(ys in lambda, num_steps)``: starts with every $\lambda_i(0) > 0$ ($i \ge 1$) in $u = \log\lambda$.
+
+    Under the balanced cross-entropy law the sign of every $\lambda_i$ is
+    conserved (the law is Lipschitz in $\lambda$ for N >= 2 and vanishes at
+    0, so no mode reaches or crosses 0 in finite time) and $\lambda_0 = 0$;
+    a start with some $\lambda_i(0) \le 0$, $i \ge 1$, runs in $\lambda$
+    itself (exact for zero and negative modes). Either way the queue order
+    uses $-\log\|\lambda(0)\|$.
+
+    **Tolerance in u.** An error $\delta$ of $u$ is a relative error $\delta$
+    of $\lambda$, so the controller holds the local error of $u_i$ below
+    $\mathrm{rtol} + \mathrm{atol}\,|u_i|$: ``rtol`` is the local relative
+    error of every $\lambda_i$, and ``atol`` (no mode reaches 0, so no
+    absolute floor is needed) only loosens it where $|\log\lambda_i|$ is
+    large; with the defaults (1e-8, 1e-10, $|u| \lesssim 20$) by at most 20 %. With
+    weight decay the runs stay in $\lambda$: there the steps are bound by
+    stiffness, not accuracy, and u at the same tolerance measured 5x less
+    accurate (benchmarks/RESULTS.md).
+    """
+    log = _uses_log(field, y0s)
+    cost = -np.log(np.linalg.norm(y0s.reshape(y0s.shape[0], -1), axis=1) + 1e-300)
+    t_end = float(ts[-1])
+    ys = np.empty((y0s.shape[0], len(ts)) + y0s.shape[1:])
+    num_steps = np.empty(y0s.shape[0], dtype=np.int64)
+    for use_log in (True, False):
+        sel = np.flatnonzero(log == use_log)
+        if sel.size == 0:
+            continue
+        f, y0 = field, y0s[sel]
+        cfg = config
+        if use_log:
+            f = dataclasses.replace(field, variable="log")
+            y0 = np.log(np.where(np.arange(y0.shape[1]) == 0, 1.0, y0))
+            cfg = dataclasses.replace(config, rtol=config.atol, atol=config.rtol)
+        if progress:
+            y, result, steps = solve(f, jnp.asarray(y0[0]), jnp.asarray(ts), None, cfg, True)
+            y = np.asarray(jax.block_until_ready(y))[None]
+            check_solution(y, result, steps, config, t_end)
+            steps = np.asarray([int(steps)])
+        else:
+            sol = solve_batch(f, y0, ts, cfg, lanes=lanes, cost=cost[sel])
+            check_batch(sol, config, t_end)
+            y, steps = sol.ys, sol.num_steps
+        if use_log:
+            with np.errstate(over="ignore"):
+                y = np.exp(y)
+            y[..., 0] = 0.0
+            if not np.all(np.isfinite(y)):
+                raise IntegrationError(
+                    f"lambda = exp(u) overflowed on the way to t = {t_end:g}: the run blew up. "
+                    "Use a smaller init scale or a shorter t_end."
+                )
+        ys[sel], num_steps[sel] = y, steps
+    return ys, num_steps
 
 
 def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, lanes, progress: bool):
@@ -321,15 +451,8 @@ def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, 
             )
             check_batch(sol, config, t_end, f"double-log run to tau = log(1 + t) = {taus[-1]:g}: ")
             ys, num_steps = sol.ys, sol.num_steps
-        elif progress:
-            ys, result, num_steps = solve(field, jnp.asarray(y0s[0]), jnp.asarray(ts), None, config, True)
-            ys = np.asarray(jax.block_until_ready(ys))[None]
-            check_solution(ys, result, num_steps, config, t_end)
-            num_steps = np.asarray([int(num_steps)])
         else:
-            sol = solve_batch(field, y0s, ts, config, lanes=lanes)
-            check_batch(sol, config, t_end)
-            ys, num_steps = sol.ys, sol.num_steps
+            ys, num_steps = _solve_log_or_lam(field, y0s, ts, config, lanes, progress)
     except IntegrationError as e:
         if weight_decay > 0 and t_end > default_t_end(weight_decay):
             raise IntegrationError(
@@ -346,7 +469,8 @@ def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, 
 def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coords, batch) -> xr.Dataset:
     """The dataset of :func:`simulate`: one start, or the batch dims leading every variable."""
     grp, config, N, weight_decay = run["group"], run["config"], run["depth"] + 1, float(run["weight_decay"])
-    out = _outputs(ys, run["balanced"], N, run["loss"], weight_decay, run["rank_rtol"], grp)
+    out = _outputs(ys, run["balanced"], N, run["loss"], weight_decay, run["rank_rtol"], grp, run["store_s"])
+    out = {k: v for k, v in out.items() if v is not None}
     attrs = {
         "title": "svflow reduced singular-value ODE",
         "engine": "reduced",
@@ -360,6 +484,8 @@ def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coo
         "init": run["init"],
         "group": grp.label,
         "balanced_path": bool(run["balanced"]),
+        "store_s": bool(run["store_s"]),
+        "log_variable_starts": int(run["log_starts"]),
         "rank_rtol": float(run["rank_rtol"]),
         **config.as_attrs(),
         "num_steps": int(np.sum(num_steps)),
@@ -409,6 +535,7 @@ def simulate(
     lanes: int | None = None,
     group=None,
     log_t_end: float | None = None,
+    store_s: bool | None = None,
 ) -> xr.Dataset:
     r"""Integrate the reduced singular-value ODE from one or many spectral starts.
 
@@ -421,8 +548,34 @@ def simulate(
     $G_i = (\mu_i - 1)/K$ (cross-entropy; $\mu_i$ the eigenvalues of the column
     softmax in the frame U) or $(\lambda_i - 1)/K$ (squared loss, Y = I);
     balanced starts follow $\dot\lambda_i = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
-    t = steps x step size; the solver runs in $\tau = \log(1 + t)$. Batches of
-    starts, horizons and log time are described in :mod:`svflow._simulate`.
+    t = steps x step size; the solver runs in $\tau = \log(1 + t)$.
+
+    **Starts.** A start is $H = V_1\operatorname{diag}(s_0)U^\top$, ...,
+    $W_L = U\operatorname{diag}(s_L)V_L^\top$ in the real character basis U of a
+    finite abelian group of order K (:func:`svflow.spectral_basis`):
+    Walsh-Hadamard ($(\mathbb Z_2)^m$), cyclic ($\mathbb Z_K$) or a product of
+    cyclic groups. Under cross-entropy the two modes of a pair must start equal.
+
+    **Many starts.** ``init`` may hold a batch of starts: an array whose leading
+    dims are named by ``batch_dims`` (e.g. shape (B, K) with
+    ``batch_dims="start"``), an ``xarray.DataArray`` with a ``mode`` dim (and a
+    ``factor`` dim for s(0)) whose other dims are batch dims (their coords are
+    kept), or a list of :class:`Start`. All starts run through one compiled
+    refill loop (finished trajectories hand their lane to the next start);
+    each trajectory is integrated exactly as it would be alone (up to the last
+    bits). The batch dims lead every variable of the dataset. All starts of a
+    batch are balanced, or all are not.
+
+    **Horizons.** ``t_end`` reaches 1e8 and beyond. Its default is 1e8 without
+    weight decay; with $wd > 0$ the flow settles to a stationary point by
+    $t \sim 10/wd$ (the decay term alone relaxes at rate $N\,wd$) and an
+    explicit solver turns stiff after that, so the default is $\min(10^8, 100/wd)$.
+    ``log_t_end`` reaches any horizon: the run goes to $\tau = \log(1 + t)$ =
+    ``log_t_end`` (e.g. 1e4, t = e^10000) in double-log time with the log-domain
+    field (cross-entropy without weight decay only),
+    saving ``num_times`` times log-spaced in $\tau$. The dataset then has the
+    coordinate ``log_t`` ($\tau$) along ``time``; ``time`` itself is inf beyond
+    t ~ 1e308.
 
     Args:
         classes, depth: K >= 2 and L >= 1.
@@ -430,8 +583,22 @@ def simulate(
             cross-entropy), $s(0)$ (N, K), a :class:`Start`, or a batch of these.
         loss: ``"ce"`` or ``"squared"``; weight_decay: $wd \ge 0$ on every factor.
         t_end, times, num_times: final time (default $\min(10^8, 100/wd)$), or
-            explicit increasing save times from 0; else ``num_times`` log-spaced times.
+            explicit increasing save times $\ge 0$; else ``num_times`` times (0,
+            then log-spaced). Every run starts at t = 0; the dataset holds exactly
+            the save times, so the start is in it only when ``times[0] == 0``.
+            ``num_times=2`` keeps only the start and the end state (what basin
+            maps and outcomes need): the solver takes the same steps as with
+            161 saves, so the end state is the same, and no dense output in
+            between is computed or stored.
         rtol, atol, max_steps, solver: diffrax settings (PID controller).
+            Balanced cross-entropy starts without weight decay whose modes
+            $i \ge 1$ all start positive integrate $u = \log\lambda$
+            (one exponential per mode, no power; the sign of each mode is
+            conserved); there the local error of $u_i$ (the *relative*
+            error of $\lambda_i$) is held below
+            $\mathrm{rtol} + \mathrm{atol}\,|u_i|$. Other starts integrate $\lambda$ or $s$ with the usual
+            $\mathrm{atol} + \mathrm{rtol}\,|y|$. Attr ``log_variable_starts``
+            counts the starts run in $u$.
         progress: a progress bar in log(1 + t) (single start only).
         rank_rtol: threshold of the numerical rank.
         batch_dims: names of the leading batch dims of an array ``init``.
@@ -440,10 +607,16 @@ def simulate(
             group of a :class:`Start`, else Walsh for K = 2^m, cyclic otherwise).
         log_t_end: integrate to $\tau = \log(1 + t)$ = ``log_t_end`` in double-log
             time (cross-entropy without weight decay; overrides ``t_end``/``times``).
+        store_s: store the factor values ``s`` (time, factor, mode). Default
+            (None): only for unbalanced starts (s(0) given; there ``s`` is the
+            integrated state). A balanced run's factors are determined by
+            ``lam`` ($|s_{l,i}| = |\lambda_i|^{1/N}$, the sign on the last
+            factor): pass ``store_s=True`` to store them too (N times the size
+            of ``lam``), or get them afterwards with :func:`svflow.factor_values`.
 
     Returns:
         An ``xarray.Dataset`` with dims ``time``, ``mode``, ``factor``, ``sv``
-        (:mod:`svflow._dataset`; ``mode`` has the group's ``frequency``,
+        (the common layout of both engines; ``mode`` has the group's ``frequency``,
         ``pair`` and ``part`` coordinates), preceded by any batch dims (then
         ``num_steps`` is a variable over them); attrs: every parameter and provenance.
 
@@ -460,10 +633,19 @@ def simulate(
     ts, taus, log_t_end = _save_times(loss, weight_decay, t_end, times, num_times, log_t_end)
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     y0s, balanced, description, dims, coords, batch = _as_starts(init, classes, depth, loss, batch_dims, grp)
+    if store_s is not None and not isinstance(store_s, (bool, np.bool_)):
+        raise TypeError(f"store_s must be True, False or None; got {store_s!r}.")
+    if store_s is False and not balanced:
+        raise ValueError(
+            "store_s=False drops the factors of a balanced run; an unbalanced start (s(0) given) "
+            "integrates s itself, which is always stored. Pass store_s=None or True."
+        )
     if progress and dims:
         raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
     field = ReducedField(jnp.asarray(weight_decay, float), loss, depth + 1, balanced, group=grp)
     ys, num_steps, wall = _integrate_starts(field, y0s, ts, taus, config, lanes, progress)
     run = dict(classes=classes, depth=depth, loss=loss, weight_decay=weight_decay, init=description)
     run.update(balanced=balanced, rank_rtol=rank_rtol, group=grp, config=config, log_t_end=log_t_end)
+    run.update(store_s=(not balanced) if store_s is None else store_s)
+    run.update(log_starts=0 if taus is not None else int(np.sum(_uses_log(field, y0s))))
     return _simulate_dataset(ys, num_steps, wall, ts, taus, run, dims, coords, batch)

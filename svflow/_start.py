@@ -23,7 +23,16 @@ from ._groups import Group, check_pairs, resolve_group, tie_pairs
 from ._precision import computes
 from ._reduced import check_loss
 
-__all__ = ["Start", "spectral_init", "balanced_factors", "as_start", "start_group", "check_depth"]
+__all__ = [
+    "Start",
+    "spectral_init",
+    "balanced_factors",
+    "as_start",
+    "init_array",
+    "start_group",
+    "check_depth",
+    "check_growing",
+]
 
 
 def check_depth(depth: int) -> int:
@@ -129,6 +138,12 @@ def start_group(init, classes: int, group) -> Group:
     Raises ``ValueError`` if ``group`` and the ``Start``'s group disagree.
     """
     own = init.group if isinstance(init, Start) else None
+    if isinstance(init, Start) and init.classes != classes:
+        raise ValueError(
+            f"init is a Start with K = {init.classes} classes (s(0) of shape {tuple(init.s0.shape)}) "
+            f"but classes={classes} was asked; pass classes={init.classes} or a start built for "
+            f"K = {classes} (e.g. svflow.spectral_init({classes}, depth))."
+        )
     if group is None:
         return resolve_group(own, classes)
     grp = resolve_group(group, classes)
@@ -139,6 +154,59 @@ def start_group(init, classes: int, group) -> Group:
             "leave group=None to use the Start's)."
         )
     return grp
+
+
+def init_array(init) -> np.ndarray:
+    """``init`` (lambda(0), s(0) or a rectangular batch of them) as a float array.
+
+    Raises ``TypeError`` for complex values and ``ValueError`` naming the
+    problem for ragged nesting or a list that mixes ``Start`` objects with arrays.
+    """
+    if isinstance(init, (list, tuple)) and any(isinstance(x, Start) for x in init):
+        kinds = sorted({"Start" if isinstance(x, Start) else type(x).__name__ for x in init})
+        raise ValueError(
+            f"init mixes Start objects with other items ({', '.join(kinds)}): pass a list of "
+            "Starts only (a batch), or one array of lambda(0) / s(0) values."
+        )
+    try:
+        arr = np.asarray(init)
+    except ValueError:
+        arr = None
+    if arr is None or arr.dtype == object:
+        lengths = [len(x) if hasattr(x, "__len__") else "number" for x in init]
+        raise ValueError(
+            f"init is ragged: its items have different lengths ({lengths}). A batch of starts is "
+            "one rectangular array of shape (B, K) (lambda(0)) or (B, N, K) (s(0)) with "
+            "batch_dims=..., or a list of Starts."
+        )
+    if np.iscomplexobj(arr):
+        raise TypeError("init must be real; got complex values (the imaginary part would be lost).")
+    try:
+        return np.asarray(arr, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"init must be an array of numbers or a Start; got {init!r}.") from e
+
+
+def check_growing(lam, balanced: bool, loss: str, name: str = "init") -> None:
+    r"""Refuse a balanced cross-entropy start with some $\lambda_i(0) < 0$ ($i \ge 1$).
+
+    Under cross-entropy $d\lambda_i/dt \propto |\lambda_i|^{2-2/N}(1 - \mu_i)$ with
+    $1 - \mu_i > 0$: a negative eigenvalue of a balanced start moves up to 0 and
+    stops there (it can never change sign), so such a start is no model of
+    training (its loss stays at log K where every mode is negative).
+    ``lam`` is (K,) or (B, K); mode 0 is ignored (it never changes the loss).
+    """
+    if loss != "ce" or not balanced:
+        return
+    lam = np.asarray(lam, dtype=float)
+    neg = np.flatnonzero(np.any(lam.reshape(-1, lam.shape[-1])[:, 1:] < 0, axis=0)) + 1
+    if neg.size:
+        raise ValueError(
+            f"{name}: balanced lambda(0) must be >= 0 for every mode i >= 1 under cross-entropy "
+            f"(a negative lambda_i shrinks to 0 and never grows); modes {neg[:8].tolist()} are "
+            "negative. Pass |lambda(0)| (svflow.spectral_init gives lambda_i(0) > 0), or "
+            "unbalanced factors s(0) if a sign change is meant."
+        )
 
 
 def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
@@ -158,12 +226,7 @@ def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
                 f"need s(0) of shape (N, K) = ({N}, {classes})."
             )
     else:
-        if np.iscomplexobj(init):
-            raise TypeError("init must be real; got complex values (the imaginary part would be lost).")
-        try:
-            arr = np.asarray(init, dtype=float)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"init must be an array of numbers or a Start; got {init!r}.") from e
+        arr = init_array(init)
         if arr.shape == (classes,):
             lam = arr.copy()
             if loss == "ce":
@@ -188,6 +251,7 @@ def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
         )
     if loss == "ce":
         check_pairs(start.s0, grp, "init")
+    check_growing(start.lam0, start.balanced, loss)
     if start.group != grp:
         start = Start(start.s0, balanced=start.balanced, description=start.description, group=grp)
     return start

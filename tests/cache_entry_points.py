@@ -63,6 +63,13 @@ def _train(weight_decay=0.0, scale=0.3, **kw):
     return svflow.train(model, **kw)
 
 
+def _flow(weight_decay=0.0, scale=0.3, **kw):
+    import svflow
+
+    model = svflow.random_model(4, depth=2, width=6, scale=scale, key=3, weight_decay=weight_decay)
+    return svflow.flow(model, **kw)
+
+
 def _sweep_cell(key, eps, depth, weight):
     import jax
     import jax.numpy as jnp
@@ -160,6 +167,22 @@ ENTRY_POINTS: dict[str, Entry] = {
         },
         skip={"steps": "the same as t_end / eta", "num_times": _SHAPE, "chunk_steps": _SCHED},
         fast=("weight_decay", "eta"),
+    ),
+    "flow": Entry(
+        call=_flow,
+        signature_of=_sig("flow"),
+        base=dict(t_end=50.0, num_times=3),
+        values={
+            "weight_decay": (1e-2, 1e-3),  # through random_model
+            "scale": (0.3, 0.5),  # through random_model
+            "t_end": (50.0, 20.0),
+            "log_t_end": (3.0, 5.0),
+            "rtol": (1e-8, 1e-6),
+            "atol": (1e-10, 1e-6),
+            "rank_rtol": (0.1, 0.9),
+        },
+        skip={"num_times": _SHAPE, "max_steps": _BUDGET, "lanes": _SCHED},
+        fast=("weight_decay",),
     ),
     "sweep": Entry(
         call=_sweep,

@@ -252,8 +252,11 @@ def test_plain_xarray_netcdf_round_trip(tmp_path):
 
 
 def test_committed_old_format_datasets_still_load():
-    """Datasets written with the earlier "json:..." attrs decode to the current attrs."""
-    ds = svflow.load(ROOT / "figures" / "data" / "repulsion.nc")
+    """Datasets written with the earlier "json:..." attrs decode to the current attrs.
+
+    ``tests/data/repulsion_0.1.nc`` is the repulsion figure's dataset as svflow 0.1 wrote it.
+    """
+    ds = svflow.load(ROOT / "tests" / "data" / "repulsion_0.1.nc")
     np.testing.assert_array_equal(ds.attrs["pair"], [1, 3])
     assert ds.attrs["jax_enable_x64"] == 1
     assert not any(isinstance(v, str) and v.startswith("json:") for v in ds.attrs.values())
@@ -474,3 +477,75 @@ def test_help_lists_the_functions_and_the_docstring_examples_run(tmp_path, monke
     code = "\n".join(code)
     exec(compile(code, "svflow.__doc__", "exec"), {})
     assert (tmp_path / "run.nc").exists() and (tmp_path / "demo.zarr").exists()
+
+
+# --- outcome and basin_map (issue 26)
+
+
+@pytest.fixture(scope="module")
+def lam8():
+    return np.asarray(svflow.spectral_init(8, 4, seed=0).lam0)
+
+
+def test_outcome_single_horizon_decides_like_several(lam8):
+    # a single horizon is preceded by the check horizon min(30, h / 3) (as in basin_map)
+    one = svflow.outcome(8, 4, init=lam8, horizons=(100.0,), kkt=False)
+    two = svflow.outcome(8, 4, init=lam8, horizons=(100.0 / 3, 100.0), kkt=False)
+    assert int(one["outcome"]) != -1
+    assert int(one["outcome"]) == int(two["outcome"])
+    np.testing.assert_array_equal(one["support"].values, two["support"].values)
+
+
+def test_outcome_raises_on_solver_failure_with_advice(lam8):
+    from svflow._integrate import IntegrationError
+
+    with pytest.raises(IntegrationError, match="max_steps"):
+        svflow.outcome(8, 4, init=lam8, max_steps=5)
+    with pytest.raises(IntegrationError, match="rescale|max_steps"):
+        svflow.outcome(8, 4, init=lam8 * 1e200)
+
+
+def test_failed_run_reports_the_horizon_reached_and_no_support(lam8):
+    from svflow._analysis.outcome import Criterion, _run_outcome
+    from svflow._groups import resolve_group
+    from svflow._integrate import SolverConfig
+
+    cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=5)
+    st, _ = _run_outcome(lam8[None], 4, True, (1e5, 1e6), cfg, Criterion(), resolve_group(None, 8), False)
+    assert st["solver_result"][0] != 0
+    assert st["tau"][0] == 0.0  # not the unreached 1e6
+    assert st["code"][0] == -1 and not st["support"].any()
+
+
+def test_outcome_refuses_tolerances_it_cannot_certify_with(lam8):
+    with pytest.raises(ValueError, match="too loose"):
+        svflow.outcome(8, 4, init=lam8, rtol=1.0)
+    with pytest.raises(ValueError, match="float64"):
+        svflow.outcome(8, 4, init=lam8, rtol=1e-20)
+    with pytest.raises(ValueError, match="too loose"):
+        svflow.studies.basin_map(4, [2], [0.1], [0.1], rtol=0.5)
+
+
+def test_negative_lambda_is_refused_by_outcome_and_simulate(lam8):
+    with pytest.raises(ValueError, match="never grows"):
+        svflow.outcome(8, 3, init=-lam8)
+    with pytest.raises(ValueError, match="never grows"):
+        svflow.simulate(8, 3, init=-lam8, t_end=10.0)
+    with pytest.raises(ValueError, match="never grows"):
+        svflow.outcome(8, 3, init=np.stack([lam8, -lam8]), batch_dims="start")
+
+
+def test_outcome_and_basin_map_argument_errors(lam8):
+    with pytest.raises(TypeError, match="batch_dims"):
+        svflow.outcome(8, 4, init=lam8[None], batch_dims=3)
+    with pytest.raises(ValueError, match="K = 8 classes"):
+        svflow.outcome(6, 4, init=svflow.spectral_init(8, 4))
+    with pytest.raises(TypeError, match="kkt must be True or False"):
+        svflow.outcome(8, 4, init=lam8, kkt="no")
+    with pytest.raises(ValueError, match="K <= 1024"):
+        svflow.outcome(2048, 2, init=np.ones(2048))
+    with pytest.raises(ValueError, match="at least one depth"):
+        svflow.studies.basin_map(4, [], [0.1], [0.1])
+    with pytest.raises(TypeError, match="leaders"):
+        svflow.studies.basin_map(4, [2], [0.1], [0.1], leaders=[1.5, 2])
+    assert "classes: K >= 2" in svflow.outcome.__doc__

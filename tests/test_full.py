@@ -24,7 +24,7 @@ def crosscheck():
     model = svflow.spectral_model(LAM0, depth=L, width=D, key=7, dtype=jnp.float64)
     fulls = {eta: svflow.train(model, eta=eta, t_end=T_END, num_times=31) for eta in (0.04, 0.02)}
     union = np.unique(np.concatenate([f.time.values for f in fulls.values()]))
-    reduced = svflow.simulate(K, L, init=LAM0, times=union, rtol=1e-10, atol=1e-12)
+    reduced = svflow.simulate(K, L, init=LAM0, times=union, rtol=1e-10, atol=1e-12, store_s=True)
     return {eta: (f, reduced.sel(time=f.time.values, method="nearest")) for eta, f in fulls.items()}
 
 

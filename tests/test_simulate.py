@@ -15,9 +15,10 @@ pytestmark = pytest.mark.scoped_x64
 def test_dataset_layout_and_derived_quantities():
     K, depth = 8, 2
     ds = svflow.simulate(K, depth, init=svflow.spectral_init(K, depth), t_end=1e3, num_times=21)
-    assert dict(ds.sizes) == {"time": 21, "mode": K, "factor": depth + 1, "sv": K}
+    assert dict(ds.sizes) == {"time": 21, "mode": K, "sv": K}
     assert ds.time.values[0] == 0 and math.isclose(ds.time.values[-1], 1e3)
-    np.testing.assert_allclose(ds.lam, ds.s.prod("factor"), rtol=1e-12)
+    assert "s" not in ds  # a balanced run stores lam; its factors on request
+    np.testing.assert_allclose(ds.lam, svflow.factor_values(ds).prod("factor"), rtol=1e-12)
     # margin/loss from a dense Z (independent of the Walsh closed forms)
     import scipy.linalg
     import scipy.special
@@ -103,3 +104,106 @@ def test_overflow_is_a_clear_error_not_nans():
         svflow.simulate(4, 1, init=np.full((2, 4), 1e150), loss="squared", t_end=10.0)
     with pytest.raises(ValueError, match="overflows"):
         svflow.simulate(4, 3, init=np.full((4, 4), 1e120), loss="squared", t_end=10.0)
+
+
+def test_balanced_factors_on_request_and_end_state_only():
+    K, depth = 8, 3
+    # start 0 has a negative and a zero mode (runs in lambda), start 1 is positive (runs in log lambda)
+    lam0 = np.array([[0, 0.02, -0.01, 0.05, 0.03, 0, 0.04, 0.01], [0, 0.1, 0.05, 0.02, 0.01, 0.03, 0.2, 0.1]])
+    kw = dict(init=lam0, batch_dims="start", t_end=1e5, num_times=41)
+    lean = svflow.simulate(K, depth, **kw)
+    full = svflow.simulate(K, depth, store_s=True, **kw)
+    assert "s" not in lean and full["s"].dims == ("start", "time", "factor", "mode")
+    for name in ("lam", "sigma", "loss", "objective", "margin", "rank"):
+        np.testing.assert_array_equal(lean[name].values, full[name].values)
+    xr_s = svflow.factor_values(lean)
+    np.testing.assert_array_equal(xr_s.values, full["s"].values)
+    # balanced factors: equal magnitudes, the sign of lambda on the last factor, product lambda
+    s = full["s"].values
+    np.testing.assert_allclose(np.abs(s), np.abs(s[:, :, :1]).repeat(depth + 1, axis=2), rtol=0)
+    np.testing.assert_allclose(np.prod(s, axis=2), full["lam"].values, rtol=1e-13, atol=1e-300)
+    # sigma and rank from the dense centred logits (an independent route)
+    U = np.asarray(svflow.spectral_basis(K))
+    Z = U @ np.diag(full["lam"].values[1, -1]) @ U.T
+    Zc = Z - Z.mean(axis=0, keepdims=True)
+    np.testing.assert_allclose(full["sigma"].values[1, -1], np.linalg.svd(Zc, compute_uv=False), atol=1e-12)
+    # end state only: the same steps, so the same final state as the 41-save run
+    end = svflow.simulate(K, depth, init=lam0, batch_dims="start", t_end=1e5, num_times=2)
+    np.testing.assert_array_equal(end.time.values, [0.0, 1e5])
+    np.testing.assert_array_equal(end["num_steps"].values, lean["num_steps"].values)
+    np.testing.assert_allclose(end["lam"].values[:, -1], lean["lam"].values[:, -1], rtol=1e-14, atol=1e-300)
+    # an unbalanced run integrates s itself: it is always stored
+    s0 = np.abs(lam0[1]) ** (1 / 4) * np.ones((depth + 1, 1))
+    assert "s" in svflow.simulate(K, depth, init=s0, t_end=1e3, num_times=3)
+    with pytest.raises(ValueError, match="store_s"):
+        svflow.simulate(K, depth, init=s0, t_end=1e3, num_times=3, store_s=False)
+    with pytest.raises(TypeError, match="store_s"):
+        svflow.simulate(K, depth, init=lam0[1], t_end=1e3, num_times=3, store_s="yes")
+
+
+def test_log_variable_run_against_lambda_run_and_dop853():
+    # balanced CE without weight decay runs in u = log(lambda); checked against the same law in
+    # lambda (svflow's engine) and against scipy's DOP853 at rtol 1e-12 on the law written here
+    import jax.numpy as jnp
+    from scipy.integrate import solve_ivp
+
+    from svflow._batch import solve_batch
+    from svflow._integrate import SolverConfig
+    from svflow._simulate import ReducedField
+
+    K, depth, t_end = 8, 3, 1e6
+    N = depth + 1
+    rng = np.random.default_rng(5)
+    lam0 = rng.uniform(0.005, 0.1, size=(3, K))
+    lam0[:, 0] = 0.0
+    lam0[2, 3] = 0.0  # a zero mode: this start runs in lambda and the mode stays exactly 0
+    lam0[2, 5] = -0.02  # a negative mode stays negative
+    ds = svflow.simulate(K, depth, init=lam0, batch_dims="start", t_end=t_end, num_times=5)
+    assert ds.attrs["log_variable_starts"] == 2
+    lam_run = solve_batch(
+        ReducedField(jnp.asarray(0.0), "ce", N, True),
+        lam0,
+        ds.time.values,
+        SolverConfig(rtol=1e-8, atol=1e-10),
+    )
+    H = np.array(svflow.hadamard(K), float)
+
+    def law(tau, lam):  # d lambda / d tau, tau = log(1 + t)
+        f = H @ lam
+        z = (f - f[0]) / K
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p[0] = 0.0
+        omm = p.sum() - H @ p
+        omm[0] = 0.0
+        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2 - 2 / N)
+
+    for b in range(3):
+        ref = solve_ivp(law, (0, np.log1p(t_end)), lam0[b], method="DOP853", rtol=1e-12, atol=1e-15).y[:, -1]
+        scale = np.abs(ref).max()
+        err_ds = np.abs(ds["lam"].values[b, -1] - ref).max() / scale
+        err_lam = np.abs(lam_run.ys[b, -1] - ref).max() / scale
+        assert err_ds < 1e-7 and err_lam < 1e-6, (b, err_ds, err_lam)
+    assert ds["lam"].values[2, -1, 3] == 0.0 and ds["lam"].values[2, -1, 5] < 0
+    np.testing.assert_array_equal(ds["lam"].values[2], lam_run.ys[2])  # the lambda start: the same run
+    np.testing.assert_array_equal(ds["lam"].values[:, :, 0], 0.0)
+
+
+def test_log_variable_field_is_the_balanced_law():
+    # u' = lambda'/lambda for the Walsh and a cyclic frame, with and without weight decay
+    import jax.numpy as jnp
+
+    from svflow._reduced import rhs_balanced
+    from svflow._simulate import ReducedField
+
+    rng = np.random.default_rng(2)
+    for K, group in ((8, "walsh"), (6, "cyclic")):
+        grp = svflow.resolve_group(group, K)
+        lam = rng.uniform(0.05, 3.0, size=K)
+        lam[0] = 0.0
+        for wd in (0.0, 0.03):
+            f = ReducedField(jnp.asarray(wd), "ce", 4, True, group=grp, variable="log")
+            du = np.asarray(f(0.0, jnp.asarray(np.log(np.where(np.arange(K) == 0, 1.0, lam)))))
+            dlam = np.asarray(rhs_balanced(0.0, jnp.asarray(lam), "ce", wd, 4, group=grp))
+            assert du[0] == 0.0
+            np.testing.assert_allclose(du[1:] * lam[1:], dlam[1:], rtol=1e-12, atol=1e-15)

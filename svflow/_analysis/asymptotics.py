@@ -272,7 +272,7 @@ def _code_table_vars(Ns, rows: list, dmax, count) -> dict:
         "gamma": per_n("gamma", "normalised margin (2/K) d/(N r)^(N/2)"),
         "ties": per_n("ties", "supports attaining the best gamma"),
         "runner_up_ratio": per_n("runner", "gamma of the best other length / winner's gamma"),
-        "name": ("factors", np.array([row["name"] for row in rows], dtype=object).astype(str)),
+        "name": ("factors", D.text([row["name"] for row in rows])),
         "example": (
             ("factors", D.MODE),
             np.array([row["example"] for row in rows]),

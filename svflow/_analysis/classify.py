@@ -199,7 +199,8 @@ def classify_trajectory(
     rule: OutcomeRule = OutcomeRule(),
     end=None,
 ) -> Outcome:
-    r"""Classify one trajectory $\lambda(t)$ (see the module docstring for the rule).
+    r"""Classify one trajectory $\lambda(t)$ (the rule: documentation page *Outcomes as t -> infinity*,
+    "Deciding an outcome from a finite run", ``docs/theory/outcomes.md``).
 
     Args:
         times: increasing save times (gradient-flow time, $t \ge 0$), shape (T,).

@@ -30,6 +30,7 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import minimize, nnls
 
+from .. import _dims as D
 from .._groups import Group, resolve_group
 
 __all__ = [
@@ -239,7 +240,7 @@ def group_code_table(classes: int, factors=range(2, 9), *, group=None, global_ch
             np.array(rows["runner"]),
             {"long_name": "gamma of the best non-tied support / winner's gamma"},
         ),
-        "name": ("factors", np.array(rows["name"], dtype=object).astype(str)),
+        "name": ("factors", D.text(rows["name"])),
         "example": (("factors", "mode"), np.array(rows["example"]), {"long_name": "a winning support"}),
     }
     if global_check is None:

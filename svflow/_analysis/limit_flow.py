@@ -129,6 +129,30 @@ def one_minus_cos(group: Group | None, K: int) -> np.ndarray:
     return np.asarray(_group_of(group, K)._tables["one_minus_cos"], dtype=float)
 
 
+def class_rows(group: Group | None, K: int) -> np.ndarray:
+    r"""One class of each set of classes with equal rows of $C$ (classes $x$ and $-x$:
+    $\cos\theta_k(-x) = \cos\theta_k(x)$), class 0 left out.
+
+    Their margins are equal for every $u$, so the complementarity problem has
+    only their summed weight as a variable; keeping both makes $G$ singular
+    (two equal rows), which the active-set solver cannot invert. Every
+    quantity the limit flow needs ($G\tilde e$, $C^\top\tilde e$) depends on
+    the weights through these sums only, so the problem is solved over the
+    representatives (one row each): exact, and $G$ loses its duplicated rows.
+    """
+    C = one_minus_cos(group, K)
+    keep: list[int] = []
+    for x in range(1, K):
+        if not any(np.allclose(C[x], C[y], rtol=0.0, atol=1e-12) for y in keep):
+            keep.append(x)
+    return np.asarray(keep, dtype=int)
+
+
+def _reduced_c(group: Group | None, K: int, dtype) -> Array:
+    """Rows :func:`class_rows` of $C$, shape (R, K)."""
+    return jnp.asarray(one_minus_cos(group, K)[class_rows(group, K)], dtype=dtype)
+
+
 def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int | None = None):
     r"""$\arg\min_{x \ge 0}\ \tfrac12 x^\top G x - \mathbf 1^\top x$ with $x = 0$ off ``active``.
 
@@ -201,10 +225,10 @@ class LimitField(eqx.Module):
     def __call__(self, s, u, args=None):
         K = u.shape[-1]
         N = self.factors
-        C = jnp.asarray(one_minus_cos(self.group, K), dtype=u.dtype)
+        C = _reduced_c(self.group, K, u.dtype)
         D = jnp.abs(u) ** (2.0 - 2.0 / N)
         m = u @ C.T / K
-        active = (jnp.arange(K) != 0) & (m <= 1.0 + ACTIVE_TOL)
+        active = m <= 1.0 + ACTIVE_TOL
         G = (N / K**2) * (C * D[None, :]) @ C.T
         e = qp_nonneg(G, active)
         du = (N / K) * D * (e @ C) - u
@@ -223,10 +247,20 @@ def handoff(lam: Float[Array, "... K"], group: Group | None = None) -> Float[Arr
 
 
 def limit_rates(u: Float[Array, " K"], factors: int, group: Group | None = None) -> Float[Array, " K"]:
-    r"""$\rho_j = 1 + (du_j/ds)/u_j$ (0 where $u_j = 0$, and for entry 0)."""
-    du = LimitField(factors, group)(0.0, u)
+    r"""$\rho_j = u'_j/u_j$, $u'$ one step of the limit map from $u$ (0 where $u_j = 0$, and for entry 0).
+
+    At a fixed point this is $1 + (du_j/ds)/u_j$ of the limit flow: 1 on the
+    support, $N u_j^{1-2/N}(C^\top\tilde e)_j/K$ off it (0 in the limit for
+    $N > 2$). ``u`` is first scaled to smallest margin 1 ($\rho$ is homogeneous
+    of degree $-1$). The rates are read from the map itself, with no active-set
+    threshold: a state whose margins sit $10^{-8}$ off 1 (a rounding error of
+    the complementarity solve) keeps the multipliers of its active classes
+    instead of losing them all (which read every mode as frozen).
+    """
+    u = handoff(u, group)
+    du = limit_step(u, factors, group)
     safe = jnp.where(u > 0, u, 1.0)
-    rho = jnp.where(u > 0, 1.0 + du / safe, 0.0)
+    rho = jnp.where(u > 0, du / safe, 0.0)
     return rho.at[..., 0].set(0.0)
 
 
@@ -240,10 +274,10 @@ def limit_step(u: Float[Array, " K"], factors: int, group: Group | None = None) 
     """
     K = u.shape[-1]
     N = factors
-    C = jnp.asarray(one_minus_cos(group, K), dtype=u.dtype)
+    C = _reduced_c(group, K, u.dtype)
     D = jnp.abs(u) ** (2.0 - 2.0 / N)
     G = (N / K**2) * (C * D[None, :]) @ C.T
-    e = qp_nonneg(G, jnp.arange(K) != 0)
+    e = qp_nonneg(G, jnp.ones(C.shape[0], bool))
     return ((N / K) * D * (e @ C)).at[..., 0].set(0.0)
 
 

@@ -102,6 +102,11 @@ NC = 0
 UNDECIDED = -1
 """Outcome code of a start not decided by the last horizon."""
 
+CONSTRAINT_TOL = 1e-6
+r"""Largest $|\min_x m_x(u) - 1|$ of a limit-map end state that :func:`decide` accepts
+(the map's margins are exactly $\ge 1$ with equality on the active classes; a
+state off this constraint had an inaccurate complementarity solve)."""
+
 DEFAULT_HORIZONS = (30.0, 1e2, 300.0, 1e3, 3e3, 1e4)
 r"""Horizons in $\tau = \log(1 + t)$ at which undecided starts are tested
 (t = e^30, ..., e^10000); each is reached only by the starts still undecided."""
@@ -109,13 +114,15 @@ r"""Horizons in $\tau = \log(1 + t)$ at which undecided starts are tested
 
 @dataclass(frozen=True)
 class Criterion:
-    r"""Tolerances of the decision (module docstring).
+    r"""Tolerances of the decision (documentation page *Certifying outcomes*).
+
+    The criterion is derived in ``docs/theory/certification.md``.
 
     Attributes:
         support_tol: $|\rho_i - 1|$ below which mode i grows with the largest one.
         frozen_rate: $\rho_i$ at or below which mode i is frozen (< 1 - support_tol).
         tie_break: relative size of the tie-breaking perturbation of the
-            hand-off state (module docstring: decisions are those of generic
+            hand-off state (decisions are those of generic
             starts; a fixed point with an unstable direction is left).
         late_mass: largest off-target softmax mass $1 - g(0)$ of a late state.
     """
@@ -183,9 +190,16 @@ def decide(u, factors: int, criterion: Criterion = Criterion(), group=None) -> d
     frozen = modes & (rho <= criterion.frozen_rate)
     moving = modes & ~support & ~frozen
 
-    decided = finite & (top > 0) & ~jnp.any(moving)
+    # the map's end state must sit on its margin constraint (smallest margin 1: the
+    # complementarity problem was solved), and the largest mode must be in the support
+    # (it grows with itself): otherwise the state is undecided, never "all frozen"
+    mmin = jnp.min(jnp.where(modes, group_margins(u, _group_of(group, K)), jnp.inf))
+    on_constraint = jnp.abs(mmin - 1.0) <= CONSTRAINT_TOL
+    lead = support[jnp.argmax(u)]
+    decided = finite & (top > 0) & ~jnp.any(moving) & on_constraint & lead
     r = jnp.sum(support)
-    code = jnp.where(decided, jnp.where(r == K - 1, NC, r), UNDECIDED)
+    code = jnp.where(decided & (r >= 1), jnp.where(r == K - 1, NC, r), UNDECIDED)
+    decided = decided & (r >= 1)
     return dict(
         code=code.astype(jnp.int32),
         decided=decided,
@@ -350,6 +364,7 @@ def resolve(
     config: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000),
     criterion: Criterion = Criterion(),
     group=None,
+    progress: bool = False,
 ) -> dict:
     r"""Continue a batch of starts through ``horizons`` until each is decided.
 
@@ -360,7 +375,9 @@ def resolve(
     a power of two); members with no earlier limit run (undecidable at their
     first horizon) run their first two horizons in one stage. Returns numpy arrays: ``y``, ``tau`` (horizon
     reached), ``solver_result`` (0 = success), ``num_steps`` (summed over
-    stages) and the fields of :func:`decide`.
+    stages) and the fields of :func:`decide`. A member whose integration fails
+    keeps the state and ``tau`` of the last horizon it reached. ``progress``: a
+    tqdm bar over the horizons.
     """
     y = np.array(y, dtype=float)
     B = y.shape[0]
@@ -383,42 +400,55 @@ def resolve(
     else:
         st = {k: np.array(v) for k, v in state.items() if k not in ("y", "tau")}
     hz = [float(h) for h in horizons]
-    i = 0
-    while i < len(hz):
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(hz), desc="outcome", unit="horizon")
+    for i in range(len(hz)):
+        if bar is not None:
+            bar.set_postfix_str(f"tau={hz[i]:g}, {int((~st['decided']).sum())} undecided")
+            bar.update(1)
         todo = np.flatnonzero(~st["decided"] & (st["solver_result"] == 0) & (tau < hz[i]))
-        if todo.size == 0:
-            i += 1
-            continue
-        # starts with no earlier limit run cannot be decided at this horizon (there
-        # is nothing to compare with): they all go on, so run the next one too
-        fresh = np.all(np.isnan(st["rate_ratio"][todo, 0]))
-        taus = hz[i : i + 2] if fresh else hz[i : i + 1]
-        ys, res, steps, ds = _stage(
-            y[todo],
-            tau[todo],
-            taus,
-            factors=factors,
-            balanced=balanced,
-            config=config,
-            criterion=criterion,
-            group=group,
-        )
-        st["solver_result"][todo] = res
-        st["num_steps"][todo] += steps
-        for n, h in enumerate(taus):
-            d = {k: v[n] for k, v in ds.items()}
-            had = ~np.isnan(st["rate_ratio"][todo, 0])
-            same = np.all(d["support"] == st["support"][todo], axis=-1) & np.all(
-                d["frozen"] == st["frozen"][todo], axis=-1
-            )
-            d["decided"] = d["decided"] & had & same
-            d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
-            y[todo] = ys[n]
-            tau[todo] = h
-            for f in _FIELDS:
-                st[f][todo] = d[f]
-        i += len(taus)
+        # a start with no earlier limit run cannot be decided at this horizon (nothing
+        # to compare with), so it runs the next one in the same stage; the stages a
+        # start runs depend on the start alone, never on the others in its batch
+        fresh = np.isnan(st["rate_ratio"][todo, 0])
+        for part, taus in ((todo[fresh], hz[i : i + 2]), (todo[~fresh], hz[i : i + 1])):
+            if part.size:
+                _resolve_stage(y, tau, st, part, taus, factors, balanced, config, criterion, group)
+    if bar is not None:
+        bar.close()
     return {"y": y, "tau": tau, **st}
+
+
+def _resolve_stage(y, tau, st, todo, taus, factors, balanced, config, criterion, group) -> None:
+    """One stage of :func:`resolve` for the members ``todo`` through ``taus``, in place."""
+    ys, res, steps, ds = _stage(
+        y[todo],
+        tau[todo],
+        taus,
+        factors=factors,
+        balanced=balanced,
+        config=config,
+        criterion=criterion,
+        group=group,
+    )
+    st["solver_result"][todo] = res
+    st["num_steps"][todo] += steps
+    for n, h in enumerate(taus):
+        d = {k: v[n] for k, v in ds.items()}
+        had = ~np.isnan(st["rate_ratio"][todo, 0])
+        same = np.all(d["support"] == st["support"][todo], axis=-1) & np.all(
+            d["frozen"] == st["frozen"][todo], axis=-1
+        )
+        d["decided"] = d["decided"] & had & same
+        d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
+        ok = todo[res == 0]  # a failed run reached none of these horizons
+        y[ok] = ys[n][res == 0]
+        tau[ok] = h
+        for f in _FIELDS:
+            st[f][todo] = d[f]
 
 
 def _limits(lam_end: np.ndarray, support: np.ndarray, decided: np.ndarray, depth: int, group):
@@ -457,6 +487,82 @@ def check_horizons(horizons) -> np.ndarray:
     return hz
 
 
+MAX_CLASSES = 1024
+"""Largest K :func:`outcome` accepts: its wall time grows with K (about 9 s at
+K = 64, 33 s at 256, 86 s at 1024 on a 2-core machine, benchmarks/RESULTS.md)
+and at K = 4096 compiling the (K, K) tables of the group did not finish."""
+
+LOOSEST_RTOL = 1e-3
+"""Largest rtol (and atol) :func:`outcome` and :func:`svflow.studies.basin_map`
+accept: the decision compares limit runs from two horizons, and hand-off states
+off by more than this can change the side of a basin edge (rtol = 1 gave another
+decided outcome on a K = 8 start)."""
+
+
+TIGHTEST_RTOL = 1e-13
+"""Smallest rtol accepted (float64 holds about 16 digits)."""
+
+
+def check_tolerances(rtol, atol) -> tuple[float, float]:
+    """``rtol``, ``atol`` in (0, :data:`LOOSEST_RTOL`]; a clear error otherwise."""
+    rtol = check_float("rtol", rtol, minimum=0.0, strict_min=True)
+    atol = check_float("atol", atol, minimum=0.0, strict_min=True)
+    if rtol < TIGHTEST_RTOL:
+        raise ValueError(
+            f"rtol = {rtol:g} is below what float64 can hold (the solver would stall); pass "
+            f"rtol >= {TIGHTEST_RTOL:g} (default 1e-6)."
+        )
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if v > LOOSEST_RTOL:
+            raise ValueError(
+                f"{name} = {v:g} is too loose to certify an outcome (the decision needs the "
+                f"states at two horizons to {LOOSEST_RTOL:g} or better); pass {name} <= "
+                f"{LOOSEST_RTOL:g} (default rtol 1e-6, atol 1e-9)."
+            )
+    return rtol, atol
+
+
+def check_horizon_list(horizons) -> tuple[float, ...]:
+    """The horizons a run decides at: ``horizons`` checked, and a single horizon h
+    preceded by the check horizon min(30, h / 3) (a decision compares two limit runs;
+    :func:`svflow.studies.basin_map` does the same)."""
+    hz = check_horizons(horizons)
+    if hz.size == 1:
+        hz = np.array([min(30.0, hz[0] / 3), hz[0]])
+    return tuple(float(h) for h in hz)
+
+
+def _check_outcome_failures(st: dict, config: SolverConfig, classes: int, depth: int, hz) -> None:
+    """Raise :class:`svflow.IntegrationError` (with advice) if an exact run failed."""
+    import diffrax
+
+    from .._integrate import IntegrationError
+
+    res = np.asarray(st["solver_result"])
+    bad = (res != 0) | ~np.all(np.isfinite(np.asarray(st["y"]).reshape(res.size, -1)), axis=-1)
+    if not np.any(bad):
+        return
+    maxed = res == diffrax.RESULTS.max_steps_reached._value
+    b = int(np.flatnonzero(bad)[0])
+    where = (
+        f"outcome, classes={classes}, depth={depth}: {int(bad.sum())} of {res.size} starts failed "
+        f"(the first, start {b}, after reaching tau = log(1 + t) = {st['tau'][b]:g} of the horizons "
+        f"{list(hz)}; diffrax result {int(res[b])}). "
+    )
+    if np.any(maxed):
+        raise IntegrationError(
+            where + f"They used all max_steps = {config.max_steps} steps: the exact flow is stiff "
+            "late on (about tau steps per unit of log tau), so pass a larger max_steps (about "
+            "10 x the last horizon) or shorter horizons (the default stops at tau = 1e4); a "
+            "start with huge lambda(0) (far beyond 10) also exhausts them: rescale it."
+        )
+    raise IntegrationError(
+        where + "The solver could not keep its step (rtol/atol "
+        f"{config.rtol:g}/{config.atol:g}) or the state went non-finite: use rtol in "
+        "[1e-10, 1e-3] and initial scales lambda(0) of order 1e-3 to 10."
+    )
+
+
 @computes
 def outcome(
     classes: int,
@@ -472,18 +578,22 @@ def outcome(
     solver: str = "tsit5",
     criterion: Criterion | None = None,
     kkt: bool = True,
+    progress: bool = False,
 ) -> xr.Dataset:
     r"""The $t \to \infty$ outcome of spectral starts (cross-entropy, no weight decay).
 
     Each start runs in double-log time $\sigma = \log(1 + \log(1 + t))$ to
     the first of ``horizons`` (in $\tau = \log(1 + t)$) at which the
-    late-phase criterion of this module decides it (module docstring: every
+    late-phase criterion decides it (``docs/theory/certification.md``: every
     mode grows with the largest one or is frozen for good, and the support
     is a stable KKT configuration); undecided starts go on to the next
-    horizon, decided ones stop there.
+    horizon, decided ones stop there. What a start's decision depends on is
+    that start alone (never the other starts of its batch), and before
+    returning the fields of each decided start are checked against each other
+    (:func:`consistent`); a start that fails the check is undecided.
 
     Args:
-        classes: K = 2^m.
+        classes: K >= 2 (any K; at most :data:`MAX_CLASSES` = 1024).
         depth: L >= 1 weight matrices (N = L + 1 factors).
         init: one start or a batch, exactly as for :func:`svflow.simulate`:
             balanced $\lambda(0)$ (K,), factors $s(0)$ (N, K), a
@@ -491,32 +601,59 @@ def outcome(
             ``batch_dims``, a DataArray with a ``mode`` dim (and ``factor``
             for s(0)) whose other dims are batch dims, or a list of ``Start``.
             The batch runs together. Mode 0 is set to 0 (it never changes the
-            cross-entropy).
-        batch_dims: names of the leading batch dims of an array ``init``.
+            cross-entropy); a balanced start needs $\lambda_i(0) \ge 0$ for
+            $i \ge 1$ (a negative eigenvalue shrinks to 0 and never grows).
+        batch_dims: name(s) of the leading batch dims of an array ``init``
+            (a string or a sequence of strings).
         group: the character basis (``"walsh"``, ``"cyclic"``, a tuple of
             cyclic orders; default: a ``Start``'s own, else Walsh for K = 2^m
             and cyclic otherwise).
-        horizons: increasing $\tau$ values (t = e^tau - 1), e.g. (1e2, 1e3, 1e4, 1e5).
-        rtol, atol, max_steps, solver: diffrax settings of each stage.
+        horizons: increasing $\tau$ values (t = e^tau - 1), e.g. (1e2, 1e3, 1e4).
+            A decision compares the limit runs of two horizons, so the first
+            horizon of several never decides; a single horizon h is preceded by
+            a check at min(30, h / 3), as in :func:`svflow.studies.basin_map`.
+        rtol, atol, max_steps, solver: diffrax settings of each stage (rtol and
+            atol at most 1e-3: looser states cannot certify a side of a basin edge).
         criterion: :class:`Criterion` tolerances.
         kkt: polish each decided limit into a KKT point and report its residual.
+        progress: a tqdm bar over the horizons.
 
     Returns:
         ``xarray.Dataset`` with the batch dims (if any) and ``mode``:
         ``outcome`` (0 = NC, r = support size, -1 = undecided), ``support``
-        (mode, bool), ``limit`` (mode; limiting direction $\lambda/\max\lambda$,
-        NaN if undecided), ``kkt_residual``, ``ratio`` and ``rate_ratio`` at
-        the horizon reached, ``log_t_end`` ($\tau$ reached),
-        ``lam_end`` (state there), ``num_steps``, ``solver_result`` (0 =
-        success); settings in attrs.
+        (mode, bool; all False if undecided), ``limit`` (mode; limiting
+        direction $\lambda/\max\lambda$, NaN if undecided), ``kkt_residual``,
+        ``ratio`` and ``rate_ratio`` at the horizon reached, ``log_t_end``
+        ($\tau$ reached), ``lam_end`` (state there), ``num_steps``,
+        ``solver_result`` (0 = success); settings in attrs.
+
+    Raises:
+        ValueError, TypeError: bad arguments (with what to pass).
+        IntegrationError: an exact run failed (too few max_steps for the
+            horizons, tolerances the solver cannot keep, overflowing starts).
     """
+    classes = check_int("classes", classes, minimum=2)
+    if classes > MAX_CLASSES:
+        raise ValueError(
+            f"classes = {classes}: outcome supports K <= {MAX_CLASSES} (its cost grows with K: "
+            "about 86 s at K = 1024, and compiling the K x K group tables of K = 4096 did not "
+            "finish); split the question or use svflow.simulate for one trajectory."
+        )
     grp = start_group(init, classes, group)
     depth = check_int("depth", depth, minimum=1)
     check_choice("solver", solver, ("tsit5", "dopri5", "dopri8", "kvaerno5"))
-    rtol = check_float("rtol", rtol, minimum=0.0, strict_min=True)
-    atol = check_float("atol", atol, minimum=0.0, strict_min=True)
+    rtol, atol = check_tolerances(rtol, atol)
     max_steps = check_int("max_steps", max_steps, minimum=1)
-    hz = check_horizons(horizons)
+    hz = check_horizon_list(horizons)
+    for name, flag in (("kkt", kkt), ("progress", progress)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False; got {flag!r} ({type(flag).__name__}).")
+    if batch_dims is not None and not isinstance(batch_dims, str):
+        if not isinstance(batch_dims, (list, tuple)) or not all(isinstance(d, str) for d in batch_dims):
+            raise TypeError(
+                "batch_dims must be a dim name (str) or a sequence of dim names, one per leading "
+                f"batch axis of init; got {batch_dims!r}."
+            )
     criterion = Criterion() if criterion is None else criterion
     if not isinstance(criterion, Criterion):
         raise TypeError(f"criterion must be a Criterion; got {type(criterion).__name__}.")
@@ -524,14 +661,15 @@ def outcome(
         init, classes, depth, "ce", batch_dims, grp
     )
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    st, wall = _run_outcome(flat, depth, balanced, hz, config, criterion, grp, kkt)
+    st, wall = _run_outcome(flat, depth, balanced, hz, config, criterion, grp, bool(kkt), bool(progress))
+    _check_outcome_failures(st, config, classes, depth, hz)
     run = dict(classes=classes, depth=depth, balanced=balanced, init=description, horizons=hz)
     run.update(config=config, criterion=criterion, group=grp, wall_time_s=wall)
     return _outcome_dataset(st, bd, batch, user_coords, run)
 
 
 def _run_outcome(
-    flat, depth: int, balanced: bool, hz, config, criterion, grp, kkt: bool
+    flat, depth: int, balanced: bool, hz, config, criterion, grp, kkt: bool, progress: bool = False
 ) -> tuple[dict, float]:
     """Resolve every start through the horizons; add ``lam_end``, ``limit`` and ``kkt_residual``."""
     tic = _time.perf_counter()
@@ -544,6 +682,7 @@ def _run_outcome(
         config=config,
         criterion=criterion,
         group=grp,
+        progress=progress,
     )
     wall = _time.perf_counter() - tic
     st["lam_end"] = st["y"] if balanced else np.prod(st["y"], axis=-2)
@@ -552,7 +691,56 @@ def _run_outcome(
     else:
         st["limit"] = np.where(st["decided"][:, None], np.where(st["support"], st["ratio"], 0.0), np.nan)
         st["kkt_residual"] = np.full(flat.shape[0], np.nan)
+    # an undecided start claims no support (its last limit run is in rate_ratio)
+    _undecide(st, ~consistent(st, criterion) | ~st["decided"])
     return st, wall
+
+
+LIMIT_FLOOR = 1e-3
+"""Entries of a decided ``limit`` (largest 1) must be above this on the support and
+below it off the support (:func:`consistent`)."""
+
+
+def consistent(st: dict, criterion: Criterion) -> np.ndarray:
+    r"""Do the fields of each decided start agree with each other? (B,) bool.
+
+    Checked: the support is not empty and holds the largest mode of the limit
+    state; the code is NC exactly when the support is every mode $i \ge 1$ and
+    the support size otherwise; $|\rho_i - 1| \le$ ``support_tol`` on the
+    support and $\rho_i \le$ ``frozen_rate`` off it; ``limit`` is finite,
+    above :data:`LIMIT_FLOOR` on the support and below it off it. Undecided
+    starts pass (they claim nothing).
+    """
+    sup = np.asarray(st["support"], bool)
+    B, K = sup.shape
+    modes = np.arange(K) > 0
+    r = sup.sum(-1)
+    code = np.where(r == K - 1, NC, r)
+    rho = np.nan_to_num(np.asarray(st["rate_ratio"], float), nan=-np.inf)
+    lim = np.nan_to_num(np.asarray(st["limit"], float), nan=-np.inf)
+    top = np.argmax(np.nan_to_num(np.asarray(st["limit_state"], float), nan=-np.inf), axis=-1)
+    ok = (
+        (r >= 1)
+        & sup[np.arange(B), top]
+        & ~sup[:, 0]
+        & (st["code"] == code)
+        & np.all(~sup | (np.abs(rho - 1.0) <= criterion.support_tol), axis=-1)
+        & np.all(~modes | sup | (rho <= criterion.frozen_rate), axis=-1)
+        & np.all(np.isfinite(lim), axis=-1)
+        & np.all(~sup | (lim > LIMIT_FLOOR), axis=-1)
+        & np.all(sup | (np.abs(lim) <= LIMIT_FLOOR), axis=-1)
+    )
+    return ok | ~np.asarray(st["decided"], bool)
+
+
+def _undecide(st: dict, bad: np.ndarray) -> None:
+    """Mark the starts ``bad`` undecided, in place: code -1, empty support, no limit."""
+    st["decided"] = st["decided"] & ~bad
+    st["code"] = np.where(bad, UNDECIDED, st["code"]).astype(np.int32)
+    st["support"] = st["support"] & ~bad[:, None]
+    st["frozen"] = st["frozen"] & ~bad[:, None]
+    st["limit"] = np.where(bad[:, None], np.nan, st["limit"])
+    st["kkt_residual"] = np.where(bad, np.nan, st["kkt_residual"])
 
 
 def _outcome_dataset(st: dict, bd: tuple, batch: tuple, user_coords: dict, run: dict) -> xr.Dataset:

@@ -20,6 +20,11 @@ __all__ = ["compare"]
 
 
 def _lam(ds: xr.Dataset, which: str) -> xr.DataArray:
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(
+            f"compare(reduced, full) takes two xarray Datasets (from svflow.simulate and "
+            f"svflow.train); the {which} argument is of type {type(ds).__name__}: {ds!r:.80}."
+        )
     if D.LAM not in ds:
         raise ValueError(
             f"the {which} dataset has no '{D.LAM}' variable: compare needs "

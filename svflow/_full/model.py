@@ -412,7 +412,8 @@ def random_model(
     shapes = [(width, classes * n)] + [(width, width)] * (depth - 1) + [(classes, width)]
     keys = jax.random.split(_as_key(key), depth + 1)
     factors = tuple(
-        jax.random.normal(k, s, dtype=dtype) * (scale / np.sqrt(width)) for k, s in zip(keys, shapes)
+        (jax.random.normal(k, s, dtype=dtype) * (scale / np.sqrt(width))).astype(dtype)
+        for k, s in zip(keys, shapes)
     )
     return DeepUFM(
         factors,

@@ -11,6 +11,7 @@ the model, in the model's dtype.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time as _time
 
@@ -158,9 +159,12 @@ def train(
     (\text{loss} + \sum_l\tfrac{wd_l}{2}\|A_l\|_F^2)$;
     time $t = k\eta$ after k steps (gradient-flow time, as in :func:`svflow.simulate`).
 
-    Give exactly one of ``steps``, ``t_end`` (steps = round(t_end / eta)) or
+    Give exactly one of ``steps``, ``t_end`` (a whole number of steps,
+    t_end = steps x eta: other values raise, they are never rounded) or
     ``times`` (strictly increasing times >= 0, each a whole number of steps
-    k eta, as :func:`svflow.simulate` requires increasing times). The default
+    k eta). Gradient descent always starts at step 0; the dataset holds
+    exactly the record times, so step 0 is in it only when ``times[0] == 0``
+    (as in :func:`svflow.simulate`). The default
     record grid is step 0 and ``num_times - 1`` log-spaced steps (101 records
     rather than simulate's 161: every record of a full run costs K SVDs).
 
@@ -223,7 +227,15 @@ def _record_steps(eta: float, steps, t_end, times, num_times: int) -> np.ndarray
         return grid
     if t_end is not None:
         t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
-        steps = max(1, int(round(t_end / eta)))
+        k = t_end / eta
+        steps = int(round(k))
+        if steps < 1 or abs(k - steps) > 1e-6 * max(1.0, k):
+            lo, hi = max(1, math.floor(k)), max(1, math.floor(k)) + 1
+            raise ValueError(
+                f"t_end = {t_end:g} is {k:g} steps of eta = {eta:g}; gradient descent takes whole "
+                f"steps (t = k eta): pass t_end = {lo * eta:g} or {hi * eta:g} ({lo} or {hi} steps), "
+                "or steps=."
+            )
     return step_grid(steps, num_times)
 
 
@@ -266,12 +278,10 @@ def _run_records(model: DeepUFM, grid, eta: float, chunk_steps: int, rank_rtol: 
     return m, records, _time.perf_counter() - tic
 
 
-def _train_dataset(
-    model: DeepUFM, m: DeepUFM, grid, eta: float, records: list, rank_rtol: float, wall: float
-):
-    """The common dataset layout of a :func:`train` run (records at steps ``grid``)."""
-    out = {k: np.stack([r[k] for r in records]) for k in records[0]}
-    extra = {
+def record_extras(out: dict) -> dict:
+    """Pop ``norm_sq`` and ``normalised_margin`` from stacked records (time axis before
+    any batch axis is fine: dims are prefixed by the caller) as ``extra`` entries."""
+    return {
         "norm_sq": (
             (D.TIME, D.FACTOR),
             out.pop("norm_sq"),
@@ -282,17 +292,12 @@ def _train_dataset(
             out.pop("normalised_margin"),
             {"long_name": "margin / (sum_l ||A_l||_F^2)^(N/2)", "units": "1"},
         ),
-        "step": (
-            (D.TIME,),
-            grid,
-            {"long_name": "gradient-descent step k (t = k eta)", "units": "1"},
-        ),
     }
-    device = next(iter(m.factors[0].devices()))
-    total = int(grid[-1])
-    attrs = {
-        "title": "svflow full-parameter gradient descent",
-        "engine": "full",
+
+
+def model_attrs(model: DeepUFM) -> dict:
+    """The attrs every full-parameter dataset carries: the model's settings."""
+    return {
         "classes": int(model.classes),
         "depth": int(model.depth),
         "factors": int(model.num_factors),
@@ -303,6 +308,26 @@ def _train_dataset(
         "weight_decay": [float(w) for w in np.asarray(model.weight_decay)],
         "init": model.description,
         "spectral": model.frames is not None,
+    }
+
+
+def _train_dataset(
+    model: DeepUFM, m: DeepUFM, grid, eta: float, records: list, rank_rtol: float, wall: float
+):
+    """The common dataset layout of a :func:`train` run (records at steps ``grid``)."""
+    out = {k: np.stack([r[k] for r in records]) for k in records[0]}
+    extra = record_extras(out)
+    extra["step"] = (
+        (D.TIME,),
+        grid,
+        {"long_name": "gradient-descent step k (t = k eta)", "units": "1"},
+    )
+    device = next(iter(m.factors[0].devices()))
+    total = int(grid[-1])
+    attrs = {
+        "title": "svflow full-parameter gradient descent",
+        "engine": "full",
+        **model_attrs(model),
         "eta": eta,
         "steps": total,
         "t_end": total * eta,

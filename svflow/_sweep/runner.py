@@ -96,6 +96,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import time as _time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -137,6 +138,16 @@ __all__ = ["sweep", "open_sweep", "cell_key", "SweepSpecError", "SweepInterrupte
 
 
 @computes
+def _store_path(store, where: str) -> Path:
+    """``store`` as a local path (``~`` expanded), or a ``TypeError`` saying what to pass."""
+    if not isinstance(store, (str, os.PathLike)) or str(store) == "":
+        raise TypeError(
+            f"{where}: store must be the path of a local zarr directory (a str or "
+            f"pathlib.Path, e.g. store='stores/run.zarr'); got {store!r}."
+        )
+    return Path(store).expanduser()
+
+
 def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     """Read a sweep store written by :func:`sweep` as a grid-shaped Dataset.
 
@@ -147,7 +158,7 @@ def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     """
     import zarr
 
-    path = Path(store)
+    path = _store_path(store, "open_sweep")
     if not path.exists():
         raise FileNotFoundError(f"no sweep store at {path}")
     plan = _plan_from_store(path)
@@ -202,8 +213,9 @@ def sweep(
     ``cell_fn(key, **c, **params) -> {name: array}`` with
     ``key = cell_key(base_seed, **c)``; static dimensions arrive as Python
     values, dynamic ones as traced 0-d arrays (``cell_fn`` runs under
-    ``jax.vmap``). The module docstring describes chunks, batches, keys, the
-    store, the backends and the arguments in detail.
+    ``jax.vmap``). The documentation's Sweeps page (``docs/api/sweeps.md``, "How
+    a sweep works") describes chunks, batches, keys, the store, the backends
+    and the arguments in detail.
 
     Args:
         cell_fn: ``cell_fn(key, **coords, **params)``, returning a dict of arrays.
@@ -230,8 +242,8 @@ def sweep(
         ValueError: bad grid, params or outputs (message says what to pass).
         SweepSpecError: ``store`` holds a different sweep (nothing is written).
     """
+    path = _store_path(store, "sweep")
     plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch)
-    path = Path(store).expanduser()
     if max_chunks is not None:
         max_chunks = check_int("max_chunks", max_chunks, minimum=0)
     if dry_run:

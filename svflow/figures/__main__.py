@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from .. import check_writable, load, save  # noqa: E402
-from .._dataset import git_commit  # noqa: E402
+from .._dataset import git_commit, provenance  # noqa: E402
 from .._precision import computes  # noqa: E402
 from . import registry  # noqa: E402
 
@@ -75,6 +75,9 @@ def main(argv=None) -> int:
             ds = computes(f.compute)(args.quick)
             ds.attrs["figure_quick"] = int(args.quick)
             ds.attrs["setting"] = "quick" if args.quick else "full"
+            for k, v in provenance().items():  # versions for studies that do not record them
+                if k != "jax_enable_x64":  # (this process's setting, not the computation's)
+                    ds.attrs.setdefault(k, v)
             ds.attrs.update(git_commit())
             save(ds, data)
         fig = f.plot(ds)

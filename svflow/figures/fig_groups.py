@@ -117,6 +117,16 @@ def report(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
+# a rank r >= 1 gets RANK_COLORS[(r - 1) % len]: tab10's hues without its green (NC's) and grey
+# (undecided's), ordered so that neighbouring ranks differ in hue and lightness
+RANK_COLORS = ("#1f77b4", "#ff7f0e", "#9467bd", "#d62728", "#17becf", "#8c564b", "#e377c2", "#bcbd22")
+
+
+def outcome_colors(rmax: int) -> list:
+    """Colours of the outcome codes -1 (undecided, grey), 0 (NC, green) and ranks 1..rmax."""
+    return ["0.75", "#1b7837"] + [RANK_COLORS[(r - 1) % len(RANK_COLORS)] for r in range(1, rmax + 1)]
+
+
 def plot(ds: xr.Dataset):
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
@@ -131,10 +141,8 @@ def plot(ds: xr.Dataset):
         gridspec_kw=dict(height_ratios=[3, 2]),
         squeeze=False,
     )
-    # outcome colours: undecided, NC, then rank r = 1..max
     rmax = int(max(ds["classes"].values))
-    colors = ["0.75", "#1b7837"] + list(plt.get_cmap("plasma")(np.linspace(0.05, 0.85, rmax)))
-    cmap = ListedColormap(colors)
+    cmap = ListedColormap(outcome_colors(rmax))
     norm = BoundaryNorm(np.arange(-1.5, rmax + 0.5), cmap.N)
     used = set()
     for c, p in enumerate(panels):

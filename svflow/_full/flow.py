@@ -1,0 +1,425 @@
+r"""Gradient flow of all parameters of a :class:`DeepUFM`, for any horizon.
+
+Gradient descent reaches $t = k\eta$ in k steps, so $t = 10^8$ is out of
+reach. :func:`flow` integrates the gradient flow itself,
+
+$$\frac{d\theta}{dt} = -\nabla_\theta\bigl(\text{loss}(Z(\theta)) + \text{penalty}(\theta)\bigr),$$
+
+$\theta$ every parameter flattened into one vector, with diffrax through the
+batch engine of the reduced ODE (:func:`svflow._batch.solve_many`: a list of
+models is one compiled refill loop), in one of two clocks:
+
+- **log time** $\tau = \log(1 + t)$ (``t_end`` / ``times``):
+  $d\theta/d\tau = e^\tau(-\nabla\text{loss})$. Under cross-entropy the
+  margins grow like $\log t$ and $e^\tau\nabla\text{loss}$ stays of order
+  one, so an adaptive solver takes large steps late.
+- **double-log time** $\sigma = \log(1 + \tau)$ (``log_t_end``, any horizon,
+  cross-entropy without weight decay): $d\theta/d\sigma = (1 + \tau)e^\tau
+  (-\nabla\text{loss})$, with the drive $e^\tau(\mathrm{softmax}(z) - e_y)$ of
+  each column computed in the log domain: off-target entries
+  $e^{\tau + z_c - \operatorname{logsumexp}(z)}$, the target entry minus
+  their sum, so t is never formed (beyond $t \approx 10^{308}$ too). The drive
+  is pulled back to the parameters through the logits with a VJP.
+
+The core (:class:`GradientFlowField`, :func:`integrate_params`) is generic
+over a parameter pytree and a logits function (any equinox model whose
+output is the K x M logits of M labelled samples); :func:`flow` is its door
+for deep UFMs and returns the dataset layout of :func:`svflow.train`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time as _time
+from typing import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from jax.scipy.special import logsumexp
+
+from .. import _dims as D
+from .._batch import SUCCESS, check_batch, solve_batch, solve_batch_loglog
+from .._checks import check_float, check_fraction, check_int
+from .._dataset import build_dataset
+from .._integrate import IntegrationError, SolverConfig, check_solution, check_times, log_times, solve
+from .._metrics import RANK_RTOL
+from .._precision import computes
+from .._simulate import default_t_end
+from .model import DeepUFM, forward
+from .train import model_attrs, record, record_extras
+
+__all__ = ["flow", "GradientFlowField", "integrate_params", "ce_drive", "flatten_params"]
+
+
+def ce_drive(Z, labels, log_scale):
+    r"""$e^{s}(\mathrm{softmax}(Z) - Y)/M$ column-wise, in the log domain.
+
+    Off-target entries $e^{s + z_c - \operatorname{logsumexp}(z)}/M$, the target
+    entry minus their sum: no cancellation in $1 - p_y$, and $e^s$ (e.g.
+    $s = \tau$, $e^s = 1 + t$) is never formed on its own. ``labels`` (M,) int.
+    """
+    K, M = Z.shape
+    onehot = jnp.arange(K)[:, None] == labels[None, :]
+    lse = logsumexp(Z, axis=0, keepdims=True)
+    off = jnp.where(onehot, 0.0, jnp.exp(log_scale + Z - lse))
+    return (off - jnp.where(onehot, jnp.sum(off, axis=0, keepdims=True), 0.0)) / M
+
+
+def _squared_drive(Z, labels, log_scale):
+    K, M = Z.shape
+    Y = (jnp.arange(K)[:, None] == labels[None, :]).astype(Z.dtype)
+    return jnp.exp(log_scale) * (Z - Y) / M
+
+
+class _Unravel(eqx.Module):
+    """Flat vector -> parameter pytree (shapes and structure static)."""
+
+    treedef: jax.tree_util.PyTreeDef = eqx.field(static=True)
+    shapes: tuple = eqx.field(static=True)
+
+    def __call__(self, y):
+        leaves, i = [], 0
+        for shape in self.shapes:
+            n = int(np.prod(shape)) if shape else 1
+            leaves.append(y[i : i + n].reshape(shape))
+            i += n
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
+def flatten_params(params_list) -> tuple[np.ndarray, _Unravel]:
+    """Stack B parameter pytrees of one structure into (B, P) float64 and the inverse map."""
+    leaves0, treedef = jax.tree_util.tree_flatten(params_list[0])
+    shapes = tuple(tuple(np.shape(x)) for x in leaves0)
+    rows = []
+    for p in params_list:
+        leaves, td = jax.tree_util.tree_flatten(p)
+        if td != treedef or tuple(tuple(np.shape(x)) for x in leaves) != shapes:
+            raise ValueError(
+                "every start of a batch must have parameters of one structure and shape; got "
+                f"{[np.shape(x) for x in leaves]} against {list(shapes)}."
+            )
+        rows.append(np.concatenate([np.asarray(x, dtype=float).ravel() for x in leaves]))
+    return np.stack(rows), _Unravel(treedef, shapes)
+
+
+class GradientFlowField(eqx.Module):
+    r"""$d\theta/dt = -\nabla(\text{loss}(Z(\theta)) + \text{penalty}(\theta))$ on a flat $\theta$.
+
+    ``logits(params) -> Z`` (K, M) with column j labelled ``labels[j]``;
+    ``penalty(params) -> scalar`` or ``None``; ``loss`` ``"ce"`` or
+    ``"squared"`` (mean over the M columns). ``__call__(t, y, args)`` is the
+    rate in t; ``tau_rate(tau, y, args)`` $= e^\tau \times$ it, with the
+    cross-entropy drive in the log domain (:func:`ce_drive`), valid for any
+    $\tau$ when there is no penalty.
+    """
+
+    logits: Callable
+    unravel: _Unravel
+    labels: jax.Array
+    penalty: Callable | None = None
+    loss: str = eqx.field(static=True, default="ce")
+
+    def rate(self, y, log_scale):
+        params = self.unravel(y)
+        Z, pull = jax.vjp(self.logits, params)
+        drive = ce_drive if self.loss == "ce" else _squared_drive
+        (g,) = pull(drive(Z, self.labels, log_scale))
+        if self.penalty is not None:
+            gp = jax.grad(self.penalty)(params)
+            g = jax.tree.map(lambda a, b: a + jnp.exp(log_scale) * b, g, gp)
+        return -jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(g)])
+
+    def __call__(self, t, y, args=None):
+        return self.rate(y, jnp.zeros((), y.dtype))
+
+    def tau_rate(self, tau, y, args=None):
+        return self.rate(y, tau)
+
+
+def integrate_params(
+    field: GradientFlowField,
+    y0s: np.ndarray,
+    ts: np.ndarray,
+    taus: np.ndarray | None,
+    config: SolverConfig,
+    *,
+    lanes: int | None = None,
+    progress: bool = False,
+):
+    r"""Integrate ``field`` from the flat starts ``y0s`` (B, P): ``(ys (B, T, P), num_steps, result, wall)``.
+
+    ``taus`` given: double-log time, saving at $\tau$ = ``taus`` (from 0);
+    else log time, saving at ``ts`` (from 0). Raises :class:`IntegrationError`
+    with advice when a trajectory fails.
+    """
+    if not bool(_finite_at_start(field, jnp.asarray(y0s))):
+        raise IntegrationError(
+            "the gradient is non-finite at the start (it overflows): the flow would blow up "
+            "at once. Pass a smaller init scale."
+        )
+    tic = _time.perf_counter()
+    t_end = float(ts[-1])
+    if progress:
+        grid = "tau" if taus is not None else "t"
+        clock = "loglog" if taus is not None else "log"
+        ys, result, num_steps = solve(
+            field,
+            jnp.asarray(y0s[0]),
+            jnp.asarray(taus if taus is not None else ts),
+            None,
+            config,
+            True,
+            clock=clock,
+            grid=grid,
+        )
+        ys = np.asarray(jax.block_until_ready(ys))[None]
+        check_solution(ys, result, num_steps, config, t_end)
+        return ys, np.asarray([int(num_steps)]), np.asarray([SUCCESS]), _time.perf_counter() - tic
+    if taus is not None:
+        sol = solve_batch_loglog(field, y0s, taus, config, lanes=lanes)
+        where = f"double-log run to tau = log(1 + t) = {taus[-1]:g}: "
+    else:
+        sol = solve_batch(field, y0s, ts, config, lanes=lanes)
+        where = ""
+    check_batch(sol, config, t_end, where)
+    return sol.ys, sol.num_steps, sol.result, _time.perf_counter() - tic
+
+
+@eqx.filter_jit
+def _finite_at_start(field, y0s):
+    return jnp.all(jnp.isfinite(jax.vmap(lambda y: field(0.0, y, None))(y0s)))
+
+
+class _UFMLogits(eqx.Module):
+    activation: str = eqx.field(static=True)
+
+    def __call__(self, factors):
+        return forward(factors, self.activation)
+
+
+class _UFMPenalty(eqx.Module):
+    weight_decay: jax.Array
+
+    def __call__(self, factors):
+        return 0.5 * sum(w * jnp.sum(A**2) for w, A in zip(self.weight_decay, factors))
+
+
+def _as_models(model) -> list[DeepUFM]:
+    """One DeepUFM or a non-empty list of DeepUFMs of one shape and setting."""
+    if isinstance(model, DeepUFM):
+        return [model]
+    if not isinstance(model, (list, tuple)) or not model or not all(isinstance(m, DeepUFM) for m in model):
+        raise TypeError(
+            "model must be a DeepUFM (from spectral_model, random_model or model_from_arrays) "
+            f"or a non-empty list of them; got {type(model).__name__}."
+        )
+    first = model[0]
+    for i, m in enumerate(model):
+        same = (
+            m.classes == first.classes
+            and m.samples_per_class == first.samples_per_class
+            and m.activation == first.activation
+            and m.loss == first.loss
+            and [A.shape for A in m.factors] == [A.shape for A in first.factors]
+            and np.array_equal(np.asarray(m.weight_decay), np.asarray(first.weight_decay))
+        )
+        if not same:
+            raise ValueError(
+                f"every model of a batch must share K, n, width, depth, activation, loss and "
+                f"weight decay; model {i} differs from model 0. Run differing models in separate calls."
+            )
+    return list(model)
+
+
+def _save_grid(model: DeepUFM, t_end, times, num_times: int, log_t_end):
+    """``(ts, taus or None, drop_first)``: save times from 0 (a 0 prepended when
+    ``times`` starts later; ``drop_first`` says to drop it again)."""
+    wd = float(np.max(np.asarray(model.weight_decay)))
+    if log_t_end is not None:
+        if model.loss != "ce" or wd != 0:
+            raise ValueError(
+                "log_t_end (double-log time, any horizon) needs loss='ce' and no weight decay; "
+                f"got loss={model.loss!r}, weight_decay={np.asarray(model.weight_decay).tolist()}. "
+                "Pass t_end= (log time) instead."
+            )
+        if times is not None or t_end is not None:
+            raise ValueError("pass log_t_end= alone (it replaces t_end= and times=).")
+        log_t_end = check_float("log_t_end", log_t_end, minimum=0.0, strict_min=True)
+        taus = np.concatenate([[0.0], np.geomspace(min(0.1, log_t_end / 1e3), log_t_end, num_times - 1)])
+        with np.errstate(over="ignore"):
+            return np.expm1(taus), taus, False
+    if times is None:
+        if t_end is None:
+            t_end = default_t_end(wd)
+        return log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times), None, False
+    if t_end is not None:
+        raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
+    ts = check_times(times)
+    if ts[0] > 0:
+        return np.concatenate([[0.0], ts]), None, True
+    return ts, None, False
+
+
+@eqx.filter_jit
+def _records(template: DeepUFM, unravel: _Unravel, ys, rank_rtol: float):
+    """:func:`svflow._full.train.record` at every saved state: (B, T, ...) arrays.
+
+    ``template`` holds the batch's models stacked along a leading axis (frames
+    included, or ``None``)."""
+
+    def one(m, y):
+        return record(m.with_factors(unravel(y)), rank_rtol)
+
+    return jax.vmap(lambda m, yb: jax.vmap(lambda y: one(m, y))(yb))(template, ys)
+
+
+def _stack_models(models: list[DeepUFM]) -> DeepUFM:
+    """The models as one module with stacked arrays (frames dropped unless all have them)."""
+    frames_all = all(m.frames is not None for m in models)
+    blank = [dataclasses.replace(m, description="", frames=m.frames if frames_all else None) for m in models]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *blank)
+
+
+@computes
+def flow(
+    model: DeepUFM | list[DeepUFM],
+    *,
+    t_end: float | None = None,
+    log_t_end: float | None = None,
+    times=None,
+    num_times: int = 101,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    max_steps: int = 200_000,
+    solver: str = "tsit5",
+    progress: bool = False,
+    rank_rtol: float = RANK_RTOL,
+    lanes: int | None = None,
+    return_model: bool = False,
+):
+    r"""Gradient flow of every parameter of a :class:`DeepUFM` (or a batch), as a dataset.
+
+    Integrates
+    $\dot A_l = -\nabla_{A_l}(\text{loss} + \sum_l \tfrac{wd_l}{2}\|A_l\|_F^2)$
+    for all factors $A_0 = H, A_1 = W_1, \ldots, A_L = W_L$ (depth L, N = L + 1
+    factors, mean-reduced loss): the $\eta \to 0$ limit of :func:`svflow.train`
+    at gradient-flow time $t = k\eta$. The solver (diffrax, adaptive
+    ``PIDController(rtol, atol)``, float64) runs in log time
+    $\tau = \log(1 + t)$, or with ``log_t_end`` in double-log time
+    $\sigma = \log(1 + \tau)$ with the cross-entropy drive in the log domain
+    (module :mod:`svflow._full.flow`), so $t = 10^8$ costs tens to hundreds of
+    steps where gradient descent needs $t/\eta$.
+
+    A list of models (equal shapes, activation, loss and weight decay; e.g.
+    several seeds of :func:`random_model`) runs as one compiled refill loop
+    (:func:`svflow._batch.solve_many`) and adds a leading ``start`` dim.
+
+    Args:
+        model: a :class:`DeepUFM`, or a list of them.
+        t_end: final time (default $10^8$, or $\min(10^8, 100/wd)$ with weight
+            decay, as :func:`svflow.simulate`); ``num_times`` log-spaced saves.
+        log_t_end: integrate to $\tau = \log(1 + t)$ = ``log_t_end`` instead (any
+            horizon, e.g. 1e3 for $t = e^{1000}$; cross-entropy without weight
+            decay only); saves log-spaced in $\tau$, coordinate ``log_t``.
+        times: explicit increasing save times $\ge 0$ (the start is t = 0 even
+            when ``times[0] > 0``).
+        num_times: number of saves (default 101, as :func:`svflow.train`).
+        rtol, atol, max_steps, solver: diffrax settings (``"tsit5"``, ``"dopri5"``, ``"dopri8"``).
+        progress: a progress bar (one model only).
+        rank_rtol: threshold of the numerical rank.
+        lanes: trajectories in flight at once (default 64 on a CPU).
+        return_model: also return the final model(s): ``(ds, model)`` or ``(ds, [models])``.
+
+    Returns:
+        The dataset layout of :func:`svflow.train` (``sigma``: singular values
+        of the centred logits, ``sigma_factor``, ``loss``, ``objective``,
+        ``margin``, ``rank``, ``norm_sq``, ``normalised_margin``; spectral
+        starts also ``lam``, ``s``, ``frame_drift``) with ``engine="flow"``,
+        the solver settings and ``num_steps`` / ``result`` (attrs for one
+        model, variables over ``start`` for a list).
+
+    Raises:
+        TypeError, ValueError: bad input (the message names the fix).
+        IntegrationError: the solver failed (the message says what to change).
+    """
+    models = _as_models(model)
+    single = isinstance(model, DeepUFM)
+    m0 = models[0]
+    num_times = check_int("num_times", num_times, minimum=2)
+    rank_rtol = check_fraction("rank_rtol", rank_rtol)
+    config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    if progress and not single:
+        raise ValueError("progress=True shows one trajectory's progress: pass a single model.")
+    ts, taus, drop_first = _save_grid(m0, t_end, times, num_times, log_t_end)
+    y0s, unravel = flatten_params([m.factors for m in models])
+    wd = jnp.asarray(m0.weight_decay, float)
+    field = GradientFlowField(
+        logits=_UFMLogits(m0.activation),
+        unravel=unravel,
+        labels=jnp.repeat(jnp.arange(m0.classes), m0.samples_per_class),
+        penalty=_UFMPenalty(wd) if bool(jnp.any(wd > 0)) else None,
+        loss=m0.loss,
+    )
+    ys, num_steps, result, wall = integrate_params(
+        field, y0s, ts, taus, config, lanes=lanes, progress=progress
+    )
+    if drop_first:
+        ys, ts = ys[:, 1:], ts[1:]
+    template = _stack_models([m.astype(jnp.float64) for m in models])
+    recs = jax.device_get(_records(template, unravel, jnp.asarray(ys), rank_rtol))
+    if not np.all(np.isfinite(recs["loss"])):
+        raise IntegrationError("the flow produced a non-finite loss: use a smaller init scale.")
+    ds = _flow_dataset(m0, recs, ts, None if taus is None else taus[1:] if drop_first else taus)
+    ds.attrs.update(config.as_attrs())
+    ds.attrs["wall_time_s"] = wall
+    ds.attrs["rank_rtol"] = float(rank_rtol)
+    if taus is not None:
+        ds.attrs.update(log_t_end=float(taus[-1]), time_variable="sigma = log(1 + tau), tau = log(1 + t)")
+    if single:
+        ds.attrs.update(num_steps=int(num_steps[0]), result=int(result[0]), init=m0.description)
+        ds = _squeeze_start(ds)
+    else:
+        steps_attrs = {"long_name": "solver step attempts (accepted + rejected)"}
+        ds["num_steps"] = (("start",), np.asarray(num_steps), steps_attrs)
+        ds["result"] = (("start",), np.asarray(result), {"long_name": "diffrax result code (0 = success)"})
+        ds.attrs["init"] = "; ".join(m.description for m in models)
+    if not return_model:
+        return ds
+    finals = [
+        m.with_factors(tuple(jnp.asarray(A, m.dtype) for A in unravel(jnp.asarray(ys[b, -1]))))
+        for b, m in enumerate(models)
+    ]
+    return ds, (finals[0] if single else finals)
+
+
+def _flow_dataset(m0: DeepUFM, recs: dict, ts, taus) -> xr.Dataset:
+    """The train layout with a leading ``start`` dim over the batch."""
+    out = dict(recs)
+    extra = record_extras(out)
+    attrs = {
+        "title": "svflow full-parameter gradient flow",
+        "engine": "flow",
+        **model_attrs(m0),
+        "t_end": float(ts[-1]),
+        "dtype": "float64",
+        "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
+        "t = gradient-flow time (eta -> 0 limit of t = steps x eta); mean-reduced loss; "
+        "lam = diag(U^T Z U), U = the spectral start's frame",
+    }
+    first = {k: v[0] for k, v in out.items()}
+    base = build_dataset(ts, attrs=attrs, extra={k: (d, v[0], a) for k, (d, v, a) in extra.items()}, **first)
+    variables = {}
+    for name, var in base.data_vars.items():
+        value = extra[name][1] if name in extra else out[name]
+        variables[name] = (("start",) + var.dims, np.asarray(value), var.attrs)
+    ds = xr.Dataset(variables, coords=dict(base.coords), attrs=base.attrs)
+    if taus is not None:
+        ds = ds.assign_coords(log_t=(D.TIME, np.asarray(taus), {"long_name": "tau = log(1 + t)"}))
+    return ds
+
+
+def _squeeze_start(ds: xr.Dataset) -> xr.Dataset:
+    return ds.isel(start=0, drop=True)

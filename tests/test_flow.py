@@ -1,0 +1,130 @@
+"""svflow.flow: the full-parameter gradient flow, each check an independent route."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import svflow
+
+K, L, D = 8, 3, 16
+LAM0 = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
+
+
+def _imbalance(factors):
+    """A_{l+1}^T A_{l+1} - A_l A_l^T for l = 0..L-1 (d x d each)."""
+    A = [np.asarray(x) for x in factors]
+    return [A[l + 1].T @ A[l + 1] - A[l] @ A[l].T for l in range(len(A) - 1)]
+
+
+def _assert_conserved(model, end, ds):
+    scale = float(ds.norm_sq.values[-1].max())
+    assert scale > 1.3 * float(ds.norm_sq.values[0].max())  # the factors grew
+    drift = max(np.abs(c1 - c0).max() for c0, c1 in zip(_imbalance(model.factors), _imbalance(end.factors)))
+    # gradient descent (eta = 0.05) breaks it by O(eta^2) a step: ~1e-3 here
+    assert drift < 1e-7 * scale, (drift, scale)
+
+
+def test_flow_is_the_small_step_limit_of_gradient_descent():
+    """|train(eta) - flow| = O(eta): the fitted order over eta = 0.04, 0.02, 0.01 is 1."""
+    model = svflow.random_model(K, depth=L, width=D, key=1)
+    times = np.array([1.0, 2.0, 4.0, 8.0, 12.0])  # saves after the start: t = 0 is implied
+    fl = svflow.flow(model, times=times, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(fl.time.values, times)
+    etas = np.array([0.04, 0.02, 0.01])
+    errs = []
+    for eta in etas:
+        gd = svflow.train(model, eta=eta, times=times)
+        errs.append(np.max(np.abs(gd.sigma.values - fl.sigma.values)) / fl.sigma.values.max())
+    order = np.polyfit(np.log(etas), np.log(errs), 1)[0]
+    assert 0.9 < order < 1.1, (errs, order)
+    assert errs[-1] < 5e-3, errs
+    # the dynamics is not trivial over the window: the loss falls several-fold
+    assert fl.loss.values[-1] < 0.2 * fl.loss.values[0]
+
+
+def test_flow_from_a_spectral_start_is_the_reduced_ode():
+    """Spectral start: diag(U^T Z U) follows simulate's lambda to the solver tolerance."""
+    model = svflow.spectral_model(LAM0, depth=L, width=D, key=7)
+    fl = svflow.flow(model, t_end=50.0, num_times=21, rtol=1e-10, atol=1e-12)
+    red = svflow.simulate(K, L, init=LAM0, times=fl.time.values, rtol=1e-10, atol=1e-12)
+    err = np.abs(fl.lam.values - red.lam.values).max() / np.abs(red.lam.values).max()
+    assert err < 1e-7, err
+    assert float(fl.frame_drift.max()) < 1e-8
+    assert red.lam.values[-1, 1:].max() > 5 * LAM0.max()  # lambda grows several-fold
+
+
+def test_balancedness_is_conserved_by_the_flow():
+    """Without weight decay A_{l+1}^T A_{l+1} - A_l A_l^T is a constant of gradient flow
+    (the double-log clock: test_double_log_run_matches_log_time_and_continues); with a
+    uniform weight decay wd it decays exactly like e^{-2 wd t}."""
+    model = svflow.random_model(4, depth=3, width=6, scale=1.5, key=3)
+    ds, end = svflow.flow(model, t_end=1e4, num_times=5, rtol=1e-10, atol=1e-12, return_model=True)
+    _assert_conserved(model, end, ds)
+    wd = 0.05
+    decayed = svflow.random_model(4, depth=2, width=6, scale=1.5, key=4, weight_decay=wd)
+    ds, end = svflow.flow(decayed, t_end=20.0, num_times=5, rtol=1e-10, atol=1e-12, return_model=True)
+    for c0, c1 in zip(_imbalance(decayed.factors), _imbalance(end.factors)):
+        np.testing.assert_allclose(c1, c0 * np.exp(-2 * wd * 20.0), atol=1e-8)
+    assert ds.objective.values[-1] > ds.loss.values[-1]
+
+
+@pytest.mark.slow
+def test_double_log_run_matches_log_time_and_continues():
+    """The double-log clock (log-domain drive) agrees with the log clock where both
+    reach, conserves balancedness, and continuing it 10x further in tau changes no
+    final rank."""
+    models = [svflow.random_model(4, depth=3, width=8, key=k) for k in (0, 1)]
+    short, ends = svflow.flow(models, log_t_end=30.0, num_times=31, rtol=1e-10, atol=1e-12, return_model=True)
+    for b in range(2):
+        _assert_conserved(models[b], ends[b], short.isel(start=b))
+    tau = short.log_t.values
+    keep = tau <= 20.0
+    plain = svflow.flow(models, times=np.expm1(tau[keep]), rtol=1e-10, atol=1e-12)
+    err = np.abs(plain.sigma.values - short.sigma.values[:, keep]).max() / short.sigma.values.max()
+    assert err < 1e-6, err
+    long = svflow.flow(models, log_t_end=300.0, num_times=11)
+    np.testing.assert_array_equal(long["rank"].values[:, -1], short["rank"].values[:, -1])
+    assert list(long["rank"].values[:, -1]) == [2, 3]
+    assert np.all(long.result.values == 0) and long.num_steps.dims == ("start",)
+    assert long.log_t.values[-1] == 300.0 and np.isclose(long.time.values[-1], np.expm1(300.0))
+
+
+def test_a_batch_is_the_same_as_single_runs():
+    models = [svflow.random_model(4, depth=2, width=8, key=k, scale=s) for k, s in ((0, 1.0), (5, 0.5))]
+    batch = svflow.flow(models, t_end=100.0, num_times=11)
+    assert batch.sigma.dims == ("start", "time", "sv")
+    for b, m in enumerate(models):
+        one = svflow.flow(m, t_end=100.0, num_times=11)
+        np.testing.assert_allclose(batch.sigma.values[b], one.sigma.values, rtol=1e-9, atol=1e-12)
+        assert int(batch.num_steps.values[b]) == one.attrs["num_steps"]
+
+
+def test_float32_model_flows_in_float64():
+    model = svflow.random_model(4, depth=2, width=8, key=2, dtype=jnp.float32)
+    ds, end = svflow.flow(model, t_end=10.0, num_times=3, return_model=True)
+    assert ds.attrs["dtype"] == "float64" and ds.attrs["engine"] == "flow"
+    assert model.dtype == jnp.float32 and end.dtype == jnp.float32
+
+
+def test_bad_input():
+    model = svflow.random_model(4, depth=2, width=8, key=0)
+    with pytest.raises(TypeError, match="DeepUFM"):
+        svflow.flow(np.ones((4, 4)), t_end=1.0)
+    with pytest.raises(TypeError, match="DeepUFM"):
+        svflow.flow([], t_end=1.0)
+    with pytest.raises(ValueError, match="share"):
+        svflow.flow([model, svflow.random_model(4, depth=2, width=9)], t_end=1.0)
+    with pytest.raises(ValueError, match="log_t_end"):
+        svflow.flow(svflow.random_model(4, depth=2, width=8, loss="squared"), log_t_end=10.0)
+    with pytest.raises(ValueError, match="log_t_end"):
+        svflow.flow(svflow.random_model(4, depth=2, width=8, weight_decay=0.01), log_t_end=10.0)
+    with pytest.raises(ValueError, match="alone"):
+        svflow.flow(model, log_t_end=10.0, t_end=5.0)
+    with pytest.raises(ValueError, match="not both"):
+        svflow.flow(model, t_end=5.0, times=[1.0, 5.0])
+    with pytest.raises(ValueError, match="increasing"):
+        svflow.flow(model, times=[2.0, 1.0])
+    with pytest.raises(ValueError, match="t_end"):
+        svflow.flow(model, t_end=-1.0)
+    with pytest.raises(ValueError, match="progress"):
+        svflow.flow([model, model], t_end=1.0, progress=True)
