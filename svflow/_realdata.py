@@ -57,6 +57,7 @@ __all__ = [
     "nc1",
     "feature_metrics",
     "train_adam",
+    "train_flow",
     "realdata_study",
     "QUICK_SETTING",
     "FULL_SETTING",
@@ -240,6 +241,7 @@ class HeadNet(eqx.Module):
     head: tuple
 
     @staticmethod
+    @computes
     def init(key, inputs: int, classes: int, *, hidden=(64, 64), depth: int = 3, width: int = 64, dtype=None):
         r"""Gaussian init: backbone $\mathcal N(0, 2/\text{fan-in})$ (He, for ReLU), head
         $\mathcal N(0, 1/\text{fan-in})$ (the fan-in scaling of :func:`svflow.random_model`)."""
@@ -476,6 +478,84 @@ def _adam_run(model, arrays, key, *, lr, steps, batch_size, num_records, classes
     return model, recs
 
 
+class _NetLogits(eqx.Module):
+    """The K x M logits of a :class:`HeadNet` on the fixed inputs ``X`` (the flow engine's door)."""
+
+    X: jax.Array
+
+    def __call__(self, model):
+        return model(self.X).T
+
+
+def _flow_solve(model: HeadNet, X, y, ts, config):
+    """One flow of the whole network (jit- and vmap-able): ``(unravel, ys (T, P), result, num_steps)``."""
+    from ._full.flow import GradientFlowField
+    from ._integrate import solve
+
+    leaves, treedef = jax.tree_util.tree_flatten(model)
+    from ._full.flow import _Unravel
+
+    unravel = _Unravel(treedef, tuple(tuple(x.shape) for x in leaves))
+    y0 = jnp.concatenate([jnp.ravel(jnp.asarray(x, jnp.float64)) for x in leaves])
+    field = GradientFlowField(logits=_NetLogits(X), unravel=unravel, labels=y, loss="ce")
+    ys, result, num_steps = solve(field, y0, jnp.asarray(ts), None, config)
+    return unravel, ys, result, num_steps
+
+
+@computes
+def train_flow(
+    model: HeadNet,
+    data: dict,
+    *,
+    t_end: float = 100.0,
+    num_records: int = 25,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    max_steps: int = 100_000,
+    rank_rtol: float = RANK_RTOL,
+):
+    r"""Train ``model`` by the gradient flow of all its weights, $\dot\theta = -\nabla_\theta\,\text{CE}$.
+
+    The full-parameter flow engine of :func:`svflow.flow` (its generic core
+    ``GradientFlowField``: any model whose output is the K x M logits, here
+    ``model(X_train).T``, with the cross-entropy drive in the log domain),
+    integrated by diffrax (Tsit5, ``PIDController(rtol, atol)``, float64) in
+    log time $\tau = \log(1 + t)$ to gradient-flow time ``t_end``, records
+    (:func:`feature_metrics`) at ``num_records`` log-spaced times from 0.
+    The flow of a real network is stiff (its sharpness grows as it trains):
+    on the digits, L = 3, d = 16, reaching t = 100 took 6086 solver steps.
+
+    Returns:
+        ``(model, records, stats)``: the model at ``t_end``, the records with a
+        leading time axis and ``{"t": save times, "num_steps": solver steps}``.
+
+    Raises:
+        IntegrationError: the solver failed (the message says what to change).
+    """
+    from ._integrate import SolverConfig, check_solution, log_times
+
+    t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
+    num_records = check_int("num_records", num_records, minimum=2)
+    config = SolverConfig(solver="tsit5", rtol=rtol, atol=atol, max_steps=max_steps)
+    ts = log_times(t_end, num_records)
+    X = jnp.asarray(data["X_train"], jnp.float64)
+    y = jnp.asarray(data["y_train"])
+    model = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), model)
+    unravel, ys, result, num_steps = eqx.filter_jit(_flow_solve)(model, X, y, ts, config)
+    check_solution(ys, result, num_steps, config, t_end)
+    recs = _flow_records(unravel, ys, data, int(data["classes"]), float(rank_rtol))
+    return unravel(ys[-1]), recs, {"t": ts, "num_steps": int(num_steps)}
+
+
+@eqx.filter_jit
+def _flow_records(unravel, ys, data, classes, rank_rtol):
+    X, y = jnp.asarray(data["X_train"]), jnp.asarray(data["y_train"])
+    Xt, yt = jnp.asarray(data["X_test"]), jnp.asarray(data["y_test"])
+    return jax.vmap(
+        lambda v: feature_metrics(unravel(v), X, y, Xt, yt, classes=classes, rank_rtol=rank_rtol)
+    )(ys)
+
+
 # --- the study
 
 _OUT_DIMS = {"sigma_in": ("sv",), "sigma_out": ("sv",)}
@@ -523,6 +603,10 @@ def realdata_study(
     steps: int = 3000,
     batch_size: int | None = None,
     num_records: int = 25,
+    t_end: float = 100.0,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    max_steps: int = 100_000,
     rank_rtol: float = RANK_RTOL,
     dtype: str = "float64",
     store=None,
@@ -536,9 +620,11 @@ def realdata_study(
 
     Every cell (depth L, width d, seed) initialises a :class:`HeadNet` from the
     sweep's cell key (:func:`svflow.sweep`: static depth and width, the seeds
-    vmapped in one chunk) and trains it by ``optimizer`` (``"adam"``:
-    :func:`train_adam`, full batch or mini-batches of ``batch_size``),
-    recording :func:`feature_metrics` at log-spaced steps.
+    vmapped in one chunk) and trains it by ``optimizer``: ``"adam"``
+    (:func:`train_adam`, full batch or mini-batches of ``batch_size``) or
+    ``"flow"`` (the gradient flow of all weights, :func:`train_flow`, to
+    gradient-flow time ``t_end``; float64), recording :func:`feature_metrics`
+    at log-spaced times.
 
     Args:
         X, y: (n, D) features and (n,) labels 0..K-1; default: the
@@ -548,6 +634,7 @@ def realdata_study(
         depths, widths, seeds: the grid (L = number of head matrices).
         hidden: backbone widths (bias-free ReLU layers).
         learning_rate, steps, batch_size: Adam's settings.
+        t_end, rtol, atol, max_steps: the flow's horizon and diffrax settings.
         dtype: ``"float64"`` (default) or ``"float32"``: the precision of
             training (twice as fast on a CPU); the records are always float64.
         store: zarr directory of the sweep; an interrupted run resumes from it
@@ -560,13 +647,21 @@ def realdata_study(
 
     Returns:
         ``xr.Dataset`` with dims ``depth``, ``width``, ``seed``, ``time``
-        (``time`` = Adam steps x learning rate, a nominal time: Adam is no
-        gradient flow; the ``step`` coordinate holds the step numbers) and
+        (Adam: ``time`` = steps x learning rate, a nominal time, Adam is no
+        gradient flow, and the ``step`` coordinate holds the step numbers;
+        flow: ``time`` = gradient-flow time t, and the solver's ``num_steps``
+        and diffrax ``result`` per cell) and
         ``sv``; variables as in :func:`feature_metrics`; attrs with every
         setting, the data's fingerprint and provenance.
     """
-    optimizer = check_choice("optimizer", optimizer, ("adam",))
+    optimizer = check_choice("optimizer", optimizer, ("adam", "flow"))
     dtype = check_choice("dtype", dtype, ("float64", "float32"))
+    if optimizer == "flow" and dtype != "float64":
+        raise ValueError(f"the flow integrates in float64; got dtype={dtype!r}.")
+    from ._integrate import IntegrationError, SolverConfig, log_times
+
+    t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
+    config = SolverConfig(solver="tsit5", rtol=rtol, atol=atol, max_steps=max_steps)
     if (X is None) != (y is None):
         raise ValueError("pass both X and y (features and labels), or neither (the digits).")
     data = (
@@ -582,17 +677,26 @@ def realdata_study(
     K, D_in = int(data["classes"]), int(data["X_train"].shape[1])
 
     def realdata_cell(
-        key, depth, width, seed, *, fingerprint, learning_rate, steps, batch_size, num_records, dtype
+        key, depth, width, seed, *, fingerprint, optimizer, learning_rate, steps, batch_size, **kw
     ):
         k_init, k_batch = jax.random.split(key)
-        m = HeadNet.init(k_init, D_in, K, hidden=hidden, depth=depth, width=width, dtype=jnp.dtype(dtype))
+        m = HeadNet.init(
+            k_init, D_in, K, hidden=hidden, depth=depth, width=width, dtype=jnp.dtype(kw["dtype"])
+        )
+        if optimizer == "flow":
+            X, y = jnp.asarray(data["X_train"]), jnp.asarray(data["y_train"])
+            unravel, ys, result, num_steps = _flow_solve(
+                m, X, y, log_times(kw["t_end"], kw["num_records"]), config
+            )
+            recs = _flow_records(unravel, ys, data, K, float(rank_rtol))
+            return {**recs, "num_steps": num_steps, "result": jnp.asarray(result._value)}
         _, recs = train_adam(
             m,
             data,
             learning_rate=learning_rate,
             steps=steps,
             batch_size=None if batch_size == 0 else batch_size,
-            num_records=num_records,
+            num_records=kw["num_records"],
             key=k_batch,
             rank_rtol=rank_rtol,
         )
@@ -600,6 +704,11 @@ def realdata_study(
 
     params = dict(
         fingerprint=data["fingerprint"],
+        optimizer=optimizer,
+        t_end=t_end,
+        rtol=config.rtol,
+        atol=config.atol,
+        max_steps=config.max_steps,
         learning_rate=float(learning_rate),
         steps=steps,
         batch_size=0 if batch_size is None else int(batch_size),
@@ -608,6 +717,8 @@ def realdata_study(
     )
     grid = dict(depth=depths, width=widths, seed=np.arange(seeds))
     outputs = {k: ("time",) + _OUT_DIMS.get(k, ()) for k in _RECORDED}
+    if optimizer == "flow":
+        outputs.update(num_steps=(), result=())
     tic = _time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="svflow-realdata-") as tmp:
         from ._sweep.runner import sweep
@@ -625,12 +736,27 @@ def realdata_study(
         )
         ds = ds.load()
     wall = _time.perf_counter() - tic
-    rec_steps = step_grid(steps, num_records)
-    ds = ds.assign_coords(
-        time=("time", rec_steps * float(learning_rate), {"long_name": "nominal time: Adam steps x lr"}),
-        step=("time", rec_steps, {"long_name": "Adam steps"}),
-        sv=np.arange(K),
-    )
+    if optimizer == "flow":
+        failed = int(np.sum(ds["result"].values != 0))
+        if failed:
+            raise IntegrationError(
+                f"the flow failed in {failed} of {ds['result'].size} cells (diffrax result codes "
+                f"{sorted(set(ds['result'].values.ravel().tolist()))}); pass a larger max_steps "
+                f"(now {config.max_steps}), a shorter t_end or looser rtol/atol."
+            )
+        ds = ds.assign_coords(
+            time=("time", log_times(t_end, num_records), {"long_name": "gradient-flow time t"}),
+            sv=np.arange(K),
+        )
+        ds["num_steps"].attrs["long_name"] = "solver steps of the flow"
+        ds["result"].attrs["long_name"] = "diffrax result code (0 = success)"
+    else:
+        rec_steps = step_grid(steps, num_records)
+        ds = ds.assign_coords(
+            time=("time", rec_steps * float(learning_rate), {"long_name": "nominal time: Adam steps x lr"}),
+            step=("time", rec_steps, {"long_name": "Adam steps"}),
+            sv=np.arange(K),
+        )
     ds["depth"].attrs["long_name"] = "L, number of weight matrices of the linear head"
     ds["width"].attrs["long_name"] = "d, width of the linear head"
     for k in _RECORDED:
@@ -646,9 +772,15 @@ def realdata_study(
         hidden=list(hidden),
         optimizer=optimizer,
         dtype=dtype,
-        learning_rate=float(learning_rate),
-        steps=steps,
-        batch_size="full" if batch_size is None else int(batch_size),
+        **(
+            dict(t_end=t_end, **config.as_attrs())
+            if optimizer == "flow"
+            else dict(
+                learning_rate=float(learning_rate),
+                steps=steps,
+                batch_size="full" if batch_size is None else int(batch_size),
+            )
+        ),
         loss_name="ce",
         weight_decay=0.0,
         rank_rtol=float(rank_rtol),

@@ -19,7 +19,7 @@ process, wrap a study's cell function in :func:`svflow.sweep`.
 - A real network on real data (a ReLU backbone under a deep linear head,
   trained by Adam on the scikit-learn digits or any ``(X, y)``):
   :func:`realdata_study`, :func:`digits_data`, :func:`prepare_data`,
-  :class:`HeadNet`, :func:`train_adam`, and its metrics
+  :class:`HeadNet`, :func:`train_adam`, :func:`train_flow`, and its metrics
   :func:`feature_metrics`, :func:`class_mean_sigma`, :func:`nc1`.
 - The finite-horizon classifier of one trajectory: :func:`classify_trajectory`.
 """
@@ -48,6 +48,7 @@ from ._realdata import nc1 as nc1
 from ._realdata import prepare_data as prepare_data
 from ._realdata import realdata_study as realdata_study
 from ._realdata import train_adam as train_adam
+from ._realdata import train_flow as train_flow
 from ._repulsion import log_ratio_rate as log_ratio_rate
 from ._repulsion import repulsion as repulsion
 
@@ -60,6 +61,7 @@ __all__ = [
     "prepare_data",
     "realdata_study",
     "train_adam",
+    "train_flow",
     "basin_cell",
     "basin_map",
     "basin_start",

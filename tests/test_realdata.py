@@ -7,6 +7,10 @@
   of degree M), while the margin scales as c^M.
 - Adam (full batch and mini-batch) reaches 100 % training accuracy on a
   separable toy set; a mini-batch of all n samples follows the full-batch run.
+- The gradient flow of the whole network (the flow engine's generic core)
+  reaches 100 % training accuracy on the toy set, lowers the loss
+  monotonically and conserves the balancedness of consecutive linear head
+  layers, W_{l+1}^T W_{l+1} - W_l W_l^T (a conservation law of the flow).
 - ``(X, y)`` validation rejects each bad input with a message naming it.
 """
 
@@ -17,7 +21,15 @@ import pytest
 
 import svflow
 from svflow._metrics import rank_from_sigma
-from svflow.studies import HeadNet, class_mean_sigma, feature_metrics, nc1, prepare_data, train_adam
+from svflow.studies import (
+    HeadNet,
+    class_mean_sigma,
+    feature_metrics,
+    nc1,
+    prepare_data,
+    train_adam,
+    train_flow,
+)
 
 
 def _blobs(K=3, n_per=20, D=4, sep=6.0, seed=0):
@@ -107,6 +119,25 @@ def test_adam_reaches_full_train_accuracy_on_separable_toy_set():
     np.testing.assert_allclose(same["loss"], full["loss"], rtol=1e-8)
 
 
+def test_flow_reaches_full_train_accuracy_and_conserves_balancedness():
+    X, y = _blobs()
+    data = prepare_data(X, y, test_fraction=0.25)
+    m = HeadNet.init(jax.random.PRNGKey(3), 4, 3, hidden=(8,), depth=3, width=5)
+    m1, recs, stats = train_flow(m, data, t_end=100.0, num_records=6, rtol=1e-9, atol=1e-11)
+    assert float(recs["train_acc"][-1]) == 1.0
+    loss = np.asarray(recs["loss"])
+    assert np.all(np.diff(loss) < 0)  # gradient flow lowers the loss
+    assert stats["t"][-1] == 100.0 and stats["num_steps"] > 0
+    for l in range(2):
+        W0a, W0b = np.asarray(m.head[l]), np.asarray(m.head[l + 1])
+        W1a, W1b = np.asarray(m1.head[l]), np.asarray(m1.head[l + 1])
+        before = W0b.T @ W0b - W0a @ W0a.T
+        after = W1b.T @ W1b - W1a @ W1a.T
+        grown = np.linalg.norm(W1a) ** 2 - np.linalg.norm(W0a) ** 2  # the weights did move
+        assert grown > 1.0
+        np.testing.assert_allclose(after, before, atol=1e-5 * grown)
+
+
 def test_float32_training_keeps_float32_weights():
     X, y = _blobs()
     data = prepare_data(X, y, test_fraction=0.25)
@@ -161,6 +192,8 @@ def test_bad_test_set_rejected():
         svflow.studies.realdata_study(X0)
     with pytest.raises(ValueError, match="optimizer"):
         svflow.studies.realdata_study(X0, Y0, optimizer="sgd")
+    with pytest.raises(ValueError, match="float64"):
+        svflow.studies.realdata_study(X0, Y0, optimizer="flow", dtype="float32")
 
 
 @pytest.mark.slow
@@ -172,3 +205,6 @@ def test_study_on_user_data_resumes(tmp_path):
     assert set(ds.sizes) == {"depth", "width", "seed", "time", "sv"}
     again = svflow.studies.realdata_study(X, y, store=tmp_path / "s.zarr", **kw)  # read back, not recomputed
     np.testing.assert_array_equal(again["loss"].values, ds["loss"].values)
+    fl = svflow.studies.realdata_study(X, y, optimizer="flow", t_end=100.0, **kw)
+    assert fl["train_acc"].isel(time=-1).min() == 1.0
+    assert int(fl["result"].max()) == 0 and float(fl["time"][-1]) == 100.0
