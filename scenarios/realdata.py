@@ -3,6 +3,7 @@
     python scenarios/realdata.py --quick --out figures/data/realdata_scenario.nc
     python scenarios/realdata.py --out realdata_full.nc          # the full grid
     python scenarios/realdata.py --quick --X feats.npy --y labels.npy   # your own features
+    python scenarios/realdata.py --quick --optimizer flow --t-end 30     # gradient flow of all weights
 
 A bias-free ReLU MLP backbone (two layers of 64) under a deep linear head of
 depth L and width d, trained by Adam (full batch) on the mean cross-entropy
@@ -59,6 +60,13 @@ def _options(p) -> None:
     p.add_argument("--y", type=Path, default=None, help=".npy of integer labels 0..K-1 (n,)")
     p.add_argument("--store", type=Path, default=None, help="zarr store (resumed if it exists)")
     p.add_argument("--no-ufm", action="store_true", help="skip the deep-UFM reference phase map")
+    p.add_argument(
+        "--optimizer",
+        choices=("adam", "flow"),
+        default="adam",
+        help="adam (default) or flow: the gradient flow of all weights (float64; stiff, slow on a CPU)",
+    )
+    p.add_argument("--t-end", type=float, default=100.0, help="gradient-flow time of --optimizer flow")
 
 
 def main(argv=None) -> int:
@@ -73,21 +81,30 @@ def main(argv=None) -> int:
         cfg["steps"] = args.steps
     if args.batch_size is not None:
         cfg["batch_size"] = args.batch_size
+    if args.optimizer == "flow":
+        for k in ("learning_rate", "steps", "batch_size"):
+            cfg.pop(k, None)
+        cfg.update(optimizer="flow", t_end=args.t_end, dtype="float64")
     X = y = None
     if (args.X is None) != (args.y is None):
         print("pass both --X and --y", file=sys.stderr)
         return 2
     if args.X is not None:
         X, y = np.load(args.X), np.load(args.y)
-    store = args.store or Path("stores") / f"realdata{'_quick' if args.quick else ''}.zarr"
+    tag = ("_quick" if args.quick else "") + ("_flow" if args.optimizer == "flow" else "")
+    store = args.store or Path("stores") / f"realdata{tag}.zarr"
     ds = svflow.studies.realdata_study(
         X, y, **cfg, store=store, base_seed=args.seed, ufm_reference=not args.no_ufm, progress=True
     )
     ds.attrs["scenario"] = setting
+    how = (
+        f"gradient flow to t = {ds.attrs['t_end']:g} ({int(ds['num_steps'].max())} solver steps at most)"
+        if args.optimizer == "flow"
+        else f"Adam lr {ds.attrs['learning_rate']}, {ds.attrs['steps']} steps, {ds.attrs['dtype']}"
+    )
     print(
         f"real data ({ds.attrs['data']}, K = {ds.attrs['classes']}, n_train = {ds.attrs['n_train']}): "
-        f"Adam lr {ds.attrs['learning_rate']}, {ds.attrs['steps']} steps, {ds.attrs['dtype']}; "
-        f"network {ds.attrs['wall_time_s']:.0f} s on {ds.attrs['device']}"
+        f"{how}; network {ds.attrs['wall_time_s']:.0f} s on {ds.attrs['device']}"
     )
     print(table(ds))
     if args.out:

@@ -73,7 +73,8 @@ def plot(ds: xr.Dataset):
     ax = axes[2]
     dmax = widths[-1]
     dc = plt.cm.plasma(np.linspace(0.0, 0.85, len(depths)))
-    t = ds["step"].values
+    flow = ds.attrs.get("optimizer") == "flow"
+    t = ds["time"].values if flow else ds["step"].values
     for L, c in zip(depths, dc):
         ax.plot(
             t[1:],
@@ -85,7 +86,7 @@ def plot(ds: xr.Dataset):
     tacc = fin["test_acc"].mean()
     ax.set_xscale("log")
     ax.set(
-        xlabel="Adam step",
+        xlabel="gradient-flow time t" if flow else "Adam step",
         ylabel="rank of centred class-mean logits",
         title=f"over training, d = {dmax} (final accuracy: train {acc:.0%}, test {tacc:.0%})",
         ylim=(0, K),
@@ -96,10 +97,14 @@ def plot(ds: xr.Dataset):
         if "ufm_eta" in ds.attrs
         else ""
     )
+    how = (
+        f"gradient flow to t = {ds.attrs['t_end']:g}"
+        if flow
+        else f"Adam lr {ds.attrs['learning_rate']:g}, {ds.attrs['steps']} full-batch steps"
+    )
     fig.suptitle(
         f"{ds.attrs['data']} (K = {K}, {ds.attrs['n_train']} train / {ds.attrs['n_test']} test), "
-        f"ReLU backbone {ds.attrs['hidden']} + deep linear head, Adam lr {ds.attrs['learning_rate']:g}, "
-        f"{ds.attrs['steps']} full-batch steps, {ds.sizes['seed']} seeds{ufm} "
+        f"ReLU backbone {ds.attrs['hidden']} + deep linear head, {how}, {ds.sizes['seed']} seeds{ufm} "
         f"[{ds.attrs.get('scenario', '')} setting]",
         fontsize=9,
     )
