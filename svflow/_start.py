@@ -251,7 +251,6 @@ def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
         )
     if loss == "ce":
         check_pairs(start.s0, grp, "init")
-    check_growing(start.lam0, start.balanced, loss)
     if start.group != grp:
         start = Start(start.s0, balanced=start.balanced, description=start.description, group=grp)
     return start
