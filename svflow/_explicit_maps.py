@@ -26,6 +26,7 @@ from ._explicit import (
     ce_codes,
     ce_dnc_loss,
     ce_pair_loss,
+    dnc_factors,
     dnc_loss,
     hypercube_code,
     polygon_code,
@@ -324,6 +325,28 @@ def _ce_closed_forms(classes: int, depths, weight_decay: float) -> dict:
     }
 
 
+def _network_layers(factors, depth: int) -> tuple[list, list]:
+    """(names, class-mean matrices) M1 = H, pre-M(l+1), M(l+1) = ReLU(W_l M_l), Z."""
+    names, mats = ["M1"], [np.asarray(factors[0])]
+    x = mats[0]
+    for l, W in enumerate(factors[1:], start=1):
+        x = np.asarray(W) @ x
+        if l < depth:
+            names.append(f"pre-M{l + 1}")
+            mats.append(x)
+            x = np.maximum(x, 0.0)
+            names.append(f"M{l + 1}")
+            mats.append(x)
+    names.append("Z")
+    mats.append(x)
+    return names, mats
+
+
+def _rank9(m) -> int:
+    s = np.linalg.svd(m, compute_uv=False)
+    return int((s > 1e-9 * s[0]).sum())
+
+
 @computes
 def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
     r"""Class-mean matrices of every layer of the unit-scale SRG network (Fig. 1 of
@@ -338,28 +361,18 @@ def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
     the Kneser adjacency of KG(r, 2) (rank K).
 
     Returns a Dataset with dims ``layer`` (names ``M1``, ``pre-M2``, ``M2``, ...,
-    ``Z``), ``row`` and ``col``: ``matrix`` (layer, row, col; NaN-padded to K
+    ``Z``), ``row``, ``col`` and ``col2``: ``matrix`` (layer, row, col; NaN-padded to K
     rows), ``rows`` and ``matrix_rank`` (layer; numerical rank, $\sigma_i > 10^{-9}
-    \sigma_1$).
+    \sigma_1$), ``gram`` (layer, col, col2: $M^\top M$, the classes' inner
+    products) and, for contrast, ``dnc_gram`` and ``dnc_rank`` of the same
+    layers of the unit-scale DNC network (:func:`svflow.explicit.dnc_factors`,
+    width K): every Gram matrix a multiple of $I_K$, every rank K.
     """
     r = check_int("r", r, minimum=4)
     depth = check_int("depth", depth, minimum=2)
-    factors = srg_factors(r, depth)
     K = r * (r - 1) // 2
-    names, mats = [], []
-    x = np.asarray(factors[0])
-    names.append("M1")
-    mats.append(x)
-    for l, W in enumerate(factors[1:], start=1):
-        x = np.asarray(W) @ x
-        if l < depth:
-            names.append(f"pre-M{l + 1}")
-            mats.append(x)
-            x = np.maximum(x, 0.0)
-            names.append(f"M{l + 1}")
-            mats.append(x)
-    names.append("Z")
-    mats.append(x)
+    names, mats = _network_layers(srg_factors(r, depth), depth)
+    _, dnc_mats = _network_layers(dnc_factors(K, depth), depth)
     rows = max(m.shape[0] for m in mats)
     out = np.full((len(mats), rows, K), np.nan)
     ranks = []
@@ -375,8 +388,23 @@ def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
         ),
         "rows": (("layer",), [m.shape[0] for m in mats]),
         "matrix_rank": (("layer",), np.asarray(ranks), {"long_name": "numerical rank"}),
+        "gram": (
+            ("layer", "col", "col2"),
+            np.stack([m.T @ m for m in mats]),
+            {"long_name": "Gram matrix M^T M of the class means (SRG)"},
+        ),
+        "dnc_gram": (
+            ("layer", "col", "col2"),
+            np.stack([m.T @ m for m in dnc_mats]),
+            {"long_name": "Gram matrix M^T M of the class means (DNC, for contrast)"},
+        ),
+        "dnc_rank": (
+            ("layer",),
+            np.asarray([_rank9(m) for m in dnc_mats]),
+            {"long_name": "numerical rank (DNC)"},
+        ),
     }
-    coords = {"layer": names, "row": np.arange(rows), "col": np.arange(K)}
+    coords = {"layer": names, "row": np.arange(rows), "col": np.arange(K), "col2": np.arange(K)}
     attrs = {
         "title": "SRG construction, class means of every layer (unit scale)",
         "r": int(r),

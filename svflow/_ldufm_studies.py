@@ -187,7 +187,8 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
                     polish_steps=2000,
                 ),
             ),
-            fixed="K = 2..16, L = 2..6 (the paper's L-DUFM objective)",
+            fixed="the paper's L-DUFM objective over a grid of K and L (K = 2..16, L = 2..6; "
+            "the polished setting K = 2..6)",
             chosen="weight decay 0.004 on every factor, learning rate 0.5, width max(16, 2K), n = 1",
         ),
     ]

@@ -108,6 +108,17 @@ def test_srg_construction_layers_ranks():
     np.testing.assert_allclose(ds["matrix"].sel(layer="pre-M4").values, B.pre, atol=1e-12)
     np.testing.assert_allclose(ds["matrix"].sel(layer="M4").values, B.kneser, atol=1e-12)
     np.testing.assert_allclose(ds["matrix"].sel(layer="Z").values, np.eye(10), atol=1e-9)
+    # Gram matrices: B^T B of the incidence matrix (2 on the diagonal, 1 for edges
+    # sharing a vertex, 0 otherwise) against the DNC contrast (diagonal, rank K)
+    inc = np.zeros((5, 10))
+    for e, (a, b) in enumerate((a, b) for a in range(5) for b in range(a + 1, 5)):
+        inc[a, e] = inc[b, e] = 1.0
+    gram = ds["gram"].sel(layer="M3").values
+    np.testing.assert_allclose(gram / gram[0, 0], inc.T @ inc / 2.0, atol=1e-12)
+    for name in ds["layer"].values:
+        g = ds["dnc_gram"].sel(layer=name).values
+        np.testing.assert_allclose(g - np.diag(np.diag(g)), 0.0, atol=1e-12)
+        assert int(ds["dnc_rank"].sel(layer=name)) == 10
 
 
 def test_gd_batch_equals_train():
