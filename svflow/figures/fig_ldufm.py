@@ -114,15 +114,16 @@ def _panel_nc1_end(ax, d, samples, scales):
         for j, seed in enumerate(ds_s["seed"].values):
             ax.semilogy(
                 np.arange(len(layers)),
-                np.maximum(ds_s["nc1_layer"].sel(seed=seed).values, 1e-16),
+                np.where(nc_end := ds_s["nc1_layer"].sel(seed=seed).values, nc_end, np.nan),
                 "o-",
                 ms=2.5,
                 lw=0.6,
                 color=col,
                 label=f"init scale {s:g}" if j == 0 else None,
             )
+    ax.axhspan(1e-40, 1e-20, color="0.9", zorder=0, label="round-off level (NC1 < 1e-20)")
     ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
-    ax.set_ylabel("NC1 = tr(S_W S_B^+)/K at the end")
+    ax.set_ylabel("NC1 = tr(S_W S_B^+)/K at the end (not clipped)")
     ax.set_title(
         f"NC1 per layer at the end (n = {samples}; this dataset has no records over training)",
         fontsize=7,
@@ -248,6 +249,20 @@ def _panel_best_spectra(ax, d, K, best_ratio, best_pick):
         ax.legend(fontsize=5, ncol=2)
 
 
+def _failed_note(d) -> str:
+    """A note for a row whose runs all fail: kept, because the init scale decides
+    which minimum GD finds, and this scale finds none below the trivial point."""
+    finals = d["final_objective"].values.ravel()
+    if np.all(np.abs(finals - 0.5) <= 1e-3 * 0.5):
+        return (
+            f"\nall {finals.size} runs collapse to the zero network (loss 1/2); row kept:"
+            "\nthe init scale decides which minimum GD finds"
+        )
+    if not d["is_dnc"].values.any() and np.all(finals > float(d["L_DNC"].values.ravel()[0])):
+        return f"\nall {finals.size} runs stall above L_DNC; row kept: the init scale decides"
+    return ""
+
+
 def _plot_runs(ds, row_dim=None):
     L = int(ds.attrs["depth"])
     samples = int(ds.attrs["samples_per_class"])
@@ -267,7 +282,7 @@ def _plot_runs(ds, row_dim=None):
         _run_panels(ax_row, d, K, L, samples)
         if rows_by == "scale":
             ax_row[0].set_title(
-                f"K = {K}, L = {L}, init scale {float(d['scale'].values[0]):g}",
+                f"K = {K}, L = {L}, init scale {float(d['scale'].values[0]):g}" + _failed_note(d),
                 fontsize=8,
             )
     a = ds.attrs
