@@ -564,7 +564,7 @@ def ce_minimum(
     return CEMinimum(float(obj[b]), int(rank), float(gap), float(gn[b]), seeds[b], tuple(best), obj, gn)
 
 
-CE_DIRECT_CELLS = tuple((K, L) for L in (3, 5) for K in (4, 6, 8, 9, 10, 12, 16)) + ((12, 4),)
+CE_DIRECT_CELLS = tuple((K, 5) for K in (4, 6, 8, 9, 10, 12, 16)) + ((12, 4), (6, 3), (8, 3), (16, 3))
 
 
 @computes

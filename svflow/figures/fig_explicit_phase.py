@@ -20,7 +20,11 @@ def compute(quick: bool):
     # model at the cells of CE_DIRECT_CELLS (minutes); quick == full
     ds = explicit_phase_map(range(2, 41), range(2, 9), lam=0.004, weight_decay=1e-3, samples=1)
     table = ce_direct_table(weight_decay=1e-3, samples=1)
-    table = table.rename({"classes": "cell_classes", "depth": "cell_depth"})
+    # the table's cells are a list (dim cell): prefix what would clash with the map
+    clash = [v for v in table.data_vars if v in ds or v.startswith(("ce_", "known"))]
+    table = table.rename(
+        {"classes": "cell_classes", "depth": "cell_depth", **{v: f"cell_{v}" for v in clash}}
+    )
     return ds.merge(table, combine_attrs="override").assign_attrs(
         direct_seeds=table.attrs["direct_seeds"],
         direct_max_steps=table.attrs["direct_max_steps"],
@@ -63,7 +67,7 @@ def _from_k(thr) -> str:
 
 def _mark_direct(ax, ds) -> None:
     """On the CE map: the cells minimised directly; x + rank where no known code is
-    optimal, o where the best known code is the best point found."""
+    optimal, o where no polished random start beat the best known code."""
     if "direct" not in ds:
         return
     for c in range(ds.sizes["cell"]):
@@ -74,7 +78,7 @@ def _mark_direct(ax, ds) -> None:
         else:
             ax.plot(K, L, "o", mfc="none", color="k", ms=6)
     ax.plot([], [], "x", color="k", label="direct min. beats every known code (rN: its rank)")
-    ax.plot([], [], "o", mfc="none", color="k", label="direct min. = best known code")
+    ax.plot([], [], "o", mfc="none", color="k", label="no polished random start beats the best known code")
 
 
 def _direct_table(ax, ds) -> None:
@@ -89,12 +93,12 @@ def _direct_table(ax, ds) -> None:
             [
                 str(int(ds["cell_classes"][c])),
                 str(int(ds["cell_depth"][c])),
-                f(ds["ce_dnc"][c]),
-                f(ds["ce_blocks"][c]),
-                f(ds["ce_hypercube"][c]),
-                f(ds["ce_polygon"][c]),
+                f(ds["cell_ce_dnc"][c]),
+                f(ds["cell_ce_blocks"][c]),
+                f(ds["cell_ce_hypercube"][c]),
+                f(ds["cell_ce_polygon"][c]),
                 f"{float(ds['direct'][c]):.6f} ({int(ds['direct_rank'][c])})",
-                str(ds["known_code"].values[c]).split()[0],
+                str(ds["cell_known_code"].values[c]).split()[0],
             ]
         )
         colours.append(["#f4d6d6" if win else "white"] * len(cols))
