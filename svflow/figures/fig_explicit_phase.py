@@ -73,11 +73,21 @@ def _mark_direct(ax, ds) -> None:
     for c in range(ds.sizes["cell"]):
         K, L = int(ds["cell_classes"][c]), int(ds["cell_depth"][c])
         if bool(ds["direct_wins"][c]):
-            ax.plot(K, L, "x", color="k", ms=7, mew=1.6)
-            ax.text(K + 0.35, L + 0.2, f"r{int(ds['direct_rank'][c])}", fontsize=7, weight="bold")
+            ax.text(
+                K,
+                L,
+                str(int(ds["direct_rank"][c])),
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                weight="bold",
+                bbox=dict(boxstyle="square,pad=0.12", fc="white", ec="k", lw=0.8),
+            )
         else:
             ax.plot(K, L, "o", mfc="none", color="k", ms=6)
-    ax.plot([], [], "x", color="k", label="direct min. beats every known code (rN: its rank)")
+    ax.plot(
+        [], [], "s", mfc="white", color="k", label="boxed N: direct min. beats every known code; N = its rank"
+    )
     ax.plot([], [], "o", mfc="none", color="k", label="no polished random start beats the best known code")
 
 
@@ -116,8 +126,8 @@ def _direct_table(ax, ds) -> None:
 
 def plot(ds):
     if "direct" in ds:
-        fig = plt.figure(figsize=(15, 10.5))
-        grid = fig.add_gridspec(2, 3, height_ratios=[1, 1.15])
+        fig = plt.figure(figsize=(15, 8.8))
+        grid = fig.add_gridspec(2, 3, height_ratios=[1, 0.75])
         axes = [fig.add_subplot(grid[0, k]) for k in range(3)]
         table_ax = fig.add_subplot(grid[1, :])
     else:
