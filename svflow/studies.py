@@ -16,6 +16,11 @@ process, wrap a study's cell function in :func:`svflow.sweep`.
   :func:`random_start_code_study`, and the tools they use
   (:func:`walsh_supports`, :func:`group_supports`, :func:`class_embedding`,
   :func:`gram_distance`, :func:`one_vs_rest_margin`).
+- A real network on real data (a ReLU backbone under a deep linear head,
+  trained by Adam on the scikit-learn digits or any ``(X, y)``):
+  :func:`realdata_study`, :func:`digits_data`, :func:`prepare_data`,
+  :class:`HeadNet`, :func:`train_adam`, and its metrics
+  :func:`feature_metrics`, :func:`class_mean_sigma`, :func:`nc1`.
 - The finite-horizon classifier of one trajectory: :func:`classify_trajectory`.
 """
 
@@ -35,10 +40,26 @@ from ._codes_study import code_winner_table as code_winner_table
 from ._codes_study import random_start_code_study as random_start_code_study
 from ._phase import phase_cell as phase_cell
 from ._phase import phase_map as phase_map
+from ._realdata import HeadNet as HeadNet
+from ._realdata import class_mean_sigma as class_mean_sigma
+from ._realdata import digits_data as digits_data
+from ._realdata import feature_metrics as feature_metrics
+from ._realdata import nc1 as nc1
+from ._realdata import prepare_data as prepare_data
+from ._realdata import realdata_study as realdata_study
+from ._realdata import train_adam as train_adam
 from ._repulsion import log_ratio_rate as log_ratio_rate
 from ._repulsion import repulsion as repulsion
 
 __all__ = [
+    "HeadNet",
+    "class_mean_sigma",
+    "digits_data",
+    "feature_metrics",
+    "nc1",
+    "prepare_data",
+    "realdata_study",
+    "train_adam",
     "basin_cell",
     "basin_map",
     "basin_start",
