@@ -127,6 +127,7 @@ from ._analysis.codes import exact_rho as exact_rho
 from ._analysis.codes import softmax_code as softmax_code
 from ._analysis.outcome import Criterion as Criterion
 from ._analysis.outcome import outcome as outcome
+from ._flow_outcome import flow_outcome as flow_outcome
 from ._analysis.classify import OutcomeRule as OutcomeRule
 from ._analysis.classify import classify as classify
 
@@ -163,6 +164,7 @@ __all__ = [
     "factor_values",
     "explicit",
     "flow",
+    "flow_outcome",
     "group_softmax_eigenvalues",
     "hadamard",
     "kkt_point",

@@ -9,8 +9,11 @@ names in the variable's attrs (``flag_values`` / ``flag_meanings``, CF style).
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import NamedTuple, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
@@ -23,8 +26,10 @@ from ._explicit import (
     ce_codes,
     ce_dnc_loss,
     ce_pair_loss,
+    dnc_factors,
     dnc_loss,
     hypercube_code,
+    polygon_code,
     relu_blocks,
     srg_factors,
     srg_rho,
@@ -39,6 +44,10 @@ __all__ = [
     "weight_decay_endpoints",
     "srg_construction_layers",
     "srg_ratio_curve",
+    "CEMinimum",
+    "ce_minimum",
+    "ce_direct_table",
+    "CE_DIRECT_CELLS",
 ]
 
 # Category names say what was compared: the candidates are the known constructions
@@ -166,12 +175,12 @@ _EXPLICIT_MAP_ATTRS = {
     "relu_loss_best": {"long_name": "lowest L-DUFM loss over DNC/SRG block constructions"},
     "relu_blocks": {"long_name": "SRG blocks (r) and dnc:<classes>"},
     "ce_category": {
-        "long_name": "lowest-loss known CE code (block codes and the hypercube only)",
+        "long_name": "lowest-loss known CE code (block codes, hypercube and polygon only)",
         **_flags(CE_CATEGORIES),
     },
     "ce_loss_dnc": {"long_name": "DNC loss, linear CE model with weight decay"},
     "ce_loss_pairs": {"long_name": "2 x 2 block competitor loss (odd K: one 3-block)"},
-    "ce_loss_best": {"long_name": "lowest CE loss over block codes and the hypercube"},
+    "ce_loss_best": {"long_name": "lowest CE loss over block codes, the hypercube and the polygon"},
     "ce_blocks": {"long_name": "block sizes (or hypercube:m) of the best CE code"},
 }
 
@@ -316,6 +325,28 @@ def _ce_closed_forms(classes: int, depths, weight_decay: float) -> dict:
     }
 
 
+def _network_layers(factors, depth: int) -> tuple[list, list]:
+    """(names, class-mean matrices) M1 = H, pre-M(l+1), M(l+1) = ReLU(W_l M_l), Z."""
+    names, mats = ["M1"], [np.asarray(factors[0])]
+    x = mats[0]
+    for l, W in enumerate(factors[1:], start=1):
+        x = np.asarray(W) @ x
+        if l < depth:
+            names.append(f"pre-M{l + 1}")
+            mats.append(x)
+            x = np.maximum(x, 0.0)
+            names.append(f"M{l + 1}")
+            mats.append(x)
+    names.append("Z")
+    mats.append(x)
+    return names, mats
+
+
+def _rank9(m) -> int:
+    s = np.linalg.svd(m, compute_uv=False)
+    return int((s > 1e-9 * s[0]).sum())
+
+
 @computes
 def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
     r"""Class-mean matrices of every layer of the unit-scale SRG network (Fig. 1 of
@@ -330,28 +361,18 @@ def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
     the Kneser adjacency of KG(r, 2) (rank K).
 
     Returns a Dataset with dims ``layer`` (names ``M1``, ``pre-M2``, ``M2``, ...,
-    ``Z``), ``row`` and ``col``: ``matrix`` (layer, row, col; NaN-padded to K
+    ``Z``), ``row``, ``col`` and ``col2``: ``matrix`` (layer, row, col; NaN-padded to K
     rows), ``rows`` and ``matrix_rank`` (layer; numerical rank, $\sigma_i > 10^{-9}
-    \sigma_1$).
+    \sigma_1$), ``gram`` (layer, col, col2: $M^\top M$, the classes' inner
+    products) and, for contrast, ``dnc_gram`` and ``dnc_rank`` of the same
+    layers of the unit-scale DNC network (:func:`svflow.explicit.dnc_factors`,
+    width K): every Gram matrix a multiple of $I_K$, every rank K.
     """
     r = check_int("r", r, minimum=4)
     depth = check_int("depth", depth, minimum=2)
-    factors = srg_factors(r, depth)
     K = r * (r - 1) // 2
-    names, mats = [], []
-    x = np.asarray(factors[0])
-    names.append("M1")
-    mats.append(x)
-    for l, W in enumerate(factors[1:], start=1):
-        x = np.asarray(W) @ x
-        if l < depth:
-            names.append(f"pre-M{l + 1}")
-            mats.append(x)
-            x = np.maximum(x, 0.0)
-            names.append(f"M{l + 1}")
-            mats.append(x)
-    names.append("Z")
-    mats.append(x)
+    names, mats = _network_layers(srg_factors(r, depth), depth)
+    _, dnc_mats = _network_layers(dnc_factors(K, depth), depth)
     rows = max(m.shape[0] for m in mats)
     out = np.full((len(mats), rows, K), np.nan)
     ranks = []
@@ -367,8 +388,23 @@ def srg_construction_layers(r: int = 5, depth: int = 4) -> xr.Dataset:
         ),
         "rows": (("layer",), [m.shape[0] for m in mats]),
         "matrix_rank": (("layer",), np.asarray(ranks), {"long_name": "numerical rank"}),
+        "gram": (
+            ("layer", "col", "col2"),
+            np.stack([m.T @ m for m in mats]),
+            {"long_name": "Gram matrix M^T M of the class means (SRG)"},
+        ),
+        "dnc_gram": (
+            ("layer", "col", "col2"),
+            np.stack([m.T @ m for m in dnc_mats]),
+            {"long_name": "Gram matrix M^T M of the class means (DNC, for contrast)"},
+        ),
+        "dnc_rank": (
+            ("layer",),
+            np.asarray([_rank9(m) for m in dnc_mats]),
+            {"long_name": "numerical rank (DNC)"},
+        ),
     }
-    coords = {"layer": names, "row": np.arange(rows), "col": np.arange(K)}
+    coords = {"layer": names, "row": np.arange(rows), "col": np.arange(K), "col2": np.arange(K)}
     attrs = {
         "title": "SRG construction, class means of every layer (unit scale)",
         "r": int(r),
@@ -436,3 +472,182 @@ def srg_ratio_curve(
     }
     attrs = {"title": "SRG construction against DNC", "samples_per_class": int(samples)}
     return grid_dataset(coords, data, attrs)
+
+
+# --- direct minimisation of the deep linear CE model with weight decay
+
+
+class CEMinimum(NamedTuple):
+    """Best polished point of :func:`ce_minimum`."""
+
+    objective: float  # CE + (wd/2) sum ||F||^2 at the best polished start
+    rank: int  # gap rank of the class-mean logits (:func:`svflow.explicit.gap_rank`)
+    gap: float  # sigma_r / sigma_(r+1) at that rank
+    grad_norm: float  # norm of the full gradient at the best point
+    seed: int  # the seed of the best start
+    factors: tuple  # [H, W_1, ..., W_L] of the best point
+    objectives: np.ndarray  # polished objective of every seed
+    grad_norms: np.ndarray  # gradient norm of every seed
+
+
+def _ce_factor_objective(factors, wd, labels):
+    """Mean CE of Z = W_L ... W_1 H (columns = samples) + (wd/2) sum_j ||F_j||^2."""
+    Z = factors[0]
+    for W in factors[1:]:
+        Z = W @ Z
+    ce = jnp.mean(jax.nn.logsumexp(Z, axis=0) - Z[labels, jnp.arange(Z.shape[1])])
+    return ce + 0.5 * wd * sum(jnp.sum(F**2) for F in factors)
+
+
+def _ce_starts(K: int, L: int, d: int, n: int, scale: float, seeds) -> tuple:
+    """Gaussian starts N(0, scale^2 / d) (H: N(0, scale^2 / K n)), stacked over seeds."""
+    shapes = [(d, K * n)] + [(d, d)] * (L - 1) + [(K, d)]
+    out = []
+    for seed in seeds:
+        keys = jax.random.split(jax.random.PRNGKey(int(seed)), len(shapes))
+        out.append(
+            [scale / math.sqrt(s[1]) * jax.random.normal(k, s, dtype=float) for k, s in zip(keys, shapes)]
+        )
+    return tuple(jnp.stack(fs) for fs in zip(*out))
+
+
+@computes
+def ce_minimum(
+    classes: int,
+    depth: int,
+    *,
+    weight_decay: float,
+    seeds: Sequence[int] = tuple(range(8)),
+    samples: int = 1,
+    width: int | None = None,
+    scale: float = 1.0,
+    max_steps: int = 3000,
+) -> CEMinimum:
+    r"""Direct minimisation of the deep linear UFM with cross-entropy and weight decay.
+
+    $$\min_{H, W_1..W_L}\ \frac1{Kn}\sum_{i}\mathrm{CE}(Z_{:,i}, y_i)
+    + \frac{wd}2\Big(\|H\|_F^2 + \sum_{l=1}^L\|W_l\|_F^2\Big),\qquad Z = W_L\cdots W_1H,$$
+
+    (depth L = number of weight matrices, N = L + 1 factors, n samples per
+    class, columns class-major) from Gaussian starts (one per seed, entries
+    $\mathcal N(0, \text{scale}^2/\text{fan-in})$, width d = ``width``, default
+    K), each polished by L-BFGS (:func:`svflow.explicit.polish`, ``max_steps``
+    steps, the runs vmapped). The objective is smooth, so a good run ends with a
+    small gradient norm. Returns the best run (:class:`CEMinimum`): its
+    objective, the gap rank of its class-mean logits, the gradient norm, its
+    seed and factors, and every seed's polished objective and gradient norm.
+    It is an upper bound on the global minimum, set beside the constructions of
+    :func:`svflow.explicit.ce_codes` (DNC, block codes, hypercube, polygon).
+    """
+    from ._ldufm import class_mean_spectra, gap_rank, polish
+
+    K = check_int("classes", classes, minimum=2)
+    L = check_int("depth", depth, minimum=1)
+    wd = check_float("weight_decay", weight_decay, minimum=0.0, strict_min=True)
+    if isinstance(seeds, (int, np.integer, float, str)):
+        raise TypeError(f"seeds must be a sequence of seeds; got {seeds!r}. For n seeds pass seeds=range(n).")
+    seeds = [check_int("seeds[i]", s, minimum=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed; got an empty sequence.")
+    n = check_int("samples", samples, minimum=1)
+    d = K if width is None else check_int("width", width, minimum=1)
+    scale = check_float("scale", scale, minimum=0.0, strict_min=True)
+    labels = jnp.repeat(jnp.arange(K), n)
+    starts = _ce_starts(K, L, d, n, scale, seeds)
+    fs, obj, gn = polish(_ce_factor_objective, starts, wd, labels, max_steps=max_steps)
+    b = int(np.nanargmin(obj))
+    best = [np.asarray(F[b]) for F in fs]
+    Z = best[0]
+    for W in best[1:]:
+        Z = W @ Z
+    rank, gap = gap_rank(class_mean_spectra(Z, K))
+    return CEMinimum(float(obj[b]), int(rank), float(gap), float(gn[b]), seeds[b], tuple(best), obj, gn)
+
+
+CE_DIRECT_CELLS = tuple((K, 5) for K in (4, 6, 8, 9, 10, 12, 16)) + ((12, 4), (6, 3), (8, 3), (16, 3))
+
+
+@computes
+def ce_direct_table(
+    cells: Sequence[tuple[int, int]] = CE_DIRECT_CELLS,
+    *,
+    weight_decay: float = 1e-3,
+    seeds: Sequence[int] = tuple(range(6)),
+    samples: int = 1,
+    max_steps: int = 2000,
+    rtol: float = 1e-5,
+) -> xr.Dataset:
+    r"""Direct minimisation beside the known CE constructions, cell by cell.
+
+    For every (K, L) in ``cells``: the closed-form losses of DNC, the 2 x 2 blocks
+    (K = 2 or K >= 4), the best block code (:func:`svflow.explicit.ce_blocks`),
+    the hypercube (K >= 3) and the regular K-gon (K >= 5), the best of them
+    (``known``, its name in ``known_code``), and the best polished random start
+    of :func:`ce_minimum` (``direct``, its gap rank, gradient norm and seed,
+    and the number of seeds below the best known code). ``direct_wins`` marks
+    the cells where no known construction is optimal: ``direct`` below
+    ``(1 - rtol)`` x ``known``. Dataset with dim ``cell`` (coords ``classes``,
+    ``depth``)."""
+    cells = [
+        (check_int("cells[i][0] (K)", K, minimum=3), check_int("cells[i][1] (L)", L, minimum=1))
+        for K, L in cells
+    ]
+    if not cells:
+        raise ValueError("cells must hold at least one (K, L) pair.")
+    wd = check_float("weight_decay", weight_decay, minimum=0.0, strict_min=True)
+    rtol = check_float("rtol", rtol, minimum=0.0)
+    names = ("dnc", "pairs", "blocks", "hypercube", "polygon")
+    rows = {k: [] for k in names + ("known", "known_code", "direct", "rank", "gap", "grad", "seed", "nbelow")}
+    kw = dict(weight_decay=wd, samples=samples)
+    for K, L in cells:
+        vals = {
+            "dnc": ce_dnc_loss(K, L, **kw)[0],
+            "pairs": ce_pair_loss(K, L, **kw)[0] if K >= 4 else np.nan,
+            "blocks": ce_blocks(K, L, **kw).loss,
+            "hypercube": ce_code_loss(hypercube_code(K), L, **kw)[0],
+            "polygon": ce_code_loss(polygon_code(K), L, **kw)[0] if K >= 5 else np.nan,
+        }
+        best = ce_codes(K, L, **kw)
+        m = ce_minimum(K, L, seeds=seeds, max_steps=max_steps, **kw)
+        for k in names:
+            rows[k].append(vals[k])
+        rows["known"].append(best.loss)
+        rows["known_code"].append(f"{best.category} " + " ".join(map(str, best.blocks)))
+        rows["direct"].append(m.objective)
+        rows["rank"].append(m.rank)
+        rows["gap"].append(m.gap)
+        rows["grad"].append(m.grad_norm)
+        rows["seed"].append(m.seed)
+        rows["nbelow"].append(int((m.objectives < (1 - rtol) * best.loss).sum()))
+    direct, known = np.asarray(rows["direct"]), np.asarray(rows["known"])
+    c = ("cell",)
+    variables = {
+        **{f"ce_{k}": (c, np.asarray(rows[k], float), {"long_name": f"closed-form {k} loss"}) for k in names},
+        "known": (c, known, {"long_name": "lowest loss of the known constructions (ce_codes)"}),
+        "known_code": (c, np.asarray(rows["known_code"]), {"long_name": "that construction"}),
+        "direct": (c, direct, {"long_name": "best polished random start (ce_minimum)"}),
+        "direct_rank": (c, np.asarray(rows["rank"]), {"long_name": "gap rank of its class-mean logits"}),
+        "direct_gap": (c, np.asarray(rows["gap"]), {"long_name": "sigma_r / sigma_(r+1) at that rank"}),
+        "direct_grad_norm": (c, np.asarray(rows["grad"]), {"long_name": "gradient norm at the best start"}),
+        "direct_seed": (c, np.asarray(rows["seed"]), {"long_name": "seed of the best start"}),
+        "direct_below_known": (
+            c,
+            np.asarray(rows["nbelow"]),
+            {"long_name": f"seeds below (1 - {rtol:g}) x known", "units": "runs"},
+        ),
+        "direct_wins": (c, direct < (1 - rtol) * known, {"long_name": "no known construction is optimal"}),
+    }
+    coords = {
+        "cell": np.arange(len(cells)),
+        D.CLASSES: (("cell",), np.asarray([K for K, _ in cells]), {"long_name": "number of classes K"}),
+        D.DEPTH: (("cell",), np.asarray([L for _, L in cells]), {"long_name": "depth L"}),
+    }
+    attrs = {
+        "title": "deep linear CE with weight decay: direct minimisation beside the known codes",
+        "weight_decay": float(wd),
+        "samples_per_class": int(samples),
+        "direct_seeds": len(seeds),
+        "direct_max_steps": int(max_steps),
+        "rtol": float(rtol),
+    }
+    return grid_dataset(coords, variables, attrs)

@@ -26,15 +26,30 @@ and the within-class collapse
 $\mathrm{NC1} = \operatorname{tr}(\Sigma_W\Sigma_B^+)/K$ (Papyan et al.;
 $\Sigma_W$ the within-class covariance, $\Sigma_B$ the covariance of the
 centred class means; 0 for n = 1).
+
+**Polish.** GD stops at a fixed step count, not at a critical point. Every
+run is then polished by L-BFGS (:func:`polish`: optimistix ``LBFGS`` on the
+factors, gradients by ``jax.grad``, every run of one shape vmapped) for at
+most ``polish_steps`` steps; the polished point counts as converged when the
+Euclidean norm of the full gradient (over every entry of every factor) is
+below ``grad_tol`` (default :data:`GRAD_TOL` = 1e-6; the objective is O(0.1)).
+The ReLU objective has kinks (pre-activations at 0, where the low-rank
+points sit): there the gradient need not vanish and the polish stalls; such a
+run is reported as not converged, with its gradient norm, never dropped.
+Ranks of the polished point are gap ranks (:func:`gap_rank`): the threshold
+sits in the largest gap of the normalised class-mean spectrum, whose size is
+stored beside the rank.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 import xarray as xr
 
 from . import _dims as D
@@ -52,9 +67,15 @@ __all__ = [
     "ldufm_runs",
     "ldufm_sweep",
     "ldufm_gd_batch",
+    "polish",
+    "polished_runs",
+    "gap_rank",
 ]
 
 RANK_RTOL_LAYERS = 1e-3
+GRAD_TOL = 1e-6  # converged: Euclidean norm of the full gradient below this
+POLISH_STEPS = 3000
+SV_FLOOR = 1e-14  # singular values below this times sigma_1 are round-off (float64)
 
 
 @computes
@@ -120,11 +141,78 @@ def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
 # --- the GD engine of the L-DUFM studies: every start of one shape vmapped
 
 
-def _objective(factors, lam, targets):
-    """Mean squared loss 1/(2 K n) ||Z - Y||^2 + (lam/2) sum_j ||F_j||^2."""
+def _objective_parts(factors, lam, targets):
+    """(fit, regularisation): 1/(2 K n) ||Z - Y||^2 and (lam/2) sum_j ||F_j||^2."""
     Z = relu_forward(factors)
     data = 0.5 * jnp.sum((Z - targets) ** 2) / targets.shape[1]
-    return data + 0.5 * lam * sum(jnp.sum(F**2) for F in factors)
+    return data, 0.5 * lam * sum(jnp.sum(F**2) for F in factors)
+
+
+def _objective(factors, lam, targets):
+    """Mean squared loss 1/(2 K n) ||Z - Y||^2 + (lam/2) sum_j ||F_j||^2."""
+    data, reg = _objective_parts(factors, lam, targets)
+    return data + reg
+
+
+@eqx.filter_jit
+def _polish_batch(objective, factors, args, max_steps: int):
+    """L-BFGS on every stacked start (leading axis) of ``objective(factors, *args)``.
+
+    Returns (polished factors, objective, gradient norm): the better of the start
+    and the last L-BFGS iterate (a non-finite iterate keeps the start)."""
+    grad = jax.grad(objective)
+
+    def gnorm(fs):
+        return jnp.sqrt(sum(jnp.sum(g**2) for g in grad(fs, *args)))
+
+    def one(f0):
+        solver = optx.LBFGS(rtol=0.0, atol=1e-15, history_length=20)
+        sol = optx.minimise(lambda f, _: objective(f, *args), solver, f0, max_steps=max_steps, throw=False)
+        o0, o1 = objective(f0, *args), objective(sol.value, *args)
+        keep = jnp.isfinite(o1) & (o1 <= o0)
+        fs = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), sol.value, f0)
+        return fs, jnp.where(keep, o1, o0), gnorm(fs)
+
+    return jax.vmap(one)(factors)
+
+
+@computes
+def polish(objective, factors, *args, max_steps: int = POLISH_STEPS):
+    r"""Polish stacked starts (every factor with a leading run axis) by L-BFGS.
+
+    optimistix ``LBFGS`` (history 20) on ``objective(factors, *args)`` (a scalar
+    JAX function of the tuple of factors), ``jax.grad`` for its gradient, for
+    ``max_steps`` steps (no earlier stop: the runs are vmapped), keeping the
+    better of start and end. Returns ``(factors, objective, grad_norm)`` as
+    numpy arrays: ``grad_norm`` is the Euclidean norm of the gradient over every
+    entry of every factor at the returned point. A run is converged when
+    ``grad_norm`` is below a stated tolerance (:data:`GRAD_TOL` for the
+    L-DUFM); at a ReLU kink the gradient need not vanish, and the caller
+    reports such a run as not converged.
+    """
+    max_steps = check_int("max_steps", max_steps, minimum=1)
+    stacked = tuple(jnp.asarray(F, dtype=float) for F in factors)
+    fs, obj, gn = _polish_batch(objective, stacked, tuple(args), max_steps)
+    return tuple(np.asarray(F) for F in fs), np.asarray(obj, float), np.asarray(gn, float)
+
+
+@computes
+def gap_rank(sv, floor: float = SV_FLOOR) -> tuple[int, float]:
+    r"""Rank of a spectrum at its largest gap: ``(rank, gap)``.
+
+    With $s_i = \sigma_i/\sigma_1$ (decreasing) and $s_{K+1}$ = ``floor`` (the
+    round-off level of float64), the rank is the r maximising $s_r/s_{r+1}$
+    over $r = 1..K$ (entries below ``floor`` count as ``floor``) and the gap
+    is that ratio: a threshold anywhere inside the gap gives the same rank,
+    and the stored gap says how clear the cut is (a gap of 10 is a weak
+    verdict, 1e6 a clear one). ``(0, nan)`` for a zero spectrum."""
+    sv = np.sort(np.abs(np.asarray(sv, dtype=float).ravel()))[::-1]
+    if sv.size == 0 or not sv[0] > 0:
+        return 0, float("nan")
+    s = np.maximum(np.append(sv / sv[0], 0.0), floor)
+    ratios = s[:-1] / s[1:]
+    r = int(np.argmax(ratios))
+    return r + 1, float(ratios[r])
 
 
 @jax.jit
@@ -217,6 +305,48 @@ def ldufm_gd_batch(
     return tuple(np.asarray(F) for F in factors), obj
 
 
+def polished_runs(
+    factors, classes: int, samples: int, lam: float, *, max_steps: int, grad_tol: float
+) -> dict:
+    """Polish stacked L-DUFM runs (:func:`polish`) and read off the polished points.
+
+    Returns per run (leading axis): ``factors`` (the polished factors),
+    ``objective``, ``fit`` (mean squared loss), ``regularisation`` (weight-decay
+    penalty), ``grad_norm`` (at the polished point), ``grad_norm_start`` (at the
+    GD end), ``converged`` (``grad_norm < grad_tol``), ``rank`` and ``gap``
+    (layer: :func:`gap_rank` of every layer's class means, names of
+    :func:`layer_representations`), ``bottleneck`` (smallest gap rank over H
+    and the hidden layers, Z excluded) and ``names``."""
+    targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
+    stacked = tuple(jnp.asarray(F, dtype=float) for F in factors)
+    g0 = jax.vmap(lambda fs: jnp.sqrt(sum(jnp.sum(g**2) for g in jax.grad(_objective)(fs, lam, targets))))(
+        stacked
+    )
+    fs, obj, gn = polish(_objective, stacked, lam, targets, max_steps=max_steps)
+    fit, reg = (np.asarray(a, float) for a in jax.vmap(_objective_parts, (0, None, None))(fs, lam, targets))
+    ranks, gaps, names = [], [], None
+    for k in range(obj.size):
+        names, mats = layer_representations([F[k] for F in fs])
+        rg = [gap_rank(class_mean_spectra(X, classes)) for X in mats]
+        ranks.append([r for r, _ in rg])
+        gaps.append([g for _, g in rg])
+    ranks = np.asarray(ranks, int)
+    hidden = [i for i, n in enumerate(names) if n != "Z"]
+    return {
+        "factors": fs,
+        "objective": obj,
+        "fit": fit,
+        "regularisation": reg,
+        "grad_norm": gn,
+        "grad_norm_start": np.asarray(g0, float),
+        "converged": gn < grad_tol,
+        "rank": ranks,
+        "gap": np.asarray(gaps, float),
+        "bottleneck": ranks[:, hidden].min(axis=1),
+        "names": list(names),
+    }
+
+
 def _layer_stats(factors, classes: int, samples: int, rank_rtol: float):
     """(names, singular values (layer, K), ranks (layer,), NC1 (layer,)) of every layer."""
     names, mats = layer_representations(factors)
@@ -242,6 +372,8 @@ def ldufm_runs(
     num_times: int = 61,
     rank_rtol: float = RANK_RTOL_LAYERS,
     dnc_rtol: float = 1e-2,
+    polish_steps: int = POLISH_STEPS,
+    grad_tol: float = GRAD_TOL,
 ) -> xr.Dataset:
     r"""GD on the L-DUFM from Gaussian starts, one run per seed, with the closed forms.
 
@@ -268,7 +400,15 @@ def ldufm_runs(
       within ``dnc_rtol`` of L_DNC: wide networks approach L_DNC slowly, so the
       rank decides and the loss only guards against other full-rank points);
     - scalars ``L_DNC`` and ``L_best`` (best SRG/DNC block construction,
-      :func:`svflow.explicit.relu_blocks`).
+      :func:`svflow.explicit.relu_blocks`);
+    - the polished end point (:func:`polish`: L-BFGS from the GD end, at most
+      ``polish_steps`` steps): ``polished_objective``, ``fit`` (mean squared
+      loss) and ``regularisation`` (weight-decay penalty), ``grad_norm`` (norm
+      of the full gradient there), ``grad_norm_gd`` (at the GD end),
+      ``converged`` (``grad_norm`` < ``grad_tol``; a run stalled at a ReLU kink
+      is not converged), ``polished_rank_layer`` and ``rank_gap`` (seed,
+      layer: :func:`gap_rank` of every layer's class means, the threshold in
+      the largest spectral gap, and that gap).
 
     NC1 is 0 by convention for ``samples`` = 1 (no within-class spread).
     """
@@ -284,7 +424,10 @@ def ldufm_runs(
     L_dnc = dnc_loss(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
     best = relu_blocks(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
     factors = _starts(classes, depth, width, [scale], seeds, samples, lam)
+    polish_steps = check_int("polish_steps", polish_steps, minimum=1)
+    grad_tol = check_float("grad_tol", grad_tol, minimum=0.0, strict_min=True)
     records = _record_runs(factors, grid, classes, samples, lam=lam, eta=eta, rank_rtol=rank_rtol)
+    pol = polished_runs(records[-1], classes, samples, lam, max_steps=polish_steps, grad_tol=grad_tol)
     attrs = {
         "title": "GD on the L-DUFM (ReLU, squared loss, weight decay)",
         "classes": int(classes),
@@ -297,8 +440,42 @@ def ldufm_runs(
         "init_scale": float(scale),
         "rank_rtol": float(rank_rtol),
         "best_construction": f"{best.category} {' '.join(map(str, best.blocks))}",
+        "polish": "optimistix LBFGS (history 20) from the GD end",
+        "polish_steps": int(polish_steps),
+        "grad_tol": float(grad_tol),
     }
-    return _runs_dataset(records, seeds, grid, classes, L_dnc, best, dnc_rtol, attrs)
+    ds = _runs_dataset(records[:-1], seeds, grid, classes, L_dnc, best, dnc_rtol, attrs)
+    return ds.assign(_polished_variables(pol, grad_tol))
+
+
+def _polished_variables(pol: dict, grad_tol: float) -> dict:
+    """The polished-point variables of :func:`ldufm_runs` (dims seed, layer)."""
+    runs = (D.SEED,)
+    lay = (D.SEED, D.LAYER)
+    return {
+        "polished_objective": xr.Variable(
+            runs, pol["objective"], {"long_name": "objective after the L-BFGS polish"}
+        ),
+        "fit": xr.Variable(runs, pol["fit"], {"long_name": "mean squared loss 1/(2Kn)||Z - Y||^2, polished"}),
+        "regularisation": xr.Variable(
+            runs, pol["regularisation"], {"long_name": "weight-decay penalty (lam/2) sum ||F||^2, polished"}
+        ),
+        "grad_norm": xr.Variable(
+            runs, pol["grad_norm"], {"long_name": "norm of the full gradient at the polished point"}
+        ),
+        "grad_norm_gd": xr.Variable(
+            runs, pol["grad_norm_start"], {"long_name": "norm of the full gradient at the GD end"}
+        ),
+        "converged": xr.Variable(runs, pol["converged"], {"long_name": f"grad_norm < {grad_tol:g}"}),
+        "polished_rank_layer": xr.Variable(
+            lay,
+            pol["rank"],
+            {"long_name": "class-mean rank of the polished point at the largest spectral gap"},
+        ),
+        "rank_gap": xr.Variable(
+            lay, pol["gap"], {"long_name": "sigma_r / sigma_(r+1) at that rank (the largest gap)"}
+        ),
+    }
 
 
 def _runs_dataset(
@@ -357,7 +534,7 @@ def _record_runs(factors, grid, classes: int, samples: int, *, lam, eta, rank_rt
     """GD on the stacked starts ``factors`` with layer statistics at every record step.
 
     Returns ``(layer names, objective (seed, time), sv (seed, time, layer, sv),
-    rank (seed, time, layer), nc1 (seed, time, layer))``; raises
+    rank (seed, time, layer), nc1 (seed, time, layer), final factors)``; raises
     :class:`DivergenceError` at the first non-finite objective.
     """
     nseeds = factors[0].shape[0]
@@ -391,6 +568,7 @@ def _record_runs(factors, grid, classes: int, samples: int, *, lam, eta, rank_rt
         np.asarray(svs).swapaxes(0, 1),
         np.asarray(ranks).swapaxes(0, 1),
         np.asarray(nc1s).swapaxes(0, 1),
+        factors,
     )
 
 

@@ -17,7 +17,16 @@ configurations) and set beside $L_{\rm best}/L_{\rm DNC}$ of the known
 constructions (:func:`svflow.explicit.relu_blocks`: DNC and block-diagonal SRG
 networks). A GD objective below $L_{\rm DNC}$ is a point that beats deep neural
 collapse, whatever GD converged to; below $L_{\rm best}$ it beats every known
-construction. GD gives upper bounds on the minimum, never its value.
+construction. GD gives upper bounds on the minimum, not its value.
+
+Every run is polished by L-BFGS after GD (:func:`svflow.explicit.polish`) and
+the map is read at the polished points: per run the polished objective, its
+gradient norm and a converged flag (gradient norm below ``grad_tol``; runs
+stalled at a ReLU kink are kept and flagged); per cell the number of runs
+below L_DNC and below the best construction out of the number run, the best
+value, its seed and init scale, its gap ranks and the best run's factors
+(``best_parameters``, flattened: :func:`map_parameters` rebuilds them), so
+that any claimed point can be re-evaluated.
 """
 
 from __future__ import annotations
@@ -33,14 +42,14 @@ from ._checks import check_float, check_fraction, check_int
 from ._dataset import grid_dataset
 from ._explicit import dnc_loss, relu_blocks
 from ._ldufm import (
-    RANK_RTOL_LAYERS,
-    class_mean_spectra,
-    layer_representations,
+    GRAD_TOL,
+    POLISH_STEPS,
     ldufm_gd_batch,
+    polished_runs,
 )
 from ._precision import computes
 
-__all__ = ["ldufm_optimality_map"]
+__all__ = ["ldufm_optimality_map", "map_parameters"]
 
 
 @computes
@@ -55,8 +64,9 @@ def ldufm_optimality_map(
     seeds: int = 4,
     width: int | None = None,
     samples: int = 1,
-    rank_rtol: float = RANK_RTOL_LAYERS,
     beat_rtol: float = 1e-3,
+    polish_steps: int = POLISH_STEPS,
+    grad_tol: float = GRAD_TOL,
     progress: bool = False,
 ) -> xr.Dataset:
     r"""Best GD objective over init scales and seeds per (K, L), divided by L_DNC.
@@ -71,69 +81,124 @@ def ldufm_optimality_map(
         seeds: number of seeds per scale (seeds 0 .. seeds - 1).
         width: hidden width d; default ``max(16, 2 K)`` per K.
         samples: n samples per class.
-        rank_rtol: numerical rank threshold ($\sigma_i > \epsilon\,\sigma_1$, $\epsilon$ = rank_rtol)
-            of the class means.
-        beat_rtol: a GD objective beats a reference value R when it is below
-            $(1 - \text{beat\_rtol})R$.
+        beat_rtol: a polished objective beats a reference value R when it is
+            below $(1 - \text{beat\_rtol})R$.
+        polish_steps: L-BFGS steps of the polish after GD.
+        grad_tol: a polished run is converged when the norm of its full
+            gradient is below this.
         progress: a tqdm bar over the (K, L) cells.
 
     Returns:
-        Dataset with dims ``classes``, ``depth``, ``scale``, ``seed``:
-        ``objective`` (every run), ``ratio`` (objective / L_DNC), ``best_ratio``
-        (lowest over scales and seeds), ``best_scale``, ``best_seed``,
-        ``best_rank`` (the smallest class-mean rank over the hidden
-        representations H, pre-activations and ReLU outputs of the best run:
-        its bottleneck), ``best_layer_ranks`` (string: every layer's rank, H
-        to Z), ``construction_ratio`` (L_best / L_DNC of
-        :func:`svflow.explicit.relu_blocks`), ``construction`` (its blocks),
-        ``L_DNC``, ``beats_dnc`` and ``beats_constructions`` (booleans,
-        ``beat_rtol``), ``width``.
+        Dataset with dims ``classes``, ``depth``, ``scale``, ``seed``, ``param``:
+
+        - per run: ``objective`` (GD end), ``polished_objective``, ``ratio``
+          (polished objective / L_DNC), ``grad_norm``, ``converged``,
+          ``bottleneck_rank`` (smallest gap rank over H and the hidden layers);
+        - per cell: ``n_runs``, ``n_below_dnc``, ``n_below_construction``,
+          ``n_converged``; ``best_ratio`` (lowest polished objective / L_DNC),
+          ``best_objective``, ``best_fit`` and ``best_regularisation`` (its
+          split), ``best_scale``, ``best_seed``, ``best_grad_norm``,
+          ``best_converged``, ``best_rank`` (bottleneck gap rank),
+          ``best_gap`` (the spectral gap at that rank), ``best_layer_ranks``
+          (string: every layer's gap rank, H to Z), ``best_parameters`` (the
+          best run's factors flattened, NaN-padded: :func:`map_parameters`);
+          ``construction_ratio`` (L_best / L_DNC of
+          :func:`svflow.explicit.relu_blocks`), ``construction`` (its blocks),
+          ``L_DNC``, ``beats_dnc`` and ``beats_constructions`` (booleans,
+          ``beat_rtol``), ``width``.
     """
     Ks = [check_int("classes[i]", K, minimum=2) for K in classes]
     Ls = [check_int("depths[i]", L, minimum=2) for L in depths]
     lam = check_float("lam", lam, minimum=0.0, strict_min=True)
     seeds = check_int("seeds", seeds, minimum=1)
     samples = check_int("samples", samples, minimum=1)
-    rank_rtol = check_fraction("rank_rtol", rank_rtol)
     beat_rtol = check_fraction("beat_rtol", beat_rtol, open_low=False)
     if width is not None:
         width = check_int("width", width, minimum=1)
     if not Ks or not Ls:
         raise ValueError("classes and depths must each hold at least one value.")
     scales = [check_float("scales[i]", s, minimum=0.0, strict_min=True) for s in scales]
-    out = _empty_results(len(Ks), len(Ls), len(scales), seeds)
+    polish_steps = check_int("polish_steps", polish_steps, minimum=1)
+    grad_tol = check_float("grad_tol", grad_tol, minimum=0.0, strict_min=True)
+    widths = [width if width is not None else max(16, 2 * K) for K in Ks]
+    nparam = max(_param_count(K, L, d) for K, d in zip(Ks, widths) for L in Ls)
+    out = _empty_results(len(Ks), len(Ls), len(scales), seeds, nparam)
     settings = dict(lam=lam, eta=eta, steps=steps, scales=scales, seeds=seeds, samples=samples)
-    _run_cells(out, Ks, Ls, width, progress, dict(settings, rank_rtol=rank_rtol))
+    settings.update(polish_steps=polish_steps, grad_tol=grad_tol)
+    _run_cells(out, Ks, Ls, widths, progress, settings)
     attrs = {
         "title": "empirical optimality map of the L-DUFM (GD vs DNC and known constructions)",
         "lam": float(lam),
         "eta": float(eta),
         "steps": int(steps),
         "samples_per_class": int(samples),
-        "rank_rtol": float(rank_rtol),
         "beat_rtol": float(beat_rtol),
         "width_rule": "max(16, 2K)" if width is None else str(width),
+        "polish": "optimistix LBFGS (history 20) from the GD end of every run",
+        "polish_steps": int(polish_steps),
+        "grad_tol": float(grad_tol),
+        "rank_rule": "largest gap of sigma_i / sigma_1 (floor 1e-14)",
+        "parameter_layout": "H (d, K), W_1 .. W_(L-1) (d, d), W_L (K, d), each row-major, concatenated",
     }
-    return _map_dataset(out, Ks, Ls, scales, seeds, rank_rtol, beat_rtol, attrs)
+    return _map_dataset(out, Ks, Ls, scales, seeds, beat_rtol, attrs)
 
 
-def _run_cells(out: dict, Ks: list, Ls: list, width, progress: bool, settings: dict) -> None:
-    """Fill ``out`` cell by cell over (K, L); the width defaults to ``max(16, 2 K)``."""
+def _param_count(K: int, L: int, d: int) -> int:
+    return d * K + (L - 1) * d * d + K * d
+
+
+@computes
+def map_parameters(ds: xr.Dataset, classes: int, depth: int) -> list[np.ndarray]:
+    """The factors ``[H, W_1, ..., W_L]`` of the best run of cell (``classes``, ``depth``)
+    of an optimality map (:func:`ldufm_optimality_map`), rebuilt from
+    ``best_parameters`` (H is d x K, W_1 .. W_(L-1) d x d, W_L K x d; d = the
+    cell's ``width``; n = 1 sample per class in the map's default)."""
+    K = check_int("classes", classes, minimum=2)
+    L = check_int("depth", depth, minimum=2)
+    if "best_parameters" not in ds:
+        raise ValueError("ds has no best_parameters: pass a dataset of ldufm_optimality_map.")
+    if K not in ds[D.CLASSES].values or L not in ds[D.DEPTH].values:
+        raise ValueError(
+            f"cell (K={K}, L={L}) is not in the map (classes {list(ds[D.CLASSES].values)}, "
+            f"depths {list(ds[D.DEPTH].values)})."
+        )
+    d = int(ds["width"].sel({D.CLASSES: K}))
+    n = int(ds.attrs.get("samples_per_class", 1))
+    flat = np.asarray(ds["best_parameters"].sel({D.CLASSES: K, D.DEPTH: L}).values, float)
+    shapes = [(d, K * n)] + [(d, d)] * (L - 1) + [(K, d)]
+    out, i = [], 0
+    for shp in shapes:
+        size = shp[0] * shp[1]
+        out.append(flat[i : i + size].reshape(shp))
+        i += size
+    return out
+
+
+def _run_cells(out: dict, Ks: list, Ls: list, widths: list, progress: bool, settings: dict) -> None:
+    """Fill ``out`` cell by cell over (K, L), width ``widths[i]`` at ``Ks[i]``."""
     cells = [(i, j) for i in range(len(Ks)) for j in range(len(Ls))]
     bar = _progress_bar(len(cells)) if progress else contextlib.nullcontext()
     with bar:
         for i, j in cells:
             K, L = Ks[i], Ls[j]
-            out["widths"][i] = d = width if width is not None else max(16, 2 * K)
+            out["widths"][i] = d = widths[i]
             _map_cell(out, (i, j), K, L, width=d, **settings)
             if progress:
                 bar.update(1)
 
 
-def _empty_results(nK: int, nL: int, nscales: int, seeds: int) -> dict:
+def _empty_results(nK: int, nL: int, nscales: int, seeds: int, nparam: int) -> dict:
     shape = (nK, nL)
+    runs = shape + (nscales, seeds)
     return {
-        "obj": np.full(shape + (nscales, seeds), np.nan),
+        "obj": np.full(runs, np.nan),
+        "pol": np.full(runs, np.nan),
+        "gn": np.full(runs, np.nan),
+        "bott": np.zeros(runs, int),
+        "fit": np.zeros(shape),
+        "reg": np.zeros(shape),
+        "best_gap": np.zeros(shape),
+        "params": np.full(shape + (nparam,), np.nan),
         "best_rank": np.zeros(shape, int),
         "layer_ranks": np.empty(shape, object),
         "widths": np.zeros(nK, int),
@@ -150,13 +215,27 @@ def _progress_bar(total: int):
 
 
 def _map_cell(
-    out: dict, ij: tuple, K: int, L: int, *, width, lam, eta, steps, scales, seeds, samples, rank_rtol
+    out: dict,
+    ij: tuple,
+    K: int,
+    L: int,
+    *,
+    width,
+    lam,
+    eta,
+    steps,
+    scales,
+    seeds,
+    samples,
+    polish_steps,
+    grad_tol,
 ) -> None:
-    r"""Run every start of one (K, L) cell and write its results into ``out[...][ij]``.
+    r"""Run and polish every start of one (K, L) cell and write its results into
+    ``out[...][ij]``.
 
-    The best run's bottleneck rank is the smallest class-mean rank
-    ($\sigma_i > $ rank_rtol $\sigma_1$) over the hidden representations
-    (every layer but the logits Z).
+    The best run is the one of lowest polished objective; its bottleneck rank is
+    the smallest gap rank (:func:`svflow.explicit.gap_rank`) over the hidden
+    representations (every layer but the logits Z).
     """
     factors, o = ldufm_gd_batch(
         K,
@@ -169,52 +248,95 @@ def _map_cell(
         seeds=range(seeds),
         samples=samples,
     )
-    out["obj"][ij] = o.reshape(len(scales), seeds)
-    b = int(np.argmin(o))
-    names, mats = layer_representations([F[b] for F in factors])
-    sv = np.stack([class_mean_spectra(X, K) for X in mats])
-    top = np.where(sv[:, :1] > 0, sv[:, :1], 1.0)
-    rk = ((sv > rank_rtol * top) & (sv > 0)).sum(axis=1)
-    hidden = [k for k, n in enumerate(names) if n != "Z"]
-    out["best_rank"][ij] = int(rk[hidden].min())
-    out["layer_ranks"][ij] = " ".join(f"{n}:{r}" for n, r in zip(names, rk))
+    shape = (len(scales), seeds)
+    pol = polished_runs(factors, K, samples, lam, max_steps=polish_steps, grad_tol=grad_tol)
+    out["obj"][ij] = o.reshape(shape)
+    out["pol"][ij] = pol["objective"].reshape(shape)
+    out["gn"][ij] = pol["grad_norm"].reshape(shape)
+    out["bott"][ij] = pol["bottleneck"].reshape(shape)
+    b = int(np.argmin(pol["objective"]))
+    out["fit"][ij] = pol["fit"][b]
+    out["reg"][ij] = pol["regularisation"][b]
+    hidden = [k for k, n in enumerate(pol["names"]) if n != "Z"]
+    low = hidden[int(np.argmin(pol["rank"][b, hidden]))]
+    out["best_rank"][ij] = int(pol["rank"][b, low])
+    out["best_gap"][ij] = float(pol["gap"][b, low])
+    out["layer_ranks"][ij] = " ".join(f"{n}:{r}" for n, r in zip(pol["names"], pol["rank"][b]))
+    flat = np.concatenate([np.asarray(F[b]).ravel() for F in pol["factors"]])
+    out["params"][ij][: flat.size] = flat
     out["Ldnc"][ij] = dnc_loss(K, L, lam_H=lam, lam_W=lam, samples=samples)
     ch = relu_blocks(K, L, lam_H=lam, lam_W=lam, samples=samples)
     out["Lcon"][ij] = ch.loss
     out["con"][ij] = f"{ch.category} " + " ".join(map(str, ch.blocks))
 
 
-def _map_dataset(out: dict, Ks, Ls, scales, seeds, rank_rtol, beat_rtol, attrs) -> xr.Dataset:
+def _map_dataset(out: dict, Ks, Ls, scales, seeds, beat_rtol, attrs) -> xr.Dataset:
     """The optimality-map dataset from the per-cell arrays of :func:`_map_cell`."""
-    obj, Ldnc, Lcon = out["obj"], out["Ldnc"], out["Lcon"]
-    flat = obj.reshape(obj.shape[:2] + (-1,))
+    obj, pol, Ldnc, Lcon = out["obj"], out["pol"], out["Ldnc"], out["Lcon"]
+    tol = attrs["grad_tol"]
+    flat = pol.reshape(pol.shape[:2] + (-1,))
     arg = np.argmin(flat, axis=-1)
     best = np.take_along_axis(flat, arg[..., None], -1)[..., 0]
+    gn_best = np.take_along_axis(out["gn"].reshape(flat.shape), arg[..., None], -1)[..., 0]
+    below_d = pol < (1 - beat_rtol) * Ldnc[..., None, None]
+    below_c = pol < (1 - beat_rtol) * Lcon[..., None, None]
     dims = (D.CLASSES, D.DEPTH)
     runs = dims + (D.SCALE, D.SEED)
-    beat = f"best GD objective < (1 - {beat_rtol:g})"
+    beat = f"polished objective < (1 - {beat_rtol:g})"
+    count = {"units": "runs"}
     variables = {
-        "objective": (runs, obj, {"long_name": "final L-DUFM objective of each GD run"}),
-        "ratio": (runs, obj / Ldnc[..., None, None], {"long_name": "final objective / L_DNC"}),
+        "objective": (runs, obj, {"long_name": "L-DUFM objective at the end of GD"}),
+        "polished_objective": (runs, pol, {"long_name": "L-DUFM objective after the L-BFGS polish"}),
+        "ratio": (runs, pol / Ldnc[..., None, None], {"long_name": "polished objective / L_DNC"}),
+        "grad_norm": (runs, out["gn"], {"long_name": "norm of the full gradient at the polished point"}),
+        "converged": (runs, out["gn"] < tol, {"long_name": f"grad_norm < {tol:g}"}),
+        "bottleneck_rank": (
+            runs,
+            out["bott"],
+            {"long_name": "smallest gap rank of the class means over H and the hidden layers"},
+        ),
+        "n_runs": (dims, np.full(best.shape, flat.shape[-1]), {"long_name": "runs per cell", **count}),
+        "n_below_dnc": (dims, below_d.sum(axis=(-2, -1)), {"long_name": f"runs with {beat} L_DNC", **count}),
+        "n_below_construction": (
+            dims,
+            below_c.sum(axis=(-2, -1)),
+            {"long_name": f"runs with {beat} x the best known construction", **count},
+        ),
+        "n_converged": (
+            dims,
+            (out["gn"] < tol).sum(axis=(-2, -1)),
+            {"long_name": f"runs with grad_norm < {tol:g}", **count},
+        ),
         "best_ratio": (
             dims,
             best / Ldnc,
-            {"long_name": "lowest GD objective / L_DNC (over scales and seeds)"},
+            {"long_name": "lowest polished objective / L_DNC (over scales and seeds)"},
         ),
+        "best_objective": (dims, best, {"long_name": "lowest polished objective"}),
+        "best_fit": (dims, out["fit"], {"long_name": "mean squared loss of the best run"}),
+        "best_regularisation": (dims, out["reg"], {"long_name": "weight-decay penalty of the best run"}),
         "best_scale": (dims, np.asarray(scales)[arg // seeds], {"long_name": "init scale of the best run"}),
         "best_seed": (dims, arg % seeds, {"long_name": "seed of the best run"}),
+        "best_grad_norm": (dims, gn_best, {"long_name": "gradient norm of the best run (polished)"}),
+        "best_converged": (dims, gn_best < tol, {"long_name": f"best run has grad_norm < {tol:g}"}),
         "best_rank": (
             dims,
             out["best_rank"],
             {
                 "long_name": "bottleneck rank of the best run (smallest class-mean "
-                f"rank over H and hidden layers, sigma_i > {rank_rtol:g} sigma_1)"
+                "gap rank over H and the hidden layers)"
             },
         ),
+        "best_gap": (dims, out["best_gap"], {"long_name": "sigma_r / sigma_(r+1) at the bottleneck rank"}),
         "best_layer_ranks": (
             dims,
             out["layer_ranks"].astype(str),
-            {"long_name": "class-mean rank of every layer of the best run"},
+            {"long_name": "class-mean gap rank of every layer of the best run"},
+        ),
+        "best_parameters": (
+            dims + ("param",),
+            out["params"],
+            {"long_name": "factors of the best run, flattened (see parameter_layout), NaN-padded"},
         ),
         "construction_ratio": (
             dims,
@@ -227,11 +349,11 @@ def _map_dataset(out: dict, Ks, Ls, scales, seeds, rank_rtol, beat_rtol, attrs) 
             {"long_name": "best known construction: category and blocks"},
         ),
         "L_DNC": (dims, Ldnc, {"long_name": "closed-form best DNC loss"}),
-        "beats_dnc": (dims, best < (1 - beat_rtol) * Ldnc, {"long_name": f"{beat} L_DNC"}),
+        "beats_dnc": (dims, best < (1 - beat_rtol) * Ldnc, {"long_name": f"best {beat} L_DNC"}),
         "beats_constructions": (
             dims,
             best < (1 - beat_rtol) * Lcon,
-            {"long_name": f"{beat} x the best known construction"},
+            {"long_name": f"best {beat} x the best known construction"},
         ),
         "width": ((D.CLASSES,), out["widths"], {"long_name": "hidden width d"}),
     }
@@ -240,5 +362,6 @@ def _map_dataset(out: dict, Ks, Ls, scales, seeds, rank_rtol, beat_rtol, attrs) 
         D.DEPTH: (np.asarray(Ls), {"long_name": "depth L (number of weight matrices)"}),
         D.SCALE: (np.asarray(scales), {"long_name": "init scale"}),
         D.SEED: np.arange(seeds),
+        "param": np.arange(out["params"].shape[-1]),
     }
     return grid_dataset(coords, variables, attrs)

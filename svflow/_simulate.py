@@ -33,7 +33,7 @@ from ._logtime import CETauField
 from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._precision import computes
 from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
-from ._start import Start, as_start, check_depth, check_growing, init_array, start_group
+from ._start import Start, as_start, check_depth, init_array, start_group
 from ._walsh import walsh_transform
 
 __all__ = ["simulate", "default_t_end", "factor_values", "ReducedField", "reduced_outputs"]
@@ -268,7 +268,6 @@ def _array_starts(
         )
     if loss == "ce":
         check_pairs(y0s, group, "init")
-    check_growing(lam, balanced, loss)
     return y0s, balanced
 
 

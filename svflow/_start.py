@@ -168,22 +168,24 @@ def init_array(init) -> np.ndarray:
             f"init mixes Start objects with other items ({', '.join(kinds)}): pass a list of "
             "Starts only (a batch), or one array of lambda(0) / s(0) values."
         )
+    if init is None:
+        raise TypeError("init is missing: pass lambda(0) (K,), s(0) (N, K), a Start or a batch of these.")
     try:
-        arr = np.asarray(init)
-    except ValueError:
-        arr = None
-    if arr is None or arr.dtype == object:
-        lengths = [len(x) if hasattr(x, "__len__") else "number" for x in init]
-        raise ValueError(
-            f"init is ragged: its items have different lengths ({lengths}). A batch of starts is "
-            "one rectangular array of shape (B, K) (lambda(0)) or (B, N, K) (s(0)) with "
-            "batch_dims=..., or a list of Starts."
-        )
-    if np.iscomplexobj(arr):
+        complex_ = np.iscomplexobj(init)
+    except ValueError:  # ragged nesting: numpy cannot build the array at all
+        complex_ = False
+    if complex_:
         raise TypeError("init must be real; got complex values (the imaginary part would be lost).")
     try:
-        return np.asarray(arr, dtype=float)
+        return np.asarray(init, dtype=float)
     except (TypeError, ValueError) as e:
+        if isinstance(init, (list, tuple)) and ("inhomogeneous" in str(e) or "sequence" in str(e)):
+            lengths = [len(x) if hasattr(x, "__len__") else "number" for x in init]
+            raise ValueError(
+                f"init is ragged: its items have different lengths ({lengths}). A batch of starts "
+                "is one rectangular array of shape (B, K) (lambda(0)) or (B, N, K) (s(0)) with "
+                "batch_dims=..., or a list of Starts."
+            ) from None
         raise ValueError(f"init must be an array of numbers or a Start; got {init!r}.") from e
 
 
@@ -251,7 +253,6 @@ def as_start(init, classes: int, depth: int, loss: str, group=None) -> Start:
         )
     if loss == "ce":
         check_pairs(start.s0, grp, "init")
-    check_growing(start.lam0, start.balanced, loss)
     if start.group != grp:
         start = Start(start.s0, balanced=start.balanced, description=start.description, group=grp)
     return start

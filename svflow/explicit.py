@@ -17,9 +17,13 @@ namespace holds the closed forms and constructions of
 - the maps over (K, L) built from them: :func:`explicit_phase_map`,
   :func:`dnc_thresholds`, :func:`weight_decay_endpoints`,
   :func:`srg_construction_layers`, :func:`srg_ratio_curve`;
+- direct minimisation of the CE model beside the constructions:
+  :func:`ce_minimum`, :func:`ce_direct_table`;
 - gradient descent on the L-DUFM and its layer statistics: :func:`ldufm_runs`,
   :func:`ldufm_sweep`, :func:`ldufm_gd_batch`, :func:`ldufm_optimality_map`,
-  :func:`layer_representations`, :func:`class_mean_spectra`, :func:`nc1`.
+  :func:`layer_representations`, :func:`class_mean_spectra`, :func:`nc1`,
+  the L-BFGS polish of the end points :func:`polish`, :func:`gap_rank`, and
+  :func:`map_parameters` (the stored best factors of a map cell).
 
 Here ``lam`` is the weight-decay strength of the L-DUFM (the paper's
 lambda), the same on H and every W_l.
@@ -50,29 +54,38 @@ from ._explicit import srg_factors as srg_factors
 from ._explicit import srg_loss as srg_loss
 from ._explicit import srg_matrices as srg_matrices
 from ._explicit import srg_rho as srg_rho
+from ._explicit_maps import CEMinimum as CEMinimum
+from ._explicit_maps import ce_direct_table as ce_direct_table
+from ._explicit_maps import ce_minimum as ce_minimum
 from ._explicit_maps import dnc_thresholds as dnc_thresholds
 from ._explicit_maps import explicit_phase_map as explicit_phase_map
 from ._explicit_maps import srg_construction_layers as srg_construction_layers
 from ._explicit_maps import srg_ratio_curve as srg_ratio_curve
 from ._explicit_maps import weight_decay_endpoints as weight_decay_endpoints
 from ._ldufm import class_mean_spectra as class_mean_spectra
+from ._ldufm import gap_rank as gap_rank
 from ._ldufm import layer_representations as layer_representations
 from ._ldufm import ldufm_gd_batch as ldufm_gd_batch
 from ._ldufm import ldufm_runs as ldufm_runs
 from ._ldufm import ldufm_sweep as ldufm_sweep
 from ._ldufm import nc1 as nc1
+from ._ldufm import polish as polish
 from ._ldufm_map import ldufm_optimality_map as ldufm_optimality_map
+from ._ldufm_map import map_parameters as map_parameters
 
 __all__ = [
     "BlockChoice",
+    "CEMinimum",
     "SRGMatrices",
     "balanced_scales",
     "ce_block_loss",
     "ce_blocks",
     "ce_code_loss",
+    "ce_direct_table",
     "ce_codes",
     "ce_dnc_loss",
     "ce_objective",
+    "ce_minimum",
     "ce_pair_loss",
     "class_mean_spectra",
     "construction_loss",
@@ -81,6 +94,7 @@ __all__ = [
     "dnc_loss",
     "dnc_thresholds",
     "explicit_phase_map",
+    "gap_rank",
     "hypercube_code",
     "layer_representations",
     "ldufm_decay",
@@ -88,8 +102,10 @@ __all__ = [
     "ldufm_optimality_map",
     "ldufm_runs",
     "ldufm_sweep",
+    "map_parameters",
     "nc1",
     "network_objective",
+    "polish",
     "polygon_code",
     "relu_blocks",
     "relu_forward",

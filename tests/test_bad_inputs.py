@@ -526,11 +526,16 @@ def test_outcome_refuses_tolerances_it_cannot_certify_with(lam8):
         svflow.studies.basin_map(4, [2], [0.1], [0.1], rtol=0.5)
 
 
-def test_negative_lambda_is_refused_by_outcome_and_simulate(lam8):
+def test_negative_lambda_is_refused_by_outcome_and_followed_by_simulate(lam8):
+    """outcome has no limit to certify from a negative balanced mode; simulate follows it
+    exactly: under cross-entropy d lam_i/dt = (N/K)(1 - mu_i)|lam_i|^(2-2/N) > 0, so every
+    negative mode rises towards 0 and never changes sign."""
     with pytest.raises(ValueError, match="never grows"):
         svflow.outcome(8, 3, init=-lam8)
-    with pytest.raises(ValueError, match="never grows"):
-        svflow.simulate(8, 3, init=-lam8, t_end=10.0)
+    ds = svflow.simulate(8, 3, init=-lam8, t_end=1e4, num_times=5)
+    lam = ds["lam"].values[:, 1:]
+    assert np.all(lam <= 0) and np.all(np.diff(lam, axis=0) >= 0)
+    assert np.all(np.abs(lam[-1]) < np.abs(lam8[1:]))
     with pytest.raises(ValueError, match="never grows"):
         svflow.outcome(8, 3, init=np.stack([lam8, -lam8]), batch_dims="start")
 

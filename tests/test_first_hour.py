@@ -241,7 +241,7 @@ def test_readme_dataset_table_says_which_runs_have_each_variable():
             if "random" in missing:
                 assert "spectral" in meaning and "random_model" in meaning, (name, meaning)
             if "simulate" in missing:
-                assert "full engine" in meaning, (name, meaning)
+                assert "full engine" in meaning or "store_s" in meaning, (name, meaning)
 
 
 def test_public_docstrings_do_not_cite_private_module_docstrings():
@@ -269,3 +269,23 @@ def test_groups_figure_colours_are_distinct():
     rgb = np.array([to_rgb(c) for c in outcome_colors(8)])
     dist = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1)
     assert dist[np.triu_indices(len(rgb), 1)].min() >= 0.25
+
+
+def test_committed_figure_datasets_have_provenance_or_are_listed_stale():
+    """Each figures/data/*.nc records its code (git commit, svflow version, setting) in plain
+    netCDF attrs, or figures/README.md names it under "Stale datasets"."""
+    text = (ROOT / "figures" / "README.md").read_text(encoding="utf-8")
+    stale_par = text.split("**Stale datasets.**", 1)[1].split("\n\n", 1)[0]
+    stale = set(re.findall(r"`([\w*]+)`", stale_par))
+    fresh = []
+    for path in sorted((ROOT / "figures" / "data").glob("*.nc")):
+        with xr.open_dataset(path) as raw:  # plain xarray: what any reader sees
+            attrs = raw.attrs
+        old = any(isinstance(v, str) and v.startswith("json:") for v in attrs.values())
+        ok = not old and all(k in attrs for k in ("git_commit", "svflow_version", "setting"))
+        ok = ok and len(str(attrs["git_commit"])) == 40 and int(attrs.get("git_dirty", 1)) == 0
+        if ok:
+            fresh.append(path.stem)
+        else:
+            assert path.stem in stale or any(path.stem.startswith(s.rstrip("*")) for s in stale), path.name
+    assert {"singular_values", "repulsion", "crosscheck", "explicit_ode"} <= set(fresh)

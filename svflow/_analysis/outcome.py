@@ -83,7 +83,7 @@ from .._integrate import SolverConfig, solve
 from .._logtime import CETauField
 from .._precision import computes
 from .._simulate import _as_starts
-from .._start import start_group
+from .._start import check_growing, start_group
 from .limit_flow import LIMIT_STEPS, handoff, limit_rates, relax
 
 __all__ = [
@@ -660,6 +660,7 @@ def outcome(
     flat, balanced, description, bd, user_coords, batch = _as_starts(
         init, classes, depth, "ce", batch_dims, grp
     )
+    check_growing(flat, balanced, "ce")  # simulate follows such a start; outcome has nothing to certify
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     st, wall = _run_outcome(flat, depth, balanced, hz, config, criterion, grp, bool(kkt), bool(progress))
     _check_outcome_failures(st, config, classes, depth, hz)

@@ -155,11 +155,6 @@ def integrate_params(
     else log time, saving at ``ts`` (from 0). Raises :class:`IntegrationError`
     with advice when a trajectory fails.
     """
-    if not bool(_finite_at_start(field, jnp.asarray(y0s))):
-        raise IntegrationError(
-            "the gradient is non-finite at the start (it overflows): the flow would blow up "
-            "at once. Pass a smaller init scale."
-        )
     tic = _time.perf_counter()
     t_end = float(ts[-1])
     if progress:
@@ -186,11 +181,6 @@ def integrate_params(
         where = ""
     check_batch(sol, config, t_end, where)
     return sol.ys, sol.num_steps, sol.result, _time.perf_counter() - tic
-
-
-@eqx.filter_jit
-def _finite_at_start(field, y0s):
-    return jnp.all(jnp.isfinite(jax.vmap(lambda y: field(0.0, y, None))(y0s)))
 
 
 class _UFMLogits(eqx.Module):
@@ -280,7 +270,7 @@ def _stack_models(models: list[DeepUFM]) -> DeepUFM:
     """The models as one module with stacked arrays (frames dropped unless all have them)."""
     frames_all = all(m.frames is not None for m in models)
     blank = [dataclasses.replace(m, description="", frames=m.frames if frames_all else None) for m in models]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *blank)
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x, dtype=float) for x in xs]), *blank)
 
 
 @computes
@@ -355,12 +345,12 @@ def flow(
         raise ValueError("progress=True shows one trajectory's progress: pass a single model.")
     ts, taus, drop_first = _save_grid(m0, t_end, times, num_times, log_t_end)
     y0s, unravel = flatten_params([m.factors for m in models])
-    wd = jnp.asarray(m0.weight_decay, float)
+    wd = np.asarray(m0.weight_decay, dtype=float)
     field = GradientFlowField(
         logits=_UFMLogits(m0.activation),
         unravel=unravel,
-        labels=jnp.repeat(jnp.arange(m0.classes), m0.samples_per_class),
-        penalty=_UFMPenalty(wd) if bool(jnp.any(wd > 0)) else None,
+        labels=np.repeat(np.arange(m0.classes), m0.samples_per_class),
+        penalty=_UFMPenalty(wd) if np.any(wd > 0) else None,
         loss=m0.loss,
     )
     ys, num_steps, result, wall = integrate_params(
@@ -368,11 +358,11 @@ def flow(
     )
     if drop_first:
         ys, ts = ys[:, 1:], ts[1:]
-    template = _stack_models([m.astype(jnp.float64) for m in models])
-    recs = jax.device_get(_records(template, unravel, jnp.asarray(ys), rank_rtol))
+    template = _stack_models(models)
+    recs = jax.device_get(_records(template, unravel, ys, rank_rtol))
     if not np.all(np.isfinite(recs["loss"])):
         raise IntegrationError("the flow produced a non-finite loss: use a smaller init scale.")
-    ds = _flow_dataset(m0, recs, ts, None if taus is None else taus[1:] if drop_first else taus)
+    ds = _flow_dataset(m0, recs, ts, None if taus is None else taus[1:] if drop_first else taus, single)
     ds.attrs.update(config.as_attrs())
     ds.attrs["wall_time_s"] = wall
     ds.attrs["rank_rtol"] = float(rank_rtol)
@@ -380,7 +370,6 @@ def flow(
         ds.attrs.update(log_t_end=float(taus[-1]), time_variable="sigma = log(1 + tau), tau = log(1 + t)")
     if single:
         ds.attrs.update(num_steps=int(num_steps[0]), result=int(result[0]), init=m0.description)
-        ds = _squeeze_start(ds)
     else:
         steps_attrs = {"long_name": "solver step attempts (accepted + rejected)"}
         ds["num_steps"] = (("start",), np.asarray(num_steps), steps_attrs)
@@ -395,8 +384,8 @@ def flow(
     return ds, (finals[0] if single else finals)
 
 
-def _flow_dataset(m0: DeepUFM, recs: dict, ts, taus) -> xr.Dataset:
-    """The train layout with a leading ``start`` dim over the batch."""
+def _flow_dataset(m0: DeepUFM, recs: dict, ts, taus, single: bool) -> xr.Dataset:
+    """The train layout; a list of models adds a leading ``start`` dim."""
     out = dict(recs)
     extra = record_extras(out)
     attrs = {
@@ -410,16 +399,13 @@ def _flow_dataset(m0: DeepUFM, recs: dict, ts, taus) -> xr.Dataset:
         "lam = diag(U^T Z U), U = the spectral start's frame",
     }
     first = {k: v[0] for k, v in out.items()}
-    base = build_dataset(ts, attrs=attrs, extra={k: (d, v[0], a) for k, (d, v, a) in extra.items()}, **first)
-    variables = {}
-    for name, var in base.data_vars.items():
-        value = extra[name][1] if name in extra else out[name]
-        variables[name] = (("start",) + var.dims, np.asarray(value), var.attrs)
-    ds = xr.Dataset(variables, coords=dict(base.coords), attrs=base.attrs)
+    ds = build_dataset(ts, attrs=attrs, extra={k: (d, v[0], a) for k, (d, v, a) in extra.items()}, **first)
+    if not single:
+        variables = {}
+        for name, var in ds.data_vars.items():
+            value = extra[name][1] if name in extra else out[name]
+            variables[name] = (("start",) + var.dims, np.asarray(value), var.attrs)
+        ds = xr.Dataset(variables, coords=dict(ds.coords), attrs=ds.attrs)
     if taus is not None:
         ds = ds.assign_coords(log_t=(D.TIME, np.asarray(taus), {"long_name": "tau = log(1 + t)"}))
     return ds
-
-
-def _squeeze_start(ds: xr.Dataset) -> xr.Dataset:
-    return ds.isel(start=0, drop=True)

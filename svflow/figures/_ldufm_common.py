@@ -27,6 +27,8 @@ def setting_lines(ds, width: int = 150) -> str:
         lines.append(f"L-DUFM of Sukenik, Lampert & Mondelli (2024), no figure of theirs: {fixed}")
     if chosen:
         size = f" [{setting} setting]" if setting else ""
+        if "seed" in ds.dims:
+            size += f"; {ds.sizes['seed']} seeds (runs) per init scale here"
         lines.append(f"not fixed by the paper, chosen here: {chosen}{size}")
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
 
-from ..explicit import dnc_thresholds, explicit_phase_map
+from ..explicit import ce_direct_table, dnc_thresholds, explicit_phase_map
 from . import register
 from ._ldufm_common import wrap_caption
 
@@ -16,8 +16,20 @@ _COLORS = ["#dddddd", "#3b6fb6", "#d1495b", "#edae49", "#66a182", "#8e5ea2"]  # 
 
 
 def compute(quick: bool):
-    # closed forms only: the full grid is cheap (about 20 s), so quick == full
-    return explicit_phase_map(range(2, 41), range(2, 9), lam=0.004, weight_decay=1e-3, samples=1)
+    # closed forms over the grid (about 20 s) and the direct minimisation of the CE
+    # model at the cells of CE_DIRECT_CELLS (minutes); quick == full
+    ds = explicit_phase_map(range(2, 41), range(2, 9), lam=0.004, weight_decay=1e-3, samples=1)
+    table = ce_direct_table(weight_decay=1e-3, samples=1)
+    # the table's cells are a list (dim cell): prefix what would clash with the map
+    clash = [v for v in table.data_vars if v in ds or v.startswith(("ce_", "known"))]
+    table = table.rename(
+        {"classes": "cell_classes", "depth": "cell_depth", **{v: f"cell_{v}" for v in clash}}
+    )
+    return ds.merge(table, combine_attrs="override").assign_attrs(
+        direct_seeds=table.attrs["direct_seeds"],
+        direct_max_steps=table.attrs["direct_max_steps"],
+        direct_rtol=table.attrs["rtol"],
+    )
 
 
 def _catmap(ax, ds, var, title):
@@ -53,8 +65,74 @@ def _from_k(thr) -> str:
     return ", ".join(f"{int(t) if np.isfinite(t) else '-'}" for t in thr)
 
 
+def _mark_direct(ax, ds) -> None:
+    """On the CE map: the cells minimised directly; x + rank where no known code is
+    optimal, o where no polished random start beat the best known code."""
+    if "direct" not in ds:
+        return
+    for c in range(ds.sizes["cell"]):
+        K, L = int(ds["cell_classes"][c]), int(ds["cell_depth"][c])
+        if bool(ds["direct_wins"][c]):
+            ax.text(
+                K,
+                L,
+                str(int(ds["direct_rank"][c])),
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                weight="bold",
+                bbox=dict(boxstyle="square,pad=0.12", fc="white", ec="k", lw=0.8),
+            )
+        else:
+            ax.plot(K, L, "o", mfc="none", color="k", ms=6)
+    ax.plot(
+        [], [], "s", mfc="white", color="k", label="boxed N: direct min. beats every known code; N = its rank"
+    )
+    ax.plot([], [], "o", mfc="none", color="k", label="no polished random start beats the best known code")
+
+
+def _direct_table(ax, ds) -> None:
+    """The direct row beside the constructions, one line per minimised cell."""
+    ax.axis("off")
+    cols = ["K", "L", "DNC", "blocks", "hypercube", "polygon", "direct (rank)", "known best"]
+    rows, colours = [], []
+    for c in range(ds.sizes["cell"]):
+        f = lambda v: "-" if not np.isfinite(float(v)) else f"{float(v):.6f}"  # noqa: E731
+        win = bool(ds["direct_wins"][c])
+        rows.append(
+            [
+                str(int(ds["cell_classes"][c])),
+                str(int(ds["cell_depth"][c])),
+                f(ds["cell_ce_dnc"][c]),
+                f(ds["cell_ce_blocks"][c]),
+                f(ds["cell_ce_hypercube"][c]),
+                f(ds["cell_ce_polygon"][c]),
+                f"{float(ds['direct'][c]):.6f} ({int(ds['direct_rank'][c])})",
+                str(ds["cell_known_code"].values[c]).split()[0],
+            ]
+        )
+        colours.append(["#f4d6d6" if win else "white"] * len(cols))
+    t = ax.table(cellText=rows, colLabels=cols, cellColours=colours, loc="upper center", cellLoc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(7.5)
+    t.scale(1.0, 1.25)
+    ax.set_title(
+        f"CE + weight decay {ds.attrs['weight_decay']:g}: losses of the known codes and of direct "
+        f"minimisation\n(best of {ds.attrs.get('direct_seeds', '?')} L-BFGS-polished random starts; "
+        "red rows: no known construction is optimal)",
+        fontsize=9,
+    )
+
+
 def plot(ds):
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    if "direct" in ds:
+        fig = plt.figure(figsize=(15, 8.8))
+        grid = fig.add_gridspec(2, 3, height_ratios=[1, 0.75])
+        axes = [fig.add_subplot(grid[0, k]) for k in range(3)]
+        table_ax = fig.add_subplot(grid[1, :])
+    else:
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+        table_ax = None
     thr = dnc_thresholds(ds, "relu").values
     _catmap(
         axes[0],
@@ -73,6 +151,11 @@ def plot(ds):
         f"deep linear CE, weight decay {ds.attrs['weight_decay']:g}\n"
         "a known code beats DNC for every K from " + _from_k(thr_ce),
     )
+    _mark_direct(axes[1], ds)
+    if "direct" in ds:
+        axes[1].legend(loc="upper left", fontsize=6.5, framealpha=0.95)
+    if table_ax is not None:
+        _direct_table(table_ax, ds)
     ax = axes[2]
     for L in ds["depth"].values:
         ax.plot(
@@ -103,7 +186,10 @@ def plot(ds):
             "SRG: the strongly-regular-graph construction of Sukenik, Lampert & Mondelli "
             "(2024), K = C(r, 2) classes, rank r up to the last ReLU; blocks: "
             "block-diagonal networks of SRG and DNC blocks. CE codes: simplex (DNC), "
-            "2 x 2 blocks (pairs), other block partitions, the hypercube code. "
+            "2 x 2 blocks (pairs), other block partitions, the hypercube code, the regular "
+            "K-gon (polygon, rank 2). Direct: the deep linear CE model minimised over all "
+            "factors (svflow.explicit.ce_minimum: random starts polished by L-BFGS, width K) "
+            "at the marked cells; an upper bound on the minimum. "
             "'trivial point best': the zero network (loss 1/2, resp. log K) is as good as "
             f"any construction. n = {ds.attrs['samples_per_class']} sample per class.",
             200,

@@ -114,15 +114,16 @@ def _panel_nc1_end(ax, d, samples, scales):
         for j, seed in enumerate(ds_s["seed"].values):
             ax.semilogy(
                 np.arange(len(layers)),
-                np.maximum(ds_s["nc1_layer"].sel(seed=seed).values, 1e-16),
+                np.where(nc_end := ds_s["nc1_layer"].sel(seed=seed).values, nc_end, np.nan),
                 "o-",
                 ms=2.5,
                 lw=0.6,
                 color=col,
                 label=f"init scale {s:g}" if j == 0 else None,
             )
+    ax.axhspan(1e-40, 1e-20, color="0.9", zorder=0, label="round-off level (NC1 < 1e-20)")
     ax.set_xticks(np.arange(len(layers)), layers, fontsize=6, rotation=45)
-    ax.set_ylabel("NC1 = tr(S_W S_B^+)/K at the end")
+    ax.set_ylabel("NC1 = tr(S_W S_B^+)/K at the end (not clipped)")
     ax.set_title(
         f"NC1 per layer at the end (n = {samples}; this dataset has no records over training)",
         fontsize=7,
@@ -131,22 +132,26 @@ def _panel_nc1_end(ax, d, samples, scales):
 
 
 def _panel_nc1_time(ax, d, samples, scales):
-    """Within-class collapse NC1 (max over layers) over training, every run."""
+    """Within-class collapse NC1 (max over layers) over training, every run.
+
+    Drawn as computed, not clipped: values near 1e-27 are the round-off floor of
+    float64 covariances (the within-class spread has collapsed to round-off)."""
     t = d[D.TIME].values
     for k, s, ds_s, col in _by_scale(d, scales):
         for j, seed in enumerate(ds_s["seed"].values):
             nc = ds_s["nc1_layer_t"].sel(seed=seed).max("layer").values
             ax.loglog(
                 t[1:],
-                np.maximum(nc[1:], 1e-16),
+                np.where(nc[1:] > 0, nc[1:], np.nan),
                 color=col,
                 lw=0.9,
                 alpha=0.8,
                 label=f"init scale {s:g}" if j == 0 else None,
             )
+    ax.axhspan(1e-40, 1e-20, color="0.9", zorder=0, label="round-off level (NC1 < 1e-20)")
     ax.set_xlabel("t = steps x learning rate")
     ax.set_ylabel("NC1 = tr(S_W S_B^+)/K, max over layers")
-    ax.set_title(f"within-class collapse NC1 over training (n = {samples})", fontsize=8)
+    ax.set_title(f"within-class collapse NC1 over training (n = {samples}), not clipped", fontsize=8)
     ax.legend(fontsize=6)
 
 
@@ -159,7 +164,8 @@ def _panel_rank_time(ax, d, K, L, scales):
             rk = ds_s["rank_layer_t"].sel(seed=seed, layer=L_name).values
             ax.semilogx(
                 t[1:],
-                rk[1:] + 0.04 * (j - ds_s.sizes["seed"] / 2) + 0.15 * (k - 0.5),
+                rk[1:],
+                drawstyle="steps-post",
                 color=col,
                 lw=0.9,
                 alpha=0.8,
@@ -169,7 +175,11 @@ def _panel_rank_time(ax, d, K, L, scales):
     ax.set_ylim(-0.5, K + 0.5)
     ax.set_xlabel("t = steps x learning rate")
     ax.set_ylabel(f"rank of the pre-activation of W_{L - 1}")
-    ax.set_title("rank before the last ReLU over training (n = 1: no NC1)", fontsize=8)
+    ax.set_title(
+        "rank before the last ReLU over training (n = 1: no NC1);\nintegers, not offset: "
+        "runs with the same rank share a line",
+        fontsize=8,
+    )
     ax.legend(fontsize=6)
 
 
@@ -203,8 +213,12 @@ def _panel_best_spectra(ax, d, K, best_ratio, best_pick):
     layers = d["layer"].values
     s, seed = best_pick
     db = d.sel(scale=s, seed=seed) if "scale" in d.dims else d.sel(seed=seed)
+    zero = []
     for i, name in enumerate(layers):
         sv = db["sv_layer"].sel(layer=name).values[:K]
+        if not sv[0] > 0:  # a layer whose class means are all 0 (the zero network)
+            zero.append(str(name))
+            continue
         ax.semilogy(
             np.arange(1, K + 1),
             np.maximum(sv / sv[0], 1e-12),
@@ -212,6 +226,15 @@ def _panel_best_spectra(ax, d, K, best_ratio, best_pick):
             ms=3,
             label=name,
             color=plt.cm.viridis(i / max(len(layers) - 1, 1)),
+        )
+    if zero:
+        ax.text(
+            0.02,
+            0.02,
+            f"class means exactly 0 (not drawn): {', '.join(zero)}",
+            transform=ax.transAxes,
+            fontsize=6,
+            va="bottom",
         )
     ax.axhline(d.attrs.get("rank_rtol", 1e-3), color="gray", lw=0.7)
     ax.set_ylim(1e-8, 2)
@@ -222,7 +245,22 @@ def _panel_best_spectra(ax, d, K, best_ratio, best_pick):
         f"spectra of the lowest-loss run (init scale {s:g}, seed {int(seed)}): {best_ratio:.3f} x L_DNC",
         fontsize=7,
     )
-    ax.legend(fontsize=5, ncol=2)
+    if len(zero) < len(layers):
+        ax.legend(fontsize=5, ncol=2)
+
+
+def _failed_note(d) -> str:
+    """A note for a row whose runs all fail: kept, because the init scale decides
+    which minimum GD finds, and this scale finds none below the trivial point."""
+    finals = d["final_objective"].values.ravel()
+    if np.all(np.abs(finals - 0.5) <= 1e-3 * 0.5):
+        return (
+            f"\nall {finals.size} runs collapse to the zero network (loss 1/2); row kept:"
+            "\nthe init scale decides which minimum GD finds"
+        )
+    if not d["is_dnc"].values.any() and np.all(finals > float(d["L_DNC"].values.ravel()[0])):
+        return f"\nall {finals.size} runs stall above L_DNC; row kept: the init scale decides"
+    return ""
 
 
 def _plot_runs(ds, row_dim=None):
@@ -244,7 +282,7 @@ def _plot_runs(ds, row_dim=None):
         _run_panels(ax_row, d, K, L, samples)
         if rows_by == "scale":
             ax_row[0].set_title(
-                f"K = {K}, L = {L}, init scale {float(d['scale'].values[0]):g}",
+                f"K = {K}, L = {L}, init scale {float(d['scale'].values[0]):g}" + _failed_note(d),
                 fontsize=8,
             )
     a = ds.attrs

@@ -20,43 +20,57 @@ def compute_fig3_left(quick: bool):
     return LDUFM_STUDIES["ldufm_fig3_left"].compute("quick" if quick else "full")
 
 
+def _image(ax, m, title, color="k"):
+    v = np.nanmax(np.abs(m))
+    v = v if v > 0 else 1.0
+    ax.imshow(m, cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
+    ax.set_title(title, fontsize=9, color=color)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def plot_fig1(ds):
     layers = list(ds["layer"].values)
     r, K, L = ds.attrs["r"], ds.attrs["classes"], ds.attrs["depth"]
-    fig, axes = plt.subplots(1, len(layers), figsize=(2.3 * len(layers), 3.4))
+    grams = "gram" in ds
+    nrow = 3 if grams else 1
+    fig, axes = plt.subplots(nrow, len(layers), figsize=(2.15 * len(layers), 3.1 * nrow + 0.6), squeeze=False)
     roles = {
         f"M{L - 1}": "B (incidence), rank r",
-        f"pre-M{L}": "pre-activation J - B^T B",
-        f"M{L}": "its ReLU: Kneser adjacency",
+        f"pre-M{L}": "J - B^T B",
+        f"M{L}": "ReLU: Kneser adjacency",
     }
-    for ax, name in zip(axes, layers):
+    for k, name in enumerate(layers):
         rows = int(ds["rows"].sel(layer=name))
         m = ds["matrix"].sel(layer=name).values[:rows]
-        v = np.nanmax(np.abs(m))
-        ax.imshow(m, cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
         rank = int(ds["matrix_rank"].sel(layer=name))
         role = roles.get(name, "")
-        ax.set_title(
-            f"{name} ({rows} x {K})\nrank {rank}" + (f"\n{role}" if role else ""),
-            fontsize=8,
-            color="C3" if role else "k",
-        )
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0].set_ylabel("row")
+        col = "C3" if role else "k"
+        _image(axes[0, k], m, f"{name} ({rows} x {K}), rank {rank}" + (f"\n{role}" if role else ""), col)
+        if grams:
+            _image(axes[1, k], ds["gram"].sel(layer=name).values, f"SRG: {name}^T {name}, rank {rank}", col)
+            dr = int(ds["dnc_rank"].sel(layer=name))
+            _image(axes[2, k], ds["dnc_gram"].sel(layer=name).values, f"DNC: {name}^T {name}, rank {dr}")
+    axes[0, 0].set_ylabel("SRG class means\n(rows: units)", fontsize=9)
+    if grams:
+        axes[1, 0].set_ylabel("SRG Gram matrices\n(K x K: class inner products)", fontsize=9)
+        axes[2, 0].set_ylabel("DNC Gram matrices\n(contrast: multiples of I_K)", fontsize=9)
     fig.suptitle(
         f"SRG construction, K = C({r}, 2) = {K} classes (columns = edges of K_{r}), "
-        f"L = {L}: class-mean matrices M1 = H, M(l+1) = ReLU(W_l M_l), "
-        "pre-M = before the ReLU",
-        fontsize=9,
+        f"L = {L}: class-mean matrices M1 = H, M(l+1) = ReLU(W_l M_l), pre-M = before the ReLU;\n"
+        "their Gram matrices M^T M, and those of deep neural collapse (DNC) for contrast",
+        fontsize=11,
     )
     fig.tight_layout()
     add_caption(
         fig,
         ds,
         f"B = vertex-edge incidence matrix of K_{r}; colour scale symmetric "
-        "about 0 (red > 0, blue < 0), one per panel.",
-        width=250,
+        "about 0 (red > 0, blue < 0), one per panel. In the SRG network the classes "
+        "share units (Gram matrices with off-diagonal entries, rank r = "
+        f"{r} up to the last ReLU); in DNC every layer's class means are orthogonal "
+        "(Gram matrices diagonal, rank K).",
+        width=200,
     )
     return fig
 

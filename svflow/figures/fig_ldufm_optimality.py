@@ -30,8 +30,12 @@ def _heat(ax, values, Ks, Ls, title, norm, cmap="RdBu_r"):
     ax.set_yticks(Ls)
     ax.set_xlabel("classes K")
     ax.set_ylabel("depth L (weight matrices)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
     return im
+
+
+def _has_counts(ds) -> bool:
+    return "n_below_dnc" in ds
 
 
 def plot(ds):
@@ -41,18 +45,20 @@ def plot(ds):
     rel = gd / con
     lo = float(np.nanmin([gd.min(), con.min()]))
     norm = TwoSlopeNorm(vmin=min(lo, 0.99), vcenter=1.0, vmax=max(1.01, np.nanmax(gd)))
-    fig, axes = plt.subplots(1, 3, figsize=(19, 5.6))
+    width = max(10.0, 0.95 * len(Ks) + 3)
+    fig, axes = plt.subplots(3, 1, figsize=(width, 3 * (0.95 * len(Ls) + 1.4)))
     _panel_gd(fig, axes, ds, Ks, Ls, gd, norm)
     _panel_constructions(fig, axes, Ks, Ls, con, norm)
     _panel_relative(fig, axes, ds, Ks, Ls, rel)
     a = ds.attrs
     nsc, nse = ds.sizes["scale"], ds.sizes["seed"]
     scales = ", ".join(f"{s:g}" for s in ds["scale"].values)
+    polish = f" + L-BFGS polish ({a['polish_steps']} steps)" if "polish_steps" in a else ""
     fig.suptitle(
-        "Empirical optimality map of the L-DUFM: the lowest objective full-batch GD "
-        f"reached from {nsc} init scales ({scales}) x {nse} seeds, "
-        f"{a['steps']:.0e} steps [{a.get('setting', '?')} setting]",
-        fontsize=10,
+        "Empirical optimality map of the L-DUFM: the lowest objective reached from "
+        f"{nsc} init scales ({scales}) x {nse} seeds = {nsc * nse} runs per cell,\n"
+        f"{a['steps']:.0e} GD steps{polish} [{a.get('setting', '?')} setting]",
+        fontsize=11,
     )
     fig.tight_layout()
     _caption(fig, ds, Ks, Ls)
@@ -60,27 +66,28 @@ def plot(ds):
 
 
 def _panel_gd(fig, axes, ds, Ks, Ls, gd, norm) -> None:
-    """Best GD objective / L_DNC per (K, L), with the bottleneck rank of that run."""
-    im = _heat(
-        axes[0],
-        gd,
-        Ks,
-        Ls,
-        "GD: best objective / L_DNC (number)\nand bottleneck rank of that run (rk = ...)",
-        norm,
+    """Best polished objective / L_DNC per (K, L), the count of runs below L_DNC and
+    the bottleneck rank of the best run."""
+    counts = _has_counts(ds)
+    title = (
+        "best polished objective / L_DNC; k/n = runs below L_DNC of runs made; "
+        "rk = bottleneck rank of the best run (gap rank)"
+        if counts
+        else "GD: best objective / L_DNC and bottleneck rank of that run (rk = ...)"
     )
-    fig.colorbar(im, ax=axes[0], fraction=0.04)
+    im = _heat(axes[0], gd, Ks, Ls, title, norm)
+    fig.colorbar(im, ax=axes[0], fraction=0.03, pad=0.01)
     for i, K in enumerate(Ks):
         for j, L in enumerate(Ls):
-            axes[0].text(K, L + 0.13, f"{gd[i, j]:.3f}", ha="center", va="center", fontsize=5.5)
-            axes[0].text(
-                K,
-                L - 0.2,
-                f"rk {int(ds['best_rank'].values[i, j])}",
-                ha="center",
-                va="center",
-                fontsize=5.5,
-            )
+            c = ds.isel(classes=i, depth=j)
+            lines = [f"{gd[i, j]:.3f}"]
+            if counts:
+                lines.append(f"{int(c['n_below_dnc'])}/{int(c['n_runs'])}")
+            rk = f"rk {int(c['best_rank'])}"
+            if counts and not bool(c["best_converged"]):
+                rk += "*"
+            lines.append(rk)
+            axes[0].text(K, L, "\n".join(lines), ha="center", va="center", fontsize=8, linespacing=1.05)
 
 
 def _panel_constructions(fig, axes, Ks, Ls, con, norm) -> None:
@@ -93,14 +100,15 @@ def _panel_constructions(fig, axes, Ks, Ls, con, norm) -> None:
         "best known construction (DNC / SRG blocks) / L_DNC",
         norm,
     )
-    fig.colorbar(im, ax=axes[1], fraction=0.04)
+    fig.colorbar(im, ax=axes[1], fraction=0.03, pad=0.01)
     for i, K in enumerate(Ks):
         for j, L in enumerate(Ls):
-            axes[1].text(K, L, f"{con[i, j]:.3f}", ha="center", va="center", fontsize=5.5)
+            axes[1].text(K, L, f"{con[i, j]:.3f}", ha="center", va="center", fontsize=8.5)
 
 
 def _panel_relative(fig, axes, ds, Ks, Ls, rel) -> None:
-    """GD best / best known construction, marking the cells where GD beats them."""
+    """Best polished point / best known construction, with the count of runs below it."""
+    counts = _has_counts(ds)
     rnorm = TwoSlopeNorm(
         vmin=min(float(np.nanmin(rel)), 0.99),
         vcenter=1.0,
@@ -111,43 +119,56 @@ def _panel_relative(fig, axes, ds, Ks, Ls, rel) -> None:
         rel,
         Ks,
         Ls,
-        "GD best / best known construction\n* = GD beats every known construction, o = GD beats DNC only",
+        "best polished point / best known construction; k/n = runs below it"
+        if counts
+        else "GD best / best known construction",
         rnorm,
         cmap="PuOr_r",
     )
-    fig.colorbar(im, ax=axes[2], fraction=0.04)
-    beat_c, beat_d = ds["beats_constructions"].values, ds["beats_dnc"].values
+    fig.colorbar(im, ax=axes[2], fraction=0.03, pad=0.01)
     for i, K in enumerate(Ks):
         for j, L in enumerate(Ls):
-            mark = "*" if beat_c[i, j] else ("o" if beat_d[i, j] else "")
-            axes[2].text(K, L + 0.15, f"{rel[i, j]:.3f}", ha="center", va="center", fontsize=5.5)
-            if mark:
-                axes[2].text(K, L - 0.2, mark, ha="center", va="center", fontsize=9, weight="bold")
+            c = ds.isel(classes=i, depth=j)
+            lines = [f"{rel[i, j]:.3f}"]
+            if counts:
+                lines.append(f"{int(c['n_below_construction'])}/{int(c['n_runs'])}")
+            axes[2].text(K, L, "\n".join(lines), ha="center", va="center", fontsize=8.5)
 
 
 def _caption(fig, ds, Ks, Ls) -> None:
-    """The setting, the conventions and the cells where GD beats every construction."""
+    """The setting, the conventions and the cells where a run beats every construction."""
     a = ds.attrs
     beat_c = ds["beats_constructions"].values
     beats = [f"(K={K}, L={L})" for i, K in enumerate(Ks) for j, L in enumerate(Ls) if beat_c[i, j]]
+    rtol = a.get("beat_rtol", 1e-3)
+    conv = ""
+    if _has_counts(ds):
+        conv = (
+            f"Every run is polished by L-BFGS after GD; converged = norm of the full gradient "
+            f"< {a['grad_tol']:g}: {int(ds['n_converged'].sum())} of {int(ds['n_runs'].sum())} runs. "
+            "rk N* = the best run is not converged (it stalls at a ReLU kink; its objective is "
+            "still a value the L-DUFM takes, so 'below L_DNC' holds). The best run's factors are "
+            "stored (best_parameters) for re-evaluation. Bottleneck rank: smallest class-mean "
+            "rank over H and the hidden layers, the threshold in the largest gap of "
+            "sigma_i / sigma_1 (best_gap stores it).\n"
+        )
     fig.text(
         0.01,
-        -0.01,
+        -0.005,
         wrap_caption(
             setting_lines(ds) + f"\nweight decay {a['lam']:g} on every factor, learning rate {a['eta']:g}, "
-            f"n = {a['samples_per_class']}, width {a.get('width_rule', '')}; a GD objective "
-            f"beats a value when it is below (1 - {a.get('beat_rtol', 1e-3):g}) x it. "
-            "GD gives upper bounds on the minimum, not its value. Bottleneck rank: "
-            "smallest class-mean rank over H and the hidden layers "
-            f"(sigma_i > {a.get('rank_rtol', 1e-3):g} sigma_1).\n"
+            f"n = {a['samples_per_class']}, width {a.get('width_rule', '')}; a run is below a value "
+            f"when its objective is below (1 - {rtol:g}) x it. These are upper bounds on the "
+            "minimum, not its value.\n"
+            + conv
             + DNC_SRG_CAPTION
-            + "\nGD beats every known construction at: "
+            + "\nThe best run beats every known construction at: "
             + (", ".join(beats) if beats else "no cell"),
-            250,
+            170,
         ),
         ha="left",
         va="top",
-        fontsize=7,
+        fontsize=8,
     )
 
 
