@@ -158,8 +158,9 @@ def prepare_data(X, y, X_test=None, y_test=None, *, test_fraction: float = 0.25,
         so a resumed store cannot mix data sets).
 
     Raises:
-        TypeError / ValueError: labels not integers in 0..K-1, a class with no
-        sample, NaN or inf features, lengths that differ, wrong dimensions.
+        TypeError: features that are not real numbers.
+        ValueError: labels not integers in 0..K-1, a class with no sample,
+            NaN or inf features, lengths that differ, wrong dimensions.
     """
     X, y = _check_xy(X, y, "X")
     if y.min() < 0:
