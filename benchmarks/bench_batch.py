@@ -477,7 +477,7 @@ def main25(argv=None):
     if a.only in (None, "16"):
         rows += issue25_case(16, 5, 1000, a.rounds, 1000, 20, a.old, True)
     if a.only in (None, "1024"):
-        rows += issue25_case(1024, 3, 64, max(1, a.rounds - 1), 4, 0, a.old, False)
+        rows += issue25_case(1024, 3, 32, max(1, a.rounds - 1), 2, 0, a.old, False)
     print(C.table(rows, "issue 25: public batch path, old and new, one run (process CPU ms per trajectory)"))
     C.write_results("batch_issue25" + ("" if a.only is None else f"_K{a.only}"), rows,
                     attrs={"clock": "process CPU time"})  # fmt: skip
