@@ -89,23 +89,22 @@ def ldufm_optimality_map(
         progress: a tqdm bar over the (K, L) cells.
 
     Returns:
-        Dataset with dims ``classes``, ``depth``, ``scale``, ``seed``, ``param``:
-
-        - per run: ``objective`` (GD end), ``polished_objective``, ``ratio``
-          (polished objective / L_DNC), ``grad_norm``, ``converged``,
-          ``bottleneck_rank`` (smallest gap rank over H and the hidden layers);
-        - per cell: ``n_runs``, ``n_below_dnc``, ``n_below_construction``,
-          ``n_converged``; ``best_ratio`` (lowest polished objective / L_DNC),
-          ``best_objective``, ``best_fit`` and ``best_regularisation`` (its
-          split), ``best_scale``, ``best_seed``, ``best_grad_norm``,
-          ``best_converged``, ``best_rank`` (bottleneck gap rank),
-          ``best_gap`` (the spectral gap at that rank), ``best_layer_ranks``
-          (string: every layer's gap rank, H to Z), ``best_parameters`` (the
-          best run's factors flattened, NaN-padded: :func:`map_parameters`);
-          ``construction_ratio`` (L_best / L_DNC of
-          :func:`svflow.explicit.relu_blocks`), ``construction`` (its blocks),
-          ``L_DNC``, ``beats_dnc`` and ``beats_constructions`` (booleans,
-          ``beat_rtol``), ``width``.
+        Dataset with dims ``classes``, ``depth``, ``scale``, ``seed``, ``param``.
+            Per run: ``objective`` (GD end), ``polished_objective``, ``ratio``
+            (polished objective / L_DNC), ``grad_norm``, ``converged``,
+            ``bottleneck_rank`` (smallest gap rank over H and the hidden layers).
+            Per cell: ``n_runs``, ``n_below_dnc``, ``n_below_construction``,
+            ``n_converged``; ``best_ratio`` (lowest polished objective / L_DNC),
+            ``best_objective``, ``best_fit`` and ``best_regularisation`` (its
+            split), ``best_scale``, ``best_seed``, ``best_grad_norm``,
+            ``best_converged``, ``best_rank`` (bottleneck gap rank),
+            ``best_gap`` (the spectral gap at that rank), ``best_layer_ranks``
+            (string: every layer's gap rank, H to Z), ``best_parameters`` (the
+            best run's factors flattened, NaN-padded: :func:`map_parameters`);
+            ``construction_ratio`` (L_best / L_DNC of
+            :func:`svflow.explicit.relu_blocks`), ``construction`` (its blocks),
+            ``L_DNC``, ``beats_dnc`` and ``beats_constructions`` (booleans,
+            ``beat_rtol``), ``width``.
     """
     Ks = [check_int("classes[i]", K, minimum=2) for K in classes]
     Ls = [check_int("depths[i]", L, minimum=2) for L in depths]

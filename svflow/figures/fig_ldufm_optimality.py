@@ -60,9 +60,15 @@ def plot(ds):
         f"{a['steps']:.0e} GD steps{polish} [{a.get('setting', '?')} setting]",
         fontsize=11,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.965))
     _caption(fig, ds, Ks, Ls)
     return fig
+
+
+def _ink(norm, value, cmap) -> str:
+    """Black or white text, whichever reads on the cell's colour."""
+    r, g, b, _ = plt.get_cmap(cmap)(norm(value))
+    return "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.45 else "black"
 
 
 def _panel_gd(fig, axes, ds, Ks, Ls, gd, norm) -> None:
@@ -87,7 +93,16 @@ def _panel_gd(fig, axes, ds, Ks, Ls, gd, norm) -> None:
             if counts and not bool(c["best_converged"]):
                 rk += "*"
             lines.append(rk)
-            axes[0].text(K, L, "\n".join(lines), ha="center", va="center", fontsize=8, linespacing=1.05)
+            axes[0].text(
+                K,
+                L,
+                "\n".join(lines),
+                ha="center",
+                va="center",
+                fontsize=8,
+                linespacing=1.05,
+                color=_ink(norm, gd[i, j], "RdBu_r"),
+            )
 
 
 def _panel_constructions(fig, axes, Ks, Ls, con, norm) -> None:
@@ -103,7 +118,15 @@ def _panel_constructions(fig, axes, Ks, Ls, con, norm) -> None:
     fig.colorbar(im, ax=axes[1], fraction=0.03, pad=0.01)
     for i, K in enumerate(Ks):
         for j, L in enumerate(Ls):
-            axes[1].text(K, L, f"{con[i, j]:.3f}", ha="center", va="center", fontsize=8.5)
+            axes[1].text(
+                K,
+                L,
+                f"{con[i, j]:.3f}",
+                ha="center",
+                va="center",
+                fontsize=8.5,
+                color=_ink(norm, con[i, j], "RdBu_r"),
+            )
 
 
 def _panel_relative(fig, axes, ds, Ks, Ls, rel) -> None:
@@ -132,7 +155,15 @@ def _panel_relative(fig, axes, ds, Ks, Ls, rel) -> None:
             lines = [f"{rel[i, j]:.3f}"]
             if counts:
                 lines.append(f"{int(c['n_below_construction'])}/{int(c['n_runs'])}")
-            axes[2].text(K, L, "\n".join(lines), ha="center", va="center", fontsize=8.5)
+            axes[2].text(
+                K,
+                L,
+                "\n".join(lines),
+                ha="center",
+                va="center",
+                fontsize=8.5,
+                color=_ink(rnorm, rel[i, j], "PuOr_r"),
+            )
 
 
 def _caption(fig, ds, Ks, Ls) -> None:
