@@ -107,11 +107,12 @@ def _reference_ratios(model, tau_end):
 
 @pytest.mark.slow
 def test_outcomes_agree_with_ten_times_longer_independent_runs():
-    """Held-out random starts (K = 4, 6, 8; L = 2, 3; two widths; scales 0.5, 1, 2):
+    """Held-out random starts (K = 4, 6, 8; L = 2, 3; two widths each; scales 0.5, 1, 2;
+    seeds apart from those the thresholds were tuned on):
     every decided mode of flow_outcome (tau = 1e3) keeps its side in a run to
     tau = 1e4 by scipy LSODA with the exact Jacobian: on-modes keep a ratio >= 0.1,
     off-modes stay <= 0.1 and keep falling. At most 10 % undecided."""
-    widths = {4: (6, 16), 6: (8, 24), 8: (12, 32)}
+    widths = {4: (6, 12), 6: (8, 16), 8: (10, 16)}
     decided = total = 0
     seed = 5000
     for K in (4, 6, 8):
@@ -126,12 +127,15 @@ def test_outcomes_agree_with_ten_times_longer_independent_runs():
                 for b, m in enumerate(models):
                     total += 1
                     if int(out.outcome[b]) < 0:
+                        print("undecided", (K, depth, d, b, out.limit.values[b], out.exponent.values[b]), flush=True)
                         continue
                     decided += 1
                     early, late = _reference_ratios(m, 1e4)
                     on = out.support.values[b].astype(bool)
                     where = (K, depth, d, b, out.limit.values[b], late)
+                    print("decided", int(out.outcome[b]), where, flush=True)
                     assert np.all(late[on] >= 0.1), where
                     assert np.all(late[~on] <= 0.1), where
                     assert np.all(late[~on] < early[~on]), where
+    print(f"decided {decided} of {total}", flush=True)
     assert decided >= 0.9 * total, (decided, total)
