@@ -128,3 +128,12 @@ def test_bad_input():
         svflow.flow(model, t_end=-1.0)
     with pytest.raises(ValueError, match="progress"):
         svflow.flow([model, model], t_end=1.0, progress=True)
+
+
+def test_progress_bar_runs_the_same_flow(capsys):
+    """progress=True integrates with diffeqsolve (one start): the same trajectory."""
+    model = svflow.random_model(4, depth=1, width=6, key=9)
+    plain = svflow.flow(model, t_end=50.0, num_times=6)
+    shown = svflow.flow(model, t_end=50.0, num_times=6, progress=True)
+    np.testing.assert_allclose(shown.sigma.values, plain.sigma.values, rtol=1e-6, atol=1e-12)
+    assert "%" in capsys.readouterr().err  # tqdm wrote a bar
