@@ -458,7 +458,8 @@ def basin_map(
             ``seed`` dim; ``range(3)`` for three seeds); unused for ``"lag"``.
         leaders: leading modes of the ``"lag"`` family (default 1, 2, 4, ...).
         rtol, atol, max_steps, solver: diffrax settings of the exact runs
-            (rtol, atol at most 1e-3, as for :func:`svflow.outcome`). Looser than :func:`svflow.simulate`'s (1e-5 vs 1e-8): a map runs
+            (rtol, atol at most 1e-3, as for :func:`svflow.outcome`). Looser than
+            :func:`svflow.simulate`'s (1e-5 vs 1e-8): a map runs
             thousands of starts and only decides each outcome, which depends
             on the hand-off states only to O(log tau / tau) (module
             ``_CONFIG``: 1e-6 gives the same outcomes).

@@ -67,7 +67,7 @@ def _pair_margins(factors, activation: str, labels):
 def kkt_residual(model: DeepUFM) -> tuple[float, float]:
     r"""``(stationarity, slackness)`` of ``model``'s parameters as a max-margin KKT point.
 
-    See the module docstring: $\hat\theta = \theta/\gamma^{1/N}$, NNLS multipliers
+    Definition (docs: theory/random-starts.md): $\hat\theta = \theta/\gamma^{1/N}$, NNLS multipliers
     over the pairwise margins. Both are 0 at an exact KKT point of
     $\min\|\theta\|^2/2$ s.t. all margins $\ge 1$; ``(inf, inf)`` if the
     margin is not positive.
@@ -112,8 +112,8 @@ def flow_outcome(
     Follows :func:`svflow.flow` in double-log time to $\tau = \log(1 + t)$ =
     ``log_t_end`` and decides the rank of the limit direction of the centred
     logits from the growth exponents of their singular values over the last
-    decade of $\tau$ (rule and caveats: :mod:`svflow._flow_outcome`,
-    docs: theory/random-starts.md). Cross-entropy without weight decay only.
+    decade of $\tau$ (rule and caveats: docs, theory/random-starts.md).
+    Cross-entropy without weight decay only.
 
     Args:
         model: a :class:`DeepUFM` or a list of them (equal shapes and settings).
@@ -129,7 +129,7 @@ def flow_outcome(
         r = rank of the limit direction, -1 = undecided), ``support`` (start, sv)
         bool as int, ``limit`` (start, sv): $q_i = s_i/s_1$ at the horizon,
         ``exponent`` (start, sv): $e_i$ in the last half-decade,
-        ``kkt_residual`` and ``kkt_slackness`` (module docstring), ``horizon``
+        ``kkt_residual`` and ``kkt_slackness`` (max-margin KKT stationarity and slackness), ``horizon``
         ($\tau$ reached), ``num_steps``; attrs: the thresholds and settings.
     """
     models = _as_models(model)

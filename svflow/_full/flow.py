@@ -300,7 +300,7 @@ def flow(
     ``PIDController(rtol, atol)``, float64) runs in log time
     $\tau = \log(1 + t)$, or with ``log_t_end`` in double-log time
     $\sigma = \log(1 + \tau)$ with the cross-entropy drive in the log domain
-    (module :mod:`svflow._full.flow`), so $t = 10^8$ costs tens to hundreds of
+    (docs: theory/random-starts.md), so $t = 10^8$ costs tens to hundreds of
     steps where gradient descent needs $t/\eta$.
 
     A list of models (equal shapes, activation, loss and weight decay; e.g.
