@@ -193,17 +193,13 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Names of svflow 0.1 that moved to a sub-namespace: still importable, with a warning."""
-    import warnings
-
+    """Names of svflow 0.1 that moved to a sub-namespace in 0.2: an error that says where they are."""
     for sub in (studies, explicit):
         if name in sub.__all__:
-            warnings.warn(
-                f"svflow.{name} moved to {sub.__name__}.{name}; the old name goes away in svflow 0.3.",
-                DeprecationWarning,
-                stacklevel=2,
+            raise AttributeError(
+                f"svflow.{name} moved to {sub.__name__}.{name} in svflow 0.2 (CHANGELOG.md); "
+                f"use {sub.__name__}.{name}."
             )
-            return getattr(sub, name)
     if name == "build_dataset":
         from ._dataset import build_dataset
 

@@ -554,3 +554,12 @@ def test_outcome_and_basin_map_argument_errors(lam8):
     with pytest.raises(TypeError, match="leaders"):
         svflow.studies.basin_map(4, [2], [0.1], [0.1], leaders=[1.5, 2])
     assert "classes: K >= 2" in svflow.outcome.__doc__
+
+
+def test_moved_names_say_where_they_are():
+    """svflow 0.2 moved the studies and explicit models into sub-namespaces (CHANGELOG);
+    0.3 dropped the top-level aliases: the error names the new place."""
+    with pytest.raises(AttributeError, match=r"svflow.studies.basin_map"):
+        svflow.basin_map  # noqa: B018
+    with pytest.raises(AttributeError, match=r"svflow.explicit.dnc_loss"):
+        svflow.dnc_loss  # noqa: B018
