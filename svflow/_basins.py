@@ -48,9 +48,11 @@ from ._analysis.outcome import (
     NC,
     UNDECIDED,
     Criterion,
+    _undecide,
     advance,
     check_horizons,
     check_tolerances,
+    consistent,
     decide,
     handoff_state,
     late_state,
@@ -359,6 +361,7 @@ def _run_starts(
         group=group,
     )
     K = lam0.shape[-1]
+    _undecide(st, ~consistent(st, criterion))
     ok = st["solver_result"] == diffrax.RESULTS.successful._value
     return dict(
         outcome=np.where(ok, st["code"], UNDECIDED).astype(np.int32),
@@ -458,8 +461,8 @@ def basin_map(
             ``seed`` dim; ``range(3)`` for three seeds); unused for ``"lag"``.
         leaders: leading modes of the ``"lag"`` family (default 1, 2, 4, ...).
         rtol, atol, max_steps, solver: diffrax settings of the exact runs
-            (rtol, atol at most 1e-3, as for :func:`svflow.outcome`). Looser than
-            :func:`svflow.simulate`'s (1e-5 vs 1e-8): a map runs
+            (rtol, atol at most 1e-3, as for :func:`svflow.outcome`). Looser
+            than :func:`svflow.simulate`'s (1e-5 vs 1e-8): a map runs
             thousands of starts and only decides each outcome, which depends
             on the hand-off states only to O(log tau / tau) (module
             ``_CONFIG``: 1e-6 gives the same outcomes).

@@ -163,9 +163,10 @@ def test_limit_field_is_homogeneous_of_degree_zero_in_its_drive():
     C = 1.0 - hadamard(8)
     mF = F @ C.T / 8
     m = np.asarray(u) @ C.T / 8
-    assert abs(mF[np.argmin(np.where(np.arange(8) > 0, m, np.inf))] - 1) < 1e-10
+    # (to 1e-9: qp_nonneg solves with the ridge QP_RIDGE = 1e-10 diag(G))
+    assert abs(mF[np.argmin(np.where(np.arange(8) > 0, m, np.inf))] - 1) < 1e-9
     nc = handoff(jnp.ones(8))
-    np.testing.assert_allclose(np.asarray(f(0.0, nc))[1:], 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(f(0.0, nc))[1:], 0.0, atol=1e-9)
 
 
 @pytest.mark.parametrize("N", [3, 5])

@@ -32,7 +32,12 @@ no mode is moving at the end of the limit run, and the limit run from the
 previous horizon (a factor 3 earlier) gave the same support and frozen
 sets (the hand-off error is of relative order $\log\tau_h/\tau_h$; a start
 whose side of a basin edge depends on it is caught here). The outcome is the
-support size r (0 = NC when r = K - 1). Otherwise the start goes on to the
+support size r (0 = NC when r = K - 1). A limit-map end state off its margin
+constraint (smallest margin not within 1e-6 of 1), with an empty support or
+without its largest mode in the support is never decided, and before
+returning :func:`outcome` checks the fields of every decided start against
+each other (:func:`consistent`; docs: theory/certification.md, "False neural
+collapse"). Otherwise the start goes on to the
 next horizon, and after the last it is undecided (-1). The decision puts no
 threshold on the ratios themselves: K = 8 limits such as (1, .5, .5, .5, 0,
 0, 0) have support 4.
@@ -718,7 +723,9 @@ def consistent(st: dict, criterion: Criterion) -> np.ndarray:
     r = sup.sum(-1)
     code = np.where(r == K - 1, NC, r)
     rho = np.nan_to_num(np.asarray(st["rate_ratio"], float), nan=-np.inf)
-    lim = np.nan_to_num(np.asarray(st["limit"], float), nan=-np.inf)
+    # without a polished limit (basin maps) the limit state's ratios stand in for it
+    lim = np.where(sup, 1.0, 0.0) if "limit" not in st else st["limit"]
+    lim = np.nan_to_num(np.asarray(lim, float), nan=-np.inf)
     top = np.argmax(np.nan_to_num(np.asarray(st["limit_state"], float), nan=-np.inf), axis=-1)
     ok = (
         (r >= 1)
@@ -740,8 +747,9 @@ def _undecide(st: dict, bad: np.ndarray) -> None:
     st["code"] = np.where(bad, UNDECIDED, st["code"]).astype(np.int32)
     st["support"] = st["support"] & ~bad[:, None]
     st["frozen"] = st["frozen"] & ~bad[:, None]
-    st["limit"] = np.where(bad[:, None], np.nan, st["limit"])
-    st["kkt_residual"] = np.where(bad, np.nan, st["kkt_residual"])
+    if "limit" in st:
+        st["limit"] = np.where(bad[:, None], np.nan, st["limit"])
+        st["kkt_residual"] = np.where(bad, np.nan, st["kkt_residual"])
 
 
 def _outcome_dataset(st: dict, bd: tuple, batch: tuple, user_coords: dict, run: dict) -> xr.Dataset:
