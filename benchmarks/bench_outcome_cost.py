@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import svflow
-from svflow._basins import basin_start
+from svflow.studies._basins import basin_start
 from svflow._integrate import SolverConfig, log_times, solve
 from svflow._analysis.classify import classify_trajectory
 from svflow._simulate import ReducedField

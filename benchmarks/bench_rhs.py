@@ -33,7 +33,7 @@ import numpy as np
 
 import svflow  # noqa: F401
 import svflow._walsh
-from svflow._reduced import rhs_balanced
+from svflow._fields import rhs_balanced
 
 DEPTH = 5  # L = 5, N = 6
 

@@ -55,7 +55,7 @@ def public_names() -> set[str]:
     from the sources, no import)."""
     top = _module_names(ROOT / "svflow" / "__init__.py") - set(SUBNAMESPACES)
     for sub in SUBNAMESPACES:
-        top |= {f"{sub}.{n}" for n in _module_names(ROOT / "svflow" / f"{sub}.py")}
+        top |= {f"{sub}.{n}" for n in _module_names(ROOT / "svflow" / sub / "__init__.py")}
     return top
 
 

@@ -34,8 +34,8 @@ import numpy as np
 import xarray as xr
 
 import svflow
-from svflow._analysis.outcome import NC
-from svflow._basins import FIRST_HORIZON, LATER_HORIZONS, continue_undecided
+from svflow._outcome import NC
+from svflow.studies._basins import FIRST_HORIZON, LATER_HORIZONS, continue_undecided
 
 HORIZONS = (FIRST_HORIZON,) + LATER_HORIZONS
 

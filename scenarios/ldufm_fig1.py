@@ -10,7 +10,7 @@ rank K = 10. QUICK and FULL are the same (no training).
 
 from __future__ import annotations
 
-from svflow._ldufm_studies import study_main
+from svflow.explicit._ldufm_studies import study_main
 
 
 def summary(ds) -> str:

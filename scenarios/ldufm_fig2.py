@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ldufm_gd_summary import runs_summary
 
-from svflow._ldufm_studies import study_main
+from svflow.explicit._ldufm_studies import study_main
 
 if __name__ == "__main__":
     raise SystemExit(study_main("ldufm_fig2", runs_summary, doc=__doc__))

@@ -11,7 +11,7 @@ same ratio from the built matrices run through the ReLU network.
 
 from __future__ import annotations
 
-from svflow._ldufm_studies import study_main
+from svflow.explicit._ldufm_studies import study_main
 
 
 def summary(ds) -> str:

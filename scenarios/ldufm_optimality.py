@@ -19,7 +19,7 @@ best run beats DNC and where it beats every known construction.
 
 from __future__ import annotations
 
-from svflow._ldufm_studies import study_main
+from svflow.explicit._ldufm_studies import study_main
 
 
 def summary(ds) -> str:

@@ -31,8 +31,8 @@ import numpy as np
 
 import svflow
 from svflow._cli import scenario_cli
-from svflow._phase import FULL_SETTING as FULL
-from svflow._phase import QUICK_SETTING as QUICK
+from svflow.studies._phase import FULL_SETTING as FULL
+from svflow.studies._phase import QUICK_SETTING as QUICK
 
 
 def table(ds, var: str = "rank", fmt: str = "{:5.2f}") -> str:

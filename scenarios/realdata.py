@@ -27,8 +27,8 @@ import numpy as np
 
 import svflow
 from svflow._cli import scenario_cli
-from svflow._realdata import FULL_SETTING as FULL
-from svflow._realdata import QUICK_SETTING as QUICK
+from svflow.studies._realdata import FULL_SETTING as FULL
+from svflow.studies._realdata import QUICK_SETTING as QUICK
 
 
 def table(ds) -> str:

@@ -125,9 +125,9 @@ from ._analysis.asymptotics import normalised_margin as normalised_margin
 from ._analysis.codes import SoftmaxCode as SoftmaxCode
 from ._analysis.codes import exact_rho as exact_rho
 from ._analysis.codes import softmax_code as softmax_code
-from ._analysis.outcome import Criterion as Criterion
-from ._analysis.outcome import outcome as outcome
-from ._flow_outcome import flow_outcome as flow_outcome
+from ._outcome import Criterion as Criterion
+from ._outcome import outcome as outcome
+from ._full.outcome import flow_outcome as flow_outcome
 from ._analysis.classify import OutcomeRule as OutcomeRule
 from ._analysis.classify import classify as classify
 

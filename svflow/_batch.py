@@ -432,7 +432,7 @@ class _DoubleLogField(eqx.Module):
 
     def __call__(self, sigma, y, args):
         # dy/dsigma = (1 + tau) dy/dtau with tau = e^sigma - 1; the field's own
-        # log-domain tau_rate never forms t (svflow._logtime)
+        # log-domain tau_rate never forms t (svflow._fields)
         return jax.tree.map(lambda d: jnp.exp(sigma) * d, self.field.tau_rate(jnp.expm1(sigma), y, args))
 
 
@@ -450,7 +450,7 @@ def solve_batch_loglog(
     r"""Like :func:`solve_batch` in double-log time $\sigma = \log(1 + \tau)$, saving at ``taus``.
 
     ``field`` must define ``tau_rate(tau, y, args)`` ($dy/d\tau$ in the log
-    domain, e.g. :class:`svflow._logtime.CETauField`), so any horizon
+    domain, e.g. :class:`svflow._fields.CETauField`), so any horizon
     $\tau$ is reached without forming $t = e^\tau - 1$. ``taus`` start at 0.
     """
     taus = np.asarray(taus, dtype=float)

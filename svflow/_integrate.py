@@ -14,7 +14,7 @@ The ``clock`` option of :func:`solve` picks the integration variable:
 $dy/d\sigma = (1 + \tau)\,dy/d\tau$), in which the late cross-entropy
 dynamics (ratios of modes drifting like powers of $\log t$) are smooth on a
 unit scale. A field that defines ``tau_rate(tau, y, args)`` (e.g.
-:class:`svflow._logtime.CETauField`) gives $dy/d\tau$ without ever forming
+:class:`svflow._fields.CETauField`) gives $dy/d\tau$ without ever forming
 t, so save grids given in $\tau$ (``grid="tau"``) reach $t = e^{10^4}$ and
 beyond; other fields are evaluated at $t = e^\tau - 1$ and are limited to
 $\tau \lesssim 700$.

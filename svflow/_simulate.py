@@ -20,6 +20,7 @@ from . import _dims as D
 from ._batch import check_batch, solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
+from ._fields import CETauField, check_loss, data_loss, rhs_balanced, rhs_factors
 from ._groups import Group, check_pairs, group_one_minus_mu
 from ._integrate import (
     IntegrationError,
@@ -29,10 +30,8 @@ from ._integrate import (
     log_times,
     solve,
 )
-from ._logtime import CETauField
 from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._precision import computes
-from ._reduced import check_loss, data_loss, rhs_balanced, rhs_factors
 from ._start import Start, as_start, check_depth, init_array, start_group
 from ._walsh import walsh_transform
 
@@ -90,7 +89,7 @@ def _ce_one_minus_mu(lam, method: str = "auto"):
 def _rhs_ce_balanced(lam, weight_decay, factors: int, method: str = "auto"):
     r"""Balanced cross-entropy law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
 
-    The same law as :func:`svflow._reduced.rhs_balanced` with one exponential
+    The same law as :func:`svflow._fields.rhs_balanced` with one exponential
     per mode (:func:`_ce_one_minus_mu`; this is the inner loop of every batch).
     """
     K = lam.shape[-1]

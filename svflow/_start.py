@@ -19,9 +19,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import check_float, check_int
+from ._fields import check_loss
 from ._groups import Group, check_pairs, resolve_group, tie_pairs
 from ._precision import computes
-from ._reduced import check_loss
 
 __all__ = [
     "Start",

@@ -211,7 +211,7 @@ def test_weight_decay_default_horizon_settles():
     np.testing.assert_allclose(lam, lam_long, rtol=1e-6, atol=1e-12)
     assert np.abs(lam).max() > 1.0  # a non-trivial stationary point, not the origin
     # stationarity of the balanced law: N G_i |lam_i|^(2 - 2/N) + N wd lam_i = 0
-    from svflow._reduced import rhs_balanced
+    from svflow._fields import rhs_balanced
 
     with jax.enable_x64(True):
         rate = np.asarray(rhs_balanced(0.0, lam, "ce", wd, L + 1, "auto"))
@@ -506,9 +506,9 @@ def test_outcome_raises_on_solver_failure_with_advice(lam8):
 
 
 def test_failed_run_reports_the_horizon_reached_and_no_support(lam8):
-    from svflow._analysis.outcome import Criterion, _run_outcome
     from svflow._groups import resolve_group
     from svflow._integrate import SolverConfig
+    from svflow._outcome import Criterion, _run_outcome
 
     cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=5)
     st, _ = _run_outcome(lam8[None], 4, True, (1e5, 1e6), cfg, Criterion(), resolve_group(None, 8), False)

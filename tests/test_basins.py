@@ -16,10 +16,10 @@ from svflow._analysis.classify import (
     OutcomeRule,
     classify_trajectory,
 )
-from svflow._basins import basin_batch, basin_start, basin_width
 from svflow._integrate import SolverConfig
-from svflow._repulsion import log_ratio_rate, one_minus_mu_series, repulsion
 from svflow._walsh import one_minus_mu
+from svflow.studies._basins import basin_batch, basin_start, basin_width
+from svflow.studies._repulsion import log_ratio_rate, one_minus_mu_series, repulsion
 
 RULE = OutcomeRule()
 _classify = jax.jit(classify_trajectory, static_argnums=2)

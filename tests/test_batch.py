@@ -119,7 +119,7 @@ def test_second_process_hits_the_compilation_cache(tmp_path):
     script = textwrap.dedent(
         """
         import time, numpy as np, svflow
-        from svflow._compile_cache import compilation_cache_dir
+        from svflow._precision import compilation_cache_dir
         tic = time.process_time()
         svflow.simulate(4, 1, init=[0.0, 0.1, 0.2, 0.3], t_end=10.0, num_times=5)
         print(time.process_time() - tic, len(list(compilation_cache_dir().iterdir())))
@@ -140,7 +140,7 @@ def test_second_process_hits_the_compilation_cache(tmp_path):
 def test_one_exponential_ce_law_matches_the_reference_law(K):
     # ReducedField's balanced cross-entropy law (one softmax) against rhs_balanced
     # (log-sum-exp route), from tiny starts to saturated ones where 1 - mu ~ e^{-m}
-    from svflow._reduced import rhs_balanced
+    from svflow._fields import rhs_balanced
 
     rng = np.random.default_rng(K)
     field = ReducedField(jnp.asarray(0.0), "ce", 4, True)
@@ -156,7 +156,7 @@ def test_one_exponential_ce_law_matches_the_reference_law(K):
 def test_plain_function_field_and_opt_out(monkeypatch):
     """A field that is a plain Python function (traced afresh, never stored) gives the
     logistic closed form too; SVFLOW_COMPILE_CACHE=0 switches the disk cache off."""
-    from svflow._compile_cache import compilation_cache_dir
+    from svflow._precision import compilation_cache_dir
 
     K = 2
 

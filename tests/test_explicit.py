@@ -258,7 +258,7 @@ def test_phase_map_thresholds_emerge():
     assert float(thr.sel(depth=3)) == 10 and float(thr.sel(depth=4)) == 6 and float(thr.sel(depth=5)) == 6
     assert np.all(
         ds["relu_category"].sel(classes=2).values
-        == svflow._explicit_maps.RELU_CATEGORIES.index("no_known_construction_beats_DNC")
+        == svflow.explicit._maps.RELU_CATEGORIES.index("no_known_construction_beats_DNC")
     )
     assert np.all(ds["relu_loss_best"] <= ds["relu_loss_dnc"] + 1e-15)
     thr_ce = svflow.explicit.dnc_thresholds(ds, "ce")

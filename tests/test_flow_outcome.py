@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import svflow
-from svflow._flow_outcome import kkt_residual
+from svflow._full.outcome import kkt_residual
 
 
 def _nc_model(K, depth, scale=1.0):

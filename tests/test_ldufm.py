@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import svflow
-from svflow._explicit import construction_loss, dnc_factors, srg_factors
+from svflow.explicit._explicit import construction_loss, dnc_factors, srg_factors
 
 LAM = 0.004
 
@@ -176,6 +176,6 @@ def test_bad_arguments_name_the_parameter():
     with pytest.raises(ValueError, match="scale"):
         svflow.explicit.ldufm_runs(4, 3, scale=-1.0, steps=10)
     with pytest.raises(ValueError, match="setting"):
-        from svflow._ldufm_studies import ldufm_study
+        from svflow.explicit._ldufm_studies import ldufm_study
 
         ldufm_study("ldufm_fig1", "huge")

@@ -1,4 +1,4 @@
-"""The limit flow (svflow._analysis.limit_flow): the t = infinity dynamics of the late phase.
+"""The limit flow (svflow._limit): the t = infinity dynamics of the late phase.
 
 Routes: the quadratic programme against brute-force enumeration of its
 supports; the limit flow against the exact double-log flow integrated by
@@ -20,7 +20,7 @@ from scipy.integrate import solve_ivp
 from scipy.linalg import hadamard
 from scipy.special import logsumexp
 
-from svflow._analysis.limit_flow import LimitField, handoff, limit_rates, limit_step, qp_nonneg, relax
+from svflow._limit import LimitField, handoff, limit_rates, limit_step, qp_nonneg, relax
 
 jax.config.update("jax_enable_x64", True)
 

@@ -15,12 +15,12 @@ from scipy.integrate import solve_ivp
 
 import svflow
 from svflow._analysis.asymptotics import kkt_residual
-from svflow._analysis.outcome import Criterion, _stage
-from svflow._basins import basin_start
+from svflow._fields import CETauField, scaled_one_minus_mu
 from svflow._integrate import SolverConfig, solve
-from svflow._logtime import CETauField, scaled_one_minus_mu
+from svflow._outcome import Criterion, _stage
 from svflow._simulate import ReducedField
 from svflow._walsh import one_minus_mu
+from svflow.studies._basins import basin_start
 
 jax.config.update("jax_enable_x64", True)
 

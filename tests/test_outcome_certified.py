@@ -17,8 +17,8 @@ import pytest
 from long_flow import long_outcome
 
 import svflow
-from svflow._analysis.limit_flow import class_rows, limit_rates, limit_step, one_minus_cos, qp_nonneg
-from svflow._analysis.outcome import Criterion, decide
+from svflow._limit import class_rows, limit_rates, limit_step, one_minus_cos, qp_nonneg
+from svflow._outcome import Criterion, decide
 
 jax.config.update("jax_enable_x64", True)
 
@@ -69,7 +69,7 @@ def test_pair_limit_is_a_fixed_point_with_support_rates_one():
         for N in (3, 4):
             u = np.zeros(K)
             u[[1, 2]] = 1.0
-            u = np.asarray(svflow._analysis.limit_flow.handoff(jnp.asarray(u)))
+            u = np.asarray(svflow._limit.handoff(jnp.asarray(u)))
             u1 = np.asarray(limit_step(jnp.asarray(u), N))
             np.testing.assert_allclose(u1, u, rtol=1e-9)  # QP_RIDGE 1e-10
             rho = np.asarray(limit_rates(jnp.asarray(u), N))
@@ -83,7 +83,7 @@ def test_state_off_its_margin_constraint_is_never_all_frozen():
     # are read after rescaling to margin 1, so the pair is the support, not "all frozen"
     u = np.zeros(5)
     u[[1, 2]] = 1.0
-    u = np.asarray(svflow._analysis.limit_flow.handoff(jnp.asarray(u))) * (1 + 1e-5)
+    u = np.asarray(svflow._limit.handoff(jnp.asarray(u))) * (1 + 1e-5)
     d = decide(jnp.asarray(u), 4)
     assert int(d["code"]) != 0
     assert not (bool(d["decided"]) and not np.any(d["support"]))

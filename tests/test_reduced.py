@@ -9,7 +9,7 @@ import scipy.linalg
 import scipy.special
 
 import svflow
-from svflow._reduced import rhs_balanced, rhs_factors
+from svflow._fields import rhs_balanced, rhs_factors
 
 
 def _orthonormal(rng, d, k):

@@ -193,7 +193,7 @@ def test_log_variable_field_is_the_balanced_law():
     # u' = lambda'/lambda for the Walsh and a cyclic frame, with and without weight decay
     import jax.numpy as jnp
 
-    from svflow._reduced import rhs_balanced
+    from svflow._fields import rhs_balanced
     from svflow._simulate import ReducedField
 
     rng = np.random.default_rng(2)

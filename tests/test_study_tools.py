@@ -84,8 +84,8 @@ def test_check_writable_refuses_a_folder_path(tmp_path):
 
 
 def test_figures_and_scenarios_share_one_setting():
-    from svflow._phase import FULL_SETTING, QUICK_SETTING
     from svflow.figures import fig_code_convergence, fig_groups, fig_phase_map, fig_repulsion
+    from svflow.studies._phase import FULL_SETTING, QUICK_SETTING
 
     assert fig_phase_map.QUICK is QUICK_SETTING and fig_phase_map.FULL is FULL_SETTING
     for mod in (fig_code_convergence, fig_groups, fig_repulsion):

@@ -73,8 +73,8 @@ from jaxtyping import Array, Float, Int
 
 from .. import _dims as D
 from .._dataset import netcdf_safe
+from .._fields import check_loss, data_loss
 from .._precision import computes
-from .._reduced import check_loss, data_loss
 
 __all__ = [
     "NC",

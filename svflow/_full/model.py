@@ -36,9 +36,9 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_float, check_int
+from .._fields import check_loss
 from .._groups import spectral_basis
 from .._precision import computes
-from .._reduced import check_loss
 from .._start import Start, as_start, check_depth, start_group
 
 __all__ = [

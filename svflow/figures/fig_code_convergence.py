@@ -37,7 +37,7 @@ def compute(quick: bool) -> xr.Dataset:
 
 def compute_setting(cfg: dict) -> xr.Dataset:
     """The figure's dataset for one setting (a dict shaped like :data:`QUICK`)."""
-    from svflow._codes_study import (
+    from svflow.studies._codes import (
         code_convergence_study,
         code_winner_table,
         random_start_code_study,
@@ -63,7 +63,7 @@ def combine(runs: xr.Dataset, rand: xr.Dataset, table: xr.Dataset) -> xr.Dataset
         f"spread={runs.attrs['spread']}), t_end={runs.attrs['t_end']:g}; rank = KKT support size"
     )
     ds.attrs["svflow_function"] = (
-        "svflow._codes_study: code_convergence_study, random_start_code_study, code_winner_table"
+        "svflow.studies._codes: code_convergence_study, random_start_code_study, code_winner_table"
     )
     return ds
 

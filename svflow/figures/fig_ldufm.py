@@ -1,7 +1,7 @@
 """Gradient descent on the L-DUFM (ReLU, squared loss, weight decay): Figures 2, 3
 (middle, right), 5 and 6 of Sukenik, Lampert & Mondelli (2024).
 
-Settings come from :data:`svflow._ldufm_studies.LDUFM_STUDIES` (shared with the
+Settings come from :data:`svflow.explicit._ldufm_studies.LDUFM_STUDIES` (shared with the
 scenarios); every figure prints what the paper fixes and what was chosen here,
 init scale included: the init scale decides which minimum GD finds.
 """
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import _dims as D
-from .._ldufm_studies import LDUFM_STUDIES
+from ..explicit._ldufm_studies import LDUFM_STUDIES
 from . import register
 from ._ldufm_common import (
     add_caption,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .._ldufm_studies import LDUFM_STUDIES
+from ..explicit._ldufm_studies import LDUFM_STUDIES
 from . import register
 from ._ldufm_common import add_caption, integer_axis
 

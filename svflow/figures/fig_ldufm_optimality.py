@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
-from .._ldufm_studies import LDUFM_STUDIES
+from ..explicit._ldufm_studies import LDUFM_STUDIES
 from . import register
 from ._ldufm_common import DNC_SRG_CAPTION, setting_lines, wrap_caption
 

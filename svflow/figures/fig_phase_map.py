@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import xarray as xr
 
-from .._phase import FULL_SETTING as FULL
-from .._phase import QUICK_SETTING as QUICK
+from ..studies._phase import FULL_SETTING as FULL
+from ..studies._phase import QUICK_SETTING as QUICK
 from . import register
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .._realdata import FULL_SETTING as FULL
-from .._realdata import QUICK_SETTING as QUICK
+from ..studies._realdata import FULL_SETTING as FULL
+from ..studies._realdata import QUICK_SETTING as QUICK
 from . import register
 
 

@@ -9,7 +9,7 @@ $\sigma = \log(1 + \log(1 + t))$ to a first horizon $\tau_1$
 ($\tau = \log(1 + t)$) and its $t \to \infty$ outcome is decided by the
 late-phase criterion of :func:`svflow.outcome` (NC / support size r /
 undecided); the undecided starts go on, as smaller batches, through further
-horizons (:func:`svflow._analysis.outcome.resolve`). :func:`basin_cell` is the same
+horizons (:func:`svflow._outcome.resolve`). :func:`basin_cell` is the same
 computation for one start as a pure function (the unit of a
 :func:`svflow.sweep` cell).
 
@@ -42,9 +42,13 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Float
 
-from . import _dims as D
-from ._analysis.limit_flow import LIMIT_STEPS, relax
-from ._analysis.outcome import (
+from .. import _dims as D
+from .._checks import check_int
+from .._dataset import grid_dataset
+from .._groups import Group, resolve_group, tie_pairs
+from .._integrate import IntegrationError, SolverConfig
+from .._limit import LIMIT_STEPS, relax
+from .._outcome import (
     NC,
     UNDECIDED,
     Criterion,
@@ -58,12 +62,8 @@ from ._analysis.outcome import (
     late_state,
     resolve,
 )
-from ._checks import check_int
-from ._dataset import grid_dataset
-from ._groups import Group, resolve_group, tie_pairs
-from ._integrate import IntegrationError, SolverConfig
-from ._precision import computes
-from ._start import check_depth
+from .._precision import computes
+from .._start import check_depth
 
 __all__ = [
     "FAMILIES",
@@ -345,7 +345,7 @@ def _run_starts(
     a check at tau = min(30, horizons[0] / 3), the first decision at
     ``horizons[0]`` (which must find the same support and frozen sets), the
     undecided starts continued through the later horizons
-    (:func:`svflow._analysis.outcome.resolve`, each stage one refill batch).
+    (:func:`svflow._outcome.resolve`, each stage one refill batch).
     Returns :func:`basin_cell`'s dict with a leading axis B (numpy).
     """
     lam0 = np.asarray(_starts(eps, delta, seed, family, classes, leaders, group))
@@ -466,7 +466,7 @@ def basin_map(
             thousands of starts and only decides each outcome, which depends
             on the hand-off states only to O(log tau / tau) (module
             ``_CONFIG``: 1e-6 gives the same outcomes).
-        criterion: :class:`svflow._analysis.outcome.Criterion` of the decision.
+        criterion: :class:`svflow._outcome.Criterion` of the decision.
         chunk_size: run each depth in chunks of this many starts (default: all).
         group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or ``None``
             (Walsh for K = 2^m, else cyclic); the default leaders of another group

@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from . import _dims as D
-from ._checks import check_float, check_int
-from ._dataset import grid_dataset
+from .. import _dims as D
+from .._checks import check_float, check_int
+from .._dataset import grid_dataset
+from .._precision import computes
 from ._explicit import (
     ce_blocks,
     ce_code_loss,
@@ -34,7 +35,6 @@ from ._explicit import (
     srg_factors,
     srg_rho,
 )
-from ._precision import computes
 
 __all__ = [
     "RELU_CATEGORIES",
@@ -281,8 +281,8 @@ def _endpoint_runs(classes, depths, seeds, *, weight_decay, scale, spread, t_end
 
     ``objective`` has dims (depth, seed, time), ``lam`` (depth, seed, time, mode).
     """
-    from ._simulate import simulate
-    from ._start import spectral_init
+    from .._simulate import simulate
+    from .._start import spectral_init
 
     objs, lams = [], []
     ts = None

@@ -10,16 +10,16 @@ read at t = 1e8 is not the outcome (docs: theory/certification.md).
 
 **Method.** Each start is integrated exactly in double-log time $\sigma =
 \log(1 + \tau)$, $\tau = \log(1 + t)$ (right-hand side in the log domain,
-:mod:`svflow._logtime`, so t never materialises) to a hand-off horizon
+:mod:`svflow._fields`, so t never materialises) to a hand-off horizon
 $\tau_h$. If the state is late (finite, every margin positive, off-target
 softmax mass $\le$ ``late_mass``), it is handed to the **limit flow**
-(:mod:`svflow._analysis.limit_flow`): the $\tau \to \infty$ limit of the late
+(:mod:`svflow._limit`): the $\tau \to \infty$ limit of the late
 dynamics in $u = \lambda/\tau$ and $s = \log\tau$, an autonomous, non-stiff
 ODE whose fixed points are the KKT points. The hand-off state $u =
 \lambda/\min_x m_x(\lambda)$ is multiplied by $1 + \epsilon v$ (``tie_break``
 $\epsilon$, a fixed vector v with distinct entries, tied in conjugate pairs)
 so that a fixed point with an unstable direction is left, and the limit
-flow is followed for :data:`~svflow._analysis.limit_flow.LIMIT_STEPS` steps of
+flow is followed for :data:`~svflow._limit.LIMIT_STEPS` steps of
 its *limit map* (implicit-explicit Euler steps of size 1 in s, the
 fixed-point iteration of the KKT map; same fixed points as the flow). At its
 end state the rate ratios
@@ -80,16 +80,16 @@ import numpy as np
 import xarray as xr
 from jax.scipy.special import logsumexp
 
-from .. import _dims as D
-from .._checks import check_choice, check_float, check_fraction, check_int
-from .._dataset import grid_dataset
-from .._groups import _group_of, group_margins, tie_pairs
-from .._integrate import SolverConfig, solve
-from .._logtime import CETauField
-from .._precision import computes
-from .._simulate import _as_starts
-from .._start import check_growing, start_group
-from .limit_flow import LIMIT_STEPS, handoff, limit_rates, relax
+from . import _dims as D
+from ._checks import check_choice, check_float, check_fraction, check_int
+from ._dataset import grid_dataset
+from ._fields import CETauField
+from ._groups import _group_of, group_margins, tie_pairs
+from ._integrate import SolverConfig, solve
+from ._limit import LIMIT_STEPS, handoff, limit_rates, relax
+from ._precision import computes
+from ._simulate import _as_starts
+from ._start import check_growing, start_group
 
 __all__ = [
     "NC",
@@ -258,7 +258,7 @@ def handoff_state(lam, criterion: Criterion = Criterion(), group=None):
 @partial(jax.jit, static_argnames=("factors", "balanced", "criterion", "group"))
 def _limit_batch(y, *, factors, balanced, criterion, group=None):
     """Hand-off of a batch of exact states (:func:`late_state`, :func:`handoff_state`),
-    the limit map (:func:`svflow._analysis.limit_flow.relax`) and :func:`decide`, in one
+    the limit map (:func:`svflow._limit.relax`) and :func:`decide`, in one
     compiled call. Returns the fields of :func:`decide` with ``late``,
     ``off_target_mass`` and ``limit_state`` (the end of the limit run)."""
 
@@ -293,7 +293,7 @@ def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: Solver
     increasing sequence (H,), each above every $\tau_0$. Returns numpy
     ``(y at each horizon (H, B, ...), diffrax result code (B,), steps (B,))``.
     """
-    from .._batch import _DoubleLogField, solve_many
+    from ._batch import _DoubleLogField, solve_many
 
     y = np.asarray(y, dtype=float)
     taus = np.atleast_1d(np.asarray(taus, dtype=float))
@@ -321,7 +321,7 @@ def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: Solver
 
 def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group=None):
     """Horizons ``taus`` (H,) in one go: :func:`advance_batch` through them, then at
-    each the hand-off, the limit map (:func:`svflow._analysis.limit_flow.relax`) and
+    each the hand-off, the limit map (:func:`svflow._limit.relax`) and
     :func:`decide`, all horizons in one batch (numpy in, numpy out).
 
     Returns ``(y at each horizon (H, B, ...), result (B,), steps (B,), fields)``,
@@ -461,7 +461,7 @@ def _limits(lam_end: np.ndarray, support: np.ndarray, decided: np.ndarray, depth
 
     Walsh group: :func:`svflow.kkt_point` on the decided support; other groups:
     :func:`svflow.max_margin_direction` over tied pairs from the late state."""
-    from .asymptotics import kkt_point, max_margin_direction
+    from ._analysis.asymptotics import kkt_point, max_margin_direction
 
     B, K = lam_end.shape
     limit = np.full((B, K), np.nan)
@@ -541,7 +541,7 @@ def _check_outcome_failures(st: dict, config: SolverConfig, classes: int, depth:
     """Raise :class:`svflow.IntegrationError` (with advice) if an exact run failed."""
     import diffrax
 
-    from .._integrate import IntegrationError
+    from ._integrate import IntegrationError
 
     res = np.asarray(st["solver_result"])
     bad = (res != 0) | ~np.all(np.isfinite(np.asarray(st["y"]).reshape(res.size, -1)), axis=-1)

@@ -52,13 +52,13 @@ import numpy as np
 import optimistix as optx
 import xarray as xr
 
-from . import _dims as D
-from ._checks import check_choice, check_float, check_fraction, check_int
-from ._dataset import grid_dataset
+from .. import _dims as D
+from .._checks import check_choice, check_float, check_fraction, check_int
+from .._dataset import grid_dataset
+from .._full.model import random_model
+from .._full.train import DivergenceError, step_grid
+from .._precision import computes
 from ._explicit import dnc_loss, relu_blocks, relu_forward
-from ._full.model import random_model
-from ._full.train import DivergenceError, step_grid
-from ._precision import computes
 
 __all__ = [
     "layer_representations",

@@ -29,13 +29,13 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, ArrayLike, Float
 
-from . import _dims as D
-from ._checks import check_int
-from ._dataset import grid_dataset
-from ._precision import computes
-from ._simulate import simulate
-from ._start import check_depth
-from ._walsh import check_classes, one_minus_mu
+from .. import _dims as D
+from .._checks import check_int
+from .._dataset import grid_dataset
+from .._precision import computes
+from .._simulate import simulate
+from .._start import check_depth
+from .._walsh import check_classes, one_minus_mu
 
 __all__ = ["one_minus_mu_series", "log_ratio_rate", "repulsion", "early_horizon"]
 

@@ -16,22 +16,22 @@ import time as _time
 import numpy as np
 import xarray as xr
 
-from . import _dims as D
-from ._analysis.asymptotics import code_table, kkt_point, max_margin_direction
-from ._analysis.codes import (
+from .. import _dims as D
+from .._analysis.asymptotics import code_table, kkt_point, max_margin_direction
+from .._analysis.codes import (
     class_embedding,
     code_convergence,
     exact_rho,
     one_vs_rest_margin,
     softmax_code,
 )
-from ._analysis.outcome import outcome
-from ._dataset import grid_dataset, netcdf_safe
-from ._groups import resolve_group, spectral_basis
-from ._precision import computes
-from ._simulate import simulate
-from ._start import spectral_init
-from ._walsh import check_classes
+from .._dataset import grid_dataset, netcdf_safe
+from .._groups import resolve_group, spectral_basis
+from .._outcome import outcome
+from .._precision import computes
+from .._simulate import simulate
+from .._start import spectral_init
+from .._walsh import check_classes
 
 __all__ = ["code_convergence_study", "code_winner_table", "random_start_code_study"]
 
@@ -334,8 +334,8 @@ def _random_code_run(
     classes: int, depth: int, seed: int, width, scale, eta, grid, codes, code_kwargs, gram
 ) -> dict:
     """One random start trained by gradient descent: logits on the step grid and their code convergence."""
-    from ._full.model import random_model
-    from ._full.train import train
+    from .._full.model import random_model
+    from .._full.train import train
 
     m = random_model(classes, depth=depth, width=width, scale=scale, key=seed)
     Zs = [np.asarray(m.logits())]

@@ -23,10 +23,10 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
-from ._checks import check_choice
-from ._explicit_maps import srg_construction_layers, srg_ratio_curve
+from .._checks import check_choice
 from ._ldufm import ldufm_sweep
 from ._ldufm_map import ldufm_optimality_map
+from ._maps import srg_construction_layers, srg_ratio_curve
 
 __all__ = ["LdufmStudy", "LDUFM_STUDIES", "ldufm_study", "ldufm_scale_sweep"]
 
@@ -211,8 +211,8 @@ def study_main(name: str, summary, argv=None, doc: str | None = None) -> int:
     Runs the study (:func:`svflow._cli.scenario_cli`: ``--out`` is checked
     before the run, the setting printed), prints ``summary(ds)`` and saves the
     dataset (netCDF) to ``--out`` when given."""
-    from ._cli import scenario_cli
-    from ._dataset import save
+    from .._cli import scenario_cli
+    from .._dataset import save
 
     study = LDUFM_STUDIES[check_choice("name", name, LDUFM_STUDIES)]
     settings = {n: study.settings(n) for n in ("quick", "full", *study.extra)}

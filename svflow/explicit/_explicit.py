@@ -103,8 +103,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float, Real
 
-from ._checks import check_float, check_int
-from ._precision import computes
+from .._checks import check_float, check_int
+from .._precision import computes
 
 __all__ = [
     "ldufm_decay",

@@ -44,10 +44,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ._checks import check_choice, check_float, check_int
-from ._full.train import step_grid
-from ._metrics import RANK_RTOL, rank_from_sigma
-from ._precision import computes
+from .._checks import check_choice, check_float, check_int
+from .._full.train import step_grid
+from .._metrics import RANK_RTOL, rank_from_sigma
+from .._precision import computes
 
 __all__ = [
     "HeadNet",
@@ -490,11 +490,11 @@ class _NetLogits(eqx.Module):
 
 def _flow_solve(model: HeadNet, X, y, ts, config):
     """One flow of the whole network (jit- and vmap-able): ``(unravel, ys (T, P), result, num_steps)``."""
-    from ._full.flow import GradientFlowField
-    from ._integrate import solve
+    from .._full.flow import GradientFlowField
+    from .._integrate import solve
 
     leaves, treedef = jax.tree_util.tree_flatten(model)
-    from ._full.flow import _Unravel
+    from .._full.flow import _Unravel
 
     unravel = _Unravel(treedef, tuple(tuple(x.shape) for x in leaves))
     y0 = jnp.concatenate([jnp.ravel(jnp.asarray(x, jnp.float64)) for x in leaves])
@@ -533,7 +533,7 @@ def train_flow(
     Raises:
         IntegrationError: the solver failed (the message says what to change).
     """
-    from ._integrate import SolverConfig, check_solution, log_times
+    from .._integrate import SolverConfig, check_solution, log_times
 
     t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
     num_records = check_int("num_records", num_records, minimum=2)
@@ -659,7 +659,7 @@ def realdata_study(
     dtype = check_choice("dtype", dtype, ("float64", "float32"))
     if optimizer == "flow" and dtype != "float64":
         raise ValueError(f"the flow integrates in float64; got dtype={dtype!r}.")
-    from ._integrate import IntegrationError, SolverConfig, log_times
+    from .._integrate import IntegrationError, SolverConfig, log_times
 
     t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
     config = SolverConfig(solver="tsit5", rtol=rtol, atol=atol, max_steps=max_steps)
@@ -722,7 +722,7 @@ def realdata_study(
         outputs.update(num_steps=(), result=())
     tic = _time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="svflow-realdata-") as tmp:
-        from ._sweep.runner import sweep
+        from .._sweep.runner import sweep
 
         ds = sweep(
             realdata_cell,
@@ -803,7 +803,7 @@ def realdata_study(
             {"long_name": f"deep UFM (K = {K}) final rank of centred logits, random starts, GD"},
         )
         attrs.update(ufm_eta=ufm.attrs["eta"], ufm_steps=ufm.attrs["steps"], ufm_t_end=ufm.attrs["t_end"])
-    from ._dataset import netcdf_attrs, provenance
+    from .._dataset import netcdf_attrs, provenance
 
     ds.attrs = netcdf_attrs({**ds.attrs, **attrs, **provenance()})
     return ds

@@ -46,10 +46,10 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import nnls
 
-from ._checks import check_float, check_int
-from ._full.flow import _as_models, flow
-from ._full.model import DeepUFM, forward
-from ._precision import computes
+from .._checks import check_float, check_int
+from .._precision import computes
+from .flow import _as_models, flow
+from .model import DeepUFM, forward
 
 __all__ = ["flow_outcome", "kkt_residual"]
 

@@ -37,9 +37,10 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from . import _dims as D
-from ._checks import check_float, check_fraction, check_int
-from ._dataset import grid_dataset
+from .. import _dims as D
+from .._checks import check_float, check_fraction, check_int
+from .._dataset import grid_dataset
+from .._precision import computes
 from ._explicit import dnc_loss, relu_blocks
 from ._ldufm import (
     GRAD_TOL,
@@ -47,7 +48,6 @@ from ._ldufm import (
     ldufm_gd_batch,
     polished_runs,
 )
-from ._precision import computes
 
 __all__ = ["ldufm_optimality_map", "map_parameters"]
 

@@ -2,7 +2,7 @@ r"""The limit flow: the late cross-entropy dynamics at $t = \infty$, as an auton
 
 Setting: the reduced flow of a spectral start (K classes, character basis of
 a finite abelian group, depth L, N = L + 1 factors, mean cross-entropy, no
-weight decay). With $\tau = \log(1+t)$ the balanced law is (svflow._logtime)
+weight decay). With $\tau = \log(1+t)$ the balanced law is (svflow._fields)
 
 $$\frac{d\lambda_j}{d\tau} = \frac NK\,|\lambda_j|^{a}\sum_{x\ne0} e_x\,C_{xj},
 \qquad e_x = e^{\tau - m_x - \ell},\qquad a = 2 - \frac2N,$$
@@ -93,7 +93,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from .._groups import Group, _group_of
+from ._groups import Group, _group_of
 
 __all__ = [
     "ACTIVE_TOL",

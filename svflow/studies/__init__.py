@@ -24,20 +24,20 @@ process, wrap a study's cell function in :func:`svflow.sweep`.
 - The finite-horizon classifier of one trajectory: :func:`classify_trajectory`.
 """
 
-from ._analysis.asymptotics import walsh_supports as walsh_supports
-from ._analysis.classify import classify_trajectory as classify_trajectory
-from ._analysis.codes import class_embedding as class_embedding
-from ._analysis.codes import code_convergence as code_convergence
-from ._analysis.codes import gram_distance as gram_distance
-from ._analysis.codes import one_vs_rest_margin as one_vs_rest_margin
-from ._analysis.group_codes import group_supports as group_supports
+from .._analysis.asymptotics import walsh_supports as walsh_supports
+from .._analysis.classify import classify_trajectory as classify_trajectory
+from .._analysis.codes import class_embedding as class_embedding
+from .._analysis.codes import code_convergence as code_convergence
+from .._analysis.codes import gram_distance as gram_distance
+from .._analysis.codes import one_vs_rest_margin as one_vs_rest_margin
+from .._analysis.group_codes import group_supports as group_supports
 from ._basins import basin_cell as basin_cell
 from ._basins import basin_map as basin_map
 from ._basins import basin_start as basin_start
 from ._basins import basin_width as basin_width
-from ._codes_study import code_convergence_study as code_convergence_study
-from ._codes_study import code_winner_table as code_winner_table
-from ._codes_study import random_start_code_study as random_start_code_study
+from ._codes import code_convergence_study as code_convergence_study
+from ._codes import code_winner_table as code_winner_table
+from ._codes import random_start_code_study as random_start_code_study
 from ._phase import phase_cell as phase_cell
 from ._phase import phase_map as phase_map
 from ._realdata import HeadNet as HeadNet

@@ -26,13 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from . import _dims as D
-from ._checks import check_float, check_int
-from ._dataset import grid_dataset
-from ._full.model import random_model
-from ._full.train import run_gd, step_grid
-from ._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
-from ._precision import computes
+from .. import _dims as D
+from .._checks import check_float, check_int
+from .._dataset import grid_dataset
+from .._full.model import random_model
+from .._full.train import run_gd, step_grid
+from .._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
+from .._precision import computes
 
 __all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING", "QUICK_SETTING"]
 

@@ -54,14 +54,6 @@ from ._explicit import srg_factors as srg_factors
 from ._explicit import srg_loss as srg_loss
 from ._explicit import srg_matrices as srg_matrices
 from ._explicit import srg_rho as srg_rho
-from ._explicit_maps import CEMinimum as CEMinimum
-from ._explicit_maps import ce_direct_table as ce_direct_table
-from ._explicit_maps import ce_minimum as ce_minimum
-from ._explicit_maps import dnc_thresholds as dnc_thresholds
-from ._explicit_maps import explicit_phase_map as explicit_phase_map
-from ._explicit_maps import srg_construction_layers as srg_construction_layers
-from ._explicit_maps import srg_ratio_curve as srg_ratio_curve
-from ._explicit_maps import weight_decay_endpoints as weight_decay_endpoints
 from ._ldufm import class_mean_spectra as class_mean_spectra
 from ._ldufm import gap_rank as gap_rank
 from ._ldufm import layer_representations as layer_representations
@@ -72,6 +64,14 @@ from ._ldufm import nc1 as nc1
 from ._ldufm import polish as polish
 from ._ldufm_map import ldufm_optimality_map as ldufm_optimality_map
 from ._ldufm_map import map_parameters as map_parameters
+from ._maps import CEMinimum as CEMinimum
+from ._maps import ce_direct_table as ce_direct_table
+from ._maps import ce_minimum as ce_minimum
+from ._maps import dnc_thresholds as dnc_thresholds
+from ._maps import explicit_phase_map as explicit_phase_map
+from ._maps import srg_construction_layers as srg_construction_layers
+from ._maps import srg_ratio_curve as srg_ratio_curve
+from ._maps import weight_decay_endpoints as weight_decay_endpoints
 
 __all__ = [
     "BlockChoice",
