@@ -62,7 +62,8 @@ def public_names() -> set[str]:
 def _module_names(init: Path) -> set[str]:
     """Names ``svflow/__init__.py`` exports, read from its source (no import).
 
-    When the module defines ``__all__``, that list is the answer. Otherwise a
+    When the module defines ``__all__`` as a literal list, that list is the
+    answer. Otherwise (no ``__all__``, or one derived from the bindings) a
     name is public when a module-level import, assignment, function or class
     (also inside a module-level ``if`` or ``try``) binds it and it does not
     start with an underscore. Imports inside functions (a lazy
@@ -84,7 +85,10 @@ def _module_names(init: Path) -> set[str]:
         if isinstance(node, ast.Assign):
             targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
             if "__all__" in targets:
-                return set(ast.literal_eval(node.value))
+                try:
+                    return set(ast.literal_eval(node.value))
+                except ValueError:  # __all__ derived from the bindings above: read those
+                    continue
             names.update(targets)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)

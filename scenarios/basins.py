@@ -308,7 +308,7 @@ def main(argv=None) -> int:
     if args.out:  # fail now, not after the computation
         for path in out_paths(args.out, args.classes).values():
             try:
-                svflow.check_writable(path)
+                svflow._dataset.check_writable(path)
             except OSError as e:
                 p.error(f"--out: {e}")
     ds = run(

@@ -2,8 +2,10 @@ r"""svflow: singular-value flows of deep linear networks and deep UFMs.
 
 Gradient flow of the mean loss of a deep unconstrained features model with K
 classes and depth L (L weight matrices, N = L + 1 factors) has exact
-solutions in the Walsh-Hadamard frame: the logit eigenvalues lambda_i evolve
-by a K-dimensional ODE. svflow integrates that reduced ODE, trains the full
+solutions in a spectral frame, the real character basis of a finite abelian
+group of order K (``svflow.Walsh`` for K = 2^m, ``svflow.Cyclic`` or
+``svflow.Product`` for any K): the logit eigenvalues lambda_i evolve by a
+K-dimensional ODE. svflow integrates that reduced ODE, trains the full
 model by gradient descent (time t = steps x step size) for comparison, and
 maps, classifies and sweeps the outcomes. Results are xarray datasets.
 
@@ -19,8 +21,9 @@ One run of the reduced ODE, then its t -> infinity outcome::
     print(int(lim["outcome"]), lim["limit"].values)
 
 A batch of starts is one call (``init`` with leading dims named by
-``batch_dims``); ``group="cyclic"`` (the default when K is not a power of
-two) runs any K in the character basis of Z_K.
+``batch_dims``); ``group=svflow.Cyclic(K)`` (the default when K is not a
+power of two; the string ``"cyclic"`` also works) runs any K in the character
+basis of Z_K.
 
 The full model from a random start, by gradient descent::
 
@@ -84,24 +87,24 @@ def _find_version() -> str:
 
 __version__ = _find_version()
 
-# --- the reduced engine: starts, one run or a batch
+# --- groups: the frames of spectral starts
+from ._groups import Cyclic as Cyclic
 from ._groups import Group as Group
-from ._groups import group_softmax_eigenvalues as group_softmax_eigenvalues
-from ._groups import resolve_group as resolve_group
+from ._groups import Product as Product
+from ._groups import Walsh as Walsh
+from ._groups import margins as margins
+from ._groups import softmax_eigenvalues as softmax_eigenvalues
 from ._groups import spectral_basis as spectral_basis
+
+# --- the reduced engine: starts, one run or a batch
 from ._integrate import IntegrationError as IntegrationError
 from ._integrate import log_times as log_times
 from ._simulate import factor_values as factor_values
 from ._simulate import simulate as simulate
 from ._start import Start as Start
 from ._start import spectral_init as spectral_init
-from ._walsh import hadamard as hadamard
-from ._walsh import margins as margins
-from ._walsh import softmax_eigenvalues as softmax_eigenvalues
-from ._walsh import walsh_transform as walsh_transform
 
 # --- datasets
-from ._dataset import check_writable as check_writable
 from ._dataset import load as load
 from ._dataset import save as save
 
@@ -115,26 +118,17 @@ from ._full.train import DivergenceError as DivergenceError
 from ._full.train import train as train
 from ._full.flow import flow as flow
 
-# --- outcomes, limits and codes
+# --- outcomes and their limits
 from ._analysis.asymptotics import MaxMarginPoint as MaxMarginPoint
-from ._analysis.asymptotics import asymptotic_direction as asymptotic_direction
 from ._analysis.asymptotics import code_table as code_table
-from ._analysis.asymptotics import kkt_point as kkt_point
 from ._analysis.asymptotics import max_margin_direction as max_margin_direction
-from ._analysis.asymptotics import normalised_margin as normalised_margin
-from ._analysis.codes import SoftmaxCode as SoftmaxCode
-from ._analysis.codes import exact_rho as exact_rho
-from ._analysis.codes import softmax_code as softmax_code
 from ._outcome import Criterion as Criterion
 from ._outcome import outcome as outcome
 from ._full.outcome import flow_outcome as flow_outcome
-from ._analysis.classify import OutcomeRule as OutcomeRule
-from ._analysis.classify import classify as classify
 
 # --- sweeps
 from ._sweep.runner import SweepInterrupted as SweepInterrupted
 from ._sweep.runner import SweepSpecError as SweepSpecError
-from ._sweep.runner import cell_key as cell_key
 from ._sweep.runner import open_sweep as open_sweep
 from ._sweep.runner import sweep as sweep
 
@@ -142,66 +136,5 @@ from ._sweep.runner import sweep as sweep
 from . import explicit as explicit
 from . import studies as studies
 
-__all__ = [
-    "Criterion",
-    "DeepUFM",
-    "DivergenceError",
-    "Group",
-    "IntegrationError",
-    "MaxMarginPoint",
-    "OutcomeRule",
-    "SoftmaxCode",
-    "Start",
-    "SweepInterrupted",
-    "SweepSpecError",
-    "asymptotic_direction",
-    "cell_key",
-    "check_writable",
-    "classify",
-    "code_table",
-    "compare",
-    "exact_rho",
-    "factor_values",
-    "explicit",
-    "flow",
-    "flow_outcome",
-    "group_softmax_eigenvalues",
-    "hadamard",
-    "kkt_point",
-    "load",
-    "log_times",
-    "margins",
-    "max_margin_direction",
-    "model_from_arrays",
-    "normalised_margin",
-    "open_sweep",
-    "outcome",
-    "random_model",
-    "resolve_group",
-    "save",
-    "simulate",
-    "softmax_code",
-    "softmax_eigenvalues",
-    "spectral_basis",
-    "spectral_init",
-    "spectral_model",
-    "studies",
-    "sweep",
-    "train",
-    "walsh_transform",
-]
-
-
-def __getattr__(name: str):
-    """Names of svflow 0.1 that moved to a sub-namespace in 0.2: an error that says where they are."""
-    for sub in (studies, explicit):
-        if name in sub.__all__:
-            raise AttributeError(
-                f"svflow.{name} moved to {sub.__name__}.{name} in svflow 0.2 (CHANGELOG.md); "
-                f"use {sub.__name__}.{name}."
-            )
-    if name == "build_dataset":
-        from ._dataset import build_dataset
-
-        return build_dataset
-    raise AttributeError(f"module 'svflow' has no attribute {name!r}")
+__all__ = sorted(name for name in dict(globals()) if not name.startswith("_"))
+"""The public names: every name bound above (the imports are the one list)."""

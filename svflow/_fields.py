@@ -52,8 +52,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
-from ._groups import Group, _group_of, group_ce_loss, group_margins, group_one_minus_mu
-from ._walsh import walsh_transform
+from ._groups import Group, resolve_group
 
 __all__ = [
     "LOSSES",
@@ -79,28 +78,25 @@ def check_loss(loss: str) -> str:
     return loss
 
 
-def loss_grad(
-    lam: Float[Array, "... K"], loss: str, method: str = "auto", group=None
-) -> Float[Array, "... K"]:
+def loss_grad(lam: Float[Array, "... K"], loss: str, method: str, group: Group) -> Float[Array, "... K"]:
     r"""$G = \partial\,\mathrm{loss}/\partial\lambda$ (mean loss, n = 1).
 
     Cross-entropy: $G_i = (\mu_i - 1)/K$ (so $G_0 = 0$); squared loss:
-    $G_i = (\lambda_i - 1)/K$. ``group``: the character basis (``None``: Walsh
-    for K = 2^m, else cyclic; see :mod:`svflow._groups`).
+    $G_i = (\lambda_i - 1)/K$. ``group``: the :class:`svflow.Group` of the frame.
     """
     K = lam.shape[-1]
     if loss == "ce":
-        return -group_one_minus_mu(lam, group, method=method) / K
+        return -group.one_minus_mu(lam, method=method) / K
     if loss == "squared":
         return (lam - 1.0) / K
     raise ValueError(check_loss(loss))
 
 
-def data_loss(lam: Float[Array, "... K"], loss: str, method: str = "auto", group=None) -> Float[Array, "..."]:
+def data_loss(lam: Float[Array, "... K"], loss: str, group: Group, method: str = "auto") -> Float[Array, "..."]:
     r"""Mean data loss of $Z = U\operatorname{diag}(\lambda)U^\top$: cross-entropy
     $\log(1+\sum_{k\ne0}e^{-m_k})$, or squared $\sum_i(\lambda_i-1)^2/(2K)$."""
     if loss == "ce":
-        return group_ce_loss(lam, group, method=method)
+        return group.ce_loss(lam, method=method)
     K = lam.shape[-1]
     return jnp.sum((lam - 1.0) ** 2, axis=-1) / (2 * K)
 
@@ -118,8 +114,8 @@ def rhs_factors(
     s: Float[Array, "N K"],
     loss: str,
     weight_decay: float,
+    group: Group,
     method: str = "auto",
-    group=None,
 ) -> Float[Array, "N K"]:
     r"""$ds_{l,i}/dt = -G_i\prod_{j\ne l}s_{j,i} - wd\,s_{l,i}$ for the (N, K) state."""
     lam = jnp.prod(s, axis=0)
@@ -133,8 +129,8 @@ def rhs_balanced(
     loss: str,
     weight_decay: float,
     factors: int,
+    group: Group,
     method: str = "auto",
-    group=None,
 ) -> Float[Array, " K"]:
     r"""$d\lambda_i/dt = -N G_i|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$ (balanced start)."""
     N = factors
@@ -143,30 +139,25 @@ def rhs_balanced(
 
 
 # --- cross-entropy in log time
-def scaled_one_minus_mu(lam: Float[Array, "... K"], tau, group=None) -> Float[Array, "... K"]:
+def scaled_one_minus_mu(lam: Float[Array, "... K"], tau, group: Group) -> Float[Array, "... K"]:
     r"""$r_i = (1 + t)(1 - \mu_i)$ at $t = e^\tau - 1$, in the log domain (never forms t).
 
-    $r_i = \sum_{c\ne0} e_c - (He)_i$ with $e_c = \exp(\tau - m_c - \log(1 +
+    $r_i = \sum_{c\ne0} e_c - (He)_i$ (Walsh group) with $e_c = \exp(\tau - m_c - \log(1 +
     \sum_{k\ne0} e^{-m_k}))$, $m$ the margins; entry 0 is exactly 0. Equals
-    $e^\tau$ times :func:`svflow._walsh.one_minus_mu` wherever that is finite.
+    $e^\tau$ times ``group.one_minus_mu(lam)`` wherever that is finite.
 
-    Over another group (``group``, :func:`svflow.spectral_basis`) the same
-    off-target weights $e_x$ of the group elements $x \ne 0$ give
-    $r_j = \sum_x e_x (1 - \cos\theta_{k_j}(x))$, every term nonnegative.
+    Over any group the same off-target weights $e_x$ of the group elements
+    $x \ne 0$ give $r_j = \sum_x e_x (1 - \cos\theta_{k_j}(x))$
+    (:meth:`svflow.Group.off_target_rates`).
     """
     lam = jnp.asarray(lam)
     K = lam.shape[-1]
-    g = _group_of(group, K)
-    m = group_margins(lam, g)
+    m = group.margins(lam)
     mask = jnp.arange(K) != 0
     neg = jnp.where(mask, -m, -jnp.inf)
     lse = jnp.logaddexp(0.0, logsumexp(neg, axis=-1))
     e = jnp.where(mask, jnp.exp(jnp.asarray(tau)[..., None] + neg - lse[..., None]), 0.0)
-    if g.name == "walsh":
-        out = jnp.sum(e, axis=-1, keepdims=True) - walsh_transform(e)
-    else:
-        out = e @ jnp.asarray(g._tables["one_minus_cos"], dtype=e.dtype)
-    return out.at[..., 0].set(0.0)
+    return group.off_target_rates(e).at[..., 0].set(0.0)
 
 
 class CETauField(eqx.Module):
@@ -182,15 +173,19 @@ class CETauField(eqx.Module):
     balanced: bool = eqx.field(static=True)
     group: Group | None = eqx.field(static=True, default=None)
 
+    def _group(self, K: int) -> Group:
+        """The field's group; ``None`` (a field built by hand) means the default group of K."""
+        return resolve_group(self.group, K)
+
     def tau_rate(self, tau, y, args=None):
         N = self.factors
         if self.balanced:
             K = y.shape[-1]
-            r = scaled_one_minus_mu(y, tau, self.group)
+            r = scaled_one_minus_mu(y, tau, self._group(K))
             return (N / K) * r * jnp.abs(y) ** (2.0 - 2.0 / N)
         K = y.shape[-1]
         lam = jnp.prod(y, axis=0)
-        r = scaled_one_minus_mu(lam, tau, self.group)
+        r = scaled_one_minus_mu(lam, tau, self._group(K))
         ones = jnp.ones_like(y[:1])
         prefix = jnp.cumprod(jnp.concatenate([ones, y[:-1]], axis=0), axis=0)
         suffix = jnp.cumprod(jnp.concatenate([ones, y[:0:-1]], axis=0), axis=0)[::-1]

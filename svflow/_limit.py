@@ -93,7 +93,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from ._groups import Group, _group_of
+from ._groups import Group, resolve_group
 
 __all__ = [
     "ACTIVE_TOL",
@@ -127,12 +127,12 @@ smaller ones pay per-operation overheads (64: 2.7x faster than one block of
 1000, K = 8)."""
 
 
-def one_minus_cos(group: Group | None, K: int) -> np.ndarray:
+def one_minus_cos(group: Group) -> np.ndarray:
     r"""$C_{xj} = 1 - \cos\theta_{k_j}(x)$ (K, K): row x class offset, column j mode."""
-    return np.asarray(_group_of(group, K)._tables["one_minus_cos"], dtype=float)
+    return np.asarray(group.one_minus_cos, dtype=float)
 
 
-def class_rows(group: Group | None, K: int) -> np.ndarray:
+def class_rows(group: Group) -> np.ndarray:
     r"""One class of each set of classes with equal rows of $C$ (classes $x$ and $-x$:
     $\cos\theta_k(-x) = \cos\theta_k(x)$), class 0 left out.
 
@@ -143,7 +143,8 @@ def class_rows(group: Group | None, K: int) -> np.ndarray:
     the weights through these sums only, so the problem is solved over the
     representatives (one row each): exact, and $G$ loses its duplicated rows.
     """
-    C = one_minus_cos(group, K)
+    C = one_minus_cos(group)
+    K = group.classes
     keep: list[int] = []
     for x in range(1, K):
         if not any(np.allclose(C[x], C[y], rtol=0.0, atol=1e-12) for y in keep):
@@ -151,9 +152,9 @@ def class_rows(group: Group | None, K: int) -> np.ndarray:
     return np.asarray(keep, dtype=int)
 
 
-def _reduced_c(group: Group | None, K: int, dtype) -> Array:
+def _reduced_c(group: Group, dtype) -> Array:
     """Rows :func:`class_rows` of $C$, shape (R, K)."""
-    return jnp.asarray(one_minus_cos(group, K)[class_rows(group, K)], dtype=dtype)
+    return jnp.asarray(one_minus_cos(group)[class_rows(group)], dtype=dtype)
 
 
 def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int | None = None):
@@ -240,7 +241,7 @@ class LimitField(eqx.Module):
     def __call__(self, s, u, args=None):
         K = u.shape[-1]
         N = self.factors
-        C = _reduced_c(self.group, K, u.dtype)
+        C = _reduced_c(resolve_group(self.group, K), u.dtype)  # None (built by hand): K's default
         D = jnp.abs(u) ** (2.0 - 2.0 / N)
         m = u @ C.T / K
         active = m <= 1.0 + ACTIVE_TOL
@@ -250,18 +251,18 @@ class LimitField(eqx.Module):
         return du.at[..., 0].set(0.0)
 
 
-def handoff(lam: Float[Array, "... K"], group: Group | None = None) -> Float[Array, "... K"]:
+def handoff(lam: Float[Array, "... K"], group: Group) -> Float[Array, "... K"]:
     r"""$u = \lambda/\min_{x \ne 0} m_x(\lambda)$ with entry 0 set to 0 (smallest margin 1)."""
     lam = jnp.asarray(lam)
     K = lam.shape[-1]
-    C = jnp.asarray(one_minus_cos(group, K), dtype=lam.dtype)
+    C = jnp.asarray(one_minus_cos(group), dtype=lam.dtype)
     lam = jnp.abs(lam).at[..., 0].set(0.0)
     m = lam @ C.T / K
     mmin = jnp.min(jnp.where(jnp.arange(K) != 0, m, jnp.inf), axis=-1, keepdims=True)
     return lam / mmin
 
 
-def limit_rates(u: Float[Array, " K"], factors: int, group: Group | None = None) -> Float[Array, " K"]:
+def limit_rates(u: Float[Array, " K"], factors: int, group: Group) -> Float[Array, " K"]:
     r"""$\rho_j = u'_j/u_j$, $u'$ one step of the limit map from $u$ (0 where $u_j = 0$, and for entry 0).
 
     At a fixed point this is $1 + (du_j/ds)/u_j$ of the limit flow: 1 on the
@@ -279,7 +280,7 @@ def limit_rates(u: Float[Array, " K"], factors: int, group: Group | None = None)
     return rho.at[..., 0].set(0.0)
 
 
-def limit_step(u: Float[Array, " K"], factors: int, group: Group | None = None) -> Float[Array, " K"]:
+def limit_step(u: Float[Array, " K"], factors: int, group: Group) -> Float[Array, " K"]:
     r"""One step of the limit map (module docstring): $u \mapsto \frac NK |u|^a \odot C^\top\hat e$,
     $\hat e = \arg\min_{e \ge 0} \tfrac12 e^\top G e - \mathbf 1^\top e$ over every class.
 
@@ -289,7 +290,7 @@ def limit_step(u: Float[Array, " K"], factors: int, group: Group | None = None) 
     """
     K = u.shape[-1]
     N = factors
-    C = _reduced_c(group, K, u.dtype)
+    C = _reduced_c(group, u.dtype)
     D = jnp.abs(u) ** (2.0 - 2.0 / N)
     G = (N / K**2) * (C * D[None, :]) @ C.T
     e = qp_nonneg(G, jnp.ones(C.shape[0], bool))
@@ -297,7 +298,7 @@ def limit_step(u: Float[Array, " K"], factors: int, group: Group | None = None) 
 
 
 def relax(
-    u: Float[Array, "*batch K"], *, factors: int, steps: int = LIMIT_STEPS, group: Group | None = None
+    u: Float[Array, "*batch K"], *, factors: int, steps: int = LIMIT_STEPS, group: Group
 ) -> Float[Array, "*batch K"]:
     r"""Iterate :func:`limit_step` ``steps`` times from ``u`` (K,) or a batch (..., K).
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._groups import group_margins
+from ._groups import Group
 
 __all__ = [
     "RANK_RTOL",
@@ -58,10 +58,10 @@ def rank_from_sigma(sigma: Float[Array, "... K"], rtol: float = RANK_RTOL) -> Ar
     return jnp.sum((sigma > rtol * top) & (sigma > RANK_ATOL), axis=-1)
 
 
-def margin_from_lam(lam: Float[Array, "... K"], group=None) -> Float[Array, "..."]:
+def margin_from_lam(lam: Float[Array, "... K"], group: Group) -> Float[Array, "..."]:
     r"""Smallest margin $\min_{k \ne 0} m_k = \min_y (Z_{yy} - \max_{c\ne y} Z_{cy})$
     (``group``: the character basis of ``lam``, default Walsh for K = 2^m, else cyclic)."""
-    return group_margins(lam, group)[..., 1:].min(axis=-1)
+    return group.margins(lam)[..., 1:].min(axis=-1)
 
 
 def margin_from_logits(Z: Float[Array, "... K M"]) -> Float[Array, "..."]:

@@ -84,7 +84,7 @@ from . import _dims as D
 from ._checks import check_choice, check_float, check_fraction, check_int
 from ._dataset import grid_dataset
 from ._fields import CETauField
-from ._groups import _group_of, group_margins, tie_pairs
+from ._groups import Group, tie_pairs
 from ._integrate import SolverConfig, solve
 from ._limit import LIMIT_STEPS, handoff, limit_rates, relax
 from ._precision import computes
@@ -156,16 +156,15 @@ class Criterion:
         }
 
 
-def late_state(lam, criterion: Criterion = Criterion(), group=None) -> dict:
+def late_state(lam, criterion: Criterion, group: Group) -> dict:
     r"""Is the exact state ``lam`` (K,) late? ``late``: finite, every margin > 0 and
     off-target softmax mass $1 - g(0) \le$ ``criterion.late_mass``;
     ``off_target_mass``. Pure and vmappable."""
     lam = jnp.asarray(lam)
     K = lam.shape[-1]
     modes = jnp.arange(K) > 0
-    g = _group_of(group, K)
     mag = jnp.where(modes & jnp.isfinite(lam), jnp.abs(lam), 0.0)
-    m = group_margins(mag, g)
+    m = group.margins(mag)
     neg = jnp.where(modes, -m, -jnp.inf)
     lse = jnp.logaddexp(0.0, logsumexp(neg))
     mass = -jnp.expm1(-lse)
@@ -177,7 +176,7 @@ def late_state(lam, criterion: Criterion = Criterion(), group=None) -> dict:
     return dict(late=late, off_target_mass=mass)
 
 
-def decide(u, factors: int, criterion: Criterion = Criterion(), group=None) -> dict:
+def decide(u, factors: int, criterion: Criterion, group: Group) -> dict:
     r"""Decide from the end state ``u`` (K,) of a limit-flow run (module docstring).
 
     Returns a dict of arrays: ``code`` (0 NC, r support size, -1 undecided),
@@ -198,7 +197,7 @@ def decide(u, factors: int, criterion: Criterion = Criterion(), group=None) -> d
     # the map's end state must sit on its margin constraint (smallest margin 1: the
     # complementarity problem was solved), and the largest mode must be in the support
     # (it grows with itself): otherwise the state is undecided, never "all frozen"
-    mmin = jnp.min(jnp.where(modes, group_margins(u, _group_of(group, K)), jnp.inf))
+    mmin = jnp.min(jnp.where(modes, group.margins(u), jnp.inf))
     on_constraint = jnp.abs(mmin - 1.0) <= CONSTRAINT_TOL
     lead = support[jnp.argmax(u)]
     decided = finite & (top > 0) & ~jnp.any(moving) & on_constraint & lead
@@ -215,7 +214,7 @@ def decide(u, factors: int, criterion: Criterion = Criterion(), group=None) -> d
     )
 
 
-def advance(y, tau0, taus, *, factors: int, balanced: bool, config: SolverConfig, group=None):
+def advance(y, tau0, taus, *, factors: int, balanced: bool, config: SolverConfig, group: Group):
     r"""Integrate one start from $\tau_0$ through the horizons ``taus`` in double-log time.
 
     ``y`` is $\lambda$ (K,) (``balanced``) or $s$ (N, K); ``taus`` a horizon or an
@@ -242,21 +241,21 @@ def _lam_of(y, balanced: bool):
     return y if balanced else jnp.prod(y, axis=-2)
 
 
-def _tie_breaker(K: int, group) -> np.ndarray:
+def _tie_breaker(group: Group) -> np.ndarray:
     """A fixed vector in [-1, 1] (K,) with distinct entries, equal within conjugate pairs."""
-    v = np.sin(1.0 + 2.718281828 * np.arange(K) ** 1.5)
-    return np.asarray(tie_pairs(v, _group_of(group, K)))
+    v = np.sin(1.0 + 2.718281828 * np.arange(group.classes) ** 1.5)
+    return np.asarray(tie_pairs(v, group))
 
 
-def handoff_state(lam, criterion: Criterion = Criterion(), group=None):
+def handoff_state(lam, criterion: Criterion, group: Group):
     r"""The limit flow's start from the exact state ``lam`` (K,): :func:`handoff`
     times $1 + \epsilon v$ (``criterion.tie_break`` $\epsilon$, v from
     :func:`_tie_breaker`). Pure and vmappable."""
-    return handoff(lam, group) * (1.0 + criterion.tie_break * _tie_breaker(lam.shape[-1], group))
+    return handoff(lam, group) * (1.0 + criterion.tie_break * _tie_breaker(group))
 
 
 @partial(jax.jit, static_argnames=("factors", "balanced", "criterion", "group"))
-def _limit_batch(y, *, factors, balanced, criterion, group=None):
+def _limit_batch(y, *, factors, balanced, criterion, group):
     """Hand-off of a batch of exact states (:func:`late_state`, :func:`handoff_state`),
     the limit map (:func:`svflow._limit.relax`) and :func:`decide`, in one
     compiled call. Returns the fields of :func:`decide` with ``late``,
@@ -283,7 +282,7 @@ def _padded(fn, x, **kw):
     return {f: np.asarray(v)[:k] for f, v in fn(jnp.asarray(x[pad]), **kw).items()}
 
 
-def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: SolverConfig, group=None):
+def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: SolverConfig, group: Group):
     r"""Integrate a batch of states from their $\tau_0$ (B,) through the horizons ``taus``.
 
     Runs through svflow's batch engine (:func:`svflow._batch.solve_many`, the
@@ -319,7 +318,7 @@ def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: Solver
     return ys, res, steps
 
 
-def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group=None):
+def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group):
     """Horizons ``taus`` (H,) in one go: :func:`advance_batch` through them, then at
     each the hand-off, the limit map (:func:`svflow._limit.relax`) and
     :func:`decide`, all horizons in one batch (numpy in, numpy out).
@@ -368,7 +367,7 @@ def resolve(
     horizons=DEFAULT_HORIZONS,
     config: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000),
     criterion: Criterion = Criterion(),
-    group=None,
+    group: Group,
     progress: bool = False,
 ) -> dict:
     r"""Continue a batch of starts through ``horizons`` until each is decided.
@@ -456,21 +455,19 @@ def _resolve_stage(y, tau, st, todo, taus, factors, balanced, config, criterion,
             st[f][todo] = d[f]
 
 
-def _limits(lam_end: np.ndarray, support: np.ndarray, decided: np.ndarray, depth: int, group):
+def _limits(lam_end: np.ndarray, support: np.ndarray, decided: np.ndarray, depth: int, group: Group):
     """KKT polish of every decided limit: (limit (B, K), kkt_residual (B,)).
 
-    Walsh group: :func:`svflow.kkt_point` on the decided support; other groups:
-    :func:`svflow.max_margin_direction` over tied pairs from the late state."""
-    from ._analysis.asymptotics import kkt_point, max_margin_direction
+    The group's KKT point of the max-margin problem (``limit_point``): for the
+    Walsh group :func:`svflow.studies.kkt_point` on the decided support, for
+    other groups :func:`svflow.max_margin_direction` over tied pairs from the late state."""
+    from ._analysis.asymptotics import limit_point
 
     B, K = lam_end.shape
     limit = np.full((B, K), np.nan)
     res = np.full(B, np.nan)
     for b in np.flatnonzero(decided):
-        if group.name == "walsh":
-            pt = kkt_point(lam_end[b], depth, support=support[b])
-        else:
-            pt = max_margin_direction(lam_end[b], depth, group=group)
+        pt = limit_point(group, lam_end[b], depth, support[b])
         limit[b] = pt.lam / pt.lam.max()
         res[b] = pt.kkt_residual
     return limit, res

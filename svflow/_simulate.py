@@ -21,7 +21,7 @@ from ._batch import check_batch, solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
 from ._fields import CETauField, check_loss, data_loss, rhs_balanced, rhs_factors
-from ._groups import Group, check_pairs, group_one_minus_mu
+from ._groups import Group, check_pairs, resolve_group
 from ._integrate import (
     IntegrationError,
     SolverConfig,
@@ -33,9 +33,8 @@ from ._integrate import (
 from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
 from ._precision import computes
 from ._start import Start, as_start, check_depth, init_array, start_group
-from ._walsh import walsh_transform
 
-__all__ = ["simulate", "default_t_end", "factor_values", "ReducedField", "reduced_outputs"]
+__all__ = ["simulate", "default_t_end", "factor_values", "ReducedField"]
 
 
 class ReducedField(eqx.Module):
@@ -58,93 +57,56 @@ class ReducedField(eqx.Module):
     variable: str = eqx.field(static=True, default="lam")
 
     def __call__(self, t, y, args=None):
-        K = y.shape[-1]
-        walsh = self.group.name == "walsh" if self.group is not None else K & (K - 1) == 0
+        group = resolve_group(self.group, y.shape[-1])  # None (a field built by hand): K's default
         if self.variable == "log":
-            return _rhs_ce_log(y, self.weight_decay, self.factors, self.method, None if walsh else self.group)
-        if self.balanced and self.loss == "ce" and walsh:
-            return _rhs_ce_balanced(y, self.weight_decay, self.factors, self.method)
+            return _rhs_ce_log(y, self.weight_decay, self.factors, group, self.method)
+        if self.balanced and self.loss == "ce":
+            return _rhs_ce_balanced(y, self.weight_decay, self.factors, group, self.method)
         if self.balanced:
-            return rhs_balanced(t, y, self.loss, self.weight_decay, self.factors, self.method, self.group)
-        return rhs_factors(t, y, self.loss, self.weight_decay, self.method, self.group)
+            return rhs_balanced(t, y, self.loss, self.weight_decay, self.factors, group, self.method)
+        return rhs_factors(t, y, self.loss, self.weight_decay, group, self.method)
 
 
-def _ce_one_minus_mu(lam, method: str = "auto"):
-    r"""$1 - \mu$ of the Walsh frame with one exponential per mode (entry 0 is 0).
-
-    With $f = H\lambda$ and $z_k = (f_k - f_0)/K = -m_k$ ($z_0 = 0$), the
-    softmax $p = e^{z}/\sum e^{z}$ gives the off-target probabilities $p_k$,
-    $k \ne 0$, directly, and $1 - \mu = \sum_{k\ne0}p_k - H p'$ ($p'_0 = 0$)
-    without the cancellation of $1 - p_0$. ``method`` picks the Walsh
-    transform (as in :func:`svflow.walsh_transform`).
-    """
-    K = lam.shape[-1]
-    f = walsh_transform(lam, method=method)
-    z = (f - f[..., :1]) / K
-    e = jnp.exp(z - jnp.max(z, axis=-1, keepdims=True))
-    p = (e / jnp.sum(e, axis=-1, keepdims=True)).at[..., 0].set(0.0)
-    return (jnp.sum(p, axis=-1, keepdims=True) - walsh_transform(p, method=method)).at[..., 0].set(0.0)
-
-
-def _rhs_ce_balanced(lam, weight_decay, factors: int, method: str = "auto"):
+def _rhs_ce_balanced(lam, weight_decay, factors: int, group: Group, method: str = "auto"):
     r"""Balanced cross-entropy law $\dot\lambda_i = (N/K)(1-\mu_i)|\lambda_i|^{2-2/N} - N\,wd\,\lambda_i$.
 
-    The same law as :func:`svflow._fields.rhs_balanced` with one exponential
-    per mode (:func:`_ce_one_minus_mu`; this is the inner loop of every batch).
+    The law of :func:`svflow._fields.rhs_balanced` (the same operations, so
+    the same numbers) with $1 - \mu$ from :meth:`svflow.Group.ce_one_minus_mu`
+    (the Walsh group: one exponential per mode; this is the inner loop of
+    every batch).
     """
     K = lam.shape[-1]
     N = factors
-    return (N / K) * _ce_one_minus_mu(lam, method) * jnp.abs(lam) ** (2.0 - 2.0 / N) - N * weight_decay * lam
+    G = -group.ce_one_minus_mu(lam, method=method) / K
+    return -N * G * jnp.abs(lam) ** (2.0 - 2.0 / N) - N * weight_decay * lam
 
 
-def _rhs_ce_log(u, weight_decay, factors: int, method: str = "auto", group=None):
+def _rhs_ce_log(u, weight_decay, factors: int, group: Group, method: str = "auto"):
     r"""The balanced cross-entropy law in $u = \log\lambda$ (every $\lambda_i > 0$, $i \ge 1$).
 
     $\dot u_i = \dot\lambda_i/\lambda_i = (N/K)(1-\mu_i)e^{(1-2/N)u_i} - N\,wd$
     with one exponential per mode: $s = e^{u/N}$ (the balanced factor value),
     $\lambda = s^N$ and $e^{(1-2/N)u} = s^{N-2}$ by integer powers, no pow.
     Entry 0 is a placeholder: $\lambda_0 = 0$ and $\dot u_0 = 0$. ``group``:
-    None for the Walsh group, else the :class:`svflow.Group` of the frame.
+    the :class:`svflow.Group` of the frame.
     """
     K = u.shape[-1]
     N = factors
     s = jnp.exp(u / N)
     mask = jnp.arange(K) != 0
     lam = jnp.where(mask, s**N, 0.0)
-    omm = _ce_one_minus_mu(lam, method) if group is None else group_one_minus_mu(lam, group, method=method)
+    omm = group.ce_one_minus_mu(lam, method=method)
     return jnp.where(mask, (N / K) * omm * s ** (N - 2) - N * weight_decay, 0.0)
 
 
-def reduced_outputs(
-    s: Float[Array, "T N K"],
-    loss: str,
-    weight_decay: float,
-    rank_rtol: float = RANK_RTOL,
-    group=None,
-) -> dict:
-    """Every per-time quantity of the common layout from a factor trajectory s."""
-    lam = jnp.prod(s, axis=-2)
-    sigma = sigma_from_lam(lam)
-    dl = data_loss(lam, loss, group=group)
-    return dict(
-        lam=lam,
-        s=s,
-        sigma=sigma,
-        loss=dl,
-        objective=dl + 0.5 * weight_decay * jnp.sum(s**2, axis=(-2, -1)),
-        margin=margin_from_lam(lam, group),
-        rank=rank_from_sigma(sigma, rank_rtol),
-    )
-
-
 @eqx.filter_jit
-def _device_outputs(ys, balanced: bool, loss: str, weight_decay, group=None) -> dict:
+def _device_outputs(ys, balanced: bool, loss: str, weight_decay, group: Group) -> dict:
     """lam, loss, objective, margin from the solver's states (B, T, ...), compiled once per setting."""
     lam = ys if balanced else jnp.prod(ys, axis=-2)
     # sum_l ||s_l||^2 (balanced starts: N sum_i |lam_i|^(2/N), on the host)
     penalty = None if balanced else jnp.sum(ys**2, axis=(-2, -1))
     return dict(
-        lam=lam, loss=data_loss(lam, loss, group=group), margin=margin_from_lam(lam, group), penalty=penalty
+        lam=lam, loss=data_loss(lam, loss, group), margin=margin_from_lam(lam, group), penalty=penalty
     )
 
 
@@ -163,7 +125,7 @@ def _outputs(
     loss: str,
     weight_decay: float,
     rank_rtol: float,
-    group=None,
+    group: Group,
     store_s: bool = True,
 ) -> dict:
     """Every per-time quantity of :func:`reduced_outputs`, batched over (B, T, ...).

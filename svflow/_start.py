@@ -145,12 +145,12 @@ def start_group(init, classes: int, group) -> Group:
             f"K = {classes} (e.g. svflow.spectral_init({classes}, depth))."
         )
     if group is None:
-        return resolve_group(own, classes)
+        return own if own is not None else resolve_group(None, classes)
     grp = resolve_group(group, classes)
-    if own is not None and resolve_group(own, classes) != grp:
+    if own is not None and own != grp:
         raise ValueError(
             f"group={grp.label!r} but init is a Start built for group "
-            f"{resolve_group(own, classes).label!r}; pass the same group to both (or "
+            f"{own.label!r}; pass the same group to both (or "
             "leave group=None to use the Start's)."
         )
     return grp

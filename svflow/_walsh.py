@@ -11,6 +11,7 @@ $f = H\lambda / K$.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import jax.numpy as jnp
 import numpy as np
@@ -34,8 +35,9 @@ __all__ = [
     "walsh_transform",
     "margins",
     "ce_loss",
-    "softmax_eigenvalues",
     "one_minus_mu",
+    "ce_one_minus_mu",
+    "parity",
 ]
 
 
@@ -154,8 +156,26 @@ def one_minus_mu(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Flo
     return out.at[..., 0].set(0.0)
 
 
-@computes
-def softmax_eigenvalues(lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
-    r"""Eigenvalues $\mu = H\,\mathrm{softmax}(H\lambda/K)$ of the column softmax
-    of $Z = U\operatorname{diag}(\lambda)U^\top$ in the same frame ($\mu_0 = 1$)."""
-    return 1.0 - one_minus_mu(lam, method=method)
+def ce_one_minus_mu(lam, method: str = "auto"):
+    r"""$1 - \mu$ of the Walsh frame with one exponential per mode (entry 0 is 0).
+
+    With $f = H\lambda$ and $z_k = (f_k - f_0)/K = -m_k$ ($z_0 = 0$), the
+    softmax $p = e^{z}/\sum e^{z}$ gives the off-target probabilities $p_k$,
+    $k \ne 0$, directly, and $1 - \mu = \sum_{k\ne0}p_k - H p'$ ($p'_0 = 0$)
+    without the cancellation of $1 - p_0$. ``method`` picks the Walsh
+    transform (as in :func:`walsh_transform`). The inner loop of every balanced
+    cross-entropy batch.
+    """
+    K = lam.shape[-1]
+    f = walsh_transform(lam, method=method)
+    z = (f - f[..., :1]) / K
+    e = jnp.exp(z - jnp.max(z, axis=-1, keepdims=True))
+    p = (e / jnp.sum(e, axis=-1, keepdims=True)).at[..., 0].set(0.0)
+    return (jnp.sum(p, axis=-1, keepdims=True) - walsh_transform(p, method=method)).at[..., 0].set(0.0)
+
+
+@lru_cache(maxsize=16)
+def parity(K: int) -> np.ndarray:
+    r"""(K, K) integer matrix $[\mathrm{popcount}(i\,\&\,k)\ \mathrm{odd}]$: $H = 1 - 2\,\mathrm{parity}$."""
+    idx = np.arange(K)
+    return (np.bitwise_count(idx[:, None] & idx[None, :]) % 2).astype(np.int64)

@@ -99,7 +99,7 @@ def test_solver_predicts_long_deep_trajectory():
         t_end=1e8,
         num_times=9,
     )
-    p = svflow.asymptotic_direction(ds)
+    p = svflow.studies.asymptotic_direction(ds)
     assert p.kkt_residual < 1e-9 and p.converged
     # the predicted direction is an equal-lambda [4,3,2] code: gamma = (2/K) 2 / (4 N)^(N/2)
     N = depth + 1

@@ -66,8 +66,8 @@ CASES = {
     "random_model width=0": (lambda: svflow.random_model(4, depth=1, width=0), ValueError, "width"),
     "random_model width=8.0": (lambda: svflow.random_model(4, depth=1, width=8.0), TypeError, "width"),
     "log_times num=1": (lambda: svflow.log_times(10.0, 1), ValueError, "num"),
-    "softmax_code starts=0": (lambda: svflow.softmax_code(4, 2, starts=0), ValueError, "starts"),
-    "softmax_code seed=-1": (lambda: svflow.softmax_code(4, 2, seed=-1), ValueError, "seed"),
+    "softmax_code starts=0": (lambda: svflow.studies.softmax_code(4, 2, starts=0), ValueError, "starts"),
+    "softmax_code seed=-1": (lambda: svflow.studies.softmax_code(4, 2, seed=-1), ValueError, "seed"),
     "srg_rho r=4.0": (lambda: svflow.explicit.srg_rho(4.0, 2), TypeError, "r"),
     "dnc_loss samples=0": (
         lambda: svflow.explicit.dnc_loss(4, 2, lam_H=1e-3, lam_W=1e-3, samples=0),
@@ -113,7 +113,7 @@ CASES = {
     "simulate rank_rtol=2": (lambda: SIM(t_end=1.0, rank_rtol=2), ValueError, "rank_rtol"),
     "simulate rank_rtol=nan": (lambda: SIM(t_end=1.0, rank_rtol=float("nan")), ValueError, "rank_rtol"),
     "train rank_rtol=2": (lambda: TRAIN(rank_rtol=2.0), ValueError, "rank_rtol"),
-    "softmax_code rank > K - 1": (lambda: svflow.softmax_code(4, 4), ValueError, "rank"),
+    "softmax_code rank > K - 1": (lambda: svflow.studies.softmax_code(4, 4), ValueError, "rank"),
     "basin_map seeds=3": (lambda: BASIN(seeds=3), TypeError, "seeds"),
     "basin_map seeds=()": (lambda: BASIN(seeds=()), ValueError, "seeds"),
     "basin_map seeds=(-1,)": (lambda: BASIN(seeds=(-1,)), ValueError, "seeds"),
@@ -146,7 +146,7 @@ CASES = {
         "scale",
     ),
     "spectral_init spread=1": (lambda: S4(spread=1.0), ValueError, "spread"),
-    "classify('x')": (lambda: svflow.classify("x"), TypeError, "ds"),
+    "classify('x')": (lambda: svflow.studies.classify("x"), TypeError, "ds"),
     "save(DataArray)": (lambda: svflow.save(xr.DataArray([1.0]), "x.nc"), TypeError, "DataArray"),
 }
 

@@ -77,7 +77,7 @@ def test_classify_dataset_with_extra_dim():
         coords={"time": t, "mode": np.arange(4), "run": [10, 11]},
         attrs={"loss_name": "ce"},
     )
-    c = svflow.classify(ds)
+    c = svflow.studies.classify(ds)
     assert c["outcome"].dims == ("run",)
     assert list(c["outcome"].values) == [NC, 2]
     assert c["mode_state"].dims == ("run", "mode")

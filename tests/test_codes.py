@@ -63,19 +63,19 @@ def test_exact_margin_matches_primal_qp(rng):
 def test_walsh_code_margin_is_2d_over_r():
     # equal-lambda Walsh support = binary linear code; rho = 2 d_min / r (docs: theory/outcomes.md)
     K = 8
-    H = np.asarray(svflow.hadamard(K))
+    H = np.asarray(svflow.Walsh(K).hadamard())
     for S, d in (((1, 2, 4), 1), ((1, 2, 4, 7), 2), (tuple(range(1, 8)), 4)):
         V = H[list(S)].T / math.sqrt(len(S))  # class x at (h_i(x))_{i in S}
         assert svflow.studies.one_vs_rest_margin(V) == pytest.approx(2 * d / len(S), abs=1e-12)
 
 
 def test_exact_rho_table():
-    assert svflow.exact_rho(6, 2) == pytest.approx(0.5)
-    assert svflow.exact_rho(4, 3) == pytest.approx(4 / 3)
-    assert svflow.exact_rho(7, 4) == 1.0
-    assert svflow.exact_rho(8, 3) is None
+    assert svflow.studies.exact_rho(6, 2) == pytest.approx(0.5)
+    assert svflow.studies.exact_rho(4, 3) == pytest.approx(4 / 3)
+    assert svflow.studies.exact_rho(7, 4) == 1.0
+    assert svflow.studies.exact_rho(8, 3) is None
     with pytest.raises(ValueError, match="rank"):
-        svflow.exact_rho(4, 0)
+        svflow.studies.exact_rho(4, 0)
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_exact_rho_table():
     ids=["pentagon", "simplex-optimised", "cross-polytope"],
 )
 def test_optimiser_recovers_known_optima(K, r, construct, tmp_path):
-    code = svflow.softmax_code(K, r, starts=8, steps=1000, polish=2, cache_dir=tmp_path, construct=construct)
+    code = svflow.studies.softmax_code(K, r, starts=8, steps=1000, polish=2, cache_dir=tmp_path, construct=construct)
     exact = {2: 1 - math.cos(2 * math.pi / K)}.get(r, K / (K - 1) if K <= r + 1 else 1.0)
     assert code.rho == pytest.approx(exact, abs=1e-9)
     np.testing.assert_allclose(np.linalg.norm(code.vectors, axis=1), 1.0, atol=1e-12)
@@ -93,13 +93,13 @@ def test_optimiser_recovers_known_optima(K, r, construct, tmp_path):
 
 def test_cache_roundtrip(tmp_path, monkeypatch):
     monkeypatch.setenv("SVFLOW_CACHE_DIR", str(tmp_path))
-    a = svflow.softmax_code(6, 2, starts=4, steps=300, polish=1)
+    a = svflow.studies.softmax_code(6, 2, starts=4, steps=300, polish=1)
     assert a.source == "optimised"
     assert len(list((tmp_path / "codes").glob("*.npz"))) == 1
-    b = svflow.softmax_code(6, 2, starts=4, steps=300, polish=1)
+    b = svflow.studies.softmax_code(6, 2, starts=4, steps=300, polish=1)
     assert b.source == "cache"
     np.testing.assert_array_equal(a.vectors, b.vectors)
-    c = svflow.softmax_code(6, 2, starts=4, steps=300, polish=1, seed=1)
+    c = svflow.studies.softmax_code(6, 2, starts=4, steps=300, polish=1, seed=1)
     assert c.source == "optimised"  # other settings: other cache entry
 
 
@@ -165,7 +165,7 @@ def test_margin_certified_on_degenerate_symmetric_sets(rng):
     # embedding of an equal-lambda [4,3,2] Walsh code with round-off-sized other modes:
     # a rotated cross-polytope in R^4, where a bare NNLS solve can stop early
     lam = np.array([0.0, 1.5e-59, 9.4e-62, 1.8e-61, 2.0, 2.0, 2.0, 2.0])
-    U = np.asarray(svflow.hadamard(8)) / np.sqrt(8)
+    U = np.asarray(svflow.Walsh(8).hadamard()) / np.sqrt(8)
     E = svflow.studies.class_embedding(U @ np.diag(lam) @ U.T, 4)
     assert svflow.studies.one_vs_rest_margin(E) == pytest.approx(1.0, abs=1e-12)
     # Wolfe's min-norm point (the fallback) agrees with the LDP route on random sets

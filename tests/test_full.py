@@ -31,7 +31,7 @@ def crosscheck():
 def test_spectral_start_is_the_reduced_start():
     """Z(0) = U diag(lambda) U^T and balanced factor spectra (docs: theory/spectral.md)."""
     model = svflow.spectral_model(LAM0, depth=L, width=D, key=3)
-    U = np.asarray(svflow.hadamard(K)) / np.sqrt(K)
+    U = np.asarray(svflow.Walsh(K).hadamard()) / np.sqrt(K)
     Z = np.asarray(model.logits())
     np.testing.assert_allclose(Z, U @ np.diag(LAM0) @ U.T, atol=1e-13)
     # every factor has the balanced singular values |lambda_i|^(1/N) in its top K

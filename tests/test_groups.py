@@ -78,10 +78,10 @@ def test_basis_orthonormal_and_diagonalises_circulant_softmax(K, group, rng):
     for method in ("dense", "fast"):
         np.testing.assert_allclose(group_margins(lam, group, method=method), Z[0, 0] - Z[:, 0], atol=1e-12)
         np.testing.assert_allclose(
-            svflow.group_softmax_eigenvalues(lam, group, method=method), mu, atol=1e-13
+            svflow.softmax_eigenvalues(lam, group, method=method), mu, atol=1e-13
         )
     if grp.name == "walsh":
-        np.testing.assert_allclose(U, np.asarray(svflow.hadamard(K)) / np.sqrt(K))
+        np.testing.assert_allclose(U, np.asarray(svflow.Walsh(K).hadamard()) / np.sqrt(K))
 
 
 def test_cyclic_mode_order_and_coordinates():
@@ -252,15 +252,15 @@ def test_fft_crossover():
 @pytest.mark.parametrize("K", [5, 6, 7, 8, 10, 12])
 def test_cyclic_codes_against_known_optimal_margins(K):
     """The K-gon is the frequency-1 pair with rho = 1 - cos(2 pi / K); no cyclic code
-    beats the known optimal one-vs-rest margin of its rank (svflow.exact_rho)."""
-    sup = svflow.studies.group_supports(K, "cyclic")
+    beats the known optimal one-vs-rest margin of its rank (svflow.studies.exact_rho)."""
+    sup = svflow.studies.supports(K, "cyclic")
     freqs = list(sup["frequencies"].values)
     gon = freqs.index("{1}")
     assert int(sup["size"][gon]) == 2
     assert float(sup["rho"][gon]) == pytest.approx(1 - math.cos(2 * math.pi / K), rel=1e-13)
-    assert float(sup["rho"][gon]) == pytest.approx(svflow.exact_rho(K, 2), rel=1e-13)
+    assert float(sup["rho"][gon]) == pytest.approx(svflow.studies.exact_rho(K, 2), rel=1e-13)
     for r, rho in zip(sup["size"].values, sup["rho"].values):
-        best = svflow.exact_rho(K, int(r))
+        best = svflow.studies.exact_rho(K, int(r))
         if best is not None:
             assert rho <= best + 1e-12
     # every support is a union of pairs

@@ -80,7 +80,7 @@ def test_annotated_functions_run_under_the_type_checker():
         U = svflow.spectral_basis(6)
         assert U.shape == (6, 6)
         np.testing.assert_allclose(U.T @ U, np.eye(6), atol=1e-12)
-        mu = svflow.group_softmax_eigenvalues(np.array([0.0, 1.0, 1.0, 0.5, 0.5, 0.2]), "cyclic")
+        mu = svflow.softmax_eigenvalues(np.array([0.0, 1.0, 1.0, 0.5, 0.5, 0.2]), "cyclic")
         assert mu.shape == (6,) and abs(float(mu[0]) - 1.0) < 1e-12
 
         # softmax codes: the regular simplex in R^3 has rho = K / (K - 1)

@@ -188,7 +188,7 @@ def test_decisions_hold_ten_times_further_200(depth):
 def test_kkt_repro_late_state():
     """A late K = 4, depth-4 state whose smallest mode is tiny (SLSQP used to return NaN)."""
     lam = np.array([0.0, 0.2649, 49.3604, 49.3604])
-    for p in (svflow.max_margin_direction(lam, 4), svflow.kkt_point(lam, 4)):
+    for p in (svflow.max_margin_direction(lam, 4), svflow.studies.kkt_point(lam, 4)):
         assert p.converged and p.kkt_residual < 1e-10
         # closed form: support {2, 3}, equal, scaled to min margin 1: lambda = (0, 0, 2, 2)
         np.testing.assert_allclose(p.lam, [0.0, 0.0, 2.0, 2.0], atol=1e-9)

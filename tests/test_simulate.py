@@ -166,7 +166,7 @@ def test_log_variable_run_against_lambda_run_and_dop853():
         ds.time.values,
         SolverConfig(rtol=1e-8, atol=1e-10),
     )
-    H = np.array(svflow.hadamard(K), float)
+    H = np.array(svflow.Walsh(K).hadamard(), float)
 
     def law(tau, lam):  # d lambda / d tau, tau = log(1 + t)
         f = H @ lam

@@ -80,7 +80,7 @@ def test_scenario_cli_rejects_disagreement_and_bad_out_before_printing(tmp_path,
 
 def test_check_writable_refuses_a_folder_path(tmp_path):
     with pytest.raises(IsADirectoryError):
-        svflow.check_writable(str(tmp_path / "new" / ".."))
+        svflow._dataset.check_writable(str(tmp_path / "new" / ".."))
 
 
 def test_figures_and_scenarios_share_one_setting():

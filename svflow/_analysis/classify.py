@@ -74,6 +74,7 @@ from jaxtyping import Array, Float, Int
 from .. import _dims as D
 from .._dataset import netcdf_safe
 from .._fields import check_loss, data_loss
+from .._groups import resolve_group
 from .._precision import computes
 
 __all__ = [
@@ -198,6 +199,7 @@ def classify_trajectory(
     lam: Float[Array, "T K"],
     rule: OutcomeRule = OutcomeRule(),
     end=None,
+    group=None,
 ) -> Outcome:
     r"""Classify one trajectory $\lambda(t)$ (the rule: documentation page *Outcomes as t -> infinity*,
     "Deciding an outcome from a finite run", ``docs/theory/outcomes.md``).
@@ -205,11 +207,13 @@ def classify_trajectory(
     Args:
         times: increasing save times (gradient-flow time, $t \ge 0$), shape (T,).
             The window needs at least 3 saved times in its later half.
-        lam: logit eigenvalues in the Walsh frame, shape (T, K).
+        lam: logit eigenvalues in a spectral frame, shape (T, K).
         rule: classifier parameters.
         end: optional index (may be traced): classify as if the run had ended at
             ``times[end]`` (later saves are ignored). ``vmap`` over it to see
             when a run becomes decided without re-slicing (and re-compiling).
+        group: the frame of ``lam`` (a :class:`svflow.Group` or its spec;
+            ``None``: Walsh for K = 2^m, else cyclic), for the loss.
 
     Returns:
         :class:`Outcome`. Pure and jit/vmap-compatible (vmap over leading axes
@@ -218,6 +222,7 @@ def classify_trajectory(
     times = jnp.asarray(times)
     lam = jnp.asarray(lam)
     T, K = lam.shape
+    group = resolve_group(group, K)
     idx = T - 1 if end is None else jnp.asarray(end)
     valid = jnp.arange(T) <= idx
     t_end = times[idx]
@@ -244,7 +249,7 @@ def classify_trajectory(
     state = state.at[0].set(FROZEN)
     s = s.at[0].set(0.0)
 
-    L = jnp.where(valid, data_loss(lam, rule.loss), jnp.inf)
+    L = jnp.where(valid, data_loss(lam, rule.loss, group), jnp.inf)
     t_esc = escape_time(times, L, rule.escape_frac)
     rank = jnp.sum(above.at[0].set(False))
     decided = finite & enough & (t_esc <= t_lo) & jnp.all(state != MOVING)
@@ -285,7 +290,8 @@ def classify(ds: xr.Dataset, rule: OutcomeRule | None = None, **kwargs) -> xr.Da
         raise ValueError(f"classify needs at least 4 saved times; got {times.size}.")
     shape = lam.shape[:-2]
     flat = jnp.asarray(lam.values.reshape((-1,) + lam.shape[-2:]))
-    out = jax.jit(jax.vmap(lambda l: classify_trajectory(jnp.asarray(times), l, rule)))(flat)
+    group = resolve_group(ds.attrs.get("group"), lam.shape[-1])
+    out = jax.jit(jax.vmap(lambda l: classify_trajectory(jnp.asarray(times), l, rule, group=group)))(flat)
     out = jax.tree.map(lambda a: np.asarray(a).reshape(shape + a.shape[1:]), out)
     return _classified_dataset(ds, out, tuple(extra), rule)
 

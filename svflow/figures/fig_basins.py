@@ -14,7 +14,7 @@ import xarray as xr
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from .. import kkt_point
+from ..studies import kkt_point
 from ..studies import basin_map, basin_width
 from . import register
 

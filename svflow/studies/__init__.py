@@ -13,24 +13,35 @@ process, wrap a study's cell function in :func:`svflow.sweep`.
 - Early-time repulsion of Walsh modes: :func:`repulsion`, :func:`log_ratio_rate`.
 - Convergence to softmax codes: :func:`code_convergence`,
   :func:`code_convergence_study`, :func:`code_winner_table`,
-  :func:`random_start_code_study`, and the tools they use
-  (:func:`walsh_supports`, :func:`group_supports`, :func:`class_embedding`,
-  :func:`gram_distance`, :func:`one_vs_rest_margin`).
+  :func:`random_start_code_study`, and the tools they use: the supports of a
+  group's frame (:func:`supports`), the best softmax codes
+  (:func:`softmax_code`, :class:`SoftmaxCode`, :func:`exact_rho`), the class
+  geometry (:func:`class_embedding`, :func:`gram_distance`,
+  :func:`one_vs_rest_margin`) and the max-margin KKT points
+  (:func:`kkt_point`, :func:`asymptotic_direction`, :func:`normalised_margin`).
 - A real network on real data (a ReLU backbone under a deep linear head,
   trained by Adam on the scikit-learn digits or any ``(X, y)``):
   :func:`realdata_study`, :func:`digits_data`, :func:`prepare_data`,
   :class:`HeadNet`, :func:`train_adam`, :func:`train_flow`, and its metrics
   :func:`feature_metrics`, :func:`class_mean_sigma`, :func:`nc1`.
-- The finite-horizon classifier of one trajectory: :func:`classify_trajectory`.
+- The finite-horizon classifier of a dataset of trajectories or of one
+  trajectory: :func:`classify`, :class:`OutcomeRule`, :func:`classify_trajectory`.
 """
 
-from .._analysis.asymptotics import walsh_supports as walsh_supports
+from .._analysis.asymptotics import asymptotic_direction as asymptotic_direction
+from .._analysis.asymptotics import kkt_point as kkt_point
+from .._analysis.asymptotics import normalised_margin as normalised_margin
+from .._analysis.asymptotics import supports as supports
+from .._analysis.classify import OutcomeRule as OutcomeRule
+from .._analysis.classify import classify as classify
 from .._analysis.classify import classify_trajectory as classify_trajectory
+from .._analysis.codes import SoftmaxCode as SoftmaxCode
 from .._analysis.codes import class_embedding as class_embedding
 from .._analysis.codes import code_convergence as code_convergence
+from .._analysis.codes import exact_rho as exact_rho
 from .._analysis.codes import gram_distance as gram_distance
 from .._analysis.codes import one_vs_rest_margin as one_vs_rest_margin
-from .._analysis.group_codes import group_supports as group_supports
+from .._analysis.codes import softmax_code as softmax_code
 from ._basins import basin_cell as basin_cell
 from ._basins import basin_map as basin_map
 from ._basins import basin_start as basin_start
@@ -52,32 +63,5 @@ from ._realdata import train_flow as train_flow
 from ._repulsion import log_ratio_rate as log_ratio_rate
 from ._repulsion import repulsion as repulsion
 
-__all__ = [
-    "HeadNet",
-    "class_mean_sigma",
-    "digits_data",
-    "feature_metrics",
-    "nc1",
-    "prepare_data",
-    "realdata_study",
-    "train_adam",
-    "train_flow",
-    "basin_cell",
-    "basin_map",
-    "basin_start",
-    "basin_width",
-    "class_embedding",
-    "classify_trajectory",
-    "code_convergence",
-    "code_convergence_study",
-    "code_winner_table",
-    "gram_distance",
-    "group_supports",
-    "log_ratio_rate",
-    "one_vs_rest_margin",
-    "phase_cell",
-    "phase_map",
-    "random_start_code_study",
-    "repulsion",
-    "walsh_supports",
-]
+__all__ = sorted(name for name in dict(globals()) if not name.startswith("_"))
+"""The public names: every name bound above (the imports are the one list)."""

@@ -86,17 +86,14 @@ EPS, DELTA, SEED, DEPTH = "eps", "delta", D.SEED, D.DEPTH
 def default_leaders(classes: int, group=None) -> tuple[int, ...]:
     """The weight-one Walsh modes 1, 2, 4, ..., K/2 (the hypercube code); for other
     groups the two modes of the lowest frequency (cos, sin: the K-gon for Z_K)."""
-    g = resolve_group(group, classes)
-    if g.name == "walsh":
-        return tuple(1 << b for b in range(len(g.orders)))
-    return (1, int(g.partner[1]))
+    return resolve_group(group, classes).generator_modes()
 
 
-def _check_family(family: str, classes: int, leaders, group=None) -> tuple[int, ...]:
+def _check_family(family: str, classes: int, leaders, group: Group) -> tuple[int, ...]:
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}; got {family!r}.")
     if leaders is None:
-        return default_leaders(classes, group)
+        return group.generator_modes()
     lead = tuple(sorted({check_int("leaders[]", i) for i in leaders}))
     if not lead or lead[0] < 1 or lead[-1] >= classes:
         raise ValueError(
@@ -104,10 +101,9 @@ def _check_family(family: str, classes: int, leaders, group=None) -> tuple[int, 
             "(mode 0 never "
             f"moves under cross-entropy); got {leaders!r}."
         )
-    g = resolve_group(group, classes)
-    if set(int(g.partner[i]) for i in lead) != set(lead):
+    if set(int(group.partner[i]) for i in lead) != set(lead):
         raise ValueError(
-            f"leaders must contain both modes of every conjugate pair of group {g.label} "
+            f"leaders must contain both modes of every conjugate pair of group {group.label} "
             f"(pairs: dataset coordinate 'pair'); got {leaders!r}."
         )
     return lead
@@ -126,6 +122,7 @@ def basin_start(
     r"""$\lambda(0)$ of one member of a basin family (the ``family`` of :func:`basin_map`); vmappable.
 
     Over a group with conjugate pairs the sine mode copies its cosine partner."""
+    group = resolve_group(group, classes)
     lead = _check_family(family, classes, leaders, group)
     eps = jnp.asarray(eps, float)
     delta = jnp.asarray(delta, float)
@@ -136,7 +133,7 @@ def basin_start(
     else:
         r = jax.random.uniform(jax.random.key(seed), (classes,), dtype=eps.dtype)
         u = 1.0 - delta + 2.0 * delta * r
-        u = tie_pairs(u, resolve_group(group, classes))
+        u = tie_pairs(u, group)
     return (eps * u).at[0].set(0.0)
 
 
@@ -186,6 +183,7 @@ def basin_cell(
     :func:`basin_map` raises on it).
     """
     N = depth + 1
+    group = resolve_group(group, classes)
     lam0 = basin_start(family, classes, eps, delta, seed, leaders, group)
     tau1 = float(horizon)
     tau0 = min(CHECK_HORIZON, tau1 / 3)
@@ -290,6 +288,7 @@ def continue_undecided(
     Returns the updated dict (same keys).
     """
     out = {k: np.array(v) for k, v in out.items()}
+    group = resolve_group(group, out["lam_end"].shape[-1])
     state = {
         "code": out["outcome"],
         "decided": out["decided"],

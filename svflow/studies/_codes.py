@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .. import _dims as D
-from .._analysis.asymptotics import code_table, kkt_point, max_margin_direction
+from .._analysis.asymptotics import code_table, limit_point, max_margin_direction
 from .._analysis.codes import (
     class_embedding,
     code_convergence,
@@ -26,7 +26,7 @@ from .._analysis.codes import (
     softmax_code,
 )
 from .._dataset import grid_dataset, netcdf_safe
-from .._groups import resolve_group, spectral_basis
+from .._groups import Group, resolve_group
 from .._outcome import outcome
 from .._precision import computes
 from .._simulate import simulate
@@ -36,9 +36,8 @@ from .._walsh import check_classes
 __all__ = ["code_convergence_study", "code_winner_table", "random_start_code_study"]
 
 
-def _limit_rho(lam: np.ndarray, rank: int, group=None) -> float:
-    K = lam.shape[0]
-    U = spectral_basis(K, group)
+def _limit_rho(lam: np.ndarray, rank: int, group: Group) -> float:
+    U = group.basis()
     E = class_embedding(U @ np.diag(lam) @ U.T, rank)
     return one_vs_rest_margin(E, normalise=False)
 
@@ -120,9 +119,9 @@ def _spectral_code_run(
     """One spectral run: its limit's KKT point, rank r and the convergence to the rank-r code."""
     classes = ds.sizes[D.MODE]
     lam_end = lim["lam_end"].values
-    if int(lim["outcome"]) >= 0 and grp.name == "walsh":
-        p = kkt_point(lam_end, depth, support=lim["support"].values)
-    else:  # undecided by the last horizon, or another group: KKT point from the late state
+    if int(lim["outcome"]) >= 0:  # a decided limit: the group's KKT point (on its support)
+        p = limit_point(grp, lam_end, depth, lim["support"].values)
+    else:  # undecided by the last horizon: KKT point from the late state
         p = max_margin_direction(lam_end, depth, group=grp)
     r = int(p.support.sum())
     cc = code_convergence(ds, rank=r, code=_best_code(codes, classes, r, code_kwargs), gram=gram)
