@@ -209,6 +209,7 @@ class Group(eqx.Module):
         """
         return self._tables["basis"].copy()
 
+    @computes
     def transform(self, x: Float[ArrayLike, "... K"]) -> Float[Array, "... K"]:
         r"""Unnormalised character transform along the last axis: $y = \sqrt K\,U^\top x$.
 
@@ -220,6 +221,7 @@ class Group(eqx.Module):
         return math.sqrt(self.classes) * (x @ U)
 
     # --- closed forms in the frame
+    @computes
     def margins(self, lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
         r"""Margins $m(x) = f(0) - f(x) = \frac1K\sum_j\lambda_j(1 - \cos\theta_{k_j}(x))$.
 
@@ -239,6 +241,7 @@ class Group(eqx.Module):
         )
         return f[..., :1] - f
 
+    @computes
     def one_minus_mu(self, lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
         r"""$1 - \mu_j$ for the softmax eigenvalues $\mu_j = \sum_x g(x)\cos\theta_{k_j}(x)$.
 
@@ -275,6 +278,7 @@ class Group(eqx.Module):
         r"""$r_j = \sum_x e_x(1 - \cos\theta_{k_j}(x))$ from weights $e_x$ of the elements ($e_0 = 0$)."""
         return e @ jnp.asarray(self.one_minus_cos, dtype=e.dtype)
 
+    @computes
     def ce_loss(self, lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "..."]:
         r"""Mean cross-entropy $\log(1 + \sum_{x\ne0}e^{-m(x)})$ of the logits
         $Z = U\operatorname{diag}(\lambda)U^\top$."""
@@ -303,7 +307,7 @@ class Group(eqx.Module):
         $M_{xp} = w_p(1 - \cos\theta_p(x))/K$; for the Walsh group
         $M_{xi} = (2/K)[\mathrm{popcount}(i\,\&\,x)\ \mathrm{odd}]$.
         """
-        return _pair_tables(self)[2].copy()
+        return _pair_tables(self)[2].copy(order="K")  # the table's memory layout: the same BLAS sums
 
     def supports(self):
         r"""Every union S of nontrivial conjugate classes that separates all classes.
@@ -392,6 +396,7 @@ class Walsh(Group):
     def spec(self):
         return "walsh"
 
+    @computes
     def hadamard(self, dtype=None) -> Float[Array, "K K"]:
         r"""Sylvester's Hadamard matrix $H_{ix} = (-1)^{\mathrm{popcount}(i \& x)}$.
 
@@ -402,6 +407,7 @@ class Walsh(Group):
     def basis(self) -> Float[np.ndarray, "K K"]:
         return np.asarray(_walsh.hadamard(self.classes, dtype=np.float64)) / math.sqrt(self.classes)
 
+    @computes
     def transform(self, x: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
         r"""Unnormalised Walsh-Hadamard transform along the last axis: $y = H x$ (twice: $K x$).
 
@@ -417,11 +423,13 @@ class Walsh(Group):
             )
         return _walsh.walsh_transform(x, method=method)
 
+    @computes
     def margins(self, lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
         r"""Margins $m_k = f(0) - f(k)$ with $f = H\lambda/K$:
         $m_k = (2/K)\sum_{j:\,\mathrm{popcount}(j\&k)\ \mathrm{odd}} \lambda_j$ (entry 0 is 0)."""
         return _walsh.margins(lam, method=method)
 
+    @computes
     def one_minus_mu(self, lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
         r"""$1 - \mu = \sum_{x\ne0} g(x) - (Hg')$ with $g'$ the off-target probabilities (entry 0 is 0)."""
         return _walsh.one_minus_mu(lam, method=method)
