@@ -92,7 +92,9 @@ def loss_grad(lam: Float[Array, "... K"], loss: str, method: str, group: Group) 
     raise ValueError(check_loss(loss))
 
 
-def data_loss(lam: Float[Array, "... K"], loss: str, group: Group, method: str = "auto") -> Float[Array, "..."]:
+def data_loss(
+    lam: Float[Array, "... K"], loss: str, group: Group, method: str = "auto"
+) -> Float[Array, "..."]:
     r"""Mean data loss of $Z = U\operatorname{diag}(\lambda)U^\top$: cross-entropy
     $\log(1+\sum_{k\ne0}e^{-m_k})$, or squared $\sum_i(\lambda_i-1)^2/(2K)$."""
     if loss == "ce":

@@ -363,7 +363,7 @@ class Group(eqx.Module):
         )
 
     def generator_modes(self) -> tuple[int, ...]:
-        """The modes of the lowest nontrivial character (mode 1 and its pair partner: the
+        r"""The modes of the lowest nontrivial character (mode 1 and its pair partner: the
         K-gon of $\mathbb Z_K$); the leading modes of the basin maps' ``lag`` family."""
         return (1, int(self.partner[1]))
 

@@ -30,7 +30,7 @@ from ._integrate import (
     log_times,
     solve,
 )
-from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam, rank_from_sigma, sigma_from_lam
+from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam
 from ._precision import computes
 from ._start import Start, as_start, check_depth, init_array, start_group
 

@@ -48,7 +48,7 @@ def test_two_factors_predict_neural_collapse(K):
 
 
 def test_supports_k16_counts():
-    sup = A.walsh_supports(16)
+    sup = A.supports(16)
     # separating supports = subsets of F_2^4 \ {0} that span F_2^4; count those of size 4:
     # ordered bases of F_2^4 / 4! = (15*14*12*8)/24
     assert int((sup["size"] == 4).sum()) == 15 * 14 * 12 * 8 // 24

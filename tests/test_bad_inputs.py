@@ -99,7 +99,7 @@ CASES = {
         ValueError,
         "restarts",
     ),
-    "cell_key base_seed=-1": (lambda: svflow.cell_key(-1, x=1), ValueError, "base_seed"),
+    "cell_key base_seed=-1": (lambda: svflow._sweep.runner.cell_key(-1, x=1), ValueError, "base_seed"),
     "explicit_phase_map classes=[2.5]": (
         lambda: svflow.explicit.explicit_phase_map(classes=[2.5], depths=[2]),
         TypeError,
@@ -214,7 +214,7 @@ def test_weight_decay_default_horizon_settles():
     from svflow._fields import rhs_balanced
 
     with jax.enable_x64(True):
-        rate = np.asarray(rhs_balanced(0.0, lam, "ce", wd, L + 1, "auto"))
+        rate = np.asarray(rhs_balanced(0.0, lam, "ce", wd, L + 1, svflow.Walsh(K), "auto"))
     # the two terms that cancel are each of size N wd |lam|; they cancel to 1e-6 of that
     assert np.abs(rate).max() < 1e-6 * (L + 1) * wd * np.abs(lam).max()
 

@@ -141,6 +141,7 @@ def test_one_exponential_ce_law_matches_the_reference_law(K):
     # ReducedField's balanced cross-entropy law (one softmax) against rhs_balanced
     # (log-sum-exp route), from tiny starts to saturated ones where 1 - mu ~ e^{-m}
     from svflow._fields import rhs_balanced
+    from svflow._groups import resolve_group
 
     rng = np.random.default_rng(K)
     field = ReducedField(jnp.asarray(0.0), "ce", 4, True)
@@ -148,7 +149,7 @@ def test_one_exponential_ce_law_matches_the_reference_law(K):
         lam = rng.uniform(0.2, 1.8, K) * scale
         lam[0] = 0.0
         got = np.asarray(field(0.0, jnp.asarray(lam)))
-        ref = np.asarray(rhs_balanced(0.0, jnp.asarray(lam), "ce", 0.0, 4))
+        ref = np.asarray(rhs_balanced(0.0, jnp.asarray(lam), "ce", 0.0, 4, resolve_group(None, K)))
         assert got[0] == 0.0
         np.testing.assert_allclose(got, ref, rtol=1e-12 if K < 128 else 1e-11, atol=0)
 

@@ -84,7 +84,9 @@ def test_exact_rho_table():
     ids=["pentagon", "simplex-optimised", "cross-polytope"],
 )
 def test_optimiser_recovers_known_optima(K, r, construct, tmp_path):
-    code = svflow.studies.softmax_code(K, r, starts=8, steps=1000, polish=2, cache_dir=tmp_path, construct=construct)
+    code = svflow.studies.softmax_code(
+        K, r, starts=8, steps=1000, polish=2, cache_dir=tmp_path, construct=construct
+    )
     exact = {2: 1 - math.cos(2 * math.pi / K)}.get(r, K / (K - 1) if K <= r + 1 else 1.0)
     assert code.rho == pytest.approx(exact, abs=1e-9)
     np.testing.assert_allclose(np.linalg.norm(code.vectors, axis=1), 1.0, atol=1e-12)

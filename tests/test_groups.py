@@ -18,13 +18,7 @@ import scipy.special
 
 import svflow
 from svflow._fields import rhs_factors
-from svflow._groups import (
-    AUTO_DENSE_MAX_FFT,
-    group_margins,
-    group_one_minus_mu,
-    resolve_group,
-    tie_pairs,
-)
+from svflow._groups import AUTO_DENSE_MAX_FFT, resolve_group, tie_pairs
 
 GROUPS = [
     (3, None),
@@ -76,17 +70,15 @@ def test_basis_orthonormal_and_diagonalises_circulant_softmax(K, group, rng):
     lam = np.diag(U.T @ Z @ U)
     mu = np.diag(U.T @ P @ U)
     for method in ("dense", "fast"):
-        np.testing.assert_allclose(group_margins(lam, group, method=method), Z[0, 0] - Z[:, 0], atol=1e-12)
-        np.testing.assert_allclose(
-            svflow.softmax_eigenvalues(lam, group, method=method), mu, atol=1e-13
-        )
-    if grp.name == "walsh":
+        np.testing.assert_allclose(grp.margins(lam, method=method), Z[0, 0] - Z[:, 0], atol=1e-12)
+        np.testing.assert_allclose(svflow.softmax_eigenvalues(lam, group, method=method), mu, atol=1e-13)
+    if isinstance(grp, svflow.Walsh):
         np.testing.assert_allclose(U, np.asarray(svflow.Walsh(K).hadamard()) / np.sqrt(K))
 
 
 def test_cyclic_mode_order_and_coordinates():
     g = resolve_group(None, 10)
-    assert g.name == "cyclic" and resolve_group(None, 16).name == "walsh"
+    assert g == svflow.Cyclic(10) and resolve_group(None, 16) == svflow.Walsh(16)
     assert list(g.frequency) == ["0", "1", "1", "2", "2", "3", "3", "4", "4", "5"]
     assert list(g.mode_part) == ["real"] + ["cos", "sin"] * 4 + ["real"]
     assert list(g.pair) == [0, 1, 1, 2, 2, 3, 3, 4, 4, 5]
@@ -125,7 +117,7 @@ def test_rhs_is_minus_gradient_of_explicit_product(K, depth, loss, wd, rng):
     proj = np.stack([np.diag(frames_out[l].T @ (-np.asarray(grads[l])) @ frames_in[l]) for l in range(N)])
     for method in ("dense", "fast"):
         np.testing.assert_allclose(
-            rhs_factors(0.0, jnp.asarray(s), loss, wd, method, grp), proj, rtol=1e-10, atol=1e-13
+            rhs_factors(0.0, jnp.asarray(s), loss, wd, grp, method), proj, rtol=1e-10, atol=1e-13
         )
     for l in range(N):
         G = frames_out[l].T @ np.asarray(grads[l]) @ frames_in[l]
@@ -151,10 +143,10 @@ def test_one_minus_mu_keeps_relative_accuracy_when_saturated():
     want = np.array(
         [float(sum(g[xx] * (1 - mpmath.cos(2 * mpmath.pi * ks[j] * xx / K)) for xx in x)) for j in range(K)]
     )
-    got = np.asarray(group_one_minus_mu(jnp.asarray(lam), grp, method="dense"))
+    got = np.asarray(grp.one_minus_mu(jnp.asarray(lam), method="dense"))
     assert want[1:].max() < 1e-20  # deep in saturation: 1 - mu would round to 0
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
-    fast = np.asarray(group_one_minus_mu(jnp.asarray(lam), grp, method="fast"))
+    fast = np.asarray(grp.one_minus_mu(jnp.asarray(lam), method="fast"))
     # the fft route subtracts: relative loss about 1 / (1 - cos(2 pi / K)) ~ 10 here
     np.testing.assert_allclose(fast, want, rtol=1e-13 / (1 - math.cos(2 * math.pi / K)), atol=0)
     assert np.all(U[:, 0] > 0)
@@ -162,7 +154,7 @@ def test_one_minus_mu_keeps_relative_accuracy_when_saturated():
 
 def test_simulate_any_K_default_group_and_pair_errors():
     start = svflow.spectral_init(10, 3, scale=1e-2, seed=1)
-    assert start.group.name == "cyclic"
+    assert start.group == svflow.Cyclic(10)
     lam0 = np.asarray(start.lam0)
     np.testing.assert_array_equal(lam0, lam0[start.group.partner])
     ds = svflow.simulate(10, 3, init=lam0, t_end=1e4, num_times=11)
@@ -233,7 +225,7 @@ def test_fft_crossover():
         lam = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (256, K)))
         t = {}
         for method in ("dense", "fast"):
-            fn = jax.jit(lambda x, m=method: group_one_minus_mu(x, "cyclic", method=m))
+            fn = jax.jit(lambda x, m=method, g=svflow.Cyclic(K): g.one_minus_mu(x, method=m))
             fn(lam).block_until_ready()
             tic = time.perf_counter()
             for _ in range(20):
@@ -272,10 +264,10 @@ def test_cyclic_codes_against_known_optimal_margins(K):
 def test_group_code_table_on_walsh_group_equals_binary_code_table():
     """Two routes for K = 8 Walsh: integer minimum distances (popcount) against the
     cosine formula over the group's characters."""
-    from svflow._analysis.group_codes import group_code_table
+    from svflow._analysis.asymptotics import _pair_code_table
 
     a = svflow.code_table(8, range(2, 10))
-    b = group_code_table(8, range(2, 10), group="walsh")
+    b = _pair_code_table(svflow.Walsh(8), range(2, 10), None)  # the route of every other group
     np.testing.assert_allclose(b["gamma"], a["gamma"], rtol=1e-12)
     np.testing.assert_allclose(b["gamma_global"], a["gamma_global"], rtol=1e-9)
     np.testing.assert_array_equal(b["size"], a["size"])

@@ -68,8 +68,8 @@ def test_annotated_functions_run_under_the_type_checker():
         lam = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
 
         # Walsh frame, checked against SciPy's Hadamard matrix
-        np.testing.assert_allclose(svflow.walsh_transform(lam), H @ lam, rtol=1e-12)
-        np.testing.assert_allclose(svflow.walsh_transform(np.stack([lam, 2 * lam])),
+        np.testing.assert_allclose(svflow.Walsh(K).transform(lam), H @ lam, rtol=1e-12)
+        np.testing.assert_allclose(svflow.Walsh(K).transform(np.stack([lam, 2 * lam])),
                                    np.stack([H @ lam, 2 * H @ lam]), rtol=1e-12)
         f = H @ lam / K
         np.testing.assert_allclose(svflow.margins(jnp.asarray(lam)), f[0] - f, atol=1e-12)
@@ -120,7 +120,7 @@ def test_wrong_shapes_raise_type_check_errors():
 
         cases = {
             "margins(0-d)": lambda: svflow.margins(jnp.ones(())),
-            "walsh_transform(0-d)": lambda: svflow.walsh_transform(np.float64(1.0) * np.ones(())),
+            "Walsh.transform(0-d)": lambda: svflow.Walsh(8).transform(np.float64(1.0) * np.ones(())),
             "one_vs_rest_margin(1-d)": lambda: svflow.studies.one_vs_rest_margin(np.ones(3)),
             "gram_distance(K=3 vs K=4)": lambda: svflow.studies.gram_distance(np.eye(3), np.eye(4)),
         }

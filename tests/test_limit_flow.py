@@ -20,7 +20,26 @@ from scipy.integrate import solve_ivp
 from scipy.linalg import hadamard
 from scipy.special import logsumexp
 
-from svflow._limit import LimitField, handoff, limit_rates, limit_step, qp_nonneg, relax
+from svflow import Walsh, _limit
+from svflow._limit import LimitField, qp_nonneg
+
+
+# every start here is in the Walsh frame (K = 2^m): the group of the limit map
+def handoff(lam):
+    return _limit.handoff(lam, Walsh(lam.shape[-1]))
+
+
+def relax(u, *, factors):
+    return _limit.relax(u, factors=factors, group=Walsh(u.shape[-1]))
+
+
+def limit_rates(u, factors):
+    return _limit.limit_rates(u, factors, Walsh(u.shape[-1]))
+
+
+def limit_step(u, factors):
+    return _limit.limit_step(u, factors, Walsh(u.shape[-1]))
+
 
 jax.config.update("jax_enable_x64", True)
 

@@ -28,10 +28,12 @@ jax.config.update("jax_enable_x64", True)
 def test_log_domain_field_matches_plain_field():
     lam = jnp.asarray([0.0, 3.0, 2.5, 4.0, 1.0, 2.0, 3.5, 0.5])
     for tau in (0.5, 5.0, 30.0):
-        np.testing.assert_allclose(scaled_one_minus_mu(lam, tau), np.exp(tau) * one_minus_mu(lam), rtol=1e-12)
+        np.testing.assert_allclose(
+            scaled_one_minus_mu(lam, tau, svflow.Walsh(8)), np.exp(tau) * one_minus_mu(lam), rtol=1e-12
+        )
     # t = e^10000: the plain field overflows, the log-domain one stays finite
     big = lam * 1e4
-    r = np.asarray(scaled_one_minus_mu(big, 1e4 * 1.6))
+    r = np.asarray(scaled_one_minus_mu(big, 1e4 * 1.6, svflow.Walsh(8)))
     assert np.all(np.isfinite(r)) and r[0] == 0.0
 
 
@@ -158,6 +160,7 @@ def _continue_ten_times(K, depth, B, seed, horizons=(1e2, 1e3)):
             balanced=True,
             config=cfg,
             criterion=Criterion(),
+            group=svflow.Walsh(ds.sizes["mode"]),
         )
         assert np.all(np.asarray(res) == 0)
         d = {k: v[0] for k, v in d.items()}

@@ -17,6 +17,7 @@ import pytest
 from long_flow import long_outcome
 
 import svflow
+from svflow._groups import resolve_group
 from svflow._limit import class_rows, limit_rates, limit_step, one_minus_cos, qp_nonneg
 from svflow._outcome import Criterion, decide
 
@@ -49,11 +50,11 @@ def test_qp_on_a_rank_deficient_pair_matches_brute_force(K, N, support):
     # has equal rows x and -x and rank <= 2; the solver works over class_rows
     u = np.zeros(K)
     u[support] = 1.0
-    C = one_minus_cos(None, K)
+    C = one_minus_cos(resolve_group(None, K))
     D = u ** (2 - 2 / N)
     Gfull = (N / K**2) * (C[1:] * D) @ C[1:].T
     best, e_full = _brute_qp(Gfull)
-    R = class_rows(None, K)
+    R = class_rows(resolve_group(None, K))
     Cr = C[R]
     G = (N / K**2) * (Cr * D) @ Cr.T
     e = np.asarray(jax.jit(qp_nonneg)(jnp.asarray(G), jnp.ones(len(R), bool)))
@@ -69,12 +70,13 @@ def test_pair_limit_is_a_fixed_point_with_support_rates_one():
         for N in (3, 4):
             u = np.zeros(K)
             u[[1, 2]] = 1.0
-            u = np.asarray(svflow._limit.handoff(jnp.asarray(u)))
-            u1 = np.asarray(limit_step(jnp.asarray(u), N))
+            g = resolve_group(None, K)  # Z_K
+            u = np.asarray(svflow._limit.handoff(jnp.asarray(u), g))
+            u1 = np.asarray(limit_step(jnp.asarray(u), N, g))
             np.testing.assert_allclose(u1, u, rtol=1e-9)  # QP_RIDGE 1e-10
-            rho = np.asarray(limit_rates(jnp.asarray(u), N))
+            rho = np.asarray(limit_rates(jnp.asarray(u), N, g))
             np.testing.assert_allclose(rho[[1, 2]], 1.0, rtol=1e-9)
-            d = decide(jnp.asarray(u), N)
+            d = decide(jnp.asarray(u), N, Criterion(), g)
             assert int(d["code"]) == 2 and bool(d["decided"])
 
 
@@ -83,13 +85,14 @@ def test_state_off_its_margin_constraint_is_never_all_frozen():
     # are read after rescaling to margin 1, so the pair is the support, not "all frozen"
     u = np.zeros(5)
     u[[1, 2]] = 1.0
-    u = np.asarray(svflow._limit.handoff(jnp.asarray(u))) * (1 + 1e-5)
-    d = decide(jnp.asarray(u), 4)
+    g = svflow.Cyclic(5)
+    u = np.asarray(svflow._limit.handoff(jnp.asarray(u), g)) * (1 + 1e-5)
+    d = decide(jnp.asarray(u), 4, Criterion(), g)
     assert int(d["code"]) != 0
     assert not (bool(d["decided"]) and not np.any(d["support"]))
     # and a decided code is never 0 with an empty support
     for v in (np.zeros(5), np.array([0.0, 1e-300, 1e-300, 0.0, 0.0])):
-        dd = decide(jnp.asarray(v), 4, Criterion())
+        dd = decide(jnp.asarray(v), 4, Criterion(), g)
         assert int(dd["code"]) == -1
 
 

@@ -46,7 +46,9 @@ def test_rhs_is_minus_gradient_of_explicit_product(loss, depth, wd, rng):
     grads = jax.grad(_explicit_loss)([jnp.asarray(f) for f in factors], loss, wd)
     # project -grad onto the frozen frames: ds_{l,i}/dt = u_out_i^T (-grad W_l) u_in_i
     proj = np.stack([np.diag(frames_out[l].T @ (-np.asarray(grads[l])) @ frames_in[l]) for l in range(N)])
-    np.testing.assert_allclose(rhs_factors(0.0, jnp.asarray(s), loss, wd), proj, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        rhs_factors(0.0, jnp.asarray(s), loss, wd, svflow.Walsh(K)), proj, rtol=1e-10, atol=1e-13
+    )
     # and the gradient has no component outside the frames
     for l in range(N):
         G = frames_out[l].T @ np.asarray(grads[l]) @ frames_in[l]
@@ -58,11 +60,11 @@ def test_balanced_law_equals_factor_law_on_balanced_state(loss, rng):
     K, N = 8, 4
     lam = rng.uniform(0.1, 2, size=K) * rng.choice([-1, 1], size=K)
     s = svflow._start.balanced_factors(jnp.asarray(lam), N)
-    ds = rhs_factors(0.0, s, loss, 0.02)
+    ds = rhs_factors(0.0, s, loss, 0.02, svflow.Walsh(K))
     # d lam / dt = sum_l (prod_{j != l} s_j) ds_l/dt (chain rule)
     dlam = sum(jnp.prod(jnp.delete(s, l, axis=0), axis=0) * ds[l] for l in range(N))
     np.testing.assert_allclose(
-        rhs_balanced(0.0, jnp.asarray(lam), loss, 0.02, N), dlam, rtol=1e-12, atol=1e-14
+        rhs_balanced(0.0, jnp.asarray(lam), loss, 0.02, N, svflow.Walsh(K)), dlam, rtol=1e-12, atol=1e-14
     )
 
 

@@ -194,11 +194,12 @@ def test_log_variable_field_is_the_balanced_law():
     import jax.numpy as jnp
 
     from svflow._fields import rhs_balanced
+    from svflow._groups import resolve_group
     from svflow._simulate import ReducedField
 
     rng = np.random.default_rng(2)
     for K, group in ((8, "walsh"), (6, "cyclic")):
-        grp = svflow.resolve_group(group, K)
+        grp = resolve_group(group, K)
         lam = rng.uniform(0.05, 3.0, size=K)
         lam[0] = 0.0
         for wd in (0.0, 0.03):

@@ -21,7 +21,7 @@ import pytest
 import zarr
 
 import svflow
-from svflow._sweep.runner import DONE
+from svflow._sweep.runner import DONE, cell_key
 
 # cell functions defined here travel to dask workers by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -77,7 +77,7 @@ def test_cells_equal_direct_calls(ref):
         for depth in GRID["depth"]:
             for seed in (0, 4):
                 c = dict(eps=eps, depth=depth, seed=seed)
-                want = cell(svflow.cell_key(0, **c), scale=2.0, **c)
+                want = cell(cell_key(0, **c), scale=2.0, **c)
                 got = ds.sel(**c)
                 np.testing.assert_allclose(got.total, want["total"], rtol=1e-14)
                 np.testing.assert_allclose(got.first, want["first"], rtol=1e-14)
@@ -85,14 +85,14 @@ def test_cells_equal_direct_calls(ref):
 
 
 def test_cell_key_depends_only_on_coordinates():
-    a = svflow.cell_key(0, eps=0.1, depth=1, seed=3)
-    b = svflow.cell_key(0, seed=3, depth=1, eps=0.1)  # order of names is irrelevant
-    keys = [svflow.cell_key(0, eps=0.1, depth=1, seed=s) for s in range(50)]
+    a = cell_key(0, eps=0.1, depth=1, seed=3)
+    b = cell_key(0, seed=3, depth=1, eps=0.1)  # order of names is irrelevant
+    keys = [cell_key(0, eps=0.1, depth=1, seed=s) for s in range(50)]
     data = {tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys}
     assert np.array_equal(jax.random.key_data(a), jax.random.key_data(b))
     assert len(data) == 50
     assert not np.array_equal(
-        jax.random.key_data(a), jax.random.key_data(svflow.cell_key(1, eps=0.1, depth=1, seed=3))
+        jax.random.key_data(a), jax.random.key_data(cell_key(1, eps=0.1, depth=1, seed=3))
     )
 
 
@@ -137,7 +137,7 @@ def test_reduced_ode_cells_chunk_invariant(tmp_path):
     assert np.all(a.steps.values > 0)
     # independent pin: under cross-entropy G_0 = 0 and wd = 0, so every s_{l,0} and
     # hence lam_0 = prod_l s_{l,0} keep their initial values
-    s0 = 0.1 * np.exp(0.1 * np.asarray(jax.random.normal(svflow.cell_key(0, eps=0.1, seed=2), (3, 4))))
+    s0 = 0.1 * np.exp(0.1 * np.asarray(jax.random.normal(cell_key(0, eps=0.1, seed=2), (3, 4))))
     np.testing.assert_allclose(a.lam.sel(eps=0.1, seed=2).values[0], np.prod(s0[:, 0]), rtol=1e-12)
 
 

@@ -20,8 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from .. import load, save  # noqa: E402
-from .._dataset import check_writable  # noqa: E402
-from .._dataset import git_commit, provenance  # noqa: E402
+from .._dataset import check_writable, git_commit, provenance  # noqa: E402
 from .._precision import computes  # noqa: E402
 from . import registry  # noqa: E402
 

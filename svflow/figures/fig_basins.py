@@ -14,8 +14,7 @@ import xarray as xr
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from ..studies import kkt_point
-from ..studies import basin_map, basin_width
+from ..studies import basin_map, basin_width, kkt_point
 from . import register
 
 DEPTHS = (1, 2, 3, 4, 5)
