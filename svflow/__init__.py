@@ -62,30 +62,9 @@ importing svflow changes no global JAX configuration.
 """
 
 
-def _find_version() -> str:
-    """The version of this svflow: its checkout's pyproject.toml, else the installed metadata.
+from ._dataset import svflow_version as _svflow_version
 
-    A source checkout (editable install, or on ``PYTHONPATH``) reads its own
-    ``pyproject.toml``, so the version never comes from another installed copy's
-    stale metadata; an installed wheel has no ``pyproject.toml`` beside it.
-    """
-    from importlib.metadata import PackageNotFoundError, version
-    from pathlib import Path
-
-    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-    if pyproject.is_file():
-        import tomllib
-
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-        if project.get("name") == "svflow" and "version" in project:
-            return str(project["version"])
-    try:
-        return version("svflow")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-__version__ = _find_version()
+__version__ = _svflow_version()
 
 # --- groups: the frames of spectral starts
 from ._groups import Cyclic as Cyclic

@@ -62,16 +62,38 @@ __all__ = [
 _JSON = "json:"
 
 
+@functools.lru_cache(maxsize=1)
+def svflow_version() -> str:
+    """The version of this svflow: its checkout's pyproject.toml, else the installed metadata.
+
+    A source checkout (editable install, or on ``PYTHONPATH``) reads its own
+    ``pyproject.toml``, so the version never comes from another installed copy's
+    stale metadata; an installed wheel has no ``pyproject.toml`` beside it.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        if project.get("name") == "svflow" and "version" in project:
+            return str(project["version"])
+    try:
+        return version("svflow")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def provenance() -> dict:
     """Versions, platform and a UTC timestamp for a dataset's attrs."""
     import diffrax
     import equinox
     import jax
 
-    from . import __version__
-
     return {
-        "svflow_version": __version__,
+        "svflow_version": svflow_version(),
         "jax_version": jax.__version__,
         "diffrax_version": diffrax.__version__ if hasattr(diffrax, "__version__") else "unknown",
         "equinox_version": equinox.__version__ if hasattr(equinox, "__version__") else "unknown",

@@ -8,6 +8,7 @@ from scipy.optimize import minimize
 
 import svflow
 from svflow._analysis import codes as C
+from svflow._dataset import build_dataset
 
 
 def polygon(K):
@@ -129,7 +130,7 @@ def test_gram_distance_rotation_relabelling(rng):
 def fake_dataset(lams, rank):
     lams = np.asarray(lams, float)
     T = lams.shape[0]
-    return svflow.build_dataset(np.arange(T, dtype=float), attrs={}, lam=lams, rank=np.full(T, rank))
+    return build_dataset(np.arange(T, dtype=float), attrs={}, lam=lams, rank=np.full(T, rank))
 
 
 def test_convergence_measure_on_exact_codes(tmp_path):

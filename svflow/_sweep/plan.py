@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
+from .._dataset import svflow_version
 from .._precision import computes
 
 __all__ = ["SweepPlan", "OutputSpec", "cell_key", "compute_chunk", "dispatch_chunk", "collect_chunk"]
@@ -459,6 +460,4 @@ def _fn_token(fn) -> str:
 
 
 def _svflow_version() -> str:
-    from .. import __version__
-
-    return __version__
+    return svflow_version()
