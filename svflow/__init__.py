@@ -61,7 +61,6 @@ but only inside its own calls: every public function turns JAX's
 importing svflow changes no global JAX configuration.
 """
 
-
 from ._dataset import svflow_version as _svflow_version
 
 __version__ = _svflow_version()
