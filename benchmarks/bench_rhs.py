@@ -34,6 +34,7 @@ import numpy as np
 import svflow  # noqa: F401
 import svflow._walsh
 from svflow._fields import rhs_balanced
+from svflow._groups import Walsh
 
 DEPTH = 5  # L = 5, N = 6
 
@@ -73,7 +74,7 @@ def _loop_fn(method: str, reps: int, batch: int | None):
     """Compiled function chaining ``reps`` evaluations (a contraction keeps values finite)."""
 
     def one(lam):
-        return rhs_balanced(0.0, lam, "ce", 0.0, DEPTH + 1, method)
+        return rhs_balanced(0.0, lam, "ce", 0.0, DEPTH + 1, Walsh(lam.shape[-1]), method)
 
     f = jax.vmap(one) if batch else one
 
@@ -99,7 +100,7 @@ def measure(K: int, method: str, quick: bool) -> dict:
 def _measure(K: int, method: str, quick: bool) -> dict:
     rng = np.random.default_rng(K)
     lam = jnp.asarray(np.r_[0.0, rng.uniform(0.5, 1.5, K - 1)])
-    call = jax.jit(lambda l: rhs_balanced(0.0, l, "ce", 0.0, DEPTH + 1, method))
+    call = jax.jit(lambda l: rhs_balanced(0.0, l, "ce", 0.0, DEPTH + 1, Walsh(K), method))
     call(lam).block_until_ready()  # trace now (while a patched transform is in place)
     t_call = C.timeit(lambda: call(lam).block_until_ready(), repeats=30, min_time=0.2)
     # loop: choose reps so one run takes ~20-50 ms

@@ -563,8 +563,9 @@ def simulate(
         rank_rtol: threshold of the numerical rank.
         batch_dims: names of the leading batch dims of an array ``init``.
         lanes: trajectories in flight at once (default 64 on a CPU, 8192 on an accelerator).
-        group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or None (the
-            group of a :class:`Start`, else Walsh for K = 2^m, cyclic otherwise).
+        group: a :class:`svflow.Group` or its spec (``"walsh"``, ``"cyclic"``, a
+            tuple of cyclic orders); None: the group of a :class:`Start`, else
+            Walsh for K = 2^m, cyclic otherwise.
         log_t_end: integrate to $\tau = \log(1 + t)$ = ``log_t_end`` in double-log
             time (cross-entropy without weight decay; overrides ``t_end``/``times``).
         store_s: store the factor values ``s`` (time, factor, mode). Default

@@ -60,8 +60,8 @@ class Start(eqx.Module):
         balanced: True when $|s_{l,i}|$ is equal across factors, so the reduced
             ODE may evolve $\lambda$ alone.
         description: human-readable provenance (stored in dataset attrs).
-        group: the group whose character basis is the frame (``None``: the
-            default for K, Walsh for K = 2^m, else cyclic).
+        group: the :class:`svflow.Group` whose character basis is the frame
+            (``None``: the default for K, Walsh for K = 2^m, else cyclic).
     """
 
     s0: Float[Array, "N K"]
@@ -112,8 +112,10 @@ def spectral_init(
         seed: integer seed of numpy's default generator.
         loss: under cross-entropy mode 0 never moves and is set to 0; under the
             squared loss it is drawn like the others.
-        group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or ``None``
-            (Walsh for K = 2^m, else cyclic); see :func:`svflow.spectral_basis`.
+        group: a :class:`svflow.Group` (``svflow.Walsh(K)``, ``svflow.Cyclic(K)``,
+            ``svflow.Product(...)``) or its spec (``"walsh"``, ``"cyclic"``, a
+            tuple of cyclic orders); ``None``: Walsh for K = 2^m, else cyclic.
+            See :func:`svflow.spectral_basis`.
     """
     grp = resolve_group(group, classes)
     check_depth(depth)

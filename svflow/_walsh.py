@@ -1,4 +1,7 @@
-r"""Walsh-Hadamard bases and closed forms in the Walsh frame.
+r"""Walsh-Hadamard kernels: the transform and closed forms of :class:`svflow.Walsh`.
+
+The Walsh group's methods (:mod:`svflow._groups`) call these functions; they
+are not public on their own.
 
 Conventions (docs: theory/spectral.md, 'The Walsh-Hadamard frame'): K = 2^m
 classes; Sylvester's Hadamard matrix
