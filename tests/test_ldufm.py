@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import svflow
-from svflow.explicit._explicit import construction_loss, dnc_factors, srg_factors
+from svflow.explicit import construction_loss, dnc_factors, srg_factors
 
 LAM = 0.004
 
