@@ -179,3 +179,51 @@ def test_bad_arguments_name_the_parameter():
         from svflow.explicit._ldufm_studies import ldufm_study
 
         ldufm_study("ldufm_fig1", "huge")
+
+
+def _dnc_model(K, L, lam, q):
+    """The L-DUFM as a DeepUFM at the DNC construction (width K, n = 1), every factor
+    scaled by the balanced scales of :func:`balanced_scales` with output scale q."""
+    fs = dnc_factors(K, L, width=K, seed=1)
+    c = svflow.explicit.balanced_scales(fs, q, lam_H=lam, lam_W=lam)
+    scaled = [cj * F for cj, F in zip(c, fs)]
+    return svflow.model_from_arrays(scaled, activation="relu", loss="squared", weight_decay=lam)
+
+
+def test_ldufm_as_deepufm_reaches_the_closed_form_dnc_optimum_through_train():
+    """The L-DUFM is the DeepUFM with ReLU, squared loss and weight decay. At the DNC
+    construction scaled to the optimal output scale q* of the closed form
+    (:func:`scale_loss`: the larger root of (1 - q) q^(1 - 2/N) = K Lambda) its
+    objective is L_DNC and its full gradient vanishes; from q = 0.7 q* the one GD
+    loop (:func:`svflow.train`) descends to L_DNC, and :func:`polish` of the same
+    model does too."""
+    K, L, lam = 3, 3, 0.02
+    Ld = svflow.explicit.dnc_loss(K, L, lam_H=lam, lam_W=lam)
+    _, qstar = svflow.explicit.scale_loss(K * lam, L + 1)
+    qstar = float(qstar)
+    assert 0.5 < qstar < 1.0  # a non-trivial optimum
+    at = _dnc_model(K, L, lam, qstar)
+    assert float(at.objective()) == pytest.approx(Ld, rel=1e-12)
+    assert max(float(np.abs(g).max()) for g in at.gradient()) < 1e-10
+    start = _dnc_model(K, L, lam, 0.7 * qstar)
+    assert float(start.objective()) > Ld + 1e-3
+    ds = svflow.train(start, eta=0.5, steps=3000, num_times=5, progress=False)
+    obj = ds["objective"].values
+    assert np.all(np.diff(obj) <= 1e-15)  # GD on a smooth stretch only descends
+    assert obj[-1] == pytest.approx(Ld, rel=1e-9)
+    _, pol, gn = svflow.explicit.polish(start, max_steps=200)
+    assert pol[0] == pytest.approx(Ld, rel=1e-9)
+    assert gn[0] < 1e-6
+
+
+def test_lam_is_an_alias_of_weight_decay():
+    """ldufm_gd_batch with weight_decay= and with lam= make the same run; both at once
+    is an error naming them."""
+    kw = dict(width=6, eta=0.5, steps=50, scales=(1.0,), seeds=(0,))
+    _, a = svflow.explicit.ldufm_gd_batch(3, 2, weight_decay=LAM, **kw)
+    _, b = svflow.explicit.ldufm_gd_batch(3, 2, lam=LAM, **kw)
+    assert a[0] == b[0]
+    with pytest.raises(TypeError, match="weight_decay= or its alias lam="):
+        svflow.explicit.ldufm_gd_batch(3, 2, weight_decay=LAM, lam=LAM, **kw)
+    with pytest.raises(ValueError, match="weight_decay"):
+        svflow.explicit.ldufm_runs(3, 2, weight_decay=-1.0, steps=10)

@@ -8,11 +8,15 @@ $\lambda$ on every factor) is
 $$\mathcal L = \frac{1}{2Kn}\|W_L\sigma(W_{L-1}\cdots\sigma(W_1H)) - Y\|_F^2
  + \frac{\lambda}{2}\Big(\|H\|_F^2 + \sum_{l=1}^L\|W_l\|_F^2\Big),$$
 
-the objective of :func:`svflow.random_model` with ``activation="relu"``,
-``loss="squared"`` and ``weight_decay=lam``, from whose Gaussian starts
-full-batch GD runs (:func:`ldufm_gd_batch`: every start of one shape in one
-vmapped loop; the same steps as :func:`svflow.train`; t = steps x eta). On
-the records, every layer's representations are read off:
+the objective of the full-parameter model :class:`svflow.DeepUFM` with
+``activation="relu"``, ``loss="squared"`` and ``weight_decay`` $= \lambda$ (here
+``lam``, the paper's name, is an alias of ``weight_decay``). The runs are such
+models: Gaussian starts of :func:`svflow.random_model`, trained by
+:func:`svflow.train`'s loop (:func:`svflow._full.train.run_gd`; every start of
+one shape vmapped in one compiled loop, :func:`ldufm_gd_batch`; t = steps x
+eta). On the records, every layer's representations are read off by the
+model's forward pass (:meth:`svflow.DeepUFM.representations`,
+:func:`layer_representations`):
 
 - layer 0: the features H;
 - layer l = 1..L-1: the pre-activation $W_l X_{l-1}$ and the post-ReLU
@@ -29,7 +33,7 @@ centred class means; 0 for n = 1).
 
 **Polish.** GD stops at a fixed step count, not at a critical point. Every
 run is then polished by L-BFGS (:func:`polish`: optimistix ``LBFGS`` on the
-factors, gradients by ``jax.grad``, every run of one shape vmapped) for at
+same model's factors, gradients by ``jax.grad``, every run of one shape vmapped) for at
 most ``polish_steps`` steps; the polished point counts as converged when the
 Euclidean norm of the full gradient (over every entry of every factor) is
 below ``grad_tol`` (default :data:`GRAD_TOL` = 1e-6; the objective is O(0.1)).
