@@ -20,7 +20,7 @@ import xarray as xr
 from .. import _dims as D
 from .._checks import check_float, check_int
 from .._dataset import grid_dataset
-from .._full.model import forward, model_from_arrays
+from .._full.model import forward, layers, model_from_arrays
 from .._precision import computes
 from ._ce_forms import (
     ce_blocks,
@@ -332,20 +332,13 @@ def _ce_closed_forms(classes: int, depths, weight_decay: float) -> dict:
 
 
 def _network_layers(factors, depth: int) -> tuple[list, list]:
-    """(names, class-mean matrices) M1 = H, pre-M(l+1), M(l+1) = ReLU(W_l M_l), Z."""
-    names, mats = ["M1"], [np.asarray(factors[0])]
-    x = mats[0]
-    for l, W in enumerate(factors[1:], start=1):
-        x = np.asarray(W) @ x
-        if l < depth:
-            names.append(f"pre-M{l + 1}")
-            mats.append(x)
-            x = np.maximum(x, 0.0)
-            names.append(f"M{l + 1}")
-            mats.append(x)
-    names.append("Z")
-    mats.append(x)
-    return names, mats
+    """(names, class-mean matrices) M1 = H, pre-M(l+1), M(l+1) = ReLU(W_l M_l), Z: the
+    DeepUFM's forward pass (:func:`svflow._full.model.layers`, ReLU), Fig. 1's names."""
+    names, mats = layers(factors, "relu")
+    rename = {"H": "M1", "Z": "Z"}
+    for l in range(1, depth):
+        rename[f"pre{l}"], rename[f"post{l}"] = f"pre-M{l + 1}", f"M{l + 1}"
+    return [rename[n] for n in names], [np.asarray(m) for m in mats]
 
 
 def _rank9(m) -> int:
