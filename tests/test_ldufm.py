@@ -227,3 +227,23 @@ def test_lam_is_an_alias_of_weight_decay():
         svflow.explicit.ldufm_gd_batch(3, 2, weight_decay=LAM, lam=LAM, **kw)
     with pytest.raises(ValueError, match="weight_decay"):
         svflow.explicit.ldufm_runs(3, 2, weight_decay=-1.0, steps=10)
+
+
+def test_the_one_forward_pass_keeps_every_layer():
+    """DeepUFM.representations (the forward pass of svflow.train's model) against a numpy
+    forward pass written out by hand: H, then W_l X and its ReLU per hidden layer,
+    then Z, which is the model's logits; layer_representations is the same pass."""
+    model = svflow.random_model(
+        3, depth=3, width=5, key=4, samples_per_class=2, activation="relu", loss="squared", weight_decay=LAM
+    )
+    names, mats = model.representations()
+    H, W1, W2, W3 = (np.asarray(F) for F in model.factors)
+    p1 = W1 @ H
+    p2 = W2 @ np.maximum(p1, 0.0)
+    want = [H, p1, np.maximum(p1, 0.0), p2, np.maximum(p2, 0.0), W3 @ np.maximum(p2, 0.0)]
+    assert names == ["H", "pre1", "post1", "pre2", "post2", "Z"]
+    for got, w in zip(mats, want):
+        np.testing.assert_allclose(np.asarray(got), w, rtol=1e-12, atol=1e-14)
+    assert np.array_equal(np.asarray(mats[-1]), np.asarray(model.logits()))
+    names2, mats2 = svflow.explicit.layer_representations(model.factors)
+    assert names2 == names and all(np.array_equal(a, b) for a, b in zip(mats, mats2))
