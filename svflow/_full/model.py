@@ -11,6 +11,10 @@ $W_1..W_{L-1}\in\mathbb{R}^{d\times d}$,
 $W_L \in \mathbb{R}^{K\times d}$; $\sigma$ is the identity (``"linear"``) or
 ReLU after $W_1..W_{L-1}$ (``"relu"``; none on H, none on the output).
 Columns are class-major: column $c n + j$ is sample $j$ of class $c$.
+With ReLU, the squared loss and weight decay this is the L-DUFM of Súkeník,
+Lampert & Mondelli (2024), whose runs, closed forms and polish live in
+:mod:`svflow.explicit`. :func:`layers` is the one forward pass (every layer
+kept); :func:`forward` is its output.
 
 Losses (mean over the Kn samples): cross-entropy
 $\frac{1}{Kn}\sum_{\text{col}}(\operatorname{logsumexp}(z) - z_y)$ or squared

@@ -84,7 +84,7 @@ SV_FLOOR = 1e-14  # singular values below this times sigma_1 are round-off (floa
 DEFAULT_DECAY = 0.004  # the weight decay of the paper's Fig. 2
 
 
-def weight_decay_of(weight_decay, lam, default: float | None = DEFAULT_DECAY) -> float:
+def _weight_decay_of(weight_decay, lam, default: float | None = DEFAULT_DECAY) -> float:
     """The L-DUFM's weight decay from ``weight_decay`` or its alias ``lam`` (the paper's
     lambda; one of them, or neither for ``default``), checked > 0."""
     if weight_decay is not None and lam is not None:
@@ -315,7 +315,7 @@ def _starts(classes, depth, width, scales, seeds, samples, weight_decay) -> tupl
 
 def _check_gd(classes, depth, width, eta, steps, samples) -> tuple:
     """The arguments every L-DUFM gradient-descent run takes, checked (the weight decay
-    by :func:`weight_decay_of`)."""
+    by :func:`_weight_decay_of`)."""
     return (
         check_int("classes", classes, minimum=2),
         check_int("depth", depth, minimum=2),
@@ -356,7 +356,7 @@ def ldufm_gd_batch(
     starts (scale-major: start ``i * len(seeds) + j`` is ``scales[i]``,
     ``seeds[j]``) and the final objectives, ``inf`` where GD diverged.
     """
-    wd = weight_decay_of(weight_decay, lam, default=None)
+    wd = _weight_decay_of(weight_decay, lam, default=None)
     classes, depth, width, eta, steps, samples = _check_gd(classes, depth, width, eta, steps, samples)
     scales = [check_float("scales[i]", s, minimum=0.0, strict_min=True) for s in scales]
     seeds = [check_int("seeds[i]", s) for s in seeds]
@@ -476,7 +476,7 @@ def ldufm_runs(
 
     NC1 is 0 by convention for ``samples`` = 1 (no within-class spread).
     """
-    lam = weight_decay_of(weight_decay, lam)
+    lam = _weight_decay_of(weight_decay, lam)
     classes, depth, width, eta, steps, samples = _check_gd(classes, depth, width, eta, steps, samples)
     scale = check_float("scale", scale, minimum=0.0, strict_min=True)
     num_times = check_int("num_times", num_times, minimum=2)

@@ -41,7 +41,7 @@ from .. import _dims as D
 from .._checks import check_float, check_fraction, check_int
 from .._dataset import grid_dataset
 from .._precision import computes
-from ._ldufm import GRAD_TOL, POLISH_STEPS, _ldufm_model, ldufm_gd_batch, polished_runs, weight_decay_of
+from ._ldufm import GRAD_TOL, POLISH_STEPS, _ldufm_model, _weight_decay_of, ldufm_gd_batch, polished_runs
 from ._ldufm_forms import dnc_loss, relu_blocks
 
 __all__ = ["ldufm_optimality_map", "map_parameters"]
@@ -106,7 +106,7 @@ def ldufm_optimality_map(
     """
     Ks = [check_int("classes[i]", K, minimum=2) for K in classes]
     Ls = [check_int("depths[i]", L, minimum=2) for L in depths]
-    lam = weight_decay_of(weight_decay, lam)
+    lam = _weight_decay_of(weight_decay, lam)
     seeds = check_int("seeds", seeds, minimum=1)
     samples = check_int("samples", samples, minimum=1)
     beat_rtol = check_fraction("beat_rtol", beat_rtol, open_low=False)
