@@ -12,7 +12,7 @@ def runs_summary(ds) -> str:
         f"L_DNC = {Ld[0]:.6f}" if Ld.size == 1 else "L_DNC differs per setting",
         "layers: " + " ".join(ds["layer"].values),
     ]
-    outer = [d for d in ("lam", "width", "scale", "classes") if d in ds.dims]
+    outer = [d for d in ("lam", "weight_decay", "width", "scale", "classes") if d in ds.dims]
     stacked = ds.stack(run=outer + ["seed"]) if outer else ds.rename(seed="run")
     for i in range(stacked.sizes["run"]):
         d = stacked.isel(run=i)

@@ -315,7 +315,7 @@ def test_octagon_objective_equals_full_model_objective_and_beats_hypercube():
     """ce_code_loss of the regular octagon equals the objective of explicit balanced
     factors run through the full model, which is a critical point there; at K = 8,
     wd = 1e-3 the octagon wins at L = 5 and 8 (0.02917 vs 0.02956, 0.02621 vs 0.03015)."""
-    from svflow.explicit._explicit import polygon_code
+    from svflow.explicit import polygon_code
 
     K, wd = 8, 1e-3
     for L, poly_want, hyp_want in ((5, 0.02917, 0.02956), (8, 0.02621, 0.03015)):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import svflow
-from svflow.explicit._explicit import construction_loss, dnc_factors, srg_factors
+from svflow.explicit import construction_loss, dnc_factors, srg_factors
 
 LAM = 0.004
 
@@ -179,3 +179,71 @@ def test_bad_arguments_name_the_parameter():
         from svflow.explicit._ldufm_studies import ldufm_study
 
         ldufm_study("ldufm_fig1", "huge")
+
+
+def _dnc_model(K, L, lam, q):
+    """The L-DUFM as a DeepUFM at the DNC construction (width K, n = 1), every factor
+    scaled by the balanced scales of :func:`balanced_scales` with output scale q."""
+    fs = dnc_factors(K, L, width=K, seed=1)
+    c = svflow.explicit.balanced_scales(fs, q, lam_H=lam, lam_W=lam)
+    scaled = [cj * F for cj, F in zip(c, fs)]
+    return svflow.model_from_arrays(scaled, activation="relu", loss="squared", weight_decay=lam)
+
+
+def test_ldufm_as_deepufm_reaches_the_closed_form_dnc_optimum_through_train():
+    """The L-DUFM is the DeepUFM with ReLU, squared loss and weight decay. At the DNC
+    construction scaled to the optimal output scale q* of the closed form
+    (:func:`scale_loss`: the larger root of (1 - q) q^(1 - 2/N) = K Lambda) its
+    objective is L_DNC and its full gradient vanishes; from q = 0.7 q* the one GD
+    loop (:func:`svflow.train`) descends to L_DNC, and :func:`polish` of the same
+    model does too."""
+    K, L, lam = 3, 3, 0.02
+    Ld = svflow.explicit.dnc_loss(K, L, lam_H=lam, lam_W=lam)
+    _, qstar = svflow.explicit.scale_loss(K * lam, L + 1)
+    qstar = float(qstar)
+    assert 0.5 < qstar < 1.0  # a non-trivial optimum
+    at = _dnc_model(K, L, lam, qstar)
+    assert float(at.objective()) == pytest.approx(Ld, rel=1e-12)
+    assert max(float(np.abs(g).max()) for g in at.gradient()) < 1e-10
+    start = _dnc_model(K, L, lam, 0.7 * qstar)
+    assert float(start.objective()) > Ld + 1e-3
+    ds = svflow.train(start, eta=0.5, steps=3000, num_times=5, progress=False)
+    obj = ds["objective"].values
+    assert np.all(np.diff(obj) <= 1e-15)  # GD on a smooth stretch only descends
+    assert obj[-1] == pytest.approx(Ld, rel=1e-9)
+    _, pol, gn = svflow.explicit.polish(start, max_steps=200)
+    assert pol[0] == pytest.approx(Ld, rel=1e-9)
+    assert gn[0] < 1e-6
+
+
+def test_lam_is_an_alias_of_weight_decay():
+    """ldufm_gd_batch with weight_decay= and with lam= make the same run; both at once
+    is an error naming them."""
+    kw = dict(width=6, eta=0.5, steps=50, scales=(1.0,), seeds=(0,))
+    _, a = svflow.explicit.ldufm_gd_batch(3, 2, weight_decay=LAM, **kw)
+    _, b = svflow.explicit.ldufm_gd_batch(3, 2, lam=LAM, **kw)
+    assert a[0] == b[0]
+    with pytest.raises(TypeError, match="weight_decay= or its alias lam="):
+        svflow.explicit.ldufm_gd_batch(3, 2, weight_decay=LAM, lam=LAM, **kw)
+    with pytest.raises(ValueError, match="weight_decay"):
+        svflow.explicit.ldufm_runs(3, 2, weight_decay=-1.0, steps=10)
+
+
+def test_the_one_forward_pass_keeps_every_layer():
+    """DeepUFM.representations (the forward pass of svflow.train's model) against a numpy
+    forward pass written out by hand: H, then W_l X and its ReLU per hidden layer,
+    then Z, which is the model's logits; layer_representations is the same pass."""
+    model = svflow.random_model(
+        3, depth=3, width=5, key=4, samples_per_class=2, activation="relu", loss="squared", weight_decay=LAM
+    )
+    names, mats = model.representations()
+    H, W1, W2, W3 = (np.asarray(F) for F in model.factors)
+    p1 = W1 @ H
+    p2 = W2 @ np.maximum(p1, 0.0)
+    want = [H, p1, np.maximum(p1, 0.0), p2, np.maximum(p2, 0.0), W3 @ np.maximum(p2, 0.0)]
+    assert names == ["H", "pre1", "post1", "pre2", "post2", "Z"]
+    for got, w in zip(mats, want):
+        np.testing.assert_allclose(np.asarray(got), w, rtol=1e-12, atol=1e-14)
+    assert np.array_equal(np.asarray(mats[-1]), np.asarray(model.logits()))
+    names2, mats2 = svflow.explicit.layer_representations(model.factors)
+    assert names2 == names and all(np.array_equal(a, b) for a, b in zip(mats, mats2))

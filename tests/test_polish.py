@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -44,14 +43,10 @@ def numpy_ldufm(factors, lam, samples=1):
     return float(obj), float(gn)
 
 
-def _jnp_ldufm(factors, lam, targets):
-    x = factors[0]
-    for W in factors[1:-1]:
-        x = jnp.maximum(W @ x, 0.0)
-    Z = factors[-1] @ x
-    return 0.5 * jnp.sum((Z - targets) ** 2) / targets.shape[1] + 0.5 * lam * sum(
-        jnp.sum(F**2) for F in factors
-    )
+def _ldufm_model(starts, lam=LAM):
+    """The L-DUFM (ReLU, squared loss, weight decay lam) as a DeepUFM of the starts' shapes."""
+    first = [np.asarray(F[0]) for F in starts]
+    return svflow.model_from_arrays(first, activation="relu", loss="squared", weight_decay=lam)
 
 
 def test_polish_lowers_the_objective_and_reports_its_gradient_norm():
@@ -62,7 +57,7 @@ def test_polish_lowers_the_objective_and_reports_its_gradient_norm():
     rng = np.random.default_rng(0)
     shapes = [(6, 3), (6, 6), (6, 6), (3, 6)]
     starts = tuple(np.stack([rng.normal(0, 0.6, s) for _ in range(2)]) for s in shapes)
-    fs, obj, gn = svflow.explicit.polish(_jnp_ldufm, starts, LAM, jnp.eye(3), max_steps=400)
+    fs, obj, gn = svflow.explicit.polish(_ldufm_model(starts), starts, max_steps=400)
     for k in range(2):
         o0, g0 = numpy_ldufm([F[k] for F in starts], LAM)
         o1, g1 = numpy_ldufm([F[k] for F in fs], LAM)
@@ -147,10 +142,17 @@ def test_ce_minimum_beats_the_octagon_at_k8_l5():
     assert m.grad_norm < 1e-6
 
 
+STARTS = tuple(np.ones((1,) + s) for s in [(2, 2), (2, 2), (2, 2)])
+
+
 def test_bad_arguments():
     with pytest.raises(TypeError, match="seeds"):
         svflow.explicit.ce_minimum(4, 2, weight_decay=1e-3, seeds=3)
     with pytest.raises(ValueError, match="weight_decay"):
         svflow.explicit.ce_minimum(4, 2, weight_decay=0.0)
     with pytest.raises(ValueError, match="max_steps"):
-        svflow.explicit.polish(_jnp_ldufm, (np.zeros((1, 2, 2)),), LAM, jnp.eye(2), max_steps=0)
+        svflow.explicit.polish(_ldufm_model(STARTS), STARTS, max_steps=0)
+    with pytest.raises(ValueError, match="stack the model's factor shapes"):
+        svflow.explicit.polish(_ldufm_model(STARTS), tuple(F[:, :-1] for F in STARTS))
+    with pytest.raises(TypeError, match="DeepUFM"):
+        svflow.explicit.polish(lambda fs: 0.0, STARTS)

@@ -11,6 +11,10 @@ $W_1..W_{L-1}\in\mathbb{R}^{d\times d}$,
 $W_L \in \mathbb{R}^{K\times d}$; $\sigma$ is the identity (``"linear"``) or
 ReLU after $W_1..W_{L-1}$ (``"relu"``; none on H, none on the output).
 Columns are class-major: column $c n + j$ is sample $j$ of class $c$.
+With ReLU, the squared loss and weight decay this is the L-DUFM of Súkeník,
+Lampert & Mondelli (2024), whose runs, closed forms and polish live in
+:mod:`svflow.explicit`. :func:`layers` is the one forward pass (every layer
+kept); :func:`forward` is its output.
 
 Losses (mean over the Kn samples): cross-entropy
 $\frac{1}{Kn}\sum_{\text{col}}(\operatorname{logsumexp}(z) - z_y)$ or squared
@@ -48,6 +52,7 @@ __all__ = [
     "random_model",
     "model_from_arrays",
     "forward",
+    "layers",
     "mean_loss",
 ]
 
@@ -113,15 +118,38 @@ def _weight_decay(weight_decay, factors: int, dtype) -> Array:
     return jnp.asarray(wd, dtype=dtype)
 
 
-def forward(factors: Sequence[Array], activation: str = "linear") -> Array:
-    r"""Logits $Z = W_L\sigma(W_{L-1}\cdots\sigma(W_1 H))$ of (H, W_1, ..., W_L)."""
-    x = factors[0]
+def layers(factors: Sequence[ArrayLike], activation: str = "linear") -> tuple[list[str], list[Array]]:
+    r"""The forward pass, every layer kept: ``(names, matrices)``.
+
+    For the factors $(H, W_1, \ldots, W_L)$ (matrices, numpy or JAX) the
+    representations are $X_0 = H$ (name ``"H"``), for $l = 1 .. L-1$ the
+    pre-activation $P_l = W_l X_{l-1}$ (``"pre<l>"``) and the post-activation
+    $X_l = \sigma(P_l)$ (``"post<l>"``; $\sigma$ the identity for ``"linear"``,
+    ReLU for ``"relu"``), and the logits $Z = W_L X_{L-1}$ (``"Z"``): 2L
+    matrices, each (d or K, K n). :func:`forward` is its last matrix. Pure,
+    jit- and vmap-able.
+    """
+    x = jnp.asarray(factors[0])
+    names, mats = ["H"], [x]
     L = len(factors) - 1
     for l, W in enumerate(factors[1:], start=1):
-        x = W @ x
-        if activation == "relu" and l < L:
-            x = jax.nn.relu(x)
-    return x
+        x = jnp.asarray(W) @ x
+        if l < L:
+            names.append(f"pre{l}")
+            mats.append(x)
+            if activation == "relu":
+                x = jax.nn.relu(x)
+            names.append(f"post{l}")
+            mats.append(x)
+    names.append("Z")
+    mats.append(x)
+    return names, mats
+
+
+def forward(factors: Sequence[ArrayLike], activation: str = "linear") -> Array:
+    r"""Logits $Z = W_L\sigma(W_{L-1}\cdots\sigma(W_1 H))$ of (H, W_1, ..., W_L): the
+    last representation of :func:`layers` (the one forward pass)."""
+    return layers(factors, activation)[1][-1]
 
 
 def mean_loss(Z: Float[Array, "K M"], loss: str) -> Float[Array, ""]:
@@ -197,6 +225,12 @@ class DeepUFM(eqx.Module):
     def logits(self, factors=None) -> Float[Array, "K M"]:
         """Z of the current (or the given) factors."""
         return forward(self.factors if factors is None else factors, self.activation)
+
+    @computes
+    def representations(self, factors=None) -> tuple[list[str], list[Array]]:
+        """Every layer's representation of the current (or the given) factors:
+        ``(names, matrices)`` of :func:`layers` (H, pre1, post1, ..., Z)."""
+        return layers(self.factors if factors is None else factors, self.activation)
 
     @computes
     def data_loss(self, factors=None) -> Float[Array, ""]:

@@ -25,35 +25,24 @@ namespace holds the closed forms and constructions of
   the L-BFGS polish of the end points :func:`polish`, :func:`gap_rank`, and
   :func:`map_parameters` (the stored best factors of a map cell).
 
-Here ``lam`` is the weight-decay strength of the L-DUFM (the paper's
-lambda), the same on H and every W_l.
+The L-DUFM's gradient descent runs are :class:`svflow.DeepUFM` models (ReLU,
+squared loss, weight decay) trained by the loop of :func:`svflow.train`, and
+:func:`polish` polishes a :class:`svflow.DeepUFM`'s parameters. Their weight
+decay is ``weight_decay`` (the same on H and every W_l); ``lam``, the paper's
+lambda, is accepted as its alias (pass one of them) and names the datasets'
+attribute and sweep dimension. The closed forms take ``lam_H`` and ``lam_W``
+(one decay on H, one per weight matrix).
 """
 
-from ._explicit import BlockChoice as BlockChoice
-from ._explicit import SRGMatrices as SRGMatrices
-from ._explicit import balanced_scales as balanced_scales
-from ._explicit import ce_block_loss as ce_block_loss
-from ._explicit import ce_blocks as ce_blocks
-from ._explicit import ce_code_loss as ce_code_loss
-from ._explicit import ce_codes as ce_codes
-from ._explicit import ce_dnc_loss as ce_dnc_loss
-from ._explicit import ce_objective as ce_objective
-from ._explicit import ce_pair_loss as ce_pair_loss
-from ._explicit import construction_loss as construction_loss
-from ._explicit import construction_rho as construction_rho
-from ._explicit import dnc_factors as dnc_factors
-from ._explicit import dnc_loss as dnc_loss
-from ._explicit import hypercube_code as hypercube_code
-from ._explicit import ldufm_decay as ldufm_decay
-from ._explicit import network_objective as network_objective
-from ._explicit import polygon_code as polygon_code
-from ._explicit import relu_blocks as relu_blocks
-from ._explicit import relu_forward as relu_forward
-from ._explicit import scale_loss as scale_loss
-from ._explicit import srg_factors as srg_factors
-from ._explicit import srg_loss as srg_loss
-from ._explicit import srg_matrices as srg_matrices
-from ._explicit import srg_rho as srg_rho
+from ._ce_forms import ce_block_loss as ce_block_loss
+from ._ce_forms import ce_blocks as ce_blocks
+from ._ce_forms import ce_code_loss as ce_code_loss
+from ._ce_forms import ce_codes as ce_codes
+from ._ce_forms import ce_dnc_loss as ce_dnc_loss
+from ._ce_forms import ce_objective as ce_objective
+from ._ce_forms import ce_pair_loss as ce_pair_loss
+from ._ce_forms import hypercube_code as hypercube_code
+from ._ce_forms import polygon_code as polygon_code
 from ._ldufm import class_mean_spectra as class_mean_spectra
 from ._ldufm import gap_rank as gap_rank
 from ._ldufm import layer_representations as layer_representations
@@ -62,6 +51,21 @@ from ._ldufm import ldufm_runs as ldufm_runs
 from ._ldufm import ldufm_sweep as ldufm_sweep
 from ._ldufm import nc1 as nc1
 from ._ldufm import polish as polish
+from ._ldufm_forms import SRGMatrices as SRGMatrices
+from ._ldufm_forms import balanced_scales as balanced_scales
+from ._ldufm_forms import construction_loss as construction_loss
+from ._ldufm_forms import construction_rho as construction_rho
+from ._ldufm_forms import dnc_factors as dnc_factors
+from ._ldufm_forms import dnc_loss as dnc_loss
+from ._ldufm_forms import ldufm_decay as ldufm_decay
+from ._ldufm_forms import network_objective as network_objective
+from ._ldufm_forms import relu_blocks as relu_blocks
+from ._ldufm_forms import relu_forward as relu_forward
+from ._ldufm_forms import scale_loss as scale_loss
+from ._ldufm_forms import srg_factors as srg_factors
+from ._ldufm_forms import srg_loss as srg_loss
+from ._ldufm_forms import srg_matrices as srg_matrices
+from ._ldufm_forms import srg_rho as srg_rho
 from ._ldufm_map import ldufm_optimality_map as ldufm_optimality_map
 from ._ldufm_map import map_parameters as map_parameters
 from ._maps import CEMinimum as CEMinimum
@@ -72,6 +76,7 @@ from ._maps import explicit_phase_map as explicit_phase_map
 from ._maps import srg_construction_layers as srg_construction_layers
 from ._maps import srg_ratio_curve as srg_ratio_curve
 from ._maps import weight_decay_endpoints as weight_decay_endpoints
+from ._shared import BlockChoice as BlockChoice
 
 __all__ = [
     "BlockChoice",

@@ -8,11 +8,15 @@ $\lambda$ on every factor) is
 $$\mathcal L = \frac{1}{2Kn}\|W_L\sigma(W_{L-1}\cdots\sigma(W_1H)) - Y\|_F^2
  + \frac{\lambda}{2}\Big(\|H\|_F^2 + \sum_{l=1}^L\|W_l\|_F^2\Big),$$
 
-the objective of :func:`svflow.random_model` with ``activation="relu"``,
-``loss="squared"`` and ``weight_decay=lam``, from whose Gaussian starts
-full-batch GD runs (:func:`ldufm_gd_batch`: every start of one shape in one
-vmapped loop; the same steps as :func:`svflow.train`; t = steps x eta). On
-the records, every layer's representations are read off:
+the objective of the full-parameter model :class:`svflow.DeepUFM` with
+``activation="relu"``, ``loss="squared"`` and ``weight_decay`` $= \lambda$ (here
+``lam``, the paper's name, is an alias of ``weight_decay``). The runs are such
+models: Gaussian starts of :func:`svflow.random_model`, trained by
+:func:`svflow.train`'s loop (:func:`svflow._full.train.run_gd`; every start of
+one shape vmapped in one compiled loop, :func:`ldufm_gd_batch`; t = steps x
+eta). On the records, every layer's representations are read off by the
+model's forward pass (:meth:`svflow.DeepUFM.representations`,
+:func:`layer_representations`):
 
 - layer 0: the features H;
 - layer l = 1..L-1: the pre-activation $W_l X_{l-1}$ and the post-ReLU
@@ -29,7 +33,7 @@ centred class means; 0 for n = 1).
 
 **Polish.** GD stops at a fixed step count, not at a critical point. Every
 run is then polished by L-BFGS (:func:`polish`: optimistix ``LBFGS`` on the
-factors, gradients by ``jax.grad``, every run of one shape vmapped) for at
+same model's factors, gradients by ``jax.grad``, every run of one shape vmapped) for at
 most ``polish_steps`` steps; the polished point counts as converged when the
 Euclidean norm of the full gradient (over every entry of every factor) is
 below ``grad_tol`` (default :data:`GRAD_TOL` = 1e-6; the objective is O(0.1)).
@@ -43,6 +47,7 @@ stored beside the rank.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import equinox as eqx
@@ -55,10 +60,10 @@ import xarray as xr
 from .. import _dims as D
 from .._checks import check_choice, check_float, check_fraction, check_int
 from .._dataset import grid_dataset
-from .._full.model import random_model
-from .._full.train import DivergenceError, step_grid
+from .._full.model import DeepUFM, layers, random_model
+from .._full.train import DivergenceError, run_gd, step_grid
 from .._precision import computes
-from ._explicit import dnc_loss, relu_blocks, relu_forward
+from ._ldufm_forms import dnc_loss, relu_blocks
 
 __all__ = [
     "layer_representations",
@@ -76,25 +81,30 @@ RANK_RTOL_LAYERS = 1e-3
 GRAD_TOL = 1e-6  # converged: Euclidean norm of the full gradient below this
 POLISH_STEPS = 3000
 SV_FLOOR = 1e-14  # singular values below this times sigma_1 are round-off (float64)
+DEFAULT_DECAY = 0.004  # the weight decay of the paper's Fig. 2
+
+
+def _weight_decay_of(weight_decay, lam, default: float | None = DEFAULT_DECAY) -> float:
+    """The L-DUFM's weight decay from ``weight_decay`` or its alias ``lam`` (the paper's
+    lambda; one of them, or neither for ``default``), checked > 0."""
+    if weight_decay is not None and lam is not None:
+        raise TypeError(
+            f"pass weight_decay= or its alias lam= (the paper's lambda), not both; got "
+            f"weight_decay={weight_decay!r} and lam={lam!r}."
+        )
+    value = weight_decay if weight_decay is not None else lam if lam is not None else default
+    if value is None:
+        raise TypeError("weight_decay= is required (lam= is its alias, the paper's lambda).")
+    return check_float("weight_decay", value, minimum=0.0, strict_min=True)
 
 
 @computes
 def layer_representations(factors) -> tuple[list, list]:
-    """(names, matrices) of every layer's representation, (d or K, K n) each."""
-    x = jnp.asarray(factors[0])
-    names, mats = ["H"], [x]
-    L = len(factors) - 1
-    for l, W in enumerate(factors[1:], start=1):
-        x = jnp.asarray(W) @ x
-        if l < L:
-            names.append(f"pre{l}")
-            mats.append(x)
-            x = jax.nn.relu(x)
-            names.append(f"post{l}")
-            mats.append(x)
-    names.append("Z")
-    mats.append(x)
-    return names, mats
+    """(names, matrices) of every layer's representation of the L-DUFM (ReLU), (d or K,
+    K n) each: the forward pass of :class:`svflow.DeepUFM` (``activation="relu"``,
+    :meth:`svflow.DeepUFM.representations`) of any matrices (H, W_1, ..., W_L).
+    Names: ``H``, ``pre1``, ``post1``, ..., ``pre<L-1>``, ``post<L-1>``, ``Z``."""
+    return layers(factors, "relu")
 
 
 @computes
@@ -138,61 +148,91 @@ def nc1(X, classes: int, rcond: float = RANK_RTOL_LAYERS**2) -> float:
     return float(np.trace(Sw @ np.linalg.pinv(Sb, rcond=rcond, hermitian=True)) / classes)
 
 
-# --- the GD engine of the L-DUFM studies: every start of one shape vmapped
+# --- the L-DUFM as a DeepUFM: gradient descent by svflow's one loop, then the polish
 
 
-def _objective_parts(factors, lam, targets):
-    """(fit, regularisation): 1/(2 K n) ||Z - Y||^2 and (lam/2) sum_j ||F_j||^2."""
-    Z = relu_forward(factors)
-    data = 0.5 * jnp.sum((Z - targets) ** 2) / targets.shape[1]
-    return data, 0.5 * lam * sum(jnp.sum(F**2) for F in factors)
+def _template(model: DeepUFM) -> DeepUFM:
+    """``model`` with a blank description: every start of one shape shares one compile."""
+    return dataclasses.replace(model, description="")
 
 
-def _objective(factors, lam, targets):
-    """Mean squared loss 1/(2 K n) ||Z - Y||^2 + (lam/2) sum_j ||F_j||^2."""
-    data, reg = _objective_parts(factors, lam, targets)
-    return data + reg
+def _check_starts(model, starts) -> tuple:
+    """Stacked starts (leading run axis) of ``model``'s factor shapes, in its dtype."""
+    if not isinstance(model, DeepUFM):
+        raise TypeError(
+            f"model must be a DeepUFM (e.g. svflow.random_model or svflow.model_from_arrays); "
+            f"got {type(model).__name__}."
+        )
+    if starts is None:
+        return tuple(F[None] for F in model.factors)
+    if not isinstance(starts, (tuple, list)) or len(starts) != model.num_factors:
+        raise ValueError(
+            f"starts must be a sequence of N = {model.num_factors} stacked factors (H, W_1, ..., W_L), "
+            f"each with a leading run axis; got {type(starts).__name__} of length "
+            f"{len(starts) if hasattr(starts, '__len__') else '?'}."
+        )
+    stacked = tuple(jnp.asarray(F, dtype=model.dtype) for F in starts)
+    want = [(stacked[0].shape[:1] + A.shape) for A in model.factors]
+    got = [F.shape for F in stacked]
+    if got != want:
+        raise ValueError(
+            f"starts must stack the model's factor shapes behind one run axis: expected {want}, got {got}."
+        )
+    return stacked
+
+
+def _grad_norm(model: DeepUFM, factors):
+    """Euclidean norm of the full gradient of ``model.objective`` over every factor entry."""
+    return jnp.sqrt(sum(jnp.sum(g**2) for g in model.gradient(factors)))
 
 
 @eqx.filter_jit
-def _polish_batch(objective, factors, args, max_steps: int):
-    """L-BFGS on every stacked start (leading axis) of ``objective(factors, *args)``.
+def _polish_batch(model: DeepUFM, factors, max_steps: int):
+    """L-BFGS on ``model.objective`` from every stacked start (leading axis).
 
     Returns (polished factors, objective, gradient norm): the better of the start
     and the last L-BFGS iterate (a non-finite iterate keeps the start)."""
-    grad = jax.grad(objective)
-
-    def gnorm(fs):
-        return jnp.sqrt(sum(jnp.sum(g**2) for g in grad(fs, *args)))
 
     def one(f0):
         solver = optx.LBFGS(rtol=0.0, atol=1e-15, history_length=20)
-        sol = optx.minimise(lambda f, _: objective(f, *args), solver, f0, max_steps=max_steps, throw=False)
-        o0, o1 = objective(f0, *args), objective(sol.value, *args)
+        sol = optx.minimise(lambda f, _: model.objective(f), solver, f0, max_steps=max_steps, throw=False)
+        o0, o1 = model.objective(f0), model.objective(sol.value)
         keep = jnp.isfinite(o1) & (o1 <= o0)
         fs = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), sol.value, f0)
-        return fs, jnp.where(keep, o1, o0), gnorm(fs)
+        return fs, jnp.where(keep, o1, o0), _grad_norm(model, fs)
 
     return jax.vmap(one)(factors)
 
 
 @computes
-def polish(objective, factors, *args, max_steps: int = POLISH_STEPS):
-    r"""Polish stacked starts (every factor with a leading run axis) by L-BFGS.
+def polish(model: DeepUFM, starts=None, *, max_steps: int = POLISH_STEPS):
+    r"""Polish a :class:`svflow.DeepUFM`'s parameters by L-BFGS, from one or many starts.
 
-    optimistix ``LBFGS`` (history 20) on ``objective(factors, *args)`` (a scalar
-    JAX function of the tuple of factors), ``jax.grad`` for its gradient, for
-    ``max_steps`` steps (no earlier stop: the runs are vmapped), keeping the
-    better of start and end. Returns ``(factors, objective, grad_norm)`` as
-    numpy arrays: ``grad_norm`` is the Euclidean norm of the gradient over every
-    entry of every factor at the returned point. A run is converged when
-    ``grad_norm`` is below a stated tolerance (:data:`GRAD_TOL` for the
-    L-DUFM); at a ReLU kink the gradient need not vanish, and the caller
-    reports such a run as not converged.
+    optimistix ``LBFGS`` (history 20) on the model's objective
+    (:meth:`svflow.DeepUFM.objective`: mean data loss + $\sum_l\tfrac{wd_l}2\|A_l\|_F^2$;
+    for the L-DUFM ReLU, squared loss and weight decay), ``jax.grad`` for its
+    gradient, for ``max_steps`` steps (no earlier stop: the runs are vmapped),
+    keeping the better of start and end.
+
+    Args:
+        model: the model (its activation, loss, weight decay, K and n define the
+            objective; its factors are the start when ``starts`` is None).
+        starts: factors $(H, W_1, \ldots, W_L)$ stacked over runs (each with a
+            leading run axis, the model's shapes behind it), or None (one run from
+            the model's factors).
+        max_steps: L-BFGS steps (>= 1).
+
+    Returns:
+        ``(factors, objective, grad_norm)`` as numpy arrays with the leading run
+        axis: ``grad_norm`` is the Euclidean norm of the gradient over every entry
+        of every factor at the returned point. A run is converged when
+        ``grad_norm`` is below a stated tolerance (:data:`GRAD_TOL` for the
+        L-DUFM); at a ReLU kink the gradient need not vanish, and the caller
+        reports such a run as not converged.
     """
+    stacked = _check_starts(model, starts)
     max_steps = check_int("max_steps", max_steps, minimum=1)
-    stacked = tuple(jnp.asarray(F, dtype=float) for F in factors)
-    fs, obj, gn = _polish_batch(objective, stacked, tuple(args), max_steps)
+    fs, obj, gn = _polish_batch(_template(model), stacked, max_steps)
     return tuple(np.asarray(F) for F in fs), np.asarray(obj, float), np.asarray(gn, float)
 
 
@@ -215,25 +255,47 @@ def gap_rank(sv, floor: float = SV_FLOOR) -> tuple[int, float]:
     return r + 1, float(ratios[r])
 
 
-@jax.jit
-def _gd(factors, lam, eta, targets, steps):
-    """``steps`` (traced: one compilation per shape) GD steps on every stacked start."""
-    grad = jax.grad(_objective)
+@eqx.filter_jit
+def _gd_batch(model: DeepUFM, factors, eta, counts, keep_factors: bool):
+    """:func:`svflow._full.train.run_gd` (the loop of :func:`svflow.train`) on ``model``
+    from every stacked start (vmapped): ``counts`` steps before each record, each
+    record the objective (and the factors if ``keep_factors``). Returns
+    (final factors, records, first non-finite step or -1), leading axis = start."""
+
+    def record(m, _):
+        out = {"objective": m.objective()}
+        if keep_factors:
+            out["factors"] = m.factors
+        return out
 
     def one(fs):
-        def body(_, fs):
-            g = grad(fs, lam, targets)
-            return tuple(F - eta * dF for F, dF in zip(fs, g))
-
-        fs = jax.lax.fori_loop(0, steps, body, fs)
-        return fs, _objective(fs, lam, targets)
+        m, recs, bad = run_gd(model.with_factors(fs), eta, counts, record_fn=record)
+        return m.factors, recs, bad
 
     return jax.vmap(one)(factors)
 
 
-def _starts(classes, depth, width, scales, seeds, samples, lam):
-    """random_model starts, stacked over (scale, seed), scale-major."""
-    starts = [
+def _ldufm_model(classes: int, depth: int, width: int, samples: int, weight_decay: float) -> DeepUFM:
+    """The L-DUFM as a :class:`svflow.DeepUFM` (ReLU, squared loss, ``weight_decay`` on
+    every factor, n = ``samples`` per class) whose objective :func:`polish` and
+    :func:`polished_runs` use; its own factors (seed 0) are a placeholder."""
+    m = random_model(
+        classes,
+        depth=depth,
+        width=width,
+        samples_per_class=samples,
+        activation="relu",
+        loss="squared",
+        weight_decay=weight_decay,
+    )
+    return _template(m)
+
+
+def _starts(classes, depth, width, scales, seeds, samples, weight_decay) -> tuple:
+    """The L-DUFM as a :class:`svflow.DeepUFM` (:func:`svflow.random_model`, ReLU,
+    squared loss, ``weight_decay`` on every factor) from every (scale, seed), scale-major:
+    ``(template model, stacked factors)``."""
+    models = [
         random_model(
             classes,
             depth=depth,
@@ -243,21 +305,21 @@ def _starts(classes, depth, width, scales, seeds, samples, lam):
             samples_per_class=samples,
             activation="relu",
             loss="squared",
-            weight_decay=lam,
-        ).factors
+            weight_decay=weight_decay,
+        )
         for s in scales
         for seed in seeds
     ]
-    return tuple(jnp.stack(fs) for fs in zip(*starts))
+    return _template(models[0]), tuple(jnp.stack(fs) for fs in zip(*[m.factors for m in models]))
 
 
-def _check_gd(classes, depth, width, lam, eta, steps, samples) -> tuple:
-    """The arguments every L-DUFM gradient-descent run takes, checked."""
+def _check_gd(classes, depth, width, eta, steps, samples) -> tuple:
+    """The arguments every L-DUFM gradient-descent run takes, checked (the weight decay
+    by :func:`_weight_decay_of`)."""
     return (
         check_int("classes", classes, minimum=2),
         check_int("depth", depth, minimum=2),
         check_int("width", width, minimum=1),
-        check_float("lam", lam, minimum=0.0, strict_min=True),
         check_float("eta", eta, minimum=0.0, strict_min=True),
         check_int("steps", steps, minimum=1),
         check_int("samples", samples, minimum=1),
@@ -270,7 +332,8 @@ def ldufm_gd_batch(
     depth: int,
     *,
     width: int,
-    lam: float,
+    weight_decay: float | None = None,
+    lam: float | None = None,
     eta: float,
     steps: int,
     scales: Sequence[float],
@@ -279,36 +342,36 @@ def ldufm_gd_batch(
 ):
     r"""Full-batch GD on the L-DUFM from every (init scale, seed) start, vmapped.
 
-    $F_j \leftarrow F_j - \eta\nabla_{F_j}\mathcal L$ with the L-DUFM objective
+    The L-DUFM is the :class:`svflow.DeepUFM` with ReLU, squared loss and
+    ``weight_decay`` on every factor (``lam``, the paper's $\lambda$, is an alias:
+    pass one of them), and GD is :func:`svflow.train`'s loop
+    (:func:`svflow._full.train.run_gd`):
+    $F_j \leftarrow F_j - \eta\nabla_{F_j}\mathcal L$ with
     $\mathcal L = \frac{1}{2Kn}\|Z - Y\|_F^2 + \frac{\lambda}{2}\sum_j\|F_j\|_F^2$
-    ($Z$ the output of :func:`relu_forward`; mean squared loss, weight decay ``lam``
-    on every factor; documentation page *Explicit low-rank bias*),
-    ``steps`` steps (time t = steps x ``eta``). The starts are exactly those of
-    :func:`svflow.random_model` (``key=seed``, ``scale``), so each run is the
-    run :func:`svflow.train` makes from that start. Returns ``(factors,
-    objective)``: the final factors stacked over the starts (scale-major:
-    start ``i * len(seeds) + j`` is ``scales[i]``, ``seeds[j]``) and the final
-    objectives, ``inf`` where GD diverged.
+    ($Z$ the output of :func:`relu_forward`; mean squared loss; documentation page
+    *Explicit low-rank bias*), ``steps`` steps (time t = steps x ``eta``). The
+    starts are exactly those of :func:`svflow.random_model` (``key=seed``,
+    ``scale``), so each run is the run :func:`svflow.train` makes from that
+    start. Returns ``(factors, objective)``: the final factors stacked over the
+    starts (scale-major: start ``i * len(seeds) + j`` is ``scales[i]``,
+    ``seeds[j]``) and the final objectives, ``inf`` where GD diverged.
     """
-    classes, depth, width, lam, eta, steps, samples = _check_gd(
-        classes, depth, width, lam, eta, steps, samples
-    )
+    wd = _weight_decay_of(weight_decay, lam, default=None)
+    classes, depth, width, eta, steps, samples = _check_gd(classes, depth, width, eta, steps, samples)
     scales = [check_float("scales[i]", s, minimum=0.0, strict_min=True) for s in scales]
     seeds = [check_int("seeds[i]", s) for s in seeds]
     if not scales or not seeds:
         raise ValueError("scales and seeds must each hold at least one value.")
-    stacked = _starts(classes, depth, width, scales, seeds, samples, lam)
-    targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
-    factors, obj = _gd(stacked, lam, eta, targets, steps)
-    obj = np.asarray(obj, dtype=float)
+    model, stacked = _starts(classes, depth, width, scales, seeds, samples, wd)
+    factors, recs, _ = _gd_batch(model, stacked, jnp.asarray(eta, model.dtype), jnp.asarray([steps]), False)
+    obj = np.asarray(recs["objective"][:, -1], dtype=float)
     obj = np.where(np.isfinite(obj), obj, np.inf)
     return tuple(np.asarray(F) for F in factors), obj
 
 
-def polished_runs(
-    factors, classes: int, samples: int, lam: float, *, max_steps: int, grad_tol: float
-) -> dict:
-    """Polish stacked L-DUFM runs (:func:`polish`) and read off the polished points.
+def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float) -> dict:
+    """Polish stacked runs of the L-DUFM ``model`` (:func:`polish`) and read off the
+    polished points.
 
     Returns per run (leading axis): ``factors`` (the polished factors),
     ``objective``, ``fit`` (mean squared loss), ``regularisation`` (weight-decay
@@ -317,17 +380,15 @@ def polished_runs(
     (layer: :func:`gap_rank` of every layer's class means, names of
     :func:`layer_representations`), ``bottleneck`` (smallest gap rank over H
     and the hidden layers, Z excluded) and ``names``."""
-    targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
-    stacked = tuple(jnp.asarray(F, dtype=float) for F in factors)
-    g0 = jax.vmap(lambda fs: jnp.sqrt(sum(jnp.sum(g**2) for g in jax.grad(_objective)(fs, lam, targets))))(
-        stacked
-    )
-    fs, obj, gn = polish(_objective, stacked, lam, targets, max_steps=max_steps)
-    fit, reg = (np.asarray(a, float) for a in jax.vmap(_objective_parts, (0, None, None))(fs, lam, targets))
+    model = _template(model)
+    stacked = _check_starts(model, factors)
+    g0 = jax.vmap(lambda fs: _grad_norm(model, fs))(stacked)
+    fs, obj, gn = polish(model, stacked, max_steps=max_steps)
+    fit, reg = (np.asarray(a, float) for a in jax.vmap(lambda f: (model.data_loss(f), model.penalty(f)))(fs))
     ranks, gaps, names = [], [], None
     for k in range(obj.size):
-        names, mats = layer_representations([F[k] for F in fs])
-        rg = [gap_rank(class_mean_spectra(X, classes)) for X in mats]
+        names, mats = model.representations([F[k] for F in fs])
+        rg = [gap_rank(class_mean_spectra(X, model.classes)) for X in mats]
         ranks.append([r for r, _ in rg])
         gaps.append([g for _, g in rg])
     ranks = np.asarray(ranks, int)
@@ -363,7 +424,8 @@ def ldufm_runs(
     depth: int = 4,
     *,
     width: int = 30,
-    lam: float = 0.004,
+    weight_decay: float | None = None,
+    lam: float | None = None,
     eta: float = 0.5,
     steps: int = 100_000,
     seeds: Sequence[int] = tuple(range(10)),
@@ -377,8 +439,10 @@ def ldufm_runs(
 ) -> xr.Dataset:
     r"""GD on the L-DUFM from Gaussian starts, one run per seed, with the closed forms.
 
-    Every factor has weight decay ``lam`` (the paper's
-    $\lambda_H = \lambda_{W_l} = \lambda$); the start is
+    The L-DUFM is the :class:`svflow.DeepUFM` with ReLU, squared loss and weight
+    decay ``weight_decay`` on every factor (the paper's
+    $\lambda_H = \lambda_{W_l} = \lambda$; ``lam`` is its alias: pass one of
+    them; default 0.004, stored as the attribute ``lam``); the start is
     :func:`svflow.random_model` with init ``scale`` (entries
     $\mathcal N(0, \text{scale}^2/\text{width})$), which decides which minimum GD
     finds. The run is recorded on the log step grid of :func:`svflow.train`
@@ -412,9 +476,8 @@ def ldufm_runs(
 
     NC1 is 0 by convention for ``samples`` = 1 (no within-class spread).
     """
-    classes, depth, width, lam, eta, steps, samples = _check_gd(
-        classes, depth, width, lam, eta, steps, samples
-    )
+    lam = _weight_decay_of(weight_decay, lam)
+    classes, depth, width, eta, steps, samples = _check_gd(classes, depth, width, eta, steps, samples)
     scale = check_float("scale", scale, minimum=0.0, strict_min=True)
     num_times = check_int("num_times", num_times, minimum=2)
     rank_rtol = check_fraction("rank_rtol", rank_rtol)
@@ -423,11 +486,11 @@ def ldufm_runs(
     grid = step_grid(steps, num_times)
     L_dnc = dnc_loss(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
     best = relu_blocks(classes, depth, lam_H=lam, lam_W=lam, samples=samples)
-    factors = _starts(classes, depth, width, [scale], seeds, samples, lam)
+    model, factors = _starts(classes, depth, width, [scale], seeds, samples, lam)
     polish_steps = check_int("polish_steps", polish_steps, minimum=1)
     grad_tol = check_float("grad_tol", grad_tol, minimum=0.0, strict_min=True)
-    records = _record_runs(factors, grid, classes, samples, lam=lam, eta=eta, rank_rtol=rank_rtol)
-    pol = polished_runs(records[-1], classes, samples, lam, max_steps=polish_steps, grad_tol=grad_tol)
+    records = _record_runs(model, factors, grid, eta=eta, rank_rtol=rank_rtol)
+    pol = polished_runs(model, records[-1], max_steps=polish_steps, grad_tol=grad_tol)
     attrs = {
         "title": "GD on the L-DUFM (ReLU, squared loss, weight decay)",
         "classes": int(classes),
@@ -530,55 +593,44 @@ def _check_seed_list(seeds) -> list[int]:
     return seeds
 
 
-def _record_runs(factors, grid, classes: int, samples: int, *, lam, eta, rank_rtol):
-    """GD on the stacked starts ``factors`` with layer statistics at every record step.
+def _record_runs(model: DeepUFM, factors, grid, *, eta, rank_rtol):
+    """GD (:func:`_gd_batch`) on ``model`` from the stacked starts ``factors``, with
+    layer statistics at every record step of ``grid``.
 
     Returns ``(layer names, objective (seed, time), sv (seed, time, layer, sv),
     rank (seed, time, layer), nc1 (seed, time, layer), final factors)``; raises
-    :class:`DivergenceError` at the first non-finite objective.
+    :class:`DivergenceError` at the first record with a non-finite objective.
     """
-    nseeds = factors[0].shape[0]
-    targets = jnp.repeat(jnp.eye(classes), samples, axis=1)
-    objs, svs, ranks, nc1s = [], [], [], []
-    names = None
-    done = 0
-    for target in grid:
-        if target > done:
-            factors, _ = _gd(factors, lam, eta, targets, int(target - done))
-            done = int(target)
-        o = np.asarray(jax.vmap(_objective, (0, None, None))(factors, lam, targets))
-        if not np.all(np.isfinite(o)):
-            raise DivergenceError(
-                f"gradient descent diverged by step {done} (t = {done * eta:g}) "
-                f"with learning rate eta = {eta:g}; use a smaller eta or init scale."
-            )
-        objs.append(o)
-        per = [
-            _layer_stats([np.asarray(F[k]) for F in factors], classes, samples, rank_rtol)
-            for k in range(nseeds)
-        ]
-        names = per[0][0]
-        svs.append([p[1] for p in per])
-        ranks.append([p[2] for p in per])
-        nc1s.append([p[3] for p in per])
-    # records were (time, seed, ...): put seed first
-    return (
-        names,
-        np.asarray(objs).T,
-        np.asarray(svs).swapaxes(0, 1),
-        np.asarray(ranks).swapaxes(0, 1),
-        np.asarray(nc1s).swapaxes(0, 1),
-        factors,
-    )
+    counts = jnp.asarray(np.diff(grid, prepend=0))
+    final, recs, _ = _gd_batch(model, factors, jnp.asarray(eta, model.dtype), counts, True)
+    objs = np.asarray(recs["objective"])
+    finite = np.all(np.isfinite(objs), axis=0)
+    if not np.all(finite):
+        done = int(grid[np.argmin(finite)])
+        raise DivergenceError(
+            f"gradient descent diverged by step {done} (t = {done * eta:g}) "
+            f"with learning rate eta = {eta:g}; use a smaller eta or init scale."
+        )
+    kept = [np.asarray(F) for F in recs["factors"]]
+    K, n = model.classes, model.samples_per_class
+    per = [
+        [_layer_stats([F[k, i] for F in kept], K, n, rank_rtol) for i in range(len(grid))]
+        for k in range(objs.shape[0])
+    ]
+    names = per[0][0][0]
+    svs, ranks, nc1s = (np.asarray([[p[j] for p in run] for run in per]) for j in (1, 2, 3))
+    return names, objs, svs, ranks, nc1s, final
 
 
-SWEEP_PARAMS = ("lam", "width", "scale", "classes")
+SWEEP_PARAMS = ("weight_decay", "lam", "width", "scale", "classes")
+_SWEEP_ATTRS = {"weight_decay": "lam", "scale": "init_scale"}  # the dataset attr each one sets
 
 
 @computes
 def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
-    """:func:`ldufm_runs` over ``param`` (one of ``"lam"``, ``"width"``, ``"scale"``
-    (the init scale) or ``"classes"``), concatenated along it.
+    """:func:`ldufm_runs` over ``param`` (one of ``"weight_decay"`` or its alias
+    ``"lam"``, ``"width"``, ``"scale"`` (the init scale) or ``"classes"``),
+    concatenated along it (the dim is named ``param``).
 
     Over ``classes`` the singular-value axis ``sv`` is padded with NaN to the
     largest K."""
@@ -591,7 +643,7 @@ def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
         kmax = max(p.sizes["sv"] for p in parts)
         parts = [p.reindex(sv=np.arange(kmax)) for p in parts]
     for p in parts:
-        p.attrs.pop(param if param != "scale" else "init_scale", None)
+        p.attrs.pop(_SWEEP_ATTRS.get(param, param), None)
         p.attrs.pop("best_construction", None)
     out = xr.concat(
         parts,

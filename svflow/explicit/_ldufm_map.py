@@ -41,13 +41,8 @@ from .. import _dims as D
 from .._checks import check_float, check_fraction, check_int
 from .._dataset import grid_dataset
 from .._precision import computes
-from ._explicit import dnc_loss, relu_blocks
-from ._ldufm import (
-    GRAD_TOL,
-    POLISH_STEPS,
-    ldufm_gd_batch,
-    polished_runs,
-)
+from ._ldufm import GRAD_TOL, POLISH_STEPS, _ldufm_model, _weight_decay_of, ldufm_gd_batch, polished_runs
+from ._ldufm_forms import dnc_loss, relu_blocks
 
 __all__ = ["ldufm_optimality_map", "map_parameters"]
 
@@ -57,7 +52,8 @@ def ldufm_optimality_map(
     classes: Sequence[int] = tuple(range(2, 17)),
     depths: Sequence[int] = tuple(range(2, 7)),
     *,
-    lam: float = 0.004,
+    weight_decay: float | None = None,
+    lam: float | None = None,
     eta: float = 0.5,
     steps: int = 50_000,
     scales: Sequence[float] = (0.55, 1.0, 1.5),
@@ -74,7 +70,9 @@ def ldufm_optimality_map(
     Args:
         classes: class counts K (>= 2).
         depths: depths L (>= 2, number of weight matrices).
-        lam: weight decay on H and every $W_l$.
+        weight_decay: weight decay on H and every $W_l$ (default 0.004; stored
+            as the attribute ``lam``).
+        lam: alias of ``weight_decay`` (the paper's lambda): pass one of them.
         eta: learning rate (time t = steps x eta).
         steps: GD steps per start.
         scales: init scales of :func:`svflow.random_model`.
@@ -108,7 +106,7 @@ def ldufm_optimality_map(
     """
     Ks = [check_int("classes[i]", K, minimum=2) for K in classes]
     Ls = [check_int("depths[i]", L, minimum=2) for L in depths]
-    lam = check_float("lam", lam, minimum=0.0, strict_min=True)
+    lam = _weight_decay_of(weight_decay, lam)
     seeds = check_int("seeds", seeds, minimum=1)
     samples = check_int("samples", samples, minimum=1)
     beat_rtol = check_fraction("beat_rtol", beat_rtol, open_low=False)
@@ -240,7 +238,7 @@ def _map_cell(
         K,
         L,
         width=width,
-        lam=lam,
+        weight_decay=lam,
         eta=eta,
         steps=steps,
         scales=scales,
@@ -248,7 +246,8 @@ def _map_cell(
         samples=samples,
     )
     shape = (len(scales), seeds)
-    pol = polished_runs(factors, K, samples, lam, max_steps=polish_steps, grad_tol=grad_tol)
+    model = _ldufm_model(K, L, width, samples, lam)
+    pol = polished_runs(model, factors, max_steps=polish_steps, grad_tol=grad_tol)
     out["obj"][ij] = o.reshape(shape)
     out["pol"][ij] = pol["objective"].reshape(shape)
     out["gn"][ij] = pol["grad_norm"].reshape(shape)

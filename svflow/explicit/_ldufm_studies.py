@@ -81,7 +81,7 @@ class LdufmStudy:
         return ds
 
 
-_GD = dict(depth=4, lam=0.004, eta=0.5)
+_GD = dict(depth=4, weight_decay=0.004, eta=0.5)
 _FIG2_FIXED = "K = 10, L = 4, weight decay 0.004 on every factor, width 30, learning rate 0.5"
 
 LDUFM_STUDIES: dict[str, LdufmStudy] = {
@@ -123,7 +123,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "Fig. 3 (middle)",
             ldufm_sweep,
             common=dict(
-                param="lam",
+                param="lam",  # weight_decay by its alias: the dataset dim the figure reads
                 values=(0.001, 0.002, 0.004, 0.008, 0.016),
                 classes=10,
                 depth=4,
@@ -163,7 +163,9 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "ldufm_fig6",
             "Fig. 6",
             ldufm_scale_sweep,
-            common=dict(scales=(0.55, 1.0), classes=15, depth=7, lam=0.004, eta=0.5, width=30, samples=1),
+            common=dict(
+                scales=(0.55, 1.0), classes=15, depth=7, weight_decay=0.004, eta=0.5, width=30, samples=1
+            ),
             quick=dict(steps=50_000, seeds=(0, 1, 2), num_times=31),
             full=dict(steps=500_000, seeds=tuple(range(10)), num_times=51),
             fixed="K = 15 at L = 7",
@@ -174,7 +176,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "ldufm_optimality",
             "none (svflow's empirical optimality map)",
             ldufm_optimality_map,
-            common=dict(classes=tuple(range(2, 17)), depths=tuple(range(2, 7)), lam=0.004, eta=0.5),
+            common=dict(classes=tuple(range(2, 17)), depths=tuple(range(2, 7)), weight_decay=0.004, eta=0.5),
             # quick: K = 2..6 and a short polish (the full grid's L-BFGS polish of
             # 75 cells took over 20 minutes of the main job)
             quick=dict(

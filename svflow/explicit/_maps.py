@@ -20,19 +20,25 @@ import xarray as xr
 from .. import _dims as D
 from .._checks import check_float, check_int
 from .._dataset import grid_dataset
+from .._full.model import forward, layers, model_from_arrays
 from .._precision import computes
-from ._explicit import (
+from ._ce_forms import (
     ce_blocks,
     ce_code_loss,
     ce_codes,
     ce_dnc_loss,
     ce_pair_loss,
-    dnc_factors,
-    dnc_loss,
     hypercube_code,
     polygon_code,
+)
+from ._ldufm import class_mean_spectra, gap_rank, polish
+from ._ldufm_forms import (
+    construction_loss,
+    dnc_factors,
+    dnc_loss,
     relu_blocks,
     srg_factors,
+    srg_loss,
     srg_rho,
 )
 
@@ -326,20 +332,13 @@ def _ce_closed_forms(classes: int, depths, weight_decay: float) -> dict:
 
 
 def _network_layers(factors, depth: int) -> tuple[list, list]:
-    """(names, class-mean matrices) M1 = H, pre-M(l+1), M(l+1) = ReLU(W_l M_l), Z."""
-    names, mats = ["M1"], [np.asarray(factors[0])]
-    x = mats[0]
-    for l, W in enumerate(factors[1:], start=1):
-        x = np.asarray(W) @ x
-        if l < depth:
-            names.append(f"pre-M{l + 1}")
-            mats.append(x)
-            x = np.maximum(x, 0.0)
-            names.append(f"M{l + 1}")
-            mats.append(x)
-    names.append("Z")
-    mats.append(x)
-    return names, mats
+    """(names, class-mean matrices) M1 = H, pre-M(l+1), M(l+1) = ReLU(W_l M_l), Z: the
+    DeepUFM's forward pass (:func:`svflow._full.model.layers`, ReLU), Fig. 1's names."""
+    names, mats = layers(factors, "relu")
+    rename = {"H": "M1", "Z": "Z"}
+    for l in range(1, depth):
+        rename[f"pre{l}"], rename[f"post{l}"] = f"pre-M{l + 1}", f"M{l + 1}"
+    return [rename[n] for n in names], [np.asarray(m) for m in mats]
 
 
 def _rank9(m) -> int:
@@ -434,8 +433,6 @@ def srg_ratio_curve(
     through the ReLU network at their best balanced scale
     (:func:`svflow.explicit.construction_loss`). Below 1 the SRG network beats DNC.
     """
-    from ._explicit import construction_loss, dnc_factors, srg_loss
-
     rs = [check_int("radii[i]", r, minimum=4) for r in radii]
     Ls = [check_int("depths[i]", L, minimum=2) for L in depths]
     lm = [check_float("lams[i]", x, minimum=0.0, strict_min=True) for x in lams]
@@ -490,15 +487,6 @@ class CEMinimum(NamedTuple):
     grad_norms: np.ndarray  # gradient norm of every seed
 
 
-def _ce_factor_objective(factors, wd, labels):
-    """Mean CE of Z = W_L ... W_1 H (columns = samples) + (wd/2) sum_j ||F_j||^2."""
-    Z = factors[0]
-    for W in factors[1:]:
-        Z = W @ Z
-    ce = jnp.mean(jax.nn.logsumexp(Z, axis=0) - Z[labels, jnp.arange(Z.shape[1])])
-    return ce + 0.5 * wd * sum(jnp.sum(F**2) for F in factors)
-
-
 def _ce_starts(K: int, L: int, d: int, n: int, scale: float, seeds) -> tuple:
     """Gaussian starts N(0, scale^2 / d) (H: N(0, scale^2 / K n)), stacked over seeds."""
     shapes = [(d, K * n)] + [(d, d)] * (L - 1) + [(K, d)]
@@ -529,7 +517,8 @@ def ce_minimum(
     + \frac{wd}2\Big(\|H\|_F^2 + \sum_{l=1}^L\|W_l\|_F^2\Big),\qquad Z = W_L\cdots W_1H,$$
 
     (depth L = number of weight matrices, N = L + 1 factors, n samples per
-    class, columns class-major) from Gaussian starts (one per seed, entries
+    class, columns class-major: the :class:`svflow.DeepUFM` with ``activation="linear"``,
+    ``loss="ce"`` and ``weight_decay=wd``) from Gaussian starts (one per seed, entries
     $\mathcal N(0, \text{scale}^2/\text{fan-in})$, width d = ``width``, default
     K), each polished by L-BFGS (:func:`svflow.explicit.polish`, ``max_steps``
     steps, the runs vmapped). The objective is smooth, so a good run ends with a
@@ -539,8 +528,6 @@ def ce_minimum(
     It is an upper bound on the global minimum, set beside the constructions of
     :func:`svflow.explicit.ce_codes` (DNC, block codes, hypercube, polygon).
     """
-    from ._ldufm import class_mean_spectra, gap_rank, polish
-
     K = check_int("classes", classes, minimum=2)
     L = check_int("depth", depth, minimum=1)
     wd = check_float("weight_decay", weight_decay, minimum=0.0, strict_min=True)
@@ -552,14 +539,12 @@ def ce_minimum(
     n = check_int("samples", samples, minimum=1)
     d = K if width is None else check_int("width", width, minimum=1)
     scale = check_float("scale", scale, minimum=0.0, strict_min=True)
-    labels = jnp.repeat(jnp.arange(K), n)
     starts = _ce_starts(K, L, d, n, scale, seeds)
-    fs, obj, gn = polish(_ce_factor_objective, starts, wd, labels, max_steps=max_steps)
+    model = model_from_arrays([F[0] for F in starts], activation="linear", loss="ce", weight_decay=wd)
+    fs, obj, gn = polish(model, starts, max_steps=max_steps)
     b = int(np.nanargmin(obj))
     best = [np.asarray(F[b]) for F in fs]
-    Z = best[0]
-    for W in best[1:]:
-        Z = W @ Z
+    Z = np.asarray(forward(best))
     rank, gap = gap_rank(class_mean_spectra(Z, K))
     return CEMinimum(float(obj[b]), int(rank), float(gap), float(gn[b]), seeds[b], tuple(best), obj, gn)
 
