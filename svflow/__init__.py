@@ -90,6 +90,7 @@ from ._groups import group_softmax_eigenvalues as group_softmax_eigenvalues
 from ._groups import resolve_group as resolve_group
 from ._groups import spectral_basis as spectral_basis
 from ._integrate import IntegrationError as IntegrationError
+from ._integrate import Solver as Solver
 from ._integrate import log_times as log_times
 from ._simulate import factor_values as factor_values
 from ._simulate import simulate as simulate
@@ -151,6 +152,7 @@ __all__ = [
     "MaxMarginPoint",
     "OutcomeRule",
     "SoftmaxCode",
+    "Solver",
     "Start",
     "SweepInterrupted",
     "SweepSpecError",

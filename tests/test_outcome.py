@@ -16,7 +16,7 @@ from scipy.integrate import solve_ivp
 import svflow
 from svflow._analysis.asymptotics import kkt_residual
 from svflow._fields import CETauField, scaled_one_minus_mu
-from svflow._integrate import SolverConfig, solve
+from svflow._integrate import Solver, solve
 from svflow._outcome import Criterion, _stage
 from svflow._simulate import ReducedField
 from svflow._walsh import one_minus_mu
@@ -37,7 +37,7 @@ def test_log_domain_field_matches_plain_field():
 
 def test_loglog_clock_matches_log_clock():
     lam0 = jnp.asarray([0.0, 1e-2, 8e-3, 5e-3])
-    cfg = SolverConfig(rtol=1e-10, atol=1e-13, max_steps=100_000)
+    cfg = Solver(rtol=1e-10, atol=1e-13, max_steps=100_000)
     ts = jnp.asarray([0.0, 1e2, 1e5, 1e8])
     a, ra, _ = solve(ReducedField(jnp.asarray(0.0), "ce", 3, True), lam0, ts, None, cfg)
     b, rb, _ = solve(CETauField(3, True), lam0, ts, None, cfg, clock="loglog")
@@ -60,7 +60,7 @@ def test_loglog_clock_matches_log_clock():
 
 def test_reaches_t_exp_1e4_without_overflow():
     lam0 = jnp.asarray([0.0, 1e-2, 9e-3, 5e-3])
-    cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
+    cfg = Solver(rtol=1e-6, atol=1e-9, max_steps=100_000)
     ys, res, _ = solve(
         CETauField(4, True), lam0, jnp.asarray([0.0, 1e2, 1e4]), None, cfg, clock="loglog", grid="tau"
     )
@@ -146,7 +146,7 @@ def _continue_ten_times(K, depth, B, seed, horizons=(1e2, 1e3)):
     oc = ds["outcome"].values
     dec = np.flatnonzero(oc >= 0)
     assert dec.size >= 0.5 * B
-    cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
+    cfg = Solver(rtol=1e-6, atol=1e-9, max_steps=100_000)
     tau = ds["log_t_end"].values[dec]
     for t in np.unique(tau):
         idx = dec[tau == t]
@@ -234,8 +234,15 @@ def test_outcome_rejects_bad_input():
 
 def test_simulate_log_t_end_matches_t_end():
     lam0 = np.array([0.0, 1e-2, 9e-3, 6e-3])
-    a = svflow.simulate(4, 2, init=lam0, t_end=1e8, num_times=5, rtol=1e-10, atol=1e-13)
-    b = svflow.simulate(4, 2, init=lam0, log_t_end=float(np.log1p(1e8)), num_times=5, rtol=1e-10, atol=1e-13)
+    a = svflow.simulate(4, 2, init=lam0, t_end=1e8, num_times=5, solver=svflow.Solver(rtol=1e-10, atol=1e-13))
+    b = svflow.simulate(
+        4,
+        2,
+        init=lam0,
+        log_t_end=float(np.log1p(1e8)),
+        num_times=5,
+        solver=svflow.Solver(rtol=1e-10, atol=1e-13),
+    )
     np.testing.assert_allclose(b["lam"].values[-1], a["lam"].values[-1], rtol=1e-7)
     np.testing.assert_allclose(b["log_t"].values, np.log1p(b["time"].values))
     far = svflow.simulate(4, 2, init=lam0, log_t_end=1e3, num_times=5)

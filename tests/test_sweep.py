@@ -121,13 +121,13 @@ def test_other_chunk_size_and_resume_equal(tmp_path, ref):
 def test_reduced_ode_cells_chunk_invariant(tmp_path):
     """A short reduced-ODE solve per cell (adaptive steps under vmap): with one
     batch size, chunking changes which cells share a chunk, not one bit."""
-    from svflow._integrate import SolverConfig, solve
+    from svflow._integrate import Solver, solve
     from svflow._simulate import ReducedField
 
     def ode_cell(key, eps, seed):
         s0 = 0.1 * jnp.exp(eps * jax.random.normal(key, (3, 4)))
         field = ReducedField(jnp.asarray(0.0), "ce", 3, False)
-        ys, _, steps = solve(field, s0, jnp.array([0.0, 50.0]), None, SolverConfig(rtol=1e-6, atol=1e-8))
+        ys, _, steps = solve(field, s0, jnp.array([0.0, 50.0]), None, Solver(rtol=1e-6, atol=1e-8))
         return {"lam": jnp.prod(ys[-1], axis=0), "steps": steps}
 
     grid = {"eps": [0.1, 1.0], "seed": np.arange(5)}

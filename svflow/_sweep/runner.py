@@ -206,6 +206,7 @@ def sweep(
     batch: int | None = None,
     max_chunks: int | None = None,
     dry_run: bool = False,
+    batched: bool = False,
 ) -> xr.Dataset | dict | None:
     r"""Run ``cell_fn`` on every cell of ``grid``, resumably, into a zarr store.
 
@@ -233,6 +234,14 @@ def sweep(
         batch: cells per vmapped call, a divisor of ``chunk`` (default: ``chunk``).
         max_chunks: stop after computing this many chunks and return ``None``.
         dry_run: only plan and check; return a summary dict (nothing is computed or written).
+        batched: ``cell_fn`` takes a whole batch of cells itself,
+            ``cell_fn(keys, **coords, **params)`` with ``keys`` (B,), static
+            dimensions as Python values and dynamic ones as arrays (B,), and
+            returns arrays with a leading axis B; it is called as it is (no
+            ``jax.vmap``, no ``jax.jit``, no sharding over ``devices``), so a
+            chunk can go through an engine of its own (e.g. svflow's refill
+            batch engine, :func:`svflow.studies.basin_map`). Its output shapes
+            come from one real evaluation on the first cell.
 
     Returns:
         ``xarray.Dataset`` with dims ``(*grid, *output dims)``, coordinates from
@@ -243,7 +252,7 @@ def sweep(
         SweepSpecError: ``store`` holds a different sweep (nothing is written).
     """
     path = _store_path(store, "sweep")
-    plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch)
+    plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch, batched)
     if max_chunks is not None:
         max_chunks = check_int("max_chunks", max_chunks, minimum=0)
     if dry_run:

@@ -533,11 +533,11 @@ def train_flow(
     Raises:
         IntegrationError: the solver failed (the message says what to change).
     """
-    from .._integrate import SolverConfig, check_solution, log_times
+    from .._integrate import Solver, check_solution, log_times
 
     t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
     num_records = check_int("num_records", num_records, minimum=2)
-    config = SolverConfig(solver="tsit5", rtol=rtol, atol=atol, max_steps=max_steps)
+    config = Solver(rtol=rtol, atol=atol, max_steps=max_steps)
     ts = log_times(t_end, num_records)
     X = jnp.asarray(data["X_train"], jnp.float64)
     y = jnp.asarray(data["y_train"])
@@ -659,10 +659,10 @@ def realdata_study(
     dtype = check_choice("dtype", dtype, ("float64", "float32"))
     if optimizer == "flow" and dtype != "float64":
         raise ValueError(f"the flow integrates in float64; got dtype={dtype!r}.")
-    from .._integrate import IntegrationError, SolverConfig, log_times
+    from .._integrate import IntegrationError, Solver, log_times, result_code
 
     t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
-    config = SolverConfig(solver="tsit5", rtol=rtol, atol=atol, max_steps=max_steps)
+    config = Solver(rtol=rtol, atol=atol, max_steps=max_steps)
     if (X is None) != (y is None):
         raise ValueError("pass both X and y (features and labels), or neither (the digits).")
     data = (
@@ -690,7 +690,7 @@ def realdata_study(
                 m, X, y, log_times(kw["t_end"], kw["num_records"]), config
             )
             recs = _flow_records(unravel, ys, data, K, float(rank_rtol))
-            return {**recs, "num_steps": num_steps, "result": jnp.asarray(result._value)}
+            return {**recs, "num_steps": num_steps, "result": jnp.asarray(result_code(result))}
         _, recs = train_adam(
             m,
             data,
