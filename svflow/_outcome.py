@@ -467,14 +467,14 @@ def _limits(lam_end: np.ndarray, support: np.ndarray, decided: np.ndarray, depth
 
     Walsh group: :func:`svflow.kkt_point` on the decided support; other groups:
     :func:`svflow.max_margin_direction` over tied pairs from the late state."""
-    from ._analysis.asymptotics import kkt_point, max_margin_direction
+    from ._analysis.asymptotics import _kkt_point, max_margin_direction
 
     B, K = lam_end.shape
     limit = np.full((B, K), np.nan)
     res = np.full(B, np.nan)
     for b in np.flatnonzero(decided):
         if group.name == "walsh":
-            pt = kkt_point(lam_end[b], depth, support=support[b])
+            pt = _kkt_point(np.asarray(lam_end[b], float), depth + 1, support[b])
         else:
             pt = max_margin_direction(lam_end[b], depth, group=group)
         limit[b] = pt.lam / pt.lam.max()

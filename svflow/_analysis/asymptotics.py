@@ -96,8 +96,11 @@ def _as_lam(lam, K: int | None = None) -> np.ndarray:
 @computes
 def normalised_margin(lam, factors: int) -> float:
     r"""$\gamma = \min_k m_k / (N\sum_{i\ge1}|\lambda_i|^{2/N})^{N/2}$ of a balanced spectral state."""
-    lam = _as_lam(lam)
-    N = _check_factors(factors)
+    return _normalised_margin(_as_lam(lam), _check_factors(factors))
+
+
+def _normalised_margin(lam: np.ndarray, N: int) -> float:
+    """:func:`normalised_margin` without the argument checks."""
     K = lam.shape[0]
     m = margin_matrix(K) @ lam[1:]
     norm = N * np.sum(np.abs(lam[1:]) ** (2.0 / N))
@@ -333,7 +336,7 @@ def vertex_optimum(classes: int, factors: int) -> tuple[np.ndarray, float]:
     cost = np.sum(V ** (2.0 / N), axis=1)
     i = int(np.argmin(cost))
     lam = np.concatenate([[0.0], V[i]])
-    return lam, normalised_margin(lam, N)
+    return lam, _normalised_margin(lam, N)
 
 
 # --------------------------------------------------------------------------- KKT solver
@@ -383,8 +386,11 @@ def kkt_residual(lam, factors: int, *, tol: float = 1e-6) -> tuple[float, np.nda
     Returns:
         (residual, multipliers (K,), active (K,), support (K,)).
     """
-    lam = _as_lam(lam)
-    N = _check_factors(factors)
+    return _kkt_residual(_as_lam(lam), _check_factors(factors), tol)
+
+
+def _kkt_residual(lam: np.ndarray, N: int, tol: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`kkt_residual` without the argument checks."""
     K = lam.shape[0]
     M = margin_matrix(K)
     l = np.maximum(lam[1:], 0.0)
@@ -411,13 +417,13 @@ def kkt_residual(lam, factors: int, *, tol: float = 1e-6) -> tuple[float, np.nda
 def _point(out: np.ndarray, N: int, tol: float, message: str) -> MaxMarginPoint:
     M = margin_matrix(out.shape[0])
     out = out / (M @ out[1:]).min()
-    kres, mult, act, sup = kkt_residual(out, N, tol=tol)
+    kres, mult, act, sup = _kkt_residual(out, N, tol)
     infeas = float(max(0.0, 1.0 - (M @ out[1:]).min()))
     return MaxMarginPoint(
         lam=out,
         direction=out / np.linalg.norm(out),
         factors=N,
-        normalised_margin=normalised_margin(out, N),
+        normalised_margin=_normalised_margin(out, N),
         kkt_residual=kres,
         multipliers=mult,
         active=act,
@@ -458,7 +464,13 @@ def kkt_point(
     lam = _as_lam(lam)
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ValueError(f"depth L must be an integer >= 1; got {depth!r}.")
-    N = int(depth) + 1
+    return _kkt_point(lam, int(depth) + 1, support, tol, active_tol, maxiter)
+
+
+def _kkt_point(
+    lam: np.ndarray, N: int, support=None, tol: float = 1e-6, active_tol: float = 0.05, maxiter: int = 200
+) -> MaxMarginPoint:
+    """:func:`kkt_point` without the argument checks (N = depth + 1 factors)."""
     K = lam.shape[0]
     M = margin_matrix(K)
     S, lS = _kkt_support(lam, M, support)
