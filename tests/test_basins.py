@@ -18,7 +18,7 @@ from svflow._analysis.classify import (
 )
 from svflow._integrate import Solver
 from svflow._walsh import one_minus_mu
-from svflow.studies._basins import basin_batch, basin_start, basin_width
+from svflow.studies._basins import basin_cells, basin_start, basin_width
 from svflow.studies._repulsion import log_ratio_rate, one_minus_mu_series, repulsion
 
 RULE = OutcomeRule()
@@ -110,13 +110,14 @@ def test_two_factors_reach_nc_everywhere():
 
 
 def test_batch_equals_single_runs():
-    """basin_batch (double-log clock, vmapped) = simulate in plain log time to t = e^20."""
+    """basin_cells (double-log clock, refill batch engine) = simulate in plain log time to t = e^20."""
     cfg = Solver(rtol=1e-9, atol=1e-12, max_steps=100_000)
-    eps = jnp.asarray([1e-3, 1e-2, 1e-1])
-    delta = jnp.asarray([0.1, 0.4, 0.6])
-    seed = jnp.asarray([0, 1, 2])
+    eps = np.asarray([1e-3, 1e-2, 1e-1])
+    delta = np.asarray([0.1, 0.4, 0.6])
+    seed = np.asarray([0, 1, 2])
     for family in ("lag",):
-        out = basin_batch(eps, delta, seed, classes=4, depth=2, horizon=20.0, family=family, config=cfg)
+        out = basin_cells(eps, delta, seed, classes=4, depth=2, horizons=(20.0,), family=family, solver=cfg)
+        np.testing.assert_array_equal(out["log_t_end"], 20.0)
         for b in range(3):
             lam0 = np.asarray(basin_start(family, 4, eps[b], delta[b], seed[b]))
             np.testing.assert_allclose(out["lam0"][b], lam0, rtol=1e-15)
