@@ -574,3 +574,32 @@ def test_moved_names_say_where_they_are():
         svflow.basin_map  # noqa: B018
     with pytest.raises(AttributeError, match=r"svflow.explicit.dnc_loss"):
         svflow.dnc_loss  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: svflow.simulate(4, 1, init=np.ones(4), rtol=1e-6),
+        lambda: svflow.outcome(4, 1, init=np.ones(4), max_steps=10),
+        lambda: svflow.studies.basin_map(4, [1], [0.1], [0.1], atol=1e-9),
+        lambda: svflow.flow(_model(), lanes=4),
+        lambda: svflow.studies.repulsion(8, [1], rtol=1e-9),
+    ],
+)
+def test_old_solver_keywords_say_to_pass_a_solver(call):
+    """rtol/atol/max_steps/lanes moved into svflow.Solver: the error names the replacement."""
+    with pytest.raises(TypeError, match=r"use solver=svflow\.Solver\((rtol|atol|max_steps|lanes)="):
+        call()
+
+
+def test_solver_rejects_bad_settings_and_records_netcdf_safe_attrs():
+    with pytest.raises(ValueError, match="method"):
+        svflow.Solver(method="euler")
+    with pytest.raises(ValueError, match="lanes"):
+        svflow.Solver(lanes=0)
+    with pytest.raises(TypeError, match="solver must be an svflow.Solver"):
+        svflow.simulate(4, 1, init=np.ones(4), solver="tsit5")
+    attrs = svflow.Solver(rtol=1e-7, lanes=8).as_attrs()
+    assert attrs["rtol"] == 1e-7 and attrs["lanes"] == 8 and attrs["solver"] == "tsit5"
+    assert all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in attrs.values())
+    assert "lanes" not in svflow.Solver().as_attrs()  # None is not netCDF-safe: left out
