@@ -340,7 +340,7 @@ def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group=None):
     )
     flat = ys.reshape((H * B,) + ys.shape[2:])
     d = _padded(_limit_batch, flat, factors=factors, balanced=balanced, criterion=criterion, group=group)
-    d["decided"] = d["decided"] & np.tile(res == 0, H) & d["late"]
+    d["decided"] = d["decided"] & np.tile(res == SUCCESS, H) & d["late"]
     d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
     d = {k: v.reshape((H, B) + v.shape[1:]) for k, v in d.items()}
     return ys, res, steps + H * LIMIT_STEPS, d
@@ -420,7 +420,7 @@ def resolve(
         if bar is not None:
             bar.set_postfix_str(f"tau={hz[i]:g}, {int((~st['decided']).sum())} undecided")
             bar.update(1)
-        todo = np.flatnonzero(~st["decided"] & (st["solver_result"] == 0) & (tau < hz[i]))
+        todo = np.flatnonzero(~st["decided"] & (st["solver_result"] == SUCCESS) & (tau < hz[i]))
         # a start with no earlier limit run cannot be decided at this horizon (nothing
         # to compare with), so it runs the next one in the same stage; the stages a
         # start runs depend on the start alone, never on the others in its batch
@@ -455,8 +455,8 @@ def _resolve_stage(y, tau, st, todo, taus, factors, balanced, config, criterion,
         )
         d["decided"] = d["decided"] & had & same
         d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
-        ok = todo[res == 0]  # a failed run reached none of these horizons
-        y[ok] = ys[n][res == 0]
+        ok = todo[res == SUCCESS]  # a failed run reached none of these horizons
+        y[ok] = ys[n][res == SUCCESS]
         tau[ok] = h
         for f in _FIELDS:
             st[f][todo] = d[f]

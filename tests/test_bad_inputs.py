@@ -517,10 +517,12 @@ def test_outcome_raises_on_solver_failure_with_advice(lam8):
 def test_failed_run_reports_the_horizon_reached_and_no_support(lam8):
     from svflow._groups import resolve_group
     from svflow._integrate import Solver
-    from svflow._outcome import Criterion, _run_outcome
+    from svflow._outcome import Criterion, staged_outcome
 
     cfg = Solver(rtol=1e-6, atol=1e-9, max_steps=5)
-    st, _ = _run_outcome(lam8[None], 4, True, (1e5, 1e6), cfg, Criterion(), resolve_group(None, 8), False)
+    grp = resolve_group(None, 8)
+    kw = dict(depth=4, balanced=True, horizons=(1e5, 1e6), config=cfg, criterion=Criterion(), group=grp)
+    st, _ = staged_outcome(lam8[None], 0.0, limit="ratio", **kw)
     assert st["solver_result"][0] != 0
     assert st["tau"][0] == 0.0  # not the unreached 1e6
     assert st["code"][0] == -1 and not st["support"].any()

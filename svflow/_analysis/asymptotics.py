@@ -65,10 +65,6 @@ def _group_name(group, classes) -> str:
     return resolve_group(group, classes).name
 
 
-def _check_factors(factors) -> int:
-    return check_int("factors N = depth + 1", factors, minimum=2)
-
-
 @lru_cache(maxsize=16)
 def _odd(K: int) -> np.ndarray:
     idx = np.arange(K)
@@ -96,7 +92,7 @@ def _as_lam(lam, K: int | None = None) -> np.ndarray:
 @computes
 def normalised_margin(lam, factors: int) -> float:
     r"""$\gamma = \min_k m_k / (N\sum_{i\ge1}|\lambda_i|^{2/N})^{N/2}$ of a balanced spectral state."""
-    return _normalised_margin(_as_lam(lam), _check_factors(factors))
+    return _normalised_margin(_as_lam(lam), check_int("factors N = depth + 1", factors, minimum=2))
 
 
 def _normalised_margin(lam: np.ndarray, N: int) -> float:
@@ -214,7 +210,7 @@ def code_table(classes: int, factors=range(2, 9), *, global_check: bool | None =
         return group_code_table(classes, factors, group=group, global_check=global_check)
     K = classes
     sup = walsh_supports(K)
-    Ns = np.array([_check_factors(int(N)) for N in factors])
+    Ns = np.array([check_int("factors N = depth + 1", int(N), minimum=2) for N in factors])
     if Ns.size == 0:
         raise ValueError("factors must list at least one N >= 2.")
     size, dmin = sup["size"].values, sup["dmin"].values
@@ -329,7 +325,7 @@ def vertex_optimum(classes: int, factors: int) -> tuple[np.ndarray, float]:
     (K <= 8: 3432 systems of size 7). Returns ($\lambda^*$ (K,), $\gamma^*$).
     """
     check_classes(classes)
-    N = _check_factors(factors)
+    N = check_int("factors N = depth + 1", factors, minimum=2)
     if classes > 8:
         raise ValueError(f"vertex enumeration is limited to K <= 8; got K = {classes}.")
     V = _vertices(classes)
@@ -386,7 +382,7 @@ def kkt_residual(lam, factors: int, *, tol: float = 1e-6) -> tuple[float, np.nda
     Returns:
         (residual, multipliers (K,), active (K,), support (K,)).
     """
-    return _kkt_residual(_as_lam(lam), _check_factors(factors), tol)
+    return _kkt_residual(_as_lam(lam), check_int("factors N = depth + 1", factors, minimum=2), tol)
 
 
 def _kkt_residual(lam: np.ndarray, N: int, tol: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .. import _dims as D
 from .._checks import check_int
@@ -201,8 +201,8 @@ def _basin_cells(
 @computes
 @takes_solver
 def basin_cells(
-    eps: Float[Array, " B"],
-    delta: Float[Array, " B"],
+    eps: Float[ArrayLike, " B"],
+    delta: Float[ArrayLike, " B"],
     seed=0,
     *,
     classes: int,
