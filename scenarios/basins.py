@@ -10,6 +10,7 @@ reaches NC, and the NC fractions of the random family.
 
     python scenarios/basins.py --quick [--out basins.nc]   # writes basins_K4.nc, basins_K8.nc
     python scenarios/basins.py          # full grid
+    python scenarios/basins.py --quick --dry-run   # plan and progress of the stores; computes nothing
     python scenarios/basins.py --store stores/basins --scheduler tcp://127.0.0.1:8786
 
 Every map is :func:`svflow.studies.basin_map` with a store: it runs through
@@ -18,7 +19,8 @@ one batch through the outcome pipeline, every horizon included), one zarr
 store per (K, family) in the directory ``--store`` (default
 ``stores/basins[_quick]``), resumed by a re-run; ``--scheduler`` sends the
 chunks to a dask cluster. ``--out PATH`` writes one netCDF dataset per K
-(``PATH`` with ``_K4``, ``_K8`` before the suffix: the mode dim has K entries).
+(``PATH`` with ``_K4``, ``_K8`` before the suffix: the mode dim has K entries);
+``--dry-run`` prints each store's plan and progress.
 """
 
 from __future__ import annotations
@@ -54,6 +56,21 @@ SETTINGS = {
 }
 
 
+def describe_plan(classes: int, family: str, plan: dict) -> str:
+    """One store's plan (``basin_map(..., store=, dry_run=True)``) in words."""
+    state = "resumed" if plan["store_exists"] else "not yet created"
+    per_static = plan["cells"] // plan["static_settings"]
+    mode_outputs = sorted(n for n, o in plan["outputs"].items() if o["dims"])
+    per_start = ", ".join(sorted(n for n in plan["outputs"] if n not in mode_outputs))
+    return (
+        f"K = {classes}, {family} family: store {plan['store']} ({state})\n"
+        f"  {plan['cells']} starts ({plan['static_settings']} depths x {per_static}), "
+        f"{plan['cells_done']} done; chunks of {plan['chunk']}: {plan['chunks_done']} of "
+        f"{plan['chunks']} done, {plan['chunks_todo']} to compute\n"
+        f"  outputs per start: {per_start}; per mode: {', '.join(mode_outputs)}"
+    )
+
+
 def _family_attrs(lag: xr.Dataset, rnd: xr.Dataset) -> dict:
     """The attrs of both families' maps: shared ones once, the others prefixed ``lag_`` / ``random_``."""
     skip = {"family", "family_definition", "leaders"}
@@ -78,10 +95,21 @@ def out_paths(out, classes) -> dict:
     return {int(K): p.with_name(f"{p.stem}_K{int(K)}{p.suffix or '.nc'}") for K in classes}
 
 
-def run(setting: dict, classes=(4, 8), horizons=HORIZONS, store=None, scheduler=None, chunk: int = 64):
-    """The basin study of each K: ``{K: dataset}`` (the mode dim has K entries)."""
+def run(
+    setting: dict,
+    classes=(4, 8),
+    horizons=HORIZONS,
+    store=None,
+    scheduler=None,
+    chunk: int = 64,
+    dry_run=False,
+):
+    """The basin study of each K: ``{K: dataset}`` (the mode dim has K entries); with
+    ``dry_run`` the stores' plans are printed and None is returned."""
     store = Path(store)
-    kw = dict(horizons=tuple(horizons), chunk_size=chunk, client=scheduler, progress=True)
+    kw = dict(
+        horizons=tuple(horizons), chunk_size=chunk, client=scheduler, progress=not dry_run, dry_run=dry_run
+    )
     out = {}
     for K in classes:
         tic = time.perf_counter()
@@ -98,6 +126,10 @@ def run(setting: dict, classes=(4, 8), horizons=HORIZONS, store=None, scheduler=
             store=store / f"K{K}_random.zarr",
             **kw,
         )
+        if dry_run:
+            print(describe_plan(K, "lag", lag))
+            print(describe_plan(K, "random", rnd))
+            continue
         w = svflow.studies.basin_width(lag)
         ds = xr.Dataset(
             {
@@ -120,7 +152,7 @@ def run(setting: dict, classes=(4, 8), horizons=HORIZONS, store=None, scheduler=
         ds.attrs["title"] = "svflow scenario: NC basins of balanced spectral starts"
         out[int(K)] = ds
         print(f"K = {K}: {time.perf_counter() - tic:.1f} s")
-    return out
+    return None if dry_run else out
 
 
 def report(ds: xr.Dataset) -> None:
@@ -163,6 +195,7 @@ def _options(p) -> None:
     )
     p.add_argument("--scheduler", default=None, help="dask scheduler address; default: this process")
     p.add_argument("--chunk", type=int, default=64, help="starts per chunk")
+    p.add_argument("--dry-run", action="store_true", help="print the plans and the stores' state")
 
 
 def main(argv=None) -> int:
@@ -174,7 +207,11 @@ def main(argv=None) -> int:
         quick_help="small grid (about a minute per K on 2 cores)",
     )
     store = args.store or Path("stores") / f"basins{'_quick' if args.quick else ''}"
-    ds = run(setting, tuple(args.classes), tuple(args.horizons), store, args.scheduler, args.chunk)
+    ds = run(
+        setting, tuple(args.classes), tuple(args.horizons), store, args.scheduler, args.chunk, args.dry_run
+    )
+    if ds is None:
+        return 0
     paths = out_paths(args.out, ds) if args.out else {}
     for K, sub in ds.items():
         sub.attrs["quick"] = int(args.quick)

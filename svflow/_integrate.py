@@ -275,7 +275,7 @@ def solve(
     return sol.ys, sol.result, sol.stats["num_steps"]
 
 
-def result_code(result) -> jax.Array:
+def result_code(result):
     """The integer code of a (possibly traced, possibly batched) ``diffrax.RESULTS``:
     :data:`SUCCESS`, :data:`MAX_STEPS` or another failure."""
     return result._value

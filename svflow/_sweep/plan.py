@@ -441,8 +441,14 @@ def _output_shapes(plan: SweepPlan) -> dict:
 
 
 def _batch_output_shapes(plan: SweepPlan) -> dict:
-    """Output shapes and dtypes of a batch cell function: it is evaluated for real on the
-    first cell (a batch of one; cached per process), since its body need not be traceable."""
+    """Output shapes and dtypes of a batch cell function: its ``output_shapes(**static,
+    **params) -> {name: (shape, dtype)}`` if it has one (per cell), else from a real
+    evaluation on the first cell (a batch of one; cached per process), since its body
+    need not be traceable."""
+    declared = getattr(plan.cell_fn, "output_shapes", None)
+    if callable(declared):  # the function states its shapes: nothing is computed
+        out = declared(**plan.static_values(0), **plan.params)
+        return {k: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for k, (shape, dtype) in out.items()}
     shape_key = ("batched", plan.fn_token, plan.spec_hash)
     shapes = _SHAPES.get(shape_key)
     if shapes is None:

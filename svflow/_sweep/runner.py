@@ -81,7 +81,9 @@ Arguments in detail
     many chunks and returns ``None``. ``dry_run=True`` checks the arguments
     (one abstract evaluation of ``cell_fn``) and the store (read-only) and
     returns a dict with the numbers of static settings, cells, chunks, chunks
-    done and to do, the outputs and the specification hash.
+    done and to do, the outputs and the specification hash. ``batched=True``
+    declares a batch cell function (see :func:`sweep`; ``batched`` is part of
+    the specification).
 
 Progress
     One tqdm bar per sweep (cells done, rate, ETA), in-process and distributed
@@ -241,7 +243,9 @@ def sweep(
             ``jax.vmap``, no ``jax.jit``, no sharding over ``devices``), so a
             chunk can go through an engine of its own (e.g. svflow's refill
             batch engine, :func:`svflow.studies.basin_map`). Its output shapes
-            come from one real evaluation on the first cell.
+            come from its attribute ``cell_fn.output_shapes(**static, **params)
+            -> {name: (shape, dtype)}`` (per cell) if it has one, else from one
+            real evaluation on the first cell.
 
     Returns:
         ``xarray.Dataset`` with dims ``(*grid, *output dims)``, coordinates from

@@ -287,6 +287,31 @@ def _sweep_cell(
     )
 
 
+def _sweep_cell_shapes(depth, *, classes, **_) -> dict:
+    """Per-start output shapes and dtypes of :func:`_sweep_cell` (a sweep's dry run
+    computes nothing)."""
+    K = (classes,)
+    f, i32, i64, b = "float64", "int32", "int64", "bool"
+    return dict(
+        outcome=((), i32),
+        rank=((), i32),
+        decided=((), b),
+        support=(K, b),
+        frozen=(K, b),
+        ratio=(K, f),
+        min_ratio=((), f),
+        rate_ratio=(K, f),
+        log_t_end=((), f),
+        lam0=(K, f),
+        lam_end=(K, f),
+        solver_result=((), i64),
+        num_steps=((), i64),
+    )
+
+
+_sweep_cell.output_shapes = _sweep_cell_shapes  # type: ignore[attr-defined]
+
+
 def _grid(name, values, positive=False, unit=False) -> np.ndarray:
     v = np.atleast_1d(np.asarray(values, dtype=float))
     if v.ndim != 1 or v.size < 1 or not np.all(np.isfinite(v)):
@@ -319,7 +344,8 @@ def basin_map(
     store=None,
     client=None,
     progress: bool = False,
-) -> xr.Dataset:
+    dry_run: bool = False,
+) -> xr.Dataset | dict:
     r"""Outcome of every start of a 2-D spectral family, for several depths.
 
     For each depth L (N = L + 1 factors) all starts
@@ -368,6 +394,9 @@ def basin_map(
         client: with a ``store``, a ``dask.distributed`` client or scheduler
             address to compute the chunks on (default: this process).
         progress: with a ``store``, the sweep's progress bar.
+        dry_run: with a ``store``, compute nothing and return the sweep's plan
+            (:func:`svflow.sweep` with ``dry_run=True``: cells, chunks done and
+            to do, outputs).
 
     Returns:
         Dataset with dims depth, eps, delta, seed (random family only) and
@@ -390,10 +419,11 @@ def basin_map(
     criterion = _check_criterion(criterion)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True or False; got {progress!r}.")
-    if store is None and client is not None:
-        raise ValueError("client sends a stored map's chunks to a cluster: pass a store too.")
+    for name, flag in (("progress", progress), ("dry_run", dry_run)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False; got {flag!r}.")
+    if store is None and (client is not None or dry_run):
+        raise ValueError("client and dry_run are about a stored map's chunks: pass a store too.")
     run = dict(classes=classes, horizons=tuple(float(h) for h in hz), family=family, config=config)
     run.update(leaders=lead if family == "lag" else None, criterion=criterion, group=grp)
     run["stored"] = store is not None
@@ -401,7 +431,10 @@ def basin_map(
         per_depth, walls = _run_map(depths, eps, delta, seeds, chunk_size, run)
     else:
         grid = {DEPTH: depths, EPS: eps, DELTA: delta, SEED: seeds}
-        per_depth, walls = _sweep_map(grid, store, chunk_size or DEFAULT_CHUNK, client, bool(progress), run)
+        chunk = chunk_size or DEFAULT_CHUNK
+        if dry_run:
+            return _sweep_map(grid, store, chunk, client, False, run, dry_run=True)
+        per_depth, walls = _sweep_map(grid, store, chunk, client, bool(progress), run)
     for depth, out in zip(depths, per_depth):
         _check_failures(out, config, hz[-1], classes, depth)
     return _basin_dataset(per_depth, walls, depths, eps, delta, seeds, lead, run)
@@ -452,9 +485,10 @@ def _run_map(depths, eps, delta, seeds, chunk_size, run: dict) -> tuple[list, li
     return per_depth, walls
 
 
-def _sweep_map(grid: dict, store, chunk: int, client, progress: bool, run: dict) -> tuple[list, list]:
+def _sweep_map(grid: dict, store, chunk: int, client, progress: bool, run: dict, dry_run: bool = False):
     """The map through :func:`svflow.sweep` into ``store``: per-depth outputs (flat over
-    eps x delta x seed, C order, as :func:`_run_map`) and ``[wall time of the call]``."""
+    eps x delta x seed, C order, as :func:`_run_map`) and ``[wall time of the call]``;
+    with ``dry_run`` the sweep's plan (a dict)."""
     from .._sweep.runner import sweep
 
     config, criterion = run["config"], run["criterion"]
@@ -479,7 +513,10 @@ def _sweep_map(grid: dict, store, chunk: int, client, progress: bool, run: dict)
         outputs={k: (D.MODE,) for k in _MODE_OUTPUTS},
         progress=progress,
         batched=True,
+        dry_run=dry_run,
     )
+    if dry_run:
+        return ds
     wall = _time.perf_counter() - tic
     per_depth = []
     for i in range(len(grid[DEPTH])):
