@@ -57,7 +57,7 @@ jax.config.update("jax_enable_x64", True)
 
 import svflow
 from svflow._batch import default_lanes, log_time_field, solve_batch
-from svflow._integrate import SolverConfig, log_times
+from svflow._integrate import Solver, log_times
 from svflow._simulate import ReducedField
 from svflow._walsh import hadamard
 
@@ -78,13 +78,19 @@ def starts(K: int, B: int, seed: int = 0) -> np.ndarray:
 
 def public(K, depth, lam0):
     return svflow.simulate(
-        K, depth, init=lam0, batch_dims="start", t_end=T_END, num_times=NUM_TIMES, rtol=RTOL, atol=ATOL
+        K,
+        depth,
+        init=lam0,
+        batch_dims="start",
+        t_end=T_END,
+        num_times=NUM_TIMES,
+        solver=svflow.Solver(rtol=RTOL, atol=ATOL),
     )
 
 
 def engine(K, depth, lam0):
     field = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True)
-    return solve_batch(field, lam0, log_times(T_END, NUM_TIMES), SolverConfig(rtol=RTOL, atol=ATOL))
+    return solve_batch(field, lam0, log_times(T_END, NUM_TIMES), Solver(rtol=RTOL, atol=ATOL))
 
 
 def rhs_cost(K, depth, lanes, reps=400) -> float:
@@ -377,13 +383,19 @@ def issue25_case(K, depth, B, rounds, cyrk_n, scipy_n, old_src, basin) -> list[d
 
     lam0 = starts(K, B)
     ts = log_times(T_END, NUM_TIMES)
-    cfg = SolverConfig(rtol=RTOL, atol=ATOL)
+    cfg = Solver(rtol=RTOL, atol=ATOL)
     field = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True)
     loop = cyrk_solver(K, depth)
     calls = {
         "svflow.simulate (public), 161 saves": lambda: public(K, depth, lam0),
         "svflow.simulate, end state only (num_times=2)": lambda: svflow.simulate(
-            K, depth, init=lam0, batch_dims="start", t_end=T_END, num_times=2, rtol=RTOL, atol=ATOL
+            K,
+            depth,
+            init=lam0,
+            batch_dims="start",
+            t_end=T_END,
+            num_times=2,
+            solver=svflow.Solver(rtol=RTOL, atol=ATOL),
         ),
         "svflow.simulate, store_s=True (the 0.2 dataset)": lambda: svflow.simulate(
             K,
@@ -392,8 +404,7 @@ def issue25_case(K, depth, B, rounds, cyrk_n, scipy_n, old_src, basin) -> list[d
             batch_dims="start",
             t_end=T_END,
             num_times=NUM_TIMES,
-            rtol=RTOL,
-            atol=ATOL,
+            solver=svflow.Solver(rtol=RTOL, atol=ATOL),
             store_s=True,
         ),  # fmt: skip
         "engine in u = log(lambda) (new)": lambda: _solve_log_or_lam(field, lam0, ts, cfg, None, False),

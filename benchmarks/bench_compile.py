@@ -28,7 +28,7 @@ import numpy as np
 
 import svflow
 from svflow._batch import solve_batch
-from svflow._integrate import SolverConfig
+from svflow._integrate import Solver
 from svflow._simulate import ReducedField
 
 _EVENT = "/jax/core/compile/backend_compile_duration"
@@ -107,7 +107,7 @@ def main(argv=None):
         rng = np.random.default_rng(i)
         lam0 = 10 ** rng.uniform(-3, -1, (256, 1)) * rng.uniform(0.5, 1.5, (256, K))
         lam0[:, 0] = 0.0
-        return lambda: solve_batch(field, lam0, ts, SolverConfig())
+        return lambda: solve_batch(field, lam0, ts, Solver())
 
     rows.append(first_second(counter, "svflow._batch.solve_batch (256 starts, refill engine)", batch))
     rows += optional_entry_points(counter)
@@ -216,7 +216,7 @@ def sweep_recompiles(counter) -> list[dict]:
         u = jax.random.uniform(key, (classes,), minval=1.0 - delta, maxval=1.0 + delta)
         lam0 = (eps * u).at[0].set(0.0)
         field = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True)
-        ys, _, steps = _solve(field, lam0, jnp.array([0.0, t_end]), None, SolverConfig(rtol=1e-6, atol=1e-9))
+        ys, _, steps = _solve(field, lam0, jnp.array([0.0, t_end]), None, Solver(rtol=1e-6, atol=1e-9))
         return {"lam_end": ys[-1], "num_steps": steps}
 
     grid = {"depth": [3, 5], "eps": [1e-2, 3e-2, 1e-1], "delta": [0.1, 0.3, 0.5]}

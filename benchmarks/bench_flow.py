@@ -46,7 +46,9 @@ def error(ds, ref) -> float:
 
 
 def flow_at(model, t_end, rtol, num_times=101):
-    return svflow.flow(model, t_end=t_end, rtol=rtol, atol=rtol * 1e-3, num_times=num_times)
+    return svflow.flow(
+        model, t_end=t_end, solver=svflow.Solver(rtol=rtol, atol=rtol * 1e-3), num_times=num_times
+    )
 
 
 def main(quick: bool = False):
@@ -56,7 +58,9 @@ def main(quick: bool = False):
     etas = (0.1,) if quick else (0.1, 0.01)
     per_step, chosen = {}, {}
     for t_end in (1e2, 1e4, 1e8):
-        ref = svflow.flow(model, t_end=t_end, rtol=1e-10, atol=1e-12, max_steps=1_000_000)
+        ref = svflow.flow(
+            model, t_end=t_end, solver=svflow.Solver(rtol=1e-10, atol=1e-12, max_steps=1_000_000)
+        )
         errs = {rtol: error(flow_at(model, t_end, rtol), ref) for rtol in RTOLS}
         for eta in etas:
             steps = int(round(t_end / eta))

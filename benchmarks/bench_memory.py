@@ -41,8 +41,8 @@ def child(mode: str, B: int) -> dict:
 
     import svflow
     from svflow._batch import solve_batch
-    from svflow._batch import check_batch
-    from svflow._integrate import SolverConfig
+    from svflow._integrate import check_solution
+    from svflow._integrate import Solver
     from svflow._simulate import ReducedField
 
     rng = np.random.default_rng(0)
@@ -50,7 +50,7 @@ def child(mode: str, B: int) -> dict:
     lam0[:, 0] = 0.0
     ts = svflow.log_times(1e8)
     field = ReducedField(jnp.asarray(0.0), "ce", DEPTH + 1, True)
-    config = SolverConfig()
+    config = Solver()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tic = time.perf_counter()
     if mode == "one vmap":
@@ -58,7 +58,7 @@ def child(mode: str, B: int) -> dict:
     else:
         sol = solve_batch(field, lam0, ts, config)
     wall = time.perf_counter() - tic
-    check_batch(sol, config, ts[-1])
+    check_solution(sol.ys, sol.result, sol.num_steps, config, ts[-1])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "mode": mode,

@@ -46,7 +46,7 @@ import numpy as np
 
 import svflow
 from svflow.studies._basins import basin_start
-from svflow._integrate import SolverConfig, log_times, solve
+from svflow._integrate import Solver, log_times, solve
 from svflow._analysis.classify import classify_trajectory
 from svflow._simulate import ReducedField
 
@@ -103,7 +103,7 @@ def old_public(tree: str, K: int, depth: int) -> tuple:
 
 
 def before(K, depth):
-    cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=20_000)
+    cfg = Solver(rtol=1e-6, atol=1e-9, max_steps=20_000)
     ts = jnp.asarray(log_times(1e8, 121))
     field = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True)
     E, D = np.meshgrid(EPS, DELTA, indexing="ij")

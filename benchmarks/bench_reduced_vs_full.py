@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 import svflow
-from svflow._integrate import SolverConfig, solve
+from svflow._integrate import Solver, solve
 from svflow._simulate import ReducedField
 
 K, DEPTH, WIDTH = 16, 5, 256
@@ -46,7 +46,9 @@ NUM_TIMES = 21
 
 
 def reference(start, times):
-    return svflow.simulate(K, DEPTH, init=start, times=times, rtol=1e-12, atol=1e-14, max_steps=1_000_000)
+    return svflow.simulate(
+        K, DEPTH, init=start, times=times, solver=svflow.Solver(rtol=1e-12, atol=1e-14, max_steps=1_000_000)
+    )
 
 
 def gd_run(model, start, eta, t_end, timed=False):
@@ -122,7 +124,7 @@ def main(argv=None):
     rtol, err_r, wall_r, cpu_r, nsteps = chosen
     # the solver alone (no dataset, no post-processing): what simulate's overhead hides
     field = ReducedField(jnp.asarray(0.0), "ce", DEPTH + 1, True)
-    config = SolverConfig(rtol=rtol, atol=rtol / 100)
+    config = Solver(rtol=rtol, atol=rtol / 100)
     y0, ts = jnp.asarray(start.lam0), jnp.asarray(times)
     solve_once = lambda: jax.block_until_ready(solve(field, y0, ts, None, config))
     wall_s = C.timeit(solve_once, repeats=20, clock=time.perf_counter)

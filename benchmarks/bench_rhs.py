@@ -126,7 +126,7 @@ def solve_check(Ks=(16, 32, 64, 128, 256)) -> list[dict]:
     """Whole solves (t = 1e6, 41 saves, rtol 1e-8), dense vs fast: one start, and 256 starts
     through the refill engine (svflow._batch.solve_batch, 64 lanes). CPU time, median."""
     from svflow._batch import solve_batch
-    from svflow._integrate import SolverConfig, log_times, solve
+    from svflow._integrate import Solver, log_times, solve
     from svflow._simulate import ReducedField
 
     rows = []
@@ -139,7 +139,7 @@ def solve_check(Ks=(16, 32, 64, 128, 256)) -> list[dict]:
         for method in ("dense", "fast"):
             field = ReducedField(jnp.asarray(0.0), "ce", DEPTH + 1, True, method)
             t[method, "batch"] = C.timeit(lambda: solve_batch(field, lam0, ts), repeats=3)
-            y0, tsj, cfg = jnp.asarray(lam0[0]), jnp.asarray(ts), SolverConfig()
+            y0, tsj, cfg = jnp.asarray(lam0[0]), jnp.asarray(ts), Solver()
             t[method, "single"] = C.timeit(
                 lambda: jax.block_until_ready(solve(field, y0, tsj, None, cfg)), repeats=20
             )

@@ -38,7 +38,7 @@ jax.config.update("jax_enable_x64", True)
 import svflow
 from bench_batch import ATOL, NUM_TIMES, RTOL, T_END, starts
 from svflow._batch import default_lanes, solve_batch
-from svflow._integrate import SolverConfig, log_times
+from svflow._integrate import Solver, log_times
 from svflow._simulate import ReducedField
 
 K, DEPTH = 16, 5
@@ -46,9 +46,7 @@ K, DEPTH = 16, 5
 
 def engine(lam0, lanes):
     field = ReducedField(jnp.asarray(0.0), "ce", DEPTH + 1, True)
-    sol = solve_batch(
-        field, lam0, log_times(T_END, NUM_TIMES), SolverConfig(rtol=RTOL, atol=ATOL), lanes=lanes
-    )
+    sol = solve_batch(field, lam0, log_times(T_END, NUM_TIMES), Solver(rtol=RTOL, atol=ATOL), lanes=lanes)
     return float(sol.num_steps.mean())
 
 
@@ -67,9 +65,7 @@ def public(seeds):
         batch_dims="start",
         t_end=T_END,
         num_times=NUM_TIMES,
-        rtol=RTOL,
-        atol=ATOL,
-        max_steps=200_000,
+        solver=svflow.Solver(rtol=RTOL, atol=ATOL, max_steps=200_000),
     )
     return float(ds["num_steps"].mean())
 

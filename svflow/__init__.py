@@ -76,6 +76,7 @@ from ._groups import spectral_basis as spectral_basis
 
 # --- the reduced engine: starts, one run or a batch
 from ._integrate import IntegrationError as IntegrationError
+from ._integrate import Solver as Solver
 from ._integrate import log_times as log_times
 from ._simulate import factor_values as factor_values
 from ._simulate import simulate as simulate

@@ -48,14 +48,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._integrate import IntegrationError, SolverConfig, check_times
+from ._integrate import MAX_STEPS, SUCCESS, Solver, check_times, result_code
 
 __all__ = [
     "BatchSolution",
     "solve_many",
     "solve_batch",
     "log_time_field",
-    "check_batch",
     "chunk_size_for",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_LANES",
@@ -82,9 +81,6 @@ def default_lanes() -> int:
     """Lanes in flight by default: :data:`DEFAULT_LANES` on a CPU, :data:`ACCELERATOR_LANES` otherwise."""
     return DEFAULT_LANES if jax.default_backend() == "cpu" else ACCELERATOR_LANES
 
-
-SUCCESS = int(diffrax.RESULTS.successful._value)
-MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)
 
 _SOLVERS = {
     "tsit5": diffrax.Tsit5,
@@ -183,8 +179,8 @@ def _stepper(terms, solver, controller, args, s1, t1_floor, order):
         tn = _clip_to_end(tp, tn, s1, t1_floor, keep)
         y1 = jnp.where(keep, y1, y)
         sstate1 = jax.tree.map(lambda a, b: jnp.where(keep, a, b), sstate1, sstate)
-        sres = jnp.where(keep, sres._value, SUCCESS)
-        res = jnp.where(sres != SUCCESS, sres, cres._value)
+        sres = jnp.where(keep, result_code(sres), SUCCESS)
+        res = jnp.where(sres != SUCCESS, sres, result_code(cres))
         return keep, tp, tn, y1, sstate1, cstate1, dense, res
 
     return step_one
@@ -332,7 +328,7 @@ def solve_many(
 
     Returns:
         :class:`BatchSolution` in the order of ``y0s``. Nothing is checked:
-        use :func:`check_batch`.
+        use :func:`svflow._integrate.check_solution`.
     """
     y0s, saves = _check_solve_args(y0s, saves, solver, rtol, atol, max_steps, max_bytes)
     B, state = y0s.shape[0], y0s.shape[1:]
@@ -440,7 +436,7 @@ def solve_batch_loglog(
     field: Callable,
     y0s,
     taus,
-    config: SolverConfig = SolverConfig(),
+    config: Solver = Solver(),
     *,
     args=None,
     cost=None,
@@ -461,7 +457,7 @@ def solve_batch_loglog(
     )
 
 
-def _solve_configured(field_s, y0s, saves, config: SolverConfig, args, cost, lanes, max_bytes):
+def _solve_configured(field_s, y0s, saves, config: Solver, args, cost, lanes, max_bytes):
     r""":func:`solve_many` with ``config``'s settings; ``cost`` defaults to $-\log\|y_0\|$
     (under cross-entropy small starts spend longer crossing their blow-up: more steps)."""
     y0s = np.asarray(y0s, dtype=float)
@@ -472,12 +468,12 @@ def _solve_configured(field_s, y0s, saves, config: SolverConfig, args, cost, lan
         y0s,
         saves,
         args=args,
-        solver=config.solver,
+        solver=config.method,
         rtol=config.rtol,
         atol=config.atol,
         max_steps=config.max_steps,
         cost=cost,
-        lanes=lanes,
+        lanes=config.lanes if lanes is None else lanes,
         max_bytes=max_bytes,
     )
 
@@ -486,7 +482,7 @@ def solve_batch(
     field: Callable,
     y0s,
     ts,
-    config: SolverConfig = SolverConfig(),
+    config: Solver = Solver(),
     *,
     args=None,
     cost=None,
@@ -514,31 +510,3 @@ def solve_batch(
     grid = np.concatenate([[0.0], ts]) if lead else ts
     sol = _solve_configured(log_time_field(field), y0s, np.log1p(grid), config, args, cost, lanes, max_bytes)
     return replace(sol, ys=sol.ys[:, lead:]) if lead else sol
-
-
-def check_batch(sol: BatchSolution, config: SolverConfig, t_end: float, where: str = "") -> None:
-    """Raise :class:`IntegrationError` with advice if any trajectory failed or went non-finite."""
-    maxed = sol.result == MAX_STEPS
-    bad = sol.result != SUCCESS
-    nonfinite = ~np.all(np.isfinite(sol.ys.reshape(sol.ys.shape[0], -1)), axis=1)
-    if np.any(maxed):
-        raise IntegrationError(
-            f"{where}the integration to t = {t_end:g} used all max_steps = {config.max_steps} "
-            f"steps ({int(maxed.sum())} of {maxed.size} trajectories). Pass a larger "
-            f"max_steps, loosen rtol/atol (now {config.rtol:g}/{config.atol:g}), or a "
-            "shorter t_end. If the state was growing without bound (steps shrinking), "
-            "the run blew up: use a smaller init scale."
-        )
-    if np.any(bad):
-        raise IntegrationError(
-            f"{where}the integration to t = {t_end:g} failed for {int(bad.sum())} of {bad.size} "
-            f"trajectories after up to {int(np.max(sol.num_steps))} steps: the step size "
-            "collapsed, which usually means the state blew up or became non-finite. Use a "
-            "smaller init scale or tighter rtol/atol."
-        )
-    if np.any(nonfinite):
-        raise IntegrationError(
-            f"{where}the integration to t = {t_end:g} produced non-finite values (NaN/inf) in "
-            f"{int(nonfinite.sum())} of {nonfinite.size} trajectories. Use a smaller init "
-            "scale or weight decay, or tighter rtol/atol."
-        )

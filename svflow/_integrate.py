@@ -22,6 +22,7 @@ $\tau \lesssim 700$.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,10 +36,15 @@ from ._checks import check_choice, check_float, check_int
 from ._precision import computes
 
 __all__ = [
-    "SolverConfig",
+    "Solver",
+    "SUCCESS",
+    "MAX_STEPS",
+    "check_solver",
+    "takes_solver",
     "log_times",
     "solve",
     "check_solution",
+    "result_code",
     "check_field_at_start",
     "IntegrationError",
 ]
@@ -48,30 +54,98 @@ class IntegrationError(RuntimeError):
     """The ODE integration failed; the message says what to change."""
 
 
-@dataclass(frozen=True)
-class SolverConfig:
-    """Solver settings (recorded in dataset attrs)."""
+SUCCESS = int(diffrax.RESULTS.successful._value)
+"""diffrax's result code of a successful solve (the only place svflow reads ``RESULTS``)."""
+MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)
+"""diffrax's result code of a solve that used all its ``max_steps``."""
 
-    solver: str = "tsit5"
+METHODS = ("tsit5", "dopri5", "dopri8", "kvaerno5")
+"""Runge-Kutta methods a :class:`Solver` names (the batch engine runs the explicit three)."""
+
+
+@dataclass(frozen=True)
+class Solver:
+    r"""The ODE solver settings of every svflow integration, in one object.
+
+    As diffrax's ``PIDController`` or dynamiqs' ``Options``: each entry point
+    takes ``solver=svflow.Solver(...)`` and states its own default once (a
+    module constant: :data:`svflow._simulate.SIMULATE_SOLVER`,
+    :data:`svflow._outcome.OUTCOME_SOLVER`, ...); the settings go into the
+    dataset's attrs (:meth:`as_attrs`).
+
+    Attributes:
+        rtol, atol: tolerances of the adaptive step-size controller
+            (``diffrax.PIDController``): the local error of each component y
+            is held below $\mathrm{atol} + \mathrm{rtol}\,|y|$.
+        max_steps: step attempts allowed per trajectory.
+        method: ``"tsit5"`` (default), ``"dopri5"``, ``"dopri8"`` or
+            ``"kvaerno5"`` (implicit; single solves only).
+        lanes: trajectories in flight at once in the batch engine (default
+            None: 64 on a CPU, 8192 on an accelerator); scheduling only, it
+            changes no number beyond the last bits.
+
+    Frozen and hashable (it is a static argument of compiled functions).
+    """
+
     rtol: float = 1e-8
     atol: float = 1e-10
     max_steps: int = 200_000
+    method: str = "tsit5"
+    lanes: int | None = None
 
     def __post_init__(self):
-        check_choice("solver", self.solver, sorted(_SOLVERS))
+        check_choice("method", self.method, METHODS)
         # frozen: store the normalised values (Python float / int)
         object.__setattr__(self, "rtol", check_float("rtol", self.rtol, minimum=0.0, strict_min=True))
         object.__setattr__(self, "atol", check_float("atol", self.atol, minimum=0.0, strict_min=True))
         object.__setattr__(self, "max_steps", check_int("max_steps", self.max_steps, minimum=1))
+        if self.lanes is not None:
+            object.__setattr__(self, "lanes", check_int("lanes", self.lanes, minimum=1))
 
     def as_attrs(self) -> dict:
-        return {
-            "solver": self.solver,
+        """The settings as netCDF-safe dataset attrs (``lanes`` only when set)."""
+        attrs = {
+            "solver": self.method,
             "rtol": self.rtol,
             "atol": self.atol,
             "max_steps": int(self.max_steps),
             "time_variable": "tau = log(1 + t)",
         }
+        if self.lanes is not None:
+            attrs["lanes"] = int(self.lanes)
+        return attrs
+
+
+OLD_SOLVER_KEYWORDS = ("rtol", "atol", "max_steps", "lanes")
+"""Keywords that svflow 0.3 replaced by ``solver=svflow.Solver(...)``."""
+
+
+def check_solver(solver) -> Solver:
+    """``solver`` must be a :class:`Solver`; a clear ``TypeError`` otherwise."""
+    if not isinstance(solver, Solver):
+        raise TypeError(
+            f"solver must be an svflow.Solver, e.g. solver=svflow.Solver(rtol=1e-6, "
+            f"method='tsit5'); got {solver!r} ({type(solver).__name__})."
+        )
+    return solver
+
+
+def takes_solver(fn):
+    """Decorate an entry point with ``solver=``: the keywords it replaced raise a ``TypeError``
+    that says what to pass instead."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        old = [k for k in OLD_SOLVER_KEYWORDS if k in kwargs]
+        if old:
+            settings = ", ".join(f"{k}={kwargs[k]!r}" for k in old)
+            raise TypeError(
+                f"{fn.__name__}() takes its solver settings as one object: use "
+                f"solver=svflow.Solver({settings}) instead of {', '.join(old)}=."
+            )
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 CLOCKS = ("log", "loglog")
@@ -148,7 +222,7 @@ def solve(
     y0,
     ts: jax.Array,
     args,
-    config: SolverConfig,
+    config: Solver,
     progress: bool = False,
     clock: str = "log",
     grid: str = "t",
@@ -184,7 +258,7 @@ def solve(
     meter = diffrax.TqdmProgressMeter(refresh_steps=50) if progress else diffrax.NoProgressMeter()
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(term),
-        _SOLVERS[config.solver](),
+        _SOLVERS[config.method](),
         t0=u0,
         t1=us[-1],
         dt0=None,
@@ -201,32 +275,66 @@ def solve(
     return sol.ys, sol.result, sol.stats["num_steps"]
 
 
-def check_solution(ys, result, num_steps, config: SolverConfig, t_end: float) -> None:
+def result_code(result):
+    """The integer code of a (possibly traced, possibly batched) ``diffrax.RESULTS``:
+    :data:`SUCCESS`, :data:`MAX_STEPS` or another failure."""
+    return result._value
+
+
+def check_solution(
+    ys,
+    result,
+    num_steps,
+    config: Solver,
+    t_end,
+    where: str = "",
+    advice: dict | None = None,
+) -> None:
     """Raise :class:`IntegrationError` with advice if a solve failed or went non-finite.
 
-    Works on single and vmapped solves (``result`` may be batched).
+    The one failure checker of svflow: every engine compares its result codes
+    (diffrax ``RESULTS`` or their integer codes, one per trajectory, batched
+    or not; leading axis of every leaf of ``ys``) with :data:`SUCCESS`.
+    ``t_end``: where the run was going (a number: gradient-flow time t; a
+    string: as written, e.g. ``"tau = log(1 + t) = 100"``); ``where``
+    prefixes every message; ``advice`` replaces the default advice of the
+    ``"max_steps"`` and ``"failed"`` cases.
     """
-    ok = np.asarray(result == diffrax.RESULTS.successful)
-    finite = all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(ys))
-    maxed = np.asarray(result == diffrax.RESULTS.max_steps_reached)
+    advice = advice or {}
+    res = np.asarray(result_code(result) if hasattr(result, "_value") else result)
+    size = res.size
+    res = res.reshape(size)
+    finite = np.ones(size, bool)
+    for leaf in jax.tree.leaves(ys):
+        finite &= np.all(np.isfinite(np.asarray(leaf).reshape(size, -1)), axis=-1)
+    to = f"t = {t_end:g}" if not isinstance(t_end, str) else t_end
+    maxed = res == MAX_STEPS
+    failed = res != SUCCESS
     if np.any(maxed):
         raise IntegrationError(
-            f"the integration to t = {t_end:g} used all max_steps = {config.max_steps} "
-            f"steps ({int(maxed.sum())} of {maxed.size} trajectories). Pass a larger "
-            f"max_steps, loosen rtol/atol (now {config.rtol:g}/{config.atol:g}), or a "
-            "shorter t_end. If the state was growing without bound (steps shrinking), "
-            "the run blew up: use a smaller init scale."
+            f"{where}the integration to {to} used all max_steps = {config.max_steps} steps "
+            f"({int(maxed.sum())} of {size} trajectories). "
+            + advice.get(
+                "max_steps",
+                f"Pass a larger max_steps, loosen rtol/atol (now {config.rtol:g}/{config.atol:g}), "
+                "or a shorter t_end. If the state was growing without bound (steps shrinking), "
+                "the run blew up: use a smaller init scale.",
+            )
         )
-    if not np.all(ok):
+    if np.any(failed):
         raise IntegrationError(
-            f"the integration to t = {t_end:g} failed for {int((~ok).sum())} of {ok.size} "
-            f"trajectories after up to {int(np.max(np.asarray(num_steps)))} steps: the "
-            "step size collapsed, which usually means the state blew up or became "
-            "non-finite. Use a smaller init scale or tighter rtol/atol (svflow's own "
-            "functions already run in float64)."
+            f"{where}the integration to {to} failed for {int(failed.sum())} of {size} "
+            f"trajectories after up to {int(np.max(np.asarray(num_steps)))} steps: the step size "
+            "collapsed, which usually means the state blew up or became non-finite. "
+            + advice.get(
+                "failed",
+                "Use a smaller init scale or tighter rtol/atol (svflow's own functions already "
+                "run in float64).",
+            )
         )
-    if not finite:
+    if not np.all(finite):
         raise IntegrationError(
-            f"the integration to t = {t_end:g} produced non-finite values (NaN/inf). "
-            "Use a smaller init scale or weight decay, or tighter rtol/atol."
+            f"{where}the integration to {to} produced non-finite values (NaN/inf) in "
+            f"{int((~finite).sum())} of {size} trajectories. Use a smaller init scale or weight "
+            "decay, or tighter rtol/atol."
         )

@@ -81,11 +81,11 @@ import xarray as xr
 from jax.scipy.special import logsumexp
 
 from . import _dims as D
-from ._checks import check_choice, check_float, check_fraction, check_int
+from ._checks import check_fraction, check_int
 from ._dataset import grid_dataset
 from ._fields import CETauField
-from ._groups import Group, tie_pairs
-from ._integrate import SolverConfig, solve
+from ._groups import Group, resolve_group, tie_pairs
+from ._integrate import SUCCESS, Solver, check_solution, check_solver, result_code, solve, takes_solver
 from ._limit import LIMIT_STEPS, handoff, limit_rates, relax
 from ._precision import computes
 from ._simulate import _as_starts
@@ -115,6 +115,11 @@ state off this constraint had an inaccurate complementarity solve)."""
 DEFAULT_HORIZONS = (30.0, 1e2, 300.0, 1e3, 3e3, 1e4)
 r"""Horizons in $\tau = \log(1 + t)$ at which undecided starts are tested
 (t = e^30, ..., e^10000); each is reached only by the starts still undecided."""
+
+OUTCOME_SOLVER = Solver(rtol=1e-6, atol=1e-9, max_steps=100_000)
+"""Default solver of :func:`outcome`: a decision depends on the hand-off states
+only to relative order log(tau) / tau, far above these tolerances, and rtol and
+atol may not exceed :data:`LOOSEST_RTOL`."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +219,7 @@ def decide(u, factors: int, criterion: Criterion, group: Group) -> dict:
     )
 
 
-def advance(y, tau0, taus, *, factors: int, balanced: bool, config: SolverConfig, group: Group):
+def advance(y, tau0, taus, *, factors: int, balanced: bool, config: Solver, group: Group):
     r"""Integrate one start from $\tau_0$ through the horizons ``taus`` in double-log time.
 
     ``y`` is $\lambda$ (K,) (``balanced``) or $s$ (N, K); ``taus`` a horizon or an
@@ -234,7 +239,7 @@ def advance(y, tau0, taus, *, factors: int, balanced: bool, config: SolverConfig
         grid="tau",
         start=tau0,
     )
-    return ys, result._value, steps
+    return ys, result_code(result), steps
 
 
 def _lam_of(y, balanced: bool):
@@ -282,7 +287,7 @@ def _padded(fn, x, **kw):
     return {f: np.asarray(v)[:k] for f, v in fn(jnp.asarray(x[pad]), **kw).items()}
 
 
-def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: SolverConfig, group: Group):
+def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: Solver, group: Group):
     r"""Integrate a batch of states from their $\tau_0$ (B,) through the horizons ``taus``.
 
     Runs through svflow's batch engine (:func:`svflow._batch.solve_many`, the
@@ -307,10 +312,11 @@ def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: Solver
             field,
             y[sel],
             np.log1p(np.concatenate([[t0], taus])),
-            solver=config.solver,
+            solver=config.method,
             rtol=config.rtol,
             atol=config.atol,
             max_steps=config.max_steps,
+            lanes=config.lanes,
         )
         ys[:, sel] = np.moveaxis(sol.ys[:, 1:], 1, 0)
         res[sel] = sol.result
@@ -333,7 +339,7 @@ def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group):
     )
     flat = ys.reshape((H * B,) + ys.shape[2:])
     d = _padded(_limit_batch, flat, factors=factors, balanced=balanced, criterion=criterion, group=group)
-    d["decided"] = d["decided"] & np.tile(res == 0, H) & d["late"]
+    d["decided"] = d["decided"] & np.tile(res == SUCCESS, H) & d["late"]
     d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
     d = {k: v.reshape((H, B) + v.shape[1:]) for k, v in d.items()}
     return ys, res, steps + H * LIMIT_STEPS, d
@@ -365,7 +371,7 @@ def resolve(
     factors: int,
     balanced: bool = True,
     horizons=DEFAULT_HORIZONS,
-    config: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000),
+    config: Solver = OUTCOME_SOLVER,
     criterion: Criterion = Criterion(),
     group: Group,
     progress: bool = False,
@@ -413,7 +419,7 @@ def resolve(
         if bar is not None:
             bar.set_postfix_str(f"tau={hz[i]:g}, {int((~st['decided']).sum())} undecided")
             bar.update(1)
-        todo = np.flatnonzero(~st["decided"] & (st["solver_result"] == 0) & (tau < hz[i]))
+        todo = np.flatnonzero(~st["decided"] & (st["solver_result"] == SUCCESS) & (tau < hz[i]))
         # a start with no earlier limit run cannot be decided at this horizon (nothing
         # to compare with), so it runs the next one in the same stage; the stages a
         # start runs depend on the start alone, never on the others in its batch
@@ -448,8 +454,8 @@ def _resolve_stage(y, tau, st, todo, taus, factors, balanced, config, criterion,
         )
         d["decided"] = d["decided"] & had & same
         d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
-        ok = todo[res == 0]  # a failed run reached none of these horizons
-        y[ok] = ys[n][res == 0]
+        ok = todo[res == SUCCESS]  # a failed run reached none of these horizons
+        y[ok] = ys[n][res == SUCCESS]
         tau[ok] = h
         for f in _FIELDS:
             st[f][todo] = d[f]
@@ -505,23 +511,22 @@ TIGHTEST_RTOL = 1e-13
 """Smallest rtol accepted (float64 holds about 16 digits)."""
 
 
-def check_tolerances(rtol, atol) -> tuple[float, float]:
-    """``rtol``, ``atol`` in (0, :data:`LOOSEST_RTOL`]; a clear error otherwise."""
-    rtol = check_float("rtol", rtol, minimum=0.0, strict_min=True)
-    atol = check_float("atol", atol, minimum=0.0, strict_min=True)
-    if rtol < TIGHTEST_RTOL:
+def check_tolerances(solver: Solver) -> Solver:
+    """``solver`` with rtol and atol in (0, :data:`LOOSEST_RTOL`] and rtol >= :data:`TIGHTEST_RTOL`;
+    a clear error otherwise."""
+    if solver.rtol < TIGHTEST_RTOL:
         raise ValueError(
-            f"rtol = {rtol:g} is below what float64 can hold (the solver would stall); pass "
-            f"rtol >= {TIGHTEST_RTOL:g} (default 1e-6)."
+            f"rtol = {solver.rtol:g} is below what float64 can hold (the solver would stall); pass "
+            f"svflow.Solver(rtol=...) with rtol >= {TIGHTEST_RTOL:g} (default 1e-6)."
         )
-    for name, v in (("rtol", rtol), ("atol", atol)):
+    for name, v in (("rtol", solver.rtol), ("atol", solver.atol)):
         if v > LOOSEST_RTOL:
             raise ValueError(
                 f"{name} = {v:g} is too loose to certify an outcome (the decision needs the "
-                f"states at two horizons to {LOOSEST_RTOL:g} or better); pass {name} <= "
-                f"{LOOSEST_RTOL:g} (default rtol 1e-6, atol 1e-9)."
+                f"states at two horizons to {LOOSEST_RTOL:g} or better); pass svflow.Solver({name}=...) "
+                f"with {name} <= {LOOSEST_RTOL:g} (default rtol 1e-6, atol 1e-9)."
             )
-    return rtol, atol
+    return solver
 
 
 def check_horizon_list(horizons) -> tuple[float, ...]:
@@ -534,38 +539,31 @@ def check_horizon_list(horizons) -> tuple[float, ...]:
     return tuple(float(h) for h in hz)
 
 
-def _check_outcome_failures(st: dict, config: SolverConfig, classes: int, depth: int, hz) -> None:
+def _check_outcome_failures(st: dict, config: Solver, classes: int, depth: int, hz) -> None:
     """Raise :class:`svflow.IntegrationError` (with advice) if an exact run failed."""
-    import diffrax
-
-    from ._integrate import IntegrationError
-
     res = np.asarray(st["solver_result"])
-    bad = (res != 0) | ~np.all(np.isfinite(np.asarray(st["y"]).reshape(res.size, -1)), axis=-1)
+    y = np.asarray(st["y"]).reshape(res.size, -1)
+    bad = (res != SUCCESS) | ~np.all(np.isfinite(y), axis=-1)
     if not np.any(bad):
         return
-    maxed = res == diffrax.RESULTS.max_steps_reached._value
     b = int(np.flatnonzero(bad)[0])
     where = (
-        f"outcome, classes={classes}, depth={depth}: {int(bad.sum())} of {res.size} starts failed "
-        f"(the first, start {b}, after reaching tau = log(1 + t) = {st['tau'][b]:g} of the horizons "
-        f"{list(hz)}; diffrax result {int(res[b])}). "
+        f"outcome, classes={classes}, depth={depth} (the first failed start, {b}, reached tau = "
+        f"log(1 + t) = {st['tau'][b]:g}; diffrax result {int(res[b])}): "
     )
-    if np.any(maxed):
-        raise IntegrationError(
-            where + f"They used all max_steps = {config.max_steps} steps: the exact flow is stiff "
-            "late on (about tau steps per unit of log tau), so pass a larger max_steps (about "
-            "10 x the last horizon) or shorter horizons (the default stops at tau = 1e4); a "
-            "start with huge lambda(0) (far beyond 10) also exhausts them: rescale it."
-        )
-    raise IntegrationError(
-        where + "The solver could not keep its step (rtol/atol "
-        f"{config.rtol:g}/{config.atol:g}) or the state went non-finite: use rtol in "
-        "[1e-10, 1e-3] and initial scales lambda(0) of order 1e-3 to 10."
-    )
+    advice = {
+        "max_steps": "The exact flow is stiff late on (about tau steps per unit of log tau), so pass "
+        "a larger max_steps (about 10 x the last horizon) or shorter horizons (the default stops at "
+        "tau = 1e4); a start with huge lambda(0) (far beyond 10) also exhausts them: rescale it.",
+        "failed": f"The solver could not keep its step (rtol/atol {config.rtol:g}/{config.atol:g}): "
+        "use rtol in [1e-10, 1e-3] and initial scales lambda(0) of order 1e-3 to 10.",
+    }
+    to = f"the horizons tau = {list(hz)}"
+    check_solution(y, res, st["num_steps"], config, to, where, advice)
 
 
 @computes
+@takes_solver
 def outcome(
     classes: int,
     depth: int,
@@ -574,10 +572,7 @@ def outcome(
     batch_dims=None,
     group=None,
     horizons=DEFAULT_HORIZONS,
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
-    max_steps: int = 100_000,
-    solver: str = "tsit5",
+    solver: Solver = OUTCOME_SOLVER,
     criterion: Criterion | None = None,
     kkt: bool = True,
     progress: bool = False,
@@ -605,6 +600,12 @@ def outcome(
             The batch runs together. Mode 0 is set to 0 (it never changes the
             cross-entropy); a balanced start needs $\lambda_i(0) \ge 0$ for
             $i \ge 1$ (a negative eigenvalue shrinks to 0 and never grows).
+            Or a :func:`svflow.simulate` dataset (cross-entropy, no weight
+            decay, same K and depth): its runs are continued from their last
+            state and $\tau = \log(1 + t)$ instead of being integrated again
+            from t = 0 (its batch dims and group are kept; ``num_steps``
+            counts the continuation only; every horizon below that $\tau$ is
+            skipped, and the first one reached is a check).
         batch_dims: name(s) of the leading batch dims of an array ``init``
             (a string or a sequence of strings).
         group: the character basis (``"walsh"``, ``"cyclic"``, a tuple of
@@ -614,8 +615,10 @@ def outcome(
             A decision compares the limit runs of two horizons, so the first
             horizon of several never decides; a single horizon h is preceded by
             a check at min(30, h / 3), as in :func:`svflow.studies.basin_map`.
-        rtol, atol, max_steps, solver: diffrax settings of each stage (rtol and
-            atol at most 1e-3: looser states cannot certify a side of a basin edge).
+        solver: a :class:`svflow.Solver` for each stage (default
+            :data:`OUTCOME_SOLVER`: rtol 1e-6, atol 1e-9, 100 000 steps, Tsit5;
+            rtol and atol at most 1e-3: looser states cannot certify a side of
+            a basin edge).
         criterion: :class:`Criterion` tolerances.
         kkt: polish each decided limit into a KKT point and report its residual.
         progress: a tqdm bar over the horizons.
@@ -641,11 +644,10 @@ def outcome(
             "about 86 s at K = 1024, and compiling the K x K group tables of K = 4096 did not "
             "finish); split the question or use svflow.simulate for one trajectory."
         )
-    grp = start_group(init, classes, group)
     depth = check_int("depth", depth, minimum=1)
-    check_choice("solver", solver, ("tsit5", "dopri5", "dopri8", "kvaerno5"))
-    rtol, atol = check_tolerances(rtol, atol)
-    max_steps = check_int("max_steps", max_steps, minimum=1)
+    continued = isinstance(init, xr.Dataset)
+    grp = _run_group(init, classes, group) if continued else start_group(init, classes, group)
+    config = check_tolerances(check_solver(solver))
     hz = check_horizon_list(horizons)
     for name, flag in (("kkt", kkt), ("progress", progress)):
         if not isinstance(flag, (bool, np.bool_)):
@@ -659,41 +661,149 @@ def outcome(
     criterion = Criterion() if criterion is None else criterion
     if not isinstance(criterion, Criterion):
         raise TypeError(f"criterion must be a Criterion; got {type(criterion).__name__}.")
-    flat, balanced, description, bd, user_coords, batch = _as_starts(
-        init, classes, depth, "ce", batch_dims, grp
-    )
+    if continued:
+        if batch_dims is not None:
+            raise ValueError("batch_dims is only for plain arrays: a simulate dataset names its own dims.")
+        flat, tau0, balanced, description, bd, user_coords, batch = _continue_from(init, classes, depth)
+    else:
+        flat, balanced, description, bd, user_coords, batch = _as_starts(
+            init, classes, depth, "ce", batch_dims, grp
+        )
+        tau0 = 0.0
     check_growing(flat, balanced, "ce")  # simulate follows such a start; outcome has nothing to certify
-    config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    st, wall = _run_outcome(flat, depth, balanced, hz, config, criterion, grp, bool(kkt), bool(progress))
+    if np.any(np.asarray(tau0) >= hz[-1]):
+        raise ValueError(
+            f"init is a simulate run that already reached tau = log(1 + t) = {np.max(tau0):g}, at or "
+            f"beyond the last horizon {hz[-1]:g}; pass later horizons."
+        )
+    st, wall = staged_outcome(
+        flat,
+        tau0,
+        depth=depth,
+        balanced=balanced,
+        horizons=hz,
+        config=config,
+        criterion=criterion,
+        group=grp,
+        limit="kkt" if kkt else "ratio",
+        progress=bool(progress),
+    )
     _check_outcome_failures(st, config, classes, depth, hz)
     run = dict(classes=classes, depth=depth, balanced=balanced, init=description, horizons=hz)
     run.update(config=config, criterion=criterion, group=grp, wall_time_s=wall)
     return _outcome_dataset(st, bd, batch, user_coords, run)
 
 
-def _run_outcome(
-    flat, depth: int, balanced: bool, hz, config, criterion, grp, kkt: bool, progress: bool = False
+def _run_group(ds: xr.Dataset, classes: int, group):
+    """The group of a :func:`svflow.simulate` dataset (its ``group`` attr); ``group``, if
+    given, must be the same."""
+    own = resolve_group(ds.attrs.get("group"), classes)
+    if group is not None and resolve_group(group, classes) != own:
+        raise ValueError(
+            f"group={resolve_group(group, classes).label!r} but init is a simulate run in group "
+            f"{own.label!r}; pass the same group (or leave group=None)."
+        )
+    return own
+
+
+def _continue_from(ds: xr.Dataset, classes: int, depth: int) -> tuple:
+    r"""The last state and $\tau$ of a :func:`svflow.simulate` dataset, as starts of :func:`outcome`.
+
+    Returns ``(y (B, K) or (B, N, K), tau (B,), balanced, description, batch dims,
+    batch coords, batch shape)``; the run must be a reduced cross-entropy run without
+    weight decay of the same K and depth.
+    """
+    a = ds.attrs
+    if a.get("engine") != "reduced" or D.TIME not in ds.dims:
+        raise TypeError(
+            "init as a Dataset must be a svflow.simulate run (engine 'reduced' with a time dim); "
+            f"got a dataset with attrs engine={a.get('engine')!r} and dims {dict(ds.sizes)}."
+        )
+    if a.get("loss_name") != "ce" or float(a.get("weight_decay", 0.0)) != 0.0:
+        raise ValueError(
+            "outcome continues cross-entropy runs without weight decay; init is a simulate run with "
+            f"loss {a.get('loss_name')!r} and weight_decay {a.get('weight_decay')!r}."
+        )
+    if int(a.get("classes", -1)) != classes or int(a.get("depth", -1)) != depth:
+        raise ValueError(
+            f"init is a simulate run with classes={a.get('classes')}, depth={a.get('depth')}; "
+            f"outcome was asked for classes={classes}, depth={depth}: pass the run's own."
+        )
+    balanced = "s" not in ds or bool(a.get("balanced_path", True))
+    var = ds["lam"] if balanced else ds["s"]
+    state_dims = (D.MODE,) if balanced else (D.FACTOR, D.MODE)
+    bd = tuple(d for d in var.dims if d not in state_dims + (D.TIME,))
+    last = var.isel({D.TIME: -1}).transpose(*bd, *state_dims)
+    tau = ds["log_t"] if "log_t" in ds.coords else np.log1p(ds[D.TIME])
+    batch = last.shape[: len(bd)]
+    y = np.asarray(last.values, dtype=float).reshape((-1,) + last.shape[len(bd) :])
+    if not np.all(np.isfinite(y)):
+        raise ValueError("init: the simulate run's last state is not finite; nothing to continue.")
+    tau_end = float(tau.values[-1])
+    coords = {d: ds.coords[d] for d in bd if d in ds.coords}
+    desc = f"continued at tau = log(1 + t) = {tau_end:g} from simulate({a.get('init', '')})"
+    return y, np.full(y.shape[0], tau_end), balanced, desc, bd, coords, batch
+
+
+LIMITS = ("kkt", "ratio", "none")
+"""What :func:`staged_outcome` reports as a decided start's limit."""
+
+
+def staged_outcome(
+    y,
+    tau,
+    *,
+    depth: int,
+    balanced: bool,
+    horizons,
+    config: Solver,
+    criterion: Criterion,
+    group,
+    limit: str = "kkt",
+    progress: bool = False,
 ) -> tuple[dict, float]:
-    """Resolve every start through the horizons; add ``lam_end``, ``limit`` and ``kkt_residual``."""
+    r"""The staged outcome decision of a batch of starts: the one pipeline behind
+    :func:`outcome`, :func:`svflow.studies.basin_map` and its sweep cells.
+
+    ``y``: (B, K) $\lambda$ or (B, N, K) $s$ at $	au$ = ``tau`` (a scalar or
+    (B,): 0 for a start, the end of a :func:`svflow.simulate` run to continue
+    it). Every start is resolved through ``horizons`` (:func:`resolve`: the
+    first horizon it reaches is a check, each later one decides if the limit
+    run agrees with the previous one), then the fields of every decided start
+    are checked against each other (:func:`consistent`). ``limit``: ``"kkt"``
+    polishes each decided limit into a KKT point (``limit``,
+    ``kkt_residual``), ``"ratio"`` reports $\lambda/\max\lambda$ on the
+    support, ``"none"`` adds no limit (then an undecided start keeps the
+    support and frozen sets of its last limit run, as basin maps report them;
+    otherwise an undecided start claims no support). Arguments are not
+    checked here (the entry points check them once). Returns ``(fields,
+    wall time of the exact stages in s)``: the fields of :func:`resolve` and
+    ``lam_end`` (numpy).
+    """
     tic = _time.perf_counter()
     st = resolve(
-        flat,
-        0.0,
+        y,
+        tau,
         factors=depth + 1,
         balanced=balanced,
-        horizons=tuple(hz),
+        horizons=tuple(horizons),
         config=config,
         criterion=criterion,
-        group=grp,
+        group=group,
         progress=progress,
     )
     wall = _time.perf_counter() - tic
     st["lam_end"] = st["y"] if balanced else np.prod(st["y"], axis=-2)
-    if kkt:
-        st["limit"], st["kkt_residual"] = _limits(st["limit_state"], st["support"], st["decided"], depth, grp)
+    if limit == "none":
+        _undecide(st, ~consistent(st, criterion))
+        return st, wall
+    if limit == "kkt":
+        st["limit"], st["kkt_residual"] = _limits(
+            st["limit_state"], st["support"], st["decided"], depth, group
+        )
     else:
         st["limit"] = np.where(st["decided"][:, None], np.where(st["support"], st["ratio"], 0.0), np.nan)
-        st["kkt_residual"] = np.full(flat.shape[0], np.nan)
+        st["kkt_residual"] = np.full(st["code"].shape[0], np.nan)
     # an undecided start claims no support (its last limit run is in rate_ratio)
     _undecide(st, ~consistent(st, criterion) | ~st["decided"])
     return st, wall

@@ -17,18 +17,20 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from . import _dims as D
-from ._batch import check_batch, solve_batch, solve_batch_loglog
+from ._batch import solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
 from ._fields import CETauField, check_loss, data_loss, rhs_balanced, rhs_factors
 from ._groups import Group, check_pairs, resolve_group
 from ._integrate import (
     IntegrationError,
-    SolverConfig,
+    Solver,
     check_solution,
+    check_solver,
     check_times,
     log_times,
     solve,
+    takes_solver,
 )
 from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam
 from ._precision import computes
@@ -335,7 +337,7 @@ def _uses_log(field: ReducedField, y0s: np.ndarray) -> np.ndarray:
     return np.all(y0s[:, 1:] > 0, axis=1)
 
 
-def _solve_log_or_lam(field: ReducedField, y0s, ts, config: SolverConfig, lanes, progress: bool):
+def _solve_log_or_lam(field: ReducedField, y0s, ts, config: Solver, progress: bool):
     r"""``(ys in lambda, num_steps)``: starts with every $\lambda_i(0) > 0$ ($i \ge 1$) in $u = \log\lambda$.
 
     Under the balanced cross-entropy law the sign of every $\lambda_i$ is
@@ -376,8 +378,8 @@ def _solve_log_or_lam(field: ReducedField, y0s, ts, config: SolverConfig, lanes,
             check_solution(y, result, steps, config, t_end)
             steps = np.asarray([int(steps)])
         else:
-            sol = solve_batch(f, y0, ts, cfg, lanes=lanes, cost=cost[sel])
-            check_batch(sol, config, t_end)
+            sol = solve_batch(f, y0, ts, cfg, cost=cost[sel])
+            check_solution(sol.ys, sol.result, sol.num_steps, config, t_end)
             y, steps = sol.ys, sol.num_steps
         if use_log:
             with np.errstate(over="ignore"):
@@ -392,7 +394,7 @@ def _solve_log_or_lam(field: ReducedField, y0s, ts, config: SolverConfig, lanes,
     return ys, num_steps
 
 
-def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, lanes, progress: bool):
+def _integrate_starts(field: ReducedField, y0s, ts, taus, config: Solver, progress: bool):
     """Integrate every start: ``(ys, num_steps, wall_time_s)``, errors that name the fix."""
     if not bool(_finite_at_start(field, jnp.asarray(y0s))):
         raise IntegrationError(
@@ -406,13 +408,12 @@ def _integrate_starts(field: ReducedField, y0s, ts, taus, config: SolverConfig, 
             if progress:
                 raise ValueError("progress=True is not available with log_t_end.")
             grp = field.group
-            sol = solve_batch_loglog(
-                CETauField(field.factors, field.balanced, grp), y0s, taus, config, lanes=lanes
-            )
-            check_batch(sol, config, t_end, f"double-log run to tau = log(1 + t) = {taus[-1]:g}: ")
+            sol = solve_batch_loglog(CETauField(field.factors, field.balanced, grp), y0s, taus, config)
+            where = f"double-log run to tau = log(1 + t) = {taus[-1]:g}: "
+            check_solution(sol.ys, sol.result, sol.num_steps, config, t_end, where)
             ys, num_steps = sol.ys, sol.num_steps
         else:
-            ys, num_steps = _solve_log_or_lam(field, y0s, ts, config, lanes, progress)
+            ys, num_steps = _solve_log_or_lam(field, y0s, ts, config, progress)
     except IntegrationError as e:
         if weight_decay > 0 and t_end > default_t_end(weight_decay):
             raise IntegrationError(
@@ -474,7 +475,13 @@ def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coo
     return out_ds.assign_coords(grp.mode_coords())
 
 
+SIMULATE_SOLVER = Solver(rtol=1e-8, atol=1e-10, max_steps=200_000)
+"""Default solver of :func:`simulate`: tight tolerances, since the dataset is the
+whole trajectory (float64 holds about 16 digits)."""
+
+
 @computes
+@takes_solver
 def simulate(
     classes: int,
     depth: int,
@@ -485,14 +492,10 @@ def simulate(
     t_end: float | None = None,
     times=None,
     num_times: int = 161,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
-    max_steps: int = 200_000,
-    solver: str = "tsit5",
+    solver: Solver = SIMULATE_SOLVER,
     progress: bool = False,
     rank_rtol: float = RANK_RTOL,
     batch_dims=None,
-    lanes: int | None = None,
     group=None,
     log_t_end: float | None = None,
     store_s: bool | None = None,
@@ -550,7 +553,8 @@ def simulate(
             maps and outcomes need): the solver takes the same steps as with
             161 saves, so the end state is the same, and no dense output in
             between is computed or stored.
-        rtol, atol, max_steps, solver: diffrax settings (PID controller).
+        solver: a :class:`svflow.Solver` (default :data:`SIMULATE_SOLVER`:
+            rtol 1e-8, atol 1e-10, 200 000 steps, Tsit5, PID controller).
             Balanced cross-entropy starts without weight decay whose modes
             $i \ge 1$ all start positive integrate $u = \log\lambda$
             (one exponential per mode, no power; the sign of each mode is
@@ -562,7 +566,6 @@ def simulate(
         progress: a progress bar in log(1 + t) (single start only).
         rank_rtol: threshold of the numerical rank.
         batch_dims: names of the leading batch dims of an array ``init``.
-        lanes: trajectories in flight at once (default 64 on a CPU, 8192 on an accelerator).
         group: a :class:`svflow.Group` or its spec (``"walsh"``, ``"cyclic"``, a
             tuple of cyclic orders); None: the group of a :class:`Start`, else
             Walsh for K = 2^m, cyclic otherwise.
@@ -592,7 +595,7 @@ def simulate(
     rank_rtol = check_fraction("rank_rtol", rank_rtol)
     num_times = check_int("num_times", num_times, minimum=2)
     ts, taus, log_t_end = _save_times(loss, weight_decay, t_end, times, num_times, log_t_end)
-    config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    config = check_solver(solver)
     y0s, balanced, description, dims, coords, batch = _as_starts(init, classes, depth, loss, batch_dims, grp)
     if store_s is not None and not isinstance(store_s, (bool, np.bool_)):
         raise TypeError(f"store_s must be True, False or None; got {store_s!r}.")
@@ -604,7 +607,7 @@ def simulate(
     if progress and dims:
         raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
     field = ReducedField(jnp.asarray(weight_decay, float), loss, depth + 1, balanced, group=grp)
-    ys, num_steps, wall = _integrate_starts(field, y0s, ts, taus, config, lanes, progress)
+    ys, num_steps, wall = _integrate_starts(field, y0s, ts, taus, config, progress)
     run = dict(classes=classes, depth=depth, loss=loss, weight_decay=weight_decay, init=description)
     run.update(balanced=balanced, rank_rtol=rank_rtol, group=grp, config=config, log_t_end=log_t_end)
     run.update(store_s=(not balanced) if store_s is None else store_s)

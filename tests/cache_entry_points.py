@@ -6,7 +6,9 @@ listed once with a small base call and, for **every numeric argument of its
 signature**, either two values (``values``: the result must follow the value,
 whatever ran before and whatever the compilation cache holds) or the reason it
 is left out (``skip``: it changes the output's shape, or it is not a number
-that enters the computation). ``tests/test_cache_independence.py`` walks each
+that enters the computation). The numeric fields of an entry point's
+``solver=svflow.Solver(...)`` are arguments ``solver.<field>``: each value
+replaces that field of the entry point's default solver. ``tests/test_cache_independence.py`` walks each
 signature, so a new numeric argument fails the test until it is listed here.
 
 Run as a script, ``python tests/cache_entry_points.py ORDER OUT.npz [NAMES...]``
@@ -16,6 +18,7 @@ evaluates every (entry point, argument, value) in the given order (``ab`` or
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 import tempfile
@@ -119,40 +122,51 @@ ENTRY_POINTS: dict[str, Entry] = {
         values={
             "weight_decay": (1e-2, 5e-4),
             "t_end": (50.0, 20.0),
-            "rtol": (1e-8, 1e-6),
-            "atol": (1e-10, 1e-6),
+            "solver.rtol": (1e-8, 1e-6),
+            "solver.atol": (1e-10, 1e-6),
             "rank_rtol": (0.1, 0.8),
             "log_t_end": (3.0, 5.0),
         },
-        skip={"num_times": _SHAPE, "max_steps": _BUDGET, "lanes": _SCHED, "classes": _SHAPE, "depth": _SHAPE},
+        skip={
+            "num_times": _SHAPE,
+            "solver.max_steps": _BUDGET,
+            "solver.lanes": _SCHED,
+            "classes": _SHAPE,
+            "depth": _SHAPE,
+        },
         fast=("weight_decay", "t_end"),
     ),
     "outcome": Entry(
         call=_outcome,
         signature_of=_sig("outcome"),
         base=dict(classes=4, depth=2, init=[0.0, 1.0, 0.9, 0.5], horizons=(30.0, 100.0), kkt=False),
-        values={"rtol": (1e-6, 1e-7), "atol": (1e-9, 1e-7), "horizons": ((30.0, 100.0), (100.0, 300.0))},
-        skip={"max_steps": _BUDGET, "classes": _SHAPE, "depth": _SHAPE},
-        fast=("rtol",),
+        values={
+            "solver.rtol": (1e-6, 1e-7),
+            "solver.atol": (1e-9, 1e-7),
+            "horizons": ((30.0, 100.0), (100.0, 300.0)),
+        },
+        skip={"solver.max_steps": _BUDGET, "solver.lanes": _SCHED, "classes": _SHAPE, "depth": _SHAPE},
+        fast=("solver.rtol",),
     ),
     "basin_map": Entry(
         call=_basin_map,
         signature_of=_sig("studies.basin_map"),
         base=dict(classes=4, depths=[2], eps=[0.1], delta=[0.3, 0.6], horizons=(100.0, 300.0)),
         values={
-            "rtol": (1e-5, 1e-7),
-            "atol": (1e-8, 1e-6),
+            "solver.rtol": (1e-5, 1e-7),
+            "solver.atol": (1e-8, 1e-6),
             "horizons": ((100.0, 300.0), (300.0, 1000.0)),
             "eps": ([0.1], [0.05]),
             "delta": ([0.3, 0.6], [0.2, 0.7]),
         },
         skip={
-            "max_steps": _BUDGET,
+            "solver.max_steps": _BUDGET,
+            "solver.lanes": _SCHED,
             "chunk_size": _SCHED,
             "classes": _SHAPE,
             "seeds": "the lag family is deterministic (seeds enter the random family: tests/test_basins.py)",
         },
-        fast=("rtol",),
+        fast=("solver.rtol",),
     ),
     "train": Entry(
         call=_train,
@@ -177,11 +191,11 @@ ENTRY_POINTS: dict[str, Entry] = {
             "scale": (0.3, 0.5),  # through random_model
             "t_end": (50.0, 20.0),
             "log_t_end": (3.0, 5.0),
-            "rtol": (1e-8, 1e-6),
-            "atol": (1e-10, 1e-6),
+            "solver.rtol": (1e-8, 1e-6),
+            "solver.atol": (1e-10, 1e-6),
             "rank_rtol": (0.1, 0.9),
         },
-        skip={"num_times": _SHAPE, "max_steps": _BUDGET, "lanes": _SCHED},
+        skip={"num_times": _SHAPE, "solver.max_steps": _BUDGET, "solver.lanes": _SCHED},
         fast=("weight_decay",),
     ),
     "sweep": Entry(
@@ -199,9 +213,22 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def _solver_default(fn: Callable):
+    """The default ``svflow.Solver`` of ``fn``'s ``solver`` parameter (None if it has none)."""
+    import svflow
+
+    p = inspect.signature(fn).parameters.get("solver")
+    return p.default if p is not None and isinstance(p.default, svflow.Solver) else None
+
+
 def numeric_parameters(fn: Callable) -> list[str]:
-    """Names of the parameters of ``fn`` that take numbers (by annotation or default)."""
+    """Names of the parameters of ``fn`` that take numbers (by annotation or default); the
+    numeric fields of a ``solver=svflow.Solver(...)`` parameter as ``solver.<field>``."""
     out = []
+    solver = _solver_default(fn)
+    if solver is not None:
+        hints = {f.name: str(f.type) for f in dataclasses.fields(solver)}
+        out += [f"solver.{n}" for n, t in hints.items() if ("float" in t or "int" in t) and "bool" not in t]
     for name, p in inspect.signature(fn).parameters.items():
         ann = str(p.annotation)
         default = p.default
@@ -225,7 +252,11 @@ def calls(names=None, only_fast: bool = False, order: str = "ab"):
             vals = pair if order == "ab" else pair[::-1]
             for v in vals:
                 kw = dict(entry.base)
-                kw[arg] = v
+                if arg.startswith("solver."):  # one field of the entry point's default Solver
+                    default = _solver_default(entry.signature_of())
+                    kw["solver"] = dataclasses.replace(default, **{arg.split(".", 1)[1]: v})
+                else:
+                    kw[arg] = v
                 if arg == "log_t_end":
                     kw.pop("t_end", None)
                 out.append((f"{name}:{arg}={v!r}", name, kw))

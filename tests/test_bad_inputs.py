@@ -56,8 +56,8 @@ CASES = {
     "train steps=1.5": (lambda: TRAIN(steps=1.5), TypeError, "steps"),
     "train num_times=1": (lambda: TRAIN(num_times=1), ValueError, "num_times"),
     "simulate num_times=0": (lambda: SIM(num_times=0), ValueError, "num_times"),
-    "simulate max_steps=1.5": (lambda: SIM(max_steps=1.5), TypeError, "max_steps"),
-    "simulate max_steps=0": (lambda: SIM(max_steps=0), ValueError, "max_steps"),
+    "simulate max_steps=1.5": (lambda: SIM(solver=svflow.Solver(max_steps=1.5)), TypeError, "max_steps"),
+    "simulate max_steps=0": (lambda: SIM(solver=svflow.Solver(max_steps=0)), ValueError, "max_steps"),
     "simulate depth=1.5": (lambda: svflow.simulate(4, 1.5, init=np.ones(4)), TypeError, "depth"),
     "simulate depth=True": (lambda: svflow.simulate(4, True, init=np.ones(4)), TypeError, "depth"),
     "simulate classes='4'": (lambda: svflow.simulate("4", 1, init=np.ones(4)), TypeError, "classes"),
@@ -130,8 +130,8 @@ CASES = {
     # unclear errors, now clear
     "simulate t_end='1e3'": (lambda: SIM(t_end="1e3"), TypeError, "t_end"),
     "simulate weight_decay='0.1'": (lambda: SIM(weight_decay="0.1"), TypeError, "weight_decay"),
-    "simulate rtol=0": (lambda: SIM(rtol=0.0), ValueError, "rtol"),
-    "simulate solver='euler'": (lambda: SIM(solver="euler"), ValueError, "solver"),
+    "simulate rtol=0": (lambda: SIM(solver=svflow.Solver(rtol=0.0)), ValueError, "rtol"),
+    "simulate solver='euler'": (lambda: SIM(solver=svflow.Solver(method="euler")), ValueError, "method"),
     "simulate t_end and times": (lambda: SIM(t_end=1.0, times=[0.0, 1.0]), ValueError, "t_end"),
     "train eta='0.1'": (lambda: TRAIN(eta="0.1"), TypeError, "eta"),
     "train dtype=float16": (lambda: TRAIN(dtype="float16"), ValueError, "dtype"),
@@ -207,7 +207,9 @@ def test_weight_decay_default_horizon_settles():
     start = svflow.spectral_init(K, L, scale=1e-2, seed=0)
     ds = svflow.simulate(K, L, init=start, weight_decay=wd)
     assert ds.attrs["t_end"] == pytest.approx(100 / wd)
-    longer = svflow.simulate(K, L, init=start, weight_decay=wd, t_end=1e4 / wd, max_steps=400_000)
+    longer = svflow.simulate(
+        K, L, init=start, weight_decay=wd, t_end=1e4 / wd, solver=svflow.Solver(max_steps=400_000)
+    )
     lam, lam_long = ds.lam.values[-1], longer.lam.values[-1]
     np.testing.assert_allclose(lam, lam_long, rtol=1e-6, atol=1e-12)
     assert np.abs(lam).max() > 1.0  # a non-trivial stationary point, not the origin
@@ -222,7 +224,14 @@ def test_weight_decay_default_horizon_settles():
 
 def test_weight_decay_long_horizon_error_says_what_works():
     with pytest.raises(svflow.IntegrationError, match=r"weight_decay = 0.001.*Pass t_end <= 100000 "):
-        svflow.simulate(4, 2, init=svflow.spectral_init(4, 2), weight_decay=1e-3, t_end=1e8, max_steps=2000)
+        svflow.simulate(
+            4,
+            2,
+            init=svflow.spectral_init(4, 2),
+            weight_decay=1e-3,
+            t_end=1e8,
+            solver=svflow.Solver(max_steps=2000),
+        )
 
 
 # --- files
@@ -501,18 +510,20 @@ def test_outcome_raises_on_solver_failure_with_advice(lam8):
     from svflow._integrate import IntegrationError
 
     with pytest.raises(IntegrationError, match="max_steps"):
-        svflow.outcome(8, 4, init=lam8, max_steps=5)
+        svflow.outcome(8, 4, init=lam8, solver=svflow.Solver(rtol=1e-6, atol=1e-9, max_steps=5))
     with pytest.raises(IntegrationError, match="rescale|max_steps"):
         svflow.outcome(8, 4, init=lam8 * 1e200)
 
 
 def test_failed_run_reports_the_horizon_reached_and_no_support(lam8):
     from svflow._groups import resolve_group
-    from svflow._integrate import SolverConfig
-    from svflow._outcome import Criterion, _run_outcome
+    from svflow._integrate import Solver
+    from svflow._outcome import Criterion, staged_outcome
 
-    cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=5)
-    st, _ = _run_outcome(lam8[None], 4, True, (1e5, 1e6), cfg, Criterion(), resolve_group(None, 8), False)
+    cfg = Solver(rtol=1e-6, atol=1e-9, max_steps=5)
+    grp = resolve_group(None, 8)
+    kw = dict(depth=4, balanced=True, horizons=(1e5, 1e6), config=cfg, criterion=Criterion(), group=grp)
+    st, _ = staged_outcome(lam8[None], 0.0, limit="ratio", **kw)
     assert st["solver_result"][0] != 0
     assert st["tau"][0] == 0.0  # not the unreached 1e6
     assert st["code"][0] == -1 and not st["support"].any()
@@ -520,11 +531,13 @@ def test_failed_run_reports_the_horizon_reached_and_no_support(lam8):
 
 def test_outcome_refuses_tolerances_it_cannot_certify_with(lam8):
     with pytest.raises(ValueError, match="too loose"):
-        svflow.outcome(8, 4, init=lam8, rtol=1.0)
+        svflow.outcome(8, 4, init=lam8, solver=svflow.Solver(rtol=1.0, atol=1e-9, max_steps=100_000))
     with pytest.raises(ValueError, match="float64"):
-        svflow.outcome(8, 4, init=lam8, rtol=1e-20)
+        svflow.outcome(8, 4, init=lam8, solver=svflow.Solver(rtol=1e-20, atol=1e-9, max_steps=100_000))
     with pytest.raises(ValueError, match="too loose"):
-        svflow.studies.basin_map(4, [2], [0.1], [0.1], rtol=0.5)
+        svflow.studies.basin_map(
+            4, [2], [0.1], [0.1], solver=svflow.Solver(rtol=0.5, atol=1e-8, max_steps=100_000)
+        )
 
 
 def test_negative_lambda_is_refused_by_outcome_and_followed_by_simulate(lam8):
@@ -568,3 +581,32 @@ def test_top_level_is_small_and_its_list_is_its_bindings():
     for moved in ("basin_map", "classify", "hadamard", "resolve_group", "cell_key"):
         with pytest.raises(AttributeError):
             getattr(svflow, moved)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: svflow.simulate(4, 1, init=np.ones(4), rtol=1e-6),
+        lambda: svflow.outcome(4, 1, init=np.ones(4), max_steps=10),
+        lambda: svflow.studies.basin_map(4, [1], [0.1], [0.1], atol=1e-9),
+        lambda: svflow.flow(_model(), lanes=4),
+        lambda: svflow.studies.repulsion(8, [1], rtol=1e-9),
+    ],
+)
+def test_old_solver_keywords_say_to_pass_a_solver(call):
+    """rtol/atol/max_steps/lanes moved into svflow.Solver: the error names the replacement."""
+    with pytest.raises(TypeError, match=r"use solver=svflow\.Solver\((rtol|atol|max_steps|lanes)="):
+        call()
+
+
+def test_solver_rejects_bad_settings_and_records_netcdf_safe_attrs():
+    with pytest.raises(ValueError, match="method"):
+        svflow.Solver(method="euler")
+    with pytest.raises(ValueError, match="lanes"):
+        svflow.Solver(lanes=0)
+    with pytest.raises(TypeError, match="solver must be an svflow.Solver"):
+        svflow.simulate(4, 1, init=np.ones(4), solver="tsit5")
+    attrs = svflow.Solver(rtol=1e-7, lanes=8).as_attrs()
+    assert attrs["rtol"] == 1e-7 and attrs["lanes"] == 8 and attrs["solver"] == "tsit5"
+    assert all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in attrs.values())
+    assert "lanes" not in svflow.Solver().as_attrs()  # None is not netCDF-safe: left out

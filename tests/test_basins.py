@@ -16,9 +16,9 @@ from svflow._analysis.classify import (
     OutcomeRule,
     classify_trajectory,
 )
-from svflow._integrate import SolverConfig
+from svflow._integrate import Solver
 from svflow._walsh import one_minus_mu
-from svflow.studies._basins import basin_batch, basin_start, basin_width
+from svflow.studies._basins import basin_cells, basin_start, basin_width
 from svflow.studies._repulsion import log_ratio_rate, one_minus_mu_series, repulsion
 
 RULE = OutcomeRule()
@@ -110,17 +110,20 @@ def test_two_factors_reach_nc_everywhere():
 
 
 def test_batch_equals_single_runs():
-    """basin_batch (double-log clock, vmapped) = simulate in plain log time to t = e^20."""
-    cfg = SolverConfig(rtol=1e-9, atol=1e-12, max_steps=100_000)
-    eps = jnp.asarray([1e-3, 1e-2, 1e-1])
-    delta = jnp.asarray([0.1, 0.4, 0.6])
-    seed = jnp.asarray([0, 1, 2])
+    """basin_cells (double-log clock, refill batch engine) = simulate in plain log time to t = e^20."""
+    cfg = Solver(rtol=1e-9, atol=1e-12, max_steps=100_000)
+    eps = np.asarray([1e-3, 1e-2, 1e-1])
+    delta = np.asarray([0.1, 0.4, 0.6])
+    seed = np.asarray([0, 1, 2])
     for family in ("lag",):
-        out = basin_batch(eps, delta, seed, classes=4, depth=2, horizon=20.0, family=family, config=cfg)
+        out = basin_cells(eps, delta, seed, classes=4, depth=2, horizons=(20.0,), family=family, solver=cfg)
+        np.testing.assert_array_equal(out["log_t_end"], 20.0)
         for b in range(3):
             lam0 = np.asarray(basin_start(family, 4, eps[b], delta[b], seed[b]))
             np.testing.assert_allclose(out["lam0"][b], lam0, rtol=1e-15)
-            ds = svflow.simulate(4, 2, init=lam0, times=[0.0, np.expm1(20.0)], rtol=1e-9, atol=1e-12)
+            ds = svflow.simulate(
+                4, 2, init=lam0, times=[0.0, np.expm1(20.0)], solver=svflow.Solver(rtol=1e-9, atol=1e-12)
+            )
             np.testing.assert_allclose(out["lam_end"][b], ds["lam"].values[-1], rtol=1e-6, atol=1e-9)
     # the random family draws u in [1 - delta, 1 + delta]
     u = np.asarray(basin_start("random", 64, 1.0, 0.25, 7))[1:]
@@ -146,7 +149,9 @@ def test_classifier_never_calls_moving_trajectory_decided():
     lam0 = jnp.stack([basin_start("lag", K, e, g) for _, e, g in cases])
     n_undecided_moving = n_decided = 0
     for (depth, eps, lag), l0 in zip(cases, lam0):
-        lam = svflow.simulate(K, depth, init=np.asarray(l0), times=t, rtol=1e-8, atol=1e-10)["lam"].values
+        lam = svflow.simulate(
+            K, depth, init=np.asarray(l0), times=t, solver=svflow.Solver(rtol=1e-8, atol=1e-10)
+        )["lam"].values
         q = np.abs(lam[:, 1:]) / np.abs(lam[:, 1:]).max(-1, keepdims=True)
         ends = np.arange(20, t.size)
         out = cut(jnp.asarray(lam), jnp.asarray(ends))

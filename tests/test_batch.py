@@ -13,7 +13,7 @@ import xarray as xr
 
 import svflow
 from svflow._batch import chunk_size_for, log_time_field, solve_batch, solve_many
-from svflow._integrate import SolverConfig, log_times
+from svflow._integrate import Solver, log_times
 from svflow._simulate import ReducedField
 
 
@@ -56,7 +56,7 @@ def test_logistic_closed_form_through_chunks_and_padding():
     lam0 = 10 ** rng.uniform(-3, -1, (7, K))
     ts = log_times(50.0, 41)
     field = ReducedField(jnp.asarray(0.0), "squared", 2, True)
-    config = SolverConfig(rtol=1e-10, atol=1e-12)
+    config = Solver(rtol=1e-10, atol=1e-12)
     # a budget of 3 starts per chunk: chunks of 3, 2, 2 (padded to the same shape)
     budget = 3 * 8 * K * (2 * 41 + 8)
     sol = solve_batch(field, lam0, ts, config, max_bytes=budget, lanes=2)
@@ -69,7 +69,7 @@ def test_batched_simulate_equals_per_start_simulate():
     K, depth = 8, 2
     lam0 = _ce_starts(6, K, 3).reshape(2, 3, K)
     kw = dict(t_end=1e5, num_times=31)
-    ds = svflow.simulate(K, depth, init=lam0, batch_dims=("a", "b"), lanes=4, **kw)
+    ds = svflow.simulate(K, depth, init=lam0, batch_dims=("a", "b"), solver=svflow.Solver(lanes=4), **kw)
     assert ds["lam"].dims == ("a", "b", "time", "mode") and ds["num_steps"].dims == ("a", "b")
     for a in range(2):
         for b in range(3):

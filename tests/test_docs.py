@@ -12,7 +12,7 @@
   factors and for the exact NC start). The outcome table stored in the notebook (what the site shows)
   must equal the one the fresh run prints.
 - The tour on the Getting-started page (its ``python`` blocks, in order, as
-  one script) runs; its sweep of ``basin_cell`` must give the outcomes, ranks
+  one script) runs; its sweep of ``basin_cells`` must give the outcomes, ranks
   and decided flags that ``basin_map`` gives for the same starts at the same
   single horizon (a second route to the same numbers), and its certified
   outcome must be decided, coded from its support (0 when all K - 1 modes
@@ -112,7 +112,7 @@ def test_getting_started_tour_runs(tmp_path):
     assert len(blocks) >= 6, "the tour's python blocks were not found"
     check = """
 grid = dict(depths=[1, 3], eps=np.geomspace(1e-2, 1e-1, 3), delta=[0.1, 0.3])
-bm2 = svflow.studies.basin_map(8, **grid, horizons=(100.0,))  # basin_cell's single horizon
+bm2 = svflow.studies.basin_map(8, **grid, horizons=(100.0,))  # the tour's single horizon
 for v in ("outcome", "rank", "decided"):
     assert (res[v].values == bm2[v].values).all(), (v, res[v].values, bm2[v].values)
 assert res["decided"].values.any()

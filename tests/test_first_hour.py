@@ -35,7 +35,15 @@ def _logistic(lam0, t, K):
 def test_simulate_save_times_after_the_start(progress):
     """times without 0: the run starts at t = 0 and saves exactly the times given."""
     lam0, ts = [0.2, 0.1, 0.3, 0.5], [1.0, 10.0, 100.0]
-    ds = svflow.simulate(4, 1, init=lam0, loss="squared", times=ts, rtol=1e-10, atol=1e-12, progress=progress)
+    ds = svflow.simulate(
+        4,
+        1,
+        init=lam0,
+        loss="squared",
+        times=ts,
+        solver=svflow.Solver(rtol=1e-10, atol=1e-12),
+        progress=progress,
+    )
     np.testing.assert_array_equal(ds.time.values, ts)
     np.testing.assert_allclose(ds.lam.values, _logistic(lam0, ts, 4), rtol=1e-7)
 
@@ -44,7 +52,13 @@ def test_batched_save_times_after_the_start():
     lam0 = np.array([[0.2, 0.1, 0.3, 0.5], [0.6, 0.4, 0.05, 0.9]])
     ts = [0.5, 50.0]
     ds = svflow.simulate(
-        4, 1, init=lam0, loss="squared", times=ts, batch_dims="start", rtol=1e-10, atol=1e-12
+        4,
+        1,
+        init=lam0,
+        loss="squared",
+        times=ts,
+        batch_dims="start",
+        solver=svflow.Solver(rtol=1e-10, atol=1e-12),
     )
     assert ds.lam.dims == ("start", "time", "mode")
     for b in range(2):

@@ -28,7 +28,7 @@ def test_flow_is_the_small_step_limit_of_gradient_descent():
     """|train(eta) - flow| = O(eta): the fitted order over eta = 0.04, 0.02, 0.01 is 1."""
     model = svflow.random_model(K, depth=L, width=D, key=1)
     times = np.array([1.0, 2.0, 4.0, 8.0, 12.0])  # saves after the start: t = 0 is implied
-    fl = svflow.flow(model, times=times, rtol=1e-10, atol=1e-12)
+    fl = svflow.flow(model, times=times, solver=svflow.Solver(rtol=1e-10, atol=1e-12))
     np.testing.assert_array_equal(fl.time.values, times)
     etas = np.array([0.04, 0.02, 0.01])
     errs = []
@@ -45,8 +45,8 @@ def test_flow_is_the_small_step_limit_of_gradient_descent():
 def test_flow_from_a_spectral_start_is_the_reduced_ode():
     """Spectral start: diag(U^T Z U) follows simulate's lambda to the solver tolerance."""
     model = svflow.spectral_model(LAM0, depth=L, width=D, key=7)
-    fl = svflow.flow(model, t_end=50.0, num_times=21, rtol=1e-10, atol=1e-12)
-    red = svflow.simulate(K, L, init=LAM0, times=fl.time.values, rtol=1e-10, atol=1e-12)
+    fl = svflow.flow(model, t_end=50.0, num_times=21, solver=svflow.Solver(rtol=1e-10, atol=1e-12))
+    red = svflow.simulate(K, L, init=LAM0, times=fl.time.values, solver=svflow.Solver(rtol=1e-10, atol=1e-12))
     err = np.abs(fl.lam.values - red.lam.values).max() / np.abs(red.lam.values).max()
     assert err < 1e-7, err
     assert float(fl.frame_drift.max()) < 1e-8
@@ -58,11 +58,15 @@ def test_balancedness_is_conserved_by_the_flow():
     (the double-log clock: test_double_log_run_matches_log_time_and_continues); with a
     uniform weight decay wd it decays exactly like e^{-2 wd t}."""
     model = svflow.random_model(4, depth=3, width=6, scale=1.5, key=3)
-    ds, end = svflow.flow(model, t_end=1e4, num_times=5, rtol=1e-10, atol=1e-12, return_model=True)
+    ds, end = svflow.flow(
+        model, t_end=1e4, num_times=5, solver=svflow.Solver(rtol=1e-10, atol=1e-12), return_model=True
+    )
     _assert_conserved(model, end, ds)
     wd = 0.05
     decayed = svflow.random_model(4, depth=2, width=6, scale=1.5, key=4, weight_decay=wd)
-    ds, end = svflow.flow(decayed, t_end=20.0, num_times=5, rtol=1e-10, atol=1e-12, return_model=True)
+    ds, end = svflow.flow(
+        decayed, t_end=20.0, num_times=5, solver=svflow.Solver(rtol=1e-10, atol=1e-12), return_model=True
+    )
     for c0, c1 in zip(_imbalance(decayed.factors), _imbalance(end.factors)):
         np.testing.assert_allclose(c1, c0 * np.exp(-2 * wd * 20.0), atol=1e-8)
     assert ds.objective.values[-1] > ds.loss.values[-1]
@@ -74,12 +78,14 @@ def test_double_log_run_matches_log_time_and_continues():
     reach, conserves balancedness, and continuing it 10x further in tau changes no
     final rank."""
     models = [svflow.random_model(4, depth=3, width=8, key=k) for k in (0, 1)]
-    short, ends = svflow.flow(models, log_t_end=30.0, num_times=31, rtol=1e-10, atol=1e-12, return_model=True)
+    short, ends = svflow.flow(
+        models, log_t_end=30.0, num_times=31, solver=svflow.Solver(rtol=1e-10, atol=1e-12), return_model=True
+    )
     for b in range(2):
         _assert_conserved(models[b], ends[b], short.isel(start=b))
     tau = short.log_t.values
     keep = tau <= 20.0
-    plain = svflow.flow(models, times=np.expm1(tau[keep]), rtol=1e-10, atol=1e-12)
+    plain = svflow.flow(models, times=np.expm1(tau[keep]), solver=svflow.Solver(rtol=1e-10, atol=1e-12))
     err = np.abs(plain.sigma.values - short.sigma.values[:, keep]).max() / short.sigma.values.max()
     assert err < 1e-6, err
     long = svflow.flow(models, log_t_end=300.0, num_times=11)

@@ -24,7 +24,9 @@ def crosscheck():
     model = svflow.spectral_model(LAM0, depth=L, width=D, key=7, dtype=jnp.float64)
     fulls = {eta: svflow.train(model, eta=eta, t_end=T_END, num_times=31) for eta in (0.04, 0.02)}
     union = np.unique(np.concatenate([f.time.values for f in fulls.values()]))
-    reduced = svflow.simulate(K, L, init=LAM0, times=union, rtol=1e-10, atol=1e-12, store_s=True)
+    reduced = svflow.simulate(
+        K, L, init=LAM0, times=union, solver=svflow.Solver(rtol=1e-10, atol=1e-12), store_s=True
+    )
     return {eta: (f, reduced.sel(time=f.time.values, method="nearest")) for eta, f in fulls.items()}
 
 
@@ -63,7 +65,9 @@ def test_full_gd_matches_reduced_ode_to_first_order(crosscheck):
 def test_compare_interpolates_a_finer_reduced_run(crosscheck):
     """A dense reduced run, interpolated in log(1 + t), gives nearly the same error."""
     full = crosscheck[0.02][0]
-    dense = svflow.simulate(K, L, init=LAM0, t_end=T_END, num_times=801, rtol=1e-10, atol=1e-12)
+    dense = svflow.simulate(
+        K, L, init=LAM0, t_end=T_END, num_times=801, solver=svflow.Solver(rtol=1e-10, atol=1e-12)
+    )
     cmp = svflow.compare(dense, full)
     assert cmp.attrs["interpolated"]
     exact = _rel_error(*crosscheck[0.02])
@@ -94,8 +98,7 @@ def test_weight_decay_squared_loss_matches_reduced():
         loss="squared",
         weight_decay=0.02,
         times=full.time.values,
-        rtol=1e-10,
-        atol=1e-12,
+        solver=svflow.Solver(rtol=1e-10, atol=1e-12),
     )
     assert _rel_error(full, reduced) < 5e-3
     np.testing.assert_allclose(full.objective.values, reduced.objective.values, rtol=5e-3)

@@ -200,7 +200,12 @@ def test_full_gd_matches_reduced_ode_to_first_order(K, group, depth, width):
         full = svflow.train(model, eta=eta, t_end=20.0, num_times=21)
         assert float(full.frame_drift.max()) < 1e-10
         red = svflow.simulate(
-            K, depth, init=lam0, times=full.time.values, rtol=1e-10, atol=1e-12, group=group
+            K,
+            depth,
+            init=lam0,
+            times=full.time.values,
+            solver=svflow.Solver(rtol=1e-10, atol=1e-12),
+            group=group,
         )
         errs.append(_rel_error(full, red))
     order = np.log2(errs[0] / errs[1])
@@ -299,7 +304,7 @@ def test_deep_cyclic_run_converges_to_the_hexagon_kkt_point():
     the run is continued 100 times longer."""
     K, L = 6, 5
     lam0 = np.array([0.0, 1.0, 1.0, 0.5, 0.5, 0.5]) * 1e-2
-    ds = svflow.simulate(K, L, init=lam0, times=[0.0, 1e8, 1e10], rtol=1e-9, atol=1e-12)
+    ds = svflow.simulate(K, L, init=lam0, times=[0.0, 1e8, 1e10], solver=svflow.Solver(rtol=1e-9, atol=1e-12))
     pts = [svflow.max_margin_direction(ds.lam.values[i], L, group="cyclic") for i in (1, 2)]
     ct = svflow.code_table(K, [L + 1])
     for p in pts:

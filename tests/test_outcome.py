@@ -16,7 +16,7 @@ from scipy.integrate import solve_ivp
 import svflow
 from svflow._analysis.asymptotics import kkt_residual
 from svflow._fields import CETauField, scaled_one_minus_mu
-from svflow._integrate import SolverConfig, solve
+from svflow._integrate import Solver, solve
 from svflow._outcome import Criterion, _stage
 from svflow._simulate import ReducedField
 from svflow._walsh import one_minus_mu
@@ -39,7 +39,7 @@ def test_log_domain_field_matches_plain_field():
 
 def test_loglog_clock_matches_log_clock():
     lam0 = jnp.asarray([0.0, 1e-2, 8e-3, 5e-3])
-    cfg = SolverConfig(rtol=1e-10, atol=1e-13, max_steps=100_000)
+    cfg = Solver(rtol=1e-10, atol=1e-13, max_steps=100_000)
     ts = jnp.asarray([0.0, 1e2, 1e5, 1e8])
     a, ra, _ = solve(ReducedField(jnp.asarray(0.0), "ce", 3, True), lam0, ts, None, cfg)
     b, rb, _ = solve(CETauField(3, True), lam0, ts, None, cfg, clock="loglog")
@@ -62,7 +62,7 @@ def test_loglog_clock_matches_log_clock():
 
 def test_reaches_t_exp_1e4_without_overflow():
     lam0 = jnp.asarray([0.0, 1e-2, 9e-3, 5e-3])
-    cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
+    cfg = Solver(rtol=1e-6, atol=1e-9, max_steps=100_000)
     ys, res, _ = solve(
         CETauField(4, True), lam0, jnp.asarray([0.0, 1e2, 1e4]), None, cfg, clock="loglog", grid="tau"
     )
@@ -148,7 +148,7 @@ def _continue_ten_times(K, depth, B, seed, horizons=(1e2, 1e3)):
     oc = ds["outcome"].values
     dec = np.flatnonzero(oc >= 0)
     assert dec.size >= 0.5 * B
-    cfg = SolverConfig(rtol=1e-6, atol=1e-9, max_steps=100_000)
+    cfg = Solver(rtol=1e-6, atol=1e-9, max_steps=100_000)
     tau = ds["log_t_end"].values[dec]
     for t in np.unique(tau):
         idx = dec[tau == t]
@@ -237,8 +237,15 @@ def test_outcome_rejects_bad_input():
 
 def test_simulate_log_t_end_matches_t_end():
     lam0 = np.array([0.0, 1e-2, 9e-3, 6e-3])
-    a = svflow.simulate(4, 2, init=lam0, t_end=1e8, num_times=5, rtol=1e-10, atol=1e-13)
-    b = svflow.simulate(4, 2, init=lam0, log_t_end=float(np.log1p(1e8)), num_times=5, rtol=1e-10, atol=1e-13)
+    a = svflow.simulate(4, 2, init=lam0, t_end=1e8, num_times=5, solver=svflow.Solver(rtol=1e-10, atol=1e-13))
+    b = svflow.simulate(
+        4,
+        2,
+        init=lam0,
+        log_t_end=float(np.log1p(1e8)),
+        num_times=5,
+        solver=svflow.Solver(rtol=1e-10, atol=1e-13),
+    )
     np.testing.assert_allclose(b["lam"].values[-1], a["lam"].values[-1], rtol=1e-7)
     np.testing.assert_allclose(b["log_t"].values, np.log1p(b["time"].values))
     far = svflow.simulate(4, 2, init=lam0, log_t_end=1e3, num_times=5)
@@ -289,3 +296,53 @@ def test_start_passing_a_saddle_is_decided_on_the_exact_flows_side():
     )
     r = sol.y[1:4] / sol.y.max(axis=0)  # modes 1-3 over the largest, at tau = 300 and 3000
     assert np.all(r[:, 1] > r[:, 0]) and np.all(r[:, 0] > 0.5)
+
+
+def test_outcome_continues_a_simulate_run_like_a_fresh_start():
+    """outcome(init=simulate dataset) continues each run from its last state and tau; the
+    independent route is the same starts resolved from t = 0: same decisions, same limits."""
+    K, L = 4, 2
+    lam0 = np.stack([np.asarray(basin_start("random", K, 1e-2, 0.9, s)) for s in range(4)])
+    hz = (30.0, 100.0, 300.0)
+    fresh = svflow.outcome(K, L, init=lam0, batch_dims="start", horizons=hz)
+    run = svflow.simulate(K, L, init=lam0, batch_dims="start", t_end=1e6, num_times=3)
+    cont = svflow.outcome(K, L, init=run, horizons=hz)
+    assert cont["outcome"].dims == ("start",) and (cont["outcome"].values >= 0).all()
+    np.testing.assert_array_equal(cont["outcome"].values, fresh["outcome"].values)
+    np.testing.assert_array_equal(cont["support"].values, fresh["support"].values)
+    np.testing.assert_array_equal(cont["log_t_end"].values, fresh["log_t_end"].values)
+    np.testing.assert_allclose(cont["limit"].values, fresh["limit"].values, rtol=1e-6, atol=1e-9)
+    # the continuation integrates only from tau = log(1 + 1e6), not again from t = 0
+    assert (cont["num_steps"].values < fresh["num_steps"].values).all()
+    assert "continued at tau" in cont.attrs["init"]
+
+
+@pytest.mark.slow
+def test_outcome_continues_an_unbalanced_simulate_run():
+    """Unbalanced factors s(0): the factor flow is continued; same decision as from t = 0."""
+    K, L, hz = 4, 2, (30.0, 100.0, 300.0)
+    lam0 = np.asarray(basin_start("random", K, 1e-2, 0.9, 1))
+    s0 = np.abs(np.stack([lam0 ** (1 / (L + 1)) * (1 + 0.1 * k) for k in range(L + 1)]))
+    s0[:, 0] = 0.0
+    one = svflow.simulate(K, L, init=s0, t_end=1e4, num_times=2)
+    a = svflow.outcome(K, L, init=one, horizons=hz)
+    b = svflow.outcome(K, L, init=s0, horizons=hz)
+    assert int(a["outcome"]) == int(b["outcome"]) >= 0
+    np.testing.assert_array_equal(a["support"].values, b["support"].values)
+    np.testing.assert_allclose(a["limit"].values, b["limit"].values, rtol=1e-6, atol=1e-9)
+
+
+def test_outcome_refuses_runs_it_cannot_continue():
+    lam0 = np.asarray(basin_start("lag", 4, 1e-2, 0.3))
+    sq = svflow.simulate(4, 2, init=lam0, loss="squared", t_end=10.0, num_times=2)
+    with pytest.raises(ValueError, match="cross-entropy runs without weight decay"):
+        svflow.outcome(4, 2, init=sq)
+    ce = svflow.simulate(4, 2, init=lam0, t_end=10.0, num_times=2)
+    with pytest.raises(ValueError, match="depth=2"):
+        svflow.outcome(4, 3, init=ce)
+    with pytest.raises(ValueError, match="beyond the last horizon"):
+        svflow.outcome(4, 2, init=ce, horizons=(1.0, 2.0))
+    with pytest.raises(TypeError, match=r"solver=svflow.Solver\(rtol=1e-05\)"):
+        svflow.outcome(4, 2, init=ce, rtol=1e-5)
+    with pytest.raises(TypeError, match="solver must be an svflow.Solver"):
+        svflow.outcome(4, 2, init=ce, solver="tsit5")

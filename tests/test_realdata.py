@@ -123,7 +123,9 @@ def test_flow_reaches_full_train_accuracy_and_conserves_balancedness():
     X, y = _blobs()
     data = prepare_data(X, y, test_fraction=0.25)
     m = HeadNet.init(jax.random.PRNGKey(3), 4, 3, hidden=(8,), depth=3, width=5)
-    m1, recs, stats = train_flow(m, data, t_end=100.0, num_records=6, rtol=1e-9, atol=1e-11)
+    m1, recs, stats = train_flow(
+        m, data, t_end=100.0, num_records=6, solver=svflow.Solver(rtol=1e-9, atol=1e-11, max_steps=100_000)
+    )
     assert float(recs["train_acc"][-1]) == 1.0
     loss = np.asarray(recs["loss"])
     assert np.all(np.diff(loss) < 0)  # gradient flow lowers the loss

@@ -80,7 +80,9 @@ def test_balanced_and_unbalanced_paths_agree():
 def test_conservation_of_balancedness(rng):
     K, depth = 8, 3
     s0 = rng.uniform(0.05, 0.4, size=(depth + 1, K))
-    ds = svflow.simulate(K, depth, init=s0, t_end=1e6, num_times=31, rtol=1e-10, atol=1e-12)
+    ds = svflow.simulate(
+        K, depth, init=s0, t_end=1e6, num_times=31, solver=svflow.Solver(rtol=1e-10, atol=1e-12)
+    )
     s2 = ds.s.values**2
     for l in range(1, depth + 1):
         diff = s2[:, l] - s2[:, 0]
@@ -96,7 +98,9 @@ def test_squared_loss_two_factors_logistic_closed_form():
     K = 4
     lam0 = np.array([0.01, 0.02, 0.05, 0.3])
     ts = np.linspace(0, 40, 81)
-    ds = svflow.simulate(K, 1, init=lam0, loss="squared", times=ts, rtol=1e-10, atol=1e-12)
+    ds = svflow.simulate(
+        K, 1, init=lam0, loss="squared", times=ts, solver=svflow.Solver(rtol=1e-10, atol=1e-12)
+    )
     want = 1 / (1 + (1 / lam0 - 1) * np.exp(-2 * ts[:, None] / K))
     np.testing.assert_allclose(ds.lam, want, rtol=1e-7)
 

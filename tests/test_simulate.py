@@ -95,7 +95,7 @@ def test_bad_input(kwargs, match):
 
 def test_step_budget_exhausted_is_a_clear_error():
     with pytest.raises(svflow.IntegrationError, match="max_steps"):
-        svflow.simulate(8, 3, init=svflow.spectral_init(8, 3), t_end=1e8, max_steps=5)
+        svflow.simulate(8, 3, init=svflow.spectral_init(8, 3), t_end=1e8, solver=svflow.Solver(max_steps=5))
 
 
 def test_overflow_is_a_clear_error_not_nans():
@@ -148,7 +148,7 @@ def test_log_variable_run_against_lambda_run_and_dop853():
     from scipy.integrate import solve_ivp
 
     from svflow._batch import solve_batch
-    from svflow._integrate import SolverConfig
+    from svflow._integrate import Solver
     from svflow._simulate import ReducedField
 
     K, depth, t_end = 8, 3, 1e6
@@ -164,7 +164,7 @@ def test_log_variable_run_against_lambda_run_and_dop853():
         ReducedField(jnp.asarray(0.0), "ce", N, True),
         lam0,
         ds.time.values,
-        SolverConfig(rtol=1e-8, atol=1e-10),
+        Solver(rtol=1e-8, atol=1e-10),
     )
     H = np.array(svflow.Walsh(K).hadamard(), float)
 

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import xarray as xr
 import zarr
 
 import svflow
@@ -121,13 +122,13 @@ def test_other_chunk_size_and_resume_equal(tmp_path, ref):
 def test_reduced_ode_cells_chunk_invariant(tmp_path):
     """A short reduced-ODE solve per cell (adaptive steps under vmap): with one
     batch size, chunking changes which cells share a chunk, not one bit."""
-    from svflow._integrate import SolverConfig, solve
+    from svflow._integrate import Solver, solve
     from svflow._simulate import ReducedField
 
     def ode_cell(key, eps, seed):
         s0 = 0.1 * jnp.exp(eps * jax.random.normal(key, (3, 4)))
         field = ReducedField(jnp.asarray(0.0), "ce", 3, False)
-        ys, _, steps = solve(field, s0, jnp.array([0.0, 50.0]), None, SolverConfig(rtol=1e-6, atol=1e-8))
+        ys, _, steps = solve(field, s0, jnp.array([0.0, 50.0]), None, Solver(rtol=1e-6, atol=1e-8))
         return {"lam": jnp.prod(ys[-1], axis=0), "steps": steps}
 
     grid = {"eps": [0.1, 1.0], "seed": np.arange(5)}
@@ -392,28 +393,55 @@ def test_redefined_cell_fn_is_not_served_stale_compiled_code(tmp_path):
     np.testing.assert_array_equal(b.y.values, [2.0, 3.0])
 
 
-@pytest.mark.slow
-def test_ported_basin_scenario_equals_basin_map(tmp_path):
-    """scenarios/basins.py through the runner gives svflow.studies.basin_map's numbers exactly."""
-    sys.path.insert(0, str(ROOT / "scenarios"))
-    import basins
+def _normal_cell(key, eps, depth):
+    return {"value": eps * jax.random.normal(key, (3,)) + depth}
 
+
+def _normal_cells(keys, eps, depth, log=None):
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(f"{len(eps)}\n")
+    return {
+        "value": np.asarray(eps)[:, None] * np.asarray(jax.vmap(lambda k: jax.random.normal(k, (3,)))(keys))
+        + depth
+    }
+
+
+def test_batched_cell_fn_gets_the_same_keys_and_resumes(tmp_path):
+    """A batch cell function (batched=True) sees the cells' keys and coordinates as arrays; its
+    sweep equals the vmapped sweep of the per-cell function (independent route: the same draws
+    through jax.vmap), and an interrupted sweep resumes without recomputing finished chunks."""
+    grid = {"eps": [0.1, 0.2, 0.3, 0.4, 0.5], "depth": [1, 2]}
+    ref = svflow.sweep(_normal_cell, grid, store=tmp_path / "v", chunk=2, static=("depth",), progress=False)
+    log = tmp_path / "log"
+    kw = dict(store=tmp_path / "b", chunk=2, static=("depth",), params={"log": str(log)}, progress=False)
+    assert svflow.sweep(_normal_cells, grid, batched=True, max_chunks=2, **kw) is None
+    calls = log.read_text().split()
+    got = svflow.sweep(_normal_cells, grid, batched=True, **kw)
+    later = log.read_text().split()[len(calls) :]
+    assert calls[0] == "1"  # one real evaluation of the first cell gives the output shapes
+    assert sorted(map(int, later)) == [1, 1, 2, 2]  # the 4 chunks not done (2 static x 3 - 2)
+    np.testing.assert_allclose(got["value"].values, ref["value"].values, rtol=1e-15, atol=0)
+    assert got["value"].dims == ("eps", "depth", "value_dim0")
+
+
+@pytest.mark.slow
+def test_stored_basin_map_equals_the_in_memory_map(tmp_path):
+    """basin_map(store=...) runs through svflow.sweep (one chunk = one batch of the outcome
+    pipeline) and gives the in-memory map's decisions; a second call reads the store back."""
     eps, delta = np.array([1e-3, 1e-1]), np.array([0.01, 0.1, 0.5])
-    hz = (100.0, 1e3)
-    ref = svflow.studies.basin_map(4, [2], eps, delta, horizons=hz, family="random", seeds=[0, 1])
-    kw = dict(horizons=hz, family="random", seeds=[0, 1], progress=False)
-    # the sweep's cells are vmapped diffrax solves, basin_map runs the refill engine: the
-    # same steps, so the same decisions and step counts; states agree to the last bits
-    # (XLA's vectorised math differs by an ulp across batch shapes)
-    got = basins.sweep_basin_map(4, [2], eps, delta, store=tmp_path / "a", chunk=12, **kw)
-    other = basins.sweep_basin_map(4, [2], eps, delta, store=tmp_path / "b", chunk=5, **kw)
-    for name in ("outcome", "rank", "log_t_end", "num_steps", "min_ratio", "lam_end"):
-        want = ref[name].transpose(*got[name].dims).values
-        for ds in (got, other):
-            if name in ("outcome", "rank", "log_t_end", "num_steps"):
-                np.testing.assert_array_equal(want, ds[name].values)
-            else:
-                np.testing.assert_allclose(want, ds[name].values, rtol=1e-12)
+    kw = dict(horizons=(100.0, 1e3), family="random", seeds=[0, 1])
+    ref = svflow.studies.basin_map(4, [2], eps, delta, **kw)
+    got = svflow.studies.basin_map(4, [2], eps, delta, store=tmp_path / "a", chunk_size=5, **kw)
+    again = svflow.studies.basin_map(4, [2], eps, delta, store=tmp_path / "a", chunk_size=5, **kw)
+    for name in ("outcome", "rank", "decided", "support", "log_t_end", "lam0"):
+        np.testing.assert_array_equal(got[name].values, ref[name].values)
+    # chunks of 5 are other batches of the refill engine: states agree to rounding
+    np.testing.assert_allclose(got["lam_end"].values, ref["lam_end"].values, rtol=1e-6)
+    xr.testing.assert_equal(again.drop_attrs(), got.drop_attrs())
+    assert "wall_time_s" in got.attrs and "wall_time_s_per_depth" not in got.attrs
+    with pytest.raises(svflow.SweepSpecError):
+        svflow.studies.basin_map(4, [2], eps, delta, store=tmp_path / "a", chunk_size=5, horizons=(100.0,))
 
 
 def test_one_progress_bar_counts_cells_and_resumes_at_cells_done(tmp_path, capsys):

@@ -286,8 +286,11 @@ def kkt_residual(lam, factors: int, *, tol: float = 1e-6) -> tuple[float, np.nda
     Returns:
         (residual, multipliers (K,), active (K,), support (K,)).
     """
-    lam = _as_lam(lam)
-    N = _check_factors(factors)
+    return _kkt_residual(_as_lam(lam), check_int("factors N = depth + 1", factors, minimum=2), tol)
+
+
+def _kkt_residual(lam: np.ndarray, N: int, tol: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`kkt_residual` without the argument checks."""
     K = lam.shape[0]
     M = margin_matrix(K)
     l = np.maximum(lam[1:], 0.0)
@@ -314,7 +317,7 @@ def kkt_residual(lam, factors: int, *, tol: float = 1e-6) -> tuple[float, np.nda
 def _point(out: np.ndarray, N: int, tol: float, message: str) -> MaxMarginPoint:
     M = margin_matrix(out.shape[0])
     out = out / (M @ out[1:]).min()
-    kres, mult, act, sup = kkt_residual(out, N, tol=tol)
+    kres, mult, act, sup = _kkt_residual(out, N, tol)
     infeas = float(max(0.0, 1.0 - (M @ out[1:]).min()))
     return MaxMarginPoint(
         lam=out,
@@ -361,7 +364,13 @@ def kkt_point(
     lam = _as_lam(lam)
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ValueError(f"depth L must be an integer >= 1; got {depth!r}.")
-    N = int(depth) + 1
+    return _kkt_point(lam, int(depth) + 1, support, tol, active_tol, maxiter)
+
+
+def _kkt_point(
+    lam: np.ndarray, N: int, support=None, tol: float = 1e-6, active_tol: float = 0.05, maxiter: int = 200
+) -> MaxMarginPoint:
+    """:func:`kkt_point` without the argument checks (N = depth + 1 factors)."""
     K = lam.shape[0]
     M = margin_matrix(K)
     S, lS = _kkt_support(lam, M, support)

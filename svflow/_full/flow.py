@@ -41,10 +41,20 @@ import xarray as xr
 from jax.scipy.special import logsumexp
 
 from .. import _dims as D
-from .._batch import SUCCESS, check_batch, solve_batch, solve_batch_loglog
+from .._batch import solve_batch, solve_batch_loglog
 from .._checks import check_float, check_fraction, check_int
 from .._dataset import build_dataset
-from .._integrate import IntegrationError, SolverConfig, check_solution, check_times, log_times, solve
+from .._integrate import (
+    SUCCESS,
+    IntegrationError,
+    Solver,
+    check_solution,
+    check_solver,
+    check_times,
+    log_times,
+    solve,
+    takes_solver,
+)
 from .._metrics import RANK_RTOL
 from .._precision import computes
 from .._simulate import default_t_end
@@ -144,7 +154,7 @@ def integrate_params(
     y0s: np.ndarray,
     ts: np.ndarray,
     taus: np.ndarray | None,
-    config: SolverConfig,
+    config: Solver,
     *,
     lanes: int | None = None,
     progress: bool = False,
@@ -179,7 +189,7 @@ def integrate_params(
     else:
         sol = solve_batch(field, y0s, ts, config, lanes=lanes)
         where = ""
-    check_batch(sol, config, t_end, where)
+    check_solution(sol.ys, sol.result, sol.num_steps, config, t_end, where)
     return sol.ys, sol.num_steps, sol.result, _time.perf_counter() - tic
 
 
@@ -273,7 +283,12 @@ def _stack_models(models: list[DeepUFM]) -> DeepUFM:
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x, dtype=float) for x in xs]), *blank)
 
 
+FLOW_SOLVER = Solver(rtol=1e-8, atol=1e-10, max_steps=200_000)
+"""Default solver of :func:`flow` (as :func:`svflow.simulate`'s)."""
+
+
 @computes
+@takes_solver
 def flow(
     model: DeepUFM | list[DeepUFM],
     *,
@@ -281,13 +296,9 @@ def flow(
     log_t_end: float | None = None,
     times=None,
     num_times: int = 101,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
-    max_steps: int = 200_000,
-    solver: str = "tsit5",
+    solver: Solver = FLOW_SOLVER,
     progress: bool = False,
     rank_rtol: float = RANK_RTOL,
-    lanes: int | None = None,
     return_model: bool = False,
 ):
     r"""Gradient flow of every parameter of a :class:`DeepUFM` (or a batch), as a dataset.
@@ -317,10 +328,11 @@ def flow(
         times: explicit increasing save times $\ge 0$ (the start is t = 0 even
             when ``times[0] > 0``).
         num_times: number of saves (default 101, as :func:`svflow.train`).
-        rtol, atol, max_steps, solver: diffrax settings (``"tsit5"``, ``"dopri5"``, ``"dopri8"``).
+        solver: a :class:`svflow.Solver` (default :data:`FLOW_SOLVER`: rtol 1e-8,
+            atol 1e-10, 200 000 steps; methods ``"tsit5"``, ``"dopri5"``, ``"dopri8"``;
+            ``lanes``: trajectories in flight at once, default 64 on a CPU).
         progress: a progress bar (one model only).
         rank_rtol: threshold of the numerical rank.
-        lanes: trajectories in flight at once (default 64 on a CPU).
         return_model: also return the final model(s): ``(ds, model)`` or ``(ds, [models])``.
 
     Returns:
@@ -340,7 +352,7 @@ def flow(
     m0 = models[0]
     num_times = check_int("num_times", num_times, minimum=2)
     rank_rtol = check_fraction("rank_rtol", rank_rtol)
-    config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    config = check_solver(solver)
     if progress and not single:
         raise ValueError("progress=True shows one trajectory's progress: pass a single model.")
     ts, taus, drop_first = _save_grid(m0, t_end, times, num_times, log_t_end)
@@ -353,9 +365,7 @@ def flow(
         penalty=_UFMPenalty(wd) if np.any(wd > 0) else None,
         loss=m0.loss,
     )
-    ys, num_steps, result, wall = integrate_params(
-        field, y0s, ts, taus, config, lanes=lanes, progress=progress
-    )
+    ys, num_steps, result, wall = integrate_params(field, y0s, ts, taus, config, progress=progress)
     if drop_first:
         ys, ts = ys[:, 1:], ts[1:]
     template = _stack_models(models)

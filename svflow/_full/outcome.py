@@ -47,6 +47,7 @@ import xarray as xr
 from scipy.optimize import nnls
 
 from .._checks import check_float, check_int
+from .._integrate import Solver
 from .._precision import computes
 from .flow import _as_models, flow
 from .model import DeepUFM, forward
@@ -144,9 +145,7 @@ def flow_outcome(
         models,
         log_t_end=log_t_end,
         num_times=num_times,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
+        solver=Solver(rtol=rtol, atol=atol, max_steps=max_steps),
         return_model=True,
     )
     K = models[0].classes

@@ -132,6 +132,7 @@ class SweepPlan:
     spec_hash: str
     fn_token: str = ""  # hash of the pickled cell_fn (keys the compile caches)
     batch: int = 0  # cells per vmapped call (divides chunk); 0: = chunk
+    batched: bool = False  # cell_fn takes a batch of cells itself (not vmapped, not jitted)
 
     @property
     def static_shape(self) -> tuple[int, ...]:
@@ -267,9 +268,21 @@ def _as_outputs(out) -> dict:
     return {str(k): jnp.asarray(v) for k, v in out.items()}
 
 
+def _batch_call(plan: SweepPlan, s: int, cells: np.ndarray) -> dict:
+    """A batch cell function on the flat cells ``cells`` (no padding): keys (B,), coords (B,)."""
+    words, dyn, _ = plan.batch_inputs(s, cells, len(cells))
+    base = jax.random.key(plan.base_seed)
+    keys = jax.vmap(lambda w: _fold(base, w))(jnp.asarray(words))
+    out = plan.cell_fn(keys, **plan.static_values(s), **dyn, **plan.params)
+    return {k: np.asarray(v) for k, v in _as_outputs(out).items()}
+
+
 def dispatch_chunk(plan: SweepPlan, s: int, c: int, devices=None):
     """Start chunk c of static setting s, one vmapped call per batch (JAX dispatches
-    asynchronously); returns ``[(device outputs, real cells)]`` for :func:`collect_chunk`."""
+    asynchronously); returns ``[(device outputs, real cells)]`` for :func:`collect_chunk`.
+    A batch cell function (``plan.batched``) runs here, one call per batch."""
+    if plan.batched:
+        return [(_batch_call(plan, s, cells), len(cells)) for cells in plan.batch_cells(c)]
     devs = _devices(devices)
     fn, batch = _batched(plan, s, devs)
     calls = []
@@ -309,7 +322,9 @@ def _worker_chunk(plan: SweepPlan, s: int, c: int):
 # --- building the plan
 
 
-def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch=None) -> SweepPlan:
+def _make_plan(
+    cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch=None, batched=False
+) -> SweepPlan:
     if not callable(cell_fn):
         raise ValueError(f"cell_fn must be callable as cell_fn(key, **coords); got {cell_fn!r}.")
     params = dict(params or {})
@@ -337,9 +352,17 @@ def _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords,
         "base_seed": base_seed,
         "svflow_version": _svflow_version(),
     }
-    plan = SweepPlan(cell_fn, g, static, dynamic, params, base_seed, chunk, {}, spec, "")
+    if batched:
+        spec["batched"] = True
+    plan = SweepPlan(
+        cell_fn, g, static, dynamic, params, base_seed, chunk, {}, spec, "", batched=bool(batched)
+    )
+    if batched:  # the first cell is evaluated before the outputs are known: a provisional hash
+        plan.spec_hash = "pre-" + hashlib.sha256(_dumps(spec).encode()).hexdigest()
+        plan.fn_token = _fn_token(cell_fn)
     coords = dict(coords or {})
-    out_specs = _output_specs(_output_shapes(plan), dict(outputs or {}), coords, g)
+    shapes = _batch_output_shapes(plan) if batched else _output_shapes(plan)
+    out_specs = _output_specs(shapes, dict(outputs or {}), coords, g)
     spec["outputs"] = {
         n: {"dims": list(o.dims), "shape": list(o.shape), "dtype": o.dtype} for n, o in out_specs.items()
     }
@@ -415,6 +438,38 @@ def _output_shapes(plan: SweepPlan) -> dict:
             "arrays: a dimension that sets a shape or a Python branch must be listed in "
             "static=."
         ) from err
+    return shapes
+
+
+def _batch_output_shapes(plan: SweepPlan) -> dict:
+    """Output shapes and dtypes of a batch cell function: its ``output_shapes(**static,
+    **params) -> {name: (shape, dtype)}`` if it has one (per cell), else from a real
+    evaluation on the first cell (a batch of one; cached per process), since its body
+    need not be traceable."""
+    declared = getattr(plan.cell_fn, "output_shapes", None)
+    if callable(declared):  # the function states its shapes: nothing is computed
+        out = declared(**plan.static_values(0), **plan.params)
+        return {k: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for k, (shape, dtype) in out.items()}
+    shape_key = ("batched", plan.fn_token, plan.spec_hash)
+    shapes = _SHAPES.get(shape_key)
+    if shapes is None:
+        try:
+            out = _batch_call(plan, 0, np.arange(1))
+        except TypeError as err:
+            raise ValueError(
+                f"evaluating the batch cell_fn(keys, {', '.join([*plan.grid, *plan.params])}) on the "
+                f"first cell failed: {err}\ncell_fn must take the keys (B,) first and every grid "
+                "dimension (static ones as Python values, dynamic ones as arrays (B,)) and params "
+                "entry as keywords."
+            ) from err
+        bad = {k: v.shape for k, v in out.items() if v.ndim < 1 or v.shape[0] != 1}
+        if bad:
+            raise ValueError(
+                f"a batch cell_fn must return arrays with a leading batch axis (one entry per cell); "
+                f"on a batch of one cell it returned shapes {bad}."
+            )
+        shapes = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in out.items()}
+        _SHAPES[shape_key] = shapes
     return shapes
 
 

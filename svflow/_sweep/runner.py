@@ -31,7 +31,7 @@ Random keys
 Bitwise reproducibility
     A cell's numbers also depend on the compiled batch shape: XLA's vectorised
     math may round a value differently (by an ulp) at another batch size or
-    batch position (observed: 1 of 12 escape times of ``basin_cell``, relative
+    batch position (observed: 1 of 12 escape times of a vmapped basin cell, relative
     1.6e-16). A sweep calls ``cell_fn`` on batches of ``batch`` cells (a
     divisor of ``chunk``, default ``chunk``), cell ``i`` at position
     ``i % batch``, so an interrupted-and-resumed sweep, a distributed sweep and
@@ -81,7 +81,9 @@ Arguments in detail
     many chunks and returns ``None``. ``dry_run=True`` checks the arguments
     (one abstract evaluation of ``cell_fn``) and the store (read-only) and
     returns a dict with the numbers of static settings, cells, chunks, chunks
-    done and to do, the outputs and the specification hash.
+    done and to do, the outputs and the specification hash. ``batched=True``
+    declares a batch cell function (see :func:`sweep`; ``batched`` is part of
+    the specification).
 
 Progress
     One tqdm bar per sweep (cells done, rate, ETA), in-process and distributed
@@ -206,6 +208,7 @@ def sweep(
     batch: int | None = None,
     max_chunks: int | None = None,
     dry_run: bool = False,
+    batched: bool = False,
 ) -> xr.Dataset | dict | None:
     r"""Run ``cell_fn`` on every cell of ``grid``, resumably, into a zarr store.
 
@@ -233,6 +236,16 @@ def sweep(
         batch: cells per vmapped call, a divisor of ``chunk`` (default: ``chunk``).
         max_chunks: stop after computing this many chunks and return ``None``.
         dry_run: only plan and check; return a summary dict (nothing is computed or written).
+        batched: ``cell_fn`` takes a whole batch of cells itself,
+            ``cell_fn(keys, **coords, **params)`` with ``keys`` (B,), static
+            dimensions as Python values and dynamic ones as arrays (B,), and
+            returns arrays with a leading axis B; it is called as it is (no
+            ``jax.vmap``, no ``jax.jit``, no sharding over ``devices``), so a
+            chunk can go through an engine of its own (e.g. svflow's refill
+            batch engine, :func:`svflow.studies.basin_map`). Its output shapes
+            come from its attribute ``cell_fn.output_shapes(**static, **params)
+            -> {name: (shape, dtype)}`` (per cell) if it has one, else from one
+            real evaluation on the first cell.
 
     Returns:
         ``xarray.Dataset`` with dims ``(*grid, *output dims)``, coordinates from
@@ -243,7 +256,7 @@ def sweep(
         SweepSpecError: ``store`` holds a different sweep (nothing is written).
     """
     path = _store_path(store, "sweep")
-    plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch)
+    plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch, batched)
     if max_chunks is not None:
         max_chunks = check_int("max_chunks", max_chunks, minimum=0)
     if dry_run:

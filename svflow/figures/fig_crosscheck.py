@@ -29,7 +29,7 @@ def compute(quick: bool) -> xr.Dataset:
     # one time grid shared by every step size: multiples of the largest eta
     coarse = max(etas)
     times = step_grid(int(round(t_end / coarse)), 41) * coarse
-    reduced = svflow.simulate(K, DEPTH, init=lam0, times=times, rtol=1e-11, atol=1e-13)
+    reduced = svflow.simulate(K, DEPTH, init=lam0, times=times, solver=svflow.Solver(rtol=1e-11, atol=1e-13))
     fulls, cmps = [], []
     for eta in etas:
         full = svflow.train(model, eta=eta, times=times)

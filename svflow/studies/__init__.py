@@ -7,7 +7,7 @@ process, wrap a study's cell function in :func:`svflow.sweep`.
 
 - Basins of neural collapse over the initial scale and spread of spectral
   starts: :func:`basin_map`, :func:`basin_width`, :func:`basin_start`,
-  :func:`basin_cell` (one start, the unit of a sweep).
+  :func:`basin_cells` (a batch of starts, the cell of a stored map).
 - Depth x width phase map of gradient descent from random starts:
   :func:`phase_map`, :func:`phase_cell`.
 - Early-time repulsion of Walsh modes: :func:`repulsion`, :func:`log_ratio_rate`.
@@ -42,7 +42,7 @@ from .._analysis.codes import exact_rho as exact_rho
 from .._analysis.codes import gram_distance as gram_distance
 from .._analysis.codes import one_vs_rest_margin as one_vs_rest_margin
 from .._analysis.codes import softmax_code as softmax_code
-from ._basins import basin_cell as basin_cell
+from ._basins import basin_cells as basin_cells
 from ._basins import basin_map as basin_map
 from ._basins import basin_start as basin_start
 from ._basins import basin_width as basin_width

@@ -9,9 +9,11 @@ $\sigma = \log(1 + \log(1 + t))$ to a first horizon $\tau_1$
 ($\tau = \log(1 + t)$) and its $t \to \infty$ outcome is decided by the
 late-phase criterion of :func:`svflow.outcome` (NC / support size r /
 undecided); the undecided starts go on, as smaller batches, through further
-horizons (:func:`svflow._outcome.resolve`). :func:`basin_cell` is the same
-computation for one start as a pure function (the unit of a
-:func:`svflow.sweep` cell).
+horizons. The stages are svflow's one outcome pipeline
+(:func:`svflow._outcome.staged_outcome`, the one behind :func:`svflow.outcome`),
+run on a batch of starts by :func:`basin_cells`; with a ``store``,
+:func:`basin_map` runs through :func:`svflow.sweep` (one chunk = one call of
+:func:`basin_cells`), resumably.
 
 Families of $\lambda(0)$ (mode 0 is 0: it never changes the cross-entropy):
 
@@ -31,36 +33,29 @@ that every grid $\delta' \le \delta$ reaches NC (see :func:`basin_width`).
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import time as _time
 from functools import partial
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .. import _dims as D
 from .._checks import check_int
 from .._dataset import grid_dataset
 from .._groups import Group, resolve_group, tie_pairs
-from .._integrate import IntegrationError, SolverConfig
-from .._limit import LIMIT_STEPS, relax
+from .._integrate import SUCCESS, Solver, check_solution, check_solver, takes_solver
 from .._outcome import (
     NC,
     UNDECIDED,
     Criterion,
-    _undecide,
-    advance,
     check_horizons,
     check_tolerances,
-    consistent,
-    decide,
-    handoff_state,
-    late_state,
-    resolve,
+    staged_outcome,
 )
 from .._precision import computes
 from .._start import check_depth
@@ -69,11 +64,10 @@ __all__ = [
     "FAMILIES",
     "FIRST_HORIZON",
     "LATER_HORIZONS",
-    "continue_undecided",
+    "BASIN_SOLVER",
     "default_leaders",
     "basin_start",
-    "basin_cell",
-    "basin_batch",
+    "basin_cells",
     "basin_map",
     "basin_width",
 ]
@@ -147,187 +141,16 @@ FIRST_HORIZON must find the same support and frozen sets here)."""
 LATER_HORIZONS = (300.0, 1e3, 3e3, 1e4)
 """Further tau horizons through which :func:`basin_map` continues undecided starts."""
 
-_CONFIG = SolverConfig(rtol=1e-5, atol=1e-8, max_steps=100_000)
-"""Solver settings of the basin maps' exact runs: an outcome depends on the
+BASIN_SOLVER = Solver(rtol=1e-5, atol=1e-8, max_steps=100_000)
+"""Default solver of the basin maps' exact runs: an outcome depends on the
 hand-off states only to O(log tau / tau), far above these tolerances; rtol
 1e-6 gave the same K = 4 edges and the same outcomes on 3000 random K = 8
 starts, with 26 % more steps (benchmarks/RESULTS.md, section 7)."""
 
+DEFAULT_CHUNK = 64
+"""Starts per stored chunk of a :func:`basin_map` with a ``store``."""
 
-@computes
-def basin_cell(
-    eps: Float[Array, ""],
-    delta: Float[Array, ""],
-    seed=0,
-    *,
-    classes: int,
-    depth: int,
-    horizon: float = FIRST_HORIZON,
-    family: str = "lag",
-    leaders: tuple[int, ...] | None = None,
-    config: SolverConfig = _CONFIG,
-    criterion: Criterion = Criterion(),
-    group: Group | None = None,
-) -> dict:
-    r"""Integrate ONE basin start to ``horizon`` (in tau) and decide its outcome (pure; vmap it).
-
-    The settings after ``*`` are static (Python values). Returns a dict of
-    arrays: ``outcome`` (0 NC, r support size, -1 undecided), ``rank``
-    (support size), ``decided`` (the criterion holds at ``horizon`` and gives
-    the same support and frozen sets at tau = min(30, horizon / 3)),
-    ``support`` and ``frozen`` (K,) bool, ``ratio``
-    ($|\lambda_i|/\max|\lambda|$, K), ``min_ratio`` (its minimum over modes
-    i >= 1), ``rate_ratio`` (K), ``log_t_end`` (tau reached),
-    ``lam0`` and ``lam_end`` (K,), ``solver_result`` (diffrax result code,
-    0 = success) and ``num_steps``. A failed integration is undecided (and
-    :func:`basin_map` raises on it).
-    """
-    N = depth + 1
-    group = resolve_group(group, classes)
-    lam0 = basin_start(family, classes, eps, delta, seed, leaders, group)
-    tau1 = float(horizon)
-    tau0 = min(CHECK_HORIZON, tau1 / 3)
-
-    ys, res, steps = advance(lam0, 0.0, (tau0, tau1), factors=N, balanced=True, config=config, group=group)
-
-    def at(y1):
-        late = late_state(y1, criterion, group)
-        u1 = relax(handoff_state(y1, criterion, group), factors=N, group=group)
-        d = decide(u1, N, criterion, group)
-        d["decided"] = d["decided"] & late["late"]
-        return d
-
-    d0, d = at(ys[0]), at(ys[1])
-    y1 = ys[1]
-    steps = steps + 2 * LIMIT_STEPS
-    same = jnp.all(d["support"] == d0["support"]) & jnp.all(d["frozen"] == d0["frozen"])
-    d["decided"] = d["decided"] & d0["decided"] & same
-    d["code"] = jnp.where(d["decided"], d["code"], UNDECIDED)
-    ok = res == diffrax.RESULTS.successful._value
-    ratio = d["ratio"]
-    return dict(
-        outcome=jnp.where(ok, d["code"], UNDECIDED),
-        rank=jnp.sum(d["support"]).astype(jnp.int32),
-        decided=d["decided"] & ok,
-        support=d["support"],
-        frozen=d["frozen"],
-        ratio=ratio,
-        min_ratio=jnp.min(jnp.where(jnp.arange(classes) == 0, jnp.inf, ratio)),
-        rate_ratio=d["rate_ratio"],
-        log_t_end=jnp.asarray(tau1),
-        lam0=lam0,
-        lam_end=y1,
-        solver_result=res,
-        num_steps=steps,
-    )
-
-
-@partial(
-    jax.jit,
-    static_argnames=(
-        "classes",
-        "depth",
-        "horizon",
-        "family",
-        "leaders",
-        "config",
-        "criterion",
-        "group",
-    ),
-)
-def basin_batch(
-    eps: Float[Array, " B"],
-    delta: Float[Array, " B"],
-    seed,
-    *,
-    classes: int,
-    depth: int,
-    horizon: float = FIRST_HORIZON,
-    family: str = "lag",
-    leaders: tuple[int, ...] | None = None,
-    config: SolverConfig = _CONFIG,
-    criterion: Criterion = Criterion(),
-    group: Group | None = None,
-) -> dict:
-    r"""Integrate and decide a batch of basin starts in ONE vmapped, jitted solve.
-
-    ``jax.vmap`` of :func:`basin_cell` over the batch arrays ``eps``, ``delta``,
-    ``seed`` (shape (B,); ``seed`` may be a scalar and is ignored by the
-    ``"lag"`` family) for a static setting; this is the unit a sweep runner
-    calls chunk by chunk. Under ``vmap`` the batch steps until its slowest
-    member is done. Returns :func:`basin_cell`'s dict with a leading axis B.
-    """
-    seed = jnp.broadcast_to(jnp.asarray(seed), jnp.shape(eps))
-    cell = partial(
-        basin_cell,
-        classes=classes,
-        depth=depth,
-        horizon=horizon,
-        family=family,
-        leaders=leaders,
-        config=config,
-        criterion=criterion,
-        group=group,
-    )
-    return jax.vmap(cell)(eps, delta, seed)
-
-
-def continue_undecided(
-    out: dict,
-    *,
-    depth: int,
-    horizons=LATER_HORIZONS,
-    config: SolverConfig = _CONFIG,
-    criterion: Criterion = Criterion(),
-    group: Group | None = None,
-) -> dict:
-    """Continue the undecided members of a :func:`basin_batch` result (numpy dict,
-    leading axis B) through ``horizons``; decided members are left as they are.
-
-    Only the undecided starts run, as one smaller vmapped batch per horizon.
-    Returns the updated dict (same keys).
-    """
-    out = {k: np.array(v) for k, v in out.items()}
-    group = resolve_group(group, out["lam_end"].shape[-1])
-    state = {
-        "code": out["outcome"],
-        "decided": out["decided"],
-        "support": out["support"],
-        "frozen": out["frozen"],
-        "rate_ratio": out["rate_ratio"],
-        "ratio": out["ratio"],
-        "late": np.zeros_like(out["decided"]),
-        "off_target_mass": np.zeros(len(out["decided"])),
-        "solver_result": out["solver_result"],
-        "num_steps": out["num_steps"],
-    }
-    st = resolve(
-        out["lam_end"],
-        out["log_t_end"],
-        state,
-        factors=depth + 1,
-        balanced=True,
-        horizons=horizons,
-        config=config,
-        criterion=criterion,
-        group=group,
-    )
-    K = out["lam_end"].shape[-1]
-    out.update(
-        outcome=st["code"],
-        decided=st["decided"],
-        support=st["support"],
-        frozen=st["frozen"],
-        rank=st["support"].sum(-1).astype(np.int32),
-        ratio=st["ratio"],
-        min_ratio=np.where(np.arange(K) == 0, np.inf, st["ratio"]).min(-1),
-        rate_ratio=st["rate_ratio"],
-        log_t_end=st["tau"],
-        lam_end=st["y"],
-        solver_result=st["solver_result"],
-        num_steps=st["num_steps"],
-    )
-    return out
+_MODE_OUTPUTS = ("lam0", "lam_end", "support", "frozen", "ratio", "rate_ratio")
 
 
 @partial(jax.jit, static_argnames=("family", "classes", "leaders", "group"))
@@ -335,33 +158,26 @@ def _starts(eps, delta, seed, family, classes, leaders, group=None):
     return jax.vmap(lambda e, d, s: basin_start(family, classes, e, d, s, leaders, group))(eps, delta, seed)
 
 
-def _run_starts(
-    eps, delta, seed, *, classes, depth, horizons, family, leaders, config, criterion, group
+def _basin_cells(
+    eps, delta, seed, *, classes, depth, horizons, family, leaders, solver, criterion, group
 ) -> dict:
-    """The outcome of a batch of basin starts through svflow's batch engine.
-
-    The same stages as :func:`basin_cell` followed by :func:`continue_undecided`:
-    a check at tau = min(30, horizons[0] / 3), the first decision at
-    ``horizons[0]`` (which must find the same support and frozen sets), the
-    undecided starts continued through the later horizons
-    (:func:`svflow._outcome.resolve`, each stage one refill batch).
-    Returns :func:`basin_cell`'s dict with a leading axis B (numpy).
-    """
-    lam0 = np.asarray(_starts(eps, delta, seed, family, classes, leaders, group))
+    """:func:`basin_cells` without the argument checks (the entry points check once)."""
+    seed = jnp.broadcast_to(jnp.asarray(seed), jnp.shape(eps))
+    lam0 = np.asarray(_starts(jnp.asarray(eps), jnp.asarray(delta), seed, family, classes, leaders, group))
     check = min(CHECK_HORIZON, horizons[0] / 3)
-    st = resolve(
+    st, _ = staged_outcome(
         lam0,
         0.0,
-        factors=depth + 1,
+        depth=depth,
         balanced=True,
         horizons=(check, *horizons),
-        config=config,
+        config=solver,
         criterion=criterion,
         group=group,
+        limit="none",
     )
     K = lam0.shape[-1]
-    _undecide(st, ~consistent(st, criterion))
-    ok = st["solver_result"] == diffrax.RESULTS.successful._value
+    ok = st["solver_result"] == SUCCESS
     return dict(
         outcome=np.where(ok, st["code"], UNDECIDED).astype(np.int32),
         rank=st["support"].sum(-1).astype(np.int32),
@@ -379,25 +195,118 @@ def _run_starts(
     )
 
 
-def _check_batch(out: dict, config: SolverConfig, t_end, classes: int, depth: int) -> None:
-    """Raise :class:`IntegrationError` (with advice) if a batch member failed."""
-    res = np.asarray(out["solver_result"])
-    maxed = res == diffrax.RESULTS.max_steps_reached._value
-    bad = (res != diffrax.RESULTS.successful._value) | ~np.all(np.isfinite(out["lam_end"]), axis=-1)
-    where = f"basin map, classes={classes}, depth={depth}: "
-    if np.any(maxed):
-        raise IntegrationError(
-            where + f"{int(maxed.sum())} of {res.size} trajectories used all max_steps = "
-            f"{config.max_steps} steps to tau = log(1 + t) = {t_end}. Pass a larger max_steps, "
-            "looser "
-            f"rtol/atol (now {config.rtol:g}/{config.atol:g}) or shorter horizons."
-        )
-    if np.any(bad):
-        raise IntegrationError(
-            where + f"{int(bad.sum())} of {res.size} trajectories failed or went non-finite "
-            f"before tau = log(1 + t) = {t_end}. Use float64, smaller initial scales eps or "
-            "tighter rtol/atol."
-        )
+@computes
+@takes_solver
+def basin_cells(
+    eps: Float[ArrayLike, " B"],
+    delta: Float[ArrayLike, " B"],
+    seed=0,
+    *,
+    classes: int,
+    depth: int,
+    horizons=(FIRST_HORIZON,) + LATER_HORIZONS,
+    family: str = "lag",
+    leaders: tuple[int, ...] | None = None,
+    solver: Solver = BASIN_SOLVER,
+    criterion: Criterion | None = None,
+    group=None,
+) -> dict:
+    r"""Integrate a batch of basin starts and decide their outcomes: the cell of :func:`basin_map`.
+
+    The starts $(\varepsilon, \delta[, \text{seed}])$ (arrays (B,); ``seed``
+    may be a scalar and is ignored by the ``"lag"`` family) run through
+    svflow's staged outcome pipeline (:func:`svflow._outcome.staged_outcome`,
+    the one behind :func:`svflow.outcome`) on its refill batch engine: a check
+    at tau = min(30, horizons[0] / 3), the first decision at ``horizons[0]``
+    (it must find the same support and frozen sets as the check), the
+    undecided starts continued, as smaller batches, through the later
+    horizons. A batch cell function of :func:`svflow.sweep`
+    (``batched=True``) calls it on a chunk.
+
+    Returns a dict of numpy arrays with a leading axis B: ``outcome`` (0 NC,
+    r support size, -1 undecided), ``rank`` (support size), ``decided``,
+    ``support`` and ``frozen`` (K,) bool, ``ratio``
+    ($|\lambda_i|/\max|\lambda|$, K), ``min_ratio`` (its minimum over modes
+    i >= 1), ``rate_ratio`` (K), ``log_t_end`` (tau reached), ``lam0`` and
+    ``lam_end`` (K,), ``solver_result`` (diffrax result code, 0 = success)
+    and ``num_steps``. A failed integration is undecided (and
+    :func:`basin_map` raises on it).
+    """
+    grp = resolve_group(group, classes)
+    depth = check_depth(depth)
+    lead = _check_family(family, classes, leaders, grp)
+    hz = tuple(float(h) for h in check_horizons(horizons))
+    solver = check_tolerances(check_solver(solver))
+    criterion = _check_criterion(criterion)
+    eps, delta = np.atleast_1d(np.asarray(eps, float)), np.atleast_1d(np.asarray(delta, float))
+    if eps.ndim != 1 or eps.shape != delta.shape:
+        raise ValueError(f"eps and delta must be 1-D arrays of one shape; got {eps.shape} and {delta.shape}.")
+    return _basin_cells(
+        eps,
+        delta,
+        seed,
+        classes=grp.classes,
+        depth=depth,
+        horizons=hz,
+        family=family,
+        leaders=lead if family == "lag" else None,
+        solver=solver,
+        criterion=criterion,
+        group=grp,
+    )
+
+
+def _check_criterion(criterion) -> Criterion:
+    criterion = Criterion() if criterion is None else criterion
+    if not isinstance(criterion, Criterion):
+        raise TypeError(f"criterion must be a svflow._outcome.Criterion; got {type(criterion).__name__}.")
+    return criterion
+
+
+def _sweep_cell(
+    keys, depth, eps, delta, seed, *, classes, horizons, family, leaders, group, solver, criterion
+):
+    """The batch cell function of a :func:`basin_map` with a store (its settings as
+    plain values, the sweep's ``params``; the keys are unused: the family's own seed,
+    a grid coordinate, drives the random draw)."""
+    return _basin_cells(
+        np.asarray(eps),
+        np.asarray(delta),
+        np.asarray(seed),
+        classes=classes,
+        depth=depth,
+        horizons=tuple(horizons),
+        family=family,
+        leaders=None if leaders is None else tuple(leaders),
+        solver=Solver(**solver),
+        criterion=Criterion(**criterion),
+        group=resolve_group(group, classes),
+    )
+
+
+def _sweep_cell_shapes(depth, *, classes, **_) -> dict:
+    """Per-start output shapes and dtypes of :func:`_sweep_cell` (a sweep's dry run
+    computes nothing)."""
+    K = (classes,)
+    f, i32, i64, b = "float64", "int32", "int64", "bool"
+    return dict(
+        outcome=((), i32),
+        rank=((), i32),
+        decided=((), b),
+        support=(K, b),
+        frozen=(K, b),
+        ratio=(K, f),
+        min_ratio=((), f),
+        rate_ratio=(K, f),
+        log_t_end=((), f),
+        lam0=(K, f),
+        lam_end=(K, f),
+        solver_result=((), i64),
+        num_steps=((), i64),
+    )
+
+
+_sweep_cell.output_shapes = _sweep_cell_shapes  # type: ignore[attr-defined]
 
 
 def _grid(name, values, positive=False, unit=False) -> np.ndarray:
@@ -414,6 +323,7 @@ def _grid(name, values, positive=False, unit=False) -> np.ndarray:
 
 
 @computes
+@takes_solver
 def basin_map(
     classes: int,
     depths,
@@ -424,14 +334,15 @@ def basin_map(
     family: str = "lag",
     seeds=(0,),
     leaders=None,
-    rtol: float = _CONFIG.rtol,
-    atol: float = _CONFIG.atol,
-    max_steps: int = _CONFIG.max_steps,
-    solver: str = "tsit5",
+    solver: Solver = BASIN_SOLVER,
     criterion: Criterion | None = None,
     chunk_size: int | None = None,
     group=None,
-) -> xr.Dataset:
+    store=None,
+    client=None,
+    progress: bool = False,
+    dry_run: bool = False,
+) -> xr.Dataset | dict:
     r"""Outcome of every start of a 2-D spectral family, for several depths.
 
     For each depth L (N = L + 1 factors) all starts
@@ -459,17 +370,30 @@ def basin_map(
         seeds: a sequence of integer seeds of the ``"random"`` family (a
             ``seed`` dim; ``range(3)`` for three seeds); unused for ``"lag"``.
         leaders: leading modes of the ``"lag"`` family (default 1, 2, 4, ...).
-        rtol, atol, max_steps, solver: diffrax settings of the exact runs
-            (rtol, atol at most 1e-3, as for :func:`svflow.outcome`). Looser
-            than :func:`svflow.simulate`'s (1e-5 vs 1e-8): a map runs
-            thousands of starts and only decides each outcome, which depends
-            on the hand-off states only to O(log tau / tau) (module
-            ``_CONFIG``: 1e-6 gives the same outcomes).
+        solver: a :class:`svflow.Solver` for the exact runs (default
+            :data:`BASIN_SOLVER`: rtol 1e-5, atol 1e-8, 100 000 steps; rtol,
+            atol at most 1e-3, as for :func:`svflow.outcome`). Looser than
+            :func:`svflow.simulate`'s (1e-5 vs 1e-8): a map runs thousands of
+            starts and only decides each outcome, which depends on the
+            hand-off states only to O(log tau / tau) (1e-6 gives the same
+            outcomes).
         criterion: :class:`svflow._outcome.Criterion` of the decision.
-        chunk_size: run each depth in chunks of this many starts (default: all).
+        chunk_size: run each depth in chunks of this many starts (default: all;
+            with a ``store``: :data:`DEFAULT_CHUNK`).
         group: ``"walsh"``, ``"cyclic"``, a tuple of cyclic orders or ``None``
             (Walsh for K = 2^m, else cyclic); the default leaders of another group
             are the two modes of the lowest frequency (the K-gon of Z_K).
+        store: a local zarr directory: the map runs through :func:`svflow.sweep`
+            (static depth, chunks of ``chunk_size`` starts, each chunk one call
+            of :func:`basin_cells` on the batch engine), so an interrupted map
+            resumes from its finished chunks (a store of another map raises
+            :class:`svflow.SweepSpecError`). Default ``None``: in memory.
+        client: with a ``store``, a ``dask.distributed`` client or scheduler
+            address to compute the chunks on (default: this process).
+        progress: with a ``store``, the sweep's progress bar.
+        dry_run: with a ``store``, compute nothing and return the sweep's plan
+            (:func:`svflow.sweep` with ``dry_run=True``: cells, chunks done and
+            to do, outputs).
 
     Returns:
         Dataset with dims depth, eps, delta, seed (random family only) and
@@ -478,7 +402,8 @@ def basin_map(
         ``decided``, ``support`` (mode), ``ratio`` (mode; |lambda_i| / max at
         the horizon reached: frozen modes are on their way to 0),
         ``min_ratio``, ``log_t_end`` (tau reached), ``lam0``, ``lam_end``,
-        ``num_steps`` (all stages); provenance attrs.
+        ``num_steps`` (all stages); provenance attrs (with a ``store``,
+        ``wall_time_s`` of this call instead of ``wall_time_s_per_depth``).
 
     Raises:
         ValueError: bad arguments. IntegrationError: a trajectory failed.
@@ -487,16 +412,28 @@ def basin_map(
     depths, eps, delta, lead, seeds, hz = _check_map_args(
         classes, depths, eps, delta, family, seeds, leaders, horizons, grp
     )
-    rtol, atol = check_tolerances(rtol, atol)
-    config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    criterion = Criterion() if criterion is None else criterion
-    if not isinstance(criterion, Criterion):
-        raise TypeError(f"criterion must be a Criterion; got {type(criterion).__name__}.")
+    config = check_tolerances(check_solver(solver))
+    criterion = _check_criterion(criterion)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    for name, flag in (("progress", progress), ("dry_run", dry_run)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False; got {flag!r}.")
+    if store is None and (client is not None or dry_run):
+        raise ValueError("client and dry_run are about a stored map's chunks: pass a store too.")
     run = dict(classes=classes, horizons=tuple(float(h) for h in hz), family=family, config=config)
     run.update(leaders=lead if family == "lag" else None, criterion=criterion, group=grp)
-    per_depth, walls = _run_map(depths, eps, delta, seeds, chunk_size, run)
+    run["stored"] = store is not None
+    if store is None:
+        per_depth, walls = _run_map(depths, eps, delta, seeds, chunk_size, run)
+    else:
+        grid = {DEPTH: depths, EPS: eps, DELTA: delta, SEED: seeds}
+        chunk = chunk_size or DEFAULT_CHUNK
+        if dry_run:
+            return _sweep_map(grid, store, chunk, client, False, run, dry_run=True)
+        per_depth, walls = _sweep_map(grid, store, chunk, client, bool(progress), run)
+    for depth, out in zip(depths, per_depth):
+        _check_failures(out, config, hz[-1], classes, depth)
     return _basin_dataset(per_depth, walls, depths, eps, delta, seeds, lead, run)
 
 
@@ -531,17 +468,75 @@ def _run_map(depths, eps, delta, seeds, chunk_size, run: dict) -> tuple[list, li
     flat = [jnp.asarray(a.ravel()) for a in (E, Dl, S)]
     B = flat[0].size
     chunk = B if chunk_size is None else int(chunk_size)
+    kw = dict(classes=run["classes"], horizons=run["horizons"], family=run["family"], leaders=run["leaders"])
+    kw.update(solver=run["config"], criterion=run["criterion"], group=run["group"])
     per_depth, walls = [], []
     for depth in depths:
         tic = _time.perf_counter()
         parts = [
-            _run_starts(*(f[lo : lo + chunk] for f in flat), depth=depth, **run) for lo in range(0, B, chunk)
+            _basin_cells(*(f[lo : lo + chunk] for f in flat), depth=depth, **kw) for lo in range(0, B, chunk)
         ]
         out = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
         walls.append(_time.perf_counter() - tic)
-        _check_batch(out, run["config"], run["horizons"][-1], run["classes"], depth)
         per_depth.append(out)
     return per_depth, walls
+
+
+def _sweep_map(grid: dict, store, chunk: int, client, progress: bool, run: dict, dry_run: bool = False):
+    """The map through :func:`svflow.sweep` into ``store``: per-depth outputs (flat over
+    eps x delta x seed, C order, as :func:`_run_map`) and ``[wall time of the call]``;
+    with ``dry_run`` the sweep's plan (a dict)."""
+    from .._sweep.runner import sweep
+
+    config, criterion = run["config"], run["criterion"]
+    params = dict(
+        classes=int(run["classes"]),
+        horizons=list(run["horizons"]),
+        family=run["family"],
+        leaders=None if run["leaders"] is None else list(run["leaders"]),
+        group=run["group"].label,
+        solver=dataclasses.asdict(config),
+        criterion=dataclasses.asdict(criterion),
+    )
+    tic = _time.perf_counter()
+    ds = sweep(
+        _sweep_cell,
+        grid,
+        store=store,
+        chunk=chunk,
+        client=client,
+        static=(DEPTH,),
+        params=params,
+        outputs={k: (D.MODE,) for k in _MODE_OUTPUTS},
+        progress=progress,
+        batched=True,
+        dry_run=dry_run,
+    )
+    if dry_run:
+        return ds
+    wall = _time.perf_counter() - tic
+    per_depth = []
+    for i in range(len(grid[DEPTH])):
+        sub = ds.isel({DEPTH: i})
+        per_depth.append(
+            {
+                k: (v := sub[k].transpose(EPS, DELTA, SEED, ...).values).reshape((-1,) + v.shape[3:])
+                for k in sub.data_vars
+            }
+        )
+    return per_depth, [wall]
+
+
+def _check_failures(out: dict, config: Solver, t_end: float, classes: int, depth: int) -> None:
+    """Raise :class:`svflow.IntegrationError` (with advice) if a start of the map failed."""
+    advice = {
+        "max_steps": f"Pass a larger max_steps, looser rtol/atol (now {config.rtol:g}/{config.atol:g}) "
+        "or shorter horizons.",
+        "failed": "Use smaller initial scales eps or tighter rtol/atol.",
+    }
+    where = f"basin map, classes={classes}, depth={depth}: "
+    to = f"tau = log(1 + t) = {t_end:g}"
+    check_solution(out["lam_end"], out["solver_result"], out["num_steps"], config, to, where, advice)
 
 
 def _basin_dataset(per_depth: list, walls: list, depths, eps, delta, seeds, lead, run: dict) -> xr.Dataset:
@@ -601,7 +596,11 @@ def _basin_dataset(per_depth: list, walls: list, depths, eps, delta, seeds, lead
         **config.as_attrs(),
         "time_variable": "sigma = log(1 + tau), tau = log(1 + t)",
         **run["criterion"].as_attrs(),
-        "wall_time_s_per_depth": [float(w) for w in walls],
+        **(
+            {"wall_time_s_per_depth": [float(w) for w in walls]}
+            if not run.get("stored")
+            else {"wall_time_s": float(walls[0])}
+        ),
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
         "t = steps x step size; "
         "mean-reduced loss; balanced start, lambda-only law",

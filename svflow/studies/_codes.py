@@ -62,8 +62,10 @@ def code_convergence_study(
     orders; default Walsh for K = 2^m, else cyclic).
 
     Each run: :func:`svflow.simulate` from ``spectral_init(K, depth, scale,
-    spread, seed)`` to ``t_end`` (all seeds of a depth in one batch); r = support size of the KKT point of the
-    final state; :func:`svflow.studies.code_convergence` with that r.
+    spread, seed)`` to ``t_end`` (all seeds of a depth in one batch), continued
+    by :func:`svflow.outcome` from its last state to its certified
+    $t \to \infty$ limit (each start is integrated once); r = support size of
+    the KKT point of that limit; :func:`svflow.studies.code_convergence` with that r.
 
     Returns:
         ``xarray.Dataset`` with dims (depth, seed, time): ``rho``,
@@ -81,7 +83,7 @@ def code_convergence_study(
     for depth in depths:
         starts = [spectral_init(classes, depth, scale, spread, seed, group=grp) for seed in seeds]
         runs = simulate(classes, depth, init=starts, t_end=t_end, num_times=num_times)  # one batch
-        lims = outcome(classes, depth, init=starts, kkt=False)  # t -> infinity, one batch
+        lims = outcome(classes, depth, init=runs, kkt=False)  # t -> infinity, continuing the runs
         rows.append(
             [
                 _spectral_code_run(

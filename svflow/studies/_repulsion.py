@@ -32,6 +32,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .. import _dims as D
 from .._checks import check_int
 from .._dataset import grid_dataset
+from .._integrate import Solver, check_solver, takes_solver
 from .._precision import computes
 from .._simulate import simulate
 from .._start import check_depth
@@ -91,7 +92,13 @@ def early_horizon(classes: int, factors: int, lam_start: float, lam_cap: float) 
     return classes / (factors - 2) * (lam_start ** (-p) - lam_cap ** (-p))
 
 
+REPULSION_SOLVER = Solver(rtol=1e-12, atol=1e-16)
+"""Default solver of :func:`repulsion`: the finite differences of the saved run
+must be far more accurate than the series they test."""
+
+
 @computes
+@takes_solver
 def repulsion(
     classes: int,
     depths,
@@ -101,8 +108,7 @@ def repulsion(
     pair: tuple[int, int] = (1, 3),
     lam_cap: float = 0.5,
     num_times: int = 401,
-    rtol: float = 1e-12,
-    atol: float = 1e-16,
+    solver: Solver = REPULSION_SOLVER,
 ) -> xr.Dataset:
     r"""Measure $\frac{d}{dt}\log(\lambda_j/\lambda_k)$ early on, with predictions.
 
@@ -113,7 +119,9 @@ def repulsion(
     takes to bring $\varepsilon$ to ``lam_cap`` (:func:`early_horizon`), and
     the rate is measured by fourth-order central finite differences of
     $\log(\lambda_j/\lambda_k)$ (error $O(h^4)$); the two samples at each end
-    serve only as stencil support and are not returned.
+    serve only as stencil support and are not returned. ``solver``: the
+    :class:`svflow.Solver` of the runs (default :data:`REPULSION_SOLVER`:
+    rtol 1e-12, atol 1e-16).
 
     Returns:
         Dataset with dims (depth, sample): ``time``, ``lam_j``, ``lam_k``,
@@ -122,6 +130,7 @@ def repulsion(
         that order, evaluated on the trajectory), and attrs.
     """
     check_classes(classes)
+    solver = check_solver(solver)
     depths = [check_depth(d) for d in np.atleast_1d(depths).tolist()]
     j, k = _check_repulsion_args(classes, pair, eps, lag, lam_cap, num_times)
     m = classes.bit_length() - 1
@@ -130,9 +139,7 @@ def repulsion(
     lam0[0] = 0.0
     rows: dict[str, list] = {name: [] for name in _REPULSION_VARS}
     for depth in depths:
-        cols = _measure_rates(
-            classes, depth, lam0, j, k, lam_cap=lam_cap, num_times=num_times, rtol=rtol, atol=atol
-        )
+        cols = _measure_rates(classes, depth, lam0, j, k, lam_cap=lam_cap, num_times=num_times, solver=solver)
         for name, v in cols.items():
             rows[name].append(v)
     dims = (D.DEPTH, "sample")
@@ -152,8 +159,7 @@ def repulsion(
         "pair": [j, k],
         "lam0": lam0.tolist(),
         "lam_cap": float(lam_cap),
-        "rtol": float(rtol),
-        "atol": float(atol),
+        **solver.as_attrs(),
         "conventions": "depth L = number of weight matrices, N = L + 1 factors; "
         "balanced start; t = steps x step size; time grid uniform up to "
         "early_horizon(K, N, eps, lam_cap)",
@@ -192,7 +198,7 @@ def _check_repulsion_args(classes: int, pair, eps, lag, lam_cap, num_times) -> t
     return j, k
 
 
-def _measure_rates(classes, depth, lam0, j, k, *, lam_cap, num_times, rtol, atol) -> dict:
+def _measure_rates(classes, depth, lam0, j, k, *, lam_cap, num_times, solver) -> dict:
     r"""One depth's row of :data:`_REPULSION_VARS` (``num_times`` samples each).
 
     The run is saved on a uniform grid of step h up to :func:`early_horizon`;
@@ -203,7 +209,7 @@ def _measure_rates(classes, depth, lam0, j, k, *, lam_cap, num_times, rtol, atol
     t_stop = early_horizon(classes, N, float(lam0[1:].max()), lam_cap)
     h = t_stop / (num_times + 3)
     ts = h * np.arange(num_times + 4)  # samples 2 .. num_times + 1 are kept
-    lam_all = simulate(classes, depth, init=lam0, times=ts, rtol=rtol, atol=atol)[D.LAM].values
+    lam_all = simulate(classes, depth, init=lam0, times=ts, solver=solver)[D.LAM].values
     logr = np.log(lam_all[:, j] / lam_all[:, k])
     # fourth-order central differences: error O(h^4), far below the series' error
     rate = (-logr[4:] + 8 * logr[3:-1] - 8 * logr[1:-3] + logr[:-4]) / (12 * h)
