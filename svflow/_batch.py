@@ -83,8 +83,9 @@ def default_lanes() -> int:
     return DEFAULT_LANES if jax.default_backend() == "cpu" else ACCELERATOR_LANES
 
 
-SUCCESS = int(diffrax.RESULTS.successful._value)
-MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)
+# diffrax's RESULTS members are typed as str (an Enumeration built at run time): mypy sees no _value
+SUCCESS = int(diffrax.RESULTS.successful._value)  # type: ignore[attr-defined]
+MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)  # type: ignore[attr-defined]
 
 _SOLVERS = {
     "tsit5": diffrax.Tsit5,

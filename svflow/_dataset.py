@@ -78,7 +78,7 @@ def provenance() -> dict:
         "xarray_version": xr.__version__,
         "python_version": platform.python_version(),
         "jax_backend": jax.default_backend(),
-        "jax_enable_x64": int(bool(jax.config.jax_enable_x64)),
+        "jax_enable_x64": int(bool(jax.config.jax_enable_x64)),  # type: ignore[attr-defined]
         **git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

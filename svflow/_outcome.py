@@ -547,7 +547,7 @@ def _check_outcome_failures(st: dict, config: SolverConfig, classes: int, depth:
     bad = (res != 0) | ~np.all(np.isfinite(np.asarray(st["y"]).reshape(res.size, -1)), axis=-1)
     if not np.any(bad):
         return
-    maxed = res == diffrax.RESULTS.max_steps_reached._value
+    maxed = res == diffrax.RESULTS.max_steps_reached._value  # type: ignore[attr-defined]
     b = int(np.flatnonzero(bad)[0])
     where = (
         f"outcome, classes={classes}, depth={depth}: {int(bad.sum())} of {res.size} starts failed "

@@ -98,8 +98,9 @@ def compilation_cache() -> Iterator[Path | None]:
     and minimum entry size are restored on exit; a directory the caller set
     is used as it is.
     """
-    if jax.config.jax_compilation_cache_dir:
-        yield Path(jax.config.jax_compilation_cache_dir)
+    # JAX's Config sets its options as attributes at run time: mypy sees none of them
+    if jax.config.jax_compilation_cache_dir:  # type: ignore[attr-defined]
+        yield Path(jax.config.jax_compilation_cache_dir)  # type: ignore[attr-defined]
         return
     path = compilation_cache_dir()
     if path is not None:

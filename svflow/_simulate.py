@@ -174,8 +174,9 @@ def _outputs(
     always return their state ``s``.
     """
     dev = {
-        k: (None if v is None else np.asarray(v))
+        k: np.asarray(v)  # balanced runs have no "penalty" (None): left out
         for k, v in _device_outputs(jnp.asarray(ys), balanced, loss, jnp.asarray(weight_decay), group).items()
+        if v is not None
     }
     lam = dev["lam"]
     if balanced:

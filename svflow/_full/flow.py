@@ -96,7 +96,8 @@ def flatten_params(params_list) -> tuple[np.ndarray, _Unravel]:
     rows = []
     for p in params_list:
         leaves, td = jax.tree_util.tree_flatten(p)
-        if td != treedef or tuple(tuple(np.shape(x)) for x in leaves) != shapes:
+        # jaxlib ships no type stub for PyTreeDef (mypy cannot see its __ne__)
+        if td != treedef or tuple(tuple(np.shape(x)) for x in leaves) != shapes:  # type: ignore[operator]
             raise ValueError(
                 "every start of a batch must have parameters of one structure and shape; got "
                 f"{[np.shape(x) for x in leaves]} against {list(shapes)}."
@@ -118,7 +119,7 @@ class GradientFlowField(eqx.Module):
 
     logits: Callable
     unravel: _Unravel
-    labels: jax.Array
+    labels: jax.Array | np.ndarray
     penalty: Callable | None = None
     loss: str = eqx.field(static=True, default="ce")
 
@@ -191,7 +192,7 @@ class _UFMLogits(eqx.Module):
 
 
 class _UFMPenalty(eqx.Module):
-    weight_decay: jax.Array
+    weight_decay: jax.Array | np.ndarray
 
     def __call__(self, factors):
         return 0.5 * sum(w * jnp.sum(A**2) for w, A in zip(self.weight_decay, factors))

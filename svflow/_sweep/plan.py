@@ -241,6 +241,7 @@ def _batched(plan: SweepPlan, s: int, devs: list):
         return _as_outputs(out)
 
     vm = jax.vmap(one)
+    fn: Callable[..., Any]
     if len(devs) > 1:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -393,6 +394,8 @@ def _check_chunk(chunk, batch, n_cells: int) -> tuple[int, int]:
 def _output_shapes(plan: SweepPlan) -> dict:
     """Output shapes and dtypes of ``cell_fn`` from one abstract evaluation of the first cell (cached)."""
     cell_fn, g, params = plan.cell_fn, plan.grid, plan.params
+    if cell_fn is None:
+        raise ValueError("this sweep plan was read back from a store and has no cell_fn to compute with.")
     stat = plan.static_values(0)
     dyn0 = {d: jnp.asarray(g[d][0]) for d in plan.dynamic}
     shape_key = (

@@ -324,13 +324,15 @@ def polished_runs(
     )
     fs, obj, gn = polish(_objective, stacked, lam, targets, max_steps=max_steps)
     fit, reg = (np.asarray(a, float) for a in jax.vmap(_objective_parts, (0, None, None))(fs, lam, targets))
-    ranks, gaps, names = [], [], None
+    rank_rows: list[list[int]] = []
+    gaps: list[list[float]] = []
+    names: list[str] = []
     for k in range(obj.size):
         names, mats = layer_representations([F[k] for F in fs])
         rg = [gap_rank(class_mean_spectra(X, classes)) for X in mats]
-        ranks.append([r for r, _ in rg])
+        rank_rows.append([r for r, _ in rg])
         gaps.append([g for _, g in rg])
-    ranks = np.asarray(ranks, int)
+    ranks = np.asarray(rank_rows, int)
     hidden = [i for i, n in enumerate(names) if n != "Z"]
     return {
         "factors": fs,

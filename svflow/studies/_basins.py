@@ -205,7 +205,7 @@ def basin_cell(
     same = jnp.all(d["support"] == d0["support"]) & jnp.all(d["frozen"] == d0["frozen"])
     d["decided"] = d["decided"] & d0["decided"] & same
     d["code"] = jnp.where(d["decided"], d["code"], UNDECIDED)
-    ok = res == diffrax.RESULTS.successful._value
+    ok = res == diffrax.RESULTS.successful._value  # type: ignore[attr-defined]
     ratio = d["ratio"]
     return dict(
         outcome=jnp.where(ok, d["code"], UNDECIDED),
@@ -362,7 +362,7 @@ def _run_starts(
     )
     K = lam0.shape[-1]
     _undecide(st, ~consistent(st, criterion))
-    ok = st["solver_result"] == diffrax.RESULTS.successful._value
+    ok = st["solver_result"] == diffrax.RESULTS.successful._value  # type: ignore[attr-defined]
     return dict(
         outcome=np.where(ok, st["code"], UNDECIDED).astype(np.int32),
         rank=st["support"].sum(-1).astype(np.int32),
@@ -383,8 +383,8 @@ def _run_starts(
 def _check_batch(out: dict, config: SolverConfig, t_end, classes: int, depth: int) -> None:
     """Raise :class:`IntegrationError` (with advice) if a batch member failed."""
     res = np.asarray(out["solver_result"])
-    maxed = res == diffrax.RESULTS.max_steps_reached._value
-    bad = (res != diffrax.RESULTS.successful._value) | ~np.all(np.isfinite(out["lam_end"]), axis=-1)
+    maxed = res == diffrax.RESULTS.max_steps_reached._value  # type: ignore[attr-defined]
+    bad = (res != diffrax.RESULTS.successful._value) | ~np.all(np.isfinite(out["lam_end"]), axis=-1)  # type: ignore[attr-defined]
     where = f"basin map, classes={classes}, depth={depth}: "
     if np.any(maxed):
         raise IntegrationError(

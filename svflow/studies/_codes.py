@@ -78,7 +78,8 @@ def code_convergence_study(
     if not depths or not seeds:
         raise ValueError("depths and seeds must each list at least one value.")
     tic = _time.perf_counter()
-    codes, rows = {}, []
+    codes: dict = {}
+    rows = []
     for depth in depths:
         starts = [spectral_init(classes, depth, scale, spread, seed, group=grp) for seed in seeds]
         runs = simulate(classes, depth, init=starts, t_end=t_end, num_times=num_times)  # one batch
@@ -202,7 +203,7 @@ def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
     """
     Ks = [int(k) for k in classes]
     Ns = [int(n) for n in factors]
-    rows = {
+    rows: dict[str, list] = {
         k: []
         for k in (
             "size",
@@ -276,7 +277,7 @@ def random_start_code_study(
     steps_end = max(1, int(round(t_end / eta)))
     grid = np.unique(np.round(np.geomspace(1, steps_end, num_times - 1)).astype(np.int64))
     grid = np.concatenate([[0], grid])
-    codes = {}
+    codes: dict = {}
     tic = _time.perf_counter()
     rows = [
         [
@@ -344,6 +345,7 @@ def _random_code_run(
         # times=[0, dt] records exactly at the segment's end (k1 - k0 steps)
         last, m = train(m, eta=eta, times=[0.0, float(k1 - k0) * eta], return_model=True, progress=False)
         Zs.append(np.asarray(m.logits()))
+    assert last is not None  # grid holds step 0 and at least one later step
     Z = np.stack(Zs)
     T, K = len(grid), classes
     r = int(last["rank"].values[-1])

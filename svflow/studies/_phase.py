@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import time as _time
 from functools import partial
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,7 @@ __all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING", "QUICK_SE
 # The settings of the depth x width phase map (keyword arguments of phase_map),
 # shared by scenarios/phase_map.py and the figure ``phase_map`` so the two never
 # drift apart. QUICK: minutes on 2 CPU cores; FULL: meant for a GPU.
-QUICK_SETTING = dict(
+QUICK_SETTING: dict[str, Any] = dict(
     classes=(8, 16),
     depths=(1, 3, 6),
     widths=(8, 32, 128),
@@ -48,7 +48,7 @@ QUICK_SETTING = dict(
     eta=0.2,
     steps=2500,
 )
-FULL_SETTING = dict(
+FULL_SETTING: dict[str, Any] = dict(
     classes=(8, 16),
     depths=(1, 2, 3, 4, 5, 6),
     widths=(8, 16, 32, 64, 128, 256, 512),
@@ -277,7 +277,7 @@ _PHASE_LONG_NAMES = {
 def _phase_dataset(out: dict, classes, depths, widths, seeds: int, record_times, attrs: dict) -> xr.Dataset:
     """The :func:`phase_map` dataset from the filled arrays of :func:`_empty_phase_outputs`."""
     dims = (D.CLASSES, D.DEPTH, "width", D.SEED)
-    data = {k: (dims, out[k], {"long_name": _PHASE_LONG_NAMES[k]}) for k in PHASE_OUTPUTS}
+    data: dict[str, tuple] = {k: (dims, out[k], {"long_name": _PHASE_LONG_NAMES[k]}) for k in PHASE_OUTPUTS}
     data["rank_t"] = (
         dims + ("record",),
         out["rank_t"],
