@@ -22,8 +22,8 @@ $\tau \lesssim 700$.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import diffrax
 import equinox as eqx

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import time as _time
-from typing import Callable
+from collections.abc import Callable
 
 import equinox as eqx
 import jax

@@ -95,8 +95,9 @@ L = 5, 0.02621 against 0.03015 at L = 8. :func:`ce_codes` compares all of them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

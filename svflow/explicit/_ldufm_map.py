@@ -31,7 +31,7 @@ that any claimed point can be re-evaluated.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr

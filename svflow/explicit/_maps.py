@@ -10,7 +10,8 @@ names in the variable's attrs (``flag_values`` / ``flag_meanings``, CF style).
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

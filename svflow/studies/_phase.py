@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import sys
 import time as _time
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

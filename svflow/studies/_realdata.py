@@ -36,7 +36,8 @@ import hashlib
 import math
 import tempfile
 import time as _time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
