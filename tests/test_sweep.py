@@ -426,3 +426,15 @@ def test_one_progress_bar_counts_cells_and_resumes_at_cells_done(tmp_path, capsy
     assert "4/10" in err.replace(" ", "")  # starts at the 4 cells done before
     assert "10/10" in err.replace(" ", "")
     assert err.count("sweep s") >= 1 and "cell" in err
+
+
+@pytest.mark.parametrize("module", ["zarr", "dask", "distributed"])
+def test_missing_sweep_extra_is_a_clear_import_error(tmp_path, monkeypatch, module):
+    # a module set to None in sys.modules is one Python cannot import (find_spec: None)
+    monkeypatch.setitem(sys.modules, module, None)
+    grid = {"eps": [1.0], "seed": np.arange(2)}
+    with pytest.raises(ImportError, match=rf"svflow.sweep needs {module}.*svflow\[sweep\]"):
+        svflow.sweep(cell, grid, store=tmp_path / "s", chunk=2, progress=False)
+    with pytest.raises(ImportError, match=rf"svflow.open_sweep needs {module}.*svflow\[sweep\]"):
+        svflow.open_sweep(tmp_path / "s")
+    assert not (tmp_path / "s").exists()  # nothing was written
