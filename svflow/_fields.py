@@ -117,7 +117,7 @@ def rhs_factors(
     t,
     s: Float[Array, "N K"],
     loss: str,
-    weight_decay: float,
+    weight_decay: float | Float[Array, ""],
     method: str = "auto",
     group=None,
 ) -> Float[Array, "N K"]:
@@ -131,7 +131,7 @@ def rhs_balanced(
     t,
     lam: Float[Array, " K"],
     loss: str,
-    weight_decay: float,
+    weight_decay: float | Float[Array, ""],
     factors: int,
     method: str = "auto",
     group=None,

@@ -159,7 +159,7 @@ class SweepPlan:
         idx = np.unravel_index(s, self.static_shape) if self.static else ()
         return {d: _canonical(self.grid[d][i], d) for d, i in zip(self.static, idx)}
 
-    def chunk_cells(self, c: int) -> np.ndarray:
+    def chunk_cells(self, c: int | np.integer) -> np.ndarray:
         """Flat dynamic cell indices of chunk c (unpadded)."""
         return np.arange(c * self.chunk, min((c + 1) * self.chunk, self.n_cells))
 

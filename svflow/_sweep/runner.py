@@ -354,7 +354,7 @@ def _summary(path: Path, plan: SweepPlan) -> dict:
     done = np.zeros((plan.n_static, plan.n_chunks), bool)
     if exists:
         _, done = _verify(zarr.open_group(str(path), mode="r"), plan)
-    n_done = int(sum(len(plan.chunk_cells(int(c))) for _, c in zip(*np.nonzero(done))))
+    n_done = int(sum(len(plan.chunk_cells(c)) for _, c in zip(*np.nonzero(done))))
     return {
         "store": str(path),
         "store_exists": exists,
