@@ -6,8 +6,9 @@ import pytest
 
 import svflow
 
+from helpers import LAM0, small_model
+
 K, L, D = 8, 3, 16
-LAM0 = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
 
 
 def _imbalance(factors):
@@ -107,7 +108,7 @@ def test_float32_model_flows_in_float64():
 
 
 def test_bad_input():
-    model = svflow.random_model(4, depth=2, width=8, key=0)
+    model = small_model()
     with pytest.raises(TypeError, match="DeepUFM"):
         svflow.flow(np.ones((4, 4)), t_end=1.0)
     with pytest.raises(TypeError, match="DeepUFM"):

@@ -8,14 +8,10 @@ import pytest
 import svflow
 from svflow._full.train import DivergenceError
 
+from helpers import LAM0, lam_rel_error
+
 K, L, D = 8, 3, 16
-LAM0 = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
 T_END = 20.0
-
-
-def _rel_error(full, reduced):
-    diff = np.linalg.norm(full.lam.values - reduced.lam.values, axis=-1)
-    return float(np.max(diff / np.linalg.norm(reduced.lam.values, axis=-1)))
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +41,8 @@ def test_spectral_start_is_the_reduced_start():
 
 
 def test_full_gd_matches_reduced_ode_to_first_order(crosscheck):
-    e1 = _rel_error(*crosscheck[0.04])
-    e2 = _rel_error(*crosscheck[0.02])
+    e1 = lam_rel_error(*crosscheck[0.04])
+    e2 = lam_rel_error(*crosscheck[0.02])
     # svflow.compare gives the same numbers
     cmp = svflow.compare(crosscheck[0.02][1], crosscheck[0.02][0])
     assert not cmp.attrs["interpolated"]
@@ -66,7 +62,7 @@ def test_compare_interpolates_a_finer_reduced_run(crosscheck):
     dense = svflow.simulate(K, L, init=LAM0, t_end=T_END, num_times=801, rtol=1e-10, atol=1e-12)
     cmp = svflow.compare(dense, full)
     assert cmp.attrs["interpolated"]
-    exact = _rel_error(*crosscheck[0.02])
+    exact = lam_rel_error(*crosscheck[0.02])
     assert abs(float(cmp.max_rel_error) - exact) < 0.1 * exact
     with pytest.raises(ValueError, match="lam"):
         svflow.compare(dense, full.drop_vars("lam"))
@@ -97,7 +93,7 @@ def test_weight_decay_squared_loss_matches_reduced():
         rtol=1e-10,
         atol=1e-12,
     )
-    assert _rel_error(full, reduced) < 5e-3
+    assert lam_rel_error(full, reduced) < 5e-3
     np.testing.assert_allclose(full.objective.values, reduced.objective.values, rtol=5e-3)
 
 
