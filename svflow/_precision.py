@@ -98,9 +98,9 @@ def compilation_cache() -> Iterator[Path | None]:
     and minimum entry size are restored on exit; a directory the caller set
     is used as it is.
     """
-    # JAX's Config sets its options as attributes at run time: mypy sees none of them
-    if jax.config.jax_compilation_cache_dir:  # type: ignore[attr-defined]
-        yield Path(jax.config.jax_compilation_cache_dir)  # type: ignore[attr-defined]
+    own = jax.config.values["jax_compilation_cache_dir"]
+    if own:
+        yield Path(own)
         return
     path = compilation_cache_dir()
     if path is not None:

@@ -372,9 +372,8 @@ def flow(
     if single:
         ds.attrs.update(num_steps=int(num_steps[0]), result=int(result[0]), init=m0.description)
     else:
-        steps_attrs = {"long_name": "solver step attempts (accepted + rejected)"}
-        ds["num_steps"] = (("start",), np.asarray(num_steps), steps_attrs)
-        ds["result"] = (("start",), np.asarray(result), {"long_name": "diffrax result code (0 = success)"})
+        ds["num_steps"] = (("start",), np.asarray(num_steps), D.attrs("num_steps"))
+        ds["result"] = (("start",), np.asarray(result), D.attrs("result"))
         ds.attrs["init"] = "; ".join(m.description for m in models)
     if not return_model:
         return ds
@@ -408,5 +407,5 @@ def _flow_dataset(m0: DeepUFM, recs: dict, ts, taus, single: bool) -> xr.Dataset
             variables[name] = (("start",) + var.dims, np.asarray(value), var.attrs)
         ds = xr.Dataset(variables, coords=dict(ds.coords), attrs=ds.attrs)
     if taus is not None:
-        ds = ds.assign_coords(log_t=(D.TIME, np.asarray(taus), {"long_name": "tau = log(1 + t)"}))
+        ds = ds.assign_coords(log_t=(D.TIME, np.asarray(taus), D.attrs("log_t")))
     return ds

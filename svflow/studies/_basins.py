@@ -35,7 +35,6 @@ import numbers
 import time as _time
 from functools import partial
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,6 +42,7 @@ import xarray as xr
 from jaxtyping import Array, Float
 
 from .. import _dims as D
+from .._batch import MAX_STEPS, SUCCESS
 from .._checks import check_int
 from .._dataset import grid_dataset
 from .._groups import Group, resolve_group, tie_pairs
@@ -205,7 +205,7 @@ def basin_cell(
     same = jnp.all(d["support"] == d0["support"]) & jnp.all(d["frozen"] == d0["frozen"])
     d["decided"] = d["decided"] & d0["decided"] & same
     d["code"] = jnp.where(d["decided"], d["code"], UNDECIDED)
-    ok = res == diffrax.RESULTS.successful._value  # type: ignore[attr-defined]
+    ok = res == SUCCESS
     ratio = d["ratio"]
     return dict(
         outcome=jnp.where(ok, d["code"], UNDECIDED),
@@ -362,7 +362,7 @@ def _run_starts(
     )
     K = lam0.shape[-1]
     _undecide(st, ~consistent(st, criterion))
-    ok = st["solver_result"] == diffrax.RESULTS.successful._value  # type: ignore[attr-defined]
+    ok = st["solver_result"] == SUCCESS
     return dict(
         outcome=np.where(ok, st["code"], UNDECIDED).astype(np.int32),
         rank=st["support"].sum(-1).astype(np.int32),
@@ -383,8 +383,8 @@ def _run_starts(
 def _check_batch(out: dict, config: SolverConfig, t_end, classes: int, depth: int) -> None:
     """Raise :class:`IntegrationError` (with advice) if a batch member failed."""
     res = np.asarray(out["solver_result"])
-    maxed = res == diffrax.RESULTS.max_steps_reached._value  # type: ignore[attr-defined]
-    bad = (res != diffrax.RESULTS.successful._value) | ~np.all(np.isfinite(out["lam_end"]), axis=-1)  # type: ignore[attr-defined]
+    maxed = res == MAX_STEPS
+    bad = (res != SUCCESS) | ~np.all(np.isfinite(out["lam_end"]), axis=-1)
     where = f"basin map, classes={classes}, depth={depth}: "
     if np.any(maxed):
         raise IntegrationError(
@@ -556,27 +556,28 @@ def _basin_dataset(per_depth: list, walls: list, depths, eps, delta, seeds, lead
 
     outcome_text = "0 = NC (support = all K - 1 modes), r = size of the limit's support, -1 = undecided"
     horizon_text = "at the horizon reached"
+    # long_name and units from the vocabulary (svflow._dims), but where this map's meaning is its own
     variables = {
-        "outcome": (dims, stack("outcome"), {"long_name": "outcome code", "description": outcome_text}),
+        "outcome": (dims, stack("outcome"), {"description": outcome_text}),
         "rank": (dims, stack("rank"), {"long_name": "size of the limit's support"}),
-        "decided": (dims, stack("decided"), {"long_name": "outcome decided"}),
-        "support": (modes, stack("support"), {"long_name": "mode in the limit's support"}),
+        "decided": (dims, stack("decided")),
+        "support": (modes, stack("support")),
         "ratio": (modes, stack("ratio"), {"long_name": f"|lam_i| / max_j |lam_j| {horizon_text}"}),
         "min_ratio": (
             dims,
             stack("min_ratio"),
             {"long_name": f"min_i |lam_i| / max_j |lam_j| {horizon_text} (i >= 1)"},
         ),
-        "log_t_end": (dims, stack("log_t_end"), {"long_name": "horizon reached, tau = log(1 + t)"}),
-        "lam0": (modes, stack("lam0"), {"long_name": "lambda(0)"}),
-        "lam_end": (modes, stack("lam_end"), {"long_name": f"lambda {horizon_text}"}),
+        "log_t_end": (dims, stack("log_t_end")),
+        "lam0": (modes, stack("lam0")),
+        "lam_end": (modes, stack("lam_end")),
         "num_steps": (dims, stack("num_steps"), {"long_name": "solver steps (all stages)"}),
     }
     grp, family, config = run["group"], run["family"], run["config"]
     coords = {
-        DEPTH: (np.asarray(depths), {"long_name": "depth L (weight matrices); N = L + 1 factors"}),
-        "factors": (DEPTH, np.asarray(depths) + 1, {"long_name": "N = L + 1 factors"}),
-        EPS: (eps, {"long_name": "initial scale epsilon"}),
+        DEPTH: np.asarray(depths),
+        "factors": (DEPTH, np.asarray(depths) + 1, {}),
+        EPS: eps,
         DELTA: (delta, {"long_name": "relative lag (lag family) or spread (random family)"}),
         SEED: (seeds, {"long_name": "seed of the random family"}),
         **grp.mode_coords(),

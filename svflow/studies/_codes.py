@@ -150,36 +150,16 @@ def _spectral_study_dataset(rows: list, depths, seeds, times, classes: int, attr
     """The dataset of :func:`code_convergence_study`."""
     dims2 = (D.DEPTH, D.SEED)
     dims3 = dims2 + (D.TIME,)
-    variables = {
-        "rho": (
-            dims3,
-            _stack(rows, "rho"),
-            {"long_name": "one-vs-rest margin of the rank-r class embedding"},
-        ),
-        "rho_ratio": (dims3, _stack(rows, "rho_ratio"), {"long_name": "rho / rho*(K, r)"}),
-        "gram_distance": (
-            dims3,
-            _stack(rows, "gram_distance"),
-            {"long_name": "RMS Gram difference to the best code (min over relabellings)"},
-        ),
-        "lam": (dims3 + (D.MODE,), _stack(rows, "lam"), {"long_name": "logit eigenvalue in the Walsh frame"}),
-        "outcome_rank": (
-            dims2,
-            _stack(rows, "outcome_rank", int),
-            {"long_name": "support size of the t -> infinity limit (svflow.outcome)"},
-        ),
-        "rho_star": (dims2, _stack(rows, "rho_star"), {"long_name": "rho*(K, r) (exact or best found)"}),
-        "limit_rho_ratio": (
-            dims2,
-            _stack(rows, "limit_rho_ratio"),
-            {"long_name": "rho / rho* at the limiting (KKT) direction"},
-        ),
+    variables = {  # long_name and units from the vocabulary (svflow._dims)
+        "rho": (dims3, _stack(rows, "rho")),
+        "rho_ratio": (dims3, _stack(rows, "rho_ratio")),
+        "gram_distance": (dims3, _stack(rows, "gram_distance")),
+        "lam": (dims3 + (D.MODE,), _stack(rows, "lam")),
+        "outcome_rank": (dims2, _stack(rows, "outcome_rank", int)),
+        "rho_star": (dims2, _stack(rows, "rho_star")),
+        "limit_rho_ratio": (dims2, _stack(rows, "limit_rho_ratio")),
         "kkt_residual": (dims2, _stack(rows, "kkt_residual"), {"long_name": "KKT stationarity residual"}),
-        "limit_gamma": (
-            dims2,
-            _stack(rows, "limit_gamma"),
-            {"long_name": "normalised margin of the KKT point"},
-        ),
+        "limit_gamma": (dims2, _stack(rows, "limit_gamma")),
     }
     coords = {
         D.DEPTH: depths,
@@ -303,18 +283,10 @@ def _random_study_dataset(rows: list, depths, seeds, times, classes: int, attrs:
     """The dataset of :func:`random_start_code_study`."""
     dims2 = (D.DEPTH, D.SEED)
     dims3 = dims2 + (D.TIME,)
-    variables = {
-        "rho": (
-            dims3,
-            _stack(rows, "rho"),
-            {"long_name": "one-vs-rest margin of the rank-r class embedding"},
-        ),
-        "rho_ratio": (dims3, _stack(rows, "rho_ratio"), {"long_name": "rho / rho*(K, r)"}),
-        "gram_distance": (
-            dims3,
-            _stack(rows, "gram_distance"),
-            {"long_name": "RMS Gram difference to the best code"},
-        ),
+    variables = {  # long_name and units from the vocabulary (svflow._dims), but outcome_rank's own
+        "rho": (dims3, _stack(rows, "rho")),
+        "rho_ratio": (dims3, _stack(rows, "rho_ratio")),
+        "gram_distance": (dims3, _stack(rows, "gram_distance")),
         "sigma": (
             dims3 + (D.SV,),
             _stack(rows, "sigma"),
@@ -325,7 +297,7 @@ def _random_study_dataset(rows: list, depths, seeds, times, classes: int, attrs:
             _stack(rows, "outcome_rank", int),
             {"long_name": "numerical rank (rtol 0.1) at t_end"},
         ),
-        "rho_star": (dims2, _stack(rows, "rho_star"), {"long_name": "rho*(K, r)"}),
+        "rho_star": (dims2, _stack(rows, "rho_star")),
     }
     coords = {D.DEPTH: depths, D.SEED: seeds, D.TIME: times, D.SV: np.arange(classes)}
     return grid_dataset(coords, variables, attrs)
