@@ -62,7 +62,7 @@ def test_balancedness_is_conserved_by_the_flow():
     ds, end = svflow.flow(model, t_end=1e4, num_times=5, rtol=1e-10, atol=1e-12, return_model=True)
     _assert_conserved(model, end, ds)
     wd = 0.05
-    decayed = svflow.random_model(4, depth=2, width=6, scale=1.5, key=4, weight_decay=wd)
+    decayed = small_model(width=6, scale=1.5, key=4, weight_decay=wd)
     ds, end = svflow.flow(decayed, t_end=20.0, num_times=5, rtol=1e-10, atol=1e-12, return_model=True)
     for c0, c1 in zip(_imbalance(decayed.factors), _imbalance(end.factors)):
         np.testing.assert_allclose(c1, c0 * np.exp(-2 * wd * 20.0), atol=1e-8)
@@ -91,7 +91,7 @@ def test_double_log_run_matches_log_time_and_continues():
 
 
 def test_a_batch_is_the_same_as_single_runs():
-    models = [svflow.random_model(4, depth=2, width=8, key=k, scale=s) for k, s in ((0, 1.0), (5, 0.5))]
+    models = [small_model(key=k, scale=s) for k, s in ((0, 1.0), (5, 0.5))]
     batch = svflow.flow(models, t_end=100.0, num_times=11)
     assert batch.sigma.dims == ("start", "time", "sv")
     for b, m in enumerate(models):
@@ -101,7 +101,7 @@ def test_a_batch_is_the_same_as_single_runs():
 
 
 def test_float32_model_flows_in_float64():
-    model = svflow.random_model(4, depth=2, width=8, key=2, dtype=jnp.float32)
+    model = small_model(key=2, dtype=jnp.float32)
     ds, end = svflow.flow(model, t_end=10.0, num_times=3, return_model=True)
     assert ds.attrs["dtype"] == "float64" and ds.attrs["engine"] == "flow"
     assert model.dtype == jnp.float32 and end.dtype == jnp.float32
@@ -114,11 +114,11 @@ def test_bad_input():
     with pytest.raises(TypeError, match="DeepUFM"):
         svflow.flow([], t_end=1.0)
     with pytest.raises(ValueError, match="share"):
-        svflow.flow([model, svflow.random_model(4, depth=2, width=9)], t_end=1.0)
+        svflow.flow([model, small_model(width=9)], t_end=1.0)
     with pytest.raises(ValueError, match="log_t_end"):
-        svflow.flow(svflow.random_model(4, depth=2, width=8, loss="squared"), log_t_end=10.0)
+        svflow.flow(small_model(loss="squared"), log_t_end=10.0)
     with pytest.raises(ValueError, match="log_t_end"):
-        svflow.flow(svflow.random_model(4, depth=2, width=8, weight_decay=0.01), log_t_end=10.0)
+        svflow.flow(small_model(weight_decay=0.01), log_t_end=10.0)
     with pytest.raises(ValueError, match="alone"):
         svflow.flow(model, log_t_end=10.0, t_end=5.0)
     with pytest.raises(ValueError, match="not both"):

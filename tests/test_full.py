@@ -8,7 +8,7 @@ import pytest
 import svflow
 from svflow._full.train import DivergenceError
 
-from helpers import LAM0, lam_rel_error
+from helpers import LAM0, lam_rel_error, small_model
 
 K, L, D = 8, 3, 16
 T_END = 20.0
@@ -166,7 +166,7 @@ def test_random_start_two_factors_reaches_neural_collapse():
 
 
 def test_float32_runs_and_is_recorded():
-    model = svflow.random_model(4, depth=2, width=8, scale=1.0, key=0)
+    model = small_model(scale=1.0)
     ds = svflow.train(model, eta=0.1, steps=50, num_times=6, dtype=jnp.float32)
     assert ds.attrs["dtype"] == "float32"
     assert ds.attrs["engine"] == "full"
@@ -177,7 +177,7 @@ def test_float32_runs_and_is_recorded():
 
 
 def test_divergence_names_the_step():
-    model = svflow.random_model(4, depth=2, width=8, scale=3.0, key=0, loss="squared")
+    model = small_model(scale=3.0, loss="squared")
     with pytest.raises(DivergenceError, match=r"step \d+.*smaller step size"):
         svflow.train(model, eta=50.0, steps=2000, num_times=5)
 
@@ -200,7 +200,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="weight_decay"):
         svflow.random_model(4, depth=2, width=8, weight_decay=(0.1, 0.1))
     with pytest.raises(ValueError, match="activation"):
-        svflow.random_model(4, depth=2, width=8, activation="tanh")
+        small_model(activation="tanh")
     with pytest.raises(ValueError, match="power of two"):
         svflow.spectral_model(np.ones(6), depth=2, width=8, group="walsh")
 
