@@ -39,8 +39,8 @@ supply its own field and grid.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import diffrax
 import equinox as eqx

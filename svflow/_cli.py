@@ -15,7 +15,7 @@ before the run starts.
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["scenario_cli"]
 

@@ -100,7 +100,7 @@ def provenance() -> dict:
         "xarray_version": xr.__version__,
         "python_version": platform.python_version(),
         "jax_backend": jax.default_backend(),
-        "jax_enable_x64": int(bool(jax.config.jax_enable_x64)),
+        "jax_enable_x64": int(bool(jax.config.values["jax_enable_x64"])),
         **git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -233,6 +233,20 @@ def decode_attrs(attrs: dict) -> dict:
     return out
 
 
+# the dims of the trajectory variables (both engines), in the order a dataset lists them
+_TRAJECTORY_DIMS = {
+    D.LAM: (D.TIME, D.MODE),
+    D.S: (D.TIME, D.FACTOR, D.MODE),
+    D.SIGMA: (D.TIME, D.SV),
+    D.SIGMA_FACTOR: (D.TIME, D.FACTOR, D.SV),
+    D.LOSS: (D.TIME,),
+    D.OBJECTIVE: (D.TIME,),
+    D.MARGIN: (D.TIME,),
+    D.RANK: (D.TIME,),
+    D.DRIFT: (D.TIME,),
+}
+
+
 def build_dataset(
     times,
     *,
@@ -248,43 +262,33 @@ def build_dataset(
     frame_drift=None,
     extra: dict | None = None,
 ) -> xr.Dataset:
-    """Assemble the common dataset layout from numpy/JAX arrays (time axis first).
+    """The trajectory layout (time axis first) through :func:`grid_dataset`.
 
-    Any variable may be omitted (``None``); ``extra`` adds further
-    ``name -> (dims, array, attrs)`` entries.
+    Any variable may be omitted (``None``); ``extra`` adds further ``name ->
+    (dims, array[, attrs])`` entries. The ``mode``, ``factor`` and ``sv``
+    coordinates are the indices of the dims the variables use.
     """
-    times = np.asarray(times, dtype=float)
-    data = {}
+    given = dict(
+        lam=lam,
+        s=s,
+        sigma=sigma,
+        sigma_factor=sigma_factor,
+        loss=loss,
+        objective=objective,
+        margin=margin,
+        rank=rank,
+        frame_drift=frame_drift,
+    )
+    variables = {k: (_TRAJECTORY_DIMS[k], v) for k, v in given.items() if v is not None}
+    variables.update(extra or {})
+    sizes = {d: n for dims, v, *_ in variables.values() for d, n in zip(_dims_of(dims), np.shape(v))}
+    coords: dict = {D.TIME: (np.asarray(times, dtype=float), D.TIME_ATTRS)}
+    coords.update({d: np.arange(sizes[d]) for d in (D.MODE, D.FACTOR, D.SV) if d in sizes})
+    return grid_dataset(coords, variables, attrs)
 
-    def put(name, dims, value, long_name, units="1"):
-        if value is not None:
-            data[name] = xr.Variable(dims, np.asarray(value), {"long_name": long_name, "units": units})
 
-    put(D.LAM, (D.TIME, D.MODE), lam, "logit eigenvalue in the Walsh frame (U^T Z U diagonal)")
-    put(D.S, (D.TIME, D.FACTOR, D.MODE), s, "factor singular value in the Walsh frame")
-    put(D.SIGMA, (D.TIME, D.SV), sigma, "singular value of the centred logits (decreasing)")
-    put(D.SIGMA_FACTOR, (D.TIME, D.FACTOR, D.SV), sigma_factor, "singular value of each factor")
-    put(D.LOSS, (D.TIME,), loss, "mean data loss")
-    put(D.OBJECTIVE, (D.TIME,), objective, "loss + (wd/2) sum_l ||W_l||_F^2")
-    put(D.MARGIN, (D.TIME,), margin, "min_y Z[y,y] - max_{c != y} Z[c,y]")
-    put(D.RANK, (D.TIME,), rank, "numerical rank of the centred logits")
-    put(D.DRIFT, (D.TIME,), frame_drift, "||offdiag(U^T Z U)||_F (frame drift)")
-    for name, (dims, value, vattrs) in (extra or {}).items():
-        data[name] = xr.Variable(dims, np.asarray(value), netcdf_attrs(dict(vattrs)))
-
-    coords = {D.TIME: xr.Variable(D.TIME, times, D.TIME_ATTRS)}
-    sizes = {d: n for v in data.values() for d, n in zip(v.dims, v.shape)}
-    if D.MODE in sizes:
-        coords[D.MODE] = xr.Variable(D.MODE, np.arange(sizes[D.MODE]), {"long_name": "Walsh mode index"})
-    if D.FACTOR in sizes:
-        coords[D.FACTOR] = xr.Variable(
-            D.FACTOR,
-            np.arange(sizes[D.FACTOR]),
-            {"long_name": "factor index (0 = features H, N-1 = last weight W_L)"},
-        )
-    if D.SV in sizes:
-        coords[D.SV] = xr.Variable(D.SV, np.arange(sizes[D.SV]), {"long_name": "singular value index"})
-    return xr.Dataset(data, coords=coords, attrs=netcdf_attrs({**attrs, **provenance()}))
+def _dims_of(dims) -> tuple:
+    return (dims,) if isinstance(dims, str) else tuple(dims)
 
 
 def _coord(name: str, spec) -> xr.Variable:
@@ -292,28 +296,37 @@ def _coord(name: str, spec) -> xr.Variable:
         return spec
     if isinstance(spec, tuple) and len(spec) == 3:  # (dims, values, attrs): a non-index coordinate
         dims, values, vattrs = spec
-        return xr.Variable(dims, np.asarray(values), netcdf_attrs(dict(vattrs or {})))
+        return xr.Variable(dims, np.asarray(values), _attrs(name, vattrs))
     if isinstance(spec, tuple) and len(spec) == 2:  # (values, attrs): an index coordinate
         values, vattrs = spec
-        return xr.Variable(name, np.asarray(values), netcdf_attrs(dict(vattrs or {})))
-    return xr.Variable(name, np.asarray(spec))
+        return xr.Variable(name, np.asarray(values), _attrs(name, vattrs))
+    return xr.Variable(name, np.asarray(spec), _attrs(name, None))
+
+
+def _attrs(name: str, given) -> dict:
+    """``name``'s attrs from the vocabulary (:data:`svflow._dims.VOCABULARY`), then ``given``, netCDF-safe."""
+    return netcdf_attrs(D.attrs(name, **dict(given or {})))
 
 
 def grid_dataset(coords: dict, variables: dict, attrs: dict | None = None) -> xr.Dataset:
     """The dataset of a study: results on a grid of settings, netCDF-safe, with provenance.
 
-    Every study (phase maps, basin maps, code studies, seed sweeps) loops over
-    a grid and ends here, so they share one layout rule: dimension names are
-    the constants of ``svflow._dims`` (``depth``, ``classes``, ``seed``,
-    ``time``, ...), attrs pass through :func:`netcdf_attrs` and the dataset
-    attrs carry :func:`provenance` (versions, git commit, UTC timestamp), so
-    plain ``ds.to_netcdf`` round-trips the result.
+    Every dataset svflow returns (trajectories through :func:`build_dataset`,
+    phase maps, basin maps, code studies, seed sweeps) ends here, so they share
+    one layout rule: dimension names are the constants of ``svflow._dims``
+    (``depth``, ``classes``, ``seed``, ``time``, ...); every variable and
+    coordinate gets its ``long_name`` and ``units`` from the vocabulary
+    (:data:`svflow._dims.VOCABULARY`), then the attrs given with it (which
+    win: a meaning particular to one dataset); attrs pass through
+    :func:`netcdf_attrs` and the dataset attrs carry :func:`provenance`
+    (versions, git commit, UTC timestamp), so plain ``ds.to_netcdf``
+    round-trips the result.
 
     Args:
-        coords: ``name -> values`` (an index coordinate without attrs),
-            ``name -> (values, attrs)`` (an index coordinate along the dim
-            ``name``) or ``name -> (dims, values, attrs)`` (a coordinate on
-            other dims, e.g. a label per cell).
+        coords: ``name -> values`` (an index coordinate), ``name -> (values,
+            attrs)`` (an index coordinate along the dim ``name``) or ``name ->
+            (dims, values, attrs)`` (a coordinate on other dims, e.g. a label
+            per cell).
         variables: ``name -> (dims, values, attrs)`` or ``name -> (dims,
             values)``; ``dims`` is a tuple of dim names (or one name).
         attrs: the study's parameters (any values :func:`netcdf_attrs`
@@ -325,8 +338,7 @@ def grid_dataset(coords: dict, variables: dict, attrs: dict | None = None) -> xr
     data = {}
     for name, spec in variables.items():
         dims, values, *rest = spec
-        vattrs = rest[0] if rest else {}
-        data[name] = xr.Variable(dims, np.asarray(values), netcdf_attrs(dict(vattrs or {})))
+        data[name] = xr.Variable(dims, np.asarray(values), _attrs(name, rest[0] if rest else None))
     cvars = {name: _coord(name, spec) for name, spec in coords.items()}
     return xr.Dataset(data, coords=cvars, attrs=netcdf_attrs({**(attrs or {}), **provenance()}))
 

@@ -115,7 +115,7 @@ def rhs_factors(
     t,
     s: Float[Array, "N K"],
     loss: str,
-    weight_decay: float,
+    weight_decay: float | Float[Array, ""],
     group: Group,
     method: str = "auto",
 ) -> Float[Array, "N K"]:
@@ -129,7 +129,7 @@ def rhs_balanced(
     t,
     lam: Float[Array, " K"],
     loss: str,
-    weight_decay: float,
+    weight_decay: float | Float[Array, ""],
     factors: int,
     group: Group,
     method: str = "auto",

@@ -578,7 +578,8 @@ def _group_tables(orders: tuple[int, ...]) -> dict:
     K = math.prod(orders)
     digits = np.stack(np.unravel_index(np.arange(K), orders), axis=-1)
     neg = np.ravel_multi_index(tuple((-digits % np.array(orders)).T), orders)
-    mode_char, mode_part, pair, partner = [], [], [], []
+    mode_char: list[int] = []
+    mode_part, pair, partner = [], [], []
     char_mode = np.zeros(K, np.int64)
     seen = np.zeros(K, bool)
     p = 0

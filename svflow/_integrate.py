@@ -23,8 +23,8 @@ $\tau \lesssim 700$.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import diffrax
 import equinox as eqx
@@ -54,9 +54,9 @@ class IntegrationError(RuntimeError):
     """The ODE integration failed; the message says what to change."""
 
 
-SUCCESS = int(diffrax.RESULTS.successful._value)
+SUCCESS = int(diffrax.RESULTS.successful._value)  # type: ignore[attr-defined]
 """diffrax's result code of a successful solve (the only place svflow reads ``RESULTS``)."""
-MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)
+MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)  # type: ignore[attr-defined]
 """diffrax's result code of a solve that used all its ``max_steps``."""
 
 METHODS = ("tsit5", "dopri5", "dopri8", "kvaerno5")

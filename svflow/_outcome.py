@@ -882,23 +882,21 @@ def _outcome_dataset(st: dict, bd: tuple, batch: tuple, user_coords: dict, run: 
     }
     md = bd + (D.MODE,)
 
-    def var(dims, key, long_name, **extra):
-        return (dims, st[key].reshape(batch + st[key].shape[1:]), {"long_name": long_name, **extra})
+    def var(dims, key, **attrs):  # long_name and units from the vocabulary (svflow._dims)
+        return (dims, st[key].reshape(batch + st[key].shape[1:]), attrs)
 
     codes = "0 = NC (support = all K - 1 modes), r = size of the limit's support, -1 = undecided"
     variables = {
-        "outcome": var(bd, "code", "t -> infinity outcome", description=codes),
-        "support": var(md, "support", "mode in the limit's support"),
-        "limit": var(md, "limit", "limiting direction lambda / max lambda (KKT point on the support)"),
-        "kkt_residual": var(bd, "kkt_residual", "relative KKT stationarity residual of the limit"),
-        "ratio": var(md, "ratio", "|lambda_i| / max |lambda| at the horizon reached"),
-        "rate_ratio": var(
-            md, "rate_ratio", "rho_i = (d log lambda_i / d sigma) / (that of the largest mode)"
-        ),
-        "log_t_end": var(bd, "tau", "horizon reached, tau = log(1 + t)"),
-        "lam_end": var(md, "lam_end", "lambda at the horizon reached"),
-        "num_steps": var(bd, "num_steps", "solver steps (all stages)"),
-        "solver_result": var(bd, "solver_result", "diffrax result code (0 = success)"),
+        "outcome": var(bd, "code", description=codes),
+        "support": var(md, "support"),
+        "limit": var(md, "limit"),
+        "kkt_residual": var(bd, "kkt_residual"),
+        "ratio": var(md, "ratio", long_name="|lambda_i| / max |lambda| at the horizon reached"),
+        "rate_ratio": var(md, "rate_ratio"),
+        "log_t_end": var(bd, "tau"),
+        "lam_end": var(md, "lam_end"),
+        "num_steps": var(bd, "num_steps", long_name="solver steps (all stages)"),
+        "solver_result": var(bd, "solver_result"),
     }
     coords = {d: (c.dims, c.values, c.attrs) for d, c in user_coords.items()}
     return grid_dataset({**coords, **grp.mode_coords()}, variables, attrs)

@@ -57,9 +57,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import jax
 
@@ -98,8 +98,9 @@ def compilation_cache() -> Iterator[Path | None]:
     and minimum entry size are restored on exit; a directory the caller set
     is used as it is.
     """
-    if jax.config.jax_compilation_cache_dir:
-        yield Path(jax.config.jax_compilation_cache_dir)
+    own = jax.config.values["jax_compilation_cache_dir"]
+    if own:
+        yield Path(own)
         return
     path = compilation_cache_dir()
     if path is not None:

@@ -138,8 +138,9 @@ def _outputs(
     always return their state ``s``.
     """
     dev = {
-        k: (None if v is None else np.asarray(v))
+        k: np.asarray(v)  # balanced runs have no "penalty" (None): left out
         for k, v in _device_outputs(jnp.asarray(ys), balanced, loss, jnp.asarray(weight_decay), group).items()
+        if v is not None
     }
     lam = dev["lam"]
     if balanced:
@@ -194,7 +195,7 @@ def factor_values(ds: xr.Dataset) -> xr.DataArray:
         dims=dims,
         coords={**{k: v for k, v in lam.coords.items()}, D.FACTOR: np.arange(N)},
         name=D.S,
-        attrs={"long_name": "factor singular value in the Walsh frame", "units": "1"},
+        attrs=D.attrs(D.S),
     )
 
 
@@ -456,7 +457,7 @@ def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coo
     }
     ds = build_dataset(ts, attrs=attrs, **{k: v[0] for k, v in out.items()})
     if taus is not None:
-        ds = ds.assign_coords(log_t=(D.TIME, taus, {"long_name": "tau = log(1 + t)"}))
+        ds = ds.assign_coords(log_t=(D.TIME, taus, D.attrs("log_t")))
         ds.attrs.update(
             log_t_end=float(run["log_t_end"]), time_variable="sigma = log(1 + tau), tau = log(1 + t)"
         )
@@ -466,11 +467,7 @@ def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coo
         name: (dims + var.dims, out[name].reshape(batch + out[name].shape[1:]), var.attrs)
         for name, var in ds.data_vars.items()
     }
-    variables["num_steps"] = (
-        dims,
-        num_steps.reshape(batch),
-        {"long_name": "solver step attempts (accepted + rejected)"},
-    )
+    variables["num_steps"] = (dims, num_steps.reshape(batch), D.attrs("num_steps"))
     out_ds = xr.Dataset(variables, coords={**dict(ds.coords), **coords}, attrs=ds.attrs)
     return out_ds.assign_coords(grp.mode_coords())
 

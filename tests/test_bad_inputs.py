@@ -14,7 +14,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from types import ModuleType
 
 import jax
@@ -25,11 +24,12 @@ import xarray as xr
 import svflow
 from svflow._metrics import RANK_ATOL, rank_from_sigma
 
+from helpers import ROOT, checkout_env
+
 # every test here also passes with JAX in float32 mode (SVFLOW_TEST_X64=0)
 pytestmark = pytest.mark.scoped_x64
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ENV = checkout_env()
 
 
 def _model():

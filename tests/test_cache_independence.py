@@ -18,7 +18,6 @@ first among them); ``-m slow`` checks every numeric argument.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import ROOT, checkout_env
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cache_entry_points import ENTRY_POINTS, calls, numeric_parameters  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+HERE = ROOT / "tests"
 
 
 def test_every_numeric_argument_is_registered():
@@ -48,7 +48,7 @@ def test_every_numeric_argument_is_registered():
 
 
 def _run(order: str, out: Path, cache: str, fast: bool) -> dict:
-    env = dict(os.environ, SVFLOW_COMPILE_CACHE=cache, PYTHONPATH=str(ROOT))
+    env = checkout_env(SVFLOW_COMPILE_CACHE=cache)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     cmd = [sys.executable, str(HERE / "cache_entry_points.py"), order, str(out)]
     if fast:
@@ -110,7 +110,7 @@ def test_jax_config_is_unchanged_by_svflow_calls():
         "after = {k: repr(v) for k, v in jax.config.values.items()}\n"
         "print(sorted(k for k in before if before[k] != after.get(k)))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = checkout_env()
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     env.pop("JAX_ENABLE_X64", None)
     out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True)

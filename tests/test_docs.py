@@ -28,11 +28,11 @@ import os
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, checkout_env
+
 NOTEBOOK = ROOT / "docs" / "examples" / "quickstart.ipynb"
 
 
@@ -66,15 +66,8 @@ def _stream_text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
 
 
-def _env_of_checkout() -> dict:
-    """os.environ with this checkout first on PYTHONPATH (a kernel or script run
-    outside the repository imports this tree's svflow, not another install)."""
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
-
-
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", _env_of_checkout()["PYTHONPATH"])
+    monkeypatch.setenv("PYTHONPATH", checkout_env()["PYTHONPATH"])
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     stored = nbformat.read(NOTEBOOK, as_version=4)
@@ -130,7 +123,7 @@ print("tour ok")
         capture_output=True,
         text=True,
         timeout=900,
-        env={**_env_of_checkout(), "MPLBACKEND": "Agg"},
+        env={**checkout_env(), "MPLBACKEND": "Agg"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "tour ok" in proc.stdout

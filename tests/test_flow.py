@@ -6,8 +6,9 @@ import pytest
 
 import svflow
 
+from helpers import LAM0, small_model
+
 K, L, D = 8, 3, 16
-LAM0 = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
 
 
 def _imbalance(factors):
@@ -63,7 +64,7 @@ def test_balancedness_is_conserved_by_the_flow():
     )
     _assert_conserved(model, end, ds)
     wd = 0.05
-    decayed = svflow.random_model(4, depth=2, width=6, scale=1.5, key=4, weight_decay=wd)
+    decayed = small_model(width=6, scale=1.5, key=4, weight_decay=wd)
     ds, end = svflow.flow(
         decayed, t_end=20.0, num_times=5, solver=svflow.Solver(rtol=1e-10, atol=1e-12), return_model=True
     )
@@ -96,7 +97,7 @@ def test_double_log_run_matches_log_time_and_continues():
 
 
 def test_a_batch_is_the_same_as_single_runs():
-    models = [svflow.random_model(4, depth=2, width=8, key=k, scale=s) for k, s in ((0, 1.0), (5, 0.5))]
+    models = [small_model(key=k, scale=s) for k, s in ((0, 1.0), (5, 0.5))]
     batch = svflow.flow(models, t_end=100.0, num_times=11)
     assert batch.sigma.dims == ("start", "time", "sv")
     for b, m in enumerate(models):
@@ -106,24 +107,24 @@ def test_a_batch_is_the_same_as_single_runs():
 
 
 def test_float32_model_flows_in_float64():
-    model = svflow.random_model(4, depth=2, width=8, key=2, dtype=jnp.float32)
+    model = small_model(key=2, dtype=jnp.float32)
     ds, end = svflow.flow(model, t_end=10.0, num_times=3, return_model=True)
     assert ds.attrs["dtype"] == "float64" and ds.attrs["engine"] == "flow"
     assert model.dtype == jnp.float32 and end.dtype == jnp.float32
 
 
 def test_bad_input():
-    model = svflow.random_model(4, depth=2, width=8, key=0)
+    model = small_model()
     with pytest.raises(TypeError, match="DeepUFM"):
         svflow.flow(np.ones((4, 4)), t_end=1.0)
     with pytest.raises(TypeError, match="DeepUFM"):
         svflow.flow([], t_end=1.0)
     with pytest.raises(ValueError, match="share"):
-        svflow.flow([model, svflow.random_model(4, depth=2, width=9)], t_end=1.0)
+        svflow.flow([model, small_model(width=9)], t_end=1.0)
     with pytest.raises(ValueError, match="log_t_end"):
-        svflow.flow(svflow.random_model(4, depth=2, width=8, loss="squared"), log_t_end=10.0)
+        svflow.flow(small_model(loss="squared"), log_t_end=10.0)
     with pytest.raises(ValueError, match="log_t_end"):
-        svflow.flow(svflow.random_model(4, depth=2, width=8, weight_decay=0.01), log_t_end=10.0)
+        svflow.flow(small_model(weight_decay=0.01), log_t_end=10.0)
     with pytest.raises(ValueError, match="alone"):
         svflow.flow(model, log_t_end=10.0, t_end=5.0)
     with pytest.raises(ValueError, match="not both"):

@@ -9,6 +9,8 @@ from scipy.integrate import solve_ivp
 import svflow
 from svflow._full.outcome import kkt_residual
 
+from helpers import small_model
+
 
 def _nc_model(K, depth, scale=1.0):
     """Every factor = scale * C, C = I - 11^T/K: Z = scale^N C, margins scale^N, balanced."""
@@ -32,13 +34,13 @@ def test_kkt_residual_of_neural_collapse_is_zero():
 
 
 def test_bad_input():
-    m = svflow.random_model(4, depth=2, width=6, key=0)
+    m = small_model(width=6)
     with pytest.raises(ValueError, match="q_off"):
         svflow.flow_outcome(m, q_on=0.1, q_off=0.2)
     with pytest.raises(ValueError, match="log_t_end"):
         svflow.flow_outcome(m, log_t_end=5.0)
     with pytest.raises(ValueError, match="log_t_end"):
-        svflow.flow_outcome(svflow.random_model(4, depth=2, width=6, loss="squared"))
+        svflow.flow_outcome(small_model(width=6, loss="squared"))
 
 
 # --- independent route: the flow of the factors in double-log time, written here,

@@ -8,14 +8,10 @@ import pytest
 import svflow
 from svflow._full.train import DivergenceError
 
+from helpers import LAM0, lam_rel_error, small_model
+
 K, L, D = 8, 3, 16
-LAM0 = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
 T_END = 20.0
-
-
-def _rel_error(full, reduced):
-    diff = np.linalg.norm(full.lam.values - reduced.lam.values, axis=-1)
-    return float(np.max(diff / np.linalg.norm(reduced.lam.values, axis=-1)))
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +43,8 @@ def test_spectral_start_is_the_reduced_start():
 
 
 def test_full_gd_matches_reduced_ode_to_first_order(crosscheck):
-    e1 = _rel_error(*crosscheck[0.04])
-    e2 = _rel_error(*crosscheck[0.02])
+    e1 = lam_rel_error(*crosscheck[0.04])
+    e2 = lam_rel_error(*crosscheck[0.02])
     # svflow.compare gives the same numbers
     cmp = svflow.compare(crosscheck[0.02][1], crosscheck[0.02][0])
     assert not cmp.attrs["interpolated"]
@@ -70,7 +66,7 @@ def test_compare_interpolates_a_finer_reduced_run(crosscheck):
     )
     cmp = svflow.compare(dense, full)
     assert cmp.attrs["interpolated"]
-    exact = _rel_error(*crosscheck[0.02])
+    exact = lam_rel_error(*crosscheck[0.02])
     assert abs(float(cmp.max_rel_error) - exact) < 0.1 * exact
     with pytest.raises(ValueError, match="lam"):
         svflow.compare(dense, full.drop_vars("lam"))
@@ -100,7 +96,7 @@ def test_weight_decay_squared_loss_matches_reduced():
         times=full.time.values,
         solver=svflow.Solver(rtol=1e-10, atol=1e-12),
     )
-    assert _rel_error(full, reduced) < 5e-3
+    assert lam_rel_error(full, reduced) < 5e-3
     np.testing.assert_allclose(full.objective.values, reduced.objective.values, rtol=5e-3)
 
 
@@ -173,7 +169,7 @@ def test_random_start_two_factors_reaches_neural_collapse():
 
 
 def test_float32_runs_and_is_recorded():
-    model = svflow.random_model(4, depth=2, width=8, scale=1.0, key=0)
+    model = small_model(scale=1.0)
     ds = svflow.train(model, eta=0.1, steps=50, num_times=6, dtype=jnp.float32)
     assert ds.attrs["dtype"] == "float32"
     assert ds.attrs["engine"] == "full"
@@ -184,7 +180,7 @@ def test_float32_runs_and_is_recorded():
 
 
 def test_divergence_names_the_step():
-    model = svflow.random_model(4, depth=2, width=8, scale=3.0, key=0, loss="squared")
+    model = small_model(scale=3.0, loss="squared")
     with pytest.raises(DivergenceError, match=r"step \d+.*smaller step size"):
         svflow.train(model, eta=50.0, steps=2000, num_times=5)
 
@@ -207,7 +203,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="weight_decay"):
         svflow.random_model(4, depth=2, width=8, weight_decay=(0.1, 0.1))
     with pytest.raises(ValueError, match="activation"):
-        svflow.random_model(4, depth=2, width=8, activation="tanh")
+        small_model(activation="tanh")
     with pytest.raises(ValueError, match="power of two"):
         svflow.spectral_model(np.ones(6), depth=2, width=8, group="walsh")
 

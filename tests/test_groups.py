@@ -20,6 +20,8 @@ import svflow
 from svflow._fields import rhs_factors
 from svflow._groups import AUTO_DENSE_MAX_FFT, resolve_group, tie_pairs
 
+from helpers import lam_rel_error
+
 GROUPS = [
     (3, None),
     (5, None),
@@ -177,11 +179,6 @@ def test_simulate_any_K_default_group_and_pair_errors():
         svflow.spectral_init(12, 2, group="dihedral")
 
 
-def _rel_error(full, reduced):
-    diff = np.linalg.norm(full.lam.values - reduced.lam.values, axis=-1)
-    return float(np.max(diff / np.linalg.norm(reduced.lam.values, axis=-1)))
-
-
 @pytest.mark.parametrize(
     "K,group,depth,width", [(6, "cyclic", 2, 8), (8, "cyclic", 2, 10), (8, "walsh", 2, 10)]
 )
@@ -207,7 +204,7 @@ def test_full_gd_matches_reduced_ode_to_first_order(K, group, depth, width):
             solver=svflow.Solver(rtol=1e-10, atol=1e-12),
             group=group,
         )
-        errs.append(_rel_error(full, red))
+        errs.append(lam_rel_error(full, red))
     order = np.log2(errs[0] / errs[1])
     assert errs[1] < 0.02 and 0.85 < order < 1.15, (errs, order)
     assert full.lam.values[-1, 1:].max() > 3 * lam0.max()  # the run did move

@@ -21,15 +21,13 @@ The interpreter starts in the repository root with the root first on
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, checkout_env
 
 pytest.importorskip("beartype", reason="beartype is in the test extra: pip install -e '.[test]'")
 
@@ -43,8 +41,7 @@ assert svflow.__file__.startswith({root!r}), svflow.__file__
 
 def _run_hooked(body: str, **extra_env: str) -> subprocess.CompletedProcess:
     code = _HOOK.format(root=str(ROOT)) + textwrap.dedent(body)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.update(extra_env)
+    env = checkout_env(**extra_env)
     env.setdefault("JAX_PLATFORMS", "cpu")
     return subprocess.run(
         [sys.executable, "-c", code],

@@ -12,6 +12,25 @@ from svflow._cli import scenario_cli
 from svflow._dataset import grid_dataset
 
 
+def test_grid_dataset_takes_long_name_and_units_from_the_vocabulary():
+    ds = grid_dataset(
+        {D.DEPTH: np.array([1, 2]), "factors": (D.DEPTH, np.array([2, 3]), {}), "made_up": [7]},
+        {
+            "rho": ((D.DEPTH,), np.array([0.5, 0.25])),
+            "outcome": ((D.DEPTH,), np.array([0, 2]), {"long_name": "this map's own", "description": "d"}),
+        },
+    )
+    # a name the table holds: its long_name and units, written once in svflow._dims
+    assert ds["rho"].attrs == {"long_name": "one-vs-rest margin of the rank-r class embedding", "units": "1"}
+    assert ds[D.DEPTH].attrs == {"long_name": D.VOCABULARY[D.DEPTH][0], "units": "1"}
+    assert "N = L + 1" in ds[D.DEPTH].attrs["long_name"] and ds["factors"].attrs["units"] == "1"
+    # attrs given with a variable win over the table and keep their extras
+    assert ds["outcome"].attrs == {"long_name": "this map's own", "units": "1", "description": "d"}
+    # a name the table does not hold gets no invented attrs
+    assert ds["made_up"].attrs == {}
+    assert D.attrs("made_up") == {} and D.attrs(D.TIME, units="s")["units"] == "s"
+
+
 def test_grid_dataset_is_netcdf_safe_with_provenance(tmp_path):
     ds = grid_dataset(
         {

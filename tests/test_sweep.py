@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import cloudpickle
 import jax
@@ -24,10 +23,11 @@ import zarr
 import svflow
 from svflow._sweep.runner import DONE, cell_key
 
+from helpers import ROOT, checkout_env
+
 # cell functions defined here travel to dask workers by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-ROOT = Path(__file__).resolve().parents[1]
 GRID = {"eps": [0.1, 0.2, 0.5], "depth": [1, 2], "seed": np.arange(5)}
 
 
@@ -60,10 +60,6 @@ def assert_same(a, b):
 def ref(tmp_path_factory):
     """The reference sweep: in-process, chunk = 4 (the last chunk of each depth padded)."""
     return run(tmp_path_factory.mktemp("ref") / "store", chunk=4)
-
-
-def env():
-    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
 # --- values, keys, layout
@@ -185,7 +181,7 @@ def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
 
     # --- run 1: killed (SIGKILL, no cleanup) once its fourth chunk is being computed
     # (the runner dispatches chunk k + 1 before writing chunk k, so chunks 0, 1 are in)
-    p = subprocess.Popen([sys.executable, str(script), str(store), str(log1), "0.05"], env=env())
+    p = subprocess.Popen([sys.executable, str(script), str(store), str(log1), "0.05"], env=checkout_env())
     deadline = time.time() + 120
     while len(read_log(log1)) < 13 and p.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -197,7 +193,7 @@ def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
     assert {0, 1} <= finished and len(finished) < 6
 
     # --- run 2: resume; it evaluates exactly the chunks without a mark
-    subprocess.run([sys.executable, str(script), str(store), str(log2), "0"], env=env(), check=True)
+    subprocess.run([sys.executable, str(script), str(store), str(log2), "0"], env=checkout_env(), check=True)
     evaluated = read_log(log2)
     recomputed = {chunk_of(*c) for c in evaluated}
     assert recomputed.isdisjoint(finished)
@@ -206,7 +202,7 @@ def test_sigkill_then_resume_recomputes_only_unfinished_chunks(tmp_path):
 
     # --- an uninterrupted run gives the same numbers
     subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "fresh"), str(log3), "0"], env=env(), check=True
+        [sys.executable, str(script), str(tmp_path / "fresh"), str(log3), "0"], env=checkout_env(), check=True
     )
     assert len(read_log(log3)) == 24
     assert_same(svflow.open_sweep(store), svflow.open_sweep(tmp_path / "fresh"))
@@ -352,7 +348,7 @@ print("batch", batch, "devices", len(out["total"].sharding.device_set))
 def test_sharded_over_two_host_devices_equals_single_device(tmp_path, ref):
     script = tmp_path / "shard.py"
     script.write_text(SHARD_SCRIPT)
-    e = {**env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    e = checkout_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
     res = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "two"), str(ROOT / "tests")],
         env=e,
@@ -454,3 +450,15 @@ def test_one_progress_bar_counts_cells_and_resumes_at_cells_done(tmp_path, capsy
     assert "4/10" in err.replace(" ", "")  # starts at the 4 cells done before
     assert "10/10" in err.replace(" ", "")
     assert err.count("sweep s") >= 1 and "cell" in err
+
+
+@pytest.mark.parametrize("module", ["zarr", "dask", "distributed"])
+def test_missing_sweep_extra_is_a_clear_import_error(tmp_path, monkeypatch, module):
+    # a module set to None in sys.modules is one Python cannot import (find_spec: None)
+    monkeypatch.setitem(sys.modules, module, None)
+    grid = {"eps": [1.0], "seed": np.arange(2)}
+    with pytest.raises(ImportError, match=rf"svflow.sweep needs {module}.*svflow\[sweep\]"):
+        svflow.sweep(cell, grid, store=tmp_path / "s", chunk=2, progress=False)
+    with pytest.raises(ImportError, match=rf"svflow.open_sweep needs {module}.*svflow\[sweep\]"):
+        svflow.open_sweep(tmp_path / "s")
+    assert not (tmp_path / "s").exists()  # nothing was written

@@ -306,7 +306,7 @@ def _classify_rule(ds, rule: OutcomeRule | None, kwargs: dict) -> OutcomeRule:
     if D.LAM not in ds:
         raise ValueError(
             f"classify needs a dataset with variable {D.LAM!r} (dims ..., time, mode), "
-            f"as made by svflow.simulate; got variables {sorted(ds.data_vars)}."
+            f"as made by svflow.simulate; got variables {sorted(map(str, ds.data_vars))}."
         )
     if rule is None:
         kwargs.setdefault("loss", ds.attrs.get("loss_name", "ce"))

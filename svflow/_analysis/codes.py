@@ -564,11 +564,11 @@ def gram_distance(
     best, bestp = np.inf, np.arange(K)
     for trial in range(restarts):
         Q = np.eye(d) if trial == 0 else np.linalg.qr(rng.normal(size=(d, d)))[0]
-        p = None
+        p = np.full(K, -1)  # no assignment yet: the first one never matches
         for _ in range(50):
             cost = -(A @ Q) @ B.T  # squared distance up to constants
             _, q = linear_sum_assignment(cost)
-            if p is not None and np.array_equal(p, q):
+            if np.array_equal(p, q):
                 break
             p = q
             U, _, Vt = np.linalg.svd(A.T @ B[p])  # orthogonal Procrustes: A Q ~ B[p]

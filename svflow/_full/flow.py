@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import time as _time
-from typing import Callable
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -106,7 +106,8 @@ def flatten_params(params_list) -> tuple[np.ndarray, _Unravel]:
     rows = []
     for p in params_list:
         leaves, td = jax.tree_util.tree_flatten(p)
-        if td != treedef or tuple(tuple(np.shape(x)) for x in leaves) != shapes:
+        # jaxlib ships no type stub for PyTreeDef (mypy cannot see its __ne__)
+        if td != treedef or tuple(tuple(np.shape(x)) for x in leaves) != shapes:  # type: ignore[operator]
             raise ValueError(
                 "every start of a batch must have parameters of one structure and shape; got "
                 f"{[np.shape(x) for x in leaves]} against {list(shapes)}."
@@ -128,7 +129,7 @@ class GradientFlowField(eqx.Module):
 
     logits: Callable
     unravel: _Unravel
-    labels: jax.Array
+    labels: jax.Array | np.ndarray
     penalty: Callable | None = None
     loss: str = eqx.field(static=True, default="ce")
 
@@ -201,7 +202,7 @@ class _UFMLogits(eqx.Module):
 
 
 class _UFMPenalty(eqx.Module):
-    weight_decay: jax.Array
+    weight_decay: jax.Array | np.ndarray
 
     def __call__(self, factors):
         return 0.5 * sum(w * jnp.sum(A**2) for w, A in zip(self.weight_decay, factors))
@@ -381,9 +382,8 @@ def flow(
     if single:
         ds.attrs.update(num_steps=int(num_steps[0]), result=int(result[0]), init=m0.description)
     else:
-        steps_attrs = {"long_name": "solver step attempts (accepted + rejected)"}
-        ds["num_steps"] = (("start",), np.asarray(num_steps), steps_attrs)
-        ds["result"] = (("start",), np.asarray(result), {"long_name": "diffrax result code (0 = success)"})
+        ds["num_steps"] = (("start",), np.asarray(num_steps), D.attrs("num_steps"))
+        ds["result"] = (("start",), np.asarray(result), D.attrs("result"))
         ds.attrs["init"] = "; ".join(m.description for m in models)
     if not return_model:
         return ds
@@ -417,5 +417,5 @@ def _flow_dataset(m0: DeepUFM, recs: dict, ts, taus, single: bool) -> xr.Dataset
             variables[name] = (("start",) + var.dims, np.asarray(value), var.attrs)
         ds = xr.Dataset(variables, coords=dict(ds.coords), attrs=ds.attrs)
     if taus is not None:
-        ds = ds.assign_coords(log_t=(D.TIME, np.asarray(taus), {"long_name": "tau = log(1 + t)"}))
+        ds = ds.assign_coords(log_t=(D.TIME, np.asarray(taus), D.attrs("log_t")))
     return ds

@@ -30,7 +30,7 @@ ODE's start, docs: theory/spectral.md, 'Factors in the frame'),
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax

@@ -282,16 +282,8 @@ def record_extras(out: dict) -> dict:
     """Pop ``norm_sq`` and ``normalised_margin`` from stacked records (time axis before
     any batch axis is fine: dims are prefixed by the caller) as ``extra`` entries."""
     return {
-        "norm_sq": (
-            (D.TIME, D.FACTOR),
-            out.pop("norm_sq"),
-            {"long_name": "squared Frobenius norm of each factor", "units": "1"},
-        ),
-        "normalised_margin": (
-            (D.TIME,),
-            out.pop("normalised_margin"),
-            {"long_name": "margin / (sum_l ||A_l||_F^2)^(N/2)", "units": "1"},
-        ),
+        "norm_sq": ((D.TIME, D.FACTOR), out.pop("norm_sq"), D.attrs("norm_sq")),
+        "normalised_margin": ((D.TIME,), out.pop("normalised_margin"), D.attrs("normalised_margin")),
     }
 
 
@@ -317,11 +309,7 @@ def _train_dataset(
     """The common dataset layout of a :func:`train` run (records at steps ``grid``)."""
     out = {k: np.stack([r[k] for r in records]) for k in records[0]}
     extra = record_extras(out)
-    extra["step"] = (
-        (D.TIME,),
-        grid,
-        {"long_name": "gradient-descent step k (t = k eta)", "units": "1"},
-    )
+    extra["step"] = ((D.TIME,), grid)
     device = next(iter(m.factors[0].devices()))
     total = int(grid[-1])
     attrs = {

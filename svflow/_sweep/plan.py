@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -160,7 +161,7 @@ class SweepPlan:
         idx = np.unravel_index(s, self.static_shape) if self.static else ()
         return {d: _canonical(self.grid[d][i], d) for d, i in zip(self.static, idx)}
 
-    def chunk_cells(self, c: int) -> np.ndarray:
+    def chunk_cells(self, c: int | np.integer) -> np.ndarray:
         """Flat dynamic cell indices of chunk c (unpadded)."""
         return np.arange(c * self.chunk, min((c + 1) * self.chunk, self.n_cells))
 
@@ -243,6 +244,7 @@ def _batched(plan: SweepPlan, s: int, devs: list):
         return _as_outputs(out)
 
     vm = jax.vmap(one)
+    fn: Callable[..., Any]
     if len(devs) > 1:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -417,6 +419,8 @@ def _check_chunk(chunk, batch, n_cells: int) -> tuple[int, int]:
 def _output_shapes(plan: SweepPlan) -> dict:
     """Output shapes and dtypes of ``cell_fn`` from one abstract evaluation of the first cell (cached)."""
     cell_fn, g, params = plan.cell_fn, plan.grid, plan.params
+    if cell_fn is None:
+        raise ValueError("this sweep plan was read back from a store and has no cell_fn to compute with.")
     stat = plan.static_values(0)
     dyn0 = {d: jnp.asarray(g[d][0]) for d in plan.dynamic}
     shape_key = (

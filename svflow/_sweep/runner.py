@@ -100,8 +100,9 @@ import dataclasses
 import itertools
 import os
 import time as _time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -150,6 +151,21 @@ def _store_path(store, where: str) -> Path:
     return Path(store).expanduser()
 
 
+_EXTRA = ("zarr", "dask", "distributed", "cloudpickle")  # the sweep extra's packages
+
+
+def _require_extra(where: str) -> None:
+    """An ``ImportError`` naming the ``sweep`` extra if any of its packages is missing."""
+    import importlib.util
+
+    missing = [m for m in _EXTRA if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(
+            f"{where} needs {', '.join(missing)}, from svflow's sweep extra: pip install 'svflow[sweep]' "
+            "(zarr stores, dask.distributed)."
+        )
+
+
 def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     """Read a sweep store written by :func:`sweep` as a grid-shaped Dataset.
 
@@ -158,6 +174,7 @@ def open_sweep(store, *, allow_incomplete: bool = False) -> xr.Dataset:
     which case their cells are NaN (or 0 for integer outputs) and the boolean
     variable ``complete`` (grid dims) says which cells hold results.
     """
+    _require_extra("svflow.open_sweep")
     import zarr
 
     path = _store_path(store, "open_sweep")
@@ -255,6 +272,7 @@ def sweep(
         ValueError: bad grid, params or outputs (message says what to pass).
         SweepSpecError: ``store`` holds a different sweep (nothing is written).
     """
+    _require_extra("svflow.sweep")
     path = _store_path(store, "sweep")
     plan = _make_plan(cell_fn, grid, static, params, base_seed, chunk, outputs, coords, batch, batched)
     if max_chunks is not None:

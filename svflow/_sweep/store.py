@@ -12,8 +12,9 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -52,7 +53,7 @@ def _create_store(path: Path, plan: SweepPlan) -> None:
 
     S, C, K = plan.n_static, plan.n_cells, plan.n_chunks
     data = {}
-    encoding = {}
+    encoding: dict[str, dict[str, Any]] = {}
     for name, o in plan.outputs.items():
         dt = np.dtype(o.dtype)
         data[name] = (
@@ -94,7 +95,8 @@ def _read_spec(path: Path) -> tuple[dict, str, dict]:
 
     try:
         g = zarr.open_group(str(path), mode="r")
-        return json.loads(g.attrs[SPEC_ATTR]), g.attrs[HASH_ATTR], json.loads(g.attrs[LAYOUT_ATTR])
+        spec, layout = json.loads(str(g.attrs[SPEC_ATTR])), json.loads(str(g.attrs[LAYOUT_ATTR]))
+        return spec, str(g.attrs[HASH_ATTR]), layout
     except (KeyError, FileNotFoundError, zarr.errors.GroupNotFoundError):
         raise SweepSpecError(
             f"{path} exists but is not an svflow sweep store (no {SPEC_ATTR!r} attribute); "
@@ -115,7 +117,7 @@ def _spec_diff(old: dict, new: dict) -> list[str]:
                 if a.get(j) != b.get(j)
             ]
         elif k == "grid":
-            da_, db_ = dict(map(tuple, a)), dict(map(tuple, b))
+            da_, db_ = dict(map(tuple, a or ())), dict(map(tuple, b or ()))
             if list(da_) != list(db_):
                 diff.append(f"grid dims: {list(da_)} -> {list(db_)}")
             diff += [

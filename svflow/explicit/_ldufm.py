@@ -48,7 +48,7 @@ stored beside the rank.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax

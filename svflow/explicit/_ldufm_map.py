@@ -31,8 +31,7 @@ that any claimed point can be re-evaluated.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
@@ -174,14 +173,13 @@ def map_parameters(ds: xr.Dataset, classes: int, depth: int) -> list[np.ndarray]
 def _run_cells(out: dict, Ks: list, Ls: list, widths: list, progress: bool, settings: dict) -> None:
     """Fill ``out`` cell by cell over (K, L), width ``widths[i]`` at ``Ks[i]``."""
     cells = [(i, j) for i in range(len(Ks)) for j in range(len(Ls))]
-    bar = _progress_bar(len(cells)) if progress else contextlib.nullcontext()
+    bar = _progress_bar(len(cells), progress)
     with bar:
         for i, j in cells:
             K, L = Ks[i], Ls[j]
             out["widths"][i] = d = widths[i]
             _map_cell(out, (i, j), K, L, width=d, **settings)
-            if progress:
-                bar.update(1)
+            bar.update(1)
 
 
 def _empty_results(nK: int, nL: int, nscales: int, seeds: int, nparam: int) -> dict:
@@ -205,10 +203,10 @@ def _empty_results(nK: int, nL: int, nscales: int, seeds: int, nparam: int) -> d
     }
 
 
-def _progress_bar(total: int):
+def _progress_bar(total: int, show: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="optimality map", unit="cell")
+    return tqdm(total=total, desc="optimality map", unit="cell", disable=not show)
 
 
 def _map_cell(

@@ -17,8 +17,8 @@ mean-reduced squared loss $\frac{1}{2Kn}\|Z - Y\|_F^2$.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import xarray as xr

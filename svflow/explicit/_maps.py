@@ -10,7 +10,8 @@ names in the variable's attrs (``flag_values`` / ``flag_meanings``, CF style).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -446,7 +447,7 @@ def srg_ratio_curve(
         for b, L in enumerate(Ls):
             for c, r in enumerate(rs):
                 K = r * (r - 1) // 2
-                kw = dict(lam_H=lam, lam_W=lam, samples=samples)
+                kw: dict[str, Any] = dict(lam_H=lam, lam_W=lam, samples=samples)
                 ratio[a, b, c] = srg_loss(K, L, r=r, **kw) / dnc_loss(K, L, **kw)
                 if network:
                     num = construction_loss(srg_factors(r, L), **kw)[0]
@@ -582,8 +583,10 @@ def ce_direct_table(
     wd = check_float("weight_decay", weight_decay, minimum=0.0, strict_min=True)
     rtol = check_float("rtol", rtol, minimum=0.0)
     names = ("dnc", "pairs", "blocks", "hypercube", "polygon")
-    rows = {k: [] for k in names + ("known", "known_code", "direct", "rank", "gap", "grad", "seed", "nbelow")}
-    kw = dict(weight_decay=wd, samples=samples)
+    rows: dict[str, list] = {
+        k: [] for k in names + ("known", "known_code", "direct", "rank", "gap", "grad", "seed", "nbelow")
+    }
+    kw: dict[str, Any] = dict(weight_decay=wd, samples=samples)
     for K, L in cells:
         vals = {
             "dnc": ce_dnc_loss(K, L, **kw)[0],

@@ -7,7 +7,8 @@ by dynamic programming over block sizes.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from .._checks import check_float, check_int
 

@@ -8,6 +8,8 @@ converges to: the support size r and the ratios of the limit on the support
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -48,7 +50,7 @@ def basin_study(classes=(8,), families=("lag",), *, n_eps=5, n_delta=12, seeds=(
         for fam in families:
             ds = basin_map(K, list(DEPTHS), eps, delta, family=fam, seeds=seeds)
             w = basin_width(ds)
-            keep = {f"{v}_{fam}": ds[v] for v in ("outcome", "rank", "log_t_end")}
+            keep: dict[str, Any] = {f"{v}_{fam}": ds[v] for v in ("outcome", "rank", "log_t_end")}
             keep[f"width_{fam}"] = w["width"]
             keep[f"edge_outcome_{fam}"] = w["edge_outcome"]
             if fam == "lag":
@@ -113,8 +115,8 @@ def plot(ds: xr.Dataset):
     depths = ds["depth"].values
     labels = []
     if "code_lag" in ds:
-        vals = np.unique(ds["code_lag"].values.astype(str))
-        vals = [v for v in vals if v not in ("NC", "undecided", "nan", "")]
+        found = np.unique(ds["code_lag"].values.astype(str))
+        vals = [v for v in found if v not in ("NC", "undecided", "nan", "")]
         labels = ["NC", "undecided"] + sorted(vals, key=lambda s: (int(s.split(":")[0]), s))
     index = {lab: i for i, lab in enumerate(labels)}
     cmap = ListedColormap([_PALETTE[i % len(_PALETTE)] for i in range(max(len(labels), 1))])
@@ -155,7 +157,7 @@ def plot(ds: xr.Dataset):
                 ax.set_ylabel(f"K = {K}, {fam}\n{what} $\\delta$")
             if r == len(rows) - 1:
                 ax.set_xlabel(r"initial scale $\varepsilon$")
-    handles = [
+    handles: list[Patch | plt.Line2D] = [
         Patch(color=cmap(index[lab]), label=lab if lab in ("NC", "undecided") else f"code {lab}")
         for lab in labels
     ]

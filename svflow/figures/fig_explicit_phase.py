@@ -21,7 +21,7 @@ def compute(quick: bool):
     ds = explicit_phase_map(range(2, 41), range(2, 9), lam=0.004, weight_decay=1e-3, samples=1)
     table = ce_direct_table(weight_decay=1e-3, samples=1)
     # the table's cells are a list (dim cell): prefix what would clash with the map
-    clash = [v for v in table.data_vars if v in ds or v.startswith(("ce_", "known"))]
+    clash = [v for v in map(str, table.data_vars) if v in ds or v.startswith(("ce_", "known"))]
     table = table.rename(
         {"classes": "cell_classes", "depth": "cell_depth", **{v: f"cell_{v}" for v in clash}}
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -11,8 +13,8 @@ from . import register
 
 # The settings of the figure and of scenarios/repulsion.py (keyword arguments of
 # svflow.studies.repulsion).
-QUICK = dict(classes=8, depths=(1, 2, 3, 5), eps=1e-3, lag=0.5, lam_cap=0.5, num_times=201)
-FULL = dict(classes=8, depths=(1, 2, 3, 4, 5), eps=1e-4, lag=0.5, lam_cap=1.0, num_times=801)
+QUICK: dict[str, Any] = dict(classes=8, depths=(1, 2, 3, 5), eps=1e-3, lag=0.5, lam_cap=0.5, num_times=201)
+FULL: dict[str, Any] = dict(classes=8, depths=(1, 2, 3, 4, 5), eps=1e-4, lag=0.5, lam_cap=1.0, num_times=801)
 
 
 def compute(quick: bool) -> xr.Dataset:

@@ -12,6 +12,7 @@ import xarray as xr
 
 import svflow
 
+from .. import _dims as D
 from . import register
 
 K = 8
@@ -29,7 +30,7 @@ def compute(quick: bool) -> xr.Dataset:
     out = xr.concat(
         runs, dim=xr.DataArray(list(DEPTHS), dims="depth", name="depth"), combine_attrs="drop_conflicts"
     )
-    out["depth"].attrs = {"long_name": "depth L (number of weight matrices)"}
+    out["depth"].attrs = D.attrs(D.DEPTH)
     out.attrs.update(
         title="lambda_i(t) from one Hadamard start, depths 1..5",
         classes=K,

@@ -550,27 +550,28 @@ def _basin_dataset(per_depth: list, walls: list, depths, eps, delta, seeds, lead
 
     outcome_text = "0 = NC (support = all K - 1 modes), r = size of the limit's support, -1 = undecided"
     horizon_text = "at the horizon reached"
+    # long_name and units from the vocabulary (svflow._dims), but where this map's meaning is its own
     variables = {
-        "outcome": (dims, stack("outcome"), {"long_name": "outcome code", "description": outcome_text}),
+        "outcome": (dims, stack("outcome"), {"description": outcome_text}),
         "rank": (dims, stack("rank"), {"long_name": "size of the limit's support"}),
-        "decided": (dims, stack("decided"), {"long_name": "outcome decided"}),
-        "support": (modes, stack("support"), {"long_name": "mode in the limit's support"}),
+        "decided": (dims, stack("decided")),
+        "support": (modes, stack("support")),
         "ratio": (modes, stack("ratio"), {"long_name": f"|lam_i| / max_j |lam_j| {horizon_text}"}),
         "min_ratio": (
             dims,
             stack("min_ratio"),
             {"long_name": f"min_i |lam_i| / max_j |lam_j| {horizon_text} (i >= 1)"},
         ),
-        "log_t_end": (dims, stack("log_t_end"), {"long_name": "horizon reached, tau = log(1 + t)"}),
-        "lam0": (modes, stack("lam0"), {"long_name": "lambda(0)"}),
-        "lam_end": (modes, stack("lam_end"), {"long_name": f"lambda {horizon_text}"}),
+        "log_t_end": (dims, stack("log_t_end")),
+        "lam0": (modes, stack("lam0")),
+        "lam_end": (modes, stack("lam_end")),
         "num_steps": (dims, stack("num_steps"), {"long_name": "solver steps (all stages)"}),
     }
     grp, family, config = run["group"], run["family"], run["config"]
     coords = {
-        DEPTH: (np.asarray(depths), {"long_name": "depth L (weight matrices); N = L + 1 factors"}),
-        "factors": (DEPTH, np.asarray(depths) + 1, {"long_name": "N = L + 1 factors"}),
-        EPS: (eps, {"long_name": "initial scale epsilon"}),
+        DEPTH: np.asarray(depths),
+        "factors": (DEPTH, np.asarray(depths) + 1, {}),
+        EPS: eps,
         DELTA: (delta, {"long_name": "relative lag (lag family) or spread (random family)"}),
         SEED: (seeds, {"long_name": "seed of the random family"}),
         **grp.mode_coords(),

@@ -79,7 +79,8 @@ def code_convergence_study(
     if not depths or not seeds:
         raise ValueError("depths and seeds must each list at least one value.")
     tic = _time.perf_counter()
-    codes, rows = {}, []
+    codes: dict = {}
+    rows = []
     for depth in depths:
         starts = [spectral_init(classes, depth, scale, spread, seed, group=grp) for seed in seeds]
         runs = simulate(classes, depth, init=starts, t_end=t_end, num_times=num_times)  # one batch
@@ -150,36 +151,16 @@ def _spectral_study_dataset(rows: list, depths, seeds, times, classes: int, attr
     """The dataset of :func:`code_convergence_study`."""
     dims2 = (D.DEPTH, D.SEED)
     dims3 = dims2 + (D.TIME,)
-    variables = {
-        "rho": (
-            dims3,
-            _stack(rows, "rho"),
-            {"long_name": "one-vs-rest margin of the rank-r class embedding"},
-        ),
-        "rho_ratio": (dims3, _stack(rows, "rho_ratio"), {"long_name": "rho / rho*(K, r)"}),
-        "gram_distance": (
-            dims3,
-            _stack(rows, "gram_distance"),
-            {"long_name": "RMS Gram difference to the best code (min over relabellings)"},
-        ),
-        "lam": (dims3 + (D.MODE,), _stack(rows, "lam"), {"long_name": "logit eigenvalue in the Walsh frame"}),
-        "outcome_rank": (
-            dims2,
-            _stack(rows, "outcome_rank", int),
-            {"long_name": "support size of the t -> infinity limit (svflow.outcome)"},
-        ),
-        "rho_star": (dims2, _stack(rows, "rho_star"), {"long_name": "rho*(K, r) (exact or best found)"}),
-        "limit_rho_ratio": (
-            dims2,
-            _stack(rows, "limit_rho_ratio"),
-            {"long_name": "rho / rho* at the limiting (KKT) direction"},
-        ),
+    variables = {  # long_name and units from the vocabulary (svflow._dims)
+        "rho": (dims3, _stack(rows, "rho")),
+        "rho_ratio": (dims3, _stack(rows, "rho_ratio")),
+        "gram_distance": (dims3, _stack(rows, "gram_distance")),
+        "lam": (dims3 + (D.MODE,), _stack(rows, "lam")),
+        "outcome_rank": (dims2, _stack(rows, "outcome_rank", int)),
+        "rho_star": (dims2, _stack(rows, "rho_star")),
+        "limit_rho_ratio": (dims2, _stack(rows, "limit_rho_ratio")),
         "kkt_residual": (dims2, _stack(rows, "kkt_residual"), {"long_name": "KKT stationarity residual"}),
-        "limit_gamma": (
-            dims2,
-            _stack(rows, "limit_gamma"),
-            {"long_name": "normalised margin of the KKT point"},
-        ),
+        "limit_gamma": (dims2, _stack(rows, "limit_gamma")),
     }
     coords = {
         D.DEPTH: depths,
@@ -203,7 +184,7 @@ def code_winner_table(classes=(4, 8, 16), factors=range(2, 9)) -> xr.Dataset:
     """
     Ks = [int(k) for k in classes]
     Ns = [int(n) for n in factors]
-    rows = {
+    rows: dict[str, list] = {
         k: []
         for k in (
             "size",
@@ -277,7 +258,7 @@ def random_start_code_study(
     steps_end = max(1, int(round(t_end / eta)))
     grid = np.unique(np.round(np.geomspace(1, steps_end, num_times - 1)).astype(np.int64))
     grid = np.concatenate([[0], grid])
-    codes = {}
+    codes: dict = {}
     tic = _time.perf_counter()
     rows = [
         [
@@ -303,18 +284,10 @@ def _random_study_dataset(rows: list, depths, seeds, times, classes: int, attrs:
     """The dataset of :func:`random_start_code_study`."""
     dims2 = (D.DEPTH, D.SEED)
     dims3 = dims2 + (D.TIME,)
-    variables = {
-        "rho": (
-            dims3,
-            _stack(rows, "rho"),
-            {"long_name": "one-vs-rest margin of the rank-r class embedding"},
-        ),
-        "rho_ratio": (dims3, _stack(rows, "rho_ratio"), {"long_name": "rho / rho*(K, r)"}),
-        "gram_distance": (
-            dims3,
-            _stack(rows, "gram_distance"),
-            {"long_name": "RMS Gram difference to the best code"},
-        ),
+    variables = {  # long_name and units from the vocabulary (svflow._dims), but outcome_rank's own
+        "rho": (dims3, _stack(rows, "rho")),
+        "rho_ratio": (dims3, _stack(rows, "rho_ratio")),
+        "gram_distance": (dims3, _stack(rows, "gram_distance")),
         "sigma": (
             dims3 + (D.SV,),
             _stack(rows, "sigma"),
@@ -325,7 +298,7 @@ def _random_study_dataset(rows: list, depths, seeds, times, classes: int, attrs:
             _stack(rows, "outcome_rank", int),
             {"long_name": "numerical rank (rtol 0.1) at t_end"},
         ),
-        "rho_star": (dims2, _stack(rows, "rho_star"), {"long_name": "rho*(K, r)"}),
+        "rho_star": (dims2, _stack(rows, "rho_star")),
     }
     coords = {D.DEPTH: depths, D.SEED: seeds, D.TIME: times, D.SV: np.arange(classes)}
     return grid_dataset(coords, variables, attrs)
@@ -345,6 +318,7 @@ def _random_code_run(
         # times=[0, dt] records exactly at the segment's end (k1 - k0 steps)
         last, m = train(m, eta=eta, times=[0.0, float(k1 - k0) * eta], return_model=True, progress=False)
         Zs.append(np.asarray(m.logits()))
+    assert last is not None  # grid holds step 0 and at least one later step
     Z = np.stack(Zs)
     T, K = len(grid), classes
     r = int(last["rank"].values[-1])

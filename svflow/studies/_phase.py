@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import sys
 import time as _time
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,7 @@ __all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING", "QUICK_SE
 # The settings of the depth x width phase map (keyword arguments of phase_map),
 # shared by scenarios/phase_map.py and the figure ``phase_map`` so the two never
 # drift apart. QUICK: minutes on 2 CPU cores; FULL: meant for a GPU.
-QUICK_SETTING = dict(
+QUICK_SETTING: dict[str, Any] = dict(
     classes=(8, 16),
     depths=(1, 3, 6),
     widths=(8, 32, 128),
@@ -48,7 +49,7 @@ QUICK_SETTING = dict(
     eta=0.2,
     steps=2500,
 )
-FULL_SETTING = dict(
+FULL_SETTING: dict[str, Any] = dict(
     classes=(8, 16),
     depths=(1, 2, 3, 4, 5, 6),
     widths=(8, 16, 32, 64, 128, 256, 512),
@@ -263,31 +264,13 @@ def _empty_phase_outputs(shape: tuple, num_records: int, Kmax: int) -> dict:
     return out
 
 
-_PHASE_LONG_NAMES = {
-    "rank": "final numerical rank of the centred class-mean logits",
-    "normalised_margin": "min margin / (sum_l ||A_l||_F^2)^(N/2)",
-    "margin": "min_y Z[y,y] - max_{c!=y} Z[c,y]",
-    "loss": "final mean data loss",
-    "sv_ratio": "sigma_(K-1) / sigma_1 of the centred logits",
-    "reached_nc": "all K-1 non-zero singular values within nc_tol of each other",
-    "diverged": "the loss became non-finite",
-}
-
-
 def _phase_dataset(out: dict, classes, depths, widths, seeds: int, record_times, attrs: dict) -> xr.Dataset:
     """The :func:`phase_map` dataset from the filled arrays of :func:`_empty_phase_outputs`."""
     dims = (D.CLASSES, D.DEPTH, "width", D.SEED)
-    data = {k: (dims, out[k], {"long_name": _PHASE_LONG_NAMES[k]}) for k in PHASE_OUTPUTS}
-    data["rank_t"] = (
-        dims + ("record",),
-        out["rank_t"],
-        {"long_name": "rank over the record grid"},
-    )
-    data["sv_ratio_t"] = (
-        dims + ("record",),
-        out["sv_ratio_t"],
-        {"long_name": "sigma_(K-1)/sigma_1 over the record grid"},
-    )
+    # long_name and units from the vocabulary (svflow._dims): the values at the last step
+    data: dict[str, tuple] = {k: (dims, out[k]) for k in PHASE_OUTPUTS}
+    data["rank_t"] = (dims + ("record",), out["rank_t"])
+    data["sv_ratio_t"] = (dims + ("record",), out["sv_ratio_t"])
     data["sigma"] = (
         dims + (D.SV,),
         out["sigma"],
@@ -295,9 +278,9 @@ def _phase_dataset(out: dict, classes, depths, widths, seeds: int, record_times,
     )
     coords = {
         D.CLASSES: np.asarray(classes),
-        D.DEPTH: (np.asarray(depths), {"long_name": "L, number of weight matrices"}),
+        D.DEPTH: np.asarray(depths),
         "width": np.asarray(widths),
         D.SEED: np.arange(seeds),
-        "record_time": ("record", record_times, {"long_name": "t = step x eta of each record"}),
+        "record_time": ("record", record_times, {}),
     }
     return grid_dataset(coords, data, attrs)

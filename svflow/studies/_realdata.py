@@ -36,7 +36,8 @@ import hashlib
 import math
 import tempfile
 import time as _time
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -66,7 +67,7 @@ __all__ = [
 
 # The settings of the real-data study (keyword arguments of realdata_study),
 # shared by scenarios/realdata.py and the figure ``realdata``.
-QUICK_SETTING = dict(
+QUICK_SETTING: dict[str, Any] = dict(
     depths=(1, 3, 6),
     widths=(16, 64),
     seeds=3,
@@ -76,7 +77,7 @@ QUICK_SETTING = dict(
     batch_size=None,
     dtype="float32",
 )
-FULL_SETTING = dict(
+FULL_SETTING: dict[str, Any] = dict(
     depths=(1, 2, 3, 4, 5, 6),
     widths=(16, 32, 64, 128),
     seeds=5,
@@ -723,7 +724,7 @@ def realdata_study(
         num_records=int(num_records),
         dtype=dtype,
     )
-    grid = dict(depth=depths, width=widths, seed=np.arange(seeds))
+    grid: dict[str, Any] = dict(depth=depths, width=widths, seed=np.arange(seeds))
     outputs = {k: ("time",) + _OUT_DIMS.get(k, ()) for k in _RECORDED}
     if optimizer == "flow":
         outputs.update(num_steps=(), result=())
@@ -742,6 +743,7 @@ def realdata_study(
             base_seed=int(base_seed),
             progress=progress,
         )
+        assert isinstance(ds, xr.Dataset)  # a full run (no dry_run, no max_chunks)
         ds = ds.load()
     wall = _time.perf_counter() - tic
     if optimizer == "flow":

@@ -146,7 +146,7 @@ def repulsion(
     long_names = dict(zip(_REPULSION_VARS, _repulsion_long_names(j, k)))
     variables = {n: (dims, np.stack(v), {"long_name": long_names[n]}) for n, v in rows.items()}
     coords = {
-        D.DEPTH: (np.asarray(depths), {"long_name": "depth L; N = L + 1 factors"}),
+        D.DEPTH: np.asarray(depths),
         "factors": (D.DEPTH, np.asarray(depths) + 1, {}),
         "sample": np.arange(num_times),
     }

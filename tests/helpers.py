@@ -1,0 +1,41 @@
+"""Set-ups the tests share (import with ``from helpers import ...``; pytest puts
+``tests/`` on ``sys.path``).
+
+- :data:`ROOT` and :func:`checkout_env`: a subprocess (a script, a notebook
+  kernel, a fresh interpreter) that imports this checkout's svflow.
+- :data:`LAM0`: the K = 8 spectral start of the README's cross-check.
+- :func:`small_model`: the small random deep UFM the full-engine tests start from.
+- :func:`lam_rel_error`: the relative error of one trajectory's ``lam`` against another's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+import svflow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# the README's cross-check start: K = 8 logit eigenvalues in the Walsh frame (mode 0 = 0)
+LAM0 = np.array([0.0, 1.0, 0.8, 0.6, 0.9, 0.7, 0.5, 1.1])
+
+
+def checkout_env(**extra: str) -> dict:
+    """``os.environ`` with this checkout first on ``PYTHONPATH`` (a subprocess started
+    outside the repository imports this tree's svflow, not another install), then ``extra``."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""), **extra}
+
+
+def small_model(classes: int = 4, **kw) -> svflow.DeepUFM:
+    """``svflow.random_model(classes, depth=2, width=8, key=0)``, any of them overridden by ``kw``."""
+    return svflow.random_model(classes, **{"depth": 2, "width": 8, "key": 0, **kw})
+
+
+def lam_rel_error(full, reduced) -> float:
+    """max over time of ||lam_full - lam_reduced|| / ||lam_reduced|| (datasets on one time grid)."""
+    diff = np.linalg.norm(full.lam.values - reduced.lam.values, axis=-1)
+    return float(np.max(diff / np.linalg.norm(reduced.lam.values, axis=-1)))
