@@ -117,8 +117,8 @@ def _check_family(family: str, classes: int, leaders, group=None) -> tuple[int, 
 def basin_start(
     family: str,
     classes: int,
-    eps: Float[Array, ""],
-    delta: Float[Array, ""],
+    eps: float | Float[Array, ""],
+    delta: float | Float[Array, ""],
     seed=0,
     leaders: tuple[int, ...] | None = None,
     group: Group | None = None,
@@ -159,8 +159,8 @@ starts, with 26 % more steps (benchmarks/RESULTS.md, section 7)."""
 
 @computes
 def basin_cell(
-    eps: Float[Array, ""],
-    delta: Float[Array, ""],
+    eps: float | Float[Array, ""],
+    delta: float | Float[Array, ""],
     seed=0,
     *,
     classes: int,
