@@ -6,6 +6,7 @@ All of them take the time axis first and work batched over leading axes.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from ._groups import Group
@@ -51,7 +52,7 @@ def sigma_from_logits(Z: Float[Array, "... K M"], classes_per_column=None) -> Fl
     return jnp.linalg.svd(centred, compute_uv=False)
 
 
-def rank_from_sigma(sigma: Float[Array, "... K"], rtol: float = RANK_RTOL) -> Array:
+def rank_from_sigma(sigma: Float[Array | np.ndarray, "... K"], rtol: float = RANK_RTOL) -> Array:
     r"""Numerical rank: the number of singular values with
     $\sigma_i > \max(\text{rtol}\,\sigma_{\max}, \text{RANK\_ATOL})$, RANK_ATOL = 1e-8."""
     top = sigma.max(axis=-1, keepdims=True)

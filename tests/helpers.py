@@ -6,6 +6,7 @@
 - :data:`LAM0`: the K = 8 spectral start of the README's cross-check.
 - :func:`small_model`: the small random deep UFM the full-engine tests start from.
 - :func:`lam_rel_error`: the relative error of one trajectory's ``lam`` against another's.
+- :func:`wrong_type`: the ``match`` pattern of a ``TypeError`` for an argument of the wrong type.
 """
 
 from __future__ import annotations
@@ -39,3 +40,12 @@ def lam_rel_error(full, reduced) -> float:
     """max over time of ||lam_full - lam_reduced|| / ||lam_reduced|| (datasets on one time grid)."""
     diff = np.linalg.norm(full.lam.values - reduced.lam.values, axis=-1)
     return float(np.max(diff / np.linalg.norm(reduced.lam.values, axis=-1)))
+
+
+def wrong_type(message: str, name: str) -> str:
+    """``pytest.raises(TypeError, match=wrong_type(message, name))`` for argument ``name`` of
+    the wrong type: svflow's own ``message``, or, under jaxtyping's import hook with beartype
+    (the suite's default, pyproject.toml), the type checker's error, which names the
+    parameter and comes first. Run without the hook (``--jaxtyping-packages=``) to see
+    svflow's own message checked."""
+    return rf"(?:{message})|typechecking parameter '{name}'"

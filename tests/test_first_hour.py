@@ -18,6 +18,8 @@ import xarray as xr
 
 import svflow
 
+from helpers import wrong_type
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.scoped_x64
 
@@ -131,7 +133,7 @@ def test_sweep_store_must_be_a_path():
 
 
 def test_compare_and_nc1_name_their_arguments():
-    with pytest.raises(TypeError, match="xarray Datasets"):
+    with pytest.raises(TypeError, match=wrong_type("xarray Datasets", "reduced")):
         svflow.compare(1, 2)
     with pytest.raises(ValueError, match="divisible by classes"):
         svflow.explicit.nc1(np.ones((3, 5)), 2)

@@ -210,7 +210,7 @@ class SweepInterrupted(KeyboardInterrupt):
 @computes
 def sweep(
     cell_fn: Callable,
-    grid: Mapping[str, Sequence],
+    grid: Mapping[str, Sequence | np.ndarray],
     *,
     store,
     chunk: int,

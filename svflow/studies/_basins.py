@@ -107,8 +107,8 @@ def _check_family(family: str, classes: int, leaders, group: Group) -> tuple[int
 def basin_start(
     family: str,
     classes: int,
-    eps: Float[Array, ""],
-    delta: Float[Array, ""],
+    eps: float | Float[Array, ""],
+    delta: float | Float[Array, ""],
     seed=0,
     leaders: tuple[int, ...] | None = None,
     group: Group | None = None,
