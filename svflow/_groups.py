@@ -200,6 +200,16 @@ class Group(eqx.Module):
             ),
         }
 
+    def _state(self, x) -> Array:
+        """``x`` as an array whose last axis has length K (a clear error otherwise)."""
+        x = jnp.asarray(x)
+        if x.ndim == 0 or x.shape[-1] != self.classes:
+            raise ValueError(
+                f"{type(self).__name__} group of order K = {self.classes} needs an array with a "
+                f"last axis of length {self.classes} (the modes); got shape {x.shape}."
+            )
+        return x
+
     # --- the transform
     def basis(self) -> Float[np.ndarray, "K K"]:
         r"""The (K, K) orthonormal real character basis U: column j is mode j, row x is class x.
@@ -216,7 +226,7 @@ class Group(eqx.Module):
         $\|y\| = \sqrt K\,\|x\|$; for the Walsh group $\sqrt K U = H$ is
         symmetric and the transform is its own inverse up to the factor K.
         """
-        x = jnp.asarray(x)
+        x = self._state(x)
         U = jnp.asarray(self._tables["basis"], dtype=x.dtype)
         return math.sqrt(self.classes) * (x @ U)
 
@@ -229,7 +239,7 @@ class Group(eqx.Module):
         Entry 0 is 0. ``method``: ``"dense"`` (character table), ``"fast"``
         (``jnp.fft``) or ``"auto"`` (dense up to K = ``AUTO_DENSE_MAX_FFT``).
         """
-        lam = jnp.asarray(lam)
+        lam = self._state(lam)
         K = lam.shape[-1]
         if _fft_method(method, K) == "dense":
             omc = jnp.asarray(self.one_minus_cos, dtype=lam.dtype)
@@ -253,7 +263,7 @@ class Group(eqx.Module):
         about $1/(1 - \cos(2\pi/n))$ of relative accuracy on the lowest
         frequencies). Entry 0 is exactly 0.
         """
-        lam = jnp.asarray(lam)
+        lam = self._state(lam)
         K = lam.shape[-1]
         gp, _ = _walsh._off_probs(self.margins(lam, method=method))
         if _fft_method(method, K) == "dense":
@@ -415,29 +425,23 @@ class Walsh(Group):
         product, $O(K^2)$) or ``"auto"`` (dense for K <= 64, fast otherwise).
         Jit-, vmap- and grad-compatible.
         """
-        x = jnp.asarray(x)
-        if x.ndim == 0 or x.shape[-1] != self.classes:
-            raise ValueError(
-                f"Walsh({self.classes}).transform needs an array with a last axis of length "
-                f"K = {self.classes}; got shape {x.shape}."
-            )
-        return _walsh.walsh_transform(x, method=method)
+        return _walsh.walsh_transform(self._state(x), method=method)
 
     @computes
     def margins(self, lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
         r"""Margins $m_k = f(0) - f(k)$ with $f = H\lambda/K$:
         $m_k = (2/K)\sum_{j:\,\mathrm{popcount}(j\&k)\ \mathrm{odd}} \lambda_j$ (entry 0 is 0)."""
-        return _walsh.margins(lam, method=method)
+        return _walsh.margins(self._state(lam), method=method)
 
     @computes
     def one_minus_mu(self, lam: Float[ArrayLike, "... K"], *, method: str = "auto") -> Float[Array, "... K"]:
         r"""$1 - \mu = \sum_{x\ne0} g(x) - (Hg')$ with $g'$ the off-target probabilities (entry 0 is 0)."""
-        return _walsh.one_minus_mu(lam, method=method)
+        return _walsh.one_minus_mu(self._state(lam), method=method)
 
     def ce_one_minus_mu(
         self, lam: Float[ArrayLike, "... K"], *, method: str = "auto"
     ) -> Float[Array, "... K"]:
-        return _walsh.ce_one_minus_mu(lam, method)
+        return _walsh.ce_one_minus_mu(self._state(lam), method)
 
     def off_target_rates(self, e: Float[Array, "... K"]) -> Float[Array, "... K"]:
         return jnp.sum(e, axis=-1, keepdims=True) - _walsh.walsh_transform(e)

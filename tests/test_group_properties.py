@@ -134,10 +134,15 @@ def test_specs_and_labels_resolve_to_the_same_group(group):
         resolve_group(group, K + 1)
 
 
-def test_product_rejects_bad_factors():
+def test_bad_groups_and_states_are_refused():
     with pytest.raises(ValueError, match="integers >= 2"):
         svflow.Product(2, 1)
     with pytest.raises(ValueError, match="at least one"):
         svflow.Product()
     with pytest.raises(ValueError, match="power of two"):
         svflow.Walsh(6)
+    for g in (svflow.Walsh(8), svflow.Cyclic(8)):  # a state of another K is refused, never recast
+        with pytest.raises(ValueError, match="last axis of length 8"):
+            g.margins(np.ones(4))
+        with pytest.raises(ValueError, match="last axis of length 8"):
+            g.softmax_eigenvalues(np.ones((2, 16)))
