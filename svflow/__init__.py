@@ -61,6 +61,8 @@ but only inside its own calls: every public function turns JAX's
 importing svflow changes no global JAX configuration.
 """
 
+from types import ModuleType as _ModuleType
+
 from ._dataset import svflow_version as _svflow_version
 
 __version__ = _svflow_version()
@@ -115,5 +117,11 @@ from ._sweep.runner import sweep as sweep
 from . import explicit as explicit
 from . import studies as studies
 
-__all__ = sorted(name for name in dict(globals()) if not name.startswith("_"))
-"""The public names: every name bound above (the imports are the one list)."""
+__all__ = sorted(
+    name
+    for name, value in dict(globals()).items()
+    if not name.startswith("_")
+    and (not isinstance(value, _ModuleType) or value.__name__.startswith(__name__ + "."))
+)
+"""The public names: every name bound above (the imports are the one list); modules count
+only if they are svflow's own (a tool such as jaxtyping's import hook may bind others)."""

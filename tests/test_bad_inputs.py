@@ -604,7 +604,7 @@ def test_solver_rejects_bad_settings_and_records_netcdf_safe_attrs():
         svflow.Solver(method="euler")
     with pytest.raises(ValueError, match="lanes"):
         svflow.Solver(lanes=0)
-    with pytest.raises(TypeError, match="solver must be an svflow.Solver"):
+    with pytest.raises(TypeError, match=wrong_type("solver must be an svflow.Solver", "solver")):
         svflow.simulate(4, 1, init=np.ones(4), solver="tsit5")
     attrs = svflow.Solver(rtol=1e-7, lanes=8).as_attrs()
     assert attrs["rtol"] == 1e-7 and attrs["lanes"] == 8 and attrs["solver"] == "tsit5"

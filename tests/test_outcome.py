@@ -22,6 +22,8 @@ from svflow._simulate import ReducedField
 from svflow._walsh import one_minus_mu
 from svflow.studies._basins import basin_start
 
+from helpers import wrong_type
+
 jax.config.update("jax_enable_x64", True)
 
 
@@ -344,5 +346,5 @@ def test_outcome_refuses_runs_it_cannot_continue():
         svflow.outcome(4, 2, init=ce, horizons=(1.0, 2.0))
     with pytest.raises(TypeError, match=r"solver=svflow.Solver\(rtol=1e-05\)"):
         svflow.outcome(4, 2, init=ce, rtol=1e-5)
-    with pytest.raises(TypeError, match="solver must be an svflow.Solver"):
+    with pytest.raises(TypeError, match=wrong_type("solver must be an svflow.Solver", "solver")):
         svflow.outcome(4, 2, init=ce, solver="tsit5")

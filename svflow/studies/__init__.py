@@ -28,6 +28,8 @@ process, wrap a study's cell function in :func:`svflow.sweep`.
   trajectory: :func:`classify`, :class:`OutcomeRule`, :func:`classify_trajectory`.
 """
 
+from types import ModuleType as _ModuleType
+
 from .._analysis.asymptotics import asymptotic_direction as asymptotic_direction
 from .._analysis.asymptotics import kkt_point as kkt_point
 from .._analysis.asymptotics import normalised_margin as normalised_margin
@@ -63,5 +65,11 @@ from ._realdata import train_flow as train_flow
 from ._repulsion import log_ratio_rate as log_ratio_rate
 from ._repulsion import repulsion as repulsion
 
-__all__ = sorted(name for name in dict(globals()) if not name.startswith("_"))
-"""The public names: every name bound above (the imports are the one list)."""
+__all__ = sorted(
+    name
+    for name, value in dict(globals()).items()
+    if not name.startswith("_")
+    and (not isinstance(value, _ModuleType) or value.__name__.startswith(__name__ + "."))
+)
+"""The public names: every name bound above (the imports are the one list); modules count
+only if they are svflow's own (a tool such as jaxtyping's import hook may bind others)."""
