@@ -739,7 +739,7 @@ def _continue_from(ds: xr.Dataset, classes: int, depth: int) -> tuple:
     y = np.asarray(last.values, dtype=float).reshape((-1,) + last.shape[len(bd) :])
     if not np.all(np.isfinite(y)):
         raise ValueError("init: the simulate run's last state is not finite; nothing to continue.")
-    tau_end = float(tau.values[-1])
+    tau_end = float(np.asarray(tau)[-1])
     coords = {d: ds.coords[d] for d in bd if d in ds.coords}
     desc = f"continued at tau = log(1 + t) = {tau_end:g} from simulate({a.get('init', '')})"
     return y, np.full(y.shape[0], tau_end), balanced, desc, bd, coords, batch

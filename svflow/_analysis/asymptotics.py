@@ -609,7 +609,9 @@ def _pair_code_table(g: Group, factors, global_check):
     if Ns.size == 0 or np.any(Ns < 2):
         raise ValueError(f"factors must list N = depth + 1 >= 2; got {list(factors)}.")
     size, dmin, mask = sup["size"].values, sup["dmin"].values, sup["mask"].values
-    rows = {k: [] for k in ("size", "dmin", "rho", "gamma", "ties", "runner", "name", "example")}
+    rows: dict[str, list] = {
+        k: [] for k in ("size", "dmin", "rho", "gamma", "ties", "runner", "name", "example")
+    }
     for N in Ns:
         gam = (2.0 / K) * dmin / (N * size) ** (N / 2.0)
         order = np.argsort(-gam, kind="stable")

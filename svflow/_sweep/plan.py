@@ -275,6 +275,7 @@ def _batch_call(plan: SweepPlan, s: int, cells: np.ndarray) -> dict:
     words, dyn, _ = plan.batch_inputs(s, cells, len(cells))
     base = jax.random.key(plan.base_seed)
     keys = jax.vmap(lambda w: _fold(base, w))(jnp.asarray(words))
+    assert plan.cell_fn is not None  # a plan built to run has its cell function
     out = plan.cell_fn(keys, **plan.static_values(s), **dyn, **plan.params)
     return {k: np.asarray(v) for k, v in _as_outputs(out).items()}
 

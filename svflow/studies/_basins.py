@@ -514,6 +514,7 @@ def _sweep_map(grid: dict, store, chunk: int, client, progress: bool, run: dict,
     )
     if dry_run:
         return ds
+    assert isinstance(ds, xr.Dataset)  # a computed sweep is a dataset
     wall = _time.perf_counter() - tic
     per_depth = []
     for i in range(len(grid[DEPTH])):
