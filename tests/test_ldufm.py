@@ -155,6 +155,9 @@ def test_optimality_map_finds_a_point_below_dnc_at_k5_l4():
     again = svflow.explicit.network_objective(stored, lam_H=LAM, lam_W=LAM)
     assert again == pytest.approx(float(ds["best_objective"].item()), rel=1e-10)
     assert int(ds["n_below_dnc"].item()) == 1 and int(ds["n_runs"].item()) == 1
+    # stalled at a ReLU kink: the run is not converged and has live kinks
+    assert not bool(ds["best_converged"].item())
+    assert int(ds["kink_count"].item()) > 0
 
 
 def test_phase_map_categories_claim_only_what_was_compared():

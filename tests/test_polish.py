@@ -101,6 +101,62 @@ def test_stored_below_dnc_points_reevaluate():
         assert int(c["n_below_dnc"]) >= 1
 
 
+def test_kink_count_hand_computed():
+    """K = 2, L = 2, d = 2, n = 1, H = I, W_1 = I: the pre-activation P = I has two
+    entries at 0. With W_2 = [[.5, .5], [0, .5]] the signal dL/dX = W_2^T (Z - Y)/2
+    = [[-1/8, 1/8], [-1/8, 0]] is non-zero at both: 2 live kinks. With W_2 = I/2 it is
+    -I/8, zero off the diagonal: no live kink (the objective is differentiable)."""
+    H, W1 = np.eye(2), np.eye(2)
+    for W2, want in ((np.array([[0.5, 0.5], [0.0, 0.5]]), 2), (0.5 * np.eye(2), 0)):
+        m = svflow.model_from_arrays([H, W1, W2], activation="relu", loss="squared", weight_decay=LAM)
+        assert svflow.explicit.kink_count(m) == want
+    with pytest.raises(TypeError, match="relu"):
+        svflow.explicit.kink_count(svflow.model_from_arrays([H, W1, W1], loss="squared"))
+
+
+def numpy_live_kinks(factors, rtol=1e-6, signal_tol=1e-6):
+    """Live kinks by numpy: |P| <= rtol max|P| per hidden layer and |dL/dX| > signal_tol."""
+    H, Ws = np.asarray(factors[0], float), [np.asarray(W, float) for W in factors[1:]]
+    K = Ws[-1].shape[0]
+    xs, pres = [H], []
+    for l, W in enumerate(Ws):
+        pres.append(W @ xs[-1])
+        xs.append(np.maximum(pres[-1], 0.0) if l < len(Ws) - 1 else pres[-1])
+    delta, count = (xs[-1] - np.eye(K)) / K, 0
+    for l in range(len(Ws) - 1, 0, -1):
+        signal = Ws[l].T @ delta
+        P = np.abs(pres[l - 1])
+        count += int(np.sum((P <= rtol * P.max()) & (np.abs(signal) > signal_tol)))
+        delta = signal * (pres[l - 1] > 0)
+    return count
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MAP.exists(), reason="committed optimality map not present")
+def test_live_kinks_mark_the_stalled_points_of_the_map():
+    """At the stored best point of every cell of the committed map, kink_count equals
+    the numpy count; the runs that stall (gradient norm above 1e-4) have live kinks and
+    the converged ones (below 1e-6) have none. Of the stalled points all but at most
+    one have live kinks at the default tolerances (a stalled point may sit with its
+    kinks further from 0 than 1e-6 max|P|)."""
+    ds = svflow.load(MAP)
+    lam = float(ds.attrs["lam"])
+    stalled = stalled_with_kinks = 0
+    for K in ds["classes"].values:
+        for L in ds["depth"].values:
+            fs = svflow.explicit.map_parameters(ds, int(K), int(L))
+            m = svflow.model_from_arrays(fs, activation="relu", loss="squared", weight_decay=lam)
+            n = svflow.explicit.kink_count(m)
+            assert n == numpy_live_kinks(fs)
+            gn = float(ds["best_grad_norm"].sel(classes=K, depth=L))
+            if gn < 1e-6:
+                assert n == 0, (int(K), int(L))
+            elif gn > 1e-4:
+                stalled += 1
+                stalled_with_kinks += n > 0
+    assert stalled >= 1 and stalled_with_kinks >= stalled - 1
+
+
 def _numpy_ce(factors, wd):
     Z = factors[0]
     for W in factors[1:]:

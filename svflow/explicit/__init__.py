@@ -22,7 +22,7 @@ namespace holds the closed forms and constructions of
 - gradient descent on the L-DUFM and its layer statistics: :func:`ldufm_runs`,
   :func:`ldufm_sweep`, :func:`ldufm_gd_batch`, :func:`ldufm_optimality_map`,
   :func:`layer_representations`, :func:`class_mean_spectra`, :func:`nc1`,
-  the L-BFGS polish of the end points :func:`polish`, :func:`gap_rank`, and
+  the L-BFGS polish of the end points :func:`polish`, :func:`gap_rank`, :func:`kink_count`, and
   :func:`map_parameters` (the stored best factors of a map cell).
 
 The L-DUFM's gradient descent runs are :class:`svflow.DeepUFM` models (ReLU,
@@ -45,6 +45,7 @@ from ._ce_forms import hypercube_code as hypercube_code
 from ._ce_forms import polygon_code as polygon_code
 from ._ldufm import class_mean_spectra as class_mean_spectra
 from ._ldufm import gap_rank as gap_rank
+from ._ldufm import kink_count as kink_count
 from ._ldufm import layer_representations as layer_representations
 from ._ldufm import ldufm_gd_batch as ldufm_gd_batch
 from ._ldufm import ldufm_runs as ldufm_runs
@@ -100,6 +101,7 @@ __all__ = [
     "dnc_thresholds",
     "explicit_phase_map",
     "gap_rank",
+    "kink_count",
     "hypercube_code",
     "layer_representations",
     "ldufm_decay",

@@ -39,7 +39,10 @@ Euclidean norm of the full gradient (over every entry of every factor) is
 below ``grad_tol`` (default :data:`GRAD_TOL` = 1e-6; the objective is O(0.1)).
 The ReLU objective has kinks (pre-activations at 0, where the low-rank
 points sit): there the gradient need not vanish and the polish stalls; such a
-run is reported as not converged, with its gradient norm, never dropped.
+run is reported as not converged, with its gradient norm, never dropped,
+and with its ``kink_count`` (:func:`kink_count`: hidden pre-activations within
+:data:`KINK_RTOL` of 0 relative to their layer's largest whose back-propagated
+signal is not 0, where the objective is not differentiable).
 Ranks of the polished point are gap ranks (:func:`gap_rank`): the threshold
 sits in the largest gap of the normalised class-mean spectrum, whose size is
 stored beside the rank.
@@ -60,7 +63,7 @@ import xarray as xr
 from .. import _dims as D
 from .._checks import check_choice, check_float, check_fraction, check_int
 from .._dataset import grid_dataset
-from .._full.model import DeepUFM, layers, random_model
+from .._full.model import DeepUFM, layers, mean_loss, random_model
 from .._full.train import DivergenceError, run_gd, step_grid
 from .._precision import computes
 from ._ldufm_forms import dnc_loss, relu_blocks
@@ -75,6 +78,7 @@ __all__ = [
     "polish",
     "polished_runs",
     "gap_rank",
+    "kink_count",
 ]
 
 RANK_RTOL_LAYERS = 1e-3
@@ -82,6 +86,8 @@ GRAD_TOL = 1e-6  # converged: Euclidean norm of the full gradient below this
 POLISH_STEPS = 3000
 SV_FLOOR = 1e-14  # singular values below this times sigma_1 are round-off (float64)
 DEFAULT_DECAY = 0.004  # the weight decay of the paper's Fig. 2
+KINK_RTOL = 1e-6  # kink face: |pre-activation| <= this x the layer's largest; live: |signal| > this
+KINK_NAME = f"live ReLU kinks at the polished point (|P| <= {KINK_RTOL:g} max|P|, |dL/dX| > {KINK_RTOL:g})"
 
 
 def _weight_decay_of(weight_decay, lam, default: float | None = DEFAULT_DECAY) -> float:
@@ -255,6 +261,52 @@ def gap_rank(sv, floor: float = SV_FLOOR) -> tuple[int, float]:
     return r + 1, float(ratios[r])
 
 
+@computes
+def kink_count(
+    model: DeepUFM, factors=None, *, rtol: float = KINK_RTOL, signal_tol: float = KINK_RTOL
+) -> int:
+    r"""Number of live ReLU kinks of a ReLU :class:`svflow.DeepUFM` at ``factors``
+    (default: the model's own).
+
+    With pre-activations $P_l = W_l X_{l-1}$, $X_l = \sigma(P_l)$, $l = 1..L-1$
+    (:meth:`svflow.DeepUFM.representations`) and the back-propagated signal
+    $A_l = \partial\mathcal L/\partial X_l$ (the objective's derivative with
+    respect to the post-activation, taken with the later layers' ReLU slopes
+    $\mathbf 1[P > 0]$), an entry is a live kink when
+    $|(P_l)_{ij}| \le$ ``rtol`` $\max|P_l|$ (on the kink face) and
+    $|(A_l)_{ij}| >$ ``signal_tol``: there the two one-sided derivatives of
+    the objective differ by $(A_l)_{ij}\,\partial (P_l)_{ij}/\partial\theta$,
+    so the objective is not differentiable and a gradient method can stall.
+    Entries on the face with no signal (dead units: outgoing weights 0) leave
+    the objective differentiable and do not count. Default tolerances
+    :data:`KINK_RTOL` = 1e-6."""
+    if not isinstance(model, DeepUFM) or model.activation != "relu":
+        raise TypeError(
+            f"model must be a DeepUFM with activation='relu' (the L-DUFM); got "
+            f"{type(model).__name__}{'' if not isinstance(model, DeepUFM) else ' with ' + model.activation}."
+        )
+    rtol = check_float("rtol", rtol, minimum=0.0)
+    signal_tol = check_float("signal_tol", signal_tol, minimum=0.0)
+    fs = tuple(jnp.asarray(F, dtype=model.dtype) for F in (model.factors if factors is None else factors))
+    names, mats = model.representations(fs)
+    pres = [P for n, P in zip(names, mats) if n.startswith("pre")]
+
+    def objective(extra):
+        x = fs[0]
+        for l, W in enumerate(fs[1:], start=1):
+            x = W @ x
+            if l < len(fs) - 1:
+                x = jax.nn.relu(x) + extra[l - 1]
+        return mean_loss(x, model.loss) + model.penalty(fs)
+
+    signals = jax.grad(objective)([jnp.zeros_like(P) for P in pres])
+    count = 0
+    for P, A in zip(pres, signals):
+        P, A = np.abs(np.asarray(P, float)), np.abs(np.asarray(A, float))
+        count += int(np.sum((P <= rtol * P.max()) & (A > signal_tol)))
+    return count
+
+
 @eqx.filter_jit
 def _gd_batch(model: DeepUFM, factors, eta, counts, keep_factors: bool):
     """:func:`svflow._full.train.run_gd` (the loop of :func:`svflow.train`) on ``model``
@@ -376,7 +428,8 @@ def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float) -
     Returns per run (leading axis): ``factors`` (the polished factors),
     ``objective``, ``fit`` (mean squared loss), ``regularisation`` (weight-decay
     penalty), ``grad_norm`` (at the polished point), ``grad_norm_start`` (at the
-    GD end), ``converged`` (``grad_norm < grad_tol``), ``rank`` and ``gap``
+    GD end), ``converged`` (``grad_norm < grad_tol``), ``kink_count``
+    (:func:`kink_count` of the polished point), ``rank`` and ``gap``
     (layer: :func:`gap_rank` of every layer's class means, names of
     :func:`layer_representations`), ``bottleneck`` (smallest gap rank over H
     and the hidden layers, Z excluded) and ``names``."""
@@ -392,6 +445,7 @@ def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float) -
         ranks.append([r for r, _ in rg])
         gaps.append([g for _, g in rg])
     ranks = np.asarray(ranks, int)
+    kinks = np.asarray([kink_count(model, [F[k] for F in fs]) for k in range(obj.size)], int)
     hidden = [i for i, n in enumerate(names) if n != "Z"]
     return {
         "factors": fs,
@@ -401,6 +455,7 @@ def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float) -
         "grad_norm": gn,
         "grad_norm_start": np.asarray(g0, float),
         "converged": gn < grad_tol,
+        "kink_count": kinks,
         "rank": ranks,
         "gap": np.asarray(gaps, float),
         "bottleneck": ranks[:, hidden].min(axis=1),
@@ -470,7 +525,8 @@ def ldufm_runs(
       loss) and ``regularisation`` (weight-decay penalty), ``grad_norm`` (norm
       of the full gradient there), ``grad_norm_gd`` (at the GD end),
       ``converged`` (``grad_norm`` < ``grad_tol``; a run stalled at a ReLU kink
-      is not converged), ``polished_rank_layer`` and ``rank_gap`` (seed,
+      is not converged), ``kink_count`` (live ReLU kinks there,
+      :func:`kink_count`), ``polished_rank_layer`` and ``rank_gap`` (seed,
       layer: :func:`gap_rank` of every layer's class means, the threshold in
       the largest spectral gap, and that gap).
 
@@ -530,6 +586,11 @@ def _polished_variables(pol: dict, grad_tol: float) -> dict:
             runs, pol["grad_norm_start"], {"long_name": "norm of the full gradient at the GD end"}
         ),
         "converged": xr.Variable(runs, pol["converged"], {"long_name": f"grad_norm < {grad_tol:g}"}),
+        "kink_count": xr.Variable(
+            runs,
+            pol["kink_count"],
+            {"long_name": KINK_NAME},
+        ),
         "polished_rank_layer": xr.Variable(
             lay,
             pol["rank"],

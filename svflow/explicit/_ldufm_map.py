@@ -40,7 +40,15 @@ from .. import _dims as D
 from .._checks import check_float, check_fraction, check_int
 from .._dataset import grid_dataset
 from .._precision import computes
-from ._ldufm import GRAD_TOL, POLISH_STEPS, _ldufm_model, _weight_decay_of, ldufm_gd_batch, polished_runs
+from ._ldufm import (
+    GRAD_TOL,
+    KINK_NAME,
+    POLISH_STEPS,
+    _ldufm_model,
+    _weight_decay_of,
+    ldufm_gd_batch,
+    polished_runs,
+)
 from ._ldufm_forms import dnc_loss, relu_blocks
 
 __all__ = ["ldufm_optimality_map", "map_parameters"]
@@ -89,6 +97,7 @@ def ldufm_optimality_map(
         Dataset with dims ``classes``, ``depth``, ``scale``, ``seed``, ``param``.
             Per run: ``objective`` (GD end), ``polished_objective``, ``ratio``
             (polished objective / L_DNC), ``grad_norm``, ``converged``,
+            ``kink_count`` (:func:`svflow.explicit.kink_count`),
             ``bottleneck_rank`` (smallest gap rank over H and the hidden layers).
             Per cell: ``n_runs``, ``n_below_dnc``, ``n_below_construction``,
             ``n_converged``; ``best_ratio`` (lowest polished objective / L_DNC),
@@ -190,6 +199,7 @@ def _empty_results(nK: int, nL: int, nscales: int, seeds: int, nparam: int) -> d
         "pol": np.full(runs, np.nan),
         "gn": np.full(runs, np.nan),
         "bott": np.zeros(runs, int),
+        "kinks": np.zeros(runs, int),
         "fit": np.zeros(shape),
         "reg": np.zeros(shape),
         "best_gap": np.zeros(shape),
@@ -250,6 +260,7 @@ def _map_cell(
     out["pol"][ij] = pol["objective"].reshape(shape)
     out["gn"][ij] = pol["grad_norm"].reshape(shape)
     out["bott"][ij] = pol["bottleneck"].reshape(shape)
+    out["kinks"][ij] = pol["kink_count"].reshape(shape)
     b = int(np.argmin(pol["objective"]))
     out["fit"][ij] = pol["fit"][b]
     out["reg"][ij] = pol["regularisation"][b]
@@ -286,6 +297,11 @@ def _map_dataset(out: dict, Ks, Ls, scales, seeds, beat_rtol, attrs) -> xr.Datas
         "ratio": (runs, pol / Ldnc[..., None, None], {"long_name": "polished objective / L_DNC"}),
         "grad_norm": (runs, out["gn"], {"long_name": "norm of the full gradient at the polished point"}),
         "converged": (runs, out["gn"] < tol, {"long_name": f"grad_norm < {tol:g}"}),
+        "kink_count": (
+            runs,
+            out["kinks"],
+            {"long_name": KINK_NAME},
+        ),
         "bottleneck_rank": (
             runs,
             out["bott"],
