@@ -127,7 +127,6 @@ from ._analysis.codes import exact_rho as exact_rho
 from ._analysis.codes import softmax_code as softmax_code
 from ._outcome import Criterion as Criterion
 from ._outcome import outcome as outcome
-from ._full.outcome import flow_outcome as flow_outcome
 from ._analysis.classify import OutcomeRule as OutcomeRule
 from ._analysis.classify import classify as classify
 
@@ -164,7 +163,6 @@ __all__ = [
     "factor_values",
     "explicit",
     "flow",
-    "flow_outcome",
     "group_softmax_eigenvalues",
     "hadamard",
     "kkt_point",

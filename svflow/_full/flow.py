@@ -44,7 +44,8 @@ from .. import _dims as D
 from .._batch import SUCCESS, check_batch, solve_batch, solve_batch_loglog
 from .._checks import check_float, check_fraction, check_int
 from .._dataset import build_dataset
-from .._integrate import IntegrationError, SolverConfig, check_solution, check_times, log_times, solve
+from .._integrate import IntegrationError, SolverConfig, check_solution, check_times, solve
+from .._integrate import log_times as _log_time_grid
 from .._metrics import RANK_RTOL
 from .._precision import computes
 from .._simulate import default_t_end
@@ -151,8 +152,9 @@ def integrate_params(
 ):
     r"""Integrate ``field`` from the flat starts ``y0s`` (B, P): ``(ys (B, T, P), num_steps, result, wall)``.
 
-    ``taus`` given: double-log time, saving at $\tau$ = ``taus`` (from 0);
-    else log time, saving at ``ts`` (from 0). Raises :class:`IntegrationError`
+    ``taus`` given: double-log time, saving at $\tau$ = ``taus`` (from
+    ``taus[0]``: 0, or the end of an earlier run being continued); else log
+    time, saving at ``ts`` (from 0). Raises :class:`IntegrationError`
     with advice when a trajectory fails.
     """
     tic = _time.perf_counter()
@@ -169,6 +171,7 @@ def integrate_params(
             True,
             clock=clock,
             grid=grid,
+            start=float(taus[0]) if taus is not None else 0.0,
         )
         ys = np.asarray(jax.block_until_ready(ys))[None]
         check_solution(ys, result, num_steps, config, t_end)
@@ -224,27 +227,60 @@ def _as_models(model) -> list[DeepUFM]:
     return list(model)
 
 
-def _save_grid(model: DeepUFM, t_end, times, num_times: int, log_t_end):
-    """``(ts, taus or None, drop_first)``: save times from 0 (a 0 prepended when
-    ``times`` starts later; ``drop_first`` says to drop it again)."""
+def _save_grid(model: DeepUFM, t_end, times, num_times: int, log_t_end, log_t_start=0.0, log_times=None):
+    """``(ts, taus or None, drop_first)``: save times from the start (the start
+    prepended when ``times`` / ``log_times`` begin later; ``drop_first`` says to
+    drop it again); with ``log_t_start`` > 0 the double-log saves run from it
+    (a continued run)."""
     wd = float(np.max(np.asarray(model.weight_decay)))
-    if log_t_end is not None:
-        if model.loss != "ce" or wd != 0:
+    log_t_start = check_float("log_t_start", log_t_start, minimum=0.0)
+    loglog = log_t_end is not None or log_times is not None
+    if log_t_start > 0 and not loglog:
+        raise ValueError(
+            f"log_t_start={log_t_start:g} continues a double-log run: pass log_t_end= (> log_t_start) "
+            "or log_times= too."
+        )
+    if loglog and (model.loss != "ce" or wd != 0):
+        raise ValueError(
+            "log_t_end / log_times (double-log time, any horizon) need loss='ce' and no weight decay; "
+            f"got loss={model.loss!r}, weight_decay={np.asarray(model.weight_decay).tolist()}. "
+            "Pass t_end= (log time) instead."
+        )
+    if log_times is not None:
+        if log_t_end is not None or times is not None or t_end is not None:
+            raise ValueError("pass log_times= alone (it replaces log_t_end=, t_end= and times=).")
+        taus = check_times(log_times)
+        if taus[0] < log_t_start:
             raise ValueError(
-                "log_t_end (double-log time, any horizon) needs loss='ce' and no weight decay; "
-                f"got loss={model.loss!r}, weight_decay={np.asarray(model.weight_decay).tolist()}. "
-                "Pass t_end= (log time) instead."
+                f"log_times must not start before log_t_start = {log_t_start:g}; "
+                f"got log_times[0] = {taus[0]:g}."
             )
+        drop_first = bool(taus[0] > log_t_start)
+        if drop_first:
+            taus = np.concatenate([[log_t_start], taus])
+        with np.errstate(over="ignore"):
+            return np.expm1(taus), taus, drop_first
+    if log_t_end is not None:
         if times is not None or t_end is not None:
             raise ValueError("pass log_t_end= alone (it replaces t_end= and times=).")
         log_t_end = check_float("log_t_end", log_t_end, minimum=0.0, strict_min=True)
+        if log_t_start > 0:
+            if not log_t_end > log_t_start:
+                raise ValueError(
+                    f"log_t_end must exceed log_t_start; got log_t_end={log_t_end:g}, "
+                    f"log_t_start={log_t_start:g}."
+                )
+            taus = np.geomspace(log_t_start, log_t_end, num_times)
+            with np.errstate(over="ignore"):
+                return np.expm1(taus), taus, False
         taus = np.concatenate([[0.0], np.geomspace(min(0.1, log_t_end / 1e3), log_t_end, num_times - 1)])
         with np.errstate(over="ignore"):
             return np.expm1(taus), taus, False
     if times is None:
         if t_end is None:
             t_end = default_t_end(wd)
-        return log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times), None, False
+        t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
+        return _log_time_grid(t_end, num_times), None, False
     if t_end is not None:
         raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
     ts = check_times(times)
@@ -279,6 +315,8 @@ def flow(
     *,
     t_end: float | None = None,
     log_t_end: float | None = None,
+    log_t_start: float = 0.0,
+    log_times=None,
     times=None,
     num_times: int = 101,
     rtol: float = 1e-8,
@@ -314,6 +352,14 @@ def flow(
         log_t_end: integrate to $\tau = \log(1 + t)$ = ``log_t_end`` instead (any
             horizon, e.g. 1e3 for $t = e^{1000}$; cross-entropy without weight
             decay only); saves log-spaced in $\tau$, coordinate ``log_t``.
+        log_t_start: continue a double-log run: ``model`` is the state at
+            $\tau$ = ``log_t_start`` (e.g. the final model of a run with
+            ``log_t_end=log_t_start, return_model=True``), integrated from there
+            to ``log_t_end`` (saves log-spaced from ``log_t_start``). Default 0:
+            a fresh run from t = 0.
+        log_times: explicit increasing save points in $\tau$ (double-log time;
+            replaces ``log_t_end``, the last is the horizon; the run starts at
+            ``log_t_start`` even when ``log_times[0]`` is later).
         times: explicit increasing save times $\ge 0$ (the start is t = 0 even
             when ``times[0] > 0``).
         num_times: number of saves (default 101, as :func:`svflow.train`).
@@ -343,7 +389,7 @@ def flow(
     config = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     if progress and not single:
         raise ValueError("progress=True shows one trajectory's progress: pass a single model.")
-    ts, taus, drop_first = _save_grid(m0, t_end, times, num_times, log_t_end)
+    ts, taus, drop_first = _save_grid(m0, t_end, times, num_times, log_t_end, log_t_start, log_times)
     y0s, unravel = flatten_params([m.factors for m in models])
     wd = np.asarray(m0.weight_decay, dtype=float)
     field = GradientFlowField(
@@ -367,7 +413,11 @@ def flow(
     ds.attrs["wall_time_s"] = wall
     ds.attrs["rank_rtol"] = float(rank_rtol)
     if taus is not None:
-        ds.attrs.update(log_t_end=float(taus[-1]), time_variable="sigma = log(1 + tau), tau = log(1 + t)")
+        ds.attrs.update(
+            log_t_start=float(taus[0]),
+            log_t_end=float(taus[-1]),
+            time_variable="sigma = log(1 + tau), tau = log(1 + t)",
+        )
     if single:
         ds.attrs.update(num_steps=int(num_steps[0]), result=int(result[0]), init=m0.description)
     else:
