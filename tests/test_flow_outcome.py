@@ -1,4 +1,4 @@
-"""svflow.flow_outcome: outcomes of random starts, against independent long integrations."""
+"""svflow.outcome(init=DeepUFM): outcomes of random starts, against independent long integrations."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import svflow
-from svflow._full.outcome import kkt_residual
+from svflow._full.outcome import flow_outcome, kkt_residual
 
 
 def _nc_model(K, depth, scale=1.0):
@@ -33,12 +33,46 @@ def test_kkt_residual_of_neural_collapse_is_zero():
 
 def test_bad_input():
     m = svflow.random_model(4, depth=2, width=6, key=0)
-    with pytest.raises(ValueError, match="q_off"):
-        svflow.flow_outcome(m, q_on=0.1, q_off=0.2)
-    with pytest.raises(ValueError, match="log_t_end"):
-        svflow.flow_outcome(m, log_t_end=5.0)
-    with pytest.raises(ValueError, match="log_t_end"):
-        svflow.flow_outcome(svflow.random_model(4, depth=2, width=6, loss="squared"))
+    with pytest.raises(ValueError, match="horizons"):
+        svflow.outcome(init=m, horizons=(5.0,))
+    with pytest.raises(ValueError, match="10 times"):
+        svflow.outcome(init=m, horizons=(100.0, 300.0))
+    with pytest.raises(ValueError, match="depth=3"):
+        svflow.outcome(4, 3, init=m)
+    with pytest.raises(ValueError, match="spectral starts only"):
+        svflow.outcome(init=[m, m], criterion=svflow.Criterion())
+    with pytest.raises(ValueError, match="log_t"):
+        svflow.outcome(init=svflow.random_model(4, depth=2, width=6, loss="squared"))
+    with pytest.raises(ValueError, match="snapshot_times"):
+        flow_outcome(m, snapshot_times=[np.exp(2000.0)])
+    with pytest.raises(TypeError, match="classes= and depth="):
+        svflow.outcome(init=np.ones(4))
+
+
+def test_staged_decision_is_the_direct_run_to_the_longer_horizon():
+    """Stages (10, 100): the starts undecided at tau = 10 continue from their state there;
+    their decision and ratios at tau = 100 equal those of a run from t = 0 straight to
+    tau = 100 (solver tolerance)."""
+    models = [svflow.random_model(4, depth=2, width=6, key=k) for k in range(4)]
+    tol = dict(rtol=1e-9, atol=1e-11, kkt=False)
+    staged = svflow.outcome(init=models, horizons=(10.0, 100.0), **tol)
+    direct = svflow.outcome(init=models, horizons=(100.0,), **tol)
+    went_on = staged.horizon.values == 100.0
+    assert went_on.any() and not went_on.all()  # at tau = 10 some start is still moving
+    for name in ("outcome", "support"):
+        np.testing.assert_array_equal(staged[name].values[went_on], direct[name].values[went_on])
+    np.testing.assert_allclose(staged.limit.values[went_on], direct.limit.values[went_on], rtol=1e-6)
+    assert np.all(staged.outcome.values[~went_on] >= 0)
+
+
+def test_snapshots_are_the_flow_at_those_times():
+    """snapshot_sigma at t is svflow.flow's sigma at t (log-time clock, an independent grid)."""
+    models = [svflow.random_model(4, depth=2, width=6, key=k) for k in (1, 2)]
+    out = flow_outcome(models, horizons=(10.0,), snapshot_times=[50.0, 500.0], rtol=1e-9, atol=1e-11, kkt=False)
+    ref = svflow.flow(models, times=[50.0, 500.0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out.snapshot_sigma.values, ref.sigma.values[:, :, :3], rtol=1e-6)
+    np.testing.assert_array_equal(out.snapshot_rank.values, ref["rank"].values)
+    assert out.snapshot_time.values.tolist() == [50.0, 500.0]
 
 
 # --- independent route: the flow of the factors in double-log time, written here,
@@ -130,7 +164,7 @@ def test_outcomes_agree_with_ten_times_longer_independent_runs():
                     for i, sc in enumerate((0.5, 1.0, 2.0))
                 ]
                 seed += 10
-                out = svflow.flow_outcome(models)
+                out = svflow.outcome(init=models)
                 for b, m in enumerate(models):
                     total += 1
                     if int(out.outcome[b]) < 0:

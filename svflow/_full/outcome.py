@@ -157,7 +157,7 @@ def flow_outcome(
     horizons=FLOW_HORIZONS,
     snapshot_times=None,
     num_times: int = 81,
-    rtol: float = 1e-7,
+    rtol: float = 1e-6,
     atol: float = 1e-9,
     max_steps: int = 100_000,
     solver: str = "tsit5",
