@@ -68,7 +68,8 @@ def test_staged_decision_is_the_direct_run_to_the_longer_horizon():
 def test_snapshots_are_the_flow_at_those_times():
     """snapshot_sigma at t is svflow.flow's sigma at t (log-time clock, an independent grid)."""
     models = [svflow.random_model(4, depth=2, width=6, key=k) for k in (1, 2)]
-    out = flow_outcome(models, horizons=(10.0,), snapshot_times=[50.0, 500.0], rtol=1e-9, atol=1e-11, kkt=False)
+    tol = dict(rtol=1e-9, atol=1e-11, kkt=False)
+    out = flow_outcome(models, horizons=(10.0,), snapshot_times=[50.0, 500.0], **tol)
     ref = svflow.flow(models, times=[50.0, 500.0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(out.snapshot_sigma.values, ref.sigma.values[:, :, :3], rtol=1e-6)
     np.testing.assert_array_equal(out.snapshot_rank.values, ref["rank"].values)
