@@ -23,6 +23,7 @@ folder, so an interrupted map resumes) and stacks them.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time as _time
@@ -213,7 +214,8 @@ def phase_map(
     Calls :func:`phase_cell` for every (K, L, d) (all ``seeds`` of a cell in
     one batch). With ``checkpoint`` (a folder), each finished cell is saved
     there as netCDF and a later call with the same settings reuses it, so an
-    interrupted map resumes where it stopped.
+    interrupted map resumes where it stopped, and several processes given the
+    same folder (e.g. one per K) share their finished cells.
 
     Returns:
         Dataset with dims ``classes``, ``depth``, ``width``, ``seed`` (and
@@ -250,8 +252,11 @@ def phase_map(
             cell = _load_cell(_cell_file(folder, K, L, d), seeds, **settings)
         if cell is None:
             cell = phase_cell(K, L, d, seeds=seeds, **settings)
-            if folder is not None:
-                cell.to_netcdf(_cell_file(folder, K, L, d))
+            if folder is not None:  # write, then rename: a reader never sees half a file
+                path = _cell_file(folder, K, L, d)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                cell.to_netcdf(tmp)
+                os.replace(tmp, path)
         for k in PHASE_OUTPUTS:
             out[k][a, b, c] = cell[k].values
         out["limit"][a, b, c, :, : K - 1] = cell["limit"].values
