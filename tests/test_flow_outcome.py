@@ -149,11 +149,13 @@ def _reference_ratios(model, tau_end):
 def test_outcomes_agree_with_ten_times_longer_independent_runs():
     """Held-out random starts (K = 4, 6, 8; L = 2, 3; two widths each; scales 0.5, 1, 2;
     seeds apart from those the thresholds were tuned on):
-    every decided mode of flow_outcome (tau = 1e3) keeps its side in a run to
-    tau = 1e4 by scipy LSODA with the exact Jacobian: on-modes keep a ratio >= 0.1,
-    off-modes stay <= 0.1 and keep falling. At most 15 % undecided. Where both LSODA
-    and BDF fail to reach tau = 1e4 (small K = 8 starts: a margin switching on late)
-    the start is counted as unchecked: at most 10 % of the decided ones."""
+    every decided mode of svflow.outcome (stages tau = 1e3, then 1e4 for the starts
+    undecided at 1e3) keeps its side in a run ten times beyond the stage that decided
+    it (tau = 1e4 or 1e5) by scipy LSODA with the exact Jacobian: on-modes keep a ratio
+    >= 0.1, off-modes stay <= 0.1 and keep falling. At most 10 % undecided (issue 28).
+    Where both LSODA and BDF fail to reach the reference horizon (small K = 8 starts:
+    a margin switching on late) the start is counted as unchecked: at most 10 % of
+    the decided ones."""
     widths = {4: (6, 12), 6: (8, 16), 8: (10, 16)}
     decided = total = unchecked = 0
     seed = 5000
@@ -176,7 +178,7 @@ def test_outcomes_agree_with_ten_times_longer_independent_runs():
                         )
                         continue
                     decided += 1
-                    ref = _reference_ratios(m, 1e4)
+                    ref = _reference_ratios(m, 10 * float(out.horizon[b]))
                     if ref is None:
                         unchecked += 1
                         print("unchecked: the reference failed", (K, depth, d, b), flush=True)
@@ -189,7 +191,5 @@ def test_outcomes_agree_with_ten_times_longer_independent_runs():
                     assert np.all(late[~on] <= 0.1), where
                     assert np.all(late[~on] < early[~on]), where
     print(f"decided {decided} of {total}, {unchecked} without a reference", flush=True)
-    # issue 28 asks for at most 10 % undecided; measured: 4 of 36 (11 %), so the bound
-    # here is 15 % and the shortfall is stated in docs/theory/random-starts.md
-    assert decided >= 0.85 * total, (decided, total)
+    assert decided >= 0.9 * total, (decided, total)
     assert unchecked <= 0.1 * decided, (unchecked, decided)

@@ -290,14 +290,14 @@ def _save_grid(model: DeepUFM, t_end, times, num_times: int, log_t_end, log_t_st
 
 
 @eqx.filter_jit
-def _records(template: DeepUFM, unravel: _Unravel, ys, rank_rtol: float):
+def _records(template: DeepUFM, unravel: _Unravel, ys, rank_rtol: float, factor_spectra: bool = True):
     """:func:`svflow._full.train.record` at every saved state: (B, T, ...) arrays.
 
     ``template`` holds the batch's models stacked along a leading axis (frames
     included, or ``None``)."""
 
     def one(m, y):
-        return record(m.with_factors(unravel(y)), rank_rtol)
+        return record(m.with_factors(unravel(y)), rank_rtol, factor_spectra)
 
     return jax.vmap(lambda m, yb: jax.vmap(lambda y: one(m, y))(yb))(template, ys)
 
@@ -327,6 +327,7 @@ def flow(
     rank_rtol: float = RANK_RTOL,
     lanes: int | None = None,
     return_model: bool = False,
+    factor_spectra: bool = True,
 ):
     r"""Gradient flow of every parameter of a :class:`DeepUFM` (or a batch), as a dataset.
 
@@ -368,6 +369,9 @@ def flow(
         rank_rtol: threshold of the numerical rank.
         lanes: trajectories in flight at once (default 64 on a CPU).
         return_model: also return the final model(s): ``(ds, model)`` or ``(ds, [models])``.
+        factor_spectra: record ``sigma_factor`` (a full SVD of every factor at
+            every save). ``False`` leaves it out: for a wide model (d >= 64) these
+            SVDs cost more than the integration itself.
 
     Returns:
         The dataset layout of :func:`svflow.train` (``sigma``: singular values
@@ -405,7 +409,9 @@ def flow(
     if drop_first:
         ys, ts = ys[:, 1:], ts[1:]
     template = _stack_models(models)
-    recs = jax.device_get(_records(template, unravel, ys, rank_rtol))
+    if not isinstance(factor_spectra, (bool, np.bool_)):
+        raise TypeError(f"factor_spectra must be True or False; got {factor_spectra!r}.")
+    recs = jax.device_get(_records(template, unravel, ys, rank_rtol, bool(factor_spectra)))
     if not np.all(np.isfinite(recs["loss"])):
         raise IntegrationError("the flow produced a non-finite loss: use a smaller init scale.")
     ds = _flow_dataset(m0, recs, ts, None if taus is None else taus[1:] if drop_first else taus, single)

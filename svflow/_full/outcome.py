@@ -215,7 +215,15 @@ def flow_outcome(
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False; got {flag!r} ({type(flag).__name__}).")
     B, K = len(models), models[0].classes
-    settings = dict(rtol=rtol, atol=atol, max_steps=max_steps, solver=solver, lanes=lanes, return_model=True)
+    settings = dict(
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        solver=solver,
+        lanes=lanes,
+        return_model=True,
+        factor_spectra=False,
+    )
     outcome = np.full(B, -1)
     support = np.zeros((B, K - 1), dtype=int)
     limit = np.full((B, K - 1), np.nan)

@@ -55,7 +55,7 @@ QUICK_SETTING = dict(
 FULL_SETTING = dict(
     classes=(8, 16),
     depths=(1, 2, 3, 4, 5, 6),
-    widths=(8, 16, 32),
+    widths=(8, 16, 32, 64),
     seeds=tuple(range(8)),
     scale=1.0,
 )
