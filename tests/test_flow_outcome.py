@@ -44,7 +44,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="log_t"):
         svflow.outcome(init=svflow.random_model(4, depth=2, width=6, loss="squared"))
     with pytest.raises(ValueError, match="snapshot_times"):
-        flow_outcome(m, snapshot_times=[np.exp(2000.0)])
+        flow_outcome(m, horizons=(10.0,), snapshot_times=[1e6])  # tau = 13.8 > 10
     with pytest.raises(TypeError, match="classes= and depth="):
         svflow.outcome(init=np.ones(4))
 
