@@ -14,8 +14,10 @@ over the last two half-decades of $\tau$ (window A: $[\tau_{\rm end}/10,
 \tau_{\rm end}/\sqrt{10}]$, window B: $[\tau_{\rm end}/\sqrt{10}, \tau_{\rm end}]$).
 Homogeneity (Lyu & Li 2020) makes $s_1$ grow like $\tau$ ($p_1 \to 1$), the
 modes of the limit's support keep a positive ratio ($e_i \to 0$), and the others
-vanish in ratio ($q_i \to 0$). The rule, per mode $i \ge 2$ of the K - 1
-that can carry norm:
+vanish in ratio ($q_i \to 0$). The rule, per mode $i \ge 2$ of the
+$\min(K - 1, d)$ that can carry norm (rank Z is at most the smallest
+dimension of any factor: the modes beyond a width-d bottleneck are 0 for
+every t and count as off):
 
 - **on** (in the support): $q_i \ge$ ``q_on`` and $e_i \ge -$``e_flat`` in
   window B (flat or rising: not on its way out);
@@ -101,10 +103,12 @@ def _window_exponents(log_s, log_tau, lo, hi):
     return (log_s[..., b, :] - log_s[..., a, :]) / (log_tau[b] - log_tau[a])
 
 
-def _decide(sigma, taus, K: int, horizon: float):
+def _decide(sigma, taus, K: int, horizon: float, max_rank: int):
     """The rule on the saves ``sigma`` (B, T, >= K - 1) at ``taus`` (T,) ending at ``horizon``.
 
-    Returns ``(outcome (B,), on (B, K - 1), q (B, K - 1), eB (B, K - 1))``."""
+    Modes ``i >= max_rank`` (the width bound: rank Z <= min(K - 1, d)) are
+    zero for every t and count as off. Returns ``(outcome (B,), on (B, K - 1),
+    q (B, K - 1), eB (B, K - 1))``."""
     s = sigma[:, :, : K - 1]  # the centred logits have rank <= K - 1
     with np.errstate(divide="ignore", invalid="ignore"):
         log_tau = np.log(taus)
@@ -117,6 +121,7 @@ def _decide(sigma, taus, K: int, horizon: float):
     off = (q <= Q_OFF) & (eA <= -E_DECAY) & (eB <= -E_DECAY)
     on[:, 0] = True
     off[:, 0] = False
+    on[:, max_rank:], off[:, max_rank:] = False, True
     decided = np.all(on | off, axis=1)
     rank = on.sum(axis=1)
     outcome = np.where(decided, np.where(rank == K - 1, 0, rank), -1)
@@ -233,6 +238,8 @@ def flow_outcome(
     snap_sigma = np.full((B, snaps.size, K - 1), np.nan)
     snap_rank = np.zeros((B, snaps.size), dtype=int)
     finals = list(models)
+    # rank Z <= the smallest dimension of any factor (a width-d bottleneck caps it at d)
+    max_rank = min(K - 1, *(min(np.shape(A)) for A in models[0].factors))
     pending = np.arange(B)
     previous = 0.0
     rank_rtol = None
@@ -251,7 +258,7 @@ def flow_outcome(
             snap_sigma[:] = sig[:, at, : K - 1]
             snap_rank[:] = ds["rank"].values[:, at]
             rank_rtol = ds.attrs["rank_rtol"]
-        code, on, q, eB = _decide(sig, taus, K, h)
+        code, on, q, eB = _decide(sig, taus, K, h, max_rank)
         outcome[pending], support[pending] = code, on.astype(int)
         limit[pending], exponent[pending], horizon[pending] = q, eB, taus[-1]
         steps[pending] += np.atleast_1d(ds["num_steps"].values)
