@@ -65,6 +65,16 @@ def test_staged_decision_is_the_direct_run_to_the_longer_horizon():
     assert np.all(staged.outcome.values[~went_on] >= 0)
 
 
+def test_modes_beyond_the_width_are_off():
+    """Width d = 2 < K - 1 = 4: rank Z <= 2 at every t (Z = W H, H is 2 x K), so modes
+    2.. are exactly 0 (ratio ~1e-16, exponent noise) and must not hold a start undecided."""
+    models = [svflow.random_model(5, depth=1, width=2, key=k) for k in (0, 1, 2)]
+    out = svflow.outcome(init=models, horizons=(100.0,), kkt=False)
+    assert np.all(out.limit.values[:, 2:] < 1e-12)
+    assert np.all(out.outcome.values == 2), out.outcome.values
+    assert np.all(out.support.values[:, 2:] == 0)
+
+
 def test_snapshots_are_the_flow_at_those_times():
     """snapshot_sigma at t is svflow.flow's sigma at t (log-time clock, an independent grid)."""
     models = [svflow.random_model(4, depth=2, width=6, key=k) for k in (1, 2)]
