@@ -65,6 +65,18 @@ def test_staged_decision_is_the_direct_run_to_the_longer_horizon():
     assert np.all(staged.outcome.values[~went_on] >= 0)
 
 
+def test_a_failed_continuation_leaves_the_start_undecided():
+    """max_steps too small for the second stage: that start stays undecided at the first
+    horizon (never a guess, never a crash of the whole batch); the others are kept."""
+    models = [svflow.random_model(4, depth=2, width=6, key=k) for k in range(4)]
+    one = flow_outcome(models, horizons=(10.0,), kkt=False)
+    two = flow_outcome(models, horizons=(10.0, 100.0), max_steps=60, kkt=False)
+    went_on = one.outcome.values < 0
+    assert went_on.any() and np.all(one.num_steps.values < 60)
+    np.testing.assert_array_equal(two.outcome.values, one.outcome.values)
+    np.testing.assert_array_equal(two.horizon.values, np.full(4, 10.0))
+
+
 def test_modes_beyond_the_width_are_off():
     """Width d = 2 < K - 1 = 4: rank Z <= 2 at every t (Z = W H, H is 2 x K), so modes
     2.. are exactly 0 (ratio ~1e-16, exponent noise) and must not hold a start undecided."""

@@ -49,6 +49,7 @@ import xarray as xr
 from scipy.optimize import nnls
 
 from .._checks import check_int
+from .._integrate import IntegrationError
 from .._precision import computes
 from .flow import _as_models, flow
 from .model import DeepUFM, forward
@@ -143,6 +144,34 @@ def _check_horizons(horizons) -> tuple[float, ...]:
     return hz
 
 
+def _continue(batch, pending, previous: float, h: float, settings: dict):
+    """Continue the undecided starts ``batch`` (indices ``pending``) from tau = ``previous`` to ``h``.
+
+    One batch call; if it fails (a start exhausts ``max_steps`` in the stiff late
+    phase), each start alone, and a start whose own run fails is dropped: it stays
+    undecided at ``previous``. Returns ``(pending kept, taus, sigma, num_steps, ends)``."""
+    kw = dict(log_t_start=previous, log_t_end=h, num_times=21, **settings)
+    try:
+        ds, ends = flow(batch, **kw)
+        return pending, ds.log_t.values, ds.sigma.values, np.atleast_1d(ds["num_steps"].values), ends
+    except IntegrationError:
+        pass
+    keep, sig, n_steps, ends, taus = [], [], [], [], None
+    for i, m in zip(pending, batch):
+        try:
+            ds, end = flow([m], **kw)
+        except IntegrationError:
+            continue
+        keep.append(i)
+        sig.append(ds.sigma.values[0])
+        n_steps.append(int(ds["num_steps"].values[0]))
+        ends.append(end[0])
+        taus = ds.log_t.values
+    if not keep:
+        return np.zeros(0, dtype=int), None, None, None, []
+    return np.asarray(keep), taus, np.stack(sig), np.asarray(n_steps), ends
+
+
 def _check_snapshots(snapshot_times) -> np.ndarray:
     if snapshot_times is None:
         return np.zeros(0)
@@ -179,7 +208,9 @@ def flow_outcome(
     last decade of $\tau$ (rule and caveats: module docstring,
     docs/theory/random-starts.md). Starts undecided there continue from their
     state at that horizon (not from t = 0; ``flow(log_t_start=...)``) to the
-    next horizon and are decided there by the same rule. Cross-entropy without
+    next horizon and are decided there by the same rule; a start whose
+    continuation exhausts ``max_steps`` stays undecided at the previous
+    horizon (``horizon`` says where it stopped). Cross-entropy without
     weight decay only.
 
     Args:
@@ -249,10 +280,11 @@ def flow_outcome(
             grid = np.geomspace(min(0.1, h / 1e3), h, num_times - 1)
             grid = np.union1d(grid, np.log1p(snaps))
             ds, ends = flow(batch, log_times=grid, **settings)
+            taus, sig, n_steps = ds.log_t.values, ds.sigma.values, np.atleast_1d(ds["num_steps"].values)
         else:
-            ds, ends = flow(batch, log_t_start=previous, log_t_end=h, num_times=21, **settings)
-        taus = ds.log_t.values
-        sig = ds.sigma.values
+            pending, taus, sig, n_steps, ends = _continue(batch, pending, previous, h, settings)
+            if pending.size == 0:  # every continuation failed: those starts stay undecided
+                break
         if stage == 0 and snaps.size:
             at = np.searchsorted(taus, np.log1p(snaps))
             snap_sigma[:] = sig[:, at, : K - 1]
@@ -261,7 +293,7 @@ def flow_outcome(
         code, on, q, eB = _decide(sig, taus, K, h, max_rank)
         outcome[pending], support[pending] = code, on.astype(int)
         limit[pending], exponent[pending], horizon[pending] = q, eB, taus[-1]
-        steps[pending] += np.atleast_1d(ds["num_steps"].values)
+        steps[pending] += n_steps
         for j, i in enumerate(pending):
             finals[i] = ends[j]
         pending = pending[code < 0]
