@@ -58,8 +58,8 @@ def plot(ds: xr.Dataset):
             fig.colorbar(im, ax=ax, shrink=0.85, label="rank of centred Z")
     n, u = ds["undecided"].size, int(ds["undecided"].sum())
     fig.suptitle(
-        f"random starts (scale {ds.attrs['scale']}), full-parameter gradient flow; {S} seeds/cell; "
-        f"limit decided at tau = log(1+t) <= {ds.attrs['horizons'][-1]:g} ({u} of {n} undecided)",
+        f"random starts (scale {ds.attrs['scale']}), full-parameter gradient flow, {S} seeds/cell\n"
+        f"limit decided at tau = log(1+t) <= {ds.attrs['horizons'][-1]:g} ({u} of {n} starts undecided)",
         fontsize=10,
     )
     return fig
