@@ -69,6 +69,8 @@ def main(argv=None) -> int:
     folder = args.checkpoint or Path("stores") / f"phase_map{'_quick' if args.quick else ''}_cells"
     ds = svflow.studies.phase_map(**cfg, checkpoint=folder)
     ds.attrs["scenario"] = "quick" if args.quick else "full"
+    ds.attrs["setting"] = ds.attrs["scenario"]  # what the figure runner records (figures/README.md)
+    ds.attrs["figure_quick"] = int(args.quick)
     n, und = ds["undecided"].size, int(ds["undecided"].sum())
     print(
         f"phase map: scale = {ds.attrs['scale']}, snapshot t = {ds.attrs['snapshot_time']:g}, "
