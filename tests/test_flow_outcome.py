@@ -215,3 +215,18 @@ def test_outcomes_agree_with_ten_times_longer_independent_runs():
     print(f"decided {decided} of {total}, {unchecked} without a reference", flush=True)
     assert decided >= 0.9 * total, (decided, total)
     assert unchecked <= 0.1 * decided, (unchecked, decided)
+
+
+def test_random_start_code_study_uses_the_limit_rank():
+    """r of the code study is the rank of the start's t -> infinity limit (K - 1 at NC),
+    not the rank at t_end: the same starts through svflow.outcome give the same codes."""
+    from svflow.studies._codes import random_start_code_study
+
+    ds = random_start_code_study(4, depths=(1, 2), seeds=(0, 1), width=6, t_end=5.0, num_times=4, gram=False)
+    for L in (1, 2):
+        starts = [svflow.random_model(4, depth=L, width=6, scale=0.5, key=s) for s in (0, 1)]
+        out = svflow.outcome(init=starts).outcome.values
+        np.testing.assert_array_equal(ds.limit_outcome.sel(depth=L).values, out)
+        expect = np.where(out == 0, 3, out)
+        decided = out >= 0
+        np.testing.assert_array_equal(ds.outcome_rank.sel(depth=L).values[decided], expect[decided])
