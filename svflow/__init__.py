@@ -105,7 +105,6 @@ from ._analysis.asymptotics import code_table as code_table
 from ._analysis.asymptotics import max_margin_direction as max_margin_direction
 from ._outcome import Criterion as Criterion
 from ._outcome import outcome as outcome
-from ._full.outcome import flow_outcome as flow_outcome
 
 # --- sweeps
 from ._sweep.runner import SweepInterrupted as SweepInterrupted

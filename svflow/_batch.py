@@ -447,11 +447,12 @@ def solve_batch_loglog(
 
     ``field`` must define ``tau_rate(tau, y, args)`` ($dy/d\tau$ in the log
     domain, e.g. :class:`svflow._fields.CETauField`), so any horizon
-    $\tau$ is reached without forming $t = e^\tau - 1$. ``taus`` start at 0.
+    $\tau$ is reached without forming $t = e^\tau - 1$. ``taus`` start at
+    the start's $\tau$: 0 for a fresh run, the end of an earlier run to continue it.
     """
     taus = np.asarray(taus, dtype=float)
-    if taus.ndim != 1 or taus[0] != 0.0 or np.any(np.diff(taus) <= 0) or not np.all(np.isfinite(taus)):
-        raise ValueError("taus must be finite, strictly increasing and start at 0.")
+    if taus.ndim != 1 or taus[0] < 0.0 or np.any(np.diff(taus) <= 0) or not np.all(np.isfinite(taus)):
+        raise ValueError("taus must be finite, strictly increasing and start at a tau >= 0.")
     return _solve_configured(
         _DoubleLogField(field), y0s, np.log1p(taus), config, args, cost, lanes, max_bytes
     )

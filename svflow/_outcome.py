@@ -565,19 +565,31 @@ def _check_outcome_failures(st: dict, config: Solver, classes: int, depth: int, 
 @computes
 @takes_solver
 def outcome(
-    classes: int,
-    depth: int,
+    classes: int | None = None,
+    depth: int | None = None,
     *,
     init,
     batch_dims=None,
     group=None,
-    horizons=DEFAULT_HORIZONS,
-    solver: Solver = OUTCOME_SOLVER,
+    horizons=None,
+    solver: Solver | None = None,
     criterion: Criterion | None = None,
     kkt: bool = True,
     progress: bool = False,
 ) -> xr.Dataset:
-    r"""The $t \to \infty$ outcome of spectral starts (cross-entropy, no weight decay).
+    r"""The $t \to \infty$ outcome of spectral or random starts (cross-entropy, no weight decay).
+
+    **Random starts.** ``init`` a :class:`svflow.DeepUFM` or a list of them
+    (``classes``, ``depth`` may be omitted; if given they must match): the
+    full-parameter flow in double-log time, decided by the late growth
+    exponents of the centred-logit singular values at the stages ``horizons``
+    (default ``(1e3, 1e4)``; docs: theory/random-starts.md, a finite-horizon
+    rule, not a certificate). Returns a dataset over ``start`` (absent for one
+    model) and ``sv``: ``outcome``, ``support``, ``limit``, ``exponent``,
+    ``kkt_residual``, ``kkt_slackness``, ``horizon``, ``num_steps``.
+    ``batch_dims``, ``group`` and ``criterion`` do not apply to it.
+
+    **Spectral starts** (everything below):
 
     Each start runs in double-log time $\sigma = \log(1 + \log(1 + t))$ to
     the first of ``horizons`` (in $\tau = \log(1 + t)$) at which the
@@ -611,14 +623,16 @@ def outcome(
         group: the character basis (``"walsh"``, ``"cyclic"``, a tuple of
             cyclic orders; default: a ``Start``'s own, else Walsh for K = 2^m
             and cyclic otherwise).
-        horizons: increasing $\tau$ values (t = e^tau - 1), e.g. (1e2, 1e3, 1e4).
+        horizons: increasing $\tau$ values (t = e^tau - 1), e.g. (1e2, 1e3, 1e4);
+            default :data:`DEFAULT_HORIZONS`.
             A decision compares the limit runs of two horizons, so the first
             horizon of several never decides; a single horizon h is preceded by
             a check at min(30, h / 3), as in :func:`svflow.studies.basin_map`.
-        solver: a :class:`svflow.Solver` for each stage (default
-            :data:`OUTCOME_SOLVER`: rtol 1e-6, atol 1e-9, 100 000 steps, Tsit5;
-            rtol and atol at most 1e-3: looser states cannot certify a side of
-            a basin edge).
+        solver: a :class:`svflow.Solver` for each stage (default None: spectral
+            starts use :data:`OUTCOME_SOLVER`, rtol 1e-6, atol 1e-9, 100 000 steps,
+            Tsit5, and rtol and atol at most 1e-3, since looser states cannot
+            certify a side of a basin edge; random starts use
+            ``svflow._full.outcome.RANDOM_OUTCOME_SOLVER``).
         criterion: :class:`Criterion` tolerances.
         kkt: polish each decided limit into a KKT point and report its residual.
         progress: a tqdm bar over the horizons.
@@ -637,6 +651,24 @@ def outcome(
         IntegrationError: an exact run failed (too few max_steps for the
             horizons, tolerances the solver cannot keep, overflowing starts).
     """
+    from ._full import outcome as _full_outcome  # the random-start route (imports svflow.flow)
+
+    if _full_outcome.is_models(init):
+        return _full_outcome.outcome_of_models(
+            init,
+            classes=classes,
+            depth=depth,
+            batch_dims=batch_dims,
+            group=group,
+            horizons=horizons,
+            solver=solver,
+            criterion=criterion,
+            kkt=kkt,
+            progress=progress,
+        )
+    if classes is None or depth is None:
+        raise TypeError("outcome of spectral starts needs classes= and depth= (K and L) beside init=.")
+    horizons = DEFAULT_HORIZONS if horizons is None else horizons
     classes = check_int("classes", classes, minimum=2)
     if classes > MAX_CLASSES:
         raise ValueError(
@@ -647,7 +679,7 @@ def outcome(
     depth = check_int("depth", depth, minimum=1)
     continued = isinstance(init, xr.Dataset)
     grp = _run_group(init, classes, group) if continued else start_group(init, classes, group)
-    config = check_tolerances(check_solver(solver))
+    config = check_tolerances(check_solver(OUTCOME_SOLVER if solver is None else solver))
     hz = check_horizon_list(horizons)
     for name, flag in (("kkt", kkt), ("progress", progress)):
         if not isinstance(flag, (bool, np.bool_)):

@@ -85,7 +85,7 @@ CASES = {
         "max_chunks",
     ),
     "phase_map seeds=1.5": (
-        lambda: svflow.studies.phase_map(classes=(4,), depths=(1,), widths=(4,), seeds=1.5, steps=2),
+        lambda: svflow.studies.phase_map(classes=(4,), depths=(1,), widths=(4,), seeds=1.5),
         TypeError,
         "seeds",
     ),

@@ -96,6 +96,27 @@ def test_double_log_run_matches_log_time_and_continues():
     assert long.log_t.values[-1] == 300.0 and np.isclose(long.time.values[-1], np.expm1(300.0))
 
 
+def test_a_continued_double_log_run_is_the_direct_run():
+    """flow(end of a run to tau = 30, log_t_start=30, log_t_end=300) is the run to 300
+    from t = 0 (to the solver tolerance), in a batch and with progress=True (one start);
+    log_times saves at exactly the given tau."""
+    models = [svflow.random_model(4, depth=2, width=6, key=k) for k in (3, 4)]
+    tol = dict(rtol=1e-10, atol=1e-12)
+    direct = svflow.flow(models, log_times=[3.0, 30.0, 300.0], **tol)
+    np.testing.assert_array_equal(direct.log_t.values, [3.0, 30.0, 300.0])
+    _, mid = svflow.flow(models, log_t_end=30.0, num_times=5, return_model=True, **tol)
+    cont = svflow.flow(mid, log_t_start=30.0, log_t_end=300.0, num_times=5, **tol)
+    assert cont.log_t.values[0] == 30.0 and cont.log_t.values[-1] == 300.0
+    scale = direct.sigma.values[:, -1].max()
+    err = np.abs(cont.sigma.values[:, -1] - direct.sigma.values[:, -1]).max() / scale
+    assert err < 1e-6, err
+    # the logits grew ~10x from tau = 30 to 300 (s_1 ~ tau): the continuation moved
+    assert direct.sigma.values[0, -1, 0] > 5 * direct.sigma.values[0, 1, 0]
+    one = svflow.flow(mid[1], log_t_start=30.0, log_t_end=300.0, num_times=5, progress=True, **tol)
+    np.testing.assert_allclose(one.sigma.values, cont.sigma.values[1], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(one.log_t.values, cont.log_t.values)
+
+
 def test_a_batch_is_the_same_as_single_runs():
     models = [small_model(key=k, scale=s) for k, s in ((0, 1.0), (5, 0.5))]
     batch = svflow.flow(models, t_end=100.0, num_times=11)
@@ -135,6 +156,14 @@ def test_bad_input():
         svflow.flow(model, t_end=-1.0)
     with pytest.raises(ValueError, match="progress"):
         svflow.flow([model, model], t_end=1.0, progress=True)
+    with pytest.raises(ValueError, match="log_t_end"):
+        svflow.flow(model, log_t_start=10.0, t_end=5.0)
+    with pytest.raises(ValueError, match="exceed"):
+        svflow.flow(model, log_t_start=10.0, log_t_end=5.0)
+    with pytest.raises(ValueError, match="log_t_start"):
+        svflow.flow(model, log_t_start=10.0, log_times=[5.0, 20.0])
+    with pytest.raises(ValueError, match="alone"):
+        svflow.flow(model, log_times=[5.0, 20.0], log_t_end=30.0)
 
 
 def test_progress_bar_runs_the_same_flow(capsys):

@@ -1,6 +1,5 @@
 """Full-parameter engine: model, starts, GD, cross-check with the reduced ODE."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -208,36 +207,30 @@ def test_bad_input():
         svflow.spectral_model(np.ones(6), depth=2, width=8, group="walsh")
 
 
-def test_phase_cell_equals_train_seed_by_seed():
-    """The vmapped, scanned phase-map cell equals train() for each key alone."""
-    keys = jax.random.split(jax.random.PRNGKey(4), 2)
-    res = svflow.studies.phase_cell(
-        keys, classes=4, depth=3, width=6, scale=1.0, eta=0.2, steps=60, num_records=5
-    )
-    for i, k in enumerate(keys):
-        ds = svflow.train(
-            svflow.random_model(4, depth=3, width=6, scale=1.0, key=k),
-            eta=0.2,
-            steps=60,
-            num_times=5,
-        )
-        assert abs(float(res["loss"][i]) - float(ds.loss.values[-1])) < 1e-12
-        assert int(res["rank"][i]) == int(ds["rank"].values[-1])
-        np.testing.assert_allclose(np.asarray(res["sigma"][i]), ds.sigma.values[-1], rtol=1e-10, atol=1e-12)
-        sig = ds.sigma.values[-1]
-        assert abs(float(res["sv_ratio"][i]) - sig[2] / sig[0]) < 1e-10
-    assert not np.any(np.asarray(res["diverged"]))
-
-
-def test_phase_map_dataset_layout():
-    ds = svflow.studies.phase_map(
-        (4,), (1, 2), (4,), seeds=2, eta=0.2, steps=20, num_records=4, progress=False
-    )
-    assert dict(ds["rank"].sizes) == {"classes": 1, "depth": 2, "width": 1, "seed": 2}
-    assert ds["rank_t"].sizes["record"] == ds["record_time"].size
-    assert np.all((ds["rank"].values >= 1) & (ds["rank"].values <= 3))
-    # normalised margin from its definition on the stored margin
-    assert np.all(np.isfinite(ds["normalised_margin"].values))
+@pytest.mark.slow
+def test_phase_map_is_the_outcome_and_the_flow_seed_by_seed(tmp_path):
+    """Each cell of the map: the random-start outcome of svflow.outcome on the same starts,
+    and the snapshot is svflow.flow's rank at t (log-time clock, an independent grid);
+    a checkpointed map resumes without recomputing and gives the same numbers."""
+    kw = dict(seeds=(3, 4), snapshot_time=50.0, horizons=(10.0,), progress=False)
+    ds = svflow.studies.phase_map((4,), (1, 2), (5,), checkpoint=tmp_path, **kw)
+    assert dict(ds["outcome"].sizes) == {"classes": 1, "depth": 2, "width": 1, "seed": 2}
+    assert ds["limit"].sizes["sv"] == 3 and ds.seed.values.tolist() == [3, 4]
+    for L in (1, 2):
+        models = [svflow.random_model(4, depth=L, width=5, key=s) for s in (3, 4)]
+        out = svflow.outcome(init=models, horizons=(10.0,))
+        cell = ds.sel(classes=4, depth=L, width=5)
+        np.testing.assert_array_equal(cell["outcome"].values, out.outcome.values)
+        ref = svflow.flow(models, times=[50.0])
+        np.testing.assert_array_equal(cell["snapshot_rank"].values, ref["rank"].values[:, 0])
+        sig = ref.sigma.values[:, 0]
+        np.testing.assert_allclose(cell["snapshot_sv_ratio"].values, sig[:, 2] / sig[:, 0], rtol=1e-4)
+    assert len(list(tmp_path.glob("cell_*.nc"))) == 2
+    again = svflow.studies.phase_map((4,), (1, 2), (5,), checkpoint=tmp_path, **kw)
+    np.testing.assert_array_equal(again["cpu_time_s"].values, ds["cpu_time_s"].values)  # reused
+    np.testing.assert_array_equal(again["limit"].values, ds["limit"].values)
+    with pytest.raises(TypeError, match="sequence"):
+        svflow.studies.phase_map((4,), (1,), (5,), seeds=2)
 
 
 def test_step_grid_always_ends_at_the_last_step():

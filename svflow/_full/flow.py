@@ -51,10 +51,10 @@ from .._integrate import (
     check_solution,
     check_solver,
     check_times,
-    log_times,
     solve,
     takes_solver,
 )
+from .._integrate import log_times as _log_time_grid
 from .._metrics import RANK_RTOL
 from .._precision import computes
 from .._simulate import default_t_end
@@ -162,8 +162,9 @@ def integrate_params(
 ):
     r"""Integrate ``field`` from the flat starts ``y0s`` (B, P): ``(ys (B, T, P), num_steps, result, wall)``.
 
-    ``taus`` given: double-log time, saving at $\tau$ = ``taus`` (from 0);
-    else log time, saving at ``ts`` (from 0). Raises :class:`IntegrationError`
+    ``taus`` given: double-log time, saving at $\tau$ = ``taus`` (from
+    ``taus[0]``: 0, or the end of an earlier run being continued); else log
+    time, saving at ``ts`` (from 0). Raises :class:`IntegrationError`
     with advice when a trajectory fails.
     """
     tic = _time.perf_counter()
@@ -180,6 +181,7 @@ def integrate_params(
             True,
             clock=clock,
             grid=grid,
+            start=float(taus[0]) if taus is not None else 0.0,
         )
         ys = np.asarray(jax.block_until_ready(ys))[None]
         check_solution(ys, result, num_steps, config, t_end)
@@ -235,27 +237,60 @@ def _as_models(model) -> list[DeepUFM]:
     return list(model)
 
 
-def _save_grid(model: DeepUFM, t_end, times, num_times: int, log_t_end):
-    """``(ts, taus or None, drop_first)``: save times from 0 (a 0 prepended when
-    ``times`` starts later; ``drop_first`` says to drop it again)."""
+def _save_grid(model: DeepUFM, t_end, times, num_times: int, log_t_end, log_t_start=0.0, log_times=None):
+    """``(ts, taus or None, drop_first)``: save times from the start (the start
+    prepended when ``times`` / ``log_times`` begin later; ``drop_first`` says to
+    drop it again); with ``log_t_start`` > 0 the double-log saves run from it
+    (a continued run)."""
     wd = float(np.max(np.asarray(model.weight_decay)))
-    if log_t_end is not None:
-        if model.loss != "ce" or wd != 0:
+    log_t_start = check_float("log_t_start", log_t_start, minimum=0.0)
+    loglog = log_t_end is not None or log_times is not None
+    if log_t_start > 0 and not loglog:
+        raise ValueError(
+            f"log_t_start={log_t_start:g} continues a double-log run: pass log_t_end= (> log_t_start) "
+            "or log_times= too."
+        )
+    if loglog and (model.loss != "ce" or wd != 0):
+        raise ValueError(
+            "log_t_end / log_times (double-log time, any horizon) need loss='ce' and no weight decay; "
+            f"got loss={model.loss!r}, weight_decay={np.asarray(model.weight_decay).tolist()}. "
+            "Pass t_end= (log time) instead."
+        )
+    if log_times is not None:
+        if log_t_end is not None or times is not None or t_end is not None:
+            raise ValueError("pass log_times= alone (it replaces log_t_end=, t_end= and times=).")
+        taus = check_times(log_times)
+        if taus[0] < log_t_start:
             raise ValueError(
-                "log_t_end (double-log time, any horizon) needs loss='ce' and no weight decay; "
-                f"got loss={model.loss!r}, weight_decay={np.asarray(model.weight_decay).tolist()}. "
-                "Pass t_end= (log time) instead."
+                f"log_times must not start before log_t_start = {log_t_start:g}; "
+                f"got log_times[0] = {taus[0]:g}."
             )
+        drop_first = bool(taus[0] > log_t_start)
+        if drop_first:
+            taus = np.concatenate([[log_t_start], taus])
+        with np.errstate(over="ignore"):
+            return np.expm1(taus), taus, drop_first
+    if log_t_end is not None:
         if times is not None or t_end is not None:
             raise ValueError("pass log_t_end= alone (it replaces t_end= and times=).")
         log_t_end = check_float("log_t_end", log_t_end, minimum=0.0, strict_min=True)
+        if log_t_start > 0:
+            if not log_t_end > log_t_start:
+                raise ValueError(
+                    f"log_t_end must exceed log_t_start; got log_t_end={log_t_end:g}, "
+                    f"log_t_start={log_t_start:g}."
+                )
+            taus = np.geomspace(log_t_start, log_t_end, num_times)
+            with np.errstate(over="ignore"):
+                return np.expm1(taus), taus, False
         taus = np.concatenate([[0.0], np.geomspace(min(0.1, log_t_end / 1e3), log_t_end, num_times - 1)])
         with np.errstate(over="ignore"):
             return np.expm1(taus), taus, False
     if times is None:
         if t_end is None:
             t_end = default_t_end(wd)
-        return log_times(check_float("t_end", t_end, minimum=0.0, strict_min=True), num_times), None, False
+        t_end = check_float("t_end", t_end, minimum=0.0, strict_min=True)
+        return _log_time_grid(t_end, num_times), None, False
     if t_end is not None:
         raise ValueError("pass either t_end= or times=, not both (times sets the final time).")
     ts = check_times(times)
@@ -265,14 +300,14 @@ def _save_grid(model: DeepUFM, t_end, times, num_times: int, log_t_end):
 
 
 @eqx.filter_jit
-def _records(template: DeepUFM, unravel: _Unravel, ys, rank_rtol: float):
+def _records(template: DeepUFM, unravel: _Unravel, ys, rank_rtol: float, factor_spectra: bool = True):
     """:func:`svflow._full.train.record` at every saved state: (B, T, ...) arrays.
 
     ``template`` holds the batch's models stacked along a leading axis (frames
     included, or ``None``)."""
 
     def one(m, y):
-        return record(m.with_factors(unravel(y)), rank_rtol)
+        return record(m.with_factors(unravel(y)), rank_rtol, factor_spectra)
 
     return jax.vmap(lambda m, yb: jax.vmap(lambda y: one(m, y))(yb))(template, ys)
 
@@ -295,12 +330,15 @@ def flow(
     *,
     t_end: float | None = None,
     log_t_end: float | None = None,
+    log_t_start: float = 0.0,
+    log_times=None,
     times=None,
     num_times: int = 101,
     solver: Solver = FLOW_SOLVER,
     progress: bool = False,
     rank_rtol: float = RANK_RTOL,
     return_model: bool = False,
+    factor_spectra: bool = True,
 ):
     r"""Gradient flow of every parameter of a :class:`DeepUFM` (or a batch), as a dataset.
 
@@ -326,6 +364,14 @@ def flow(
         log_t_end: integrate to $\tau = \log(1 + t)$ = ``log_t_end`` instead (any
             horizon, e.g. 1e3 for $t = e^{1000}$; cross-entropy without weight
             decay only); saves log-spaced in $\tau$, coordinate ``log_t``.
+        log_t_start: continue a double-log run: ``model`` is the state at
+            $\tau$ = ``log_t_start`` (e.g. the final model of a run with
+            ``log_t_end=log_t_start, return_model=True``), integrated from there
+            to ``log_t_end`` (saves log-spaced from ``log_t_start``). Default 0:
+            a fresh run from t = 0.
+        log_times: explicit increasing save points in $\tau$ (double-log time;
+            replaces ``log_t_end``, the last is the horizon; the run starts at
+            ``log_t_start`` even when ``log_times[0]`` is later).
         times: explicit increasing save times $\ge 0$ (the start is t = 0 even
             when ``times[0] > 0``).
         num_times: number of saves (default 101, as :func:`svflow.train`).
@@ -335,6 +381,9 @@ def flow(
         progress: a progress bar (one model only).
         rank_rtol: threshold of the numerical rank.
         return_model: also return the final model(s): ``(ds, model)`` or ``(ds, [models])``.
+        factor_spectra: record ``sigma_factor`` (a full SVD of every factor at
+            every save). ``False`` leaves it out: for a wide model (d >= 64) these
+            SVDs cost more than the integration itself.
 
     Returns:
         The dataset layout of :func:`svflow.train` (``sigma``: singular values
@@ -356,7 +405,7 @@ def flow(
     config = check_solver(solver)
     if progress and not single:
         raise ValueError("progress=True shows one trajectory's progress: pass a single model.")
-    ts, taus, drop_first = _save_grid(m0, t_end, times, num_times, log_t_end)
+    ts, taus, drop_first = _save_grid(m0, t_end, times, num_times, log_t_end, log_t_start, log_times)
     y0s, unravel = flatten_params([m.factors for m in models])
     wd = np.asarray(m0.weight_decay, dtype=float)
     field = GradientFlowField(
@@ -370,7 +419,9 @@ def flow(
     if drop_first:
         ys, ts = ys[:, 1:], ts[1:]
     template = _stack_models(models)
-    recs = jax.device_get(_records(template, unravel, ys, rank_rtol))
+    if not isinstance(factor_spectra, (bool, np.bool_)):
+        raise TypeError(f"factor_spectra must be True or False; got {factor_spectra!r}.")
+    recs = jax.device_get(_records(template, unravel, ys, rank_rtol, bool(factor_spectra)))
     if not np.all(np.isfinite(recs["loss"])):
         raise IntegrationError("the flow produced a non-finite loss: use a smaller init scale.")
     ds = _flow_dataset(m0, recs, ts, None if taus is None else taus[1:] if drop_first else taus, single)
@@ -378,7 +429,11 @@ def flow(
     ds.attrs["wall_time_s"] = wall
     ds.attrs["rank_rtol"] = float(rank_rtol)
     if taus is not None:
-        ds.attrs.update(log_t_end=float(taus[-1]), time_variable="sigma = log(1 + tau), tau = log(1 + t)")
+        ds.attrs.update(
+            log_t_start=float(taus[0]),
+            log_t_end=float(taus[-1]),
+            time_variable="sigma = log(1 + tau), tau = log(1 + t)",
+        )
     if single:
         ds.attrs.update(num_steps=int(num_steps[0]), result=int(result[0]), init=m0.description)
     else:

@@ -14,8 +14,10 @@ over the last two half-decades of $\tau$ (window A: $[\tau_{\rm end}/10,
 \tau_{\rm end}/\sqrt{10}]$, window B: $[\tau_{\rm end}/\sqrt{10}, \tau_{\rm end}]$).
 Homogeneity (Lyu & Li 2020) makes $s_1$ grow like $\tau$ ($p_1 \to 1$), the
 modes of the limit's support keep a positive ratio ($e_i \to 0$), and the others
-vanish in ratio ($q_i \to 0$). The rule, per mode $i \ge 2$ of the K - 1
-that can carry norm:
+vanish in ratio ($q_i \to 0$). The rule, per mode $i \ge 2$ of the
+$\min(K - 1, d)$ that can carry norm (rank Z is at most the smallest
+dimension of any factor: the modes beyond a width-d bottleneck are 0 for
+every t and count as off):
 
 - **on** (in the support): $q_i \ge$ ``q_on`` and $e_i \ge -$``e_flat`` in
   window B (flat or rising: not on its way out);
@@ -46,13 +48,13 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import nnls
 
-from .._checks import check_float, check_int
-from .._integrate import Solver
+from .._checks import check_int
+from .._integrate import IntegrationError, Solver, check_solver
 from .._precision import computes
 from .flow import _as_models, flow
 from .model import DeepUFM, forward
 
-__all__ = ["flow_outcome", "kkt_residual"]
+__all__ = ["flow_outcome", "kkt_residual", "is_models", "outcome_of_models"]
 
 
 def _pair_margins(factors, activation: str, labels):
@@ -89,121 +91,308 @@ def kkt_residual(model: DeepUFM) -> tuple[float, float]:
     return float(res / np.sqrt(norm2)), float(lam @ (q - 1.0) / norm2)
 
 
+FLOW_HORIZONS = (1e3, 1e4)
+r"""Default stages of the random-start outcome in $\tau = \log(1 + t)$: every
+start to $10^3$; the starts still undecided there continue to $10^4$."""
+
+Q_ON, Q_OFF, E_FLAT, E_DECAY = 0.2, 0.1, 0.1, 0.2
+"""The rule's thresholds (module docstring; checked against independent runs)."""
+
+
 def _window_exponents(log_s, log_tau, lo, hi):
     a, b = np.argmin(np.abs(log_tau - lo)), np.argmin(np.abs(log_tau - hi))
     return (log_s[..., b, :] - log_s[..., a, :]) / (log_tau[b] - log_tau[a])
+
+
+def _decide(sigma, taus, K: int, horizon: float, max_rank: int):
+    """The rule on the saves ``sigma`` (B, T, >= K - 1) at ``taus`` (T,) ending at ``horizon``.
+
+    Modes ``i >= max_rank`` (the width bound: rank Z <= min(K - 1, d)) are
+    zero for every t and count as off. Returns ``(outcome (B,), on (B, K - 1),
+    q (B, K - 1), eB (B, K - 1))``."""
+    s = sigma[:, :, : K - 1]  # the centred logits have rank <= K - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_tau = np.log(taus)
+        log_q = np.log(s / s[:, :, :1])
+    top = np.log(horizon)
+    eA = _window_exponents(log_q, log_tau, top - np.log(10.0), top - 0.5 * np.log(10.0))
+    eB = _window_exponents(log_q, log_tau, top - 0.5 * np.log(10.0), top)
+    q = np.exp(log_q[:, -1])
+    on = (q >= Q_ON) & (eB >= -E_FLAT)
+    off = (q <= Q_OFF) & (eA <= -E_DECAY) & (eB <= -E_DECAY)
+    on[:, 0] = True
+    off[:, 0] = False
+    on[:, max_rank:], off[:, max_rank:] = False, True
+    decided = np.all(on | off, axis=1)
+    rank = on.sum(axis=1)
+    outcome = np.where(decided, np.where(rank == K - 1, 0, rank), -1)
+    return outcome, on & decided[:, None], q, eB
+
+
+def _check_horizons(horizons) -> tuple[float, ...]:
+    try:
+        hz = tuple(float(h) for h in np.atleast_1d(np.asarray(horizons, dtype=float)))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"horizons must be a sequence of numbers (tau values); got {horizons!r}.") from e
+    if not hz or not all(np.isfinite(hz)) or hz[0] < 10.0:
+        raise ValueError(f"horizons must be finite and start at tau >= 10; got {horizons!r}.")
+    if any(b < 10.0 * a for a, b in zip(hz, hz[1:])):
+        raise ValueError(
+            "each horizon must be at least 10 times the previous one (a stage is decided on the "
+            f"decade of tau it has just run, so stages may not overlap); got {horizons!r}."
+        )
+    return hz
+
+
+def _continue(batch, pending, previous: float, h: float, settings: dict):
+    """Continue the undecided starts ``batch`` (indices ``pending``) from tau = ``previous`` to ``h``.
+
+    One batch call; if it fails (a start exhausts ``max_steps`` in the stiff late
+    phase), each start alone, and a start whose own run fails is dropped: it stays
+    undecided at ``previous``. Returns ``(pending kept, taus, sigma, num_steps, ends)``."""
+    kw = dict(log_t_start=previous, log_t_end=h, num_times=21, **settings)
+    try:
+        ds, ends = flow(batch, **kw)
+        return pending, ds.log_t.values, ds.sigma.values, np.atleast_1d(ds["num_steps"].values), ends
+    except IntegrationError:
+        pass
+    keep, sig, n_steps, ends, taus = [], [], [], [], None
+    for i, m in zip(pending, batch):
+        try:
+            ds, end = flow([m], **kw)
+        except IntegrationError:
+            continue
+        keep.append(i)
+        sig.append(ds.sigma.values[0])
+        n_steps.append(int(ds["num_steps"].values[0]))
+        ends.append(end[0])
+        taus = ds.log_t.values
+    if not keep:
+        return np.zeros(0, dtype=int), None, None, None, []
+    return np.asarray(keep), taus, np.stack(sig), np.asarray(n_steps), ends
+
+
+def _check_snapshots(snapshot_times) -> np.ndarray:
+    if snapshot_times is None:
+        return np.zeros(0)
+    ts = np.atleast_1d(np.asarray(snapshot_times, dtype=float))
+    if ts.ndim != 1 or not np.all(np.isfinite(ts)) or np.any(ts <= 0) or np.any(np.diff(ts) <= 0):
+        raise ValueError(
+            "snapshot_times must be finite, > 0 and strictly increasing (gradient-flow time t); "
+            f"got {snapshot_times!r}."
+        )
+    return ts
+
+
+RANDOM_OUTCOME_SOLVER = Solver(rtol=1e-6, atol=1e-9, max_steps=100_000)
+"""The default solver of the random-start outcome (the flow in double-log time)."""
 
 
 @computes
 def flow_outcome(
     model: DeepUFM | list[DeepUFM],
     *,
-    log_t_end: float = 1000.0,
+    horizons=FLOW_HORIZONS,
+    snapshot_times=None,
     num_times: int = 81,
-    q_on: float = 0.2,
-    q_off: float = 0.1,
-    e_flat: float = 0.1,
-    e_decay: float = 0.2,
-    rtol: float = 1e-7,
-    atol: float = 1e-9,
-    max_steps: int = 100_000,
+    solver: Solver = RANDOM_OUTCOME_SOLVER,
+    kkt: bool = True,
+    progress: bool = False,
 ) -> xr.Dataset:
     r"""The $t \to \infty$ outcome of the full-parameter flow from a random start (or a list).
 
-    Follows :func:`svflow.flow` in double-log time to $\tau = \log(1 + t)$ =
-    ``log_t_end`` and decides the rank of the limit direction of the centred
-    logits from the growth exponents of their singular values over the last
-    decade of $\tau$ (rule and caveats: docs, theory/random-starts.md).
-    Cross-entropy without weight decay only.
+    The random-start route of :func:`svflow.outcome` (``init`` a
+    :class:`DeepUFM` or a list). Follows :func:`svflow.flow` in double-log
+    time to the first horizon (in $\tau = \log(1 + t)$) and decides each start
+    from the growth exponents of its centred-logit singular values over the
+    last decade of $\tau$ (rule and caveats: module docstring,
+    docs/theory/random-starts.md). Starts undecided there continue from their
+    state at that horizon (not from t = 0; ``flow(log_t_start=...)``) to the
+    next horizon and are decided there by the same rule; a start whose
+    continuation exhausts ``max_steps`` stays undecided at the previous
+    horizon (``horizon`` says where it stopped). Cross-entropy without
+    weight decay only.
 
     Args:
         model: a :class:`DeepUFM` or a list of them (equal shapes and settings).
-        log_t_end: the horizon $\tau_{\rm end}$ (>= 10).
-        num_times: saves, log-spaced in $\tau$.
-        q_on, q_off, e_flat, e_decay: the rule's thresholds (on: ratio >= q_on
-            and exponent >= -e_flat; off: ratio <= q_off and exponent <= -e_decay
-            on both half-decades).
-        rtol, atol, max_steps: solver settings of the flow.
+        horizons: increasing $\tau$ stages, the first >= 10, each >= 10 x the
+            previous (default ``(1e3, 1e4)``).
+        snapshot_times: gradient-flow times t (below $e^{\text{horizons}[0]}$)
+            at which the same flow's singular values and numerical rank are
+            also reported (``snapshot_sigma``, ``snapshot_rank``): the finite-t
+            picture beside the limit.
+        num_times: saves of the first stage, log-spaced in $\tau$ from 0.1
+            (a continuation saves 21 per decade).
+        solver: the flow's :class:`svflow.Solver` (default
+            :data:`RANDOM_OUTCOME_SOLVER`: rtol 1e-6, atol 1e-9, 100 000 steps).
+        kkt: report the KKT residual of each final state (NaN when False).
+        progress: print one line per stage (starts run, decided so far).
 
     Returns:
         Dataset over ``start`` (absent for one model): ``outcome`` (0 = NC,
         r = rank of the limit direction, -1 = undecided), ``support`` (start, sv)
-        bool as int, ``limit`` (start, sv): $q_i = s_i/s_1$ at the horizon,
+        as int, ``limit`` (start, sv): $q_i = s_i/s_1$ at the horizon reached,
         ``exponent`` (start, sv): $e_i$ in the last half-decade,
-        ``kkt_residual`` and ``kkt_slackness`` (max-margin KKT stationarity and slackness), ``horizon``
-        ($\tau$ reached), ``num_steps``; attrs: the thresholds and settings.
+        ``kkt_residual`` and ``kkt_slackness``, ``horizon`` ($\tau$ reached:
+        the stage that decided the start, or the last), ``num_steps`` (over all
+        stages); with ``snapshot_times`` also ``snapshot_sigma``
+        (start, snapshot, sv) and ``snapshot_rank``; attrs: thresholds and settings.
     """
     models = _as_models(model)
     single = isinstance(model, DeepUFM)
-    log_t_end = check_float("log_t_end", log_t_end, minimum=10.0)
+    hz = _check_horizons(horizons)
+    snaps = _check_snapshots(snapshot_times)
     num_times = check_int("num_times", num_times, minimum=11)
-    for name, v in (("q_on", q_on), ("q_off", q_off), ("e_flat", e_flat), ("e_decay", e_decay)):
-        check_float(name, v, minimum=0.0, strict_min=True)
-    if not q_off < q_on:
-        raise ValueError(f"q_off must be below q_on; got q_off={q_off}, q_on={q_on}.")
-    ds, finals = flow(
-        models,
-        log_t_end=log_t_end,
-        num_times=num_times,
-        solver=Solver(rtol=rtol, atol=atol, max_steps=max_steps),
+    solver = check_solver(solver)
+    if snaps.size and np.log1p(snaps[-1]) >= hz[0]:
+        raise ValueError(
+            f"snapshot_times must lie before the first horizon t = e^{hz[0]:g}; got t = {snaps[-1]:g}."
+        )
+    for name, flag in (("kkt", kkt), ("progress", progress)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False; got {flag!r} ({type(flag).__name__}).")
+    B, K = len(models), models[0].classes
+    settings = dict(
+        solver=solver,
         return_model=True,
+        factor_spectra=False,
     )
-    K = models[0].classes
-    s = ds.sigma.values[:, :, : K - 1]  # (B, T, K - 1): the centred logits have rank <= K - 1
-    with np.errstate(divide="ignore"):
-        log_tau = np.log(ds.log_t.values)
-        log_q = np.log(s / s[:, :, :1])
-    top = np.log(log_t_end)
-    eA = _window_exponents(log_q, log_tau, top - np.log(10.0), top - 0.5 * np.log(10.0))
-    eB = _window_exponents(log_q, log_tau, top - 0.5 * np.log(10.0), top)
-    q = np.exp(log_q[:, -1])
-    on = (q >= q_on) & (eB >= -e_flat)
-    off = (q <= q_off) & (eA <= -e_decay) & (eB <= -e_decay)
-    on[:, 0] = True
-    off[:, 0] = False
-    decided = np.all(on | off, axis=1)
-    rank = on.sum(axis=1)
-    outcome = np.where(decided, np.where(rank == K - 1, 0, rank), -1)
-    kkt = np.array([kkt_residual(m) for m in finals])
+    outcome = np.full(B, -1)
+    support = np.zeros((B, K - 1), dtype=int)
+    limit = np.full((B, K - 1), np.nan)
+    exponent = np.full((B, K - 1), np.nan)
+    horizon = np.zeros(B)
+    steps = np.zeros(B, dtype=int)
+    snap_sigma = np.full((B, snaps.size, K - 1), np.nan)
+    snap_rank = np.zeros((B, snaps.size), dtype=int)
+    finals = list(models)
+    # rank Z <= the smallest dimension of any factor (a width-d bottleneck caps it at d)
+    max_rank = min(K - 1, *(min(np.shape(A)) for A in models[0].factors))
+    pending = np.arange(B)
+    previous = 0.0
+    rank_rtol = None
+    for stage, h in enumerate(hz):
+        batch = [finals[i] for i in pending]
+        if stage == 0:
+            grid = np.geomspace(min(0.1, h / 1e3), h, num_times - 1)
+            grid = np.union1d(grid, np.log1p(snaps))
+            ds, ends = flow(batch, log_times=grid, **settings)
+            taus, sig, n_steps = ds.log_t.values, ds.sigma.values, np.atleast_1d(ds["num_steps"].values)
+        else:
+            pending, taus, sig, n_steps, ends = _continue(batch, pending, previous, h, settings)
+            if pending.size == 0:  # every continuation failed: those starts stay undecided
+                break
+        if stage == 0 and snaps.size:
+            at = np.searchsorted(taus, np.log1p(snaps))
+            snap_sigma[:] = sig[:, at, : K - 1]
+            snap_rank[:] = ds["rank"].values[:, at]
+            rank_rtol = ds.attrs["rank_rtol"]
+        code, on, q, eB = _decide(sig, taus, K, h, max_rank)
+        outcome[pending], support[pending] = code, on.astype(int)
+        limit[pending], exponent[pending], horizon[pending] = q, eB, taus[-1]
+        steps[pending] += n_steps
+        for j, i in enumerate(pending):
+            finals[i] = ends[j]
+        pending = pending[code < 0]
+        previous = h
+        if progress:
+            decided = B - pending.size
+            print(f"outcome: stage tau = {h:g}: {len(batch)} run, {decided} of {B} decided", flush=True)
+        if pending.size == 0:
+            break
+    kkt_values = np.array([kkt_residual(m) for m in finals]) if kkt else np.full((B, 2), np.nan)
     sv = np.arange(K - 1)
-    out = xr.Dataset(
-        {
-            "outcome": (("start",), outcome, {"long_name": "0 = NC, r = rank of the limit, -1 = undecided"}),
-            "support": (
-                ("start", "sv"),
-                (on & decided[:, None]).astype(int),
-                {"long_name": "mode in the limit's support"},
-            ),
-            "limit": (("start", "sv"), q, {"long_name": "s_i / s_1 of the centred logits at the horizon"}),
-            "exponent": (("start", "sv"), eB, {"long_name": "d log(s_i/s_1) / d log tau, last half-decade"}),
-            "kkt_residual": (("start",), kkt[:, 0], {"long_name": "max-margin KKT stationarity residual"}),
-            "kkt_slackness": (("start",), kkt[:, 1], {"long_name": "max-margin KKT complementary slackness"}),
-            "horizon": (
-                ("start",),
-                np.full(len(models), float(ds.log_t.values[-1])),
-                {"long_name": "tau = log(1 + t) reached"},
-            ),
-            "num_steps": (
-                ("start",),
-                np.atleast_1d(ds["num_steps"].values),
-                {"long_name": "solver step attempts"},
-            ),
-        },
-        coords={"sv": sv},
-        attrs={
-            "title": "svflow outcome of the full-parameter flow",
-            "criterion": "late growth exponents of the centred-logit singular values in log tau",
-            "classes": int(K),
-            "depth": int(models[0].depth),
-            "width": int(models[0].width),
-            "log_t_end": float(log_t_end),
-            "q_on": q_on,
-            "q_off": q_off,
-            "e_flat": e_flat,
-            "e_decay": e_decay,
-            "rtol": rtol,
-            "atol": atol,
-            "init": ds.attrs["init"],
-        },
-    )
+    data = {
+        "outcome": (("start",), outcome, {"long_name": "0 = NC, r = rank of the limit, -1 = undecided"}),
+        "support": (("start", "sv"), support, {"long_name": "mode in the limit's support"}),
+        "limit": (("start", "sv"), limit, {"long_name": "s_i / s_1 of the centred logits at the horizon"}),
+        "exponent": (
+            ("start", "sv"),
+            exponent,
+            {"long_name": "d log(s_i/s_1) / d log tau, last half-decade"},
+        ),
+        "kkt_residual": (("start",), kkt_values[:, 0], {"long_name": "max-margin KKT stationarity residual"}),
+        "kkt_slackness": (
+            ("start",),
+            kkt_values[:, 1],
+            {"long_name": "max-margin KKT complementary slackness"},
+        ),
+        "horizon": (("start",), horizon, {"long_name": "tau = log(1 + t) reached"}),
+        "num_steps": (("start",), steps, {"long_name": "solver step attempts, all stages"}),
+    }
+    coords = {"sv": sv}
+    if snaps.size:
+        data["snapshot_sigma"] = (
+            ("start", "snapshot", "sv"),
+            snap_sigma,
+            {"long_name": "singular values of the centred logits at snapshot_time"},
+        )
+        data["snapshot_rank"] = (
+            ("start", "snapshot"),
+            snap_rank,
+            {"long_name": "numerical rank of the centred logits at snapshot_time"},
+        )
+        coords["snapshot_time"] = ("snapshot", snaps, {"long_name": "gradient-flow time t"})
+    attrs = {
+        "title": "svflow outcome of the full-parameter flow",
+        "engine": "flow",
+        "criterion": "late growth exponents of the centred-logit singular values in log tau",
+        "classes": int(K),
+        "depth": int(models[0].depth),
+        "width": int(models[0].width),
+        "horizons": np.asarray(hz),
+        "q_on": Q_ON,
+        "q_off": Q_OFF,
+        "e_flat": E_FLAT,
+        "e_decay": E_DECAY,
+        **solver.as_attrs(),
+        "init": "; ".join(m.description for m in models),
+    }
+    if rank_rtol is not None:
+        attrs["rank_rtol"] = float(rank_rtol)
+    out = xr.Dataset(data, coords=coords, attrs=attrs)
     return out.isel(start=0) if single else out
+
+
+def is_models(init) -> bool:
+    """True for a :class:`DeepUFM` or a non-empty list/tuple of them (the random-start route)."""
+    if isinstance(init, DeepUFM):
+        return True
+    return isinstance(init, (list, tuple)) and bool(init) and all(isinstance(m, DeepUFM) for m in init)
+
+
+def outcome_of_models(
+    init,
+    *,
+    classes,
+    depth,
+    batch_dims,
+    group,
+    horizons,
+    solver,
+    criterion,
+    kkt,
+    progress,
+) -> xr.Dataset:
+    """:func:`svflow.outcome`'s arguments checked for a model ``init``, then :func:`flow_outcome`."""
+    models = _as_models(init)
+    m0 = models[0]
+    for name, given, actual in (("classes", classes, m0.classes), ("depth", depth, m0.depth)):
+        if given is not None and check_int(name, given, minimum=1) != actual:
+            raise ValueError(
+                f"{name}={given} does not match the model(s) in init ({name} {actual}); omit it "
+                "(a DeepUFM carries its own K and L)."
+            )
+    for name, value in (("batch_dims", batch_dims), ("group", group), ("criterion", criterion)):
+        if value is not None:
+            raise ValueError(
+                f"{name}= applies to spectral starts only; got {name}={value!r} with DeepUFM init. "
+                "Random starts are decided by the fixed growth-exponent rule (docs: theory/random-starts.md)."
+            )
+    return flow_outcome(
+        init,
+        horizons=FLOW_HORIZONS if horizons is None else horizons,
+        solver=RANDOM_OUTCOME_SOLVER if solver is None else solver,
+        kkt=kkt,
+        progress=progress,
+    )

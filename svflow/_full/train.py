@@ -70,14 +70,16 @@ def advance(model: DeepUFM, eta, start, count):
     return model.with_factors(factors), bad
 
 
-def record(model: DeepUFM, rank_rtol: float = RANK_RTOL) -> dict:
+def record(model: DeepUFM, rank_rtol: float = RANK_RTOL, factor_spectra: bool = True) -> dict:
     r"""Every per-time quantity of the common layout for the current factors.
 
     ``sigma``: singular values of the centred class-mean logits (K);
     ``sigma_factor`` (N, K): the K largest singular values of every factor
     (zero-padded); ``norm_sq`` (N,): $\|A_l\|_F^2$; ``normalised_margin``:
     margin / $(\sum_l\|A_l\|_F^2)^{N/2}$ (docs: theory/outcomes.md, 'The max-margin
-    characterisation'). Spectral starts add ``lam`` = diag($U^\top Z U$),
+    characterisation'). ``factor_spectra=False`` leaves out ``sigma_factor``
+    (a full SVD of every factor: the dominant cost of a record of a wide model).
+    Spectral starts add ``lam`` = diag($U^\top Z U$),
     ``s`` (N, K) = diag($F_{l+1}^\top A_l F_l$) and ``frame_drift`` =
     $\|\text{offdiag}(U^\top Z U)\|_F$.
     """
@@ -86,14 +88,13 @@ def record(model: DeepUFM, rank_rtol: float = RANK_RTOL) -> dict:
     sigma = sigma_from_logits(Z)
     dl = model.data_loss()
     svs = []
-    for A in model.factors:
+    for A in model.factors if factor_spectra else ():
         sv = jnp.linalg.svd(A, compute_uv=False)[:K]
         svs.append(jnp.pad(sv, (0, K - sv.shape[0])))
     norm_sq = jnp.stack([jnp.sum(A**2) for A in model.factors])
     margin = margin_from_logits(Z)
     out = dict(
         sigma=sigma,
-        sigma_factor=jnp.stack(svs),
         loss=dl,
         objective=dl + model.penalty(),
         margin=margin,
@@ -101,6 +102,8 @@ def record(model: DeepUFM, rank_rtol: float = RANK_RTOL) -> dict:
         norm_sq=norm_sq,
         normalised_margin=margin / jnp.sum(norm_sq) ** (N / 2),
     )
+    if factor_spectra:
+        out["sigma_factor"] = jnp.stack(svs)
     if model.frames is not None:
         F = model.frames
         M = F[0].T @ Z @ F[0]

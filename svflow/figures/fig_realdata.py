@@ -93,8 +93,8 @@ def plot(ds: xr.Dataset):
     )
     ax.legend(fontsize=7)
     ufm = (
-        f"; UFM: GD $\\eta$ = {ds.attrs['ufm_eta']:g} to t = {ds.attrs['ufm_t_end']:g}, random starts"
-        if "ufm_eta" in ds.attrs
+        f"; UFM: gradient flow to t = {ds.attrs['ufm_snapshot_time']:g}, random starts"
+        if "ufm_snapshot_time" in ds.attrs
         else ""
     )
     how = (

@@ -243,14 +243,18 @@ def random_start_code_study(
     Each run: :func:`svflow.random_model` (width, scale, key=seed), trained by
     full-batch gradient descent (:func:`svflow.train`, step ``eta``, time
     t = steps x eta) in segments ending on a log grid up to ``t_end``; the
-    logits Z are read from the model after every segment. r = numerical rank
-    of the centred logits at ``t_end`` (``rank`` of the dataset, rtol 0.1),
-    held fixed over time; then :func:`svflow.studies.code_convergence` with those Z.
+    logits Z are read from the model after every segment. r = the rank of
+    the $t \to \infty$ limit of the same start (the random-start route of
+    :func:`svflow.outcome`: full-parameter flow in double-log time; K - 1 at
+    NC); where that outcome is undecided, r = the numerical rank of the
+    centred logits at ``t_end`` (rtol 0.1) and ``limit_outcome`` says so.
+    r is held fixed over time; then :func:`svflow.studies.code_convergence`
+    with those Z.
 
     Returns:
         ``xarray.Dataset`` with dims (depth, seed, time): ``rho``,
         ``rho_ratio``, ``gram_distance``, ``sigma``; (depth, seed):
-        ``outcome_rank``, ``rho_star``.
+        ``outcome_rank``, ``limit_outcome``, ``rho_star``.
     """
     check_classes(classes)
     depths = [int(d) for d in depths]
@@ -260,13 +264,20 @@ def random_start_code_study(
     grid = np.concatenate([[0], grid])
     codes: dict = {}
     tic = _time.perf_counter()
-    rows = [
-        [
-            _random_code_run(classes, depth, seed, width, scale, eta, grid, codes, code_kwargs, gram)
-            for seed in seeds
-        ]
-        for depth in depths
-    ]
+    from .._full.model import random_model
+
+    rows = []
+    for depth in depths:
+        starts = [random_model(classes, depth=depth, width=width, scale=scale, key=seed) for seed in seeds]
+        limits = outcome(init=starts).outcome.values
+        rows.append(
+            [
+                _random_code_run(
+                    classes, depth, seed, width, scale, eta, grid, codes, code_kwargs, gram, int(lim)
+                )
+                for seed, lim in zip(seeds, limits)
+            ]
+        )
     attrs = {
         "title": "convergence of random starts (full engine) to softmax codes",
         "engine": "full",
@@ -296,7 +307,12 @@ def _random_study_dataset(rows: list, depths, seeds, times, classes: int, attrs:
         "outcome_rank": (
             dims2,
             _stack(rows, "outcome_rank", int),
-            {"long_name": "numerical rank (rtol 0.1) at t_end"},
+            {"long_name": "code rank r: the limit rank (K - 1 at NC), else the rank at t_end"},
+        ),
+        "limit_outcome": (
+            dims2,
+            _stack(rows, "limit_outcome", int),
+            {"long_name": "t -> infinity outcome: 0 = NC, r = rank of the limit, -1 = undecided"},
         ),
         "rho_star": (dims2, _stack(rows, "rho_star")),
     }
@@ -305,7 +321,7 @@ def _random_study_dataset(rows: list, depths, seeds, times, classes: int, attrs:
 
 
 def _random_code_run(
-    classes: int, depth: int, seed: int, width, scale, eta, grid, codes, code_kwargs, gram
+    classes: int, depth: int, seed: int, width, scale, eta, grid, codes, code_kwargs, gram, limit: int
 ) -> dict:
     """One random start trained by gradient descent: logits on the step grid and their code convergence."""
     from .._full.model import random_model
@@ -321,7 +337,7 @@ def _random_code_run(
     assert last is not None  # grid holds step 0 and at least one later step
     Z = np.stack(Zs)
     T, K = len(grid), classes
-    r = int(last["rank"].values[-1])
+    r = classes - 1 if limit == 0 else limit if limit > 0 else int(last["rank"].values[-1])
     fake = xr.Dataset(coords={D.TIME: grid * eta})
     cc = code_convergence(fake, rank=r, logits=Z, code=_best_code(codes, classes, r, code_kwargs), gram=gram)
     means = Z.reshape(T, K, K, Z.shape[-1] // K).mean(-1)
@@ -332,5 +348,6 @@ def _random_code_run(
         "gram_distance": cc["code_gram_distance"].values if gram else np.full(T, np.nan),
         "sigma": np.linalg.svd(P @ means @ P, compute_uv=False),
         "outcome_rank": r,
+        "limit_outcome": limit,
         "rho_star": cc.attrs["code_rho_star"],
     }

@@ -1,29 +1,36 @@
-r"""Depth x width phase map from random starts.
+r"""Depth x width phase map from random starts: the $t \to \infty$ outcome beside a finite-t snapshot.
 
-(docs: theory/outcomes.md, 'Random starts: depth against width')
+(docs: scenarios/phase-map.md; theory/random-starts.md)
 
-Each cell (classes K, depth L, width d) trains full-batch GD from several
-seeded Gaussian starts (:func:`svflow.random_model`, fan-in scaling) and keeps
-the outcome: the numerical rank of the centred class-mean logits, the
-normalised margin $\gamma = \min\text{margin} / (\sum_l \|A_l\|_F^2)^{N/2}$ and
-whether the run reached neural collapse (all K - 1 non-zero singular values
-of the centred Z within ``nc_tol`` of each other).
+Each cell (classes K, depth L, width d) runs the full-parameter gradient flow
+(:func:`svflow.flow`) from seeded fan-in Gaussian starts
+(:func:`svflow.random_model`), all seeds of a cell in one batch call, and
+reports for every start
 
-:func:`phase_cell` is pure in the seeds' keys and static in (K, L, d, ...):
-one compile per static setting, vmapped over seeds, so a sweep runner can
-call it cell by cell or chunk by chunk.
+- the **limit**: the random-start outcome of :func:`svflow.outcome`
+  (``outcome``: 0 = NC, r = rank of the limit direction of the centred
+  logits, -1 = undecided; ``limit_rank`` = r, or K - 1 for NC, NaN when
+  undecided), the limit's ratios $s_i/s_1$, its KKT residual and the horizon
+  reached;
+- the **snapshot**: the numerical rank and $s_{K-1}/s_1$ of the centred
+  logits at the stated finite time ``snapshot_time`` (default t = 500, the
+  horizon the earlier gradient-descent map stopped at), read off the same flow.
+
+:func:`phase_cell` computes one cell as a dataset; :func:`phase_map` loops
+over the cells (optionally keeping each finished cell in a ``checkpoint``
+folder, so an interrupted map resumes) and stacks them.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import sys
 import time as _time
 from collections.abc import Sequence
-from functools import partial
+from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
@@ -31,182 +38,203 @@ from .. import _dims as D
 from .._checks import check_float, check_int
 from .._dataset import grid_dataset
 from .._full.model import random_model
-from .._full.train import run_gd, step_grid
-from .._metrics import RANK_RTOL, margin_from_logits, rank_from_sigma, sigma_from_logits
+from .._full.outcome import FLOW_HORIZONS, RANDOM_OUTCOME_SOLVER, flow_outcome
+from .._integrate import Solver, check_solver
 from .._precision import computes
 
 __all__ = ["phase_cell", "phase_map", "PHASE_OUTPUTS", "FULL_SETTING", "QUICK_SETTING"]
 
 # The settings of the depth x width phase map (keyword arguments of phase_map),
 # shared by scenarios/phase_map.py and the figure ``phase_map`` so the two never
-# drift apart. QUICK: minutes on 2 CPU cores; FULL: meant for a GPU.
+# drift apart. Costs measured on 2 CPU cores: docs/scenarios/phase-map.md.
 QUICK_SETTING: dict[str, Any] = dict(
     classes=(8, 16),
     depths=(1, 3, 6),
-    widths=(8, 32, 128),
-    seeds=2,
+    widths=(8, 32),
+    seeds=(0, 1),
     scale=1.0,
-    eta=0.2,
-    steps=2500,
 )
 FULL_SETTING: dict[str, Any] = dict(
     classes=(8, 16),
     depths=(1, 2, 3, 4, 5, 6),
-    widths=(8, 16, 32, 64, 128, 256, 512),
-    seeds=8,
+    widths=(8, 16, 32, 64),
+    seeds=tuple(range(8)),
     scale=1.0,
-    eta=0.2,
-    steps=20000,
 )
 
 PHASE_OUTPUTS = (
-    "rank",
-    "normalised_margin",
-    "margin",
-    "loss",
-    "sv_ratio",
+    "outcome",
+    "limit_rank",
+    "undecided",
     "reached_nc",
-    "diverged",
+    "snapshot_rank",
+    "snapshot_sv_ratio",
+    "limit_sv_ratio",
+    "kkt_residual",
+    "horizon",
+    "num_steps",
 )
-"""Final per-seed outputs of :func:`phase_cell` (besides the record trajectories)."""
+"""Per-start outputs of :func:`phase_cell` (dims ``seed``), besides ``limit`` (seed, sv)."""
+
+_LONG_NAMES = {
+    "outcome": "t -> infinity outcome: 0 = NC, r = rank of the limit, -1 = undecided",
+    "limit_rank": "rank of the limit direction of the centred logits (K - 1 at NC; NaN if undecided)",
+    "undecided": "the outcome rule did not decide by the last horizon",
+    "reached_nc": "the limit is neural collapse (all K - 1 modes in the support)",
+    "snapshot_rank": "numerical rank of the centred logits at snapshot_time",
+    "snapshot_sv_ratio": "s_(K-1) / s_1 of the centred logits at snapshot_time",
+    "limit_sv_ratio": "s_(K-1) / s_1 of the centred logits at the horizon reached",
+    "kkt_residual": "max-margin KKT stationarity residual at the horizon reached",
+    "horizon": "tau = log(1 + t) reached",
+    "num_steps": "solver step attempts, all stages",
+    "limit": "s_i / s_1 of the centred logits at the horizon reached (NaN beyond K - 1)",
+    "cpu_time_s": "CPU time of the cell (process user + system, all threads)",
+    "wall_time_s": "wall time of the cell",
+}
 
 
-def _light_record(model, rank_rtol):
-    N = model.num_factors
-    Z = model.logits()
-    sigma = sigma_from_logits(Z)
-    margin = margin_from_logits(Z)
-    norm_sq = sum(jnp.sum(A**2) for A in model.factors)
-    return dict(
-        sigma=sigma,
-        rank=rank_from_sigma(sigma, rank_rtol),
-        loss=model.data_loss(),
-        margin=margin,
-        normalised_margin=margin / norm_sq ** (N / 2),
-    )
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _check_seeds(seeds) -> tuple[int, ...]:
+    if isinstance(seeds, (int, np.integer)) or not isinstance(seeds, (list, tuple, range, np.ndarray)):
+        raise TypeError(
+            f"seeds must be a sequence of integer seeds (e.g. range(8)); got {seeds!r}. "
+            "Pass range(n) for n seeds."
+        )
+    out = tuple(check_int("seeds[i]", s, minimum=0) for s in seeds)
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"seeds must be a non-empty sequence of distinct seeds; got {seeds!r}.")
+    return out
 
 
 @computes
-@partial(
-    jax.jit,
-    static_argnames=(
-        "classes",
-        "depth",
-        "width",
-        "scale",
-        "eta",
-        "steps",
-        "num_records",
-        "loss",
-        "activation",
-        "rank_rtol",
-        "nc_tol",
-        "dtype",
-    ),
-)
 def phase_cell(
-    keys,
-    *,
     classes: int,
     depth: int,
     width: int,
-    scale: float,
-    eta: float,
-    steps: int,
-    num_records: int = 17,
-    loss: str = "ce",
-    activation: str = "linear",
-    rank_rtol: float = RANK_RTOL,
-    nc_tol: float = 0.1,
-    dtype=None,
-) -> dict:
-    r"""Train one (K, L, d) cell from every key in ``keys`` (vmapped).
+    *,
+    seeds: Sequence[int],
+    scale: float = 1.0,
+    snapshot_time: float = 500.0,
+    horizons=FLOW_HORIZONS,
+    solver: Solver = RANDOM_OUTCOME_SOLVER,
+) -> xr.Dataset:
+    r"""One (K, L, d) cell: the random-start outcome and the snapshot of every seed.
 
-    Args:
-        keys: (S, 2) JAX keys (``jax.random.split(key, S)``), one per seed.
-        classes, depth, width: K, L, d (static: one compile per setting).
-        scale: init scale of :func:`svflow.random_model` (fan-in scaled Gaussian).
-        eta, steps: GD step size and number of steps (t_end = steps x eta).
-        num_records: size of the log-spaced record grid of ``rank``/``sv_ratio``.
-        rank_rtol: numerical rank threshold (sigma_i > rank_rtol sigma_1).
-        nc_tol: NC when $\sigma_{K-1} \ge (1 - \text{nc\_tol})\,\sigma_1$.
+    The starts ``random_model(K, depth=L, width=d, scale=scale, key=seed)``
+    (one per seed) run as one batch of :func:`svflow.outcome`'s random-start
+    route (double-log flow to $\tau$ = 1e3, the undecided on to 1e4), which
+    also reads the snapshot at ``snapshot_time``.
 
     Returns:
-        dict of arrays with leading axis S: the final ``rank``,
-        ``normalised_margin``, ``margin``, ``loss``, ``sv_ratio``
-        ($\sigma_{K-1}/\sigma_1$), ``reached_nc``, ``diverged`` (loss non-finite
-        at some step), ``sigma`` (S, K) final singular values, and the
-        trajectories ``rank_t``, ``sv_ratio_t`` (S, R) on the grid ``record_steps``.
+        Dataset over ``seed`` (and ``sv`` for ``limit``, K - 1 entries) with
+        :data:`PHASE_OUTPUTS`, ``limit``, and attrs ``cpu_time_s``, ``wall_time_s``.
     """
-    grid = step_grid(steps, num_records)
-    counts = jnp.asarray(np.diff(grid, prepend=0))
+    classes = check_int("classes", classes, minimum=2)
+    depth = check_int("depth", depth, minimum=1)
+    width = check_int("width", width, minimum=1)
+    seeds = _check_seeds(seeds)
+    scale = check_float("scale", scale, minimum=0.0, strict_min=True)
+    snapshot_time = check_float("snapshot_time", snapshot_time, minimum=0.0, strict_min=True)
+    cpu0, wall0 = _cpu(), _time.perf_counter()
+    models = [random_model(classes, depth=depth, width=width, scale=scale, key=int(s)) for s in seeds]
+    out = flow_outcome(models, horizons=horizons, snapshot_times=[snapshot_time], solver=solver)
+    code = out.outcome.values
+    decided = code >= 0
+    K = classes
+    snap = out.snapshot_sigma.values[:, 0]
+    data = {
+        "outcome": code,
+        "limit_rank": np.where(decided, np.where(code == 0, K - 1, code), np.nan).astype(float),
+        "undecided": ~decided,
+        "reached_nc": code == 0,
+        "snapshot_rank": out.snapshot_rank.values[:, 0],
+        "snapshot_sv_ratio": snap[:, K - 2] / snap[:, 0],
+        "limit_sv_ratio": out.limit.values[:, K - 2],
+        "kkt_residual": out.kkt_residual.values,
+        "horizon": out.horizon.values,
+        "num_steps": out.num_steps.values,
+    }
+    variables = {k: ((D.SEED,), np.asarray(v), {"long_name": _LONG_NAMES[k]}) for k, v in data.items()}
+    variables["limit"] = ((D.SEED, "sv"), out.limit.values, {"long_name": _LONG_NAMES["limit"]})
+    attrs = dict(
+        classes=K,
+        depth=depth,
+        width=width,
+        scale=scale,
+        snapshot_time=snapshot_time,
+        horizons=np.asarray(out.attrs["horizons"]),
+        **check_solver(solver).as_attrs(),
+        cpu_time_s=_cpu() - cpu0,
+        wall_time_s=_time.perf_counter() - wall0,
+    )
+    return xr.Dataset(variables, coords={D.SEED: np.asarray(seeds)}, attrs=attrs)
 
-    def one(key):
-        m = random_model(
-            classes,
-            depth=depth,
-            width=width,
-            scale=scale,
-            key=key,
-            loss=loss,
-            activation=activation,
-            dtype=dtype,
-        )
 
-        m, recs, bad = run_gd(m, eta, counts, rank_rtol, _light_record)
-        sig = recs["sigma"]
-        ratio = sig[:, classes - 2] / sig[:, 0]
-        final = {k: v[-1] for k, v in recs.items()}
-        diverged = (bad >= 0) | ~jnp.isfinite(final["loss"])
-        return dict(
-            rank=final["rank"],
-            normalised_margin=final["normalised_margin"],
-            margin=final["margin"],
-            loss=final["loss"],
-            sv_ratio=ratio[-1],
-            reached_nc=(ratio[-1] >= 1 - nc_tol) & ~diverged,
-            diverged=diverged,
-            sigma=final["sigma"],
-            rank_t=recs["rank"],
-            sv_ratio_t=ratio,
-        )
+def _cell_file(folder: Path, K: int, L: int, d: int) -> Path:
+    return folder / f"cell_K{K}_L{L}_d{d}.nc"
 
-    return jax.vmap(one)(keys)
+
+def _load_cell(path: Path, seeds, scale, snapshot_time, horizons, solver: Solver) -> xr.Dataset | None:
+    """A checkpointed cell if it holds exactly these settings, else None."""
+    if not path.exists():
+        return None
+    ds = xr.load_dataset(path)
+    same = (
+        list(ds[D.SEED].values) == list(seeds)
+        and ds.attrs["scale"] == scale
+        and ds.attrs["snapshot_time"] == snapshot_time
+        and np.array_equal(np.atleast_1d(ds.attrs["horizons"]), np.asarray(horizons, dtype=float))
+        and all(ds.attrs.get(k) == v for k, v in solver.as_attrs().items())
+    )
+    return ds if same else None
 
 
 @computes
 def phase_map(
     classes: Sequence[int] = (8, 16),
     depths: Sequence[int] = (1, 2, 3, 4, 5, 6),
-    widths: Sequence[int] = (8, 16, 32, 64, 128, 256, 512),
+    widths: Sequence[int] = (8, 16, 32, 64),
     *,
-    seeds: int = 4,
+    seeds: Sequence[int] = tuple(range(8)),
     scale: float = 1.0,
-    eta: float = 0.1,
-    steps: int = 4000,
-    num_records: int = 17,
-    seed: int = 0,
-    loss: str = "ce",
-    rank_rtol: float = RANK_RTOL,
-    nc_tol: float = 0.1,
+    snapshot_time: float = 500.0,
+    horizons=FLOW_HORIZONS,
+    solver: Solver = RANDOM_OUTCOME_SOLVER,
+    checkpoint: str | Path | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
-    r"""Outcome of random-start GD over classes x depth x width x seed.
+    r"""The random-start outcome over classes x depth x width x seed (cell by cell).
 
-    Calls :func:`phase_cell` once per (K, L, d) cell (vmapped over ``seeds``
-    keys split from ``seed``; the same keys for every cell). Returns a dataset
-    with dims ``classes``, ``depth``, ``width``, ``seed`` (and ``record`` for
-    the trajectories ``rank_t``, ``sv_ratio_t``; ``sv`` for ``sigma``, padded
-    with NaN beyond K), the final outcomes of :data:`PHASE_OUTPUTS`, and attrs
-    with every setting.
+    Calls :func:`phase_cell` for every (K, L, d) (all ``seeds`` of a cell in
+    one batch). With ``checkpoint`` (a folder), each finished cell is saved
+    there as netCDF and a later call with the same settings reuses it, so an
+    interrupted map resumes where it stopped, and several processes given the
+    same folder (e.g. one per K) share their finished cells.
+
+    Returns:
+        Dataset with dims ``classes``, ``depth``, ``width``, ``seed`` (and
+        ``sv`` for ``limit``, padded with NaN beyond K - 1): :data:`PHASE_OUTPUTS`,
+        ``limit``, ``cpu_time_s`` and ``wall_time_s`` per cell (a reused cell
+        keeps the times of the run that computed it); attrs with every setting,
+        the total CPU time and the undecided fraction.
     """
-    classes, depths, widths = list(classes), list(depths), list(widths)
-    seeds = check_int("seeds (the number of seeds per cell)", seeds, minimum=1)
-    seed = check_int("seed", seed, minimum=0)
-    eta = check_float("eta", eta, minimum=0.0, strict_min=True)
-    keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
-    grid = step_grid(steps, num_records)
-    out = _empty_phase_outputs((len(classes), len(depths), len(widths), seeds), grid.size, max(classes))
+    classes = [check_int("classes", k, minimum=2) for k in classes]
+    depths = [check_int("depths", k, minimum=1) for k in depths]
+    widths = [check_int("widths", k, minimum=1) for k in widths]
+    seeds = _check_seeds(seeds)
+    scale = check_float("scale", scale, minimum=0.0, strict_min=True)
+    folder = None if checkpoint is None else Path(checkpoint)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    shape = (len(classes), len(depths), len(widths))
+    S, Kmax = len(seeds), max(classes)
+    out = {k: np.zeros(shape + (S,)) for k in PHASE_OUTPUTS}
+    out["limit"] = np.full(shape + (S, Kmax - 1), np.nan)
+    cpu_s, wall_s = np.zeros(shape), np.zeros(shape)
     cells = [(a, b, c) for a in range(len(classes)) for b in range(len(depths)) for c in range(len(widths))]
     bar = None
     if progress:
@@ -214,73 +242,54 @@ def phase_map(
 
         bar = tqdm(cells, desc="phase map", unit="cell", file=sys.stderr)
     tic = _time.perf_counter()
-    for a, b, c in bar if bar is not None else cells:
-        res = jax.device_get(
-            phase_cell(
-                keys,
-                classes=classes[a],
-                depth=depths[b],
-                width=widths[c],
-                scale=float(scale),
-                eta=float(eta),
-                steps=int(steps),
-                num_records=int(num_records),
-                loss=loss,
-                rank_rtol=float(rank_rtol),
-                nc_tol=float(nc_tol),
-            )
-        )
-        for k in PHASE_OUTPUTS + ("rank_t", "sv_ratio_t"):
-            out[k][a, b, c] = res[k]
-        out["sigma"][a, b, c, :, : classes[a]] = res["sigma"]
-    attrs = {
-        "title": "svflow depth x width phase map (random starts, full GD)",
-        "engine": "full",
-        "init": "random_model (fan-in scaled Gaussian)",
-        "scale": float(scale),
-        "eta": float(eta),
-        "steps": int(steps),
-        "t_end": float(steps * eta),
-        "base_seed": int(seed),
-        "loss_name": loss,
-        "activation": "linear",
-        "rank_rtol": float(rank_rtol),
-        "nc_tol": float(nc_tol),
-        "samples_per_class": 1,
-        "device": str(jax.devices()[0]),
-        "wall_time_s": _time.perf_counter() - tic,
-    }
-    return _phase_dataset(out, classes, depths, widths, seeds, grid * float(eta), attrs)
-
-
-def _empty_phase_outputs(shape: tuple, num_records: int, Kmax: int) -> dict:
-    """Zeroed result arrays of a phase map over ``shape = (classes, depth, width, seed)``."""
-    out = {
-        k: np.zeros(shape, dtype=bool if k in ("reached_nc", "diverged") else float) for k in PHASE_OUTPUTS
-    }
-    out["rank_t"] = np.zeros(shape + (num_records,))
-    out["sv_ratio_t"] = np.zeros(shape + (num_records,))
-    out["sigma"] = np.full(shape + (Kmax,), np.nan)
-    return out
-
-
-def _phase_dataset(out: dict, classes, depths, widths, seeds: int, record_times, attrs: dict) -> xr.Dataset:
-    """The :func:`phase_map` dataset from the filled arrays of :func:`_empty_phase_outputs`."""
-    dims = (D.CLASSES, D.DEPTH, "width", D.SEED)
-    # long_name and units from the vocabulary (svflow._dims): the values at the last step
-    data: dict[str, tuple] = {k: (dims, out[k]) for k in PHASE_OUTPUTS}
-    data["rank_t"] = (dims + ("record",), out["rank_t"])
-    data["sv_ratio_t"] = (dims + ("record",), out["sv_ratio_t"])
-    data["sigma"] = (
-        dims + (D.SV,),
-        out["sigma"],
-        {"long_name": "final singular values of the centred logits (NaN beyond K)"},
+    settings = dict(
+        scale=scale, snapshot_time=float(snapshot_time), horizons=horizons, solver=check_solver(solver)
     )
+    for a, b, c in bar if bar is not None else cells:
+        K, L, d = classes[a], depths[b], widths[c]
+        cell = None
+        if folder is not None:
+            cell = _load_cell(_cell_file(folder, K, L, d), seeds, **settings)
+        if cell is None:
+            cell = phase_cell(K, L, d, seeds=seeds, **settings)
+            if folder is not None:  # write, then rename: a reader never sees half a file
+                path = _cell_file(folder, K, L, d)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                cell.to_netcdf(tmp)
+                os.replace(tmp, path)
+        for k in PHASE_OUTPUTS:
+            out[k][a, b, c] = cell[k].values
+        out["limit"][a, b, c, :, : K - 1] = cell["limit"].values
+        cpu_s[a, b, c], wall_s[a, b, c] = cell.attrs["cpu_time_s"], cell.attrs["wall_time_s"]
+    dims = (D.CLASSES, D.DEPTH, "width", D.SEED)
+    data = {k: (dims, out[k], {"long_name": _LONG_NAMES[k]}) for k in PHASE_OUTPUTS}
+    for k in ("outcome", "snapshot_rank", "num_steps"):
+        data[k] = (dims, out[k].astype(int), data[k][2])
+    for k in ("undecided", "reached_nc"):
+        data[k] = (dims, out[k].astype(bool), data[k][2])
+    data["limit"] = (dims + ("sv",), out["limit"], {"long_name": _LONG_NAMES["limit"]})
+    data["cpu_time_s"] = (dims[:3], cpu_s, {"long_name": _LONG_NAMES["cpu_time_s"], "units": "s"})
+    data["wall_time_s"] = (dims[:3], wall_s, {"long_name": _LONG_NAMES["wall_time_s"], "units": "s"})
     coords = {
         D.CLASSES: np.asarray(classes),
         D.DEPTH: np.asarray(depths),
         "width": np.asarray(widths),
-        D.SEED: np.arange(seeds),
-        "record_time": ("record", record_times, {}),
+        D.SEED: np.asarray(seeds),
+    }
+    undecided = float(np.mean(out["undecided"]))
+    attrs = {
+        "title": "svflow depth x width phase map (random starts: t -> infinity outcome and a snapshot)",
+        "engine": "flow",
+        "init": "random_model (fan-in scaled Gaussian), key = seed",
+        "scale": scale,
+        "snapshot_time": float(snapshot_time),
+        "horizons": np.asarray(horizons, dtype=float),
+        **check_solver(solver).as_attrs(),
+        "loss_name": "ce",
+        "activation": "linear",
+        "samples_per_class": 1,
+        "undecided_fraction": undecided,
+        "cpu_time_total_s": float(cpu_s.sum()),
+        "wall_time_s": _time.perf_counter() - tic,
     }
     return grid_dataset(coords, data, attrs)

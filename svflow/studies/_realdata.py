@@ -649,10 +649,11 @@ def realdata_study(
         store: zarr directory of the sweep; an interrupted run resumes from it
             (default: a temporary directory, no resume).
         ufm_reference: also run :func:`svflow.studies.phase_map` (deep UFM,
-            random starts, K from the data, the same depths and widths and
-            seeds, its default GD settings) and add its final rank as
-            ``ufm_rank`` (depth, width, seed): the model's prediction beside
-            the network's ``rank_out``.
+            random starts, K from the data, the same depths and widths, seeds
+            ``base_seed + i``; full-parameter flow) and add its rank at t = 400
+            as ``ufm_rank`` and the rank of its t -> infinity limit as
+            ``ufm_limit_rank`` (depth, width, seed): the model's prediction
+            beside the network's ``rank_out``.
 
     Returns:
         ``xr.Dataset`` with dims ``depth``, ``width``, ``seed``, ``time``
@@ -801,14 +802,24 @@ def realdata_study(
         from ._phase import phase_map
 
         ufm = phase_map(
-            classes=(K,), depths=depths, widths=widths, seeds=seeds, seed=int(base_seed), progress=False
+            classes=(K,),
+            depths=depths,
+            widths=widths,
+            seeds=tuple(int(base_seed) + i for i in range(seeds)),
+            snapshot_time=400.0,
+            progress=False,
         )
         ds["ufm_rank"] = (
             ("depth", "width", "seed"),
-            ufm["rank"].sel(classes=K).values,
-            {"long_name": f"deep UFM (K = {K}) final rank of centred logits, random starts, GD"},
+            ufm["snapshot_rank"].sel(classes=K).values,
+            {"long_name": f"deep UFM (K = {K}) rank of centred logits at t = 400, random starts, flow"},
         )
-        attrs.update(ufm_eta=ufm.attrs["eta"], ufm_steps=ufm.attrs["steps"], ufm_t_end=ufm.attrs["t_end"])
+        ds["ufm_limit_rank"] = (
+            ("depth", "width", "seed"),
+            ufm["limit_rank"].sel(classes=K).values,
+            {"long_name": f"deep UFM (K = {K}) rank of the t -> infinity limit (NaN: undecided)"},
+        )
+        attrs.update(ufm_snapshot_time=400.0, ufm_horizons=ufm.attrs["horizons"])
     from .._dataset import netcdf_attrs, provenance
 
     ds.attrs = netcdf_attrs({**ds.attrs, **attrs, **provenance()})
