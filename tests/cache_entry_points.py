@@ -181,7 +181,13 @@ ENTRY_POINTS: dict[str, Entry] = {
             "atol": (1e-10, 1e-6),
             "rank_rtol": (0.1, 0.9),
         },
-        skip={"num_times": _SHAPE, "max_steps": _BUDGET, "lanes": _SCHED},
+        skip={
+            "num_times": _SHAPE,
+            "max_steps": _BUDGET,
+            "lanes": _SCHED,
+            "log_t_start": "the start of a continued run (needs the state there): tests/test_flow.py "
+            "pins a continued run against the direct one",
+        },
         fast=("weight_decay",),
     ),
     "sweep": Entry(
