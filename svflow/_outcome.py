@@ -572,7 +572,7 @@ def outcome(
     batch_dims=None,
     group=None,
     horizons=None,
-    solver: Solver | None = None,
+    solver: Solver = OUTCOME_SOLVER,
     criterion: Criterion | None = None,
     kkt: bool = True,
     progress: bool = False,
@@ -628,11 +628,10 @@ def outcome(
             A decision compares the limit runs of two horizons, so the first
             horizon of several never decides; a single horizon h is preceded by
             a check at min(30, h / 3), as in :func:`svflow.studies.basin_map`.
-        solver: a :class:`svflow.Solver` for each stage (default None: spectral
-            starts use :data:`OUTCOME_SOLVER`, rtol 1e-6, atol 1e-9, 100 000 steps,
-            Tsit5, and rtol and atol at most 1e-3, since looser states cannot
-            certify a side of a basin edge; random starts use
-            ``svflow._full.outcome.RANDOM_OUTCOME_SOLVER``).
+        solver: a :class:`svflow.Solver` for each stage (default
+            :data:`OUTCOME_SOLVER`: rtol 1e-6, atol 1e-9, 100 000 steps, Tsit5,
+            for both routes; for spectral starts rtol and atol at most 1e-3:
+            looser states cannot certify a side of a basin edge).
         criterion: :class:`Criterion` tolerances.
         kkt: polish each decided limit into a KKT point and report its residual.
         progress: a tqdm bar over the horizons.
@@ -679,7 +678,7 @@ def outcome(
     depth = check_int("depth", depth, minimum=1)
     continued = isinstance(init, xr.Dataset)
     grp = _run_group(init, classes, group) if continued else start_group(init, classes, group)
-    config = check_tolerances(check_solver(OUTCOME_SOLVER if solver is None else solver))
+    config = check_tolerances(check_solver(solver))
     hz = check_horizon_list(horizons)
     for name, flag in (("kkt", kkt), ("progress", progress)):
         if not isinstance(flag, (bool, np.bool_)):

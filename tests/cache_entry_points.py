@@ -196,7 +196,13 @@ ENTRY_POINTS: dict[str, Entry] = {
             "solver.atol": (1e-10, 1e-6),
             "rank_rtol": (0.1, 0.9),
         },
-        skip={"num_times": _SHAPE, "solver.max_steps": _BUDGET, "solver.lanes": _SCHED},
+        skip={
+            "num_times": _SHAPE,
+            "solver.max_steps": _BUDGET,
+            "solver.lanes": _SCHED,
+            "log_t_start": "the start of a continued run (needs the state there): tests/test_flow.py "
+            "pins a continued run against the direct one",
+        },
         fast=("weight_decay",),
     ),
     "sweep": Entry(

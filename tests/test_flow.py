@@ -101,7 +101,7 @@ def test_a_continued_double_log_run_is_the_direct_run():
     from t = 0 (to the solver tolerance), in a batch and with progress=True (one start);
     log_times saves at exactly the given tau."""
     models = [svflow.random_model(4, depth=2, width=6, key=k) for k in (3, 4)]
-    tol = dict(rtol=1e-10, atol=1e-12)
+    tol = dict(solver=svflow.Solver(rtol=1e-10, atol=1e-12))
     direct = svflow.flow(models, log_times=[3.0, 30.0, 300.0], **tol)
     np.testing.assert_array_equal(direct.log_t.values, [3.0, 30.0, 300.0])
     _, mid = svflow.flow(models, log_t_end=30.0, num_times=5, return_model=True, **tol)

@@ -392,7 +392,7 @@ def outcome_of_models(
     return flow_outcome(
         init,
         horizons=FLOW_HORIZONS if horizons is None else horizons,
-        solver=RANDOM_OUTCOME_SOLVER if solver is None else solver,
+        solver=solver,
         kkt=kkt,
         progress=progress,
     )
