@@ -42,6 +42,8 @@ $\min\|\theta\|^2/2$ s.t. $q \ge 1$; non-negative least squares) and
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -302,7 +304,7 @@ def flow_outcome(
             break
     kkt_values = np.array([kkt_residual(m) for m in finals]) if kkt else np.full((B, 2), np.nan)
     sv = np.arange(K - 1)
-    data = {
+    data: dict[str, tuple] = {
         "outcome": (("start",), outcome, {"long_name": "0 = NC, r = rank of the limit, -1 = undecided"}),
         "support": (("start", "sv"), support, {"long_name": "mode in the limit's support"}),
         "limit": (("start", "sv"), limit, {"long_name": "s_i / s_1 of the centred logits at the horizon"}),
@@ -320,7 +322,7 @@ def flow_outcome(
         "horizon": (("start",), horizon, {"long_name": "tau = log(1 + t) reached"}),
         "num_steps": (("start",), steps, {"long_name": "solver step attempts, all stages"}),
     }
-    coords = {"sv": sv}
+    coords: dict[str, Any] = {"sv": sv}
     if snaps.size:
         data["snapshot_sigma"] = (
             ("start", "snapshot", "sv"),

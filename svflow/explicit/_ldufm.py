@@ -438,13 +438,15 @@ def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float) -
     g0 = jax.vmap(lambda fs: _grad_norm(model, fs))(stacked)
     fs, obj, gn = polish(model, stacked, max_steps=max_steps)
     fit, reg = (np.asarray(a, float) for a in jax.vmap(lambda f: (model.data_loss(f), model.penalty(f)))(fs))
-    ranks, gaps, names = [], [], None
+    rank_rows: list[list[int]] = []
+    gaps: list[list[float]] = []
+    names: list[str] = []
     for k in range(obj.size):
         names, mats = model.representations([F[k] for F in fs])
         rg = [gap_rank(class_mean_spectra(X, model.classes)) for X in mats]
-        ranks.append([r for r, _ in rg])
+        rank_rows.append([r for r, _ in rg])
         gaps.append([g for _, g in rg])
-    ranks = np.asarray(ranks, int)
+    ranks = np.asarray(rank_rows, int)
     kinks = np.asarray([kink_count(model, [F[k] for F in fs]) for k in range(obj.size)], int)
     hidden = [i for i, n in enumerate(names) if n != "Z"]
     return {

@@ -158,7 +158,9 @@ def phase_cell(
         "horizon": out.horizon.values,
         "num_steps": out.num_steps.values,
     }
-    variables = {k: ((D.SEED,), np.asarray(v), {"long_name": _LONG_NAMES[k]}) for k, v in data.items()}
+    variables: dict[str, tuple] = {
+        k: ((D.SEED,), np.asarray(v), {"long_name": _LONG_NAMES[k]}) for k, v in data.items()
+    }
     variables["limit"] = ((D.SEED, "sv"), out.limit.values, {"long_name": _LONG_NAMES["limit"]})
     attrs = dict(
         classes=K,
@@ -262,7 +264,7 @@ def phase_map(
         out["limit"][a, b, c, :, : K - 1] = cell["limit"].values
         cpu_s[a, b, c], wall_s[a, b, c] = cell.attrs["cpu_time_s"], cell.attrs["wall_time_s"]
     dims = (D.CLASSES, D.DEPTH, "width", D.SEED)
-    data = {k: (dims, out[k], {"long_name": _LONG_NAMES[k]}) for k in PHASE_OUTPUTS}
+    data: dict[str, tuple] = {k: (dims, out[k], {"long_name": _LONG_NAMES[k]}) for k in PHASE_OUTPUTS}
     for k in ("outcome", "snapshot_rank", "num_steps"):
         data[k] = (dims, out[k].astype(int), data[k][2])
     for k in ("undecided", "reached_nc"):
