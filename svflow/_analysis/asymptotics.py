@@ -128,10 +128,9 @@ def _as_lam(lam, K: int | None = None) -> np.ndarray:
     return lam
 
 
-def _walsh_normalised_margin(lam, factors: int) -> float:
-    r"""$\gamma$ of a balanced state in the Walsh frame (margin matrix of parities)."""
-    lam = _as_lam(lam)
-    N = _check_factors(factors)
+def _walsh_normalised_margin(lam: np.ndarray, N: int) -> float:
+    r"""$\gamma$ of a balanced state in the Walsh frame (margin matrix of parities); ``lam``
+    and ``N`` already checked (the public routes check them once)."""
     K = lam.shape[0]
     m = margin_matrix(K) @ lam[1:]
     norm = N * np.sum(np.abs(lam[1:]) ** (2.0 / N))
@@ -756,7 +755,7 @@ def _normalised_margin(g: Group, lam, factors: int) -> float:
 
 @_normalised_margin.register
 def _(g: Walsh, lam, factors: int) -> float:
-    return _walsh_normalised_margin(lam, factors)
+    return _walsh_normalised_margin(_as_lam(lam), _check_factors(factors))
 
 
 @singledispatch
@@ -797,7 +796,7 @@ def limit_point(group: Group, lam, depth: int, support) -> MaxMarginPoint:
 
 @limit_point.register
 def _(group: Walsh, lam, depth: int, support) -> MaxMarginPoint:
-    return kkt_point(lam, depth, support=support)
+    return _kkt_point(np.asarray(lam, dtype=float), depth + 1, support)  # the engine checked depth
 
 
 def _one_state(lam) -> np.ndarray:
