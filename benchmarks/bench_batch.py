@@ -157,11 +157,10 @@ def cyrk_run(loop, lam0):
     return np.transpose(ys, (0, 2, 1)), ok
 
 
-# --------------------------------------------------------------------------- scipy
-def scipy_loop(K, depth, lam0):
-    from scipy.integrate import solve_ivp
-
-    H = np.asarray(hadamard(K))
+# --------------------------------------------------------------------------- numpy RHS
+def numpy_tau_rhs(K, depth):
+    """The balanced cross-entropy law in tau = log(1 + t), in plain numpy (scipy's loops)."""
+    H = np.asarray(hadamard(K), float)
     N = depth + 1
 
     def rhs(tau, lam):
@@ -173,6 +172,15 @@ def scipy_loop(K, depth, lam0):
         omm = p.sum() - H @ p
         omm[0] = 0.0
         return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2.0 - 2.0 / N)
+
+    return rhs
+
+
+# --------------------------------------------------------------------------- scipy
+def scipy_loop(K, depth, lam0):
+    from scipy.integrate import solve_ivp
+
+    rhs = numpy_tau_rhs(K, depth)
 
     taus = np.log1p(log_times(T_END, NUM_TIMES))
     return np.stack(
@@ -358,18 +366,7 @@ def dop853_reference(K, depth, lam0) -> np.ndarray:
     """Final lambda of each start by scipy's DOP853 at rtol 1e-12 (the balanced law in tau)."""
     from scipy.integrate import solve_ivp
 
-    H = np.asarray(hadamard(K), float)
-    N = depth + 1
-
-    def rhs(tau, lam):
-        f = H @ lam
-        z = (f - f[0]) / K
-        e = np.exp(z - z.max())
-        p = e / e.sum()
-        p[0] = 0.0
-        omm = p.sum() - H @ p
-        omm[0] = 0.0
-        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2.0 - 2.0 / N)
+    rhs = numpy_tau_rhs(K, depth)
 
     tau1 = float(np.log1p(T_END))
     return np.stack(
