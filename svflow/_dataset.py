@@ -5,7 +5,7 @@ Layout (dims ``time``, ``mode``, ``factor``, ``sv``):
 =================  ======================  ==========================================
 variable           dims                    meaning
 =================  ======================  ==========================================
-``lam``            (time, mode)            logit eigenvalues in the Walsh frame
+``lam``            (time, mode)            logit eigenvalues in the spectral frame
 ``s``              (time, factor, mode)    factor singular values (balanced: optional)
 ``sigma``          (time, sv)              singular values of the centred logits
 ``sigma_factor``   (time, factor, sv)      singular values of every factor (full)

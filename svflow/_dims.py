@@ -14,7 +14,7 @@ passes its own ``long_name``, which wins over the table.
 
 # --- dimensions
 TIME = "time"  # gradient-flow time t = steps x step size
-MODE = "mode"  # Walsh mode index i = 0..K-1 (mode 0 = all-ones direction)
+MODE = "mode"  # mode index i = 0..K-1 of the group's spectral basis (mode 0 = all-ones direction)
 FACTOR = "factor"  # factor index l = 0..N-1 (0 = features H, N-1 = W_L)
 SV = "sv"  # index of a singular value, sorted in decreasing order
 LAYER = "layer"  # weight layer l = 1..L (full engine, per-factor spectra)
@@ -26,8 +26,8 @@ SEED = "seed"  # random seed of an initialisation
 SCALE = "scale"  # initialisation scale
 
 # --- data variables
-LAM = "lam"  # logit eigenvalues in the Walsh frame, (time, mode)
-S = "s"  # factor singular values in the Walsh frame, (time, factor, mode)
+LAM = "lam"  # logit eigenvalues in the group's spectral frame, (time, mode)
+S = "s"  # factor singular values in the spectral frame, (time, factor, mode)
 SIGMA = "sigma"  # singular values of the centred logits, (time, sv)
 SIGMA_FACTOR = "sigma_factor"  # singular values of every factor, (time, factor, sv)
 LOSS = "loss"  # data loss (mean over samples), (time,)
@@ -41,7 +41,7 @@ _DEPTH_TEXT = "depth L (number of weight matrices; N = L + 1 factors)"
 VOCABULARY: dict[str, tuple[str, str]] = {
     # dimensions and coordinates
     TIME: ("gradient-flow time", "1"),
-    MODE: ("Walsh mode index", "1"),
+    MODE: ("mode index in the group's spectral basis (Walsh or character basis; 0 = all-ones)", "1"),
     FACTOR: ("factor index (0 = features H, N-1 = last weight W_L)", "1"),
     SV: ("singular value index", "1"),
     DEPTH: (_DEPTH_TEXT, "1"),
@@ -54,8 +54,8 @@ VOCABULARY: dict[str, tuple[str, str]] = {
     "step": ("gradient-descent step k (t = k eta)", "1"),
     "record_time": ("t = step x eta of each record", "1"),
     # trajectories (both engines)
-    LAM: ("logit eigenvalue in the Walsh frame (U^T Z U diagonal)", "1"),
-    S: ("factor singular value in the Walsh frame", "1"),
+    LAM: ("logit eigenvalue in the group's spectral frame (U^T Z U diagonal)", "1"),
+    S: ("factor singular value in the group's spectral frame", "1"),
     SIGMA: ("singular value of the centred logits (decreasing)", "1"),
     SIGMA_FACTOR: ("singular value of each factor", "1"),
     LOSS: ("mean data loss", "1"),

@@ -252,7 +252,9 @@ def test_ce_pairs_beat_dnc_on_model_thresholds():
 
 
 def test_phase_map_thresholds_emerge():
-    ds = svflow.explicit.explicit_phase_map(range(2, 16), range(2, 6), lam=0.004, weight_decay=1e-3)
+    ds = svflow.explicit.explicit_phase_map(
+        range(2, 16), range(2, 6), relu_weight_decay=0.004, ce_weight_decay=1e-3
+    )
     thr = svflow.explicit.dnc_thresholds(ds, "relu")
     assert np.isnan(thr.sel(depth=2))  # no known construction beats DNC at L = 2
     assert float(thr.sel(depth=3)) == 10 and float(thr.sel(depth=4)) == 6 and float(thr.sel(depth=5)) == 6

@@ -87,8 +87,8 @@ def explicit_phase_map(
     classes: Sequence[int] = tuple(range(2, 41)),
     depths: Sequence[int] = tuple(range(2, 9)),
     *,
-    lam: float = 0.004,
-    weight_decay: float = 1e-3,
+    relu_weight_decay: float = 0.004,
+    ce_weight_decay: float = 1e-3,
     samples: int = 1,
     radii: Sequence[int] = tuple(range(4, 13)),
 ) -> xr.Dataset:
@@ -97,8 +97,10 @@ def explicit_phase_map(
     Args:
         classes: class counts K (>= 2).
         depths: depths L (>= 2; number of weight matrices).
-        lam: the L-DUFM's weight decay, the same on H and every $W_l$.
-        weight_decay: the CE model's weight decay on every factor.
+        relu_weight_decay: the L-DUFM's weight decay (the ``relu_`` variables),
+            the same on H and every $W_l$.
+        ce_weight_decay: the CE model's weight decay on every factor (the ``ce_``
+            variables).
         samples: n samples per class (both models).
         radii: graph sizes r of the SRG table ``srg_rho`` (dims r, depth).
 
@@ -124,7 +126,7 @@ def explicit_phase_map(
     }
     for i, K in enumerate(Ks):
         for j, L in enumerate(Ls):
-            cell = _best_constructions(int(K), int(L), lam, weight_decay, samples)
+            cell = _best_constructions(int(K), int(L), relu_weight_decay, ce_weight_decay, samples)
             for name, value in cell.items():
                 out[name][i, j] = value
     dims = (D.CLASSES, D.DEPTH)
@@ -141,8 +143,8 @@ def explicit_phase_map(
     }
     attrs = {
         "title": "svflow explicit low-rank bias phase map",
-        "lam": float(lam),
-        "weight_decay": float(weight_decay),
+        "relu_weight_decay": float(relu_weight_decay),
+        "ce_weight_decay": float(ce_weight_decay),
         "samples_per_class": int(samples),
     }
     return grid_dataset(coords, variables, attrs)

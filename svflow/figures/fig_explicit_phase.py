@@ -18,7 +18,9 @@ _COLORS = ["#dddddd", "#3b6fb6", "#d1495b", "#edae49", "#66a182", "#8e5ea2"]  # 
 def compute(quick: bool):
     # closed forms over the grid (about 20 s) and the direct minimisation of the CE
     # model at the cells of CE_DIRECT_CELLS (minutes); quick == full
-    ds = explicit_phase_map(range(2, 41), range(2, 9), lam=0.004, weight_decay=1e-3, samples=1)
+    ds = explicit_phase_map(
+        range(2, 41), range(2, 9), relu_weight_decay=0.004, ce_weight_decay=1e-3, samples=1
+    )
     table = ce_direct_table(weight_decay=1e-3, samples=1)
     # the table's cells are a list (dim cell): prefix what would clash with the map
     clash = [v for v in map(str, table.data_vars) if v in ds or v.startswith(("ce_", "known"))]
@@ -117,7 +119,7 @@ def _direct_table(ax, ds) -> None:
     t.set_fontsize(7.5)
     t.scale(1.0, 1.25)
     ax.set_title(
-        f"CE + weight decay {ds.attrs['weight_decay']:g}: losses of the known codes and of direct "
+        f"CE + weight decay {ds.attrs['ce_weight_decay']:g}: losses of the known codes and of direct "
         f"minimisation\n(best of {ds.attrs.get('direct_seeds', '?')} L-BFGS-polished random starts; "
         "red rows: no known construction is optimal)",
         fontsize=9,
@@ -138,7 +140,7 @@ def plot(ds):
         axes[0],
         ds,
         "relu_category",
-        f"L-DUFM (ReLU, squared, weight decay {ds.attrs['lam']:g} on every factor)\n"
+        f"L-DUFM (ReLU, squared, weight decay {ds.attrs['relu_weight_decay']:g} on every factor)\n"
         "an SRG block network beats DNC for every K from "
         + _from_k(thr)
         + f" (L = {ds['depth'].values[0]}..{ds['depth'].values[-1]})",
@@ -148,7 +150,7 @@ def plot(ds):
         axes[1],
         ds,
         "ce_category",
-        f"deep linear CE, weight decay {ds.attrs['weight_decay']:g}\n"
+        f"deep linear CE, weight decay {ds.attrs['ce_weight_decay']:g}\n"
         "a known code beats DNC for every K from " + _from_k(thr_ce),
     )
     _mark_direct(axes[1], ds)
