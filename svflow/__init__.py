@@ -61,7 +61,7 @@ but only inside its own calls: every public function turns JAX's
 importing svflow changes no global JAX configuration.
 """
 
-from types import ModuleType as _ModuleType
+from ._checks import public_names as _public_names
 
 from ._dataset import svflow_version as _svflow_version
 
@@ -116,11 +116,5 @@ from ._sweep.runner import sweep as sweep
 from . import explicit as explicit
 from . import studies as studies
 
-__all__ = sorted(
-    name
-    for name, value in dict(globals()).items()
-    if not name.startswith("_")
-    and (not isinstance(value, _ModuleType) or value.__name__.startswith(__name__ + "."))
-)
-"""The public names: every name bound above (the imports are the one list); modules count
-only if they are svflow's own (a tool such as jaxtyping's import hook may bind others)."""
+__all__ = _public_names(globals(), __name__)
+"""The public names: every name bound above (the imports are the one list)."""

@@ -1,4 +1,4 @@
-"""Argument checks shared by every public function.
+"""Argument checks shared by every public function, and the public names of a namespace.
 
 One place for the checks, so every message has the same shape: it names the
 parameter, says what was expected and shows what was passed. Each check
@@ -10,10 +10,24 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
+from types import ModuleType
 
 import numpy as np
 
-__all__ = ["check_int", "check_float", "check_choice", "check_fraction"]
+__all__ = ["check_int", "check_float", "check_choice", "check_fraction", "public_names"]
+
+
+def public_names(namespace: dict, package: str) -> list[str]:
+    """The sorted public names of a namespace module (``svflow``, ``svflow.studies``,
+    ``svflow.explicit``): every name its imports bind, so the import lines are the one
+    list. Modules count only if they are svflow's own (a tool such as jaxtyping's import
+    hook may bind others); underscored names never count."""
+    return sorted(
+        name
+        for name, value in dict(namespace).items()
+        if not name.startswith("_")
+        and (not isinstance(value, ModuleType) or value.__name__.startswith(package + "."))
+    )
 
 
 def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:

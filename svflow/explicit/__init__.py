@@ -34,6 +34,7 @@ attribute and sweep dimension. The closed forms take ``lam_H`` and ``lam_W``
 (one decay on H, one per weight matrix).
 """
 
+from .._checks import public_names as _public_names
 from ._ce_forms import ce_block_loss as ce_block_loss
 from ._ce_forms import ce_blocks as ce_blocks
 from ._ce_forms import ce_code_loss as ce_code_loss
@@ -79,49 +80,5 @@ from ._maps import srg_ratio_curve as srg_ratio_curve
 from ._maps import weight_decay_endpoints as weight_decay_endpoints
 from ._shared import BlockChoice as BlockChoice
 
-__all__ = [
-    "BlockChoice",
-    "CEMinimum",
-    "SRGMatrices",
-    "balanced_scales",
-    "ce_block_loss",
-    "ce_blocks",
-    "ce_code_loss",
-    "ce_direct_table",
-    "ce_codes",
-    "ce_dnc_loss",
-    "ce_objective",
-    "ce_minimum",
-    "ce_pair_loss",
-    "class_mean_spectra",
-    "construction_loss",
-    "construction_rho",
-    "dnc_factors",
-    "dnc_loss",
-    "dnc_thresholds",
-    "explicit_phase_map",
-    "gap_rank",
-    "kink_count",
-    "hypercube_code",
-    "layer_representations",
-    "ldufm_decay",
-    "ldufm_gd_batch",
-    "ldufm_optimality_map",
-    "ldufm_runs",
-    "ldufm_sweep",
-    "map_parameters",
-    "nc1",
-    "network_objective",
-    "polish",
-    "polygon_code",
-    "relu_blocks",
-    "relu_forward",
-    "scale_loss",
-    "srg_construction_layers",
-    "srg_factors",
-    "srg_loss",
-    "srg_matrices",
-    "srg_ratio_curve",
-    "srg_rho",
-    "weight_decay_endpoints",
-]
+__all__ = _public_names(globals(), __name__)
+"""The public names: every name bound above (the imports are the one list)."""

@@ -28,8 +28,6 @@ process, wrap a study's cell function in :func:`svflow.sweep`.
   trajectory: :func:`classify`, :class:`OutcomeRule`, :func:`classify_trajectory`.
 """
 
-from types import ModuleType as _ModuleType
-
 from .._analysis.asymptotics import asymptotic_direction as asymptotic_direction
 from .._analysis.asymptotics import kkt_point as kkt_point
 from .._analysis.asymptotics import normalised_margin as normalised_margin
@@ -44,6 +42,7 @@ from .._analysis.codes import exact_rho as exact_rho
 from .._analysis.codes import gram_distance as gram_distance
 from .._analysis.codes import one_vs_rest_margin as one_vs_rest_margin
 from .._analysis.codes import softmax_code as softmax_code
+from .._checks import public_names as _public_names
 from ._basins import basin_cells as basin_cells
 from ._basins import basin_map as basin_map
 from ._basins import basin_start as basin_start
@@ -65,11 +64,5 @@ from ._realdata import train_flow as train_flow
 from ._repulsion import log_ratio_rate as log_ratio_rate
 from ._repulsion import repulsion as repulsion
 
-__all__ = sorted(
-    name
-    for name, value in dict(globals()).items()
-    if not name.startswith("_")
-    and (not isinstance(value, _ModuleType) or value.__name__.startswith(__name__ + "."))
-)
-"""The public names: every name bound above (the imports are the one list); modules count
-only if they are svflow's own (a tool such as jaxtyping's import hook may bind others)."""
+__all__ = _public_names(globals(), __name__)
+"""The public names: every name bound above (the imports are the one list)."""
