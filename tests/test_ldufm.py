@@ -250,3 +250,53 @@ def test_the_one_forward_pass_keeps_every_layer():
     assert np.array_equal(np.asarray(mats[-1]), np.asarray(model.logits()))
     names2, mats2 = svflow.explicit.layer_representations(model.factors)
     assert names2 == names and all(np.array_equal(a, b) for a, b in zip(mats, mats2))
+
+
+def test_fit_split_and_class_means_match_an_uninterrupted_train_call():
+    """The fit / regularisation split over training and the end-of-training class-mean
+    and Gram matrices (Fig. 5 and 6 panels) against one uninterrupted ``train`` call,
+    recomputed in numpy: class means of the forward pass, M^T M, the mean squared
+    loss of Z against the one-hot targets and (lam/2) sum ||F||^2 of its factors."""
+    K, L, n = 4, 3, 2
+    kw = dict(width=6, samples=n, scale=1.0)
+    ds = svflow.explicit.ldufm_runs(K, L, steps=300, seeds=(2,), num_times=6, lam=LAM, polish_steps=5, **kw)
+    model = svflow.random_model(
+        K,
+        depth=L,
+        width=6,
+        scale=1.0,
+        key=2,
+        samples_per_class=n,
+        activation="relu",
+        loss="squared",
+        weight_decay=LAM,
+    )
+    start = model
+    _, model = svflow.train(model, eta=0.5, steps=300, num_times=2, return_model=True, progress=False)
+    fs = [np.asarray(F, float) for F in model.factors]
+    X = fs[0]
+    mats = {"H": X}
+    for i, W in enumerate(fs[1:], 1):
+        P = W @ X
+        if i < L:
+            mats[f"pre{i}"], X = P, np.maximum(P, 0.0)
+            mats[f"post{i}"] = X
+        else:
+            mats["Z"] = P
+    Y = np.repeat(np.eye(K), n, axis=1)
+    fit = np.sum((mats["Z"] - Y) ** 2) / (2 * K * n)
+    reg = LAM / 2 * sum(np.sum(F**2) for F in fs)
+    run = ds.isel(seed=0)
+    assert float(run["fit_t"][-1]) == pytest.approx(fit, rel=1e-9)
+    assert float(run["regularisation_t"][-1]) == pytest.approx(reg, rel=1e-9)
+    # the split adds up to the recorded objective at every record, start included
+    np.testing.assert_allclose(run["fit_t"] + run["regularisation_t"], run["objective"], rtol=1e-12)
+    # at step 0 the penalty is that of the start itself
+    reg0 = LAM / 2 * sum(np.sum(np.asarray(F, float) ** 2) for F in start.factors)
+    assert float(run["regularisation_t"][0]) == pytest.approx(reg0, rel=1e-12)
+    for name, P in mats.items():
+        M = P.reshape(P.shape[0], K, n).mean(axis=-1)
+        got = run["class_means"].sel(layer=name).values
+        np.testing.assert_allclose(got[: M.shape[0]], M, rtol=1e-8, atol=1e-12)
+        assert np.all(np.isnan(got[M.shape[0] :]))  # padding below a layer's own rows
+        np.testing.assert_allclose(run["gram"].sel(layer=name).values, M.T @ M, rtol=1e-8, atol=1e-12)
