@@ -300,3 +300,48 @@ def test_fit_split_and_class_means_match_an_uninterrupted_train_call():
         np.testing.assert_allclose(got[: M.shape[0]], M, rtol=1e-8, atol=1e-12)
         assert np.all(np.isnan(got[M.shape[0] :]))  # padding below a layer's own rows
         np.testing.assert_allclose(run["gram"].sel(layer=name).values, M.T @ M, rtol=1e-8, atol=1e-12)
+
+
+def test_run_figures_draw_the_stored_matrices_on_a_tiny_setting():
+    """Figs. 2, 5 and 6 draw from one tiny sweep (K = 3, L = 3, width 5, n = 2, 30
+    steps, two init scales x two seeds): Figs. 5 and 6 have a second row with the
+    fit / regularisation split and the matrix pictures, whose images are the
+    non-zero rows of the stored class means of the lowest-loss run (M2 = post1)
+    and their Gram matrix M^T M; Fig. 2 keeps NC1 over training and has no
+    matrix row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from svflow.explicit._ldufm_studies import ldufm_scale_sweep
+    from svflow.figures.fig_ldufm import plot_fig2, plot_fig5, plot_fig6
+
+    kw = dict(
+        width=5, depth=3, weight_decay=LAM, eta=0.5, steps=30, seeds=(0, 1), num_times=4, polish_steps=2
+    )
+    ds = ldufm_scale_sweep((0.55, 1.0), classes=(3,), samples=2, **kw)
+    fig = plot_fig5(ds)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert sum("objective = fit + regularisation" in t for t in titles) == 1
+    assert sum("NC1 over training" in t for t in titles) == 1
+    d = ds.sel(classes=3)
+    fin = d["final_objective"].values  # (scale, seed)
+    i, j = np.unravel_index(np.argmin(fin), fin.shape)
+    M = d.isel(scale=i, seed=j)["class_means"].sel(layer="post1").values
+    M = M[~np.isnan(M).all(axis=1)]
+    M = M[np.abs(M).max(axis=1) > 1e-8 * np.abs(M).max()]
+    assert M.shape[0] >= 1
+    (ax_m,) = [ax for ax in fig.axes if ax.get_title().startswith("M2 = class means of post1")]
+    np.testing.assert_array_equal(ax_m.images[0].get_array(), M)
+    (ax_g,) = [ax for ax in fig.axes if ax.get_title().startswith("M2^T M2")]
+    np.testing.assert_allclose(ax_g.images[0].get_array(), M.T @ M, rtol=1e-10, atol=1e-14)
+    plt.close(fig)
+    d6 = d.assign_attrs(classes=3)
+    fig = plot_fig6(d6)
+    assert len([ax for ax in fig.axes if ax.images]) == 2 * 3  # two init-scale rows of pictures
+    plt.close(fig)
+    fig = plot_fig2(d6)
+    assert sum("NC1 over training" in ax.get_title() for ax in fig.axes) == 2
+    assert not any(ax.images for ax in fig.axes)
+    plt.close(fig)
