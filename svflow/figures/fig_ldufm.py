@@ -401,7 +401,7 @@ def _plot_runs(ds, row_dim=None, matrices=False):
         f"{a['steps']:.0e} steps",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
     text = (
         "A run ends in DNC when every layer's class means have rank K and its "
         "objective is within 1% of L_DNC. Rank: sigma_i > "
