@@ -733,7 +733,8 @@ def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
     concatenated along it (the dim is named ``param``).
 
     Over ``classes`` the singular-value axis ``sv`` and the matrix axes ``row``,
-    ``col``, ``col2`` are padded with NaN to the largest size."""
+    ``col``, ``col2`` are padded with NaN to the largest size; over ``width`` the
+    matrices' ``row`` axis is."""
     param = check_choice("param", param, SWEEP_PARAMS)
     values = list(values)
     if not values:
@@ -750,6 +751,7 @@ def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
         dim=param,
         data_vars="all",
         coords="minimal",
+        join="outer",  # over width the matrices' row axis differs: padded with NaN
         combine_attrs="drop_conflicts",
     )
     return out.assign_coords({param: np.asarray(values)})
