@@ -250,3 +250,98 @@ def test_the_one_forward_pass_keeps_every_layer():
     assert np.array_equal(np.asarray(mats[-1]), np.asarray(model.logits()))
     names2, mats2 = svflow.explicit.layer_representations(model.factors)
     assert names2 == names and all(np.array_equal(a, b) for a, b in zip(mats, mats2))
+
+
+def test_fit_split_and_class_means_match_an_uninterrupted_train_call():
+    """The fit / regularisation split over training and the end-of-training class-mean
+    and Gram matrices (Fig. 5 and 6 panels) against one uninterrupted ``train`` call,
+    recomputed in numpy: class means of the forward pass, M^T M, the mean squared
+    loss of Z against the one-hot targets and (lam/2) sum ||F||^2 of its factors."""
+    K, L, n = 4, 3, 2
+    kw = dict(width=6, samples=n, scale=1.0)
+    ds = svflow.explicit.ldufm_runs(K, L, steps=300, seeds=(2,), num_times=6, lam=LAM, polish_steps=5, **kw)
+    model = svflow.random_model(
+        K,
+        depth=L,
+        width=6,
+        scale=1.0,
+        key=2,
+        samples_per_class=n,
+        activation="relu",
+        loss="squared",
+        weight_decay=LAM,
+    )
+    start = model
+    _, model = svflow.train(model, eta=0.5, steps=300, num_times=2, return_model=True, progress=False)
+    fs = [np.asarray(F, float) for F in model.factors]
+    X = fs[0]
+    mats = {"H": X}
+    for i, W in enumerate(fs[1:], 1):
+        P = W @ X
+        if i < L:
+            mats[f"pre{i}"], X = P, np.maximum(P, 0.0)
+            mats[f"post{i}"] = X
+        else:
+            mats["Z"] = P
+    Y = np.repeat(np.eye(K), n, axis=1)
+    fit = np.sum((mats["Z"] - Y) ** 2) / (2 * K * n)
+    reg = LAM / 2 * sum(np.sum(F**2) for F in fs)
+    run = ds.isel(seed=0)
+    assert float(run["fit_t"][-1]) == pytest.approx(fit, rel=1e-9)
+    assert float(run["regularisation_t"][-1]) == pytest.approx(reg, rel=1e-9)
+    # the split adds up to the recorded objective at every record, start included
+    np.testing.assert_allclose(run["fit_t"] + run["regularisation_t"], run["objective"], rtol=1e-12)
+    # at step 0 the penalty is that of the start itself
+    reg0 = LAM / 2 * sum(np.sum(np.asarray(F, float) ** 2) for F in start.factors)
+    assert float(run["regularisation_t"][0]) == pytest.approx(reg0, rel=1e-12)
+    for name, P in mats.items():
+        M = P.reshape(P.shape[0], K, n).mean(axis=-1)
+        got = run["class_means"].sel(layer=name).values
+        np.testing.assert_allclose(got[: M.shape[0]], M, rtol=1e-8, atol=1e-12)
+        assert np.all(np.isnan(got[M.shape[0] :]))  # padding below a layer's own rows
+        np.testing.assert_allclose(run["gram"].sel(layer=name).values, M.T @ M, rtol=1e-8, atol=1e-12)
+
+
+def test_run_figures_draw_the_stored_matrices_on_a_tiny_setting():
+    """Figs. 2, 5 and 6 draw from one tiny sweep (K = 3, L = 3, width 5, n = 2, 30
+    steps, two init scales x two seeds): Figs. 5 and 6 have a second row with the
+    fit / regularisation split and the matrix pictures, whose images are the
+    non-zero rows of the stored class means of the lowest-loss run (M2 = post1)
+    and their Gram matrix M^T M; Fig. 2 keeps NC1 over training and has no
+    matrix row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from svflow.explicit._ldufm_studies import ldufm_scale_sweep
+    from svflow.figures.fig_ldufm import plot_fig2, plot_fig5, plot_fig6
+
+    kw = dict(
+        width=5, depth=3, weight_decay=LAM, eta=0.5, steps=30, seeds=(0, 1), num_times=4, polish_steps=2
+    )
+    ds = ldufm_scale_sweep((0.55, 1.0), classes=(3,), samples=2, **kw)
+    fig = plot_fig5(ds)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert sum("objective = fit + regularisation" in t for t in titles) == 1
+    assert sum("NC1 over training" in t for t in titles) == 1
+    d = ds.sel(classes=3)
+    fin = d["final_objective"].values  # (scale, seed)
+    i, j = np.unravel_index(np.argmin(fin), fin.shape)
+    M = d.isel(scale=i, seed=j)["class_means"].sel(layer="post1").values
+    M = M[~np.isnan(M).all(axis=1)]
+    M = M[np.abs(M).max(axis=1) > 1e-8 * np.abs(M).max()]
+    assert M.shape[0] >= 1
+    (ax_m,) = [ax for ax in fig.axes if ax.get_title().startswith("M2 = class means of post1")]
+    np.testing.assert_array_equal(ax_m.images[0].get_array(), M)
+    (ax_g,) = [ax for ax in fig.axes if ax.get_title().startswith("M2^T M2")]
+    np.testing.assert_allclose(ax_g.images[0].get_array(), M.T @ M, rtol=1e-10, atol=1e-14)
+    plt.close(fig)
+    d6 = d.assign_attrs(classes=3)
+    fig = plot_fig6(d6)
+    assert len([ax for ax in fig.axes if ax.images]) == 2 * 3  # two init-scale rows of pictures
+    plt.close(fig)
+    fig = plot_fig2(d6)
+    assert sum("NC1 over training" in ax.get_title() for ax in fig.axes) == 2
+    assert not any(ax.images for ax in fig.axes)
+    plt.close(fig)

@@ -513,10 +513,16 @@ def ldufm_runs(
     Returns a Dataset with dims ``seed``, ``time``, ``layer`` (H, pre1, post1,
     ..., Z) and ``sv``:
 
-    - over training: ``objective`` (seed, time), ``sv_layer_t`` (seed, time,
-      layer, sv), ``rank_layer_t`` and ``nc1_layer_t`` (seed, time, layer);
+    - over training: ``objective`` (seed, time) and its two parts ``fit_t``
+      (the mean squared loss $\frac{1}{2Kn}\|Z - Y\|_F^2$) and
+      ``regularisation_t`` ($\frac{\lambda}{2}\sum_j\|F_j\|_F^2$),
+      ``sv_layer_t`` (seed, time, layer, sv), ``rank_layer_t`` and
+      ``nc1_layer_t`` (seed, time, layer);
     - at the end: ``sv_layer`` (seed, layer, sv), ``rank_layer`` and
-      ``nc1_layer`` (seed, layer), ``final_objective`` (seed), ``is_dnc``
+      ``nc1_layer`` (seed, layer), ``class_means`` (seed, layer, row, col: the
+      class-mean matrix $M$ of every layer, $d$ rows (units, NaN below a layer's
+      own rows: Z has K) and K columns), ``gram`` (seed, layer, col, col2:
+      $M^\top M$, the classes' inner products), ``final_objective`` (seed), ``is_dnc``
       (seed: every layer's class means have rank K and the final objective is
       within ``dnc_rtol`` of L_DNC: wide networks approach L_DNC slowly, so the
       rank decides and the loss only guards against other full-rank points);
@@ -612,7 +618,7 @@ def _runs_dataset(
     A run ends in DNC when every layer's class means have rank K and its final
     objective is within ``dnc_rtol`` of ``L_dnc``.
     """
-    names, objs, svs, ranks, nc1s = records
+    names, objs, fits, regs, svs, ranks, nc1s, means = records
     eta, rank_rtol = attrs["eta"], attrs["rank_rtol"]
     finals = objs[:, -1]
     is_dnc = np.all(ranks[:, -1] == classes, axis=-1) & (np.abs(finals - L_dnc) <= dnc_rtol * L_dnc)
@@ -623,6 +629,12 @@ def _runs_dataset(
     construction = f"{best.category} {' '.join(map(str, best.blocks))}"
     variables = {
         "objective": (run_t, objs, {"long_name": "L-DUFM objective (mean squared loss + weight decay)"}),
+        "fit_t": (run_t, fits, {"long_name": "mean squared loss 1/(2Kn)||Z - Y||^2 (the fit) over training"}),
+        "regularisation_t": (
+            run_t,
+            regs,
+            {"long_name": "weight-decay penalty (lam/2) sum ||F||^2 (the regularisation) over training"},
+        ),
         "sv_layer_t": (run_t + (D.LAYER, D.SV), svs, {"long_name": sv_name}),
         "rank_layer_t": (run_t + (D.LAYER,), ranks, {"long_name": rank_name}),
         "nc1_layer_t": (run_t + (D.LAYER,), nc1s, {"long_name": nc1_name}),
@@ -630,6 +642,16 @@ def _runs_dataset(
         "rank_layer": (runs + (D.LAYER,), ranks[:, -1], {"long_name": rank_name + " at the end"}),
         "nc1_layer": (runs + (D.LAYER,), nc1s[:, -1], {"long_name": nc1_name + " at the end"}),
         "final_objective": (runs, finals),
+        "class_means": (
+            runs + (D.LAYER, "row", "col"),
+            means,
+            {"long_name": "class-mean matrix M of every layer at the end (rows: units; cols: classes)"},
+        ),
+        "gram": (
+            runs + (D.LAYER, "col", "col2"),
+            np.einsum("slrc,slrd->slcd", np.nan_to_num(means), np.nan_to_num(means)),
+            {"long_name": "Gram matrix M^T M of every layer's class means at the end (class inner products)"},
+        ),
         "is_dnc": (runs, is_dnc),
         "L_DNC": ((), L_dnc, {"long_name": "closed-form best DNC loss"}),
         "L_best": ((), best.loss, {"long_name": f"best SRG/DNC construction: {construction}"}),
@@ -640,6 +662,9 @@ def _runs_dataset(
         "step": (D.TIME, grid, {"long_name": "gradient-descent step"}),
         D.LAYER: list(names),
         D.SV: np.arange(classes),
+        "row": np.arange(means.shape[2]),
+        "col": np.arange(classes),
+        "col2": np.arange(classes),
     }
     return grid_dataset(coords, variables, attrs)
 
@@ -674,6 +699,8 @@ def _record_runs(model: DeepUFM, factors, grid, *, eta, rank_rtol):
             f"gradient descent diverged by step {done} (t = {done * eta:g}) "
             f"with learning rate eta = {eta:g}; use a smaller eta or init scale."
         )
+    split = jax.vmap(jax.vmap(lambda fs: (model.data_loss(fs), model.penalty(fs))))(list(recs["factors"]))
+    fits, regs = (np.asarray(a, float) for a in split)
     kept = [np.asarray(F) for F in recs["factors"]]
     K, n = model.classes, model.samples_per_class
     per = [
@@ -682,7 +709,17 @@ def _record_runs(model: DeepUFM, factors, grid, *, eta, rank_rtol):
     ]
     names = per[0][0][0]
     svs, ranks, nc1s = (np.asarray([[p[j] for p in run] for run in per]) for j in (1, 2, 3))
-    return names, objs, svs, ranks, nc1s, final
+    means = np.stack([_class_means([F[k, -1] for F in kept], K) for k in range(objs.shape[0])])
+    return names, objs, fits, regs, svs, ranks, nc1s, means, final
+
+
+def _class_means(factors, classes: int) -> np.ndarray:
+    """Class-mean matrix of every layer (layer, row, class), rows padded with NaN to
+    the widest layer (Z has K rows, the hidden layers d)."""
+    _, mats = layer_representations(factors)
+    means = [np.asarray(X).reshape(X.shape[0], classes, -1).mean(axis=-1) for X in mats]
+    rows = max(M.shape[0] for M in means)
+    return np.stack([np.pad(M, ((0, rows - M.shape[0]), (0, 0)), constant_values=np.nan) for M in means])
 
 
 SWEEP_PARAMS = ("weight_decay", "lam", "width", "scale", "classes")
@@ -695,16 +732,17 @@ def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
     ``"lam"``, ``"width"``, ``"scale"`` (the init scale) or ``"classes"``),
     concatenated along it (the dim is named ``param``).
 
-    Over ``classes`` the singular-value axis ``sv`` is padded with NaN to the
-    largest K."""
+    Over ``classes`` the singular-value axis ``sv`` and the matrix axes ``row``,
+    ``col``, ``col2`` are padded with NaN to the largest size; over ``width`` the
+    matrices' ``row`` axis is."""
     param = check_choice("param", param, SWEEP_PARAMS)
     values = list(values)
     if not values:
         raise ValueError(f"values must hold at least one {param}; got an empty list.")
     parts = [ldufm_runs(**{**kwargs, param: v}) for v in values]
     if param == "classes":
-        kmax = max(p.sizes["sv"] for p in parts)
-        parts = [p.reindex(sv=np.arange(kmax)) for p in parts]
+        pad = {d: np.arange(max(p.sizes[d] for p in parts)) for d in ("sv", "row", "col", "col2")}
+        parts = [p.reindex(pad) for p in parts]
     for p in parts:
         p.attrs.pop(_SWEEP_ATTRS.get(param, param), None)
         p.attrs.pop("best_construction", None)
@@ -713,6 +751,7 @@ def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
         dim=param,
         data_vars="all",
         coords="minimal",
+        join="outer",  # over width the matrices' row axis differs: padded with NaN
         combine_attrs="drop_conflicts",
     )
     return out.assign_coords({param: np.asarray(values)})

@@ -41,17 +41,25 @@ def _rows(ds):
 
 
 def _run_panels(axes, d, K, L, samples):
-    """Objective / L_DNC over t, NC1 over t (n > 1), ranks per layer, spectra."""
+    """Objective / L_DNC over t, NC1 over t (n > 1), ranks per layer, spectra; with a
+    second row of axes (``axes`` of 8): the fit / regularisation split, the rank
+    over training, the matrix pictures of the lowest-loss run."""
     scales = d["scale"].values if "scale" in d.dims else [d.attrs.get("init_scale")]
     best_val, best_pick = _panel_objective(axes[0], d, K, L, scales)
+    over_t = axes[1]
+    if len(axes) > 4:
+        _panel_split(axes[1], d, scales)
+        over_t = axes[4]
     if samples > 1 and "nc1_layer_t" not in d:  # datasets from before the records
-        _panel_nc1_end(axes[1], d, samples, scales)
+        _panel_nc1_end(over_t, d, samples, scales)
     elif samples > 1:
-        _panel_nc1_time(axes[1], d, samples, scales)
+        _panel_nc1_time(over_t, d, samples, scales)
     else:
-        _panel_rank_time(axes[1], d, K, L, scales)
+        _panel_rank_time(over_t, d, K, L, scales)
     _panel_layer_ranks(axes[2], d, K, scales)
     _panel_best_spectra(axes[3], d, K, best_val / _scalar(d["L_DNC"]), best_pick)
+    if len(axes) > 4:
+        _panel_matrices(axes[5:8], d, K, L, best_pick, best_val / _scalar(d["L_DNC"]))
 
 
 def _by_scale(d, scales):
@@ -176,11 +184,107 @@ def _panel_rank_time(ax, d, K, L, scales):
     ax.set_xlabel("t = steps x learning rate")
     ax.set_ylabel(f"rank of the pre-activation of W_{L - 1}")
     ax.set_title(
-        "rank before the last ReLU over training (n = 1: no NC1);\nintegers, not offset: "
+        f"K = {K}: rank before the last ReLU over training (n = 1: no NC1);\nintegers, not offset: "
         "runs with the same rank share a line",
         fontsize=8,
     )
     ax.legend(fontsize=6)
+
+
+def _panel_split(ax, d, scales):
+    """The objective's two parts over training, fit (mean squared loss) and
+    regularisation (weight-decay penalty), for the lowest-loss run of each init scale."""
+    t = d[D.TIME].values
+    Ld = _scalar(d["L_DNC"])
+    for k, s, ds_s, col in _by_scale(d, scales):
+        seed = ds_s["seed"].values[int(np.nanargmin(ds_s["final_objective"].values))]
+        run = ds_s.sel(seed=seed)
+        fit, reg = run["fit_t"].values, run["regularisation_t"].values
+        lab = f"init scale {s:g}, seed {int(seed)}"
+        ax.loglog(t[1:], fit[1:] / Ld, color=col, lw=1.3, label=f"fit, {lab}: {fit[-1] / Ld:.3f}")
+        ax.loglog(
+            t[1:], reg[1:] / Ld, color=col, lw=1.3, ls="--", label=f"regularisation: {reg[-1] / Ld:.3f}"
+        )
+    ax.axhline(1.0, color="k", ls=":", lw=0.8, label="L_DNC")
+    ax.set_xlabel("t = steps x learning rate")
+    ax.set_ylabel("part of the objective / L_DNC")
+    ax.set_title(
+        "objective = fit + regularisation, lowest run per init scale\n"
+        "(fit: 1/(2Kn)||Z - Y||^2; regularisation: (wd/2) sum ||F||^2; end values in the legend)",
+        fontsize=7,
+    )
+    ax.legend(fontsize=6)
+
+
+def _nonzero_rows(M, rtol=1e-8):
+    """Rows of M (NaN padding dropped) with an entry above ``rtol`` x max |M|."""
+    M = M[~np.all(np.isnan(M), axis=1)]
+    top = np.max(np.abs(M)) if M.size else 0.0
+    keep = np.max(np.abs(M), axis=1) > rtol * top if top > 0 else np.zeros(len(M), bool)
+    return M[keep], int(keep.sum()), len(M)
+
+
+def _heat(ax, M, title, colorbar=True):
+    v = float(np.max(np.abs(M))) if M.size else 0.0
+    im = ax.imshow(M, cmap="RdBu_r", vmin=-v or -1, vmax=v or 1, interpolation="nearest", aspect="auto")
+    ax.set_title(title, fontsize=7)
+    integer_axis(ax.xaxis)
+    integer_axis(ax.yaxis)
+    ax.tick_params(labelsize=6)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
+
+
+def _panel_matrices(axes, d, K, L, best_pick, best_ratio):
+    """The paper's matrix pictures of the lowest-loss run: M_(L-1) (the class means
+    entering the last ReLU layer), the pre-activation M~_L = W_(L-1) M_(L-1) and the
+    Gram matrix M_(L-1)^T M_(L-1)."""
+    s, seed = best_pick
+    db = d.sel(scale=s, seed=seed) if "scale" in d.dims else d.sel(seed=seed)
+    if "class_means" not in db:
+        for ax in axes:
+            ax.axis("off")
+        axes[0].text(0.0, 0.5, "this dataset has no class-mean matrices", fontsize=8)
+        return
+    cols = slice(0, K)
+    last, pre = f"post{L - 2}", f"pre{L - 1}"
+    M = db["class_means"].sel(layer=last).values[:, cols]
+    P = db["class_means"].sel(layer=pre).values[:, cols]
+    G = db["gram"].sel(layer=last).values[cols, cols]
+    run = f"init scale {s:g}, seed {int(seed)}: {best_ratio:.3f} x L_DNC"
+    Mr, m_live, d_rows = _nonzero_rows(M)
+    if m_live == 0:
+        for ax in axes:
+            ax.axis("off")
+        axes[0].text(
+            0.0,
+            0.5,
+            f"lowest-loss run ({run}):\nevery class mean of M{L - 1} = {last} is exactly 0\n"
+            "(the zero network): no matrix to draw",
+            fontsize=8,
+            va="center",
+        )
+        return
+    rk = int(db["rank_layer"].sel(layer=last))
+    rk_pre = int(db["rank_layer"].sel(layer=pre))
+    _heat(
+        axes[0],
+        Mr,
+        f"M{L - 1} = class means of {last}, rank {rk}\n({m_live} of {d_rows} units non-zero shown; {run})",
+    )
+    axes[0].set_xlabel("class", fontsize=7)
+    axes[0].set_ylabel("unit (non-zero rows)", fontsize=7)
+    Pr, p_live, _ = _nonzero_rows(P)
+    _heat(
+        axes[1],
+        Pr,
+        f"M~{L} = W_{L - 1} M{L - 1} (pre-activation {pre}), rank {rk_pre}\n({p_live} non-zero units)",
+    )
+    axes[1].set_xlabel("class", fontsize=7)
+    axes[1].set_ylabel("unit (non-zero rows)", fontsize=7)
+    _heat(axes[2], G, f"M{L - 1}^T M{L - 1}: class inner products (Gram), rank {rk}")
+    axes[2].set_xlabel("class", fontsize=7)
+    axes[2].set_ylabel("class", fontsize=7)
 
 
 def _panel_layer_ranks(ax, d, K, scales):
@@ -204,7 +308,10 @@ def _panel_layer_ranks(ax, d, K, scales):
     integer_axis(ax.yaxis)
     ax.set_ylim(-0.5, K + 0.5)
     ax.set_ylabel("numerical rank of the class means")
-    ax.set_title("rank per layer at the end (every run)", fontsize=8)
+    ax.set_title(
+        "rank per layer at the end (every run; integers,\ndots shifted sideways per init scale and run)",
+        fontsize=8,
+    )
     ax.legend(fontsize=6)
 
 
@@ -263,7 +370,7 @@ def _failed_note(d) -> str:
     return ""
 
 
-def _plot_runs(ds, row_dim=None):
+def _plot_runs(ds, row_dim=None, matrices=False):
     L = int(ds.attrs["depth"])
     samples = int(ds.attrs["samples_per_class"])
     if "classes" in ds.dims:
@@ -277,8 +384,10 @@ def _plot_runs(ds, row_dim=None):
     else:
         rows = [(int(ds.attrs["classes"]), ds)]
         rows_by = None
-    fig, axes = plt.subplots(len(rows), 4, figsize=(17, 3.6 * len(rows) + 0.4), squeeze=False)
-    for (K, d), ax_row in zip(rows, axes):
+    per = 2 if matrices else 1  # rows of panels per K or init scale
+    fig, axes = plt.subplots(per * len(rows), 4, figsize=(17, 3.6 * per * len(rows) + 0.4), squeeze=False)
+    for i, (K, d) in enumerate(rows):
+        ax_row = np.concatenate(axes[per * i : per * (i + 1)])
         _run_panels(ax_row, d, K, L, samples)
         if rows_by == "scale":
             ax_row[0].set_title(
@@ -292,14 +401,21 @@ def _plot_runs(ds, row_dim=None):
         f"{a['steps']:.0e} steps",
         fontsize=10,
     )
-    fig.tight_layout()
-    add_caption(
-        fig,
-        ds,
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
+    text = (
         "A run ends in DNC when every layer's class means have rank K and its "
         "objective is within 1% of L_DNC. Rank: sigma_i > "
-        f"{a.get('rank_rtol', 1e-3):g} sigma_1 (grey line, right panel).",
+        f"{a.get('rank_rtol', 1e-3):g} sigma_1 (grey line, spectra panel)."
     )
+    if matrices:
+        text += (
+            " Layers: M1 = H, M(l+1) = ReLU(W_l M_l) (svflow's post<l>), pre<l> = W_l M_l "
+            f"before the ReLU; M{L - 1} = post{L - 2} enters the last hidden layer, M~{L} = pre{L - 1} "
+            "is its pre-activation (the paper's bottleneck pictures). Matrix pictures: the class-mean "
+            "matrices at the end of GD of the lowest-loss run, one symmetric colour scale per panel "
+            "(red > 0, blue < 0), units whose class means are all 0 (dead ReLUs) left out."
+        )
+    add_caption(fig, ds, text)
     return fig
 
 
@@ -308,11 +424,11 @@ def plot_fig2(ds):
 
 
 def plot_fig5(ds):
-    return _plot_runs(ds)
+    return _plot_runs(ds, matrices=True)
 
 
 def plot_fig6(ds):
-    return _plot_runs(ds, row_dim="scale")
+    return _plot_runs(ds, row_dim="scale", matrices=True)
 
 
 def plot_fig3_middle(ds):
