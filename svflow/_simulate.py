@@ -21,7 +21,7 @@ from ._batch import solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
 from ._fields import CETauField, check_loss, data_loss, rhs_balanced, rhs_factors
-from ._groups import Group, check_pairs, resolve_group
+from ._groups import AUTO_DENSE_MAX_FFT, Group, Walsh, check_pairs, resolve_group
 from ._integrate import (
     IntegrationError,
     Solver,
@@ -57,6 +57,28 @@ class ReducedField(eqx.Module):
     method: str = eqx.field(static=True, default="auto")
     group: Group | None = eqx.field(static=True, default=None)
     variable: str = eqx.field(static=True, default="lam")
+
+    def cpu_kernel_law(self, classes: int) -> dict | None:
+        r"""The law as the compiled CPU kernel (:mod:`svflow._cpu.tsit5`) takes it, or None.
+
+        The kernel covers the balanced cross-entropy law in $u = \log\lambda$
+        (``variable="log"``, any weight decay) for the Walsh group of any
+        order (fast Walsh transform) and any other group up to K =
+        ``AUTO_DENSE_MAX_FFT`` (its dense $1 - \cos\theta$ table, as
+        :meth:`svflow.Group.one_minus_mu` uses there).
+        """
+        if self.variable != "log" or self.loss != "ce" or not self.balanced:
+            return None
+        group = resolve_group(self.group, classes)
+        walsh = isinstance(group, Walsh)
+        if not walsh and classes > AUTO_DENSE_MAX_FFT:
+            return None
+        return dict(
+            factors=int(self.factors),
+            weight_decay=float(self.weight_decay),
+            walsh=walsh,
+            one_minus_cos=np.zeros((1, 1)) if walsh else np.asarray(group.one_minus_cos, float),
+        )
 
     def __call__(self, t, y, args=None):
         group = resolve_group(self.group, y.shape[-1])  # None (a field built by hand): K's default
