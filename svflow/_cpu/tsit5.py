@@ -45,6 +45,7 @@ Compiled once and cached on disk (numba ``cache=True``).
 from __future__ import annotations
 
 import math
+from typing import no_type_check
 
 import diffrax
 import numba
@@ -82,6 +83,7 @@ _jit = numba.njit(cache=True, fastmath={"contract"}, nogil=True)
 
 
 @_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
 def _vexp(x, out, fbuf):
     """``out[w] = exp(x[w])`` over a lane vector; ``fbuf``: scratch.
 
@@ -126,6 +128,7 @@ def _vexp(x, out, fbuf):
 
 
 @_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
 def _fwht(X):
     """In place, along axis 0 of (K, W): X <- H X (Sylvester's Hadamard, K = 2^m)."""
     K, W = X.shape
@@ -142,6 +145,7 @@ def _fwht(X):
 
 
 @_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
 def _rhs(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
     r"""``out`` = du/dtau at (tau (W,), U (K, W)) for every lane (module docstring).
 
@@ -247,13 +251,19 @@ def _rhs(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
 
 
 @_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
 def _dense(tprev, tnext, s, Y, Ks, w, out):
     """diffrax's Tsit5 interpolant of lane ``w`` at ``s`` in the step (tprev, tnext] into ``out`` (K,)."""
     if tprev == tnext:
         t = 0.0
     else:
         t = (s - tprev) / (tnext - tprev)
-    b1 = -1.0530884977290216 * t * (t - 1.3299890189751412) * (t**2 - 1.4364028541716351 * t + 0.7139816917074209)
+    b1 = (
+        -1.0530884977290216
+        * t
+        * (t - 1.3299890189751412)
+        * (t**2 - 1.4364028541716351 * t + 0.7139816917074209)
+    )
     b2 = 0.1017 * t**2 * (t**2 - 2.1966568338249754 * t + 1.2949852507374631)
     b3 = 2.490627285651252793 * t**2 * (t**2 - 2.38535645472061657 * t + 1.57803468208092486)
     b4 = -16.54810288924490272 * (t - 1.21712927295533244) * (t - 0.61620406037800089) * t**2
@@ -273,6 +283,7 @@ def _dense(tprev, tnext, s, Y, Ks, w, out):
 
 
 @_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
 def _engine(y0s, order, saves, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_floor, max_steps, W, max_code):
     """The refill loop (:func:`solve_log_ce`): returns (ys (B, T, K), result (B,), steps (B,))."""
     B, K = y0s.shape
@@ -312,7 +323,6 @@ def _engine(y0s, order, saves, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_flo
     Ks = np.zeros((7, K, W))
     Yt = np.empty((K, W))
     Y1 = np.empty((K, W))
-    err = np.empty((K, W))
     tprev = np.full(W, s0)
     tnext = np.full(W, s0)
     dt = np.zeros(W)
