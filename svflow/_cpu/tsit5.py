@@ -155,9 +155,11 @@ def _rhs(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
     (:meth:`svflow.Group.one_minus_mu`, dense).
     """
     K, W = U.shape
+    inv_n = 1.0 / N
+    inv_k = 1.0 / K  # exact for the Walsh group (K = 2^m)
     for k in range(1, K):
         for w in range(W):
-            xW[w] = U[k, w] / N
+            xW[w] = U[k, w] * inv_n
         _vexp(xW, S[k], fbuf)
     for w in range(W):
         S[0, w] = 0.0
@@ -173,7 +175,7 @@ def _rhs(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
         _fwht(F)
         for k in range(K - 1, -1, -1):
             for w in range(W):
-                F[k, w] = (F[k, w] - F[0, w]) / K
+                F[k, w] = (F[k, w] - F[0, w]) * inv_k
         for w in range(W):
             vW[w] = F[0, w]
         for k in range(1, K):
@@ -190,9 +192,10 @@ def _rhs(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
         for w in range(W):
             vW[w] = 0.0
             Z[0, w] = 0.0
+            wW[w] = 1.0 / wW[w]
         for k in range(1, K):
             for w in range(W):
-                Z[k, w] = Z[k, w] / wW[w]
+                Z[k, w] = Z[k, w] * wW[w]
                 vW[w] += Z[k, w]
         _fwht(Z)
         for k in range(K):
