@@ -70,7 +70,7 @@ def test_numba_kernel_against_dop853():
     ds = svflow.simulate(
         K, depth, init=lam0, batch_dims="start", t_end=t_end, num_times=2, solver=Solver(backend="numba")
     )
-    assert ds.attrs["log_variable_starts"] == 4 and ds.attrs["backend"] == "numba"
+    assert ds.attrs["log_variable_starts"] == 4 and ds.attrs["batch_backend"] == "numba"
     H = np.array(svflow.Walsh(K).hadamard(), float)
 
     def law(tau, lam):  # d lambda / d tau, tau = log(1 + t)
