@@ -69,7 +69,9 @@ assert C6 == 1.0 and C7 == 1.0
 _PID = diffrax.PIDController(rtol=1.0, atol=1.0)
 SAFETY, FACTORMIN, FACTORMAX = float(_PID.safety), float(_PID.factormin), float(_PID.factormax)
 assert (_PID.pcoeff, _PID.icoeff, _PID.dcoeff) == (0, 1, 0) and _PID.force_dtmin
-ERROR_EXPONENT = 1.0 / float(diffrax.Tsit5().error_order(diffrax.ODETerm(lambda t, y, args: y)))  # icoeff / 5
+_ERROR_ORDER = diffrax.Tsit5().error_order(diffrax.ODETerm(lambda t, y, args: y))  # 5: min(5, 4) + 1
+assert isinstance(_ERROR_ORDER, int | float)
+ERROR_EXPONENT = 1.0 / float(_ERROR_ORDER)  # icoeff / error order
 
 # exp(x) = 2^n exp(r), x = n log 2 + r, |r| <= log(2)/2 (Cody-Waite)
 _LOG2E = 1.4426950408889634
