@@ -87,7 +87,7 @@ class Solver:
             None: 64 on a CPU, 8192 on an accelerator); scheduling only, it
             changes no number beyond the last bits.
         backend: the batch engine's backend: ``"auto"`` (default: the
-            compiled CPU kernel :mod:`svflow._cpu.tsit5` where it covers the
+            compiled CPU kernel (numba, cached on disk) where it covers the
             run and JAX runs on a CPU, else the JAX engine), ``"jax"`` (always
             the JAX engine) or ``"numba"`` (the CPU kernel; a ``ValueError``
             where it does not cover the run). Both run the same method and
