@@ -491,8 +491,170 @@ def main25(argv=None):
                     attrs={"clock": "process CPU time"})  # fmt: skip
 
 
+# --------------------------------------------------------------------------- issue 25: the CPU backend
+CHILD_CPU = r"""
+import os, sys, time, json
+sys.path.insert(0, {src!r})
+import numpy as np
+import jax
+jax.config.update("jax_enable_x64", True)
+import svflow
+{starts_src}
+lam0 = starts({K}, {n})
+c = time.process_time()
+ds = svflow.simulate({K}, {depth}, init=lam0, batch_dims="start", t_end={t_end!r},
+                     num_times={num_times}, solver=svflow.Solver(rtol={rtol!r}, atol={atol!r}))
+first = time.process_time() - c
+print(json.dumps(dict(first=first, steps=float(ds["num_steps"].mean()))))
+"""
+
+
+def child_cpu(K, depth, n) -> dict:
+    """A fresh process: svflow's first public call (numba's and JAX's caches as they are)."""
+    import inspect
+
+    code = CHILD_CPU.format(
+        src=str(C.ROOT), starts_src=inspect.getsource(starts), K=K, depth=depth, n=n,
+        t_end=T_END, num_times=NUM_TIMES, rtol=RTOL, atol=ATOL,
+    )  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def kernel_floor(K, depth, lam0, num_times=2):
+    """The SoA kernel alone (svflow._cpu.tsit5.solve_log_ce) on the end-state problem: no dataset,
+    no wrapper; the same settings as the public call (u = log(lambda), rtol + atol |u|)."""
+    from svflow._batch import DEFAULT_LANES
+    from svflow._cpu.tsit5 import solve_log_ce
+
+    K = lam0.shape[1]
+    u0 = np.log(np.where(np.arange(K) == 0, 1.0, lam0))
+    saves = np.log1p(log_times(T_END, num_times))
+    order = np.argsort(np.log(np.linalg.norm(lam0, axis=1)), kind="stable")
+    floor = float(saves[-1])
+    for _ in range(100):
+        floor = float(np.nextafter(floor, -np.inf))
+    law = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True, variable="log").cpu_kernel_law(K)
+    return solve_log_ce(
+        u0, saves, order, **law, rtol=ATOL, atol=RTOL, max_steps=200_000, dt0=0.01,
+        dtmin=1e-13 * saves[-1], t1_floor=floor, lanes=min(DEFAULT_LANES, len(lam0)), max_steps_code=1,
+    )  # fmt: skip
+
+
+def cpu_case(K, depth, B, rounds, cyrk_n, scipy_n, basin_side) -> tuple[list[dict], str]:
+    """Issue 25 items 3-4: every in-process row once per round, rounds interleaved; a fresh process
+    (warm caches) between the rows of each round. Returns the rows and ``uptime`` at the start."""
+    lam0 = starts(K, B)
+    ts = log_times(T_END, NUM_TIMES)
+    u0 = np.log(np.where(np.arange(K) == 0, 1.0, lam0))
+    ufield = ReducedField(jnp.asarray(0.0), "ce", depth + 1, True, variable="log")
+    loop = cyrk_solver(K, depth)
+
+    def sim(num_times=NUM_TIMES, backend="auto"):
+        return svflow.simulate(K, depth, init=lam0, batch_dims="start", t_end=T_END, num_times=num_times,
+                               solver=Solver(rtol=RTOL, atol=ATOL, backend=backend))  # fmt: skip
+
+    calls = {
+        "svflow.simulate (public, 161 saves), warm": lambda: sim(),
+        "svflow.simulate, end state only (num_times=2), warm": lambda: sim(2),
+        "svflow.simulate, JAX engine forced (backend='jax')": lambda: sim(backend="jax"),
+        "engine: solve_batch, numba backend (161 saves)": lambda: solve_batch(
+            ufield, u0, ts, Solver(rtol=ATOL, atol=RTOL, backend="numba")
+        ),
+        "engine: solve_batch, JAX backend (161 saves)": lambda: solve_batch(
+            ufield, u0, ts, Solver(rtol=ATOL, atol=RTOL, backend="jax")
+        ),
+        "floor: SoA kernel alone, end state (2 saves)": lambda: kernel_floor(K, depth, lam0),
+        "CyRK nbsolve_ivp RK45 loop (numba), warm": lambda: cyrk_run(loop, lam0[:cyrk_n]),
+    }
+    per = {name: (cyrk_n if "CyRK" in name else B) for name in calls}
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    for fn in calls.values():
+        fn()  # compile (XLA, numba)
+    child_cpu(K, depth, B)  # fill the caches of a fresh process
+    times = {name: [] for name in calls}
+    times["svflow.simulate, fresh process, warm caches"] = []
+    loads = []
+    for _ in range(rounds):
+        loads.append(os.getloadavg()[0])
+        for name, fn in calls.items():
+            tic = time.process_time()
+            fn()
+            times[name].append((time.process_time() - tic) / per[name])
+        times["svflow.simulate, fresh process, warm caches"].append(child_cpu(K, depth, B)["first"] / B)
+    ds = sim()
+    ds_jax = sim(backend="jax")
+    ref = dop853_reference(K, depth, lam0[:4]) if K <= 64 else None
+    notes = {
+        "svflow.simulate (public, 161 saves), warm": f"{float(ds.num_steps.mean()):.0f} steps/traj",
+        "svflow.simulate, JAX engine forced (backend='jax')": f"{float(ds_jax.num_steps.mean()):.0f} steps/traj",
+        "CyRK nbsolve_ivp RK45 loop (numba), warm": f"{cyrk_n} starts",
+    }
+    if scipy_n:
+        tic = time.process_time()
+        scipy_loop(K, depth, lam0[:scipy_n])
+        times["scipy solve_ivp LSODA loop"] = [(time.process_time() - tic) / scipy_n]
+        notes["scipy solve_ivp LSODA loop"] = f"{scipy_n} starts"
+    if basin_side:
+        from svflow.studies import basin_map
+
+        eps, delta = np.geomspace(1e-3, 1e-1, basin_side), np.linspace(0.1, 0.9, basin_side)
+        basin_map(K, [depth], eps, delta, family="random")  # compile
+        tic = time.process_time()
+        bm = basin_map(K, [depth], eps, delta, family="random")
+        name = "studies.basin_map, random family, per start"
+        times[name] = [(time.process_time() - tic) / basin_side**2]
+        und = int((bm.outcome.values < 0).sum())
+        notes[name] = (
+            f"{basin_side}x{basin_side} starts of the same family, to t = e^100 and on; {und} undecided"
+        )
+    load = float(np.mean(loads))
+    rows = []
+    for name, vals in times.items():
+        vals = np.asarray(vals, float)
+        err = float("nan")
+        if ref is not None and name.startswith("svflow.simulate (public"):
+            f = ds["lam"].values[:4, -1]
+            err = float(np.max(np.abs(f - ref) / np.abs(ref).max(axis=1, keepdims=True)))
+        rows.append(
+            dict(K=K, depth=depth, starts=B, method=name, ms_per_traj=1e3 * float(np.median(vals)),
+                 ms_min=1e3 * float(vals.min()), ms_max=1e3 * float(vals.max()), err_vs_dop853=err,
+                 note=notes.get(name, ""), load=load)
+        )  # fmt: skip
+    same = np.array_equal(ds.num_steps.values, ds_jax.num_steps.values)
+    rel = float(np.max(np.abs(ds["lam"].values - ds_jax["lam"].values) / np.abs(ds_jax["lam"].values).max()))
+    nan = float("nan")
+    rows.append(dict(K=K, depth=depth, starts=B, method="numba vs JAX engine: same step counts, max rel diff",
+                     ms_per_traj=nan, ms_min=nan, ms_max=nan, err_vs_dop853=nan,
+                     note=f"same steps: {same}; lam rel diff {rel:.1e}", load=load))  # fmt: skip
+    print(rows, flush=True)
+    return rows, uptime
+
+
+def main_cpu(argv=None):
+    p = argparse.ArgumentParser(description="issue 25: the compiled CPU backend, one run")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--only", choices=["16", "1024"], default=None)
+    a = p.parse_args(argv)
+    rows, ups = [], []
+    if a.only in (None, "16"):
+        r, u = cpu_case(16, 5, 1000, a.rounds, 1000, 20, 16)
+        rows += r
+        ups.append(f"K=16: {u}")
+    if a.only in (None, "1024"):
+        r, u = cpu_case(1024, 3, 32, max(1, a.rounds - 1), 2, 0, 0)
+        rows += r
+        ups.append(f"K=1024: {u}")
+    title = "issue 25: compiled CPU backend, one run (process CPU ms per trajectory); " + " | ".join(ups)
+    print(C.table(rows, title))
+    C.write_results("batch_cpu" + ("" if a.only is None else f"_K{a.only}"), rows,
+                    attrs={"clock": "process CPU time", "uptime": " | ".join(ups)})  # fmt: skip
+
+
 if __name__ == "__main__":
-    if "--issue25" in sys.argv:
+    if "--cpu" in sys.argv:
+        main_cpu([x for x in sys.argv[1:] if x != "--cpu"])
+    elif "--issue25" in sys.argv:
         main25([x for x in sys.argv[1:] if x != "--issue25"])
     else:
         main()

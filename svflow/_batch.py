@@ -100,6 +100,8 @@ class BatchSolution:
         lanes: trajectories in flight per iteration.
         chunk_size: starts per compiled call (before padding).
         num_chunks: number of compiled calls.
+        backend: ``"jax"`` (the refill loop here) or ``"numba"`` (the compiled
+            CPU kernel, :mod:`svflow._cpu.tsit5`).
     """
 
     ys: np.ndarray
@@ -108,6 +110,7 @@ class BatchSolution:
     lanes: int
     chunk_size: int
     num_chunks: int
+    backend: str = "jax"
 
 
 def chunk_size_for(state_shape: tuple, num_times: int, max_bytes: int | float, itemsize: int = 8) -> int:
@@ -509,5 +512,72 @@ def solve_batch(
         )
     lead = 1 if ts[0] > 0.0 else 0  # integrate from t = 0, then drop that save
     grid = np.concatenate([[0.0], ts]) if lead else ts
-    sol = _solve_configured(log_time_field(field), y0s, np.log1p(grid), config, args, cost, lanes, max_bytes)
+    law = _cpu_law(field, y0s, config)
+    if law is not None:
+        sol = _solve_cpu(law, y0s, np.log1p(grid), config, cost, lanes)
+    else:
+        sol = _solve_configured(
+            log_time_field(field), y0s, np.log1p(grid), config, args, cost, lanes, max_bytes
+        )
     return replace(sol, ys=sol.ys[:, lead:]) if lead else sol
+
+
+def _cpu_law(field, y0s, config: Solver) -> dict | None:
+    """The law of the compiled CPU kernel for this run, or None: the JAX engine runs it.
+
+    ``config.backend``: ``"auto"`` takes the kernel where it covers the run
+    (``field.cpu_kernel_law(K)`` is not None, Tsit5) and JAX runs on a CPU;
+    ``"numba"`` insists on it; ``"jax"`` never takes it.
+    """
+    if config.backend == "jax":
+        return None
+    y0s = np.asarray(y0s)
+    rule = getattr(field, "cpu_kernel_law", None)
+    law = rule(y0s.shape[-1]) if rule is not None and y0s.ndim == 2 and config.method == "tsit5" else None
+    if config.backend == "numba":
+        if law is None:
+            raise ValueError(
+                "Solver(backend='numba') covers Tsit5 on the balanced cross-entropy law in "
+                "u = log(lambda) (balanced starts with every mode positive; Walsh groups, other "
+                f"groups up to K = 256); this run is not one (method={config.method!r}, "
+                f"field {type(field).__name__}). Pass backend='auto' or 'jax'."
+            )
+        return law
+    return law if jax.default_backend() == "cpu" else None
+
+
+def _solve_cpu(law: dict, y0s, saves, config: Solver, cost, lanes) -> BatchSolution:
+    """:func:`solve_many`'s run (same controller, first step, clipping, queue) in the CPU kernel."""
+    from ._cpu.tsit5 import solve_log_ce
+
+    y0s, saves = _check_solve_args(y0s, saves, config.method, config.rtol, config.atol, config.max_steps, 1)
+    B = y0s.shape[0]
+    if cost is None:
+        cost = -np.log(np.linalg.norm(y0s, axis=1) + 1e-300)
+    order = _queue_order(cost, B)
+    lanes = config.lanes if lanes is None else lanes
+    if lanes is None:
+        lanes = DEFAULT_LANES
+    elif int(lanes) < 1:
+        raise ValueError(f"lanes must be a positive integer or None; got {lanes!r}.")
+    W = int(min(int(lanes), B))
+    t1_floor = float(saves[-1])
+    for _ in range(100):  # as diffrax: a step ending within ~100 ulp of the end is stretched to it
+        t1_floor = float(np.nextafter(t1_floor, -np.inf))
+    ys, res, steps = solve_log_ce(
+        y0s,
+        saves,
+        order,
+        **law,
+        rtol=config.rtol,
+        atol=config.atol,
+        max_steps=config.max_steps,
+        dt0=0.01,
+        dtmin=1e-13 * abs(saves[-1]),
+        t1_floor=t1_floor,
+        lanes=W,
+        max_steps_code=MAX_STEPS,
+    )
+    return BatchSolution(
+        ys=ys, result=res, num_steps=steps, lanes=W, chunk_size=B, num_chunks=1, backend="numba"
+    )

@@ -62,6 +62,9 @@ MAX_STEPS = int(diffrax.RESULTS.max_steps_reached._value)  # type: ignore[attr-d
 METHODS = ("tsit5", "dopri5", "dopri8", "kvaerno5")
 """Runge-Kutta methods a :class:`Solver` names (the batch engine runs the explicit three)."""
 
+BACKENDS = ("auto", "jax", "numba")
+"""Backends of the batch engine a :class:`Solver` names (:func:`svflow._batch.solve_batch`)."""
+
 
 @dataclass(frozen=True)
 class Solver:
@@ -83,6 +86,16 @@ class Solver:
         lanes: trajectories in flight at once in the batch engine (default
             None: 64 on a CPU, 8192 on an accelerator); scheduling only, it
             changes no number beyond the last bits.
+        backend: the batch engine's backend: ``"auto"`` (default: the
+            compiled CPU kernel (numba, cached on disk) where it covers the
+            run and JAX runs on a CPU, else the JAX engine), ``"jax"`` (always
+            the JAX engine) or ``"numba"`` (the CPU kernel; a ``ValueError``
+            where it does not cover the run). Both run the same method and
+            controller and take the same steps; the CPU kernel covers Tsit5
+            on the balanced cross-entropy law in $u = \log\lambda$ (what
+            :func:`svflow.simulate` integrates for balanced starts with every
+            mode positive), Walsh groups of any order and other groups up to
+            K = 256.
 
     Frozen and hashable (it is a static argument of compiled functions).
     """
@@ -92,9 +105,11 @@ class Solver:
     max_steps: int = 200_000
     method: str = "tsit5"
     lanes: int | None = None
+    backend: str = "auto"
 
     def __post_init__(self):
         check_choice("method", self.method, METHODS)
+        check_choice("backend", self.backend, BACKENDS)
         # frozen: store the normalised values (Python float / int)
         object.__setattr__(self, "rtol", check_float("rtol", self.rtol, minimum=0.0, strict_min=True))
         object.__setattr__(self, "atol", check_float("atol", self.atol, minimum=0.0, strict_min=True))
@@ -103,7 +118,7 @@ class Solver:
             object.__setattr__(self, "lanes", check_int("lanes", self.lanes, minimum=1))
 
     def as_attrs(self) -> dict:
-        """The settings as netCDF-safe dataset attrs (``lanes`` only when set)."""
+        """The settings as netCDF-safe dataset attrs (``lanes`` and ``backend`` only when set)."""
         attrs = {
             "solver": self.method,
             "rtol": self.rtol,
@@ -113,6 +128,8 @@ class Solver:
         }
         if self.lanes is not None:
             attrs["lanes"] = int(self.lanes)
+        if self.backend != "auto":
+            attrs["backend"] = self.backend
         return attrs
 
 

@@ -21,7 +21,7 @@ from ._batch import solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
 from ._fields import CETauField, check_loss, data_loss, rhs_balanced, rhs_factors
-from ._groups import Group, check_pairs, resolve_group
+from ._groups import AUTO_DENSE_MAX_FFT, Group, Walsh, check_pairs, resolve_group
 from ._integrate import (
     IntegrationError,
     Solver,
@@ -57,6 +57,28 @@ class ReducedField(eqx.Module):
     method: str = eqx.field(static=True, default="auto")
     group: Group | None = eqx.field(static=True, default=None)
     variable: str = eqx.field(static=True, default="lam")
+
+    def cpu_kernel_law(self, classes: int) -> dict | None:
+        r"""The law as the compiled CPU kernel (:mod:`svflow._cpu.tsit5`) takes it, or None.
+
+        The kernel covers the balanced cross-entropy law in $u = \log\lambda$
+        (``variable="log"``, any weight decay) for the Walsh group of any
+        order (fast Walsh transform) and any other group up to K =
+        ``AUTO_DENSE_MAX_FFT`` (its dense $1 - \cos\theta$ table, as
+        :meth:`svflow.Group.one_minus_mu` uses there).
+        """
+        if self.variable != "log" or self.loss != "ce" or not self.balanced:
+            return None
+        group = resolve_group(self.group, classes)
+        walsh = isinstance(group, Walsh)
+        if not walsh and classes > AUTO_DENSE_MAX_FFT:
+            return None
+        return dict(
+            factors=int(self.factors),
+            weight_decay=float(self.weight_decay),
+            walsh=walsh,
+            one_minus_cos=np.zeros((1, 1)) if walsh else np.asarray(group.one_minus_cos, float),
+        )
 
     def __call__(self, t, y, args=None):
         group = resolve_group(self.group, y.shape[-1])  # None (a field built by hand): K's default
@@ -339,7 +361,8 @@ def _uses_log(field: ReducedField, y0s: np.ndarray) -> np.ndarray:
 
 
 def _solve_log_or_lam(field: ReducedField, y0s, ts, config: Solver, progress: bool):
-    r"""``(ys in lambda, num_steps)``: starts with every $\lambda_i(0) > 0$ ($i \ge 1$) in $u = \log\lambda$.
+    r"""``(ys in lambda, num_steps, backends)``: starts with every $\lambda_i(0) > 0$ ($i \ge 1$) in
+    $u = \log\lambda$ (``backends``: the batch backends that ran, joined by ``+``).
 
     Under the balanced cross-entropy law the sign of every $\lambda_i$ is
     conserved (the law is Lipschitz in $\lambda$ for N >= 2 and vanishes at
@@ -363,6 +386,7 @@ def _solve_log_or_lam(field: ReducedField, y0s, ts, config: Solver, progress: bo
     t_end = float(ts[-1])
     ys = np.empty((y0s.shape[0], len(ts)) + y0s.shape[1:])
     num_steps = np.empty(y0s.shape[0], dtype=np.int64)
+    used: set[str] = set()
     for use_log in (True, False):
         sel = np.flatnonzero(log == use_log)
         if sel.size == 0:
@@ -378,10 +402,12 @@ def _solve_log_or_lam(field: ReducedField, y0s, ts, config: Solver, progress: bo
             y = np.asarray(jax.block_until_ready(y))[None]
             check_solution(y, result, steps, config, t_end)
             steps = np.asarray([int(steps)])
+            used.add("jax")
         else:
             sol = solve_batch(f, y0, ts, cfg, cost=cost[sel])
             check_solution(sol.ys, sol.result, sol.num_steps, config, t_end)
             y, steps = sol.ys, sol.num_steps
+            used.add(sol.backend)
         if use_log:
             with np.errstate(over="ignore"):
                 y = np.exp(y)
@@ -392,11 +418,11 @@ def _solve_log_or_lam(field: ReducedField, y0s, ts, config: Solver, progress: bo
                     "Use a smaller init scale or a shorter t_end."
                 )
         ys[sel], num_steps[sel] = y, steps
-    return ys, num_steps
+    return ys, num_steps, "+".join(sorted(used))
 
 
 def _integrate_starts(field: ReducedField, y0s, ts, taus, config: Solver, progress: bool):
-    """Integrate every start: ``(ys, num_steps, wall_time_s)``, errors that name the fix."""
+    """Integrate every start: ``(ys, num_steps, wall_time_s, batch backends)``, errors that name the fix."""
     if not bool(_finite_at_start(field, jnp.asarray(y0s))):
         raise IntegrationError(
             "the vector field is non-finite at the start (the gradient overflows): the "
@@ -412,9 +438,9 @@ def _integrate_starts(field: ReducedField, y0s, ts, taus, config: Solver, progre
             sol = solve_batch_loglog(CETauField(field.factors, field.balanced, grp), y0s, taus, config)
             where = f"double-log run to tau = log(1 + t) = {taus[-1]:g}: "
             check_solution(sol.ys, sol.result, sol.num_steps, config, t_end, where)
-            ys, num_steps = sol.ys, sol.num_steps
+            ys, num_steps, backends = sol.ys, sol.num_steps, sol.backend
         else:
-            ys, num_steps = _solve_log_or_lam(field, y0s, ts, config, progress)
+            ys, num_steps, backends = _solve_log_or_lam(field, y0s, ts, config, progress)
     except IntegrationError as e:
         if weight_decay > 0 and t_end > default_t_end(weight_decay):
             raise IntegrationError(
@@ -425,7 +451,7 @@ def _integrate_starts(field: ReducedField, y0s, ts, taus, config: Solver, progre
                 f"(Solver: {e})"
             ) from None
         raise
-    return ys, num_steps, _time.perf_counter() - tic
+    return ys, num_steps, _time.perf_counter() - tic, backends
 
 
 def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coords, batch) -> xr.Dataset:
@@ -448,6 +474,7 @@ def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coo
         "balanced_path": bool(run["balanced"]),
         "store_s": bool(run["store_s"]),
         "log_variable_starts": int(run["log_starts"]),
+        "batch_backend": run["batch_backend"],
         "rank_rtol": float(run["rank_rtol"]),
         **config.as_attrs(),
         "num_steps": int(np.sum(num_steps)),
@@ -559,7 +586,10 @@ def simulate(
             error of $\lambda_i$) is held below
             $\mathrm{rtol} + \mathrm{atol}\,|u_i|$. Other starts integrate $\lambda$ or $s$ with the usual
             $\mathrm{atol} + \mathrm{rtol}\,|y|$. Attr ``log_variable_starts``
-            counts the starts run in $u$.
+            counts the starts run in $u$. On a CPU the $u$ runs go through the
+            compiled CPU kernel (numba; the same Tsit5 steps and controller as
+            the JAX engine, ``solver.backend`` chooses); attr ``batch_backend``
+            names the backend(s) that ran (``"numba"``, ``"jax"`` or ``"jax+numba"``).
         progress: a progress bar in log(1 + t) (single start only).
         rank_rtol: threshold of the numerical rank.
         batch_dims: names of the leading batch dims of an array ``init``.
@@ -604,9 +634,9 @@ def simulate(
     if progress and dims:
         raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
     field = ReducedField(jnp.asarray(weight_decay, float), loss, depth + 1, balanced, group=grp)
-    ys, num_steps, wall = _integrate_starts(field, y0s, ts, taus, config, progress)
+    ys, num_steps, wall, backends = _integrate_starts(field, y0s, ts, taus, config, progress)
     run = dict(classes=classes, depth=depth, loss=loss, weight_decay=weight_decay, init=description)
     run.update(balanced=balanced, rank_rtol=rank_rtol, group=grp, config=config, log_t_end=log_t_end)
-    run.update(store_s=(not balanced) if store_s is None else store_s)
+    run.update(store_s=(not balanced) if store_s is None else store_s, batch_backend=backends)
     run.update(log_starts=0 if taus is not None else int(np.sum(_uses_log(field, y0s))))
     return _simulate_dataset(ys, num_steps, wall, ts, taus, run, dims, coords, batch)

@@ -1,0 +1,9 @@
+"""Compiled CPU backends of svflow's engines (private).
+
+:mod:`svflow._cpu.tsit5` is the batch engine of :mod:`svflow._batch` for the
+balanced cross-entropy law in $u = \\log\\lambda$, compiled with numba: the same
+method (diffrax's Tsit5), the same step-size controller (diffrax's
+``PIDController`` as the JAX engine configures it) and the same saves, over
+lanes of trajectories stored as structure-of-arrays. :func:`svflow._batch.solve_batch`
+picks it on a CPU; the JAX engine stays the path for accelerators and tracing.
+"""

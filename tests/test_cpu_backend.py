@@ -1,0 +1,121 @@
+"""The compiled CPU backend of the batch engine (svflow._cpu.tsit5) against the JAX engine.
+
+One method, two backends: on the same starts both take the same step attempts
+and give the same saved states up to rounding; the kernel's end state also
+meets an independent tight reference (scipy's DOP853 at rtol 1e-12 on the
+balanced law written out here in numpy).
+"""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import svflow
+from svflow._batch import solve_batch
+from svflow._groups import resolve_group
+from svflow._integrate import MAX_STEPS, IntegrationError, Solver, check_solution, log_times
+from svflow._simulate import ReducedField
+
+CFG = Solver(rtol=1e-10, atol=1e-8)  # the u-variable run's tolerances (rtol + atol |u|), as simulate sets
+
+
+def _starts(B, K, seed, group):
+    """Positive balanced starts of the basin "random" family (pairs of a cyclic frame tied)."""
+    rng = np.random.default_rng(seed)
+    eps = 10 ** rng.uniform(-3, -1, B)
+    delta = rng.uniform(0.1, 0.9, B)
+    lam = eps[:, None] * (1 - delta[:, None] + 2 * delta[:, None] * rng.uniform(size=(B, K)))
+    lam = 0.5 * (lam + lam[:, np.asarray(group.partner)])
+    lam[:, 0] = 0.0
+    return lam
+
+
+def _both(field, u0, ts, cfg=CFG):
+    a = solve_batch(field, u0, ts, dataclasses.replace(cfg, backend="numba"), lanes=4)
+    b = solve_batch(field, u0, ts, dataclasses.replace(cfg, backend="jax"), lanes=4)
+    assert (a.backend, b.backend) == ("numba", "jax")
+    return a, b
+
+
+@pytest.mark.parametrize(
+    "K, depth, group, wd",
+    [(8, 3, "walsh", 0.0), (6, 2, "cyclic", 0.0), (8, 3, "walsh", 1e-3)],
+)
+def test_numba_and_jax_engines_take_the_same_steps(K, depth, group, wd):
+    grp = resolve_group(group, K)
+    lam0 = _starts(9, K, 3, grp)  # 9 starts through 4 lanes: every lane refills
+    u0 = np.log(np.where(np.arange(K) == 0, 1.0, lam0))
+    field = ReducedField(jnp.asarray(wd), "ce", depth + 1, True, group=grp, variable="log")
+    ts = log_times(1e6 if wd == 0 else 1e4, 9)
+    a, b = _both(field, u0, ts)
+    assert np.all(a.result == 0) and np.all(b.result == 0)
+    np.testing.assert_array_equal(a.num_steps, b.num_steps)
+    assert np.all(a.num_steps > 50)
+    # the saved states, in lambda = exp(u) (mode 0 is a placeholder)
+    la, lb = np.exp(a.ys[:, :, 1:]), np.exp(b.ys[:, :, 1:])
+    np.testing.assert_allclose(la, lb, rtol=1e-10, atol=0)
+    np.testing.assert_array_equal(a.ys[:, 0], u0)  # the first save is the start itself
+
+
+def test_numba_kernel_against_dop853():
+    # final lambda of the kernel within its tolerance of DOP853 (rtol 1e-12) on the balanced law
+    # in lambda, written here: an independent route (other variable, other method, numpy)
+    from scipy.integrate import solve_ivp
+
+    K, depth, t_end = 8, 3, 1e8
+    N = depth + 1
+    lam0 = _starts(4, K, 7, svflow.Walsh(K))
+    ds = svflow.simulate(
+        K, depth, init=lam0, batch_dims="start", t_end=t_end, num_times=2, solver=Solver(backend="numba")
+    )
+    assert ds.attrs["log_variable_starts"] == 4 and ds.attrs["batch_backend"] == "numba"
+    H = np.array(svflow.Walsh(K).hadamard(), float)
+
+    def law(tau, lam):  # d lambda / d tau, tau = log(1 + t)
+        f = H @ lam
+        z = (f - f[0]) / K
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p[0] = 0.0
+        omm = p.sum() - H @ p
+        omm[0] = 0.0
+        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2 - 2 / N)
+
+    for b in range(4):
+        ref = solve_ivp(law, (0, np.log1p(t_end)), lam0[b], method="DOP853", rtol=1e-12, atol=1e-15).y[:, -1]
+        err = np.abs(ds["lam"].values[b, -1] - ref).max() / np.abs(ref).max()
+        assert err < 1e-7, (b, err)
+
+
+def test_backend_choice_and_coverage():
+    K = 8
+    lam0 = _starts(3, K, 1, svflow.Walsh(K))
+    u0 = np.log(np.where(np.arange(K) == 0, 1.0, lam0))
+    ts = log_times(1e4, 3)
+    log_field = ReducedField(jnp.asarray(0.0), "ce", 4, True, variable="log")
+    assert solve_batch(log_field, u0, ts, CFG).backend == "numba"  # auto, on a CPU
+    # the kernel covers the u-variable law with Tsit5 only: forcing it elsewhere says so
+    with pytest.raises(ValueError, match=r"backend='numba'\) covers"):
+        solve_batch(ReducedField(jnp.asarray(0.0), "ce", 4, True), lam0, ts, Solver(backend="numba"))
+    with pytest.raises(ValueError, match=r"backend='numba'\) covers"):
+        solve_batch(log_field, u0, ts, Solver(method="dopri5", backend="numba"))
+    assert solve_batch(log_field, u0, ts, Solver(method="dopri5")).backend == "jax"  # auto falls back
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Solver(backend="cuda")
+    assert Solver(backend="jax").as_attrs()["backend"] == "jax" and "backend" not in Solver().as_attrs()
+
+
+def test_numba_max_steps_reports_like_jax():
+    # a run cut by max_steps carries diffrax's code, so check_solution explains it as for JAX
+    K = 8
+    lam0 = _starts(3, K, 2, svflow.Walsh(K))
+    u0 = np.log(np.where(np.arange(K) == 0, 1.0, lam0))
+    field = ReducedField(jnp.asarray(0.0), "ce", 4, True, variable="log")
+    cfg = dataclasses.replace(CFG, max_steps=20, backend="numba")
+    a = solve_batch(field, u0, log_times(1e8, 3), cfg)
+    assert np.all(a.result == MAX_STEPS)  # the JAX engine's code (svflow._integrate.MAX_STEPS)
+    np.testing.assert_array_equal(a.num_steps, 20)
+    with pytest.raises(IntegrationError, match="max_steps = 20"):
+        check_solution(a.ys, a.result, a.num_steps, CFG, 1e8)
