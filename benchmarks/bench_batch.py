@@ -339,9 +339,12 @@ jax.config.update("jax_enable_x64", True)
 import svflow
 {starts_src}
 lam0 = starts({K}, {n})
+# svflow >= 0.4 takes a Solver; 0.2 took rtol= and atol=
+tol = (dict(solver=svflow.Solver(rtol={rtol!r}, atol={atol!r})) if hasattr(svflow, "Solver")
+       else dict(rtol={rtol!r}, atol={atol!r}))
 def call():
     return svflow.simulate({K}, {depth}, init=lam0, batch_dims="start", t_end={t_end!r},
-                           num_times={num_times}, rtol={rtol!r}, atol={atol!r})
+                           num_times={num_times}, **tol)
 c = time.process_time(); ds = call(); first = time.process_time() - c
 c = time.process_time(); ds = call(); warm = time.process_time() - c
 print(json.dumps(dict(first=first, warm=warm, final=ds["lam"].values[:4, -1].tolist(),
@@ -404,7 +407,7 @@ def issue25_case(K, depth, B, rounds, cyrk_n, scipy_n, old_src, basin) -> list[d
             solver=svflow.Solver(rtol=RTOL, atol=ATOL),
             store_s=True,
         ),  # fmt: skip
-        "engine in u = log(lambda) (new)": lambda: _solve_log_or_lam(field, lam0, ts, cfg, None, False),
+        "engine in u = log(lambda) (new)": lambda: _solve_log_or_lam(field, lam0, ts, cfg, False),
         "engine in lambda (0.2)": lambda: solve_batch(field, lam0, ts, cfg),
         "CyRK nbsolve_ivp RK45 loop (numba)": lambda: cyrk_run(loop, lam0[:cyrk_n]),
     }
