@@ -583,9 +583,10 @@ def outcome(
     (``classes``, ``depth`` may be omitted; if given they must match): the
     full-parameter flow in double-log time, decided by the late growth
     exponents of the centred-logit singular values at the stages ``horizons``
-    (default ``(1e3, 1e4)``; docs: theory/random-starts.md, a finite-horizon
-    rule, not a certificate). Returns a dataset over ``start`` (absent for one
-    model) and ``sv``: ``outcome``, ``support``, ``limit``, ``exponent``,
+    (default ``(1e3, 1e4)``) and the off-mode law of the aligned reduced
+    dynamics (docs: theory/random-starts.md; a finite-horizon rule, not a
+    certificate). Returns a dataset over ``start`` (absent for one model) and
+    ``sv``: ``outcome``, ``support``, ``limit``, ``exponent``, ``exponent_early``,
     ``kkt_residual``, ``kkt_slackness``, ``horizon``, ``num_steps``.
     ``batch_dims``, ``group`` and ``criterion`` do not apply to it.
 

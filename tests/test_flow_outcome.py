@@ -232,3 +232,69 @@ def test_random_start_code_study_uses_the_limit_rank():
         expect = np.where(out == 0, 3, out)
         decided = out >= 0
         np.testing.assert_array_equal(ds.outcome_rank.sel(depth=L).values[decided], expect[decided])
+
+
+def _law_ratio(tau, q0, rho, a, tau0):
+    """Closed form of the off-mode law dq/dlog(tau) = rho q^(1 + a) - q (relative drive rho
+    settled): q^(-a) = rho + (q0^(-a) - rho) (tau / tau0)^a."""
+    return (rho + (q0**-a - rho) * (tau / tau0) ** a) ** (-1.0 / a)
+
+
+def test_off_mode_law_against_its_closed_form():
+    """The rule's off-mode law, fed trajectories written in closed form (N = 3, a = 1/3; K = 4:
+    s_1 = tau, s_2 = 0.9 tau on, the third mode under test):
+    - a mode below q_on whose relative drive has settled (rho q0^a = 0.88: e = -0.12 at the
+      start, between the old thresholds) falls with an accelerating exponent and is off;
+    - a mode falling along a power law to a positive limit (q -> 0.12 or 0.05) decelerates
+      and is never called off (nor on: it stays undecided below q_on);
+    - a mode at the law's unstable balance (rho q^a = 1: flat at 0.15) is not called off."""
+    from svflow._full.outcome import _decide
+
+    taus = np.geomspace(1.0, 1e4, 161)
+    tau0, a = 1e2, 1.0 / 3.0
+    third = {
+        "off": _law_ratio(np.maximum(taus, tau0), 0.15, 0.88 / 0.15**a, a, tau0),
+        "to 0.12": 0.12 + 0.05 * (taus / tau0) ** -0.3,
+        "to 0.05": 0.05 + 0.15 * (taus / tau0) ** -0.5,
+        "balance": np.full(taus.size, 0.15),
+    }
+    for name, q in third.items():
+        sigma = np.stack([taus, 0.9 * taus, q * taus], axis=-1)[None]
+        code, on, *_ = _decide(sigma, taus, 4, 1e4, 3, 3)
+        if name == "off":
+            assert code[0] == 2 and on[0].tolist() == [True, True, False], (name, code)
+        else:
+            assert code[0] == -1, (name, code)
+    # the same mode with its drive still rising (rho ~ tau^0.05: the fall slows down, and
+    # rho q^a reaches 1 at a positive q, so the mode turns round later) is not called off
+    tt = np.maximum(taus, tau0)
+    q = np.empty(taus.size)
+    q[0] = 0.15
+    lt = np.log(tt)
+    for i in range(1, taus.size):  # explicit Euler of dq/dlog tau = rho(tau) q^(1 + a) - q
+        rho = 0.88 / 0.15**a * (tt[i - 1] / tau0) ** 0.05
+        q[i] = q[i - 1] + (lt[i] - lt[i - 1]) * (rho * q[i - 1] ** (1 + a) - q[i - 1])
+    code, *_ = _decide(np.stack([taus, 0.9 * taus, q * taus], axis=-1)[None], taus, 4, 1e4, 3, 3)
+    assert code[0] == -1, q[-5:]
+
+
+@pytest.mark.slow
+def test_off_mode_law_decisions_hold_in_ten_times_longer_independent_runs():
+    """Phase-map starts (K = 16, L = 2, d = 8, scale 1, seeds 1 and 2) that the rule without
+    the off-mode law left undecided at tau = 1e4 (a mode at ratio 0.04-0.09 falling at
+    e = -0.1 to -0.25): decided now, at 1e3 or 1e4, with those modes off. scipy LSODA (exact
+    Jacobian, the independent right-hand side above) ten times beyond the deciding stage:
+    every on-mode keeps a ratio >= 0.1, every off-mode is <= 0.1 and still falling."""
+    models = [svflow.random_model(16, depth=2, width=8, key=s) for s in (1, 2)]
+    out = svflow.outcome(init=models, kkt=False)
+    assert np.all(out.outcome.values > 0), out.outcome.values
+    for b, m in enumerate(models):
+        ref = _reference_ratios(m, 10 * float(out.horizon[b]))
+        assert ref is not None
+        early, late = ref
+        on = out.support.values[b].astype(bool)
+        off = ~on & (np.arange(15) < 8)  # modes 8.. are 0 at every t (rank Z <= d = 8)
+        where = (b, float(out.horizon[b]), out.limit.values[b], late)
+        assert np.all(late[on] >= 0.1), where
+        assert np.all(late[off] <= 0.1) and np.all(late[off] < early[off]), where
+        assert np.all(late[8:] < 1e-12), where

@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import xarray as xr
 
 import svflow
 from svflow._full.train import DivergenceError
@@ -229,7 +230,15 @@ def test_phase_map_is_the_outcome_and_the_flow_seed_by_seed(tmp_path):
     again = svflow.studies.phase_map((4,), (1, 2), (5,), checkpoint=tmp_path, **kw)
     np.testing.assert_array_equal(again["cpu_time_s"].values, ds["cpu_time_s"].values)  # reused
     np.testing.assert_array_equal(again["limit"].values, ds["limit"].values)
-    with pytest.raises(TypeError, match="sequence"):
+    # a cell decided by another outcome rule is recomputed, not reused
+    path = tmp_path / "cell_K4_L1_d5.nc"
+    stale = xr.load_dataset(path)
+    stale.attrs["rule"] = "an earlier rule"
+    stale.to_netcdf(path)
+    svflow.studies.phase_map((4,), (1, 2), (5,), checkpoint=tmp_path, **kw)
+    assert xr.load_dataset(path).attrs["rule"] == ds.attrs["rule"]
+    # the message is svflow's or, under the test session's runtime type checker, jaxtyping's
+    with pytest.raises(TypeError, match="(?i)sequence"):
         svflow.studies.phase_map((4,), (1,), (5,), seeds=2)
 
 

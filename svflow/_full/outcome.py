@@ -21,8 +21,25 @@ every t and count as off):
 
 - **on** (in the support): $q_i \ge$ ``q_on`` and $e_i \ge -$``e_flat`` in
   window B (flat or rising: not on its way out);
-- **off**: $q_i \le$ ``q_off`` and $e_i \le -$``e_decay`` in both windows;
+- **off**: $q_i \le$ ``q_off`` and $e_i \le -$``e_decay`` in both windows; or
+  **on the off-mode law**: $q_i <$ ``q_on``, falling in both windows
+  ($e_i^A < 0$, $e_i^B \le -$``e_flat``) and the fall accelerating at least
+  ``kappa`` times as fast as a mode outside the support must (below);
 - anything else is undecided, and so is the start.
+
+The off-mode law. In aligned, balanced factors (the reduced dynamics) a mode
+of the centred logits with per-factor value $a_i$, $s_i = a_i^N$, obeys
+$da_i/d\tau = a_i^{N-1} G_i$ with $G_i$ the drive along that mode; with
+$s_1 \propto \tau$ and the relative drive $\rho_i = G_i / G_1$ this is
+$e_i = \rho_i q_i^{a} - 1$, $a = (N - 2)/N$. If $\rho_i$ has settled (the
+drive of the mode no longer rising), a falling mode accelerates:
+$de_i/d\log\tau = a (1 + e_i) e_i < 0$, and $q_i \to 0$ (closed form:
+$q_i^{-a} = \rho_i + (q_0^{-a} - \rho_i)(\tau/\tau_0)^a$). A mode on its way
+to a positive limit instead needs $\rho_i$ to rise until $e_i = 0$, which
+slows the fall. The off-mode test asks the measured change
+$e_i^B - e_i^A$ over the half-decade to be at most ``kappa`` times the law's
+$a (1 + \bar e_i)\bar e_i \log\sqrt{10}$ ($\bar e_i$ the mean of the two);
+for N = 2 ($a = 0$) it asks the fall not to slow down.
 
 Decided starts get ``outcome`` = the number r of modes on (0 when r = K - 1:
 neural collapse). This is a finite-horizon rule: it does not prove the limit
@@ -99,6 +116,10 @@ start to $10^3$; the starts still undecided there continue to $10^4$."""
 
 Q_ON, Q_OFF, E_FLAT, E_DECAY = 0.2, 0.1, 0.1, 0.2
 """The rule's thresholds (module docstring; checked against independent runs)."""
+KAPPA = 0.5
+"""The off-mode law's factor (svflow 0.5; module docstring)."""
+RULE = "growth exponents + off-mode law (svflow 0.5)"
+"""Names the rule in the attrs (a cached phase-map cell decided by another rule is recomputed)."""
 
 
 def _window_exponents(log_s, log_tau, lo, hi):
@@ -106,29 +127,35 @@ def _window_exponents(log_s, log_tau, lo, hi):
     return (log_s[..., b, :] - log_s[..., a, :]) / (log_tau[b] - log_tau[a])
 
 
-def _decide(sigma, taus, K: int, horizon: float, max_rank: int):
+def _decide(sigma, taus, K: int, horizon: float, max_rank: int, factors: int):
     """The rule on the saves ``sigma`` (B, T, >= K - 1) at ``taus`` (T,) ending at ``horizon``.
 
-    Modes ``i >= max_rank`` (the width bound: rank Z <= min(K - 1, d)) are
-    zero for every t and count as off. Returns ``(outcome (B,), on (B, K - 1),
-    q (B, K - 1), eB (B, K - 1))``."""
+    ``factors``: N = L + 1 (the off-mode law's $a = (N - 2)/N$). Modes
+    ``i >= max_rank`` (the width bound: rank Z <= min(K - 1, d)) are zero for
+    every t and count as off. Returns ``(outcome (B,), on (B, K - 1), q (B, K - 1),
+    eB (B, K - 1), eA (B, K - 1))``."""
     s = sigma[:, :, : K - 1]  # the centred logits have rank <= K - 1
     with np.errstate(divide="ignore", invalid="ignore"):
         log_tau = np.log(taus)
         log_q = np.log(s / s[:, :, :1])
-    top = np.log(horizon)
-    eA = _window_exponents(log_q, log_tau, top - np.log(10.0), top - 0.5 * np.log(10.0))
-    eB = _window_exponents(log_q, log_tau, top - 0.5 * np.log(10.0), top)
+    top, half = np.log(horizon), 0.5 * np.log(10.0)
+    eA = _window_exponents(log_q, log_tau, top - 2 * half, top - half)
+    eB = _window_exponents(log_q, log_tau, top - half, top)
     q = np.exp(log_q[:, -1])
-    on = (q >= Q_ON) & (eB >= -E_FLAT)
-    off = (q <= Q_OFF) & (eA <= -E_DECAY) & (eB <= -E_DECAY)
+    a = (factors - 2) / factors
+    e_mean = 0.5 * (eA + eB)
+    law = a * (1.0 + e_mean) * e_mean * half  # the off-mode law's change of e over a half-decade
+    with np.errstate(invalid="ignore"):
+        on = (q >= Q_ON) & (eB >= -E_FLAT)
+        off = (q <= Q_OFF) & (eA <= -E_DECAY) & (eB <= -E_DECAY)
+        off |= (q < Q_ON) & (eA < 0) & (eB <= -E_FLAT) & (eB - eA <= KAPPA * law)
     on[:, 0] = True
     off[:, 0] = False
     on[:, max_rank:], off[:, max_rank:] = False, True
     decided = np.all(on | off, axis=1)
     rank = on.sum(axis=1)
     outcome = np.where(decided, np.where(rank == K - 1, 0, rank), -1)
-    return outcome, on & decided[:, None], q, eB
+    return outcome, on & decided[:, None], q, eB, eA
 
 
 def _check_horizons(horizons) -> tuple[float, ...]:
@@ -234,7 +261,8 @@ def flow_outcome(
         Dataset over ``start`` (absent for one model): ``outcome`` (0 = NC,
         r = rank of the limit direction, -1 = undecided), ``support`` (start, sv)
         as int, ``limit`` (start, sv): $q_i = s_i/s_1$ at the horizon reached,
-        ``exponent`` (start, sv): $e_i$ in the last half-decade,
+        ``exponent`` (start, sv): $e_i$ in the last half-decade (``exponent_early``:
+        the half-decade before),
         ``kkt_residual`` and ``kkt_slackness``, ``horizon`` ($\tau$ reached:
         the stage that decided the start, or the last), ``num_steps`` (over all
         stages); with ``snapshot_times`` also ``snapshot_sigma``
@@ -263,6 +291,7 @@ def flow_outcome(
     support = np.zeros((B, K - 1), dtype=int)
     limit = np.full((B, K - 1), np.nan)
     exponent = np.full((B, K - 1), np.nan)
+    exponent_early = np.full((B, K - 1), np.nan)
     horizon = np.zeros(B)
     steps = np.zeros(B, dtype=int)
     snap_sigma = np.full((B, snaps.size, K - 1), np.nan)
@@ -289,16 +318,17 @@ def flow_outcome(
             snap_sigma[:] = sig[:, at, : K - 1]
             snap_rank[:] = ds["rank"].values[:, at]
             rank_rtol = ds.attrs["rank_rtol"]
-        code, on, q, eB = _decide(sig, taus, K, h, max_rank)
+        code, on, q, eB, eA = _decide(sig, taus, K, h, max_rank, models[0].depth + 1)
         outcome[pending], support[pending] = code, on.astype(int)
         limit[pending], exponent[pending], horizon[pending] = q, eB, taus[-1]
+        exponent_early[pending] = eA
         steps[pending] += n_steps
         for j, i in enumerate(pending):
             finals[i] = ends[j]
         pending = pending[code < 0]
         previous = h
         if progress:
-            decided = B - pending.size
+            decided = int(np.sum(outcome >= 0))
             print(f"outcome: stage tau = {h:g}: {len(batch)} run, {decided} of {B} decided", flush=True)
         if pending.size == 0:
             break
@@ -312,6 +342,11 @@ def flow_outcome(
             ("start", "sv"),
             exponent,
             {"long_name": "d log(s_i/s_1) / d log tau, last half-decade"},
+        ),
+        "exponent_early": (
+            ("start", "sv"),
+            exponent_early,
+            {"long_name": "d log(s_i/s_1) / d log tau, the half-decade before the last"},
         ),
         "kkt_residual": (("start",), kkt_values[:, 0], {"long_name": "max-margin KKT stationarity residual"}),
         "kkt_slackness": (
@@ -347,6 +382,8 @@ def flow_outcome(
         "q_off": Q_OFF,
         "e_flat": E_FLAT,
         "e_decay": E_DECAY,
+        "kappa": KAPPA,
+        "rule": RULE,
         **solver.as_attrs(),
         "init": "; ".join(m.description for m in models),
     }

@@ -38,7 +38,7 @@ from .. import _dims as D
 from .._checks import check_float, check_int
 from .._dataset import grid_dataset
 from .._full.model import random_model
-from .._full.outcome import FLOW_HORIZONS, RANDOM_OUTCOME_SOLVER, flow_outcome
+from .._full.outcome import FLOW_HORIZONS, RANDOM_OUTCOME_SOLVER, RULE, flow_outcome
 from .._integrate import Solver, check_solver
 from .._precision import computes
 
@@ -170,6 +170,7 @@ def phase_cell(
         snapshot_time=snapshot_time,
         horizons=np.asarray(out.attrs["horizons"]),
         **check_solver(solver).as_attrs(),
+        rule=out.attrs["rule"],
         cpu_time_s=_cpu() - cpu0,
         wall_time_s=_time.perf_counter() - wall0,
     )
@@ -191,6 +192,7 @@ def _load_cell(path: Path, seeds, scale, snapshot_time, horizons, solver: Solver
         and ds.attrs["snapshot_time"] == snapshot_time
         and np.array_equal(np.atleast_1d(ds.attrs["horizons"]), np.asarray(horizons, dtype=float))
         and all(ds.attrs.get(k) == v for k, v in solver.as_attrs().items())
+        and ds.attrs.get("rule") == RULE  # a cell decided by an earlier rule is recomputed
     )
     return ds if same else None
 
@@ -287,6 +289,7 @@ def phase_map(
         "snapshot_time": float(snapshot_time),
         "horizons": np.asarray(horizons, dtype=float),
         **check_solver(solver).as_attrs(),
+        "rule": RULE,
         "loss_name": "ce",
         "activation": "linear",
         "samples_per_class": 1,
