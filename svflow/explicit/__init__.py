@@ -22,8 +22,9 @@ namespace holds the closed forms and constructions of
 - gradient descent on the L-DUFM and its layer statistics: :func:`ldufm_runs`,
   :func:`ldufm_sweep`, :func:`ldufm_gd_batch`, :func:`ldufm_optimality_map`,
   :func:`layer_representations`, :func:`class_mean_spectra`, :func:`nc1`,
-  the L-BFGS polish of the end points :func:`polish`, :func:`gap_rank`, :func:`kink_count`, and
-  :func:`map_parameters` (the stored best factors of a map cell).
+  the L-BFGS polish of the end points :func:`polish`, :func:`gap_rank`, :func:`kink_count`,
+  :func:`clarke_gap` (the stationarity measure at ReLU kinks), and
+  :func:`map_parameters` (the stored best factors of a map cell), :func:`repolish_map`.
 
 The L-DUFM's gradient descent runs are :class:`svflow.DeepUFM` models (ReLU,
 squared loss, weight decay) trained by the loop of :func:`svflow.train`, and
@@ -44,6 +45,7 @@ from ._ce_forms import ce_objective as ce_objective
 from ._ce_forms import ce_pair_loss as ce_pair_loss
 from ._ce_forms import hypercube_code as hypercube_code
 from ._ce_forms import polygon_code as polygon_code
+from ._ldufm import clarke_gap as clarke_gap
 from ._ldufm import class_mean_spectra as class_mean_spectra
 from ._ldufm import gap_rank as gap_rank
 from ._ldufm import kink_count as kink_count
@@ -70,6 +72,7 @@ from ._ldufm_forms import srg_matrices as srg_matrices
 from ._ldufm_forms import srg_rho as srg_rho
 from ._ldufm_map import ldufm_optimality_map as ldufm_optimality_map
 from ._ldufm_map import map_parameters as map_parameters
+from ._ldufm_map import repolish_map as repolish_map
 from ._maps import CEMinimum as CEMinimum
 from ._maps import ce_direct_table as ce_direct_table
 from ._maps import ce_minimum as ce_minimum

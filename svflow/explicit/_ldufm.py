@@ -32,17 +32,24 @@ $\Sigma_W$ the within-class covariance, $\Sigma_B$ the covariance of the
 centred class means; 0 for n = 1).
 
 **Polish.** GD stops at a fixed step count, not at a critical point. Every
-run is then polished by L-BFGS (:func:`polish`: optimistix ``LBFGS`` on the
-same model's factors, gradients by ``jax.grad``, every run of one shape vmapped) for at
-most ``polish_steps`` steps; the polished point counts as converged when the
-Euclidean norm of the full gradient (over every entry of every factor) is
-below ``grad_tol`` (default :data:`GRAD_TOL` = 1e-6; the objective is O(0.1)).
-The ReLU objective has kinks (pre-activations at 0, where the low-rank
-points sit): there the gradient need not vanish and the polish stalls; such a
-run is reported as not converged, with its gradient norm, never dropped,
-and with its ``kink_count`` (:func:`kink_count`: hidden pre-activations within
-:data:`KINK_RTOL` of 0 relative to their layer's largest whose back-propagated
-signal is not 0, where the objective is not differentiable).
+run is then polished (:func:`polish`): L-BFGS (optimistix ``LBFGS`` on the
+same model's factors, gradients by ``jax.grad``, every run of one shape
+vmapped) for at most ``polish_steps`` steps. The ReLU objective has kinks
+(pre-activations at 0, where the low-rank points sit): there the gradient
+need not vanish and L-BFGS stalls at gradient norms ~1e-2. Stationarity is
+therefore measured by the *Clarke gap* (:func:`clarke_gap`): the smallest
+gradient over all ReLU slopes in [0, 1] at the kinks (the gradient norm where
+there is none). Runs whose gap is at or above ``grad_tol`` get a nonsmooth
+stage: a softplus smoothing continuation (L-BFGS at sharpness 1e2 .. 1e8),
+then Newton's method on the kink face (kinks held at P = 0, the kink slopes
+solved for with the factors). A polished point counts as converged when its
+Clarke gap is below ``grad_tol`` (default :data:`GRAD_TOL` = 1e-6, the
+tolerance of the smooth points; the objective is O(0.05)); a run above it
+is reported as not converged, never dropped. Both the plain gradient norm
+and the Clarke gap are stored, with the ``kink_count`` (:func:`kink_count`:
+hidden pre-activations within :data:`KINK_RTOL` of 0 relative to their
+layer's largest whose back-propagated signal is not 0, where the objective
+is not differentiable).
 Ranks of the polished point are gap ranks (:func:`gap_rank`): the threshold
 sits in the largest gap of the normalised class-mean spectrum, whose size is
 stored beside the rank.
@@ -79,6 +86,7 @@ __all__ = [
     "polished_runs",
     "gap_rank",
     "kink_count",
+    "clarke_gap",
 ]
 
 RANK_RTOL_LAYERS = 1e-3
@@ -87,6 +95,18 @@ POLISH_STEPS = 3000
 SV_FLOOR = 1e-14  # singular values below this times sigma_1 are round-off (float64)
 DEFAULT_DECAY = 0.004  # the weight decay of the paper's Fig. 2
 KINK_RTOL = 1e-6  # kink face: |pre-activation| <= this x the layer's largest; live: |signal| > this
+SMOOTHING = (1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)  # softplus sharpnesses of the kink stage
+SMOOTHING_STEPS = 1000  # L-BFGS steps per smoothing level
+NEWTON_STEPS = 8  # face-Newton steps
+FACE_RTOLS = (1e-6, 1e-5, 1e-4)  # kink faces |P| <= rtol max|P| tried by the face Newton
+CLARKE_NAME = (
+    f"Clarke gap: min over ReLU slopes in [0, 1] at the kinks (|P| <= {KINK_RTOL:g} max|P|) "
+    "of the full gradient's norm"
+)
+POLISH_NAME = (
+    "optimistix LBFGS (history 20); for runs with Clarke gap >= grad_tol a softplus smoothing "
+    "continuation (sharpness 1e2..1e8, LBFGS per level) and Newton on the kink face"
+)
 KINK_NAME = f"live ReLU kinks at the polished point (|P| <= {KINK_RTOL:g} max|P|, |dL/dX| > {KINK_RTOL:g})"
 
 
@@ -192,6 +212,166 @@ def _grad_norm(model: DeepUFM, factors):
     return jnp.sqrt(sum(jnp.sum(g**2) for g in model.gradient(factors)))
 
 
+def _objective_with(model: DeepUFM, factors, act):
+    """``model``'s objective (its loss and penalty) with the hidden activation ``act``."""
+    x = factors[0]
+    for l, W in enumerate(factors[1:], start=1):
+        x = W @ x
+        if l < len(factors) - 1:
+            x = act(l - 1, x)
+    return mean_loss(x, model.loss) + model.penalty(factors)
+
+
+def _slope_objective(model: DeepUFM, factors, masks, slopes):
+    """The ReLU objective's value, differentiated with ReLU slope ``slopes[l]`` at the
+    entries ``masks[l]`` of the hidden pre-activations and $\\mathbf 1[P > 0]$ elsewhere:
+    its gradient is the chain-rule element of the objective's generalised gradient
+    for those slopes (for slopes in {0, 1} the gradient of one smooth piece)."""
+
+    def act(l, x):
+        D = jnp.where(masks[l], slopes[l], (x > 0).astype(x.dtype))
+        return jax.lax.stop_gradient(jax.nn.relu(x)) + D * (x - jax.lax.stop_gradient(x))
+
+    return _objective_with(model, factors, act)
+
+
+def _flat(tree) -> jax.Array:
+    return jnp.concatenate([jnp.ravel(a) for a in tree])
+
+
+def _unflat(v, shapes) -> list:
+    out, i = [], 0
+    for shp in shapes:
+        size = int(np.prod(shp))
+        out.append(v[i : i + size].reshape(shp))
+        i += size
+    return out
+
+
+def _hidden(model: DeepUFM, factors) -> list:
+    """The hidden pre-activations $P_1 .. P_{L-1}$."""
+    names, mats = layers(factors, "relu")
+    return [P for n, P in zip(names, mats) if n.startswith("pre")]
+
+
+def _kink_masks(model: DeepUFM, factors, rtol: float) -> list:
+    """Entries of each hidden pre-activation within ``rtol`` of 0 relative to its layer's
+    largest (the kink face; dead entries included: their slope does not matter)."""
+    return [jnp.abs(P) <= rtol * jnp.max(jnp.abs(P)) for P in _hidden(model, factors)]
+
+
+def _split(model: DeepUFM, factors, svec) -> list:
+    """A flat vector over every hidden entry, as matrices of the pre-activations' shapes."""
+    return _unflat(svec, [P.shape for P in _hidden(model, factors)])
+
+
+@eqx.filter_jit
+def _slope_gradient(model: DeepUFM, factors, masks, svec):
+    """(flat gradient for slopes ``svec`` at ``masks``, its Jacobian in ``svec``)."""
+
+    def g(s):
+        grad = jax.grad(_slope_objective, argnums=1)(model, factors, masks, _split(model, factors, s))
+        return _flat(grad)
+
+    return g(svec), jax.jacfwd(g)(svec)
+
+
+def _clarke(model: DeepUFM, factors, rtol: float, iterations: int = 6) -> tuple[float, np.ndarray, list]:
+    """(Clarke gap, its slopes over every hidden entry, the kink masks) at ``factors``.
+
+    The gradient for slopes s is multilinear in s (kinks of one sample in
+    successive layers multiply), so the box least-squares problem
+    $\\min_{s \\in [0,1]^k}|g(s)|$ is solved by Gauss-Newton steps, each a
+    bounded-variable least-squares problem (scipy ``lsq_linear``, BVLS) in the
+    kink slopes; the value returned is $|g(s)|$ evaluated exactly at the best
+    slopes found (every such value bounds the minimum from above)."""
+    from scipy.optimize import lsq_linear
+
+    fs = tuple(jnp.asarray(F, dtype=model.dtype) for F in factors)
+    masks = _kink_masks(model, fs, rtol)
+    pres = _hidden(model, fs)
+    s = np.concatenate([np.asarray(P > 0, float).ravel() for P in pres])
+    idx = np.nonzero(np.concatenate([np.asarray(m).ravel() for m in masks]))[0]
+    g, J = (np.asarray(a) for a in _slope_gradient(model, fs, masks, jnp.asarray(s)))
+    best = float(np.linalg.norm(g))
+    for _ in range(iterations if idx.size else 0):
+        Jk = J[:, idx]
+        sol = lsq_linear(Jk, Jk @ s[idx] - g, bounds=(0.0, 1.0), method="bvls")
+        trial = s.copy()
+        trial[idx] = np.clip(sol.x, 0.0, 1.0)
+        g, J = (np.asarray(a) for a in _slope_gradient(model, fs, masks, jnp.asarray(trial)))
+        value = float(np.linalg.norm(g))
+        if not value < best * (1 - 1e-3):
+            if value < best:
+                best, s = value, trial
+            break
+        best, s = value, trial
+    return best, s, masks
+
+
+@eqx.filter_jit
+def _face_residual(model: DeepUFM, v, s, masks, shapes):
+    """KKT residual on the kink face: (gradient for slopes s; P on the face, s elsewhere)."""
+    fs = _unflat(v, shapes)
+    grad = jax.grad(_slope_objective, argnums=1)(model, fs, masks, _split(model, fs, s))
+    m = _flat(masks)
+    return jnp.concatenate([_flat(grad), jnp.where(m, _flat(_hidden(model, fs)), s)])
+
+
+@eqx.filter_jit
+def _face_jacobian(model: DeepUFM, v, s, masks, shapes):
+    return jax.jacfwd(_face_residual, argnums=(1, 2))(model, v, s, masks, shapes)
+
+
+def _face_newton(model: DeepUFM, factors, s, masks, steps: int):
+    """Newton's method on the kink face: solve $g(\\theta, s) = 0$, $P_k(\\theta) = 0$ at
+    the kinks for the factors and the kink slopes together (least-squares steps,
+    ``numpy.linalg.lstsq``, halved until the residual falls; stops when it does not).
+    Returns the factors."""
+    shapes = tuple(tuple(F.shape) for F in factors)
+    v = _flat([jnp.asarray(F, dtype=model.dtype) for F in factors])
+    s = jnp.where(_flat(masks), jnp.asarray(s, dtype=model.dtype), 0.0)
+    r = np.asarray(_face_residual(model, v, s, masks, shapes))
+    for _ in range(steps):
+        norm = np.linalg.norm(r)
+        if not np.isfinite(norm) or norm < 1e-14:
+            break
+        A, B = _face_jacobian(model, v, s, masks, shapes)
+        d = np.linalg.lstsq(np.hstack([np.asarray(A), np.asarray(B)]), -r, rcond=1e-12)[0]
+        for t in 0.5 ** np.arange(12):
+            v1, s1 = v + t * d[: v.size], s + t * d[v.size :]
+            r1 = np.asarray(_face_residual(model, v1, s1, masks, shapes))
+            if np.linalg.norm(r1) < norm:
+                break
+        else:
+            break
+        v, s, r = v1, s1, r1
+    return _unflat(v, shapes)
+
+
+@eqx.filter_jit
+def _smooth_batch(model: DeepUFM, factors, sharpness, max_steps: int):
+    r"""Smoothing continuation from every stacked start: L-BFGS on the objective with the
+    ReLU replaced by $\operatorname{softplus}(\beta x)/\beta$, for each $\beta$ of
+    ``sharpness`` in turn (each level from the previous level's end)."""
+
+    def smoothed(f, beta):
+        return _objective_with(model, f, lambda _, x: jax.nn.softplus(beta * x) / beta)
+
+    def one(f0):
+        solver = optx.LBFGS(rtol=0.0, atol=1e-15, history_length=20)
+
+        def level(f, beta):
+            sol = optx.minimise(smoothed, solver, f, args=beta, max_steps=max_steps, throw=False)
+            ok = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(a)) for a in sol.value]))
+            return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), sol.value, f), None
+
+        f, _ = jax.lax.scan(level, f0, sharpness)
+        return f
+
+    return jax.vmap(one)(factors)
+
+
 @eqx.filter_jit
 def _polish_batch(model: DeepUFM, factors, max_steps: int):
     """L-BFGS on ``model.objective`` from every stacked start (leading axis).
@@ -211,14 +391,83 @@ def _polish_batch(model: DeepUFM, factors, max_steps: int):
 
 
 @computes
-def polish(model: DeepUFM, starts=None, *, max_steps: int = POLISH_STEPS):
-    r"""Polish a :class:`svflow.DeepUFM`'s parameters by L-BFGS, from one or many starts.
+def clarke_gap(model: DeepUFM, factors=None, *, rtol: float = KINK_RTOL) -> float:
+    r"""Clarke gap of a ReLU :class:`svflow.DeepUFM`'s objective at ``factors`` (default:
+    the model's own): the smallest gradient over all ReLU slopes in [0, 1] at the kinks.
 
-    optimistix ``LBFGS`` (history 20) on the model's objective
-    (:meth:`svflow.DeepUFM.objective`: mean data loss + $\sum_l\tfrac{wd_l}2\|A_l\|_F^2$;
-    for the L-DUFM ReLU, squared loss and weight decay), ``jax.grad`` for its
-    gradient, for ``max_steps`` steps (no earlier stop: the runs are vmapped),
-    keeping the better of start and end.
+    With hidden pre-activations $P_l$ ($l = 1..L-1$), the kinks are the entries
+    with $|(P_l)_{ij}| \le$ ``rtol`` $\max|P_l|$ (:data:`KINK_RTOL` = 1e-6). Let
+    $g(s)$ be the gradient of the objective by the chain rule with ReLU slope
+    $s_k \in [0, 1]$ at kink k and $\mathbf 1[P > 0]$ elsewhere; for $s$ a
+    vertex of the box, $g(s)$ is the gradient of one smooth piece of the
+    objective, and $g$ is multilinear in s, so every $g(s)$ is a convex
+    combination of those piece gradients. The Clarke gap is
+
+    $$\min_{s \in [0, 1]^k} |g(s)|$$
+
+    (Euclidean norm over every entry of every factor), found by Gauss-Newton
+    steps of bounded least squares (scipy's BVLS) and evaluated exactly at the
+    slopes found. Where every sign pattern of the kinks is realised next to the
+    point (kink gradients linearly independent, the generic case), the piece
+    gradients lie in the Clarke subdifferential and the gap bounds
+    $\operatorname{dist}(0, \partial_C\mathcal L)$ from above: a gap below a
+    tolerance certifies approximate Clarke stationarity. With no kink it is the
+    gradient norm. Entries within ``rtol`` of 0 but not at 0 count as kinks
+    (their one-sided gradients differ by at most the kink's signal times a
+    factor-scale step), so the gap measures stationarity up to that face
+    tolerance."""
+    if not isinstance(model, DeepUFM) or model.activation != "relu":
+        raise TypeError(
+            f"model must be a DeepUFM with activation='relu' (the L-DUFM); got "
+            f"{type(model).__name__}{'' if not isinstance(model, DeepUFM) else ' with ' + model.activation}."
+        )
+    rtol = check_float("rtol", rtol, minimum=0.0)
+    fs = model.factors if factors is None else factors
+    return _clarke(_template(model), fs, rtol)[0]
+
+
+@computes
+def polish(
+    model: DeepUFM,
+    starts=None,
+    *,
+    max_steps: int = POLISH_STEPS,
+    kinks: bool = True,
+    grad_tol: float = GRAD_TOL,
+    smoothing_steps: int = SMOOTHING_STEPS,
+    newton_steps: int = NEWTON_STEPS,
+):
+    r"""Polish a :class:`svflow.DeepUFM`'s parameters, from one or many starts: L-BFGS,
+    then, for a ReLU model, a nonsmooth stage for the runs stalled at ReLU kinks.
+
+    1. optimistix ``LBFGS`` (history 20) on the model's objective
+       (:meth:`svflow.DeepUFM.objective`: mean data loss +
+       $\sum_l\tfrac{wd_l}2\|A_l\|_F^2$; for the L-DUFM ReLU, squared loss and
+       weight decay), ``jax.grad`` for its gradient, for ``max_steps`` steps
+       (no earlier stop: the runs are vmapped), keeping the better of start
+       and end.
+    2. For ``activation="relu"`` and ``kinks`` (default), every run whose
+       Clarke gap (:func:`clarke_gap`) is still ``>= grad_tol``:
+
+       - *smoothing continuation*: L-BFGS (``smoothing_steps`` per level) on
+         the objective with the ReLU replaced by
+         $\operatorname{softplus}(\beta x)/\beta$ for
+         $\beta$ = :data:`SMOOTHING` = 1e2, 1e3, ..., 1e8 in turn (its
+         gradient is the ReLU chain rule with slopes
+         $\operatorname{sigmoid}(\beta P) \in (0, 1)$, so a smoothed
+         stationary point is a Clarke point of the ReLU objective up to the
+         kinks' distance ~1/beta from 0);
+       - *face Newton*: with the kinks (|P| <= rtol max|P|, rtol of
+         :data:`FACE_RTOLS` = 1e-6, 1e-5, 1e-4 in turn, the best kept)
+         held at P = 0 as equality constraints and their slopes as unknowns
+         (the slopes that minimise the gap as start), Newton's method on
+         $g(\theta, s) = 0$, $P_{\rm kinks}(\theta) = 0$ (least-squares steps,
+         at most ``newton_steps``; kept when it lowers the Clarke gap and
+         does not raise the objective by more than 1e-9 relative).
+
+       The nonsmooth result replaces the L-BFGS point when its Clarke gap is
+       lower and its objective not above the L-BFGS point's (1e-9 relative
+       slack).
 
     Args:
         model: the model (its activation, loss, weight decay, K and n define the
@@ -227,19 +476,77 @@ def polish(model: DeepUFM, starts=None, *, max_steps: int = POLISH_STEPS):
             leading run axis, the model's shapes behind it), or None (one run from
             the model's factors).
         max_steps: L-BFGS steps (>= 1).
+        kinks: run the nonsmooth stage (ReLU models only).
+        grad_tol: Clarke gap at or above which a run gets the nonsmooth stage
+            (:data:`GRAD_TOL`).
+        smoothing_steps: L-BFGS steps per smoothing level (>= 1).
+        newton_steps: face-Newton steps (>= 0).
 
     Returns:
-        ``(factors, objective, grad_norm)`` as numpy arrays with the leading run
-        axis: ``grad_norm`` is the Euclidean norm of the gradient over every entry
-        of every factor at the returned point. A run is converged when
-        ``grad_norm`` is below a stated tolerance (:data:`GRAD_TOL` for the
-        L-DUFM); at a ReLU kink the gradient need not vanish, and the caller
-        reports such a run as not converged.
+        ``(factors, objective, grad_norm, clarke_gap)`` as numpy arrays with the
+        leading run axis. ``grad_norm`` is the Euclidean norm of the gradient
+        (slope 1[P > 0]) over every entry of every factor at the returned point;
+        ``clarke_gap`` the smallest gradient over ReLU slopes in [0, 1] at its
+        kinks (:func:`clarke_gap`; the gradient norm for a smooth model). A run
+        is converged when ``clarke_gap`` is below a stated tolerance
+        (:data:`GRAD_TOL` for the L-DUFM); at a kink ``grad_norm`` need not
+        vanish.
     """
     stacked = _check_starts(model, starts)
     max_steps = check_int("max_steps", max_steps, minimum=1)
-    fs, obj, gn = _polish_batch(_template(model), stacked, max_steps)
-    return tuple(np.asarray(F) for F in fs), np.asarray(obj, float), np.asarray(gn, float)
+    grad_tol = check_float("grad_tol", grad_tol, minimum=0.0, strict_min=True)
+    smoothing_steps = check_int("smoothing_steps", smoothing_steps, minimum=1)
+    newton_steps = check_int("newton_steps", newton_steps, minimum=0)
+    if not isinstance(kinks, (bool, np.bool_)):
+        raise TypeError(f"kinks must be True or False; got {kinks!r}.")
+    model = _template(model)
+    fs, obj, gn = _polish_batch(model, stacked, max_steps)
+    fs = [np.array(F) for F in fs]
+    obj, gn = np.array(obj, float), np.array(gn, float)
+    if model.activation != "relu":
+        return tuple(fs), obj, gn, gn.copy()
+    gap = np.array([_clarke(model, [F[k] for F in fs], KINK_RTOL)[0] for k in range(obj.size)])
+    todo = np.nonzero(gap >= grad_tol)[0] if kinks else np.zeros(0, int)
+    if todo.size:
+        sharp = jnp.asarray(SMOOTHING, dtype=model.dtype)
+        smooth = _smooth_batch(model, tuple(jnp.asarray(F[todo]) for F in fs), sharp, smoothing_steps)
+        for j, k in enumerate(todo):
+            cand = _nonsmooth_point(model, [F[j] for F in smooth], newton_steps)
+            if cand is None:
+                continue
+            f1, o1, g1 = cand
+            if g1 < gap[k] and o1 <= obj[k] + 1e-9 * abs(obj[k]):
+                for F, A in zip(fs, f1):
+                    F[k] = np.asarray(A)
+                obj[k], gap[k] = o1, g1
+                gn[k] = float(_grad_norm(model, tuple(jnp.asarray(A) for A in f1)))
+    return tuple(fs), obj, gn, gap
+
+
+def _nonsmooth_point(model: DeepUFM, factors, newton_steps: int):
+    """(factors, objective, Clarke gap) after the face Newton from a smoothed point, or
+    None when the point is not finite.
+
+    The face is the set of entries with |P| <= rtol max|P| for each rtol of
+    :data:`FACE_RTOLS` in turn (after a finite smoothing level the kinks sit at
+    |P| ~ 1e-9 .. 1e-5, so no one threshold separates them from live entries);
+    the Newton point of lowest Clarke gap (at :data:`KINK_RTOL`) whose objective
+    is not above the smoothed point's (1e-9 relative slack) is kept, the
+    smoothed point itself when none lowers the gap."""
+    fs = [jnp.asarray(F, dtype=model.dtype) for F in factors]
+    o = float(model.objective(fs))
+    if not np.isfinite(o):
+        return None
+    best = (fs, o, _clarke(model, fs, KINK_RTOL)[0])
+    for rtol in FACE_RTOLS if newton_steps else ():
+        _, s, masks = _clarke(model, fs, rtol)
+        f1 = _face_newton(model, fs, s, masks, newton_steps)
+        o1 = float(model.objective(f1))
+        if np.isfinite(o1) and o1 <= o + 1e-9 * abs(o):
+            g1 = _clarke(model, f1, KINK_RTOL)[0]
+            if g1 < best[2]:
+                best = (f1, o1, g1)
+    return best
 
 
 @computes
@@ -428,7 +735,8 @@ def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float) -
     Returns per run (leading axis): ``factors`` (the polished factors),
     ``objective``, ``fit`` (mean squared loss), ``regularisation`` (weight-decay
     penalty), ``grad_norm`` (at the polished point), ``grad_norm_start`` (at the
-    GD end), ``converged`` (``grad_norm < grad_tol``), ``kink_count``
+    GD end), ``clarke_gap`` (:func:`clarke_gap` at the polished point),
+    ``converged`` (``clarke_gap < grad_tol``), ``kink_count``
     (:func:`kink_count` of the polished point), ``rank`` and ``gap``
     (layer: :func:`gap_rank` of every layer's class means, names of
     :func:`layer_representations`), ``bottleneck`` (smallest gap rank over H
@@ -436,7 +744,7 @@ def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float) -
     model = _template(model)
     stacked = _check_starts(model, factors)
     g0 = jax.vmap(lambda fs: _grad_norm(model, fs))(stacked)
-    fs, obj, gn = polish(model, stacked, max_steps=max_steps)
+    fs, obj, gn, gap = polish(model, stacked, max_steps=max_steps, grad_tol=grad_tol)
     fit, reg = (np.asarray(a, float) for a in jax.vmap(lambda f: (model.data_loss(f), model.penalty(f)))(fs))
     rank_rows: list[list[int]] = []
     gaps: list[list[float]] = []
@@ -456,7 +764,8 @@ def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float) -
         "regularisation": reg,
         "grad_norm": gn,
         "grad_norm_start": np.asarray(g0, float),
-        "converged": gn < grad_tol,
+        "clarke_gap": gap,
+        "converged": gap < grad_tol,
         "kink_count": kinks,
         "rank": ranks,
         "gap": np.asarray(gaps, float),
@@ -532,8 +841,10 @@ def ldufm_runs(
       ``polish_steps`` steps): ``polished_objective``, ``fit`` (mean squared
       loss) and ``regularisation`` (weight-decay penalty), ``grad_norm`` (norm
       of the full gradient there), ``grad_norm_gd`` (at the GD end),
-      ``converged`` (``grad_norm`` < ``grad_tol``; a run stalled at a ReLU kink
-      is not converged), ``kink_count`` (live ReLU kinks there,
+      ``clarke_gap`` (:func:`clarke_gap`: the smallest gradient over ReLU
+      slopes in [0, 1] at the kinks), ``converged`` (``clarke_gap`` <
+      ``grad_tol``: Clarke stationary to that tolerance; at a ReLU kink
+      ``grad_norm`` need not vanish), ``kink_count`` (live ReLU kinks there,
       :func:`kink_count`), ``polished_rank_layer`` and ``rank_gap`` (seed,
       layer: :func:`gap_rank` of every layer's class means, the threshold in
       the largest spectral gap, and that gap).
@@ -567,7 +878,7 @@ def ldufm_runs(
         "init_scale": float(scale),
         "rank_rtol": float(rank_rtol),
         "best_construction": f"{best.category} {' '.join(map(str, best.blocks))}",
-        "polish": "optimistix LBFGS (history 20) from the GD end",
+        "polish": POLISH_NAME,
         "polish_steps": int(polish_steps),
         "grad_tol": float(grad_tol),
     }
@@ -593,7 +904,12 @@ def _polished_variables(pol: dict, grad_tol: float) -> dict:
         "grad_norm_gd": xr.Variable(
             runs, pol["grad_norm_start"], {"long_name": "norm of the full gradient at the GD end"}
         ),
-        "converged": xr.Variable(runs, pol["converged"], {"long_name": f"grad_norm < {grad_tol:g}"}),
+        "clarke_gap": xr.Variable(
+            runs,
+            pol["clarke_gap"],
+            {"long_name": CLARKE_NAME, "units": "1"},
+        ),
+        "converged": xr.Variable(runs, pol["converged"], {"long_name": f"clarke_gap < {grad_tol:g}"}),
         "kink_count": xr.Variable(
             runs,
             pol["kink_count"],

@@ -544,7 +544,7 @@ def ce_minimum(
     scale = check_float("scale", scale, minimum=0.0, strict_min=True)
     starts = _ce_starts(K, L, d, n, scale, seeds)
     model = model_from_arrays([F[0] for F in starts], activation="linear", loss="ce", weight_decay=wd)
-    fs, obj, gn = polish(model, starts, max_steps=max_steps)
+    fs, obj, gn, _ = polish(model, starts, max_steps=max_steps)
     b = int(np.nanargmin(obj))
     best = [np.asarray(F[b]) for F in fs]
     Z = np.asarray(forward(best))
