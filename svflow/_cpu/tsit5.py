@@ -402,7 +402,9 @@ def _dense(tprev, tnext, s, Y, Ks, w, out):
 
 @_jit
 @no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
-def _engine(y0s, order, saves, clock, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_floor, max_steps, W, max_code):
+def _engine(
+    y0s, order, saves, clock, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_floor, max_steps, W, max_code
+):
     """The refill loop (:func:`solve_log_ce`): returns (ys (B, T, K), result (B,), steps (B,))."""
     B, K = y0s.shape
     T = saves.shape[0]
@@ -521,7 +523,8 @@ def _engine(y0s, order, saves, clock, N, wd, walsh, omc, rtol, atol, dt0, dtmin,
                     + A75 * Ks[4, k, w]
                     + A76 * Ks[5, k, w]
                 )
-        _rhs(tnext, Y1, Yt, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock)  # f(t1, y1): the next step's first
+        # f(t1, y1): the next step's first stage
+        _rhs(tnext, Y1, Yt, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock)
         # error estimate and its RMS norm, scaled by atol + rtol max(|y0|, |y1|)
         for w in range(W):
             ss[w] = 0.0
