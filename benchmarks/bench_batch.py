@@ -41,6 +41,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -611,6 +612,17 @@ def cpu_case(K, depth, B, rounds, cyrk_n, scipy_n, basin_side) -> tuple[list[dic
         notes[name] = (
             f"{basin_side}x{basin_side} starts of the same family, to t = e^100 and on; {und} undecided"
         )
+        # the same map with its exact runs on the JAX engine (the kernel's double-log clock off)
+        from svflow.studies._basins import BASIN_SOLVER
+
+        jax_solver = dataclasses.replace(BASIN_SOLVER, backend="jax")
+        basin_map(K, [depth], eps, delta, family="random", solver=jax_solver)  # compile
+        tic = time.process_time()
+        bm_jax = basin_map(K, [depth], eps, delta, family="random", solver=jax_solver)
+        name_jax = "studies.basin_map, JAX engine forced (backend='jax'), per start"
+        times[name_jax] = [(time.process_time() - tic) / basin_side**2]
+        same = np.array_equal(bm.outcome.values, bm_jax.outcome.values)
+        notes[name_jax] = f"same outcomes as the numba map: {same}"
     load = float(np.mean(loads))
     rows = []
     for name, vals in times.items():

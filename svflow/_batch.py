@@ -54,6 +54,7 @@ __all__ = [
     "BatchSolution",
     "solve_many",
     "solve_batch",
+    "solve_routed",
     "log_time_field",
     "chunk_size_for",
     "DEFAULT_MAX_BYTES",
@@ -416,6 +417,11 @@ def _chunking(B: int, state: tuple, num_saves: int, max_bytes: int | float, lane
 class _LogTimeField(eqx.Module):
     field: Callable
 
+    def cpu_kernel_law(self, classes: int) -> dict | None:
+        """The CPU kernel's law of this clock (:func:`_cpu_law`): the field's own, which is in tau."""
+        rule = getattr(self.field, "cpu_kernel_law", None)
+        return rule(classes) if rule is not None else None
+
     def __call__(self, tau, y, args):
         scale = jnp.exp(tau)  # 1 + t
         return jax.tree.map(lambda d: scale * d, self.field(jnp.expm1(tau), y, args))
@@ -428,6 +434,11 @@ def log_time_field(field: Callable) -> Callable:
 
 class _DoubleLogField(eqx.Module):
     field: Callable
+
+    def cpu_kernel_law(self, classes: int) -> dict | None:
+        """The CPU kernel's law of this clock (:func:`_cpu_law`): the field's ``loglog_kernel_law``."""
+        rule = getattr(self.field, "loglog_kernel_law", None)
+        return rule(classes) if rule is not None else None
 
     def __call__(self, sigma, y, args):
         # dy/dsigma = (1 + tau) dy/dtau with tau = e^sigma - 1; the field's own
@@ -467,6 +478,29 @@ def _solve_configured(field_s, y0s, saves, config: Solver, args, cost, lanes, ma
     y0s = np.asarray(y0s, dtype=float)
     if cost is None and y0s.ndim >= 2:
         cost = -np.log(np.linalg.norm(y0s.reshape(y0s.shape[0], -1), axis=1) + 1e-300)
+    return solve_routed(field_s, y0s, saves, config, args=args, cost=cost, lanes=lanes, max_bytes=max_bytes)
+
+
+def solve_routed(
+    field_s: Callable,
+    y0s,
+    saves,
+    config: Solver = Solver(),
+    *,
+    args=None,
+    cost=None,
+    lanes: int | None = None,
+    max_bytes: int | float = DEFAULT_MAX_BYTES,
+) -> BatchSolution:
+    r""":func:`solve_many` of ``field_s`` (a field in the integration variable) with ``config``'s settings,
+    on the backend ``config.backend`` picks (:func:`_cpu_law`).
+
+    The compiled CPU kernel runs the same method (same steps, same saves) where
+    ``field_s.cpu_kernel_law(K)`` covers the run; the JAX engine runs the rest.
+    """
+    law = _cpu_law(field_s, y0s, config)
+    if law is not None:
+        return _solve_cpu(law, y0s, saves, config, cost, lanes)
     return solve_many(
         field_s,
         y0s,
@@ -512,20 +546,16 @@ def solve_batch(
         )
     lead = 1 if ts[0] > 0.0 else 0  # integrate from t = 0, then drop that save
     grid = np.concatenate([[0.0], ts]) if lead else ts
-    law = _cpu_law(field, y0s, config)
-    if law is not None:
-        sol = _solve_cpu(law, y0s, np.log1p(grid), config, cost, lanes)
-    else:
-        sol = _solve_configured(
-            log_time_field(field), y0s, np.log1p(grid), config, args, cost, lanes, max_bytes
-        )
+    sol = _solve_configured(log_time_field(field), y0s, np.log1p(grid), config, args, cost, lanes, max_bytes)
     return replace(sol, ys=sol.ys[:, lead:]) if lead else sol
 
 
 def _cpu_law(field, y0s, config: Solver) -> dict | None:
     """The law of the compiled CPU kernel for this run, or None: the JAX engine runs it.
 
-    ``config.backend``: ``"auto"`` takes the kernel where it covers the run
+    ``field`` is the field in the integration variable (:func:`log_time_field`,
+    the double-log clock of :func:`solve_batch_loglog`); ``config.backend``:
+    ``"auto"`` takes the kernel where it covers the run
     (``field.cpu_kernel_law(K)`` is not None, Tsit5) and JAX runs on a CPU;
     ``"numba"`` insists on it; ``"jax"`` never takes it.
     """
@@ -538,9 +568,10 @@ def _cpu_law(field, y0s, config: Solver) -> dict | None:
         if law is None:
             raise ValueError(
                 "Solver(backend='numba') covers Tsit5 on the balanced cross-entropy law in "
-                "u = log(lambda) (balanced starts with every mode positive; Walsh groups, other "
-                f"groups up to K = 256); this run is not one (method={config.method!r}, "
-                f"field {type(field).__name__}). Pass backend='auto' or 'jax'."
+                "u = log(lambda) (balanced starts with every mode positive) and on the balanced "
+                "cross-entropy law in double-log time without weight decay (outcome, basin_map); "
+                f"Walsh groups, other groups up to K = 256; this run is not one (method={config.method!r}, "
+                f"field {type(getattr(field, 'field', field)).__name__}). Pass backend='auto' or 'jax'."
             )
         return law
     return law if jax.default_backend() == "cpu" else None

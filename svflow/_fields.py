@@ -49,10 +49,11 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, Float
 
-from ._groups import Group, resolve_group
+from ._groups import AUTO_DENSE_MAX_FFT, Group, Walsh, resolve_group
 
 __all__ = [
     "LOSSES",
@@ -178,6 +179,28 @@ class CETauField(eqx.Module):
     def _group(self, K: int) -> Group:
         """The field's group; ``None`` (a field built by hand) means the default group of K."""
         return resolve_group(self.group, K)
+
+    def loglog_kernel_law(self, classes: int) -> dict | None:
+        r"""The field in double-log time as the compiled CPU kernel takes it, or None.
+
+        :mod:`svflow._cpu.tsit5` (clock ``"loglog"``) covers the balanced field
+        for the Walsh group of any order and any other group up to K =
+        ``AUTO_DENSE_MAX_FFT`` (where :meth:`svflow.Group.margins` uses the
+        dense $1 - \cos\theta$ table); the factor form runs on the JAX engine.
+        """
+        if not self.balanced:
+            return None
+        group = self._group(classes)
+        walsh = isinstance(group, Walsh)
+        if not walsh and classes > AUTO_DENSE_MAX_FFT:
+            return None
+        return dict(
+            clock="loglog",
+            factors=int(self.factors),
+            weight_decay=0.0,
+            walsh=walsh,
+            one_minus_cos=np.zeros((1, 1)) if walsh else np.asarray(group.one_minus_cos, float),
+        )
 
     def tau_rate(self, tau, y, args=None):
         N = self.factors

@@ -94,8 +94,10 @@ class Solver:
             controller and take the same steps; the CPU kernel covers Tsit5
             on the balanced cross-entropy law in $u = \log\lambda$ (what
             :func:`svflow.simulate` integrates for balanced starts with every
-            mode positive), Walsh groups of any order and other groups up to
-            K = 256.
+            mode positive) and on the balanced cross-entropy law in double-log
+            time (what :func:`svflow.outcome` and
+            :func:`svflow.studies.basin_map` integrate), Walsh groups of any
+            order and other groups up to K = 256.
 
     Frozen and hashable (it is a static argument of compiled functions).
     """

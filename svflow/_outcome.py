@@ -290,14 +290,15 @@ def _padded(fn, x, **kw):
 def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: Solver, group: Group):
     r"""Integrate a batch of states from their $\tau_0$ (B,) through the horizons ``taus``.
 
-    Runs through svflow's batch engine (:func:`svflow._batch.solve_many`, the
-    refill loop behind :func:`svflow.simulate`): starts sharing a $\tau_0$ go
+    Runs through svflow's batch engine (:func:`svflow._batch.solve_routed`, the
+    refill loop behind :func:`svflow.simulate`, compiled for the CPU where
+    ``config.backend`` allows it, :mod:`svflow._cpu.tsit5`): starts sharing a $\tau_0$ go
     together, finished lanes take the next start; the states at every
     horizon come from one run (dense output). ``taus``: a horizon or an
     increasing sequence (H,), each above every $\tau_0$. Returns numpy
     ``(y at each horizon (H, B, ...), diffrax result code (B,), steps (B,))``.
     """
-    from ._batch import _DoubleLogField, solve_many
+    from ._batch import _DoubleLogField, solve_routed
 
     y = np.asarray(y, dtype=float)
     taus = np.atleast_1d(np.asarray(taus, dtype=float))
@@ -308,16 +309,7 @@ def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: Solver
     field = _DoubleLogField(CETauField(factors, balanced, group))
     for t0 in np.unique(tau0):
         sel = np.flatnonzero(tau0 == t0)
-        sol = solve_many(
-            field,
-            y[sel],
-            np.log1p(np.concatenate([[t0], taus])),
-            solver=config.method,
-            rtol=config.rtol,
-            atol=config.atol,
-            max_steps=config.max_steps,
-            lanes=config.lanes,
-        )
+        sol = solve_routed(field, y[sel], np.log1p(np.concatenate([[t0], taus])), config)
         ys[:, sel] = np.moveaxis(sol.ys[:, 1:], 1, 0)
         res[sel] = sol.result
         steps[sel] = sol.num_steps

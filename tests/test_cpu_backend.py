@@ -119,3 +119,84 @@ def test_numba_max_steps_reports_like_jax():
     np.testing.assert_array_equal(a.num_steps, 20)
     with pytest.raises(IntegrationError, match="max_steps = 20"):
         check_solution(a.ys, a.result, a.num_steps, CFG, 1e8)
+
+
+# --- the double-log clock of outcome / basin_map (clock "loglog": lambda in sigma = log(1 + tau))
+OUTCOME_CFG = Solver(rtol=1e-6, atol=1e-9, max_steps=100_000, lanes=4)  # svflow.outcome's default, 4 lanes
+
+
+@pytest.mark.parametrize("K, depth, group", [(8, 3, "walsh"), (6, 2, "cyclic")])
+def test_outcome_numba_and_jax_take_the_same_steps(K, depth, group):
+    from svflow._outcome import advance_batch
+
+    grp = resolve_group(group, K)
+    lam0 = _starts(9, K, 3, grp)  # 9 starts through 4 lanes: every lane refills
+    run = {}
+    for backend in ("numba", "jax"):
+        cfg = dataclasses.replace(OUTCOME_CFG, backend=backend)
+        ds = svflow.outcome(K, depth, init=lam0, batch_dims="start", group=group, solver=cfg)
+        ys, res, steps = advance_batch(
+            lam0, 0.0, [30.0, 100.0], factors=depth + 1, balanced=True, config=cfg, group=grp
+        )
+        run[backend] = ds, ys, res, steps
+    (a, ya, ra, sa), (b, yb, rb, sb) = run["numba"], run["jax"]
+    # the exact runs: same step attempts, states at both horizons equal up to rounding
+    assert np.all(ra == 0) and np.all(rb == 0) and np.all(sa > 50)
+    np.testing.assert_array_equal(sa, sb)
+    np.testing.assert_allclose(ya[..., 1:], yb[..., 1:], rtol=1e-10, atol=0)
+    # the whole outcome: same decisions, same steps, same end states
+    assert np.all(a["outcome"].values >= 0)  # every start decided (a non-trivial comparison)
+    np.testing.assert_array_equal(a["outcome"].values, b["outcome"].values)
+    np.testing.assert_array_equal(a["support"].values, b["support"].values)
+    np.testing.assert_array_equal(a["num_steps"].values, b["num_steps"].values)
+    np.testing.assert_array_equal(a["log_t_end"].values, b["log_t_end"].values)
+    np.testing.assert_allclose(a["lam_end"].values[:, 1:], b["lam_end"].values[:, 1:], rtol=1e-10, atol=0)
+
+
+def test_loglog_kernel_against_dop853():
+    # lambda at tau = 30 from the kernel on the double-log clock within its tolerance of DOP853
+    # (rtol 1e-12) on the balanced law in tau, written here in numpy: other clock, method, code
+    from scipy.integrate import solve_ivp
+
+    from svflow._outcome import advance_batch
+
+    K, depth, tau_end = 8, 3, 30.0
+    N = depth + 1
+    grp = svflow.Walsh(K)
+    lam0 = _starts(3, K, 5, grp)
+    cfg = Solver(rtol=1e-10, atol=1e-12, backend="numba")
+    ys, res, _ = advance_batch(lam0, 0.0, tau_end, factors=N, balanced=True, config=cfg, group=grp)
+    assert np.all(res == 0)
+    H = np.array(grp.hadamard(), float)
+
+    def law(tau, lam):  # d lambda / d tau
+        z = (H @ lam - (H @ lam)[0]) / K
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p[0] = 0.0
+        omm = p.sum() - H @ p
+        omm[0] = 0.0
+        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2 - 2 / N)
+
+    for b in range(3):
+        ref = solve_ivp(law, (0, tau_end), lam0[b], method="DOP853", rtol=1e-12, atol=1e-15).y[:, -1]
+        err = np.abs(ys[0, b] - ref).max() / np.abs(ref).max()
+        assert err < 1e-8, (b, err)
+
+
+def test_loglog_backend_choice():
+    from svflow._batch import _DoubleLogField, solve_routed
+    from svflow._fields import CETauField
+
+    K = 8
+    grp = svflow.Walsh(K)
+    lam0 = _starts(3, K, 1, grp)
+    saves = np.log1p([0.0, 10.0])
+    sol = solve_routed(_DoubleLogField(CETauField(4, True, grp)), lam0, saves, Solver())
+    assert sol.backend == "numba"  # auto, on a CPU
+    # the factor form is not in the kernel: auto runs JAX, backend='numba' says what it covers
+    s0 = np.repeat(lam0[:, None, :] ** 0.25, 4, axis=1) + 0.1
+    factor_field = _DoubleLogField(CETauField(4, False, grp))
+    assert solve_routed(factor_field, s0, saves, Solver()).backend == "jax"
+    with pytest.raises(ValueError, match=r"backend='numba'\) covers"):
+        solve_routed(factor_field, s0, saves, Solver(backend="numba"))

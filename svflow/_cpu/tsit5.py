@@ -1,5 +1,6 @@
 r"""The batch engine of :mod:`svflow._batch` compiled for the CPU (numba), for the balanced
-cross-entropy law in $u = \log\lambda$.
+cross-entropy law on its two clocks: $u = \log\lambda$ in $\tau$ (``simulate``) and
+$\lambda$ in $\sigma = \log(1 + \tau)$ (``outcome`` and ``basin_map``).
 
 **One method, two backends.** :func:`svflow._batch.solve_batch` runs a batch of
 reduced trajectories either in its JAX refill loop (diffrax's ``Tsit5.step``
@@ -11,7 +12,15 @@ $$\frac{du_i}{d\tau} = e^\tau\Big(\frac NK (1 - \mu_i)\,e^{(1-2/N)u_i} - N\,wd\B
 
 $u = \log\lambda$ (entry 0 a placeholder), $\tau = \log(1 + t)$, N = L + 1
 factors, $1 - \mu$ the softmax eigenvalues' complement of the group's frame
-(:mod:`svflow._fields`, ``ReducedField(variable="log")``). Every trajectory
+(:mod:`svflow._fields`, ``ReducedField(variable="log")``; clock :data:`LOG`),
+and the law that :func:`svflow._outcome.advance_batch` integrates (clock
+:data:`LOGLOG`, :class:`svflow._fields.CETauField` in double-log time)
+
+$$\frac{d\lambda_i}{d\sigma} = e^\sigma\,\frac NK\,r_i\,|\lambda_i|^{2-2/N},\qquad
+r_i = (1 + t)(1 - \mu_i)\ \text{in the log domain},\quad \tau = e^\sigma - 1.$$
+
+Only the right-hand side differs between the clocks (:func:`_rhs`); the step
+loop, controller, saves and queue are one. Every trajectory
 takes the steps diffrax would take:
 
 - Tsit5's tableau is read from ``diffrax.Tsit5.tableau``; stage increments
@@ -51,7 +60,13 @@ import diffrax
 import numba
 import numpy as np
 
-__all__ = ["solve_log_ce"]
+__all__ = ["solve_log_ce", "LOG", "LOGLOG", "CLOCKS"]
+
+LOG = 0
+r"""Clock code: $u = \log\lambda$ in $\tau = \log(1 + t)$ (:func:`_rhs_log`, what ``simulate`` runs)."""
+LOGLOG = 1
+r"""Clock code: $\lambda$ in $\sigma = \log(1 + \tau)$ (:func:`_rhs_loglog`, what ``outcome`` runs)."""
+CLOCKS = {"log": LOG, "loglog": LOGLOG}
 
 _TAB = diffrax.Tsit5.tableau
 assert bool(_TAB.ssal) and bool(_TAB.fsal) and len(_TAB.c) == 6
@@ -148,8 +163,8 @@ def _fwht(X):
 
 @_jit
 @no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
-def _rhs(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
-    r"""``out`` = du/dtau at (tau (W,), U (K, W)) for every lane (module docstring).
+def _rhs_log(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
+    r"""``out`` = du/dtau at (tau (W,), U (K, W)) for every lane (the ``"log"`` clock, module docstring).
 
     Scratch: S, F, Z (K, W); vW, wW, xW, fbuf (W,). ``walsh``: the fast Walsh
     transform (Sylvester frame, as :func:`svflow._walsh.ce_one_minus_mu`);
@@ -257,6 +272,104 @@ def _rhs(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
 
 @_jit
 @no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
+def _rhs_loglog(sigma, L, out, S, F, Z, vW, wW, xW, fbuf, N, walsh, omc):
+    r"""``out`` = dlambda/dsigma at (sigma (W,), L = lambda (K, W)) for every lane (the ``"loglog"`` clock).
+
+    The operations of :class:`svflow._fields.CETauField` (balanced) through
+    :class:`svflow._batch._DoubleLogField`: margins $m$, $lse = \log(1 +
+    \sum_{x\ne0}e^{-m_x})$, weights $e_x = e^{\tau - m_x - lse}$ ($x \ne 0$,
+    $\tau = e^\sigma - 1$), rates $r = $ ``off_target_rates(e)`` ($r_0 = 0$),
+    and $e^\sigma\,(N/K)\,r_i\,|\lambda_i|^{2-2/N}$. Scratch as :func:`_rhs_log`.
+    """
+    K, W = L.shape
+    inv_k = 1.0 / K
+    # Z[x] = -m_x (x >= 1)
+    if walsh:
+        for k in range(K):
+            for w in range(W):
+                F[k, w] = L[k, w]
+        _fwht(F)
+        for k in range(1, K):
+            for w in range(W):
+                Z[k, w] = (F[k, w] - F[0, w]) * inv_k
+    else:
+        for x in range(1, K):
+            for w in range(W):
+                Z[x, w] = 0.0
+            for j in range(K):
+                c = omc[x, j]
+                for w in range(W):
+                    Z[x, w] += L[j, w] * c
+            for w in range(W):
+                Z[x, w] = -(Z[x, w] / K)
+    for w in range(W):
+        vW[w] = Z[1, w]
+    for x in range(2, K):
+        for w in range(W):
+            vW[w] = max(vW[w], Z[x, w])
+    for w in range(W):
+        wW[w] = 0.0
+    for x in range(1, K):
+        for w in range(W):
+            xW[w] = Z[x, w] - vW[w]
+        _vexp(xW, F[x], fbuf)
+        for w in range(W):
+            wW[w] += F[x, w]
+    for w in range(W):
+        a = vW[w] + math.log(wW[w])  # logsumexp of -m over x != 0
+        lse = max(a, 0.0) + math.log1p(math.exp(-abs(a)))  # logaddexp(0, a)
+        wW[w] = math.expm1(sigma[w]) - lse  # tau - lse
+    # e_x = exp(tau - m_x - lse) (x != 0), e_0 = 0, into F
+    for w in range(W):
+        F[0, w] = 0.0
+    for x in range(1, K):
+        for w in range(W):
+            xW[w] = Z[x, w] + wW[w]
+        _vexp(xW, F[x], fbuf)
+    # r = off_target_rates(e), r_0 = 0, into Z
+    if walsh:
+        for w in range(W):
+            vW[w] = 0.0
+        for x in range(1, K):
+            for w in range(W):
+                vW[w] += F[x, w]
+                Z[x, w] = F[x, w]
+        for w in range(W):
+            Z[0, w] = 0.0
+        _fwht(Z)
+        for k in range(K):
+            for w in range(W):
+                Z[k, w] = vW[w] - Z[k, w]
+    else:
+        for j in range(K):
+            for w in range(W):
+                Z[j, w] = 0.0
+            for x in range(1, K):
+                c = omc[x, j]
+                for w in range(W):
+                    Z[j, w] += F[x, w] * c
+    for w in range(W):
+        Z[0, w] = 0.0
+    _vexp(sigma, vW, fbuf)
+    scale = N / K
+    power = 2.0 - 2.0 / N
+    for k in range(K):
+        for w in range(W):
+            out[k, w] = vW[w] * (scale * Z[k, w] * abs(L[k, w]) ** power)
+
+
+@_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
+def _rhs(t, Y, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock):
+    """The right-hand side of ``clock`` (:data:`LOG` or :data:`LOGLOG`) at (t (W,), Y (K, W))."""
+    if clock == LOGLOG:
+        _rhs_loglog(t, Y, out, S, F, Z, vW, wW, xW, fbuf, N, walsh, omc)
+    else:
+        _rhs_log(t, Y, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc)
+
+
+@_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
 def _dense(tprev, tnext, s, Y, Ks, w, out):
     """diffrax's Tsit5 interpolant of lane ``w`` at ``s`` in the step (tprev, tnext] into ``out`` (K,)."""
     if tprev == tnext:
@@ -289,7 +402,9 @@ def _dense(tprev, tnext, s, Y, Ks, w, out):
 
 @_jit
 @no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
-def _engine(y0s, order, saves, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_floor, max_steps, W, max_code):
+def _engine(
+    y0s, order, saves, clock, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_floor, max_steps, W, max_code
+):
     """The refill loop (:func:`solve_log_ce`): returns (ys (B, T, K), result (B,), steps (B,))."""
     B, K = y0s.shape
     T = saves.shape[0]
@@ -317,7 +432,7 @@ def _engine(y0s, order, saves, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_flo
             src = b0 + min(w, n - 1)
             for k in range(K):
                 Yb[k, w] = y0s[src, k]
-        _rhs(tb, Yb, Fb, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc)
+        _rhs(tb, Yb, Fb, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock)
         for w in range(n):
             for k in range(K):
                 f0s[b0 + w, k] = Fb[k, w]
@@ -362,21 +477,21 @@ def _engine(y0s, order, saves, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_flo
                 Yt[k, w] = Y[k, w] + A21 * Ks[0, k, w]
         for w in range(W):
             ti[w] = tprev[w] + C2 * dt[w]
-        _rhs(ti, Yt, Ks[1], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc)
+        _rhs(ti, Yt, Ks[1], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock)
         for k in range(K):
             for w in range(W):
                 Ks[1, k, w] *= dt[w]
                 Yt[k, w] = Y[k, w] + (A31 * Ks[0, k, w] + A32 * Ks[1, k, w])
         for w in range(W):
             ti[w] = tprev[w] + C3 * dt[w]
-        _rhs(ti, Yt, Ks[2], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc)
+        _rhs(ti, Yt, Ks[2], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock)
         for k in range(K):
             for w in range(W):
                 Ks[2, k, w] *= dt[w]
                 Yt[k, w] = Y[k, w] + (A41 * Ks[0, k, w] + A42 * Ks[1, k, w] + A43 * Ks[2, k, w])
         for w in range(W):
             ti[w] = tprev[w] + C4 * dt[w]
-        _rhs(ti, Yt, Ks[3], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc)
+        _rhs(ti, Yt, Ks[3], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock)
         for k in range(K):
             for w in range(W):
                 Ks[3, k, w] *= dt[w]
@@ -385,7 +500,7 @@ def _engine(y0s, order, saves, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_flo
                 )
         for w in range(W):
             ti[w] = tprev[w] + C5 * dt[w]
-        _rhs(ti, Yt, Ks[4], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc)
+        _rhs(ti, Yt, Ks[4], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock)
         for k in range(K):
             for w in range(W):
                 Ks[4, k, w] *= dt[w]
@@ -396,7 +511,7 @@ def _engine(y0s, order, saves, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_flo
                     + A64 * Ks[3, k, w]
                     + A65 * Ks[4, k, w]
                 )
-        _rhs(tnext, Yt, Ks[5], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc)  # c = 1: the step's end
+        _rhs(tnext, Yt, Ks[5], S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock)  # c = 1: the step's end
         for k in range(K):
             for w in range(W):
                 Ks[5, k, w] *= dt[w]
@@ -408,7 +523,8 @@ def _engine(y0s, order, saves, N, wd, walsh, omc, rtol, atol, dt0, dtmin, t1_flo
                     + A75 * Ks[4, k, w]
                     + A76 * Ks[5, k, w]
                 )
-        _rhs(tnext, Y1, Yt, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc)  # f(t1, y1): the next step's first
+        # f(t1, y1): the next step's first stage
+        _rhs(tnext, Y1, Yt, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc, clock)
         # error estimate and its RMS norm, scaled by atol + rtol max(|y0|, |y1|)
         for w in range(W):
             ss[w] = 0.0
@@ -500,6 +616,7 @@ def solve_log_ce(
     saves: np.ndarray,
     order: np.ndarray,
     *,
+    clock: str = "log",
     factors: int,
     weight_decay: float,
     walsh: bool,
@@ -521,13 +638,23 @@ def solve_log_ce(
     (module docstring). Returns ``(ys (B, T, K) in u, result codes (B,), step
     attempts (B,))`` in the order of ``u0s``; result 0 is success,
     ``max_steps_code`` a trajectory that used all ``max_steps``.
+
+    ``clock="loglog"``: the starts are $\lambda$ (B, K), ``saves`` a grid in
+    $\sigma = \log(1 + \tau)$ and the law that of
+    :class:`svflow._fields.CETauField` (balanced, no weight decay: pass
+    ``weight_decay=0``); the returned states are $\lambda$.
     """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}; got {clock!r}.")
+    if clock == "loglog" and weight_decay != 0.0:
+        raise ValueError(f"the loglog clock's law has no weight decay; got weight_decay={weight_decay!r}.")
     u0s = np.ascontiguousarray(u0s, dtype=np.float64)
     omc = np.ascontiguousarray(one_minus_cos, dtype=np.float64)
     return _engine(
         u0s,
         np.ascontiguousarray(order, dtype=np.int64),
         np.ascontiguousarray(saves, dtype=np.float64),
+        CLOCKS[clock],
         int(factors),
         float(weight_decay),
         bool(walsh),
