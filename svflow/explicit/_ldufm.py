@@ -540,7 +540,7 @@ def polish(
         return tuple(fs), obj, gn, gn.copy()
     gap = np.array([_clarke(model, [F[k] for F in fs], KINK_RTOL)[0] for k in range(obj.size)])
     todo = np.nonzero(gap >= grad_tol)[0] if kinks else np.zeros(0, int)
-    for k in todo:
+    for k in (int(i) for i in todo):
         f1, o1, g1 = _kink_stage(
             model, stacked, [F[k] for F in fs], k, obj[k], gap[k], smoothing_steps, newton_steps, grad_tol
         )
