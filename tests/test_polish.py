@@ -289,6 +289,72 @@ def test_polish_reaches_a_kink_optimum_of_a_tiny_problem():
     assert _hull_distance(pieces.T) < 1e-8
 
 
+def numpy_clarke_bound(factors, lam, rtol=1e-6, iterations=30):
+    """(an upper bound on the Clarke gap, the number of near-zero entries) of the L-DUFM
+    (n = 1) at ``factors``, by numpy alone: the kinks are the hidden pre-activation
+    entries with |P| <= rtol max|P| (dead ones included); the back-propagated
+    gradient g(s) is multilinear in their slopes s, so its partial derivative in
+    s_i is exactly g(s with s_i = 1) - g(s with s_i = 0); Gauss-Newton steps of
+    box least squares (scipy ``lsq_linear``) over s in [0, 1]^k, and |g(s)| at the
+    best s found is returned (every s in the box is a convex combination of the
+    sign patterns' piece gradients, so it bounds the hull distance from above)."""
+    from scipy.optimize import lsq_linear
+
+    x, pres = np.asarray(factors[0], float), []
+    for W in factors[1:-1]:
+        pres.append(np.asarray(W, float) @ x)
+        x = np.maximum(pres[-1], 0.0)
+    kinks = [
+        (l, i, j)
+        for l, P in enumerate(pres)
+        for i, j in zip(*np.nonzero(np.abs(P) <= rtol * np.abs(P).max()))
+    ]
+
+    def grad(s):
+        slopes = [np.full(P.shape, np.nan) for P in pres]
+        for v, (l, i, j) in zip(s, kinks):
+            slopes[l][i, j] = v
+        return numpy_slope_gradient(factors, lam, slopes)
+
+    s = np.array([float(pres[l][i, j] > 0) for l, i, j in kinks])
+    g = grad(s)
+    best = float(np.linalg.norm(g))
+    for _ in range(iterations):
+        J = np.empty((g.size, s.size))
+        for k in range(s.size):
+            hi, lo = s.copy(), s.copy()
+            hi[k], lo[k] = 1.0, 0.0
+            J[:, k] = grad(hi) - grad(lo)
+        trial = np.clip(lsq_linear(J, J @ s - g, bounds=(0.0, 1.0), method="bvls").x, 0.0, 1.0)
+        g_trial = grad(trial)
+        if not np.linalg.norm(g_trial) < best:
+            break
+        s, g, best = trial, g_trial, float(np.linalg.norm(g_trial))
+    return best, len(kinks)
+
+
+@pytest.mark.skipif(not MAP.exists(), reason="committed optimality map not present")
+def test_map_point_certified_by_the_retried_kink_stage():
+    """The stored best point of (K 3, L 5), below L_DNC at rank 2, which the
+    nonsmooth polish certified only with its retries and active-set loop: its
+    numpy objective is the stored one to 1e-10, its plain gradient norm is far
+    above the tolerance (a kink point), and a numpy Gauss-Newton over the ReLU
+    slopes of its near-zero pre-activations finds a slope choice whose
+    back-propagated gradient is below grad_tol (an independent Clarke bound)."""
+    ds = svflow.load(MAP)
+    tol, lam = float(ds.attrs["grad_tol"]), float(ds.attrs["lam"])
+    c = ds.sel(classes=3, depth=5)
+    point = svflow.explicit.map_parameters(ds, 3, 5)
+    obj, gn = numpy_ldufm(point, lam)
+    assert obj == pytest.approx(float(c["best_objective"]), rel=1e-10, abs=0)
+    assert obj < (1 - float(ds.attrs["beat_rtol"])) * float(c["L_DNC"])
+    assert gn > 100 * tol
+    bound, count = numpy_clarke_bound(point, lam)
+    assert count >= 1
+    assert bound < tol
+    assert bool(c["best_converged"])
+
+
 def _numpy_ce(factors, wd):
     Z = factors[0]
     for W in factors[1:]:
@@ -344,3 +410,12 @@ def test_bad_arguments():
         svflow.explicit.polish(_ldufm_model(STARTS), tuple(F[:, :-1] for F in STARTS))
     with pytest.raises(TypeError, match="DeepUFM"):
         svflow.explicit.polish(lambda fs: 0.0, STARTS)
+
+
+@pytest.mark.skipif(not MAP.exists(), reason="committed optimality map not present")
+def test_repolish_map_bad_cells():
+    ds = svflow.load(MAP)
+    with pytest.raises(ValueError, match="not in the map"):
+        svflow.explicit.repolish_map(ds, cells=[(99, 2)])
+    with pytest.raises(TypeError, match="cells"):
+        svflow.explicit.repolish_map(ds, cells=[3])

@@ -99,13 +99,19 @@ SMOOTHING = (1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)  # softplus sharpnesses of the k
 SMOOTHING_STEPS = 1000  # L-BFGS steps per smoothing level
 NEWTON_STEPS = 8  # face-Newton steps
 FACE_RTOLS = (1e-6, 1e-5, 1e-4)  # kink faces |P| <= rtol max|P| tried by the face Newton
+DROP_ROUNDS = 3  # face-Newton rounds releasing kinks whose slope leaves [0, 1]
+# retries of the kink stage for a run it leaves uncertified: (L-BFGS steps from the start,
+# 0 = the L-BFGS point; relative Gaussian perturbation of that point, seeded by the retry)
+RESTARTS = ((10, 0.0), (0, 1e-4), (0, 1e-3))
 CLARKE_NAME = (
     f"Clarke gap: min over ReLU slopes in [0, 1] at the kinks (|P| <= {KINK_RTOL:g} max|P|) "
     "of the full gradient's norm"
 )
 POLISH_NAME = (
     "optimistix LBFGS (history 20); for runs with Clarke gap >= grad_tol a softplus smoothing "
-    "continuation (sharpness 1e2..1e8, LBFGS per level) and Newton on the kink face"
+    "continuation (sharpness 1e2..1e8, LBFGS per level) and Newton on the kink face (releasing kinks "
+    "whose slope leaves [0, 1]), retried from the start after 10 LBFGS steps and from the LBFGS point "
+    "perturbed by 1e-4 and 1e-3 until the Clarke gap is below grad_tol"
 )
 KINK_NAME = f"live ReLU kinks at the polished point (|P| <= {KINK_RTOL:g} max|P|, |dL/dX| > {KINK_RTOL:g})"
 
@@ -310,43 +316,60 @@ def _clarke(model: DeepUFM, factors, rtol: float, iterations: int = 6) -> tuple[
 
 
 @eqx.filter_jit
-def _face_residual(model: DeepUFM, v, s, masks, shapes):
-    """KKT residual on the kink face: (gradient for slopes s; P on the face, s elsewhere)."""
+def _face_residual(model: DeepUFM, v, s, masks, active, sfix, shapes):
+    """KKT residual on the kink face: (gradient for slopes s; P at the ``active`` kinks,
+    s - ``sfix`` elsewhere: released kinks keep a fixed slope, non-kinks slope 0)."""
     fs = _unflat(v, shapes)
     grad = jax.grad(_slope_objective, argnums=1)(model, fs, masks, _split(model, fs, s))
-    m = _flat(masks)
-    return jnp.concatenate([_flat(grad), jnp.where(m, _flat(_hidden(model, fs)), s)])
+    return jnp.concatenate([_flat(grad), jnp.where(active, _flat(_hidden(model, fs)), s - sfix)])
 
 
 @eqx.filter_jit
-def _face_jacobian(model: DeepUFM, v, s, masks, shapes):
-    return jax.jacfwd(_face_residual, argnums=(1, 2))(model, v, s, masks, shapes)
+def _face_jacobian(model: DeepUFM, v, s, masks, active, sfix, shapes):
+    return jax.jacfwd(_face_residual, argnums=(1, 2))(model, v, s, masks, active, sfix, shapes)
 
 
-def _face_newton(model: DeepUFM, factors, s, masks, steps: int):
-    """Newton's method on the kink face: solve $g(\\theta, s) = 0$, $P_k(\\theta) = 0$ at
-    the kinks for the factors and the kink slopes together (least-squares steps,
-    ``numpy.linalg.lstsq``, halved until the residual falls; stops when it does not).
-    Returns the factors."""
+def _face_newton(model: DeepUFM, factors, s, masks, steps: int, rounds: int = DROP_ROUNDS) -> list:
+    """Newton's method on the kink face with an active-set loop: solve
+    $g(\\theta, s) = 0$, $P_k(\\theta) = 0$ at the active kinks for the factors and the
+    kink slopes together (least-squares steps, ``numpy.linalg.lstsq``, halved until
+    the residual falls; stops when it does not). A kink whose slope leaves
+    [0, 1] is a face the objective wants to leave: it is released (its slope
+    fixed at the nearer bound, its $P_k = 0$ constraint dropped) and Newton
+    runs again, for at most ``rounds`` rounds. Returns the factors after every
+    round (the caller keeps the best by Clarke gap)."""
     shapes = tuple(tuple(F.shape) for F in factors)
     v = _flat([jnp.asarray(F, dtype=model.dtype) for F in factors])
-    s = jnp.where(_flat(masks), jnp.asarray(s, dtype=model.dtype), 0.0)
-    r = np.asarray(_face_residual(model, v, s, masks, shapes))
-    for _ in range(steps):
-        norm = np.linalg.norm(r)
-        if not np.isfinite(norm) or norm < 1e-14:
-            break
-        A, B = _face_jacobian(model, v, s, masks, shapes)
-        d = np.linalg.lstsq(np.hstack([np.asarray(A), np.asarray(B)]), -r, rcond=1e-12)[0]
-        for t in 0.5 ** np.arange(12):
-            v1, s1 = v + t * d[: v.size], s + t * d[v.size :]
-            r1 = np.asarray(_face_residual(model, v1, s1, masks, shapes))
-            if np.linalg.norm(r1) < norm:
+    m = np.asarray(_flat(masks))
+    s = jnp.where(m, jnp.asarray(s, dtype=model.dtype), 0.0)
+    active, sfix = m.copy(), np.zeros(m.size)
+    out = []
+    for _ in range(rounds + 1):
+        act, fix = jnp.asarray(active), jnp.asarray(sfix, dtype=model.dtype)
+        r = np.asarray(_face_residual(model, v, s, masks, act, fix, shapes))
+        for _ in range(steps):
+            norm = np.linalg.norm(r)
+            if not np.isfinite(norm) or norm < 1e-14:
                 break
-        else:
+            A, B = _face_jacobian(model, v, s, masks, act, fix, shapes)
+            d = np.linalg.lstsq(np.hstack([np.asarray(A), np.asarray(B)]), -r, rcond=1e-12)[0]
+            for t in 0.5 ** np.arange(12):
+                v1, s1 = v + t * d[: v.size], s + t * d[v.size :]
+                r1 = np.asarray(_face_residual(model, v1, s1, masks, act, fix, shapes))
+                if np.linalg.norm(r1) < norm:
+                    break
+            else:
+                break
+            v, s, r = v1, s1, r1
+        out.append(_unflat(v, shapes))
+        sn = np.asarray(s)
+        leave = active & ((sn < -1e-9) | (sn > 1 + 1e-9))
+        if not leave.any():
             break
-        v, s, r = v1, s1, r1
-    return _unflat(v, shapes)
+        active = active & ~leave
+        sfix = np.where(leave, np.clip(sn, 0.0, 1.0), sfix)
+        s = jnp.where(jnp.asarray(leave), jnp.asarray(sfix, dtype=model.dtype), s)
+    return out
 
 
 @eqx.filter_jit
@@ -463,11 +486,21 @@ def polish(
          (the slopes that minimise the gap as start), Newton's method on
          $g(\theta, s) = 0$, $P_{\rm kinks}(\theta) = 0$ (least-squares steps,
          at most ``newton_steps``; kept when it lowers the Clarke gap and
-         does not raise the objective by more than 1e-9 relative).
+         does not raise the objective by more than 1e-9 relative). A kink
+         whose slope leaves [0, 1] is released (slope fixed at the nearer
+         bound, its P = 0 constraint dropped) and Newton runs again, for at
+         most :data:`DROP_ROUNDS` rounds (an active-set loop);
+       - *retries*: while no candidate is certified (Clarke gap <
+         ``grad_tol``), the continuation and face Newton run again from each
+         start of :data:`RESTARTS` in turn: the start after 10 L-BFGS steps
+         (the stage's outcome depends on where the continuation begins), then
+         the L-BFGS point perturbed by Gaussian noise of 1e-4 and 1e-3 times
+         each factor's largest entry (seeded, so reproducible).
 
-       The nonsmooth result replaces the L-BFGS point when its Clarke gap is
-       lower and its objective not above the L-BFGS point's (1e-9 relative
-       slack).
+       Of the candidates whose objective is not above the L-BFGS point's
+       (1e-9 relative slack), the certified one of lowest objective replaces
+       the L-BFGS point; when none is certified, the one of lowest Clarke gap
+       does if it lowers the gap.
 
     Args:
         model: the model (its activation, loss, weight decay, K and n define the
@@ -507,20 +540,56 @@ def polish(
         return tuple(fs), obj, gn, gn.copy()
     gap = np.array([_clarke(model, [F[k] for F in fs], KINK_RTOL)[0] for k in range(obj.size)])
     todo = np.nonzero(gap >= grad_tol)[0] if kinks else np.zeros(0, int)
-    if todo.size:
-        sharp = jnp.asarray(SMOOTHING, dtype=model.dtype)
-        smooth = _smooth_batch(model, tuple(jnp.asarray(F[todo]) for F in fs), sharp, smoothing_steps)
-        for j, k in enumerate(todo):
-            cand = _nonsmooth_point(model, [F[j] for F in smooth], newton_steps)
-            if cand is None:
-                continue
-            f1, o1, g1 = cand
-            if g1 < gap[k] and o1 <= obj[k] + 1e-9 * abs(obj[k]):
-                for F, A in zip(fs, f1):
-                    F[k] = np.asarray(A)
-                obj[k], gap[k] = o1, g1
-                gn[k] = float(_grad_norm(model, tuple(jnp.asarray(A) for A in f1)))
+    for k in (int(i) for i in todo):
+        f1, o1, g1 = _kink_stage(
+            model, stacked, [F[k] for F in fs], k, obj[k], gap[k], smoothing_steps, newton_steps, grad_tol
+        )
+        if f1 is not None:
+            for F, A in zip(fs, f1):
+                F[k] = np.asarray(A)
+            obj[k], gap[k] = o1, g1
+            gn[k] = float(_grad_norm(model, tuple(jnp.asarray(A) for A in f1)))
     return tuple(fs), obj, gn, gap
+
+
+def _kink_stage(
+    model: DeepUFM, stacked, point, k: int, obj: float, gap: float, smoothing_steps, newton_steps, tol
+):
+    """The nonsmooth stage for run ``k`` of ``stacked`` whose L-BFGS point ``point`` has
+    objective ``obj`` and Clarke gap ``gap``: ``(factors, objective, gap)`` of the
+    replacement, or ``(None, obj, gap)`` when no candidate improves on the point.
+
+    Candidates come from the smoothing continuation and the face Newton
+    (:func:`_nonsmooth_point`) started at the L-BFGS point, then, while none
+    is certified (gap < ``tol``), at each retry of :data:`RESTARTS` in turn.
+    A candidate qualifies when its objective is not above ``obj`` (1e-9
+    relative slack); of the certified qualifiers the lowest objective is
+    kept, else the qualifier of lowest gap if it lowers ``gap``."""
+    sharp = jnp.asarray(SMOOTHING, dtype=model.dtype)
+    cands = []
+    for i, (steps, noise) in enumerate(((0, 0.0),) + RESTARTS):
+        if steps:
+            start = [F[k : k + 1] for F in stacked]
+            f0 = [np.asarray(F[0]) for F in _polish_batch(model, tuple(start), steps)[0]]
+        else:
+            f0 = [np.asarray(F) for F in point]
+        if noise:
+            rng = np.random.default_rng(i)
+            f0 = [F + noise * np.max(np.abs(F)) * rng.standard_normal(F.shape) for F in f0]
+        smooth = _smooth_batch(model, tuple(jnp.asarray(F)[None] for F in f0), sharp, smoothing_steps)
+        cand = _nonsmooth_point(model, [F[0] for F in smooth], newton_steps)
+        if cand is not None and cand[1] <= obj + 1e-9 * abs(obj):
+            cands.append(cand)
+        if any(c[2] < tol for c in cands):
+            break
+    ok = [c for c in cands if c[2] < tol]
+    if ok:
+        return min(ok, key=lambda c: c[1])
+    if cands:
+        best = min(cands, key=lambda c: c[2])
+        if best[2] < gap:
+            return best
+    return None, obj, gap
 
 
 def _nonsmooth_point(model: DeepUFM, factors, newton_steps: int):
@@ -530,9 +599,10 @@ def _nonsmooth_point(model: DeepUFM, factors, newton_steps: int):
     The face is the set of entries with |P| <= rtol max|P| for each rtol of
     :data:`FACE_RTOLS` in turn (after a finite smoothing level the kinks sit at
     |P| ~ 1e-9 .. 1e-5, so no one threshold separates them from live entries);
-    the Newton point of lowest Clarke gap (at :data:`KINK_RTOL`) whose objective
-    is not above the smoothed point's (1e-9 relative slack) is kept, the
-    smoothed point itself when none lowers the gap."""
+    every round of the face Newton's active-set loop gives a point; the one of
+    lowest Clarke gap (at :data:`KINK_RTOL`) whose objective is not above the
+    smoothed point's (1e-9 relative slack) is kept, the smoothed point itself
+    when none lowers the gap."""
     fs = [jnp.asarray(F, dtype=model.dtype) for F in factors]
     o = float(model.objective(fs))
     if not np.isfinite(o):
@@ -540,12 +610,12 @@ def _nonsmooth_point(model: DeepUFM, factors, newton_steps: int):
     best = (fs, o, _clarke(model, fs, KINK_RTOL)[0])
     for rtol in FACE_RTOLS if newton_steps else ():
         _, s, masks = _clarke(model, fs, rtol)
-        f1 = _face_newton(model, fs, s, masks, newton_steps)
-        o1 = float(model.objective(f1))
-        if np.isfinite(o1) and o1 <= o + 1e-9 * abs(o):
-            g1 = _clarke(model, f1, KINK_RTOL)[0]
-            if g1 < best[2]:
-                best = (f1, o1, g1)
+        for f1 in _face_newton(model, fs, s, masks, newton_steps):
+            o1 = float(model.objective(f1))
+            if np.isfinite(o1) and o1 <= o + 1e-9 * abs(o):
+                g1 = _clarke(model, f1, KINK_RTOL)[0]
+                if g1 < best[2]:
+                    best = (f1, o1, g1)
     return best
 
 

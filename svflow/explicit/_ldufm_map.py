@@ -183,7 +183,9 @@ def map_parameters(ds: xr.Dataset, classes: int, depth: int) -> list[np.ndarray]
 
 
 @computes
-def repolish_map(ds: xr.Dataset, *, max_steps: int = 100, grad_tol: float | None = None) -> xr.Dataset:
+def repolish_map(
+    ds: xr.Dataset, *, max_steps: int = 100, grad_tol: float | None = None, cells=None
+) -> xr.Dataset:
     r"""An optimality map (:func:`ldufm_optimality_map`) with the stored best point of
     every cell polished again by :func:`svflow.explicit.polish` (L-BFGS for
     ``max_steps`` steps, then, where the Clarke gap is at or above ``grad_tol``,
@@ -197,8 +199,10 @@ def repolish_map(ds: xr.Dataset, *, max_steps: int = 100, grad_tol: float | None
     ``beats_dnc`` and ``beats_constructions``. The per-run variables and the
     counts stay those of the map's own polish (the re-polish lowers a best
     value or leaves it within 1e-9 relative, so no count changes sign).
-    ``grad_tol`` defaults to the map's attribute. Attribute ``repolish`` says
-    what was done."""
+    ``grad_tol`` defaults to the map's attribute. ``cells``: a list of
+    ``(classes, depth)`` pairs to re-polish (default None: every cell; the
+    others keep their stored values). Attribute ``repolish`` says what was
+    done (appended to an earlier one)."""
     if not isinstance(ds, xr.Dataset) or "best_parameters" not in ds:
         raise ValueError("ds must be a dataset of ldufm_optimality_map (with best_parameters).")
     max_steps = check_int("max_steps", max_steps, minimum=1)
@@ -209,6 +213,17 @@ def repolish_map(ds: xr.Dataset, *, max_steps: int = 100, grad_tol: float | None
     )
     lam, n = float(ds.attrs["lam"]), int(ds.attrs.get("samples_per_class", 1))
     beat = float(ds.attrs["beat_rtol"])
+    every = [(int(K), int(L)) for K in ds[D.CLASSES].values for L in ds[D.DEPTH].values]
+    if cells is None:
+        todo = every
+    else:
+        try:
+            todo = [(int(K), int(L)) for K, L in cells]
+        except (TypeError, ValueError):
+            raise TypeError(f"cells must be a list of (classes, depth) pairs; got {cells!r}.") from None
+        missing = [c for c in todo if c not in every]
+        if missing:
+            raise ValueError(f"cells {missing} are not in the map (cells (classes, depth): {every}).")
     out = ds.copy(deep=True)
     if "best_clarke_gap" not in out:
         out["best_clarke_gap"] = xr.full_like(out["best_grad_norm"], np.nan)
@@ -218,50 +233,50 @@ def repolish_map(ds: xr.Dataset, *, max_steps: int = 100, grad_tol: float | None
         "long_name": "live ReLU kinks of the best run (re-polished)",
         "units": "entries",
     }
-    for K in ds[D.CLASSES].values:
-        for L in ds[D.DEPTH].values:
-            K, L = int(K), int(L)
-            at = {D.CLASSES: K, D.DEPTH: L}
-            d = int(ds["width"].sel({D.CLASSES: K}))
-            fs = map_parameters(ds, K, L)
-            pol = polished_runs(
-                _ldufm_model(K, L, d, n, lam), tuple(F[None] for F in fs), max_steps=max_steps, grad_tol=tol
-            )
-            obj, Ld = float(pol["objective"][0]), float(ds["L_DNC"].sel(at))
-            hidden = [k for k, name in enumerate(pol["names"]) if name != "Z"]
-            low = hidden[int(np.argmin(pol["rank"][0, hidden]))]
-            flat = np.full(ds.sizes["param"], np.nan)
-            vals = np.concatenate([np.asarray(F[0]).ravel() for F in pol["factors"]])
-            flat[: vals.size] = vals
-            Lcon = float(ds["construction_ratio"].sel(at)) * Ld
-            new = {
-                "best_objective": obj,
-                "best_ratio": obj / Ld,
-                "best_fit": float(pol["fit"][0]),
-                "best_regularisation": float(pol["regularisation"][0]),
-                "best_grad_norm": float(pol["grad_norm"][0]),
-                "best_clarke_gap": float(pol["clarke_gap"][0]),
-                "best_kink_count": int(pol["kink_count"][0]),
-                "best_converged": bool(pol["clarke_gap"][0] < tol),
-                "best_rank": int(pol["rank"][0, low]),
-                "best_gap": float(pol["gap"][0, low]),
-                "best_layer_ranks": " ".join(f"{a}:{r}" for a, r in zip(pol["names"], pol["rank"][0])),
-                "best_parameters": flat,
-                "beats_dnc": obj < (1 - beat) * Ld,
-                "beats_constructions": obj < (1 - beat) * Lcon,
-            }
-            for name, value in new.items():
-                out[name].loc[at] = value
+    for K, L in todo:
+        at = {D.CLASSES: K, D.DEPTH: L}
+        d = int(ds["width"].sel({D.CLASSES: K}))
+        fs = map_parameters(ds, K, L)
+        pol = polished_runs(
+            _ldufm_model(K, L, d, n, lam), tuple(F[None] for F in fs), max_steps=max_steps, grad_tol=tol
+        )
+        obj, Ld = float(pol["objective"][0]), float(ds["L_DNC"].sel(at))
+        hidden = [k for k, name in enumerate(pol["names"]) if name != "Z"]
+        low = hidden[int(np.argmin(pol["rank"][0, hidden]))]
+        flat = np.full(ds.sizes["param"], np.nan)
+        vals = np.concatenate([np.asarray(F[0]).ravel() for F in pol["factors"]])
+        flat[: vals.size] = vals
+        Lcon = float(ds["construction_ratio"].sel(at)) * Ld
+        new = {
+            "best_objective": obj,
+            "best_ratio": obj / Ld,
+            "best_fit": float(pol["fit"][0]),
+            "best_regularisation": float(pol["regularisation"][0]),
+            "best_grad_norm": float(pol["grad_norm"][0]),
+            "best_clarke_gap": float(pol["clarke_gap"][0]),
+            "best_kink_count": int(pol["kink_count"][0]),
+            "best_converged": bool(pol["clarke_gap"][0] < tol),
+            "best_rank": int(pol["rank"][0, low]),
+            "best_gap": float(pol["gap"][0, low]),
+            "best_layer_ranks": " ".join(f"{a}:{r}" for a, r in zip(pol["names"], pol["rank"][0])),
+            "best_parameters": flat,
+            "beats_dnc": obj < (1 - beat) * Ld,
+            "beats_constructions": obj < (1 - beat) * Lcon,
+        }
+        for name, value in new.items():
+            out[name].loc[at] = value
     for name, flag in (("best_converged", "best_clarke_gap"), ("converged", "clarke_gap")):
         if name in out:
             out[name].attrs["long_name"] = (
                 f"{flag} < {tol:g}" if name == "converged" else (f"best run has clarke_gap < {tol:g}")
             )
     out.attrs["grad_tol"] = tol
-    out.attrs["repolish"] = (
-        f"best point of every cell re-polished by svflow.explicit.polish (LBFGS {max_steps} steps; "
+    which = "every cell" if cells is None else "cells " + ", ".join(f"(K {K}, L {L})" for K, L in todo)
+    note = (
+        f"best point of {which} re-polished by svflow.explicit.polish (LBFGS {max_steps} steps; "
         f"Clarke gap >= {tol:g}: {POLISH_NAME})"
     )
+    out.attrs["repolish"] = f"{ds.attrs['repolish']}; then {note}" if "repolish" in ds.attrs else note
     return out
 
 
