@@ -94,6 +94,16 @@ CASES = {
         TypeError,
         "seeds",
     ),
+    "ldufm_runs kinks='no'": (
+        lambda: svflow.explicit.ldufm_runs(4, 2, width=4, steps=2, seeds=(0,), kinks="no"),
+        TypeError,
+        "kinks",
+    ),
+    "ldufm_optimality_map kinks=1": (
+        lambda: svflow.explicit.ldufm_optimality_map((3,), (2,), steps=2, seeds=1, kinks=1),
+        TypeError,
+        "kinks",
+    ),
     "log_ratio_rate j=1.5": (lambda: svflow.studies.log_ratio_rate(np.ones(8), 3, 1.5, 2), TypeError, "j"),
     "gram_distance restarts=0": (
         lambda: svflow.studies.gram_distance(np.eye(3), np.eye(3), restarts=0),

@@ -72,6 +72,7 @@ def ldufm_optimality_map(
     beat_rtol: float = 1e-3,
     polish_steps: int = POLISH_STEPS,
     grad_tol: float = GRAD_TOL,
+    kinks: bool = True,
     progress: bool = False,
 ) -> xr.Dataset:
     r"""Best GD objective over init scales and seeds per (K, L), divided by L_DNC.
@@ -93,6 +94,9 @@ def ldufm_optimality_map(
         polish_steps: L-BFGS steps of the polish after GD.
         grad_tol: a polished run is converged when its Clarke gap
             (:func:`svflow.explicit.clarke_gap`) is below this.
+        kinks: run the polish's nonsmooth stage on runs stalled at ReLU kinks
+            (about a minute of CPU each); ``False`` reports them as they are
+            (not converged). Stored as the attribute ``kink_stage``.
         progress: a tqdm bar over the (K, L) cells.
 
     Returns:
@@ -132,7 +136,9 @@ def ldufm_optimality_map(
     nparam = max(_param_count(K, L, d) for K, d in zip(Ks, widths) for L in Ls)
     out = _empty_results(len(Ks), len(Ls), len(scales), seeds, nparam)
     settings = dict(lam=lam, eta=eta, steps=steps, scales=scales, seeds=seeds, samples=samples)
-    settings.update(polish_steps=polish_steps, grad_tol=grad_tol)
+    if not isinstance(kinks, bool):
+        raise TypeError(f"kinks must be True or False, got {kinks!r}.")
+    settings.update(polish_steps=polish_steps, grad_tol=grad_tol, kinks=kinks)
     _run_cells(out, Ks, Ls, widths, progress, settings)
     attrs = {
         "title": "empirical optimality map of the L-DUFM (GD vs DNC and known constructions)",
@@ -145,6 +151,7 @@ def ldufm_optimality_map(
         "polish": POLISH_NAME + ", from the GD end of every run",
         "polish_steps": int(polish_steps),
         "grad_tol": float(grad_tol),
+        "kink_stage": int(kinks),
         "rank_rule": "largest gap of sigma_i / sigma_1 (floor 1e-14)",
         "parameter_layout": "H (d, K), W_1 .. W_(L-1) (d, d), W_L (K, d), each row-major, concatenated",
     }
@@ -336,6 +343,7 @@ def _map_cell(
     samples,
     polish_steps,
     grad_tol,
+    kinks,
 ) -> None:
     r"""Run and polish every start of one (K, L) cell and write its results into
     ``out[...][ij]``.
@@ -357,7 +365,7 @@ def _map_cell(
     )
     shape = (len(scales), seeds)
     model = _ldufm_model(K, L, width, samples, lam)
-    pol = polished_runs(model, factors, max_steps=polish_steps, grad_tol=grad_tol)
+    pol = polished_runs(model, factors, max_steps=polish_steps, grad_tol=grad_tol, kinks=kinks)
     out["obj"][ij] = o.reshape(shape)
     out["pol"][ij] = pol["objective"].reshape(shape)
     out["gn"][ij] = pol["grad_norm"].reshape(shape)

@@ -101,7 +101,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "Fig. 2",
             ldufm_scale_sweep,
             common=dict(classes=10, width=30, samples=5, **_GD),
-            quick=dict(scales=(0.55, 1.0, 1.5), steps=50_000, seeds=(0, 1, 2, 3), num_times=41),
+            quick=dict(scales=(0.55, 1.0, 1.5), steps=50_000, seeds=(0, 1, 2, 3), num_times=41, kinks=False),
             # full: 2e5 steps (t = 1e5; the objective of the earlier 1e6-step run was flat
             # after t = 3e4) and no init scale 0.55, to fit about 15 minutes of 2 shared cores
             full=dict(scales=(1.0, 1.5), steps=200_000, seeds=tuple(range(10)), num_times=51),
@@ -135,7 +135,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
                 samples=1,
                 scale=1.0,
             ),
-            quick=dict(steps=50_000, seeds=(0, 1, 2), num_times=21),
+            quick=dict(steps=50_000, seeds=(0, 1, 2), num_times=21, kinks=False),
             full=dict(steps=200_000, seeds=tuple(range(10)), num_times=41),
             fixed="rank against weight decay, K = 10, L = 4, width 30, learning rate 0.5",
             chosen="n = 1; init scale 1.0; weight decays 0.001..0.016",
@@ -145,7 +145,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "Fig. 3 (right)",
             ldufm_sweep,
             common=dict(param="width", values=(10, 20, 30, 50, 80), classes=10, samples=1, scale=1.0, **_GD),
-            quick=dict(steps=50_000, seeds=(0, 1, 2, 3), num_times=21),
+            quick=dict(steps=50_000, seeds=(0, 1, 2, 3), num_times=21, kinks=False),
             full=dict(steps=200_000, seeds=tuple(range(10)), num_times=41),
             fixed="fraction of runs ending in DNC against width, K = 10, L = 4, "
             "weight decay 0.004, learning rate 0.5",
@@ -156,7 +156,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "Fig. 5",
             ldufm_scale_sweep,
             common=dict(scales=(0.55, 1.0), classes=(3, 4, 5), width=16, samples=1, **_GD),
-            quick=dict(steps=50_000, seeds=(0, 1, 2, 3), num_times=31),
+            quick=dict(steps=50_000, seeds=(0, 1, 2, 3), num_times=31, kinks=False),
             full=dict(steps=500_000, seeds=tuple(range(10)), num_times=51),
             fixed="low-rank solutions for K = 3, 4, 5 at L = 4",
             chosen="weight decay 0.004 and learning rate 0.5 (Fig. 2's); width 16; "
@@ -167,7 +167,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "Fig. 6",
             ldufm_scale_sweep,
             common=dict(scales=(1.0,), classes=15, depth=7, weight_decay=0.004, eta=0.5, width=30, samples=1),
-            quick=dict(steps=50_000, seeds=(0, 1, 2), num_times=31),
+            quick=dict(steps=50_000, seeds=(0, 1, 2), num_times=31, kinks=False),
             full=dict(steps=500_000, seeds=tuple(range(10)), num_times=51),
             fixed="K = 15 at L = 7",
             chosen="weight decay 0.004, width 30, learning rate 0.5 (Fig. 2's); "
@@ -179,10 +179,16 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             "none (svflow's empirical optimality map)",
             ldufm_optimality_map,
             common=dict(classes=tuple(range(2, 17)), depths=tuple(range(2, 7)), weight_decay=0.004, eta=0.5),
-            # quick: K = 2..6 and a short polish (the full grid's L-BFGS polish of
-            # 75 cells took over 20 minutes of the main job)
+            # quick: K = 2..6, a short polish and no nonsmooth kink stage (the full
+            # grid's L-BFGS polish of 75 cells took over 20 minutes of the main job;
+            # the kink stage costs about a minute per stalled run)
             quick=dict(
-                classes=tuple(range(2, 7)), steps=10_000, scales=(0.55, 1.0), seeds=2, polish_steps=500
+                classes=tuple(range(2, 7)),
+                steps=10_000,
+                scales=(0.55, 1.0),
+                seeds=2,
+                polish_steps=500,
+                kinks=False,
             ),
             full=dict(steps=500_000, scales=(0.3, 0.55, 1.0, 1.5), seeds=10),
             extra=dict(
