@@ -825,7 +825,7 @@ def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float, k
         rank_rows.append([r for r, _ in rg])
         gaps.append([g for _, g in rg])
     ranks = np.asarray(rank_rows, int)
-    kinks = np.asarray([kink_count(model, [F[k] for F in fs]) for k in range(obj.size)], int)
+    counts = np.asarray([kink_count(model, [F[k] for F in fs]) for k in range(obj.size)], int)
     hidden = [i for i, n in enumerate(names) if n != "Z"]
     return {
         "factors": fs,
@@ -836,7 +836,7 @@ def polished_runs(model: DeepUFM, factors, *, max_steps: int, grad_tol: float, k
         "grad_norm_start": np.asarray(g0, float),
         "clarke_gap": gap,
         "converged": gap < grad_tol,
-        "kink_count": kinks,
+        "kink_count": counts,
         "rank": ranks,
         "gap": np.asarray(gaps, float),
         "bottleneck": ranks[:, hidden].min(axis=1),
