@@ -188,9 +188,13 @@ def _caption(fig, ds, Ks, Ls) -> None:
                 f"{int(ds['n_converged'].sum())} of {int(ds['n_runs'].sum())} runs with gradient "
                 f"norm < {tol}"
             )
+        stage = (
+            "at ReLU kinks a softplus continuation, then Newton on the kink face"
+            if int(a.get("kink_stage", 1))
+            else "no nonsmooth kink stage in this setting: runs stalled at a kink stay unconverged"
+        )
         conv = (
-            "Every run is polished after GD (L-BFGS; at ReLU kinks a softplus continuation, then "
-            f"Newton on the kink face); converged = {gap}: {runs}. "
+            f"Every run is polished after GD (L-BFGS; {stage}); converged = {gap}: {runs}. "
             "rk N* = the best run is not converged (its objective is "
             "still a value the L-DUFM takes, so 'below L_DNC' holds). The best run's factors are "
             "stored (best_parameters) for re-evaluation. Bottleneck rank: smallest class-mean "
