@@ -498,6 +498,8 @@ def main25(argv=None):
 # --------------------------------------------------------------------------- issue 25: the CPU backend
 CHILD_CPU = r"""
 import os, sys, time, json
+if {core!r}:
+    sys.modules["dask"] = None  # a core install: dask (svflow's `sweep` extra) is absent
 sys.path.insert(0, {src!r})
 import numpy as np
 import jax
@@ -509,20 +511,35 @@ c = time.process_time()
 ds = svflow.simulate({K}, {depth}, init=lam0, batch_dims="start", t_end={t_end!r},
                      num_times={num_times}, solver=svflow.Solver(rtol={rtol!r}, atol={atol!r}))
 first = time.process_time() - c
-print(json.dumps(dict(first=first, steps=float(ds["num_steps"].mean()))))
+print(json.dumps(dict(first=first, steps=float(ds["num_steps"].mean()),
+                      dask="dask" in sys.modules and sys.modules["dask"] is not None)))
 """
 
 
-def child_cpu(K, depth, n) -> dict:
-    """A fresh process: svflow's first public call (numba's and JAX's caches as they are)."""
+def child_cpu(K, depth, n, core=False, src=None) -> dict:
+    """A fresh process: svflow's first public call (numba's and JAX's caches as they are).
+
+    Timed: ``svflow.simulate``'s first call alone, process CPU time (all threads). Not timed:
+    the imports of numpy, jax and svflow and the starts. Timed with it: whatever the first call
+    loads, numba's import included (svflow imports ``svflow._cpu.tsit5``, and so numba, at the
+    first batch that runs on the CPU kernel), the kernel's load from numba's disk cache, JAX's
+    backend and xarray's first dataset (with dask installed, xarray imports ``dask.array`` at its
+    first Variable). ``core=True``: the child sets ``sys.modules["dask"] = None`` before any
+    import, so xarray and svflow see no dask, as in an install of svflow's core dependencies
+    (dask comes only with the ``sweep`` extra). ``src``: the folder whose ``svflow`` package
+    runs (default: this checkout).
+    """
     import inspect
 
     code = CHILD_CPU.format(
-        src=str(C.ROOT), starts_src=inspect.getsource(starts), K=K, depth=depth, n=n,
-        t_end=T_END, num_times=NUM_TIMES, rtol=RTOL, atol=ATOL,
+        src=str(src or C.ROOT), starts_src=inspect.getsource(starts), K=K, depth=depth, n=n,
+        t_end=T_END, num_times=NUM_TIMES, rtol=RTOL, atol=ATOL, core=bool(core),
     )  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    if res["dask"] == bool(core):
+        raise RuntimeError(f"child with core={core} saw dask={res['dask']}")
+    return res
 
 
 def kernel_floor(K, depth, lam0, num_times=2):
@@ -545,9 +562,11 @@ def kernel_floor(K, depth, lam0, num_times=2):
     )  # fmt: skip
 
 
-def cpu_case(K, depth, B, rounds, cyrk_n, scipy_n, basin_side) -> tuple[list[dict], str]:
-    """Issue 25 items 3-4: every in-process row once per round, rounds interleaved; a fresh process
-    (warm caches) between the rows of each round. Returns the rows and ``uptime`` at the start."""
+def cpu_case(K, depth, B, rounds, cyrk_n, scipy_n, basin_side, old_src="") -> tuple[list[dict], str]:
+    """Issue 25 items 3-4: every in-process row once per round, rounds interleaved; the fresh
+    processes (warm caches; :func:`child_cpu`, with dask and without, and the same two for the
+    svflow package in ``old_src`` when given) between the rows of each round. Returns the rows and
+    ``uptime`` at the start."""
     lam0 = starts(K, B)
     ts = log_times(T_END, NUM_TIMES)
     u0 = np.log(np.where(np.arange(K) == 0, 1.0, lam0))
@@ -575,9 +594,21 @@ def cpu_case(K, depth, B, rounds, cyrk_n, scipy_n, basin_side) -> tuple[list[dic
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     for fn in calls.values():
         fn()  # compile (XLA, numba)
-    child_cpu(K, depth, B)  # fill the caches of a fresh process
+    # fresh processes: (a) dask installed (as here), (b) a core install (dask hidden); with --old,
+    # the same two for an older svflow package, in the same rounds
+    fresh = {
+        "svflow.simulate, fresh process, warm caches (a) dask installed": dict(core=False),
+        "svflow.simulate, fresh process, warm caches (b) core install, no dask": dict(core=True),
+    }
+    if old_src:
+        fresh["old svflow, fresh process, warm caches (a) dask installed"] = dict(core=False, src=old_src)
+        fresh["old svflow, fresh process, warm caches (b) core install, no dask"] = dict(
+            core=True, src=old_src
+        )
+    for kw in fresh.values():
+        child_cpu(K, depth, B, **kw)  # fill the caches of a fresh process
     times = {name: [] for name in calls}
-    times["svflow.simulate, fresh process, warm caches"] = []
+    times.update({name: [] for name in fresh})
     loads = []
     for _ in range(rounds):
         loads.append(os.getloadavg()[0])
@@ -585,7 +616,8 @@ def cpu_case(K, depth, B, rounds, cyrk_n, scipy_n, basin_side) -> tuple[list[dic
             tic = time.process_time()
             fn()
             times[name].append((time.process_time() - tic) / per[name])
-        times["svflow.simulate, fresh process, warm caches"].append(child_cpu(K, depth, B)["first"] / B)
+        for name, kw in fresh.items():
+            times[name].append(child_cpu(K, depth, B, **kw)["first"] / B)
     ds = sim()
     ds_jax = sim(backend="jax")
     ref = dop853_reference(K, depth, lam0[:4]) if K <= 64 else None
@@ -650,14 +682,16 @@ def main_cpu(argv=None):
     p = argparse.ArgumentParser(description="issue 25: the compiled CPU backend, one run")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--only", choices=["16", "1024"], default=None)
+    p.add_argument("--old", default="", help="a folder holding an older svflow package (git archive)")
+    p.add_argument("--no-basin", action="store_true", help="skip the basin_map rows")
     a = p.parse_args(argv)
     rows, ups = [], []
     if a.only in (None, "16"):
-        r, u = cpu_case(16, 5, 1000, a.rounds, 1000, 20, 16)
+        r, u = cpu_case(16, 5, 1000, a.rounds, 1000, 20, 0 if a.no_basin else 16, a.old)
         rows += r
         ups.append(f"K=16: {u}")
     if a.only in (None, "1024"):
-        r, u = cpu_case(1024, 3, 32, max(1, a.rounds - 1), 2, 0, 0)
+        r, u = cpu_case(1024, 3, 32, max(1, a.rounds - 1), 2, 0, 0, a.old)
         rows += r
         ups.append(f"K=1024: {u}")
     title = "issue 25: compiled CPU backend, one run (process CPU ms per trajectory); " + " | ".join(ups)

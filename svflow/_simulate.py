@@ -20,7 +20,7 @@ from . import _dims as D
 from ._batch import solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
 from ._dataset import build_dataset
-from ._fields import CETauField, check_loss, data_loss, rhs_balanced, rhs_factors
+from ._fields import CETauField, check_loss, rhs_balanced, rhs_factors
 from ._groups import AUTO_DENSE_MAX_FFT, Group, Walsh, check_pairs, resolve_group
 from ._integrate import (
     IntegrationError,
@@ -32,7 +32,7 @@ from ._integrate import (
     solve,
     takes_solver,
 )
-from ._metrics import RANK_ATOL, RANK_RTOL, margin_from_lam
+from ._metrics import RANK_ATOL, RANK_RTOL
 from ._precision import computes
 from ._start import Start, as_start, check_depth, init_array, start_group
 
@@ -123,15 +123,42 @@ def _rhs_ce_log(u, weight_decay, factors: int, group: Group, method: str = "auto
     return jnp.where(mask, (N / K) * omm * s ** (N - 2) - N * weight_decay, 0.0)
 
 
-@eqx.filter_jit
-def _device_outputs(ys, balanced: bool, loss: str, weight_decay, group: Group) -> dict:
-    """lam, loss, objective, margin from the solver's states (B, T, ...), compiled once per setting."""
-    lam = ys if balanced else jnp.prod(ys, axis=-2)
-    # sum_l ||s_l||^2 (balanced starts: N sum_i |lam_i|^(2/N), on the host)
-    penalty = None if balanced else jnp.sum(ys**2, axis=(-2, -1))
-    return dict(
-        lam=lam, loss=data_loss(lam, loss, group), margin=margin_from_lam(lam, group), penalty=penalty
-    )
+def _margins_host(lam: np.ndarray, group: Group) -> np.ndarray:
+    r"""Margins $m(x) = \frac1K\sum_j\lambda_j(1 - \cos\theta_{k_j}(x))$ (..., K) in numpy.
+
+    The host twin of :meth:`svflow.Group.margins` (``method="auto"``) for the
+    dataset of :func:`simulate`: the character table's $1 - \cos\theta$ up to
+    K = ``AUTO_DENSE_MAX_FFT``, the group Fourier transform (``numpy.fft``,
+    mixed radix over the group's orders) beyond. The same closed form, so the
+    same numbers up to rounding (tests/test_simulate.py pins it against the
+    JAX route); numpy keeps a fresh process from tracing and loading XLA
+    programs for the dataset (benchmarks/RESULTS.md, section 13.2).
+    """
+    K = lam.shape[-1]
+    if K <= AUTO_DENSE_MAX_FFT:
+        m = lam @ np.asarray(group.one_minus_cos, dtype=float).T
+        m /= K
+        return m
+    lam_hat = (0.5 * (lam + lam[..., group.partner]))[..., group.char_mode]
+    batch = lam.shape[:-1]
+    axes = tuple(range(len(batch), len(batch) + len(group.orders)))
+    f = np.fft.ifftn(lam_hat.reshape(batch + tuple(group.orders)), axes=axes).real.reshape(lam.shape)
+    return f[..., :1] - f
+
+
+def _ce_loss_margin_host(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""(mean cross-entropy $\log(1 + \sum_{x\ne0}e^{-m(x)})$, smallest margin $\min_{x\ne0} m(x)$)
+    from the margins (..., K).
+
+    The log-sum-exp of :meth:`svflow.Group.ce_loss` in numpy, shifted by the
+    smallest margin (stable for margins of either sign); ``m`` is overwritten.
+    """
+    low = np.min(m[..., 1:], axis=-1)
+    e = m[..., 1:]
+    e -= low[..., None]  # m(x) - min m >= 0: exp(-(m - min m)) <= 1
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    return np.logaddexp(0.0, np.log(np.sum(e, axis=-1)) - low), low
 
 
 def _balanced_s(lam: np.ndarray, factors: int) -> np.ndarray:
@@ -152,26 +179,32 @@ def _outputs(
     group: Group,
     store_s: bool = True,
 ) -> dict:
-    """Every per-time quantity of :func:`reduced_outputs`, batched over (B, T, ...).
+    r"""Every per-time quantity of the dataset, batched over (B, T, ...), in numpy.
 
-    The elementwise parts run compiled; the one sort behind ``sigma`` (slow in
-    XLA on CPU) runs in numpy. Balanced runs build the factors ``s`` from
-    ``lam`` only when ``store_s`` (``s`` is None otherwise); unbalanced runs
-    always return their state ``s``.
+    ``lam`` (the state, or the product of the factors), the loss (cross-entropy
+    from the margins, :func:`_ce_loss_margin_host`; squared $\sum_i(\lambda_i - 1)^2/(2K)$),
+    the objective (loss + wd/2 x the squared norm of the factors), the smallest
+    margin, the singular values ``sigma`` of the centred logits and their
+    numerical rank. Balanced runs build the factors ``s`` from ``lam`` only
+    when ``store_s`` (``s`` is None otherwise); unbalanced runs always return
+    their state ``s``. No XLA program runs here: in a fresh process the
+    dataset costs no tracing and no compilation-cache load.
     """
-    dev = {
-        k: np.asarray(v)  # balanced runs have no "penalty" (None): left out
-        for k, v in _device_outputs(jnp.asarray(ys), balanced, loss, jnp.asarray(weight_decay), group).items()
-        if v is not None
-    }
-    lam = dev["lam"]
+    ys = np.asarray(ys, dtype=float)
+    lam = ys if balanced else np.prod(ys, axis=-2)
+    K = lam.shape[-1]
+    m = _margins_host(lam, group)
+    if loss == "ce":
+        data, margin = _ce_loss_margin_host(m)
+    else:
+        data, margin = np.sum((lam - 1.0) ** 2, axis=-1) / (2 * K), np.min(m[..., 1:], axis=-1)
     if balanced:
         s = _balanced_s(lam, factors) if store_s else None
         # sum_l ||s_l||^2 = N sum_i |lam_i|^(2/N)
         penalty = factors * np.sum(np.abs(lam) ** (2.0 / factors), axis=-1) if weight_decay else 0.0
     else:
-        s = np.asarray(ys)
-        penalty = dev["penalty"]
+        s = ys
+        penalty = np.sum(ys**2, axis=(-2, -1))
     mags = np.abs(lam)
     mags[..., 0] = 0.0
     mags.sort(axis=-1)
@@ -182,9 +215,9 @@ def _outputs(
         lam=lam,
         s=s,
         sigma=sigma,
-        loss=dev["loss"],
-        objective=dev["loss"] + 0.5 * weight_decay * penalty,
-        margin=dev["margin"],
+        loss=data,
+        objective=data + 0.5 * weight_decay * penalty,
+        margin=margin,
         rank=rank,
     )
 
@@ -224,6 +257,27 @@ def factor_values(ds: xr.Dataset) -> xr.DataArray:
 @eqx.filter_jit
 def _finite_at_start(field, y0s):
     return jnp.all(jnp.isfinite(jax.vmap(lambda y: field(0.0, y, None))(y0s)))
+
+
+FINITE_BOUND = 1e100
+r"""Balanced cross-entropy starts with every $|\lambda_i(0)| \le$ ``FINITE_BOUND`` (and
+$wd \le$ ``FINITE_BOUND``) have a finite field at the start, so :func:`_field_finite` needs no
+evaluation for them: the margins are at most $2\max_i|\lambda_i|$, the softmax of finite
+margins is finite ($0 \le 1 - \mu_i \le 2$), $|\lambda_i|^{2-2/N} \le 10^{200}$ and
+$N\,wd\,|\lambda_i| \le N\,10^{200}$."""
+
+
+def _field_finite(field: ReducedField, y0s: np.ndarray) -> bool:
+    """Whether ``field`` is finite at every start (B, ...): by the bound of :data:`FINITE_BOUND`
+    for balanced cross-entropy starts within it, else by evaluating the field (compiled)."""
+    if (
+        field.balanced
+        and field.loss == "ce"
+        and float(field.weight_decay) <= FINITE_BOUND
+        and np.max(np.abs(y0s)) <= FINITE_BOUND
+    ):
+        return True
+    return bool(_finite_at_start(field, jnp.asarray(y0s)))
 
 
 def _array_starts(
@@ -384,7 +438,7 @@ def _solve_log_or_lam(field: ReducedField, y0s, ts, config: Solver, progress: bo
     log = _uses_log(field, y0s)
     cost = -np.log(np.linalg.norm(y0s.reshape(y0s.shape[0], -1), axis=1) + 1e-300)
     t_end = float(ts[-1])
-    ys = np.empty((y0s.shape[0], len(ts)) + y0s.shape[1:])
+    ys: np.ndarray | None = None
     num_steps = np.empty(y0s.shape[0], dtype=np.int64)
     used: set[str] = set()
     for use_log in (True, False):
@@ -409,21 +463,33 @@ def _solve_log_or_lam(field: ReducedField, y0s, ts, config: Solver, progress: bo
             y, steps = sol.ys, sol.num_steps
             used.add(sol.backend)
         if use_log:
+            y = np.asarray(y, dtype=float)
+            if not y.flags.writeable:  # a view of a device array
+                y = y.copy()
             with np.errstate(over="ignore"):
-                y = np.exp(y)
+                np.exp(y, out=y)  # in place: the (B, T, K) states are the largest array of the call
             y[..., 0] = 0.0
             if not np.all(np.isfinite(y)):
                 raise IntegrationError(
                     f"lambda = exp(u) overflowed on the way to t = {t_end:g}: the run blew up. "
                     "Use a smaller init scale or a shorter t_end."
                 )
-        ys[sel], num_steps[sel] = y, steps
+        if sel.size == y0s.shape[0]:  # every start ran on this route: its states are the result
+            ys = np.asarray(y, dtype=float)
+            if not ys.flags.writeable:  # the dataset owns writable arrays, as numpy's own
+                ys = ys.copy()
+        else:
+            if ys is None:
+                ys = np.empty((y0s.shape[0], len(ts)) + y0s.shape[1:])
+            ys[sel] = y
+        num_steps[sel] = steps
+    assert ys is not None
     return ys, num_steps, "+".join(sorted(used))
 
 
 def _integrate_starts(field: ReducedField, y0s, ts, taus, config: Solver, progress: bool):
     """Integrate every start: ``(ys, num_steps, wall_time_s, batch backends)``, errors that name the fix."""
-    if not bool(_finite_at_start(field, jnp.asarray(y0s))):
+    if not _field_finite(field, y0s):
         raise IntegrationError(
             "the vector field is non-finite at the start (the gradient overflows): the "
             "run would blow up at once. Pass a smaller init."
@@ -633,7 +699,8 @@ def simulate(
         )
     if progress and dims:
         raise ValueError("progress=True shows one trajectory's progress: pass a single start.")
-    field = ReducedField(jnp.asarray(weight_decay, float), loss, depth + 1, balanced, group=grp)
+    # device_put, not jnp.asarray: a transfer, no XLA program (none is built on the CPU kernel's path)
+    field = ReducedField(jax.device_put(np.float64(weight_decay)), loss, depth + 1, balanced, group=grp)
     ys, num_steps, wall, backends = _integrate_starts(field, y0s, ts, taus, config, progress)
     run = dict(classes=classes, depth=depth, loss=loss, weight_decay=weight_decay, init=description)
     run.update(balanced=balanced, rank_rtol=rank_rtol, group=grp, config=config, log_t_end=log_t_end)
