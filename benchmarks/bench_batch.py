@@ -24,7 +24,11 @@ cancellation-free $1 - \mu$, saving at the same times):
 Warm: after one call that compiles (numba and XLA), median of ``--repeats``.
 Cold: a fresh Python process runs the first call, (i) with an empty JAX
 compilation cache and (ii) with the cache the first one filled; CyRK's fresh
-process pays numba's compilation. Times are **process CPU time** (all
+process pays numba's compilation. ``--cpu`` (issue 25, :func:`cpu_case`): the
+fresh process (:func:`child_cpu`: svflow's import not timed, numba's import
+timed) runs with dask installed and as a core install (dask hidden by
+``sys.modules["dask"] = None``), beside CyRK warm in the same rounds;
+``--old DIR`` adds the same two rows for the svflow package in DIR. Times are **process CPU time** (all
 threads; XLA and numba run single-threaded here); the load average is
 recorded because the machine is shared.
 
@@ -684,6 +688,7 @@ def main_cpu(argv=None):
     p.add_argument("--only", choices=["16", "1024"], default=None)
     p.add_argument("--old", default="", help="a folder holding an older svflow package (git archive)")
     p.add_argument("--no-basin", action="store_true", help="skip the basin_map rows")
+    p.add_argument("--tag", default="", help="suffix of the results files (keeps earlier runs' files)")
     a = p.parse_args(argv)
     rows, ups = [], []
     if a.only in (None, "16"):
@@ -696,7 +701,7 @@ def main_cpu(argv=None):
         ups.append(f"K=1024: {u}")
     title = "issue 25: compiled CPU backend, one run (process CPU ms per trajectory); " + " | ".join(ups)
     print(C.table(rows, title))
-    C.write_results("batch_cpu" + ("" if a.only is None else f"_K{a.only}"), rows,
+    C.write_results("batch_cpu" + ("" if a.only is None else f"_K{a.only}") + (f"_{a.tag}" if a.tag else ""), rows,
                     attrs={"clock": "process CPU time", "uptime": " | ".join(ups)})  # fmt: skip
 
 
