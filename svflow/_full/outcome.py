@@ -49,6 +49,17 @@ says the start looks settled on two consecutive half-decades of $\tau$, and
 its thresholds were checked against independent integrations ten times
 further (tests/test_flow_outcome.py, docs: theory/random-starts.md).
 
+Starts still undecided after the last stage are handed to the **frame-free limit
+map** (:func:`handoff_decision`, :func:`handoff_limit`, :func:`limit_map_step`): the
+$\tau \to \infty$ limit of the balanced end-to-end dynamics, an implicit-explicit step
+of size 1 in $\log\tau$ whose fixed points are the KKT points of the end-to-end
+max-margin problem with the singular frames free (the spectral limit map of
+:mod:`svflow._limit` is its special case). It decides only when the map from the
+states at the last two horizons gives the same support, consistent with every mode
+the exponent rule decided and with the present motion of the others; a mode it turns
+off must already be at ratio <= ``q_off``. It is no certificate either (docs:
+theory/random-starts.md, "The frame-free limit map").
+
 A KKT residual of the limit point: with $\hat\theta = \theta/\gamma^{1/N}$
 (smallest margin 1), the pairwise margins $q_{cj} = Z_{y_j j} - Z_{cj}$ and
 their gradients, ``kkt_residual`` $= \min_{\lambda \ge 0}\|\hat\theta -
@@ -535,7 +546,9 @@ def flow_outcome(
         the half-decade before),
         ``kkt_residual`` and ``kkt_slackness``, ``horizon`` ($\tau$ reached:
         the stage that decided the start, or the last), ``num_steps`` (over all
-        stages); with ``snapshot_times`` also ``snapshot_sigma``
+        stages), ``decided_by`` (0 undecided, 1 the exponent rule, 2 the
+        hand-off) and ``handoff_ratio`` (start, sv: the map's end ratios, NaN for
+        starts not handed off); with ``snapshot_times`` also ``snapshot_sigma``
         (start, snapshot, sv) and ``snapshot_rank``; attrs: thresholds and settings.
     """
     models = _as_models(model)
@@ -685,6 +698,8 @@ def flow_outcome(
         "e_decay": E_DECAY,
         "kappa": KAPPA,
         "rule": RULE if handoff else RULE_EXPONENTS,
+        "handoff": int(handoff),
+        "handoff_steps": HANDOFF_STEPS,
         **solver.as_attrs(),
         "init": "; ".join(m.description for m in models),
     }
