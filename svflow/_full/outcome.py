@@ -241,6 +241,7 @@ def pair_margins(Z: np.ndarray, n: int = 1) -> np.ndarray:
     return Z[yj, j] - Z[c, j]
 
 
+@computes
 def limit_map_step(Z: np.ndarray, factors: int, n: int = 1, max_rank: int | None = None) -> np.ndarray:
     r"""One step of the frame-free limit map from logits Z (K, K n), N = ``factors``:
 
@@ -291,6 +292,7 @@ def _balance(factors) -> float:
     )
 
 
+@computes
 def handoff_limit(model: DeepUFM, steps: int = HANDOFF_STEPS) -> dict:
     r"""The frame-free limit map from a late random-start state ``model`` (docs: theory/random-starts.md).
 
@@ -383,6 +385,7 @@ def handoff_limit(model: DeepUFM, steps: int = HANDOFF_STEPS) -> dict:
     return out
 
 
+@computes
 def handoff_decision(
     earlier: DeepUFM, last: DeepUFM, on_rule, off_rule, exponent
 ) -> tuple[int, np.ndarray, dict]:
@@ -427,6 +430,7 @@ def handoff_decision(
     return (0 if r == K - 1 else r), sup, info
 
 
+@computes
 def last_ratios(model: DeepUFM) -> np.ndarray:
     """$s_i/s_1$ (K - 1,) of the centred logits of ``model`` (svflow's convention, ``sigma``)."""
     from .._metrics import sigma_from_logits
