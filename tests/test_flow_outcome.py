@@ -308,7 +308,7 @@ def test_a_handoff_decision_holds_in_a_ten_times_longer_independent_run():
     Jacobian, the independent right-hand side above) ten times further, tau = 1e4: every
     mode called on keeps a ratio >= 0.1, and the smallest rose from tau = 1e3 to 1e4."""
     m = svflow.random_model(16, depth=1, width=16, key=1)
-    out = flow_outcome(m, horizons=(1e3,), kkt=False)
+    out = flow_outcome(m, horizons=(1e3,), kkt=False, handoff=True)
     rule = flow_outcome(m, horizons=(1e3,), kkt=False, handoff=False)
     assert int(rule.outcome) == -1 and int(out.decided_by) == 2, (int(rule.outcome), int(out.decided_by))
     on = out.support.values.astype(bool)

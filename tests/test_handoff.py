@@ -87,7 +87,7 @@ def test_the_handoff_leaves_every_decided_start_as_it_was():
     (decided_by = 1) has the same outcome, support and horizon; only undecided ones may
     change (decided_by = 2)."""
     models = [svflow.random_model(4, depth=2, width=6, key=k) for k in range(6)]
-    a = flow_outcome(models, horizons=(30.0,), kkt=False)
+    a = flow_outcome(models, horizons=(30.0,), kkt=False, handoff=True)
     b = flow_outcome(models, horizons=(30.0,), kkt=False, handoff=False)
     by_rule = a.decided_by.values == 1
     assert by_rule.any()
