@@ -298,3 +298,25 @@ def test_off_mode_law_decisions_hold_in_ten_times_longer_independent_runs():
         assert np.all(late[on] >= 0.1), where
         assert np.all(late[off] <= 0.1) and np.all(late[off] < early[off]), where
         assert np.all(late[8:] < 1e-12), where
+
+
+@pytest.mark.slow
+def test_a_handoff_decision_holds_in_a_ten_times_longer_independent_run():
+    """K = 16, L = 1, d = 16, seed 1 of the phase map: the exponent rule leaves it undecided
+    at tau = 1e3 (it needed the second stage, 1e4, to call NC); with the single horizon 1e3
+    the frame-free limit map decides it there (decided_by = 2). scipy LSODA (exact
+    Jacobian, the independent right-hand side above) ten times further, tau = 1e4: every
+    mode called on keeps a ratio >= 0.1, and the smallest rose from tau = 1e3 to 1e4."""
+    m = svflow.random_model(16, depth=1, width=16, key=1)
+    out = flow_outcome(m, horizons=(1e3,), kkt=False, handoff=True)
+    rule = flow_outcome(m, horizons=(1e3,), kkt=False, handoff=False)
+    assert int(rule.outcome) == -1 and int(out.decided_by) == 2, (int(rule.outcome), int(out.decided_by))
+    on = out.support.values.astype(bool)
+    ref = _reference_ratios(m, 1e4)
+    assert ref is not None
+    early, late = ref
+    where = (int(out.outcome), out.limit.values, early, late)
+    assert np.all(late[on] >= 0.1), where
+    assert np.all(late[~on] <= 0.1) and np.all(late[~on] < early[~on]), where
+    # the smallest mode, the one the exponent rule could not call at 1e3, rose by 1e4
+    assert late[on].min() > out.limit.values[on].min(), where
