@@ -86,7 +86,7 @@ from ._dataset import grid_dataset
 from ._fields import CETauField
 from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import SUCCESS, Solver, check_solution, check_solver, result_code, solve, takes_solver
-from ._limit import LIMIT_STEPS, handoff, limit_rates, relax
+from ._limit import LIMIT_STEPS, class_rows, handoff, limit_rates, one_minus_cos, relax
 from ._precision import computes
 from ._simulate import _as_starts
 from ._start import check_growing, start_group
@@ -280,6 +280,42 @@ def _limit_batch(y, *, factors, balanced, criterion, group):
     return {**d, **late, "limit_state": u1}
 
 
+def _limit_batch_cpu(y, *, factors, balanced, criterion, group):
+    """:func:`_limit_batch` compiled for the CPU (:func:`svflow._cpu.limit.limit_batch`, the same
+    steps as numba loops, state by state; no padding): numpy in, numpy dict out."""
+    from ._cpu.limit import limit_batch
+
+    y = np.asarray(y, dtype=float)
+    lam = np.ascontiguousarray(y if balanced else np.prod(y, axis=-2))
+    C = np.ascontiguousarray(one_minus_cos(group))
+    out = limit_batch(
+        lam,
+        C,
+        np.ascontiguousarray(C[class_rows(group)]),
+        np.asarray(_tie_breaker(group), dtype=float),
+        int(factors),
+        int(LIMIT_STEPS),
+        float(criterion.tie_break),
+        float(criterion.late_mass),
+        float(criterion.support_tol),
+        float(criterion.frozen_rate),
+        float(CONSTRAINT_TOL),
+        int(NC),
+        int(UNDECIDED),
+    )
+    return dict(zip(_FIELDS, out))
+
+
+def limit_backend(config: Solver) -> str:
+    """Which backend runs the limit map of the outcome pipeline (:func:`_stage`) under ``config``:
+    ``"numba"`` (:func:`_limit_batch_cpu`) where ``config.backend`` is ``"numba"``, or ``"auto"``
+    and JAX runs on a CPU (as the exact runs, :func:`svflow._batch.solve_routed`); else ``"jax"``
+    (:func:`_limit_batch`). The compiled map covers every group, K and depth."""
+    if config.backend == "numba" or (config.backend == "auto" and jax.default_backend() == "cpu"):
+        return "numba"
+    return "jax"
+
+
 def _padded(fn, x, **kw):
     """``fn`` on ``x`` padded to a power of two (few compiles as batches shrink); numpy dict out."""
     k = x.shape[0]
@@ -330,7 +366,11 @@ def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group):
         y, tau0, taus, factors=factors, balanced=balanced, config=config, group=group
     )
     flat = ys.reshape((H * B,) + ys.shape[2:])
-    d = _padded(_limit_batch, flat, factors=factors, balanced=balanced, criterion=criterion, group=group)
+    kw = dict(factors=factors, balanced=balanced, criterion=criterion, group=group)
+    if limit_backend(config) == "numba":
+        d = _limit_batch_cpu(flat, **kw)
+    else:
+        d = _padded(_limit_batch, flat, **kw)
     d["decided"] = d["decided"] & np.tile(res == SUCCESS, H) & d["late"]
     d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
     d = {k: v.reshape((H, B) + v.shape[1:]) for k, v in d.items()}

@@ -1,0 +1,475 @@
+r"""The limit-map stage of the outcome pipeline compiled for the CPU (numba).
+
+**One method, two backends.** :func:`svflow._outcome._limit_batch` hands a
+batch of exact end states to the limit flow and decides them in one XLA
+call; :func:`limit_batch` here runs the same steps, state by state, as
+compiled loops. Setting (module docstrings of :mod:`svflow._limit` and
+:mod:`svflow._outcome`): K classes, depth L, N = L + 1 factors, mean
+cross-entropy without weight decay, $\lambda$ the balanced logits of a
+spectral start (mode 0 set to 0), $C_{xj} = 1 - \cos\theta_{k_j}(x)$ the
+group's table, margins $m = C\lambda/K$. For each state:
+
+1. **late** (:func:`svflow._outcome.late_state`): finite, every margin
+   $m_x > 0$ ($x \ne 0$) and off-target softmax mass
+   $1 - g(0) = 1 - e^{-\ell}$, $\ell = \log(1 + \sum_{x \ne 0} e^{-m_x})$, at
+   most ``late_mass``;
+2. **hand-off** (:func:`svflow._outcome.handoff_state`): $u = |\lambda| /
+   \min_{x \ne 0} m_x(|\lambda|)$ times $1 + \epsilon v$ (``tie_break``
+   $\epsilon$, the fixed tie-breaker v); a state that is not late or whose u
+   is not finite runs the dummy $u$ = hand-off of $(0, 1, \ldots, 1)$;
+3. **limit map** (:func:`svflow._limit.relax`): ``steps`` times $u \mapsto
+   \frac NK |u|^a \odot C_R^\top \hat e$, $a = 2 - 2/N$, $C_R$ the rows of
+   :func:`svflow._limit.class_rows`, $G = \frac N{K^2} C_R\,\mathrm{diag}(|u|^a)
+   C_R^\top$ and $\hat e = \arg\min_{e \ge 0} \frac12 e^\top G e - \mathbf 1^\top e$
+   (:func:`_qp_nonneg`: :func:`svflow._limit.qp_nonneg`'s Lawson-Hanson
+   active-set method with the ridge ``QP_RIDGE``, the bordering and
+   Schur-complement updates of $G_{PP}^{-1}$, one refinement per solve and two
+   at the end, at most 3R + 5 iterations, tolerance 1e-12);
+4. **decide** (:func:`svflow._outcome.decide`): rate ratios $\rho_j = u'_j/u_j$
+   from one more map step at the end state scaled to smallest margin 1,
+   support $|\rho_j - 1| \le$ ``support_tol``, frozen $\rho_j \le$
+   ``frozen_rate``; decided when finite, nonzero, no mode moving, the end
+   state's smallest margin within ``constraint_tol`` of 1 and the largest
+   mode in the support, with a support of at least one mode; code 0 (NC)
+   when the support is all K - 1 modes, else its size, -1 undecided.
+
+The numbers agree with the XLA path up to rounding (the operations are the
+same; the order of the sums in the matrix products is not):
+tests/test_cpu_backend.py checks the limit states to 1e-10 and identical
+codes, supports and frozen sets. Compiled once and cached on disk (numba
+``cache=True``).
+"""
+
+from __future__ import annotations
+
+from typing import no_type_check
+
+import numba
+import numpy as np
+
+from .._limit import QP_RIDGE
+
+__all__ = ["limit_batch"]
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+@_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
+def _margins(lam, CT, m):
+    r"""``m[x]`` $= \sum_j \lambda_j C_{xj} / K$ (dense, summed in order of j); ``CT`` $= C^\top$."""
+    K = lam.shape[0]
+    for x in range(K):
+        m[x] = 0.0
+    for j in range(K):
+        lj = lam[j]
+        for x in range(K):
+            m[x] += lj * CT[j, x]
+    for x in range(K):
+        m[x] = m[x] / K
+
+
+@_jit
+@no_type_check
+def _min_modes(m):
+    """$\min_{x \ne 0} m_x$, NaN if any of them is NaN (as ``jnp.min``)."""
+    mmin = np.inf
+    for x in range(1, m.shape[0]):
+        if m[x] != m[x]:
+            return np.nan
+        mmin = min(mmin, m[x])
+    return mmin
+
+
+@_jit
+@no_type_check
+def _handoff(lam, CT, out, m):
+    r"""``out`` $= |\lambda|/\min_{x \ne 0} m_x(|\lambda|)$ with entry 0 set to 0
+    (:func:`svflow._limit.handoff`); ``m``: scratch (K,)."""
+    K = lam.shape[0]
+    for j in range(K):
+        out[j] = abs(lam[j])
+    out[0] = 0.0
+    _margins(out, CT, m)
+    mmin = _min_modes(m)
+    for j in range(K):
+        out[j] = out[j] / mmin
+
+
+@_jit
+@no_type_check
+def _qp_nonneg(GT, x, P, T, Minv, z, t, g, r, w, xb):
+    r"""$x = \arg\min_{x \ge 0} \frac12 x^\top G x - \mathbf 1^\top x$ over all n entries, in place
+    (:func:`svflow._limit.qp_nonneg` with every entry active: the same iterations,
+    operations and order of summation). Returns the number of iterations.
+
+    ``GT`` (n, n) is $G^\top$ (row c of ``GT`` is column c of G); it is overwritten by
+    $(G + \mu\,\mathrm{diag}|G|)^\top$ ($\mu$ = ``QP_RIDGE``). ``P`` (n,) bool ends as the
+    positive set, ``Minv`` (n, n) as the kept inverse of $G_{PP}$ (identity off P up to
+    rounding residues in the rows and columns of dropped indices; symmetric: every update
+    adds symmetric terms).
+
+    **Touched indices.** The rows and columns of ``Minv`` of an index never added to P
+    stay exactly those of the identity (every update term there is an exact 0), so every
+    vector the iteration forms is exactly 0 at such an index, and the products run over
+    the touched indices only (``T``, kept sorted, so each sum runs in index order as the
+    dense product does): the same numbers as the dense (n, n) products, at a cost that
+    grows with the size of the positive set. Scratch: T (n,) int, z, t, g, r, w, xb (n,).
+    """
+    n = GT.shape[0]
+    max_iter = 3 * n + 5
+    tol = 1e-12
+    dmax = -np.inf
+    for a in range(n):
+        d = abs(GT[a, a])
+        dmax = max(dmax, d)
+        GT[a, a] = GT[a, a] + QP_RIDGE * d
+    floor = 1e-12 * dmax
+    for a in range(n):
+        x[a] = 0.0
+        z[a] = 0.0
+        t[a] = 0.0
+        g[a] = 0.0
+        r[a] = 0.0
+        P[a] = False
+        for b in range(n):
+            Minv[a, b] = 0.0
+        Minv[a, a] = 1.0
+    nT = 0
+    it = 0
+    done = False
+    while (not done) and it < max_iter:
+        # z_P = G_PP^-1 1 with one step of iterative refinement, (S z)_P = (G z)_P, S = I off P:
+        # z <- Minv 1_P;  z <- z + Minv (1_P - (G z on P, z off P)), then 0 off P. After a drop
+        # Minv's row and column of the dropped index hold rounding residues, so z is not exactly
+        # 0 there: the products run over every touched index
+        for ia in range(nT):
+            a = T[ia]
+            s = 0.0
+            for ic in range(nT):
+                c = T[ic]
+                if P[c]:
+                    s += Minv[c, a]
+            z[a] = s
+        for a in range(n):
+            w[a] = 0.0
+        for ic in range(nT):
+            c = T[ic]
+            zc = z[c]
+            for a in range(n):
+                w[a] += zc * GT[c, a]
+        for ia in range(nT):
+            a = T[ia]
+            t[a] = 1.0 - w[a] if P[a] else 0.0 - z[a]
+        for ia in range(nT):
+            a = T[ia]
+            s = 0.0
+            for ic in range(nT):
+                c = T[ic]
+                s += t[c] * Minv[c, a]
+            z[a] = z[a] + s if P[a] else 0.0
+        # the blocking index: the first argmin of x / (x - z) over P with z <= 0 (inf elsewhere)
+        infeasible = False
+        k = 0
+        rmin = np.inf
+        for ia in range(nT):
+            a = T[ia]
+            if P[a] and z[a] <= 0.0:
+                infeasible = True
+                ra = x[a] / max(x[a] - z[a], 1e-300)
+                if ra < rmin or (ra != ra and rmin == rmin):
+                    rmin = ra
+                    k = a
+        if infeasible:
+            # back-track to the boundary, drop the blocking index k (Schur complement):
+            #   Minv <- Minv + e_k e_k' - q q' / q_k,  q = Minv[:, k]
+            alpha = min(max(rmin, 0.0), 1.0)
+            for ia in range(nT):
+                a = T[ia]
+                xb[a] = 0.0 if a == k else x[a] + alpha * (z[a] - x[a])
+            for ia in range(nT):
+                a = T[ia]
+                r[a] = Minv[k, a]
+            cr = -1.0 / Minv[k, k]
+            Minv[k, k] = Minv[k, k] + 1.0
+            for ia in range(nT):
+                a = T[ia]
+                ra = r[a]
+                for ib in range(nT):
+                    b = T[ib]
+                    Minv[a, b] = Minv[a, b] + cr * (ra * r[b])
+            P[k] = False
+            for ia in range(nT):
+                a = T[ia]
+                x[a] = xb[a]
+        else:
+            # accept z; add the most violated condition j = first argmax of 1 - (G z)_j off P
+            # (bordering), or stop
+            for a in range(n):
+                w[a] = 0.0
+            for ic in range(nT):
+                c = T[ic]
+                if P[c]:
+                    zc = z[c]
+                    for a in range(n):
+                        w[a] += zc * GT[c, a]
+            j = 0
+            wbest = -np.inf
+            grow = False
+            for a in range(n):
+                wa = 1.0 - w[a]
+                if (not P[a]) and wa > tol:
+                    grow = True
+                    if wa > wbest:
+                        wbest = wa
+                        j = a
+            if not grow:
+                for ia in range(nT):
+                    a = T[ia]
+                    x[a] = z[a]
+                done = True
+            else:
+                #   Minv <- Minv - e_j e_j' + v v' / schur,  v = G_PP^-1 g - e_j,  g = G[P, j]
+                if not (nT > 0 and _member(T, nT, j)):
+                    ia = nT
+                    while ia > 0 and T[ia - 1] > j:
+                        T[ia] = T[ia - 1]
+                        ia -= 1
+                    T[ia] = j
+                    nT += 1
+                s2 = 0.0
+                for ia in range(nT):
+                    a = T[ia]
+                    s = 0.0
+                    for ic in range(nT):
+                        c = T[ic]
+                        if P[c]:
+                            s += GT[j, c] * Minv[c, a]
+                    r[a] = s
+                    if P[a]:
+                        s2 += GT[j, a] * s
+                schur = max(GT[j, j] - s2, floor)
+                r[j] -= 1.0
+                cr = 1.0 / schur
+                Minv[j, j] = Minv[j, j] - 1.0
+                for ia in range(nT):
+                    a = T[ia]
+                    ra = r[a]
+                    for ib in range(nT):
+                        b = T[ib]
+                        Minv[a, b] = Minv[a, b] + cr * (ra * r[b])
+                P[j] = True
+                for ia in range(nT):
+                    a = T[ia]
+                    x[a] = z[a]
+        it += 1
+    # two more refinement steps on the final positive set: x <- max(x + Minv (1 - G x), 0) on P
+    for _ in range(2):
+        for a in range(n):
+            w[a] = 0.0
+        for ic in range(nT):
+            c = T[ic]
+            if P[c]:
+                xc = x[c]
+                for a in range(n):
+                    w[a] += xc * GT[c, a]
+        for ia in range(nT):
+            a = T[ia]
+            s = 0.0
+            for ic in range(nT):
+                c = T[ic]
+                if P[c]:
+                    s += (1.0 - w[c]) * Minv[c, a]
+            g[a] = s
+        for ia in range(nT):
+            a = T[ia]
+            v = x[a] + g[a]
+            x[a] = (v if (v > 0.0 or v != v) else 0.0) if P[a] else 0.0
+    return it
+
+
+@_jit
+@no_type_check
+def _member(T, nT, j):
+    """Is ``j`` among the first ``nT`` entries of ``T``?"""
+    for i in range(nT):
+        if T[i] == j:
+            return True
+    return False
+
+
+@_jit
+@no_type_check
+def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, T, Minv, z, t, g, r, w, xb):
+    r"""``out`` = one step of the limit map from ``u`` (:func:`svflow._limit.limit_step`):
+    $\frac NK |u|^a \odot C_R^\top \hat e$, entry 0 set to 0; ``CrT`` $= C_R^\top$.
+    $G_{xy} = \sum_j (\frac N{K^2} C_{xj} D_j) C_{yj}$, $D = |u|^a$, summed in order of j;
+    scratch ``A`` (K, R)."""
+    R, K = Cr.shape
+    a = 2.0 - 2.0 / N
+    for j in range(K):
+        D[j] = abs(u[j]) ** a
+    s = N / K**2
+    for j in range(K):
+        for x in range(R):
+            A[j, x] = s * (CrT[j, x] * D[j])
+    # GT[y, x] = G[x, y] = sum_j A[j, x] C[y, j]
+    for y in range(R):
+        for x in range(R):
+            GT[y, x] = 0.0
+        for j in range(K):
+            c = Cr[y, j]
+            if c != 0.0:
+                for x in range(R):
+                    GT[y, x] += A[j, x] * c
+    _qp_nonneg(GT, e, P, T, Minv, z, t, g, r, w, xb)
+    for j in range(K):
+        out[j] = 0.0
+    for x in range(R):
+        ex = e[x]
+        if ex != 0.0:
+            for j in range(K):
+                out[j] += ex * Cr[x, j]
+    c = N / K
+    for j in range(K):
+        out[j] = (c * D[j]) * out[j]
+    out[0] = 0.0
+
+
+@_jit
+@no_type_check
+def limit_batch(
+    lam,
+    C,
+    Cr,
+    tie,
+    N,
+    steps,
+    tie_break,
+    late_mass,
+    support_tol,
+    frozen_rate,
+    constraint_tol,
+    nc_code,
+    undecided_code,
+):
+    r"""Hand-off, limit map and decision of every state in ``lam`` (B, K) (module docstring).
+
+    ``C`` (K, K): the group's $1 - \cos$ table; ``Cr`` (R, K): its rows
+    :func:`svflow._limit.class_rows`; ``tie`` (K,): the tie-breaker v; ``N``
+    factors; ``steps`` limit steps. Returns ``(code (B,) int32, decided (B,),
+    support (B, K), frozen (B, K), rate_ratio (B, K), ratio (B, K), late (B,),
+    off_target_mass (B,), limit_state (B, K))``, the fields of
+    :func:`svflow._outcome._limit_batch`.
+    """
+    B, K = lam.shape
+    R = Cr.shape[0]
+    code = np.empty(B, np.int32)
+    decided = np.zeros(B, np.bool_)
+    support = np.zeros((B, K), np.bool_)
+    frozen = np.zeros((B, K), np.bool_)
+    rho = np.zeros((B, K))
+    ratio = np.zeros((B, K))
+    late = np.zeros(B, np.bool_)
+    mass = np.zeros(B)
+    lstate = np.zeros((B, K))
+    lam_b = np.empty(K)
+    m = np.empty(K)
+    u = np.empty(K)
+    v = np.empty(K)
+    D = np.empty(K)
+    G = np.empty((R, R))
+    A = np.empty((K, R))
+    CrT = np.ascontiguousarray(Cr.T)
+    CT = np.ascontiguousarray(C.T)
+    Minv = np.empty((R, R))
+    e = np.empty(R)
+    P = np.zeros(R, np.bool_)
+    T = np.zeros(R, np.int64)
+    z, t, g, r, w, xb = np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R)
+    dummy = np.ones(K)
+    dummy[0] = 0.0
+    u_dummy = np.empty(K)
+    _handoff(dummy, CT, u_dummy, m)
+    for b in range(B):
+        # late state: finite, every margin > 0, off-target mass <= late_mass
+        finite = True
+        for j in range(K):
+            lam_b[j] = lam[b, j]
+        lam_b[0] = 0.0
+        for j in range(K):
+            if not np.isfinite(lam_b[j]):
+                finite = False
+            u[j] = abs(lam_b[j]) if (j > 0 and np.isfinite(lam_b[j])) else 0.0
+        _margins(u, CT, m)
+        mx = -np.inf
+        for x in range(1, K):
+            mx = max(mx, -m[x])
+        mmin = _min_modes(m)
+        acc = 0.0
+        for x in range(1, K):
+            acc += np.exp(-m[x] - mx)
+        lse1 = mx + np.log(acc)
+        lse = max(0.0, lse1) + np.log1p(np.exp(-abs(lse1)))
+        mass_b = -np.expm1(-lse)
+        mass[b] = mass_b
+        late_b = finite and (mass_b <= late_mass) and (mmin > 0.0)
+        late[b] = late_b
+        # hand-off with the tie-breaker; the dummy where it cannot be handed off
+        _handoff(lam_b, CT, u, m)
+        ok = late_b
+        for j in range(K):
+            u[j] = u[j] * (1.0 + tie_break * tie[j])
+            if not np.isfinite(u[j]):
+                ok = False
+        if not ok:
+            for j in range(K):
+                u[j] = u_dummy[j]
+        # the limit map
+        for _ in range(steps):
+            _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, T, Minv, z, t, g, r, w, xb)
+            for j in range(K):
+                u[j] = v[j]
+        for j in range(K):
+            lstate[b, j] = u[j]
+        # decide
+        fin = True
+        top = -np.inf
+        for j in range(K):
+            if not np.isfinite(u[j]):
+                fin = False
+            lam_b[j] = abs(u[j]) if (j > 0 and np.isfinite(u[j])) else 0.0
+            top = max(top, lam_b[j])
+        _handoff(lam_b, CT, u, m)
+        _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, T, Minv, z, t, g, r, w, xb)
+        moving = False
+        rs = 0
+        for j in range(K):
+            rj = v[j] / u[j] if u[j] > 0.0 else 0.0
+            if j == 0:
+                rj = 0.0
+            rho[b, j] = rj
+            sj = j > 0 and abs(rj - 1.0) <= support_tol
+            fj = j > 0 and rj <= frozen_rate
+            support[b, j] = sj
+            frozen[b, j] = fj
+            if j > 0 and not sj and not fj:
+                moving = True
+            if sj:
+                rs += 1
+        _margins(lam_b, CT, m)
+        mmin = _min_modes(m)
+        imax = 0
+        for j in range(1, K):
+            if lam_b[j] > lam_b[imax]:
+                imax = j
+        dec = fin and top > 0.0 and not moving and abs(mmin - 1.0) <= constraint_tol and support[b, imax]
+        if dec and rs >= 1:
+            code[b] = nc_code if rs == K - 1 else rs
+        else:
+            code[b] = undecided_code
+        decided[b] = dec and rs >= 1
+        scale = top if top > 0.0 else 1.0
+        for j in range(K):
+            ratio[b, j] = lam_b[j] / scale
+    return code, decided, support, frozen, rho, ratio, late, mass, lstate
