@@ -280,6 +280,24 @@ def _limit_batch(y, *, factors, balanced, criterion, group):
     return {**d, **late, "limit_state": u1}
 
 
+_LIMIT_TABLES: dict = {}
+
+
+def _limit_tables(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The group's data of the compiled limit map, built once per group (keyed on its class
+    and orders): $1 - \cos$ table C (K, K), its rows :func:`svflow._limit.class_rows` (R, K)
+    and the tie-breaker (K,)."""
+    key = (type(group), tuple(group.orders))
+    if key not in _LIMIT_TABLES:
+        C = np.ascontiguousarray(one_minus_cos(group), dtype=float)
+        rows = np.ascontiguousarray(C[class_rows(group)])
+        tables = (C, rows, np.asarray(_tie_breaker(group), dtype=float))
+        for a in tables:
+            a.setflags(write=False)
+        _LIMIT_TABLES[key] = tables
+    return _LIMIT_TABLES[key]
+
+
 def _limit_batch_cpu(y, *, factors, balanced, criterion, group):
     """:func:`_limit_batch` compiled for the CPU (:func:`svflow._cpu.limit.limit_batch`, the same
     steps as numba loops, state by state; no padding): numpy in, numpy dict out."""
@@ -287,12 +305,9 @@ def _limit_batch_cpu(y, *, factors, balanced, criterion, group):
 
     y = np.asarray(y, dtype=float)
     lam = np.ascontiguousarray(y if balanced else np.prod(y, axis=-2))
-    C = np.ascontiguousarray(one_minus_cos(group))
     out = limit_batch(
         lam,
-        C,
-        np.ascontiguousarray(C[class_rows(group)]),
-        np.asarray(_tie_breaker(group), dtype=float),
+        *_limit_tables(group),
         int(factors),
         int(LIMIT_STEPS),
         float(criterion.tie_break),

@@ -72,7 +72,7 @@ def _margins(lam, CT, m):
 @_jit
 @no_type_check
 def _min_modes(m):
-    """$\min_{x \ne 0} m_x$, NaN if any of them is NaN (as ``jnp.min``)."""
+    r"""$\min_{x \ne 0} m_x$, NaN if any of them is NaN (as ``jnp.min``)."""
     mmin = np.inf
     for x in range(1, m.shape[0]):
         if m[x] != m[x]:
@@ -98,7 +98,23 @@ def _handoff(lam, CT, out, m):
 
 @_jit
 @no_type_check
-def _qp_nonneg(GT, x, P, T, Minv, z, t, g, r, w, xb):
+def _axpy_rows(M, v, rows, nrows, mask, out):
+    r"""``out`` $= \sum_c v_c M_{c,:}$ over the rows ``c = rows[:nrows]`` with ``mask[c]``, in
+    that order (a vector loop over the columns per row): $M^\top v$ where v is 0 off them."""
+    n = out.shape[0]
+    for a in range(n):
+        out[a] = 0.0
+    for ic in range(nrows):
+        c = rows[ic]
+        if mask[c]:
+            vc = v[c]
+            for a in range(n):
+                out[a] += vc * M[c, a]
+
+
+@_jit
+@no_type_check
+def _qp_nonneg(GT, x, P, T, every, Minv, z, t, g, r, w, xb):
     r"""$x = \arg\min_{x \ge 0} \frac12 x^\top G x - \mathbf 1^\top x$ over all n entries, in place
     (:func:`svflow._limit.qp_nonneg` with every entry active: the same iterations,
     operations and order of summation). Returns the number of iterations.
@@ -107,14 +123,15 @@ def _qp_nonneg(GT, x, P, T, Minv, z, t, g, r, w, xb):
     $(G + \mu\,\mathrm{diag}|G|)^\top$ ($\mu$ = ``QP_RIDGE``). ``P`` (n,) bool ends as the
     positive set, ``Minv`` (n, n) as the kept inverse of $G_{PP}$ (identity off P up to
     rounding residues in the rows and columns of dropped indices; symmetric: every update
-    adds symmetric terms).
+    adds symmetric terms, so its rows are its columns).
 
-    **Touched indices.** The rows and columns of ``Minv`` of an index never added to P
+    **Touched indices.** The row and column of ``Minv`` of an index never added to P
     stay exactly those of the identity (every update term there is an exact 0), so every
-    vector the iteration forms is exactly 0 at such an index, and the products run over
-    the touched indices only (``T``, kept sorted, so each sum runs in index order as the
-    dense product does): the same numbers as the dense (n, n) products, at a cost that
-    grows with the size of the positive set. Scratch: T (n,) int, z, t, g, r, w, xb (n,).
+    vector the iteration forms is exactly 0 at such an index. The products therefore sum
+    over the touched indices only (``T``, kept sorted, so each sum runs in index order as
+    the dense product does), as row operations over all n columns: the same numbers as
+    the dense (n, n) products. ``every``: (n,) all True. Scratch: T (n,) int, z, t, g, r,
+    w, xb (n,).
     """
     n = GT.shape[0]
     max_iter = 3 * n + 5
@@ -127,10 +144,6 @@ def _qp_nonneg(GT, x, P, T, Minv, z, t, g, r, w, xb):
     floor = 1e-12 * dmax
     for a in range(n):
         x[a] = 0.0
-        z[a] = 0.0
-        t[a] = 0.0
-        g[a] = 0.0
-        r[a] = 0.0
         P[a] = False
         for b in range(n):
             Minv[a, b] = 0.0
@@ -142,32 +155,16 @@ def _qp_nonneg(GT, x, P, T, Minv, z, t, g, r, w, xb):
         # z_P = G_PP^-1 1 with one step of iterative refinement, (S z)_P = (G z)_P, S = I off P:
         # z <- Minv 1_P;  z <- z + Minv (1_P - (G z on P, z off P)), then 0 off P. After a drop
         # Minv's row and column of the dropped index hold rounding residues, so z is not exactly
-        # 0 there: the products run over every touched index
-        for ia in range(nT):
-            a = T[ia]
-            s = 0.0
-            for ic in range(nT):
-                c = T[ic]
-                if P[c]:
-                    s += Minv[c, a]
-            z[a] = s
+        # 0 there: these products run over every touched index
         for a in range(n):
-            w[a] = 0.0
-        for ic in range(nT):
-            c = T[ic]
-            zc = z[c]
-            for a in range(n):
-                w[a] += zc * GT[c, a]
-        for ia in range(nT):
-            a = T[ia]
+            t[a] = 1.0
+        _axpy_rows(Minv, t, T, nT, P, z)
+        _axpy_rows(GT, z, T, nT, every, w)
+        for a in range(n):
             t[a] = 1.0 - w[a] if P[a] else 0.0 - z[a]
-        for ia in range(nT):
-            a = T[ia]
-            s = 0.0
-            for ic in range(nT):
-                c = T[ic]
-                s += t[c] * Minv[c, a]
-            z[a] = z[a] + s if P[a] else 0.0
+        _axpy_rows(Minv, t, T, nT, every, g)
+        for a in range(n):
+            z[a] = z[a] + g[a] if P[a] else 0.0
         # the blocking index: the first argmin of x / (x - z) over P with z <= 0 (inf elsewhere)
         infeasible = False
         k = 0
@@ -184,35 +181,24 @@ def _qp_nonneg(GT, x, P, T, Minv, z, t, g, r, w, xb):
             # back-track to the boundary, drop the blocking index k (Schur complement):
             #   Minv <- Minv + e_k e_k' - q q' / q_k,  q = Minv[:, k]
             alpha = min(max(rmin, 0.0), 1.0)
-            for ia in range(nT):
-                a = T[ia]
+            for a in range(n):
                 xb[a] = 0.0 if a == k else x[a] + alpha * (z[a] - x[a])
-            for ia in range(nT):
-                a = T[ia]
+            for a in range(n):
                 r[a] = Minv[k, a]
             cr = -1.0 / Minv[k, k]
             Minv[k, k] = Minv[k, k] + 1.0
             for ia in range(nT):
                 a = T[ia]
                 ra = r[a]
-                for ib in range(nT):
-                    b = T[ib]
+                for b in range(n):
                     Minv[a, b] = Minv[a, b] + cr * (ra * r[b])
             P[k] = False
-            for ia in range(nT):
-                a = T[ia]
+            for a in range(n):
                 x[a] = xb[a]
         else:
             # accept z; add the most violated condition j = first argmax of 1 - (G z)_j off P
             # (bordering), or stop
-            for a in range(n):
-                w[a] = 0.0
-            for ic in range(nT):
-                c = T[ic]
-                if P[c]:
-                    zc = z[c]
-                    for a in range(n):
-                        w[a] += zc * GT[c, a]
+            _axpy_rows(GT, z, T, nT, P, w)
             j = 0
             wbest = -np.inf
             grow = False
@@ -223,31 +209,25 @@ def _qp_nonneg(GT, x, P, T, Minv, z, t, g, r, w, xb):
                     if wa > wbest:
                         wbest = wa
                         j = a
+            for a in range(n):
+                x[a] = z[a]
             if not grow:
-                for ia in range(nT):
-                    a = T[ia]
-                    x[a] = z[a]
                 done = True
             else:
                 #   Minv <- Minv - e_j e_j' + v v' / schur,  v = G_PP^-1 g - e_j,  g = G[P, j]
-                if not (nT > 0 and _member(T, nT, j)):
+                if not _member(T, nT, j):
                     ia = nT
                     while ia > 0 and T[ia - 1] > j:
                         T[ia] = T[ia - 1]
                         ia -= 1
                     T[ia] = j
                     nT += 1
+                for a in range(n):
+                    g[a] = GT[j, a] if P[a] else 0.0
+                _axpy_rows(Minv, g, T, nT, P, r)
                 s2 = 0.0
-                for ia in range(nT):
-                    a = T[ia]
-                    s = 0.0
-                    for ic in range(nT):
-                        c = T[ic]
-                        if P[c]:
-                            s += GT[j, c] * Minv[c, a]
-                    r[a] = s
-                    if P[a]:
-                        s2 += GT[j, a] * s
+                for a in range(n):
+                    s2 += g[a] * r[a]
                 schur = max(GT[j, j] - s2, floor)
                 r[j] -= 1.0
                 cr = 1.0 / schur
@@ -255,34 +235,17 @@ def _qp_nonneg(GT, x, P, T, Minv, z, t, g, r, w, xb):
                 for ia in range(nT):
                     a = T[ia]
                     ra = r[a]
-                    for ib in range(nT):
-                        b = T[ib]
+                    for b in range(n):
                         Minv[a, b] = Minv[a, b] + cr * (ra * r[b])
                 P[j] = True
-                for ia in range(nT):
-                    a = T[ia]
-                    x[a] = z[a]
         it += 1
     # two more refinement steps on the final positive set: x <- max(x + Minv (1 - G x), 0) on P
     for _ in range(2):
+        _axpy_rows(GT, x, T, nT, P, w)
         for a in range(n):
-            w[a] = 0.0
-        for ic in range(nT):
-            c = T[ic]
-            if P[c]:
-                xc = x[c]
-                for a in range(n):
-                    w[a] += xc * GT[c, a]
-        for ia in range(nT):
-            a = T[ia]
-            s = 0.0
-            for ic in range(nT):
-                c = T[ic]
-                if P[c]:
-                    s += (1.0 - w[c]) * Minv[c, a]
-            g[a] = s
-        for ia in range(nT):
-            a = T[ia]
+            t[a] = 1.0 - w[a] if P[a] else 0.0
+        _axpy_rows(Minv, t, T, nT, P, g)
+        for a in range(n):
             v = x[a] + g[a]
             x[a] = (v if (v > 0.0 or v != v) else 0.0) if P[a] else 0.0
     return it
@@ -300,7 +263,7 @@ def _member(T, nT, j):
 
 @_jit
 @no_type_check
-def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, T, Minv, z, t, g, r, w, xb):
+def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, T, every, Minv, z, t, g, r, w, xb):
     r"""``out`` = one step of the limit map from ``u`` (:func:`svflow._limit.limit_step`):
     $\frac NK |u|^a \odot C_R^\top \hat e$, entry 0 set to 0; ``CrT`` $= C_R^\top$.
     $G_{xy} = \sum_j (\frac N{K^2} C_{xj} D_j) C_{yj}$, $D = |u|^a$, summed in order of j;
@@ -313,16 +276,17 @@ def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, T, Minv, z, t, g, r, w, xb):
     for j in range(K):
         for x in range(R):
             A[j, x] = s * (CrT[j, x] * D[j])
-    # GT[y, x] = G[x, y] = sum_j A[j, x] C[y, j]
+    # GT[y, x] = G[x, y] = sum_j A[j, x] C[y, j] (terms with C[y, j] = 0 or D_j = 0 are exact
+    # zeros: frozen modes decay to 0 within a few steps)
     for y in range(R):
         for x in range(R):
             GT[y, x] = 0.0
         for j in range(K):
             c = Cr[y, j]
-            if c != 0.0:
+            if c != 0.0 and D[j] != 0.0:
                 for x in range(R):
                     GT[y, x] += A[j, x] * c
-    _qp_nonneg(GT, e, P, T, Minv, z, t, g, r, w, xb)
+    it = _qp_nonneg(GT, e, P, T, every, Minv, z, t, g, r, w, xb)
     for j in range(K):
         out[j] = 0.0
     for x in range(R):
@@ -334,6 +298,7 @@ def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, T, Minv, z, t, g, r, w, xb):
     for j in range(K):
         out[j] = (c * D[j]) * out[j]
     out[0] = 0.0
+    return it
 
 
 @_jit
@@ -386,6 +351,7 @@ def limit_batch(
     e = np.empty(R)
     P = np.zeros(R, np.bool_)
     T = np.zeros(R, np.int64)
+    every = np.ones(R, np.bool_)
     z, t, g, r, w, xb = np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R)
     dummy = np.ones(K)
     dummy[0] = 0.0
@@ -427,7 +393,7 @@ def limit_batch(
                 u[j] = u_dummy[j]
         # the limit map
         for _ in range(steps):
-            _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, T, Minv, z, t, g, r, w, xb)
+            _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, T, every, Minv, z, t, g, r, w, xb)
             for j in range(K):
                 u[j] = v[j]
         for j in range(K):
@@ -441,7 +407,7 @@ def limit_batch(
             lam_b[j] = abs(u[j]) if (j > 0 and np.isfinite(u[j])) else 0.0
             top = max(top, lam_b[j])
         _handoff(lam_b, CT, u, m)
-        _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, T, Minv, z, t, g, r, w, xb)
+        _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, T, every, Minv, z, t, g, r, w, xb)
         moving = False
         rs = 0
         for j in range(K):
