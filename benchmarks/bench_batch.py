@@ -712,15 +712,16 @@ def main_basin(argv=None):
     new, old = (out[n] for n in list(calls)[1:])
     same = {v: bool(np.array_equal(new[v].values, old[v].values)) for v in ("outcome", "support", "decided")}
     sim = float(np.median(times[list(calls)[0]]))
+    per_round = np.asarray(times[list(calls)[0]], float)
     rows = []
     for name, vals in times.items():
         vals = np.asarray(vals, float)
         med = float(np.median(vals))
-        note = (
-            f"{med / sim:.2f}x simulate"
-            if "basin_map" in name
-            else f"{float(out[name].num_steps.mean()):.0f} steps"
-        )
+        if "basin_map" in name:  # also the ratio within each round (same load): median and range
+            r = vals / per_round
+            note = f"{med / sim:.2f}x simulate (per round {np.median(r):.2f}x, {r.min():.2f}-{r.max():.2f}x)"
+        else:
+            note = f"{float(out[name].num_steps.mean()):.0f} steps"
         if "numba" in name:
             note += f"; {int((new.outcome.values < 0).sum())} undecided; same as XLA map: {same}"
         rows.append(dict(method=name, ms=1e3 * med, ms_min=1e3 * float(vals.min()),

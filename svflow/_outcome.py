@@ -370,7 +370,10 @@ def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: Solver
 def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group):
     """Horizons ``taus`` (H,) in one go: :func:`advance_batch` through them, then at
     each the hand-off, the limit map (:func:`svflow._limit.relax`) and
-    :func:`decide`, all horizons in one batch (numpy in, numpy out).
+    :func:`decide`, all horizons in one batch (numpy in, numpy out). The limit-map
+    stage runs on the backend :func:`limit_backend` picks from ``config`` (the compiled
+    :func:`_limit_batch_cpu` on a CPU under ``"auto"``, else :func:`_limit_batch` in
+    XLA): one method, the same numbers up to rounding.
 
     Returns ``(y at each horizon (H, B, ...), result (B,), steps (B,), fields)``,
     each field with a leading axis H; ``result`` is the exact run's diffrax code;
