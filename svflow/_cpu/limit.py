@@ -34,10 +34,15 @@ group's table, margins $m = C\lambda/K$. For each state:
    when the support is all K - 1 modes, else its size, -1 undecided.
 
 The numbers agree with the XLA path up to rounding (the operations are the
-same; the order of the sums in the matrix products is not):
-tests/test_cpu_backend.py checks the limit states to 1e-10 and identical
-codes, supports and frozen sets. Compiled once and cached on disk (numba
-``cache=True``).
+same; XLA's order of the sums in the matrix products is its own):
+tests/test_cpu_backend.py checks identical codes, supports and frozen sets
+and limit states to 1e-8. The exception is a rank-deficient QP (frozen
+modes decayed to exact zeros; only the ridge keeps $G_{PP}$ invertible),
+where the active-set path can run to its iteration cap and its multipliers
+depend on the last bits in either backend: 3 of 512 hand-off states of
+random K = 16 starts differed in their decision fields
+(benchmarks/RESULTS.md, section 13.2). Compiled once and cached on disk
+(numba ``cache=True``).
 """
 
 from __future__ import annotations
@@ -267,7 +272,7 @@ def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, T, every, Minv, z, t, g, r, 
     r"""``out`` = one step of the limit map from ``u`` (:func:`svflow._limit.limit_step`):
     $\frac NK |u|^a \odot C_R^\top \hat e$, entry 0 set to 0; ``CrT`` $= C_R^\top$.
     $G_{xy} = \sum_j (\frac N{K^2} C_{xj} D_j) C_{yj}$, $D = |u|^a$, summed in order of j;
-    scratch ``A`` (K, R)."""
+    scratch ``A`` (K, R). Returns the QP's number of iterations."""
     R, K = Cr.shape
     a = 2.0 - 2.0 / N
     for j in range(K):
