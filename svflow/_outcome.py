@@ -181,8 +181,12 @@ def late_state(lam, criterion: Criterion, group: Group) -> dict:
     return dict(late=late, off_target_mass=mass)
 
 
-def decide(u, factors: int, criterion: Criterion, group: Group) -> dict:
+def decide(u, factors: int, criterion: Criterion, group: Group, solved=True) -> dict:
     r"""Decide from the end state ``u`` (K,) of a limit-flow run (module docstring).
+
+    ``solved``: every QP of the run that gave ``u`` was solved (:func:`svflow._limit.relax`
+    with ``checked``); the rates step's QP must be solved too. Otherwise the state is
+    undecided: a decision is never read off an unsolved QP.
 
     Returns a dict of arrays: ``code`` (0 NC, r support size, -1 undecided),
     ``decided``, ``support`` (K,) bool, ``frozen`` (K,) bool, ``rate_ratio``
@@ -194,7 +198,7 @@ def decide(u, factors: int, criterion: Criterion, group: Group) -> dict:
     finite = jnp.all(jnp.isfinite(u))
     u = jnp.where(modes & jnp.isfinite(u), jnp.abs(u), 0.0)
     top = jnp.max(u)
-    rho = limit_rates(u, factors, group)
+    rho, rates_solved = limit_rates(u, factors, group, checked=True)
     support = modes & (jnp.abs(rho - 1.0) <= criterion.support_tol)
     frozen = modes & (rho <= criterion.frozen_rate)
     moving = modes & ~support & ~frozen
@@ -205,7 +209,7 @@ def decide(u, factors: int, criterion: Criterion, group: Group) -> dict:
     mmin = jnp.min(jnp.where(modes, group.margins(u), jnp.inf))
     on_constraint = jnp.abs(mmin - 1.0) <= CONSTRAINT_TOL
     lead = support[jnp.argmax(u)]
-    decided = finite & (top > 0) & ~jnp.any(moving) & on_constraint & lead
+    decided = finite & (top > 0) & ~jnp.any(moving) & on_constraint & lead & solved & rates_solved
     r = jnp.sum(support)
     code = jnp.where(decided & (r >= 1), jnp.where(r == K - 1, NC, r), UNDECIDED)
     decided = decided & (r >= 1)
@@ -275,8 +279,8 @@ def _limit_batch(y, *, factors, balanced, criterion, group):
         return d, jnp.where(ok, u, handoff(jnp.ones_like(lam), group))
 
     late, u0 = jax.vmap(hand)(y)
-    u1 = relax(u0, factors=factors, group=group)
-    d = jax.vmap(lambda v: decide(v, factors, criterion, group))(u1)
+    u1, solved = relax(u0, factors=factors, group=group, checked=True)
+    d = jax.vmap(lambda v, ok: decide(v, factors, criterion, group, ok))(u1, solved)
     return {**d, **late, "limit_state": u1}
 
 

@@ -52,7 +52,7 @@ from typing import no_type_check
 import numba
 import numpy as np
 
-from .._limit import QP_RIDGE
+from .._limit import QP_ADD_TOL, QP_KKT_TOL, QP_RIDGE
 
 __all__ = ["limit_batch"]
 
@@ -103,79 +103,89 @@ def _handoff(lam, CT, out, m):
 
 @_jit
 @no_type_check
-def _axpy_rows(M, v, rows, nrows, mask, out):
-    r"""``out`` $= \sum_c v_c M_{c,:}$ over the rows ``c = rows[:nrows]`` with ``mask[c]``, in
-    that order (a vector loop over the columns per row): $M^\top v$ where v is 0 off them."""
-    n = out.shape[0]
-    for a in range(n):
-        out[a] = 0.0
-    for ic in range(nrows):
-        c = rows[ic]
-        if mask[c]:
-            vc = v[c]
-            for a in range(n):
-                out[a] += vc * M[c, a]
+def _chol_solve(GT, P, L, b, out, y):
+    r"""``out`` $= S^{-1} b$ on P (0 off P), $S = G_{PP}$ (``GT`` $= G^\top$, its lower triangle
+    $G_{ij} = $ ``GT[j, i]``, $i \ge j$, read as :func:`jax.scipy.linalg.cho_factor` with
+    ``lower=True``): Cholesky factor ``L`` (n, n) of $G_{PP}$, then the two triangular solves,
+    each sum in index order. Scratch ``y`` (n,)."""
+    n = GT.shape[0]
+    for i in range(n):
+        if not P[i]:
+            continue
+        for j in range(i + 1):
+            if not P[j]:
+                continue
+            s = GT[j, i]
+            for k in range(j):
+                if P[k]:
+                    s -= L[i, k] * L[j, k]
+            if i == j:
+                L[i, i] = np.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+    for i in range(n):
+        if P[i]:
+            s = b[i]
+            for k in range(i):
+                if P[k]:
+                    s -= L[i, k] * y[k]
+            y[i] = s / L[i, i]
+        else:
+            y[i] = 0.0
+    for i in range(n - 1, -1, -1):
+        if P[i]:
+            s = y[i]
+            for k in range(i + 1, n):
+                if P[k]:
+                    s -= L[k, i] * out[k]
+            out[i] = s / L[i, i]
+        else:
+            out[i] = 0.0
 
 
 @_jit
 @no_type_check
-def _qp_nonneg(GT, x, P, T, every, Minv, z, t, g, r, w, xb):
+def _qp_nonneg(GT, x, P, L, z, t, g, w, xb):
     r"""$x = \arg\min_{x \ge 0} \frac12 x^\top G x - \mathbf 1^\top x$ over all n entries, in place
-    (:func:`svflow._limit.qp_nonneg` with every entry active: the same iterations,
-    operations and order of summation). Returns the number of iterations.
+    (:func:`svflow._limit.qp_nonneg` with every entry active: the same iterations, a
+    Cholesky solve of $G_{PP} z_P = \mathbf 1$ afresh in each, one refinement, the same
+    stopping rule ``QP_ADD_TOL``, cap 3n + 5 and check). Returns ``solved``: the loop
+    stopped by its rule (not the cap) and x meets the optimality conditions of the ridged
+    problem within ``QP_KKT_TOL`` ($m = G x \ge 1 - \mathrm{tol}$, $|m_i - 1| \le
+    \mathrm{tol}$ where $x_i > 0$).
 
     ``GT`` (n, n) is $G^\top$ (row c of ``GT`` is column c of G); it is overwritten by
     $(G + \mu\,\mathrm{diag}|G|)^\top$ ($\mu$ = ``QP_RIDGE``). ``P`` (n,) bool ends as the
-    positive set, ``Minv`` (n, n) as the kept inverse of $G_{PP}$ (identity off P up to
-    rounding residues in the rows and columns of dropped indices; symmetric: every update
-    adds symmetric terms, so its rows are its columns).
-
-    **Touched indices.** The row and column of ``Minv`` of an index never added to P
-    stay exactly those of the identity (every update term there is an exact 0), so every
-    vector the iteration forms is exactly 0 at such an index. The products therefore sum
-    over the touched indices only (``T``, kept sorted, so each sum runs in index order as
-    the dense product does), as row operations over all n columns: the same numbers as
-    the dense (n, n) products. ``every``: (n,) all True. Scratch: T (n,) int, z, t, g, r,
-    w, xb (n,).
+    positive set. Scratch: L (n, n), z, t, g, w, xb (n,).
     """
     n = GT.shape[0]
     max_iter = 3 * n + 5
-    tol = 1e-12
-    dmax = -np.inf
     for a in range(n):
-        d = abs(GT[a, a])
-        dmax = max(dmax, d)
-        GT[a, a] = GT[a, a] + QP_RIDGE * d
-    floor = 1e-12 * dmax
-    for a in range(n):
+        GT[a, a] = GT[a, a] + QP_RIDGE * abs(GT[a, a])
         x[a] = 0.0
         P[a] = False
-        for b in range(n):
-            Minv[a, b] = 0.0
-        Minv[a, a] = 1.0
-    nT = 0
     it = 0
     done = False
     while (not done) and it < max_iter:
-        # z_P = G_PP^-1 1 with one step of iterative refinement, (S z)_P = (G z)_P, S = I off P:
-        # z <- Minv 1_P;  z <- z + Minv (1_P - (G z on P, z off P)), then 0 off P. After a drop
-        # Minv's row and column of the dropped index hold rounding residues, so z is not exactly
-        # 0 there: these products run over every touched index
+        # z_P = G_PP^-1 1 with one step of iterative refinement: z <- z + S^-1 (1_P - S z)
         for a in range(n):
-            t[a] = 1.0
-        _axpy_rows(Minv, t, T, nT, P, z)
-        _axpy_rows(GT, z, T, nT, every, w)
+            t[a] = 1.0 if P[a] else 0.0
+        _chol_solve(GT, P, L, t, z, g)
         for a in range(n):
-            t[a] = 1.0 - w[a] if P[a] else 0.0 - z[a]
-        _axpy_rows(Minv, t, T, nT, every, g)
+            s = 0.0
+            if P[a]:
+                for c in range(n):
+                    if P[c]:
+                        s += GT[c, a] * z[c]
+            w[a] = t[a] - s
+        _chol_solve(GT, P, L, w, xb, g)
         for a in range(n):
-            z[a] = z[a] + g[a] if P[a] else 0.0
+            z[a] = z[a] + xb[a] if P[a] else 0.0
         # the blocking index: the first argmin of x / (x - z) over P with z <= 0 (inf elsewhere)
         infeasible = False
         k = 0
         rmin = np.inf
-        for ia in range(nT):
-            a = T[ia]
+        for a in range(n):
             if P[a] and z[a] <= 0.0:
                 infeasible = True
                 ra = x[a] / max(x[a] - z[a], 1e-300)
@@ -183,96 +193,55 @@ def _qp_nonneg(GT, x, P, T, every, Minv, z, t, g, r, w, xb):
                     rmin = ra
                     k = a
         if infeasible:
-            # back-track to the boundary, drop the blocking index k (Schur complement):
-            #   Minv <- Minv + e_k e_k' - q q' / q_k,  q = Minv[:, k]
+            # back-track to the boundary, drop the blocking index k
             alpha = min(max(rmin, 0.0), 1.0)
             for a in range(n):
-                xb[a] = 0.0 if a == k else x[a] + alpha * (z[a] - x[a])
-            for a in range(n):
-                r[a] = Minv[k, a]
-            cr = -1.0 / Minv[k, k]
-            Minv[k, k] = Minv[k, k] + 1.0
-            for ia in range(nT):
-                a = T[ia]
-                ra = r[a]
-                for b in range(n):
-                    Minv[a, b] = Minv[a, b] + cr * (ra * r[b])
+                x[a] = 0.0 if a == k else x[a] + alpha * (z[a] - x[a])
             P[k] = False
-            for a in range(n):
-                x[a] = xb[a]
         else:
-            # accept z; add the most violated condition j = first argmax of 1 - (G z)_j off P
-            # (bordering), or stop
-            _axpy_rows(GT, z, T, nT, P, w)
+            # accept z; add the most violated condition j = first argmax of 1 - (G z)_j off P,
+            # or stop
+            for a in range(n):
+                x[a] = z[a]
             j = 0
             wbest = -np.inf
             grow = False
             for a in range(n):
-                wa = 1.0 - w[a]
-                if (not P[a]) and wa > tol:
-                    grow = True
-                    if wa > wbest:
-                        wbest = wa
-                        j = a
-            for a in range(n):
-                x[a] = z[a]
-            if not grow:
-                done = True
-            else:
-                #   Minv <- Minv - e_j e_j' + v v' / schur,  v = G_PP^-1 g - e_j,  g = G[P, j]
-                if not _member(T, nT, j):
-                    ia = nT
-                    while ia > 0 and T[ia - 1] > j:
-                        T[ia] = T[ia - 1]
-                        ia -= 1
-                    T[ia] = j
-                    nT += 1
-                for a in range(n):
-                    g[a] = GT[j, a] if P[a] else 0.0
-                _axpy_rows(Minv, g, T, nT, P, r)
-                s2 = 0.0
-                for a in range(n):
-                    s2 += g[a] * r[a]
-                schur = max(GT[j, j] - s2, floor)
-                r[j] -= 1.0
-                cr = 1.0 / schur
-                Minv[j, j] = Minv[j, j] - 1.0
-                for ia in range(nT):
-                    a = T[ia]
-                    ra = r[a]
-                    for b in range(n):
-                        Minv[a, b] = Minv[a, b] + cr * (ra * r[b])
+                if not P[a]:
+                    s = 0.0
+                    for c in range(n):
+                        if P[c]:
+                            s += GT[c, a] * z[c]
+                    wa = 1.0 - s
+                    if wa > QP_ADD_TOL:
+                        grow = True
+                        if wa > wbest:
+                            wbest = wa
+                            j = a
+            if grow:
                 P[j] = True
+            else:
+                done = True
         it += 1
-    # two more refinement steps on the final positive set: x <- max(x + Minv (1 - G x), 0) on P
-    for _ in range(2):
-        _axpy_rows(GT, x, T, nT, P, w)
-        for a in range(n):
-            t[a] = 1.0 - w[a] if P[a] else 0.0
-        _axpy_rows(Minv, t, T, nT, P, g)
-        for a in range(n):
-            v = x[a] + g[a]
-            x[a] = (v if (v > 0.0 or v != v) else 0.0) if P[a] else 0.0
-    return it
+    # the optimality check on m = G x (x is 0 off P)
+    solved = done
+    for a in range(n):
+        s = 0.0
+        for c in range(n):
+            if x[c] != 0.0:
+                s += GT[c, a] * x[c]
+        if not (s >= 1.0 - QP_KKT_TOL and (x[a] == 0.0 or abs(s - 1.0) <= QP_KKT_TOL)):
+            solved = False
+    return solved
 
 
 @_jit
 @no_type_check
-def _member(T, nT, j):
-    """Is ``j`` among the first ``nT`` entries of ``T``?"""
-    for i in range(nT):
-        if T[i] == j:
-            return True
-    return False
-
-
-@_jit
-@no_type_check
-def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, T, every, Minv, z, t, g, r, w, xb):
+def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, z, t, g, w, xb):
     r"""``out`` = one step of the limit map from ``u`` (:func:`svflow._limit.limit_step`):
     $\frac NK |u|^a \odot C_R^\top \hat e$, entry 0 set to 0; ``CrT`` $= C_R^\top$.
     $G_{xy} = \sum_j (\frac N{K^2} C_{xj} D_j) C_{yj}$, $D = |u|^a$, summed in order of j;
-    scratch ``A`` (K, R). Returns the QP's number of iterations."""
+    scratch ``A`` (K, R). Returns the QP's ``solved`` flag (:func:`_qp_nonneg`)."""
     R, K = Cr.shape
     a = 2.0 - 2.0 / N
     for j in range(K):
@@ -291,7 +260,7 @@ def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, T, every, Minv, z, t, g, r, 
             if c != 0.0 and D[j] != 0.0:
                 for x in range(R):
                     GT[y, x] += A[j, x] * c
-    it = _qp_nonneg(GT, e, P, T, every, Minv, z, t, g, r, w, xb)
+    solved = _qp_nonneg(GT, e, P, L, z, t, g, w, xb)
     for j in range(K):
         out[j] = 0.0
     for x in range(R):
@@ -303,7 +272,7 @@ def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, T, every, Minv, z, t, g, r, 
     for j in range(K):
         out[j] = (c * D[j]) * out[j]
     out[0] = 0.0
-    return it
+    return solved
 
 
 @_jit
@@ -352,12 +321,10 @@ def limit_batch(
     A = np.empty((K, R))
     CrT = np.ascontiguousarray(Cr.T)
     CT = np.ascontiguousarray(C.T)
-    Minv = np.empty((R, R))
+    Lf = np.zeros((R, R))
     e = np.empty(R)
     P = np.zeros(R, np.bool_)
-    T = np.zeros(R, np.int64)
-    every = np.ones(R, np.bool_)
-    z, t, g, r, w, xb = np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R)
+    z, t, g, w, xb = np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R)
     dummy = np.ones(K)
     dummy[0] = 0.0
     u_dummy = np.empty(K)
@@ -396,9 +363,11 @@ def limit_batch(
         if not ok:
             for j in range(K):
                 u[j] = u_dummy[j]
-        # the limit map
+        # the limit map; solved: every QP of the run and of the rates step solved
+        solved = True
         for _ in range(steps):
-            _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, T, every, Minv, z, t, g, r, w, xb)
+            if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, z, t, g, w, xb):
+                solved = False
             for j in range(K):
                 u[j] = v[j]
         for j in range(K):
@@ -412,7 +381,8 @@ def limit_batch(
             lam_b[j] = abs(u[j]) if (j > 0 and np.isfinite(u[j])) else 0.0
             top = max(top, lam_b[j])
         _handoff(lam_b, CT, u, m)
-        _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, T, every, Minv, z, t, g, r, w, xb)
+        if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, z, t, g, w, xb):
+            solved = False
         moving = False
         rs = 0
         for j in range(K):
@@ -435,6 +405,7 @@ def limit_batch(
             if lam_b[j] > lam_b[imax]:
                 imax = j
         dec = fin and top > 0.0 and not moving and abs(mmin - 1.0) <= constraint_tol and support[b, imax]
+        dec = dec and solved
         if dec and rs >= 1:
             code[b] = nc_code if rs == K - 1 else rs
         else:
