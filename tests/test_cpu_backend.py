@@ -319,7 +319,7 @@ def test_numba_limit_qp_meets_its_kkt_conditions():
             GT = G.T.copy()
             e, P = np.empty(R), np.zeros(R, bool)
             scratch = [np.empty(R) for _ in range(5)]
-            assert _qp_nonneg(GT, e, P, np.zeros((R, R)), *scratch)
+            assert _qp_nonneg(GT, e, P, np.zeros((R, R)), np.zeros(R, np.int64), *scratch)
             Gr = G + QP_RIDGE * np.diag(np.abs(np.diag(G)))
             m = Gr @ e
             assert np.all(e >= 0)

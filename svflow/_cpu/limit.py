@@ -103,49 +103,44 @@ def _handoff(lam, CT, out, m):
 
 @_jit
 @no_type_check
-def _chol_solve(GT, P, L, b, out, y):
-    r"""``out`` $= S^{-1} b$ on P (0 off P), $S = G_{PP}$ (``GT`` $= G^\top$, its lower triangle
-    $G_{ij} = $ ``GT[j, i]``, $i \ge j$, read as :func:`jax.scipy.linalg.cho_factor` with
-    ``lower=True``): Cholesky factor ``L`` (n, n) of $G_{PP}$, then the two triangular solves,
-    each sum in index order. Scratch ``y`` (n,)."""
-    n = GT.shape[0]
-    for i in range(n):
-        if not P[i]:
-            continue
-        for j in range(i + 1):
-            if not P[j]:
-                continue
-            s = GT[j, i]
-            for k in range(j):
-                if P[k]:
-                    s -= L[i, k] * L[j, k]
-            if i == j:
-                L[i, i] = np.sqrt(s)
+def _chol_factor(GT, ip, m, L):
+    r"""Cholesky factor ``L`` of $G_{PP}$, P the ``m`` indices ``ip[:m]`` (increasing):
+    ``L[a, b]`` for positions a >= b; $G_{ij}$ read from ``GT[j, i]``, $i \ge j$ (the
+    lower triangle, as :func:`jax.scipy.linalg.cho_factor` with ``lower=True``), each
+    sum in index order."""
+    for a in range(m):
+        i = ip[a]
+        for b in range(a + 1):
+            s = GT[ip[b], i]
+            for c in range(b):
+                s -= L[a, c] * L[b, c]
+            if a == b:
+                L[a, a] = np.sqrt(s)
             else:
-                L[i, j] = s / L[j, j]
-    for i in range(n):
-        if P[i]:
-            s = b[i]
-            for k in range(i):
-                if P[k]:
-                    s -= L[i, k] * y[k]
-            y[i] = s / L[i, i]
-        else:
-            y[i] = 0.0
-    for i in range(n - 1, -1, -1):
-        if P[i]:
-            s = y[i]
-            for k in range(i + 1, n):
-                if P[k]:
-                    s -= L[k, i] * out[k]
-            out[i] = s / L[i, i]
-        else:
-            out[i] = 0.0
+                L[a, b] = s / L[b, b]
 
 
 @_jit
 @no_type_check
-def _qp_nonneg(GT, x, P, L, z, t, g, w, xb):
+def _chol_solve(ip, m, L, b, out, y):
+    r"""``out`` $= G_{PP}^{-1} b$ on P (the ``m`` indices ``ip[:m]``; ``out`` untouched
+    elsewhere) from the factor of :func:`_chol_factor`: the two triangular solves. Scratch
+    ``y`` (n,), by position."""
+    for a in range(m):
+        s = b[ip[a]]
+        for c in range(a):
+            s -= L[a, c] * y[c]
+        y[a] = s / L[a, a]
+    for a in range(m - 1, -1, -1):
+        s = y[a]
+        for c in range(a + 1, m):
+            s -= L[c, a] * out[ip[c]]
+        out[ip[a]] = s / L[a, a]
+
+
+@_jit
+@no_type_check
+def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb):
     r"""$x = \arg\min_{x \ge 0} \frac12 x^\top G x - \mathbf 1^\top x$ over all n entries, in place
     (:func:`svflow._limit.qp_nonneg` with every entry active: the same iterations, a
     Cholesky solve of $G_{PP} z_P = \mathbf 1$ afresh in each, one refinement, the same
@@ -156,7 +151,7 @@ def _qp_nonneg(GT, x, P, L, z, t, g, w, xb):
 
     ``GT`` (n, n) is $G^\top$ (row c of ``GT`` is column c of G); it is overwritten by
     $(G + \mu\,\mathrm{diag}|G|)^\top$ ($\mu$ = ``QP_RIDGE``). ``P`` (n,) bool ends as the
-    positive set. Scratch: L (n, n), z, t, g, w, xb (n,).
+    positive set. Scratch: L (n, n), ip (n,) int, z, t, g, w, xb (n,).
     """
     n = GT.shape[0]
     max_iter = 3 * n + 5
@@ -168,19 +163,29 @@ def _qp_nonneg(GT, x, P, L, z, t, g, w, xb):
     done = False
     while (not done) and it < max_iter:
         # z_P = G_PP^-1 1 with one step of iterative refinement: z <- z + S^-1 (1_P - S z)
+        m = 0
+        for a in range(n):
+            z[a] = 0.0
+            if P[a]:
+                ip[m] = a
+                m += 1
+        _chol_factor(GT, ip, m, L)
         for a in range(n):
             t[a] = 1.0 if P[a] else 0.0
-        _chol_solve(GT, P, L, t, z, g)
+        _chol_solve(ip, m, L, t, z, g)
         for a in range(n):
+            w[a] = 0.0
+        for ia in range(m):
+            a = ip[ia]
             s = 0.0
-            if P[a]:
-                for c in range(n):
-                    if P[c]:
-                        s += GT[c, a] * z[c]
+            for ic in range(m):
+                c = ip[ic]
+                s += GT[c, a] * z[c]
             w[a] = t[a] - s
-        _chol_solve(GT, P, L, w, xb, g)
-        for a in range(n):
-            z[a] = z[a] + xb[a] if P[a] else 0.0
+        _chol_solve(ip, m, L, w, xb, g)
+        for ia in range(m):
+            a = ip[ia]
+            z[a] = z[a] + xb[a]
         # the blocking index: the first argmin of x / (x - z) over P with z <= 0 (inf elsewhere)
         infeasible = False
         k = 0
@@ -209,9 +214,9 @@ def _qp_nonneg(GT, x, P, L, z, t, g, w, xb):
             for a in range(n):
                 if not P[a]:
                     s = 0.0
-                    for c in range(n):
-                        if P[c]:
-                            s += GT[c, a] * z[c]
+                    for ic in range(m):
+                        c = ip[ic]
+                        s += GT[c, a] * z[c]
                     wa = 1.0 - s
                     if wa > QP_ADD_TOL:
                         grow = True
@@ -237,7 +242,7 @@ def _qp_nonneg(GT, x, P, L, z, t, g, w, xb):
 
 @_jit
 @no_type_check
-def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, z, t, g, w, xb):
+def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, ip, z, t, g, w, xb):
     r"""``out`` = one step of the limit map from ``u`` (:func:`svflow._limit.limit_step`):
     $\frac NK |u|^a \odot C_R^\top \hat e$, entry 0 set to 0; ``CrT`` $= C_R^\top$.
     $G_{xy} = \sum_j (\frac N{K^2} C_{xj} D_j) C_{yj}$, $D = |u|^a$, summed in order of j;
@@ -260,7 +265,7 @@ def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, z, t, g, w, xb):
             if c != 0.0 and D[j] != 0.0:
                 for x in range(R):
                     GT[y, x] += A[j, x] * c
-    solved = _qp_nonneg(GT, e, P, L, z, t, g, w, xb)
+    solved = _qp_nonneg(GT, e, P, L, ip, z, t, g, w, xb)
     for j in range(K):
         out[j] = 0.0
     for x in range(R):
@@ -322,6 +327,7 @@ def limit_batch(
     CrT = np.ascontiguousarray(Cr.T)
     CT = np.ascontiguousarray(C.T)
     Lf = np.zeros((R, R))
+    ip = np.zeros(R, np.int64)
     e = np.empty(R)
     P = np.zeros(R, np.bool_)
     z, t, g, w, xb = np.empty(R), np.empty(R), np.empty(R), np.empty(R), np.empty(R)
@@ -366,7 +372,7 @@ def limit_batch(
         # the limit map; solved: every QP of the run and of the rates step solved
         solved = True
         for _ in range(steps):
-            if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, z, t, g, w, xb):
+            if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb):
                 solved = False
             for j in range(K):
                 u[j] = v[j]
@@ -381,7 +387,7 @@ def limit_batch(
             lam_b[j] = abs(u[j]) if (j > 0 and np.isfinite(u[j])) else 0.0
             top = max(top, lam_b[j])
         _handoff(lam_b, CT, u, m)
-        if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, z, t, g, w, xb):
+        if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb):
             solved = False
         moving = False
         rs = 0
