@@ -33,8 +33,9 @@ previous horizon (a factor 3 earlier) gave the same support and frozen
 sets (the hand-off error is of relative order $\log\tau_h/\tau_h$; a start
 whose side of a basin edge depends on it is caught here). The outcome is the
 support size r (0 = NC when r = K - 1). A limit-map end state off its margin
-constraint (smallest margin not within 1e-6 of 1), with an empty support or
-without its largest mode in the support is never decided, and before
+constraint (smallest margin not within 1e-6 of 1), with an empty support,
+without its largest mode in the support, or from a run with a QP that was not
+solved (:func:`svflow._limit.qp_nonneg`'s flag) is never decided, and before
 returning :func:`outcome` checks the fields of every decided start against
 each other (:func:`consistent`; docs: theory/certification.md, "False neural
 collapse"). Otherwise the start goes on to the
