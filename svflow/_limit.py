@@ -99,6 +99,7 @@ from ._groups import Group, resolve_group
 __all__ = [
     "ACTIVE_TOL",
     "LIMIT_STEPS",
+    "QP_ADD_TOL",
     "QP_KKT_TOL",
     "qp_nonneg",
     "LimitField",
