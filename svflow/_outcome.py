@@ -87,7 +87,17 @@ from ._dataset import grid_dataset
 from ._fields import CETauField
 from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import SUCCESS, Solver, check_solution, check_solver, result_code, solve, takes_solver
-from ._limit import LIMIT_STEPS, class_rows, handoff, limit_rates, one_minus_cos, relax
+from ._limit import (
+    LIMIT_STEPS,
+    QP_ADD_TOL,
+    QP_KKT_TOL,
+    QP_RIDGE,
+    class_rows,
+    handoff,
+    limit_rates,
+    one_minus_cos,
+    relax,
+)
 from ._precision import computes
 from ._simulate import _as_starts
 from ._start import check_growing, start_group
@@ -322,6 +332,7 @@ def _limit_batch_cpu(y, *, factors, balanced, criterion, group):
         float(CONSTRAINT_TOL),
         int(NC),
         int(UNDECIDED),
+        np.array([QP_RIDGE, QP_ADD_TOL, QP_KKT_TOL], dtype=float),
     )
     return dict(zip(_FIELDS, out))
 

@@ -299,7 +299,7 @@ def test_numba_limit_qp_meets_its_kkt_conditions():
     # rank (condition numbers up to ~1e5) and rank-deficient (modes at exact zeros), and u' =
     # D C'e against the XLA solve (unique even where e is not)
     from svflow._cpu.limit import _qp_nonneg
-    from svflow._limit import QP_RIDGE, class_rows, one_minus_cos, qp_nonneg
+    from svflow._limit import QP_ADD_TOL, QP_KKT_TOL, QP_RIDGE, class_rows, one_minus_cos, qp_nonneg
 
     rng = np.random.default_rng(3)
     for K, group in ((16, "walsh"), (6, "cyclic"), (12, "cyclic")):
@@ -319,7 +319,8 @@ def test_numba_limit_qp_meets_its_kkt_conditions():
             GT = G.T.copy()
             e, P = np.empty(R), np.zeros(R, bool)
             scratch = [np.empty(R) for _ in range(5)]
-            assert _qp_nonneg(GT, e, P, np.zeros((R, R)), np.zeros(R, np.int64), *scratch)
+            tols = np.array([QP_RIDGE, QP_ADD_TOL, QP_KKT_TOL])
+            assert _qp_nonneg(GT, e, P, np.zeros((R, R)), np.zeros(R, np.int64), *scratch, tols)
             Gr = G + QP_RIDGE * np.diag(np.abs(np.diag(G)))
             m = Gr @ e
             assert np.all(e >= 0)

@@ -47,9 +47,9 @@ rank-one bordering and Schur-complement updates; on the rank-deficient G of
 states whose frozen modes decay to exact zeros it drifted, the active set
 cycled to the cap, and 14 and 7 of those 512 states differed.) Compiled
 once and cached on disk (numba ``cache=True``). The constants ``QP_RIDGE``,
-``QP_ADD_TOL`` and ``QP_KKT_TOL`` are read from :mod:`svflow._limit` at
-compile time: numba's cache does not see a change there (delete
-``svflow/_cpu/__pycache__/limit.*.nbi`` / ``.nbc`` after editing them).
+``QP_ADD_TOL`` and ``QP_KKT_TOL`` of :mod:`svflow._limit` are arguments
+(``qp_tols``), not globals: numba freezes a global read into its disk cache
+and would not see an edit of another module.
 """
 
 from __future__ import annotations
@@ -58,8 +58,6 @@ from typing import no_type_check
 
 import numba
 import numpy as np
-
-from .._limit import QP_ADD_TOL, QP_KKT_TOL, QP_RIDGE
 
 __all__ = ["limit_batch"]
 
@@ -147,7 +145,7 @@ def _chol_solve(ip, m, L, b, out, y):
 
 @_jit
 @no_type_check
-def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb):
+def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb, qp_tols):
     r"""$x = \arg\min_{x \ge 0} \frac12 x^\top G x - \mathbf 1^\top x$ over all n entries, in place
     (:func:`svflow._limit.qp_nonneg` with every entry active: the same iterations, a
     Cholesky solve of $G_{PP} z_P = \mathbf 1$ afresh in each, one refinement, the same
@@ -158,8 +156,11 @@ def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb):
 
     ``GT`` (n, n) is $G^\top$ (row c of ``GT`` is column c of G); it is overwritten by
     $(G + \mu\,\mathrm{diag}|G|)^\top$ ($\mu$ = ``QP_RIDGE``). ``P`` (n,) bool ends as the
-    positive set. Scratch: L (n, n), ip (n,) int, z, t, g, w, xb (n,).
+    positive set. Scratch: L (n, n), ip (n,) int, z, t, g, w, xb (n,). ``qp_tols`` (3,):
+    ``(QP_RIDGE, QP_ADD_TOL, QP_KKT_TOL)``, passed in (not read as globals, which numba
+    would freeze into its disk cache).
     """
+    QP_RIDGE, QP_ADD_TOL, QP_KKT_TOL = qp_tols[0], qp_tols[1], qp_tols[2]
     n = GT.shape[0]
     max_iter = 3 * n + 5
     for a in range(n):
@@ -249,7 +250,7 @@ def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb):
 
 @_jit
 @no_type_check
-def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, ip, z, t, g, w, xb):
+def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, ip, z, t, g, w, xb, qp_tols):
     r"""``out`` = one step of the limit map from ``u`` (:func:`svflow._limit.limit_step`):
     $\frac NK |u|^a \odot C_R^\top \hat e$, entry 0 set to 0; ``CrT`` $= C_R^\top$.
     $G_{xy} = \sum_j (\frac N{K^2} C_{xj} D_j) C_{yj}$, $D = |u|^a$, summed in order of j;
@@ -272,7 +273,7 @@ def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, ip, z, t, g, w, xb):
             if c != 0.0 and D[j] != 0.0:
                 for x in range(R):
                     GT[y, x] += A[j, x] * c
-    solved = _qp_nonneg(GT, e, P, L, ip, z, t, g, w, xb)
+    solved = _qp_nonneg(GT, e, P, L, ip, z, t, g, w, xb, qp_tols)
     for j in range(K):
         out[j] = 0.0
     for x in range(R):
@@ -303,6 +304,7 @@ def limit_batch(
     constraint_tol,
     nc_code,
     undecided_code,
+    qp_tols,
 ):
     r"""Hand-off, limit map and decision of every state in ``lam`` (B, K) (module docstring).
 
@@ -311,7 +313,8 @@ def limit_batch(
     factors; ``steps`` limit steps. Returns ``(code (B,) int32, decided (B,),
     support (B, K), frozen (B, K), rate_ratio (B, K), ratio (B, K), late (B,),
     off_target_mass (B,), limit_state (B, K))``, the fields of
-    :func:`svflow._outcome._limit_batch`.
+    :func:`svflow._outcome._limit_batch`. ``qp_tols`` (3,): ``(QP_RIDGE, QP_ADD_TOL,
+    QP_KKT_TOL)`` of :mod:`svflow._limit`.
     """
     B, K = lam.shape
     R = Cr.shape[0]
@@ -379,7 +382,7 @@ def limit_batch(
         # the limit map; solved: every QP of the run and of the rates step solved
         solved = True
         for _ in range(steps):
-            if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb):
+            if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb, qp_tols):
                 solved = False
             for j in range(K):
                 u[j] = v[j]
@@ -394,7 +397,7 @@ def limit_batch(
             lam_b[j] = abs(u[j]) if (j > 0 and np.isfinite(u[j])) else 0.0
             top = max(top, lam_b[j])
         _handoff(lam_b, CT, u, m)
-        if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb):
+        if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb, qp_tols):
             solved = False
         moving = False
         rs = 0
