@@ -705,8 +705,74 @@ def main_cpu(argv=None):
                     attrs={"clock": "process CPU time", "uptime": " | ".join(ups)})  # fmt: skip
 
 
+def main_basin(argv=None):
+    """Issue 25, the basin_map target: ``studies.basin_map`` (K = 16, L = 5, random family, a
+    16 x 16 grid) per start against the public ``svflow.simulate`` per start (1000 starts of the
+    same family, 161 saves, as ``cpu_case``), and the same map with the limit map forced onto
+    XLA (the svflow 0.5.0 pipeline: exact runs on the kernel, ``_limit.relax`` in XLA), the
+    rows interleaved in each round (process CPU time, median over the rounds)."""
+    p = argparse.ArgumentParser(description="issue 25: basin_map against simulate, one run")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--side", type=int, default=16)
+    a = p.parse_args(argv)
+    import svflow._outcome as O
+    from svflow.studies import basin_map
+
+    K, depth, B, side = 16, 5, 1000, a.side
+    lam0 = starts(K, B)
+    eps, delta = np.geomspace(1e-3, 1e-1, side), np.linspace(0.1, 0.9, side)
+    routed = O.limit_backend
+
+    def xla_limit_map():
+        O.limit_backend = lambda config: "jax"
+        try:
+            return basin_map(K, [depth], eps, delta, family="random")
+        finally:
+            O.limit_backend = routed
+
+    calls = {
+        "svflow.simulate (public, 161 saves), per trajectory": (lambda: public(K, depth, lam0), B),
+        "studies.basin_map, limit map compiled (numba), per start": (
+            lambda: basin_map(K, [depth], eps, delta, family="random"),
+            side**2,
+        ),
+        "studies.basin_map, limit map in XLA (0.5.0), per start": (xla_limit_map, side**2),
+    }
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    out = {name: fn() for name, (fn, _) in calls.items()}  # compile (XLA, numba)
+    times = {name: [] for name in calls}
+    loads = []
+    for _ in range(a.rounds):
+        loads.append(os.getloadavg()[0])
+        for name, (fn, n) in calls.items():
+            tic = time.process_time()
+            fn()
+            times[name].append((time.process_time() - tic) / n)
+    new, old = (out[n] for n in list(calls)[1:])
+    same = {v: bool(np.array_equal(new[v].values, old[v].values)) for v in ("outcome", "support", "decided")}
+    sim = float(np.median(times[list(calls)[0]]))
+    per_round = np.asarray(times[list(calls)[0]], float)
+    rows = []
+    for name, vals in times.items():
+        vals = np.asarray(vals, float)
+        med = float(np.median(vals))
+        if "basin_map" in name:  # also the ratio within each round (same load): median and range
+            r = vals / per_round
+            note = f"{med / sim:.2f}x simulate (per round {np.median(r):.2f}x, {r.min():.2f}-{r.max():.2f}x)"
+        else:
+            note = f"{float(out[name].num_steps.mean()):.0f} steps"
+        if "numba" in name:
+            note += f"; {int((new.outcome.values < 0).sum())} undecided; same as XLA map: {same}"
+        rows.append(dict(method=name, ms=1e3 * med, ms_min=1e3 * float(vals.min()),
+                         ms_max=1e3 * float(vals.max()), note=note, load=float(np.mean(loads))))  # fmt: skip
+    print(C.table(rows, f"issue 25: basin_map vs simulate, K = 16, L = 5 (process CPU ms); {uptime}"))
+    C.write_results("batch_cpu_basin", rows, attrs={"clock": "process CPU time", "uptime": uptime})
+
+
 if __name__ == "__main__":
-    if "--cpu" in sys.argv:
+    if "--basin" in sys.argv:
+        main_basin([x for x in sys.argv[1:] if x != "--basin"])
+    elif "--cpu" in sys.argv:
         main_cpu([x for x in sys.argv[1:] if x != "--cpu"])
     elif "--issue25" in sys.argv:
         main25([x for x in sys.argv[1:] if x != "--issue25"])

@@ -97,7 +97,10 @@ class Solver:
             mode positive) and on the balanced cross-entropy law in double-log
             time (what :func:`svflow.outcome` and
             :func:`svflow.studies.basin_map` integrate), Walsh groups of any
-            order and other groups up to K = 256.
+            order and other groups up to K = 256. The same choice runs the
+            limit map of :func:`svflow.outcome` and
+            :func:`svflow.studies.basin_map` (``svflow._cpu.limit``, every
+            group) compiled or in XLA.
 
     Frozen and hashable (it is a static argument of compiled functions).
     """

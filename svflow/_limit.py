@@ -90,6 +90,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
@@ -98,6 +99,8 @@ from ._groups import Group, resolve_group
 __all__ = [
     "ACTIVE_TOL",
     "LIMIT_STEPS",
+    "QP_ADD_TOL",
+    "QP_KKT_TOL",
     "qp_nonneg",
     "LimitField",
     "one_minus_cos",
@@ -118,6 +121,15 @@ within the run for $\mu \ge 1/3$ (the K = 4 saddle has $\mu = 1 - 2/N \ge 1/3$).
 
 QP_RIDGE = 1e-10
 r"""Relative ridge $\mu$: :func:`qp_nonneg` solves with $G + \mu\,\mathrm{diag}(G)$."""
+
+QP_ADD_TOL = 1e-12
+r"""Stopping rule of :func:`qp_nonneg`: an index joins the positive set while its violation
+$1 - (Gx)_i$ exceeds this (margins are normalised to 1)."""
+
+QP_KKT_TOL = 1e-8
+r"""Tolerance of the optimality check of :func:`qp_nonneg`: with $m = (G + \mu\,\mathrm{diag}(G))x$,
+a solve counts as solved when $m_i \ge 1 - \mathrm{tol}$ on every allowed index and $|m_i - 1| \le
+\mathrm{tol}$ where $x_i > 0$ (margins are normalised to 1, so the tolerance is absolute)."""
 
 LIMIT_CHUNK = 64
 """Starts per vectorised block of a batch :func:`relax` (``jax.lax.map``
@@ -161,40 +173,47 @@ def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int |
     r"""$\arg\min_{x \ge 0}\ \tfrac12 x^\top G x - \mathbf 1^\top x$ with $x = 0$ off ``active``.
 
     G symmetric positive semi-definite; it is solved with $G + \mu\,\mathrm{diag}(G)$, $\mu$ =
-    :data:`QP_RIDGE` (a rank-deficient G, e.g. of one conjugate
-    pair, has singular blocks $G_{PP}$). The Lawson-Hanson active-set method
-    (the NNLS algorithm, written for this quadratic): grow the positive set P by
-    the most violated optimality condition $1 - (Gx)_i > 0$, take $z_P =
-    G_{PP}^{-1}\mathbf 1$, and step back to the boundary (dropping the blocking
-    index) while some $z_i \le 0$. Exact after finitely many steps (at most
-    ``max_iter``, default 3n + 5). The inverse of $G_{PP}$ is kept up to date by
-    bordering (add) and Schur-complement (drop) rank-one formulas, with one step
-    of iterative refinement per solve, so an iteration is a few
-    matrix-vector products: cheap under ``vmap`` over many lanes. Returns x (n,).
+    :data:`QP_RIDGE` (a rank-deficient G, e.g. of one conjugate pair or of
+    modes decayed to exact zeros, has singular blocks $G_{PP}$). The
+    Lawson-Hanson active-set method (the NNLS algorithm, written for this
+    quadratic): grow the positive set P by the most violated optimality
+    condition $1 - (Gx)_i > $ :data:`QP_ADD_TOL`, take $z_P = G_{PP}^{-1}\mathbf
+    1$, and step back to the boundary (dropping the blocking index) while some
+    $z_i \le 0$. Each iteration solves $G_{PP} z_P = \mathbf 1$ afresh (Cholesky
+    factor of $G_{PP}$, lower triangle, identity off P; one step of iterative
+    refinement): on the ill-conditioned $G_{PP}$ of the late limit map
+    (condition up to ~1e10) an inverse kept up to date by rank-one updates
+    drifted, and the path then cycled to the iteration cap with a wrong x.
+    Exact after finitely many steps (at most ``max_iter``, default 3n + 5).
+
+    Returns ``(x (n,), solved)``. ``solved`` is True when the loop stopped by
+    its rule (no violated condition left), not by ``max_iter``, and x meets the
+    optimality conditions of the ridged problem within :data:`QP_KKT_TOL`:
+    $m = (G + \mu\,\mathrm{diag}\,G)x \ge 1 - \mathrm{tol}$ on ``active`` and
+    $|m_i - 1| \le \mathrm{tol}$ where $x_i > 0$. The limit map makes a state
+    whose run has an unsolved QP undecided (:func:`svflow._outcome.decide`).
     Pure, jit- and vmappable.
     """
     n = G.shape[-1]
     max_iter = 3 * n + 5 if max_iter is None else int(max_iter)
     eye = jnp.eye(n, dtype=G.dtype)
     idx = jnp.arange(n)
-    tol = 1e-12
-    # ridge: G_PP stays invertible when G is rank-deficient (one conjugate pair
-    # carrying the state makes G rank one), so no bordering step divides by a
-    # vanishing Schur complement; it moves the margins G x by at most QP_RIDGE
-    # relative to 1 (the active set of a rank-deficient G is the same)
-    diag = jnp.abs(jnp.diagonal(G))
-    floor = 1e-12 * jnp.max(diag)
-    G = G + QP_RIDGE * jnp.diag(diag)
+    # ridge: G_PP stays positive definite when G is rank-deficient (one conjugate pair
+    # carrying the state makes G rank one); it moves the margins G x by at most
+    # QP_RIDGE relative to 1 (the active set of a rank-deficient G is the same)
+    G = G + QP_RIDGE * jnp.diag(jnp.abs(jnp.diagonal(G)))
 
     def cond(c):
-        return (~c[4]) & (c[3] < max_iter)
+        return (~c[3]) & (c[2] < max_iter)
 
     def body(c):
-        x, P, Minv, it, _ = c
-        # z_P = G_PP^-1 1, with one step of iterative refinement ((S z)_P = (G z)_P, S = I off P)
+        x, P, it, _ = c
+        # z_P = G_PP^-1 1 (S = G on P x P, identity elsewhere), one step of refinement
         b = P.astype(G.dtype)
-        z = Minv @ b
-        z = jnp.where(P, z + Minv @ (b - jnp.where(P, G @ z, z)), 0.0)
+        S = jnp.where(P[:, None] & P[None, :], G, eye)
+        cf = jax.scipy.linalg.cho_factor(S, lower=True)
+        z = jax.scipy.linalg.cho_solve(cf, b)
+        z = jnp.where(P, z + jax.scipy.linalg.cho_solve(cf, b - S @ z), 0.0)
         bad = P & (z <= 0)
         infeasible = jnp.any(bad)
         # back-track: move to the boundary of the feasible set, drop the blocking index k
@@ -204,32 +223,20 @@ def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int |
         xb = jnp.where(idx == k, 0.0, x + alpha * (z - x))
         # or accept z and add the most violated condition j, or stop
         w = 1.0 - G @ z
-        cand = active & ~P & (w > tol)
+        cand = active & ~P & (w > QP_ADD_TOL)
         j = jnp.argmax(jnp.where(cand, w, -jnp.inf))
         grow = jnp.any(cand)
-        g = jnp.where(P, G[:, j], 0.0)
-        wj = Minv @ g
-        schur = jnp.maximum(G[j, j] - g @ wj, floor)
-        # one rank-one update of G_PP^-1: drop k (Schur complement) or add j (bordering)
-        #   drop: Minv - q q'/q_k + e_k e_k',  q = Minv[:, k]
-        #   add:  Minv - e_j e_j' + v v'/schur, v = G_PP^-1 g - e_j
-        i = jnp.where(infeasible, k, j)
-        r = jnp.where(infeasible, Minv[:, k], wj - eye[j])
-        cr = jnp.where(infeasible, -1.0 / Minv[k, k], jnp.where(grow, 1.0 / schur, 0.0))
-        ci = jnp.where(infeasible, 1.0, jnp.where(grow, -1.0, 0.0))
-        Minv = Minv + ci * jnp.outer(eye[i], eye[i]) + cr * jnp.outer(r, r)
         done = ~infeasible & ~grow
         P = jnp.where(infeasible, P.at[k].set(False), P.at[j].set(P[j] | grow))
-        return jnp.where(infeasible, xb, z), P, Minv, it + 1, done
+        return jnp.where(infeasible, xb, z), P, it + 1, done
 
-    x0 = jnp.zeros(n, G.dtype)
-    init = (x0, jnp.zeros(n, bool), eye, jnp.asarray(0), jnp.asarray(False))
-    x, P, Minv, _, _ = jax.lax.while_loop(cond, body, init)
-    # two more refinement steps on the final positive set: after a near-singular
-    # bordering step was undone, the kept inverse carries a relative error ~1e-8
-    for _ in range(2):
-        x = jnp.where(P, jnp.maximum(x + Minv @ jnp.where(P, 1.0 - G @ x, 0.0), 0.0), 0.0)
-    return x
+    init = (jnp.zeros(n, G.dtype), jnp.zeros(n, bool), jnp.asarray(0), jnp.asarray(False))
+    x, _, _, done = jax.lax.while_loop(cond, body, init)
+    # solved: the loop stopped by its rule (not the cap) and x meets the optimality
+    # conditions of the ridged problem within QP_KKT_TOL
+    m = G @ x
+    kkt = (m >= 1.0 - QP_KKT_TOL) & ((x == 0) | (jnp.abs(m - 1.0) <= QP_KKT_TOL))
+    return x, done & jnp.all(~active | kkt)
 
 
 class LimitField(eqx.Module):
@@ -246,7 +253,7 @@ class LimitField(eqx.Module):
         m = u @ C.T / K
         active = m <= 1.0 + ACTIVE_TOL
         G = (N / K**2) * (C * D[None, :]) @ C.T
-        e = qp_nonneg(G, active)
+        e, _ = qp_nonneg(G, active)
         du = (N / K) * D * (e @ C) - u
         return du.at[..., 0].set(0.0)
 
@@ -262,7 +269,7 @@ def handoff(lam: Float[Array, "... K"], group: Group) -> Float[Array, "... K"]:
     return lam / mmin
 
 
-def limit_rates(u: Float[Array, " K"], factors: int, group: Group) -> Float[Array, " K"]:
+def limit_rates(u: Float[Array, " K"], factors: int, group: Group, *, checked: bool = False):
     r"""$\rho_j = u'_j/u_j$, $u'$ one step of the limit map from $u$ (0 where $u_j = 0$, and for entry 0).
 
     At a fixed point this is $1 + (du_j/ds)/u_j$ of the limit flow: 1 on the
@@ -272,47 +279,68 @@ def limit_rates(u: Float[Array, " K"], factors: int, group: Group) -> Float[Arra
     threshold: a state whose margins sit $10^{-8}$ off 1 (a rounding error of
     the complementarity solve) keeps the multipliers of its active classes
     instead of losing them all (which read every mode as frozen).
+    Returns $\rho$ (K,), or with ``checked`` the pair ($\rho$, solved) (:func:`limit_step`).
     """
     u = handoff(u, group)
-    du = limit_step(u, factors, group)
+    du, solved = limit_step(u, factors, group, checked=True)
     safe = jnp.where(u > 0, u, 1.0)
-    rho = jnp.where(u > 0, du / safe, 0.0)
-    return rho.at[..., 0].set(0.0)
+    rho = jnp.where(u > 0, du / safe, 0.0).at[..., 0].set(0.0)
+    return (rho, solved) if checked else rho
 
 
-def limit_step(u: Float[Array, " K"], factors: int, group: Group) -> Float[Array, " K"]:
+def limit_step(u: Float[Array, " K"], factors: int, group: Group, *, checked: bool = False):
     r"""One step of the limit map (module docstring): $u \mapsto \frac NK |u|^a \odot C^\top\hat e$,
     $\hat e = \arg\min_{e \ge 0} \tfrac12 e^\top G e - \mathbf 1^\top e$ over every class.
 
     The implicit-explicit Euler step of size 1 in $s$ of the limit flow
     (explicit in the drive, implicit in the margin constraint): every margin
-    of the result is $\ge 1$, with equality where $\hat e > 0$. Pure, vmappable.
+    of the result is $\ge 1$, with equality where $\hat e > 0$. Returns $u'$ (K,), or with
+    ``checked`` the pair ($u'$, solved): solved is :func:`qp_nonneg`'s flag (the
+    QP met its stopping rule and its optimality conditions within :data:`QP_KKT_TOL`).
+    $u'$ depends on $\hat e$ only through $C^\top\hat e$, which is unique even
+    where $\hat e$ is not (G rank-deficient), so a solved step is well defined.
+    Pure, vmappable.
     """
     K = u.shape[-1]
     N = factors
     C = _reduced_c(group, u.dtype)
     D = jnp.abs(u) ** (2.0 - 2.0 / N)
     G = (N / K**2) * (C * D[None, :]) @ C.T
-    e = qp_nonneg(G, jnp.ones(C.shape[0], bool))
-    return ((N / K) * D * (e @ C)).at[..., 0].set(0.0)
+    e, solved = qp_nonneg(G, jnp.ones(C.shape[0], bool))
+    out = ((N / K) * D * (e @ C)).at[..., 0].set(0.0)
+    return (out, solved) if checked else out
 
 
 def relax(
-    u: Float[Array, "*batch K"], *, factors: int, steps: int = LIMIT_STEPS, group: Group
-) -> Float[Array, "*batch K"]:
+    u: Float[Array, "*batch K"],
+    *,
+    factors: int,
+    steps: int = LIMIT_STEPS,
+    group: Group,
+    checked: bool = False,
+):
     r"""Iterate :func:`limit_step` ``steps`` times from ``u`` (K,) or a batch (..., K).
 
     A batch runs in vectorised blocks of :data:`LIMIT_CHUNK` starts
     (``jax.lax.map``); a single start (e.g. under the caller's ``vmap``) runs
     alone. Returns the end states (same shape); a non-finite start gives a
-    non-finite end. Pure and jittable (``factors``, ``steps``, ``group`` static).
+    non-finite end. With ``checked``: the pair (end states, solved), solved
+    (``*batch``) True where every step's QP was solved (:func:`limit_step`).
+    Pure and jittable (``factors``, ``steps``, ``group``, ``checked`` static).
     """
     u = jnp.asarray(u)
 
+    def step(_, c):
+        v, ok = limit_step(c[0], factors, group, checked=True)
+        return v, c[1] & ok
+
     def run(u0):
-        return jax.lax.fori_loop(0, int(steps), lambda _, v: limit_step(v, factors, group), u0)
+        return jax.lax.fori_loop(0, int(steps), step, (u0, jnp.asarray(True)))
 
     if u.ndim == 1:
-        return run(u)
-    flat = u.reshape(-1, u.shape[-1])
-    return jax.lax.map(run, flat, batch_size=min(LIMIT_CHUNK, flat.shape[0])).reshape(u.shape)
+        end, solved = run(u)
+    else:
+        flat = u.reshape(-1, u.shape[-1])
+        end, solved = jax.lax.map(run, flat, batch_size=min(LIMIT_CHUNK, flat.shape[0]))
+        end, solved = end.reshape(u.shape), solved.reshape(u.shape[:-1])
+    return (end, solved) if checked else end

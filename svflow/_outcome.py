@@ -33,8 +33,9 @@ previous horizon (a factor 3 earlier) gave the same support and frozen
 sets (the hand-off error is of relative order $\log\tau_h/\tau_h$; a start
 whose side of a basin edge depends on it is caught here). The outcome is the
 support size r (0 = NC when r = K - 1). A limit-map end state off its margin
-constraint (smallest margin not within 1e-6 of 1), with an empty support or
-without its largest mode in the support is never decided, and before
+constraint (smallest margin not within 1e-6 of 1), with an empty support,
+without its largest mode in the support, or from a run with a QP that was not
+solved (:func:`svflow._limit.qp_nonneg`'s flag) is never decided, and before
 returning :func:`outcome` checks the fields of every decided start against
 each other (:func:`consistent`; docs: theory/certification.md, "False neural
 collapse"). Otherwise the start goes on to the
@@ -86,7 +87,17 @@ from ._dataset import grid_dataset
 from ._fields import CETauField
 from ._groups import Group, resolve_group, tie_pairs
 from ._integrate import SUCCESS, Solver, check_solution, check_solver, result_code, solve, takes_solver
-from ._limit import LIMIT_STEPS, handoff, limit_rates, relax
+from ._limit import (
+    LIMIT_STEPS,
+    QP_ADD_TOL,
+    QP_KKT_TOL,
+    QP_RIDGE,
+    class_rows,
+    handoff,
+    limit_rates,
+    one_minus_cos,
+    relax,
+)
 from ._precision import computes
 from ._simulate import _as_starts
 from ._start import check_growing, start_group
@@ -181,8 +192,12 @@ def late_state(lam, criterion: Criterion, group: Group) -> dict:
     return dict(late=late, off_target_mass=mass)
 
 
-def decide(u, factors: int, criterion: Criterion, group: Group) -> dict:
+def decide(u, factors: int, criterion: Criterion, group: Group, solved=True) -> dict:
     r"""Decide from the end state ``u`` (K,) of a limit-flow run (module docstring).
+
+    ``solved``: every QP of the run that gave ``u`` was solved (:func:`svflow._limit.relax`
+    with ``checked``); the rates step's QP must be solved too. Otherwise the state is
+    undecided: a decision is never read off an unsolved QP.
 
     Returns a dict of arrays: ``code`` (0 NC, r support size, -1 undecided),
     ``decided``, ``support`` (K,) bool, ``frozen`` (K,) bool, ``rate_ratio``
@@ -194,7 +209,7 @@ def decide(u, factors: int, criterion: Criterion, group: Group) -> dict:
     finite = jnp.all(jnp.isfinite(u))
     u = jnp.where(modes & jnp.isfinite(u), jnp.abs(u), 0.0)
     top = jnp.max(u)
-    rho = limit_rates(u, factors, group)
+    rho, rates_solved = limit_rates(u, factors, group, checked=True)
     support = modes & (jnp.abs(rho - 1.0) <= criterion.support_tol)
     frozen = modes & (rho <= criterion.frozen_rate)
     moving = modes & ~support & ~frozen
@@ -205,7 +220,7 @@ def decide(u, factors: int, criterion: Criterion, group: Group) -> dict:
     mmin = jnp.min(jnp.where(modes, group.margins(u), jnp.inf))
     on_constraint = jnp.abs(mmin - 1.0) <= CONSTRAINT_TOL
     lead = support[jnp.argmax(u)]
-    decided = finite & (top > 0) & ~jnp.any(moving) & on_constraint & lead
+    decided = finite & (top > 0) & ~jnp.any(moving) & on_constraint & lead & solved & rates_solved
     r = jnp.sum(support)
     code = jnp.where(decided & (r >= 1), jnp.where(r == K - 1, NC, r), UNDECIDED)
     decided = decided & (r >= 1)
@@ -275,9 +290,61 @@ def _limit_batch(y, *, factors, balanced, criterion, group):
         return d, jnp.where(ok, u, handoff(jnp.ones_like(lam), group))
 
     late, u0 = jax.vmap(hand)(y)
-    u1 = relax(u0, factors=factors, group=group)
-    d = jax.vmap(lambda v: decide(v, factors, criterion, group))(u1)
+    u1, solved = relax(u0, factors=factors, group=group, checked=True)
+    d = jax.vmap(lambda v, ok: decide(v, factors, criterion, group, ok))(u1, solved)
     return {**d, **late, "limit_state": u1}
+
+
+_LIMIT_TABLES: dict = {}
+
+
+def _limit_tables(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The group's data of the compiled limit map, built once per group (keyed on its class
+    and orders): $1 - \cos$ table C (K, K), its rows :func:`svflow._limit.class_rows` (R, K)
+    and the tie-breaker (K,)."""
+    key = (type(group), tuple(group.orders))
+    if key not in _LIMIT_TABLES:
+        C = np.ascontiguousarray(one_minus_cos(group), dtype=float)
+        rows = np.ascontiguousarray(C[class_rows(group)])
+        tables = (C, rows, np.asarray(_tie_breaker(group), dtype=float))
+        for a in tables:
+            a.setflags(write=False)
+        _LIMIT_TABLES[key] = tables
+    return _LIMIT_TABLES[key]
+
+
+def _limit_batch_cpu(y, *, factors, balanced, criterion, group):
+    """:func:`_limit_batch` compiled for the CPU (:func:`svflow._cpu.limit.limit_batch`, the same
+    steps as numba loops, state by state; no padding): numpy in, numpy dict out."""
+    from ._cpu.limit import limit_batch
+
+    y = np.asarray(y, dtype=float)
+    lam = np.ascontiguousarray(y if balanced else np.prod(y, axis=-2))
+    out = limit_batch(
+        lam,
+        *_limit_tables(group),
+        int(factors),
+        int(LIMIT_STEPS),
+        float(criterion.tie_break),
+        float(criterion.late_mass),
+        float(criterion.support_tol),
+        float(criterion.frozen_rate),
+        float(CONSTRAINT_TOL),
+        int(NC),
+        int(UNDECIDED),
+        np.array([QP_RIDGE, QP_ADD_TOL, QP_KKT_TOL], dtype=float),
+    )
+    return dict(zip(_FIELDS, out))
+
+
+def limit_backend(config: Solver) -> str:
+    """Which backend runs the limit map of the outcome pipeline (:func:`_stage`) under ``config``:
+    ``"numba"`` (:func:`_limit_batch_cpu`) where ``config.backend`` is ``"numba"``, or ``"auto"``
+    and JAX runs on a CPU (as the exact runs, :func:`svflow._batch.solve_routed`); else ``"jax"``
+    (:func:`_limit_batch`). The compiled map covers every group, K and depth."""
+    if config.backend == "numba" or (config.backend == "auto" and jax.default_backend() == "cpu"):
+        return "numba"
+    return "jax"
 
 
 def _padded(fn, x, **kw):
@@ -319,7 +386,10 @@ def advance_batch(y, tau0, taus, *, factors: int, balanced: bool, config: Solver
 def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group):
     """Horizons ``taus`` (H,) in one go: :func:`advance_batch` through them, then at
     each the hand-off, the limit map (:func:`svflow._limit.relax`) and
-    :func:`decide`, all horizons in one batch (numpy in, numpy out).
+    :func:`decide`, all horizons in one batch (numpy in, numpy out). The limit-map
+    stage runs on the backend :func:`limit_backend` picks from ``config`` (the compiled
+    :func:`_limit_batch_cpu` on a CPU under ``"auto"``, else :func:`_limit_batch` in
+    XLA): one method, the same numbers up to rounding.
 
     Returns ``(y at each horizon (H, B, ...), result (B,), steps (B,), fields)``,
     each field with a leading axis H; ``result`` is the exact run's diffrax code;
@@ -330,7 +400,11 @@ def _stage(y, tau0, taus, *, factors, balanced, config, criterion, group):
         y, tau0, taus, factors=factors, balanced=balanced, config=config, group=group
     )
     flat = ys.reshape((H * B,) + ys.shape[2:])
-    d = _padded(_limit_batch, flat, factors=factors, balanced=balanced, criterion=criterion, group=group)
+    kw = dict(factors=factors, balanced=balanced, criterion=criterion, group=group)
+    if limit_backend(config) == "numba":
+        d = _limit_batch_cpu(flat, **kw)
+    else:
+        d = _padded(_limit_batch, flat, **kw)
     d["decided"] = d["decided"] & np.tile(res == SUCCESS, H) & d["late"]
     d["code"] = np.where(d["decided"], d["code"], UNDECIDED).astype(np.int32)
     d = {k: v.reshape((H, B) + v.shape[1:]) for k, v in d.items()}

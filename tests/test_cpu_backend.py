@@ -200,3 +200,177 @@ def test_loglog_backend_choice():
     assert solve_routed(factor_field, s0, saves, Solver()).backend == "jax"
     with pytest.raises(ValueError, match=r"backend='numba'\) covers"):
         solve_routed(factor_field, s0, saves, Solver(backend="numba"))
+
+
+# --- the limit map of outcome / basin_map (svflow._cpu.limit against _outcome._limit_batch in XLA)
+LIMIT_FIELDS = ("code", "decided", "support", "frozen", "late")
+
+
+def _limit_states(K, depth, group, seed=7):
+    """Exact end states at tau = 30 and 100 of random starts, and hand-made ones: the NC state,
+    a state with zero modes (the generator modes only), a near-tie of the NC state, a state that
+    is not late (it runs the dummy) and a non-finite one."""
+    from svflow._outcome import advance_batch
+
+    grp = resolve_group(group, K)
+    lam0 = _starts(6, K, seed, grp)
+    cfg = Solver(rtol=1e-6, atol=1e-9, max_steps=100_000, backend="numba")
+    ys, res, _ = advance_batch(
+        lam0, 0.0, [30.0, 100.0], factors=depth + 1, balanced=True, config=cfg, group=grp
+    )
+    assert np.all(res == 0)
+    nc = np.full(K, 60.0)
+    gen = np.zeros(K)
+    gen[list(grp.generator_modes())] = 400.0
+    tie = nc.copy()
+    tie[1] *= 1 + 1e-12
+    nan = nc.copy()
+    nan[2] = np.nan
+    made = np.stack([nc, gen, tie, np.full(K, 1e-3), nan])
+    made[:, 0] = 0.0
+    return np.concatenate([ys.reshape(-1, K), made]), grp
+
+
+# Every QP of the limit map is solved afresh per active-set iteration (Cholesky), so both
+# backends follow the same path up to rounding, also on the rank-deficient G of states whose
+# frozen modes have decayed to exact zeros (benchmarks/RESULTS.md, 13.3).
+@pytest.mark.parametrize(
+    "K, depth, group, seed",
+    [(8, 2, "walsh", 1), (8, 5, "walsh", 7), (16, 5, "walsh", 0), (6, 2, "cyclic", 7), (6, 5, "cyclic", 7)],
+)
+def test_limit_map_numba_and_jax_agree(K, depth, group, seed):
+    from svflow._outcome import Criterion, _limit_batch, _limit_batch_cpu, _padded
+
+    y, grp = _limit_states(K, depth, group, seed)
+    kw = dict(factors=depth + 1, balanced=True, criterion=Criterion(), group=grp)
+    a = _limit_batch_cpu(y, **kw)
+    b = _padded(_limit_batch, y, **kw)
+    for f in LIMIT_FIELDS:
+        np.testing.assert_array_equal(a[f], b[f], err_msg=f)
+    n = len(y)
+    assert a["late"][: n - 2].all() and not a["late"][n - 2 :].any()  # the last two run the dummy
+    assert a["decided"][:-2].sum() >= n - 4  # decisions to compare (most states decide)
+    scale = np.abs(b["limit_state"]).max(-1, keepdims=True)
+    assert np.all(np.abs(a["limit_state"] - b["limit_state"]) <= 1e-10 * scale)
+    np.testing.assert_allclose(a["rate_ratio"], b["rate_ratio"], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(a["ratio"], b["ratio"], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(a["off_target_mass"], b["off_target_mass"], rtol=1e-12, atol=0)
+    # a state's fields do not depend on the other states of its batch (reused scratch)
+    for i in (0, n - 5, n - 1):
+        one = _limit_batch_cpu(y[i : i + 1], **kw)
+        for f in a:
+            np.testing.assert_array_equal(one[f][0], a[f][i], err_msg=f)
+
+
+# The states of random starts (seed 0, 256 starts, tau = 30 and 100) whose decision fields
+# differed between the backends when the QP kept G_PP^-1 by rank-one updates (it drifted on
+# the rank-deficient G and cycled to the iteration cap): K = 16, L = 5 and K = 8, L = 2.
+@pytest.mark.parametrize(
+    "K, depth, starts",
+    [
+        (16, 5, [5, 56, 67, 76, 95, 103, 151, 163, 178, 197, 218, 233, 242]),
+        (8, 2, [96, 137, 159, 174, 207, 232, 238]),
+    ],
+)
+def test_limit_map_backends_agree_on_formerly_differing_states(K, depth, starts):
+    from svflow._outcome import Criterion, _limit_batch, _limit_batch_cpu, _padded, advance_batch
+
+    grp = resolve_group("walsh", K)
+    lam0 = _starts(256, K, 0, grp)[starts]
+    cfg = Solver(rtol=1e-6, atol=1e-9, max_steps=100_000, backend="numba")
+    ys, res, _ = advance_batch(
+        lam0, 0.0, [30.0, 100.0], factors=depth + 1, balanced=True, config=cfg, group=grp
+    )
+    assert np.all(res == 0)
+    y = ys.reshape(-1, K)
+    kw = dict(factors=depth + 1, balanced=True, criterion=Criterion(), group=grp)
+    a = _limit_batch_cpu(y, **kw)
+    b = _padded(_limit_batch, y, **kw)
+    for f in LIMIT_FIELDS:
+        np.testing.assert_array_equal(a[f], b[f], err_msg=f)
+    assert a["decided"].all()  # every QP of each run solved, and each state decides
+    scale = np.abs(b["limit_state"]).max(-1, keepdims=True)
+    assert np.all(np.abs(a["limit_state"] - b["limit_state"]) <= 1e-10 * scale)
+
+
+def test_numba_limit_qp_meets_its_kkt_conditions():
+    # the compiled active-set QP against the optimality conditions of min 1/2 e'Ge - 1'e, e >= 0,
+    # checked in numpy (G + ridge): e >= 0, Ge >= 1 off the support, Ge = 1 on it; G of full
+    # rank (condition numbers up to ~1e5) and rank-deficient (modes at exact zeros), and u' =
+    # D C'e against the XLA solve (unique even where e is not)
+    from svflow._cpu.limit import _qp_nonneg
+    from svflow._limit import QP_ADD_TOL, QP_KKT_TOL, QP_RIDGE, class_rows, one_minus_cos, qp_nonneg
+
+    rng = np.random.default_rng(3)
+    for K, group in ((16, "walsh"), (6, "cyclic"), (12, "cyclic")):
+        grp = resolve_group(group, K)
+        C = one_minus_cos(grp)[class_rows(grp)]
+        R = C.shape[0]
+        for i in range(40):
+            D = rng.uniform(0, 1, K) ** 4
+            while i % 2:  # rank <= K / 2, every class keeps a positive margin (a bounded QP)
+                D = rng.uniform(0, 1, K) ** 4
+                D[rng.choice(np.arange(1, K), K // 2, replace=False)] = 0.0
+                if np.all(C @ D > 0):
+                    break
+            D[0] = 0.0
+            G = (C * D) @ C.T / K
+            G = 0.5 * (G + G.T)
+            GT = G.T.copy()
+            e, P = np.empty(R), np.zeros(R, bool)
+            scratch = [np.empty(R) for _ in range(5)]
+            tols = np.array([QP_RIDGE, QP_ADD_TOL, QP_KKT_TOL])
+            assert _qp_nonneg(GT, e, P, np.zeros((R, R)), np.zeros(R, np.int64), *scratch, tols)
+            Gr = G + QP_RIDGE * np.diag(np.abs(np.diag(G)))
+            m = Gr @ e
+            assert np.all(e >= 0)
+            np.testing.assert_allclose(m[e > 0], 1.0, atol=1e-9)
+            assert np.all(m[e == 0] >= 1 - 1e-9)
+            ex, ok = qp_nonneg(jnp.asarray(G), jnp.ones(R, bool))
+            assert bool(ok)
+            np.testing.assert_allclose(D * (e @ C), D * (np.asarray(ex) @ C), rtol=1e-7, atol=1e-12)
+
+
+def test_outcome_limit_map_backend_follows_the_solver():
+    from svflow._outcome import limit_backend
+
+    assert limit_backend(Solver()) == "numba"  # auto, on a CPU
+    assert limit_backend(Solver(backend="numba")) == "numba"
+    assert limit_backend(Solver(backend="jax")) == "jax"
+
+
+def test_decision_does_not_depend_on_the_batch_numba():
+    # on the compiled path (auto on a CPU): a start decides the same alone and in its batch
+    K, depth = 8, 3
+    lam = _starts(5, K, 11, svflow.Walsh(K))
+    keys = ("outcome", "support", "log_t_end", "num_steps")
+
+    def run(x):
+        ds = svflow.outcome(K, depth, init=x, batch_dims="start", kkt=False)
+        return {k: ds[k].values for k in keys}
+
+    full = run(lam)
+    assert np.all(full["outcome"] >= 0)
+    rev = run(lam[::-1])
+    for b in range(len(lam)):
+        alone = run(lam[b : b + 1])
+        for k in keys:
+            np.testing.assert_array_equal(alone[k][0], full[k][b], err_msg=k)
+            np.testing.assert_array_equal(rev[k][len(lam) - 1 - b], full[k][b], err_msg=k)
+
+
+def test_basin_map_numba_and_jax_agree():
+    # a small map, every stage on each backend (exact runs and limit map): same outcomes
+    import dataclasses as dc
+
+    from svflow.studies import basin_map
+    from svflow.studies._basins import BASIN_SOLVER
+
+    eps, delta = np.geomspace(1e-3, 1e-1, 4), np.linspace(0.1, 0.9, 4)
+    maps = [
+        basin_map(8, [3], eps, delta, family="random", solver=dc.replace(BASIN_SOLVER, backend=b))
+        for b in ("numba", "jax")
+    ]
+    assert np.all(maps[0]["outcome"].values >= 0)
+    for v in ("outcome", "support", "decided", "log_t_end"):
+        np.testing.assert_array_equal(maps[0][v].values, maps[1][v].values, err_msg=v)

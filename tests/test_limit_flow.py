@@ -73,7 +73,9 @@ def test_qp_matches_brute_force():
             B = np.abs(rng.normal(size=(n - 2, n)))
         G = B.T @ B
         active = rng.uniform(size=n) < 0.8
-        x = np.asarray(jax.jit(qp_nonneg)(jnp.asarray(G), jnp.asarray(active)))
+        x, solved = jax.jit(qp_nonneg)(jnp.asarray(G), jnp.asarray(active))
+        x = np.asarray(x)
+        assert bool(solved)
         _, value = _brute_force_qp(G, active)
         assert np.all(x >= 0) and np.all(x[~active] == 0)
         assert 0.5 * x @ G @ x - x.sum() <= value + 1e-10 * (1 + abs(value))

@@ -57,7 +57,9 @@ def test_qp_on_a_rank_deficient_pair_matches_brute_force(K, N, support):
     R = class_rows(resolve_group(None, K))
     Cr = C[R]
     G = (N / K**2) * (Cr * D) @ Cr.T
-    e = np.asarray(jax.jit(qp_nonneg)(jnp.asarray(G), jnp.ones(len(R), bool)))
+    e, solved = jax.jit(qp_nonneg)(jnp.asarray(G), jnp.ones(len(R), bool))
+    e = np.asarray(e)
+    assert bool(solved)
     assert 0.5 * e @ G @ e - e.sum() == pytest.approx(best, rel=1e-7)
     # same margins G e as the brute-force optimum over all classes (unique although e is not)
     np.testing.assert_allclose(G @ e, Gfull[R - 1] @ e_full, rtol=1e-7)  # ridge: QP_RIDGE x cond
