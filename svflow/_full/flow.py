@@ -51,6 +51,7 @@ from .._integrate import (
     check_solution,
     check_solver,
     check_times,
+    result_code,
     solve,
     takes_solver,
 )
@@ -59,6 +60,7 @@ from .._metrics import RANK_RTOL
 from .._precision import computes
 from .._simulate import default_t_end
 from .model import DeepUFM, forward
+from .svals import factor_singular_values
 from .train import model_attrs, record, record_extras
 
 __all__ = ["flow", "GradientFlowField", "integrate_params", "ce_drive", "flatten_params"]
@@ -312,6 +314,19 @@ def _records(template: DeepUFM, unravel: _Unravel, ys, rank_rtol: float, factor_
     return jax.vmap(lambda m, yb: jax.vmap(lambda y: one(m, y))(yb))(template, ys)
 
 
+@eqx.filter_jit
+def _solve_and_record(field, y0, saves, start, config, clock, grid, progress, template, rank_rtol):
+    """One start: :func:`svflow._integrate.solve` and the records (without the factor
+    spectra, which :func:`factor_singular_values` adds on the host) in one compiled call.
+
+    Returns ``(ys (T, P), result, num_steps, records (1, T, ...))``."""
+    ys, result, num_steps = solve(
+        field, y0, saves, None, config, progress, clock=clock, grid=grid, start=start
+    )
+    recs = _records(template, field.unravel, ys[None], rank_rtol, False)
+    return ys, result_code(result), num_steps, recs
+
+
 def _stack_models(models: list[DeepUFM]) -> DeepUFM:
     """The models as one module with stacked arrays (frames dropped unless all have them)."""
     frames_all = all(m.frames is not None for m in models)
@@ -415,15 +430,40 @@ def flow(
         penalty=_UFMPenalty(wd) if np.any(wd > 0) else None,
         loss=m0.loss,
     )
-    ys, num_steps, result, wall = integrate_params(field, y0s, ts, taus, config, progress=progress)
-    if drop_first:
-        ys, ts = ys[:, 1:], ts[1:]
-    template = _stack_models(models)
     if not isinstance(factor_spectra, (bool, np.bool_)):
         raise TypeError(f"factor_spectra must be True or False; got {factor_spectra!r}.")
-    recs = jax.device_get(_records(template, unravel, ys, rank_rtol, bool(factor_spectra)))
+    template = _stack_models(models)
+    if len(models) == 1:
+        # one start: the solve and the records in one compiled call (diffrax's
+        # diffeqsolve: the batch engine's refill loop gains nothing for one lane)
+        tic = _time.perf_counter()
+        out = _solve_and_record(
+            field,
+            jnp.asarray(y0s[0]),
+            jnp.asarray(taus if taus is not None else ts),
+            jnp.asarray(taus[0] if taus is not None else 0.0),
+            config,
+            "loglog" if taus is not None else "log",
+            "tau" if taus is not None else "t",
+            bool(progress),
+            template,
+            float(rank_rtol),
+        )
+        ys, result, steps, recs = jax.device_get(out)
+        ys, num_steps, result = ys[None], np.asarray([int(steps)]), np.asarray([int(result)])
+        wall = _time.perf_counter() - tic
+        where = f"double-log run to tau = log(1 + t) = {taus[-1]:g}: " if taus is not None else ""
+        check_solution(ys, result, num_steps, config, float(ts[-1]), where)
+    else:
+        ys, num_steps, result, wall = integrate_params(field, y0s, ts, taus, config)
+        recs = jax.device_get(_records(template, unravel, ys, float(rank_rtol), False))
+    if drop_first:
+        ys, ts = ys[:, 1:], ts[1:]
+        recs = {k: v[:, 1:] for k, v in recs.items()}
     if not np.all(np.isfinite(recs["loss"])):
         raise IntegrationError("the flow produced a non-finite loss: use a smaller init scale.")
+    if factor_spectra:
+        recs["sigma_factor"] = factor_singular_values(ys, unravel.shapes, m0.classes)
     ds = _flow_dataset(m0, recs, ts, None if taus is None else taus[1:] if drop_first else taus, single)
     ds.attrs.update(config.as_attrs())
     ds.attrs["wall_time_s"] = wall
