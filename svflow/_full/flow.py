@@ -439,9 +439,9 @@ def flow(
         tic = _time.perf_counter()
         out = _solve_and_record(
             field,
-            jnp.asarray(y0s[0]),
-            jnp.asarray(taus if taus is not None else ts),
-            jnp.asarray(taus[0] if taus is not None else 0.0),
+            y0s[0],
+            taus if taus is not None else ts,
+            np.asarray(taus[0] if taus is not None else 0.0),
             config,
             "loglog" if taus is not None else "log",
             "tau" if taus is not None else "t",

@@ -5,12 +5,13 @@ r"""Singular values of many small matrices on the host: LAPACK, one compiled loo
 16 x 16 and 16 x 8 matrices. For matrices this small a batched
 ``jnp.linalg.svd`` (one LAPACK ``gesdd`` per matrix behind XLA's custom call)
 costs about 16 us per 16 x 16 matrix, more than the whole integration. Here
-one numba loop calls the two LAPACK routines that ``gesdd`` runs when no
-vectors are wanted: the Householder bidiagonalisation (``dgebd2``; the blocked
-``dgebrd`` from 128 on, as LAPACK's own crossover) and the singular values of
-the bidiagonal by dqds (``dlasq1``, high relative accuracy), with no scaling
-pass, workspace query or wrapper in between: about 11 us per 16 x 16 matrix
-and 2.5 us per 16 x 8. The values are those of ``numpy.linalg.svd`` up to
+one compiled numba loop runs the two stages ``gesdd`` runs when no vectors
+are wanted: the Householder (Golub-Kahan) bidiagonalisation (:func:`_bidiag`,
+LAPACK's unblocked ``dgebd2`` written out; LAPACK's blocked ``dgebrd`` from
+128 on, as LAPACK's own crossover) and the singular values of the bidiagonal
+by dqds (LAPACK's ``dlasq1``, high relative accuracy), with no scaling pass,
+workspace query or wrapper in between: about 10 us per 16 x 16 matrix on the
+reference machine. The values are those of ``numpy.linalg.svd`` up to
 rounding (tests/test_flow.py pins them against it).
 
 A row-major (C-order) (r, c) matrix is the column-major (c, r) matrix
@@ -20,6 +21,7 @@ stored factors in place, without transposing.
 
 from __future__ import annotations
 
+import math
 from typing import no_type_check
 
 import llvmlite.binding as llvm
@@ -43,13 +45,79 @@ def _lapack(name: str, nargs: int):
 
 
 # every argument of the Fortran interface is a pointer
-_dgebd2 = _lapack("dgebd2", 10)
 _dgebrd = _lapack("dgebrd", 11)
 _dlasq1 = _lapack("dlasq1", 5)
 
 _BLOCKED = 128
-"""From this smaller dimension on the blocked ``dgebrd`` bidiagonalises (below it
-``dgebrd`` itself runs ``dgebd2``: LAPACK's default crossover)."""
+"""From this smaller dimension on LAPACK's blocked ``dgebrd`` bidiagonalises (below it
+:func:`_bidiag`, the unblocked Householder loop ``dgebrd`` itself would run: LAPACK's
+default crossover)."""
+
+
+@numba.njit(cache=True, nogil=True)
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
+def _bidiag(a, M, N, d, e):
+    """Householder bidiagonalisation (Golub-Kahan) of the row-major M x N matrix ``a[:M*N]``, M >= N.
+
+    ``d`` (N,): the diagonal, ``e`` (N,): the superdiagonal (``e[N-1] = 0``), of
+    the upper bidiagonal matrix orthogonally equivalent to it (signs may
+    differ: the singular values do not); ``a`` is overwritten. Norms are
+    scaled by the largest entry (no overflow or underflow); a zero column or
+    row is left as it is. LAPACK's ``dgebd2`` without the reflectors' storage
+    and the per-reflector BLAS calls (which dominate at d ~ 16).
+    """
+    for k in range(N):
+        # column k, rows k..M-1
+        scale = 0.0
+        for i in range(k, M):
+            scale = max(scale, abs(a[i * N + k]))
+        if scale == 0.0:
+            d[k] = 0.0
+        else:
+            ss = 0.0
+            for i in range(k, M):
+                t = a[i * N + k] / scale
+                ss += t * t
+            nrm = scale * math.sqrt(ss)
+            x0 = a[k * N + k]
+            alpha = -nrm if x0 >= 0 else nrm
+            d[k] = alpha
+            v0 = x0 - alpha
+            a[k * N + k] = v0
+            vtv = nrm * (nrm + abs(x0))  # ||v||^2 / 2
+            for j in range(k + 1, N):
+                w = 0.0
+                for i in range(k, M):
+                    w += a[i * N + k] * a[i * N + j]
+                f = w / vtv
+                for i in range(k, M):
+                    a[i * N + j] -= f * a[i * N + k]
+        if k < N - 1:
+            scale = 0.0
+            for j in range(k + 1, N):
+                scale = max(scale, abs(a[k * N + j]))
+            if scale == 0.0:
+                e[k] = 0.0
+            else:
+                ss = 0.0
+                for j in range(k + 1, N):
+                    t = a[k * N + j] / scale
+                    ss += t * t
+                nrm = scale * math.sqrt(ss)
+                x0 = a[k * N + k + 1]
+                alpha = -nrm if x0 >= 0 else nrm
+                e[k] = alpha
+                a[k * N + k + 1] = x0 - alpha
+                vtv = nrm * (nrm + abs(x0))
+                for i in range(k + 1, M):
+                    w = 0.0
+                    for j in range(k + 1, N):
+                        w += a[k * N + j] * a[i * N + j]
+                    f = w / vtv
+                    for j in range(k + 1, N):
+                        a[i * N + j] -= f * a[k * N + j]
+        else:
+            e[k] = 0.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -64,11 +132,10 @@ def _svals_kernel(ys, offsets, rows, cols, keep, out, info):
     R = ys.shape[0]
     N = offsets.shape[0]
     big = 1
-    for l in range(N):
-        big = max(big, rows[l] * cols[l])
     kmax = 1
     mn = 2
     for l in range(N):
+        big = max(big, rows[l] * cols[l])
         kmax = max(kmax, min(rows[l], cols[l]))
         mn = max(mn, rows[l] + cols[l])
     a = np.empty(big)
@@ -76,30 +143,34 @@ def _svals_kernel(ys, offsets, rows, cols, keep, out, info):
     e = np.empty(kmax)
     tauq = np.empty(kmax)
     taup = np.empty(kmax)
-    lwork = 64 * mn  # dgebrd's (m + n) x block size; dgebd2 needs max(m, n), dlasq1 4 k
+    lwork = 64 * mn  # dgebrd's (m + n) x block size; dlasq1 needs 4 k
     work = np.empty(lwork)
     ints = np.zeros(6, dtype=np.int32)  # m, n, lda, info, k, lwork
     for i in range(R):
         for l in range(N):
-            m = cols[l]  # the column-major (cols, rows) matrix A^T
-            n = rows[l]
-            k = min(m, n)
-            size = m * n
+            r = rows[l]
+            c = cols[l]
+            k = min(r, c)
             o = offsets[l]
-            for j in range(size):
-                a[j] = ys[i, o + j]
-            ints[0] = m
-            ints[1] = n
-            ints[2] = m
             ints[3] = 0
             ints[4] = k
-            ints[5] = lwork
             if k < _BLOCKED:
-                _dgebd2(
-                    ints[0:].ctypes, ints[1:].ctypes, a.ctypes, ints[2:].ctypes, d.ctypes, e.ctypes,
-                    tauq.ctypes, taup.ctypes, work.ctypes, ints[3:].ctypes,
-                )  # fmt: skip
+                # the row-major (max, min) orientation: A itself, or A^T (same singular values)
+                if r >= c:
+                    for j in range(r * c):
+                        a[j] = ys[i, o + j]
+                else:
+                    for p in range(r):
+                        for q in range(c):
+                            a[q * r + p] = ys[i, o + p * c + q]
+                _bidiag(a, max(r, c), k, d, e)
             else:
+                for j in range(r * c):
+                    a[j] = ys[i, o + j]
+                ints[0] = c  # the column-major (c, r) matrix A^T
+                ints[1] = r
+                ints[2] = c
+                ints[5] = lwork
                 _dgebrd(
                     ints[0:].ctypes, ints[1:].ctypes, a.ctypes, ints[2:].ctypes, d.ctypes, e.ctypes,
                     tauq.ctypes, taup.ctypes, work.ctypes, ints[5:].ctypes, ints[3:].ctypes,
