@@ -177,6 +177,7 @@ def test_factor_singular_values_match_numpy_on_hard_matrices():
         np.zeros((5, 3)),
         rng.standard_normal((1, 6)),
         rng.standard_normal((130, 140)),
+        rng.standard_normal((140, 130)),
     ]
     shapes = [A.shape for A in mats]
     keep = 140

@@ -54,68 +54,75 @@ _BLOCKED = 128
 default crossover)."""
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})  # sums in any order: rounding only
 @no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
-def _bidiag(a, M, N, d, e):
-    """Householder bidiagonalisation (Golub-Kahan) of the row-major M x N matrix ``a[:M*N]``, M >= N.
+def _bidiag(a, M, N, d, e, u, w):
+    """Householder bidiagonalisation (Golub-Kahan) of the column-major M x N matrix ``a[:M*N]``, M >= N.
 
     ``d`` (N,): the diagonal, ``e`` (N,): the superdiagonal (``e[N-1] = 0``), of
     the upper bidiagonal matrix orthogonally equivalent to it (signs may
-    differ: the singular values do not); ``a`` is overwritten. Norms are
-    scaled by the largest entry (no overflow or underflow); a zero column or
-    row is left as it is. LAPACK's ``dgebd2`` without the reflectors' storage
-    and the per-reflector BLAS calls (which dominate at d ~ 16).
+    differ: the singular values do not); ``a`` is overwritten; ``u`` (N,) and
+    ``w`` (M,) are scratch. Norms are scaled by the largest entry (no overflow
+    or underflow); a zero column or row is left as it is. LAPACK's ``dgebd2``
+    without the reflectors' storage and the per-reflector BLAS calls (which
+    dominate at d ~ 16); every update runs down contiguous columns.
     """
     for k in range(N):
-        # column k, rows k..M-1
+        ck = k * M
         scale = 0.0
         for i in range(k, M):
-            scale = max(scale, abs(a[i * N + k]))
+            scale = max(scale, abs(a[ck + i]))
         if scale == 0.0:
             d[k] = 0.0
         else:
             ss = 0.0
             for i in range(k, M):
-                t = a[i * N + k] / scale
+                t = a[ck + i] / scale
                 ss += t * t
             nrm = scale * math.sqrt(ss)
-            x0 = a[k * N + k]
+            x0 = a[ck + k]
             alpha = -nrm if x0 >= 0 else nrm
             d[k] = alpha
-            v0 = x0 - alpha
-            a[k * N + k] = v0
-            vtv = nrm * (nrm + abs(x0))  # ||v||^2 / 2
+            a[ck + k] = x0 - alpha
+            vtv = nrm * (nrm + abs(x0))
             for j in range(k + 1, N):
-                w = 0.0
+                cj = j * M
+                s = 0.0
                 for i in range(k, M):
-                    w += a[i * N + k] * a[i * N + j]
-                f = w / vtv
+                    s += a[ck + i] * a[cj + i]
+                f = s / vtv
                 for i in range(k, M):
-                    a[i * N + j] -= f * a[i * N + k]
+                    a[cj + i] -= f * a[ck + i]
         if k < N - 1:
             scale = 0.0
             for j in range(k + 1, N):
-                scale = max(scale, abs(a[k * N + j]))
+                u[j] = a[j * M + k]
+                scale = max(scale, abs(u[j]))
             if scale == 0.0:
                 e[k] = 0.0
             else:
                 ss = 0.0
                 for j in range(k + 1, N):
-                    t = a[k * N + j] / scale
+                    t = u[j] / scale
                     ss += t * t
                 nrm = scale * math.sqrt(ss)
-                x0 = a[k * N + k + 1]
+                x0 = u[k + 1]
                 alpha = -nrm if x0 >= 0 else nrm
                 e[k] = alpha
-                a[k * N + k + 1] = x0 - alpha
+                u[k + 1] = x0 - alpha
                 vtv = nrm * (nrm + abs(x0))
                 for i in range(k + 1, M):
-                    w = 0.0
-                    for j in range(k + 1, N):
-                        w += a[k * N + j] * a[i * N + j]
-                    f = w / vtv
-                    for j in range(k + 1, N):
-                        a[i * N + j] -= f * a[k * N + j]
+                    w[i] = 0.0
+                for j in range(k + 1, N):
+                    cj = j * M
+                    uj = u[j]
+                    for i in range(k + 1, M):
+                        w[i] += uj * a[cj + i]
+                for j in range(k + 1, N):
+                    cj = j * M
+                    f = u[j] / vtv
+                    for i in range(k + 1, M):
+                        a[cj + i] -= f * w[i]
         else:
             e[k] = 0.0
 
@@ -134,7 +141,9 @@ def _svals_kernel(ys, offsets, rows, cols, keep, out, info):
     big = 1
     kmax = 1
     mn = 2
+    mmax = 1
     for l in range(N):
+        mmax = max(mmax, max(rows[l], cols[l]))
         big = max(big, rows[l] * cols[l])
         kmax = max(kmax, min(rows[l], cols[l]))
         mn = max(mn, rows[l] + cols[l])
@@ -143,6 +152,8 @@ def _svals_kernel(ys, offsets, rows, cols, keep, out, info):
     e = np.empty(kmax)
     tauq = np.empty(kmax)
     taup = np.empty(kmax)
+    u = np.empty(kmax)
+    w = np.empty(mmax)
     lwork = 64 * mn  # dgebrd's (m + n) x block size; dlasq1 needs 4 k
     work = np.empty(lwork)
     ints = np.zeros(6, dtype=np.int32)  # m, n, lda, info, k, lwork
@@ -155,15 +166,16 @@ def _svals_kernel(ys, offsets, rows, cols, keep, out, info):
             ints[3] = 0
             ints[4] = k
             if k < _BLOCKED:
-                # the row-major (max, min) orientation: A itself, or A^T (same singular values)
-                if r >= c:
+                # column-major with more rows than columns: the stored C-order (r, c)
+                # is the column-major (c, r) A^T (same singular values); else copy A
+                if c >= r:
                     for j in range(r * c):
                         a[j] = ys[i, o + j]
                 else:
                     for p in range(r):
                         for q in range(c):
                             a[q * r + p] = ys[i, o + p * c + q]
-                _bidiag(a, max(r, c), k, d, e)
+                _bidiag(a, max(r, c), k, d, e, u, w)
             else:
                 for j in range(r * c):
                     a[j] = ys[i, o + j]
