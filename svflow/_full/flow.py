@@ -5,9 +5,11 @@ reach. :func:`flow` integrates the gradient flow itself,
 
 $$\frac{d\theta}{dt} = -\nabla_\theta\bigl(\text{loss}(Z(\theta)) + \text{penalty}(\theta)\bigr),$$
 
-$\theta$ every parameter flattened into one vector, with diffrax through the
-batch engine of the reduced ODE (:func:`svflow._batch.solve_many`: a list of
-models is one compiled refill loop), in one of two clocks:
+$\theta$ every parameter flattened into one vector, with diffrax: one start
+by ``diffeqsolve`` and its records in one compiled call, a list of starts
+through the batch engine of the reduced ODE (:func:`svflow._batch.solve_many`:
+one compiled refill loop; the same steps and saves as ``diffeqsolve``), in
+one of two clocks:
 
 - **log time** $\tau = \log(1 + t)$ (``t_end`` / ``times``):
   $d\theta/d\tau = e^\tau(-\nabla\text{loss})$. Under cross-entropy the
@@ -396,9 +398,12 @@ def flow(
         progress: a progress bar (one model only).
         rank_rtol: threshold of the numerical rank.
         return_model: also return the final model(s): ``(ds, model)`` or ``(ds, [models])``.
-        factor_spectra: record ``sigma_factor`` (a full SVD of every factor at
-            every save). ``False`` leaves it out: for a wide model (d >= 64) these
-            SVDs cost more than the integration itself.
+        factor_spectra: record ``sigma_factor``: the K largest singular values
+            of every factor at every save, computed on the host after the run
+            (:func:`svflow._full.svals.factor_singular_values`: Householder
+            bidiagonalisation and LAPACK's dqds in one compiled loop; numpy's
+            SVD values to rounding). ``False`` leaves it out: for a wide model
+            (d >= 64) these SVDs cost more than the integration itself.
 
     Returns:
         The dataset layout of :func:`svflow.train` (``sigma``: singular values
