@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import no_type_check
 
-import llvmlite.binding as llvm
+import llvmlite.binding as llvm  # type: ignore[import-untyped]  # (numba's own dependency)
 import numba
 import numpy as np
 from numba import types
