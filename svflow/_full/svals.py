@@ -48,6 +48,10 @@ def _lapack(name: str, nargs: int):
 _dgebrd = _lapack("dgebrd", 11)
 _dlasq1 = _lapack("dlasq1", 5)
 
+_LANES = 8
+"""Matrices bidiagonalised together in lockstep (:func:`_bidiag`): one AVX-512 or
+two AVX2 vectors of float64 per operation."""
+
 _BLOCKED = 128
 """From this smaller dimension on LAPACK's blocked ``dgebrd`` bidiagonalises (below it
 :func:`_bidiag`, the unblocked Householder loop ``dgebrd`` itself would run: LAPACK's
@@ -56,75 +60,95 @@ default crossover)."""
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})  # sums in any order: rounding only
 @no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
-def _bidiag(a, M, N, d, e, u, w):
-    """Householder bidiagonalisation (Golub-Kahan) of the column-major M x N matrix ``a[:M*N]``, M >= N.
+def _bidiag(a, M, N, d, e, u, w, alv, vtv, sc):
+    """Householder bidiagonalisation (Golub-Kahan) of G = :data:`_LANES` column-major
+    M x N matrices at once (M >= N), in lockstep: entry (i, j) of matrix g is
+    ``a[(j * M + i) * G + g]``, so every operation is one vector loop over the G lanes.
 
-    ``d`` (N,): the diagonal, ``e`` (N,): the superdiagonal (``e[N-1] = 0``), of
-    the upper bidiagonal matrix orthogonally equivalent to it (signs may
-    differ: the singular values do not); ``a`` is overwritten; ``u`` (N,) and
-    ``w`` (M,) are scratch. Norms are scaled by the largest entry (no overflow
-    or underflow); a zero column or row is left as it is. LAPACK's ``dgebd2``
-    without the reflectors' storage and the per-reflector BLAS calls (which
-    dominate at d ~ 16); every update runs down contiguous columns.
+    ``d[:, g]`` (N,): the diagonal, ``e[:, g]`` (N,): the superdiagonal
+    (``e[N-1] = 0``), of the upper bidiagonal matrix orthogonally equivalent
+    to matrix g (signs may differ: the singular values do not); ``a`` is
+    overwritten; ``u`` (N, G), ``w`` (M, G), ``alv``, ``vtv``, ``sc`` (G,) are
+    scratch. Norms are scaled by the largest entry (no overflow or
+    underflow); a zero column or row is left as it is (its reflector is the
+    identity). LAPACK's ``dgebd2`` without the reflectors' storage and the
+    per-reflector BLAS calls (which dominate at d ~ 16).
     """
+    G = _LANES
     for k in range(N):
         ck = k * M
-        scale = 0.0
+        for g in range(G):
+            sc[g] = 0.0
         for i in range(k, M):
-            scale = max(scale, abs(a[ck + i]))
-        if scale == 0.0:
-            d[k] = 0.0
-        else:
-            ss = 0.0
+            for g in range(G):
+                sc[g] = max(sc[g], abs(a[(ck + i) * G + g]))
+        for g in range(G):
+            vtv[g] = 0.0
+        for i in range(k, M):
+            for g in range(G):
+                s = sc[g] if sc[g] > 0.0 else 1.0
+                t = a[(ck + i) * G + g] / s
+                vtv[g] += t * t
+        for g in range(G):
+            nrm = sc[g] * math.sqrt(vtv[g])
+            x0 = a[(ck + k) * G + g]
+            al = -nrm if x0 >= 0 else nrm
+            d[k, g] = al
+            a[(ck + k) * G + g] = x0 - al
+            v = nrm * (nrm + abs(x0))
+            vtv[g] = v if v > 0.0 else 1.0
+        for j in range(k + 1, N):
+            cj = j * M
+            for g in range(G):
+                alv[g] = 0.0
             for i in range(k, M):
-                t = a[ck + i] / scale
-                ss += t * t
-            nrm = scale * math.sqrt(ss)
-            x0 = a[ck + k]
-            alpha = -nrm if x0 >= 0 else nrm
-            d[k] = alpha
-            a[ck + k] = x0 - alpha
-            vtv = nrm * (nrm + abs(x0))
+                for g in range(G):
+                    alv[g] += a[(ck + i) * G + g] * a[(cj + i) * G + g]
+            for g in range(G):
+                alv[g] /= vtv[g]
+            for i in range(k, M):
+                for g in range(G):
+                    a[(cj + i) * G + g] -= alv[g] * a[(ck + i) * G + g]
+        if k < N - 1:
+            for g in range(G):
+                sc[g] = 0.0
+            for j in range(k + 1, N):
+                for g in range(G):
+                    u[j, g] = a[(j * M + k) * G + g]
+                    sc[g] = max(sc[g], abs(u[j, g]))
+            for g in range(G):
+                vtv[g] = 0.0
+            for j in range(k + 1, N):
+                for g in range(G):
+                    s = sc[g] if sc[g] > 0.0 else 1.0
+                    t = u[j, g] / s
+                    vtv[g] += t * t
+            for g in range(G):
+                nrm = sc[g] * math.sqrt(vtv[g])
+                x0 = u[k + 1, g]
+                al = -nrm if x0 >= 0 else nrm
+                e[k, g] = al
+                u[k + 1, g] = x0 - al
+                v = nrm * (nrm + abs(x0))
+                vtv[g] = v if v > 0.0 else 1.0
+            for i in range(k + 1, M):
+                for g in range(G):
+                    w[i, g] = 0.0
             for j in range(k + 1, N):
                 cj = j * M
-                s = 0.0
-                for i in range(k, M):
-                    s += a[ck + i] * a[cj + i]
-                f = s / vtv
-                for i in range(k, M):
-                    a[cj + i] -= f * a[ck + i]
-        if k < N - 1:
-            scale = 0.0
-            for j in range(k + 1, N):
-                u[j] = a[j * M + k]
-                scale = max(scale, abs(u[j]))
-            if scale == 0.0:
-                e[k] = 0.0
-            else:
-                ss = 0.0
-                for j in range(k + 1, N):
-                    t = u[j] / scale
-                    ss += t * t
-                nrm = scale * math.sqrt(ss)
-                x0 = u[k + 1]
-                alpha = -nrm if x0 >= 0 else nrm
-                e[k] = alpha
-                u[k + 1] = x0 - alpha
-                vtv = nrm * (nrm + abs(x0))
                 for i in range(k + 1, M):
-                    w[i] = 0.0
-                for j in range(k + 1, N):
-                    cj = j * M
-                    uj = u[j]
-                    for i in range(k + 1, M):
-                        w[i] += uj * a[cj + i]
-                for j in range(k + 1, N):
-                    cj = j * M
-                    f = u[j] / vtv
-                    for i in range(k + 1, M):
-                        a[cj + i] -= f * w[i]
+                    for g in range(G):
+                        w[i, g] += u[j, g] * a[(cj + i) * G + g]
+            for j in range(k + 1, N):
+                cj = j * M
+                for g in range(G):
+                    alv[g] = u[j, g] / vtv[g]
+                for i in range(k + 1, M):
+                    for g in range(G):
+                        a[(cj + i) * G + g] -= alv[g] * w[i, g]
         else:
-            e[k] = 0.0
+            for g in range(G):
+                e[k, g] = 0.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -134,8 +158,11 @@ def _svals_kernel(ys, offsets, rows, cols, keep, out, info):
 
     ``ys`` (R, P) float64 C-order; factor l is ``ys[i, offsets[l]:offsets[l] + rows[l] * cols[l]]``
     read as a C-order (rows[l], cols[l]) matrix. Entries past min(rows, cols) are 0.
-    ``info[i, l]``: LAPACK's info (0 = converged).
+    ``info[i, l]``: LAPACK's info (0 = converged). Below :data:`_BLOCKED` the rows
+    are bidiagonalised :data:`_LANES` at a time (the last group padded with
+    copies of its last row, whose results are dropped).
     """
+    G = _LANES
     R = ys.shape[0]
     N = offsets.shape[0]
     big = 1
@@ -147,51 +174,68 @@ def _svals_kernel(ys, offsets, rows, cols, keep, out, info):
         big = max(big, rows[l] * cols[l])
         kmax = max(kmax, min(rows[l], cols[l]))
         mn = max(mn, rows[l] + cols[l])
-    a = np.empty(big)
+    a = np.empty(big * G)
     d = np.empty(kmax)
     e = np.empty(kmax)
+    dl = np.empty((kmax, G))
+    el = np.empty((kmax, G))
+    u = np.empty((kmax, G))
+    w = np.empty((mmax, G))
+    alv = np.empty(G)
+    vtv = np.empty(G)
+    sc = np.empty(G)
     tauq = np.empty(kmax)
     taup = np.empty(kmax)
-    u = np.empty(kmax)
-    w = np.empty(mmax)
     lwork = 64 * mn  # dgebrd's (m + n) x block size; dlasq1 needs 4 k
     work = np.empty(lwork)
     ints = np.zeros(6, dtype=np.int32)  # m, n, lda, info, k, lwork
-    for i in range(R):
-        for l in range(N):
-            r = rows[l]
-            c = cols[l]
-            k = min(r, c)
-            o = offsets[l]
-            ints[3] = 0
-            ints[4] = k
-            if k < _BLOCKED:
+    for l in range(N):
+        r = rows[l]
+        c = cols[l]
+        k = min(r, c)
+        o = offsets[l]
+        ints[4] = k
+        if k < _BLOCKED:
+            for i0 in range(0, R, G):
                 # column-major with more rows than columns: the stored C-order (r, c)
                 # is the column-major (c, r) A^T (same singular values); else copy A
-                if c >= r:
-                    for j in range(r * c):
-                        a[j] = ys[i, o + j]
-                else:
-                    for p in range(r):
-                        for q in range(c):
-                            a[q * r + p] = ys[i, o + p * c + q]
-                _bidiag(a, max(r, c), k, d, e, u, w)
-            else:
+                for g in range(G):
+                    i = min(i0 + g, R - 1)
+                    if c >= r:
+                        for j in range(r * c):
+                            a[j * G + g] = ys[i, o + j]
+                    else:
+                        for p in range(r):
+                            for q in range(c):
+                                a[(q * r + p) * G + g] = ys[i, o + p * c + q]
+                _bidiag(a, max(r, c), k, dl, el, u, w, alv, vtv, sc)
+                for g in range(min(G, R - i0)):
+                    for j in range(k):
+                        d[j] = dl[j, g]
+                        e[j] = el[j, g]
+                    ints[3] = 0
+                    _dlasq1(ints[4:].ctypes, d.ctypes, e.ctypes, work.ctypes, ints[3:].ctypes)
+                    info[i0 + g, l] = ints[3]
+                    for j in range(keep):
+                        out[i0 + g, l, j] = d[j] if j < k else 0.0
+        else:
+            for i in range(R):
                 for j in range(r * c):
                     a[j] = ys[i, o + j]
                 ints[0] = c  # the column-major (c, r) matrix A^T
                 ints[1] = r
                 ints[2] = c
+                ints[3] = 0
                 ints[5] = lwork
                 _dgebrd(
                     ints[0:].ctypes, ints[1:].ctypes, a.ctypes, ints[2:].ctypes, d.ctypes, e.ctypes,
                     tauq.ctypes, taup.ctypes, work.ctypes, ints[5:].ctypes, ints[3:].ctypes,
                 )  # fmt: skip
-            if ints[3] == 0:
-                _dlasq1(ints[4:].ctypes, d.ctypes, e.ctypes, work.ctypes, ints[3:].ctypes)
-            info[i, l] = ints[3]
-            for j in range(keep):
-                out[i, l, j] = d[j] if j < k else 0.0
+                if ints[3] == 0:
+                    _dlasq1(ints[4:].ctypes, d.ctypes, e.ctypes, work.ctypes, ints[3:].ctypes)
+                info[i, l] = ints[3]
+                for j in range(keep):
+                    out[i, l, j] = d[j] if j < k else 0.0
 
 
 def factor_singular_values(ys: np.ndarray, shapes, keep: int) -> np.ndarray:
