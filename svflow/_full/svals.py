@@ -7,16 +7,18 @@ r"""Singular values of many small matrices on the host: LAPACK, one compiled loo
 costs about 16 us per 16 x 16 matrix, more than the whole integration. Here
 one compiled numba loop runs the two stages ``gesdd`` runs when no vectors
 are wanted: the Householder (Golub-Kahan) bidiagonalisation (:func:`_bidiag`,
-LAPACK's unblocked ``dgebd2`` written out; LAPACK's blocked ``dgebrd`` from
-128 on, as LAPACK's own crossover) and the singular values of the bidiagonal
-by dqds (LAPACK's ``dlasq1``, high relative accuracy), with no scaling pass,
-workspace query or wrapper in between: about 10 us per 16 x 16 matrix on the
-reference machine. The values are those of ``numpy.linalg.svd`` up to
-rounding (tests/test_flow.py pins them against it).
+LAPACK's unblocked ``dgebd2`` written out, 8 matrices at once in lockstep so
+that every operation is one vector loop; LAPACK's blocked ``dgebrd`` one
+matrix at a time from 128 on, as LAPACK's own crossover) and the singular
+values of the bidiagonal by dqds (LAPACK's ``dlasq1``, high relative
+accuracy), with no wrapper in between: about 7 us per 16 x 16 matrix on the
+shared test machine, most of it dqds (benchmarks/RESULTS.md, section 14). The
+values are those of ``numpy.linalg.svd`` up to rounding (tests/test_flow.py
+pins them against it).
 
 A row-major (C-order) (r, c) matrix is the column-major (c, r) matrix
 $A^\top$, which has the same singular values, so the kernels read the
-stored factors in place, without transposing.
+stored factors without transposing when c >= r.
 """
 
 from __future__ import annotations
