@@ -11,7 +11,7 @@ LAPACK's unblocked ``dgebd2`` written out, 8 matrices at once in lockstep so
 that every operation is one vector loop; LAPACK's blocked ``dgebrd`` one
 matrix at a time from 128 on, as LAPACK's own crossover) and the singular
 values of the bidiagonal by dqds (LAPACK's ``dlasq1``, high relative
-accuracy), with no wrapper in between: about 7 us per 16 x 16 matrix on the
+accuracy), with no wrapper in between: about 9 us per 16 x 16 matrix on the
 shared test machine, most of it dqds (benchmarks/RESULTS.md, section 14). The
 values are those of ``numpy.linalg.svd`` up to rounding (tests/test_flow.py
 pins them against it).
