@@ -140,8 +140,8 @@ def _numpy_factor_spectra(factors, K):
 
 @pytest.mark.parametrize("batch", [False, True])
 def test_sigma_factor_is_numpys_svd_of_the_returned_factors(batch):
-    """The host kernel's factor spectra (svflow._full.svals) against numpy's SVD of
-    the final factors, for one start (the fused route) and a batch."""
+    """The recorded factor spectra against numpy's SVD of the returned final
+    factors (the model, not the flat state), for one start (the fused route) and a batch."""
     model = svflow.random_model(K, depth=L, width=D, key=4)
     given = [model, svflow.random_model(K, depth=L, width=D, key=5)] if batch else model
     ds, end = svflow.flow(given, t_end=1e3, num_times=5, return_model=True)
@@ -156,11 +156,12 @@ def test_sigma_factor_is_numpys_svd_of_the_returned_factors(batch):
 
 
 def test_factor_singular_values_match_numpy_on_hard_matrices():
-    """Tall, wide, square, graded (1 .. 1e-12), rank-deficient, zero and wide-model
-    (the blocked LAPACK path from 128 on) matrices: numpy's SVD to 1e-14 of the largest;
-    a signed permutation of diag(1 .. 1e-12) exactly to 1e-14 relative (dqds keeps
-    small singular values accurate)."""
-    from svflow._full.svals import factor_singular_values
+    """The flat-state unpacking, the grouping by shape and the zero padding:
+    tall, wide, square (one shape twice, apart in the order), graded
+    (1 .. 1e-12), rank-deficient, zero and large matrices packed into one state
+    vector, against numpy's SVD of each matrix on its own to 1e-14 of the
+    largest; a signed permutation of diag(1 .. 1e-12) exactly to 1e-14 relative."""
+    from svflow._full.flow import factor_singular_values
 
     rng = np.random.default_rng(0)
     graded = rng.standard_normal((12, 12)) @ np.diag(np.logspace(0, -12, 12))
@@ -178,6 +179,7 @@ def test_factor_singular_values_match_numpy_on_hard_matrices():
         rng.standard_normal((1, 6)),
         rng.standard_normal((130, 140)),
         rng.standard_normal((140, 130)),
+        rng.standard_normal((16, 8)),  # the first one's shape again, apart from it
     ]
     shapes = [A.shape for A in mats]
     keep = 140
@@ -193,10 +195,12 @@ def test_factor_singular_values_match_numpy_on_hard_matrices():
         assert np.all(got[0, l, k:] == 0)
         assert np.all(np.diff(got[0, l, :k]) <= 0)
     np.testing.assert_allclose(got[0, 4, :12], np.logspace(0, -12, 12), rtol=1e-14)
+    # fewer kept than min(r, c): the largest ones
+    np.testing.assert_allclose(factor_singular_values(ys, shapes, 3), got[0, :, :3], rtol=0, atol=0)
 
 
 def test_factor_singular_values_bad_input():
-    from svflow._full.svals import factor_singular_values
+    from svflow._full.flow import factor_singular_values
 
     with pytest.raises(ValueError, match="P = 12"):
         factor_singular_values(np.ones(10), [(3, 4)], 3)

@@ -62,7 +62,6 @@ from .._metrics import RANK_RTOL
 from .._precision import computes
 from .._simulate import default_t_end
 from .model import DeepUFM, forward
-from .svals import factor_singular_values
 from .train import model_attrs, record, record_extras
 
 __all__ = ["flow", "GradientFlowField", "integrate_params", "ce_drive", "flatten_params"]
@@ -340,6 +339,57 @@ FLOW_SOLVER = Solver(rtol=1e-8, atol=1e-10, max_steps=200_000)
 """Default solver of :func:`flow` (as :func:`svflow.simulate`'s)."""
 
 
+def factor_singular_values(ys: np.ndarray, shapes, keep: int) -> np.ndarray:
+    r"""The ``keep`` largest singular values (decreasing, zero-padded) of every factor of every state.
+
+    One batched :func:`numpy.linalg.svd` (``compute_uv=False``, LAPACK's gesdd)
+    per distinct factor shape: every state's factors of that shape are stacked
+    to (R, n, r, c) and go through one gufunc call (on the CPU faster than
+    ``jnp.linalg.svd`` for the stacks of a 101-record run).
+
+    Args:
+        ys: flat states (..., P): the factors' entries one after another, each
+            factor C-order (as :func:`flatten_params` lays them out).
+        shapes: the factors' shapes (r, c), in order; their sizes sum to P.
+        keep: how many singular values to keep per factor (K for ``sigma_factor``).
+
+    Returns:
+        (..., N, keep) float64, N = ``len(shapes)``: singular values in
+        decreasing order, entries past min(r, c) set to 0.
+
+    Raises:
+        ValueError: ``ys`` does not hold the given shapes, or is not finite.
+        numpy.linalg.LinAlgError: LAPACK's SVD did not converge.
+    """
+    ys = np.asarray(ys, dtype=np.float64)
+    shapes = [tuple(int(x) for x in s) for s in shapes]
+    if any(len(s) != 2 or min(s) < 1 for s in shapes):
+        raise ValueError(f"shapes must be matrix shapes (r, c) with r, c >= 1; got {shapes}.")
+    sizes = [r * c for r, c in shapes]
+    if ys.ndim < 1 or ys.shape[-1] != sum(sizes):
+        raise ValueError(
+            f"ys must end in P = {sum(sizes)} entries (the factors {shapes} one after another); "
+            f"got shape {ys.shape}."
+        )
+    keep = int(keep)
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1; got {keep}.")
+    lead = ys.shape[:-1]
+    flat = ys.reshape(-1, ys.shape[-1])
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("ys holds non-finite entries (NaN or inf): no singular values of those factors.")
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    out = np.zeros((flat.shape[0], len(shapes), keep))
+    for shape in dict.fromkeys(shapes):
+        which = [i for i, s in enumerate(shapes) if s == shape]
+        # every state's factors of this shape: (states, n, r, c), one gufunc call
+        stack = np.stack([flat[:, offsets[i] : offsets[i + 1]] for i in which], axis=1)
+        sv = np.linalg.svd(stack.reshape(flat.shape[0], len(which), *shape), compute_uv=False)
+        k = min(keep, sv.shape[-1])
+        out[:, which, :k] = sv[..., :k]
+    return out.reshape(lead + (len(shapes), keep))
+
+
 @computes
 @takes_solver
 def flow(
@@ -400,9 +450,8 @@ def flow(
         return_model: also return the final model(s): ``(ds, model)`` or ``(ds, [models])``.
         factor_spectra: record ``sigma_factor``: the K largest singular values
             of every factor at every save, computed on the host after the run
-            (:func:`svflow._full.svals.factor_singular_values`: Householder
-            bidiagonalisation and LAPACK's dqds in one compiled loop; numpy's
-            SVD values to rounding). ``False`` leaves it out: for a wide model
+            (:func:`factor_singular_values`: one batched
+            :func:`numpy.linalg.svd` per factor shape). ``False`` leaves it out: for a wide model
             (d >= 64) these SVDs cost more than the integration itself.
 
     Returns:
