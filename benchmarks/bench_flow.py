@@ -14,9 +14,12 @@ Equal accuracy: the flow runs at the loosest rtol (atol = rtol / 1000) of
 rtol chosen at t = 1e4 is kept for t = 1e8).
 
 Timing: process CPU time (``time.process_time``: the machine is shared), the
-median of ``repeats`` calls after a warm-up call (compiled, both), public call
-against public call with the same number of records (101; the flow's 101
-records cost 101 x N + 1 SVDs, about 60 % of its time, so the flow is also
+median over calls after a warm-up call (compiled, both), the compared calls
+interleaved (each round times gradient descent once and each flow variant 5
+times, 3 rounds; for gradient descent's 1e6 steps one round with 15 flow
+calls each), public call against
+public call with the same number of records (101; the flow's 101
+records cost 101 x N + 1 SVDs (a third to a half of its time), so the flow is also
 timed with 21 records, where gradient descent's cost would not change by
 1 %, and with 101 records without the factor SVDs, ``factor_spectra=False``). GD to t = 1e8
 (1e9 steps at eta = 0.1) is extrapolated from its CPU time per step at
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
 
 import _common as C  # noqa: E402  (puts this checkout on sys.path)
 
@@ -55,6 +60,22 @@ def flow_at(model, t_end, rtol, num_times=101, factor_spectra=True):
     )
 
 
+def interleaved(calls: dict, *, rounds: int, gd_calls: int, flow_calls: int) -> dict:
+    """Median process CPU time of each call, after one warm-up call each, timed in
+    ``rounds`` rounds that each run every call (``"gd"`` ``gd_calls`` times, the
+    others ``flow_calls`` times)."""
+    for fn in calls.values():
+        fn()  # warm-up (compiled, both)
+    times: dict = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            for _ in range(gd_calls if name == "gd" else flow_calls):
+                tic = time.process_time()
+                fn()
+                times[name].append(time.process_time() - tic)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def main(quick: bool = False):
     model = svflow.random_model(K, depth=DEPTH, width=WIDTH, key=0)
     rows = []
@@ -68,21 +89,31 @@ def main(quick: bool = False):
         errs = {rtol: error(flow_at(model, t_end, rtol), ref) for rtol in RTOLS}
         for eta in etas:
             steps = int(round(t_end / eta))
-            if t_end <= 1e4 and not (quick and t_end > 1e2):
+            measured = t_end <= 1e4 and not (quick and t_end > 1e2)
+            if measured:
                 gd = svflow.train(model, eta=eta, t_end=t_end)
-                reps = 1 if steps > 1e5 else 3
-                t_gd = C.timeit(lambda: svflow.train(model, eta=eta, t_end=t_end), repeats=reps)
-                per_step[eta] = t_gd / steps
                 err_gd, how = error(gd, ref), "measured"
                 # equal accuracy: the loosest rtol whose error is at most gradient descent's
                 chosen[eta] = max(r for r in RTOLS if errs[r] <= err_gd or r == min(RTOLS))
-            else:
-                t_gd, err_gd, how = per_step[eta] * steps, float("nan"), "extrapolated"
             rtol = chosen[eta]
             fl = flow_at(model, t_end, rtol)
-            t_flow = C.timeit(lambda: flow_at(model, t_end, rtol), repeats=15)
-            t_flow21 = C.timeit(lambda: flow_at(model, t_end, rtol, 21), repeats=15)
-            t_bare = C.timeit(lambda: flow_at(model, t_end, rtol, factor_spectra=False), repeats=15)
+            calls = {
+                "flow": lambda: flow_at(model, t_end, rtol),
+                "flow21": lambda: flow_at(model, t_end, rtol, 21),
+                "bare": lambda: flow_at(model, t_end, rtol, factor_spectra=False),
+            }
+            if measured:
+                calls["gd"] = lambda: svflow.train(model, eta=eta, t_end=t_end)
+            # interleaved: each round times every call (GD once, each flow 5 times), so
+            # the compared rows share the load of the shared machine
+            rounds = 1 if measured and steps > 1e5 else 3
+            med = interleaved(calls, rounds=rounds, gd_calls=1, flow_calls=15 // rounds)
+            if measured:
+                t_gd = med["gd"]
+                per_step[eta] = t_gd / steps
+            else:
+                t_gd, err_gd, how = per_step[eta] * steps, float("nan"), "extrapolated"
+            t_flow, t_flow21, t_bare = med["flow"], med["flow21"], med["bare"]
             rows.append(
                 {
                     "t_end": t_end,

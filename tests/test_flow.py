@@ -124,7 +124,92 @@ def test_a_batch_is_the_same_as_single_runs():
     for b, m in enumerate(models):
         one = svflow.flow(m, t_end=100.0, num_times=11)
         np.testing.assert_allclose(batch.sigma.values[b], one.sigma.values, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            batch.sigma_factor.values[b], one.sigma_factor.values, rtol=1e-9, atol=1e-12
+        )
         assert int(batch.num_steps.values[b]) == one.attrs["num_steps"]
+
+
+def _numpy_factor_spectra(factors, K):
+    out = np.zeros((len(factors), K))
+    for l, A in enumerate(factors):
+        sv = np.linalg.svd(np.asarray(A, dtype=float), compute_uv=False)[:K]
+        out[l, : sv.size] = sv
+    return out
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_sigma_factor_is_numpys_svd_of_the_returned_factors(batch):
+    """The recorded factor spectra against numpy's SVD of the returned final
+    factors (the model, not the flat state), for one start (the fused route) and a batch."""
+    model = svflow.random_model(K, depth=L, width=D, key=4)
+    given = [model, svflow.random_model(K, depth=L, width=D, key=5)] if batch else model
+    ds, end = svflow.flow(given, t_end=1e3, num_times=5, return_model=True)
+    ends = end if batch else [end]
+    got = ds.sigma_factor.values if batch else ds.sigma_factor.values[None]
+    assert got.shape == (len(ends), 5, L + 1, K)
+    for b, m in enumerate(ends):
+        want = _numpy_factor_spectra(m.factors, K)
+        np.testing.assert_allclose(got[b, -1], want, rtol=0, atol=1e-13 * want.max())
+    start = _numpy_factor_spectra(model.factors, K)  # the first record is the start
+    np.testing.assert_allclose(got[0, 0], start, rtol=0, atol=1e-14 * start.max())
+
+
+def test_factor_singular_values_match_numpy_on_hard_matrices():
+    """The flat-state unpacking, the grouping by shape and the zero padding:
+    tall, wide, square (one shape twice, apart in the order), graded
+    (1 .. 1e-12), rank-deficient, zero and large matrices packed into one state
+    vector, against numpy's SVD of each matrix on its own to 1e-14 of the
+    largest; a signed permutation of diag(1 .. 1e-12) exactly to 1e-14 relative."""
+    from svflow._full.flow import factor_singular_values
+
+    rng = np.random.default_rng(0)
+    graded = rng.standard_normal((12, 12)) @ np.diag(np.logspace(0, -12, 12))
+    # a signed permutation of diag(1 .. 1e-12): its singular values exactly
+    perm = np.diag(np.logspace(0, -12, 12))[rng.permutation(12)][:, rng.permutation(12)]
+    clean_graded = perm * rng.choice([-1.0, 1.0], size=(12, 12))
+    mats = [
+        rng.standard_normal((16, 8)),
+        rng.standard_normal((8, 16)),
+        rng.standard_normal((16, 16)),
+        graded,
+        clean_graded,
+        np.outer(rng.standard_normal(10), rng.standard_normal(7)),  # rank 1
+        np.zeros((5, 3)),
+        rng.standard_normal((1, 6)),
+        rng.standard_normal((130, 140)),
+        rng.standard_normal((140, 130)),
+        rng.standard_normal((16, 8)),  # the first one's shape again, apart from it
+    ]
+    shapes = [A.shape for A in mats]
+    keep = 140
+    ys = np.concatenate([A.ravel() for A in mats])
+    stacked = np.stack([ys, 2.0 * ys])  # a leading axis, every value doubled
+    got = factor_singular_values(stacked, shapes, keep)
+    assert got.shape == (2, len(mats), keep)
+    np.testing.assert_allclose(got[1], 2.0 * got[0], rtol=1e-14, atol=0)
+    for l, A in enumerate(mats):
+        want = np.linalg.svd(A, compute_uv=False)
+        k = want.size
+        np.testing.assert_allclose(got[0, l, :k], want, rtol=0, atol=1e-14 * max(want.max(), 1) * k)
+        assert np.all(got[0, l, k:] == 0)
+        assert np.all(np.diff(got[0, l, :k]) <= 0)
+    np.testing.assert_allclose(got[0, 4, :12], np.logspace(0, -12, 12), rtol=1e-14)
+    # fewer kept than min(r, c): the largest ones
+    np.testing.assert_allclose(factor_singular_values(ys, shapes, 3), got[0, :, :3], rtol=0, atol=0)
+
+
+def test_factor_singular_values_bad_input():
+    from svflow._full.flow import factor_singular_values
+
+    with pytest.raises(ValueError, match="P = 12"):
+        factor_singular_values(np.ones(10), [(3, 4)], 3)
+    with pytest.raises(ValueError, match="matrix shapes"):
+        factor_singular_values(np.ones(4), [(4,)], 3)
+    with pytest.raises(ValueError, match="keep"):
+        factor_singular_values(np.ones(12), [(3, 4)], 0)
+    with pytest.raises(ValueError, match="non-finite"):
+        factor_singular_values(np.full(12, np.nan), [(3, 4)], 3)
 
 
 def test_float32_model_flows_in_float64():

@@ -5,9 +5,11 @@ reach. :func:`flow` integrates the gradient flow itself,
 
 $$\frac{d\theta}{dt} = -\nabla_\theta\bigl(\text{loss}(Z(\theta)) + \text{penalty}(\theta)\bigr),$$
 
-$\theta$ every parameter flattened into one vector, with diffrax through the
-batch engine of the reduced ODE (:func:`svflow._batch.solve_many`: a list of
-models is one compiled refill loop), in one of two clocks:
+$\theta$ every parameter flattened into one vector, with diffrax: one start
+by ``diffeqsolve`` and its records in one compiled call, a list of starts
+through the batch engine of the reduced ODE (:func:`svflow._batch.solve_many`:
+one compiled refill loop; the same steps and saves as ``diffeqsolve``), in
+one of two clocks:
 
 - **log time** $\tau = \log(1 + t)$ (``t_end`` / ``times``):
   $d\theta/d\tau = e^\tau(-\nabla\text{loss})$. Under cross-entropy the
@@ -51,6 +53,7 @@ from .._integrate import (
     check_solution,
     check_solver,
     check_times,
+    result_code,
     solve,
     takes_solver,
 )
@@ -312,6 +315,19 @@ def _records(template: DeepUFM, unravel: _Unravel, ys, rank_rtol: float, factor_
     return jax.vmap(lambda m, yb: jax.vmap(lambda y: one(m, y))(yb))(template, ys)
 
 
+@eqx.filter_jit
+def _solve_and_record(field, y0, saves, start, config, clock, grid, progress, template, rank_rtol):
+    """One start: :func:`svflow._integrate.solve` and the records (without the factor
+    spectra, which :func:`factor_singular_values` adds on the host) in one compiled call.
+
+    Returns ``(ys (T, P), result, num_steps, records (1, T, ...))``."""
+    ys, result, num_steps = solve(
+        field, y0, saves, None, config, progress, clock=clock, grid=grid, start=start
+    )
+    recs = _records(template, field.unravel, ys[None], rank_rtol, False)
+    return ys, result_code(result), num_steps, recs
+
+
 def _stack_models(models: list[DeepUFM]) -> DeepUFM:
     """The models as one module with stacked arrays (frames dropped unless all have them)."""
     frames_all = all(m.frames is not None for m in models)
@@ -321,6 +337,57 @@ def _stack_models(models: list[DeepUFM]) -> DeepUFM:
 
 FLOW_SOLVER = Solver(rtol=1e-8, atol=1e-10, max_steps=200_000)
 """Default solver of :func:`flow` (as :func:`svflow.simulate`'s)."""
+
+
+def factor_singular_values(ys: np.ndarray, shapes, keep: int) -> np.ndarray:
+    r"""The ``keep`` largest singular values (decreasing, zero-padded) of every factor of every state.
+
+    One batched :func:`numpy.linalg.svd` (``compute_uv=False``, LAPACK's gesdd)
+    per distinct factor shape: every state's factors of that shape are stacked
+    to (R, n, r, c) and go through one gufunc call (on the CPU faster than
+    ``jnp.linalg.svd`` for the stacks of a 101-record run).
+
+    Args:
+        ys: flat states (..., P): the factors' entries one after another, each
+            factor C-order (as :func:`flatten_params` lays them out).
+        shapes: the factors' shapes (r, c), in order; their sizes sum to P.
+        keep: how many singular values to keep per factor (K for ``sigma_factor``).
+
+    Returns:
+        (..., N, keep) float64, N = ``len(shapes)``: singular values in
+        decreasing order, entries past min(r, c) set to 0.
+
+    Raises:
+        ValueError: ``ys`` does not hold the given shapes, or is not finite.
+        numpy.linalg.LinAlgError: LAPACK's SVD did not converge.
+    """
+    ys = np.asarray(ys, dtype=np.float64)
+    shapes = [tuple(int(x) for x in s) for s in shapes]
+    if any(len(s) != 2 or min(s) < 1 for s in shapes):
+        raise ValueError(f"shapes must be matrix shapes (r, c) with r, c >= 1; got {shapes}.")
+    sizes = [r * c for r, c in shapes]
+    if ys.ndim < 1 or ys.shape[-1] != sum(sizes):
+        raise ValueError(
+            f"ys must end in P = {sum(sizes)} entries (the factors {shapes} one after another); "
+            f"got shape {ys.shape}."
+        )
+    keep = int(keep)
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1; got {keep}.")
+    lead = ys.shape[:-1]
+    flat = ys.reshape(-1, ys.shape[-1])
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("ys holds non-finite entries (NaN or inf): no singular values of those factors.")
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    out = np.zeros((flat.shape[0], len(shapes), keep))
+    for shape in dict.fromkeys(shapes):
+        which = [i for i, s in enumerate(shapes) if s == shape]
+        # every state's factors of this shape: (states, n, r, c), one gufunc call
+        stack = np.stack([flat[:, offsets[i] : offsets[i + 1]] for i in which], axis=1)
+        sv = np.linalg.svd(stack.reshape(flat.shape[0], len(which), *shape), compute_uv=False)
+        k = min(keep, sv.shape[-1])
+        out[:, which, :k] = sv[..., :k]
+    return out.reshape(lead + (len(shapes), keep))
 
 
 @computes
@@ -381,9 +448,11 @@ def flow(
         progress: a progress bar (one model only).
         rank_rtol: threshold of the numerical rank.
         return_model: also return the final model(s): ``(ds, model)`` or ``(ds, [models])``.
-        factor_spectra: record ``sigma_factor`` (a full SVD of every factor at
-            every save). ``False`` leaves it out: for a wide model (d >= 64) these
-            SVDs cost more than the integration itself.
+        factor_spectra: record ``sigma_factor``: the K largest singular values
+            of every factor at every save, computed on the host after the run
+            (:func:`factor_singular_values`: one batched
+            :func:`numpy.linalg.svd` per factor shape). ``False`` leaves it out: for a wide model
+            (d >= 64) these SVDs cost more than the integration itself.
 
     Returns:
         The dataset layout of :func:`svflow.train` (``sigma``: singular values
@@ -415,15 +484,40 @@ def flow(
         penalty=_UFMPenalty(wd) if np.any(wd > 0) else None,
         loss=m0.loss,
     )
-    ys, num_steps, result, wall = integrate_params(field, y0s, ts, taus, config, progress=progress)
-    if drop_first:
-        ys, ts = ys[:, 1:], ts[1:]
-    template = _stack_models(models)
     if not isinstance(factor_spectra, (bool, np.bool_)):
         raise TypeError(f"factor_spectra must be True or False; got {factor_spectra!r}.")
-    recs = jax.device_get(_records(template, unravel, ys, rank_rtol, bool(factor_spectra)))
+    template = _stack_models(models)
+    if len(models) == 1:
+        # one start: the solve and the records in one compiled call (diffrax's
+        # diffeqsolve: the batch engine's refill loop gains nothing for one lane)
+        tic = _time.perf_counter()
+        out = _solve_and_record(
+            field,
+            y0s[0],
+            taus if taus is not None else ts,
+            np.asarray(taus[0] if taus is not None else 0.0),
+            config,
+            "loglog" if taus is not None else "log",
+            "tau" if taus is not None else "t",
+            bool(progress),
+            template,
+            float(rank_rtol),
+        )
+        ys, result, steps, recs = jax.device_get(out)
+        ys, num_steps, result = ys[None], np.asarray([int(steps)]), np.asarray([int(result)])
+        wall = _time.perf_counter() - tic
+        where = f"double-log run to tau = log(1 + t) = {taus[-1]:g}: " if taus is not None else ""
+        check_solution(ys, result, num_steps, config, float(ts[-1]), where)
+    else:
+        ys, num_steps, result, wall = integrate_params(field, y0s, ts, taus, config)
+        recs = jax.device_get(_records(template, unravel, ys, float(rank_rtol), False))
+    if drop_first:
+        ys, ts = ys[:, 1:], ts[1:]
+        recs = {k: v[:, 1:] for k, v in recs.items()}
     if not np.all(np.isfinite(recs["loss"])):
         raise IntegrationError("the flow produced a non-finite loss: use a smaller init scale.")
+    if factor_spectra:
+        recs["sigma_factor"] = factor_singular_values(ys, unravel.shapes, m0.classes)
     ds = _flow_dataset(m0, recs, ts, None if taus is None else taus[1:] if drop_first else taus, single)
     ds.attrs.update(config.as_attrs())
     ds.attrs["wall_time_s"] = wall
