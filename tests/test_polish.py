@@ -277,10 +277,20 @@ def test_polish_reaches_a_kink_optimum_of_a_tiny_problem():
         for l, P in enumerate(pres)
         for i, j in zip(*np.nonzero(np.abs(P) <= 1e-6 * np.abs(P).max()))
     ]
-    # svflow's live kinks (same threshold, with a signal) are among numpy's near-zero entries
-    # (dead ones included: their slope is idle); at most 16, so the 2^k patterns enumerate
-    live = svflow.explicit.kink_count(_ldufm_model(fs), point)
-    assert 1 <= live <= len(kinks) <= 16
+    # at most 16 near-zero entries, so the 2^k patterns below enumerate
+    assert len(kinks) <= 16
+
+    def toggled(b, s):  # numpy's gradient with kink b at slope s, the rest at 1[P > 0]
+        slopes = [np.full(P.shape, np.nan) for P in pres]
+        l, i, j = kinks[b]
+        slopes[l][i, j] = s
+        return numpy_slope_gradient(point, LAM, slopes)
+
+    # a kink is live when its slope moves the gradient (a dead entry's slope is idle): numpy's
+    # count of those equals svflow's kink_count (its signal |dL/dX| > 1e-6 on the same face,
+    # the later layers at slope 1[P > 0])
+    live_np = sum(np.linalg.norm(toggled(b, 1.0) - toggled(b, 0.0)) > 1e-6 for b in range(len(kinks)))
+    assert svflow.explicit.kink_count(_ldufm_model(fs), point) == live_np >= 1
     cols = []
     for bits in range(2 ** len(kinks)):
         slopes = [np.full(P.shape, np.nan) for P in pres]
