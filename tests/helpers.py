@@ -49,3 +49,23 @@ def wrong_type(message: str, name: str) -> str:
     parameter and comes first. Run without the hook (``--jaxtyping-packages=``) to see
     svflow's own message checked."""
     return rf"(?:{message})|typechecking parameter '{name}'"
+
+
+def walsh_ce_tau_law(K: int, N: int):
+    r"""The balanced cross-entropy law of a Walsh spectral start in $\tau = \log(1 + t)$,
+    written in numpy from the model (an independent route for the engines' tests):
+    $d\lambda/d\tau = e^\tau\,\frac NK\,(1 - \mu)\,|\lambda|^{2 - 2/N}$ with $\mu = Hp$ the
+    softmax's transform and entry 0 held at 0. Returns ``law(tau, lam)`` for scipy."""
+    H = np.array(svflow.Walsh(K).hadamard(), float)
+
+    def law(tau, lam):
+        f = H @ lam
+        z = (f - f[0]) / K
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p[0] = 0.0
+        omm = p.sum() - H @ p
+        omm[0] = 0.0
+        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2 - 2 / N)
+
+    return law

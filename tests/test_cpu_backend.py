@@ -18,6 +18,8 @@ from svflow._groups import resolve_group
 from svflow._integrate import MAX_STEPS, IntegrationError, Solver, check_solution, log_times
 from svflow._simulate import ReducedField
 
+from helpers import walsh_ce_tau_law
+
 CFG = Solver(rtol=1e-10, atol=1e-8)  # the u-variable run's tolerances (rtol + atol |u|), as simulate sets
 
 
@@ -71,17 +73,7 @@ def test_numba_kernel_against_dop853():
         K, depth, init=lam0, batch_dims="start", t_end=t_end, num_times=2, solver=Solver(backend="numba")
     )
     assert ds.attrs["log_variable_starts"] == 4 and ds.attrs["batch_backend"] == "numba"
-    H = np.array(svflow.Walsh(K).hadamard(), float)
-
-    def law(tau, lam):  # d lambda / d tau, tau = log(1 + t)
-        f = H @ lam
-        z = (f - f[0]) / K
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        p[0] = 0.0
-        omm = p.sum() - H @ p
-        omm[0] = 0.0
-        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2 - 2 / N)
+    law = walsh_ce_tau_law(K, N)
 
     for b in range(4):
         ref = solve_ivp(law, (0, np.log1p(t_end)), lam0[b], method="DOP853", rtol=1e-12, atol=1e-15).y[:, -1]
@@ -167,16 +159,7 @@ def test_loglog_kernel_against_dop853():
     cfg = Solver(rtol=1e-10, atol=1e-12, backend="numba")
     ys, res, _ = advance_batch(lam0, 0.0, tau_end, factors=N, balanced=True, config=cfg, group=grp)
     assert np.all(res == 0)
-    H = np.array(grp.hadamard(), float)
-
-    def law(tau, lam):  # d lambda / d tau
-        z = (H @ lam - (H @ lam)[0]) / K
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        p[0] = 0.0
-        omm = p.sum() - H @ p
-        omm[0] = 0.0
-        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2 - 2 / N)
+    law = walsh_ce_tau_law(K, N)
 
     for b in range(3):
         ref = solve_ivp(law, (0, tau_end), lam0[b], method="DOP853", rtol=1e-12, atol=1e-15).y[:, -1]

@@ -7,6 +7,8 @@ import pytest
 
 import svflow
 
+from helpers import walsh_ce_tau_law
+
 # svflow's own calls compute in float64 even with JAX in float32 mode: these tests
 # also pass with SVFLOW_TEST_X64=0 (python -m pytest -m scoped_x64)
 pytestmark = pytest.mark.scoped_x64
@@ -166,17 +168,7 @@ def test_log_variable_run_against_lambda_run_and_dop853():
         ds.time.values,
         Solver(rtol=1e-8, atol=1e-10),
     )
-    H = np.array(svflow.Walsh(K).hadamard(), float)
-
-    def law(tau, lam):  # d lambda / d tau, tau = log(1 + t)
-        f = H @ lam
-        z = (f - f[0]) / K
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        p[0] = 0.0
-        omm = p.sum() - H @ p
-        omm[0] = 0.0
-        return np.exp(tau) * (N / K) * omm * np.abs(lam) ** (2 - 2 / N)
+    law = walsh_ce_tau_law(K, N)
 
     for b in range(3):
         ref = solve_ivp(law, (0, np.log1p(t_end)), lam0[b], method="DOP853", rtol=1e-12, atol=1e-15).y[:, -1]
