@@ -169,7 +169,13 @@ def _reduced_c(group: Group, dtype) -> Array:
     return jnp.asarray(one_minus_cos(group)[class_rows(group)], dtype=dtype)
 
 
-def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int | None = None):
+def qp_nonneg(
+    G: Float[Array, "n n"],
+    active: Bool[Array, " n"],
+    max_iter: int | None = None,
+    *,
+    start: Bool[Array, " n"] | None = None,
+):
     r"""$\arg\min_{x \ge 0}\ \tfrac12 x^\top G x - \mathbf 1^\top x$ with $x = 0$ off ``active``.
 
     G symmetric positive semi-definite; it is solved with $G + \mu\,\mathrm{diag}(G)$, $\mu$ =
@@ -185,6 +191,18 @@ def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int |
     (condition up to ~1e10) an inverse kept up to date by rank-one updates
     drifted, and the path then cycled to the iteration cap with a wrong x.
     Exact after finitely many steps (at most ``max_iter``, default 3n + 5).
+
+    ``start`` (n,) bool, optional: a guess of the positive set (the limit map passes the
+    previous step's, :func:`relax`). Before the loop, $G_{PP} z_P = \mathbf 1$ is solved on
+    P = ``start`` & ``active`` (the same solve as the loop's); if every $z_P > 0$ the loop
+    starts from $x = z$ with that P (a feasible point; its first iteration accepts z and
+    grows P as usual), else (some $z_i \le 0$, or a failed solve) from the cold start
+    (P empty, x = 0). The rest (back-track, stopping rule, check) is unchanged, so the
+    answer is the minimiser of the ridged problem, unique where the ridge makes G positive
+    definite (every diagonal entry positive; elsewhere $Gx$ is unique); only the path
+    differs, and a good guess saves most of the iterations of growing P from empty. The
+    compiled CPU twin (``svflow._cpu.limit._qp_nonneg``) warm-starts the same way, with the
+    same iteration count.
 
     Returns ``(x (n,), solved)``. ``solved`` is True when the loop stopped by
     its rule (no violated condition left), not by ``max_iter``, and x meets the
@@ -206,14 +224,17 @@ def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int |
     def cond(c):
         return (~c[3]) & (c[2] < max_iter)
 
-    def body(c):
-        x, P, it, _ = c
+    def solve(P):
         # z_P = G_PP^-1 1 (S = G on P x P, identity elsewhere), one step of refinement
         b = P.astype(G.dtype)
         S = jnp.where(P[:, None] & P[None, :], G, eye)
         cf = jax.scipy.linalg.cho_factor(S, lower=True)
         z = jax.scipy.linalg.cho_solve(cf, b)
-        z = jnp.where(P, z + jax.scipy.linalg.cho_solve(cf, b - S @ z), 0.0)
+        return jnp.where(P, z + jax.scipy.linalg.cho_solve(cf, b - S @ z), 0.0)
+
+    def body(c):
+        x, P, it, _ = c
+        z = solve(P)
         bad = P & (z <= 0)
         infeasible = jnp.any(bad)
         # back-track: move to the boundary of the feasible set, drop the blocking index k
@@ -230,7 +251,14 @@ def qp_nonneg(G: Float[Array, "n n"], active: Bool[Array, " n"], max_iter: int |
         P = jnp.where(infeasible, P.at[k].set(False), P.at[j].set(P[j] | grow))
         return jnp.where(infeasible, xb, z), P, it + 1, done
 
-    init = (jnp.zeros(n, G.dtype), jnp.zeros(n, bool), jnp.asarray(0), jnp.asarray(False))
+    x0, P0 = jnp.zeros(n, G.dtype), jnp.zeros(n, bool)
+    if start is not None:
+        # the warm start: P = start & active when its z_P > 0 (finite), else the cold start
+        Pw = jnp.asarray(start, bool) & active
+        zw = solve(Pw)
+        ok = jnp.all(~Pw | (zw > 0))
+        x0, P0 = jnp.where(ok, zw, x0), Pw & ok
+    init = (x0, P0, jnp.asarray(0), jnp.asarray(False))
     x, _, _, done = jax.lax.while_loop(cond, body, init)
     # solved: the loop stopped by its rule (not the cap) and x meets the optimality
     # conditions of the ridged problem within QP_KKT_TOL
@@ -288,7 +316,14 @@ def limit_rates(u: Float[Array, " K"], factors: int, group: Group, *, checked: b
     return (rho, solved) if checked else rho
 
 
-def limit_step(u: Float[Array, " K"], factors: int, group: Group, *, checked: bool = False):
+def limit_step(
+    u: Float[Array, " K"],
+    factors: int,
+    group: Group,
+    *,
+    checked: bool = False,
+    start: Bool[Array, " R"] | None = None,
+):
     r"""One step of the limit map (module docstring): $u \mapsto \frac NK |u|^a \odot C^\top\hat e$,
     $\hat e = \arg\min_{e \ge 0} \tfrac12 e^\top G e - \mathbf 1^\top e$ over every class.
 
@@ -299,16 +334,23 @@ def limit_step(u: Float[Array, " K"], factors: int, group: Group, *, checked: bo
     QP met its stopping rule and its optimality conditions within :data:`QP_KKT_TOL`).
     $u'$ depends on $\hat e$ only through $C^\top\hat e$, which is unique even
     where $\hat e$ is not (G rank-deficient), so a solved step is well defined.
-    Pure, vmappable.
+    ``start`` (R,) bool, R = len(:func:`class_rows`): a guess of the QP's positive set
+    (:func:`qp_nonneg`'s warm start; :func:`relax` passes the previous step's). Pure, vmappable.
     """
+    out, solved, _ = _limit_step_qp(u, factors, group, start)
+    return (out, solved) if checked else out
+
+
+def _limit_step_qp(u, factors: int, group: Group, start):
+    """:func:`limit_step` returning ``(u', solved, positive set of the QP's solution)``."""
     K = u.shape[-1]
     N = factors
     C = _reduced_c(group, u.dtype)
     D = jnp.abs(u) ** (2.0 - 2.0 / N)
     G = (N / K**2) * (C * D[None, :]) @ C.T
-    e, solved = qp_nonneg(G, jnp.ones(C.shape[0], bool))
+    e, solved = qp_nonneg(G, jnp.ones(C.shape[0], bool), start=start)
     out = ((N / K) * D * (e @ C)).at[..., 0].set(0.0)
-    return (out, solved) if checked else out
+    return out, solved, e > 0
 
 
 def relax(
@@ -326,16 +368,23 @@ def relax(
     alone. Returns the end states (same shape); a non-finite start gives a
     non-finite end. With ``checked``: the pair (end states, solved), solved
     (``*batch``) True where every step's QP was solved (:func:`limit_step`).
+    Each step's QP is warm-started from the previous step's positive set
+    (:func:`qp_nonneg`'s ``start``; the first step's is empty, the cold start): the QP's
+    answer is the same unique minimiser, only the active-set path is shorter, so the end
+    states are those of ``steps`` cold :func:`limit_step` calls up to rounding.
     Pure and jittable (``factors``, ``steps``, ``group``, ``checked`` static).
     """
     u = jnp.asarray(u)
+    R = len(class_rows(group))
 
     def step(_, c):
-        v, ok = limit_step(c[0], factors, group, checked=True)
-        return v, c[1] & ok
+        v, ok, P = _limit_step_qp(c[0], factors, group, c[2])
+        return v, c[1] & ok, P
 
     def run(u0):
-        return jax.lax.fori_loop(0, int(steps), step, (u0, jnp.asarray(True)))
+        init = (u0, jnp.asarray(True), jnp.zeros(R, bool))
+        end, ok, _ = jax.lax.fori_loop(0, int(steps), step, init)
+        return end, ok
 
     if u.ndim == 1:
         end, solved = run(u)

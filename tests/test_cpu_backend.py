@@ -277,7 +277,8 @@ def test_limit_map_backends_agree_on_formerly_differing_states(K, depth, starts)
 
 
 def test_numba_limit_qp_meets_its_kkt_conditions():
-    # the compiled active-set QP against the optimality conditions of min 1/2 e'Ge - 1'e, e >= 0,
+    # the compiled active-set QP (cold, and warm from wrong and right guesses of the positive
+    # set) against the optimality conditions of min 1/2 e'Ge - 1'e, e >= 0,
     # checked in numpy (G + ridge): e >= 0, Ge >= 1 off the support, Ge = 1 on it; G of full
     # rank (condition numbers up to ~1e5) and rank-deficient (modes at exact zeros), and u' =
     # D C'e against the XLA solve (unique even where e is not)
@@ -303,7 +304,7 @@ def test_numba_limit_qp_meets_its_kkt_conditions():
             e, P = np.empty(R), np.zeros(R, bool)
             scratch = [np.empty(R) for _ in range(5)]
             tols = np.array([QP_RIDGE, QP_ADD_TOL, QP_KKT_TOL])
-            assert _qp_nonneg(GT, e, P, np.zeros((R, R)), np.zeros(R, np.int64), *scratch, tols)
+            assert _qp_nonneg(GT, e, P, np.zeros((R, R)), np.zeros(R, np.int64), *scratch, tols, False)
             Gr = G + QP_RIDGE * np.diag(np.abs(np.diag(G)))
             m = Gr @ e
             assert np.all(e >= 0)
@@ -312,6 +313,17 @@ def test_numba_limit_qp_meets_its_kkt_conditions():
             ex, ok = qp_nonneg(jnp.asarray(G), jnp.ones(R, bool))
             assert bool(ok)
             np.testing.assert_allclose(D * (e @ C), D * (np.asarray(ex) @ C), rtol=1e-7, atol=1e-12)
+            # warm starts from wrong guesses (every class, a random set) and from the answer's
+            # own support: the same KKT point, the same u' as the cold start
+            for guess in (np.ones(R, bool), rng.uniform(size=R) < 0.5, e > 0):
+                GT = G.T.copy()
+                ew, Pw = np.empty(R), guess.copy()
+                assert _qp_nonneg(GT, ew, Pw, np.zeros((R, R)), np.zeros(R, np.int64), *scratch, tols, True)
+                m = Gr @ ew
+                assert np.all(ew >= 0) and np.array_equal(Pw, ew > 0)
+                np.testing.assert_allclose(m[ew > 0], 1.0, atol=1e-9)
+                assert np.all(m[ew == 0] >= 1 - 1e-9)
+                np.testing.assert_allclose(D * (ew @ C), D * (e @ C), rtol=1e-9, atol=1e-14)
 
 
 def test_outcome_limit_map_backend_follows_the_solver():

@@ -81,6 +81,50 @@ def test_qp_matches_brute_force():
         assert 0.5 * x @ G @ x - x.sum() <= value + 1e-10 * (1 + abs(value))
 
 
+def test_qp_warm_start_reaches_the_brute_force_optimum():
+    """A warm start from any guess of the positive set (all of it, a random one, the optimum's
+    own support, none) reaches the brute-force optimum and the cold start's x: a guess whose
+    z_P is not positive falls back to the cold start, a feasible one only shortens the path."""
+    qp = jax.jit(qp_nonneg)
+    rng = np.random.default_rng(1)
+    for i in range(40):
+        n = 6
+        if i % 2:
+            B = rng.normal(size=(n + 2, n)) * rng.uniform(0.1, 2.0, size=n)
+        else:  # rank n - 2 with B >= 0 (bounded)
+            B = np.abs(rng.normal(size=(n - 2, n)))
+        G = B.T @ B
+        active = rng.uniform(size=n) < 0.8
+        best, value = _brute_force_qp(G, active)
+        cold, _ = qp(jnp.asarray(G), jnp.asarray(active))
+        guesses = (np.ones(n, bool), rng.uniform(size=n) < 0.5, best > 0, np.zeros(n, bool))
+        for start in guesses:
+            x, solved = qp(jnp.asarray(G), jnp.asarray(active), start=jnp.asarray(start))
+            x = np.asarray(x)
+            assert bool(solved)
+            assert np.all(x >= 0) and np.all(x[~active] == 0)
+            assert 0.5 * x @ G @ x - x.sum() <= value + 1e-10 * (1 + abs(value))
+            # G x is unique (x itself is not where G is singular)
+            np.testing.assert_allclose(G @ x, G @ np.asarray(cold), rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("N", [3, 6])
+def test_warm_started_limit_map_ends_where_cold_steps_end(N):
+    """relax warm-starts each step's QP from the previous step's positive set; its end states
+    are those of LIMIT_STEPS cold limit_step calls (the QP's answer is unique), to 1e-12."""
+    K = 16
+    rng = np.random.default_rng(N)
+    u0 = handoff(jnp.asarray(rng.uniform(0.05, 1.0, (6, K)) ** 3))
+    warm, ok = _limit.relax(u0, factors=N, group=Walsh(K), checked=True)
+    assert np.all(np.asarray(ok))
+    step = jax.jit(jax.vmap(lambda u: limit_step(u, N)))
+    u = u0
+    for _ in range(_limit.LIMIT_STEPS):
+        u = step(u)
+    scale = np.abs(np.asarray(u)).max(-1, keepdims=True)
+    assert np.all(np.abs(np.asarray(warm) - np.asarray(u)) <= 1e-12 * scale)
+
+
 def _flow(u0, N, span):
     """The limit flow du/ds = F(u) - u over s in [0, span], integrated by diffrax (tight)."""
     sol = diffrax.diffeqsolve(

@@ -145,7 +145,7 @@ def _chol_solve(ip, m, L, b, out, y):
 
 @_jit
 @no_type_check
-def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb, qp_tols):
+def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb, qp_tols, warm):
     r"""$x = \arg\min_{x \ge 0} \frac12 x^\top G x - \mathbf 1^\top x$ over all n entries, in place
     (:func:`svflow._limit.qp_nonneg` with every entry active: the same iterations, a
     Cholesky solve of $G_{PP} z_P = \mathbf 1$ afresh in each, one refinement, the same
@@ -158,7 +158,9 @@ def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb, qp_tols):
     $(G + \mu\,\mathrm{diag}|G|)^\top$ ($\mu$ = ``QP_RIDGE``). ``P`` (n,) bool ends as the
     positive set. Scratch: L (n, n), ip (n,) int, z, t, g, w, xb (n,). ``qp_tols`` (3,):
     ``(QP_RIDGE, QP_ADD_TOL, QP_KKT_TOL)``, passed in (not read as globals, which numba
-    would freeze into its disk cache).
+    would freeze into its disk cache). ``warm``: the positive set starts as the ``P`` passed
+    in (``qp_nonneg``'s ``start``: accepted when its $z_P > 0$, else the cold start, that
+    first solve uncounted); otherwise it starts empty.
     """
     QP_RIDGE, QP_ADD_TOL, QP_KKT_TOL = qp_tols[0], qp_tols[1], qp_tols[2]
     n = GT.shape[0]
@@ -166,7 +168,12 @@ def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb, qp_tols):
     for a in range(n):
         GT[a, a] = GT[a, a] + QP_RIDGE * abs(GT[a, a])
         x[a] = 0.0
-        P[a] = False
+        if not warm:
+            P[a] = False
+    first = False
+    for a in range(n):
+        if P[a]:
+            first = True
     it = 0
     done = False
     while (not done) and it < max_iter:
@@ -194,6 +201,17 @@ def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb, qp_tols):
         for ia in range(m):
             a = ip[ia]
             z[a] = z[a] + xb[a]
+        if first:
+            # the warm start: accepted when z_P > 0, else the cold start (uncounted)
+            first = False
+            cold = False
+            for ia in range(m):
+                if not (z[ip[ia]] > 0.0):
+                    cold = True
+            if cold:
+                for a in range(n):
+                    P[a] = False
+                continue
         # the blocking index: the first argmin of x / (x - z) over P with z <= 0 (inf elsewhere)
         infeasible = False
         k = 0
@@ -250,11 +268,13 @@ def _qp_nonneg(GT, x, P, L, ip, z, t, g, w, xb, qp_tols):
 
 @_jit
 @no_type_check
-def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, ip, z, t, g, w, xb, qp_tols):
+def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, ip, z, t, g, w, xb, qp_tols, warm):
     r"""``out`` = one step of the limit map from ``u`` (:func:`svflow._limit.limit_step`):
     $\frac NK |u|^a \odot C_R^\top \hat e$, entry 0 set to 0; ``CrT`` $= C_R^\top$.
     $G_{xy} = \sum_j (\frac N{K^2} C_{xj} D_j) C_{yj}$, $D = |u|^a$, summed in order of j;
-    scratch ``A`` (K, R). Returns the QP's ``solved`` flag (:func:`_qp_nonneg`)."""
+    scratch ``A`` (K, R). ``warm``: the QP starts from the positive set of ``e`` (the
+    previous step's solution, :func:`svflow._limit.relax`), else cold. Returns the QP's
+    ``solved`` flag (:func:`_qp_nonneg`)."""
     R, K = Cr.shape
     a = 2.0 - 2.0 / N
     for j in range(K):
@@ -273,7 +293,10 @@ def _limit_step(u, Cr, CrT, N, out, D, A, GT, e, P, L, ip, z, t, g, w, xb, qp_to
             if c != 0.0 and D[j] != 0.0:
                 for x in range(R):
                     GT[y, x] += A[j, x] * c
-    solved = _qp_nonneg(GT, e, P, L, ip, z, t, g, w, xb, qp_tols)
+    if warm:
+        for x in range(R):
+            P[x] = e[x] > 0.0
+    solved = _qp_nonneg(GT, e, P, L, ip, z, t, g, w, xb, qp_tols, warm)
     for j in range(K):
         out[j] = 0.0
     for x in range(R):
@@ -381,8 +404,9 @@ def limit_batch(
                 u[j] = u_dummy[j]
         # the limit map; solved: every QP of the run and of the rates step solved
         solved = True
-        for _ in range(steps):
-            if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb, qp_tols):
+        for k in range(steps):
+            # each step's QP warm-started from the previous step's positive set
+            if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb, qp_tols, k > 0):
                 solved = False
             for j in range(K):
                 u[j] = v[j]
@@ -397,7 +421,7 @@ def limit_batch(
             lam_b[j] = abs(u[j]) if (j > 0 and np.isfinite(u[j])) else 0.0
             top = max(top, lam_b[j])
         _handoff(lam_b, CT, u, m)
-        if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb, qp_tols):
+        if not _limit_step(u, Cr, CrT, N, v, D, A, G, e, P, Lf, ip, z, t, g, w, xb, qp_tols, False):
             solved = False
         moving = False
         rs = 0
