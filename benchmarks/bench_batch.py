@@ -709,8 +709,9 @@ def main_basin(argv=None):
     """Issue 25, the basin_map target: ``studies.basin_map`` (K = 16, L = 5, random family, a
     16 x 16 grid) per start against the public ``svflow.simulate`` per start (1000 starts of the
     same family, 161 saves, as ``cpu_case``), and the same map with the limit map forced onto
-    XLA (the svflow 0.5.0 pipeline: exact runs on the kernel, ``_limit.relax`` in XLA), the
-    rows interleaved in each round (process CPU time, median over the rounds)."""
+    XLA (as the svflow 0.5.0 pipeline: exact runs on the kernel, ``_limit.relax`` in XLA, its
+    QPs now warm-started as the compiled map's), the rows interleaved in each round (process
+    CPU time, median over the rounds)."""
     p = argparse.ArgumentParser(description="issue 25: basin_map against simulate, one run")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--side", type=int, default=16)
@@ -736,7 +737,7 @@ def main_basin(argv=None):
             lambda: basin_map(K, [depth], eps, delta, family="random"),
             side**2,
         ),
-        "studies.basin_map, limit map in XLA (0.5.0), per start": (xla_limit_map, side**2),
+        "studies.basin_map, limit map in XLA, per start": (xla_limit_map, side**2),
     }
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     out = {name: fn() for name, (fn, _) in calls.items()}  # compile (XLA, numba)
