@@ -100,6 +100,10 @@ SMOOTHING_STEPS = 1000  # L-BFGS steps per smoothing level
 NEWTON_STEPS = 8  # face-Newton steps
 FACE_RTOLS = (1e-6, 1e-5, 1e-4)  # kink faces |P| <= rtol max|P| tried by the face Newton
 DROP_ROUNDS = 3  # face-Newton rounds releasing kinks whose slope leaves [0, 1]
+# iterations of each BVLS solve in the Clarke gap's Gauss-Newton steps (scipy's default is
+# the number of kinks: far from a Clarke point, with ~1e3 kinks and a rank-deficient
+# Jacobian, it took 400-500 iterations of one least-squares solve each, 5-25 s per solve)
+BVLS_MAX_ITER = 50
 # retries of the kink stage for a run it leaves uncertified: (L-BFGS steps from the start,
 # 0 = the L-BFGS point; relative Gaussian perturbation of that point, seeded by the retry)
 RESTARTS = ((10, 0.0), (0, 1e-4), (0, 1e-3))
@@ -288,9 +292,10 @@ def _clarke(model: DeepUFM, factors, rtol: float, iterations: int = 6) -> tuple[
     The gradient for slopes s is multilinear in s (kinks of one sample in
     successive layers multiply), so the box least-squares problem
     $\\min_{s \\in [0,1]^k}|g(s)|$ is solved by Gauss-Newton steps, each a
-    bounded-variable least-squares problem (scipy ``lsq_linear``, BVLS) in the
-    kink slopes; the value returned is $|g(s)|$ evaluated exactly at the best
-    slopes found (every such value bounds the minimum from above)."""
+    bounded-variable least-squares problem (scipy ``lsq_linear``, BVLS, at most
+    :data:`BVLS_MAX_ITER` iterations) in the kink slopes; the value returned is
+    $|g(s)|$ evaluated exactly at the best slopes found (every such value bounds
+    the minimum from above, whether or not BVLS reached its optimum)."""
     from scipy.optimize import lsq_linear
 
     fs = tuple(jnp.asarray(F, dtype=model.dtype) for F in factors)
@@ -302,9 +307,9 @@ def _clarke(model: DeepUFM, factors, rtol: float, iterations: int = 6) -> tuple[
     best = float(np.linalg.norm(g))
     for _ in range(iterations if idx.size else 0):
         Jk = J[:, idx]
-        sol = lsq_linear(Jk, Jk @ s[idx] - g, bounds=(0.0, 1.0), method="bvls")
+        sol = lsq_linear(Jk, Jk @ s[idx] - g, bounds=(0.0, 1.0), method="bvls", max_iter=BVLS_MAX_ITER)
         trial = s.copy()
-        trial[idx] = np.clip(sol.x, 0.0, 1.0)
+        trial[idx] = np.clip(sol.x, 0.0, 1.0)  # in the box also when BVLS stopped at its cap
         g, J = (np.asarray(a) for a in _slope_gradient(model, fs, masks, jnp.asarray(trial)))
         value = float(np.linalg.norm(g))
         if not value < best * (1 - 1e-3):
