@@ -650,10 +650,13 @@ def outcome(
     full-parameter flow in double-log time, decided by the late growth
     exponents of the centred-logit singular values at the stages ``horizons``
     (default ``(1e3, 1e4)``) and the off-mode law of the aligned reduced
-    dynamics (docs: theory/random-starts.md; a finite-horizon rule, not a
-    certificate). Returns a dataset over ``start`` (absent for one model) and
-    ``sv``: ``outcome``, ``support``, ``limit``, ``exponent``, ``exponent_early``,
-    ``kkt_residual``, ``kkt_slackness``, ``horizon``, ``num_steps``.
+    dynamics; a start still undecided after the last stage is handed to the
+    frame-free limit map (``decided_by`` = 2; docs: theory/random-starts.md; a
+    finite-horizon rule, not a certificate). Returns a dataset over ``start``
+    (absent for one model) and ``sv``: ``outcome``, ``support``, ``limit``,
+    ``exponent``, ``exponent_early``, ``kkt_residual``, ``kkt_slackness``,
+    ``horizon``, ``num_steps``, ``decided_by``, ``handoff_ratio``
+    (:func:`svflow._full.outcome.flow_outcome`).
     ``batch_dims``, ``group`` and ``criterion`` do not apply to it.
 
     **Spectral starts** (everything below):

@@ -320,3 +320,31 @@ def test_a_handoff_decision_holds_in_a_ten_times_longer_independent_run():
     assert np.all(late[~on] <= 0.1) and np.all(late[~on] < early[~on]), where
     # the smallest mode, the one the exponent rule could not call at 1e3, rose by 1e4
     assert late[on].min() > out.limit.values[on].min(), where
+
+
+@pytest.mark.slow
+def test_handoff_decisions_on_the_phase_map_hold_in_ten_times_longer_independent_runs():
+    """Two FULL phase-map starts that the exponent rule leaves undecided at tau = 1e4 and
+    the hand-off (on by default) decides: K = 16, L = 3, d = 8, seed 0 (rank 4: a mode at
+    ratio 0.157 with e = +0.06 turned on) and K = 8, L = 6, d = 8, seed 7 (rank 3: a mode
+    at 0.143 turned on). scipy LSODA (exact Jacobian, the independent right-hand side
+    above) from t = 0 ten times further, tau = 1e5: every on-mode keeps a ratio >= 0.1,
+    every off-mode below the width bound is <= 0.1 and still falling, and each mode the
+    rule left open moved from tau = 1e4 to 1e5 towards the map's limit ratio."""
+    for K, L, d, seed in ((16, 3, 8, 0), (8, 6, 8, 7)):
+        m = svflow.random_model(K, depth=L, width=d, key=seed)
+        out = svflow.outcome(init=m, kkt=False)
+        assert int(out.decided_by) == 2 and int(out.outcome) > 0, (K, L, d, seed, int(out.decided_by))
+        ref = _reference_ratios(m, 1e5)
+        assert ref is not None
+        early, late = ref
+        on = out.support.values.astype(bool)
+        off = ~on & (np.arange(K - 1) < min(K - 1, d))  # modes beyond the width are 0 for every t
+        where = ((K, L, d, seed), out.limit.values, out.handoff_ratio.values, early, late)
+        assert np.all(late[on] >= 0.1), where
+        assert np.all(late[off] <= 0.1) and np.all(late[off] < early[off]), where
+        # the open modes: on, but below the rule's on threshold at tau = 1e4
+        open_ = on & (out.limit.values < 0.2)
+        assert open_.any(), where
+        toward = np.sign(late[open_] - early[open_]) == np.sign(out.handoff_ratio.values[open_] - early[open_])
+        assert np.all(toward), where

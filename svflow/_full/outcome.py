@@ -507,7 +507,7 @@ def flow_outcome(
     num_times: int = 81,
     solver: Solver = RANDOM_OUTCOME_SOLVER,
     kkt: bool = True,
-    handoff: bool = False,
+    handoff: bool = True,
     progress: bool = False,
 ) -> xr.Dataset:
     r"""The $t \to \infty$ outcome of the full-parameter flow from a random start (or a list).
@@ -537,13 +537,13 @@ def flow_outcome(
         solver: the flow's :class:`svflow.Solver` (default
             :data:`RANDOM_OUTCOME_SOLVER`: rtol 1e-6, atol 1e-9, 100 000 steps).
         kkt: report the KKT residual of each final state (NaN when False).
-        handoff: also hand the starts still undecided after the last stage to the
-            frame-free limit map (:func:`handoff_decision`; ``decided_by`` = 2). Off
-            by default: the hand-off is a heuristic, not a certificate (it assumes
-            balance and the late phase; docs/theory/random-starts.md), and its six
-            new decisions on the FULL phase map are not yet checked against runs
-            ten times longer (benchmarks/RESULTS.md, section 14.1). Default False:
-            the exponent rule alone, as in svflow 0.5.0 and :func:`svflow.outcome`.
+        handoff: hand the starts still undecided after the last stage to the
+            frame-free limit map (:func:`handoff_decision`; ``decided_by`` = 2).
+            Default True, as in :func:`svflow.outcome` and the phase map. It is a
+            heuristic, not a certificate (it assumes balance and the late phase;
+            docs/theory/random-starts.md), checked against independent runs ten
+            times longer (benchmarks/RESULTS.md, sections 14.1 and 14.2). False:
+            the exponent rule alone (svflow 0.5.0).
         progress: print one line per stage (starts run, decided so far).
 
     Returns:
@@ -750,7 +750,8 @@ def outcome_of_models(
         if value is not None:
             raise ValueError(
                 f"{name}= applies to spectral starts only; got {name}={value!r} with DeepUFM init. "
-                "Random starts are decided by the fixed growth-exponent rule (docs: theory/random-starts.md)."
+                "Random starts are decided by the growth-exponent rule and the frame-free limit-map "
+                "hand-off (docs: theory/random-starts.md)."
             )
     return flow_outcome(
         init,
