@@ -99,6 +99,13 @@ def plot(ds: xr.Dataset):
         title=f"observed order {ds.attrs['observed_order']:.2f}; max frame drift {drift:.1e}",
     )
     bx.title.set_fontsize(10)
+    # label the learning rates run, not the log axis' minor ticks (they collide)
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    bx.xaxis.set_major_locator(FixedLocator(etas))
+    bx.xaxis.set_minor_locator(NullLocator())
+    bx.xaxis.set_minor_formatter(NullFormatter())
+    bx.set_xticklabels([f"{e:g}" for e in etas])
     bx.legend(fontsize=8)
     return fig
 
