@@ -95,6 +95,11 @@ def test_the_handoff_leaves_every_decided_start_as_it_was():
     for name in ("outcome", "support", "horizon", "limit"):
         np.testing.assert_array_equal(a[name].values[by_rule], b[name].values[by_rule])
     assert np.all(b.decided_by.values[~by_rule] == 0) and b.attrs["rule"] != a.attrs["rule"]
+    # the public route (svflow.outcome with a list of models) hands off by default
+    c = svflow.outcome(init=models, horizons=(30.0,), kkt=False)
+    assert c.attrs["handoff"] == 1 and c.attrs["rule"] == a.attrs["rule"]
+    for name in ("outcome", "support", "decided_by"):
+        np.testing.assert_array_equal(c[name].values, a[name].values)
 
 
 def test_a_state_that_is_not_late_is_never_decided():
