@@ -346,5 +346,6 @@ def test_handoff_decisions_on_the_phase_map_hold_in_ten_times_longer_independent
         # the open modes: on, but below the rule's on threshold at tau = 1e4
         open_ = on & (out.limit.values < 0.2)
         assert open_.any(), where
-        toward = np.sign(late[open_] - early[open_]) == np.sign(out.handoff_ratio.values[open_] - early[open_])
+        target = out.handoff_ratio.values[open_]
+        toward = np.sign(late[open_] - early[open_]) == np.sign(target - early[open_])
         assert np.all(toward), where

@@ -102,7 +102,7 @@ def plot(ds: xr.Dataset):
     # label the learning rates run, not the log axis' minor ticks (they collide)
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-    bx.xaxis.set_major_locator(FixedLocator(etas))
+    bx.xaxis.set_major_locator(FixedLocator([float(e) for e in etas]))
     bx.xaxis.set_minor_locator(NullLocator())
     bx.xaxis.set_minor_formatter(NullFormatter())
     bx.set_xticklabels([f"{e:g}" for e in etas])
