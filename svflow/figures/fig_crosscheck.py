@@ -100,11 +100,10 @@ def plot(ds: xr.Dataset):
     )
     bx.title.set_fontsize(10)
     # label the learning rates run, not the log axis' minor ticks (they collide)
-    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     bx.xaxis.set_major_locator(FixedLocator([float(e) for e in etas]))
     bx.xaxis.set_minor_locator(NullLocator())
-    bx.xaxis.set_minor_formatter(NullFormatter())
     bx.set_xticklabels([f"{e:g}" for e in etas])
     bx.legend(fontsize=8)
     return fig
