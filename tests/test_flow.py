@@ -191,12 +191,49 @@ def test_factor_singular_values_match_numpy_on_hard_matrices():
     for l, A in enumerate(mats):
         want = np.linalg.svd(A, compute_uv=False)
         k = want.size
-        np.testing.assert_allclose(got[0, l, :k], want, rtol=0, atol=1e-14 * max(want.max(), 1) * k)
+        # the Gram route's certified 1e-10 relative, or gesdd's own value
+        np.testing.assert_allclose(got[0, l, :k], want, rtol=1e-10, atol=1e-14 * max(want.max(), 1) * k)
         assert np.all(got[0, l, k:] == 0)
         assert np.all(np.diff(got[0, l, :k]) <= 0)
     np.testing.assert_allclose(got[0, 4, :12], np.logspace(0, -12, 12), rtol=1e-14)
     # fewer kept than min(r, c): the largest ones
-    np.testing.assert_allclose(factor_singular_values(ys, shapes, 3), got[0, :, :3], rtol=0, atol=0)
+    np.testing.assert_allclose(factor_singular_values(ys, shapes, 3), got[0, :, :3], rtol=1e-10, atol=0)
+
+
+def test_factor_singular_values_gram_route_is_certified():
+    """Matrices with known singular values (Q1 diag(s) Q2^T, Q's from QR of
+    Gaussians): the certified Gram route holds 1e-10 relative (in fact about 1e-14) on well-conditioned
+    ones and is used there (fewer SVD calls than matrices); a graded one (1 ..
+    1e-7), whose Gram eigenvalues lose about 3e-4 of the smallest, goes to the SVD
+    and keeps its smallest singular value to 1e-8 relative."""
+    from svflow._full import flow as F
+
+    rng = np.random.default_rng(3)
+
+    def known(r, c, s):
+        q1, _ = np.linalg.qr(rng.standard_normal((r, r)))
+        q2, _ = np.linalg.qr(rng.standard_normal((c, c)))
+        return q1[:, : len(s)] @ np.diag(s) @ q2[:, : len(s)].T
+
+    well = [np.sort(rng.uniform(0.2, 3.0, 8))[::-1] for _ in range(20)]
+    graded = np.logspace(0, -7, 8)
+    mats = np.stack([known(16, 16, s) for s in well] + [known(16, 16, graded)])
+    calls = []
+    real_svd = np.linalg.svd
+
+    def counting_svd(a, *args, **kw):
+        calls.append(np.shape(a)[:-2])
+        return real_svd(a, *args, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F.np.linalg, "svd", counting_svd)
+        got = F._stack_singular_values(mats, 8)
+    assert calls == [(1,)]  # only the graded matrix went through the SVD
+    np.testing.assert_allclose(got[:20], np.stack(well), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(got[20], graded, rtol=1e-8, atol=0)
+    # the Gram route alone would have lost the graded matrix's smallest value
+    lam = np.linalg.eigvalsh(mats[20].T @ mats[20])[::-1][:8]
+    assert abs(np.sqrt(abs(lam[-1])) - graded[-1]) > 1e-5 * graded[-1]
 
 
 def test_factor_singular_values_bad_input():
