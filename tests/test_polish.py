@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import svflow
 
@@ -442,3 +443,22 @@ def test_repolish_map_bad_cells():
         svflow.explicit.repolish_map(ds, cells=[(99, 2)])
     with pytest.raises(TypeError, match="cells"):
         svflow.explicit.repolish_map(ds, cells=[3])
+
+
+@pytest.mark.skipif(not MAP.exists(), reason="committed optimality map not present")
+def test_repolish_map_records_the_code_that_repolished():
+    """The ``repolish`` note names the svflow version, git commit and dirty flag of
+    the process that re-polished; the map's own provenance attrs stay those of the
+    run that made it, and cells not asked for keep their stored values exactly."""
+    from svflow._dataset import provenance
+
+    ds = svflow.load(MAP)
+    out = svflow.explicit.repolish_map(ds, cells=[(2, 2)], max_steps=5)
+    now = provenance()
+    tail = out.attrs["repolish"].rsplit("; then ", 1)[-1]
+    assert "cells (K 2, L 2)" in tail
+    assert f"svflow {now['svflow_version']} at git commit {now['git_commit']} (dirty {now['git_dirty']})" in tail
+    for key in ("svflow_version", "git_commit", "git_dirty", "created"):
+        assert out.attrs[key] == ds.attrs[key]
+    rest = out["best_objective"].where(~((out.classes == 2) & (out.depth == 2)))
+    xr.testing.assert_identical(rest, ds["best_objective"].where(~((ds.classes == 2) & (ds.depth == 2))))

@@ -38,7 +38,7 @@ import xarray as xr
 
 from .. import _dims as D
 from .._checks import check_float, check_fraction, check_int
-from .._dataset import grid_dataset
+from .._dataset import grid_dataset, provenance
 from .._precision import computes
 from ._ldufm import (
     CLARKE_NAME,
@@ -209,7 +209,9 @@ def repolish_map(
     ``grad_tol`` defaults to the map's attribute. ``cells``: a list of
     ``(classes, depth)`` pairs to re-polish (default None: every cell; the
     others keep their stored values). Attribute ``repolish`` says what was
-    done (appended to an earlier one)."""
+    done and by which code (svflow version, git commit and dirty flag, UTC time),
+    appended to an earlier one; the dataset's own provenance attrs stay those of
+    the run that made the map."""
     if not isinstance(ds, xr.Dataset) or "best_parameters" not in ds:
         raise ValueError("ds must be a dataset of ldufm_optimality_map (with best_parameters).")
     max_steps = check_int("max_steps", max_steps, minimum=1)
@@ -279,9 +281,11 @@ def repolish_map(
             )
     out.attrs["grad_tol"] = tol
     which = "every cell" if cells is None else "cells " + ", ".join(f"(K {K}, L {L})" for K, L in todo)
+    made = provenance()
     note = (
         f"best point of {which} re-polished by svflow.explicit.polish (LBFGS {max_steps} steps; "
-        f"Clarke gap >= {tol:g}: {POLISH_NAME})"
+        f"Clarke gap >= {tol:g}: {POLISH_NAME}) with svflow {made['svflow_version']} at git commit "
+        f"{made['git_commit']} (dirty {made['git_dirty']}), {made['created']}"
     )
     out.attrs["repolish"] = f"{ds.attrs['repolish']}; then {note}" if "repolish" in ds.attrs else note
     return out
