@@ -462,3 +462,26 @@ def test_repolish_map_records_the_code_that_repolished():
         assert out.attrs[key] == ds.attrs[key]
     rest = out["best_objective"].where(~((out.classes == 2) & (out.depth == 2)))
     xr.testing.assert_identical(rest, ds["best_objective"].where(~((ds.classes == 2) & (ds.depth == 2))))
+
+
+@pytest.mark.skipif(not MAP.exists(), reason="committed optimality map not present")
+def test_the_figures_full_run_is_the_committed_maps_setting():
+    """``python -m svflow.figures --only ldufm_optimality`` recomputes the map the
+    committed figure shows: the same study setting (grid, steps, seeds, init scales,
+    L-BFGS steps, weight decay, learning rate, no per-run kink stage), then the
+    re-polish of the best points that the committed dataset records."""
+    from svflow.explicit._ldufm_studies import LDUFM_STUDIES
+    from svflow.figures import fig_ldufm_optimality as fig
+
+    ds = svflow.load(MAP)
+    kw = LDUFM_STUDIES["ldufm_optimality"].settings(fig.FULL_SETTING)
+    assert ds.attrs["setting"] == fig.FULL_SETTING
+    assert list(ds["classes"].values) == list(kw["classes"])
+    assert list(ds["depth"].values) == list(kw["depths"])
+    assert int(ds.attrs["steps"]) == kw["steps"]
+    assert int(ds.attrs["polish_steps"]) == kw["polish_steps"]
+    assert ds.sizes["seed"] == kw["seeds"]
+    np.testing.assert_array_equal(ds["scale"].values, kw["scales"])
+    assert float(ds.attrs["lam"]) == kw["weight_decay"] and float(ds.attrs["eta"]) == kw["eta"]
+    assert int(ds.attrs.get("kink_stage", 0)) == int(kw["kinks"])
+    assert "repolish" in ds.attrs  # the figure's full run re-polishes too
