@@ -457,7 +457,9 @@ def test_repolish_map_records_the_code_that_repolished():
     now = provenance()
     tail = out.attrs["repolish"].rsplit("; then ", 1)[-1]
     assert "cells (K 2, L 2)" in tail
-    assert f"svflow {now['svflow_version']} at git commit {now['git_commit']} (dirty {now['git_dirty']})" in tail
+    assert (
+        f"svflow {now['svflow_version']} at git commit {now['git_commit']} (dirty {now['git_dirty']})" in tail
+    )
     for key in ("svflow_version", "git_commit", "git_dirty", "created"):
         assert out.attrs[key] == ds.attrs[key]
     rest = out["best_objective"].where(~((out.classes == 2) & (out.depth == 2)))

@@ -109,3 +109,56 @@ def test_figures_and_scenarios_share_one_setting():
     assert fig_phase_map.QUICK is QUICK_SETTING and fig_phase_map.FULL is FULL_SETTING
     for mod in (fig_code_convergence, fig_groups, fig_repulsion):
         assert set(mod.QUICK) == set(mod.FULL)
+
+
+def test_figures_runner_turns_on_a_computes_progress_and_keeps_a_studys_setting(tmp_path, monkeypatch):
+    """``python -m svflow.figures`` passes ``progress=True`` to a figure whose compute
+    takes it (and calls one that does not without it), and keeps a study's own
+    ``setting`` attr (the optimality map's "polished") instead of writing "full"."""
+    import matplotlib.pyplot as plt
+    import xarray as xr
+
+    from svflow import figures
+    from svflow.figures import __main__ as runner
+
+    calls = []
+
+    def with_bar(quick, progress=False):
+        calls.append(("with_bar", quick, progress))
+        return xr.Dataset({"x": ("i", [1.0])}, attrs={"setting": "polished"})
+
+    def without_bar(quick):
+        calls.append(("without_bar", quick))
+        return xr.Dataset({"x": ("i", [2.0])})
+
+    fake = {
+        "t_with_bar": figures.Figure("t_with_bar", with_bar, lambda ds: plt.figure(), ""),
+        "t_without_bar": figures.Figure("t_without_bar", without_bar, lambda ds: plt.figure(), ""),
+    }
+    monkeypatch.setattr(runner, "registry", lambda: dict(fake))
+    assert runner.main(["--out", str(tmp_path)]) == 0
+    assert calls == [("with_bar", False, True), ("without_bar", False)]
+    assert svflow.load(tmp_path / "data" / "t_with_bar.nc").attrs["setting"] == "polished"
+    assert svflow.load(tmp_path / "data" / "t_without_bar.nc").attrs["setting"] == "full"
+
+
+def test_ldufm_sweep_progress_bar(capsys):
+    """``ldufm_sweep(..., progress=True)`` shows one bar over the swept values."""
+    ds = svflow.explicit.ldufm_sweep(
+        "lam",
+        (0.004, 0.008),
+        progress=True,
+        classes=3,
+        depth=2,
+        width=4,
+        steps=20,
+        seeds=(0,),
+        num_times=3,
+        polish_steps=2,
+        kinks=False,
+    )
+    assert list(ds["lam"].values) == [0.004, 0.008]
+    err = capsys.readouterr().err
+    assert "L-DUFM runs over lam" in err and "1/2" in err and "lam = 0.008" in err
+    with pytest.raises(TypeError, match="progress"):
+        svflow.explicit.ldufm_sweep("lam", (0.004,), progress="yes")

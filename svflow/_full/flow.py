@@ -483,8 +483,9 @@ def flow(
         factor_spectra: record ``sigma_factor``: the K largest singular values
             of every factor at every save, computed on the host after the run
             (:func:`factor_singular_values`: batched eigenvalues of the
-            Gram matrices, certified to 1e-10 relative, LAPACK's SVD where not). ``False`` leaves it out: for a wide model
-            (d >= 64) these SVDs cost more than the integration itself.
+            Gram matrices, certified to 1e-10 relative, LAPACK's SVD where
+            not). ``False`` leaves it out: for a wide model (d >= 64) these
+            cost more than the integration itself.
 
     Returns:
         The dataset layout of :func:`svflow.train` (``sigma``: singular values

@@ -1128,10 +1128,11 @@ _SWEEP_ATTRS = {"weight_decay": "lam", "scale": "init_scale"}  # the dataset att
 
 
 @computes
-def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
+def ldufm_sweep(param: str, values: Sequence, *, progress: bool = False, **kwargs) -> xr.Dataset:
     """:func:`ldufm_runs` over ``param`` (one of ``"weight_decay"`` or its alias
     ``"lam"``, ``"width"``, ``"scale"`` (the init scale) or ``"classes"``),
-    concatenated along it (the dim is named ``param``).
+    concatenated along it (the dim is named ``param``). ``progress``: a bar over
+    the values (one tick per :func:`ldufm_runs` call: its GD and its polish).
 
     Over ``classes`` the singular-value axis ``sv`` and the matrix axes ``row``,
     ``col``, ``col2`` are padded with NaN to the largest size; over ``width`` the
@@ -1140,7 +1141,15 @@ def ldufm_sweep(param: str, values: Sequence, **kwargs) -> xr.Dataset:
     values = list(values)
     if not values:
         raise ValueError(f"values must hold at least one {param}; got an empty list.")
-    parts = [ldufm_runs(**{**kwargs, param: v}) for v in values]
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False; got {progress!r}.")
+    from tqdm import tqdm
+
+    bar = tqdm(values, desc=f"L-DUFM runs over {param}", unit="value", disable=not progress, leave=False)
+    parts = []
+    for v in bar:
+        bar.set_postfix_str(f"{param} = {v}")
+        parts.append(ldufm_runs(**{**kwargs, param: v}))
     if param == "classes":
         pad = {d: np.arange(max(p.sizes[d] for p in parts)) for d in ("sv", "row", "col", "col2")}
         parts = [p.reindex(pad) for p in parts]

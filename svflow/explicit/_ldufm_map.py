@@ -191,7 +191,12 @@ def map_parameters(ds: xr.Dataset, classes: int, depth: int) -> list[np.ndarray]
 
 @computes
 def repolish_map(
-    ds: xr.Dataset, *, max_steps: int = 100, grad_tol: float | None = None, cells=None
+    ds: xr.Dataset,
+    *,
+    max_steps: int = 100,
+    grad_tol: float | None = None,
+    cells=None,
+    progress: bool = False,
 ) -> xr.Dataset:
     r"""An optimality map (:func:`ldufm_optimality_map`) with the stored best point of
     every cell polished again by :func:`svflow.explicit.polish` (L-BFGS for
@@ -208,7 +213,8 @@ def repolish_map(
     value or leaves it within 1e-9 relative, so no count changes sign).
     ``grad_tol`` defaults to the map's attribute. ``cells``: a list of
     ``(classes, depth)`` pairs to re-polish (default None: every cell; the
-    others keep their stored values). Attribute ``repolish`` says what was
+    others keep their stored values). ``progress``: a bar over the cells.
+    Attribute ``repolish`` says what was
     done and by which code (svflow version, git commit and dirty flag, UTC time),
     appended to an earlier one; the dataset's own provenance attrs stay those of
     the run that made the map."""
@@ -242,7 +248,11 @@ def repolish_map(
         "long_name": "live ReLU kinks of the best run (re-polished)",
         "units": "entries",
     }
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False; got {progress!r}.")
+    bar = _progress_bar(len(todo), bool(progress), "re-polish")
     for K, L in todo:
+        bar.set_postfix_str(f"K {K}, L {L}")
         at = {D.CLASSES: K, D.DEPTH: L}
         d = int(ds["width"].sel({D.CLASSES: K}))
         fs = map_parameters(ds, K, L)
@@ -274,6 +284,8 @@ def repolish_map(
         }
         for name, value in new.items():
             out[name].loc[at] = value
+        bar.update(1)
+    bar.close()
     for name, flag in (("best_converged", "best_clarke_gap"), ("converged", "clarke_gap")):
         if name in out:
             out[name].attrs["long_name"] = (
@@ -326,10 +338,10 @@ def _empty_results(nK: int, nL: int, nscales: int, seeds: int, nparam: int) -> d
     }
 
 
-def _progress_bar(total: int, show: bool):
+def _progress_bar(total: int, show: bool, desc: str = "optimality map"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="optimality map", unit="cell", disable=not show)
+    return tqdm(total=total, desc=desc, unit="cell", disable=not show)
 
 
 def _map_cell(

@@ -17,6 +17,7 @@ mean-reduced squared loss $\frac{1}{2Kn}\|Z - Y\|_F^2$.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,15 +32,15 @@ from ._maps import srg_construction_layers, srg_ratio_curve
 __all__ = ["LdufmStudy", "LDUFM_STUDIES", "ldufm_study", "ldufm_scale_sweep"]
 
 
-def ldufm_scale_sweep(scales, *, classes=None, **kwargs) -> xr.Dataset:
+def ldufm_scale_sweep(scales, *, classes=None, progress: bool = False, **kwargs) -> xr.Dataset:
     """:func:`svflow.explicit.ldufm_sweep` over the init scale (dim ``scale``), and over
     ``classes`` too when a sequence of class counts is given (dims ``scale``,
-    ``classes``)."""
+    ``classes``); ``progress``: :func:`~svflow.explicit.ldufm_sweep`'s bars."""
     if classes is None or np.ndim(classes) == 0:
         if classes is not None:
             kwargs["classes"] = classes
-        return ldufm_sweep("scale", tuple(scales), **kwargs)
-    parts = [ldufm_sweep("classes", tuple(classes), scale=s, **kwargs) for s in scales]
+        return ldufm_sweep("scale", tuple(scales), progress=progress, **kwargs)
+    parts = [ldufm_sweep("classes", tuple(classes), scale=s, progress=progress, **kwargs) for s in scales]
     for p in parts:
         p.attrs.pop("init_scale", None)
     out = xr.concat(parts, dim="scale", combine_attrs="drop_conflicts")
@@ -68,9 +69,13 @@ class LdufmStudy:
         own = getattr(self, setting) if setting in ("quick", "full") else self.extra[setting]
         return {**self.common, **own}
 
-    def compute(self, setting: str = "quick") -> xr.Dataset:
-        """Run the study at ``setting`` ("quick", "full" or an extra setting's name)."""
-        ds = self.function(**self.settings(setting))
+    def compute(self, setting: str = "quick", progress: bool = False) -> xr.Dataset:
+        """Run the study at ``setting`` ("quick", "full" or an extra setting's name);
+        ``progress``: the study function's progress bar, where it has one."""
+        kwargs = self.settings(setting)
+        if progress and "progress" in inspect.signature(self.function).parameters:
+            kwargs["progress"] = True
+        ds = self.function(**kwargs)
         ds.attrs.update(
             study=self.name,
             paper_figure=self.paper,

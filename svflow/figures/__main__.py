@@ -9,6 +9,7 @@ the ``git_commit`` and ``git_dirty`` flag of the code that made it.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -72,9 +73,12 @@ def main(argv=None) -> int:
         if args.replot:
             ds = load(data)
         else:
-            ds = computes(f.compute)(args.quick)
+            # long computations show their own bars (under this one) where they have them
+            shows = "progress" in inspect.signature(f.compute).parameters
+            ds = computes(f.compute)(args.quick, **({"progress": True} if shows else {}))
             ds.attrs["figure_quick"] = int(args.quick)
-            ds.attrs["setting"] = "quick" if args.quick else "full"
+            # a study's own setting name (e.g. the optimality map's "polished") is kept
+            ds.attrs.setdefault("setting", "quick" if args.quick else "full")
             for k, v in provenance().items():  # versions for studies that do not record them
                 if k != "jax_enable_x64":  # (this process's setting, not the computation's)
                     ds.attrs.setdefault(k, v)

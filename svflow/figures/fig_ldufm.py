@@ -23,8 +23,8 @@ _SCALE_COLORS = ("C0", "C1", "C4", "C5")
 
 
 def _compute(name):
-    def compute(quick: bool):
-        return LDUFM_STUDIES[name].compute("quick" if quick else "full")
+    def compute(quick: bool, progress: bool = False):
+        return LDUFM_STUDIES[name].compute("quick" if quick else "full", progress=progress)
 
     return compute
 

@@ -12,19 +12,19 @@ from ..explicit._ldufm_studies import LDUFM_STUDIES
 from . import register
 from ._ldufm_common import DNC_SRG_CAPTION, setting_lines, wrap_caption
 
-
 FULL_SETTING = "polished"
 """The study setting of the committed figure (K = 2..6, 24 runs per cell); the
 study's FULL grid (K = 2..16, 5e5 steps, 40 runs per cell) is the scenario's."""
 
 
-def compute(quick: bool):
+def compute(quick: bool, progress: bool = False):
     """Quick: the QUICK setting. Full: the POLISHED setting (every run L-BFGS
     polished), then every cell's best point re-polished with the nonsmooth kink
     stage (:func:`svflow.explicit.repolish_map`), as the committed map was made."""
+    study = LDUFM_STUDIES["ldufm_optimality"]
     if quick:
-        return LDUFM_STUDIES["ldufm_optimality"].compute("quick")
-    return repolish_map(LDUFM_STUDIES["ldufm_optimality"].compute(FULL_SETTING))
+        return study.compute("quick", progress=progress)
+    return repolish_map(study.compute(FULL_SETTING, progress=progress), progress=progress)
 
 
 def _heat(ax, values, Ks, Ls, title, norm, cmap="RdBu_r"):

@@ -20,10 +20,10 @@ from ..studies._phase import QUICK_SETTING as QUICK
 from . import register
 
 
-def compute(quick: bool) -> xr.Dataset:
+def compute(quick: bool, progress: bool = False) -> xr.Dataset:
     import svflow
 
-    return svflow.studies.phase_map(**(QUICK if quick else FULL), progress=False)
+    return svflow.studies.phase_map(**(QUICK if quick else FULL), progress=progress)
 
 
 def plot(ds: xr.Dataset):

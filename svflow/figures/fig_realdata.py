@@ -20,10 +20,10 @@ from ..studies._realdata import QUICK_SETTING as QUICK
 from . import register
 
 
-def compute(quick: bool) -> xr.Dataset:
+def compute(quick: bool, progress: bool = False) -> xr.Dataset:
     import svflow
 
-    ds = svflow.studies.realdata_study(**(QUICK if quick else FULL), ufm_reference=True)
+    ds = svflow.studies.realdata_study(**(QUICK if quick else FULL), ufm_reference=True, progress=progress)
     ds.attrs["scenario"] = "quick" if quick else "full"
     return ds
 
