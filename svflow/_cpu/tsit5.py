@@ -163,6 +163,64 @@ def _fwht(X):
 
 @_jit
 @no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
+def _omc_neg_margins(lam, Z, omc):
+    r"""``Z[x]`` = $-m_x = -\frac1K\sum_j \lambda_j (1 - \cos\theta_{xj})$ for x = 1..K-1 over
+    the lanes, from ``lam`` (K, W) and the group's $1 - \cos$ table ``omc`` (row 0 untouched)."""
+    K, W = lam.shape
+    for x in range(1, K):
+        for w in range(W):
+            Z[x, w] = 0.0
+        for j in range(K):
+            c = omc[x, j]
+            for w in range(W):
+                Z[x, w] += lam[j, w] * c
+        for w in range(W):
+            Z[x, w] = -(Z[x, w] / K)
+
+
+@_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
+def _lse_neg_margins(Z, F, vW, wW, xW, fbuf):
+    r"""``wW`` = $\log(1 + \sum_{x \ne 0} e^{Z_x})$ per lane from ``Z`` rows 1..K-1 ($= -m_x$),
+    shifted by the largest. On return ``vW`` = $\max_x Z_x$ and ``F`` rows 1..K-1 =
+    $e^{Z_x - v}$, which the callers reuse; ``xW``, ``fbuf``: scratch."""
+    K, W = Z.shape
+    for w in range(W):
+        vW[w] = Z[1, w]
+    for x in range(2, K):
+        for w in range(W):
+            vW[w] = max(vW[w], Z[x, w])
+    for w in range(W):
+        wW[w] = 0.0
+    for x in range(1, K):
+        for w in range(W):
+            xW[w] = Z[x, w] - vW[w]
+        _vexp(xW, F[x], fbuf)
+        for w in range(W):
+            wW[w] += F[x, w]
+    for w in range(W):
+        a = vW[w] + math.log(wW[w])  # logsumexp of -m over x != 0
+        wW[w] = max(a, 0.0) + math.log1p(math.exp(-abs(a)))  # logaddexp(0, a)
+
+
+@_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
+def _omc_rates(F, Z, omc):
+    r"""``Z[j]`` = $\sum_{x \ne 0} e_x (1 - \cos\theta_{xj})$ for every j over the lanes: the
+    off-target rates (:func:`svflow._groups.Group.off_target_rates`) of the weights
+    $e_x$ in ``F`` rows 1..K-1, by the group's $1 - \cos$ table ``omc``."""
+    K, W = F.shape
+    for j in range(K):
+        for w in range(W):
+            Z[j, w] = 0.0
+        for x in range(1, K):
+            c = omc[x, j]
+            for w in range(W):
+                Z[j, w] += F[x, w] * c
+
+
+@_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
 def _rhs_log(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
     r"""``out`` = du/dtau at (tau (W,), U (K, W)) for every lane (the ``"log"`` clock, module docstring).
 
@@ -220,42 +278,14 @@ def _rhs_log(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
                 Z[k, w] = vW[w] - Z[k, w]
     else:
         # margins m = (lambda @ omc.T)/K; g' = exp(-m - log(1 + sum_{x != 0} e^{-m_x})); 1 - mu = g' @ omc
-        for x in range(K):
-            for w in range(W):
-                Z[x, w] = 0.0
-            for j in range(K):
-                c = omc[x, j]
-                for w in range(W):
-                    Z[x, w] += F[j, w] * c
-            for w in range(W):
-                Z[x, w] = -(Z[x, w] / K)
+        _omc_neg_margins(F, Z, omc)
+        _lse_neg_margins(Z, F, vW, wW, xW, fbuf)
         for w in range(W):
-            vW[w] = Z[1, w]
-        for x in range(2, K):
-            for w in range(W):
-                vW[w] = max(vW[w], Z[x, w])
-        for w in range(W):
-            wW[w] = 0.0
-        for x in range(1, K):
-            for w in range(W):
-                xW[w] = Z[x, w] - vW[w]
-            _vexp(xW, F[x], fbuf)
-            for w in range(W):
-                wW[w] += F[x, w]
-        for w in range(W):
-            a = vW[w] + math.log(wW[w])  # logsumexp of -m over x != 0
-            lse = max(a, 0.0) + math.log1p(math.exp(-abs(a)))  # logaddexp(0, a)
-            wW[w] = math.exp(vW[w] - lse)
+            wW[w] = math.exp(vW[w] - wW[w])
         for x in range(1, K):
             for w in range(W):
                 F[x, w] = F[x, w] * wW[w]
-        for j in range(K):
-            for w in range(W):
-                Z[j, w] = 0.0
-            for x in range(1, K):
-                c = omc[x, j]
-                for w in range(W):
-                    Z[j, w] += F[x, w] * c
+        _omc_rates(F, Z, omc)
     _vexp(tau, vW, fbuf)
     scale = N / K
     for w in range(W):
@@ -293,32 +323,10 @@ def _rhs_loglog(sigma, L, out, S, F, Z, vW, wW, xW, fbuf, N, walsh, omc):
             for w in range(W):
                 Z[k, w] = (F[k, w] - F[0, w]) * inv_k
     else:
-        for x in range(1, K):
-            for w in range(W):
-                Z[x, w] = 0.0
-            for j in range(K):
-                c = omc[x, j]
-                for w in range(W):
-                    Z[x, w] += L[j, w] * c
-            for w in range(W):
-                Z[x, w] = -(Z[x, w] / K)
+        _omc_neg_margins(L, Z, omc)
+    _lse_neg_margins(Z, F, vW, wW, xW, fbuf)
     for w in range(W):
-        vW[w] = Z[1, w]
-    for x in range(2, K):
-        for w in range(W):
-            vW[w] = max(vW[w], Z[x, w])
-    for w in range(W):
-        wW[w] = 0.0
-    for x in range(1, K):
-        for w in range(W):
-            xW[w] = Z[x, w] - vW[w]
-        _vexp(xW, F[x], fbuf)
-        for w in range(W):
-            wW[w] += F[x, w]
-    for w in range(W):
-        a = vW[w] + math.log(wW[w])  # logsumexp of -m over x != 0
-        lse = max(a, 0.0) + math.log1p(math.exp(-abs(a)))  # logaddexp(0, a)
-        wW[w] = math.expm1(sigma[w]) - lse  # tau - lse
+        wW[w] = math.expm1(sigma[w]) - wW[w]  # tau - lse
     # e_x = exp(tau - m_x - lse) (x != 0), e_0 = 0, into F
     for w in range(W):
         F[0, w] = 0.0
@@ -341,13 +349,7 @@ def _rhs_loglog(sigma, L, out, S, F, Z, vW, wW, xW, fbuf, N, walsh, omc):
             for w in range(W):
                 Z[k, w] = vW[w] - Z[k, w]
     else:
-        for j in range(K):
-            for w in range(W):
-                Z[j, w] = 0.0
-            for x in range(1, K):
-                c = omc[x, j]
-                for w in range(W):
-                    Z[j, w] += F[x, w] * c
+        _omc_rates(F, Z, omc)
     for w in range(W):
         Z[0, w] = 0.0
     _vexp(sigma, vW, fbuf)
