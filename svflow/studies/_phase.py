@@ -57,7 +57,7 @@ QUICK_SETTING: dict[str, Any] = dict(
 FULL_SETTING: dict[str, Any] = dict(
     classes=(8, 16),
     depths=(1, 2, 3, 4, 5, 6),
-    widths=(8, 16, 32, 64),
+    widths=(8, 16, 32, 64, 128, 256),
     seeds=tuple(range(8)),
     scale=1.0,
 )
