@@ -30,8 +30,10 @@ def plot(ds: xr.Dataset):
     import matplotlib.pyplot as plt
 
     Ks = ds["classes"].values
-    fig, axes = plt.subplots(2, len(Ks), figsize=(4.8 * len(Ks), 7.6), constrained_layout=True, squeeze=False)
     widths, depths = ds["width"].values, ds["depth"].values
+    # about 1 inch per width column (the per-cell counts need it), 4.8 at the least
+    panel = max(4.8, 1.0 + 0.95 * len(widths))
+    fig, axes = plt.subplots(2, len(Ks), figsize=(panel * len(Ks), 7.6), constrained_layout=True, squeeze=False)
     S = ds.sizes["seed"]
     t_snap = ds.attrs["snapshot_time"]
     for k, K in enumerate(Ks):
@@ -50,7 +52,7 @@ def plot(ds: xr.Dataset):
                     light = not np.isfinite(v) or v < 0.6 * (K - 1)
                     color = "white" if light else "black"
                     ax.text(j, i + 0.1, f"{v:.1f}", ha="center", va="center", fontsize=9, color=color)
-                    small = f"NC {nc[i, j]}/{S}, und. {und[i, j]}" if row == 0 else f"ratio {ratio[i, j]:.2f}"
+                    small = f"NC {nc[i, j]}/{S}, und {und[i, j]}" if row == 0 else f"ratio {ratio[i, j]:.2f}"
                     ax.text(j, i - 0.25, small, ha="center", va="center", fontsize=6, color=color)
             ax.set_xticks(range(len(widths)), [str(w) for w in widths])
             ax.set_yticks(range(len(depths)), [str(d) for d in depths])
