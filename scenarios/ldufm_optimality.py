@@ -12,9 +12,10 @@ width max(16, 2K), n = 1. QUICK: init scales 0.55, 1.0 x 2 seeds, 1e4 steps;
 MEDIUM: 0.55, 1.0, 1.5 x 4 seeds, 4e4 steps; FULL: 0.3, 0.55, 1.0, 1.5 x 10
 seeds, 5e5 steps; POLISHED (the committed figure): K = 2..6, init scales
 0.55, 1.0 x 12 seeds, 2e4 steps, no per-run kink stage (the figure re-polishes
-the best points with it). Every run is polished by L-BFGS (2000-3000 steps). Prints the best ratio, the count of runs below L_DNC out of the runs
-made, the bottleneck rank and init scale per cell, and the cells where the
-best run beats DNC and where it beats every known construction.
+the best points with it). Every run is polished by L-BFGS (2000-3000 steps).
+Prints the best ratio, the count of runs below L_DNC out of the runs made, the
+bottleneck rank and init scale per cell, and the cells where the best run
+beats DNC and where it beats every known construction.
 """
 
 from __future__ import annotations

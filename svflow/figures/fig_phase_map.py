@@ -33,7 +33,9 @@ def plot(ds: xr.Dataset):
     widths, depths = ds["width"].values, ds["depth"].values
     # about 1 inch per width column (the per-cell counts need it), 4.8 at the least
     panel = max(4.8, 1.0 + 0.95 * len(widths))
-    fig, axes = plt.subplots(2, len(Ks), figsize=(panel * len(Ks), 7.6), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(Ks), figsize=(panel * len(Ks), 7.6), constrained_layout=True, squeeze=False
+    )
     S = ds.sizes["seed"]
     t_snap = ds.attrs["snapshot_time"]
     for k, K in enumerate(Ks):
