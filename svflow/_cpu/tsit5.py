@@ -180,24 +180,34 @@ def _omc_neg_margins(lam, Z, omc):
 
 @_jit
 @no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
+def _shifted_exps(src, dst, first, vW, wW, xW, fbuf):
+    r"""Over rows ``first``..K-1 of ``src`` (K, W): ``vW`` = their largest entry per lane,
+    ``dst`` rows = $e^{src_x - v}$ and ``wW`` = their sum (a softmax's shifted
+    numerator and denominator); ``xW``, ``fbuf``: scratch."""
+    K, W = src.shape
+    for w in range(W):
+        vW[w] = src[first, w]
+    for x in range(first + 1, K):
+        for w in range(W):
+            vW[w] = max(vW[w], src[x, w])
+    for w in range(W):
+        wW[w] = 0.0
+    for x in range(first, K):
+        for w in range(W):
+            xW[w] = src[x, w] - vW[w]
+        _vexp(xW, dst[x], fbuf)
+        for w in range(W):
+            wW[w] += dst[x, w]
+
+
+@_jit
+@no_type_check  # no import-hook wrapper (jaxtyping's test hook) around a numba function
 def _lse_neg_margins(Z, F, vW, wW, xW, fbuf):
     r"""``wW`` = $\log(1 + \sum_{x \ne 0} e^{Z_x})$ per lane from ``Z`` rows 1..K-1 ($= -m_x$),
     shifted by the largest. On return ``vW`` = $\max_x Z_x$ and ``F`` rows 1..K-1 =
     $e^{Z_x - v}$, which the callers reuse; ``xW``, ``fbuf``: scratch."""
-    K, W = Z.shape
-    for w in range(W):
-        vW[w] = Z[1, w]
-    for x in range(2, K):
-        for w in range(W):
-            vW[w] = max(vW[w], Z[x, w])
-    for w in range(W):
-        wW[w] = 0.0
-    for x in range(1, K):
-        for w in range(W):
-            xW[w] = Z[x, w] - vW[w]
-        _vexp(xW, F[x], fbuf)
-        for w in range(W):
-            wW[w] += F[x, w]
+    W = Z.shape[1]
+    _shifted_exps(Z, F, 1, vW, wW, xW, fbuf)
     for w in range(W):
         a = vW[w] + math.log(wW[w])  # logsumexp of -m over x != 0
         wW[w] = max(a, 0.0) + math.log1p(math.exp(-abs(a)))  # logaddexp(0, a)
@@ -251,19 +261,7 @@ def _rhs_log(tau, U, out, S, F, Z, vW, wW, xW, fbuf, N, wd, walsh, omc):
         for k in range(K - 1, -1, -1):
             for w in range(W):
                 F[k, w] = (F[k, w] - F[0, w]) * inv_k
-        for w in range(W):
-            vW[w] = F[0, w]
-        for k in range(1, K):
-            for w in range(W):
-                vW[w] = max(vW[w], F[k, w])
-        for w in range(W):
-            wW[w] = 0.0
-        for k in range(K):
-            for w in range(W):
-                xW[w] = F[k, w] - vW[w]
-            _vexp(xW, Z[k], fbuf)
-            for w in range(W):
-                wW[w] += Z[k, w]
+        _shifted_exps(F, Z, 0, vW, wW, xW, fbuf)
         for w in range(W):
             vW[w] = 0.0
             Z[0, w] = 0.0
