@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["check_int", "check_float", "check_choice", "check_fraction", "public_names"]
+__all__ = ["check_int", "check_float", "check_choice", "check_fraction", "check_bool", "public_names"]
 
 
 def public_names(namespace: dict, package: str) -> list[str]:
@@ -84,6 +84,13 @@ def check_fraction(name: str, value, *, open_low: bool = True, open_high: bool =
         hi = ")" if open_high else "]"
         raise ValueError(f"{name} must lie in {lo}0, 1{hi}; got {v}.")
     return v
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` must be ``True`` or ``False`` (a numpy bool too; not 0, 1 or a string)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+    return bool(value)
 
 
 def check_choice(name: str, value, choices: Iterable[str]) -> str:

@@ -82,7 +82,7 @@ import xarray as xr
 from jax.scipy.special import logsumexp
 
 from . import _dims as D
-from ._checks import check_fraction, check_int
+from ._checks import check_bool, check_fraction, check_int
 from ._dataset import grid_dataset
 from ._fields import CETauField
 from ._groups import Group, resolve_group, tie_pairs
@@ -750,9 +750,7 @@ def outcome(
     grp = _run_group(init, classes, group) if continued else start_group(init, classes, group)
     config = check_tolerances(check_solver(solver))
     hz = check_horizon_list(horizons)
-    for name, flag in (("kkt", kkt), ("progress", progress)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False; got {flag!r} ({type(flag).__name__}).")
+    kkt, progress = check_bool("kkt", kkt), check_bool("progress", progress)
     if batch_dims is not None and not isinstance(batch_dims, str):
         if not isinstance(batch_dims, (list, tuple)) or not all(isinstance(d, str) for d in batch_dims):
             raise TypeError(

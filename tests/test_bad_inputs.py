@@ -620,3 +620,17 @@ def test_solver_rejects_bad_settings_and_records_netcdf_safe_attrs():
     assert attrs["rtol"] == 1e-7 and attrs["lanes"] == 8 and attrs["solver"] == "tsit5"
     assert all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in attrs.values())
     assert "lanes" not in svflow.Solver().as_attrs()  # None is not netCDF-safe: left out
+
+
+def test_flags_take_true_or_false_only():
+    """One check for every on/off argument (svflow._checks.check_bool): numpy bools pass as
+    Python bools; 1, 0 and strings raise a TypeError that names the argument."""
+    from svflow._checks import check_bool
+
+    assert check_bool("kinks", np.True_) is True and check_bool("kinks", False) is False
+    for bad in (1, 0, "yes", None):
+        with pytest.raises(TypeError, match="kinks must be True or False"):
+            check_bool("kinks", bad)
+    model = svflow.random_model(4, depth=2, width=4, key=0)
+    with pytest.raises(TypeError, match=wrong_type("factor_spectra must be True or False", "factor_spectra")):
+        svflow.flow(model, t_end=1.0, factor_spectra=1)

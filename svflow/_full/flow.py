@@ -44,7 +44,7 @@ from jax.scipy.special import logsumexp
 
 from .. import _dims as D
 from .._batch import solve_batch, solve_batch_loglog
-from .._checks import check_float, check_fraction, check_int
+from .._checks import check_bool, check_float, check_fraction, check_int
 from .._dataset import build_dataset
 from .._integrate import (
     SUCCESS,
@@ -517,8 +517,7 @@ def flow(
         penalty=_UFMPenalty(wd) if np.any(wd > 0) else None,
         loss=m0.loss,
     )
-    if not isinstance(factor_spectra, (bool, np.bool_)):
-        raise TypeError(f"factor_spectra must be True or False; got {factor_spectra!r}.")
+    factor_spectra = check_bool("factor_spectra", factor_spectra)
     template = _stack_models(models)
     if len(models) == 1:
         # one start: the solve and the records in one compiled call (diffrax's

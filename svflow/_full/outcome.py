@@ -78,7 +78,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import nnls
 
-from .._checks import check_int
+from .._checks import check_bool, check_int
 from .._integrate import IntegrationError, Solver, check_solver
 from .._precision import computes
 from .flow import _as_models, flow
@@ -569,9 +569,8 @@ def flow_outcome(
         raise ValueError(
             f"snapshot_times must lie before the first horizon t = e^{hz[0]:g}; got t = {snaps[-1]:g}."
         )
-    for name, flag in (("kkt", kkt), ("handoff", handoff), ("progress", progress)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False; got {flag!r} ({type(flag).__name__}).")
+    kkt, handoff = check_bool("kkt", kkt), check_bool("handoff", handoff)
+    progress = check_bool("progress", progress)
     B, K = len(models), models[0].classes
     settings = dict(
         solver=solver,

@@ -68,7 +68,7 @@ import optimistix as optx
 import xarray as xr
 
 from .. import _dims as D
-from .._checks import check_choice, check_float, check_fraction, check_int
+from .._checks import check_bool, check_choice, check_float, check_fraction, check_int
 from .._dataset import grid_dataset
 from .._full.model import DeepUFM, layers, mean_loss, random_model
 from .._full.train import DivergenceError, run_gd, step_grid
@@ -535,8 +535,7 @@ def polish(
     grad_tol = check_float("grad_tol", grad_tol, minimum=0.0, strict_min=True)
     smoothing_steps = check_int("smoothing_steps", smoothing_steps, minimum=1)
     newton_steps = check_int("newton_steps", newton_steps, minimum=0)
-    if not isinstance(kinks, (bool, np.bool_)):
-        raise TypeError(f"kinks must be True or False; got {kinks!r}.")
+    kinks = check_bool("kinks", kinks)
     model = _template(model)
     fs, obj, gn = _polish_batch(model, stacked, max_steps)
     fs = [np.array(F) for F in fs]
@@ -946,8 +945,7 @@ def ldufm_runs(
     model, factors = _starts(classes, depth, width, [scale], seeds, samples, lam)
     polish_steps = check_int("polish_steps", polish_steps, minimum=1)
     grad_tol = check_float("grad_tol", grad_tol, minimum=0.0, strict_min=True)
-    if not isinstance(kinks, bool):
-        raise TypeError(f"kinks must be True or False, got {kinks!r}.")
+    kinks = check_bool("kinks", kinks)
     records = _record_runs(model, factors, grid, eta=eta, rank_rtol=rank_rtol)
     pol = polished_runs(model, records[-1], max_steps=polish_steps, grad_tol=grad_tol, kinks=kinks)
     attrs = {
@@ -1141,8 +1139,7 @@ def ldufm_sweep(param: str, values: Sequence, *, progress: bool = False, **kwarg
     values = list(values)
     if not values:
         raise ValueError(f"values must hold at least one {param}; got an empty list.")
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True or False; got {progress!r}.")
+    progress = check_bool("progress", progress)
     from tqdm import tqdm
 
     bar = tqdm(values, desc=f"L-DUFM runs over {param}", unit="value", disable=not progress, leave=False)

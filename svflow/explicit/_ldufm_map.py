@@ -37,7 +37,7 @@ import numpy as np
 import xarray as xr
 
 from .. import _dims as D
-from .._checks import check_float, check_fraction, check_int
+from .._checks import check_bool, check_float, check_fraction, check_int
 from .._dataset import grid_dataset, provenance
 from .._precision import computes
 from ._ldufm import (
@@ -136,8 +136,7 @@ def ldufm_optimality_map(
     nparam = max(_param_count(K, L, d) for K, d in zip(Ks, widths) for L in Ls)
     out = _empty_results(len(Ks), len(Ls), len(scales), seeds, nparam)
     settings = dict(lam=lam, eta=eta, steps=steps, scales=scales, seeds=seeds, samples=samples)
-    if not isinstance(kinks, bool):
-        raise TypeError(f"kinks must be True or False, got {kinks!r}.")
+    kinks = check_bool("kinks", kinks)
     settings.update(polish_steps=polish_steps, grad_tol=grad_tol, kinks=kinks)
     _run_cells(out, Ks, Ls, widths, progress, settings)
     attrs = {
@@ -221,6 +220,7 @@ def repolish_map(
     if not isinstance(ds, xr.Dataset) or "best_parameters" not in ds:
         raise ValueError("ds must be a dataset of ldufm_optimality_map (with best_parameters).")
     max_steps = check_int("max_steps", max_steps, minimum=1)
+    progress = check_bool("progress", progress)
     tol = (
         float(ds.attrs["grad_tol"])
         if grad_tol is None
@@ -248,9 +248,7 @@ def repolish_map(
         "long_name": "live ReLU kinks of the best run (re-polished)",
         "units": "entries",
     }
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be True or False; got {progress!r}.")
-    bar = _progress_bar(len(todo), bool(progress), "re-polish")
+    bar = _progress_bar(len(todo), progress, "re-polish")
     for K, L in todo:
         bar.set_postfix_str(f"K {K}, L {L}")
         at = {D.CLASSES: K, D.DEPTH: L}

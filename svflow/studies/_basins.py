@@ -45,7 +45,7 @@ import xarray as xr
 from jaxtyping import Array, ArrayLike, Float
 
 from .. import _dims as D
-from .._checks import check_int
+from .._checks import check_bool, check_int
 from .._dataset import grid_dataset
 from .._groups import Group, resolve_group, tie_pairs
 from .._integrate import SUCCESS, Solver, check_solution, check_solver, takes_solver
@@ -416,9 +416,7 @@ def basin_map(
     criterion = _check_criterion(criterion)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    for name, flag in (("progress", progress), ("dry_run", dry_run)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False; got {flag!r}.")
+    progress, dry_run = check_bool("progress", progress), check_bool("dry_run", dry_run)
     if store is None and (client is not None or dry_run):
         raise ValueError("client and dry_run are about a stored map's chunks: pass a store too.")
     run = dict(classes=classes, horizons=tuple(float(h) for h in hz), family=family, config=config)
