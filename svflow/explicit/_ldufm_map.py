@@ -248,42 +248,41 @@ def repolish_map(
         "long_name": "live ReLU kinks of the best run (re-polished)",
         "units": "entries",
     }
-    bar = _progress_bar(len(todo), progress, "re-polish")
-    for K, L in todo:
-        bar.set_postfix_str(f"K {K}, L {L}")
-        at = {D.CLASSES: K, D.DEPTH: L}
-        d = int(ds["width"].sel({D.CLASSES: K}))
-        fs = map_parameters(ds, K, L)
-        pol = polished_runs(
-            _ldufm_model(K, L, d, n, lam), tuple(F[None] for F in fs), max_steps=max_steps, grad_tol=tol
-        )
-        obj, Ld = float(pol["objective"][0]), float(ds["L_DNC"].sel(at))
-        hidden = [k for k, name in enumerate(pol["names"]) if name != "Z"]
-        low = hidden[int(np.argmin(pol["rank"][0, hidden]))]
-        flat = np.full(ds.sizes["param"], np.nan)
-        vals = np.concatenate([np.asarray(F[0]).ravel() for F in pol["factors"]])
-        flat[: vals.size] = vals
-        Lcon = float(ds["construction_ratio"].sel(at)) * Ld
-        new = {
-            "best_objective": obj,
-            "best_ratio": obj / Ld,
-            "best_fit": float(pol["fit"][0]),
-            "best_regularisation": float(pol["regularisation"][0]),
-            "best_grad_norm": float(pol["grad_norm"][0]),
-            "best_clarke_gap": float(pol["clarke_gap"][0]),
-            "best_kink_count": int(pol["kink_count"][0]),
-            "best_converged": bool(pol["clarke_gap"][0] < tol),
-            "best_rank": int(pol["rank"][0, low]),
-            "best_gap": float(pol["gap"][0, low]),
-            "best_layer_ranks": " ".join(f"{a}:{r}" for a, r in zip(pol["names"], pol["rank"][0])),
-            "best_parameters": flat,
-            "beats_dnc": obj < (1 - beat) * Ld,
-            "beats_constructions": obj < (1 - beat) * Lcon,
-        }
-        for name, value in new.items():
-            out[name].loc[at] = value
-        bar.update(1)
-    bar.close()
+    with _progress_bar(len(todo), progress, "re-polish") as bar:
+        for K, L in todo:
+            bar.set_postfix_str(f"K {K}, L {L}")
+            at = {D.CLASSES: K, D.DEPTH: L}
+            d = int(ds["width"].sel({D.CLASSES: K}))
+            fs = map_parameters(ds, K, L)
+            pol = polished_runs(
+                _ldufm_model(K, L, d, n, lam), tuple(F[None] for F in fs), max_steps=max_steps, grad_tol=tol
+            )
+            obj, Ld = float(pol["objective"][0]), float(ds["L_DNC"].sel(at))
+            hidden = [k for k, name in enumerate(pol["names"]) if name != "Z"]
+            low = hidden[int(np.argmin(pol["rank"][0, hidden]))]
+            flat = np.full(ds.sizes["param"], np.nan)
+            vals = np.concatenate([np.asarray(F[0]).ravel() for F in pol["factors"]])
+            flat[: vals.size] = vals
+            Lcon = float(ds["construction_ratio"].sel(at)) * Ld
+            new = {
+                "best_objective": obj,
+                "best_ratio": obj / Ld,
+                "best_fit": float(pol["fit"][0]),
+                "best_regularisation": float(pol["regularisation"][0]),
+                "best_grad_norm": float(pol["grad_norm"][0]),
+                "best_clarke_gap": float(pol["clarke_gap"][0]),
+                "best_kink_count": int(pol["kink_count"][0]),
+                "best_converged": bool(pol["clarke_gap"][0] < tol),
+                "best_rank": int(pol["rank"][0, low]),
+                "best_gap": float(pol["gap"][0, low]),
+                "best_layer_ranks": " ".join(f"{a}:{r}" for a, r in zip(pol["names"], pol["rank"][0])),
+                "best_parameters": flat,
+                "beats_dnc": obj < (1 - beat) * Ld,
+                "beats_constructions": obj < (1 - beat) * Lcon,
+            }
+            for name, value in new.items():
+                out[name].loc[at] = value
+            bar.update(1)
     for name, flag in (("best_converged", "best_clarke_gap"), ("converged", "clarke_gap")):
         if name in out:
             out[name].attrs["long_name"] = (
