@@ -291,16 +291,31 @@ def _dims_of(dims) -> tuple:
     return (dims,) if isinstance(dims, str) else tuple(dims)
 
 
+def variable(dims, values, attrs: dict | None = None) -> xr.Variable:
+    """``xr.Variable(dims, values, attrs)`` with ``values`` as a numpy array.
+
+    Numeric, boolean and text arrays (``<U``, or object arrays of ``str`` as
+    :func:`svflow._dims.text` makes) take xarray's ``fastpath`` (the one its own
+    ``Variable.copy`` and indexing take): xarray's conversion would keep such an
+    array as it is, but first tests whether it is a dask array, which imports
+    ``dask.array`` (0.3 s in a fresh process) wherever dask is installed. Other
+    object, datetime and timedelta arrays go through xarray's conversion."""
+    values = np.asarray(values)
+    kind = values.dtype.kind
+    plain = kind not in "OMm" or (kind == "O" and all(type(v) is str for v in values.flat))
+    return xr.Variable(dims, values, attrs, fastpath=plain)
+
+
 def _coord(name: str, spec) -> xr.Variable:
     if isinstance(spec, xr.Variable):
         return spec
     if isinstance(spec, tuple) and len(spec) == 3:  # (dims, values, attrs): a non-index coordinate
         dims, values, vattrs = spec
-        return xr.Variable(dims, np.asarray(values), _attrs(name, vattrs))
+        return variable(dims, values, _attrs(name, vattrs))
     if isinstance(spec, tuple) and len(spec) == 2:  # (values, attrs): an index coordinate
         values, vattrs = spec
-        return xr.Variable(name, np.asarray(values), _attrs(name, vattrs))
-    return xr.Variable(name, np.asarray(spec), _attrs(name, None))
+        return variable(name, values, _attrs(name, vattrs))
+    return variable(name, spec, _attrs(name, None))
 
 
 def _attrs(name: str, given) -> dict:
@@ -338,7 +353,7 @@ def grid_dataset(coords: dict, variables: dict, attrs: dict | None = None) -> xr
     data = {}
     for name, spec in variables.items():
         dims, values, *rest = spec
-        data[name] = xr.Variable(dims, np.asarray(values), _attrs(name, rest[0] if rest else None))
+        data[name] = variable(dims, values, _attrs(name, rest[0] if rest else None))
     cvars = {name: _coord(name, spec) for name, spec in coords.items()}
     return xr.Dataset(data, coords=cvars, attrs=netcdf_attrs({**(attrs or {}), **provenance()}))
 

@@ -19,7 +19,7 @@ from jaxtyping import Array, Float
 from . import _dims as D
 from ._batch import solve_batch, solve_batch_loglog
 from ._checks import check_float, check_fraction, check_int
-from ._dataset import build_dataset
+from ._dataset import build_dataset, variable
 from ._fields import CETauField, check_loss, rhs_balanced, rhs_factors
 from ._groups import AUTO_DENSE_MAX_FFT, Group, Walsh, check_pairs, resolve_group
 from ._integrate import (
@@ -550,19 +550,20 @@ def _simulate_dataset(ys, num_steps, wall: float, ts, taus, run: dict, dims, coo
     }
     ds = build_dataset(ts, attrs=attrs, **{k: v[0] for k, v in out.items()})
     if taus is not None:
-        ds = ds.assign_coords(log_t=(D.TIME, taus, D.attrs("log_t")))
+        ds = ds.assign_coords(log_t=variable(D.TIME, taus, D.attrs("log_t")))
         ds.attrs.update(
             log_t_end=float(run["log_t_end"]), time_variable="sigma = log(1 + tau), tau = log(1 + t)"
         )
+    modes = {name: variable(*spec) for name, spec in grp.mode_coords().items()}
     if not dims:
-        return ds.assign_coords(grp.mode_coords())
+        return ds.assign_coords(modes)
     variables = {
-        name: (dims + var.dims, out[name].reshape(batch + out[name].shape[1:]), var.attrs)
+        name: variable(dims + var.dims, out[name].reshape(batch + out[name].shape[1:]), var.attrs)
         for name, var in ds.data_vars.items()
     }
-    variables["num_steps"] = (dims, num_steps.reshape(batch), D.attrs("num_steps"))
+    variables["num_steps"] = variable(dims, num_steps.reshape(batch), D.attrs("num_steps"))
     out_ds = xr.Dataset(variables, coords={**dict(ds.coords), **coords}, attrs=ds.attrs)
-    return out_ds.assign_coords(grp.mode_coords())
+    return out_ds.assign_coords(modes)
 
 
 SIMULATE_SOLVER = Solver(rtol=1e-8, atol=1e-10, max_steps=200_000)

@@ -119,3 +119,59 @@ def test_start_beyond_the_bound_is_still_checked():
     lam0[0] = 0.0
     with pytest.raises(svflow.IntegrationError, match="non-finite at the start"):
         svflow.simulate(8, 2, init=lam0, t_end=1.0, num_times=3)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.arange(6.0).reshape(2, 3),
+        np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int32),
+        np.array([[True, False, True], [False, False, True]]),
+        svflow._dims.text([["a", "b/c", "0"], ["x", "", "z"]]),
+        np.array([["a", "bb", "c"], ["d", "e", "f"]]),
+    ],
+    ids=["float", "int", "bool", "object str", "fixed str"],
+)
+def test_variable_equals_xarrays_own_conversion(values):
+    """svflow._dataset.variable (xarray's fastpath for plain arrays) gives the Variable xarray's
+    own conversion gives: same dims, dtype, values and attrs."""
+    import xarray as xr
+
+    from svflow._dataset import variable
+
+    a = variable(("x", "y"), values, {"units": "1"})
+    b = xr.Variable(("x", "y"), values, {"units": "1"})
+    assert a.identical(b) and a.dtype == b.dtype and type(a.data) is type(b.data) is np.ndarray
+
+
+def test_variable_leaves_datetimes_and_other_objects_to_xarray():
+    """Datetime arrays and object arrays that are not all ``str`` take xarray's conversion
+    (datetime64[D] becomes xarray's nanosecond precision, as without svflow)."""
+    import xarray as xr
+
+    from svflow._dataset import variable
+
+    days = np.array(["2026-12-07", "2026-12-08"], dtype="datetime64[D]")
+    assert variable("t", days).identical(xr.Variable("t", days))
+    assert variable("t", days).dtype == xr.Variable("t", days).dtype
+    mixed = np.array(["a", 1], dtype=object)
+    assert variable("m", mixed).identical(xr.Variable("m", mixed))
+
+
+def test_simulate_does_not_import_dask_array():
+    """A fresh process with dask installed: ``simulate`` on a batch builds its dataset without
+    importing ``dask.array`` (xarray's dask probe of every new Variable costs a fresh process
+    about 0.1-0.3 s; benchmarks/RESULTS.md section 17)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("dask")
+    code = (
+        "import sys, numpy as np, svflow\n"
+        "lam = np.random.default_rng(0).uniform(0.1, 1.0, (3, 8))\n"
+        "ds = svflow.simulate(8, 3, init=lam, batch_dims='start', t_end=10.0, num_times=5)\n"
+        "assert ds.sizes['start'] == 3\n"
+        "print('dask.array' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
