@@ -100,6 +100,7 @@ SMOOTHING_STEPS = 1000  # L-BFGS steps per smoothing level
 NEWTON_STEPS = 8  # face-Newton steps
 FACE_RTOLS = (1e-6, 1e-5, 1e-4)  # kink faces |P| <= rtol max|P| tried by the face Newton
 DROP_ROUNDS = 3  # face-Newton rounds releasing kinks whose slope leaves [0, 1]
+NEWTON_STALL = 0.5  # a face-Newton round stops after two steps in a row each leaving > this x the residual
 # iterations of each BVLS solve in the Clarke gap's Gauss-Newton steps (scipy's default is
 # the number of kinks: far from a Clarke point, with ~1e3 kinks and a rank-deficient
 # Jacobian, it took 400-500 iterations of one least-squares solve each, 5-25 s per solve)
@@ -337,27 +338,43 @@ def _face_jacobian(model: DeepUFM, v, s, masks, active, sfix, shapes):
 def _face_newton(model: DeepUFM, factors, s, masks, steps: int, rounds: int = DROP_ROUNDS) -> list:
     """Newton's method on the kink face with an active-set loop: solve
     $g(\\theta, s) = 0$, $P_k(\\theta) = 0$ at the active kinks for the factors and the
-    kink slopes together (least-squares steps, ``numpy.linalg.lstsq``, halved until
-    the residual falls; stops when it does not). A kink whose slope leaves
+    kink slopes together (least-squares steps: the minimum-norm solution at
+    numerical rank ``rcond`` 1e-12, LAPACK's ``gelsy``, complete orthogonal
+    factorisation, 2.3x faster than the SVD-based ``gelsd`` at 3707 unknowns;
+    halved until the residual falls; stops when it does not, or when two steps in a
+    row each leave more than :data:`NEWTON_STALL` = 0.5 of the residual: Newton
+    converging on the face shrinks it by orders of magnitude per step). A kink whose slope leaves
     [0, 1] is a face the objective wants to leave: it is released (its slope
     fixed at the nearer bound, its $P_k = 0$ constraint dropped) and Newton
     runs again, for at most ``rounds`` rounds. Returns the factors after every
     round (the caller keeps the best by Clarke gap)."""
+    from scipy.linalg import lstsq
+
     shapes = tuple(tuple(F.shape) for F in factors)
     v = _flat([jnp.asarray(F, dtype=model.dtype) for F in factors])
     m = np.asarray(_flat(masks))
+    # the slopes off the kink face enter neither the gradient (the slope objective reads
+    # a slope only where its mask is set) nor any P-constraint: their rows (s - 0) and
+    # columns (the identity) form a block of their own with zero residual, so the
+    # least-squares step is 0 there and the step solves the kink rows and columns alone
+    kink = np.nonzero(m)[0]
+    rows = np.concatenate([np.arange(v.size), v.size + kink])
     s = jnp.where(m, jnp.asarray(s, dtype=model.dtype), 0.0)
     active, sfix = m.copy(), np.zeros(m.size)
     out = []
     for _ in range(rounds + 1):
         act, fix = jnp.asarray(active), jnp.asarray(sfix, dtype=model.dtype)
         r = np.asarray(_face_residual(model, v, s, masks, act, fix, shapes))
+        slow = 0
         for _ in range(steps):
             norm = np.linalg.norm(r)
             if not np.isfinite(norm) or norm < 1e-14:
                 break
             A, B = _face_jacobian(model, v, s, masks, act, fix, shapes)
-            d = np.linalg.lstsq(np.hstack([np.asarray(A), np.asarray(B)]), -r, rcond=1e-12)[0]
+            J = np.hstack([np.asarray(A)[rows], np.asarray(B)[np.ix_(rows, kink)]])
+            dk = lstsq(J, -r[rows], cond=1e-12, lapack_driver="gelsy", check_finite=False)[0]
+            d = np.zeros(v.size + m.size)
+            d[: v.size], d[v.size + kink] = dk[: v.size], dk[v.size :]
             for t in 0.5 ** np.arange(12):
                 v1, s1 = v + t * d[: v.size], s + t * d[v.size :]
                 r1 = np.asarray(_face_residual(model, v1, s1, masks, act, fix, shapes))
@@ -366,6 +383,9 @@ def _face_newton(model: DeepUFM, factors, s, masks, steps: int, rounds: int = DR
             else:
                 break
             v, s, r = v1, s1, r1
+            slow = slow + 1 if np.linalg.norm(r1) > NEWTON_STALL * norm else 0
+            if slow == 2:  # no Newton convergence on this face: two steps in a row under 2x
+                break
         out.append(_unflat(v, shapes))
         sn = np.asarray(s)
         leave = active & ((sn < -1e-9) | (sn > 1 + 1e-9))
@@ -486,11 +506,13 @@ def polish(
          stationary point is a Clarke point of the ReLU objective up to the
          kinks' distance ~1/beta from 0);
        - *face Newton*: with the kinks (|P| <= rtol max|P|, rtol of
-         :data:`FACE_RTOLS` = 1e-6, 1e-5, 1e-4 in turn, the best kept)
+         :data:`FACE_RTOLS` = 1e-6, 1e-5, 1e-4 in turn until one gives a
+         Clarke gap < ``grad_tol``, the best kept)
          held at P = 0 as equality constraints and their slopes as unknowns
          (the slopes that minimise the gap as start), Newton's method on
          $g(\theta, s) = 0$, $P_{\rm kinks}(\theta) = 0$ (least-squares steps,
-         at most ``newton_steps``; kept when it lowers the Clarke gap and
+         at most ``newton_steps``, fewer when two in a row each leave more
+         than :data:`NEWTON_STALL` = 0.5 of the residual; kept when it lowers the Clarke gap and
          does not raise the objective by more than 1e-9 relative). A kink
          whose slope leaves [0, 1] is released (slope fixed at the nearer
          bound, its P = 0 constraint dropped) and Newton runs again, for at
@@ -581,7 +603,7 @@ def _kink_stage(
             rng = np.random.default_rng(i)
             f0 = [F + noise * np.max(np.abs(F)) * rng.standard_normal(F.shape) for F in f0]
         smooth = _smooth_batch(model, tuple(jnp.asarray(F)[None] for F in f0), sharp, smoothing_steps)
-        cand = _nonsmooth_point(model, [F[0] for F in smooth], newton_steps)
+        cand = _nonsmooth_point(model, [F[0] for F in smooth], newton_steps, tol)
         if cand is not None and cand[1] <= obj + 1e-9 * abs(obj):
             cands.append(cand)
         if any(c[2] < tol for c in cands):
@@ -596,23 +618,26 @@ def _kink_stage(
     return None, obj, gap
 
 
-def _nonsmooth_point(model: DeepUFM, factors, newton_steps: int):
+def _nonsmooth_point(model: DeepUFM, factors, newton_steps: int, tol: float):
     """(factors, objective, Clarke gap) after the face Newton from a smoothed point, or
     None when the point is not finite.
 
     The face is the set of entries with |P| <= rtol max|P| for each rtol of
     :data:`FACE_RTOLS` in turn (after a finite smoothing level the kinks sit at
-    |P| ~ 1e-9 .. 1e-5, so no one threshold separates them from live entries);
-    every round of the face Newton's active-set loop gives a point; the one of
-    lowest Clarke gap (at :data:`KINK_RTOL`) whose objective is not above the
-    smoothed point's (1e-9 relative slack) is kept, the smoothed point itself
-    when none lowers the gap."""
+    |P| ~ 1e-9 .. 1e-5, so no one threshold separates them from live entries),
+    until a face gives a certified point (Clarke gap < ``tol``); every round of
+    the face Newton's active-set loop gives a point; the one of lowest Clarke
+    gap (at :data:`KINK_RTOL`) whose objective is not above the smoothed
+    point's (1e-9 relative slack) is kept, the smoothed point itself when none
+    lowers the gap."""
     fs = [jnp.asarray(F, dtype=model.dtype) for F in factors]
     o = float(model.objective(fs))
     if not np.isfinite(o):
         return None
     best = (fs, o, _clarke(model, fs, KINK_RTOL)[0])
     for rtol in FACE_RTOLS if newton_steps else ():
+        if best[2] < tol:
+            break
         _, s, masks = _clarke(model, fs, rtol)
         for f1 in _face_newton(model, fs, s, masks, newton_steps):
             o1 = float(model.objective(f1))
