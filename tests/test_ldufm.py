@@ -359,3 +359,18 @@ def test_run_figures_draw_the_stored_matrices_on_a_tiny_setting():
     assert sum("NC1 over training" in ax.get_title() for ax in fig.axes) == 2
     assert not any(ax.images for ax in fig.axes)
     plt.close(fig)
+
+
+def test_face_newton_runs_up_to_its_size_cap():
+    """The face Newton runs for models of at most FACE_NEWTON_MAX_PARAMS parameters: K = 10,
+    L = 4 at width 30 has 30*10 + 3*30*30 + 10*30 = 3300, at width 80 80*10 + 3*80*80 +
+    10*80 = 20800 (counted by hand)."""
+    from svflow.explicit._ldufm import FACE_NEWTON_MAX_PARAMS, face_newton_runs
+
+    small = svflow.random_model(10, depth=4, width=30, activation="relu", loss="squared")
+    large = svflow.random_model(10, depth=4, width=80, activation="relu", loss="squared")
+    assert sum(F.size for F in small.factors) == 3300 <= FACE_NEWTON_MAX_PARAMS
+    assert sum(F.size for F in large.factors) == 20800 > FACE_NEWTON_MAX_PARAMS
+    assert face_newton_runs(small) and not face_newton_runs(large)
+    ds = svflow.explicit.ldufm_runs(3, 2, width=4, steps=2, seeds=(0,), polish_steps=1, kinks=False)
+    assert ds.attrs["face_newton"] == 0 and ds.attrs["kink_stage"] == 0

@@ -100,6 +100,7 @@ SMOOTHING_STEPS = 1000  # L-BFGS steps per smoothing level
 NEWTON_STEPS = 8  # face-Newton steps
 FACE_RTOLS = (1e-6, 1e-5, 1e-4)  # kink faces |P| <= rtol max|P| tried by the face Newton
 DROP_ROUNDS = 3  # face-Newton rounds releasing kinks whose slope leaves [0, 1]
+FACE_NEWTON_MAX_PARAMS = 6000  # larger models skip the face Newton (a dense O(n^3) step)
 NEWTON_STALL = 0.5  # a face-Newton round stops after two steps in a row each leaving > this x the residual
 # iterations of each BVLS solve in the Clarke gap's Gauss-Newton steps (scipy's default is
 # the number of kinks: far from a Clarke point, with ~1e3 kinks and a rank-deficient
@@ -516,7 +517,10 @@ def polish(
          does not raise the objective by more than 1e-9 relative). A kink
          whose slope leaves [0, 1] is released (slope fixed at the nearer
          bound, its P = 0 constraint dropped) and Newton runs again, for at
-         most :data:`DROP_ROUNDS` rounds (an active-set loop);
+         most :data:`DROP_ROUNDS` rounds (an active-set loop). Models with
+         more than :data:`FACE_NEWTON_MAX_PARAMS` = 6000 parameters skip
+         the face Newton (its dense step is O(n^3); :func:`face_newton_runs`)
+         and keep the continuation's point;
        - *retries*: while no candidate is certified (Clarke gap <
          ``grad_tol``), the continuation and face Newton run again from each
          start of :data:`RESTARTS` in turn: the start after 10 L-BFGS steps
@@ -618,6 +622,16 @@ def _kink_stage(
     return None, obj, gap
 
 
+def face_newton_runs(model: DeepUFM) -> bool:
+    """Whether :func:`polish` runs the face Newton for ``model``: at most
+    :data:`FACE_NEWTON_MAX_PARAMS` parameters (each of its steps is a dense least-squares
+    solve in the parameters and the kink slopes, O(n^3): about 4 s at 3,700 unknowns
+    on 2 cores, half a minute at 7,500, and at 20,000 (K = 10, L = 4, width 80) about
+    an hour per step and a 4 GB Jacobian; a run the face Newton does not certify
+    takes up to 96 steps)."""
+    return sum(int(np.prod(F.shape)) for F in model.factors) <= FACE_NEWTON_MAX_PARAMS
+
+
 def _nonsmooth_point(model: DeepUFM, factors, newton_steps: int, tol: float):
     """(factors, objective, Clarke gap) after the face Newton from a smoothed point, or
     None when the point is not finite.
@@ -635,7 +649,7 @@ def _nonsmooth_point(model: DeepUFM, factors, newton_steps: int, tol: float):
     if not np.isfinite(o):
         return None
     best = (fs, o, _clarke(model, fs, KINK_RTOL)[0])
-    for rtol in FACE_RTOLS if newton_steps else ():
+    for rtol in FACE_RTOLS if newton_steps and face_newton_runs(model) else ():
         if best[2] < tol:
             break
         _, s, masks = _clarke(model, fs, rtol)
@@ -950,10 +964,12 @@ def ldufm_runs(
       the largest spectral gap, and that gap).
 
     ``kinks``: run the polish's nonsmooth stage (smoothing continuation and
-    Newton on the kink face, about a minute of CPU per run stalled at a ReLU
-    kink) where L-BFGS leaves a Clarke gap at or above ``grad_tol``; with
-    ``False`` such runs are reported as they are (``converged`` False). The
-    attribute ``kink_stage`` records it.
+    Newton on the kink face: 36 s for a run that it certifies, 280 s for one
+    that it does not, at K = 10, L = 4, width 30 on 2 cores) where L-BFGS
+    leaves a Clarke gap at or above ``grad_tol``; with ``False`` such runs are
+    reported as they are (``converged`` False). The attribute ``kink_stage``
+    records it, and ``face_newton`` whether the stage's face Newton ran (models
+    of at most :data:`FACE_NEWTON_MAX_PARAMS` parameters).
 
     NC1 is 0 by convention for ``samples`` = 1 (no within-class spread).
     """
@@ -989,6 +1005,7 @@ def ldufm_runs(
         "polish_steps": int(polish_steps),
         "grad_tol": float(grad_tol),
         "kink_stage": int(kinks),
+        "face_newton": int(kinks and face_newton_runs(model)),
     }
     ds = _runs_dataset(records[:-1], seeds, grid, classes, L_dnc, best, dnc_rtol, attrs)
     return ds.assign(_polished_variables(pol, grad_tol))
@@ -1159,7 +1176,9 @@ def ldufm_sweep(param: str, values: Sequence, *, progress: bool = False, **kwarg
 
     Over ``classes`` the singular-value axis ``sv`` and the matrix axes ``row``,
     ``col``, ``col2`` are padded with NaN to the largest size; over ``width`` the
-    matrices' ``row`` axis is."""
+    matrices' ``row`` axis is. Where the attribute ``face_newton`` differs over the
+    values (a width sweep across :data:`FACE_NEWTON_MAX_PARAMS`), it becomes a
+    variable along ``param``."""
     param = check_choice("param", param, SWEEP_PARAMS)
     values = list(values)
     if not values:
@@ -1175,9 +1194,12 @@ def ldufm_sweep(param: str, values: Sequence, *, progress: bool = False, **kwarg
     if param == "classes":
         pad = {d: np.arange(max(p.sizes[d] for p in parts)) for d in ("sv", "row", "col", "col2")}
         parts = [p.reindex(pad) for p in parts]
+    face = [int(p.attrs["face_newton"]) for p in parts]
     for p in parts:
         p.attrs.pop(_SWEEP_ATTRS.get(param, param), None)
         p.attrs.pop("best_construction", None)
+        if len(set(face)) > 1:  # differs over the values: a variable along param, not an attr
+            p.attrs.pop("face_newton")
     out = xr.concat(
         parts,
         dim=param,
@@ -1186,4 +1208,8 @@ def ldufm_sweep(param: str, values: Sequence, *, progress: bool = False, **kwarg
         join="outer",  # over width the matrices' row axis differs: padded with NaN
         combine_attrs="drop_conflicts",
     )
+    if len(set(face)) > 1:
+        out["face_newton"] = xr.Variable(
+            param, np.asarray(face), {"long_name": "the kink stage's face Newton ran (model size cap)"}
+        )
     return out.assign_coords({param: np.asarray(values)})

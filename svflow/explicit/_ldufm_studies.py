@@ -186,7 +186,7 @@ LDUFM_STUDIES: dict[str, LdufmStudy] = {
             common=dict(classes=tuple(range(2, 17)), depths=tuple(range(2, 7)), weight_decay=0.004, eta=0.5),
             # quick: K = 2..6, a short polish and no nonsmooth kink stage (the full
             # grid's L-BFGS polish of 75 cells took over 20 minutes of the main job;
-            # the kink stage costs about a minute per stalled run)
+            # the kink stage costs 40 s to 5 min per stalled run)
             quick=dict(
                 classes=tuple(range(2, 7)),
                 steps=10_000,
