@@ -626,9 +626,9 @@ def face_newton_runs(model: DeepUFM) -> bool:
     """Whether :func:`polish` runs the face Newton for ``model``: at most
     :data:`FACE_NEWTON_MAX_PARAMS` parameters (each of its steps is a dense least-squares
     solve in the parameters and the kink slopes, O(n^3): about 4 s at 3,700 unknowns
-    on 2 cores, half a minute at 7,500, and at 20,000 (K = 10, L = 4, width 80) about
-    an hour per step and a 4 GB Jacobian; a run the face Newton does not certify
-    takes up to 96 steps)."""
+    on 2 cores (measured), so by the cubic law half a minute at 7,500 and, at 20,800
+    (K = 10, L = 4, width 80), the better part of an hour per step and a 4 GB
+    Jacobian; a run the face Newton does not certify takes up to 96 steps)."""
     return sum(int(np.prod(F.shape)) for F in model.factors) <= FACE_NEWTON_MAX_PARAMS
 
 
