@@ -147,7 +147,7 @@ def test_gd_ends_below_dnc_at_k5_l4():
 def test_optimality_map_finds_a_point_below_dnc_at_k5_l4():
     """The map on the run above: below L_DNC at a bottleneck rank below K, the stored
     polished factors give the stored value (numpy network objective), and the nonsmooth
-    polish makes the kink point Clarke stationary (about 2 min: the nonsmooth stage)."""
+    polish makes the kink point Clarke stationary (about 20 s, most of it the nonsmooth stage)."""
     kw = dict(lam=LAM, eta=0.5, steps=20_000, scales=(0.55,), seeds=1, width=16)
     ds = svflow.explicit.ldufm_optimality_map((5,), (4,), polish_steps=200, **kw)
     Ld = svflow.explicit.dnc_loss(5, 4, lam_H=LAM, lam_W=LAM)
