@@ -374,3 +374,18 @@ def test_face_newton_runs_up_to_its_size_cap():
     assert face_newton_runs(small) and not face_newton_runs(large)
     ds = svflow.explicit.ldufm_runs(3, 2, width=4, steps=2, seeds=(0,), polish_steps=1, kinks=False)
     assert ds.attrs["face_newton"] == 0 and ds.attrs["kink_stage"] == 0
+
+
+def test_width_sweep_across_the_cap_stores_face_newton_per_width(monkeypatch):
+    """A width sweep whose widths fall on both sides of the face Newton's size cap keeps
+    ``face_newton`` as a variable along the sweep (K = 3, L = 2: 3w + w^2 + 3w parameters,
+    16 at w = 2 and 72 at w = 6, against a cap lowered to 30)."""
+    import svflow.explicit._ldufm as ldufm
+
+    monkeypatch.setattr(ldufm, "FACE_NEWTON_MAX_PARAMS", 30)
+    ds = svflow.explicit.ldufm_sweep(
+        "width", [2, 6], classes=3, depth=2, steps=200, seeds=(0,), polish_steps=50
+    )
+    assert "face_newton" not in ds.attrs
+    assert ds["face_newton"].values.tolist() == [1, 0]
+    assert ds["face_newton"].dims == ("width",)

@@ -379,12 +379,13 @@ def _face_newton(model: DeepUFM, factors, s, masks, steps: int, rounds: int = DR
             for t in 0.5 ** np.arange(12):
                 v1, s1 = v + t * d[: v.size], s + t * d[v.size :]
                 r1 = np.asarray(_face_residual(model, v1, s1, masks, act, fix, shapes))
-                if np.linalg.norm(r1) < norm:
+                norm1 = np.linalg.norm(r1)
+                if norm1 < norm:
                     break
             else:
                 break
             v, s, r = v1, s1, r1
-            slow = slow + 1 if np.linalg.norm(r1) > NEWTON_STALL * norm else 0
+            slow = slow + 1 if norm1 > NEWTON_STALL * norm else 0
             if slow == 2:  # no Newton convergence on this face: two steps in a row under 2x
                 break
         out.append(_unflat(v, shapes))
@@ -1195,10 +1196,11 @@ def ldufm_sweep(param: str, values: Sequence, *, progress: bool = False, **kwarg
         pad = {d: np.arange(max(p.sizes[d] for p in parts)) for d in ("sv", "row", "col", "col2")}
         parts = [p.reindex(pad) for p in parts]
     face = [int(p.attrs["face_newton"]) for p in parts]
+    face_varies = len(set(face)) > 1  # then a variable along param, not an attr
     for p in parts:
         p.attrs.pop(_SWEEP_ATTRS.get(param, param), None)
         p.attrs.pop("best_construction", None)
-        if len(set(face)) > 1:  # differs over the values: a variable along param, not an attr
+        if face_varies:
             p.attrs.pop("face_newton")
     out = xr.concat(
         parts,
@@ -1208,7 +1210,7 @@ def ldufm_sweep(param: str, values: Sequence, *, progress: bool = False, **kwarg
         join="outer",  # over width the matrices' row axis differs: padded with NaN
         combine_attrs="drop_conflicts",
     )
-    if len(set(face)) > 1:
+    if face_varies:
         out["face_newton"] = xr.Variable(
             param, np.asarray(face), {"long_name": "the kink stage's face Newton ran (model size cap)"}
         )
