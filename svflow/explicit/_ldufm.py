@@ -374,10 +374,10 @@ def _face_newton(model: DeepUFM, factors, s, masks, steps: int, rounds: int = DR
             A, B = _face_jacobian(model, v, s, masks, act, fix, shapes)
             J = np.hstack([np.asarray(A)[rows], np.asarray(B)[np.ix_(rows, kink)]])
             dk = lstsq(J, -r[rows], cond=1e-12, lapack_driver="gelsy", check_finite=False)[0]
-            d = np.zeros(v.size + m.size)
-            d[: v.size], d[v.size + kink] = dk[: v.size], dk[v.size :]
+            dv, ds = dk[: v.size], np.zeros(m.size)
+            ds[kink] = dk[v.size :]
             for t in 0.5 ** np.arange(12):
-                v1, s1 = v + t * d[: v.size], s + t * d[v.size :]
+                v1, s1 = v + t * dv, s + t * ds
                 r1 = np.asarray(_face_residual(model, v1, s1, masks, act, fix, shapes))
                 norm1 = np.linalg.norm(r1)
                 if norm1 < norm:
